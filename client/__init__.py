@@ -1,0 +1,1 @@
+"""Client SDK for services and the ledger-audit tools for auditors."""

@@ -1,0 +1,1 @@
+"""Consensus: the sans-I/O BFT state machine and its deterministic simulator. Imports no asyncio, time or random."""

@@ -1,0 +1,261 @@
+"""Block headers, votes and certificates (PROTOCOL §4)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+from .crypto import SIG_LEN, VOTE_DOMAIN, SigningKey, digest_equal, verify_signature
+from .encoding import H, UINT64_MAX, canonical, decode, from_hex, to_hex
+from .errors import (
+    BadEncoding,
+    BadSignature,
+    CertificateError,
+    HeaderError,
+    QuorumNotReached,
+    VerificationError,
+)
+from .genesis import Genesis
+
+HEADER_VERSION = 1
+HASH_LEN = 32
+ZERO_HASH = b"\x00" * HASH_LEN
+HEADER_KEYS = frozenset(
+    {"v", "chain", "height", "prev", "time", "proposer", "tx_count", "tx_root",
+     "log_size", "log_root", "validators"}
+)
+VOTE_KEYS = frozenset({"type", "chain", "height", "round", "block"})
+VoteType = Literal["prevote", "precommit"]
+VOTE_TYPES: tuple[str, ...] = ("prevote", "precommit")
+
+
+def _is_uint(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and 0 <= value <= UINT64_MAX
+
+
+@dataclass(frozen=True)
+class Header:
+    chain: str
+    height: int
+    prev: bytes
+    time: int
+    proposer: int
+    tx_count: int
+    tx_root: bytes
+    log_size: int
+    log_root: bytes
+    validators: bytes
+    header_bytes: bytes = field(default=b"", repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        if not self.header_bytes:
+            object.__setattr__(self, "header_bytes", canonical(self._as_map()))
+
+    def _as_map(self) -> dict[str, Any]:
+        return {
+            "v": HEADER_VERSION,
+            "chain": self.chain,
+            "height": self.height,
+            "prev": self.prev,
+            "time": self.time,
+            "proposer": self.proposer,
+            "tx_count": self.tx_count,
+            "tx_root": self.tx_root,
+            "log_size": self.log_size,
+            "log_root": self.log_root,
+            "validators": self.validators,
+        }
+
+    @property
+    def hash(self) -> bytes:
+        return H(self.header_bytes)
+
+    def to_json(self) -> dict[str, Any]:
+        """Decoded fields for the API, bytes as hex."""
+        return {k: (to_hex(v) if isinstance(v, bytes) else v) for k, v in self._as_map().items()}
+
+
+def decode_header(header_bytes: bytes) -> Header:
+    """Decode canonical header bytes, validating every field's type."""
+    value = decode(header_bytes)
+    if not isinstance(value, dict) or set(value) != HEADER_KEYS:
+        raise HeaderError("header must be a map with exactly the §4 keys")
+    if value["v"] != HEADER_VERSION:
+        raise HeaderError(f"unsupported header version {value['v']!r}")
+    if not isinstance(value["chain"], str):
+        raise HeaderError("header chain must be a string")
+    for key in ("height", "time", "proposer", "tx_count", "log_size"):
+        if not _is_uint(value[key]):
+            raise HeaderError(f"header {key} must be a non-negative integer")
+    if value["height"] < 1:
+        raise HeaderError("header height starts at 1")
+    for key in ("prev", "tx_root", "log_root", "validators"):
+        if not isinstance(value[key], bytes) or len(value[key]) != HASH_LEN:
+            raise HeaderError(f"header {key} must be 32 bytes")
+    return Header(
+        chain=value["chain"],
+        height=value["height"],
+        prev=value["prev"],
+        time=value["time"],
+        proposer=value["proposer"],
+        tx_count=value["tx_count"],
+        tx_root=value["tx_root"],
+        log_size=value["log_size"],
+        log_root=value["log_root"],
+        validators=value["validators"],
+        header_bytes=bytes(header_bytes),
+    )
+
+
+@dataclass(frozen=True)
+class Vote:
+    """A prevote or precommit for ``block`` (a header hash, or None for nil)."""
+
+    type: str
+    chain: str
+    height: int
+    round: int
+    block: bytes | None
+
+    @property
+    def vote_bytes(self) -> bytes:
+        return canonical(
+            {"type": self.type, "chain": self.chain, "height": self.height,
+             "round": self.round, "block": self.block}
+        )
+
+    def sign(self, key: SigningKey) -> bytes:
+        return key.sign(VOTE_DOMAIN, self.vote_bytes)
+
+
+def decode_vote(vote_bytes: bytes) -> Vote:
+    value = decode(vote_bytes)
+    if not isinstance(value, dict) or set(value) != VOTE_KEYS:
+        raise BadEncoding("vote must be a map with exactly the §4 keys")
+    if value["type"] not in VOTE_TYPES:
+        raise BadEncoding("vote type must be prevote or precommit")
+    if not isinstance(value["chain"], str):
+        raise BadEncoding("vote chain must be a string")
+    if not _is_uint(value["height"]) or not _is_uint(value["round"]):
+        raise BadEncoding("vote height and round must be non-negative integers")
+    block = value["block"]
+    if block is not None and (not isinstance(block, bytes) or len(block) != HASH_LEN):
+        raise BadEncoding("vote block must be 32 bytes or nil")
+    return Vote(value["type"], value["chain"], value["height"], value["round"], block)
+
+
+def verify_vote(vote: Vote, validator: int, sig: bytes, genesis: Genesis) -> None:
+    """Raise unless ``sig`` is genesis validator ``validator``'s signature on ``vote``."""
+    if not 0 <= validator < genesis.n:
+        raise BadSignature(f"validator index {validator} is not in genesis")
+    verify_signature(genesis.validators[validator].pubkey, VOTE_DOMAIN, vote.vote_bytes, sig)
+
+
+@dataclass(frozen=True)
+class Certificate:
+    """Precommits of a quorum of validators for one header hash (§4)."""
+
+    height: int
+    round: int
+    block: bytes
+    signatures: tuple[tuple[int, bytes], ...]
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "height": self.height,
+            "round": self.round,
+            "block": to_hex(self.block),
+            "signatures": [{"validator": v, "sig": to_hex(s)} for v, s in self.signatures],
+        }
+
+    def to_bytes(self) -> bytes:
+        """Storage/wire form: canonical MessagePack."""
+        return canonical(
+            {"height": self.height, "round": self.round, "block": self.block,
+             "signatures": [[v, s] for v, s in self.signatures]}
+        )
+
+    def precommit(self, chain: str) -> Vote:
+        return Vote("precommit", chain, self.height, self.round, self.block)
+
+
+def _cert_fields(height: Any, round_: Any, block: Any, sigs: Any) -> Certificate:
+    if not _is_uint(height) or not _is_uint(round_):
+        raise CertificateError("certificate height and round must be non-negative integers")
+    if not isinstance(block, bytes) or len(block) != HASH_LEN:
+        raise CertificateError("certificate block must be a 32-byte hash")
+    if not isinstance(sigs, list):
+        raise CertificateError("certificate signatures must be a list")
+    out = []
+    for item in sigs:
+        if (
+            not isinstance(item, tuple)
+            or len(item) != 2
+            or not _is_uint(item[0])
+            or not isinstance(item[1], bytes)
+            or len(item[1]) != SIG_LEN
+        ):
+            raise CertificateError("certificate signature entries are malformed")
+        out.append(item)
+    return Certificate(height, round_, block, tuple(out))
+
+
+def certificate_from_bytes(data: bytes) -> Certificate:
+    try:
+        value = decode(data)
+    except VerificationError as exc:
+        raise CertificateError(f"certificate bytes: {exc}") from None
+    if not isinstance(value, dict) or set(value) != {"height", "round", "block", "signatures"}:
+        raise CertificateError("certificate must be a map of height, round, block, signatures")
+    sigs = value["signatures"]
+    if not isinstance(sigs, list) or not all(isinstance(s, list) and len(s) == 2 for s in sigs):
+        raise CertificateError("certificate signatures must be [validator, sig] pairs")
+    return _cert_fields(value["height"], value["round"], value["block"],
+                        [(s[0], s[1]) for s in sigs])
+
+
+def certificate_from_json(doc: Any) -> Certificate:
+    if not isinstance(doc, dict) or not {"height", "round", "block", "signatures"} <= set(doc):
+        raise CertificateError("certificate must have height, round, block, signatures")
+    try:
+        block = from_hex(doc["block"], length=HASH_LEN, what="certificate block")
+        raw = doc["signatures"]
+        if not isinstance(raw, list):
+            raise CertificateError("certificate signatures must be a list")
+        sigs = []
+        for s in raw:
+            if not isinstance(s, dict) or set(s) != {"validator", "sig"}:
+                raise CertificateError("signature entries need exactly validator and sig")
+            sigs.append((s["validator"], from_hex(s["sig"], length=SIG_LEN, what="signature")))
+    except BadEncoding as exc:
+        raise CertificateError(str(exc)) from None
+    return _cert_fields(doc["height"], doc["round"], block, sigs)
+
+
+def verify_certificate(cert: Certificate, header: Header, genesis: Genesis) -> None:
+    """Check ``cert`` certifies ``header``: same block hash and height, and a
+    quorum of distinct genesis validators' valid precommits.
+
+    Any invalid or duplicate signature rejects the whole certificate: a
+    well-formed certificate never carries one.
+    """
+    if not digest_equal(cert.block, header.hash):
+        raise CertificateError("certificate is for another block hash")
+    if cert.height != header.height:
+        raise CertificateError(
+            f"certificate height {cert.height} differs from header height {header.height}"
+        )
+    vote = cert.precommit(genesis.chain)
+    seen: set[int] = set()
+    for validator, sig in cert.signatures:
+        if validator in seen:
+            raise CertificateError(f"validator {validator} signed twice")
+        seen.add(validator)
+        try:
+            verify_vote(vote, validator, sig, genesis)
+        except BadSignature as exc:
+            raise CertificateError(f"validator {validator}'s precommit: {exc}") from None
+    if len(seen) < genesis.quorum:
+        raise QuorumNotReached(
+            f"{len(seen)} distinct validators signed, quorum is {genesis.quorum} of {genesis.n}"
+        )

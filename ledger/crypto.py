@@ -1,0 +1,48 @@
+"""Ed25519 signing and verification with domain separation (PROTOCOL §2, §4)."""
+
+from __future__ import annotations
+
+import hmac
+
+import nacl.exceptions
+import nacl.signing
+
+from .errors import BadSignature
+
+RECORD_DOMAIN = b"auditledger/record/v1\n"
+VOTE_DOMAIN = b"auditledger/vote/v1\n"
+PUBKEY_LEN = 32
+SIG_LEN = 64
+
+
+class SigningKey:
+    """An Ed25519 key pair built from a 32-byte seed."""
+
+    def __init__(self, seed: bytes) -> None:
+        if len(seed) != 32:
+            raise ValueError("an Ed25519 seed is 32 bytes")
+        self._key = nacl.signing.SigningKey(seed)
+        self.seed = bytes(seed)
+        self.public_key: bytes = bytes(self._key.verify_key)
+
+    @classmethod
+    def generate(cls) -> "SigningKey":
+        return cls(bytes(nacl.signing.SigningKey.generate()))
+
+    def sign(self, domain: bytes, message: bytes) -> bytes:
+        return bytes(self._key.sign(domain + message).signature)
+
+
+def verify_signature(public_key: bytes, domain: bytes, message: bytes, sig: bytes) -> None:
+    """Raise :class:`BadSignature` unless ``sig`` signs ``domain + message``."""
+    if len(public_key) != PUBKEY_LEN or len(sig) != SIG_LEN:
+        raise BadSignature("malformed key or signature length")
+    try:
+        nacl.signing.VerifyKey(public_key).verify(domain + message, sig)
+    except (nacl.exceptions.BadSignatureError, nacl.exceptions.ValueError, ValueError):
+        raise BadSignature("signature does not verify") from None
+
+
+def digest_equal(a: bytes, b: bytes) -> bool:
+    """Constant-time comparison for digests."""
+    return hmac.compare_digest(a, b)

@@ -1,0 +1,149 @@
+"""Canonical MessagePack (PROTOCOL §1).
+
+One value has exactly one encoding: maps with ``str`` keys sorted by their
+UTF-8 bytes, shortest integers, ``bin`` for bytes, no floats, no extension
+types.  :func:`decode` accepts only bytes that :func:`canonical` would
+produce, which is what makes a record id unique.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import hashlib
+from typing import Any
+
+import msgpack
+
+from .errors import BadEncoding, NonCanonical
+
+UINT64_MAX = 2**64 - 1
+INT64_MIN = -(2**63)
+
+# Guard rails for the unpacker: nothing we decode is larger than a few MiB
+# and nesting deeper than this is hostile.
+_MAX_DEPTH = 32
+
+
+def H(data: bytes) -> bytes:
+    """SHA-256, the only hash of the protocol."""
+    return hashlib.sha256(data).digest()
+
+
+def _normalize(value: Any, depth: int = 0) -> Any:
+    if depth > _MAX_DEPTH:
+        raise BadEncoding("structure nested too deeply")
+    if isinstance(value, bool) or value is None or isinstance(value, str):
+        return value
+    if isinstance(value, int):
+        if value < INT64_MIN or value > UINT64_MAX:
+            raise BadEncoding("integer out of MessagePack range")
+        return value
+    if isinstance(value, (bytes, bytearray, memoryview)):
+        return bytes(value)
+    if isinstance(value, dict):
+        items = []
+        for key, item in value.items():
+            if not isinstance(key, str):
+                raise BadEncoding("map keys must be strings")
+            items.append((key.encode("utf-8"), key, _normalize(item, depth + 1)))
+        items.sort(key=lambda kv: kv[0])
+        return {key: item for _, key, item in items}
+    if isinstance(value, (list, tuple)):
+        return [_normalize(item, depth + 1) for item in value]
+    if isinstance(value, float):
+        raise BadEncoding("floats are not allowed in canonical encoding")
+    raise BadEncoding(f"type {type(value).__name__} cannot be encoded")
+
+
+def canonical(value: Any) -> bytes:
+    """Encode ``value`` as canonical MessagePack."""
+    return msgpack.packb(_normalize(value), use_bin_type=True)  # type: ignore[no-any-return]
+
+
+def _reject_ext(code: int, data: bytes) -> Any:
+    raise NonCanonical("extension types are not allowed")
+
+
+def _check_decoded(value: Any, depth: int = 0) -> None:
+    if depth > _MAX_DEPTH:
+        raise BadEncoding("structure nested too deeply")
+    if isinstance(value, float):
+        raise NonCanonical("floats are not allowed")
+    if isinstance(value, dict):
+        for key, item in value.items():
+            if not isinstance(key, str):
+                raise NonCanonical("map keys must be strings")
+            _check_decoded(item, depth + 1)
+    elif isinstance(value, list):
+        for item in value:
+            _check_decoded(item, depth + 1)
+
+
+def decode(data: bytes, *, max_size: int | None = None) -> Any:
+    """Decode canonical MessagePack; reject anything that is not canonical."""
+    if not isinstance(data, (bytes, bytearray, memoryview)):
+        raise BadEncoding("expected bytes")
+    data = bytes(data)
+    if max_size is not None and len(data) > max_size:
+        from .errors import TooLarge
+
+        raise TooLarge(f"{len(data)} bytes exceeds the limit of {max_size}")
+    try:
+        value = msgpack.unpackb(
+            data,
+            raw=False,
+            use_list=True,
+            strict_map_key=False,
+            ext_hook=_reject_ext,
+        )
+    except NonCanonical:
+        raise
+    except msgpack.ExtraData:
+        raise NonCanonical("trailing bytes after the value") from None
+    except (ValueError, TypeError, msgpack.UnpackException, RecursionError) as exc:
+        raise BadEncoding(f"not valid MessagePack: {exc}") from None
+    _check_decoded(value)
+    try:
+        again = canonical(value)
+    except BadEncoding as exc:
+        raise NonCanonical(str(exc)) from None
+    if again != data:
+        raise NonCanonical("bytes are not in canonical form")
+    return value
+
+
+# --------------------------------------------------------------------------
+# Text encodings used in JSON (lowercase hex, standard padded base64)
+# --------------------------------------------------------------------------
+
+
+def to_hex(data: bytes) -> str:
+    return data.hex()
+
+
+def from_hex(text: Any, *, length: int | None = None, what: str = "value") -> bytes:
+    if not isinstance(text, str):
+        raise BadEncoding(f"{what} must be a hex string")
+    if text != text.lower():
+        raise BadEncoding(f"{what} must be lowercase hex")
+    try:
+        data = bytes.fromhex(text)
+    except ValueError:
+        raise BadEncoding(f"{what} is not valid hex") from None
+    if length is not None and len(data) != length:
+        raise BadEncoding(f"{what} must be {length} bytes, got {len(data)}")
+    return data
+
+
+def to_b64(data: bytes) -> str:
+    return base64.b64encode(data).decode("ascii")
+
+
+def from_b64(text: Any, *, what: str = "value") -> bytes:
+    if not isinstance(text, str):
+        raise BadEncoding(f"{what} must be a base64 string")
+    try:
+        return base64.b64decode(text.encode("ascii"), validate=True)
+    except (binascii.Error, UnicodeEncodeError, ValueError):
+        raise BadEncoding(f"{what} is not valid base64") from None

@@ -1,0 +1,214 @@
+"""The ledger's error tree.
+
+Every failure carries ``code``: the PROTOCOL §6 API error code the node
+answers with, so the HTTP edge never has to guess.  ``step`` names what was
+being checked, for auditors' messages.
+
+Two families:
+
+* :class:`VerificationError` - a pure check over bytes failed (decoding,
+  signatures, Merkle paths, certificates).  Verifiers raise these and never
+  return ``False``.
+* :class:`AdmissionError` - the input is well formed but the node's state
+  refuses it (nonce reused, parent unknown, mempool full, ...).
+"""
+
+from __future__ import annotations
+
+
+class LedgerError(Exception):
+    """Root of every error the ledger raises on purpose."""
+
+    code: str = "bad_request"
+    step: str = "input"
+
+    def __init__(self, message: str = "", *, step: str | None = None) -> None:
+        super().__init__(message or self.__class__.__doc__ or self.code)
+        if step is not None:
+            self.step = step
+
+    @property
+    def message(self) -> str:
+        return str(self)
+
+
+# --------------------------------------------------------------------------
+# Pure verification failures
+# --------------------------------------------------------------------------
+
+
+class VerificationError(LedgerError):
+    """A check over bytes failed."""
+
+    code = "bad_request"
+    step = "verify"
+
+
+class DecodeError(VerificationError):
+    """Bytes could not be decoded into the expected structure."""
+
+    code = "bad_encoding"
+    step = "decode"
+
+
+class BadEncoding(DecodeError):
+    """Not valid MessagePack / base64 / hex, or wrong structure or types."""
+
+    code = "bad_encoding"
+
+
+class NonCanonical(DecodeError):
+    """Valid MessagePack that does not re-encode to exactly the same bytes."""
+
+    code = "non_canonical"
+
+
+class TooLarge(DecodeError):
+    """Input exceeds a size limit."""
+
+    code = "too_large"
+
+
+class BadSignature(VerificationError):
+    """An Ed25519 signature does not verify."""
+
+    code = "bad_signature"
+    step = "signature"
+
+
+class UnknownSubmitter(VerificationError):
+    """The submitter key is not listed in genesis."""
+
+    code = "unknown_submitter"
+    step = "submitter"
+
+
+class ForbiddenRole(VerificationError):
+    """The submitter lacks the role needed for this action."""
+
+    code = "forbidden_role"
+    step = "role"
+
+
+class WrongChain(VerificationError):
+    """The structure names another chain than this one."""
+
+    code = "wrong_chain"
+    step = "chain"
+
+
+class RecordIdMismatch(VerificationError):
+    """A record id does not equal H(record_bytes)."""
+
+    step = "record_id"
+
+
+class InclusionError(VerificationError):
+    """An RFC 9162 inclusion proof does not verify."""
+
+    step = "inclusion"
+
+
+class ConsistencyError(VerificationError):
+    """An RFC 9162 consistency proof does not verify."""
+
+    step = "consistency"
+
+
+class HeaderError(VerificationError):
+    """A block header is malformed or does not match what it must."""
+
+    step = "header"
+
+
+class ValidatorSetMismatch(VerificationError):
+    """A header's validator-set hash differs from genesis."""
+
+    step = "validators"
+
+
+class CertificateError(VerificationError):
+    """A certificate is malformed, for another block, or badly signed."""
+
+    step = "certificate"
+
+
+class QuorumNotReached(CertificateError):
+    """Fewer than a quorum of distinct genesis validators signed."""
+
+    step = "quorum"
+
+
+class BundleFormatError(VerificationError):
+    """A proof bundle's JSON is missing fields or has wrong types."""
+
+    code = "bad_encoding"
+    step = "bundle"
+
+
+class GenesisError(VerificationError):
+    """The genesis document is malformed."""
+
+    step = "genesis"
+
+
+class StorageCorruption(VerificationError):
+    """Stored data fails its integrity check."""
+
+    code = "unavailable"
+    step = "storage"
+
+
+# --------------------------------------------------------------------------
+# State-dependent refusals
+# --------------------------------------------------------------------------
+
+
+class AdmissionError(LedgerError):
+    """Well-formed input the node's current state refuses."""
+
+    step = "admission"
+
+
+class NonceReused(AdmissionError):
+    """(submitter, nonce) already names another record."""
+
+    code = "nonce_reused"
+
+
+class UnknownParent(AdmissionError):
+    """A parent record is not known to this node."""
+
+    code = "unknown_parent"
+
+
+class TooMany(AdmissionError):
+    """Too many items in one request."""
+
+    code = "too_many"
+
+
+class RateLimited(AdmissionError):
+    """The node is saturated; retry later."""
+
+    code = "rate_limited"
+
+
+class Unavailable(AdmissionError):
+    """The node cannot serve this now."""
+
+    code = "unavailable"
+
+
+class NotFound(LedgerError):
+    """No such object."""
+
+    code = "not_found"
+    step = "lookup"
+
+
+class NotCommitted(LedgerError):
+    """The record is known but not yet committed."""
+
+    code = "not_committed"
+    step = "lookup"

@@ -1,0 +1,155 @@
+"""The genesis document (PROTOCOL §7): chain id, validators, submitters.
+
+Everything an auditor trusts comes from here.  The quorum threshold is
+defined once, in :func:`quorum`.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Mapping
+
+from .encoding import H, canonical, from_hex
+from .errors import BadEncoding, GenesisError
+
+
+def quorum(n: int) -> int:
+    """Votes needed among ``n`` validators: floor(2n/3) + 1 (3 of 4, 5 of 7)."""
+    return (2 * n) // 3 + 1
+
+
+def max_faulty(n: int) -> int:
+    """The f of n = 3f + 1: how many Byzantine validators are tolerated."""
+    return (n - 1) // 3
+
+
+@dataclass(frozen=True)
+class Validator:
+    index: int
+    name: str
+    pubkey: bytes
+    address: str
+
+
+@dataclass(frozen=True)
+class Submitter:
+    name: str
+    pubkey: bytes
+    roles: frozenset[str]
+
+
+@dataclass(frozen=True)
+class Genesis:
+    chain: str
+    validators: tuple[Validator, ...]
+    submitters: Mapping[bytes, Submitter]
+    params: Mapping[str, Any]
+    validators_hash: bytes
+    raw: Mapping[str, Any] = field(repr=False, compare=False)
+
+    @property
+    def n(self) -> int:
+        return len(self.validators)
+
+    @property
+    def quorum(self) -> int:
+        return quorum(len(self.validators))
+
+    @property
+    def validator_keys(self) -> tuple[bytes, ...]:
+        return tuple(v.pubkey for v in self.validators)
+
+    def validator_index(self, pubkey: bytes) -> int | None:
+        for v in self.validators:
+            if v.pubkey == pubkey:
+                return v.index
+        return None
+
+
+def validators_hash(pubkeys: list[bytes] | tuple[bytes, ...]) -> bytes:
+    """``H(canonical([pubkey0, pubkey1, ...]))`` in genesis order (§4)."""
+    return H(canonical(list(pubkeys)))
+
+
+def _need(obj: Mapping[str, Any], key: str, kind: type, where: str) -> Any:
+    if key not in obj:
+        raise GenesisError(f"{where}: missing {key!r}")
+    value = obj[key]
+    if not isinstance(value, kind) or isinstance(value, bool) and kind is not bool:
+        raise GenesisError(f"{where}: {key!r} must be {kind.__name__}")
+    return value
+
+
+def _key(text: Any, where: str) -> bytes:
+    try:
+        return from_hex(text, length=32, what=f"{where} pubkey")
+    except BadEncoding as exc:
+        raise GenesisError(str(exc)) from None
+
+
+def parse_genesis(doc: Any) -> Genesis:
+    """Validate a genesis JSON document and build the :class:`Genesis`."""
+    if not isinstance(doc, dict):
+        raise GenesisError("genesis must be a JSON object")
+    chain = _need(doc, "chain", str, "genesis")
+    if not 1 <= len(chain) <= 64:
+        raise GenesisError("genesis: chain id must be 1..64 characters")
+    raw_validators = _need(doc, "validators", list, "genesis")
+    if not raw_validators:
+        raise GenesisError("genesis: at least one validator is required")
+    validators = []
+    seen: set[bytes] = set()
+    for i, v in enumerate(raw_validators):
+        where = f"validator {i}"
+        if not isinstance(v, dict):
+            raise GenesisError(f"{where}: must be an object")
+        pubkey = _key(_need(v, "pubkey", str, where), where)
+        if pubkey in seen:
+            raise GenesisError(f"{where}: duplicate pubkey")
+        seen.add(pubkey)
+        validators.append(
+            Validator(
+                index=i,
+                name=_need(v, "name", str, where),
+                pubkey=pubkey,
+                address=str(v.get("address", "")),
+            )
+        )
+    submitters: dict[bytes, Submitter] = {}
+    for i, s in enumerate(doc.get("submitters", [])):
+        where = f"submitter {i}"
+        if not isinstance(s, dict):
+            raise GenesisError(f"{where}: must be an object")
+        pubkey = _key(_need(s, "pubkey", str, where), where)
+        roles = _need(s, "roles", list, where)
+        if not all(isinstance(r, str) for r in roles):
+            raise GenesisError(f"{where}: roles must be strings")
+        if pubkey in submitters:
+            raise GenesisError(f"{where}: duplicate pubkey")
+        submitters[pubkey] = Submitter(
+            name=_need(s, "name", str, where), pubkey=pubkey, roles=frozenset(roles)
+        )
+    params = doc.get("params", {})
+    if not isinstance(params, dict):
+        raise GenesisError("genesis: params must be an object")
+    keys = [v.pubkey for v in validators]
+    return Genesis(
+        chain=chain,
+        validators=tuple(validators),
+        submitters=submitters,
+        params=params,
+        validators_hash=validators_hash(keys),
+        raw=doc,
+    )
+
+
+def load_genesis(path: str | Path) -> Genesis:
+    """Read and parse a genesis file; raises OSError or GenesisError."""
+    text = Path(path).read_text(encoding="utf-8")
+    try:
+        doc = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise GenesisError(f"genesis is not valid JSON: {exc}") from None
+    return parse_genesis(doc)

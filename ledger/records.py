@@ -1,0 +1,218 @@
+"""Records and envelopes (PROTOCOL §2).
+
+Decoded objects keep their exact canonical bytes next to them: ids, leaf
+hashes and signatures are always computed over those bytes, never over a
+re-encoding.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Mapping, Sequence
+
+from .crypto import PUBKEY_LEN, RECORD_DOMAIN, SIG_LEN, SigningKey, verify_signature
+from .encoding import H, UINT64_MAX, canonical, decode, to_hex
+from .errors import BadEncoding, ForbiddenRole, UnknownSubmitter, WrongChain
+from .genesis import Genesis
+
+RECORD_VERSION = 1
+MAX_ENVELOPE_BYTES = 8 * 1024
+MAX_KIND_CHARS = 64
+MAX_ORIGIN_ENTRIES = 16
+MAX_PARENTS = 16
+ID_LEN = 32
+SUBMIT_ROLE = "submit"
+
+RECORD_KEYS = frozenset(
+    {"v", "chain", "submitter", "nonce", "ts", "kind", "origin", "body", "parents"}
+)
+ENVELOPE_KEYS = frozenset({"record", "sig"})
+
+
+@dataclass(frozen=True)
+class Record:
+    """A decoded record together with its canonical bytes."""
+
+    chain: str
+    submitter: bytes
+    nonce: int
+    ts: int
+    kind: str
+    origin: Mapping[str, str]
+    body: Mapping[str, Any]
+    parents: tuple[bytes, ...]
+    record_bytes: bytes = field(repr=False)
+    id: bytes = field(repr=False)
+
+    def to_json(self) -> dict[str, Any]:
+        """The record as JSON, bytes as lowercase hex (API ``record`` field)."""
+        return {
+            "v": RECORD_VERSION,
+            "chain": self.chain,
+            "submitter": to_hex(self.submitter),
+            "nonce": self.nonce,
+            "ts": self.ts,
+            "kind": self.kind,
+            "origin": dict(self.origin),
+            "body": _bytes_to_hex(self.body),
+            "parents": [to_hex(p) for p in self.parents],
+        }
+
+
+@dataclass(frozen=True)
+class Envelope:
+    """A signed record: the Merkle leaf of the log."""
+
+    record: Record
+    sig: bytes
+    envelope_bytes: bytes = field(repr=False)
+
+    @property
+    def id(self) -> bytes:
+        return self.record.id
+
+    @property
+    def leaf_hash(self) -> bytes:
+        return H(b"\x00" + self.envelope_bytes)
+
+
+def _bytes_to_hex(value: Any) -> Any:
+    if isinstance(value, bytes):
+        return to_hex(value)
+    if isinstance(value, dict):
+        return {k: _bytes_to_hex(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_bytes_to_hex(v) for v in value]
+    return value
+
+
+def _is_int(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _record_from_map(value: Any, record_bytes: bytes) -> Record:
+    if not isinstance(value, dict):
+        raise BadEncoding("record must be a map")
+    keys = set(value)
+    if keys != RECORD_KEYS:
+        missing = sorted(RECORD_KEYS - keys)
+        extra = sorted(keys - RECORD_KEYS)
+        raise BadEncoding(f"record keys wrong: missing {missing}, extra {extra}")
+    if value["v"] != RECORD_VERSION or not _is_int(value["v"]):
+        raise BadEncoding(f"unsupported record version {value['v']!r}")
+    chain = value["chain"]
+    if not isinstance(chain, str) or not 1 <= len(chain) <= 64:
+        raise BadEncoding("chain must be a string of 1..64 characters")
+    submitter = value["submitter"]
+    if not isinstance(submitter, bytes) or len(submitter) != PUBKEY_LEN:
+        raise BadEncoding("submitter must be 32 bytes")
+    nonce = value["nonce"]
+    if not _is_int(nonce) or not 0 <= nonce <= UINT64_MAX:
+        raise BadEncoding("nonce must be an integer in 0..2^64-1")
+    ts = value["ts"]
+    if not _is_int(ts) or ts < 0:
+        raise BadEncoding("ts must be a non-negative integer (ms since epoch)")
+    kind = value["kind"]
+    if not isinstance(kind, str) or not 1 <= len(kind) <= MAX_KIND_CHARS:
+        raise BadEncoding(f"kind must be a string of 1..{MAX_KIND_CHARS} characters")
+    origin = value["origin"]
+    if not isinstance(origin, dict) or len(origin) > MAX_ORIGIN_ENTRIES:
+        raise BadEncoding(f"origin must be a map of at most {MAX_ORIGIN_ENTRIES} entries")
+    if not all(isinstance(v, str) for v in origin.values()):
+        raise BadEncoding("origin values must be strings")
+    body = value["body"]
+    if not isinstance(body, dict):
+        raise BadEncoding("body must be a map")
+    parents = value["parents"]
+    if not isinstance(parents, list) or len(parents) > MAX_PARENTS:
+        raise BadEncoding(f"parents must be a list of at most {MAX_PARENTS} ids")
+    if not all(isinstance(p, bytes) and len(p) == ID_LEN for p in parents):
+        raise BadEncoding("each parent must be a 32-byte record id")
+    if len(set(parents)) != len(parents):
+        raise BadEncoding("parents must be distinct")
+    return Record(
+        chain=chain,
+        submitter=submitter,
+        nonce=nonce,
+        ts=ts,
+        kind=kind,
+        origin=origin,
+        body=body,
+        parents=tuple(parents),
+        record_bytes=record_bytes,
+        id=H(record_bytes),
+    )
+
+
+def decode_record(record_bytes: bytes) -> Record:
+    """Decode and structurally validate canonical record bytes."""
+    return _record_from_map(decode(record_bytes), record_bytes)
+
+
+def decode_envelope(envelope_bytes: bytes) -> Envelope:
+    """Decode an envelope; checks form and size, not the signature."""
+    value = decode(envelope_bytes, max_size=MAX_ENVELOPE_BYTES)
+    if not isinstance(value, dict) or set(value) != ENVELOPE_KEYS:
+        raise BadEncoding("envelope must be a map with exactly 'record' and 'sig'")
+    record_bytes, sig = value["record"], value["sig"]
+    if not isinstance(record_bytes, bytes):
+        raise BadEncoding("envelope 'record' must be bytes")
+    if not isinstance(sig, bytes) or len(sig) != SIG_LEN:
+        raise BadEncoding("envelope 'sig' must be 64 bytes")
+    return Envelope(record=decode_record(record_bytes), sig=sig, envelope_bytes=bytes(envelope_bytes))
+
+
+def verify_envelope(envelope: Envelope, genesis: Genesis) -> None:
+    """The pure admission checks of PROTOCOL §2: chain, submitter, role, signature.
+
+    State checks (nonce unused, parents known) belong to the caller.
+    """
+    record = envelope.record
+    if record.chain != genesis.chain:
+        raise WrongChain(f"record is for chain {record.chain!r}, not {genesis.chain!r}")
+    submitter = genesis.submitters.get(record.submitter)
+    if submitter is None:
+        raise UnknownSubmitter(f"submitter {to_hex(record.submitter)} is not in genesis")
+    if SUBMIT_ROLE not in submitter.roles:
+        raise ForbiddenRole(f"submitter {submitter.name!r} lacks the {SUBMIT_ROLE!r} role")
+    verify_signature(record.submitter, RECORD_DOMAIN, record.record_bytes, envelope.sig)
+
+
+def make_record(
+    *,
+    chain: str,
+    submitter: bytes,
+    nonce: int,
+    ts: int,
+    kind: str,
+    origin: Mapping[str, str] | None = None,
+    body: Mapping[str, Any] | None = None,
+    parents: Sequence[bytes] = (),
+) -> Record:
+    """Build a record; validates it exactly as the decoder would."""
+    value = {
+        "v": RECORD_VERSION,
+        "chain": chain,
+        "submitter": bytes(submitter),
+        "nonce": nonce,
+        "ts": ts,
+        "kind": kind,
+        "origin": dict(origin or {}),
+        "body": dict(body or {}),
+        "parents": [bytes(p) for p in parents],
+    }
+    record_bytes = canonical(value)
+    return decode_record(record_bytes)
+
+
+def sign_record(record: Record, key: SigningKey) -> Envelope:
+    """Sign ``record`` with ``key`` (whose public key must be the submitter)."""
+    if key.public_key != record.submitter:
+        raise ValueError("signing key does not match the record's submitter")
+    sig = key.sign(RECORD_DOMAIN, record.record_bytes)
+    envelope_bytes = canonical({"record": record.record_bytes, "sig": sig})
+    if len(envelope_bytes) > MAX_ENVELOPE_BYTES:
+        from .errors import TooLarge
+
+        raise TooLarge(f"envelope is {len(envelope_bytes)} bytes, limit {MAX_ENVELOPE_BYTES}")
+    return Envelope(record=record, sig=sig, envelope_bytes=envelope_bytes)

@@ -1,0 +1,1 @@
+"""The ledger node: HTTP API, peer transport, mempool, consensus driver, local cluster."""
