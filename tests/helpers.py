@@ -1,0 +1,125 @@
+"""Shared, deterministic test fixtures: keys, genesis, envelopes, certificates.
+
+Other test modules import this (``from helpers import ...``; pytest puts
+``tests/`` on ``sys.path``).  Everything here is seeded, so two runs build
+byte-identical keys, records and certificates.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from typing import Any, Iterable, Mapping, Sequence
+
+from ledger.blocks import Certificate, Header, Vote
+from ledger.crypto import SigningKey
+from ledger.genesis import Genesis, parse_genesis
+from ledger.records import Envelope, make_record, sign_record
+
+# Seed bases keep validator and submitter keys apart for any n.
+VALIDATOR_SEED_BASE = 0
+SUBMITTER_SEED_BASE = 1_000_000
+FIXED_TS = 1_700_000_000_000  # a fixed record clock: tests never read the wall clock
+
+
+def seed_for(index: int) -> bytes:
+    """A fixed 32-byte Ed25519 seed for key number ``index``."""
+    return hashlib.sha256(b"auditledger-test-key/" + index.to_bytes(8, "big")).digest()
+
+
+def make_keys(n: int, seed_base: int = VALIDATOR_SEED_BASE) -> list[SigningKey]:
+    """``n`` deterministic keys numbered from ``seed_base``."""
+    return [SigningKey(seed_for(seed_base + i)) for i in range(n)]
+
+
+def genesis_doc(
+    validator_keys: Sequence[SigningKey],
+    submitter_keys: Sequence[SigningKey],
+    chain: str = "test",
+    *,
+    roles: Sequence[str] = ("submit",),
+    base_port: int = 7700,
+    params: Mapping[str, Any] | None = None,
+) -> dict[str, Any]:
+    """A PROTOCOL §7 genesis document for the given keys."""
+    return {
+        "chain": chain,
+        "validators": [
+            {"name": f"node{i}", "pubkey": k.public_key.hex(), "address": f"127.0.0.1:{base_port + i}"}
+            for i, k in enumerate(validator_keys)
+        ],
+        "submitters": [
+            {"name": "demo" if i == 0 else f"submitter{i}", "pubkey": k.public_key.hex(),
+             "roles": list(roles)}
+            for i, k in enumerate(submitter_keys)
+        ],
+        "params": dict(params or {}),
+    }
+
+
+def make_genesis(
+    n_validators: int = 4, chain: str = "test"
+) -> tuple[dict[str, Any], list[SigningKey], SigningKey]:
+    """``(genesis_dict, validator_keys, submitter_key)``; parse with
+    :func:`ledger.genesis.parse_genesis` (or use :func:`as_genesis`)."""
+    validators = make_keys(n_validators, VALIDATOR_SEED_BASE)
+    submitter = make_keys(1, SUBMITTER_SEED_BASE)[0]
+    return genesis_doc(validators, [submitter], chain), validators, submitter
+
+
+def as_genesis(genesis: Genesis | Mapping[str, Any]) -> Genesis:
+    """Accept either a parsed :class:`Genesis` or its JSON document."""
+    if isinstance(genesis, Genesis):
+        return genesis
+    return parse_genesis(dict(genesis))
+
+
+def make_envelope(
+    submitter_key: SigningKey,
+    chain: str,
+    nonce: int,
+    parents: Sequence[bytes] = (),
+    kind: str = "payment",
+    *,
+    body: Mapping[str, Any] | None = None,
+    origin: Mapping[str, str] | None = None,
+    ts: int = FIXED_TS,
+) -> Envelope:
+    """A signed envelope; the default body depends on ``nonce`` so ids differ."""
+    record = make_record(
+        chain=chain,
+        submitter=submitter_key.public_key,
+        nonce=nonce,
+        ts=ts,
+        kind=kind,
+        origin=origin if origin is not None else {"system": "test"},
+        body=body if body is not None else {"amount": nonce * 100, "currency": "EUR"},
+        parents=parents,
+    )
+    return sign_record(record, submitter_key)
+
+
+def make_envelopes(
+    submitter_key: SigningKey, chain: str, count: int, first_nonce: int = 0
+) -> list[Envelope]:
+    """``count`` independent envelopes with consecutive nonces."""
+    return [make_envelope(submitter_key, chain, first_nonce + i) for i in range(count)]
+
+
+def certify(
+    header: Header,
+    validator_keys: Sequence[SigningKey],
+    genesis: Genesis | Mapping[str, Any],
+    round: int = 0,
+    signers: Iterable[int] | None = None,
+) -> Certificate:
+    """A certificate of precommits for ``header`` by ``signers`` (validator
+    indexes; default: the first quorum of them)."""
+    g = as_genesis(genesis)
+    chosen = list(range(g.quorum)) if signers is None else sorted(signers)
+    vote = Vote("precommit", g.chain, header.height, round, header.hash)
+    return Certificate(
+        height=header.height,
+        round=round,
+        block=header.hash,
+        signatures=tuple((i, vote.sign(validator_keys[i])) for i in chosen),
+    )
