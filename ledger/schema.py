@@ -1,0 +1,184 @@
+"""Every key layout of the store, in one place.  Nothing else builds keys.
+
+Each kind of entry owns a one-byte prefix.  Integers in keys are big-endian
+and fixed-width, so LevelDB's byte order is their natural order: a prefix
+walk over ``SUBMITTER || pk`` yields that submitter's records in log order,
+and tree nodes of one level sort by index.
+
+| prefix | key                                   | value                         |
+|--------|---------------------------------------|-------------------------------|
+| ``m``  | ``m`` + name (see the META_* keys)    | meta values (u64 or blobs)    |
+| ``n``  | ``n`` + level u8 + index u64          | 32-byte perfect-subtree hash  |
+| ``e``  | ``e`` + leaf_index u64                | envelope bytes                |
+| ``r``  | ``r`` + record id                     | height u64 + leaf_index u64   |
+| ``u``  | ``u`` + submitter + nonce u64         | record id                     |
+| ``c``  | ``c`` + parent id + child id          | empty                         |
+| ``s``  | ``s`` + submitter + leaf_index u64    | record id                     |
+| ``h``  | ``h`` + height u64                    | header bytes                  |
+| ``q``  | ``q`` + height u64                    | certificate bytes             |
+| ``v``  | ``v`` + caller's evidence key         | evidence blob                 |
+
+Level 0 tree nodes are the leaf hashes.  A block's records are not listed
+anywhere: block ``h`` holds leaf indexes ``[log_size - tx_count, log_size)``
+of its header, so the envelopes under ``e`` are the list.
+"""
+
+from __future__ import annotations
+
+import struct
+
+from .errors import StorageCorruption
+
+SCHEMA_VERSION = 1
+
+ID_LEN = 32
+PUBKEY_LEN = 32
+HASH_LEN = 32
+U64_MAX = 2**64 - 1
+
+META = b"m"
+NODE = b"n"
+ENVELOPE = b"e"
+RECORD_LOCATION = b"r"
+NONCE = b"u"
+CHILD = b"c"
+SUBMITTER = b"s"
+HEADER = b"h"
+CERTIFICATE = b"q"
+EVIDENCE = b"v"
+
+# Meta keys (all under the ``m`` prefix).
+META_SCHEMA_VERSION = META + b"schema_version"
+META_LOG_SIZE = META + b"log_size"
+META_TIP = META + b"tip_height"
+META_CONSENSUS = META + b"consensus_state"
+
+_U64 = struct.Struct(">Q")
+_NODE = struct.Struct(">cBQ")
+_LOCATION = struct.Struct(">QQ")
+
+
+# --------------------------------------------------------------------------
+# Integers
+# --------------------------------------------------------------------------
+
+
+def pack_u64(value: int) -> bytes:
+    return _U64.pack(value)
+
+
+def unpack_u64(data: bytes, what: str = "value") -> int:
+    """Decode a stored u64; a wrong length is corruption, not a bug."""
+    if len(data) != 8:
+        raise StorageCorruption(f"{what}: expected 8 bytes, found {len(data)}")
+    value: int = _U64.unpack(data)[0]
+    return value
+
+
+def _check_len(data: bytes, length: int, what: str) -> None:
+    if len(data) != length:
+        raise ValueError(f"{what} must be {length} bytes, got {len(data)}")
+
+
+# --------------------------------------------------------------------------
+# Merkle log
+# --------------------------------------------------------------------------
+
+
+def node_key(level: int, index: int) -> bytes:
+    """Key of the perfect subtree of 2^level leaves starting at leaf index << level."""
+    return _NODE.pack(NODE, level, index)
+
+
+def node_keys(level: int, first: int, count: int) -> list[bytes]:
+    """``node_key(level, i)`` for ``count`` consecutive ``i`` from ``first``
+    (the append hot path: one call per tree level, not per node)."""
+    pack, prefix = _NODE.pack, NODE
+    return [pack(prefix, level, i) for i in range(first, first + count)]
+
+
+def unpack_node_key(key: bytes) -> tuple[int, int]:
+    _, level, index = _NODE.unpack(key)
+    return level, index
+
+
+# --------------------------------------------------------------------------
+# Records
+# --------------------------------------------------------------------------
+
+
+def envelope_key(leaf_index: int) -> bytes:
+    return ENVELOPE + _U64.pack(leaf_index)
+
+
+def record_location_key(record_id: bytes) -> bytes:
+    _check_len(record_id, ID_LEN, "record id")
+    return RECORD_LOCATION + record_id
+
+
+def pack_location(height: int, leaf_index: int) -> bytes:
+    return _LOCATION.pack(height, leaf_index)
+
+
+def unpack_location(data: bytes) -> tuple[int, int]:
+    if len(data) != _LOCATION.size:
+        raise StorageCorruption(f"record location: expected 16 bytes, found {len(data)}")
+    height, leaf_index = _LOCATION.unpack(data)
+    return height, leaf_index
+
+
+def nonce_key(submitter: bytes, nonce: int) -> bytes:
+    _check_len(submitter, PUBKEY_LEN, "submitter")
+    return NONCE + submitter + _U64.pack(nonce)
+
+
+def child_key(parent: bytes, child: bytes) -> bytes:
+    _check_len(parent, ID_LEN, "parent id")
+    _check_len(child, ID_LEN, "child id")
+    return CHILD + parent + child
+
+
+def children_prefix(parent: bytes) -> bytes:
+    _check_len(parent, ID_LEN, "parent id")
+    return CHILD + parent
+
+
+def child_from_key(key: bytes) -> bytes:
+    return key[1 + ID_LEN:]
+
+
+def submitter_key(submitter: bytes, leaf_index: int) -> bytes:
+    _check_len(submitter, PUBKEY_LEN, "submitter")
+    return SUBMITTER + submitter + _U64.pack(leaf_index)
+
+
+def submitter_prefix(submitter: bytes) -> bytes:
+    _check_len(submitter, PUBKEY_LEN, "submitter")
+    return SUBMITTER + submitter
+
+
+def leaf_index_from_submitter_key(key: bytes) -> int:
+    return unpack_u64(key[1 + PUBKEY_LEN:], "submitter index key")
+
+
+# --------------------------------------------------------------------------
+# Blocks, consensus, evidence
+# --------------------------------------------------------------------------
+
+
+def header_key(height: int) -> bytes:
+    return HEADER + _U64.pack(height)
+
+
+def certificate_key(height: int) -> bytes:
+    return CERTIFICATE + _U64.pack(height)
+
+
+def evidence_key(key: bytes) -> bytes:
+    if not key:
+        raise ValueError("evidence key must not be empty")
+    return EVIDENCE + key
+
+
+def schema_version_value() -> bytes:
+    return pack_u64(SCHEMA_VERSION)

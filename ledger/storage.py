@@ -1,0 +1,288 @@
+"""Key-value storage: a narrow bytes-in / bytes-out interface (py-evm style).
+
+Everything above this module (the Merkle log, the chain store) speaks only
+``get``, atomic ``write`` of a :class:`WriteBatch`, ordered prefix
+``iterate`` and ``close``.  Keeping the surface this small is what lets one
+contract test suite cover both implementations and lets a crash test wrap a
+store to fail at the one place that matters: the batch write.
+
+* :class:`MemoryStore` - a dict plus a sorted key list; for tests and tools.
+* :class:`LevelDBStore` - plyvel; batches are LevelDB write batches, which
+  LevelDB applies atomically (all or nothing, also across a crash).
+"""
+
+from __future__ import annotations
+
+import bisect
+from typing import Iterable, Iterator, Protocol, runtime_checkable
+
+from .errors import LedgerError
+
+# LevelDB tuning.  The block cache bounds read memory (so RSS stays flat as
+# the log grows); a larger write buffer means fewer, larger level-0 files
+# when appending many small tree nodes.
+DEFAULT_LRU_CACHE_BYTES = 32 * 1024 * 1024
+DEFAULT_WRITE_BUFFER_BYTES = 16 * 1024 * 1024
+DEFAULT_BLOOM_BITS = 10
+
+
+class StoreError(LedgerError):
+    """The key-value store cannot be used."""
+
+    code = "unavailable"
+    step = "storage"
+
+
+class StoreLocked(StoreError):
+    """The database directory is locked by another process (or handle)."""
+
+
+class StoreClosed(StoreError):
+    """The store was used after close()."""
+
+
+class WriteBatch:
+    """An ordered list of puts and deletes applied atomically by ``write``.
+
+    Later operations on the same key win, exactly as in LevelDB.
+    """
+
+    __slots__ = ("_ops",)
+
+    def __init__(self) -> None:
+        # (key, value) for a put, (key, None) for a delete.
+        self._ops: list[tuple[bytes, bytes | None]] = []
+
+    def put(self, key: bytes, value: bytes) -> None:
+        self._ops.append((bytes(key), bytes(value)))
+
+    def put_many(self, items: Iterable[tuple[bytes, bytes]]) -> None:
+        """Bulk put; the hot path of appending tree nodes (no per-item call)."""
+        self._ops.extend(items)
+
+    def delete(self, key: bytes) -> None:
+        self._ops.append((bytes(key), None))
+
+    @property
+    def ops(self) -> list[tuple[bytes, bytes | None]]:
+        return self._ops
+
+    def __len__(self) -> int:
+        return len(self._ops)
+
+    def __bool__(self) -> bool:
+        return bool(self._ops)
+
+
+@runtime_checkable
+class KeyValueStore(Protocol):
+    """The whole storage interface: bytes in, bytes out."""
+
+    def get(self, key: bytes) -> bytes | None:
+        """The value stored under ``key``, or None."""
+        ...
+
+    def write(self, batch: WriteBatch, sync: bool = True) -> None:
+        """Apply every operation of ``batch`` atomically; ``sync`` makes it
+        durable (fsync) before returning."""
+        ...
+
+    def iterate(
+        self, prefix: bytes, reverse: bool = False, start: bytes | None = None
+    ) -> Iterator[tuple[bytes, bytes]]:
+        """``(key, value)`` for keys starting with ``prefix`` in byte order
+        (descending if ``reverse``).  ``start`` (optional, inclusive) is where
+        the walk begins: the smallest key yielded going forward, the largest
+        going in reverse - it lets callers paginate without a scan."""
+        ...
+
+    def close(self) -> None:
+        ...
+
+
+def prefix_successor(prefix: bytes) -> bytes | None:
+    """The smallest key greater than every key starting with ``prefix``
+    (None when there is none: empty prefix or all 0xff bytes)."""
+    stripped = prefix.rstrip(b"\xff")
+    if not stripped:
+        return None
+    return stripped[:-1] + bytes([stripped[-1] + 1])
+
+
+class MemoryStore:
+    """An in-memory store with LevelDB's semantics (ordered keys, atomic batches)."""
+
+    def __init__(self) -> None:
+        self._data: dict[bytes, bytes] = {}
+        self._keys: list[bytes] = []  # sorted; kept in step with _data
+        self._closed = False
+
+    def _check_open(self) -> None:
+        if self._closed:
+            raise StoreClosed("memory store is closed")
+
+    def get(self, key: bytes) -> bytes | None:
+        self._check_open()
+        return self._data.get(key)
+
+    def write(self, batch: WriteBatch, sync: bool = True) -> None:
+        self._check_open()
+        # Validate every operation before applying any, so a bad batch
+        # leaves the store untouched (the atomicity LevelDB gives us).
+        for key, value in batch.ops:
+            if not isinstance(key, bytes) or not (value is None or isinstance(value, bytes)):
+                raise TypeError("keys and values must be bytes")
+        final: dict[bytes, bytes | None] = {}
+        for key, value in batch.ops:
+            final[key] = value
+        self._apply(final)
+
+    def _apply(self, final: dict[bytes, bytes | None]) -> None:
+        new_keys = [k for k, v in final.items() if v is not None and k not in self._data]
+        for key, value in final.items():
+            if value is None:
+                self._remove(key)
+            else:
+                self._data[key] = value
+        self._insert_keys(new_keys)
+
+    def _remove(self, key: bytes) -> None:
+        if self._data.pop(key, None) is None:
+            return
+        i = bisect.bisect_left(self._keys, key)
+        del self._keys[i]
+
+    def _insert_keys(self, new_keys: list[bytes]) -> None:
+        # Many new keys: one append + sort (timsort merges the two sorted
+        # runs in linear time) beats one O(n) insort per key.
+        if len(new_keys) > 16:
+            new_keys.sort()
+            self._keys.extend(new_keys)
+            self._keys.sort()
+        else:
+            for key in new_keys:
+                bisect.insort(self._keys, key)
+
+    def iterate(
+        self, prefix: bytes, reverse: bool = False, start: bytes | None = None
+    ) -> Iterator[tuple[bytes, bytes]]:
+        self._check_open()
+        lo, hi = self._range(prefix, reverse, start)
+        # Snapshot the range now, as a LevelDB iterator would: writes made
+        # while the caller iterates are not seen.
+        keys = self._keys[lo:hi]
+        items = [(k, self._data[k]) for k in (reversed(keys) if reverse else keys)]
+        return iter(items)
+
+    def _range(self, prefix: bytes, reverse: bool, start: bytes | None) -> tuple[int, int]:
+        lo = bisect.bisect_left(self._keys, prefix)
+        end = prefix_successor(prefix)
+        hi = len(self._keys) if end is None else bisect.bisect_left(self._keys, end)
+        if start is not None:
+            if reverse:
+                hi = min(hi, bisect.bisect_right(self._keys, start))
+            else:
+                lo = max(lo, bisect.bisect_left(self._keys, start))
+        return lo, max(lo, hi)
+
+    def close(self) -> None:
+        self._closed = True
+
+    def __len__(self) -> int:
+        return len(self._data)
+
+
+def _bounds(prefix: bytes, reverse: bool, start: bytes) -> tuple[bytes, bytes | None, bool]:
+    """``(lo, hi, hi_inclusive)`` of a prefix walk that begins at ``start``."""
+    end = prefix_successor(prefix)
+    if not reverse:
+        return max(prefix, start), end, False
+    if end is not None and start >= end:
+        return prefix, end, False
+    return prefix, start, True
+
+
+def _exc_text(exc: Exception) -> str:
+    # plyvel carries LevelDB's status message as bytes.
+    arg = exc.args[0] if exc.args else ""
+    return arg.decode("utf-8", "replace") if isinstance(arg, bytes) else str(arg)
+
+
+def _is_lock_error(text: str) -> bool:
+    # LevelDB reports "lock <dir>/LOCK: already held by process" for a second
+    # handle in this process and the flock(2) errno text for another process.
+    low = text.lower()
+    return "lock" in low and ("already held" in low or "temporarily unavailable" in low)
+
+
+class LevelDBStore:
+    """A LevelDB database (plyvel) at ``path``."""
+
+    def __init__(
+        self,
+        path: str,
+        create: bool = True,
+        *,
+        lru_cache_size: int = DEFAULT_LRU_CACHE_BYTES,
+        write_buffer_size: int = DEFAULT_WRITE_BUFFER_BYTES,
+    ) -> None:
+        import plyvel  # imported here: MemoryStore users need not have it
+
+        self.path = str(path)
+        try:
+            self._db = plyvel.DB(
+                self.path,
+                create_if_missing=create,
+                lru_cache_size=lru_cache_size,
+                write_buffer_size=write_buffer_size,
+                bloom_filter_bits=DEFAULT_BLOOM_BITS,
+            )
+        except plyvel.Error as exc:  # plyvel.IOError is a subclass
+            text = _exc_text(exc)
+            if _is_lock_error(text):
+                raise StoreLocked(
+                    f"LevelDB at {self.path} is in use by another process or handle: {text}"
+                ) from None
+            raise StoreError(f"cannot open LevelDB at {self.path}: {text}") from None
+        self._closed = False
+
+    def _check_open(self) -> None:
+        if self._closed:
+            raise StoreClosed(f"LevelDB at {self.path} is closed")
+
+    def get(self, key: bytes) -> bytes | None:
+        self._check_open()
+        value: bytes | None = self._db.get(key)
+        return value
+
+    def write(self, batch: WriteBatch, sync: bool = True) -> None:
+        self._check_open()
+        wb = self._db.write_batch(sync=sync)
+        put, delete = wb.put, wb.delete
+        for key, value in batch.ops:
+            if value is None:
+                delete(key)
+            else:
+                put(key, value)
+        # One LevelDB write: applied atomically, and with sync=True durable
+        # before we return (the log record is fsynced).
+        wb.write()
+
+    def iterate(
+        self, prefix: bytes, reverse: bool = False, start: bytes | None = None
+    ) -> Iterator[tuple[bytes, bytes]]:
+        self._check_open()
+        if start is None:
+            it = self._db.iterator(prefix=prefix, reverse=reverse)
+        else:
+            lo, hi, include_hi = _bounds(prefix, reverse, start)
+            if hi is not None and (hi < lo or (hi == lo and not include_hi)):
+                return iter(())
+            it = self._db.iterator(start=lo, stop=hi, include_stop=include_hi, reverse=reverse)
+        result: Iterator[tuple[bytes, bytes]] = it
+        return result
+
+    def close(self) -> None:
+        if not self._closed:
+            self._closed = True
+            self._db.close()

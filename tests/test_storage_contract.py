@@ -1,0 +1,284 @@
+"""One contract for every KeyValueStore: MemoryStore and LevelDBStore behave alike."""
+
+from __future__ import annotations
+
+import random
+import subprocess
+import sys
+from pathlib import Path
+from typing import Callable, Iterator
+
+import pytest
+
+from ledger.storage import (
+    KeyValueStore,
+    LevelDBStore,
+    MemoryStore,
+    StoreClosed,
+    StoreError,
+    StoreLocked,
+    WriteBatch,
+    prefix_successor,
+)
+
+Factory = Callable[[], KeyValueStore]
+
+
+@pytest.fixture(params=["memory", "leveldb"])
+def make_store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Factory]:
+    opened: list[KeyValueStore] = []
+
+    def factory() -> KeyValueStore:
+        store: KeyValueStore
+        if request.param == "memory":
+            store = MemoryStore()
+        else:
+            store = LevelDBStore(str(tmp_path / "db"))
+        opened.append(store)
+        return store
+
+    yield factory
+    for store in opened:
+        store.close()
+
+
+def put(store: KeyValueStore, *items: tuple[bytes, bytes]) -> None:
+    batch = WriteBatch()
+    for key, value in items:
+        batch.put(key, value)
+    store.write(batch)
+
+
+def keys(store: KeyValueStore, prefix: bytes, **kw: object) -> list[bytes]:
+    return [k for k, _ in store.iterate(prefix, **kw)]  # type: ignore[arg-type]
+
+
+def test_is_a_key_value_store(make_store: Factory) -> None:
+    assert isinstance(make_store(), KeyValueStore)
+
+
+def test_get_missing_is_none(make_store: Factory) -> None:
+    assert make_store().get(b"nope") is None
+
+
+def test_put_get_overwrite_delete(make_store: Factory) -> None:
+    store = make_store()
+    put(store, (b"k", b"v1"))
+    assert store.get(b"k") == b"v1"
+    put(store, (b"k", b"v2"))
+    assert store.get(b"k") == b"v2"
+    batch = WriteBatch()
+    batch.delete(b"k")
+    store.write(batch)
+    assert store.get(b"k") is None
+    assert keys(store, b"") == []
+
+
+def test_delete_missing_key_is_harmless(make_store: Factory) -> None:
+    store = make_store()
+    batch = WriteBatch()
+    batch.delete(b"ghost")
+    store.write(batch)
+    assert store.get(b"ghost") is None
+
+
+def test_empty_value_is_not_missing(make_store: Factory) -> None:
+    store = make_store()
+    put(store, (b"empty", b""))
+    assert store.get(b"empty") == b""
+    assert list(store.iterate(b"emp")) == [(b"empty", b"")]
+
+
+def test_binary_keys_and_values(make_store: Factory) -> None:
+    store = make_store()
+    rng = random.Random(7)
+    items = {bytes([0]) + rng.randbytes(rng.randrange(0, 40)): rng.randbytes(rng.randrange(0, 300))
+             for _ in range(200)}
+    items[b"\x00"] = b"\x00\xff"
+    items[b"\xff\xff"] = b"\xff"
+    put(store, *items.items())
+    for key, value in items.items():
+        assert store.get(key) == value
+    assert [k for k, _ in store.iterate(b"")] == sorted(items)
+
+
+def test_batch_is_ordered_last_write_wins(make_store: Factory) -> None:
+    store = make_store()
+    batch = WriteBatch()
+    batch.put(b"a", b"1")
+    batch.delete(b"a")
+    batch.put(b"b", b"1")
+    batch.put(b"b", b"2")
+    batch.put(b"c", b"1")
+    batch.delete(b"c")
+    batch.put(b"c", b"3")
+    assert len(batch) == 7
+    store.write(batch)
+    assert (store.get(b"a"), store.get(b"b"), store.get(b"c")) == (None, b"2", b"3")
+
+
+def test_batch_put_many(make_store: Factory) -> None:
+    store = make_store()
+    batch = WriteBatch()
+    batch.put_many((bytes([i]), bytes([i, i])) for i in range(10))
+    assert len(batch) == 10 and bool(batch)
+    store.write(batch, sync=False)
+    assert store.get(bytes([9])) == bytes([9, 9])
+
+
+def test_empty_batch(make_store: Factory) -> None:
+    store = make_store()
+    batch = WriteBatch()
+    assert len(batch) == 0 and not batch
+    store.write(batch)
+    assert keys(store, b"") == []
+
+
+def test_bad_batch_is_rejected_whole(make_store: Factory) -> None:
+    store = make_store()
+    put(store, (b"keep", b"1"))
+    batch = WriteBatch()
+    batch.put(b"new", b"2")
+    batch.ops.append((b"bad", "not bytes"))  # type: ignore[arg-type]
+    with pytest.raises(TypeError):
+        store.write(batch)
+    assert store.get(b"new") is None
+    assert store.get(b"keep") == b"1"
+
+
+def _populate(store: KeyValueStore) -> None:
+    put(store, *[(k, k.upper()) for k in
+                 [b"a", b"ab", b"abc", b"abd", b"ab\xff", b"ab\xff\xff", b"ac", b"b", b"\xff"]])
+
+
+def test_prefix_iteration_forward_and_reverse(make_store: Factory) -> None:
+    store = make_store()
+    _populate(store)
+    expected = [b"ab", b"abc", b"abd", b"ab\xff", b"ab\xff\xff"]
+    assert keys(store, b"ab") == expected
+    assert keys(store, b"ab", reverse=True) == expected[::-1]
+    assert list(store.iterate(b"abc")) == [(b"abc", b"ABC")]
+    assert keys(store, b"zz") == []
+    assert keys(store, b"ab\xff") == [b"ab\xff", b"ab\xff\xff"]
+    assert keys(store, b"\xff") == [b"\xff"]
+    assert keys(store, b"") == sorted(keys(store, b""))
+    assert len(keys(store, b"", reverse=True)) == 9
+
+
+def test_iteration_with_start(make_store: Factory) -> None:
+    store = make_store()
+    _populate(store)
+    assert keys(store, b"ab", start=b"abd") == [b"abd", b"ab\xff", b"ab\xff\xff"]
+    assert keys(store, b"ab", start=b"abcc") == [b"abd", b"ab\xff", b"ab\xff\xff"]
+    assert keys(store, b"ab", start=b"a") == keys(store, b"ab")  # below the prefix
+    assert keys(store, b"ab", start=b"b") == []  # above the prefix
+    assert keys(store, b"ab", reverse=True, start=b"abd") == [b"abd", b"abc", b"ab"]
+    assert keys(store, b"ab", reverse=True, start=b"zzz") == keys(store, b"ab", reverse=True)
+    assert keys(store, b"ab", reverse=True, start=b"a") == []
+    assert keys(store, b"", start=b"b") == [b"b", b"\xff"]
+
+
+def test_iteration_is_a_snapshot(make_store: Factory) -> None:
+    store = make_store()
+    _populate(store)
+    it = store.iterate(b"a")
+    first = next(it)
+    put(store, (b"aa", b"new"))
+    rest = [k for k, _ in it]
+    assert first[0] == b"a"
+    assert b"aa" not in rest
+
+
+def test_many_keys_stay_sorted(make_store: Factory) -> None:
+    store = make_store()
+    rng = random.Random(3)
+    expected: dict[bytes, bytes] = {}
+    for _ in range(20):
+        batch = WriteBatch()
+        for _ in range(rng.choice([1, 5, 50])):
+            key = rng.randbytes(3)
+            if expected and rng.random() < 0.2:
+                victim = rng.choice(sorted(expected))
+                batch.delete(victim)
+                expected.pop(victim)
+            else:
+                batch.put(key, key)
+                expected[key] = key
+        store.write(batch)
+    assert keys(store, b"") == sorted(expected)
+    assert keys(store, b"", reverse=True) == sorted(expected, reverse=True)
+
+
+def test_use_after_close_raises(make_store: Factory) -> None:
+    store = make_store()
+    store.close()
+    with pytest.raises(StoreClosed):
+        store.get(b"k")
+    with pytest.raises(StoreClosed):
+        store.write(WriteBatch())
+    with pytest.raises(StoreClosed):
+        store.iterate(b"")
+    store.close()  # idempotent
+
+
+def test_prefix_successor() -> None:
+    assert prefix_successor(b"ab") == b"ac"
+    assert prefix_successor(b"a\xff") == b"b"
+    assert prefix_successor(b"\xff\xff") is None
+    assert prefix_successor(b"") is None
+
+
+# ---------------------------------------------------------------- LevelDB only
+
+
+def test_leveldb_persists_across_reopen(tmp_path: Path) -> None:
+    path = str(tmp_path / "db")
+    store = LevelDBStore(path)
+    put(store, (b"k1", b"v1"), (b"k2", b""))
+    store.close()
+    again = LevelDBStore(path)
+    try:
+        assert again.get(b"k1") == b"v1"
+        assert again.get(b"k2") == b""
+        assert keys(again, b"k") == [b"k1", b"k2"]
+    finally:
+        again.close()
+
+
+def test_leveldb_second_handle_is_locked(tmp_path: Path) -> None:
+    path = str(tmp_path / "db")
+    store = LevelDBStore(path)
+    try:
+        with pytest.raises(StoreLocked):
+            LevelDBStore(path)
+    finally:
+        store.close()
+    LevelDBStore(path).close()  # released on close
+
+
+def test_leveldb_locked_by_another_process(tmp_path: Path) -> None:
+    path = str(tmp_path / "db")
+    store = LevelDBStore(path)
+    try:
+        code = (
+            "import sys\n"
+            "from ledger.storage import LevelDBStore, StoreLocked\n"
+            "try:\n"
+            f"    LevelDBStore({path!r})\n"
+            "except StoreLocked as exc:\n"
+            "    print('locked', exc.code)\n"
+            "    sys.exit(0)\n"
+            "sys.exit(1)\n"
+        )
+        done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                              timeout=60)
+        assert done.returncode == 0, done.stderr
+        assert done.stdout.strip() == "locked unavailable"
+    finally:
+        store.close()
+
+
+def test_leveldb_missing_without_create(tmp_path: Path) -> None:
+    with pytest.raises(StoreError) as info:
+        LevelDBStore(str(tmp_path / "absent"), create=False)
+    assert not isinstance(info.value, StoreLocked)
