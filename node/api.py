@@ -1,0 +1,456 @@
+"""The HTTP API of PROTOCOL §6 (aiohttp).
+
+Handlers are thin: parse and bound the input, call the node, shape JSON.
+Every refusal is a :class:`~ledger.errors.LedgerError` whose ``code`` picks
+the answer; the error middleware is the one place that turns exceptions
+into ``{"error", "message"}`` responses, so no input can produce a 5xx
+except through a bug, which is logged with its traceback.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import time
+from collections.abc import Awaitable, Callable, Sequence
+from typing import Any, Protocol
+
+import msgpack
+from aiohttp import web
+
+from ledger.blocks import Header
+from ledger.encoding import from_b64, from_hex, to_b64, to_hex
+from ledger.errors import (
+    BadEncoding,
+    BadRequest,
+    LedgerError,
+    NotCommitted,
+    NotFound,
+    RateLimited,
+    TooMany,
+    Unavailable,
+)
+from ledger.genesis import Genesis
+from ledger.merkle import EMPTY_ROOT
+from ledger.proofs import build_bundle, build_consistency
+from ledger.records import ID_LEN, decode_envelope
+
+from .mempool import Mempool
+from .metrics import CONTENT_TYPE_LATEST, Metrics
+from .openapi import openapi_spec
+
+log = logging.getLogger("node.api")
+
+JSON_TYPES = ("application/json",)
+MSGPACK_TYPES = ("application/msgpack", "application/x-msgpack")
+
+STATUS_FOR_CODE = {
+    "too_large": 413,
+    "unsupported_media_type": 415,
+    "not_found": 404,
+    "not_committed": 409,
+    "rate_limited": 429,
+    "unavailable": 503,
+}
+# aiohttp's own refusals (no route, wrong method, body over the limit).
+CODE_FOR_STATUS = {404: "not_found", 405: "bad_request", 413: "too_large",
+                   415: "unsupported_media_type", 429: "rate_limited", 503: "unavailable"}
+
+
+class UnsupportedMediaType(LedgerError):
+    """The request body's Content-Type is not one this route accepts."""
+
+    code = "unsupported_media_type"
+
+
+class ApiBackend(Protocol):
+    """What the API needs from a node (``node.app.Node``; tests stub it)."""
+
+    name: str
+    genesis: Genesis
+    chain: Any  # ledger.chain.ChainStore
+    mempool: Mempool
+    metrics: Metrics
+    validator_index: int | None
+
+    def peers(self) -> list[dict[str, Any]]: ...
+
+    def unavailable_reason(self) -> str | None: ...
+
+    def consensus_status(self) -> dict[str, Any]: ...
+
+    def evidence(self) -> list[dict[str, Any]]: ...
+
+    async def peer_socket(self, request: web.Request) -> web.StreamResponse: ...
+
+    async def sync_blocks(self, request: web.Request) -> web.StreamResponse: ...
+
+
+def error_response(code: str, message: str, status: int | None = None) -> web.Response:
+    return web.json_response(
+        {"error": code, "message": message}, status=status or STATUS_FOR_CODE.get(code, 400)
+    )
+
+
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+
+def make_middlewares(metrics: Metrics, max_inflight: int) -> list[Any]:
+    inflight = 0
+
+    @web.middleware
+    async def errors(request: web.Request, handler: Handler) -> web.StreamResponse:
+        nonlocal inflight
+        start = time.perf_counter()
+        route = _route_name(request)
+        status = 500
+        inflight += 1
+        try:
+            if inflight > max_inflight and route not in ("/health", "/metrics", "/v1/peer"):
+                raise RateLimited(f"more than {max_inflight} requests in flight; retry later")
+            response = await handler(request)
+            status = response.status
+            return response
+        except LedgerError as exc:
+            metrics.rejected.labels(code=exc.code).inc()
+            resp = error_response(exc.code, exc.message)
+            status = resp.status
+            return resp
+        except web.HTTPException as exc:
+            if exc.status < 400:
+                status = exc.status
+                raise
+            code = CODE_FOR_STATUS.get(exc.status, "bad_request")
+            metrics.rejected.labels(code=code).inc()
+            resp = error_response(code, exc.reason or code, exc.status)
+            status = resp.status
+            return resp
+        except asyncio.CancelledError:
+            status = 499
+            raise
+        except Exception:
+            log.exception("unhandled error in %s %s", request.method, request.path)
+            resp = error_response("unavailable", "internal error", 500)
+            status = 500
+            return resp
+        finally:
+            inflight -= 1
+            metrics.request_latency.labels(route=route, method=request.method,
+                                           status=str(status)).observe(time.perf_counter() - start)
+
+    return [errors]
+
+
+def _route_name(request: web.Request) -> str:
+    info = request.match_info.route.resource
+    return info.canonical if info is not None else "unmatched"
+
+
+# -- parameter parsing ---------------------------------------------------------
+
+
+def parse_id(text: str) -> bytes:
+    try:
+        return from_hex(text, length=ID_LEN, what="record id")
+    except BadEncoding as exc:
+        raise BadRequest(str(exc)) from None
+
+
+def parse_uint(request: web.Request, name: str, *, default: int | None = None,
+               minimum: int = 0, maximum: int | None = None) -> int:
+    raw = request.query.get(name)
+    if raw is None:
+        if default is None:
+            raise BadRequest(f"query parameter {name!r} is required")
+        return default
+    if not raw.isascii() or not raw.isdigit() or len(raw) > 20:
+        raise BadRequest(f"{name} must be a non-negative integer")
+    value = int(raw)
+    if value < minimum or (maximum is not None and value > maximum):
+        raise BadRequest(f"{name} must be in {minimum}..{maximum if maximum is not None else 'inf'}")
+    return value
+
+
+def parse_flag(request: web.Request, name: str) -> bool:
+    raw = request.query.get(name)
+    if raw is None or raw in ("0", "false"):
+        return False
+    if raw in ("1", "true"):
+        return True
+    raise BadRequest(f"{name} must be 0, 1, true or false")
+
+
+# -- the routes ------------------------------------------------------------
+
+
+class Api:
+    def __init__(self, node: ApiBackend, *, max_envelopes: int, max_trace_depth: int,
+                 max_trace_nodes: int) -> None:
+        self.node = node
+        self.max_envelopes = max_envelopes
+        self.max_trace_depth = max_trace_depth
+        self.max_trace_nodes = max_trace_nodes
+        self._spec = openapi_spec(max_envelopes=max_envelopes, max_trace_depth=max_trace_depth)
+
+    def routes(self) -> list[web.RouteDef]:
+        return [
+            web.post("/v1/records", self.submit),
+            web.get("/v1/records/{id}", self.get_record),
+            web.get("/v1/records/{id}/proof", self.get_proof),
+            web.get("/v1/records/{id}/trace", self.get_trace),
+            web.get("/v1/blocks/latest", self.get_latest_block),
+            web.get("/v1/blocks/{height}", self.get_block),
+            web.get("/v1/consistency", self.get_consistency),
+            web.get("/v1/status", self.get_status),
+            web.get("/v1/evidence", self.get_evidence),
+            web.get("/v1/sync/blocks", self.sync_blocks),
+            web.get("/v1/peer", self.peer),
+            web.get("/health", self.health),
+            web.get("/metrics", self.metrics),
+            web.get("/openapi.json", self.openapi),
+        ]
+
+    # POST /v1/records --------------------------------------------------------
+
+    async def submit(self, request: web.Request) -> web.Response:
+        ctype = request.content_type
+        if ctype not in JSON_TYPES and ctype not in MSGPACK_TYPES:
+            raise UnsupportedMediaType(
+                f"Content-Type {ctype!r}: send application/json or application/msgpack"
+            )
+        reason = self.node.unavailable_reason()
+        if reason is not None:
+            raise Unavailable(reason)
+        if self.node.mempool.full:
+            raise RateLimited("the mempool is full; retry later")
+        body = await request.read()
+        items = self._json_items(body) if ctype in JSON_TYPES else self._msgpack_items(body)
+        if not items:
+            raise BadRequest("send at least one envelope")
+        if len(items) > self.max_envelopes:
+            raise TooMany(f"{len(items)} envelopes; at most {self.max_envelopes} per request")
+        decoded: list[bytes | LedgerError] = []
+        for item in items:
+            try:
+                decoded.append(from_b64(item, what="envelope") if isinstance(item, str)
+                               else _as_bytes(item))
+            except LedgerError as exc:
+                decoded.append(exc)
+        good = [d for d in decoded if isinstance(d, bytes)]
+        admitted = iter(await self.node.mempool.admit(good, "api"))
+        results: list[dict[str, Any]] = []
+        for d in decoded:
+            if isinstance(d, LedgerError):
+                self.node.metrics.rejected.labels(code=d.code).inc()
+                results.append({"error": d.code, "message": d.message})
+                continue
+            a = next(admitted)
+            if a.error is not None:
+                results.append({"error": a.error.code, "message": a.error.message})
+            else:
+                assert a.id is not None
+                results.append({"id": to_hex(a.id), "status": a.status})
+        return web.json_response({"results": results}, status=202)
+
+    def _json_items(self, body: bytes) -> Sequence[Any]:
+        try:
+            doc = json.loads(body)
+        except (ValueError, UnicodeDecodeError, RecursionError):
+            raise BadEncoding("body is not valid JSON") from None
+        if not isinstance(doc, dict) or not isinstance(doc.get("envelopes"), list):
+            raise BadRequest('body must be {"envelopes": ["<base64>", ...]}')
+        items: list[Any] = doc["envelopes"]
+        if len(items) > self.max_envelopes:
+            raise TooMany(f"{len(items)} envelopes; at most {self.max_envelopes} per request")
+        for item in items:
+            if not isinstance(item, str):
+                raise BadRequest("each envelope must be a base64 string")
+        return items
+
+    def _msgpack_items(self, body: bytes) -> Sequence[Any]:
+        try:
+            doc = msgpack.unpackb(body, raw=False, use_list=True, strict_map_key=False,
+                                  max_array_len=self.max_envelopes + 1)
+        except (ValueError, TypeError, msgpack.UnpackException, RecursionError):
+            if body[:1] and 0xdc <= body[0] <= 0xdd:  # array16/32 header: likely just too many
+                raise TooMany(f"at most {self.max_envelopes} envelopes per request") from None
+            raise BadEncoding("body is not a MessagePack value") from None
+        if not isinstance(doc, list):
+            raise BadRequest("body must be a MessagePack array of envelope bytes")
+        if len(doc) > self.max_envelopes:
+            raise TooMany(f"{len(doc)} envelopes; at most {self.max_envelopes} per request")
+        if not all(isinstance(item, bytes) for item in doc):
+            raise BadRequest("each array item must be envelope bytes (bin)")
+        return doc
+
+    # GET /v1/records/{id}[/proof|/trace] ------------------------------------
+
+    async def get_record(self, request: web.Request) -> web.Response:
+        rid = parse_id(request.match_info["id"])
+        chain = self.node.chain
+        location = chain.record_location(rid)
+        if location is not None:
+            height, leaf_index = location
+            raw = chain.envelope_at(leaf_index)
+            doc: dict[str, Any] = {"id": to_hex(rid), "status": "committed", "height": height,
+                                   "leaf_index": leaf_index}
+        else:
+            pending = self.node.mempool.get(rid)
+            if pending is None:
+                raise NotFound(f"no record {to_hex(rid)}")
+            raw = pending.envelope_bytes
+            doc = {"id": to_hex(rid), "status": "pending"}
+        env = decode_envelope(raw)
+        doc["envelope"] = to_b64(raw)
+        doc["record"] = env.record.to_json()
+        return web.json_response(doc)
+
+    def _committed_or_raise(self, rid: bytes) -> tuple[int, int]:
+        location = self.node.chain.record_location(rid)
+        if location is not None:
+            return location  # type: ignore[no-any-return]
+        if rid in self.node.mempool:
+            raise NotCommitted(f"record {to_hex(rid)} is pending; retry once committed")
+        raise NotFound(f"no record {to_hex(rid)}")
+
+    async def get_proof(self, request: web.Request) -> web.Response:
+        rid = parse_id(request.match_info["id"])
+        self._committed_or_raise(rid)
+        height = None
+        if "height" in request.query:
+            height = parse_uint(request, "height", minimum=1)
+        return web.json_response(build_bundle(self.node.chain, rid, height))
+
+    async def get_trace(self, request: web.Request) -> web.Response:
+        rid = parse_id(request.match_info["id"])
+        self._committed_or_raise(rid)
+        depth = parse_uint(request, "depth", default=self.max_trace_depth,
+                           maximum=self.max_trace_depth)
+        chain = self.node.chain
+        bundles: list[dict[str, Any]] = []
+        edges: list[list[str]] = []
+        seen = {rid}
+        frontier = [rid]
+        truncated = False
+        for level in range(depth + 1):
+            next_frontier: list[bytes] = []
+            for current in frontier:
+                if len(bundles) >= self.max_trace_nodes:
+                    truncated = True
+                    break
+                bundles.append(build_bundle(chain, current))
+                if level == depth:
+                    continue
+                _, leaf = chain.record_location(current)
+                parents = decode_envelope(chain.envelope_at(leaf)).record.parents
+                for parent in parents:
+                    edges.append([to_hex(current), to_hex(parent)])
+                    if parent not in seen:
+                        seen.add(parent)
+                        next_frontier.append(parent)
+            frontier = next_frontier
+            if truncated or not frontier:
+                break
+        children = [to_hex(c) for c in chain.children(rid)]
+        doc: dict[str, Any] = {"record": to_hex(rid), "bundles": bundles, "edges": edges,
+                               "children": children}
+        if truncated:
+            doc["truncated"] = True
+        return web.json_response(doc)
+
+    # blocks, consistency ---------------------------------------------------
+
+    async def get_latest_block(self, request: web.Request) -> web.Response:
+        height = self.node.chain.height
+        if height < 1:
+            raise NotFound("no block has been committed yet")
+        return web.json_response(self._block(height, parse_flag(request, "envelopes")))
+
+    async def get_block(self, request: web.Request) -> web.Response:
+        raw = request.match_info["height"]
+        if not raw.isascii() or not raw.isdigit() or len(raw) > 20:
+            raise BadRequest("height must be a positive integer or 'latest'")
+        height = int(raw)
+        if height < 1 or height > self.node.chain.height:
+            raise NotFound(f"no block at height {height} (tip is {self.node.chain.height})")
+        return web.json_response(self._block(height, parse_flag(request, "envelopes")))
+
+    def _block(self, height: int, with_envelopes: bool) -> dict[str, Any]:
+        chain = self.node.chain
+        header: Header = chain.header(height)
+        ids = chain.block_record_ids(height)
+        doc: dict[str, Any] = {
+            "height": height,
+            "hash": to_hex(header.hash),
+            "header": to_b64(header.header_bytes),
+            "fields": header.to_json(),
+            "certificate": chain.certificate(height).to_json(),
+            "records": [to_hex(i) for i in ids],
+        }
+        if with_envelopes:
+            first = header.log_size - header.tx_count
+            doc["envelopes"] = [to_b64(chain.envelope_at(first + i)) for i in range(header.tx_count)]
+        return doc
+
+    async def get_consistency(self, request: web.Request) -> web.Response:
+        old = parse_uint(request, "from", minimum=1)
+        new = parse_uint(request, "to", minimum=1)
+        return web.json_response(build_consistency(self.node.chain, old, new))
+
+    # node ------------------------------------------------------------------
+
+    async def get_status(self, request: web.Request) -> web.Response:
+        node = self.node
+        tip = node.chain.tip()
+        doc = {
+            "chain": node.genesis.chain,
+            "node": node.name,
+            "validator": node.validator_index,
+            "height": node.chain.height,
+            "log_size": tip.log_size if tip is not None else 0,
+            "log_root": to_hex(tip.log_root if tip is not None else EMPTY_ROOT),
+            "peers": node.peers(),
+            "mempool": len(node.mempool),
+        }
+        doc.update(node.consensus_status())
+        return web.json_response(doc)
+
+    async def get_evidence(self, request: web.Request) -> web.Response:
+        return web.json_response({"evidence": self.node.evidence()})
+
+    async def sync_blocks(self, request: web.Request) -> web.StreamResponse:
+        return await self.node.sync_blocks(request)
+
+    async def peer(self, request: web.Request) -> web.StreamResponse:
+        if request.headers.get("Upgrade", "").lower() != "websocket":
+            raise BadRequest("this is the validators' WebSocket endpoint")
+        return await self.node.peer_socket(request)
+
+    async def health(self, request: web.Request) -> web.Response:
+        return web.json_response({"ok": True, "node": self.node.name,
+                                  "height": self.node.chain.height})
+
+    async def metrics(self, request: web.Request) -> web.Response:
+        self.node.metrics.mempool_size.set(len(self.node.mempool))
+        body = self.node.metrics.render()
+        return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE_LATEST})
+
+    async def openapi(self, request: web.Request) -> web.Response:
+        return web.json_response(self._spec)
+
+
+def _as_bytes(item: Any) -> bytes:
+    if not isinstance(item, bytes):
+        raise BadEncoding("envelope must be bytes")
+    return item
+
+
+def build_app(node: ApiBackend, *, max_body_bytes: int, max_inflight: int, max_envelopes: int,
+              max_trace_depth: int, max_trace_nodes: int) -> web.Application:
+    app = web.Application(client_max_size=max_body_bytes,
+                          middlewares=make_middlewares(node.metrics, max_inflight))
+    api = Api(node, max_envelopes=max_envelopes, max_trace_depth=max_trace_depth,
+              max_trace_nodes=max_trace_nodes)
+    app.add_routes(api.routes())
+    return app

@@ -1,0 +1,249 @@
+"""``ledger-cluster``: write a local cluster's files (PROTOCOL §7) and run it.
+
+``init`` writes ``genesis.json``, ``keys/<name>.json`` (0600) and
+``node<i>/node.toml``; ``up`` runs every node as a child process in the
+foreground, prefixes their log lines, and stops them all on SIGINT/SIGTERM.
+Children ask the kernel to SIGTERM them when the runner dies
+(PR_SET_PDEATHSIG), so even a SIGKILLed runner leaves no orphan.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import ctypes
+import json
+import os
+import shutil
+import signal
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import click
+
+from ledger.crypto import SigningKey
+from ledger.keys import write_key_file
+
+DEFAULT_BASE_PORT = 7700
+DEFAULT_CHAIN = "demo"
+DEMO_SUBMITTER = "demo"
+PR_SET_PDEATHSIG = 1
+
+# Written into genesis params: what every validator must agree on.
+DEFAULT_PARAMS: dict[str, int] = {
+    "timeout_propose_ms": 1000,
+    "timeout_prevote_ms": 500,
+    "timeout_precommit_ms": 500,
+    "timeout_commit_ms": 50,
+    "timeout_delta_ms": 250,
+    "max_block_records": 2000,
+}
+
+
+def node_toml(index: int, port: int, host: str = "127.0.0.1") -> str:
+    """The TOML of node ``index``; paths are relative to the file itself."""
+    return f"""# node{index} of a local auditledger cluster (PROTOCOL §7).
+# Every key is optional except node.name, node.key_file and http.port;
+# see node/config.py for the full list and defaults.
+
+[node]
+name = "node{index}"
+genesis = "../genesis.json"
+key_file = "../keys/node{index}.json"
+data_dir = "data"
+
+[http]
+host = "{host}"
+port = {port}
+max_body_bytes = 16777216
+
+[limits]
+max_mempool = 100000
+max_request_envelopes = 5000
+max_block_records = 2000
+
+[gossip]
+batch = 500
+interval_ms = 20
+
+[peers]
+queue_size = 4096
+reconnect_initial_ms = 100
+reconnect_max_ms = 3000
+heartbeat_ms = 2000
+
+[sync]
+batch_blocks = 64
+
+[log]
+level = "info"
+"""
+
+
+def init_cluster(
+    directory: Path,
+    nodes: int,
+    base_port: int = DEFAULT_BASE_PORT,
+    chain: str = DEFAULT_CHAIN,
+    params: dict[str, Any] | None = None,
+    host: str = "127.0.0.1",
+) -> dict[str, Any]:
+    """Write the cluster files into ``directory``; return the genesis document."""
+    if nodes < 1:
+        raise ValueError("a cluster needs at least one node")
+    if not 1 <= base_port <= 65535 - nodes:
+        raise ValueError("base port out of range")
+    directory.mkdir(parents=True, exist_ok=True)
+    keys_dir = directory / "keys"
+    validators = []
+    for i in range(nodes):
+        key = SigningKey.generate()
+        write_key_file(keys_dir / f"node{i}.json", f"node{i}", key)
+        validators.append(
+            {"name": f"node{i}", "pubkey": key.public_key.hex(), "address": f"{host}:{base_port + i}"}
+        )
+        node_dir = directory / f"node{i}"
+        node_dir.mkdir(parents=True, exist_ok=True)
+        (node_dir / "node.toml").write_text(node_toml(i, base_port + i, host), encoding="utf-8")
+    demo = SigningKey.generate()
+    write_key_file(keys_dir / f"{DEMO_SUBMITTER}.json", DEMO_SUBMITTER, demo)
+    genesis = {
+        "chain": chain,
+        "validators": validators,
+        "submitters": [
+            {"name": DEMO_SUBMITTER, "pubkey": demo.public_key.hex(), "roles": ["submit"]}
+        ],
+        "params": dict(DEFAULT_PARAMS, **(params or {})),
+    }
+    (directory / "genesis.json").write_text(json.dumps(genesis, indent=2) + "\n", encoding="utf-8")
+    return genesis
+
+
+# --------------------------------------------------------------------------
+# Running nodes as children
+# --------------------------------------------------------------------------
+
+
+def _die_with_parent(parent_pid: int) -> None:
+    """preexec_fn: SIGTERM this child when the runner dies (Linux prctl)."""
+    try:
+        libc = ctypes.CDLL("libc.so.6", use_errno=True)
+        libc.prctl(PR_SET_PDEATHSIG, signal.SIGTERM, 0, 0, 0)
+    except OSError:
+        pass  # not Linux: Ctrl-C/SIGTERM handling below still stops the children
+    if os.getppid() != parent_pid:
+        # The parent died between fork and prctl: the signal will never come.
+        os._exit(1)
+
+
+def node_command(config: Path) -> list[str]:
+    """``ledger-node --config ...``, from the same venv as this process."""
+    exe = shutil.which("ledger-node", path=str(Path(sys.executable).parent))
+    if exe:
+        return [exe, "--config", str(config)]
+    return [sys.executable, "-m", "node.main", "--config", str(config)]
+
+
+def spawn_node(config: Path, **kwargs: Any) -> asyncio.Future[asyncio.subprocess.Process]:
+    parent = os.getpid()
+    return asyncio.ensure_future(
+        asyncio.create_subprocess_exec(
+            *node_command(config),
+            preexec_fn=lambda: _die_with_parent(parent),
+            **kwargs,
+        )
+    )
+
+
+async def _pump(name: str, stream: asyncio.StreamReader, width: int) -> None:
+    prefix = f"{name:<{width}} | "
+    while True:
+        line = await stream.readline()
+        if not line:
+            return
+        sys.stdout.write(prefix + line.decode("utf-8", "replace").rstrip("\n") + "\n")
+        sys.stdout.flush()
+
+
+async def run_cluster(directory: Path, grace_s: float = 10.0) -> int:
+    """Run every ``node*/node.toml`` under ``directory`` until SIGINT/SIGTERM."""
+    configs = sorted(directory.glob("node*/node.toml"), key=lambda p: int(p.parent.name[4:] or 0))
+    if not configs:
+        click.echo(f"no node*/node.toml under {directory}; run `ledger-cluster init` first", err=True)
+        return 2
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    width = max(len(c.parent.name) for c in configs)
+    procs: list[tuple[str, asyncio.subprocess.Process]] = []
+    pumps = []
+    for cfg in configs:
+        proc = await spawn_node(
+            cfg, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT
+        )
+        assert proc.stdout is not None
+        procs.append((cfg.parent.name, proc))
+        pumps.append(asyncio.ensure_future(_pump(cfg.parent.name, proc.stdout, width)))
+    click.echo(f"cluster up: {len(procs)} nodes (pids {', '.join(str(p.pid) for _, p in procs)})",
+               err=True)
+    waiters = [asyncio.ensure_future(p.wait()) for _, p in procs]
+    stopper = asyncio.ensure_future(stop.wait())
+    done, _ = await asyncio.wait([stopper, *waiters], return_when=asyncio.FIRST_COMPLETED)
+    code = 0
+    if stopper not in done:
+        for name, proc in procs:
+            if proc.returncode is not None:
+                click.echo(f"{name} exited with {proc.returncode}; stopping the cluster", err=True)
+        code = 1
+    await stop_processes([p for _, p in procs], grace_s)
+    await asyncio.gather(*pumps, return_exceptions=True)
+    stopper.cancel()
+    return code
+
+
+async def stop_processes(procs: Sequence[asyncio.subprocess.Process], grace_s: float) -> None:
+    """SIGTERM each still-running child (by its pid), SIGKILL after ``grace_s``."""
+    for proc in procs:
+        if proc.returncode is None:
+            proc.send_signal(signal.SIGTERM)
+    try:
+        await asyncio.wait_for(asyncio.gather(*(p.wait() for p in procs)), grace_s)
+    except TimeoutError:
+        for proc in procs:
+            if proc.returncode is None:
+                proc.kill()
+        await asyncio.gather(*(p.wait() for p in procs))
+
+
+@click.group()
+def main() -> None:
+    """Create and run a local auditledger cluster."""
+
+
+@main.command()
+@click.option("--nodes", "-n", type=click.IntRange(1, 100), default=4, show_default=True)
+@click.option("--dir", "directory", type=click.Path(file_okay=False, path_type=Path), required=True)
+@click.option("--base-port", type=click.IntRange(1, 65000), default=DEFAULT_BASE_PORT, show_default=True)
+@click.option("--chain", default=DEFAULT_CHAIN, show_default=True)
+@click.option("--force", is_flag=True, help="overwrite an existing cluster directory")
+def init(nodes: int, directory: Path, base_port: int, chain: str, force: bool) -> None:
+    """Write genesis.json, keys/ and node<i>/node.toml (PROTOCOL §7)."""
+    if (directory / "genesis.json").exists() and not force:
+        raise click.UsageError(f"{directory} already holds a cluster (use --force or a new --dir)")
+    init_cluster(directory, nodes, base_port, chain)
+    click.echo(f"wrote a {nodes}-node cluster for chain {chain!r} to {directory} "
+               f"(HTTP on 127.0.0.1:{base_port}..{base_port + nodes - 1})")
+
+
+@main.command()
+@click.option("--dir", "directory", type=click.Path(file_okay=False, exists=True, path_type=Path),
+              required=True)
+def up(directory: Path) -> None:
+    """Run every node of the cluster until Ctrl-C or SIGTERM."""
+    sys.exit(asyncio.run(run_cluster(directory)))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,239 @@
+"""Node configuration: genesis.json plus one TOML file per node (PROTOCOL §7).
+
+The TOML is parsed once at start into a frozen :class:`NodeConfig` that is
+passed down to every component; nothing reads configuration globally.  Every
+problem is a :class:`ConfigError` naming the offending key, so an operator
+sees ``http.port: must be an integer in 1..65535`` rather than a traceback.
+"""
+
+from __future__ import annotations
+
+import tomllib
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from ledger.crypto import SigningKey
+from ledger.errors import GenesisError
+from ledger.genesis import Genesis, Validator, load_genesis
+from ledger.keys import KeyFileError, load_key_file
+
+
+class ConfigError(ValueError):
+    """The configuration is unusable; ``key`` names the offending setting."""
+
+    def __init__(self, key: str, message: str) -> None:
+        super().__init__(f"{key}: {message}")
+        self.key = key
+
+
+# (section, key) -> (type, default, lower bound, upper bound).  One table keeps
+# defaults, validation and the cluster writer in agreement.
+_INT = int
+_Spec = tuple[type, Any, int | None, int | None]
+SCHEMA: dict[str, dict[str, _Spec]] = {
+    "node": {
+        "name": (str, None, None, None),
+        "genesis": (str, "genesis.json", None, None),
+        "key_file": (str, None, None, None),
+        "data_dir": (str, "data", None, None),
+    },
+    "http": {
+        "host": (str, "127.0.0.1", None, None),
+        "port": (_INT, None, 1, 65535),
+        "max_body_bytes": (_INT, 16 * 1024 * 1024, 1024, 1 << 30),
+        "max_inflight_requests": (_INT, 256, 1, 100_000),
+    },
+    "consensus": {
+        # Overrides of the genesis params; every validator should agree on them
+        # but a mismatch only costs liveness, never safety.
+        "timeout_propose_ms": (_INT, None, 10, 600_000),
+        "timeout_prevote_ms": (_INT, None, 10, 600_000),
+        "timeout_precommit_ms": (_INT, None, 10, 600_000),
+        "timeout_commit_ms": (_INT, None, 0, 600_000),
+        "timeout_delta_ms": (_INT, None, 0, 600_000),
+    },
+    "limits": {
+        "max_mempool": (_INT, 100_000, 1, 10_000_000),
+        "max_request_envelopes": (_INT, 5000, 1, 5000),
+        "max_block_records": (_INT, 2000, 1, 100_000),
+        "max_orphans": (_INT, 10_000, 0, 1_000_000),
+        "max_trace_depth": (_INT, 64, 1, 10_000),
+        "max_trace_nodes": (_INT, 1000, 1, 100_000),
+    },
+    "gossip": {
+        "batch": (_INT, 500, 1, 5000),
+        "interval_ms": (_INT, 20, 1, 10_000),
+    },
+    "peers": {
+        "queue_size": (_INT, 4096, 16, 1_000_000),
+        "reconnect_initial_ms": (_INT, 100, 1, 60_000),
+        "reconnect_max_ms": (_INT, 3000, 1, 600_000),
+        "heartbeat_ms": (_INT, 2000, 100, 600_000),
+        "handshake_timeout_ms": (_INT, 3000, 100, 600_000),
+        "max_frame_bytes": (_INT, 32 * 1024 * 1024, 1024, 1 << 30),
+    },
+    "sync": {
+        "batch_blocks": (_INT, 64, 1, 10_000),
+        "max_response_bytes": (_INT, 8 * 1024 * 1024, 1024, 1 << 30),
+        "lag_blocks": (_INT, 2, 1, 1_000_000),
+    },
+    "log": {
+        "level": (str, "info", None, None),
+    },
+}
+LOG_LEVELS = ("debug", "info", "warning", "error")
+
+# Consensus timeouts when neither genesis params nor node.toml set them.
+DEFAULT_TIMEOUTS_MS = {
+    "timeout_propose_ms": 1000,
+    "timeout_prevote_ms": 500,
+    "timeout_precommit_ms": 500,
+    "timeout_commit_ms": 50,
+    "timeout_delta_ms": 250,
+}
+
+
+@dataclass(frozen=True)
+class NodeConfig:
+    """Everything a node needs, validated.  Paths are absolute."""
+
+    path: Path
+    name: str
+    genesis: Genesis
+    genesis_path: Path
+    key: SigningKey
+    data_dir: Path
+    validator: Validator | None
+    peers: tuple[Validator, ...]
+    settings: Mapping[str, Mapping[str, Any]]
+
+    def get(self, section: str, key: str) -> Any:
+        return self.settings[section][key]
+
+    @property
+    def host(self) -> str:
+        return str(self.get("http", "host"))
+
+    @property
+    def port(self) -> int:
+        return int(self.get("http", "port"))
+
+    def timeout_ms(self, key: str) -> int:
+        """A consensus timeout: node.toml, else genesis params, else the default."""
+        own = self.settings["consensus"].get(key)
+        if own is not None:
+            return int(own)
+        param = self.genesis.params.get(key)
+        if isinstance(param, int) and not isinstance(param, bool) and param >= 0:
+            return param
+        return DEFAULT_TIMEOUTS_MS[key]
+
+    def param_int(self, key: str, default: int) -> int:
+        value = self.genesis.params.get(key, default)
+        return value if isinstance(value, int) and not isinstance(value, bool) else default
+
+
+def _check_value(section: str, key: str, value: Any, spec: _Spec) -> Any:
+    kind, _default, lo, hi = spec
+    name = f"{section}.{key}"
+    if kind is int:
+        if not isinstance(value, int) or isinstance(value, bool):
+            raise ConfigError(name, f"must be an integer, got {type(value).__name__}")
+        if (lo is not None and value < lo) or (hi is not None and value > hi):
+            raise ConfigError(name, f"must be in {lo}..{hi}, got {value}")
+    elif kind is str:
+        if not isinstance(value, str) or not value:
+            raise ConfigError(name, "must be a non-empty string")
+    return value
+
+
+def parse_settings(doc: Mapping[str, Any]) -> dict[str, dict[str, Any]]:
+    """Validate the TOML document against :data:`SCHEMA`, filling defaults."""
+    out: dict[str, dict[str, Any]] = {}
+    for section in doc:
+        if section not in SCHEMA:
+            raise ConfigError(section, f"unknown section (known: {', '.join(SCHEMA)})")
+        if not isinstance(doc[section], dict):
+            raise ConfigError(section, "must be a table")
+    for section, keys in SCHEMA.items():
+        given = doc.get(section, {})
+        for key in given:
+            if key not in keys:
+                raise ConfigError(f"{section}.{key}", "unknown key")
+        values: dict[str, Any] = {}
+        for key, spec in keys.items():
+            if key in given:
+                values[key] = _check_value(section, key, given[key], spec)
+            elif spec[1] is None and section not in ("consensus",):
+                raise ConfigError(f"{section}.{key}", "is required")
+            else:
+                values[key] = spec[1]
+        out[section] = values
+    if out["log"]["level"] not in LOG_LEVELS:
+        raise ConfigError("log.level", f"must be one of {', '.join(LOG_LEVELS)}")
+    peers = out["peers"]
+    if peers["reconnect_max_ms"] < peers["reconnect_initial_ms"]:
+        raise ConfigError("peers.reconnect_max_ms", "must be >= peers.reconnect_initial_ms")
+    return out
+
+
+def load_config(path: str | Path) -> NodeConfig:
+    """Read ``node.toml`` and everything it points to; raise :class:`ConfigError`."""
+    cfg_path = Path(path).resolve()
+    try:
+        doc = tomllib.loads(cfg_path.read_text(encoding="utf-8"))
+    except OSError as exc:
+        raise ConfigError("config", f"cannot read {cfg_path}: {exc.strerror}") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError("config", f"{cfg_path} is not valid TOML: {exc}") from None
+    settings = parse_settings(doc)
+    base = cfg_path.parent
+    node = settings["node"]
+    genesis_path = (base / node["genesis"]).resolve()
+    try:
+        genesis = load_genesis(genesis_path)
+    except OSError as exc:
+        raise ConfigError("node.genesis", f"cannot read {genesis_path}: {exc.strerror}") from None
+    except GenesisError as exc:
+        raise ConfigError("node.genesis", f"{genesis_path}: {exc}") from None
+    try:
+        key = load_key_file(base / node["key_file"]).key
+    except KeyFileError as exc:
+        raise ConfigError("node.key_file", str(exc)) from None
+    index = genesis.validator_index(key.public_key)
+    validator = genesis.validators[index] if index is not None else None
+    if validator is None:
+        # Observers are not part of the contract yet: a node is a validator.
+        raise ConfigError("node.key_file", "the key is not one of the genesis validators")
+    peers = []
+    for v in genesis.validators:
+        if v.index == index:
+            continue
+        _split_address(v.address, f"genesis validator {v.name!r} address")
+        peers.append(v)
+    return NodeConfig(
+        path=cfg_path,
+        name=node["name"],
+        genesis=genesis,
+        genesis_path=genesis_path,
+        key=key,
+        data_dir=(base / node["data_dir"]).resolve(),
+        validator=validator,
+        peers=tuple(peers),
+        settings=settings,
+    )
+
+
+def _split_address(address: str, what: str) -> tuple[str, int]:
+    host, sep, port = address.rpartition(":")
+    if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
+        raise ConfigError(what, f"must be host:port, got {address!r}")
+    return host, int(port)
+
+
+def peer_url(validator: Validator, path: str) -> str:
+    """``http://host:port/path`` for a validator's genesis address."""
+    host, port = _split_address(validator.address, f"validator {validator.name!r} address")
+    return f"http://{host}:{port}{path}"

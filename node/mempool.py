@@ -1,0 +1,307 @@
+"""The mempool: admitted records waiting for a block.
+
+Admission checks each envelope once: canonical form, chain, submitter and
+role, signature, nonce unused (in the chain and here), every parent known
+(pending here or committed).  Records are kept in admission order, and since
+a parent must be known before its child is admitted, that order already puts
+parents first; :meth:`Mempool.select` only has to stop a child whose parent
+did not make it into the same block.
+
+Signatures are expensive, so the ids whose signatures this node has checked
+are remembered (everything pending plus a bounded recent set):
+:meth:`Mempool.signature_verified` is what block validation consults so that
+no node verifies one record's signature twice.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections import OrderedDict
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from typing import Protocol
+
+from ledger.errors import (
+    LedgerError,
+    NonceReused,
+    RateLimited,
+    UnknownParent,
+)
+from ledger.genesis import Genesis
+from ledger.records import Envelope, decode_envelope, verify_envelope
+
+from .metrics import Metrics
+
+log = logging.getLogger("node.mempool")
+
+# Signature checks run in a thread (libsodium releases the GIL) in chunks of
+# this many envelopes, so a 5000-envelope request does not stall the loop.
+VERIFY_CHUNK = 256
+
+
+class ChainView(Protocol):
+    """What admission needs from the chain store."""
+
+    def record_location(self, record_id: bytes) -> tuple[int, int] | None: ...
+
+    def id_for_nonce(self, submitter: bytes, nonce: int) -> bytes | None: ...
+
+
+@dataclass(frozen=True)
+class Admission:
+    """The outcome for one submitted envelope: a status or an error."""
+
+    id: bytes | None
+    status: str | None = None  # "accepted" | "duplicate" | "committed"
+    error: LedgerError | None = None
+
+
+@dataclass
+class _Orphan:
+    envelope: Envelope
+    missing: set[bytes]
+
+
+class Mempool:
+    def __init__(
+        self,
+        genesis: Genesis,
+        chain: ChainView,
+        metrics: Metrics,
+        *,
+        max_size: int,
+        max_orphans: int = 10_000,
+        verified_cache: int = 100_000,
+    ) -> None:
+        self.genesis = genesis
+        self.chain = chain
+        self.metrics = metrics
+        self.max_size = max_size
+        self.max_orphans = max_orphans
+        self._pending: OrderedDict[bytes, Envelope] = OrderedDict()
+        self._nonces: dict[tuple[bytes, int], bytes] = {}
+        self._verified: OrderedDict[bytes, None] = OrderedDict()
+        self._verified_cap = verified_cache
+        self._orphans: OrderedDict[bytes, _Orphan] = OrderedDict()
+        self._waiting: dict[bytes, set[bytes]] = {}  # parent id -> orphan ids
+        self._gossip: list[bytes] = []  # envelopes admitted from clients, not yet sent
+        self.changed = asyncio.Event()
+
+    # -- queries -----------------------------------------------------------
+
+    def __len__(self) -> int:
+        return len(self._pending)
+
+    def __contains__(self, record_id: bytes) -> bool:
+        return record_id in self._pending
+
+    def get(self, record_id: bytes) -> Envelope | None:
+        return self._pending.get(record_id)
+
+    @property
+    def full(self) -> bool:
+        return len(self._pending) >= self.max_size
+
+    def signature_verified(self, record_id: bytes) -> bool:
+        return record_id in self._pending or record_id in self._verified
+
+    def mark_verified(self, record_ids: Iterable[bytes]) -> None:
+        """Remember ids whose signatures were checked elsewhere (block validation)."""
+        for rid in record_ids:
+            self._verified[rid] = None
+            self._verified.move_to_end(rid)
+        while len(self._verified) > self._verified_cap:
+            self._verified.popitem(last=False)
+
+    # -- admission ---------------------------------------------------------
+
+    async def admit(self, items: Sequence[bytes], source: str = "api") -> list[Admission]:
+        """Admit envelopes in order; one :class:`Admission` per item."""
+        decoded: list[Envelope | LedgerError] = []
+        for raw in items:
+            try:
+                decoded.append(decode_envelope(raw))
+            except LedgerError as exc:
+                decoded.append(exc)
+        # Stateless checks (chain, submitter, role, signature) off the loop,
+        # only for envelopes whose id is new to this node: resubmissions are
+        # answered from state without touching a signature again.
+        todo = [i for i, d in enumerate(decoded)
+                if isinstance(d, Envelope) and self._status(d.id) is None
+                and not self.signature_verified(d.id)]
+        loop = asyncio.get_running_loop()
+        for lo in range(0, len(todo), VERIFY_CHUNK):
+            chunk = todo[lo:lo + VERIFY_CHUNK]
+            envs = [d for i in chunk if isinstance(d := decoded[i], Envelope)]
+            errors = await loop.run_in_executor(None, self._verify_many, envs)
+            for i, env, err in zip(chunk, envs, errors):
+                if err is not None:
+                    decoded[i] = err
+                else:
+                    self.mark_verified([env.id])
+        results = []
+        for d in decoded:
+            if isinstance(d, LedgerError):
+                results.append(self._refused(None, d))
+                continue
+            try:
+                status = self._admit_one(d, source)
+            except UnknownParent as exc:
+                if source == "gossip" and self._hold_orphan(d):
+                    results.append(Admission(d.id, "accepted"))
+                    continue
+                results.append(self._refused(d.id, exc))
+                continue
+            except LedgerError as exc:
+                results.append(self._refused(d.id, exc))
+                continue
+            results.append(Admission(d.id, status))
+        if any(r.status == "accepted" for r in results):
+            self.changed.set()
+        self.metrics.mempool_size.set(len(self._pending))
+        return results
+
+    def _refused(self, record_id: bytes | None, exc: LedgerError) -> Admission:
+        self.metrics.rejected.labels(code=exc.code).inc()
+        return Admission(record_id, error=exc)
+
+    def _verify_many(self, envs: list[Envelope]) -> list[LedgerError | None]:
+        out: list[LedgerError | None] = []
+        for env in envs:
+            try:
+                verify_envelope(env, self.genesis)
+                out.append(None)
+            except LedgerError as exc:
+                out.append(exc)
+        return out
+
+    def _status(self, record_id: bytes) -> str | None:
+        """"duplicate"/"committed" for a known id, None for a new one."""
+        if record_id in self._pending or record_id in self._orphans:
+            return "duplicate"
+        if self.chain.record_location(record_id) is not None:
+            return "committed"
+        return None
+
+    def _admit_one(self, env: Envelope, source: str) -> str:
+        rid = env.id
+        known = self._status(rid)
+        if known is not None:
+            return known
+        rec = env.record
+        key = (rec.submitter, rec.nonce)
+        other = self._nonces.get(key)
+        if other is None:
+            other = self.chain.id_for_nonce(rec.submitter, rec.nonce)
+        if other is not None and other != rid:
+            raise NonceReused(f"nonce {rec.nonce} of this submitter names record {other.hex()}")
+        missing = [p for p in rec.parents
+                   if p not in self._pending and self.chain.record_location(p) is None]
+        if missing:
+            raise UnknownParent(f"parent {missing[0].hex()} is not known to this node")
+        if self.full:
+            raise RateLimited(f"mempool holds {len(self._pending)} records; retry later")
+        self._pending[rid] = env
+        self._nonces[key] = rid
+        self.metrics.admitted.labels(source=source).inc()
+        if source == "api":
+            self._gossip.append(env.envelope_bytes)
+        self._release_orphans(rid)
+        return "accepted"
+
+    # -- orphans (gossip only: a peer's child may overtake its parent) --------
+
+    def _hold_orphan(self, env: Envelope) -> bool:
+        if self.max_orphans == 0:
+            return False
+        missing = {p for p in env.record.parents
+                   if p not in self._pending and self.chain.record_location(p) is None}
+        while len(self._orphans) >= self.max_orphans:
+            old_id, old = self._orphans.popitem(last=False)
+            self._unwait(old_id, old)
+        self._orphans[env.id] = _Orphan(env, missing)
+        for p in missing:
+            self._waiting.setdefault(p, set()).add(env.id)
+        self.metrics.orphans.set(len(self._orphans))
+        return True
+
+    def _unwait(self, orphan_id: bytes, orphan: _Orphan) -> None:
+        for p in orphan.missing:
+            ids = self._waiting.get(p)
+            if ids is not None:
+                ids.discard(orphan_id)
+                if not ids:
+                    del self._waiting[p]
+
+    def _release_orphans(self, parent: bytes) -> None:
+        ready: list[bytes] = []
+        for oid in self._waiting.pop(parent, ()):
+            orphan = self._orphans.get(oid)
+            if orphan is not None:
+                orphan.missing.discard(parent)
+                if not orphan.missing:
+                    ready.append(oid)
+        for oid in ready:
+            orphan = self._orphans.pop(oid)
+            try:
+                self._admit_one(orphan.envelope, "gossip")
+            except LedgerError as exc:
+                self.metrics.rejected.labels(code=exc.code).inc()
+        if ready:
+            self.metrics.orphans.set(len(self._orphans))
+
+    # -- gossip ------------------------------------------------------------
+
+    def take_gossip(self, limit: int) -> list[bytes]:
+        """Envelopes admitted from clients that peers have not been sent yet."""
+        batch, self._gossip = self._gossip[:limit], self._gossip[limit:]
+        return batch
+
+    # -- blocks ------------------------------------------------------------
+
+    def select(self, max_records: int, max_bytes: int | None = None) -> list[Envelope]:
+        """Records for the next block, in admission order, parents first."""
+        chosen: list[Envelope] = []
+        chosen_ids: set[bytes] = set()
+        size = 0
+        for rid, env in self._pending.items():
+            if len(chosen) >= max_records:
+                break
+            if max_bytes is not None and size + len(env.envelope_bytes) > max_bytes:
+                break
+            if all(p in chosen_ids or self.chain.record_location(p) is not None
+                   for p in env.record.parents):
+                chosen.append(env)
+                chosen_ids.add(rid)
+                size += len(env.envelope_bytes)
+        return chosen
+
+    def committed(self, envelopes: Sequence[Envelope]) -> None:
+        """Drop what a block committed, and whatever it made invalid."""
+        conflicts = False
+        for env in envelopes:
+            rid = env.id
+            key = (env.record.submitter, env.record.nonce)
+            if self._pending.pop(rid, None) is None:
+                # Committed without passing through here: a pending record
+                # holding the same nonce can never commit now.
+                other = self._nonces.get(key)
+                if other is not None and other != rid:
+                    self._pending.pop(other, None)
+                    conflicts = True
+            self._nonces.pop(key, None)
+            self._verified.pop(rid, None)
+            self._release_orphans(rid)
+        if conflicts:
+            self._drop_unreachable()
+        self.metrics.mempool_size.set(len(self._pending))
+
+    def _drop_unreachable(self) -> None:
+        """Remove pending records whose parent was dropped (they can never commit)."""
+        for rid, env in list(self._pending.items()):
+            if any(p not in self._pending and self.chain.record_location(p) is None
+                   for p in env.record.parents):
+                del self._pending[rid]
+                self._nonces.pop((env.record.submitter, env.record.nonce), None)
+

@@ -1,0 +1,294 @@
+"""The OpenAPI 3 description of the node's HTTP API (PROTOCOL §6).
+
+Written by hand next to :mod:`node.api` and kept strict (closed error-code
+enum, hex/base64 patterns, required fields) so that a fuzzer such as
+schemathesis can check every answer against it.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+ERROR_CODES = [
+    "bad_request", "bad_encoding", "non_canonical", "bad_signature", "unknown_submitter",
+    "forbidden_role", "wrong_chain", "nonce_reused", "unknown_parent", "too_large", "too_many",
+    "unsupported_media_type", "not_found", "not_committed", "rate_limited", "unavailable",
+]
+
+HEX32 = {"type": "string", "pattern": "^[0-9a-f]{64}$"}
+HEX64B = {"type": "string", "pattern": "^[0-9a-f]{128}$"}
+B64 = {"type": "string", "pattern": "^[A-Za-z0-9+/]*={0,2}$"}
+UINT = {"type": "integer", "minimum": 0}
+
+
+def _ref(name: str) -> dict[str, str]:
+    return {"$ref": f"#/components/schemas/{name}"}
+
+
+def _obj(props: dict[str, Any], required: list[str] | None = None,
+         extra: bool = True) -> dict[str, Any]:
+    out: dict[str, Any] = {"type": "object", "properties": props,
+                           "required": list(props) if required is None else required}
+    if not extra:
+        out["additionalProperties"] = False
+    return out
+
+
+def _schemas(max_envelopes: int) -> dict[str, Any]:
+    return {
+        "Error": _obj({"error": {"type": "string", "enum": ERROR_CODES},
+                       "message": {"type": "string"}}),
+        "SubmitJson": _obj({"envelopes": {"type": "array", "items": B64, "minItems": 1,
+                                          "maxItems": max_envelopes}}),
+        "SubmitMsgpack": {"type": "string", "format": "binary",
+                          "description": "MessagePack array of envelope bytes (bin)"},
+        "SubmitResult": {"oneOf": [
+            _obj({"id": HEX32, "status": {"type": "string",
+                                          "enum": ["accepted", "duplicate", "committed"]}},
+                 extra=False),
+            _obj({"error": {"type": "string", "enum": ERROR_CODES}, "message": {"type": "string"}},
+                 extra=False),
+        ]},
+        "SubmitResponse": _obj({"results": {"type": "array", "items": _ref("SubmitResult")}}),
+        "RecordFields": _obj({
+            "v": {"type": "integer"}, "chain": {"type": "string"},
+            "submitter": HEX32, "nonce": UINT, "ts": UINT, "kind": {"type": "string"},
+            "origin": {"type": "object", "additionalProperties": {"type": "string"}},
+            "body": {"type": "object"},
+            "parents": {"type": "array", "items": HEX32},
+        }),
+        "Record": _obj({
+            "id": HEX32,
+            "status": {"type": "string", "enum": ["pending", "committed"]},
+            "height": {"type": "integer", "minimum": 1},
+            "leaf_index": UINT,
+            "envelope": B64,
+            "record": _ref("RecordFields"),
+        }, required=["id", "status", "envelope", "record"]),
+        "Certificate": _obj({
+            "height": {"type": "integer", "minimum": 1}, "round": UINT, "block": HEX32,
+            "signatures": {"type": "array", "items": _obj({
+                "validator": UINT, "sig": HEX64B})},
+        }),
+        "Bundle": _obj({
+            "format": {"type": "string", "enum": ["auditledger-proof/1"]},
+            "chain": {"type": "string"}, "record_id": HEX32, "leaf_index": UINT,
+            "envelope": B64, "height": {"type": "integer", "minimum": 1}, "header": B64,
+            "inclusion": {"type": "array", "items": HEX32},
+            "certificate": _ref("Certificate"),
+        }),
+        "Trace": _obj({
+            "record": HEX32,
+            "bundles": {"type": "array", "items": _ref("Bundle")},
+            "edges": {"type": "array", "items": {"type": "array", "items": HEX32,
+                                                 "minItems": 2, "maxItems": 2}},
+            "children": {"type": "array", "items": HEX32},
+            "truncated": {"type": "boolean"},
+        }, required=["record", "bundles", "edges", "children"]),
+        "HeaderFields": _obj({
+            "v": {"type": "integer"}, "chain": {"type": "string"},
+            "height": {"type": "integer", "minimum": 1}, "prev": HEX32, "time": UINT,
+            "proposer": UINT, "tx_count": UINT, "tx_root": HEX32, "log_size": UINT,
+            "log_root": HEX32, "validators": HEX32,
+        }),
+        "Block": _obj({
+            "height": {"type": "integer", "minimum": 1}, "hash": HEX32, "header": B64,
+            "fields": _ref("HeaderFields"), "certificate": _ref("Certificate"),
+            "records": {"type": "array", "items": HEX32},
+            "envelopes": {"type": "array", "items": B64},
+        }, required=["height", "hash", "header", "fields", "certificate", "records"]),
+        "Consistency": _obj({"from": {"type": "integer", "minimum": 1},
+                             "to": {"type": "integer", "minimum": 1},
+                             "path": {"type": "array", "items": HEX32}}),
+        "Peer": _obj({"index": UINT, "name": {"type": "string"}, "address": {"type": "string"},
+                      "connected": {"type": "boolean"}, "inbound": {"type": "boolean"},
+                      "queued": UINT}),
+        "Status": _obj({
+            "chain": {"type": "string"}, "node": {"type": "string"},
+            "validator": {"type": "integer", "minimum": 0, "nullable": True},
+            "height": UINT, "log_size": UINT, "log_root": HEX32,
+            "peers": {"type": "array", "items": _ref("Peer")}, "mempool": UINT,
+            "round": UINT, "syncing": {"type": "boolean"},
+        }, required=["chain", "node", "validator", "height", "log_size", "log_root", "peers",
+                     "mempool"]),
+        "Evidence": _obj({"evidence": {"type": "array", "items": {"type": "object"}}}),
+        "Health": _obj({"ok": {"type": "boolean"}, "node": {"type": "string"}, "height": UINT}),
+    }
+
+
+def _json(schema: dict[str, Any], description: str) -> dict[str, Any]:
+    return {"description": description, "content": {"application/json": {"schema": schema}}}
+
+
+def _errors(*statuses: int) -> dict[str, Any]:
+    text = {400: "bad input (bad_request, bad_encoding, too_many, ...)", 404: "not_found",
+            409: "not_committed", 413: "too_large", 415: "unsupported_media_type",
+            429: "rate_limited", 503: "unavailable"}
+    out = {str(s): _json(_ref("Error"), text[s]) for s in statuses}
+    out["500"] = _json(_ref("Error"), "internal error (a bug; logged)")
+    return out
+
+
+def _get(summary: str, ok: dict[str, Any], params: list[dict[str, Any]] | None = None,
+         errors: tuple[int, ...] = (400, 429)) -> dict[str, Any]:
+    op: dict[str, Any] = {"summary": summary, "responses": {"200": ok, **_errors(*errors)}}
+    if params:
+        op["parameters"] = params
+    return {"get": op}
+
+
+def _query(name: str, description: str, minimum: int, maximum: int | None = None,
+           required: bool = False) -> dict[str, Any]:
+    schema: dict[str, Any] = {"type": "integer", "minimum": minimum}
+    if maximum is not None:
+        schema["maximum"] = maximum
+    return {"name": name, "in": "query", "required": required, "description": description,
+            "schema": schema}
+
+
+ID_PARAM = {"name": "id", "in": "path", "required": True, "description": "record id (hex)",
+            "schema": HEX32}
+ENVELOPES_PARAM = {"name": "envelopes", "in": "query", "required": False,
+                   "description": "1 to include the block's envelopes (base64)",
+                   "schema": {"type": "string", "enum": ["0", "1", "true", "false"]}}
+
+
+def openapi_spec(*, max_envelopes: int = 5000, max_trace_depth: int = 64) -> dict[str, Any]:
+    submit = {
+        "summary": "Submit signed envelopes (1..%d); one result per envelope, in order"
+                   % max_envelopes,
+        "requestBody": {"required": True, "content": {
+            "application/json": {"schema": _ref("SubmitJson")},
+            "application/msgpack": {"schema": _ref("SubmitMsgpack")},
+        }},
+        "responses": {"202": _json(_ref("SubmitResponse"), "per-envelope results"),
+                      **_errors(400, 413, 415, 429, 503)},
+    }
+    paths: dict[str, Any] = {
+        "/v1/records": {"post": submit},
+        "/v1/records/{id}": _get("A record, pending or committed",
+                                 _json(_ref("Record"), "the record"), [ID_PARAM], (400, 404, 429)),
+        "/v1/records/{id}/proof": _get(
+            "The PROTOCOL §5 proof bundle of a committed record",
+            _json(_ref("Bundle"), "proof bundle"),
+            [ID_PARAM, _query("height", "prove against this later block", 1)],
+            (400, 404, 409, 429)),
+        "/v1/records/{id}/trace": _get(
+            "The record and its ancestors (to depth), each with its bundle",
+            _json(_ref("Trace"), "lineage"),
+            [ID_PARAM, _query("depth", "ancestor levels to include", 0, max_trace_depth)],
+            (400, 404, 409, 429)),
+        "/v1/blocks/latest": _get("The tip block", _json(_ref("Block"), "block"),
+                                  [ENVELOPES_PARAM], (400, 404, 429)),
+        "/v1/blocks/{height}": _get(
+            "A block with its certificate", _json(_ref("Block"), "block"),
+            [{"name": "height", "in": "path", "required": True,
+              "schema": {"type": "integer", "minimum": 1}}, ENVELOPES_PARAM],
+            (400, 404, 429)),
+        "/v1/consistency": _get(
+            "RFC 9162 consistency proof between two log sizes",
+            _json(_ref("Consistency"), "consistency path"),
+            [_query("from", "old log size", 1, required=True),
+             _query("to", "new log size", 1, required=True)]),
+        "/v1/status": _get("Node status", _json(_ref("Status"), "status")),
+        "/v1/evidence": _get("Equivocation evidence seen by consensus",
+                             _json(_ref("Evidence"), "evidence")),
+        "/v1/sync/blocks": _get(
+            "Certified blocks with their envelopes, for catch-up between validators",
+            {"description": "MessagePack {blocks: [{header, certificate, envelopes}]}",
+             "content": {"application/msgpack": {"schema": {"type": "string",
+                                                            "format": "binary"}}}},
+            [_query("from", "first height", 1, required=True),
+             _query("limit", "at most this many blocks", 1)],
+            (400, 404, 429)),
+        "/v1/peer": _get(
+            "Validators' WebSocket endpoint (signed MessagePack frames); "
+            "plain GET requests are refused",
+            {"description": "never answered to a plain GET"},
+            errors=(400,)),
+        "/health": _get("200 while the node serves", _json(_ref("Health"), "healthy"),
+                        errors=(503,)),
+        "/metrics": _get("Prometheus metrics",
+                         {"description": "Prometheus text format",
+                          "content": {"text/plain": {"schema": {"type": "string"}}}},
+                         errors=(503,)),
+        "/openapi.json": _get("This document",
+                              _json({"type": "object"}, "OpenAPI 3 document"), errors=(503,)),
+    }
+    return {
+        "openapi": "3.0.3",
+        "info": {"title": "auditledger node API", "version": "1",
+                 "description": "PROTOCOL §6. Errors are {\"error\": code, \"message\": text}."},
+        "paths": paths,
+        "components": {"schemas": _schemas(max_envelopes)},
+    }
+
+
+class SchemaMismatch(AssertionError):
+    """A document does not match its OpenAPI schema (used by the tests)."""
+
+
+def check(instance: Any, schema: dict[str, Any], spec: dict[str, Any], where: str = "$") -> None:
+    """Validate ``instance`` against the subset of OpenAPI 3.0 schema used above."""
+    if "$ref" in schema:
+        name = schema["$ref"].rsplit("/", 1)[-1]
+        check(instance, spec["components"]["schemas"][name], spec, where)
+        return
+    if "oneOf" in schema:
+        matches = 0
+        for option in schema["oneOf"]:
+            try:
+                check(instance, option, spec, where)
+                matches += 1
+            except SchemaMismatch:
+                pass
+        if matches != 1:
+            raise SchemaMismatch(f"{where}: matches {matches} of the oneOf options")
+        return
+    if instance is None:
+        if not schema.get("nullable"):
+            raise SchemaMismatch(f"{where}: null is not allowed")
+        return
+    kind = schema.get("type")
+    types = {"object": dict, "array": list, "string": str, "boolean": bool}
+    if kind == "integer":
+        if not isinstance(instance, int) or isinstance(instance, bool):
+            raise SchemaMismatch(f"{where}: expected integer, got {instance!r}")
+        if "minimum" in schema and instance < schema["minimum"]:
+            raise SchemaMismatch(f"{where}: {instance} < minimum {schema['minimum']}")
+        if "maximum" in schema and instance > schema["maximum"]:
+            raise SchemaMismatch(f"{where}: {instance} > maximum {schema['maximum']}")
+    elif kind in types and not isinstance(instance, types[kind]):
+        raise SchemaMismatch(f"{where}: expected {kind}, got {type(instance).__name__}")
+    if "enum" in schema and instance not in schema["enum"]:
+        raise SchemaMismatch(f"{where}: {instance!r} not in {schema['enum']}")
+    if kind == "string" and "pattern" in schema:
+        import re
+
+        if not re.search(schema["pattern"], instance):
+            raise SchemaMismatch(f"{where}: {instance!r} does not match {schema['pattern']}")
+    if kind == "array":
+        if len(instance) < schema.get("minItems", 0) or len(instance) > schema.get("maxItems", 1 << 62):
+            raise SchemaMismatch(f"{where}: array length {len(instance)} out of bounds")
+        for i, item in enumerate(instance):
+            check(item, schema.get("items", {}), spec, f"{where}[{i}]")
+    if kind == "object":
+        for key in schema.get("required", []):
+            if key not in instance:
+                raise SchemaMismatch(f"{where}: missing {key!r}")
+        props = schema.get("properties", {})
+        extra = schema.get("additionalProperties", True)
+        for key, value in instance.items():
+            if key in props:
+                check(value, props[key], spec, f"{where}.{key}")
+            elif extra is False:
+                raise SchemaMismatch(f"{where}: unexpected key {key!r}")
+            elif isinstance(extra, dict):
+                check(value, extra, spec, f"{where}.{key}")
+
+
+def response_schema(spec: dict[str, Any], path: str, method: str, status: int) -> dict[str, Any]:
+    """The JSON schema the spec declares for one response (KeyError if undeclared)."""
+    op = spec["paths"][path][method.lower()]
+    resp = op["responses"][str(status)]
+    return resp["content"]["application/json"]["schema"]  # type: ignore[no-any-return]

@@ -1,0 +1,304 @@
+"""Peer transport: persistent, authenticated WebSocket links between validators.
+
+Each node dials every other validator at ``ws://<genesis address>/v1/peer``
+and uses that *outbound* link only to send; it receives on the links the
+others dial to it.  One direction per connection means no tie-breaking
+between simultaneous dials and no shared state between sending and receiving.
+
+A slow or dead peer never blocks the others: :meth:`PeerTransport.send` puts
+into that peer's bounded queue and never awaits; when the queue is full the
+message is dropped and counted (consensus re-sends what matters on its own
+timers, and catch-up fetches any block it missed).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import random
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import aiohttp
+from aiohttp import web
+
+from ledger.crypto import SigningKey
+from ledger.genesis import Genesis, Validator
+
+from . import frames
+from .config import peer_url
+from .metrics import Metrics
+
+log = logging.getLogger("node.transport")
+
+FrameHandler = Callable[[int, bytes], None]
+PeerUpHandler = Callable[[int], None]
+
+
+@dataclass(frozen=True)
+class TransportSettings:
+    queue_size: int = 4096
+    reconnect_initial_s: float = 0.1
+    reconnect_max_s: float = 3.0
+    heartbeat_s: float = 2.0
+    handshake_timeout_s: float = 3.0
+    max_frame_bytes: int = 32 * 1024 * 1024
+
+
+@dataclass
+class _Link:
+    """The outbound side of one peer."""
+
+    validator: Validator
+    queue: asyncio.Queue[bytes]
+    up: bool = False
+    inbound: int = 0  # authenticated inbound connections from this peer
+    last_error: str = ""
+    connected_since: float | None = None
+    task: asyncio.Task[None] | None = field(default=None, repr=False)
+
+
+class PeerTransport:
+    def __init__(
+        self,
+        genesis: Genesis,
+        key: SigningKey,
+        peers: tuple[Validator, ...],
+        metrics: Metrics,
+        settings: TransportSettings,
+        on_frame: FrameHandler,
+        on_peer_up: PeerUpHandler | None = None,
+    ) -> None:
+        self.genesis = genesis
+        self.key = key
+        self.metrics = metrics
+        self.settings = settings
+        self.on_frame = on_frame
+        self.on_peer_up = on_peer_up
+        self.links: dict[int, _Link] = {
+            v.index: _Link(v, asyncio.Queue(settings.queue_size)) for v in peers
+        }
+        self._session: aiohttp.ClientSession | None = None
+        self._inbound: set[web.WebSocketResponse] = set()
+        self._closing = False
+        for v in peers:
+            metrics.peer_up.labels(peer=v.name).set(0)
+
+    # -- lifecycle ---------------------------------------------------------
+
+    async def start(self) -> None:
+        self._session = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=None))
+        for index, link in self.links.items():
+            link.task = asyncio.create_task(self._run_link(link), name=f"peer-link-{index}")
+
+    async def stop(self) -> None:
+        self._closing = True
+        tasks = [link.task for link in self.links.values() if link.task is not None]
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        for ws in list(self._inbound):
+            await ws.close()
+        if self._session is not None:
+            await self._session.close()
+
+    # -- sending -----------------------------------------------------------
+
+    def send(self, peer: int, body: bytes) -> bool:
+        """Queue ``body`` for ``peer``; False (and counted) if its queue is full."""
+        link = self.links.get(peer)
+        if link is None:
+            return False
+        try:
+            link.queue.put_nowait(body)
+            return True
+        except asyncio.QueueFull:
+            self.metrics.outbound_dropped.labels(peer=link.validator.name).inc()
+            return False
+
+    def broadcast(self, body: bytes) -> None:
+        for peer in self.links:
+            self.send(peer, body)
+
+    def connected(self) -> list[int]:
+        return [i for i, link in self.links.items() if link.up]
+
+    def status(self) -> list[dict[str, Any]]:
+        return [
+            {
+                "index": i,
+                "name": link.validator.name,
+                "address": link.validator.address,
+                "connected": link.up,
+                "inbound": link.inbound > 0,
+                "queued": link.queue.qsize(),
+            }
+            for i, link in sorted(self.links.items())
+        ]
+
+    async def _run_link(self, link: _Link) -> None:
+        delay = self.settings.reconnect_initial_s
+        url = peer_url(link.validator, frames.PEER_PATH)
+        while not self._closing:
+            try:
+                await self._connect_and_send(link, url)
+                delay = self.settings.reconnect_initial_s
+            except asyncio.CancelledError:
+                raise
+            except frames.HandshakeError as exc:
+                self.metrics.handshakes_failed.labels(reason=exc.reason).inc()
+                link.last_error = str(exc)
+                log.warning("handshake with %s failed: %s", link.validator.name, exc)
+            except (TimeoutError, aiohttp.ClientError, OSError, ConnectionError) as exc:
+                if link.last_error != type(exc).__name__:
+                    log.info("peer %s unreachable: %s", link.validator.name, exc)
+                link.last_error = type(exc).__name__
+            finally:
+                self._set_up(link, False)
+            # Exponential backoff with jitter so restarted nodes do not stampede.
+            await asyncio.sleep(delay * (0.5 + random.random() / 2))
+            delay = min(delay * 2, self.settings.reconnect_max_s)
+
+    async def _connect_and_send(self, link: _Link, url: str) -> None:
+        assert self._session is not None
+        peer_key = link.validator.pubkey
+        async with self._session.ws_connect(
+            url,
+            heartbeat=self.settings.heartbeat_s,
+            max_msg_size=self.settings.max_frame_bytes,
+            timeout=aiohttp.ClientWSTimeout(ws_close=self.settings.handshake_timeout_s),
+        ) as ws:
+            session = await asyncio.wait_for(
+                self._dial_handshake(ws, peer_key), self.settings.handshake_timeout_s
+            )
+            self._set_up(link, True)
+            log.info("connected to %s", link.validator.name)
+            if self.on_peer_up is not None:
+                self.on_peer_up(link.validator.index)
+            seq = 0
+            closed = asyncio.ensure_future(self._wait_closed(ws))
+            try:
+                while True:
+                    getter = asyncio.ensure_future(link.queue.get())
+                    done, _ = await asyncio.wait({getter, closed},
+                                                 return_when=asyncio.FIRST_COMPLETED)
+                    if getter not in done:
+                        getter.cancel()
+                        raise ConnectionError("peer closed the connection")
+                    body = getter.result()
+                    seq += 1
+                    await ws.send_bytes(frames.seal(self.key, session, seq, body))
+                    self.metrics.frames_sent.labels(peer=link.validator.name).inc()
+            finally:
+                closed.cancel()
+
+    async def _wait_closed(self, ws: aiohttp.ClientWebSocketResponse) -> None:
+        # The listener never sends after the handshake; any message or close
+        # here means the link is gone (heartbeat failures surface as CLOSED).
+        async for _msg in ws:
+            pass
+
+    async def _dial_handshake(self, ws: aiohttp.ClientWebSocketResponse, peer_key: bytes) -> bytes:
+        nonce = frames.fresh_nonce()
+        await ws.send_bytes(frames.hello(self.genesis, self.key, peer_key, nonce))
+        their_nonce = frames.check_challenge(
+            self.genesis, self.key, peer_key, nonce, await _receive_bytes(ws)
+        )
+        await ws.send_bytes(frames.auth(self.genesis, self.key, peer_key, their_nonce))
+        if await _receive_bytes(ws) != frames.READY:
+            raise frames.HandshakeError("refused", "listener did not confirm the handshake")
+        return frames.session_id(nonce, their_nonce)
+
+    def _set_up(self, link: _Link, up: bool) -> None:
+        if link.up == up:
+            return
+        link.up = up
+        link.connected_since = time.monotonic() if up else None
+        self.metrics.peer_up.labels(peer=link.validator.name).set(1 if up else 0)
+        self.metrics.peers_connected.set(sum(1 for l in self.links.values() if l.up))
+
+    # -- receiving ---------------------------------------------------------
+
+    async def handle_inbound(self, request: web.Request) -> web.StreamResponse:
+        """aiohttp handler for ``GET /v1/peer`` (the caller checked the upgrade)."""
+        ws = web.WebSocketResponse(
+            heartbeat=self.settings.heartbeat_s, max_msg_size=self.settings.max_frame_bytes
+        )
+        await ws.prepare(request)
+        self._inbound.add(ws)
+        link: _Link | None = None
+        try:
+            try:
+                hello, session = await asyncio.wait_for(
+                    self._listen_handshake(ws), self.settings.handshake_timeout_s
+                )
+            except frames.HandshakeError as exc:
+                self.metrics.handshakes_failed.labels(reason=exc.reason).inc()
+                log.warning("inbound handshake refused: %s", exc)
+                return ws
+            except (TimeoutError, ConnectionError):
+                self.metrics.handshakes_failed.labels(reason="timeout").inc()
+                return ws
+            link = self.links.get(hello.dialer_index)
+            if link is None:  # our own key: check_hello refuses it, but be explicit
+                return ws
+            link.inbound += 1
+            await self._receive_frames(ws, hello, session, link.validator.name)
+        finally:
+            if link is not None:
+                link.inbound -= 1
+            self._inbound.discard(ws)
+            await ws.close()
+        return ws
+
+    async def _listen_handshake(self, ws: web.WebSocketResponse) -> tuple[frames.Hello, bytes]:
+        hello = frames.check_hello(self.genesis, self.key, await _receive_bytes(ws))
+        nonce = frames.fresh_nonce()
+        await ws.send_bytes(frames.challenge(self.genesis, self.key, hello, nonce))
+        frames.check_auth(self.genesis, self.key, hello, nonce, await _receive_bytes(ws))
+        await ws.send_bytes(frames.READY)
+        return hello, frames.session_id(hello.nonce, nonce)
+
+    async def _receive_frames(
+        self, ws: web.WebSocketResponse, hello: frames.Hello, session: bytes, name: str
+    ) -> None:
+        expected = 1
+        async for msg in ws:
+            if msg.type != aiohttp.WSMsgType.BINARY:
+                self.metrics.frames_dropped.labels(reason="not_binary").inc()
+                continue
+            try:
+                body = frames.open_frame(hello.dialer, session, expected, msg.data)
+            except frames.FrameError as exc:
+                self.metrics.frames_dropped.labels(reason=exc.reason).inc()
+                log.warning("dropped a frame from %s: %s", name, exc)
+                continue
+            expected += 1
+            self.metrics.frames_received.labels(peer=name).inc()
+            try:
+                self.on_frame(hello.dialer_index, body)
+            except Exception:  # a handler bug must not kill the link
+                log.exception("frame handler failed")
+
+
+async def _receive_bytes(ws: Any) -> bytes:
+    msg = await ws.receive()
+    if msg.type == aiohttp.WSMsgType.BINARY:
+        return bytes(msg.data)
+    if msg.type in (aiohttp.WSMsgType.CLOSE, aiohttp.WSMsgType.CLOSED,
+                    aiohttp.WSMsgType.CLOSING, aiohttp.WSMsgType.ERROR):
+        raise ConnectionError("connection closed during the handshake")
+    raise frames.HandshakeError("malformed", "handshake messages are binary")
+
+
+def settings_from_config(peers: dict[str, Any]) -> TransportSettings:
+    return TransportSettings(
+        queue_size=peers["queue_size"],
+        reconnect_initial_s=peers["reconnect_initial_ms"] / 1000,
+        reconnect_max_s=peers["reconnect_max_ms"] / 1000,
+        heartbeat_s=peers["heartbeat_ms"] / 1000,
+        handshake_timeout_s=peers["handshake_timeout_ms"] / 1000,
+        max_frame_bytes=peers["max_frame_bytes"],
+    )

@@ -1,0 +1,322 @@
+"""In-process tests of the HTTP API (PROTOCOL §6) with aiohttp's test client.
+
+The node behind the API is real (ChainStore on a MemoryStore, the real
+mempool and metrics) except consensus, which is stubbed here: ``commit()``
+certifies whatever the mempool would propose with the test validator keys.
+Every answer is checked against the node's own OpenAPI document.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+from collections.abc import AsyncIterator
+from typing import Any
+
+import msgpack
+import pytest
+from aiohttp import web
+from aiohttp.test_utils import TestClient, TestServer
+from helpers import FIXED_TS, certify, make_envelope, make_genesis, make_keys
+
+from ledger.chain import ChainStore
+from ledger.crypto import SigningKey
+from ledger.encoding import canonical
+from ledger.genesis import parse_genesis
+from ledger.records import Envelope, make_record, sign_record
+from ledger.storage import MemoryStore
+from ledger.verify import verify_bundle
+from node.api import build_app
+from node.mempool import Mempool
+from node.metrics import Metrics
+from node.openapi import check, openapi_spec, response_schema
+
+MAX_ENVELOPES = 50
+MAX_BODY = 256 * 1024
+
+
+class StubNode:
+    """An ApiBackend whose consensus is this test: ``commit()`` makes a block."""
+
+    def __init__(self, max_mempool: int = 1000) -> None:
+        doc, self.validator_keys, self.submitter = make_genesis(4, "test")
+        self.reader = make_keys(1, 2_000_000)[0]
+        doc["submitters"].append(
+            {"name": "reader", "pubkey": self.reader.public_key.hex(), "roles": ["read"]}
+        )
+        self.genesis = parse_genesis(doc)
+        self.chain = ChainStore(MemoryStore(), self.genesis)
+        self.metrics = Metrics()
+        self.mempool = Mempool(self.genesis, self.chain, self.metrics, max_size=max_mempool)
+        self.name = "stub0"
+        self.validator_index = 0
+        self.unavailable: str | None = None
+        self.clock = FIXED_TS
+
+    def commit(self) -> None:
+        envs = self.mempool.select(1000)
+        self.clock += 1
+        header = self.chain.next_header(envs, self.clock, 0)
+        self.chain.commit_block(header, envs, certify(header, self.validator_keys, self.genesis))
+        self.mempool.committed(envs)
+
+    def peers(self) -> list[dict[str, Any]]:
+        return []
+
+    def unavailable_reason(self) -> str | None:
+        return self.unavailable
+
+    def consensus_status(self) -> dict[str, Any]:
+        return {"round": 0, "syncing": False}
+
+    def evidence(self) -> list[dict[str, Any]]:
+        return []
+
+    async def peer_socket(self, request: web.Request) -> web.StreamResponse:
+        raise web.HTTPNotFound()
+
+    async def sync_blocks(self, request: web.Request) -> web.StreamResponse:
+        raise web.HTTPNotFound()
+
+
+SPEC = openapi_spec(max_envelopes=MAX_ENVELOPES, max_trace_depth=64)
+
+
+@pytest.fixture
+def node() -> StubNode:
+    return StubNode()
+
+
+@pytest.fixture
+async def client(node: StubNode) -> AsyncIterator[TestClient[Any, Any]]:
+    app = build_app(node, max_body_bytes=MAX_BODY, max_inflight=64, max_envelopes=MAX_ENVELOPES,
+                    max_trace_depth=64, max_trace_nodes=1000)
+    async with TestClient(TestServer(app)) as c:
+        yield c
+
+
+async def call(client: TestClient[Any, Any], method: str, url: str, template: str,
+               expect: int, **kwargs: Any) -> Any:
+    """Make a request, check its status and its body against the OpenAPI spec."""
+    resp = await client.request(method, url, **kwargs)
+    body = await resp.read()
+    assert resp.status == expect, (resp.status, body[:300])
+    doc = json.loads(body)
+    check(doc, response_schema(SPEC, template, method, resp.status), SPEC)
+    return doc
+
+
+def b64(env: Envelope | bytes) -> str:
+    raw = env.envelope_bytes if isinstance(env, Envelope) else env
+    return base64.b64encode(raw).decode()
+
+
+async def submit(client: TestClient[Any, Any], envs: list[Envelope | bytes]) -> list[dict[str, Any]]:
+    doc = await call(client, "POST", "/v1/records", "/v1/records", 202,
+                     json={"envelopes": [b64(e) for e in envs]})
+    results: list[dict[str, Any]] = doc["results"]
+    return results
+
+
+async def test_submit_commit_and_read_back(client: TestClient[Any, Any], node: StubNode) -> None:
+    pay = make_envelope(node.submitter, "test", 1)
+    settle = make_envelope(node.submitter, "test", 2, parents=[pay.id], kind="settlement")
+    results = await submit(client, [pay, settle])
+    assert [r["status"] for r in results] == ["accepted", "accepted"]
+    assert results[0]["id"] == pay.id.hex()
+    # Idempotent while pending, then after commit.
+    assert [r["status"] for r in await submit(client, [pay])] == ["duplicate"]
+    rec = await call(client, "GET", f"/v1/records/{pay.id.hex()}", "/v1/records/{id}", 200)
+    assert rec["status"] == "pending" and rec["record"]["nonce"] == 1
+    err = await call(client, "GET", f"/v1/records/{pay.id.hex()}/proof",
+                     "/v1/records/{id}/proof", 409)
+    assert err["error"] == "not_committed"
+
+    node.commit()
+    assert [r["status"] for r in await submit(client, [pay])] == ["committed"]
+    rec = await call(client, "GET", f"/v1/records/{settle.id.hex()}", "/v1/records/{id}", 200)
+    assert rec["status"] == "committed" and rec["height"] == 1 and rec["leaf_index"] == 1
+    bundle = await call(client, "GET", f"/v1/records/{pay.id.hex()}/proof",
+                        "/v1/records/{id}/proof", 200)
+    assert verify_bundle(bundle, node.genesis.raw).leaf_index == 0
+
+    refund = make_envelope(node.submitter, "test", 3, parents=[pay.id], kind="refund")
+    await submit(client, [refund])
+    node.commit()
+    later = await call(client, "GET", f"/v1/records/{pay.id.hex()}/proof?height=2",
+                       "/v1/records/{id}/proof", 200)
+    assert later["height"] == 2
+    verify_bundle(later, node.genesis.raw)
+
+    trace = await call(client, "GET", f"/v1/records/{settle.id.hex()}/trace",
+                       "/v1/records/{id}/trace", 200)
+    assert trace["edges"] == [[settle.id.hex(), pay.id.hex()]]
+    assert [b["record_id"] for b in trace["bundles"]] == [settle.id.hex(), pay.id.hex()]
+    for b in trace["bundles"]:
+        verify_bundle(b, node.genesis.raw)
+    parent_trace = await call(client, "GET", f"/v1/records/{pay.id.hex()}/trace?depth=0",
+                              "/v1/records/{id}/trace", 200)
+    assert sorted(parent_trace["children"]) == sorted([settle.id.hex(), refund.id.hex()])
+
+    block = await call(client, "GET", "/v1/blocks/1", "/v1/blocks/{height}", 200)
+    assert block["records"] == [pay.id.hex(), settle.id.hex()]
+    assert block["certificate"]["block"] == block["hash"]
+    latest = await call(client, "GET", "/v1/blocks/latest?envelopes=1", "/v1/blocks/latest", 200)
+    assert latest["height"] == 2 and latest["envelopes"] == [b64(refund)]
+    cons = await call(client, "GET", "/v1/consistency?from=2&to=3", "/v1/consistency", 200)
+    assert cons["from"] == 2 and cons["to"] == 3 and cons["path"]
+    status = await call(client, "GET", "/v1/status", "/v1/status", 200)
+    assert status["height"] == 2 and status["log_size"] == 3 and status["mempool"] == 0
+    await call(client, "GET", "/v1/evidence", "/v1/evidence", 200)
+    await call(client, "GET", "/health", "/health", 200)
+    metrics = await client.get("/metrics")
+    text = await metrics.text()
+    assert "ledger_records_admitted_total" in text and "ledger_http_request_seconds" in text
+    spec = await call(client, "GET", "/openapi.json", "/openapi.json", 200)
+    assert set(spec["paths"]) >= {"/v1/records", "/v1/records/{id}/trace", "/v1/blocks/{height}"}
+
+
+async def test_msgpack_submission(client: TestClient[Any, Any], node: StubNode) -> None:
+    envs = [make_envelope(node.submitter, "test", n) for n in range(10)]
+    body = msgpack.packb([e.envelope_bytes for e in envs], use_bin_type=True)
+    doc = await call(client, "POST", "/v1/records", "/v1/records", 202, data=body,
+                     headers={"Content-Type": "application/msgpack"})
+    assert [r["id"] for r in doc["results"]] == [e.id.hex() for e in envs]
+    assert len(node.mempool) == 10
+
+
+def _tampered(env: Envelope) -> bytes:
+    sig = bytearray(env.sig)
+    sig[0] ^= 1
+    return canonical({"record": env.record.record_bytes, "sig": bytes(sig)})
+
+
+def _record_envelope(key: SigningKey, chain: str, nonce: int) -> Envelope:
+    record = make_record(chain=chain, submitter=key.public_key, nonce=nonce, ts=FIXED_TS,
+                         kind="payment", origin={"system": "t"}, body={"amount": 1})
+    return sign_record(record, key)
+
+
+async def test_every_envelope_error_code(client: TestClient[Any, Any], node: StubNode) -> None:
+    good = make_envelope(node.submitter, "test", 7)
+    await submit(client, [good])
+    stranger = make_keys(1, 3_000_000)[0]
+    non_canonical = b"\x82\xa3sig" + msgpack.packb(good.sig) + b"\xa6record" + \
+        msgpack.packb(good.record.record_bytes)
+    big = canonical({"record": b"\x00" * 9000, "sig": b"\x00" * 64})  # over 8 KiB
+    cases: list[tuple[bytes | Envelope | str, str]] = [
+        (b"\xc1", "bad_encoding"),
+        (non_canonical, "non_canonical"),
+        (_tampered(make_envelope(node.submitter, "test", 9)), "bad_signature"),
+        (_record_envelope(stranger, "test", 1), "unknown_submitter"),
+        (_record_envelope(node.reader, "test", 1), "forbidden_role"),
+        (make_envelope(node.submitter, "other", 10), "wrong_chain"),
+        (make_envelope(node.submitter, "test", 7, body={"amount": 5}), "nonce_reused"),
+        (make_envelope(node.submitter, "test", 11, parents=[b"\x11" * 32]), "unknown_parent"),
+        (big, "too_large"),
+    ]
+    doc = await call(client, "POST", "/v1/records", "/v1/records", 202,
+                     json={"envelopes": [b64(e) if not isinstance(e, str) else e
+                                         for e, _ in cases] + ["not base64!"]})
+    codes = [r.get("error") for r in doc["results"]]
+    assert codes == [code for _, code in cases] + ["bad_encoding"]
+    assert len(node.mempool) == 1
+    metrics = await (await client.get("/metrics")).text()
+    assert 'ledger_inputs_rejected_total{code="bad_signature"} 1.0' in metrics
+
+
+async def test_request_level_errors(client: TestClient[Any, Any], node: StubNode) -> None:
+    rec = "/v1/records"
+    env = make_envelope(node.submitter, "test", 1)
+    cases: list[tuple[str, str, str, int, str, dict[str, Any]]] = [
+        ("POST", rec, rec, 400, "bad_request", {"json": {"envelope": []}}),
+        ("POST", rec, rec, 400, "bad_request", {"json": {"envelopes": []}}),
+        ("POST", rec, rec, 400, "bad_request", {"json": {"envelopes": [1]}}),
+        ("POST", rec, rec, 400, "bad_encoding", {"data": b"{nope",
+                                                 "headers": {"Content-Type": "application/json"}}),
+        ("POST", rec, rec, 400, "bad_encoding", {"data": b"\xc1",
+                                                 "headers": {"Content-Type": "application/msgpack"}}),
+        ("POST", rec, rec, 400, "bad_request", {"data": msgpack.packb({"a": 1}),
+                                                "headers": {"Content-Type": "application/msgpack"}}),
+        ("POST", rec, rec, 400, "too_many", {"json": {"envelopes": [b64(env)] * (MAX_ENVELOPES + 1)}}),
+        ("POST", rec, rec, 400, "too_many", {
+            "data": msgpack.packb([env.envelope_bytes] * (MAX_ENVELOPES + 1)),
+            "headers": {"Content-Type": "application/msgpack"}}),
+        ("POST", rec, rec, 413, "too_large", {"data": b"x" * (MAX_BODY + 1),
+                                              "headers": {"Content-Type": "application/json"}}),
+        ("POST", rec, rec, 415, "unsupported_media_type", {"data": b"hi",
+                                                           "headers": {"Content-Type": "text/plain"}}),
+        ("GET", "/v1/records/XYZ", "/v1/records/{id}", 400, "bad_request", {}),
+        ("GET", "/v1/records/" + "ab" * 32, "/v1/records/{id}", 404, "not_found", {}),
+        ("GET", "/v1/records/" + "ab" * 32 + "/proof", "/v1/records/{id}/proof", 404, "not_found", {}),
+        ("GET", "/v1/records/" + "ab" * 32 + "/trace?depth=-1", "/v1/records/{id}/trace", 404,
+         "not_found", {}),
+        ("GET", "/v1/blocks/1", "/v1/blocks/{height}", 404, "not_found", {}),
+        ("GET", "/v1/blocks/0", "/v1/blocks/{height}", 404, "not_found", {}),
+        ("GET", "/v1/blocks/abc", "/v1/blocks/{height}", 400, "bad_request", {}),
+        ("GET", "/v1/blocks/latest", "/v1/blocks/latest", 404, "not_found", {}),
+        ("GET", "/v1/consistency", "/v1/consistency", 400, "bad_request", {}),
+        ("GET", "/v1/consistency?from=1&to=2", "/v1/consistency", 400, "bad_request", {}),
+        ("GET", "/v1/peer", "/v1/peer", 400, "bad_request", {}),
+    ]
+    for method, url, template, status, code, kwargs in cases:
+        doc = await call(client, method, url, template, status, **kwargs)
+        assert doc["error"] == code, (url, doc)
+    resp = await client.get("/no/such/route")
+    assert resp.status == 404 and (await resp.json())["error"] == "not_found"
+    resp = await client.delete("/v1/status")
+    assert resp.status == 405 and (await resp.json())["error"] == "bad_request"
+    # Bad query values on a committed record.
+    await submit(client, [env])
+    node.commit()
+    for url in (f"/v1/records/{env.id.hex()}/proof?height=x",
+                f"/v1/records/{env.id.hex()}/proof?height=5",
+                f"/v1/records/{env.id.hex()}/trace?depth=65",
+                "/v1/blocks/1?envelopes=maybe"):
+        resp = await client.get(url)
+        assert resp.status == 400 and (await resp.json())["error"] == "bad_request", url
+
+
+async def test_rate_limited_and_unavailable(node: StubNode) -> None:
+    node.mempool.max_size = 3
+    app = build_app(node, max_body_bytes=MAX_BODY, max_inflight=64, max_envelopes=MAX_ENVELOPES,
+                    max_trace_depth=64, max_trace_nodes=1000)
+    async with TestClient(TestServer(app)) as client:
+        envs = [make_envelope(node.submitter, "test", n) for n in range(5)]
+        results = await submit(client, envs)
+        assert [r.get("status", r.get("error")) for r in results] == \
+            ["accepted"] * 3 + ["rate_limited"] * 2
+        doc = await call(client, "POST", "/v1/records", "/v1/records", 429,
+                         json={"envelopes": [b64(envs[4])]})
+        assert doc["error"] == "rate_limited"
+        node.commit()
+        assert len(node.mempool) == 0
+        node.unavailable = "catching up"
+        doc = await call(client, "POST", "/v1/records", "/v1/records", 503,
+                         json={"envelopes": [b64(envs[4])]})
+        assert doc["error"] == "unavailable"
+
+
+async def test_gossip_orphans_wait_for_their_parent(node: StubNode) -> None:
+    parent = make_envelope(node.submitter, "test", 1)
+    child = make_envelope(node.submitter, "test", 2, parents=[parent.id])
+    got = await node.mempool.admit([child.envelope_bytes], "gossip")
+    assert got[0].status == "accepted" and child.id not in node.mempool
+    await node.mempool.admit([parent.envelope_bytes], "gossip")
+    assert [e.id for e in node.mempool.select(10)] == [parent.id, child.id]
+    assert node.mempool.take_gossip(10) == []  # gossip is not re-gossiped
+
+
+async def test_select_keeps_parents_first_and_commit_prunes(node: StubNode) -> None:
+    a = make_envelope(node.submitter, "test", 1)
+    b = make_envelope(node.submitter, "test", 2, parents=[a.id])
+    c = make_envelope(node.submitter, "test", 3, parents=[b.id])
+    await node.mempool.admit([a.envelope_bytes, b.envelope_bytes, c.envelope_bytes])
+    assert [e.id for e in node.mempool.select(2)] == [a.id, b.id]
+    # A conflicting record (same nonce as b) commits elsewhere: b and c can never commit.
+    rival = make_envelope(node.submitter, "test", 2, body={"rival": 1})
+    header = node.chain.next_header([a, rival], FIXED_TS, 1)
+    node.chain.commit_block(header, [a, rival], certify(header, node.validator_keys, node.genesis))
+    node.mempool.committed([a, rival])
+    assert len(node.mempool) == 0
+    assert c.id not in node.mempool and b.id not in node.mempool
