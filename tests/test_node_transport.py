@@ -1,0 +1,187 @@
+"""Peer transport on loopback, in one process: handshake, signed frames,
+refusal of strangers, bad signatures and replays, bounded queues, reconnect."""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+from collections.abc import AsyncIterator, Callable
+from typing import Any
+
+import aiohttp
+import pytest
+from aiohttp import web
+from helpers import genesis_doc, make_keys
+
+from ledger.crypto import SigningKey
+from ledger.genesis import Genesis, parse_genesis
+from node import frames
+from node.metrics import Metrics
+from node.transport import PeerTransport, TransportSettings
+
+SETTINGS = TransportSettings(queue_size=16, reconnect_initial_s=0.05, reconnect_max_s=0.2,
+                             heartbeat_s=1.0, handshake_timeout_s=2.0)
+
+
+def free_ports(n: int) -> list[int]:
+    socks = [socket.socket() for _ in range(n)]
+    for s in socks:
+        s.bind(("127.0.0.1", 0))
+    ports = [s.getsockname()[1] for s in socks]
+    for s in socks:
+        s.close()
+    return ports
+
+
+class Peer:
+    def __init__(self, genesis: Genesis, key: SigningKey, index: int, port: int) -> None:
+        self.metrics = Metrics()
+        self.received: list[tuple[int, bytes]] = []
+        self.got = asyncio.Event()
+        peers = tuple(v for v in genesis.validators if v.index != index)
+        self.transport = PeerTransport(genesis, key, peers, self.metrics, SETTINGS,
+                                       self._on_frame)
+        self.port = port
+        self.runner: web.AppRunner | None = None
+
+    def _on_frame(self, peer: int, body: bytes) -> None:
+        self.received.append((peer, body))
+        self.got.set()
+
+    async def start(self) -> None:
+        app = web.Application()
+        app.add_routes([web.get(frames.PEER_PATH, self.transport.handle_inbound)])
+        self.runner = web.AppRunner(app)
+        await self.runner.setup()
+        await web.TCPSite(self.runner, "127.0.0.1", self.port).start()
+        await self.transport.start()
+
+    async def stop(self) -> None:
+        await self.transport.stop()
+        if self.runner is not None:
+            await self.runner.cleanup()
+
+    def counter(self, name: str, **labels: str) -> float:
+        value = self.metrics.registry.get_sample_value(name, labels)
+        return value or 0.0
+
+
+async def until(cond: Callable[[], bool], timeout: float = 10.0) -> None:
+    deadline = asyncio.get_running_loop().time() + timeout
+    while not cond():
+        if asyncio.get_running_loop().time() > deadline:
+            raise AssertionError("condition not met before the deadline")
+        await asyncio.sleep(0.01)
+
+
+@pytest.fixture
+async def trio() -> AsyncIterator[tuple[Genesis, list[SigningKey], list[Peer]]]:
+    ports = free_ports(3)
+    keys = make_keys(3)
+    doc = genesis_doc(keys, make_keys(1, 1_000_000), "t")
+    for v, port in zip(doc["validators"], ports):
+        v["address"] = f"127.0.0.1:{port}"
+    genesis = parse_genesis(doc)
+    peers = [Peer(genesis, keys[i], i, ports[i]) for i in range(3)]
+    for p in peers:
+        await p.start()
+    try:
+        yield genesis, keys, peers
+    finally:
+        for p in peers:
+            await p.stop()
+
+
+async def test_peers_connect_and_exchange_frames(trio: Any) -> None:
+    _, _, peers = trio
+    await until(lambda: all(len(p.transport.connected()) == 2 for p in peers))
+    peers[0].transport.broadcast(b"hello")
+    await until(lambda: all(p.received for p in peers[1:]))
+    assert peers[1].received == [(0, b"hello")] and peers[2].received == [(0, b"hello")]
+    for i in range(SETTINGS.queue_size):  # a full queue's worth, in order
+        peers[1].transport.send(2, i.to_bytes(2, "big"))
+    await until(lambda: len(peers[2].received) == 1 + SETTINGS.queue_size)
+    assert [b for _, b in peers[2].received[1:]] == \
+        [i.to_bytes(2, "big") for i in range(SETTINGS.queue_size)]
+    status = peers[0].transport.status()
+    assert [s["connected"] for s in status] == [True, True]
+
+
+async def _dial(port: int, genesis: Genesis, me: SigningKey, listener: bytes,
+                session: aiohttp.ClientSession) -> tuple[aiohttp.ClientWebSocketResponse, bytes]:
+    ws = await session.ws_connect(f"http://127.0.0.1:{port}{frames.PEER_PATH}")
+    nonce = frames.fresh_nonce()
+    await ws.send_bytes(frames.hello(genesis, me, listener, nonce))
+    msg = await ws.receive()
+    theirs = frames.check_challenge(genesis, me, listener, nonce, msg.data)
+    await ws.send_bytes(frames.auth(genesis, me, listener, theirs))
+    assert (await ws.receive()).data == frames.READY
+    return ws, frames.session_id(nonce, theirs)
+
+
+async def test_bad_frames_are_dropped_and_counted(trio: Any) -> None:
+    genesis, keys, peers = trio
+    target = peers[2]
+    async with aiohttp.ClientSession() as session:
+        ws, sid = await _dial(target.port, genesis, keys[0], keys[2].public_key, session)
+        good = frames.seal(keys[0], sid, 1, b"one")
+        forged = frames.seal(keys[1], sid, 2, b"forged")  # signed by someone else
+        await ws.send_bytes(good)
+        await ws.send_bytes(good)  # replay
+        await ws.send_bytes(forged)
+        await ws.send_bytes(b"\xc1garbage")
+        await ws.send_bytes(frames.seal(keys[0], sid, 2, b"two"))
+        await until(lambda: sum(1 for p, _ in target.received if p == 0) == 2)
+        await ws.close()
+    assert [b for p, b in target.received if p == 0] == [b"one", b"two"]
+    assert target.counter("ledger_peer_frames_dropped_total", reason="replay") == 1
+    assert target.counter("ledger_peer_frames_dropped_total", reason="bad_signature") == 1
+    assert target.counter("ledger_peer_frames_dropped_total", reason="malformed") == 1
+
+
+async def test_strangers_and_impostors_are_refused(trio: Any) -> None:
+    genesis, keys, peers = trio
+    target = peers[1]
+    stranger = make_keys(1, 5_000_000)[0]
+    async with aiohttp.ClientSession() as session:
+        # Not a genesis validator.
+        ws = await session.ws_connect(f"http://127.0.0.1:{target.port}{frames.PEER_PATH}")
+        await ws.send_bytes(frames.hello(genesis, stranger, keys[1].public_key,
+                                         frames.fresh_nonce()))
+        assert (await ws.receive()).type in (aiohttp.WSMsgType.CLOSE, aiohttp.WSMsgType.CLOSED)
+        # Claims to be validator 0 but cannot sign as it.
+        ws = await session.ws_connect(f"http://127.0.0.1:{target.port}{frames.PEER_PATH}")
+        nonce = frames.fresh_nonce()
+        hello = frames.hello(genesis, keys[0], keys[1].public_key, nonce)
+        await ws.send_bytes(hello)
+        msg = await ws.receive()
+        theirs = frames.check_challenge(genesis, keys[0], keys[1].public_key, nonce, msg.data)
+        await ws.send_bytes(frames.auth(genesis, stranger, keys[1].public_key, theirs))
+        assert (await ws.receive()).type in (aiohttp.WSMsgType.CLOSE, aiohttp.WSMsgType.CLOSED)
+    assert target.counter("ledger_peer_handshakes_failed_total", reason="unknown_peer") == 1
+    assert target.counter("ledger_peer_handshakes_failed_total", reason="bad_signature") == 1
+
+
+async def test_full_queue_drops_and_dead_peer_does_not_block(trio: Any) -> None:
+    _, _, peers = trio
+    await until(lambda: len(peers[0].transport.connected()) == 2)
+    await peers[2].stop()
+    await until(lambda: peers[0].transport.connected() == [1])
+    for i in range(SETTINGS.queue_size + 5):
+        peers[0].transport.send(2, b"x%d" % i)
+    assert peers[0].counter("ledger_peer_outbound_dropped_total", peer="node2") == 5
+    peers[0].transport.send(1, b"still flowing")
+    await until(lambda: (0, b"still flowing") in peers[1].received)
+
+
+async def test_reconnects_after_restart(trio: Any) -> None:
+    genesis, keys, peers = trio
+    await until(lambda: len(peers[0].transport.connected()) == 2)
+    await peers[1].stop()
+    await until(lambda: 1 not in peers[0].transport.connected())
+    fresh = Peer(genesis, keys[1], 1, peers[1].port)
+    peers[1] = fresh
+    await fresh.start()
+    await until(lambda: 1 in peers[0].transport.connected())
+    peers[0].transport.send(1, b"again")
+    await until(lambda: (0, b"again") in fresh.received)
