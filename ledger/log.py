@@ -80,7 +80,7 @@ def fold_peaks(hashes: Sequence[bytes]) -> bytes:
 def _pair_up(nodes: list[bytes]) -> list[bytes]:
     """Parents of consecutive pairs (an odd last node stays a peak)."""
     it = iter(nodes)
-    return [_sha256(b"\x01" + left + right).digest() for left, right in zip(it, it)]
+    return [_sha256(b"\x01" + left + right).digest() for left, right in zip(it, it, strict=False)]
 
 
 def _grow(old: _Frontier, leaf_hashes: list[bytes]) -> tuple[list[_Run], _Frontier]:

@@ -8,12 +8,15 @@ byte-identical keys, records and certificates.
 from __future__ import annotations
 
 import hashlib
-from typing import Any, Iterable, Mapping, Sequence
+from typing import TYPE_CHECKING, Any, Iterable, Mapping, Sequence
 
 from ledger.blocks import Certificate, Header, Vote
 from ledger.crypto import SigningKey
 from ledger.genesis import Genesis, parse_genesis
 from ledger.records import Envelope, make_record, sign_record
+
+if TYPE_CHECKING:
+    from ledger.chain import ChainStore
 
 # Seed bases keep validator and submitter keys apart for any n.
 VALIDATOR_SEED_BASE = 0
@@ -123,3 +126,46 @@ def certify(
         block=header.hash,
         signatures=tuple((i, vote.sign(validator_keys[i])) for i in chosen),
     )
+
+
+def block_time(height: int) -> int:
+    """A fixed header time for ``height`` (ms), so rebuilt blocks are identical."""
+    return FIXED_TS + 1000 * height
+
+
+def commit_envelopes(
+    chain: "ChainStore",
+    envelopes: Sequence[Envelope],
+    validator_keys: Sequence[SigningKey],
+    *,
+    time: int | None = None,
+    proposer: int | None = None,
+    round: int = 0,
+) -> tuple[Header, Certificate]:
+    """Build the next header on ``chain``'s tip, certify it with a quorum and
+    commit it.  Deterministic: the same chain and envelopes give the same block."""
+    height = chain.height + 1
+    header = chain.next_header(
+        envelopes,
+        time=block_time(height) if time is None else time,
+        proposer=(height - 1) % chain.genesis.n if proposer is None else proposer,
+    )
+    certificate = certify(header, validator_keys, chain.genesis, round=round)
+    chain.commit_block(header, envelopes, certificate)
+    return header, certificate
+
+
+def commit_sample_blocks(
+    chain: "ChainStore", validator_keys: Sequence[SigningKey], submitter_key: SigningKey
+) -> list[list[Envelope]]:
+    """Three blocks of 3, 1 and 4 records (nonces 0-2, 10, 20-22 and 30); the
+    records of blocks 2 and 3 name records of block 1 as parents."""
+    chain_id = chain.genesis.chain
+    b1 = make_envelopes(submitter_key, chain_id, 3, 0)
+    b2 = [make_envelope(submitter_key, chain_id, 10, parents=[b1[0].id, b1[2].id])]
+    b3 = make_envelopes(submitter_key, chain_id, 3, 20) + [
+        make_envelope(submitter_key, chain_id, 30, parents=[b1[0].id], kind="refund")
+    ]
+    for block in (b1, b2, b3):
+        commit_envelopes(chain, block, validator_keys)
+    return [b1, b2, b3]

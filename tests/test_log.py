@@ -260,13 +260,13 @@ def test_bad_arguments() -> None:
 
 def test_reads_are_logarithmic_and_appends_read_nothing() -> None:
     counting = CountingStore(MemoryStore())
-    log = MerkleLog(counting)  # type: ignore[arg-type]
+    log = MerkleLog(counting)
     size = 0
     rng = random.Random(5)
     while size < 5000:
         count = rng.randrange(1, 400)
         counting.reads = 0
-        append(log, counting, leaf_hashes(size, count))  # type: ignore[arg-type]
+        append(log, counting, leaf_hashes(size, count))
         size += count
         assert counting.reads == 1  # applied() confirms the size; the frontier is cached
     depth = size.bit_length()

@@ -1,0 +1,398 @@
+"""Certified blocks on top of the Merkle log, with every index, in one store.
+
+A block is committed with ONE synced write batch holding its envelopes, leaf
+hashes and tree nodes, the record indexes, the header, the certificate and
+the new tip; LevelDB applies a batch atomically, so after a crash the store
+holds the whole block or none of it.  Nothing here trusts what it reads back
+more than it must: envelopes are checked against their leaf hashes, headers
+against their certificates, and :meth:`ChainStore.check_integrity` re-checks
+the tip (certificate, hash link, log root) on open.
+"""
+
+from __future__ import annotations
+
+from typing import Sequence
+
+from . import blocks, schema
+from .blocks import ZERO_HASH, Certificate, Header, certificate_from_bytes, decode_header
+from .crypto import digest_equal
+from .encoding import H
+from .errors import (
+    HeaderError,
+    NotFound,
+    StorageCorruption,
+    ValidatorSetMismatch,
+    VerificationError,
+    WrongChain,
+)
+from .genesis import Genesis
+from .log import MerkleLog
+from .merkle import leaf_hash, root
+from .records import Envelope, decode_envelope
+from .storage import KeyValueStore, WriteBatch
+
+Location = tuple[int, int]  # (height, leaf_index)
+
+
+class ChainStore:
+    """Blocks, certificates, envelopes and indexes over a :class:`KeyValueStore`."""
+
+    def __init__(self, store: KeyValueStore, genesis: Genesis, *, check: bool = True) -> None:
+        self._store = store
+        self.genesis = genesis
+        self._init_schema()
+        self.log = MerkleLog(store)
+        self._tip = self._load_tip()
+        if check:
+            self.check_integrity()
+
+    # ------------------------------------------------------------- open/close
+
+    def _init_schema(self) -> None:
+        raw = self._store.get(schema.META_SCHEMA_VERSION)
+        if raw is None:
+            if next(iter(self._store.iterate(b"")), None) is not None:
+                raise StorageCorruption("store holds data but no schema version")
+            batch = WriteBatch()
+            batch.put(schema.META_SCHEMA_VERSION, schema.schema_version_value())
+            self._store.write(batch, sync=True)
+            return
+        version = schema.unpack_u64(raw, "schema version")
+        if version != schema.SCHEMA_VERSION:
+            raise StorageCorruption(
+                f"store has schema version {version}; this code reads {schema.SCHEMA_VERSION}"
+            )
+
+    def _load_tip(self) -> Header | None:
+        raw = self._store.get(schema.META_TIP)
+        if raw is None:
+            return None
+        height = schema.unpack_u64(raw, "tip height")
+        header_bytes = self._store.get(schema.header_key(height))
+        if header_bytes is None:
+            raise StorageCorruption(f"tip header at height {height} is missing")
+        return _decode_stored_header(header_bytes, height)
+
+    def _reload(self) -> None:
+        """Forget cached state and re-read it from the store."""
+        self.log.reload()
+        self._tip = self._load_tip()
+
+    def close(self) -> None:
+        self._store.close()
+
+    # -------------------------------------------------------------- integrity
+
+    def check_integrity(self) -> None:
+        """Raise :class:`StorageCorruption` naming the damage unless the tip
+        is sound: same genesis, certificate verifies, the previous header
+        hashes to ``prev``, and the log matches ``log_size``/``log_root``."""
+        tip = self._tip
+        if tip is None:
+            if self.log.size != 0:
+                raise StorageCorruption(f"log holds {self.log.size} leaves but no block")
+            return
+        cert = self._tip_certificate(tip)
+        self._check_tip_genesis(tip)
+        try:
+            blocks.verify_certificate(cert, tip, self.genesis)
+        except VerificationError as exc:
+            raise StorageCorruption(
+                f"certificate of tip block {tip.height} does not verify: {exc}"
+            ) from None
+        self._check_prev_link(tip)
+        self._check_tip_log(tip)
+
+    def _tip_certificate(self, tip: Header) -> Certificate:
+        # _block matches the certificate to the header bytes; doing that
+        # before the genesis checks tells a damaged tip apart from a store
+        # opened under the wrong genesis.
+        block = self._block(tip.height)
+        if block is None:
+            raise StorageCorruption(f"tip block {tip.height} is not stored")
+        return block[1]
+
+    def _check_tip_genesis(self, tip: Header) -> None:
+        if tip.chain != self.genesis.chain:
+            raise StorageCorruption(f"store holds chain {tip.chain!r}, genesis says "
+                                    f"{self.genesis.chain!r}")
+        if not digest_equal(tip.validators, self.genesis.validators_hash):
+            raise StorageCorruption("store was written under another validator set")
+
+    def _check_prev_link(self, tip: Header) -> None:
+        if tip.height == 1:
+            if not digest_equal(tip.prev, ZERO_HASH):
+                raise StorageCorruption("block 1 has a non-zero prev hash")
+            return
+        prev_bytes = self._store.get(schema.header_key(tip.height - 1))
+        if prev_bytes is None:
+            raise StorageCorruption(f"header {tip.height - 1} (below the tip) is missing")
+        if not digest_equal(H(prev_bytes), tip.prev):
+            raise StorageCorruption(
+                f"header {tip.height - 1} does not hash to the prev of tip block {tip.height}"
+            )
+
+    def _check_tip_log(self, tip: Header) -> None:
+        if self.log.size != tip.log_size:
+            raise StorageCorruption(
+                f"log size is {self.log.size} but tip block {tip.height} says {tip.log_size}"
+            )
+        if not digest_equal(self.log.root(tip.log_size), tip.log_root):
+            raise StorageCorruption(f"log root differs from tip block {tip.height}'s log_root "
+                                    "(tree nodes damaged)")
+        if tip.log_size:
+            self.envelope_at(tip.log_size - 1)  # the newest leaf matches its hash
+
+    # ------------------------------------------------------------------ blocks
+
+    @property
+    def height(self) -> int:
+        tip = self._tip
+        return 0 if tip is None else tip.height
+
+    def tip(self) -> Header | None:
+        return self._tip
+
+    def _block(self, height: int) -> tuple[bytes, Certificate] | None:
+        """Header bytes and certificate at ``height``, checked against each
+        other (the certificate names the header's hash)."""
+        if not 1 <= height <= self.height:
+            return None
+        header_bytes = self._store.get(schema.header_key(height))
+        cert_bytes = self._store.get(schema.certificate_key(height))
+        if header_bytes is None or cert_bytes is None:
+            raise StorageCorruption(f"block {height} is not fully stored "
+                                    "(header or certificate missing)")
+        try:
+            cert = certificate_from_bytes(cert_bytes)
+        except VerificationError as exc:
+            raise StorageCorruption(f"certificate of block {height} is damaged: {exc}") from None
+        if cert.height != height or not digest_equal(cert.block, H(header_bytes)):
+            raise StorageCorruption(f"header of block {height} does not match its certificate")
+        return header_bytes, cert
+
+    def header_bytes(self, height: int) -> bytes | None:
+        block = self._block(height)
+        return None if block is None else block[0]
+
+    def header(self, height: int) -> Header | None:
+        block = self._block(height)
+        return None if block is None else _decode_stored_header(block[0], height)
+
+    def certificate(self, height: int) -> Certificate | None:
+        block = self._block(height)
+        return None if block is None else block[1]
+
+    def _leaf_range(self, height: int) -> range:
+        header = self.header(height)
+        if header is None:
+            raise NotFound(f"no block at height {height}")
+        return range(header.log_size - header.tx_count, header.log_size)
+
+    def block_envelopes(self, height: int) -> list[bytes]:
+        """The envelopes of block ``height`` in log order (NotFound if none)."""
+        return [self.envelope_at(i) for i in self._leaf_range(height)]
+
+    def block_record_ids(self, height: int) -> list[bytes]:
+        """The record ids of block ``height`` in log order (NotFound if none)."""
+        return [_record_id(self.envelope_at(i), i) for i in self._leaf_range(height)]
+
+    # ----------------------------------------------------------------- records
+
+    def envelope_at(self, leaf_index: int) -> bytes:
+        """The envelope at ``leaf_index``, checked against its stored leaf hash."""
+        if not 0 <= leaf_index < self.log.size:
+            raise NotFound(f"no leaf {leaf_index} in a log of {self.log.size}")
+        envelope = self._store.get(schema.envelope_key(leaf_index))
+        if envelope is None:
+            raise StorageCorruption(f"envelope at leaf {leaf_index} is missing")
+        if not digest_equal(leaf_hash(envelope), self.log.leaf_hash(leaf_index)):
+            raise StorageCorruption(f"envelope at leaf {leaf_index} does not match its leaf hash")
+        return envelope
+
+    def record_location(self, record_id: bytes) -> Location | None:
+        """``(height, leaf_index)`` of a committed record, or None."""
+        raw = self._store.get(schema.record_location_key(record_id))
+        if raw is None:
+            return None
+        height, leaf_index = schema.unpack_location(raw)
+        if not (1 <= height <= self.height and leaf_index < self.log.size):
+            raise StorageCorruption(f"record location ({height}, {leaf_index}) is past the tip")
+        return height, leaf_index
+
+    def envelope(self, record_id: bytes) -> bytes | None:
+        location = self.record_location(record_id)
+        if location is None:
+            return None
+        envelope = self.envelope_at(location[1])
+        if not digest_equal(_record_id(envelope, location[1]), record_id):
+            raise StorageCorruption(f"record index points to leaf {location[1]}, "
+                                    "which holds another record")
+        return envelope
+
+    def id_for_nonce(self, submitter: bytes, nonce: int) -> bytes | None:
+        return self._store.get(schema.nonce_key(submitter, nonce))
+
+    def children(self, record_id: bytes) -> list[bytes]:
+        """Ids of committed records naming ``record_id`` as a parent (id order)."""
+        prefix = schema.children_prefix(record_id)
+        return [schema.child_from_key(key) for key, _ in self._store.iterate(prefix)]
+
+    def records_by_submitter(
+        self, submitter: bytes, limit: int = 100, after_index: int = -1
+    ) -> list[tuple[int, bytes]]:
+        """``(leaf_index, id)`` of the submitter's records with leaf index above
+        ``after_index``, in log order, at most ``limit`` (a page, not a scan)."""
+        first = after_index + 1
+        if limit <= 0 or first > schema.U64_MAX:
+            return []
+        prefix = schema.submitter_prefix(submitter)
+        start = schema.submitter_key(submitter, max(first, 0))
+        out: list[tuple[int, bytes]] = []
+        for key, record_id in self._store.iterate(prefix, start=start):
+            out.append((schema.leaf_index_from_submitter_key(key), record_id))
+            if len(out) >= limit:
+                break
+        return out
+
+    # ------------------------------------------------------------------ commit
+
+    def next_header(self, envelopes: Sequence[Envelope], time: int, proposer: int) -> Header:
+        """The header a proposer builds on the tip for ``envelopes``."""
+        leaves = [env.leaf_hash for env in envelopes]
+        log_size, log_root = self.log.preview(leaves)
+        tip = self._tip
+        return Header(
+            chain=self.genesis.chain,
+            height=self.height + 1,
+            prev=ZERO_HASH if tip is None else tip.hash,
+            time=time,
+            proposer=proposer,
+            tx_count=len(envelopes),
+            tx_root=root(leaves),
+            log_size=log_size,
+            log_root=log_root,
+            validators=self.genesis.validators_hash,
+        )
+
+    def check_header(self, header: Header, leaves: Sequence[bytes]) -> None:
+        """Raise unless ``header`` extends the tip with exactly these leaves
+        (everything but the log root, which needs the appended tree)."""
+        tip = self._tip
+        if header.chain != self.genesis.chain:
+            raise WrongChain(f"header is for chain {header.chain!r}")
+        if header.height != self.height + 1:
+            raise HeaderError(f"header height {header.height}, expected {self.height + 1}")
+        if not digest_equal(header.prev, ZERO_HASH if tip is None else tip.hash):
+            raise HeaderError(f"header {header.height}'s prev is not the tip's hash")
+        if not digest_equal(header.validators, self.genesis.validators_hash):
+            raise ValidatorSetMismatch("header validators differ from genesis")
+        if not 0 <= header.proposer < self.genesis.n:
+            raise HeaderError(f"proposer {header.proposer} is not a validator index")
+        if header.tx_count != len(leaves):
+            raise HeaderError(f"tx_count {header.tx_count} but {len(leaves)} envelopes")
+        if not digest_equal(header.tx_root, root(leaves)):
+            raise HeaderError("tx_root is not the MTH of the block's envelopes")
+
+    def commit_block(
+        self,
+        header: Header,
+        envelopes: Sequence[Envelope],
+        certificate: Certificate,
+        *,
+        verify_certificate: bool = True,
+    ) -> None:
+        """Check ``header`` against the tip and the log, verify the
+        certificate (unless the caller already did), then write the whole
+        block in one synced batch."""
+        leaves = [env.leaf_hash for env in envelopes]
+        self.check_header(header, leaves)
+        batch = WriteBatch()
+        log_size, log_root = self.log.stage(leaves, batch)
+        if header.log_size != log_size:
+            raise HeaderError(f"log_size {header.log_size}, appending gives {log_size}")
+        if not digest_equal(header.log_root, log_root):
+            raise HeaderError("log_root is not the log's root after appending the block")
+        if verify_certificate:
+            blocks.verify_certificate(certificate, header, self.genesis)
+        self._stage_records(header.height, envelopes, batch)
+        batch.put(schema.header_key(header.height), header.header_bytes)
+        batch.put(schema.certificate_key(header.height), certificate.to_bytes())
+        batch.put(schema.META_TIP, schema.pack_u64(header.height))
+        self._write_block(batch, header, log_size)
+
+    def _stage_records(self, height: int, envelopes: Sequence[Envelope], batch: WriteBatch) -> None:
+        first = self.log.size
+        seen_ids: set[bytes] = set()
+        seen_nonces: set[tuple[bytes, int]] = set()
+        for leaf_index, env in enumerate(envelopes, start=first):
+            record = env.record
+            batch.put(schema.envelope_key(leaf_index), env.envelope_bytes)
+            batch.put(schema.submitter_key(record.submitter, leaf_index), record.id)
+            for parent in record.parents:
+                batch.put(schema.child_key(parent, record.id), b"")
+            # First occurrence wins: an id or nonce, once committed, keeps
+            # pointing where it was first committed (admission rejects
+            # repeats; this only guards the indexes against a bad block).
+            location_key = schema.record_location_key(record.id)
+            if record.id not in seen_ids and self._store.get(location_key) is None:
+                batch.put(location_key, schema.pack_location(height, leaf_index))
+            seen_ids.add(record.id)
+            nonce = (record.submitter, record.nonce)
+            nonce_key = schema.nonce_key(*nonce)
+            if nonce not in seen_nonces and self._store.get(nonce_key) is None:
+                batch.put(nonce_key, record.id)
+            seen_nonces.add(nonce)
+
+    def _write_block(self, batch: WriteBatch, header: Header, log_size: int) -> None:
+        try:
+            self._store.write(batch, sync=True)
+        except BaseException:
+            # The write may have landed before failing (e.g. an fsync error):
+            # re-read rather than guess; if the store is gone, keep the
+            # original error.
+            try:
+                self._reload()
+            except Exception:
+                pass
+            raise
+        self.log.applied(log_size)
+        self._tip = header
+
+    # ------------------------------------------------------- consensus state
+
+    def put_consensus_state(self, blob: bytes) -> None:
+        """Durably replace the consensus engine's persisted state."""
+        batch = WriteBatch()
+        batch.put(schema.META_CONSENSUS, blob)
+        self._store.write(batch, sync=True)
+
+    def get_consensus_state(self) -> bytes | None:
+        return self._store.get(schema.META_CONSENSUS)
+
+    def add_evidence(self, key: bytes, blob: bytes) -> None:
+        """Durably record misbehaviour evidence under ``key`` (idempotent)."""
+        batch = WriteBatch()
+        batch.put(schema.evidence_key(key), blob)
+        self._store.write(batch, sync=True)
+
+    def evidence(self) -> list[bytes]:
+        """Every evidence blob, in key order."""
+        return [value for _, value in self._store.iterate(schema.EVIDENCE)]
+
+
+def _decode_stored_header(header_bytes: bytes, height: int) -> Header:
+    try:
+        header = decode_header(header_bytes)
+    except VerificationError as exc:
+        raise StorageCorruption(f"header {height} is damaged: {exc}") from None
+    if header.height != height:
+        raise StorageCorruption(f"header stored at height {height} says {header.height}")
+    return header
+
+
+def _record_id(envelope: bytes, leaf_index: int) -> bytes:
+    try:
+        return decode_envelope(envelope).id
+    except VerificationError as exc:
+        raise StorageCorruption(f"envelope at leaf {leaf_index} is damaged: {exc}") from None
