@@ -80,7 +80,7 @@ def decode_header(header_bytes: bytes) -> Header:
     value = decode(header_bytes)
     if not isinstance(value, dict) or set(value) != HEADER_KEYS:
         raise HeaderError("header must be a map with exactly the §4 keys")
-    if value["v"] != HEADER_VERSION:
+    if not _is_uint(value["v"]) or value["v"] != HEADER_VERSION:
         raise HeaderError(f"unsupported header version {value['v']!r}")
     if not isinstance(value["chain"], str):
         raise HeaderError("header chain must be a string")

@@ -118,6 +118,9 @@ def decode(data: bytes, *, max_size: int | None = None) -> Any:
 # --------------------------------------------------------------------------
 
 
+_HEX_DIGITS = frozenset("0123456789abcdef")
+
+
 def to_hex(data: bytes) -> str:
     return data.hex()
 
@@ -125,12 +128,13 @@ def to_hex(data: bytes) -> str:
 def from_hex(text: Any, *, length: int | None = None, what: str = "value") -> bytes:
     if not isinstance(text, str):
         raise BadEncoding(f"{what} must be a hex string")
-    if text != text.lower():
-        raise BadEncoding(f"{what} must be lowercase hex")
-    try:
-        data = bytes.fromhex(text)
-    except ValueError:
-        raise BadEncoding(f"{what} is not valid hex") from None
+    # bytes.fromhex() tolerates whitespace; the protocol's hex is exactly
+    # lowercase digits, so one value has one spelling.
+    if len(text) % 2 or not all(c in _HEX_DIGITS for c in text):
+        if text != text.lower():
+            raise BadEncoding(f"{what} must be lowercase hex")
+        raise BadEncoding(f"{what} is not valid hex")
+    data = bytes.fromhex(text)
     if length is not None and len(data) != length:
         raise BadEncoding(f"{what} must be {length} bytes, got {len(data)}")
     return data
@@ -144,6 +148,11 @@ def from_b64(text: Any, *, what: str = "value") -> bytes:
     if not isinstance(text, str):
         raise BadEncoding(f"{what} must be a base64 string")
     try:
-        return base64.b64decode(text.encode("ascii"), validate=True)
+        data = base64.b64decode(text.encode("ascii"), validate=True)
     except (binascii.Error, UnicodeEncodeError, ValueError):
         raise BadEncoding(f"{what} is not valid base64") from None
+    # b64decode ignores non-zero bits in the last character before the
+    # padding; insist on the one standard spelling of these bytes.
+    if to_b64(data) != text:
+        raise BadEncoding(f"{what} is not canonical base64")
+    return data

@@ -146,6 +146,18 @@ class BundleFormatError(VerificationError):
     step = "bundle"
 
 
+class UnsupportedFormat(BundleFormatError):
+    """A proof bundle names a format this verifier does not know."""
+
+    step = "format"
+
+
+class HeightMismatch(HeaderError):
+    """Heights that must agree (bundle, header, certificate) differ."""
+
+    step = "height"
+
+
 class GenesisError(VerificationError):
     """The genesis document is malformed."""
 
@@ -198,6 +210,13 @@ class Unavailable(AdmissionError):
     """The node cannot serve this now."""
 
     code = "unavailable"
+
+
+class BadRequest(LedgerError):
+    """A request's parameters are out of range (e.g. a proof height above the tip)."""
+
+    code = "bad_request"
+    step = "request"
 
 
 class NotFound(LedgerError):

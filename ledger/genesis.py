@@ -82,6 +82,13 @@ def _need(obj: Mapping[str, Any], key: str, kind: type, where: str) -> Any:
     return value
 
 
+def _optional_str(obj: Mapping[str, Any], key: str, where: str) -> str:
+    value = obj.get(key, "")
+    if not isinstance(value, str):
+        raise GenesisError(f"{where}: {key!r} must be str")
+    return value
+
+
 def _key(text: Any, where: str) -> bytes:
     try:
         return from_hex(text, length=32, what=f"{where} pubkey")
@@ -114,11 +121,14 @@ def parse_genesis(doc: Any) -> Genesis:
                 index=i,
                 name=_need(v, "name", str, where),
                 pubkey=pubkey,
-                address=str(v.get("address", "")),
+                address=_optional_str(v, "address", where),
             )
         )
+    raw_submitters = doc.get("submitters", [])
+    if not isinstance(raw_submitters, list):
+        raise GenesisError("genesis: submitters must be a list")
     submitters: dict[bytes, Submitter] = {}
-    for i, s in enumerate(doc.get("submitters", [])):
+    for i, s in enumerate(raw_submitters):
         where = f"submitter {i}"
         if not isinstance(s, dict):
             raise GenesisError(f"{where}: must be an object")
@@ -147,9 +157,11 @@ def parse_genesis(doc: Any) -> Genesis:
 
 def load_genesis(path: str | Path) -> Genesis:
     """Read and parse a genesis file; raises OSError or GenesisError."""
-    text = Path(path).read_text(encoding="utf-8")
+    raw = Path(path).read_bytes()
     try:
-        doc = json.loads(text)
+        doc = json.loads(raw.decode("utf-8"))
+    except UnicodeDecodeError:
+        raise GenesisError("genesis is not UTF-8 text") from None
     except json.JSONDecodeError as exc:
         raise GenesisError(f"genesis is not valid JSON: {exc}") from None
     return parse_genesis(doc)
