@@ -229,8 +229,11 @@ class LedgerClient:
         doc: dict[str, Any] = await self._request("GET", "/v1/status")
         return doc
 
-    async def block(self, height: int | str = "latest") -> dict[str, Any]:
-        doc: dict[str, Any] = await self._request("GET", f"/v1/blocks/{height}")
+    async def block(self, height: int | str = "latest", *, envelopes: bool = False) -> dict[str, Any]:
+        """A block with its certificate; ``envelopes=True`` also returns the
+        block's envelopes (base64), which auditors need to recompute roots."""
+        params = {"envelopes": "1"} if envelopes else None
+        doc: dict[str, Any] = await self._request("GET", f"/v1/blocks/{height}", params=params)
         return doc
 
     async def consistency(self, old_size: int, new_size: int) -> dict[str, Any]:

@@ -1,0 +1,194 @@
+"""What the auditor does against a live node: trace, whole-chain audit and
+checkpoints.  Fetching goes through the SDK (read-only, no key); every
+check is one of the pure verifiers in ``ledger`` — nothing the node says is
+trusted without its proof.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+from ledger.audit import ChainAuditor
+from ledger.blocks import certificate_from_json
+from ledger.checkpoint import CertifiedHead, ForkDetected, check_extends, check_same_height
+from ledger.encoding import from_b64, from_hex
+from ledger.errors import BundleFormatError, VerificationError
+from ledger.genesis import Genesis
+from ledger.verify import VerifiedBundle, verify_bundle
+
+from ..sdk import LedgerClient
+
+DEFAULT_CHECKPOINTS = Path(os.environ.get("XDG_STATE_HOME", Path.home() / ".local" / "state")) / "auditledger" / "checkpoints.json"
+
+
+# --------------------------------------------------------------------------
+# Trace
+# --------------------------------------------------------------------------
+
+
+@dataclass
+class TraceHop:
+    record_id: str
+    verified: VerifiedBundle
+    parents: list[str]
+
+
+@dataclass
+class TraceReport:
+    root: str
+    hops: dict[str, TraceHop]
+    children: list[str]
+    missing: list[str] = field(default_factory=list)  # parents beyond the depth asked for
+
+
+async def trace_and_verify(client: LedgerClient, record_id: str, genesis: Genesis, depth: int | None) -> TraceReport:
+    """Fetch a record's lineage and verify every hop's bundle offline.
+
+    The edges the node reports are not trusted: each hop's parents are read
+    from its own signed record, and every bundle must verify.
+    """
+    doc = await client.trace(record_id, depth)
+    if not isinstance(doc, dict) or not isinstance(doc.get("bundles"), list):
+        raise BundleFormatError("trace answer lacks 'bundles'")
+    hops: dict[str, TraceHop] = {}
+    for bundle in doc["bundles"]:
+        verified = verify_bundle(bundle, genesis)
+        rid = verified.envelope.id.hex()
+        hops[rid] = TraceHop(rid, verified, [p.hex() for p in verified.envelope.record.parents])
+    if record_id not in hops:
+        raise BundleFormatError(f"trace does not contain the record {record_id} itself")
+    signed_edges = {(child, p) for child, hop in hops.items() for p in hop.parents}
+    claimed = {(c, p) for c, p in doc.get("edges", [])}
+    if not claimed <= signed_edges:
+        raise BundleFormatError("trace edges name a parent its signed record does not")
+    missing = sorted({p for _, p in signed_edges} - set(hops))
+    if depth is None and missing:
+        raise BundleFormatError(f"trace is missing ancestors: {', '.join(m[:16] for m in missing)}")
+    children = [c for c in doc.get("children", []) if isinstance(c, str)]
+    return TraceReport(root=record_id, hops=hops, children=children, missing=missing)
+
+
+# --------------------------------------------------------------------------
+# Checkpoints
+# --------------------------------------------------------------------------
+
+
+class CheckpointStore:
+    """The auditor's last verified head per chain, in one JSON file."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+
+    def _load(self) -> dict[str, Any]:
+        try:
+            doc = json.loads(self.path.read_text(encoding="utf-8"))
+        except FileNotFoundError:
+            return {}
+        except (OSError, ValueError) as exc:
+            raise OSError(f"checkpoint file {self.path} is unreadable: {exc}") from None
+        return doc if isinstance(doc, dict) else {}
+
+    def get(self, chain: str) -> CertifiedHead | None:
+        entry = self._load().get(chain)
+        return CertifiedHead.from_json(entry) if entry else None
+
+    def put(self, head: CertifiedHead) -> None:
+        doc = self._load()
+        doc[head.header.chain] = head.to_json()
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = self.path.with_suffix(".tmp")
+        with open(tmp, "w", encoding="utf-8") as fh:
+            json.dump(doc, fh, indent=2)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, self.path)
+
+
+async def fetch_head(client: LedgerClient, height: int | str) -> CertifiedHead:
+    return CertifiedHead.from_json(await client.block(height))
+
+
+@dataclass
+class CheckpointResult:
+    previous: CertifiedHead | None
+    current: CertifiedHead
+
+
+async def advance_checkpoint(
+    client: LedgerClient, genesis: Genesis, store: CheckpointStore, target: CertifiedHead | None = None
+) -> CheckpointResult:
+    """Prove the node's head (or ``target``) consistent with the stored
+    checkpoint, then store it.  Raises :class:`ForkDetected` with both heads."""
+    new = target or await fetch_head(client, "latest")
+    new.verify(genesis)
+    old = store.get(genesis.chain)
+    if old is not None:
+        if new.height >= old.height:
+            # The node's own block at the checkpoint height must be the one we saw.
+            check_same_height(genesis, old, await fetch_head(client, old.height))
+        if new.height > old.height:
+            doc = await client.consistency(old.header.log_size, new.header.log_size)
+            path = [from_hex(h, length=32, what="consistency path entry") for h in doc.get("path", [])]
+            check_extends(genesis, old, new, path)
+        else:
+            check_extends(genesis, old, new, [])
+    store.put(new)
+    return CheckpointResult(previous=old, current=new)
+
+
+# --------------------------------------------------------------------------
+# Whole-chain audit
+# --------------------------------------------------------------------------
+
+
+@dataclass
+class AuditReport:
+    auditor: ChainAuditor
+    seconds: float
+    head: CertifiedHead | None
+
+    @property
+    def rate(self) -> float:
+        return self.auditor.counts.records / self.seconds if self.seconds > 0 else 0.0
+
+
+async def audit_chain(
+    client: LedgerClient,
+    genesis: Genesis,
+    *,
+    verify_signatures: bool = True,
+    to_height: int | None = None,
+    progress: Callable[[int, int, int], None] | None = None,
+) -> AuditReport:
+    """Walk the chain from height 1, recomputing and checking everything.
+
+    ``progress(height, target, records)`` is called after each block.
+    """
+    started = time.monotonic()
+    target = to_height or int((await client.status())["height"])
+    auditor = ChainAuditor(genesis, verify_signatures=verify_signatures)
+    head: CertifiedHead | None = None
+    for height in range(1, target + 1):
+        doc = await client.block(height, envelopes=True)
+        if "envelopes" not in doc:
+            raise BundleFormatError("node does not serve block envelopes (?envelopes=1)")
+        envelopes = [from_b64(e, what="envelope") for e in doc["envelopes"]]
+        ids = [from_hex(r, length=32, what="record id") for r in doc.get("records", [])]
+        cert = certificate_from_json(doc["certificate"])
+        header = auditor.check_block(from_b64(doc["header"], what="header"), cert, envelopes, record_ids=ids)
+        head = CertifiedHead(header, cert)
+        if progress:
+            progress(height, target, auditor.counts.records)
+    return AuditReport(auditor=auditor, seconds=time.monotonic() - started, head=head)
+
+
+__all__ = [
+    "AuditReport", "CheckpointResult", "CheckpointStore", "DEFAULT_CHECKPOINTS", "ForkDetected",
+    "TraceHop", "TraceReport", "VerificationError", "advance_checkpoint", "audit_chain",
+    "fetch_head", "trace_and_verify",
+]
