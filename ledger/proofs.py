@@ -1,8 +1,9 @@
 """Build the proof documents a node hands out (PROTOCOL §5 and §6).
 
 Pure functions over a chain store: they read committed data and shape it as
-JSON, and never check it - verification is :mod:`ledger.verify`'s job, run
-by whoever does not trust the node.
+JSON.  They check only that the store is not handing out a bundle for the
+wrong record (:class:`StorageCorruption`); verification proper is
+:mod:`ledger.verify`'s job, run by whoever does not trust the node.
 
 The chain store is anything that looks like :class:`ProofSource` (the
 ``ChainStore`` of ``docs/DESIGN.md``), so this module does not depend on the
@@ -14,8 +15,10 @@ from __future__ import annotations
 from typing import Any, Protocol, Sequence
 
 from .blocks import Certificate, Header
+from .crypto import digest_equal
 from .encoding import to_b64, to_hex
-from .errors import BadRequest, NotFound, StorageCorruption
+from .errors import BadRequest, NotFound, StorageCorruption, VerificationError
+from .records import decode_envelope
 
 BUNDLE_FORMAT = "auditledger-proof/1"
 
@@ -48,6 +51,13 @@ class ProofSource(Protocol):
 
 def _is_int(value: Any) -> bool:
     return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _record_id(envelope: bytes, leaf_index: int) -> bytes:
+    try:
+        return decode_envelope(envelope).id
+    except VerificationError as exc:
+        raise StorageCorruption(f"envelope at leaf {leaf_index} does not decode: {exc}") from None
 
 
 def _certified_block(chain: ProofSource, height: int) -> tuple[Header, Certificate]:
@@ -97,6 +107,10 @@ def build_bundle(chain: ProofSource, record_id: bytes, height: int | None = None
             f"leaf {leaf_index} is not in the log of block {height} ({header.log_size} leaves)"
         )
     envelope = chain.envelope_at(leaf_index)
+    if not digest_equal(_record_id(envelope, leaf_index), bytes(record_id)):
+        raise StorageCorruption(
+            f"record index points to leaf {leaf_index}, which holds another record"
+        )
     inclusion = chain.log.inclusion_path(leaf_index, header.log_size)
     return {
         "format": BUNDLE_FORMAT,

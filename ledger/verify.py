@@ -295,7 +295,9 @@ def check_certificate(certificate: Certificate, header: Header, genesis: Genesis
 
 
 def verify_certified_header(
-    header_bytes: bytes, certificate: Certificate | Mapping[str, Any], genesis: Genesis | Mapping[str, Any]
+    header_bytes: bytes,
+    certificate: Certificate | Mapping[str, Any],
+    genesis: Genesis | Mapping[str, Any],
 ) -> Header:
     """A header of this chain and validator set, certified by a quorum."""
     g = as_genesis(genesis)

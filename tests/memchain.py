@@ -11,7 +11,8 @@ in a real ``ChainStore``.
 
 from __future__ import annotations
 
-from typing import Iterable, Sequence
+import base64
+from typing import Any, Iterable, Sequence
 
 from helpers import block_time, certify, make_envelope, make_genesis
 
@@ -89,6 +90,22 @@ class MemChain:
             certify(header, self.validator_keys, self.genesis, round=round, signers=signers)
         )
         return header
+
+    def raw_bundle(self, record_id: bytes, leaf_index: int, height: int) -> dict[str, Any]:
+        """The §5 bundle assembled straight from the lists, checking nothing
+        (so tests can wrap deliberately broken envelopes in certified blocks)."""
+        header = self.headers[height - 1]
+        return {
+            "format": "auditledger-proof/1",
+            "chain": header.chain,
+            "record_id": record_id.hex(),
+            "leaf_index": leaf_index,
+            "envelope": base64.b64encode(self.envelopes[leaf_index]).decode("ascii"),
+            "height": height,
+            "header": base64.b64encode(header.header_bytes).decode("ascii"),
+            "inclusion": [p.hex() for p in self.log.inclusion_path(leaf_index, header.log_size)],
+            "certificate": self.certificates[height - 1].to_json(),
+        }
 
     # -- the ProofSource read side ---------------------------------------
 

@@ -31,6 +31,7 @@ from ledger.errors import (
     LedgerError,
     NonCanonical,
     NotFound,
+    StorageCorruption,
     TooLarge,
     VerificationError,
 )
@@ -133,6 +134,9 @@ def test_bundle_has_exactly_the_protocol_shape() -> None:
     assert b["certificate"] == MEM.certificate(3).to_json()
     assert list(b["certificate"]) == ["height", "round", "block", "signatures"]
     assert json.loads(json.dumps(b)) == b
+    # Assembled independently from the raw lists: the same document.
+    assert b == MEM.raw_bundle(ENVS[5].id, 5, 3)
+    assert build_bundle(MEM, ENVS[0].id, 4) == MEM.raw_bundle(ENVS[0].id, 0, 4)
 
 
 def test_every_record_verifies_at_its_block_and_every_later_one() -> None:
@@ -178,6 +182,17 @@ def test_build_bundle_errors() -> None:
     for height in (True, "3", 3.0):
         with pytest.raises(BadRequest):
             build_bundle(MEM, ENVS[5].id, height)  # type: ignore[arg-type]
+
+
+def test_build_bundle_refuses_a_corrupt_index() -> None:
+    mem, *_ = build_chain((3, 1))
+    mem.locations[ENVS[0].id] = (1, 1)  # points at another record's leaf
+    with pytest.raises(StorageCorruption):
+        build_bundle(mem, ENVS[0].id)
+    mem.envelopes[2] = b"garbage"
+    mem.locations[ENVS[2].id] = (1, 2)
+    with pytest.raises(StorageCorruption):
+        build_bundle(mem, ENVS[2].id)
 
 
 def test_build_consistency() -> None:
@@ -324,7 +339,7 @@ def _chain_with(envelope: Envelope) -> tuple[MemChain, dict[str, Any]]:
     """A properly certified chain whose only leaf is ``envelope`` (whatever its bytes)."""
     mem = MemChain(GENESIS, VKEYS)
     mem.commit([envelope])
-    return mem, copy.deepcopy(build_bundle(mem, envelope.id))
+    return mem, mem.raw_bundle(envelope.id, 0, 1)
 
 
 def test_non_canonical_envelope_rejected_even_when_certified() -> None:
