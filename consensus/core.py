@@ -1,0 +1,387 @@
+"""The Tendermint round logic (arXiv 1807.04938, Algorithm 1) over one height.
+
+:class:`RoundCore` holds the per-height state and the "upon" rules; the public
+:class:`consensus.machine.ConsensusMachine` adds event intake on top.  Rules
+are re-evaluated after every input until none fires, so the order in which
+messages arrive never matters, only the set received.
+
+Deviations from the paper, each for a reason:
+
+* Step timers start when a step is entered (not on 2f+1 votes of any kind):
+  with lossy links a validator could otherwise wait forever for votes that
+  were dropped before the network stabilised.
+* Timers only run while the height has work (records pending, or a proposal
+  or vote for this height was received): no empty blocks and no idle churn.
+* A re-proposal carries the prevotes of its POL round, so validators that
+  missed that polka can still accept it (liveness after message loss).
+* Block data is kept by hash: a block decided by a quorum of precommits can
+  come from any round's proposal, a fetched proposal or a Decision.
+"""
+
+from __future__ import annotations
+
+from typing import Sequence
+
+from ledger.blocks import Certificate, Header, Vote
+from ledger.errors import VerificationError
+from ledger.genesis import Genesis
+from ledger.records import Envelope
+
+from .app import Application
+from .events import Broadcast, Commit, Effect, FetchBlock, Persist, Rejected, SendTo, SetTimer
+from .messages import Decision, Proposal, SignatureCheck, SignedVote, Signer, sign_proposal, sign_vote
+from .params import NIL_ROUND, ConsensusConfig, Step, Timer, proposer_for, weak_quorum
+from .state import PersistedState, ValidValue
+from .validation import BlockFromFuture, check_proposer
+from .votes import HeightVotes, VoteTally
+
+Block = tuple[Header, tuple[Envelope, ...]]
+# At most this many conflicting proposals are kept per round (an equivocating
+# proposer could otherwise make us store unbounded block data); blocks we
+# explicitly fetched are always accepted.
+MAX_PROPOSALS_PER_ROUND = 2
+
+
+class RoundCore:
+    """Per-height consensus state and the rules of the paper."""
+
+    tally_factory: type[VoteTally] = VoteTally
+
+    def __init__(
+        self,
+        genesis: Genesis,
+        me: int,
+        signer: Signer,
+        app: Application,
+        config: ConsensusConfig,
+        check: SignatureCheck,
+    ) -> None:
+        self.genesis = genesis
+        self.me = me
+        self.n = genesis.n
+        self.quorum = genesis.quorum
+        self.weak_quorum = weak_quorum(genesis.n)
+        self.signer = signer
+        self.app = app
+        self.config = config
+        self.check = check
+        self.now = 0
+        self.tip_time = 0
+        self._out: list[Effect] = []
+        self._dirty = False
+        self._halted = False  # a decision was emitted: no more rules this height
+        self.last_decision: Decision | None = None
+        self._reset_height(1)
+
+    # ------------------------------------------------------------------
+    # Height state
+    # ------------------------------------------------------------------
+
+    def _reset_height(self, height: int) -> None:
+        self.height = height
+        self.round = 0
+        self.step = Step.PROPOSE
+        self.locked_round = NIL_ROUND
+        self.locked_block: bytes | None = None
+        self.valid: ValidValue | None = None
+        self.proposed_round = NIL_ROUND
+        self.own_votes: dict[tuple[int, str], SignedVote] = {}
+        self.votes = HeightVotes(height, self.tally_factory)
+        self.proposals: dict[int, dict[bytes, Proposal]] = {}
+        self.blocks: dict[bytes, Block] = {}
+        self.validity: dict[bytes, VerificationError | None] = {}
+        self.polka_done: set[int] = set()
+        self.precommit_timer_done: set[int] = set()
+        self.fetch_requested: set[bytes] = set()
+        self.active = False
+        self._halted = False
+        self._dirty = True
+
+    def _restore(self, state: PersistedState) -> None:
+        """Load a persisted snapshot for the current height (after a crash)."""
+        self.round, self.step = state.round, state.step
+        self.locked_round, self.locked_block = state.locked_round, state.locked_block
+        self.proposed_round = state.proposed_round
+        for sv in state.votes:
+            self.own_votes[(sv.round, sv.type)] = sv
+            self.votes.add(sv)
+        if state.valid is not None:
+            self.valid = state.valid
+            self.blocks[state.valid.block_hash] = (state.valid.header, state.valid.envelopes)
+            for sv in state.valid.pol:
+                self.votes.add(sv, force=True)
+        self._dirty = False
+
+    def snapshot(self) -> PersistedState:
+        return PersistedState(
+            height=self.height,
+            round=self.round,
+            step=self.step,
+            locked_round=self.locked_round,
+            locked_block=self.locked_block,
+            valid=self.valid,
+            proposed_round=self.proposed_round,
+            votes=tuple(self.own_votes.values()),
+        )
+
+    # ------------------------------------------------------------------
+    # Output helpers: the Persist-before-send contract lives here
+    # ------------------------------------------------------------------
+
+    def _emit(self, effect: Effect) -> None:
+        self._out.append(effect)
+
+    def _send(self, effect: Broadcast | SendTo) -> None:
+        # Anything we are about to send may carry a fresh signature: make the
+        # state that remembers it durable first.
+        self._flush_persist()
+        self._out.append(effect)
+
+    def _flush_persist(self) -> None:
+        if self._dirty:
+            self._dirty = False
+            self._out.append(Persist(self.snapshot()))
+
+    def _set_timer(self, step: Step, round_: int | None = None) -> None:
+        r = self.round if round_ is None else round_
+        self._emit(SetTimer(Timer(self.height, r, step), self.config.timeout_ms(step, r)))
+
+    # ------------------------------------------------------------------
+    # Transitions
+    # ------------------------------------------------------------------
+
+    def _activate(self) -> None:
+        """There is work at this height: from now on the round timers run."""
+        if not self.active:
+            self.active = True
+            self._set_timer(self.step)
+
+    def _set_step(self, step: Step) -> None:
+        self.step = step
+        self._dirty = True
+        if self.active:
+            self._set_timer(step)
+
+    def _start_round(self, round_: int) -> None:
+        self.round = round_
+        self._set_step(Step.PROPOSE)
+        self._maybe_propose()
+
+    def _cast(self, type_: str, block: bytes | None) -> None:
+        key = (self.round, type_)
+        sv = self.own_votes.get(key)
+        if sv is None:
+            vote = Vote(type_, self.genesis.chain, self.height, self.round, block)
+            sv = sign_vote(vote, self.me, self.signer)
+            self.own_votes[key] = sv
+            self._dirty = True
+        # else: signed before a crash; re-send that vote, never sign another.
+        self._send(Broadcast(sv))
+        self.votes.add(sv)
+
+    def _prevote(self, block: bytes | None) -> None:
+        self._set_step(Step.PREVOTE)
+        self._cast("prevote", block)
+
+    def _precommit(self, block: bytes | None) -> None:
+        self._set_step(Step.PRECOMMIT)
+        self._cast("precommit", block)
+
+    def _maybe_propose(self) -> None:
+        if (
+            self._halted
+            or self.step != Step.PROPOSE
+            or proposer_for(self.n, self.height, self.round) != self.me
+            or self.proposed_round >= self.round
+        ):
+            return
+        if self.valid is not None:
+            v = self.valid
+            header, envelopes, pol_round, pol = v.header, v.envelopes, v.round, v.pol
+        else:
+            built = self.app.build_block(self.height, self.round, max(self.now, self.tip_time), self.me)
+            if built is None:
+                return  # nothing pending: no empty blocks
+            (header, envelopes), pol_round, pol = built, NIL_ROUND, ()
+        proposal = sign_proposal(header, envelopes, self.round, pol_round, self.signer, pol)
+        self.proposed_round = self.round
+        self._dirty = True
+        self._send(Broadcast(proposal))
+        self._store_proposal(proposal)
+        self._activate()
+
+    def _store_proposal(self, p: Proposal) -> None:
+        self.proposals.setdefault(p.round, {})[p.block_hash] = p
+        self.blocks.setdefault(p.block_hash, (p.header, p.envelopes))
+
+    def _decide(self, block: Block, cert: Certificate) -> None:
+        header, envelopes = block
+        self._flush_persist()
+        self._emit(Commit(header, envelopes, cert))
+        self.last_decision = Decision(header, envelopes, cert)
+        self.tip_time = header.time
+        self._halted = True
+
+    # ------------------------------------------------------------------
+    # Validity (cached per block hash for the height)
+    # ------------------------------------------------------------------
+
+    def _block_valid(self, block_hash: bytes, proposer: int | None = None) -> bool:
+        if block_hash in self.validity:
+            return self.validity[block_hash] is None
+        header, envelopes = self.blocks[block_hash]
+        try:
+            self.app.validate(header, envelopes, now_ms=self.now, certified=False)
+            error = None
+        except BlockFromFuture as exc:
+            self._emit(Rejected("block", exc, proposer))
+            return False  # may become valid as our clock advances: not cached
+        except VerificationError as exc:
+            self._emit(Rejected("block", exc, proposer))
+            error = exc
+        self.validity[block_hash] = error
+        return error is None
+
+    def _proposal_valid(self, p: Proposal) -> bool:
+        proposer = proposer_for(self.n, p.height, p.round)
+        try:
+            check_proposer(p.header, self.n, p.round, p.pol_round)
+        except VerificationError as exc:
+            self._emit(Rejected("proposal", exc, proposer))
+            return False
+        return self._block_valid(p.block_hash, proposer)
+
+    # ------------------------------------------------------------------
+    # Rules
+    # ------------------------------------------------------------------
+
+    def _advance(self) -> None:
+        while not self._halted and (
+            self._rule_decide()
+            or self._rule_skip_round()
+            or self._rule_prevote()
+            or self._rule_polka()
+            or self._rule_nil_polka()
+        ):
+            pass
+        if not self._halted:
+            self._rule_precommit_timeout()
+
+    def _rule_decide(self) -> bool:
+        """Any round: a proposal's block + a quorum of precommits for it -> decide."""
+        for r in self.votes.precommit_rounds():
+            tally = self.votes.peek(r, "precommit")
+            assert tally is not None
+            for block in tally.blocks_reaching(self.quorum):
+                if block is None:
+                    continue
+                if block not in self.blocks:
+                    self._request_block(block)
+                    continue
+                if self._decidable(block, r):
+                    cert = Certificate(self.height, r, block,
+                                       tuple((v.validator, v.sig) for v in tally.votes_for(block)))
+                    self._decide(self.blocks[block], cert)
+                    return True
+        return False
+
+    def _decidable(self, block: bytes, round_: int) -> bool:
+        try:
+            check_proposer(self.blocks[block][0], self.n, round_, round_)
+        except VerificationError as exc:
+            self._emit(Rejected("decision", exc))
+            return False
+        return self._block_valid(block)
+
+    def _request_block(self, block: bytes) -> None:
+        if block not in self.fetch_requested:
+            self.fetch_requested.add(block)
+            self._emit(FetchBlock(self.height, block))
+
+    def _rule_skip_round(self) -> bool:
+        """f+1 validators speak in a later round: at least one honest is there."""
+        later = [r for r, who in self.votes.senders.items() if r > self.round and len(who) >= self.weak_quorum]
+        if not later:
+            return False
+        self._start_round(max(later))
+        return True
+
+    def _rule_prevote(self) -> bool:
+        if self.step != Step.PROPOSE:
+            return False
+        proposals = self.proposals.get(self.round)
+        if not proposals:
+            return False
+        p = next(iter(proposals.values()))  # an equivocator's first one is what we judge
+        block = p.block_hash
+        if p.pol_round == NIL_ROUND:
+            unlocked = self.locked_round == NIL_ROUND or self.locked_block == block
+        else:
+            polka = self.votes.peek(p.pol_round, "prevote")
+            if polka is None or polka.count(block) < self.quorum:
+                return False  # wait for the POL prevotes (or the timeout)
+            unlocked = self.locked_round <= p.pol_round or self.locked_block == block
+        ok = unlocked and self._proposal_valid(p)
+        self._prevote(block if ok else None)
+        return True
+
+    def _rule_polka(self) -> bool:
+        """Proposal of this round + a quorum of prevotes for it: lock (if still
+        in prevote) and remember it as the valid value."""
+        if self.step < Step.PREVOTE or self.round in self.polka_done:
+            return False
+        tally = self.votes.peek(self.round, "prevote")
+        if tally is None:
+            return False
+        for block in tally.blocks_reaching(self.quorum):
+            p = self.proposals.get(self.round, {}).get(block) if block is not None else None
+            if p is None or not self._proposal_valid(p):
+                continue
+            self.polka_done.add(self.round)
+            pol = tuple(tally.votes_for(block))
+            self.valid = ValidValue(self.round, p.header, p.envelopes, pol)
+            self._dirty = True
+            if self.step == Step.PREVOTE:
+                self.locked_round, self.locked_block = self.round, block
+                self._precommit(block)
+            return True
+        return False
+
+    def _rule_nil_polka(self) -> bool:
+        if self.step != Step.PREVOTE:
+            return False
+        tally = self.votes.peek(self.round, "prevote")
+        if tally is None or tally.count(None) < self.quorum:
+            return False
+        self._precommit(None)
+        return True
+
+    def _rule_precommit_timeout(self) -> None:
+        """2f+1 precommits of any kind in this round: leave it after the timeout
+        even if we are still in an earlier step."""
+        if self.round in self.precommit_timer_done:
+            return
+        tally = self.votes.peek(self.round, "precommit")
+        if tally is not None and tally.total() >= self.quorum:
+            self.precommit_timer_done.add(self.round)
+            self._set_timer(Step.PRECOMMIT)
+
+    # ------------------------------------------------------------------
+    # Timeouts (paper: OnTimeoutPropose/Prevote/Precommit)
+    # ------------------------------------------------------------------
+
+    def _on_timeout(self, timer: Timer) -> None:
+        if timer.height != self.height or timer.round != self.round or self._halted:
+            return
+        if timer.step == Step.PROPOSE and self.step == Step.PROPOSE:
+            self._prevote(None)
+        elif timer.step == Step.PREVOTE and self.step == Step.PREVOTE:
+            self._precommit(None)
+        elif timer.step == Step.PRECOMMIT:
+            self._start_round(self.round + 1)
+
+    def _pol_votes_ok(self, p: Proposal, pol: Sequence[SignedVote]) -> bool:
+        return all(
+            v.height == p.height and v.round == p.pol_round and v.type == "prevote"
+            and v.block == p.block_hash for v in pol
+        )

@@ -1,0 +1,168 @@
+"""The in-simulation application: an in-memory chain and mempool per node.
+
+It implements both :class:`consensus.app.Application` (for the state
+machine) and :class:`consensus.validation.ValidationContext` (for
+:func:`validate_block`), the way the real node does over its ChainStore.
+Record signatures are verified once per node (at admission or in the first
+validation that sees the record) and then remembered in ``verified`` by leaf hash (which covers the signature).
+"""
+
+from __future__ import annotations
+
+from typing import Sequence
+
+from ledger.blocks import ZERO_HASH, Certificate, Header
+from ledger.errors import LedgerError
+from ledger.genesis import Genesis
+from ledger.merkle import root
+from ledger.records import Envelope, verify_envelope
+
+from consensus.validation import validate_block
+
+# Sim blocks stay small ("3-6 blocks of a handful of records").
+MAX_BLOCK_RECORDS = 8
+NO_SKEW_LIMIT = 1 << 62
+
+
+class SimChain:
+    """The durable part of a node: survives crashes."""
+
+    def __init__(self, genesis: Genesis) -> None:
+        self.genesis = genesis
+        self.headers: list[Header] = []
+        self.blocks: list[tuple[Envelope, ...]] = []
+        self.certificates: list[Certificate] = []
+        self.leaves: list[bytes] = []
+        self.index_of: dict[bytes, int] = {}
+        self.nonces: set[tuple[bytes, int]] = set()
+
+    @property
+    def height(self) -> int:
+        return len(self.headers)
+
+    @property
+    def tip(self) -> Header | None:
+        return self.headers[-1] if self.headers else None
+
+    def log_preview(self, leaf_hashes: Sequence[bytes]) -> tuple[int, bytes]:
+        leaves = self.leaves + list(leaf_hashes)
+        return len(leaves), root(leaves)
+
+    def apply(self, header: Header, envelopes: tuple[Envelope, ...], cert: Certificate) -> None:
+        if header.height != self.height + 1:
+            raise AssertionError(f"driver bug: applying height {header.height} on {self.height}")
+        self.headers.append(header)
+        self.blocks.append(envelopes)
+        self.certificates.append(cert)
+        for env in envelopes:
+            self.index_of[env.id] = len(self.leaves)
+            self.leaves.append(env.leaf_hash)
+            self.nonces.add((env.record.submitter, env.record.nonce))
+
+    def build_header(self, envelopes: Sequence[Envelope], time_ms: int, proposer: int) -> Header:
+        leaves = [e.leaf_hash for e in envelopes]
+        size, log_root = self.log_preview(leaves)
+        tip = self.tip
+        return Header(
+            chain=self.genesis.chain, height=self.height + 1, prev=tip.hash if tip else ZERO_HASH,
+            time=time_ms, proposer=proposer, tx_count=len(envelopes), tx_root=root(leaves),
+            log_size=size, log_root=log_root, validators=self.genesis.validators_hash,
+        )
+
+
+class SimMempool:
+    """Pending records in arrival order (volatile: lost on crash)."""
+
+    def __init__(self) -> None:
+        self.pending: dict[bytes, Envelope] = {}
+
+    def select(self, chain: SimChain, limit: int) -> list[Envelope]:
+        """Records whose parents are committed or selected before them."""
+        chosen: list[Envelope] = []
+        chosen_ids: set[bytes] = set()
+        for env in list(self.pending.values()):
+            if env.id in chain.index_of or (env.record.submitter, env.record.nonce) in chain.nonces:
+                del self.pending[env.id]
+                continue
+            if all(p in chain.index_of or p in chosen_ids for p in env.record.parents):
+                chosen.append(env)
+                chosen_ids.add(env.id)
+                if len(chosen) == limit:
+                    break
+        return chosen
+
+    def drop_committed(self, chain: SimChain) -> None:
+        for rid, env in list(self.pending.items()):
+            if rid in chain.index_of or (env.record.submitter, env.record.nonce) in chain.nonces:
+                del self.pending[rid]
+
+
+class SimApp:
+    """Application + ValidationContext of one simulated node."""
+
+    def __init__(self, genesis: Genesis, chain: SimChain, max_clock_skew_ms: int) -> None:
+        self.genesis = genesis
+        self.chain = chain
+        self.mempool = SimMempool()
+        self.verified: set[bytes] = set()
+        self.now_ms = 0
+        self.max_clock_skew_ms = max_clock_skew_ms
+        self._skew_limit = max_clock_skew_ms
+
+    # -- mempool admission ------------------------------------------------
+
+    def admit(self, env: Envelope) -> bool:
+        """PROTOCOL §2 admission (signature verified here, once)."""
+        if env.id in self.chain.index_of or env.id in self.mempool.pending:
+            return False
+        key = (env.record.submitter, env.record.nonce)
+        if key in self.chain.nonces or any(
+            (e.record.submitter, e.record.nonce) == key for e in self.mempool.pending.values()
+        ):
+            return False
+        try:
+            verify_envelope(env, self.genesis)
+        except LedgerError:
+            return False
+        self.verified.add(env.leaf_hash)
+        self.mempool.pending[env.id] = env
+        return True
+
+    def applied(self) -> None:
+        self.mempool.drop_committed(self.chain)
+
+    # -- Application ------------------------------------------------------
+
+    def pending_count(self) -> int:
+        return len(self.mempool.pending)
+
+    def build_block(self, height: int, round: int, time_ms: int, proposer: int
+                    ) -> tuple[Header, tuple[Envelope, ...]] | None:
+        envelopes = self.mempool.select(self.chain, MAX_BLOCK_RECORDS)
+        if not envelopes:
+            return None
+        return self.chain.build_header(envelopes, time_ms, proposer), tuple(envelopes)
+
+    def validate(self, header: Header, envelopes: Sequence[Envelope], *, now_ms: int, certified: bool) -> None:
+        self.now_ms = now_ms
+        self.max_clock_skew_ms = NO_SKEW_LIMIT if certified else self._skew_limit
+        validate_block(header, envelopes, self)
+        self.verified.update(e.leaf_hash for e in envelopes)
+
+    # -- ValidationContext ------------------------------------------------
+
+    @property
+    def tip(self) -> Header | None:
+        return self.chain.tip
+
+    def log_preview(self, leaf_hashes: Sequence[bytes]) -> tuple[int, bytes]:
+        return self.chain.log_preview(leaf_hashes)
+
+    def nonce_used(self, submitter: bytes, nonce: int) -> bool:
+        return (submitter, nonce) in self.chain.nonces
+
+    def record_known_committed(self, record_id: bytes) -> bool:
+        return record_id in self.chain.index_of
+
+    def signature_verified(self, envelope_id: bytes) -> bool:
+        return envelope_id in self.verified

@@ -1,0 +1,83 @@
+"""Deliberately broken replicas (test-only): each removes one safety or
+liveness ingredient, so the tests can show the checkers catch it.
+
+* IgnoreLockMachine   - prevotes as if it were never locked
+* DoubleCountMachine  - counts every vote message, not distinct validators
+* SmallQuorumMachine  - decides with floor(n/2) votes instead of the quorum
+* NoValidationMachine - accepts any proposed block as valid
+* NoTimeoutMachine    - ignores its timers (a silent proposer stalls it)
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from consensus.machine import ConsensusMachine
+from consensus.messages import SignedVote
+from consensus.params import NIL_ROUND, Timer
+from consensus.votes import BlockId, VoteTally
+
+
+class IgnoreLockMachine(ConsensusMachine):
+    def _rule_prevote(self) -> bool:
+        saved = self.locked_round, self.locked_block
+        self.locked_round, self.locked_block = NIL_ROUND, None
+        try:
+            return super()._rule_prevote()
+        finally:
+            self.locked_round, self.locked_block = saved
+
+
+class DoubleCountTally(VoteTally):
+    """Counts vote *messages*: a duplicate delivery counts again."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.all: list[SignedVote] = []
+
+    def has(self, validator: int, block: BlockId) -> bool:
+        return False  # so duplicate deliveries are never skipped
+
+    def add(self, sv: SignedVote, force: bool = False) -> tuple[bool, SignedVote | None]:
+        self.all.append(sv)
+        self.first.setdefault(sv.validator, sv)
+        return True, None
+
+    def count(self, block: BlockId) -> int:
+        return sum(1 for v in self.all if v.block == block)
+
+    def blocks_reaching(self, threshold: int) -> list[BlockId]:
+        blocks = list(dict.fromkeys(v.block for v in self.all))
+        return [b for b in blocks if self.count(b) >= threshold]
+
+    def votes_for(self, block: BlockId) -> list[SignedVote]:
+        return [v for v in self.all if v.block == block]
+
+
+class DoubleCountMachine(ConsensusMachine):
+    tally_factory = DoubleCountTally
+
+
+class SmallQuorumMachine(ConsensusMachine):
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.quorum = max(1, self.n // 2)
+
+
+class NoValidationMachine(ConsensusMachine):
+    def _block_valid(self, block_hash: bytes, proposer: int | None = None) -> bool:
+        return True
+
+
+class NoTimeoutMachine(ConsensusMachine):
+    def _on_timeout(self, timer: Timer) -> None:
+        return
+
+
+BROKEN = {
+    "ignore-lock": IgnoreLockMachine,
+    "double-count": DoubleCountMachine,
+    "small-quorum": SmallQuorumMachine,
+    "no-validation": NoValidationMachine,
+    "no-timeout": NoTimeoutMachine,
+}

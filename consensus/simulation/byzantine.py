@@ -1,0 +1,132 @@
+"""Byzantine validators: an honest machine whose outgoing messages are
+tampered with on the way out, so they stay plausible (right height, right
+round, properly signed) while attacking safety.
+
+* equivocate  - as proposer, two different valid blocks to two halves (and
+                votes for the second one to its half)
+* double-vote - every vote is paired with a conflicting one to the other half
+* withhold    - silent, or drops its precommits, or talks to half the peers
+* invalid     - as proposer, an invalid block (see mutations) plus votes for it
+* twins       - not here: two honest instances with one key (see world.py)
+"""
+
+from __future__ import annotations
+
+import random
+from dataclasses import replace
+from typing import TYPE_CHECKING
+
+from ledger.blocks import Vote
+from ledger.encoding import H
+
+from consensus.messages import Message, Proposal, SignedVote, sign_proposal, sign_vote
+from consensus.params import NIL_ROUND
+
+from .mutations import ALL_KINDS, mutate
+from .node import MachineFactory, SimNode
+from .wire import encode_frame
+
+if TYPE_CHECKING:
+    from .world import World
+
+BEHAVIOURS = ("equivocate", "double-vote", "withhold", "invalid", "twins")
+
+
+class ByzantineNode(SimNode):
+    honest = False
+
+    def __init__(self, world: "World", endpoint: int, validator: int, clock_offset: int,
+                 behaviours: frozenset[str], rng: random.Random,
+                 machine_factory: MachineFactory | None = None) -> None:
+        super().__init__(world, endpoint, validator, clock_offset)
+        self.behaviours = behaviours
+        self.rng = rng
+        self.withhold_mode = rng.choice(("silent", "precommits", "half"))
+        self.alternatives: dict[tuple[int, int], bytes] = {}
+
+    def describe(self) -> str:
+        extra = f"({self.withhold_mode})" if "withhold" in self.behaviours else ""
+        return "+".join(sorted(self.behaviours)) + extra
+
+    # ------------------------------------------------------------------
+
+    def broadcast(self, msg: Message) -> None:
+        b = self.behaviours
+        if "withhold" in b and self._withhold(msg):
+            return
+        fresh = isinstance(msg, Proposal) and msg.pol_round == NIL_ROUND
+        if fresh and "invalid" in b and self.rng.random() < 0.8:
+            self._invalid(msg)  # type: ignore[arg-type]
+        elif fresh and "equivocate" in b:
+            self._equivocate(msg)  # type: ignore[arg-type]
+        elif isinstance(msg, SignedVote) and "double-vote" in b:
+            self._double_vote(msg)
+        else:
+            super().broadcast(msg)
+
+    def _halves(self) -> tuple[list[int], list[int]]:
+        peers = list(self.world.net.links[self.endpoint])
+        self.rng.shuffle(peers)
+        cut = len(peers) // 2 or 1
+        return peers[:cut], peers[cut:]
+
+    def _send_only(self, msg: Message, peers: list[int]) -> None:
+        self.world.on_send(self, msg)
+        self.world.net.broadcast(self.endpoint, encode_frame(msg), only=peers)
+
+    def _vote_for(self, type_: str, height: int, round_: int, block: bytes | None) -> SignedVote:
+        return sign_vote(Vote(type_, self.world.genesis.chain, height, round_, block), self.validator, self.signer)
+
+    # ------------------------------------------------------------------
+
+    def _withhold(self, msg: Message) -> bool:
+        if self.withhold_mode == "silent":
+            return True
+        if self.withhold_mode == "precommits":
+            return isinstance(msg, SignedVote) and msg.type == "precommit"
+        half, _ = self._halves()
+        self._send_only(msg, half)
+        return True
+
+    def _equivocate(self, p: Proposal) -> None:
+        alt_header = replace(p.header, time=p.header.time + 1, header_bytes=b"")
+        alt = sign_proposal(alt_header, p.envelopes, p.round, NIL_ROUND, self.signer)
+        self.alternatives[(p.height, p.round)] = alt.block_hash
+        a, b = self._halves()
+        self._send_only(p, a)
+        self._send_only(alt, b)
+        for type_ in ("prevote", "precommit"):
+            self._send_only(self._vote_for(type_, p.height, p.round, alt.block_hash), b)
+
+    def _double_vote(self, sv: SignedVote) -> None:
+        other = self._other_block(sv)
+        twin = self._vote_for(sv.type, sv.height, sv.round, other)
+        a, b = self._halves()
+        self._send_only(sv, a)
+        self._send_only(twin, b)
+
+    def _other_block(self, sv: SignedVote) -> bytes | None:
+        alt = self.alternatives.get((sv.height, sv.round))
+        if alt is not None and alt != sv.block:
+            return alt
+        known = [h for h in self.machine.blocks if h != sv.block] if sv.height == self.machine.height else []
+        if known:
+            return self.rng.choice(sorted(known))
+        if sv.block is not None:
+            return None
+        return H(b"phantom block %d/%d" % (sv.height, sv.round))
+
+    def _invalid(self, p: Proposal) -> None:
+        kind = self.rng.choice(ALL_KINDS)
+        header, envelopes = mutate(kind, p.header, p.envelopes, self.chain, self.rng, self.world.genesis.n)
+        bad = sign_proposal(header, envelopes, p.round, NIL_ROUND, self.signer)
+        self.world.trace.note(self.world.sched.now, self.name, f"INVALID proposal ({kind})")
+        super().broadcast(bad)
+        for type_ in ("prevote", "precommit"):
+            super().broadcast(self._vote_for(type_, p.height, p.round, bad.block_hash))
+
+
+class TwinNode(SimNode):
+    """One of two honest instances sharing a validator key: Byzantine as a pair."""
+
+    honest = False

@@ -1,0 +1,147 @@
+"""Invariant checkers, independent of the consensus code they judge.
+
+Online (as events happen): agreement across honest validators, honest
+validators never sign two different votes/proposals for one slot (the
+persistence contract across crashes), evidence never names an honest
+validator.  At the end of a run: validity and integrity of every honest
+chain, re-derived from scratch with ``ledger`` primitives only (Merkle roots,
+``verify_envelope``, ``verify_certificate``), and liveness.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from ledger.blocks import ZERO_HASH, Certificate, Header, verify_certificate
+from ledger.encoding import to_hex
+from ledger.errors import LedgerError
+from ledger.genesis import Genesis
+from ledger.merkle import root
+from ledger.records import Envelope, verify_envelope
+
+from consensus.messages import Message, Proposal, SignedVote
+from consensus.votes import Evidence
+
+from .app import SimChain
+
+
+@dataclass
+class Checker:
+    genesis: Genesis
+    honest_validators: frozenset[int]
+    violations: list[str] = field(default_factory=list)
+    _first_commit: dict[int, tuple[bytes, str]] = field(default_factory=dict)
+    _signed: dict[tuple[int, int, int, str], bytes | None] = field(default_factory=dict)
+    _verified_envelopes: set[bytes] = field(default_factory=set)
+    _verified_certs: set[tuple[bytes, bytes]] = field(default_factory=set)
+
+    def fail(self, text: str) -> None:
+        self.violations.append(text)
+
+    # ------------------------------------------------------------------
+    # Online checks
+    # ------------------------------------------------------------------
+
+    def on_commit(self, who: str, header: Header) -> None:
+        first = self._first_commit.get(header.height)
+        if first is None:
+            self._first_commit[header.height] = (header.hash, who)
+        elif first[0] != header.hash:
+            self.fail(
+                f"agreement: {who} committed {to_hex(header.hash)[:12]} at height {header.height}, "
+                f"{first[1]} committed {to_hex(first[0])[:12]}"
+            )
+
+    def on_signed(self, who: str, validator: int, msg: Message) -> None:
+        """An honest validator signed (sent or persisted) ``msg``."""
+        if isinstance(msg, SignedVote):
+            key = (validator, msg.height, msg.round, msg.type)
+            block = msg.block
+        elif isinstance(msg, Proposal):
+            key = (validator, msg.height, msg.round, "proposal")
+            block = msg.block_hash
+        else:
+            return
+        if key not in self._signed:
+            self._signed[key] = block
+        elif self._signed[key] != block:
+            self.fail(f"double-sign: honest {who} signed two {key[3]}s at h{key[1]} r{key[2]}")
+
+    def on_evidence(self, who: str, ev: Evidence) -> None:
+        if ev.validator in self.honest_validators:
+            self.fail(f"evidence: {who} holds evidence against honest validator v{ev.validator}")
+
+    # ------------------------------------------------------------------
+    # End-of-run checks
+    # ------------------------------------------------------------------
+
+    def check_chain(self, who: str, chain: SimChain) -> None:
+        leaves: list[bytes] = []
+        index_of: dict[bytes, int] = {}
+        nonces: set[tuple[bytes, int]] = set()
+        prev: Header | None = None
+        for i, header in enumerate(chain.headers):
+            envelopes, cert = chain.blocks[i], chain.certificates[i]
+            where = f"{who} h{i + 1}"
+            self._check_header_links(where, header, prev, i + 1)
+            self._check_certificate(where, header, cert)
+            if not envelopes or header.tx_count != len(envelopes):
+                self.fail(f"integrity: {where} has {len(envelopes)} records, tx_count {header.tx_count}")
+            block_leaves = [e.leaf_hash for e in envelopes]
+            if header.tx_root != root(block_leaves):
+                self.fail(f"integrity: {where} tx_root mismatch")
+            for env in envelopes:
+                self._check_record(where, env, index_of, nonces, len(leaves))
+                index_of[env.id] = len(leaves)
+                leaves.append(env.leaf_hash)
+            if header.log_size != len(leaves) or header.log_root != root(leaves):
+                self.fail(f"integrity: {where} log_size/log_root do not match the log")
+            prev = header
+
+    def _check_header_links(self, where: str, header: Header, prev: Header | None, height: int) -> None:
+        if header.height != height or header.chain != self.genesis.chain:
+            self.fail(f"integrity: {where} has height {header.height} / chain {header.chain!r}")
+        if header.prev != (prev.hash if prev else ZERO_HASH):
+            self.fail(f"integrity: {where} prev does not link to the previous block")
+        if header.validators != self.genesis.validators_hash:
+            self.fail(f"integrity: {where} validators hash differs from genesis")
+        if prev is not None and header.time < prev.time:
+            self.fail(f"integrity: {where} time goes backwards")
+
+    def _check_certificate(self, where: str, header: Header, cert: Certificate) -> None:
+        key = (header.hash, cert.to_bytes())
+        if key in self._verified_certs:
+            return
+        try:
+            verify_certificate(cert, header, self.genesis)
+        except LedgerError as exc:
+            self.fail(f"certificate: {where}: {exc}")
+            return
+        self._verified_certs.add(key)
+
+    def _check_record(self, where: str, env: Envelope, index_of: dict[bytes, int],
+                      nonces: set[tuple[bytes, int]], position: int) -> None:
+        rid = to_hex(env.id)[:12]
+        if env.leaf_hash not in self._verified_envelopes:
+            try:
+                verify_envelope(env, self.genesis)
+                self._verified_envelopes.add(env.leaf_hash)
+            except LedgerError as exc:
+                self.fail(f"validity: {where} record {rid} is invalid: {exc}")
+        if env.id in index_of:
+            self.fail(f"validity: {where} record {rid} committed twice")
+        key = (env.record.submitter, env.record.nonce)
+        if key in nonces:
+            self.fail(f"validity: {where} record {rid} reuses a nonce")
+        nonces.add(key)
+        for parent in env.record.parents:
+            if index_of.get(parent, position) >= position:
+                self.fail(f"validity: {where} record {rid} has a parent not committed before it")
+
+    def check_liveness(self, who: str, chain: SimChain, required: list[bytes], deadline: int) -> None:
+        missing = [r for r in required if r not in chain.index_of]
+        if missing:
+            self.fail(
+                f"liveness: {who} misses {len(missing)} of {len(required)} records at t={deadline}ms "
+                f"(height {chain.height})"
+            )

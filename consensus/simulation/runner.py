@@ -1,0 +1,67 @@
+"""Entry points: one run from a seed, and campaign statistics."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import TextIO
+
+from .broken import BROKEN
+from .scenario import make_scenario
+from .world import RunResult, World
+
+
+def run_scenario(seed: int, n: int = 4, byzantine: int = 1, behaviour: str = "mixed",
+                 broken: str | None = None, echo: TextIO | None = None, keep: int = 200) -> RunResult:
+    """Run seed ``seed`` to completion; identical inputs give identical results."""
+    scenario = make_scenario(seed, n, byzantine, behaviour)
+    factory = BROKEN[broken] if broken else None
+    return World(scenario, factory, echo=echo, keep=keep).run()
+
+
+def percentile(values: list[float], p: float) -> float:
+    if not values:
+        return float("nan")
+    ordered = sorted(values)
+    k = min(len(ordered) - 1, max(0, int(round(p / 100.0 * (len(ordered) - 1)))))
+    return ordered[k]
+
+
+@dataclass
+class CampaignStats:
+    runs: int = 0
+    violations: int = 0
+    latencies: list[float] = field(default_factory=list)
+    stable_latencies: list[float] = field(default_factory=list)
+    heights: int = 0
+    records: int = 0
+    messages: int = 0
+    max_settle_to_end: int = 0
+    failed_seeds: list[int] = field(default_factory=list)
+
+    def add(self, result: RunResult) -> None:
+        self.runs += 1
+        self.latencies.extend(result.latencies)
+        self.stable_latencies.extend(result.stable_latencies)
+        self.heights += result.heights
+        self.records += result.records
+        self.messages += result.messages
+        if result.violations:
+            self.violations += 1
+            self.failed_seeds.append(result.seed)
+        else:
+            self.max_settle_to_end = max(self.max_settle_to_end, result.end_time - result.settle_time)
+
+    def summary(self) -> dict[str, float | int | list[int]]:
+        return {
+            "runs": self.runs,
+            "violations": self.violations,
+            "failed_seeds": self.failed_seeds[:100],
+            "blocks": self.heights,
+            "records": self.records,
+            "messages": self.messages,
+            "latency_p50_delays": percentile(self.latencies, 50),
+            "latency_p99_delays": percentile(self.latencies, 99),
+            "stable_latency_p50_delays": percentile(self.stable_latencies, 50),
+            "stable_latency_p99_delays": percentile(self.stable_latencies, 99),
+            "max_settle_to_done_ms": self.max_settle_to_end,
+        }

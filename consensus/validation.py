@@ -1,0 +1,259 @@
+"""Pure validation of a proposed or fetched block (PROTOCOL §2 and §4).
+
+:func:`validate_block` recomputes every header field from the previous block,
+the log and the envelopes, and checks every record; it raises a
+:class:`ledger.errors.VerificationError` subclass naming what is wrong and
+returns nothing when the block is acceptable.  The real node reuses it with a
+context over its ChainStore; the simulator with an in-memory chain.
+
+Record signatures are expensive, so the context says which envelopes (by
+leaf hash, which covers the signature) were already verified: the node
+verifies each once at mempool admission; only the others are verified here.
+"""
+
+from __future__ import annotations
+
+from typing import Iterable, Protocol, Sequence
+
+from ledger.blocks import ZERO_HASH, Header
+from ledger.crypto import RECORD_DOMAIN, digest_equal, verify_signature
+from ledger.encoding import to_hex
+from ledger.errors import (
+    ForbiddenRole,
+    HeaderError,
+    UnknownSubmitter,
+    ValidatorSetMismatch,
+    VerificationError,
+    WrongChain,
+)
+from ledger.genesis import Genesis
+from ledger.merkle import root
+from ledger.records import SUBMIT_ROLE, Envelope
+
+from .params import NIL_ROUND, proposer_for
+
+
+class ValidationContext(Protocol):
+    """What :func:`validate_block` needs to know about the local node."""
+
+    @property
+    def genesis(self) -> Genesis: ...
+
+    @property
+    def tip(self) -> Header | None:
+        """The last committed header, None before block 1."""
+
+    @property
+    def now_ms(self) -> int: ...
+
+    @property
+    def max_clock_skew_ms(self) -> int: ...
+
+    def log_preview(self, leaf_hashes: Sequence[bytes]) -> tuple[int, bytes]:
+        """(size, root) of the committed log with ``leaf_hashes`` appended."""
+
+    def nonce_used(self, submitter: bytes, nonce: int) -> bool:
+        """True if a committed record already used (submitter, nonce)."""
+
+    def record_known_committed(self, record_id: bytes) -> bool: ...
+
+    def signature_verified(self, envelope_id: bytes) -> bool:
+        """True if the envelope with this id was already verified.
+
+        The id is the envelope's **leaf hash** (``Envelope.leaf_hash``), which
+        covers the signature.  A cache keyed by record id would let a Byzantine
+        proposer pair a known record with a forged signature.
+        """
+
+
+# --------------------------------------------------------------------------
+# Errors (all VerificationError: a block is either valid or not)
+# --------------------------------------------------------------------------
+
+
+class HeightMismatch(HeaderError):
+    """The header's height is not tip + 1."""
+
+
+class PrevMismatch(HeaderError):
+    """The header's prev is not the tip's hash."""
+
+
+class TimeNotMonotonic(HeaderError):
+    """The block time is earlier than the previous block's."""
+
+
+class BlockFromFuture(HeaderError):
+    """The block time is further ahead of the local clock than the allowed skew.
+
+    The only failure that may go away later, so callers must not cache it."""
+
+
+class WrongProposer(HeaderError):
+    """The header's proposer is not the validator whose turn it was."""
+
+
+class EmptyBlock(HeaderError):
+    """Blocks carry at least one record (no empty blocks while idle)."""
+
+
+class TxCountMismatch(HeaderError):
+    """tx_count differs from the number of envelopes."""
+
+
+class TxRootMismatch(HeaderError):
+    """tx_root differs from the Merkle root of the envelopes."""
+
+
+class LogMismatch(HeaderError):
+    """log_size/log_root differ from the log with this block appended."""
+
+
+class BlockRecordError(VerificationError):
+    """A record in the block cannot be committed."""
+
+    step = "records"
+
+
+class DuplicateRecord(BlockRecordError):
+    """A record appears twice in the block, or was already committed."""
+
+
+class NonceAlreadyUsed(BlockRecordError):
+    """(submitter, nonce) is already used by a committed or earlier record."""
+
+    code = "nonce_reused"
+
+
+class ParentNotCommitted(BlockRecordError):
+    """A parent is neither committed nor earlier in the same block."""
+
+    code = "unknown_parent"
+
+
+# --------------------------------------------------------------------------
+# Checks
+# --------------------------------------------------------------------------
+
+
+def allowed_proposers(n: int, height: int, round_: int, pol_round: int = NIL_ROUND) -> set[int]:
+    """Who may appear as ``header.proposer`` for a proposal at ``round_``.
+
+    A fresh block names the round's proposer.  A block re-proposed from
+    ``pol_round`` keeps the name of whoever first proposed it, in some round
+    up to ``pol_round``.
+    """
+    if pol_round == NIL_ROUND:
+        return {proposer_for(n, height, round_)}
+    # Rotation has period n, so rounds 0..min(pol_round, n-1) cover them all.
+    return {proposer_for(n, height, r) for r in range(min(pol_round, n - 1) + 1)}
+
+
+def check_proposer(header: Header, n: int, round_: int, pol_round: int = NIL_ROUND) -> None:
+    if header.proposer not in allowed_proposers(n, header.height, round_, pol_round):
+        raise WrongProposer(
+            f"proposer {header.proposer} may not propose height {header.height} "
+            f"at round {round_} (POL round {pol_round})"
+        )
+
+
+def _check_chain_position(header: Header, ctx: ValidationContext) -> None:
+    genesis, tip = ctx.genesis, ctx.tip
+    if header.chain != genesis.chain:
+        raise WrongChain(f"header is for chain {header.chain!r}, not {genesis.chain!r}")
+    if not digest_equal(header.validators, genesis.validators_hash):
+        raise ValidatorSetMismatch("header validators hash differs from genesis")
+    if not 0 <= header.proposer < genesis.n:
+        raise WrongProposer(f"proposer {header.proposer} is not a genesis validator")
+    expected_height = tip.height + 1 if tip else 1
+    if header.height != expected_height:
+        raise HeightMismatch(f"height {header.height}, expected {expected_height}")
+    expected_prev = tip.hash if tip else ZERO_HASH
+    if not digest_equal(header.prev, expected_prev):
+        raise PrevMismatch(f"prev {to_hex(header.prev)} is not {to_hex(expected_prev)}")
+
+
+def _check_time(header: Header, ctx: ValidationContext) -> None:
+    tip = ctx.tip
+    if tip is not None and header.time < tip.time:
+        raise TimeNotMonotonic(f"time {header.time} is before the previous block's {tip.time}")
+    if header.time > ctx.now_ms + ctx.max_clock_skew_ms:
+        raise BlockFromFuture(
+            f"time {header.time} is more than {ctx.max_clock_skew_ms} ms ahead of {ctx.now_ms}"
+        )
+
+
+def _check_roots(header: Header, envelopes: Sequence[Envelope], ctx: ValidationContext) -> None:
+    if not envelopes:
+        raise EmptyBlock("a block must carry at least one record")
+    if header.tx_count != len(envelopes):
+        raise TxCountMismatch(f"tx_count {header.tx_count}, block has {len(envelopes)} records")
+    leaves = [e.leaf_hash for e in envelopes]
+    if not digest_equal(header.tx_root, root(leaves)):
+        raise TxRootMismatch("tx_root is not the Merkle root of the block's envelopes")
+    size, log_root = ctx.log_preview(leaves)
+    if header.log_size != size or not digest_equal(header.log_root, log_root):
+        raise LogMismatch(f"log_size/log_root do not match the log after this block (size {size})")
+
+
+def _check_record_identity(env: Envelope, ctx: ValidationContext) -> None:
+    """PROTOCOL §2 chain, submitter and role; the signature unless already verified."""
+    record, genesis = env.record, ctx.genesis
+    if record.chain != genesis.chain:
+        raise WrongChain(f"record is for chain {record.chain!r}, not {genesis.chain!r}")
+    submitter = genesis.submitters.get(record.submitter)
+    if submitter is None:
+        raise UnknownSubmitter(f"submitter {to_hex(record.submitter)} is not in genesis")
+    if SUBMIT_ROLE not in submitter.roles:
+        raise ForbiddenRole(f"submitter {submitter.name!r} lacks the {SUBMIT_ROLE!r} role")
+    if not ctx.signature_verified(env.leaf_hash):
+        verify_signature(record.submitter, RECORD_DOMAIN, record.record_bytes, env.sig)
+
+
+def _check_record_state(
+    env: Envelope, ctx: ValidationContext, ids: set[bytes], nonces: set[tuple[bytes, int]]
+) -> None:
+    record = env.record
+    if record.id in ids or ctx.record_known_committed(record.id):
+        raise DuplicateRecord("record appears twice or is already committed")
+    key = (record.submitter, record.nonce)
+    if key in nonces or ctx.nonce_used(*key):
+        raise NonceAlreadyUsed(f"nonce {record.nonce} of this submitter is already used")
+    for parent in record.parents:
+        if parent not in ids and not ctx.record_known_committed(parent):
+            raise ParentNotCommitted(f"parent {to_hex(parent)} is not committed or earlier in the block")
+
+
+def _check_records(envelopes: Iterable[Envelope], ctx: ValidationContext) -> None:
+    ids: set[bytes] = set()
+    nonces: set[tuple[bytes, int]] = set()
+    for index, env in enumerate(envelopes):
+        try:
+            _check_record_identity(env, ctx)
+            _check_record_state(env, ctx, ids, nonces)
+        except VerificationError as exc:
+            # Same type, so callers can dispatch on it; the message says which record.
+            raise type(exc)(f"record {index} ({to_hex(env.id)[:16]}): {exc}") from None
+        ids.add(env.id)
+        nonces.add((env.record.submitter, env.record.nonce))
+
+
+def validate_block(
+    header: Header,
+    envelopes: Sequence[Envelope],
+    ctx: ValidationContext,
+    *,
+    round: int | None = None,
+    pol_round: int = NIL_ROUND,
+) -> None:
+    """Raise unless ``header`` + ``envelopes`` is a valid next block on ``ctx.tip``.
+
+    With ``round`` the proposer must be the one whose turn it was (see
+    :func:`allowed_proposers`); without, it only has to be a validator.
+    """
+    _check_chain_position(header, ctx)
+    if round is not None:
+        check_proposer(header, ctx.genesis.n, round, pol_round)
+    _check_time(header, ctx)
+    _check_roots(header, envelopes, ctx)
+    _check_records(envelopes, ctx)
