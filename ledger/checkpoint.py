@@ -13,12 +13,12 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, Sequence
 
-from .blocks import Certificate, Header, certificate_from_json, decode_header, verify_certificate
+from .blocks import Certificate, Header, certificate_from_json, decode_header
 from .crypto import digest_equal
 from .encoding import from_b64, to_b64
-from .errors import BundleFormatError, ConsistencyError, HeaderError, ValidatorSetMismatch, WrongChain
+from .errors import BundleFormatError, ConsistencyError, HeaderError
 from .genesis import Genesis
-from .merkle import verify_consistency
+from .verify import verify_certified_header, verify_consistency_between
 
 
 @dataclass(frozen=True)
@@ -32,11 +32,7 @@ class CertifiedHead:
 
     def verify(self, genesis: Genesis) -> None:
         """The header belongs to this chain and a quorum certified it."""
-        if self.header.chain != genesis.chain:
-            raise WrongChain(f"head is for chain {self.header.chain!r}, not {genesis.chain!r}")
-        if not digest_equal(self.header.validators, genesis.validators_hash):
-            raise ValidatorSetMismatch("head's validator set differs from genesis")
-        verify_certificate(self.certificate, self.header, genesis)
+        verify_certified_header(self.header.header_bytes, self.certificate, genesis)
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -98,11 +94,10 @@ def check_extends(
     if new.height == old.height:
         check_same_height(genesis, old, new)
         return
-    if old.header.log_size == 0:
-        return  # an empty log is a prefix of every log
     try:
-        verify_consistency(
-            old.header.log_size, new.header.log_size, old.header.log_root, new.header.log_root, path
+        verify_consistency_between(
+            old.header.header_bytes, old.certificate, new.header.header_bytes, new.certificate,
+            path, genesis,
         )
     except ConsistencyError as exc:
         raise ForkDetected(

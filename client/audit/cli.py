@@ -16,6 +16,10 @@ from ledger import __version__
 # command name -> "module:attribute" of its click command
 COMMANDS: dict[str, str] = {
     "verify": "client.audit.verify_cmd:verify",
+    "consistency": "client.audit.remote_cmds:consistency",
+    "trace": "client.audit.remote_cmds:trace",
+    "audit": "client.audit.remote_cmds:audit",
+    "checkpoint": "client.audit.remote_cmds:checkpoint",
 }
 
 

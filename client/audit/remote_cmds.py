@@ -1,0 +1,297 @@
+"""``ledger-audit`` commands that talk to a node: consistency, trace, audit, checkpoint.
+
+The node is never trusted: everything it returns is checked with the pure
+verifiers in ``ledger`` against the genesis file.  Exit status: 0 valid,
+1 invalid (the failed step is named; a fork prints both certified heads),
+2 usage errors or an unreachable node.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+from typing import Any, Awaitable, Callable, TypeVar
+
+import click
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+from rich.table import Table
+from rich.tree import Tree
+
+from ledger.checkpoint import CertifiedHead, ForkDetected
+from ledger.encoding import from_hex
+from ledger.errors import VerificationError
+from ledger.genesis import Genesis
+from ledger.verify import parse_consistency
+
+from ..errors import LedgerClientError
+from ..sdk import LedgerClient
+from .common import EXIT_USAGE, console, fail_invalid, iso8601_ms, load_genesis_file, print_json, read_json
+from .remote import (
+    DEFAULT_CHECKPOINTS,
+    CheckpointStore,
+    TraceReport,
+    advance_checkpoint,
+    audit_chain,
+    trace_and_verify,
+)
+
+T = TypeVar("T")
+
+node_option = click.option("--node", "nodes", metavar="URL", multiple=True,
+                           help="Node base URL, e.g. http://127.0.0.1:7700 (repeat for failover).")
+genesis_option = click.option("--genesis", "genesis_path", metavar="GENESIS.json", required=True,
+                              type=click.Path(dir_okay=False, path_type=Path),
+                              help="The chain's genesis file: the only thing trusted.")
+json_option = click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
+checkpoint_option = click.option(
+    "--checkpoint-file", type=click.Path(dir_okay=False, path_type=Path), default=DEFAULT_CHECKPOINTS,
+    show_default=True, help="Where the last verified head of each chain is kept.")
+
+
+def _run(nodes: tuple[str, ...], as_json: bool, work: Callable[[LedgerClient], Awaitable[T]]) -> T:
+    """Run ``work`` with a read-only client; map failures to the exit contract."""
+    if not nodes:
+        raise click.UsageError("--node URL is required")
+
+    async def go() -> T:
+        async with LedgerClient(list(nodes), retries=2 * len(nodes)) as client:
+            return await work(client)
+
+    try:
+        return asyncio.run(go())
+    except ForkDetected as exc:
+        _report_fork(exc, as_json)
+    except VerificationError as exc:
+        fail_invalid(exc, as_json)
+    except LedgerClientError as exc:
+        if as_json:
+            print_json({"valid": None, "error": getattr(exc, "code", "client_error"), "message": str(exc)})
+        else:
+            console().print(f"[bold yellow]UNREACHABLE[/] {exc}")
+        click.get_current_context().exit(EXIT_USAGE)
+    raise AssertionError("unreachable")
+
+
+def _report_fork(exc: ForkDetected, as_json: bool) -> None:
+    evidence = exc.evidence()
+    if as_json:
+        print_json({"valid": False, "step": "fork", "message": str(exc), "evidence": evidence})
+    else:
+        out = console()
+        out.print(f"[bold red]FORK[/] {exc}")
+        out.print("Both heads are certified by a quorum of genesis validators; keep them as evidence:")
+        print_json(evidence)
+    click.get_current_context().exit(1)
+
+
+def _signers(head_or_cert: Any, genesis: Genesis) -> str:
+    return ", ".join(genesis.validators[v].name for v, _ in head_or_cert.signatures if v < genesis.n)
+
+
+# --------------------------------------------------------------------------
+
+
+@click.command("consistency")
+@click.argument("old", metavar="OLD")
+@click.argument("new", metavar="NEW")
+@genesis_option
+@node_option
+@click.option("--proof", "proof_path", type=click.Path(dir_okay=False, path_type=Path),
+              help="Consistency path JSON ({from,to,path}); otherwise fetched from --node.")
+@json_option
+def consistency(old: str, new: str, genesis_path: Path, nodes: tuple[str, ...],
+                proof_path: Path | None, as_json: bool) -> None:
+    """Prove block NEW's log extends block OLD's.
+
+    OLD and NEW are block JSON files (as served by GET /v1/blocks/H) or
+    heights fetched from --node. Both certificates are checked, then the
+    RFC 9162 consistency path between their log sizes.
+    """
+    genesis = load_genesis_file(genesis_path)
+    proof = read_json(proof_path, "'--proof'") if proof_path else None
+
+    def local_head(arg: str) -> CertifiedHead | None:
+        if arg.isdigit() or arg == "latest":
+            return None
+        try:
+            return CertifiedHead.from_json(read_json(arg, f"'{arg}'"))
+        except VerificationError as exc:
+            fail_invalid(exc, as_json)
+
+    heads = [local_head(old), local_head(new)]
+
+    async def work(client: LedgerClient | None) -> tuple[CertifiedHead, CertifiedHead, list[bytes]]:
+        resolved = []
+        for arg, head in zip((old, new), heads):
+            if head is None:
+                assert client is not None
+                head = CertifiedHead.from_json(await client.block(arg))
+            resolved.append(head)
+        a, b = resolved
+        if proof is not None:
+            path = list(parse_consistency(proof).path)
+        elif a.header.log_size == b.header.log_size:
+            path = []
+        else:
+            assert client is not None
+            doc = await client.consistency(a.header.log_size, b.header.log_size)
+            path = [from_hex(h, length=32, what="path entry") for h in doc["path"]]
+        from ledger.checkpoint import check_extends
+
+        check_extends(genesis, a, b, path)
+        return a, b, path
+
+    if nodes:
+        a, b, path = _run(nodes, as_json, work)
+    elif None in heads or proof is None:
+        raise click.UsageError("give --node, or two block files and --proof")
+    else:
+        try:
+            a, b, path = asyncio.run(work(None))
+        except ForkDetected as exc:
+            _report_fork(exc, as_json)
+            return
+        except VerificationError as exc:
+            fail_invalid(exc, as_json)
+    doc = {"valid": True, "old": {"height": a.height, "log_size": a.header.log_size, "hash": a.header.hash.hex()},
+           "new": {"height": b.height, "log_size": b.header.log_size, "hash": b.header.hash.hex()},
+           "path_length": len(path)}
+    if as_json:
+        print_json(doc)
+    else:
+        console().print(f"[bold green]CONSISTENT[/] block {a.height} (log {a.header.log_size}) is a prefix of "
+                        f"block {b.height} (log {b.header.log_size}); both certified")
+
+
+# --------------------------------------------------------------------------
+
+
+def _trace_tree(report: TraceReport, genesis: Genesis) -> Tree:
+    def label(rid: str) -> str:
+        hop = report.hops[rid]
+        rec = hop.verified.envelope.record
+        origin = ", ".join(f"{k}={v}" for k, v in rec.origin.items())
+        return (f"[bold]{rec.kind}[/] {rid[:16]}… by [cyan]{hop.verified.submitter_name}[/] "
+                f"origin({origin}) block {hop.verified.height} at {iso8601_ms(hop.verified.header.time)} "
+                f"certified by {_signers(hop.verified.certificate, genesis)}")
+
+    def grow(node: Tree, rid: str, seen: frozenset[str]) -> None:
+        for parent in report.hops[rid].parents:
+            if parent in report.hops and parent not in seen:
+                grow(node.add(label(parent)), parent, seen | {parent})
+            elif parent not in report.hops:
+                node.add(f"[dim]{parent[:16]}… (beyond depth)[/]")
+
+    tree = Tree(label(report.root))
+    grow(tree, report.root, frozenset({report.root}))
+    return tree
+
+
+@click.command("trace")
+@click.argument("record_id", metavar="ID")
+@genesis_option
+@node_option
+@click.option("--depth", type=click.IntRange(min=0), default=None, help="How many generations of parents.")
+@json_option
+def trace(record_id: str, genesis_path: Path, nodes: tuple[str, ...], depth: int | None, as_json: bool) -> None:
+    """Walk a record back through its parents, verifying every hop's proof."""
+    genesis = load_genesis_file(genesis_path)
+    report = _run(nodes, as_json, lambda c: trace_and_verify(c, record_id.lower(), genesis, depth))
+    if as_json:
+        print_json({"valid": True, "record": report.root, "children": report.children,
+                    "missing_beyond_depth": report.missing,
+                    "hops": [{"id": rid, "kind": h.verified.envelope.record.kind,
+                              "submitter": h.verified.submitter_name,
+                              "origin": dict(h.verified.envelope.record.origin),
+                              "height": h.verified.height, "time": iso8601_ms(h.verified.header.time),
+                              "parents": h.parents,
+                              "certified_by": [v for v, _ in h.verified.certificate.signatures]}
+                             for rid, h in report.hops.items()]})
+        return
+    out = console()
+    out.print(_trace_tree(report, genesis))
+    out.print(f"[bold green]VALID[/] {len(report.hops)} records verified; "
+              f"{len(report.children)} direct children: {', '.join(c[:16] for c in report.children) or 'none'}")
+
+
+# --------------------------------------------------------------------------
+
+
+@click.command("audit")
+@genesis_option
+@node_option
+@click.option("--signatures/--no-signatures", default=True, show_default=True,
+              help="Also verify every record's submitter signature.")
+@click.option("--to-height", type=click.IntRange(min=1), default=None, help="Stop at this height.")
+@checkpoint_option
+@click.option("--no-checkpoint", is_flag=True, help="Do not read or update the checkpoint file.")
+@json_option
+def audit(genesis_path: Path, nodes: tuple[str, ...], signatures: bool, to_height: int | None,
+          checkpoint_file: Path, no_checkpoint: bool, as_json: bool) -> None:
+    """Walk the whole chain from height 1: prev links, tx_root and log_root
+    recomputed from the envelopes, every certificate, optionally every
+    signature; then prove the audited head consistent with the checkpoint."""
+    genesis = load_genesis_file(genesis_path)
+    store = CheckpointStore(checkpoint_file)
+
+    async def work(client: LedgerClient) -> Any:
+        with Progress(TextColumn("[bold]audit[/]"), BarColumn(), MofNCompleteColumn(),
+                      TextColumn("{task.fields[records]} records"), TimeRemainingColumn(),
+                      console=console(), disable=as_json, transient=False) as bar:
+            task = bar.add_task("blocks", total=None, records=0)
+
+            def progress(height: int, target: int, records: int) -> None:
+                bar.update(task, completed=height, total=target, records=records)
+
+            report = await audit_chain(client, genesis, verify_signatures=signatures,
+                                       to_height=to_height, progress=progress)
+        cp = None
+        if report.head is not None and not no_checkpoint:
+            cp = await advance_checkpoint(client, genesis, store, report.head)
+        return report, cp
+
+    report, cp = _run(nodes, as_json, work)
+    counts = report.auditor.counts
+    doc = {"valid": True, "height": report.auditor.height, "blocks": counts.blocks, "records": counts.records,
+           "signatures_checked": counts.signatures_checked, "certificates_checked": counts.certificates_checked,
+           "by_submitter": counts.submitters, "seconds": round(report.seconds, 3),
+           "records_per_second": round(report.rate, 1),
+           "checkpoint_previous_height": cp.previous.height if cp and cp.previous else None}
+    if as_json:
+        print_json(doc)
+        return
+    table = Table(title="audit report", show_header=False)
+    for key, value in doc.items():
+        table.add_row(key, str(value))
+    out = console()
+    out.print(table)
+    out.print(f"[bold green]VALID[/] chain {genesis.chain} verified to height {doc['height']}")
+
+
+@click.command("checkpoint")
+@genesis_option
+@node_option
+@checkpoint_option
+@json_option
+def checkpoint(genesis_path: Path, nodes: tuple[str, ...], checkpoint_file: Path, as_json: bool) -> None:
+    """Prove the node's certified head extends the last one you verified, then remember it.
+
+    On a fork (two certified heads that cannot both be true) both heads are
+    printed as evidence and the exit status is 1.
+    """
+    genesis = load_genesis_file(genesis_path)
+    store = CheckpointStore(checkpoint_file)
+    result = _run(nodes, as_json, lambda c: advance_checkpoint(c, genesis, store))
+    prev = result.previous
+    doc = {"valid": True, "chain": genesis.chain, "height": result.current.height,
+           "log_size": result.current.header.log_size, "hash": result.current.header.hash.hex(),
+           "previous_height": prev.height if prev else None,
+           "certified_by": _signers(result.current.certificate, genesis)}
+    if as_json:
+        print_json(doc)
+    elif prev is None:
+        console().print(f"[bold green]TRUSTED[/] first checkpoint: height {doc['height']} "
+                        f"(log {doc['log_size']}), certified by {doc['certified_by']}")
+    else:
+        console().print(f"[bold green]CONSISTENT[/] height {prev.height} → {doc['height']} "
+                        f"(log {prev.header.log_size} → {doc['log_size']}), certified by {doc['certified_by']}")
