@@ -294,6 +294,13 @@ class ChainStore:
         if not digest_equal(header.tx_root, root(leaves)):
             raise HeaderError("tx_root is not the MTH of the block's envelopes")
 
+    def check_block(self, header: Header, envelopes: Sequence[Envelope]) -> None:
+        """Everything :meth:`commit_block` checks but the certificate, writing
+        nothing: what a validator needs before it votes for a proposal."""
+        leaves = [env.leaf_hash for env in envelopes]
+        self.check_header(header, leaves)
+        _check_log_after(header, *self.log.preview(leaves))
+
     def commit_block(
         self,
         header: Header,
@@ -309,10 +316,7 @@ class ChainStore:
         self.check_header(header, leaves)
         batch = WriteBatch()
         log_size, log_root = self.log.stage(leaves, batch)
-        if header.log_size != log_size:
-            raise HeaderError(f"log_size {header.log_size}, appending gives {log_size}")
-        if not digest_equal(header.log_root, log_root):
-            raise HeaderError("log_root is not the log's root after appending the block")
+        _check_log_after(header, log_size, log_root)
         if verify_certificate:
             blocks.verify_certificate(certificate, header, self.genesis)
         self._stage_records(header.height, envelopes, batch)
@@ -379,6 +383,13 @@ class ChainStore:
     def evidence(self) -> list[bytes]:
         """Every evidence blob, in key order."""
         return [value for _, value in self._store.iterate(schema.EVIDENCE)]
+
+
+def _check_log_after(header: Header, log_size: int, log_root: bytes) -> None:
+    if header.log_size != log_size:
+        raise HeaderError(f"log_size {header.log_size}, appending gives {log_size}")
+    if not digest_equal(header.log_root, log_root):
+        raise HeaderError("log_root is not the log's root after appending the block")
 
 
 def _decode_stored_header(header_bytes: bytes, height: int) -> Header:

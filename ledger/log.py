@@ -25,7 +25,14 @@ from typing import Mapping, Sequence
 
 from . import schema
 from .errors import StorageCorruption
-from .merkle import EMPTY_ROOT, HASH_LEN, consistency_path_from, inclusion_path_from, split_point
+from .merkle import (
+    EMPTY_ROOT,
+    HASH_LEN,
+    SubtreeHash,
+    consistency_path_from,
+    inclusion_path_from,
+    split_point,
+)
 from .storage import KeyValueStore, WriteBatch
 
 MAX_SIZE = 2**64 - 1
@@ -118,9 +125,11 @@ def _new_peaks(old: _Frontier, runs: list[_Run], new_size: int) -> dict[tuple[in
     return peaks
 
 
-def _is_perfect(lo: int, n: int) -> bool:
-    """True if ``[lo, lo + n)`` is one stored node: n a power of two, lo aligned."""
-    return n & (n - 1) == 0 and lo & (n - 1) == 0
+def _checked_node(value: bytes | None, level: int, index: int) -> bytes:
+    if value is None or len(value) != HASH_LEN:
+        what = "is missing" if value is None else f"has {len(value)} bytes"
+        raise StorageCorruption(f"Merkle log node (level {level}, index {index}) {what}")
+    return value
 
 
 class MerkleLog:
@@ -152,27 +161,36 @@ class MerkleLog:
     # ------------------------------------------------------------------ reads
 
     def _read_node(self, level: int, index: int) -> bytes:
-        value = self._store.get(schema.node_key(level, index))
-        if value is None:
-            raise StorageCorruption(f"Merkle log node (level {level}, index {index}) is missing")
-        if len(value) != HASH_LEN:
-            raise StorageCorruption(
-                f"Merkle log node (level {level}, index {index}) has {len(value)} bytes"
-            )
-        return value
+        return _checked_node(self._store.get(schema.node_key(level, index)), level, index)
 
-    def _node(self, level: int, index: int) -> bytes:
-        # The frontier is cached, so the current root and the right edge of
-        # every path cost no reads.
-        cached = self._state.peaks.get((level, index))
-        return cached if cached is not None else self._read_node(level, index)
+    def _reader(self, state: _Frontier) -> SubtreeHash:
+        """An MTH accessor over one frontier snapshot.
+
+        A closure with its lookups bound once: every proof calls it once per
+        tree level, so attribute lookups would otherwise rival LevelDB's
+        own cost.  Using one snapshot also keeps a proof consistent if an
+        append lands while it is being built.
+        """
+        peaks, get, node_key = state.peaks, self._store.get, schema.node_key
+
+        def mth(lo: int, hi: int) -> bytes:
+            n = hi - lo
+            if n & (n - 1) == 0 and lo & (n - 1) == 0:
+                # One perfect aligned subtree: one stored node, or none at
+                # all when it is a current peak (so the current root is free).
+                level = n.bit_length() - 1
+                index = lo >> level
+                cached = peaks.get((level, index))
+                if cached is not None:
+                    return cached
+                return _checked_node(get(node_key(level, index)), level, index)
+            k = split_point(n)
+            return _sha256(b"\x01" + mth(lo, lo + k) + mth(lo + k, hi)).digest()
+
+        return mth
 
     def _mth(self, lo: int, hi: int) -> bytes:
-        n = hi - lo
-        if _is_perfect(lo, n):
-            return self._node(n.bit_length() - 1, lo >> (n.bit_length() - 1))
-        k = split_point(n)
-        return _sha256(b"\x01" + self._mth(lo, lo + k) + self._mth(lo + k, hi)).digest()
+        return self._reader(self._state)(lo, hi)
 
     def subtree_hash(self, lo: int, hi: int) -> bytes:
         """MTH of leaves ``[lo, hi)``.
@@ -189,7 +207,7 @@ class MerkleLog:
     def leaf_hash(self, index: int) -> bytes:
         if not 0 <= index < self._state.size:
             raise ValueError(f"leaf {index} is not inside a log of {self._state.size}")
-        return self._node(0, index)
+        return self._mth(index, index + 1)
 
     def root(self, size: int | None = None) -> bytes:
         """The root at ``size`` (default: now); any past size, O(log n) reads."""
@@ -206,7 +224,7 @@ class MerkleLog:
         if not 0 <= index < size <= self._state.size:
             raise ValueError(f"no inclusion path for leaf {index} in a tree of {size} "
                              f"(log size {self._state.size})")
-        return inclusion_path_from(index, size, self._mth)
+        return inclusion_path_from(index, size, self._reader(self._state))
 
     def consistency_path(self, old_size: int, new_size: int | None = None) -> list[bytes]:
         """RFC 9162 PROOF(old_size, D[new_size]); ``new_size`` defaults to now."""
@@ -214,7 +232,7 @@ class MerkleLog:
         if not 0 < old_size <= new_size <= self._state.size:
             raise ValueError(f"no consistency path from {old_size} to {new_size} "
                              f"(log size {self._state.size})")
-        return consistency_path_from(old_size, new_size, self._mth)
+        return consistency_path_from(old_size, new_size, self._reader(self._state))
 
     # ---------------------------------------------------------------- appends
 

@@ -212,6 +212,9 @@ def test_bad_header_is_rejected_and_nothing_written(world: World, field: str) ->
     good = chain.next_header(envs, time=block_time(2), proposer=1)
     changes, error = REJECTIONS[field]
     bad = _replace(good, **changes)
+    chain.check_block(good, envs)
+    with pytest.raises(error):
+        chain.check_block(bad, envs)
     with pytest.raises(error):
         chain.commit_block(bad, envs, certify(bad, world.validators, world.genesis))
     assert snapshot(store) == before

@@ -1,0 +1,393 @@
+"""Benchmark ledger.log.MerkleLog on LevelDB against pymerkle's SqliteTree.
+
+Workload, identical for both: N leaves of ``--leaf-bytes`` pseudo-random
+bytes (fixed seed), appended in blocks of ``--block`` leaves, each block one
+synced (fsynced) write - for the ledger one LevelDB write batch holding the
+leaf data (as envelopes), the leaf hashes and every new tree node, exactly
+what ChainStore.commit_block writes for the log; for pymerkle one
+``append_entries`` transaction.  Then inclusion and consistency proofs over
+random indexes (same seed) at the final size, and resident memory sampled at
+every 10% of the append to show it stays flat.
+
+Only the append/prove calls are timed; generating the leaf data is not.
+Correctness of a sample of the ledger's proofs is checked with the RFC 9162
+verifiers (outside the timing).  Run via ``scripts/bench-log``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import os
+import platform
+import random
+import resource
+import shutil
+import sys
+import tempfile
+import time
+from functools import partial
+from pathlib import Path
+from typing import Any, Callable, Sequence
+
+from ledger import merkle, schema
+from ledger.log import MerkleLog
+from ledger.storage import (
+    DEFAULT_LRU_CACHE_BYTES,
+    DEFAULT_WRITE_BUFFER_BYTES,
+    LevelDBStore,
+    WriteBatch,
+)
+
+TARGET_APPEND = 200_000  # leaves/s
+TARGET_PROOF_RATIO = 30.0  # x SqliteTree
+
+
+# --------------------------------------------------------------------- memory
+
+
+def proc_status_kib() -> dict[str, int]:
+    """VmRSS and its split: RssAnon (heap: what must stay flat) and RssFile
+    (LevelDB's mmapped table files: page cache the kernel can drop)."""
+    out: dict[str, int] = {}
+    with open("/proc/self/status", encoding="ascii") as status:
+        for line in status:
+            name, _, rest = line.partition(":")
+            if name in ("VmRSS", "RssAnon", "RssFile"):
+                out[name] = int(rest.split()[0])
+    return out
+
+
+def max_rss_kib() -> int:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss  # KiB on Linux
+
+
+def memory_sample(done: int, total: int) -> dict[str, Any]:
+    status = proc_status_kib()
+    return {"leaves": done, "percent": round(100 * done / total),
+            "vm_rss_mib": round(status.get("VmRSS", -1) / 1024, 1),
+            "rss_anon_mib": round(status.get("RssAnon", -1) / 1024, 1),
+            "rss_file_mib": round(status.get("RssFile", -1) / 1024, 1),
+            "ru_maxrss_mib": round(max_rss_kib() / 1024, 1)}
+
+
+class Clock:
+    """Wall time and process CPU time (all threads, LevelDB's compaction
+    included): on a shared machine wall/CPU shows how much was waiting."""
+
+    def __init__(self) -> None:
+        self.wall = 0.0
+        self.cpu = 0.0
+
+    def __enter__(self) -> "Clock":
+        self._w, self._c = time.perf_counter(), time.process_time()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.wall += time.perf_counter() - self._w
+        self.cpu += time.process_time() - self._c
+
+
+# ----------------------------------------------------------------------- data
+
+
+def block_data(rng: random.Random, count: int, size: int) -> list[bytes]:
+    blob = rng.randbytes(count * size)
+    return [blob[i * size:(i + 1) * size] for i in range(count)]
+
+
+def blocks(seed: int, total: int, block: int, size: int) -> Any:
+    """Yield ``(first_index, data)`` per block; deterministic for a seed."""
+    rng = random.Random(seed)
+    done = 0
+    while done < total:
+        count = min(block, total - done)
+        yield done, block_data(rng, count, size)
+        done += count
+
+
+# --------------------------------------------------------------- the ledger
+
+
+def bench_ledger_append(args: argparse.Namespace, path: str, with_data: bool
+                        ) -> tuple[LevelDBStore, MerkleLog, dict[str, Any]]:
+    store = LevelDBStore(path, lru_cache_size=args.cache_mib << 20,
+                         write_buffer_size=args.write_buffer_mib << 20)
+    log = MerkleLog(store)
+    sha256 = hashlib.sha256
+    envelope_key = schema.envelope_key
+    marks = {round(args.leaves * p / 10) for p in range(1, 11)}
+    samples: list[dict[str, Any]] = []
+    clock = Clock()
+    for first, data in blocks(args.seed, args.leaves, args.block, args.leaf_bytes):
+        with clock:
+            leaves = [sha256(b"\x00" + d).digest() for d in data]
+            batch = WriteBatch()
+            if with_data:
+                batch.put_many(zip([envelope_key(i) for i in range(first, first + len(data))],
+                                   data, strict=True))
+            size, _ = log.stage(leaves, batch)
+            store.write(batch, sync=True)
+            log.applied(size)
+        for mark in sorted(m for m in marks if first < m <= size):
+            samples.append(memory_sample(mark, args.leaves))
+    return store, log, {"leaves": log.size, "with_leaf_data": with_data,
+                        "seconds": round(clock.wall, 3), "cpu_seconds": round(clock.cpu, 3),
+                        "leaves_per_s": round(log.size / clock.wall),
+                        "leaves_per_cpu_s": round(log.size / clock.cpu), "memory": samples}
+
+
+def rate(calls: Sequence[Callable[[], Any]]) -> tuple[float, float]:
+    """Calls per wall second, and per CPU second."""
+    with Clock() as clock:
+        for call in calls:
+            call()
+    return len(calls) / clock.wall, len(calls) / clock.cpu
+
+
+def bench_ledger_proofs(log: MerkleLog, args: argparse.Namespace) -> dict[str, Any]:
+    n = log.size
+    rng = random.Random(args.seed + 1)
+    indexes = [rng.randrange(n) for _ in range(args.proofs)]
+    olds = [rng.randrange(1, n + 1) for _ in range(args.proofs)]
+    inc, inc_cpu = rate([partial(log.inclusion_path, i, n) for i in indexes])
+    con, con_cpu = rate([partial(log.consistency_path, o, n) for o in olds])
+    past = [rng.randrange(1, n + 1) for _ in range(args.proofs)]
+    roots, _ = rate([partial(log.root, size) for size in past])
+    check_ledger_proofs(log, indexes[:200], olds[:200])
+    return {"size": n, "proofs": args.proofs,
+            "inclusion_per_s": round(inc), "inclusion_per_cpu_s": round(inc_cpu),
+            "consistency_per_s": round(con), "consistency_per_cpu_s": round(con_cpu),
+            "past_root_per_s": round(roots), "verified_sample": 200}
+
+
+def check_ledger_proofs(log: MerkleLog, indexes: list[int], olds: list[int]) -> None:
+    n, root = log.size, log.root()
+    for i in indexes:
+        merkle.verify_inclusion(i, n, log.leaf_hash(i), log.inclusion_path(i, n), root)
+    for o in olds:
+        merkle.verify_consistency(o, n, log.root(o), root, log.consistency_path(o, n))
+
+
+# ------------------------------------------------------------------ pymerkle
+
+
+def bench_sqlite(args: argparse.Namespace, path: str) -> dict[str, Any]:
+    try:
+        from pymerkle import SqliteTree
+    except ImportError:
+        return {"skipped": "pymerkle is not installed"}
+    import pymerkle
+
+    leaves = args.sqlite_leaves
+    tree = SqliteTree(path)
+    clock = Clock()
+    for _, data in blocks(args.seed, leaves, args.block, args.leaf_bytes):
+        with clock:
+            tree.append_entries(data)  # one transaction (commit) per block
+    n = tree.get_size()
+    rng = random.Random(args.seed + 1)
+    count = args.sqlite_proofs
+    result = {"version": pymerkle.__version__, "leaves": n, "seconds": round(clock.wall, 3),
+              "cpu_seconds": round(clock.cpu, 3), "leaves_per_s": round(n / clock.wall),
+              "leaves_per_cpu_s": round(n / clock.cpu), "proofs": count}
+    # pymerkle counts leaves from one.  "cold": the first proofs after the
+    # subroot cache is emptied (as after a restart); "warm": after as many
+    # proofs again have filled it (memory grows with it, unbounded to 1 GiB).
+    calls = {
+        "inclusion": [partial(tree.prove_inclusion, rng.randrange(n) + 1, n)
+                      for _ in range(2 * count)],
+        "consistency": [partial(tree.prove_consistency, rng.randrange(1, n + 1), n)
+                        for _ in range(2 * count)],
+    }
+    for kind, kind_calls in calls.items():
+        tree.cache_clear()
+        cold, cold_cpu = rate(kind_calls[:count])
+        warm, warm_cpu = rate(kind_calls[count:])
+        result.update({f"{kind}_cold_per_s": round(cold, 1),
+                       f"{kind}_cold_per_cpu_s": round(cold_cpu, 1),
+                       f"{kind}_warm_per_s": round(warm, 1),
+                       f"{kind}_warm_per_cpu_s": round(warm_cpu, 1)})
+    tree.close()
+    return result
+
+
+# ------------------------------------------------------------------- report
+
+
+def summarize(result: dict[str, Any]) -> dict[str, Any]:
+    cfg = result["config"]
+    log_only, proofs, sqlite = result["ledger"], result["ledger_proofs"], result["pymerkle_sqlite"]
+    later = [m["rss_anon_mib"] for m in log_only["memory"] if m["percent"] >= 50]
+    growth = (max(later) - min(later)) if later else 0.0
+    out: dict[str, Any] = {
+        "append_leaves_per_s": log_only["leaves_per_s"],
+        "append_target": TARGET_APPEND,
+        "append_ok": log_only["leaves_per_s"] >= TARGET_APPEND,
+        "anon_rss_spread_second_half_mib": round(growth, 1),
+        # Flat: over the second half, heap memory moves by less than the
+        # LevelDB memtables it may hold (active + immutable write buffer),
+        # i.e. it does not grow with the number of leaves.
+        "memory_flat": growth <= 2 * cfg["write_buffer_mib"],
+    }
+    if "leaves" in sqlite:
+        out["same_size"] = sqlite["leaves"] == log_only["leaves"]
+        with_data = result.get("ledger_with_data")
+        if with_data:
+            out["append_ratio_with_data"] = round(
+                with_data["leaves_per_s"] / sqlite["leaves_per_s"], 1)
+        for kind in ("inclusion", "consistency"):
+            for cache in ("cold", "warm"):
+                out[f"{kind}_ratio_{cache}"] = round(
+                    proofs[f"{kind}_per_s"] / sqlite[f"{kind}_{cache}_per_s"], 1)
+        for cache in ("cold", "warm"):
+            out[f"proofs_ok_{cache}"] = min(out[f"inclusion_ratio_{cache}"],
+                                            out[f"consistency_ratio_{cache}"]) >= TARGET_PROOF_RATIO
+        out["proof_target_ratio"] = TARGET_PROOF_RATIO
+    return out
+
+
+def _num(value: Any) -> str:
+    return f"{value:,}" if isinstance(value, (int, float)) else str(value)
+
+
+def _main_table(result: dict[str, Any]) -> Any:
+    from rich.table import Table
+
+    cfg, summ = result["config"], result["summary"]
+    led, prf, sql = result["ledger"], result["ledger_proofs"], result["pymerkle_sqlite"]
+    data = result.get("ledger_with_data")
+    has_sql = "leaves" in sql
+    table = Table(title=f"Merkle log: {cfg['leaves']:,} leaves of {cfg['leaf_bytes']} B, "
+                        f"blocks of {cfg['block']:,}, one synced write per block")
+    for col in ("metric", "ledger /s", "ledger /CPU-s", "SqliteTree /s", "SqliteTree /CPU-s",
+                "ratio (wall)"):
+        table.add_column(col, justify="left" if col == "metric" else "right")
+
+    def sql_cell(key: str) -> str:
+        return _num(sql[key]) if has_sql else "-"
+
+    table.add_row("leaves", _num(led["leaves"]), "", sql_cell("leaves"), "", "")
+    table.add_row("append, tree only", _num(led["leaves_per_s"]),
+                  _num(led["leaves_per_cpu_s"]), "", "", "")
+    if data:
+        table.add_row("append, tree + leaf data", _num(data["leaves_per_s"]),
+                      _num(data["leaves_per_cpu_s"]), sql_cell("leaves_per_s"),
+                      sql_cell("leaves_per_cpu_s"),
+                      f"{summ['append_ratio_with_data']}x" if has_sql else "")
+    for kind in ("inclusion", "consistency"):
+        for cache in ("cold", "warm"):
+            table.add_row(f"{kind} proofs (SqliteTree {cache})", _num(prf[f"{kind}_per_s"]),
+                          _num(prf[f"{kind}_per_cpu_s"]), sql_cell(f"{kind}_{cache}_per_s"),
+                          sql_cell(f"{kind}_{cache}_per_cpu_s"),
+                          f"{summ[f'{kind}_ratio_{cache}']}x" if has_sql else "")
+    table.add_row("root at a random past size", _num(prf["past_root_per_s"]), "", "", "", "")
+    return table
+
+
+def _memory_table(result: dict[str, Any]) -> Any:
+    from rich.table import Table
+
+    mem = Table(title="ledger memory during the tree-only append (MiB)")
+    for col in ("progress", "leaves", "VmRSS", "RssAnon (heap)", "RssFile (mmapped tables)",
+                "ru_maxrss"):
+        mem.add_column(col, justify="right")
+    after = dict(result["memory_after_proofs"], percent="after proofs")
+    for m in [*result["ledger"]["memory"], after]:
+        pct = m["percent"] if isinstance(m["percent"], str) else f"{m['percent']}%"
+        mem.add_row(pct, f"{m['leaves']:,}", str(m["vm_rss_mib"]), str(m["rss_anon_mib"]),
+                    str(m["rss_file_mib"]), str(m["ru_maxrss_mib"]))
+    return mem
+
+
+def print_report(result: dict[str, Any]) -> None:
+    try:
+        from rich.console import Console
+    except ImportError:
+        print(json.dumps(result, indent=2))
+        return
+    console = Console(width=120)
+    cfg, summ, sql = result["config"], result["summary"], result["pymerkle_sqlite"]
+    console.print(_main_table(result))
+    console.print(_memory_table(result))
+    console.print(f"LevelDB bounds: block cache {cfg['cache_mib']} MiB, write buffer "
+                  f"{cfg['write_buffer_mib']} MiB; load average "
+                  f"{result['machine']['loadavg_at_start'][0]:.1f} at start, "
+                  f"{result['machine']['loadavg_at_end'][0]:.1f} at end "
+                  f"on {result['machine']['cpus']} CPUs.")
+    if "leaves" in sql:
+        if not summ["same_size"]:
+            console.print(f"[yellow]NOTE: SqliteTree measured at {sql['leaves']:,} leaves, not "
+                          f"{result['ledger']['leaves']:,} (--sqlite-leaves).[/]")
+        console.print(f"SqliteTree proofs: {sql['proofs']:,} of each kind right after emptying "
+                      f"its subroot cache (cold), then {sql['proofs']:,} more (warm).  Ledger: "
+                      f"{cfg['proofs']:,} of each kind; no cache but LevelDB's.")
+    checks = [("append_ok", f"append (tree only) >= {TARGET_APPEND:,} leaves/s"),
+              ("proofs_ok_cold", f"proofs >= {TARGET_PROOF_RATIO:.0f}x SqliteTree, cold cache"),
+              ("proofs_ok_warm", f"proofs >= {TARGET_PROOF_RATIO:.0f}x SqliteTree, warm cache"),
+              ("memory_flat", "heap flat over the second half of the append (spread "
+                              f"{summ['anon_rss_spread_second_half_mib']} MiB)")]
+    for key, label in checks:
+        if key in summ:
+            console.print(f"{'PASS' if summ[key] else 'FAIL'}  {label}")
+
+
+def parse_args(argv: list[str]) -> argparse.Namespace:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--leaves", type=int, default=1_000_000)
+    p.add_argument("--block", type=int, default=1_000, help="leaves per synced write")
+    p.add_argument("--leaf-bytes", type=int, default=256, help="bytes per leaf (envelope-sized)")
+    p.add_argument("--proofs", type=int, default=20_000, help="proofs of each kind (ledger)")
+    p.add_argument("--sqlite-leaves", type=int, default=None,
+                   help="leaves for SqliteTree (default: --leaves)")
+    p.add_argument("--sqlite-proofs", type=int, default=2_000,
+                   help="proofs of each kind for SqliteTree, cold then warm")
+    p.add_argument("--skip-sqlite", action="store_true")
+    p.add_argument("--skip-data", action="store_true",
+                   help="skip the second ledger run that also stores the leaf data")
+    p.add_argument("--cache-mib", type=int, default=DEFAULT_LRU_CACHE_BYTES >> 20,
+                   help="LevelDB block cache")
+    p.add_argument("--write-buffer-mib", type=int, default=DEFAULT_WRITE_BUFFER_BYTES >> 20,
+                   help="LevelDB write buffer")
+    p.add_argument("--seed", type=int, default=2024)
+    p.add_argument("--dir", default=None, help="work directory (default: a temp dir, removed)")
+    p.add_argument("--out", default="bench-log.json", help="JSON results file")
+    args = p.parse_args(argv)
+    args.sqlite_leaves = args.sqlite_leaves or args.leaves
+    return args
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(sys.argv[1:] if argv is None else argv)
+    work = Path(args.dir or tempfile.mkdtemp(prefix="bench-log-"))
+    work.mkdir(parents=True, exist_ok=True)
+    result: dict[str, Any] = {
+        "config": {k: v for k, v in vars(args).items() if k not in {"dir", "out"}},
+        "machine": {"python": platform.python_version(), "platform": platform.platform(),
+                    "cpus": os.cpu_count(), "loadavg_at_start": os.getloadavg()},
+    }
+    try:
+        store, log, result["ledger"] = bench_ledger_append(args, str(work / "log"), False)
+        result["ledger_proofs"] = bench_ledger_proofs(log, args)
+        result["memory_after_proofs"] = memory_sample(log.size, args.leaves)
+        store.close()
+        if not args.skip_data:
+            store, _, result["ledger_with_data"] = bench_ledger_append(
+                args, str(work / "log-with-data"), True)
+            store.close()
+        result["pymerkle_sqlite"] = ({"skipped": "--skip-sqlite"} if args.skip_sqlite
+                                     else bench_sqlite(args, str(work / "pymerkle.sqlite")))
+    finally:
+        if args.dir is None:
+            shutil.rmtree(work, ignore_errors=True)
+    result["machine"]["loadavg_at_end"] = os.getloadavg()
+    result["summary"] = summarize(result)
+    Path(args.out).write_text(json.dumps(result, indent=2) + "\n", encoding="utf-8")
+    print_report(result)
+    print(f"results written to {args.out}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
