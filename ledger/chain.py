@@ -35,7 +35,13 @@ Location = tuple[int, int]  # (height, leaf_index)
 
 
 class ChainStore:
-    """Blocks, certificates, envelopes and indexes over a :class:`KeyValueStore`."""
+    """Blocks, certificates, envelopes and indexes over a :class:`KeyValueStore`.
+
+    One writer at a time: callers serialize ``commit_block`` (the consensus
+    driver does).  Reads may run alongside it: stored values never change
+    once written, and the tip and the log's frontier are swapped in single
+    assignments after the batch is durable.
+    """
 
     def __init__(self, store: KeyValueStore, genesis: Genesis, *, check: bool = True) -> None:
         self._store = store
