@@ -32,12 +32,12 @@ PR_SET_PDEATHSIG = 1
 
 # Written into genesis params: what every validator must agree on.
 DEFAULT_PARAMS: dict[str, int] = {
-    "timeout_propose_ms": 1000,
-    "timeout_prevote_ms": 500,
-    "timeout_precommit_ms": 500,
-    "timeout_commit_ms": 50,
-    "timeout_delta_ms": 250,
-    "max_block_records": 2000,
+    "timeout_propose_ms": 3000,
+    "timeout_prevote_ms": 1000,
+    "timeout_precommit_ms": 1000,
+    "timeout_delta_ms": 500,
+    "max_block_records": 1000,
+    "max_clock_skew_ms": 10000,
 }
 
 
@@ -61,7 +61,7 @@ max_body_bytes = 16777216
 [limits]
 max_mempool = 100000
 max_request_envelopes = 5000
-max_block_records = 2000
+max_block_records = 1000
 
 [gossip]
 batch = 500
@@ -71,7 +71,7 @@ interval_ms = 20
 queue_size = 4096
 reconnect_initial_ms = 100
 reconnect_max_ms = 3000
-heartbeat_ms = 2000
+heartbeat_ms = 5000
 
 [sync]
 batch_blocks = 64

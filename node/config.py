@@ -51,13 +51,12 @@ SCHEMA: dict[str, dict[str, _Spec]] = {
         "timeout_propose_ms": (_INT, None, 10, 600_000),
         "timeout_prevote_ms": (_INT, None, 10, 600_000),
         "timeout_precommit_ms": (_INT, None, 10, 600_000),
-        "timeout_commit_ms": (_INT, None, 0, 600_000),
         "timeout_delta_ms": (_INT, None, 0, 600_000),
     },
     "limits": {
         "max_mempool": (_INT, 100_000, 1, 10_000_000),
         "max_request_envelopes": (_INT, 5000, 1, 5000),
-        "max_block_records": (_INT, 2000, 1, 100_000),
+        "max_block_records": (_INT, 1000, 1, 100_000),
         "max_orphans": (_INT, 10_000, 0, 1_000_000),
         "max_trace_depth": (_INT, 64, 1, 10_000),
         "max_trace_nodes": (_INT, 1000, 1, 100_000),
@@ -70,7 +69,7 @@ SCHEMA: dict[str, dict[str, _Spec]] = {
         "queue_size": (_INT, 4096, 16, 1_000_000),
         "reconnect_initial_ms": (_INT, 100, 1, 60_000),
         "reconnect_max_ms": (_INT, 3000, 1, 600_000),
-        "heartbeat_ms": (_INT, 2000, 100, 600_000),
+        "heartbeat_ms": (_INT, 5000, 100, 600_000),
         "handshake_timeout_ms": (_INT, 3000, 100, 600_000),
         "max_frame_bytes": (_INT, 32 * 1024 * 1024, 1024, 1 << 30),
     },
@@ -87,11 +86,10 @@ LOG_LEVELS = ("debug", "info", "warning", "error")
 
 # Consensus timeouts when neither genesis params nor node.toml set them.
 DEFAULT_TIMEOUTS_MS = {
-    "timeout_propose_ms": 1000,
-    "timeout_prevote_ms": 500,
-    "timeout_precommit_ms": 500,
-    "timeout_commit_ms": 50,
-    "timeout_delta_ms": 250,
+    "timeout_propose_ms": 3000,
+    "timeout_prevote_ms": 1000,
+    "timeout_precommit_ms": 1000,
+    "timeout_delta_ms": 500,
 }
 
 

@@ -7,10 +7,12 @@ a parent must be known before its child is admitted, that order already puts
 parents first; :meth:`Mempool.select` only has to stop a child whose parent
 did not make it into the same block.
 
-Signatures are expensive, so the ids whose signatures this node has checked
-are remembered (everything pending plus a bounded recent set):
-:meth:`Mempool.signature_verified` is what block validation consults so that
-no node verifies one record's signature twice.
+Signatures are expensive, so the envelopes whose signatures this node has
+checked are remembered by leaf hash (everything pending plus a bounded recent
+set): :meth:`Mempool.signature_verified` is what block validation consults so
+that no node verifies one record's signature twice.  The key is the leaf
+hash, which covers the signature, not the record id: otherwise a Byzantine
+proposer could pair a known record with a forged signature.
 """
 
 from __future__ import annotations
@@ -38,6 +40,9 @@ log = logging.getLogger("node.mempool")
 # Signature checks run in a thread (libsodium releases the GIL) in chunks of
 # this many envelopes, so a 5000-envelope request does not stall the loop.
 VERIFY_CHUNK = 256
+# Decoding and state checks yield to the event loop this often: admission is
+# the bulk of a node's work under load and must not delay consensus messages.
+YIELD_EVERY = 128
 
 
 class ChainView(Protocol):
@@ -81,6 +86,7 @@ class Mempool:
         self.max_orphans = max_orphans
         self._pending: OrderedDict[bytes, Envelope] = OrderedDict()
         self._nonces: dict[tuple[bytes, int], bytes] = {}
+        self._by_leaf: dict[bytes, Envelope] = {}  # pending, by leaf hash
         self._verified: OrderedDict[bytes, None] = OrderedDict()
         self._verified_cap = verified_cache
         self._orphans: OrderedDict[bytes, _Orphan] = OrderedDict()
@@ -103,14 +109,19 @@ class Mempool:
     def full(self) -> bool:
         return len(self._pending) >= self.max_size
 
-    def signature_verified(self, record_id: bytes) -> bool:
-        return record_id in self._pending or record_id in self._verified
+    def signature_verified(self, leaf_hash: bytes) -> bool:
+        """True if the envelope with this leaf hash had its signature checked here."""
+        return leaf_hash in self._by_leaf or leaf_hash in self._verified
 
-    def mark_verified(self, record_ids: Iterable[bytes]) -> None:
-        """Remember ids whose signatures were checked elsewhere (block validation)."""
-        for rid in record_ids:
-            self._verified[rid] = None
-            self._verified.move_to_end(rid)
+    def by_leaf(self, leaf_hash: bytes) -> Envelope | None:
+        """The pending envelope with this leaf hash (saves re-decoding proposals)."""
+        return self._by_leaf.get(leaf_hash)
+
+    def mark_verified(self, leaf_hashes: Iterable[bytes]) -> None:
+        """Remember envelopes whose signatures were checked (here or in block validation)."""
+        for leaf in leaf_hashes:
+            self._verified[leaf] = None
+            self._verified.move_to_end(leaf)
         while len(self._verified) > self._verified_cap:
             self._verified.popitem(last=False)
 
@@ -119,17 +130,19 @@ class Mempool:
     async def admit(self, items: Sequence[bytes], source: str = "api") -> list[Admission]:
         """Admit envelopes in order; one :class:`Admission` per item."""
         decoded: list[Envelope | LedgerError] = []
-        for raw in items:
+        for i, raw in enumerate(items):
             try:
                 decoded.append(decode_envelope(raw))
             except LedgerError as exc:
                 decoded.append(exc)
+            if i % YIELD_EVERY == YIELD_EVERY - 1:
+                await asyncio.sleep(0)  # let consensus messages in between
         # Stateless checks (chain, submitter, role, signature) off the loop,
         # only for envelopes whose id is new to this node: resubmissions are
         # answered from state without touching a signature again.
         todo = [i for i, d in enumerate(decoded)
                 if isinstance(d, Envelope) and self._status(d.id) is None
-                and not self.signature_verified(d.id)]
+                and not self.signature_verified(d.leaf_hash)]
         loop = asyncio.get_running_loop()
         for lo in range(0, len(todo), VERIFY_CHUNK):
             chunk = todo[lo:lo + VERIFY_CHUNK]
@@ -139,9 +152,11 @@ class Mempool:
                 if err is not None:
                     decoded[i] = err
                 else:
-                    self.mark_verified([env.id])
+                    self.mark_verified([env.leaf_hash])
         results = []
-        for d in decoded:
+        for i, d in enumerate(decoded):
+            if i % YIELD_EVERY == YIELD_EVERY - 1:
+                await asyncio.sleep(0)
             if isinstance(d, LedgerError):
                 results.append(self._refused(None, d))
                 continue
@@ -203,6 +218,7 @@ class Mempool:
         if self.full:
             raise RateLimited(f"mempool holds {len(self._pending)} records; retry later")
         self._pending[rid] = env
+        self._by_leaf[env.leaf_hash] = env
         self._nonces[key] = rid
         self.metrics.admitted.labels(source=source).inc()
         if source == "api":
@@ -283,15 +299,15 @@ class Mempool:
         for env in envelopes:
             rid = env.id
             key = (env.record.submitter, env.record.nonce)
-            if self._pending.pop(rid, None) is None:
+            if self._drop(rid) is None:
                 # Committed without passing through here: a pending record
                 # holding the same nonce can never commit now.
                 other = self._nonces.get(key)
                 if other is not None and other != rid:
-                    self._pending.pop(other, None)
+                    self._drop(other)
                     conflicts = True
             self._nonces.pop(key, None)
-            self._verified.pop(rid, None)
+            self._verified.pop(env.leaf_hash, None)
             self._release_orphans(rid)
         if conflicts:
             self._drop_unreachable()
@@ -302,6 +318,12 @@ class Mempool:
         for rid, env in list(self._pending.items()):
             if any(p not in self._pending and self.chain.record_location(p) is None
                    for p in env.record.parents):
-                del self._pending[rid]
+                self._drop(rid)
                 self._nonces.pop((env.record.submitter, env.record.nonce), None)
+
+    def _drop(self, record_id: bytes) -> Envelope | None:
+        env = self._pending.pop(record_id, None)
+        if env is not None:
+            self._by_leaf.pop(env.leaf_hash, None)
+        return env
 

@@ -102,7 +102,9 @@ def _schemas(max_envelopes: int) -> dict[str, Any]:
                              "path": {"type": "array", "items": HEX32}}),
         "Peer": _obj({"index": UINT, "name": {"type": "string"}, "address": {"type": "string"},
                       "connected": {"type": "boolean"}, "inbound": {"type": "boolean"},
-                      "queued": UINT}),
+                      "queued": UINT,
+                      "height": {"type": "integer", "minimum": 0, "nullable": True}},
+                     required=["index", "name", "address", "connected"]),
         "Status": _obj({
             "chain": {"type": "string"}, "node": {"type": "string"},
             "validator": {"type": "integer", "minimum": 0, "nullable": True},

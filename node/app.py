@@ -1,0 +1,246 @@
+"""One validator node, wired together: store, mempool, transport, driver, API.
+
+Everything is built once from the :class:`NodeConfig` and handed down; this
+module owns no logic of its own beyond routing peer frames to the right
+component and keeping the metrics that span several of them.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Sequence
+from typing import Any
+
+import msgpack
+from aiohttp import web
+
+from consensus import ConsensusConfig, received
+from ledger.blocks import Header
+from ledger.chain import ChainStore
+from ledger.errors import LedgerError
+from ledger.records import Envelope
+from ledger.storage import LevelDBStore
+
+from .api import build_app
+from .chainapp import NodeApplication
+from .config import NodeConfig
+from .driver import Driver, evidence_json
+from .logs import LogContext
+from .mempool import Mempool
+from .metrics import Metrics
+from .sync import BlockSync, serve_blocks
+from .transport import PeerTransport, settings_from_config
+from .wire import decode_consensus
+
+log = logging.getLogger("node.app")
+
+STATUS_INTERVAL_S = 1.0
+MAX_GOSSIP_BACKLOG = 256  # batches of gossiped envelopes waiting for admission
+
+# Peer message kinds inside a signed frame (the frame authenticates the sender).
+KIND_CONSENSUS = "c"  # {"t": "c", "m": consensus message bytes}
+KIND_RECORDS = "r"    # {"t": "r", "e": [envelope bytes, ...]}
+KIND_STATUS = "s"     # {"t": "s", "h": committed height}
+
+
+def peer_message(kind: str, **fields: Any) -> bytes:
+    return msgpack.packb({"t": kind, **fields}, use_bin_type=True)  # type: ignore[no-any-return]
+
+
+class Node:
+    def __init__(self, config: NodeConfig, log_ctx: LogContext) -> None:
+        assert config.validator is not None
+        self.config = config
+        self.log_ctx = log_ctx
+        self.name = config.name
+        self.genesis = config.genesis
+        self.validator_index: int | None = config.validator.index
+        self.metrics = Metrics()
+        self._chain: ChainStore | None = None
+        self._runner: web.AppRunner | None = None
+        self._tasks: list[asyncio.Task[None]] = []
+        self._gossip_in: asyncio.Queue[list[bytes]] = asyncio.Queue(MAX_GOSSIP_BACKLOG)
+        self.transport: PeerTransport | None = None
+        self.driver: Driver | None = None
+
+    @property
+    def chain(self) -> ChainStore:
+        assert self._chain is not None, "node not started"
+        return self._chain
+
+    # -- lifecycle ---------------------------------------------------------
+
+    async def start(self) -> None:
+        cfg = self.config
+        cfg.data_dir.mkdir(parents=True, exist_ok=True)
+        # Opening re-checks the tip (certificate, prev link, log root): a node
+        # SIGKILLed mid-write restarts from its last whole block.
+        self._chain = ChainStore(LevelDBStore(str(cfg.data_dir / "chain")), self.genesis)
+        self.metrics.height.set(self.chain.height)
+        tip = self.chain.tip()
+        self.metrics.log_size.set(tip.log_size if tip else 0)
+        limits = cfg.settings["limits"]
+        self.mempool = Mempool(self.genesis, self.chain, self.metrics,
+                               max_size=limits["max_mempool"], max_orphans=limits["max_orphans"])
+        max_block = min(limits["max_block_records"],
+                        cfg.param_int("max_block_records", limits["max_block_records"]))
+        app = NodeApplication(self.genesis, self.chain, self.mempool, max_block_records=max_block,
+                              max_clock_skew_ms=cfg.param_int("max_clock_skew_ms", 10_000))
+        self.sync = BlockSync(self.chain, cfg.peers, self.metrics,
+                              batch_blocks=cfg.get("sync", "batch_blocks"))
+        self.transport = PeerTransport(self.genesis, cfg.key, cfg.peers, self.metrics,
+                                       settings_from_config(cfg.settings["peers"]),
+                                       self._on_frame, self._on_peer_up)
+        assert cfg.validator is not None
+        self.driver = Driver(
+            genesis=self.genesis, me=cfg.validator.index, key=cfg.key, chain=self.chain,
+            mempool=self.mempool, app=app, sync=self.sync, metrics=self.metrics,
+            log_ctx=self.log_ctx, config=self._consensus_config(), send=self._send_consensus,
+            on_committed=self._committed,
+        )
+        http = cfg.settings["http"]
+        web_app = build_app(self, max_body_bytes=http["max_body_bytes"],
+                            max_inflight=http["max_inflight_requests"],
+                            max_envelopes=limits["max_request_envelopes"],
+                            max_trace_depth=limits["max_trace_depth"],
+                            max_trace_nodes=limits["max_trace_nodes"])
+        self._runner = web.AppRunner(web_app, access_log=None, shutdown_timeout=2.0)
+        await self._runner.setup()
+        await web.TCPSite(self._runner, cfg.host, cfg.port, reuse_address=True).start()
+        await self.transport.start()
+        await self.driver.start()
+        self._tasks = [asyncio.create_task(self._gossip_out(), name="gossip-out"),
+                       asyncio.create_task(self._gossip_admit(), name="gossip-in"),
+                       asyncio.create_task(self._status_loop(), name="status")]
+        log.info("node %s started at height %d (validator %d of %d)", self.name,
+                 self.chain.height, cfg.validator.index, self.genesis.n)
+
+    def _consensus_config(self) -> ConsensusConfig:
+        t = self.config.timeout_ms
+        return ConsensusConfig(
+            timeout_propose_ms=t("timeout_propose_ms"),
+            timeout_prevote_ms=t("timeout_prevote_ms"),
+            timeout_precommit_ms=t("timeout_precommit_ms"),
+            timeout_delta_ms=t("timeout_delta_ms"),
+        )
+
+    async def stop(self) -> None:
+        for task in self._tasks:
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        if self.driver is not None:
+            await self.driver.stop()
+        if self.transport is not None:
+            await self.transport.stop()
+        if self._runner is not None:
+            await self._runner.cleanup()
+        if self._chain is not None:
+            self._chain.close()
+            self._chain = None
+
+    # -- peer messages -----------------------------------------------------
+
+    def _send_consensus(self, peer: int | None, message: bytes) -> None:
+        assert self.transport is not None
+        body = peer_message(KIND_CONSENSUS, m=message)
+        if peer is None:
+            self.transport.broadcast(body)
+        else:
+            self.transport.send(peer, body)
+
+    def _on_frame(self, peer: int, body: bytes) -> None:
+        assert self.driver is not None
+        try:
+            msg = msgpack.unpackb(body, raw=False, strict_map_key=False)
+            kind = msg["t"]
+            if kind == KIND_CONSENSUS:
+                decoded = decode_consensus(msg["m"], self.mempool.by_leaf)
+                self.driver.feed_peer(received(decoded, int(time.time() * 1000)))
+            elif kind == KIND_RECORDS:
+                envs = msg["e"]
+                if not isinstance(envs, list) or not all(isinstance(e, bytes) for e in envs):
+                    raise ValueError("records must be a list of envelope bytes")
+                try:
+                    self._gossip_in.put_nowait(envs)
+                except asyncio.QueueFull:
+                    self.metrics.frames_dropped.labels(reason="gossip_backlog").inc()
+            elif kind == KIND_STATUS:
+                height = msg["h"]
+                if isinstance(height, int) and height >= 0:
+                    self.driver.peer_height(peer, height)
+            else:
+                raise ValueError(f"unknown peer message kind {kind!r}")
+        except (LedgerError, ValueError, TypeError, KeyError, msgpack.UnpackException) as exc:
+            self.metrics.frames_dropped.labels(reason="bad_message").inc()
+            log.info("dropped a bad message from validator %d: %s", peer, exc)
+
+    def _on_peer_up(self, peer: int) -> None:
+        assert self.transport is not None
+        self.transport.send(peer, peer_message(KIND_STATUS, h=self.chain.height))
+
+    async def _gossip_out(self) -> None:
+        assert self.transport is not None
+        gossip = self.config.settings["gossip"]
+        while True:
+            await asyncio.sleep(gossip["interval_ms"] / 1000)
+            while batch := self.mempool.take_gossip(gossip["batch"]):
+                self.transport.broadcast(peer_message(KIND_RECORDS, e=batch))
+
+    async def _gossip_admit(self) -> None:
+        while True:
+            envs = await self._gossip_in.get()
+            await self.mempool.admit(envs, "gossip")
+
+    async def _status_loop(self) -> None:
+        assert self.transport is not None
+        while True:
+            self.transport.broadcast(peer_message(KIND_STATUS, h=self.chain.height))
+            await asyncio.sleep(STATUS_INTERVAL_S)
+
+    # -- commits -------------------------------------------------------------
+
+    def _committed(self, header: Header, envelopes: Sequence[Envelope], source: str) -> None:
+        self.mempool.committed(envelopes)
+        self.metrics.height.set(header.height)
+        self.metrics.log_size.set(header.log_size)
+        self.metrics.records_committed.inc(len(envelopes))
+        self.metrics.blocks_committed.labels(source=source).inc()
+        log.info("committed block %d: %d records, log size %d", header.height, len(envelopes),
+                 header.log_size, extra={"block": header.hash.hex()[:16], "source": source})
+
+    # -- ApiBackend ------------------------------------------------------------
+
+    def peers(self) -> list[dict[str, Any]]:
+        assert self.transport is not None
+        out = self.transport.status()
+        for p in out:
+            p["height"] = self.sync.peer_heights.get(p["index"])
+        return out
+
+    def unavailable_reason(self) -> str | None:
+        assert self.transport is not None and self.driver is not None
+        if self.driver.syncing:
+            return f"catching up with peers (at height {self.chain.height})"
+        reachable = len(self.transport.connected()) + 1
+        if reachable < self.genesis.quorum:
+            return (f"connected to {reachable} of {self.genesis.n} validators; "
+                    f"{self.genesis.quorum} are needed to commit")
+        return None
+
+    def consensus_status(self) -> dict[str, Any]:
+        assert self.driver is not None
+        return self.driver.status()
+
+    def evidence(self) -> list[dict[str, Any]]:
+        return [evidence_json(blob) for blob in self.chain.evidence()]
+
+    async def peer_socket(self, request: web.Request) -> web.StreamResponse:
+        assert self.transport is not None
+        return await self.transport.handle_inbound(request)
+
+    async def sync_blocks(self, request: web.Request) -> web.StreamResponse:
+        s = self.config.settings["sync"]
+        return serve_blocks(self.chain, request, max_blocks=s["batch_blocks"],
+                            max_bytes=s["max_response_bytes"])

@@ -1,0 +1,81 @@
+"""The consensus machine's view of this node: block building and validation.
+
+:class:`NodeApplication` is both the machine's ``Application`` (build a block
+from the mempool, validate a proposed or fetched block) and the
+``ValidationContext`` of :func:`consensus.validation.validate_block`, over the
+real :class:`ChainStore` and :class:`Mempool`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from consensus.validation import validate_block
+from ledger.blocks import Header
+from ledger.chain import ChainStore
+from ledger.genesis import Genesis
+from ledger.records import Envelope
+
+from .mempool import Mempool
+
+# Certified blocks skip the clock-skew check (a lagging clock must not stop
+# catch-up): an effectively infinite skew.
+NO_SKEW_LIMIT = 1 << 62
+
+
+class NodeApplication:
+    def __init__(self, genesis: Genesis, chain: ChainStore, mempool: Mempool, *,
+                 max_block_records: int, max_clock_skew_ms: int) -> None:
+        self.genesis = genesis
+        self.chain = chain
+        self.mempool = mempool
+        self.max_block_records = max_block_records
+        self._skew_limit = max_clock_skew_ms
+        self.max_clock_skew_ms = max_clock_skew_ms
+        self.now_ms = 0
+        self._trust_certified = False
+
+    # -- Application -------------------------------------------------------
+
+    def pending_count(self) -> int:
+        return len(self.mempool)
+
+    def build_block(self, height: int, round: int, time_ms: int, proposer: int
+                    ) -> tuple[Header, tuple[Envelope, ...]] | None:
+        envelopes = self.mempool.select(self.max_block_records)
+        if not envelopes:
+            return None
+        return self.chain.next_header(envelopes, time_ms, proposer), tuple(envelopes)
+
+    def validate(self, header: Header, envelopes: Sequence[Envelope], *, now_ms: int,
+                 certified: bool) -> None:
+        self.now_ms = now_ms
+        self.max_clock_skew_ms = NO_SKEW_LIMIT if certified else self._skew_limit
+        # A certified block carries precommits of a quorum, so at least f+1
+        # honest validators checked every record signature before signing;
+        # re-checking them would only slow catch-up down.  Everything else
+        # (header chain, roots, nonces, parents) is still recomputed here.
+        self._trust_certified = certified
+        try:
+            validate_block(header, envelopes, self)
+        finally:
+            self._trust_certified = False
+        self.mempool.mark_verified(e.leaf_hash for e in envelopes)
+
+    # -- ValidationContext -------------------------------------------------
+
+    @property
+    def tip(self) -> Header | None:
+        return self.chain.tip()
+
+    def log_preview(self, leaf_hashes: Sequence[bytes]) -> tuple[int, bytes]:
+        return self.chain.log.preview(leaf_hashes)
+
+    def nonce_used(self, submitter: bytes, nonce: int) -> bool:
+        return self.chain.id_for_nonce(submitter, nonce) is not None
+
+    def record_known_committed(self, record_id: bytes) -> bool:
+        return self.chain.record_location(record_id) is not None
+
+    def signature_verified(self, envelope_id: bytes) -> bool:
+        return self._trust_certified or self.mempool.signature_verified(envelope_id)

@@ -1,0 +1,380 @@
+"""The consensus driver: owns the clock, the timers and the effects.
+
+The sans-I/O :class:`ConsensusMachine` turns events into effects; this
+module is the only place that feeds it and carries its effects out, one
+event at a time and each effect list strictly in order:
+
+* ``Persist`` is written with a synced LevelDB batch *before* the next effect
+  runs, so nothing the machine signed leaves the node unless the state that
+  remembers signing it is on disk (a restarted validator never signs twice);
+* ``Commit`` is one atomic ``ChainStore.commit_block`` and is acknowledged
+  with ``BlockApplied`` only after the remaining effects of the same list;
+* sends only enqueue onto per-peer bounded queues, so a slow peer never
+  stalls consensus.
+
+Catch-up (``NeedCatchUp``/``FetchBlock``, or peers reporting greater heights)
+runs as a separate task that fetches certified blocks over HTTP and feeds them
+back as ``CommittedBlock`` events; the machine verifies and applies them.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections import deque
+from collections.abc import Callable, Sequence
+
+import aiohttp
+
+from consensus import (
+    BlockApplied,
+    Broadcast,
+    Commit,
+    CommittedBlock,
+    ConsensusConfig,
+    ConsensusMachine,
+    Effect,
+    Event,
+    EvidenceFound,
+    FetchBlock,
+    NeedCatchUp,
+    Persist,
+    RecordsAvailable,
+    Rejected,
+    SendTo,
+    SetTimer,
+    Start,
+    TimerFired,
+    decode_state,
+    encode_message,
+)
+from ledger.blocks import Header
+from ledger.chain import ChainStore
+from ledger.crypto import SigningKey, verify_signature
+from ledger.encoding import canonical
+from ledger.errors import LedgerError
+from ledger.genesis import Genesis
+from ledger.records import Envelope
+
+from .chainapp import NodeApplication
+from .logs import LogContext
+from .mempool import Mempool
+from .metrics import Metrics
+from .sync import BlockSync
+
+log = logging.getLogger("node.driver")
+
+Send = Callable[[int | None, bytes], None]  # peer index or None for everyone
+Committed = Callable[[Header, Sequence[Envelope], str], None]
+
+# Peer events beyond this many waiting are dropped (timers and our own
+# acknowledgements are never dropped): a flood cannot grow memory.
+MAX_PEER_EVENTS = 20_000
+# Yield to the event loop after this many events so the API stays responsive.
+EVENTS_PER_SLICE = 64
+
+
+def now_ms() -> int:
+    return int(time.time() * 1000)
+
+
+class SignatureCache:
+    """Successful Ed25519 verifications of consensus messages, remembered.
+
+    A vote reaches us directly, inside a proposal's POL and inside
+    certificates: each distinct (key, domain, message, signature) is checked
+    once.  Only successes are cached, keyed by the exact bytes, so a forged
+    signature is checked (and refused) every time.
+    """
+
+    def __init__(self, capacity: int = 200_000) -> None:
+        self.capacity = capacity
+        self._ok: set[tuple[bytes, bytes, bytes, bytes]] = set()
+
+    def __call__(self, public_key: bytes, domain: bytes, message: bytes, sig: bytes) -> None:
+        key = (public_key, domain, message, sig)
+        if key in self._ok:
+            return
+        verify_signature(public_key, domain, message, sig)
+        if len(self._ok) >= self.capacity:
+            self._ok.clear()  # cheap bound; the working set is one or two heights
+        self._ok.add(key)
+
+
+class Driver:
+    def __init__(
+        self,
+        *,
+        genesis: Genesis,
+        me: int,
+        key: SigningKey,
+        chain: ChainStore,
+        mempool: Mempool,
+        app: NodeApplication,
+        sync: BlockSync,
+        metrics: Metrics,
+        log_ctx: LogContext,
+        config: ConsensusConfig,
+        send: Send,
+        on_committed: Committed,
+        stall_ms: int = 3000,
+    ) -> None:
+        self.genesis = genesis
+        self.chain = chain
+        self.mempool = mempool
+        self.sync = sync
+        self.metrics = metrics
+        self.log_ctx = log_ctx
+        self.send = send
+        self.on_committed = on_committed
+        self.stall_ms = stall_ms
+        stored = chain.get_consensus_state()
+        persisted = decode_state(stored) if stored is not None else None
+        self.machine = ConsensusMachine(genesis, me, key, app, tip=chain.tip(),
+                                        persisted=persisted, config=config,
+                                        check=SignatureCache())
+        if persisted is not None and persisted.height == self.machine.height:
+            log.info("restored consensus state at height %d round %d", persisted.height,
+                     persisted.round)
+        self._events: deque[Event] = deque()
+        self._wake = asyncio.Event()
+        self._timers: set[asyncio.TimerHandle] = set()
+        self._tasks: list[asyncio.Task[None]] = []
+        self._last_hr = (0, -1)
+        self._sync_target = 0
+        self._sync_wanted = asyncio.Event()
+        self._height_changed = asyncio.Event()
+        self._last_commit_ms = now_ms()
+        self.syncing = False
+        self._session: aiohttp.ClientSession | None = None
+
+    # -- lifecycle ---------------------------------------------------------
+
+    async def start(self) -> None:
+        self._session = aiohttp.ClientSession()
+        self.feed(Start(now_ms()))
+        self._tasks = [
+            asyncio.create_task(self._run(), name="consensus"),
+            asyncio.create_task(self._watch_mempool(), name="records-available"),
+            asyncio.create_task(self._catch_up_loop(), name="catch-up"),
+        ]
+
+    async def stop(self) -> None:
+        for handle in self._timers:
+            handle.cancel()
+        self._timers.clear()
+        for task in self._tasks:
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        if self._session is not None:
+            await self._session.close()
+
+    # -- input -------------------------------------------------------------
+
+    def feed(self, event: Event) -> None:
+        self._events.append(event)
+        self._wake.set()
+
+    def feed_peer(self, event: Event) -> None:
+        if len(self._events) >= MAX_PEER_EVENTS:
+            self.metrics.frames_dropped.labels(reason="consensus_backlog").inc()
+            return
+        self.feed(event)
+
+    def peer_height(self, peer: int, height: int) -> None:
+        """A peer's committed height (status gossip): catch up if we fell behind."""
+        self.sync.note_height(peer, height)
+        gap = self.sync.best_height() - self.chain.height
+        stalled = now_ms() - self._last_commit_ms > self.stall_ms
+        if gap >= 2 or (gap >= 1 and stalled):
+            self.want_sync(self.sync.best_height())
+
+    def want_sync(self, height: int) -> None:
+        self._sync_target = max(self._sync_target, height)
+        self._sync_wanted.set()
+
+    async def _watch_mempool(self) -> None:
+        while True:
+            await self.mempool.changed.wait()
+            self.mempool.changed.clear()
+            self.feed(RecordsAvailable(now_ms()))
+            await asyncio.sleep(0.005)  # coalesce bursts of admissions
+
+    # -- the loop ----------------------------------------------------------
+
+    async def _run(self) -> None:
+        while True:
+            await self._wake.wait()
+            self._wake.clear()
+            handled = 0
+            while self._events:
+                event = self._events.popleft()
+                try:
+                    self._handle(event)
+                except Exception:
+                    # A bug here must not silently stop consensus; log and go on
+                    # with the next event (the machine's state is unchanged for
+                    # an event that raised before returning effects).
+                    log.exception("consensus event %s failed", type(event).__name__)
+                handled += 1
+                if handled % EVENTS_PER_SLICE == 0:
+                    await asyncio.sleep(0)
+
+    def _handle(self, first: Event) -> None:
+        todo: deque[Event] = deque([first])
+        while todo:
+            effects = self.machine.handle(todo.popleft())
+            for effect in effects:
+                applied = self._execute(effect)
+                if applied is not None:
+                    todo.append(BlockApplied(applied, now_ms()))
+        self._observe()
+
+    def _execute(self, effect: Effect) -> int | None:
+        """Carry out one effect; returns the height of an applied Commit."""
+        if isinstance(effect, Persist):
+            self.chain.put_consensus_state(effect.state.to_bytes())
+        elif isinstance(effect, Broadcast):
+            self.send(None, encode_message(effect.message))
+        elif isinstance(effect, SendTo):
+            self.send(effect.validator, encode_message(effect.message))
+        elif isinstance(effect, SetTimer):
+            self._set_timer(effect)
+        elif isinstance(effect, Commit):
+            return self._commit(effect)
+        elif isinstance(effect, EvidenceFound):
+            ev = effect.evidence
+            self.chain.add_evidence(canonical(list(ev.key)), ev.to_bytes())
+            self.metrics.evidence.inc()
+            log.warning("equivocation by validator %d at height %d round %d (%s)",
+                        ev.validator, ev.first.height, ev.first.round, ev.first.type)
+        elif isinstance(effect, NeedCatchUp):
+            log.info("behind: blocks up to %d are committed elsewhere", effect.height)
+            self.want_sync(effect.height)
+        elif isinstance(effect, FetchBlock):
+            log.info("a quorum precommitted a block at height %d we lack; fetching",
+                     effect.height)
+            self.want_sync(effect.height)
+        elif isinstance(effect, Rejected):
+            self.metrics.rejected.labels(code=effect.error.code).inc()
+            log.info("rejected %s from %s: %s", effect.what, effect.validator, effect.error)
+        return None
+
+    def _set_timer(self, effect: SetTimer) -> None:
+        loop = asyncio.get_running_loop()
+        timer = effect.timer
+
+        def fire() -> None:
+            self._timers.discard(handle)
+            self.feed(TimerFired(timer, now_ms()))
+
+        handle = loop.call_later(effect.delay_ms / 1000, fire)
+        self._timers.add(handle)
+
+    def _commit(self, effect: Commit) -> int:
+        start = time.perf_counter()
+        # The machine verified the certificate (its own quorum or a fetched
+        # one) through the signature cache; commit_block re-checks the header
+        # against the tip and the log before its one synced batch.
+        self.chain.commit_block(effect.header, effect.envelopes, effect.certificate,
+                                verify_certificate=False)
+        self.metrics.commit_latency.observe(time.perf_counter() - start)
+        self._last_commit_ms = now_ms()
+        self.on_committed(effect.header, effect.envelopes,
+                          "sync" if self.syncing else "consensus")
+        self._height_changed.set()
+        return effect.height
+
+    def _observe(self) -> None:
+        m = self.machine
+        hr = (m.height, m.round)
+        self.log_ctx.height = m.height
+        self.log_ctx.round = m.round
+        if hr != self._last_hr:
+            self.metrics.rounds.inc()
+            if hr[0] == self._last_hr[0]:
+                self.metrics.round_changes.inc()
+                log.info("round change to %d at height %d", m.round, m.height)
+            self._last_hr = hr
+            self.metrics.consensus_round.set(m.round)
+
+    # -- catch-up ----------------------------------------------------------
+
+    async def _catch_up_loop(self) -> None:
+        while True:
+            await self._sync_wanted.wait()
+            self._sync_wanted.clear()
+            try:
+                await self._catch_up()
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                log.exception("catch-up failed")
+            finally:
+                self.syncing = False
+
+    async def _catch_up(self) -> None:
+        assert self._session is not None
+        started = time.perf_counter()
+        first_height, blocks, records = self.chain.height, 0, 0
+        idle_rounds = 0
+        while self.chain.height < self._sync_target and idle_rounds < 20:
+            self.syncing = self._sync_target - self.chain.height >= 2
+            fetched = await self.sync.fetch(self._session, self.chain.height + 1)
+            if not fetched:
+                idle_rounds += 1  # nobody has it yet (FetchBlock races the peers' commit)
+                await asyncio.sleep(min(0.05 * idle_rounds, 0.5))
+                continue
+            idle_rounds = 0
+            for header, envelopes, cert in fetched:
+                self.feed(CommittedBlock(header, tuple(envelopes), cert, now_ms()))
+            target = fetched[-1][0].height
+            deadline = time.monotonic() + 10
+            while self.chain.height < target and time.monotonic() < deadline:
+                self._height_changed.clear()
+                try:
+                    await asyncio.wait_for(self._height_changed.wait(), 1.0)
+                except TimeoutError:
+                    pass
+            if self.chain.height < target:
+                log.warning("fetched blocks up to %d were not applied (at %d)", target,
+                            self.chain.height)
+                break
+            blocks += len(fetched)
+            records += sum(len(e) for _, e, _ in fetched)
+        if blocks:
+            secs = time.perf_counter() - started
+            log.info("caught up from height %d to %d: %d records in %.2fs (%.0f records/s)",
+                     first_height, self.chain.height, records, secs, records / max(secs, 1e-9),
+                     extra={"sync_blocks": blocks, "sync_records": records,
+                            "sync_seconds": round(secs, 3),
+                            "sync_rate": round(records / max(secs, 1e-9), 1)})
+            self.sync.record(blocks, records, secs)
+
+    # -- status ------------------------------------------------------------
+
+    def status(self) -> dict[str, int | bool]:
+        return {"round": self.machine.round, "syncing": self.syncing}
+
+
+def evidence_json(blob: bytes) -> dict[str, object]:
+    """One stored evidence blob as JSON for ``GET /v1/evidence``."""
+    from consensus import decode_evidence
+    from ledger.encoding import to_b64, to_hex
+
+    try:
+        ev = decode_evidence(blob)
+    except LedgerError as exc:
+        return {"error": f"undecodable evidence: {exc}"}
+    return {
+        "validator": ev.validator,
+        "height": ev.first.height,
+        "round": ev.first.round,
+        "type": ev.first.type,
+        "votes": [
+            {"block": to_hex(sv.block) if sv.block is not None else None,
+             "vote": to_b64(sv.vote_bytes), "sig": to_hex(sv.sig)}
+            for sv in (ev.first, ev.second)
+        ],
+    }

@@ -1,0 +1,64 @@
+"""``ledger-node --config node.toml``: run one validator until SIGINT/SIGTERM.
+
+Exit codes: 0 after a clean stop, 2 for a configuration problem (the message
+names the bad key), 1 when the node cannot start (store locked or damaged,
+port in use).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import signal
+import sys
+from pathlib import Path
+
+import click
+
+from ledger.errors import LedgerError
+
+from .config import ConfigError, load_config
+from .logs import LogContext, setup_logging
+
+log = logging.getLogger("node.main")
+
+
+async def _serve(config_path: Path) -> int:
+    config = load_config(config_path)
+    from .app import Node  # imported late: a config error should not pay for aiohttp
+
+    ctx = LogContext(node=config.name)
+    setup_logging(ctx, config.get("log", "level"))
+    node = Node(config, ctx)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    try:
+        await node.start()
+    except (LedgerError, OSError) as exc:
+        log.error("cannot start: %s", exc)
+        await node.stop()
+        return 1
+    log.info("serving on http://%s:%d", config.host, config.port)
+    await stop.wait()
+    log.info("stopping")
+    await node.stop()
+    return 0
+
+
+@click.command()
+@click.option("--config", "config_path", required=True,
+              type=click.Path(dir_okay=False, path_type=Path), help="the node's TOML file")
+def main(config_path: Path) -> None:
+    """Run one ledger validator node."""
+    try:
+        code = asyncio.run(_serve(config_path))
+    except ConfigError as exc:
+        click.echo(f"ledger-node: configuration error: {exc}", err=True)
+        sys.exit(2)
+    sys.exit(code)
+
+
+if __name__ == "__main__":
+    main()

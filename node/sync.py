@@ -1,0 +1,182 @@
+"""Catch-up: a validator that is behind fetches certified blocks from peers.
+
+Blocks travel over ``GET /v1/sync/blocks?from=H&limit=N`` between validators
+(plain HTTP on the genesis address: nothing in a committed block is secret,
+and nothing fetched is trusted).  The driver feeds each fetched block to the
+consensus machine as ``CommittedBlock``; before it is applied, the machine
+verifies that the certificate carries a quorum of genesis validators'
+precommits for the header hash and validates the block on our tip (height,
+prev hash, chain, validator set, ``tx_root`` and ``log_size``/``log_root``
+recomputed from the envelopes, nonces, parents), and
+:meth:`ChainStore.commit_block` re-checks the header against the tip and the
+log in the same write.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import aiohttp
+import msgpack
+from aiohttp import web
+
+from ledger.blocks import Certificate, Header, certificate_from_bytes, decode_header
+from ledger.chain import ChainStore
+from ledger.errors import BadEncoding, LedgerError
+from ledger.genesis import Validator
+from ledger.records import Envelope, decode_envelope
+
+from .api import parse_uint
+from .config import peer_url
+from .metrics import Metrics
+
+log = logging.getLogger("node.sync")
+
+SYNC_PATH = "/v1/sync/blocks"
+MSGPACK = "application/msgpack"
+
+class SyncError(LedgerError):
+    """A peer's answer could not be used."""
+
+    code = "unavailable"
+    step = "sync"
+
+
+@dataclass
+class SyncReport:
+    blocks: int = 0
+    records: int = 0
+    seconds: float = 0.0
+
+    @property
+    def rate(self) -> float:
+        return self.records / self.seconds if self.seconds > 0 else 0.0
+
+
+def serve_blocks(chain: ChainStore, request: web.Request, *, max_blocks: int,
+                 max_bytes: int) -> web.Response:
+    """The server side: consecutive certified blocks from ``from``, bounded in count and size."""
+    first = parse_uint(request, "from", minimum=1)
+    limit = parse_uint(request, "limit", default=max_blocks, minimum=1)
+    limit = min(limit, max_blocks)
+    blocks: list[dict[str, Any]] = []
+    size = 0
+    height = first
+    while height <= chain.height and len(blocks) < limit:
+        header_bytes = chain.header_bytes(height)
+        cert = chain.certificate(height)
+        assert header_bytes is not None and cert is not None
+        envelopes = chain.block_envelopes(height)
+        size += len(header_bytes) + sum(len(e) for e in envelopes) + 256
+        if blocks and size > max_bytes:
+            break  # always send at least one block, however large
+        blocks.append({"header": header_bytes, "certificate": cert.to_bytes(),
+                       "envelopes": envelopes})
+        height += 1
+    body = msgpack.packb({"tip": chain.height, "blocks": blocks}, use_bin_type=True)
+    return web.Response(body=body, content_type=MSGPACK)
+
+
+def _parse_blocks(body: bytes) -> tuple[int, list[dict[str, Any]]]:
+    try:
+        doc = msgpack.unpackb(body, raw=False, strict_map_key=False)
+    except (ValueError, TypeError, msgpack.UnpackException) as exc:
+        raise BadEncoding(f"sync answer is not MessagePack: {exc}") from None
+    if not isinstance(doc, dict) or not isinstance(doc.get("tip"), int) \
+            or not isinstance(doc.get("blocks"), list):
+        raise BadEncoding("sync answer must be {tip, blocks}")
+    for b in doc["blocks"]:
+        if not isinstance(b, dict) or not isinstance(b.get("header"), bytes) \
+                or not isinstance(b.get("certificate"), bytes) \
+                or not isinstance(b.get("envelopes"), list) \
+                or not all(isinstance(e, bytes) for e in b["envelopes"]):
+            raise BadEncoding("sync block must be {header, certificate, envelopes}")
+    return doc["tip"], doc["blocks"]
+
+
+FetchedBlock = tuple[Header, list[Envelope], Certificate]
+
+
+class BlockSync:
+    """Fetches certified blocks from the peers that are ahead.
+
+    Fetching only parses; verification and application happen in the
+    consensus machine (certificate, header chain, recomputed roots) and
+    ``ChainStore.commit_block`` (header against the tip and the log, again),
+    so a block from a lying peer is refused there.
+    """
+
+    def __init__(
+        self,
+        chain: ChainStore,
+        peers: Sequence[Validator],
+        metrics: Metrics,
+        *,
+        batch_blocks: int = 64,
+        request_timeout_s: float = 15.0,
+    ) -> None:
+        self.chain = chain
+        self.peers = list(peers)
+        self.metrics = metrics
+        self.batch_blocks = batch_blocks
+        self.timeout = aiohttp.ClientTimeout(total=request_timeout_s)
+        self.peer_heights: dict[int, int] = {}  # learnt from status gossip and sync answers
+        self.total = SyncReport()
+
+    def note_height(self, peer: int, height: int) -> None:
+        if height > self.peer_heights.get(peer, -1):
+            self.peer_heights[peer] = height
+
+    def best_height(self) -> int:
+        return max(self.peer_heights.values(), default=0)
+
+    def record(self, blocks: int, records: int, seconds: float) -> None:
+        self.total.blocks += blocks
+        self.total.records += records
+        self.total.seconds += seconds
+        self.metrics.sync_blocks.inc(blocks)
+        self.metrics.sync_records.inc(records)
+
+    async def fetch(self, session: aiohttp.ClientSession, first: int) -> list[FetchedBlock]:
+        """Blocks from height ``first`` on, from the first peer that has them."""
+        # Most advanced peers first; peers of unknown height last (they may
+        # still have the block: heights are learnt lazily).
+        order = sorted(self.peers, key=lambda p: -self.peer_heights.get(p.index, 0))
+        for peer in order:
+            if self.peer_heights.get(peer.index, first) < first:
+                continue
+            try:
+                blocks = await self._fetch_from(session, peer, first)
+            except (TimeoutError, aiohttp.ClientError, OSError) as exc:
+                log.info("sync from %s failed: %s", peer.name, exc)
+                continue
+            except LedgerError as exc:
+                log.warning("peer %s served an unusable sync answer: %s", peer.name, exc)
+                continue
+            if blocks:
+                return blocks
+        return []
+
+    async def _fetch_from(self, session: aiohttp.ClientSession, peer: Validator,
+                          first: int) -> list[FetchedBlock]:
+        url = peer_url(peer, SYNC_PATH)
+        params = {"from": str(first), "limit": str(self.batch_blocks)}
+        async with session.get(url, params=params, timeout=self.timeout) as resp:
+            if resp.status != 200:
+                raise SyncError(f"{peer.name} answered {resp.status}")
+            body = await resp.read()
+        tip, raw_blocks = _parse_blocks(body)
+        self.peer_heights[peer.index] = tip  # its own word beats what we guessed
+        out: list[FetchedBlock] = []
+        expected = first
+        for raw in raw_blocks:
+            header = decode_header(raw["header"])
+            if header.height != expected:
+                raise SyncError(f"{peer.name} sent height {header.height}, expected {expected}")
+            out.append((header, [decode_envelope(e) for e in raw["envelopes"]],
+                        certificate_from_bytes(raw["certificate"])))
+            expected += 1
+        return out

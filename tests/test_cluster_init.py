@@ -1,0 +1,50 @@
+"""``ledger-cluster init`` writes exactly the files of PROTOCOL §7."""
+
+from __future__ import annotations
+
+import json
+import stat
+import subprocess
+import sys
+from pathlib import Path
+
+from ledger.genesis import parse_genesis
+from ledger.keys import load_key_file
+
+
+def test_init_writes_protocol_files(tmp_path: Path) -> None:
+    d = tmp_path / "c"
+    proc = subprocess.run([sys.executable, "-m", "node.cluster", "init", "--nodes", "4",
+                           "--dir", str(d), "--base-port", "7900"],
+                          capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 0, proc.stderr
+    doc = json.loads((d / "genesis.json").read_text())
+    assert set(doc) == {"chain", "validators", "submitters", "params"}
+    assert doc["chain"] == "demo"
+    genesis = parse_genesis(doc)
+    assert [v.address for v in genesis.validators] == [f"127.0.0.1:{7900 + i}" for i in range(4)]
+    assert [s["name"] for s in doc["submitters"]] == ["demo"]
+    assert doc["submitters"][0]["roles"] == ["submit"]
+    for name in ["node0", "node1", "node2", "node3", "demo"]:
+        path = d / "keys" / f"{name}.json"
+        assert stat.S_IMODE(path.stat().st_mode) == 0o600
+        key_doc = json.loads(path.read_text())
+        assert set(key_doc) == {"name", "pubkey", "seed"} and key_doc["name"] == name
+        key = load_key_file(path)
+        if name != "demo":
+            assert genesis.validators[int(name[4:])].pubkey == key.pubkey
+        else:
+            assert key.pubkey in genesis.submitters
+    for i in range(4):
+        assert (d / f"node{i}" / "node.toml").exists()
+    again = subprocess.run([sys.executable, "-m", "node.cluster", "init", "--nodes", "4",
+                            "--dir", str(d)], capture_output=True, text=True, timeout=60)
+    assert again.returncode != 0 and "already holds a cluster" in again.stderr
+
+
+def test_init_chain_option(tmp_path: Path) -> None:
+    proc = subprocess.run([sys.executable, "-m", "node.cluster", "init", "--nodes", "1",
+                           "--dir", str(tmp_path), "--chain", "prod-eu"],
+                          capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 0, proc.stderr
+    assert json.loads((tmp_path / "genesis.json").read_text())["chain"] == "prod-eu"

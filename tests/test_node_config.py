@@ -1,0 +1,62 @@
+"""Node configuration: defaults, validation naming the bad key, exit code 2."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from node.cluster import init_cluster
+from node.config import ConfigError, load_config
+
+
+@pytest.fixture
+def cluster(tmp_path: Path) -> Path:
+    init_cluster(tmp_path, 4, base_port=7800)
+    return tmp_path
+
+
+def test_cluster_node_config_loads(cluster: Path) -> None:
+    cfg = load_config(cluster / "node2" / "node.toml")
+    assert cfg.name == "node2" and cfg.port == 7802 and cfg.host == "127.0.0.1"
+    assert cfg.validator is not None and cfg.validator.index == 2
+    assert [p.index for p in cfg.peers] == [0, 1, 3]
+    assert cfg.data_dir == (cluster / "node2" / "data").resolve()
+    assert cfg.get("limits", "max_mempool") == 100_000
+    assert cfg.timeout_ms("timeout_propose_ms") == 3000  # from genesis params
+
+
+@pytest.mark.parametrize(
+    ("edit", "key"),
+    [
+        (("port = 7801", "port = 0"), "http.port"),
+        (("port = 7801", 'port = "x"'), "http.port"),
+        (('level = "info"', 'level = "loud"'), "log.level"),
+        (("[limits]", "[limits]\nmax_mempol = 3"), "limits.max_mempol"),
+        (("[limits]", "[bogus]\n[limits]"), "bogus"),
+        (('key_file = "../keys/node1.json"', 'key_file = "../keys/nope.json"'), "node.key_file"),
+        (('key_file = "../keys/node1.json"', 'key_file = "../keys/demo.json"'), "node.key_file"),
+        (('genesis = "../genesis.json"', 'genesis = "../keys/node0.json"'), "node.genesis"),
+        (('name = "node1"\n', ""), "node.name"),
+        (("[http]", "[http"), "config"),
+    ],
+)
+def test_bad_config_names_the_key(cluster: Path, edit: tuple[str, str], key: str) -> None:
+    path = cluster / "node1" / "node.toml"
+    text = path.read_text()
+    assert edit[0] in text
+    path.write_text(text.replace(edit[0], edit[1], 1))
+    with pytest.raises(ConfigError) as info:
+        load_config(path)
+    assert info.value.key == key, str(info.value)
+
+
+def test_ledger_node_exits_2_on_bad_config(cluster: Path) -> None:
+    path = cluster / "node0" / "node.toml"
+    path.write_text(path.read_text().replace("max_mempool = 100000", "max_mempool = -1"))
+    proc = subprocess.run([sys.executable, "-m", "node.main", "--config", str(path)],
+                          capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 2
+    assert "limits.max_mempool" in proc.stderr
