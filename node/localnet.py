@@ -1,0 +1,217 @@
+"""A local cluster of real ``ledger-node`` processes, for tests and scripts.
+
+Each node runs as a child process (its log in ``<dir>/node<i>.log``) that the
+kernel SIGTERMs if this process dies.  Every process is addressed by the pid
+it was started with: kill, stop, continue and restart never touch anything
+else.  Waiting is always polling with a deadline.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import random
+import signal
+import socket
+import subprocess
+import time
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+
+from ledger.genesis import Genesis, load_genesis
+
+from .cluster import _die_with_parent, init_cluster, node_command
+
+# Fast consensus for tests: a dead proposer costs about a second.
+FAST_PARAMS = {"timeout_propose_ms": 1000, "timeout_prevote_ms": 500,
+               "timeout_precommit_ms": 500, "timeout_delta_ms": 250}
+
+
+def free_base_port(n: int, lo: int = 20_000, hi: int = 60_000) -> int:
+    """A base port P such that P..P+n-1 are free on 127.0.0.1 right now."""
+    rng = random.Random()
+    for _ in range(200):
+        base = rng.randrange(lo, hi - n)
+        socks = []
+        try:
+            for port in range(base, base + n):
+                s = socket.socket()
+                socks.append(s)
+                s.bind(("127.0.0.1", port))
+            return base
+        except OSError:
+            continue
+        finally:
+            for s in socks:
+                s.close()
+    raise RuntimeError("no free block of ports found")
+
+
+async def until(cond: Callable[[], Awaitable[bool]], timeout: float, what: str,
+                interval: float = 0.05) -> None:
+    """Poll ``cond`` until it holds; fail naming ``what`` after ``timeout`` seconds."""
+    deadline = time.monotonic() + timeout
+    while True:
+        if await cond():
+            return
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"timed out after {timeout}s waiting for {what}")
+        await asyncio.sleep(interval)
+
+
+class LocalCluster:
+    def __init__(self, directory: Path, n: int = 4, *, params: dict[str, Any] | None = None,
+                 toml_edits: dict[int, list[tuple[str, str]]] | None = None) -> None:
+        self.dir = directory
+        self.n = n
+        self.base_port = free_base_port(n)
+        init_cluster(directory, n, self.base_port, params=dict(FAST_PARAMS, **(params or {})))
+        for i, edits in (toml_edits or {}).items():
+            path = self.config(i)
+            text = path.read_text()
+            for old, new in edits:
+                if old not in text:
+                    raise ValueError(f"node{i}.toml has no {old!r}")
+                text = text.replace(old, new, 1)
+            path.write_text(text)
+        self.genesis: Genesis = load_genesis(directory / "genesis.json")
+        self.procs: dict[int, subprocess.Popen[bytes]] = {}
+        self.session: aiohttp.ClientSession | None = None
+
+    def config(self, i: int) -> Path:
+        return self.dir / f"node{i}" / "node.toml"
+
+    def url(self, i: int) -> str:
+        return f"http://127.0.0.1:{self.base_port + i}"
+
+    def log_path(self, i: int) -> Path:
+        return self.dir / f"node{i}.log"
+
+    # -- processes ---------------------------------------------------------
+
+    def start(self, i: int) -> None:
+        assert i not in self.procs or self.procs[i].poll() is not None, f"node{i} is running"
+        parent = os.getpid()
+        log = open(self.log_path(i), "ab")
+        self.procs[i] = subprocess.Popen(node_command(self.config(i)), stdout=log,
+                                         stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                                         preexec_fn=lambda: _die_with_parent(parent))
+        log.close()
+
+    def signal(self, i: int, sig: signal.Signals) -> None:
+        proc = self.procs[i]
+        if proc.poll() is None:
+            os.kill(proc.pid, sig)
+
+    def kill(self, i: int) -> None:
+        """SIGKILL node ``i`` (by its pid) and reap it."""
+        self.signal(i, signal.SIGKILL)
+        self.procs[i].wait(10)
+
+    async def stop_all(self, grace: float = 10.0) -> None:
+        for i, proc in self.procs.items():
+            if proc.poll() is None:
+                self.signal(i, signal.SIGCONT)  # a stopped process cannot handle SIGTERM
+                self.signal(i, signal.SIGTERM)
+        deadline = time.monotonic() + grace
+        for proc in self.procs.values():
+            while proc.poll() is None and time.monotonic() < deadline:
+                await asyncio.sleep(0.05)
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait(10)
+        if self.session is not None:
+            await self.session.close()
+            self.session = None
+
+    def tail(self, i: int, lines: int = 30) -> str:
+        try:
+            return "\n".join(self.log_path(i).read_text(errors="replace").splitlines()[-lines:])
+        except OSError:
+            return ""
+
+    # -- HTTP ----------------------------------------------------------------
+
+    def http(self) -> aiohttp.ClientSession:
+        if self.session is None:
+            self.session = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=20))
+        return self.session
+
+    async def get(self, i: int, path: str) -> tuple[int, Any]:
+        async with self.http().get(self.url(i) + path) as resp:
+            body = await resp.read()
+            ctype = resp.headers.get("Content-Type", "")
+            if ctype.startswith("application/json"):
+                import json
+
+                return resp.status, json.loads(body)
+            return resp.status, body
+
+    async def try_get(self, i: int, path: str) -> tuple[int, Any] | None:
+        try:
+            return await self.get(i, path)
+        except (aiohttp.ClientError, OSError, asyncio.TimeoutError):
+            return None
+
+    async def post(self, i: int, path: str, **kwargs: Any) -> tuple[int, Any]:
+        async with self.http().post(self.url(i) + path, **kwargs) as resp:
+            return resp.status, await resp.json(content_type=None)
+
+    async def status(self, i: int) -> dict[str, Any] | None:
+        got = await self.try_get(i, "/v1/status")
+        return got[1] if got is not None and got[0] == 200 else None
+
+    async def wait_connected(self, nodes: list[int], timeout: float = 30.0) -> None:
+        """Every node in ``nodes`` serves and has a link to every other one of them."""
+        async def ok() -> bool:
+            for i in nodes:
+                st = await self.status(i)
+                if st is None:
+                    return False
+                up = {p["index"] for p in st["peers"] if p["connected"]}
+                if not set(nodes) - {i} <= up:
+                    return False
+            return True
+
+        await until(ok, timeout, f"nodes {nodes} to connect")
+
+    async def wait_height(self, nodes: list[int], height: int, timeout: float = 30.0) -> None:
+        async def ok() -> bool:
+            for i in nodes:
+                st = await self.status(i)
+                if st is None or st["height"] < height:
+                    return False
+            return True
+
+        await until(ok, timeout, f"nodes {nodes} to reach height {height}")
+
+    async def wait_committed(self, nodes: list[int], record_id: str, timeout: float = 30.0) -> None:
+        async def ok() -> bool:
+            for i in nodes:
+                got = await self.try_get(i, f"/v1/records/{record_id}")
+                if got is None or got[0] != 200 or got[1]["status"] != "committed":
+                    return False
+            return True
+
+        await until(ok, timeout, f"record {record_id[:16]} committed on {nodes}")
+
+    async def header_hashes(self, i: int, upto: int) -> list[str]:
+        out = []
+        for h in range(1, upto + 1):
+            status, doc = await self.get(i, f"/v1/blocks/{h}")
+            assert status == 200, (i, h, doc)
+            out.append(doc["hash"])
+        return out
+
+    async def metric(self, i: int, name: str, **labels: str) -> float:
+        """A sample from node ``i``'s /metrics (0 when absent)."""
+        _, text = await self.get(i, "/metrics")
+        want = name + ("{" + ",".join(f'{k}="{v}"' for k, v in sorted(labels.items())) + "}"
+                       if labels else "")
+        for line in text.decode().splitlines():
+            if line.startswith(want + " "):
+                return float(line.rsplit(" ", 1)[1])
+        return 0.0
