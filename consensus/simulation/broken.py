@@ -1,7 +1,7 @@
 """Deliberately broken replicas (test-only): each removes one safety or
 liveness ingredient, so the tests can show the checkers catch it.
 
-* IgnoreLockMachine   - prevotes as if it were never locked
+* IgnoreLockMachine   - prevotes and proposes as if it were never locked
 * DoubleCountMachine  - counts every vote message, not distinct validators
 * SmallQuorumMachine  - decides with floor(n/2) votes instead of the quorum
 * NoValidationMachine - accepts any proposed block as valid
@@ -19,6 +19,9 @@ from consensus.votes import BlockId, VoteTally
 
 
 class IgnoreLockMachine(ConsensusMachine):
+    """Forgets its lock: prevotes as if it had never locked, and as proposer
+    offers a fresh block instead of the one it locked on (its valid value)."""
+
     def _rule_prevote(self) -> bool:
         saved = self.locked_round, self.locked_block
         self.locked_round, self.locked_block = NIL_ROUND, None
@@ -26,6 +29,13 @@ class IgnoreLockMachine(ConsensusMachine):
             return super()._rule_prevote()
         finally:
             self.locked_round, self.locked_block = saved
+
+    def _maybe_propose(self) -> None:
+        saved, self.valid = self.valid, None
+        try:
+            super()._maybe_propose()
+        finally:
+            self.valid = saved
 
 
 class DoubleCountTally(VoteTally):

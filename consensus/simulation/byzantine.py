@@ -7,6 +7,8 @@ round, properly signed) while attacking safety.
 * double-vote - every vote is paired with a conflicting one to the other half
 * withhold    - silent, or drops its precommits, or talks to half the peers
 * invalid     - as proposer, an invalid block (see mutations) plus votes for it
+* amnesia     - also prevotes and precommits every proposal it receives,
+                whatever it voted or locked before
 * twins       - not here: two honest instances with one key (see world.py)
 """
 
@@ -24,12 +26,12 @@ from consensus.params import NIL_ROUND
 
 from .mutations import ALL_KINDS, mutate
 from .node import MachineFactory, SimNode
-from .wire import encode_frame
+from .wire import decode_frame, encode_frame
 
 if TYPE_CHECKING:
     from .world import World
 
-BEHAVIOURS = ("equivocate", "double-vote", "withhold", "invalid", "twins")
+BEHAVIOURS = ("equivocate", "double-vote", "withhold", "invalid", "amnesia", "twins")
 
 
 class ByzantineNode(SimNode):
@@ -49,6 +51,14 @@ class ByzantineNode(SimNode):
         return "+".join(sorted(self.behaviours)) + extra
 
     # ------------------------------------------------------------------
+
+    def deliver(self, src: int, data: bytes) -> None:
+        super().deliver(src, data)
+        if "amnesia" in self.behaviours and self.up:
+            msg = decode_frame(data)
+            if isinstance(msg, Proposal) and msg.height == self.machine.height:
+                for type_ in ("prevote", "precommit"):
+                    SimNode.broadcast(self, self._vote_for(type_, msg.height, msg.round, msg.block_hash))
 
     def broadcast(self, msg: Message) -> None:
         b = self.behaviours

@@ -67,6 +67,10 @@ class Scenario:
 
 
 def _behaviours(rng: random.Random, count: int, behaviour: str) -> list[frozenset[str]]:
+    if behaviour == "twins":
+        # One twinned validator; further faulty ones forget their locks the
+        # way a twin does (amnesia), which keeps f of them adversarial.
+        return [frozenset({"twins"})] + [frozenset({"amnesia"})] * (count - 1)
     if behaviour != "mixed":
         return [frozenset({behaviour})] * count
     out: list[frozenset[str]] = []
@@ -111,8 +115,8 @@ def _workload(rng: random.Random, honest: list[int], byzantine: list[int], gst: 
     client = Client(rng)
     subs = []
     horizon = max(gst, 10 * MEAN_DELAY_MS) + 20 * MEAN_DELAY_MS
-    for _ in range(rng.randint(3, 6)):
-        at = rng.randint(0, horizon)
+    # Bursts in time order, so a record's parents were always submitted before it.
+    for at in sorted(rng.randint(0, horizon) for _ in range(rng.randint(3, 6))):
         full = rng.random() < 0.7
         for _ in range(rng.randint(1, 4)):
             targets = list(honest) if full else rng.sample(honest, rng.randint(1, len(honest)))
