@@ -125,11 +125,9 @@ def _new_peaks(old: _Frontier, runs: list[_Run], new_size: int) -> dict[tuple[in
     return peaks
 
 
-def _checked_node(value: bytes | None, level: int, index: int) -> bytes:
-    if value is None or len(value) != HASH_LEN:
-        what = "is missing" if value is None else f"has {len(value)} bytes"
-        raise StorageCorruption(f"Merkle log node (level {level}, index {index}) {what}")
-    return value
+def _node_error(value: bytes | None, level: int, index: int) -> StorageCorruption:
+    what = "is missing" if value is None else f"has {len(value)} bytes"
+    return StorageCorruption(f"Merkle log node (level {level}, index {index}) {what}")
 
 
 class MerkleLog:
@@ -161,7 +159,10 @@ class MerkleLog:
     # ------------------------------------------------------------------ reads
 
     def _read_node(self, level: int, index: int) -> bytes:
-        return _checked_node(self._store.get(schema.node_key(level, index)), level, index)
+        value = self._store.get(schema.node_key(level, index))
+        if value is None or len(value) != HASH_LEN:
+            raise _node_error(value, level, index)
+        return value
 
     def _reader(self, state: _Frontier) -> SubtreeHash:
         """An MTH accessor over one frontier snapshot.
@@ -180,10 +181,10 @@ class MerkleLog:
                 # all when it is a current peak (so the current root is free).
                 level = n.bit_length() - 1
                 index = lo >> level
-                cached = peaks.get((level, index))
-                if cached is not None:
-                    return cached
-                return _checked_node(get(node_key(level, index)), level, index)
+                value = peaks.get((level, index)) or get(node_key(level, index))
+                if value is None or len(value) != HASH_LEN:
+                    raise _node_error(value, level, index)
+                return value
             k = split_point(n)
             return _sha256(b"\x01" + mth(lo, lo + k) + mth(lo + k, hi)).digest()
 
