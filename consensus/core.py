@@ -59,7 +59,7 @@ class RoundCore:
         self.genesis = genesis
         self.me = me
         self.n = genesis.n
-        self.quorum = genesis.quorum
+        self.quorum = self._quorum_size(genesis)
         self.weak_quorum = weak_quorum(genesis.n)
         self.signer = signer
         self.app = app
@@ -72,6 +72,10 @@ class RoundCore:
         self._halted = False  # a decision was emitted: no more rules this height
         self.last_decision: Decision | None = None
         self._reset_height(1)
+
+    @staticmethod
+    def _quorum_size(genesis: Genesis) -> int:
+        return genesis.quorum  # ledger.genesis.quorum(n): the one definition
 
     # ------------------------------------------------------------------
     # Height state
@@ -86,7 +90,7 @@ class RoundCore:
         self.valid: ValidValue | None = None
         self.proposed_round = NIL_ROUND
         self.own_votes: dict[tuple[int, str], SignedVote] = {}
-        self.votes = HeightVotes(height, self.tally_factory)
+        self.votes = HeightVotes(height, self.quorum, self.tally_factory)
         self.proposals: dict[int, dict[bytes, Proposal]] = {}
         self.blocks: dict[bytes, Block] = {}
         self.validity: dict[bytes, VerificationError | None] = {}
@@ -269,20 +273,17 @@ class RoundCore:
 
     def _rule_decide(self) -> bool:
         """Any round: a proposal's block + a quorum of precommits for it -> decide."""
-        for r in self.votes.precommit_rounds():
-            tally = self.votes.peek(r, "precommit")
-            assert tally is not None
-            for block in tally.blocks_reaching(self.quorum):
-                if block is None:
-                    continue
-                if block not in self.blocks:
-                    self._request_block(block)
-                    continue
-                if self._decidable(block, r):
-                    cert = Certificate(self.height, r, block,
-                                       tuple((v.validator, v.sig) for v in tally.votes_for(block)))
-                    self._decide(self.blocks[block], cert)
-                    return True
+        for r, block in self.votes.decisive:
+            assert block is not None
+            if block not in self.blocks:
+                self._request_block(block)
+                continue
+            if self._decidable(block, r):
+                tally = self.votes.tally(r, "precommit")
+                cert = Certificate(self.height, r, block,
+                                   tuple((v.validator, v.sig) for v in tally.votes_for(block)))
+                self._decide(self.blocks[block], cert)
+                return True
         return False
 
     def _decidable(self, block: bytes, round_: int) -> bool:

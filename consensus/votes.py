@@ -124,11 +124,15 @@ class VoteTally:
 class HeightVotes:
     """All tallies of one height plus who has spoken in each round."""
 
-    def __init__(self, height: int, tally_factory: Any = VoteTally) -> None:
+    def __init__(self, height: int, quorum: int, tally_factory: Any = VoteTally) -> None:
         self.height = height
+        self.quorum = quorum
         self._factory = tally_factory
         self.tallies: dict[tuple[int, str], VoteTally] = {}
         self.senders: dict[int, set[int]] = {}
+        # (round, block) pairs whose precommits reached the quorum, in the
+        # order they did: the only candidates for a decision.
+        self.decisive: list[tuple[int, BlockId]] = []
 
     def tally(self, round_: int, type_: str) -> VoteTally:
         key = (round_, type_)
@@ -142,10 +146,14 @@ class HeightVotes:
 
     def add(self, sv: SignedVote, force: bool = False) -> tuple[bool, SignedVote | None]:
         self.note_sender(sv.round, sv.validator)
-        return self.tally(sv.round, sv.type).add(sv, force)
+        tally = self.tally(sv.round, sv.type)
+        added, conflict = tally.add(sv, force)
+        if added and sv.type == "precommit" and sv.block is not None and tally.count(sv.block) >= self.quorum:
+            key = (sv.round, sv.block)
+            if key not in self.decisive:
+                self.decisive.append(key)
+        return added, conflict
 
     def note_sender(self, round_: int, validator: int) -> None:
         self.senders.setdefault(round_, set()).add(validator)
 
-    def precommit_rounds(self) -> list[int]:
-        return sorted(r for (r, t) in self.tallies if t == "precommit")

@@ -10,7 +10,7 @@ liveness ingredient, so the tests can show the checkers catch it.
 
 from __future__ import annotations
 
-from typing import Any
+from ledger.genesis import Genesis
 
 from consensus.machine import ConsensusMachine
 from consensus.messages import SignedVote
@@ -69,9 +69,9 @@ class DoubleCountMachine(ConsensusMachine):
 
 
 class SmallQuorumMachine(ConsensusMachine):
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
-        super().__init__(*args, **kwargs)
-        self.quorum = max(1, self.n // 2)
+    @staticmethod
+    def _quorum_size(genesis: Genesis) -> int:
+        return max(1, genesis.n // 2)
 
 
 class NoValidationMachine(ConsensusMachine):
