@@ -28,6 +28,8 @@ CASES = [
     ("small-quorum", 7, 2, "mixed", ("agreement",), range(0, 30)),
     ("no-validation", 4, 1, "invalid", ("validity", "integrity"), range(0, 30)),
     ("no-timeout", 4, 1, "withhold", ("liveness",), range(0, 30)),
+    ("send-before-persist", 4, 1, "mixed", ("persist-before-send",), range(0, 10)),
+    ("forgetful", 4, 1, "mixed", ("persist-before-send",), range(0, 10)),
 ]
 
 
@@ -51,6 +53,15 @@ def test_broken_replica_is_caught(broken: str, n: int, byzantine: int, behaviour
     assert violation.split(":")[0] in kinds
     correct = run_scenario(seed, n, byzantine, behaviour)
     assert correct.ok, correct.violations
+
+
+def test_forgetful_replica_double_signs_after_a_crash(monkeypatch: pytest.MonkeyPatch) -> None:
+    """With the ordering check off, the double-sign checker alone catches a
+    replica that does not persist its votes: after a crash it signs again."""
+    monkeypatch.setattr(Checker, "on_sent_after_persist", lambda *args, **kwargs: None)
+    hit = _first_hit("forgetful", 4, 0, "mixed", ("double-sign",), range(30, 80))
+    assert hit is not None
+    assert run_scenario(hit[0], 4, 0, "mixed").ok
 
 
 # --------------------------------------------------------------------------

@@ -6,15 +6,19 @@ liveness ingredient, so the tests can show the checkers catch it.
 * SmallQuorumMachine  - decides with floor(n/2) votes instead of the quorum
 * NoValidationMachine - accepts any proposed block as valid
 * NoTimeoutMachine    - ignores its timers (a silent proposer stalls it)
+* SendBeforePersistMachine - sends what it signed before persisting it
+* ForgetfulMachine    - persists its round but not its votes or lock
 """
 
 from __future__ import annotations
 
 from ledger.genesis import Genesis
 
+from consensus.events import Broadcast, SendTo
 from consensus.machine import ConsensusMachine
 from consensus.messages import SignedVote
-from consensus.params import NIL_ROUND, Timer
+from consensus.params import NIL_ROUND, Step, Timer
+from consensus.state import PersistedState
 from consensus.votes import BlockId, VoteTally
 
 
@@ -84,10 +88,22 @@ class NoTimeoutMachine(ConsensusMachine):
         return
 
 
+class SendBeforePersistMachine(ConsensusMachine):
+    def _send(self, effect: Broadcast | SendTo) -> None:
+        self._out.append(effect)  # the Persist only follows at the end of the step
+
+
+class ForgetfulMachine(ConsensusMachine):
+    def snapshot(self) -> PersistedState:
+        return PersistedState(height=self.height, round=self.round, step=Step.PROPOSE)
+
+
 BROKEN = {
     "ignore-lock": IgnoreLockMachine,
     "double-count": DoubleCountMachine,
     "small-quorum": SmallQuorumMachine,
     "no-validation": NoValidationMachine,
     "no-timeout": NoTimeoutMachine,
+    "send-before-persist": SendBeforePersistMachine,
+    "forgetful": ForgetfulMachine,
 }

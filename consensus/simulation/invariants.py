@@ -1,9 +1,9 @@
 """Invariant checkers, independent of the consensus code they judge.
 
 Online (as events happen): agreement across honest validators, honest
-validators never sign two different votes/proposals for one slot (the
-persistence contract across crashes), evidence never names an honest
-validator.  At the end of a run: validity and integrity of every honest
+validators never sign two different votes/proposals for one slot and never
+send what they signed before persisting it (the persistence contract across
+crashes), evidence never names an honest validator.  At the end of a run: validity and integrity of every honest
 chain, re-derived from scratch with ``ledger`` primitives only (Merkle roots,
 ``verify_envelope``, ``verify_certificate``), and liveness.
 """
@@ -20,6 +20,7 @@ from ledger.merkle import root
 from ledger.records import Envelope, verify_envelope
 
 from consensus.messages import Message, Proposal, SignedVote
+from consensus.state import PersistedState
 from consensus.votes import Evidence
 
 from .app import SimChain
@@ -66,6 +67,17 @@ class Checker:
             self._signed[key] = block
         elif self._signed[key] != block:
             self.fail(f"double-sign: honest {who} signed two {key[3]}s at h{key[1]} r{key[2]}")
+
+    def on_sent_after_persist(self, who: str, validator: int, msg: Message,
+                              stored: PersistedState | None) -> None:
+        """What an honest validator signs leaves it only once persisted."""
+        if isinstance(msg, SignedVote) and msg.validator == validator:
+            if stored is None or msg not in stored.votes:
+                self.fail(f"persist-before-send: {who} sent a {msg.type} h{msg.height} r{msg.round} "
+                          f"that its persisted state does not hold")
+        elif isinstance(msg, Proposal) and (stored is None or stored.height != msg.height
+                                            or stored.proposed_round < msg.round):
+            self.fail(f"persist-before-send: {who} sent a proposal h{msg.height} r{msg.round} before persisting it")
 
     def on_evidence(self, who: str, ev: Evidence) -> None:
         if ev.validator in self.honest_validators:

@@ -145,6 +145,7 @@ class World:
         self.trace.add(self.sched.now, node.name, describe, msg)
         if node.honest:
             self.checker.on_signed(node.name, node.validator, msg)
+            self.checker.on_sent_after_persist(node.name, node.validator, msg, node.storage.get("state"))
 
     def on_persist(self, node: SimNode, state: PersistedState) -> None:
         if node.honest:
