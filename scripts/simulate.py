@@ -76,6 +76,10 @@ def _campaign(runs: int, start: int, n: int, byzantine: int, behaviour: str, bro
             stats.add(result)
             elapsed = time.perf_counter() - began
             progress.update(task, advance=1, rate=stats.runs / elapsed if elapsed else 0.0)
+            if not console.is_terminal and stats.runs % 500 == 0:
+                # Logs to a file get a plain line now and then instead of a bar.
+                print(f"{stats.runs}/{runs} runs, {stats.runs / elapsed:.1f} runs/s, "
+                      f"{stats.violations} violations", flush=True)
             if not result.ok:
                 progress.stop()
                 _report_failure(result)
