@@ -130,12 +130,34 @@ def _node_error(value: bytes | None, level: int, index: int) -> StorageCorruptio
     return StorageCorruption(f"Merkle log node (level {level}, index {index}) {what}")
 
 
-class MerkleLog:
-    """An RFC 9162 log over a :class:`~ledger.storage.KeyValueStore`."""
+DEFAULT_NODE_CACHE = 1 << 16
 
-    def __init__(self, store: KeyValueStore) -> None:
+
+def cache_min_level(size: int, capacity: int) -> int:
+    """The lowest level whose nodes, with all above it, number at most
+    ``capacity`` in a log of ``size`` leaves (about ``2 * size / 2^level``)."""
+    level = 0
+    while (2 * size) >> level > capacity:
+        level += 1
+    return level
+
+
+class MerkleLog:
+    """An RFC 9162 log over a :class:`~ledger.storage.KeyValueStore`.
+
+    Nodes never change once written, so the upper levels of the tree - which
+    every proof touches, one node per level - are kept in a cache bounded by
+    ``node_cache`` entries: only levels whose whole population fits are
+    cached, and the threshold rises as the log grows.  Memory stays fixed
+    while a proof at a million leaves reads only the lowest few levels.
+    """
+
+    def __init__(self, store: KeyValueStore, *, node_cache: int = DEFAULT_NODE_CACHE) -> None:
         self._store = store
+        self._cache_capacity = node_cache
+        self._cache: dict[int, bytes] = {}
         self._state = self._load()
+        self._cache_level = cache_min_level(self._state.size, node_cache)
         self._pending: _Frontier | None = None
 
     # ------------------------------------------------------------------ state
@@ -151,6 +173,17 @@ class MerkleLog:
         """Re-read the size and frontier from the store (drops any staged state)."""
         self._state = self._load()
         self._pending = None
+        self._cache.clear()
+        self._cache_level = cache_min_level(self._state.size, self._cache_capacity)
+
+    def _adopt(self, state: _Frontier) -> None:
+        """Switch to a larger committed state; raise the cache threshold when
+        the log has grown past what the cache may hold."""
+        self._state = state
+        level = cache_min_level(state.size, self._cache_capacity)
+        if level != self._cache_level:
+            self._cache_level = level
+            self._cache = {k: v for k, v in self._cache.items() if k & 0xFF >= level}
 
     @property
     def size(self) -> int:
@@ -173,6 +206,7 @@ class MerkleLog:
         append lands while it is being built.
         """
         peaks, get, node_key = state.peaks, self._store.get, schema.node_key
+        cache, min_level = self._cache, self._cache_level
 
         def mth(lo: int, hi: int) -> bytes:
             n = hi - lo
@@ -181,7 +215,16 @@ class MerkleLog:
                 # all when it is a current peak (so the current root is free).
                 level = n.bit_length() - 1
                 index = lo >> level
-                value = peaks.get((level, index)) or get(node_key(level, index))
+                value = peaks.get((level, index))
+                if value is None and level >= min_level:
+                    slot = index << 8 | level
+                    value = cache.get(slot)
+                    if value is None:
+                        value = get(node_key(level, index))
+                        if value is not None and len(value) == HASH_LEN:
+                            cache[slot] = value
+                elif value is None:
+                    value = get(node_key(level, index))
                 if value is None or len(value) != HASH_LEN:
                     raise _node_error(value, level, index)
                 return value
@@ -278,7 +321,7 @@ class MerkleLog:
         if stored != new_size:
             raise ValueError(f"applied({new_size}) but the stored log size is {stored}")
         if pending is not None and pending.size == new_size:
-            self._state = pending
+            self._adopt(pending)
         else:
             # Another handle appended: trust only the store.
-            self._state = self._load()
+            self._adopt(self._load())

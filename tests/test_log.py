@@ -335,3 +335,29 @@ def _put(key: bytes, value: bytes) -> WriteBatch:
 
 def test_leaf_hash_helper_is_sha256() -> None:
     assert leaf_hashes(0, 1)[0] == hashlib.sha256(b"\x00" + leaf_data(0)).digest()
+
+
+def test_node_cache_is_bounded_and_changes_no_proof() -> None:
+    from ledger.log import cache_min_level
+
+    store = MemoryStore()
+    cached = MerkleLog(store, node_cache=64)
+    hashes: list[bytes] = []
+    rng = random.Random(7)
+    for block in range(30):
+        new = leaf_hashes(len(hashes), 97)
+        append(cached, store, new)
+        hashes += new
+        for _ in range(20):
+            i = rng.randrange(len(hashes))
+            size = rng.randrange(i + 1, len(hashes) + 1)
+            assert cached.inclusion_path(i, size) == merkle.inclusion_path(i, hashes[:size])
+            old = rng.randrange(1, len(hashes) + 1)
+            assert cached.consistency_path(old) == merkle.consistency_path(old, hashes)
+        assert len(cached._cache) <= 64, block
+    # Only the levels whose whole population fits are cached.
+    assert cache_min_level(len(hashes), 64) > 0
+    assert all(slot & 0xFF >= cache_min_level(len(hashes), 64) for slot in cached._cache)
+    # A fresh handle without a cache gives the same answers.
+    plain = MerkleLog(store, node_cache=0)
+    assert plain.inclusion_path(5) == cached.inclusion_path(5)
