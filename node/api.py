@@ -19,7 +19,7 @@ from typing import Any, Protocol
 import msgpack
 from aiohttp import web
 
-from ledger.blocks import Header
+from ledger.chain import ChainStore
 from ledger.encoding import from_b64, from_hex, to_b64, to_hex
 from ledger.errors import (
     BadEncoding,
@@ -28,6 +28,7 @@ from ledger.errors import (
     NotCommitted,
     NotFound,
     RateLimited,
+    StorageCorruption,
     TooMany,
     Unavailable,
 )
@@ -69,10 +70,12 @@ class ApiBackend(Protocol):
 
     name: str
     genesis: Genesis
-    chain: Any  # ledger.chain.ChainStore
     mempool: Mempool
     metrics: Metrics
     validator_index: int | None
+
+    @property
+    def chain(self) -> ChainStore: ...
 
     def peers(self) -> list[dict[str, Any]]: ...
 
@@ -309,7 +312,7 @@ class Api:
     def _committed_or_raise(self, rid: bytes) -> tuple[int, int]:
         location = self.node.chain.record_location(rid)
         if location is not None:
-            return location  # type: ignore[no-any-return]
+            return location
         if rid in self.node.mempool:
             raise NotCommitted(f"record {to_hex(rid)} is pending; retry once committed")
         raise NotFound(f"no record {to_hex(rid)}")
@@ -342,8 +345,10 @@ class Api:
                 bundles.append(build_bundle(chain, current))
                 if level == depth:
                     continue
-                _, leaf = chain.record_location(current)
-                parents = decode_envelope(chain.envelope_at(leaf)).record.parents
+                raw = chain.envelope(current)
+                if raw is None:  # an ancestor of a committed record is committed
+                    raise StorageCorruption(f"ancestor {to_hex(current)} is not stored")
+                parents = decode_envelope(raw).record.parents
                 for parent in parents:
                     edges.append([to_hex(current), to_hex(parent)])
                     if parent not in seen:
@@ -378,14 +383,16 @@ class Api:
 
     def _block(self, height: int, with_envelopes: bool) -> dict[str, Any]:
         chain = self.node.chain
-        header: Header = chain.header(height)
+        header, cert = chain.header(height), chain.certificate(height)
+        if header is None or cert is None:
+            raise NotFound(f"no block at height {height}")
         ids = chain.block_record_ids(height)
         doc: dict[str, Any] = {
             "height": height,
             "hash": to_hex(header.hash),
             "header": to_b64(header.header_bytes),
             "fields": header.to_json(),
-            "certificate": chain.certificate(height).to_json(),
+            "certificate": cert.to_json(),
             "records": [to_hex(i) for i in ids],
         }
         if with_envelopes:

@@ -36,6 +36,7 @@ from consensus import (
     ConsensusMachine,
     Effect,
     Event,
+    Evidence,
     EvidenceFound,
     FetchBlock,
     NeedCatchUp,
@@ -245,7 +246,7 @@ class Driver:
             return self._commit(effect)
         elif isinstance(effect, EvidenceFound):
             ev = effect.evidence
-            self.chain.add_evidence(canonical(list(ev.key)), ev.to_bytes())
+            store_evidence(self.chain, ev)
             self.metrics.evidence.inc()
             log.warning("equivocation by validator %d at height %d round %d (%s)",
                         ev.validator, ev.first.height, ev.first.round, ev.first.type)
@@ -356,6 +357,11 @@ class Driver:
 
     def status(self) -> dict[str, int | bool]:
         return {"round": self.machine.round, "syncing": self.syncing}
+
+
+def store_evidence(chain: ChainStore, ev: Evidence) -> None:
+    """Durably keep equivocation evidence, once per (validator, height, round, type)."""
+    chain.add_evidence(canonical(list(ev.key)), ev.to_bytes())
 
 
 def evidence_json(blob: bytes) -> dict[str, object]:

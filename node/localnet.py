@@ -153,7 +153,7 @@ class LocalCluster:
     async def try_get(self, i: int, path: str) -> tuple[int, Any] | None:
         try:
             return await self.get(i, path)
-        except (aiohttp.ClientError, OSError, asyncio.TimeoutError):
+        except (TimeoutError, aiohttp.ClientError, OSError):
             return None
 
     async def post(self, i: int, path: str, **kwargs: Any) -> tuple[int, Any]:

@@ -17,7 +17,7 @@ import asyncio
 import logging
 import random
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -293,7 +293,7 @@ async def _receive_bytes(ws: Any) -> bytes:
     raise frames.HandshakeError("malformed", "handshake messages are binary")
 
 
-def settings_from_config(peers: dict[str, Any]) -> TransportSettings:
+def settings_from_config(peers: Mapping[str, Any]) -> TransportSettings:
     return TransportSettings(
         queue_size=peers["queue_size"],
         reconnect_initial_s=peers["reconnect_initial_ms"] / 1000,

@@ -27,6 +27,7 @@ from ledger.records import Envelope, make_record, sign_record
 from ledger.storage import MemoryStore
 from ledger.verify import verify_bundle
 from node.api import build_app
+from node.driver import evidence_json, store_evidence
 from node.mempool import Mempool
 from node.metrics import Metrics
 from node.openapi import check, openapi_spec, response_schema
@@ -70,7 +71,7 @@ class StubNode:
         return {"round": 0, "syncing": False}
 
     def evidence(self) -> list[dict[str, Any]]:
-        return []
+        return [evidence_json(blob) for blob in self.chain.evidence()]
 
     async def peer_socket(self, request: web.Request) -> web.StreamResponse:
         raise web.HTTPNotFound()
@@ -320,3 +321,21 @@ async def test_select_keeps_parents_first_and_commit_prunes(node: StubNode) -> N
     node.mempool.committed([a, rival])
     assert len(node.mempool) == 0
     assert c.id not in node.mempool and b.id not in node.mempool
+
+
+async def test_equivocation_evidence_is_stored_and_served(client: TestClient[Any, Any],
+                                                          node: StubNode) -> None:
+    from consensus import Evidence, sign_vote, verify_evidence
+    from ledger.blocks import Vote
+
+    key = node.validator_keys[2]
+    a = sign_vote(Vote("prevote", "test", 5, 1, b"\xaa" * 32), 2, key)
+    b = sign_vote(Vote("prevote", "test", 5, 1, b"\xbb" * 32), 2, key)
+    verify_evidence(Evidence(a, b), node.genesis)
+    store_evidence(node.chain, Evidence(a, b))
+    store_evidence(node.chain, Evidence(a, b))  # idempotent
+    doc = await call(client, "GET", "/v1/evidence", "/v1/evidence", 200)
+    assert len(doc["evidence"]) == 1
+    ev = doc["evidence"][0]
+    assert (ev["validator"], ev["height"], ev["round"], ev["type"]) == (2, 5, 1, "prevote")
+    assert [v["block"] for v in ev["votes"]] == ["aa" * 32, "bb" * 32]
