@@ -156,3 +156,32 @@ def test_campaign(n: int, byzantine: int, behaviour: str, seeds: range) -> None:
 @pytest.mark.parametrize("n,byzantine", [(4, 1), (7, 2)])
 def test_long_campaign(n: int, byzantine: int) -> None:
     _assert_clean(range(100_000, 102_000), n, byzantine, "mixed")
+
+
+# --------------------------------------------------------------------------
+# The command line
+# --------------------------------------------------------------------------
+
+
+def _simulate(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, str(ROOT / "scripts" / "simulate.py"), *args], cwd=ROOT,
+                          capture_output=True, text=True, timeout=300, env=dict(os.environ, COLUMNS="200"))
+
+
+def test_campaign_cli_reports_figures_and_json(tmp_path: Path) -> None:
+    import json
+
+    out = tmp_path / "c.json"
+    done = _simulate("--runs", "6", "--validators", "4", "--byzantine", "1", "--json", str(out))
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "violations=0" in done.stdout and "p50=" in done.stdout and "runs/s" in done.stdout
+    summary = json.loads(out.read_text())
+    assert summary["runs"] == 6 and summary["violations"] == 0 and summary["latency_p50_delays"] > 0
+
+
+def test_campaign_cli_stops_at_the_first_violation_with_seed_and_trace() -> None:
+    done = _simulate("--runs", "20", "--validators", "4", "--behaviour", "amnesia", "--broken", "small-quorum")
+    assert done.returncode == 1
+    assert "violation in seed 0" in done.stdout and "VIOLATION agreement" in done.stdout
+    assert "last events:" in done.stdout and "COMMIT h1" in done.stdout  # the trace up to the fork
+    assert "runs=1 " in done.stdout
