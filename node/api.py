@@ -20,7 +20,7 @@ import msgpack
 from aiohttp import web
 
 from ledger.chain import ChainStore
-from ledger.encoding import from_b64, from_hex, to_b64, to_hex
+from ledger.encoding import UINT64_MAX, from_b64, from_hex, to_b64, to_hex
 from ledger.errors import (
     BadEncoding,
     BadRequest,
@@ -127,6 +127,8 @@ def make_middlewares(metrics: Metrics, max_inflight: int) -> list[Any]:
             code = CODE_FOR_STATUS.get(exc.status, "bad_request")
             metrics.rejected.labels(code=code).inc()
             resp = error_response(code, exc.reason or code, exc.status)
+            if "Allow" in exc.headers:  # 405 must say what is allowed (RFC 9110)
+                resp.headers["Allow"] = exc.headers["Allow"]
             status = resp.status
             return resp
         except asyncio.CancelledError:
@@ -167,8 +169,8 @@ def parse_uint(request: web.Request, name: str, *, default: int | None = None,
         if default is None:
             raise BadRequest(f"query parameter {name!r} is required")
         return default
-    if not raw.isascii() or not raw.isdigit() or len(raw) > 20:
-        raise BadRequest(f"{name} must be a non-negative integer")
+    if not raw.isascii() or not raw.isdigit() or len(raw) > 20 or int(raw) > UINT64_MAX:
+        raise BadRequest(f"{name} must be an integer in 0..2^64-1")
     value = int(raw)
     if value < minimum or (maximum is not None and value > maximum):
         raise BadRequest(f"{name} must be in {minimum}..{maximum if maximum is not None else 'inf'}")
@@ -403,6 +405,10 @@ class Api:
     async def get_consistency(self, request: web.Request) -> web.Response:
         old = parse_uint(request, "from", minimum=1)
         new = parse_uint(request, "to", minimum=1)
+        tip = self.node.chain.tip()
+        size = tip.log_size if tip is not None else 0
+        if new > size:  # a size the log has not reached: nothing to prove yet
+            raise NotFound(f"the log has {size} leaves; no consistency proof to size {new}")
         return web.json_response(build_consistency(self.node.chain, old, new))
 
     # node ------------------------------------------------------------------

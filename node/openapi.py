@@ -18,6 +18,7 @@ ERROR_CODES = [
 HEX32 = {"type": "string", "pattern": "^[0-9a-f]{64}$"}
 HEX64B = {"type": "string", "pattern": "^[0-9a-f]{128}$"}
 B64 = {"type": "string", "pattern": "^[A-Za-z0-9+/]*={0,2}$"}
+UINT64_MAX = 2**64 - 1
 UINT = {"type": "integer", "minimum": 0}
 
 
@@ -38,8 +39,10 @@ def _schemas(max_envelopes: int) -> dict[str, Any]:
     return {
         "Error": _obj({"error": {"type": "string", "enum": ERROR_CODES},
                        "message": {"type": "string"}}),
-        "SubmitJson": _obj({"envelopes": {"type": "array", "items": B64, "minItems": 1,
-                                          "maxItems": max_envelopes}}),
+        # Items are not pattern-checked here: an undecodable item is answered
+        # per envelope (bad_encoding) like any other bad envelope.
+        "SubmitJson": _obj({"envelopes": {"type": "array", "items": {"type": "string"},
+                                          "minItems": 1, "maxItems": max_envelopes}}),
         "SubmitMsgpack": {"type": "string", "format": "binary",
                           "description": "MessagePack array of envelope bytes (bin)"},
         "SubmitResult": {"oneOf": [
@@ -126,7 +129,9 @@ def _errors(*statuses: int) -> dict[str, Any]:
     text = {400: "bad input (bad_request, bad_encoding, too_many, ...)", 404: "not_found",
             409: "not_committed", 413: "too_large", 415: "unsupported_media_type",
             429: "rate_limited", 503: "unavailable"}
-    out = {str(s): _json(_ref("Error"), text[s]) for s in statuses}
+    # Any route may be refused while the node is saturated (429) or cannot
+    # serve (503, e.g. damaged storage); 500 is a bug, still in the Error shape.
+    out = {str(s): _json(_ref("Error"), text[s]) for s in sorted({*statuses, 429, 503})}
     out["500"] = _json(_ref("Error"), "internal error (a bug; logged)")
     return out
 
@@ -141,9 +146,8 @@ def _get(summary: str, ok: dict[str, Any], params: list[dict[str, Any]] | None =
 
 def _query(name: str, description: str, minimum: int, maximum: int | None = None,
            required: bool = False) -> dict[str, Any]:
-    schema: dict[str, Any] = {"type": "integer", "minimum": minimum}
-    if maximum is not None:
-        schema["maximum"] = maximum
+    schema: dict[str, Any] = {"type": "integer", "minimum": minimum,
+                              "maximum": UINT64_MAX if maximum is None else maximum}
     return {"name": name, "in": "query", "required": required, "description": description,
             "schema": schema}
 
@@ -157,8 +161,8 @@ ENVELOPES_PARAM = {"name": "envelopes", "in": "query", "required": False,
 
 def openapi_spec(*, max_envelopes: int = 5000, max_trace_depth: int = 64) -> dict[str, Any]:
     submit = {
-        "summary": "Submit signed envelopes (1..%d); one result per envelope, in order"
-                   % max_envelopes,
+        "summary": f"Submit signed envelopes (1..{max_envelopes}); one result per envelope, "
+                   "in order",
         "requestBody": {"required": True, "content": {
             "application/json": {"schema": _ref("SubmitJson")},
             "application/msgpack": {"schema": _ref("SubmitMsgpack")},
@@ -185,13 +189,15 @@ def openapi_spec(*, max_envelopes: int = 5000, max_trace_depth: int = 64) -> dic
         "/v1/blocks/{height}": _get(
             "A block with its certificate", _json(_ref("Block"), "block"),
             [{"name": "height", "in": "path", "required": True,
-              "schema": {"type": "integer", "minimum": 1}}, ENVELOPES_PARAM],
+              "schema": {"type": "integer", "minimum": 1, "maximum": UINT64_MAX}},
+             ENVELOPES_PARAM],
             (400, 404, 429)),
         "/v1/consistency": _get(
             "RFC 9162 consistency proof between two log sizes",
             _json(_ref("Consistency"), "consistency path"),
             [_query("from", "old log size", 1, required=True),
-             _query("to", "new log size", 1, required=True)]),
+             _query("to", "new log size (404 beyond the current log size)", 1, required=True)],
+            (400, 404)),
         "/v1/status": _get("Node status", _json(_ref("Status"), "status")),
         "/v1/evidence": _get("Equivocation evidence seen by consensus",
                              _json(_ref("Evidence"), "evidence")),
@@ -203,11 +209,6 @@ def openapi_spec(*, max_envelopes: int = 5000, max_trace_depth: int = 64) -> dic
             [_query("from", "first height", 1, required=True),
              _query("limit", "at most this many blocks", 1)],
             (400, 404, 429)),
-        "/v1/peer": _get(
-            "Validators' WebSocket endpoint (signed MessagePack frames); "
-            "plain GET requests are refused",
-            {"description": "never answered to a plain GET"},
-            errors=(400,)),
         "/health": _get("200 while the node serves", _json(_ref("Health"), "healthy"),
                         errors=(503,)),
         "/metrics": _get("Prometheus metrics",
@@ -220,7 +221,11 @@ def openapi_spec(*, max_envelopes: int = 5000, max_trace_depth: int = 64) -> dic
     return {
         "openapi": "3.0.3",
         "info": {"title": "auditledger node API", "version": "1",
-                 "description": "PROTOCOL §6. Errors are {\"error\": code, \"message\": text}."},
+                 "description": "PROTOCOL §6. Errors are {\"error\": code, \"message\": text}. "
+                                "Validators also open WebSocket links to each other at "
+                                "GET /v1/peer (signed MessagePack frames after a key "
+                                "handshake); a plain GET there is answered 400 bad_request."},
+        "x-internal-routes": {"/v1/peer": "validator-to-validator WebSocket transport"},
         "paths": paths,
         "components": {"schemas": _schemas(max_envelopes)},
     }

@@ -31,6 +31,7 @@ from node.driver import evidence_json, store_evidence
 from node.mempool import Mempool
 from node.metrics import Metrics
 from node.openapi import check, openapi_spec, response_schema
+from node.sync import serve_blocks
 
 MAX_ENVELOPES = 50
 MAX_BODY = 256 * 1024
@@ -77,7 +78,7 @@ class StubNode:
         raise web.HTTPNotFound()
 
     async def sync_blocks(self, request: web.Request) -> web.StreamResponse:
-        raise web.HTTPNotFound()
+        return serve_blocks(self.chain, request, max_blocks=64, max_bytes=1 << 20)
 
 
 SPEC = openapi_spec(max_envelopes=MAX_ENVELOPES, max_trace_depth=64)
@@ -257,23 +258,28 @@ async def test_request_level_errors(client: TestClient[Any, Any], node: StubNode
         ("GET", "/v1/blocks/abc", "/v1/blocks/{height}", 400, "bad_request", {}),
         ("GET", "/v1/blocks/latest", "/v1/blocks/latest", 404, "not_found", {}),
         ("GET", "/v1/consistency", "/v1/consistency", 400, "bad_request", {}),
-        ("GET", "/v1/consistency?from=1&to=2", "/v1/consistency", 400, "bad_request", {}),
-        ("GET", "/v1/peer", "/v1/peer", 400, "bad_request", {}),
+        ("GET", "/v1/consistency?from=1&to=2", "/v1/consistency", 404, "not_found", {}),
     ]
     for method, url, template, status, code, kwargs in cases:
         doc = await call(client, method, url, template, status, **kwargs)
         assert doc["error"] == code, (url, doc)
+    resp = await client.get("/v1/peer")  # validators only; not in the OpenAPI paths
+    assert resp.status == 400 and (await resp.json())["error"] == "bad_request"
     resp = await client.get("/no/such/route")
     assert resp.status == 404 and (await resp.json())["error"] == "not_found"
     resp = await client.delete("/v1/status")
     assert resp.status == 405 and (await resp.json())["error"] == "bad_request"
+    assert "GET" in resp.headers["Allow"]
     # Bad query values on a committed record.
     await submit(client, [env])
     node.commit()
     for url in (f"/v1/records/{env.id.hex()}/proof?height=x",
                 f"/v1/records/{env.id.hex()}/proof?height=5",
                 f"/v1/records/{env.id.hex()}/trace?depth=65",
-                "/v1/blocks/1?envelopes=maybe"):
+                "/v1/blocks/1?envelopes=maybe",
+                "/v1/consistency?from=2&to=1",
+                "/v1/consistency?from=0&to=1",
+                "/v1/sync/blocks?from=18446744073709551616"):
         resp = await client.get(url)
         assert resp.status == 400 and (await resp.json())["error"] == "bad_request", url
 
@@ -339,3 +345,27 @@ async def test_equivocation_evidence_is_stored_and_served(client: TestClient[Any
     ev = doc["evidence"][0]
     assert (ev["validator"], ev["height"], ev["round"], ev["type"]) == (2, 5, 1, "prevote")
     assert [v["block"] for v in ev["votes"]] == ["aa" * 32, "bb" * 32]
+
+
+async def test_sync_serves_blocks_that_verify_on_a_fresh_store(
+        client: TestClient[Any, Any], node: StubNode) -> None:
+    import aiohttp
+
+    from ledger.genesis import Validator
+    from node.sync import BlockSync
+
+    for n in range(3):
+        await submit(client, [make_envelope(node.submitter, "test", 10 * n + i) for i in range(5)])
+        node.commit()
+    peer = Validator(index=1, name="peer", pubkey=b"\x00" * 32,
+                     address=f"127.0.0.1:{client.port}")
+    fresh = ChainStore(MemoryStore(), node.genesis)
+    sync = BlockSync(fresh, [peer], Metrics(), batch_blocks=2)
+    async with aiohttp.ClientSession() as session:
+        while fresh.height < node.chain.height:
+            blocks = await sync.fetch(session, fresh.height + 1)
+            assert 1 <= len(blocks) <= 2
+            for header, envelopes, cert in blocks:
+                fresh.commit_block(header, envelopes, cert)  # checks header, roots, certificate
+    assert sync.peer_heights == {1: 3}
+    assert fresh.tip() == node.chain.tip()
