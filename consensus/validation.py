@@ -16,19 +16,17 @@ from __future__ import annotations
 from typing import Iterable, Protocol, Sequence
 
 from ledger.blocks import ZERO_HASH, Header
-from ledger.crypto import RECORD_DOMAIN, digest_equal, verify_signature
+from ledger.crypto import digest_equal
 from ledger.encoding import to_hex
 from ledger.errors import (
-    ForbiddenRole,
     HeaderError,
-    UnknownSubmitter,
     ValidatorSetMismatch,
     VerificationError,
     WrongChain,
 )
 from ledger.genesis import Genesis
 from ledger.merkle import root
-from ledger.records import SUBMIT_ROLE, Envelope
+from ledger.records import Envelope, verify_envelope
 
 from .params import NIL_ROUND, proposer_for
 
@@ -198,16 +196,7 @@ def _check_roots(header: Header, envelopes: Sequence[Envelope], ctx: ValidationC
 
 def _check_record_identity(env: Envelope, ctx: ValidationContext) -> None:
     """PROTOCOL §2 chain, submitter and role; the signature unless already verified."""
-    record, genesis = env.record, ctx.genesis
-    if record.chain != genesis.chain:
-        raise WrongChain(f"record is for chain {record.chain!r}, not {genesis.chain!r}")
-    submitter = genesis.submitters.get(record.submitter)
-    if submitter is None:
-        raise UnknownSubmitter(f"submitter {to_hex(record.submitter)} is not in genesis")
-    if SUBMIT_ROLE not in submitter.roles:
-        raise ForbiddenRole(f"submitter {submitter.name!r} lacks the {SUBMIT_ROLE!r} role")
-    if not ctx.signature_verified(env.leaf_hash):
-        verify_signature(record.submitter, RECORD_DOMAIN, record.record_bytes, env.sig)
+    verify_envelope(env, ctx.genesis, signature=not ctx.signature_verified(env.leaf_hash))
 
 
 def _check_record_state(

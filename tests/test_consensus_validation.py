@@ -58,14 +58,14 @@ def test_signatures_are_verified_unless_the_exact_envelope_was() -> None:
 
 
 def test_cached_signature_is_not_verified_again(monkeypatch: pytest.MonkeyPatch) -> None:
-    import consensus.validation as validation
+    import ledger.records as records
 
     app, client = _ctx()
     header, envs = _block(app, client)
     for env in envs:
         app.admit(env)
     calls: list[bytes] = []
-    monkeypatch.setattr(validation, "verify_signature", lambda *a: calls.append(a[0]))
+    monkeypatch.setattr(records, "verify_signature", lambda *a: calls.append(a[0]))
     validate_block(header, envs, app)
     assert calls == []
 
