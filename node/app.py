@@ -23,6 +23,7 @@ from ledger.errors import LedgerError
 from ledger.records import Envelope
 from ledger.storage import LevelDBStore
 
+from .aio import cancel_all
 from .api import build_app
 from .chainapp import NodeApplication
 from .config import NodeConfig
@@ -127,9 +128,8 @@ class Node:
         )
 
     async def stop(self) -> None:
-        for task in self._tasks:
-            task.cancel()
-        await asyncio.gather(*self._tasks, return_exceptions=True)
+        if await cancel_all(self._tasks):
+            log.error("node tasks did not stop")
         if self.driver is not None:
             await self.driver.stop()
         if self.transport is not None:

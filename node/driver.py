@@ -58,6 +58,7 @@ from ledger.errors import LedgerError
 from ledger.genesis import Genesis
 from ledger.records import Envelope
 
+from .aio import cancel_all, wait_event
 from .chainapp import NodeApplication
 from .logs import LogContext
 from .mempool import Mempool
@@ -148,6 +149,7 @@ class Driver:
         self._height_changed = asyncio.Event()
         self._last_commit_ms = now_ms()
         self.syncing = False
+        self._stopping = False
         self._session: aiohttp.ClientSession | None = None
 
     # -- lifecycle ---------------------------------------------------------
@@ -162,12 +164,12 @@ class Driver:
         ]
 
     async def stop(self) -> None:
+        self._stopping = True
         for handle in self._timers:
             handle.cancel()
         self._timers.clear()
-        for task in self._tasks:
-            task.cancel()
-        await asyncio.gather(*self._tasks, return_exceptions=True)
+        if await cancel_all(self._tasks):
+            log.error("consensus tasks did not stop")
         if self._session is not None:
             await self._session.close()
 
@@ -303,7 +305,7 @@ class Driver:
     # -- catch-up ----------------------------------------------------------
 
     async def _catch_up_loop(self) -> None:
-        while True:
+        while not self._stopping:
             await self._sync_wanted.wait()
             self._sync_wanted.clear()
             try:
@@ -320,7 +322,8 @@ class Driver:
         started = time.perf_counter()
         first_height, blocks, records = self.chain.height, 0, 0
         idle_rounds = 0
-        while self.chain.height < self._sync_target and idle_rounds < 20:
+        while self.chain.height < self._sync_target and idle_rounds < 20 \
+                and not self._stopping:
             self.syncing = self._sync_target - self.chain.height >= 2
             fetched = await self.sync.fetch(self._session, self.chain.height + 1)
             if not fetched:
@@ -334,10 +337,7 @@ class Driver:
             deadline = time.monotonic() + 10
             while self.chain.height < target and time.monotonic() < deadline:
                 self._height_changed.clear()
-                try:
-                    await asyncio.wait_for(self._height_changed.wait(), 1.0)
-                except TimeoutError:
-                    pass
+                await wait_event(self._height_changed, 1.0)
             if self.chain.height < target:
                 log.warning("fetched blocks up to %d were not applied (at %d)", target,
                             self.chain.height)

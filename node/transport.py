@@ -28,6 +28,7 @@ from ledger.crypto import SigningKey
 from ledger.genesis import Genesis, Validator
 
 from . import frames
+from .aio import cancel_all
 from .config import peer_url
 from .metrics import Metrics
 
@@ -83,6 +84,7 @@ class PeerTransport:
         self._session: aiohttp.ClientSession | None = None
         self._inbound: set[web.WebSocketResponse] = set()
         self._closing = False
+        self._stopped = asyncio.Event()
         for v in peers:
             metrics.peer_up.labels(peer=v.name).set(0)
 
@@ -95,10 +97,13 @@ class PeerTransport:
 
     async def stop(self) -> None:
         self._closing = True
-        tasks = [link.task for link in self.links.values() if link.task is not None]
-        for task in tasks:
-            task.cancel()
-        await asyncio.gather(*tasks, return_exceptions=True)
+        self._stopped.set()
+        # If a cancellation is swallowed inside a library await, the stop
+        # event still ends the send loop.
+        stuck = await cancel_all([link.task for link in self.links.values()
+                                  if link.task is not None], self.settings.handshake_timeout_s)
+        if stuck:
+            log.error("%d peer links did not stop", len(stuck))
         for ws in list(self._inbound):
             await ws.close()
         if self._session is not None:
@@ -179,13 +184,16 @@ class PeerTransport:
                 self.on_peer_up(link.validator.index)
             seq = 0
             closed = asyncio.ensure_future(self._wait_closed(ws))
+            stopping = asyncio.ensure_future(self._stopped.wait())
+            getter: asyncio.Future[bytes] | None = None
             try:
                 while True:
                     getter = asyncio.ensure_future(link.queue.get())
-                    done, _ = await asyncio.wait({getter, closed},
+                    done, _ = await asyncio.wait({getter, closed, stopping},
                                                  return_when=asyncio.FIRST_COMPLETED)
+                    if stopping in done:
+                        return
                     if getter not in done:
-                        getter.cancel()
                         raise ConnectionError("peer closed the connection")
                     body = getter.result()
                     seq += 1
@@ -193,6 +201,9 @@ class PeerTransport:
                     self.metrics.frames_sent.labels(peer=link.validator.name).inc()
             finally:
                 closed.cancel()
+                stopping.cancel()
+                if getter is not None and not getter.done():
+                    getter.cancel()
 
     async def _wait_closed(self, ws: aiohttp.ClientWebSocketResponse) -> None:
         # The listener never sends after the handshake; any message or close
@@ -223,8 +234,13 @@ class PeerTransport:
 
     async def handle_inbound(self, request: web.Request) -> web.StreamResponse:
         """aiohttp handler for ``GET /v1/peer`` (the caller checked the upgrade)."""
+        if self._closing:
+            # Peers keep redialing while we shut down; a link accepted now would
+            # hold the HTTP server's graceful shutdown open.
+            raise web.HTTPServiceUnavailable(reason="node is stopping")
         ws = web.WebSocketResponse(
-            heartbeat=self.settings.heartbeat_s, max_msg_size=self.settings.max_frame_bytes
+            heartbeat=self.settings.heartbeat_s, max_msg_size=self.settings.max_frame_bytes,
+            timeout=self.settings.handshake_timeout_s,
         )
         await ws.prepare(request)
         self._inbound.add(ws)
