@@ -7,9 +7,10 @@ messages arrive never matters, only the set received.
 
 Deviations from the paper, each for a reason:
 
-* Step timers start when a step is entered (not on 2f+1 votes of any kind):
-  with lossy links a validator could otherwise wait forever for votes that
-  were dropped before the network stabilised.
+* A resend timer re-broadcasts what we signed in the current round while the
+  round lasts: the paper assumes eventual delivery, which a message lost
+  before the network stabilised would otherwise break (votes waited for by
+  the 2f+1 timeout rules could be gone for good).
 * Timers only run while the height has work (records pending, or a proposal
   or vote for this height was received): no empty blocks and no idle churn.
 * A re-proposal carries the prevotes of its POL round, so validators that
@@ -95,6 +96,7 @@ class RoundCore:
         self.blocks: dict[bytes, Block] = {}
         self.validity: dict[bytes, VerificationError | None] = {}
         self.polka_done: set[int] = set()
+        self.prevote_timer_done: set[int] = set()
         self.precommit_timer_done: set[int] = set()
         self.fetch_requested: set[bytes] = set()
         self.active = False
@@ -146,9 +148,11 @@ class RoundCore:
             self._dirty = False
             self._out.append(Persist(self.snapshot()))
 
-    def _set_timer(self, step: Step, round_: int | None = None) -> None:
-        r = self.round if round_ is None else round_
-        self._emit(SetTimer(Timer(self.height, r, step), self.config.timeout_ms(step, r)))
+    def _set_timer(self, step: Step) -> None:
+        self._emit(SetTimer(Timer(self.height, self.round, step), self.config.timeout_ms(step, self.round)))
+
+    def _set_resend_timer(self) -> None:
+        self._emit(SetTimer(Timer(self.height, self.round, Step.PROPOSE, resend=True), self.config.resend_ms))
 
     # ------------------------------------------------------------------
     # Transitions
@@ -158,17 +162,25 @@ class RoundCore:
         """There is work at this height: from now on the round timers run."""
         if not self.active:
             self.active = True
-            self._set_timer(self.step)
+            self._arm_round_timers()
+
+    def _arm_round_timers(self) -> None:
+        # Paper: timeoutPropose at round start; timeoutPrevote/Precommit are
+        # armed by the rules when 2f+1 votes of the round have arrived, which
+        # is what keeps honest validators' rounds in step with each other.
+        if self.step == Step.PROPOSE:
+            self._set_timer(Step.PROPOSE)
+        self._set_resend_timer()
 
     def _set_step(self, step: Step) -> None:
         self.step = step
         self._dirty = True
-        if self.active:
-            self._set_timer(step)
 
     def _start_round(self, round_: int) -> None:
         self.round = round_
         self._set_step(Step.PROPOSE)
+        if self.active:
+            self._arm_round_timers()
         self._maybe_propose()
 
     def _cast(self, type_: str, block: bytes | None) -> None:
@@ -269,6 +281,7 @@ class RoundCore:
         ):
             pass
         if not self._halted:
+            self._rule_prevote_timeout()
             self._rule_precommit_timeout()
 
     def _rule_decide(self) -> bool:
@@ -357,6 +370,15 @@ class RoundCore:
         self._precommit(None)
         return True
 
+    def _rule_prevote_timeout(self) -> None:
+        """2f+1 prevotes of any kind while in prevote: wait a little for a polka."""
+        if self.step != Step.PREVOTE or self.round in self.prevote_timer_done:
+            return
+        tally = self.votes.peek(self.round, "prevote")
+        if tally is not None and tally.total() >= self.quorum:
+            self.prevote_timer_done.add(self.round)
+            self._set_timer(Step.PREVOTE)
+
     def _rule_precommit_timeout(self) -> None:
         """2f+1 precommits of any kind in this round: leave it after the timeout
         even if we are still in an earlier step."""
@@ -374,12 +396,28 @@ class RoundCore:
     def _on_timeout(self, timer: Timer) -> None:
         if timer.height != self.height or timer.round != self.round or self._halted:
             return
-        if timer.step == Step.PROPOSE and self.step == Step.PROPOSE:
+        if timer.resend:
+            self._resend()
+        elif timer.step == Step.PROPOSE and self.step == Step.PROPOSE:
             self._prevote(None)
         elif timer.step == Step.PREVOTE and self.step == Step.PREVOTE:
             self._precommit(None)
         elif timer.step == Step.PRECOMMIT:
             self._start_round(self.round + 1)
+
+    def _resend(self) -> None:
+        """The round is stuck: re-broadcast what we signed in it (never anything new)."""
+        for (round_, _), sv in self.own_votes.items():
+            if round_ == self.round:
+                self._send(Broadcast(sv))
+        mine = self.proposals.get(self.round, {})
+        if proposer_for(self.n, self.height, self.round) == self.me and mine:
+            self._send(Broadcast(next(iter(mine.values()))))
+        self._on_stuck()
+        self._set_resend_timer()
+
+    def _on_stuck(self) -> None:
+        """Hook for the machine: a resend period passed without leaving the round."""
 
     def _pol_votes_ok(self, p: Proposal, pol: Sequence[SignedVote]) -> bool:
         return all(

@@ -262,13 +262,14 @@ class ConsensusMachine(RoundCore):
             self._note_future(msg, sender, verified)
 
     def _help_laggard(self, msg: Proposal | SignedVote, sender: int, round_: int, verified: bool) -> None:
-        """A validator went past the round we decided in without deciding (it
-        missed precommits): send it the decision, at most once per round."""
+        """A validator is still at the height we decided, in another round than
+        the deciding one (it missed the proposal or the precommits): send it the
+        decision, at most once per round it is in."""
         decision = self.last_decision
         if decision is None or decision.height != msg.height:
             return
-        if round_ <= decision.certificate.round:
-            return  # still in the deciding round: it will most likely decide by itself
+        if round_ == decision.certificate.round:
+            return  # in the deciding round it will most likely see the precommits itself
         if self._laggards.get(sender, (0, -1)) >= (msg.height, round_):
             return
         if not verified and not self._verify(msg, sender):
@@ -294,19 +295,24 @@ class ConsensusMachine(RoundCore):
         self._seen_height[sender] = max(self._seen_height.get(sender, 0), msg.height)
         self._check_catch_up()
 
-    def _check_catch_up(self) -> None:
+    def _check_catch_up(self, stuck: bool = False) -> None:
         """f+1 validators at height >= H: an honest one is there, so every
         height below H is committed.  Ask the driver to fetch if we are two
-        or more behind, or one behind while idle (nothing else would tell us)."""
+        or more behind, or one behind while idle or stuck in a round (a slow
+        validator that is about to decide by itself is not disturbed)."""
         heights = sorted(self._seen_height.values(), reverse=True)
         if len(heights) < self.weak_quorum:
             return
         committed = heights[self.weak_quorum - 1] - 1
-        if committed <= self._catch_up_sent or committed < self.height:
+        if committed < self.height:
             return
-        if committed > self.height or not self.active:
-            self._catch_up_sent = committed
+        fresh = committed > self._catch_up_sent and (committed > self.height or not self.active)
+        if fresh or stuck:
+            self._catch_up_sent = max(self._catch_up_sent, committed)
             self._emit(NeedCatchUp(committed))
+
+    def _on_stuck(self) -> None:
+        self._check_catch_up(stuck=True)
 
     def _record_evidence(self, first: SignedVote, second: SignedVote) -> None:
         ev = Evidence(first, second)

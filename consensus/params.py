@@ -44,11 +44,14 @@ class Timer:
 
     Timers are never cancelled: a timer for a height/round/step the machine has
     left is simply ignored when it fires, which keeps the driver trivial.
+    ``resend`` timers re-broadcast what we signed in the current round (see
+    ``ConsensusConfig.resend_ms``); ``step`` is then just PROPOSE.
     """
 
     height: int
     round: int
     step: Step
+    resend: bool = False
 
 
 @dataclass(frozen=True)
@@ -61,6 +64,10 @@ class ConsensusConfig:
     timeout_prevote_ms: int = 1000
     timeout_precommit_ms: int = 1000
     timeout_delta_ms: int = 500
+    # While a round is stuck, re-broadcast our votes (and proposal) this
+    # often: the paper assumes every message is eventually delivered, and a
+    # message lost before the network stabilised would otherwise stay lost.
+    resend_ms: int = 5000
     # Messages further ahead than this many rounds are dropped so that a
     # Byzantine validator cannot make us store votes for unbounded rounds.
     max_rounds_ahead: int = 1000

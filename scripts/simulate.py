@@ -26,6 +26,7 @@ if str(ROOT) not in sys.path:
 from consensus.simulation.broken import BROKEN  # noqa: E402
 from consensus.simulation.byzantine import BEHAVIOURS  # noqa: E402
 from consensus.simulation.runner import CampaignStats, percentile, run_scenario  # noqa: E402
+from consensus.simulation.scenario import LIVENESS_BOUND_MS  # noqa: E402
 from consensus.simulation.world import RunResult  # noqa: E402
 
 console = Console(highlight=False)
@@ -100,7 +101,8 @@ def _campaign(runs: int, start: int, n: int, byzantine: int, behaviour: str, bro
         f"p50={summary['stable_latency_p50_delays']:.2f} p99={summary['stable_latency_p99_delays']:.2f} "
         f"(records submitted after GST, runs without crashes)"
     )
-    console.print(f"slowest settle-to-done: {summary['max_settle_to_done_ms']} ms virtual")
+    console.print(f"slowest settle-to-done: {summary['max_settle_to_done_ms']} ms virtual "
+                  f"(seed {summary['slowest_seed']}; liveness bound {LIVENESS_BOUND_MS} ms)")
     if json_path:
         Path(json_path).write_text(json.dumps(summary, indent=2) + "\n")
     return 1 if stats.violations else 0

@@ -172,47 +172,75 @@ def test_f_plus_one_votes_from_a_later_round_make_a_validator_skip_ahead() -> No
 # --------------------------------------------------------------------------
 
 
+def _only(pairs: set[tuple[int, int]], type_: str):  # type: ignore[no-untyped-def]
+    """Deliver votes of ``type_`` only along (src, dst) ``pairs``; everything else goes through."""
+    def keep(e, dst):  # type: ignore[no-untyped-def]
+        m = e.message
+        return not (isinstance(m, SignedVote) and m.type == type_) or (e.src, dst) in pairs
+    return keep
+
+
+# Every validator hears two prevotes besides its own, never three for one block.
+NO_POLKA_EXCEPT_V0 = {(1, 0), (2, 0), (3, 0), (0, 1), (3, 1), (1, 2), (3, 2), (0, 3), (1, 3)}
+NO_POLKA = {(1, 0), (2, 0), (0, 1), (2, 1), (0, 2), (1, 2), (0, 3), (1, 3)}
+
+
 def test_locked_validator_prevotes_nil_for_another_block_then_a_pol_reproposal_commits() -> None:
     bench = Bench()
     bench.start()
-    bench.submit(bench.records(2))
+    bench.submit(bench.records(2), nodes=[0, 1, 2, 3])
     (block_a,) = proposals_of(bench.nodes[1].effects)
-    # Round 0: everyone prevotes A, but only v0 hears the prevotes: v0 locks on A.
-    bench.deliver(keep=lambda e, dst: isinstance(e.message, Proposal) or dst == 0)
+    # Round 0: v3 misses the proposal and prevotes nil; only v0 sees the polka for A.
+    bench.deliver(keep=lambda e, dst: not (isinstance(e.message, Proposal) and dst == 3) and _only(
+        NO_POLKA_EXCEPT_V0, "prevote")(e, dst))
+    bench.fire(3, Step.PROPOSE)
+    bench.deliver(keep=_only(NO_POLKA_EXCEPT_V0, "prevote"))
     v0 = bench.nodes[0].machine
     assert (v0.locked_round, v0.locked_block) == (0, block_a.block_hash)
-    bench.drop_outbox()  # v0's precommit is lost
     bench.fire_all(Step.PREVOTE, nodes=[1, 2, 3])
     bench.deliver()
+    assert [n.machine.step for n in bench.nodes] == [Step.PRECOMMIT] * 4
     bench.fire_all(Step.PRECOMMIT)
     # Round 1: v2 never saw a polka and proposes a fresh block B.
-    (block_b,) = [p for p in bench.sent(2, Proposal)]
+    (block_b,) = bench.sent(2, Proposal)
     assert block_b.round == 1 and block_b.block_hash != block_a.block_hash
-    bench.deliver(keep=lambda e, dst: isinstance(e.message, Proposal))
-    prevotes = votes_of(bench.nodes[0].effects, "prevote")
-    assert prevotes[-1].round == 1 and prevotes[-1].block is None  # locked on A: nil for B
-    assert all(votes_of(bench.nodes[i].effects, "prevote")[-1].block == block_b.block_hash for i in (1, 3))
-    bench.drop_outbox()
-    for i in range(4):
-        if bench.nodes[i].machine.step == Step.PROPOSE:
-            bench.fire(i, Step.PROPOSE)
-    bench.drop_outbox()
+    bench.deliver(keep=_only(NO_POLKA, "prevote"))
+    prevotes = {i: votes_of(bench.nodes[i].effects, "prevote")[-1] for i in range(4)}
+    assert prevotes[0].round == 1 and prevotes[0].block is None  # locked on A: nil for B
+    assert all(prevotes[i].block == block_b.block_hash for i in (1, 2, 3))
     bench.fire_all(Step.PREVOTE)
-    bench.drop_outbox()
+    bench.deliver()
     bench.fire_all(Step.PRECOMMIT)
+    # Round 2: v3's proposal is lost; everyone times out with nil.
     bench.drop_outbox()
-    bench.fire_all(Step.PROPOSE)  # round 2: v3 proposes; drop it
-    bench.drop_outbox()
-    bench.fire_all(Step.PREVOTE)
-    bench.drop_outbox()
+    bench.fire_all(Step.PROPOSE)
+    bench.deliver()
     bench.fire_all(Step.PRECOMMIT)
-    # Round 3: v0 proposes; it still holds A as its valid value and re-proposes it with the POL.
+    # Round 3: v0 still holds A as its valid value and re-proposes it with its POL.
     (again,) = bench.sent(0, Proposal)
     assert (again.round, again.pol_round, again.block_hash) == (3, 0, block_a.block_hash)
     assert len(again.pol) >= bench.genesis.quorum
     bench.deliver()
     for node in bench.nodes:
         assert node.chain.height == 1 and node.chain.tip.hash == block_a.block_hash  # type: ignore[union-attr]
+        assert node.chain.certificates[0].round == 3
+
+
+def test_votes_lost_before_stabilisation_are_resent() -> None:
+    bench = Bench()
+    bench.start()
+    bench.submit(bench.records(1))
+    bench.drop_outbox()  # the proposal is lost
+    bench.fire_all(Step.PROPOSE)
+    bench.drop_outbox()  # so are all the nil prevotes: nobody can time out of prevote
+    assert all(n.machine.step == Step.PREVOTE for n in bench.nodes)
+    bench.resend()
+    assert {type(m).__name__ for m in bench.sent()} == {"SignedVote", "Proposal"}  # v1 re-sends both
+    bench.deliver()
+    bench.fire_all(Step.PRECOMMIT)
+    bench.deliver()
+    assert all(n.chain.height == 1 for n in bench.nodes)
+    assert bench.nodes[0].chain.certificates[0].round == 1
 
 
 # --------------------------------------------------------------------------

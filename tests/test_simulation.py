@@ -182,6 +182,6 @@ def test_campaign_cli_reports_figures_and_json(tmp_path: Path) -> None:
 def test_campaign_cli_stops_at_the_first_violation_with_seed_and_trace() -> None:
     done = _simulate("--runs", "20", "--validators", "4", "--behaviour", "amnesia", "--broken", "small-quorum")
     assert done.returncode == 1
-    assert "violation in seed 0" in done.stdout and "VIOLATION agreement" in done.stdout
+    assert "violation in seed 0" in done.stdout and "VIOLATION certificate" in done.stdout
     assert "last events:" in done.stdout and "COMMIT h1" in done.stdout  # the trace up to the fork
     assert "runs=1 " in done.stdout

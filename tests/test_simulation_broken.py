@@ -19,12 +19,12 @@ from ledger.encoding import H
 
 CASES = [
     # broken replica, n, byzantine, behaviour, violation kinds, seeds to search
-    ("ignore-lock", 4, 1, "amnesia", ("agreement",), range(150, 260)),
-    ("ignore-lock", 4, 1, "twins", ("agreement",), range(90, 200)),
-    ("ignore-lock", 7, 2, "twins", ("agreement",), range(0, 60)),
-    ("double-count", 4, 1, "amnesia", ("agreement",), range(0, 60)),
-    ("double-count", 4, 1, "mixed", ("agreement",), range(0, 60)),
-    ("small-quorum", 4, 1, "amnesia", ("agreement",), range(0, 30)),
+    ("ignore-lock", 4, 1, "amnesia", ("agreement",), range(150, 200)),
+    ("double-count", 4, 1, "equivocate", ("agreement",), range(0, 40)),
+    ("double-count", 4, 1, "amnesia", ("agreement",), range(120, 200)),
+    ("double-count", 4, 1, "mixed", ("agreement",), range(75, 130)),
+    ("double-count", 7, 2, "mixed", ("agreement",), range(25, 60)),
+    ("small-quorum", 4, 1, "amnesia", ("agreement",), range(40, 80)),
     ("small-quorum", 7, 2, "mixed", ("agreement",), range(0, 30)),
     ("no-validation", 4, 1, "invalid", ("validity", "integrity"), range(0, 30)),
     ("no-timeout", 4, 1, "withhold", ("liveness",), range(0, 30)),

@@ -39,7 +39,7 @@ from .app import SimApp, SimChain
 from .workload import MAX_CLOCK_SKEW_MS, Client, sim_genesis, validator_keys
 
 BENCH_CONFIG = ConsensusConfig(timeout_propose_ms=300, timeout_prevote_ms=200,
-                               timeout_precommit_ms=200, timeout_delta_ms=100)
+                               timeout_precommit_ms=200, timeout_delta_ms=100, resend_ms=1000)
 
 
 @dataclass
@@ -168,6 +168,14 @@ class Bench:
         timer = Timer(m.height, m.round, step)
         assert timer in self.nodes[i].timers, f"node {i} has no {step.label} timer for {timer}"
         return self.step(i, TimerFired(timer, self.now))
+
+    def resend(self, nodes: Iterable[int] | None = None) -> None:
+        """Fire the resend timer of the current round (re-broadcast own messages)."""
+        for i in self._all(nodes):
+            m = self.nodes[i].machine
+            timer = Timer(m.height, m.round, Step.PROPOSE, resend=True)
+            if timer in self.nodes[i].timers:
+                self.step(i, TimerFired(timer, self.now))
 
     def fire_all(self, step: Step, nodes: Iterable[int] | None = None) -> None:
         for i in self._all(nodes):

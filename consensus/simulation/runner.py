@@ -36,6 +36,7 @@ class CampaignStats:
     records: int = 0
     messages: int = 0
     max_settle_to_end: int = 0
+    slowest_seed: int = -1
     failed_seeds: list[int] = field(default_factory=list)
 
     def add(self, result: RunResult) -> None:
@@ -48,8 +49,9 @@ class CampaignStats:
         if result.violations:
             self.violations += 1
             self.failed_seeds.append(result.seed)
-        else:
-            self.max_settle_to_end = max(self.max_settle_to_end, result.end_time - result.settle_time)
+        elif result.end_time - result.settle_time > self.max_settle_to_end:
+            self.max_settle_to_end = result.end_time - result.settle_time
+            self.slowest_seed = result.seed
 
     def summary(self) -> dict[str, float | int | list[int]]:
         return {
@@ -64,4 +66,5 @@ class CampaignStats:
             "stable_latency_p50_delays": percentile(self.stable_latencies, 50),
             "stable_latency_p99_delays": percentile(self.stable_latencies, 99),
             "max_settle_to_done_ms": self.max_settle_to_end,
+            "slowest_seed": self.slowest_seed,
         }

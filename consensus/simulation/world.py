@@ -29,6 +29,7 @@ SIM_CONFIG = ConsensusConfig(
     timeout_prevote_ms=2 * MEAN_DELAY_MS,
     timeout_precommit_ms=2 * MEAN_DELAY_MS,
     timeout_delta_ms=MEAN_DELAY_MS,
+    resend_ms=10 * MEAN_DELAY_MS,
 )
 STATUS_INTERVAL_MS = 10 * MEAN_DELAY_MS
 
