@@ -55,7 +55,7 @@ from ledger.chain import ChainStore
 from ledger.crypto import SigningKey, verify_signature
 from ledger.encoding import canonical
 from ledger.errors import LedgerError
-from ledger.genesis import Genesis
+from ledger.genesis import Genesis, max_faulty
 from ledger.records import Envelope
 
 from .aio import cancel_all, wait_event
@@ -188,10 +188,11 @@ class Driver:
     def peer_height(self, peer: int, height: int) -> None:
         """A peer's committed height (status gossip): catch up if we fell behind."""
         self.sync.note_height(peer, height)
-        gap = self.sync.best_height() - self.chain.height
+        reached = self.sync.height_of_at_least(max_faulty(self.genesis.n) + 1)
+        gap = reached - self.chain.height
         stalled = now_ms() - self._last_commit_ms > self.stall_ms
         if gap >= 2 or (gap >= 1 and stalled):
-            self.want_sync(self.sync.best_height())
+            self.want_sync(reached)
 
     def want_sync(self, height: int) -> None:
         self._sync_target = max(self._sync_target, height)

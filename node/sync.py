@@ -130,8 +130,14 @@ class BlockSync:
         if height > self.peer_heights.get(peer, -1):
             self.peer_heights[peer] = height
 
-    def best_height(self) -> int:
-        return max(self.peer_heights.values(), default=0)
+    def height_of_at_least(self, k: int) -> int:
+        """The greatest height that ``k`` peers report reaching (0 if fewer report).
+
+        With k = f+1 at least one honest validator is there, so one lying peer
+        cannot send us chasing blocks that do not exist.
+        """
+        heights = sorted(self.peer_heights.values(), reverse=True)
+        return heights[k - 1] if len(heights) >= k else 0
 
     def record(self, blocks: int, records: int, seconds: float) -> None:
         self.total.blocks += blocks
