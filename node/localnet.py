@@ -9,6 +9,7 @@ else.  Waiting is always polling with a deadline.
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import random
 import signal
@@ -21,7 +22,9 @@ from typing import Any
 
 import aiohttp
 
+from ledger.crypto import SigningKey
 from ledger.genesis import Genesis, load_genesis
+from ledger.keys import write_key_file
 
 from .cluster import _die_with_parent, init_cluster, node_command
 
@@ -64,11 +67,20 @@ async def until(cond: Callable[[], Awaitable[bool]], timeout: float, what: str,
 
 class LocalCluster:
     def __init__(self, directory: Path, n: int = 4, *, params: dict[str, Any] | None = None,
-                 toml_edits: dict[int, list[tuple[str, str]]] | None = None) -> None:
+                 toml_edits: dict[int, list[tuple[str, str]]] | None = None,
+                 submitters: dict[str, list[str]] | None = None) -> None:
+        """``submitters`` adds genesis submitters (name -> roles) with key files."""
         self.dir = directory
         self.n = n
         self.base_port = free_base_port(n)
-        init_cluster(directory, n, self.base_port, params=dict(FAST_PARAMS, **(params or {})))
+        doc = init_cluster(directory, n, self.base_port,
+                           params=dict(FAST_PARAMS, **(params or {})))
+        for name, roles in (submitters or {}).items():
+            key = SigningKey.generate()
+            write_key_file(directory / "keys" / f"{name}.json", name, key)
+            doc["submitters"].append({"name": name, "pubkey": key.public_key.hex(),
+                                      "roles": roles})
+        (directory / "genesis.json").write_text(json.dumps(doc, indent=2) + "\n")
         for i, edits in (toml_edits or {}).items():
             path = self.config(i)
             text = path.read_text()
@@ -145,8 +157,6 @@ class LocalCluster:
             body = await resp.read()
             ctype = resp.headers.get("Content-Type", "")
             if ctype.startswith("application/json"):
-                import json
-
                 return resp.status, json.loads(body)
             return resp.status, body
 

@@ -28,6 +28,7 @@ from ledger.records import Envelope, make_record, sign_record
 from ledger.verify import verify_bundle
 from node import frames
 from node.localnet import LocalCluster, until
+from node.openapi import ERROR_CODES
 
 pytestmark = pytest.mark.cluster
 
@@ -72,7 +73,8 @@ async def submit(c: LocalCluster, node: int, envs: list[Envelope]) -> list[dict[
 @pytest.fixture
 async def cluster(tmp_path: Path, request: pytest.FixtureRequest) -> AsyncIterator[LocalCluster]:
     edits = getattr(request, "param", None)
-    c = LocalCluster(tmp_path / "cluster", 4, toml_edits=edits)
+    # "auditor" is a genesis submitter without the submit role (forbidden_role).
+    c = LocalCluster(tmp_path / "cluster", 4, toml_edits=edits, submitters={"auditor": ["read"]})
     try:
         yield c
     finally:
@@ -220,13 +222,14 @@ async def test_every_error_code_from_real_requests(cluster: LocalCluster) -> Non
             canonical({"record": b"\x00" * 9000, "sig": bytes(64)})]
     stranger = Submitter(c, "node0")  # a validator key is no submitter
     envs.append(stranger.envelope().envelope_bytes)
+    envs.append(Submitter(c, "auditor").envelope().envelope_bytes)
     status, doc = await request("POST", "/v1/records", json={"envelopes": [
         base64.b64encode(e if isinstance(e, bytes) else e.envelope_bytes).decode()
         for e in envs]})
     assert status == 202
     assert [r.get("error") for r in doc["results"]] == [
         "bad_encoding", "non_canonical", "bad_signature", "wrong_chain", "unknown_parent",
-        "nonce_reused", "too_large", "unknown_submitter"]
+        "nonce_reused", "too_large", "unknown_submitter", "forbidden_role"]
     await request("POST", "/v1/records", json={"nope": 1})
     await request("POST", "/v1/records", data=b"x" * 300_000,
                   headers={"Content-Type": "application/json"})
@@ -235,9 +238,6 @@ async def test_every_error_code_from_real_requests(cluster: LocalCluster) -> Non
     await request("GET", "/v1/records/" + "00" * 32)
     assert {"bad_request", "too_large", "too_many", "unsupported_media_type",
             "not_found"} <= set(seen)
-
-    # forbidden_role needs a submitter without "submit": genesis has none, so
-    # that code is exercised in-process (tests/test_node_api.py).
 
     # Freeze two validators (SIGSTOP: their sockets stay open and node 3's
     # heartbeat is slow, so it still counts them as connected): from now on
@@ -270,11 +270,7 @@ async def test_every_error_code_from_real_requests(cluster: LocalCluster) -> Non
     verify_bundle(bundle, c.genesis.raw)
     assert {"rate_limited", "not_committed", "unavailable"} <= set(seen)
     assert await c.metric(3, "ledger_inputs_rejected_total", code="bad_signature") >= 1
-    everything = {"bad_request", "bad_encoding", "non_canonical", "bad_signature",
-                  "unknown_submitter", "wrong_chain", "nonce_reused", "unknown_parent",
-                  "too_large", "too_many", "unsupported_media_type", "not_found",
-                  "not_committed", "rate_limited", "unavailable"}
-    assert everything <= set(seen), everything - set(seen)
+    assert set(seen) == set(ERROR_CODES), set(ERROR_CODES) - set(seen)
 
 
 async def test_forged_peer_frames_are_dropped_and_counted(cluster: LocalCluster) -> None:

@@ -4,7 +4,6 @@ refusal of strangers, bad signatures and replays, bounded queues, reconnect."""
 from __future__ import annotations
 
 import asyncio
-import socket
 from collections.abc import AsyncIterator, Callable
 from typing import Any
 
@@ -16,21 +15,12 @@ from helpers import genesis_doc, make_keys
 from ledger.crypto import SigningKey
 from ledger.genesis import Genesis, parse_genesis
 from node import frames
+from node.localnet import free_base_port
 from node.metrics import Metrics
 from node.transport import PeerTransport, TransportSettings
 
 SETTINGS = TransportSettings(queue_size=16, reconnect_initial_s=0.05, reconnect_max_s=0.2,
                              heartbeat_s=1.0, handshake_timeout_s=2.0)
-
-
-def free_ports(n: int) -> list[int]:
-    socks = [socket.socket() for _ in range(n)]
-    for s in socks:
-        s.bind(("127.0.0.1", 0))
-    ports = [s.getsockname()[1] for s in socks]
-    for s in socks:
-        s.close()
-    return ports
 
 
 class Peer:
@@ -76,7 +66,8 @@ async def until(cond: Callable[[], bool], timeout: float = 10.0) -> None:
 
 @pytest.fixture
 async def trio() -> AsyncIterator[tuple[Genesis, list[SigningKey], list[Peer]]]:
-    ports = free_ports(3)
+    base = free_base_port(3)
+    ports = [base, base + 1, base + 2]
     keys = make_keys(3)
     doc = genesis_doc(keys, make_keys(1, 1_000_000), "t")
     for v, port in zip(doc["validators"], ports):
