@@ -238,8 +238,8 @@ class Api:
         decoded: list[bytes | LedgerError] = []
         for item in items:
             try:
-                decoded.append(from_b64(item, what="envelope") if isinstance(item, str)
-                               else _as_bytes(item))
+                decoded.append(item if isinstance(item, bytes)
+                               else from_b64(item, what="envelope"))
             except LedgerError as exc:
                 decoded.append(exc)
         good = [d for d in decoded if isinstance(d, bytes)]
@@ -451,12 +451,6 @@ class Api:
 
     async def openapi(self, request: web.Request) -> web.Response:
         return web.json_response(self._spec)
-
-
-def _as_bytes(item: Any) -> bytes:
-    if not isinstance(item, bytes):
-        raise BadEncoding("envelope must be bytes")
-    return item
 
 
 def build_app(node: ApiBackend, *, max_body_bytes: int, max_inflight: int, max_envelopes: int,

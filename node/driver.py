@@ -352,7 +352,7 @@ class Driver:
                      extra={"sync_blocks": blocks, "sync_records": records,
                             "sync_seconds": round(secs, 3),
                             "sync_rate": round(records / max(secs, 1e-9), 1)})
-            self.sync.record(blocks, records, secs)
+            self.sync.record(blocks, records)
 
     # -- status ------------------------------------------------------------
 

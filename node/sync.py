@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Sequence
-from dataclasses import dataclass
 from typing import Any
 
 import aiohttp
@@ -43,17 +42,6 @@ class SyncError(LedgerError):
 
     code = "unavailable"
     step = "sync"
-
-
-@dataclass
-class SyncReport:
-    blocks: int = 0
-    records: int = 0
-    seconds: float = 0.0
-
-    @property
-    def rate(self) -> float:
-        return self.records / self.seconds if self.seconds > 0 else 0.0
 
 
 def serve_blocks(chain: ChainStore, request: web.Request, *, max_blocks: int,
@@ -124,7 +112,6 @@ class BlockSync:
         self.batch_blocks = batch_blocks
         self.timeout = aiohttp.ClientTimeout(total=request_timeout_s)
         self.peer_heights: dict[int, int] = {}  # learnt from status gossip and sync answers
-        self.total = SyncReport()
 
     def note_height(self, peer: int, height: int) -> None:
         if height > self.peer_heights.get(peer, -1):
@@ -139,10 +126,7 @@ class BlockSync:
         heights = sorted(self.peer_heights.values(), reverse=True)
         return heights[k - 1] if len(heights) >= k else 0
 
-    def record(self, blocks: int, records: int, seconds: float) -> None:
-        self.total.blocks += blocks
-        self.total.records += records
-        self.total.seconds += seconds
+    def record(self, blocks: int, records: int) -> None:
         self.metrics.sync_blocks.inc(blocks)
         self.metrics.sync_records.inc(records)
 
