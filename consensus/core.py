@@ -72,6 +72,7 @@ class RoundCore:
         self._dirty = False
         self._halted = False  # a decision was emitted: no more rules this height
         self.last_decision: Decision | None = None
+        self._decided_at = 0
         self._reset_height(1)
 
     @staticmethod
@@ -235,6 +236,7 @@ class RoundCore:
         self._flush_persist()
         self._emit(Commit(header, envelopes, cert))
         self.last_decision = Decision(header, envelopes, cert)
+        self._decided_at = self.now
         self.tip_time = header.time
         self._halted = True
 
@@ -406,13 +408,20 @@ class RoundCore:
             self._start_round(self.round + 1)
 
     def _resend(self) -> None:
-        """The round is stuck: re-broadcast what we signed in it (never anything new)."""
+        """The round is stuck: re-broadcast what we signed in it (never anything
+        new), and the precommits of the previous round that moved us here, so
+        a validator that lost them can follow (it gets f+1 senders of that
+        round to skip to it, then the 2f+1 precommits that time it out)."""
         for (round_, _), sv in self.own_votes.items():
             if round_ == self.round:
                 self._send(Broadcast(sv))
         mine = self.proposals.get(self.round, {})
         if proposer_for(self.n, self.height, self.round) == self.me and mine:
             self._send(Broadcast(next(iter(mine.values()))))
+        previous = self.votes.peek(self.round - 1, "precommit") if self.round > 0 else None
+        if previous is not None and previous.total() >= self.quorum:
+            for sv in previous.first.values():
+                self._send(Broadcast(sv))
         self._on_stuck()
         self._set_resend_timer()
 

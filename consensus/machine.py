@@ -262,14 +262,15 @@ class ConsensusMachine(RoundCore):
             self._note_future(msg, sender, verified)
 
     def _help_laggard(self, msg: Proposal | SignedVote, sender: int, round_: int, verified: bool) -> None:
-        """A validator is still at the height we decided, in another round than
-        the deciding one (it missed the proposal or the precommits): send it the
-        decision, at most once per round it is in."""
+        """A validator is still at the height we decided (it missed the proposal
+        or the precommits): send it the decision, at most once per round it is
+        in.  In the deciding round itself only once it is clearly stuck there:
+        a validator that is merely a little slower decides by itself."""
         decision = self.last_decision
         if decision is None or decision.height != msg.height:
             return
-        if round_ == decision.certificate.round:
-            return  # in the deciding round it will most likely see the precommits itself
+        if round_ == decision.certificate.round and self.now - self._decided_at < self.config.timeout_precommit_ms:
+            return
         if self._laggards.get(sender, (0, -1)) >= (msg.height, round_):
             return
         if not verified and not self._verify(msg, sender):

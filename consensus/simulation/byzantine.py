@@ -7,8 +7,11 @@ round, properly signed) while attacking safety.
 * double-vote - every vote is paired with a conflicting one to the other half
 * withhold    - silent, or drops its precommits, or talks to half the peers
 * invalid     - as proposer, an invalid block (see mutations) plus votes for it
-* amnesia     - also prevotes and precommits every proposal it receives,
-                whatever it voted or locked before
+* amnesia     - forgets its locks (runs IgnoreLockMachine: prevotes as if
+                unlocked, proposes fresh blocks) and also prevotes every
+                proposal it receives, precommitting it to half of its peers:
+                the classic way to make one honest validator decide a block
+                the others then abandon, if their locks let them
 * twins       - not here: two honest instances with one key (see world.py)
 """
 
@@ -24,6 +27,9 @@ from ledger.encoding import H
 from consensus.messages import Message, Proposal, SignedVote, sign_proposal, sign_vote
 from consensus.params import NIL_ROUND
 
+from consensus.machine import ConsensusMachine
+
+from .broken import IgnoreLockMachine
 from .mutations import ALL_KINDS, mutate
 from .node import MachineFactory, SimNode
 from .wire import decode_frame, encode_frame
@@ -40,7 +46,8 @@ class ByzantineNode(SimNode):
     def __init__(self, world: "World", endpoint: int, validator: int, clock_offset: int,
                  behaviours: frozenset[str], rng: random.Random,
                  machine_factory: MachineFactory | None = None) -> None:
-        super().__init__(world, endpoint, validator, clock_offset)
+        own = IgnoreLockMachine if "amnesia" in behaviours else ConsensusMachine
+        super().__init__(world, endpoint, validator, clock_offset, machine_factory or own)
         self.behaviours = behaviours
         self.rng = rng
         self.withhold_mode = rng.choice(("silent", "precommits", "half"))
@@ -57,8 +64,9 @@ class ByzantineNode(SimNode):
         if "amnesia" in self.behaviours and self.up:
             msg = decode_frame(data)
             if isinstance(msg, Proposal) and msg.height == self.machine.height:
-                for type_ in ("prevote", "precommit"):
-                    SimNode.broadcast(self, self._vote_for(type_, msg.height, msg.round, msg.block_hash))
+                SimNode.broadcast(self, self._vote_for("prevote", msg.height, msg.round, msg.block_hash))
+                half, _ = self._halves()
+                self._send_only(self._vote_for("precommit", msg.height, msg.round, msg.block_hash), half)
 
     def broadcast(self, msg: Message) -> None:
         b = self.behaviours

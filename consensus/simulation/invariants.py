@@ -56,6 +56,8 @@ class Checker:
     def on_signed(self, who: str, validator: int, msg: Message) -> None:
         """An honest validator signed (sent or persisted) ``msg``."""
         if isinstance(msg, SignedVote):
+            if msg.validator != validator:
+                return  # a forwarded vote of someone else
             key = (validator, msg.height, msg.round, msg.type)
             block = msg.block
         elif isinstance(msg, Proposal):
