@@ -1,0 +1,251 @@
+"""Hypothesis fuzzing of every decoder that sees untrusted bytes: envelopes,
+headers, votes, certificates, peer frames and handshakes, consensus messages
+and proof bundles.  Whatever the input (random bytes, random MessagePack,
+mutations of valid encodings), a decoder returns a value or raises a
+:class:`~ledger.errors.LedgerError` subclass; anything else is a bug.
+
+``FUZZ_EXAMPLES`` (environment) scales the number of cases per property;
+``scripts/faults fuzz`` runs the long version.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import os
+from collections.abc import Callable
+from typing import Any
+
+import msgpack
+import pytest
+from helpers import certify, make_envelope
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from memchain import build_chain
+
+from consensus import proposer_for
+from consensus.messages import Decision, decode_message, encode_message, sign_proposal, sign_vote
+from ledger.blocks import Vote, certificate_from_bytes, certificate_from_json, decode_header, decode_vote
+from ledger.crypto import SigningKey
+from ledger.encoding import canonical, decode
+from ledger.errors import LedgerError
+from ledger.genesis import parse_genesis
+from ledger.proofs import build_bundle
+from ledger.records import decode_envelope, decode_record
+from ledger.verify import parse_bundle, parse_consistency, verify_bundle
+from node import frames
+from node.wire import decode_consensus
+
+EXAMPLES = int(os.environ.get("FUZZ_EXAMPLES", "300"))
+FUZZ = settings(max_examples=EXAMPLES, deadline=None, derandomize="FUZZ_RANDOM" not in os.environ,
+                suppress_health_check=list(HealthCheck))
+
+MEM, DOC, VKEYS, SKEY, ENVS = build_chain((3, 1, 4, 2))
+GENESIS = parse_genesis(DOC)
+HEADER = MEM.headers[2]
+CERT = certify(HEADER, VKEYS, GENESIS)
+ENV = make_envelope(SKEY, GENESIS.chain, 7, parents=[ENVS[0].id])
+BUNDLE = json.loads(json.dumps(build_bundle(MEM, ENVS[5].id)))
+ME = VKEYS[0]
+PEER = VKEYS[1]
+SESSION = frames.session_id(b"\x01" * 32, b"\x02" * 32)
+FRAME = frames.seal(PEER, SESSION, 5, b"hello body")
+HELLO = frames.hello(GENESIS, PEER, ME.public_key, b"\x03" * 32)
+VOTE = Vote("prevote", GENESIS.chain, HEADER.height, 1, HEADER.hash)
+SIGNED_VOTE = sign_vote(VOTE, 1, VKEYS[1])
+BLOCK3 = tuple(ENVS[4:8])
+PROPOSAL = sign_proposal(HEADER, BLOCK3, 1, 0, VKEYS[proposer_for(4, HEADER.height, 1)],
+                         pol=(SIGNED_VOTE,))
+DECISION = Decision(HEADER, BLOCK3, CERT)
+
+# Every decoder under test: name -> (function of bytes, a valid input).
+DECODERS: dict[str, tuple[Callable[[bytes], Any], bytes]] = {
+    "envelope": (decode_envelope, ENV.envelope_bytes),
+    "record": (decode_record, ENV.record.record_bytes),
+    "header": (decode_header, HEADER.header_bytes),
+    "vote": (decode_vote, VOTE.vote_bytes),
+    "certificate": (certificate_from_bytes, CERT.to_bytes()),
+    "frame": (lambda b: frames.open_frame(PEER.public_key, SESSION, 5, b), FRAME),
+    "hello": (lambda b: frames.check_hello(GENESIS, ME, b), HELLO),
+    "consensus_vote": (decode_message, encode_message(SIGNED_VOTE)),
+    "consensus_proposal": (decode_message, encode_message(PROPOSAL)),
+    "consensus_decision": (decode_message, encode_message(DECISION)),
+    "consensus_wire": (lambda b: decode_consensus(b, lambda _leaf: None),
+                       encode_message(PROPOSAL)),
+}
+
+
+def only_typed_errors(fn: Callable[[], Any]) -> None:
+    try:
+        fn()
+    except LedgerError:
+        pass
+
+
+def test_valid_inputs_decode() -> None:
+    """The seeds mutated below are themselves accepted (else mutations prove little)."""
+    assert decode_envelope(ENV.envelope_bytes).id == ENV.id
+    assert decode_header(HEADER.header_bytes).hash == HEADER.hash
+    assert certificate_from_bytes(CERT.to_bytes()) == CERT
+    assert frames.open_frame(PEER.public_key, SESSION, 5, FRAME) == b"hello body"
+    assert frames.check_hello(GENESIS, ME, HELLO).dialer == PEER.public_key
+    verify_bundle(copy.deepcopy(BUNDLE), DOC)
+    for name in ("vote", "consensus_vote", "consensus_proposal", "consensus_decision"):
+        fn, seed = DECODERS[name]
+        fn(seed)
+
+
+@FUZZ
+@given(st.sampled_from(sorted(DECODERS)), st.binary(max_size=512))
+def test_random_bytes(name: str, data: bytes) -> None:
+    fn, _ = DECODERS[name]
+    only_typed_errors(lambda: fn(data))
+
+
+@st.composite
+def mutated(draw: st.DrawFn, seed: bytes) -> bytes:
+    data = bytearray(seed)
+    for _ in range(draw(st.integers(1, 4))):
+        op = draw(st.sampled_from(["flip", "set", "cut", "insert", "delete"]))
+        if not data:
+            break
+        i = draw(st.integers(0, len(data) - 1))
+        if op == "flip":
+            data[i] ^= 1 << draw(st.integers(0, 7))
+        elif op == "set":
+            data[i] = draw(st.integers(0, 255))
+        elif op == "cut":
+            del data[i:]
+        elif op == "insert":
+            data[i:i] = draw(st.binary(min_size=1, max_size=8))
+        else:
+            del data[i:i + draw(st.integers(1, 8))]
+    return bytes(data)
+
+
+@FUZZ
+@given(st.data())
+def test_mutated_valid_encodings(data: st.DataObject) -> None:
+    name = data.draw(st.sampled_from(sorted(DECODERS)))
+    fn, seed = DECODERS[name]
+    blob = data.draw(mutated(seed))
+    only_typed_errors(lambda: fn(blob))
+
+
+msgpack_values = st.recursive(
+    st.none() | st.booleans() | st.integers(-(2**64), 2**64 - 1) | st.floats()
+    | st.text(max_size=16) | st.binary(max_size=40),
+    lambda children: st.lists(children, max_size=5)
+    | st.dictionaries(st.text(max_size=8) | st.integers(0, 9), children, max_size=5),
+    max_leaves=20,
+)
+
+
+def _field_names(seed: bytes) -> list[str]:
+    value = msgpack.unpackb(seed, raw=False, strict_map_key=False)
+    return [k for k in value if isinstance(k, str)] if isinstance(value, dict) else []
+
+
+@FUZZ
+@given(st.data())
+def test_structured_messages(data: st.DataObject) -> None:
+    """Right shape, wrong field values: a valid map with fields replaced or added."""
+    name = data.draw(st.sampled_from(sorted(DECODERS)))
+    fn, seed = DECODERS[name]
+    value = msgpack.unpackb(seed, raw=False, strict_map_key=False)
+    if not isinstance(value, dict):
+        value = {}
+    names = _field_names(seed) + ["t", "x"]
+    for _ in range(data.draw(st.integers(1, 3))):
+        key = data.draw(st.sampled_from(names))
+        value[key] = data.draw(msgpack_values)
+        if name.startswith("consensus") and key == "t" and isinstance(value[key], (list, dict)):
+            return  # known: test_consensus_unhashable_type_tag
+    try:
+        blob = msgpack.packb(value, use_bin_type=True)
+    except (OverflowError, TypeError, ValueError):
+        return
+    only_typed_errors(lambda: fn(blob))
+
+
+json_values = st.recursive(
+    st.none() | st.booleans() | st.integers(-(2**70), 2**70) | st.text(max_size=20)
+    | st.sampled_from(["", "00", "zz", "AAAA", "=", "x" * 64, "0" * 64]),
+    lambda children: st.lists(children, max_size=4)
+    | st.dictionaries(st.text(max_size=8), children, max_size=4),
+    max_leaves=12,
+)
+
+
+def _paths(doc: Any, prefix: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
+    out = [prefix]
+    if isinstance(doc, dict):
+        for k, v in doc.items():
+            out += _paths(v, prefix + (k,))
+    elif isinstance(doc, list):
+        for i, v in enumerate(doc):
+            out += _paths(v, prefix + (i,))
+    return out
+
+
+BUNDLE_PATHS = _paths(BUNDLE)[1:]
+
+
+@FUZZ
+@given(st.data())
+def test_mutated_bundles(data: st.DataObject) -> None:
+    """Proof bundles (JSON) with any field replaced or dropped: parse and verify
+    raise typed errors only."""
+    doc = copy.deepcopy(BUNDLE)
+    for _ in range(data.draw(st.integers(1, 3))):
+        path = data.draw(st.sampled_from(BUNDLE_PATHS))
+        target = doc
+        try:
+            for key in path[:-1]:
+                target = target[key]
+            if data.draw(st.booleans()) and isinstance(target, dict):
+                target.pop(path[-1], None)
+            else:
+                target[path[-1]] = data.draw(json_values)
+        except (KeyError, IndexError, TypeError):
+            continue
+    only_typed_errors(lambda: parse_bundle(doc))
+    only_typed_errors(lambda: verify_bundle(doc, DOC))
+    only_typed_errors(lambda: parse_consistency(doc))
+    only_typed_errors(lambda: certificate_from_json(doc.get("certificate")
+                                                   if isinstance(doc, dict) else doc))
+
+
+@FUZZ
+@given(json_values)
+def test_arbitrary_json_bundles(doc: Any) -> None:
+    only_typed_errors(lambda: verify_bundle(doc, DOC))
+    only_typed_errors(lambda: parse_consistency(doc))
+
+
+@FUZZ
+@given(st.binary(max_size=64), st.integers(-5, 2**70))
+def test_forged_frames(body: bytes, seq: int) -> None:
+    """Frames sealed by a key other than the sender's, or for another session or
+    seq, never open."""
+    outsider = SigningKey(b"\x09" * 32)
+    if 0 <= seq < 2**64:
+        forged = frames.seal(outsider, SESSION, seq, body)
+        try:
+            frames.open_frame(PEER.public_key, SESSION, seq, forged)
+            raise AssertionError("a frame signed by an outsider opened")
+        except frames.FrameError as exc:
+            assert exc.code == "bad_signature" or "signature" in exc.message
+        good = frames.seal(PEER, SESSION, seq, body)
+        try:
+            frames.open_frame(PEER.public_key, SESSION, seq + 1, good)
+            raise AssertionError("a replayed frame opened")
+        except frames.FrameError:
+            pass
+
+
+@pytest.mark.xfail(strict=True, raises=TypeError,
+                   reason="consensus.decode_message: an unhashable 't' raises TypeError, not a "
+                          "LedgerError (node/app.py drops the frame anyway: it catches TypeError)")
+def test_consensus_unhashable_type_tag() -> None:
+    only_typed_errors(lambda: decode_message(canonical({"t": []})))
