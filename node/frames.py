@@ -197,6 +197,8 @@ def open_frame(sender: bytes, session: bytes, expected_seq: int, data: Any) -> b
     if not isinstance(seq, int) or isinstance(seq, bool) or not isinstance(body, bytes) \
             or not isinstance(sig, bytes):
         raise FrameError("malformed", "frame fields have wrong types")
+    if not 0 <= seq <= 0xFFFF_FFFF_FFFF_FFFF:
+        raise FrameError("malformed", "frame seq must be a u64")
     try:
         verify_signature(sender, FRAME_DOMAIN, _frame_message(session, seq, body), sig)
     except BadSignature:
