@@ -249,3 +249,14 @@ def test_forged_frames(body: bytes, seq: int) -> None:
                           "LedgerError (node/app.py drops the frame anyway: it catches TypeError)")
 def test_consensus_unhashable_type_tag() -> None:
     only_typed_errors(lambda: decode_message(canonical({"t": []})))
+
+
+def test_negative_frame_seq_is_a_typed_error() -> None:
+    """Found by this fuzzer: a negative seq used to raise struct.error, which
+    escaped the transport's FrameError handler and ended the peer link."""
+    blob = canonical({"seq": -32, "body": b"x", "sig": b"\x00" * 64})
+    try:
+        frames.open_frame(PEER.public_key, SESSION, 0, blob)
+        raise AssertionError("opened")
+    except frames.FrameError as exc:
+        assert exc.reason == "malformed"

