@@ -117,6 +117,9 @@ def make_middlewares(metrics: Metrics, max_inflight: int) -> list[Any]:
             return response
         except LedgerError as exc:
             metrics.rejected.labels(code=exc.code).inc()
+            if isinstance(exc, StorageCorruption):  # damaged store: say what, answer 503
+                log.error("storage corruption while serving %s %s: %s", request.method,
+                          request.path, exc, extra={"damaged": exc.message})
             resp = error_response(exc.code, exc.message)
             status = resp.status
             return resp
