@@ -1,0 +1,152 @@
+"""Storage corruption on a real node process: bytes flipped in its LevelDB
+values while it is stopped.
+
+* an old envelope: the node starts (open checks the tip only), answers 503
+  naming the damaged leaf for that record instead of a wrong proof, logs the
+  damage, and keeps serving valid proofs of every other record;
+* the tip header: the node refuses to start (exit code 1, log line naming
+  the header);
+* a fresh data directory: the node re-syncs from its peers to identical
+  header hashes and serves valid proofs again.
+
+(The in-process detection matrix is tests/test_chain_durability.py.)
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import signal
+from pathlib import Path
+
+import pytest
+from test_cluster import Submitter, submit
+
+from ledger.chain import ChainStore
+from ledger.schema import envelope_key, header_key
+from ledger.storage import LevelDBStore, WriteBatch
+from ledger.verify import verify_bundle
+from node.localnet import LocalCluster, until
+
+pytestmark = pytest.mark.cluster
+
+VICTIM = 3
+
+
+def flip_value(store_path: Path, key: bytes, at: int) -> None:
+    store = LevelDBStore(str(store_path))
+    try:
+        value = store.get(key)
+        assert value is not None, key
+        damaged = bytearray(value)
+        damaged[at] ^= 0x40
+        batch = WriteBatch()
+        batch.put(key, bytes(damaged))
+        store.write(batch)
+    finally:
+        store.close()
+
+
+async def stop(c: LocalCluster, i: int) -> None:
+    c.signal(i, signal.SIGTERM)
+
+    async def gone() -> bool:
+        return c.procs[i].poll() is not None
+
+    await until(gone, 20, f"node{i} to stop")
+
+
+def log_docs(c: LocalCluster, i: int) -> list[dict[str, object]]:
+    out = []
+    for line in c.log_path(i).read_text(errors="replace").splitlines():
+        if line.startswith("{"):
+            try:
+                out.append(json.loads(line))
+            except ValueError:
+                pass
+    return out
+
+
+async def test_corruption_detected_refused_and_resynced(tmp_path: Path) -> None:
+    c = LocalCluster(tmp_path / "cluster", 4)
+    try:
+        everyone = [0, 1, 2, 3]
+        for i in everyone:
+            c.start(i)
+        await c.wait_connected(everyone)
+        sub = Submitter(c)
+        first = [sub.envelope() for _ in range(20)]
+        await submit(c, 0, first)
+        await c.wait_committed(everyone, first[-1].id.hex())
+        later = [sub.envelope() for _ in range(20)]
+        await submit(c, 0, later)
+        await c.wait_committed(everyone, later[-1].id.hex())
+        await stop(c, VICTIM)
+
+        store_path = c.dir / f"node{VICTIM}" / "data" / "chain"
+        chain = ChainStore(LevelDBStore(str(store_path)), c.genesis)
+        damaged_id = first[3].id
+        location = chain.record_location(damaged_id)
+        tip_height = chain.height
+        chain.close()
+        assert location is not None and location[0] < tip_height
+        leaf = location[1]
+        flip_value(store_path, envelope_key(leaf), at=25)
+
+        # 1. Damaged old envelope: starts, refuses that proof with 503, logs it.
+        c.start(VICTIM)
+        await c.wait_connected(everyone)
+        status, doc = await c.get(VICTIM, f"/v1/records/{damaged_id.hex()}/proof")
+        assert status == 503, doc
+        assert doc["error"] == "unavailable" and f"leaf {leaf}" in doc["message"], doc
+        status, doc = await c.get(VICTIM, f"/v1/records/{damaged_id.hex()}")
+        assert status in (200, 503), doc  # the status needs only the index, not the envelope
+        status, bundle = await c.get(VICTIM, f"/v1/records/{later[-1].id.hex()}/proof")
+        assert status == 200
+        verify_bundle(bundle, c.genesis.raw)
+        status, bundle = await c.get(0, f"/v1/records/{damaged_id.hex()}/proof")
+        assert status == 200  # the healthy nodes still prove it
+        verify_bundle(bundle, c.genesis.raw)
+
+        async def logged() -> bool:
+            return any(d.get("level") == "error" and "storage corruption" in str(d.get("msg"))
+                       and f"leaf {leaf}" in str(d.get("msg")) for d in log_docs(c, VICTIM))
+
+        await until(logged, 10, "a log line naming the damaged leaf")
+
+        # 2. Damaged tip header: refuses to start, exit code 1, says what.
+        await stop(c, VICTIM)
+        chain = ChainStore(LevelDBStore(str(store_path)), c.genesis)
+        tip_height = chain.height
+        chain.close()
+        flip_value(store_path, header_key(tip_height), at=-3)
+        c.start(VICTIM)
+
+        async def exited() -> bool:
+            return c.procs[VICTIM].poll() is not None
+
+        await until(exited, 30, "the damaged node to exit")
+        assert c.procs[VICTIM].returncode == 1
+        assert any("cannot start" in str(d.get("msg")) and "header" in str(d.get("msg"))
+                   for d in log_docs(c, VICTIM)), c.tail(VICTIM)
+
+        # 3. Fresh data dir: re-syncs from the peers.
+        shutil.rmtree(c.dir / f"node{VICTIM}" / "data")
+        more = [sub.envelope() for _ in range(10)]
+        await submit(c, 0, more)
+        await c.wait_committed([0, 1, 2], more[-1].id.hex())
+        c.start(VICTIM)
+        await c.wait_committed(everyone, more[-1].id.hex(), timeout=60)
+        st = await c.status(0)
+        assert st is not None
+        await c.wait_height([VICTIM], st["height"], timeout=60)
+        height = st["height"]
+        assert await c.header_hashes(VICTIM, height) == await c.header_hashes(0, height)
+        for rid in (damaged_id, later[-1].id, more[-1].id):
+            status, bundle = await c.get(VICTIM, f"/v1/records/{rid.hex()}/proof")
+            assert status == 200
+            verify_bundle(bundle, c.genesis.raw)
+    finally:
+        await c.stop_all()
+        for i in range(c.n):
+            print(f"---- node{i} log tail ----\n{c.tail(i, 15)}")
