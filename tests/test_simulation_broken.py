@@ -23,13 +23,13 @@ from ledger.encoding import H
 
 CASES = [
     # broken replica, n, byzantine, behaviour, violation kinds, seeds to search
-    ("ignore-lock", 4, 1, "amnesia", ("agreement",), range(400, 520)),
-    ("ignore-lock", 7, 2, "amnesia", ("agreement",), range(515, 530)),
+    ("ignore-lock", 4, 1, "amnesia", ("agreement",), range(250, 280)),
+    ("ignore-lock", 7, 2, "amnesia", ("agreement",), range(220, 240)),
     ("double-count", 4, 1, "equivocate", ("agreement",), range(0, 40)),
     ("double-count", 4, 1, "amnesia", ("agreement",), range(120, 200)),
     ("double-count", 4, 1, "mixed", ("agreement",), range(75, 130)),
     ("double-count", 7, 2, "mixed", ("agreement",), range(25, 60)),
-    ("small-quorum", 4, 1, "double-vote", ("agreement",), range(0, 40)),
+    ("small-quorum", 4, 1, "double-vote", ("agreement",), range(75, 130)),
     ("small-quorum", 7, 2, "mixed", ("agreement",), range(0, 30)),
     ("no-validation", 4, 1, "invalid", ("validity", "integrity"), range(0, 30)),
     ("no-timeout", 4, 1, "withhold", ("liveness",), range(0, 30)),

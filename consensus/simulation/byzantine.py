@@ -23,6 +23,7 @@ from typing import TYPE_CHECKING
 
 from ledger.blocks import Vote
 from ledger.encoding import H
+from ledger.records import Envelope
 
 from consensus.messages import Message, Proposal, SignedVote, sign_proposal, sign_vote
 from consensus.params import NIL_ROUND
@@ -81,6 +82,9 @@ class ByzantineNode(SimNode):
             self._double_vote(msg)
         else:
             super().broadcast(msg)
+
+    def gossip(self, envelopes: tuple[Envelope, ...]) -> None:
+        return  # keeps client records to itself
 
     def _halves(self) -> tuple[list[int], list[int]]:
         peers = list(self.world.net.links[self.endpoint])

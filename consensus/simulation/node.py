@@ -3,8 +3,9 @@
 It executes effects strictly in order (Persist is "durable" the moment it
 runs: it writes the node's surviving storage), applies commits to its
 in-memory chain and acknowledges them with ``BlockApplied``, runs timers on
-the virtual clock, and speaks a small driver protocol for catch-up: periodic
-height status, block sync and block fetch.  A crash drops everything except
+the virtual clock, and speaks a small driver protocol: record gossip (client records are
+forwarded once to peers, as the node's mempool does), periodic height
+status, block sync and block fetch.  A crash drops everything except
 ``storage`` and the chain; it can strike between any two effects, which is
 how the simulator exercises "persisted but not yet sent".
 """
@@ -42,7 +43,7 @@ from consensus.state import PersistedState, decode_state
 from .app import SimApp, SimChain
 from .crypto_cache import CachedSigner, cached_verify
 from .trace import describe, short
-from .wire import FetchRequest, Frame, Status, SyncRequest, decode_frame, encode_frame
+from .wire import FetchRequest, Frame, Gossip, Status, SyncRequest, decode_frame, encode_frame
 from .workload import MAX_CLOCK_SKEW_MS, validator_keys
 
 if TYPE_CHECKING:
@@ -115,8 +116,9 @@ class SimNode:
         self.up = True
         self._synced, self._fetches = {}, {}
         self.app = SimApp(self.world.genesis, self.chain, MAX_CLOCK_SKEW_MS)
-        for env in self.submitted:  # clients retry what they sent us
-            self.app.admit(env)
+        retried = tuple(env for env in self.submitted if self.app.admit(env))  # clients retry
+        if retried:
+            self.gossip(retried)
         self.machine = self._new_machine()
         self.world.trace.note(self.world.sched.now, self.name,
                               f"RESTART at h{self.machine.height} r{self.machine.round} {self.machine.step.label}")
@@ -129,6 +131,16 @@ class SimNode:
     def submit(self, env: Envelope) -> None:
         self.submitted.append(env)  # a client retries a down node once it is back
         if self.up and self.app.admit(env):
+            self.gossip((env,))
+            self._feed(RecordsAvailable(self.now))
+
+    def gossip(self, envelopes: tuple[Envelope, ...]) -> None:
+        """Forward client records to peers once, as the node's mempool does
+        (over the lossy network: before GST a record may stay with its node)."""
+        self._send_frame_all(Gossip(envelopes))
+
+    def _on_gossip(self, msg: Gossip) -> None:
+        if any([self.app.admit(env) for env in msg.envelopes]):
             self._feed(RecordsAvailable(self.now))
 
     def deliver(self, src: int, data: bytes) -> None:
@@ -137,7 +149,9 @@ class SimNode:
         except VerificationError as exc:
             self.world.trace.note(self.world.sched.now, self.name, f"undecodable frame: {exc}")
             return
-        if isinstance(msg, (Status, SyncRequest, FetchRequest)):
+        if isinstance(msg, Gossip):
+            self._on_gossip(msg)
+        elif isinstance(msg, (Status, SyncRequest, FetchRequest)):
             self._on_driver_message(src, msg)
         elif isinstance(msg, Decision):
             self._on_decision(msg)

@@ -1,5 +1,5 @@
 """Framing of the simulated transport: consensus messages plus the driver's
-own small protocol (height status, block sync, block fetch).
+own small protocol (height status, block sync, block fetch, record gossip).
 
 A frame is one tag byte + canonical MessagePack.  Decoding is memoised per
 frame: every receiver of a broadcast gets the same bytes, and decoding is a
@@ -13,6 +13,7 @@ from typing import Union
 
 from ledger.encoding import canonical, decode
 from ledger.errors import BadEncoding
+from ledger.records import Envelope, decode_envelope
 
 from consensus.messages import Message, decode_message, encode_message
 
@@ -36,7 +37,14 @@ class FetchRequest:
     block: bytes
 
 
-DriverMessage = Union[Status, SyncRequest, FetchRequest]
+@dataclass(frozen=True)
+class Gossip:
+    """Records a node admitted from a client, forwarded once to its peers."""
+
+    envelopes: tuple[Envelope, ...]
+
+
+DriverMessage = Union[Status, SyncRequest, FetchRequest, Gossip]
 Frame = Union[Message, DriverMessage]
 
 _cache: dict[bytes, Frame] = {}
@@ -50,6 +58,8 @@ def encode_frame(msg: Frame) -> bytes:
         return DRIVER + canonical({"t": "sync", "from": msg.from_height})
     if isinstance(msg, FetchRequest):
         return DRIVER + canonical({"t": "fetch", "height": msg.height, "block": msg.block})
+    if isinstance(msg, Gossip):
+        return DRIVER + canonical({"t": "gossip", "envelopes": [e.envelope_bytes for e in msg.envelopes]})
     return CONSENSUS + encode_message(msg)
 
 
@@ -64,6 +74,8 @@ def _decode_driver(body: bytes) -> DriverMessage:
         return SyncRequest(value["from"])
     if kind == "fetch" and isinstance(value.get("height"), int) and isinstance(value.get("block"), bytes):
         return FetchRequest(value["height"], value["block"])
+    if kind == "gossip" and isinstance(value.get("envelopes"), list):
+        return Gossip(tuple(decode_envelope(e) for e in value["envelopes"] if isinstance(e, bytes)))
     raise BadEncoding("unknown driver frame")
 
 
