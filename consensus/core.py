@@ -17,6 +17,12 @@ Deviations from the paper, each for a reason:
   missed that polka can still accept it (liveness after message loss).
 * Block data is kept by hash: a block decided by a quorum of precommits can
   come from any round's proposal, a fetched proposal or a Decision.
+* Votes are counted per block over distinct validators (votes.py): an
+  equivocator counts for each block it voted for, which is safe (quorum
+  intersection) and lets a POL that includes its vote still convince us.
+* Catch-up (machine.py): a validator seen still working on the height we
+  just decided is sent the Decision; f+1 validators seen ahead ask the
+  driver to fetch blocks (NeedCatchUp).
 """
 
 from __future__ import annotations

@@ -13,10 +13,10 @@ from __future__ import annotations
 
 import pytest
 
+from consensus.messages import SignedVote
 from consensus.simulation.app import SimChain
 from consensus.simulation.bench import Bench
 from consensus.simulation.invariants import Checker
-from consensus.messages import SignedVote
 from consensus.simulation.runner import run_scenario
 from ledger.blocks import Certificate
 from ledger.encoding import H

@@ -11,13 +11,12 @@ from __future__ import annotations
 
 from typing import Sequence
 
+from consensus.validation import validate_block
 from ledger.blocks import ZERO_HASH, Certificate, Header
 from ledger.errors import LedgerError
 from ledger.genesis import Genesis
 from ledger.merkle import root
 from ledger.records import Envelope, verify_envelope
-
-from consensus.validation import validate_block
 
 # Sim blocks stay small ("3-6 blocks of a handful of records").
 MAX_BLOCK_RECORDS = 8

@@ -13,8 +13,6 @@ import random
 from dataclasses import dataclass, field
 from typing import Callable, Iterable
 
-from ledger.records import Envelope
-
 from consensus.events import (
     BlockApplied,
     Broadcast,
@@ -34,6 +32,7 @@ from consensus.machine import ConsensusMachine
 from consensus.messages import Message, Proposal, SignedVote, decode_message, encode_message
 from consensus.params import ConsensusConfig, Step, Timer
 from consensus.state import PersistedState, decode_state
+from ledger.records import Envelope
 
 from .app import SimApp, SimChain
 from .workload import MAX_CLOCK_SKEW_MS, Client, sim_genesis, validator_keys

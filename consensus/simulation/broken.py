@@ -12,14 +12,13 @@ liveness ingredient, so the tests can show the checkers catch it.
 
 from __future__ import annotations
 
-from ledger.genesis import Genesis
-
 from consensus.events import Broadcast, SendTo
 from consensus.machine import ConsensusMachine
 from consensus.messages import SignedVote
 from consensus.params import NIL_ROUND, Step, Timer
 from consensus.state import PersistedState
 from consensus.votes import BlockId, VoteTally
+from ledger.genesis import Genesis
 
 
 class IgnoreLockMachine(ConsensusMachine):

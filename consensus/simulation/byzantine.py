@@ -21,14 +21,12 @@ import random
 from dataclasses import replace
 from typing import TYPE_CHECKING
 
+from consensus.machine import ConsensusMachine
+from consensus.messages import Message, Proposal, SignedVote, sign_proposal, sign_vote
+from consensus.params import NIL_ROUND
 from ledger.blocks import Vote
 from ledger.encoding import H
 from ledger.records import Envelope
-
-from consensus.messages import Message, Proposal, SignedVote, sign_proposal, sign_vote
-from consensus.params import NIL_ROUND
-
-from consensus.machine import ConsensusMachine
 
 from .broken import IgnoreLockMachine
 from .mutations import ALL_KINDS, mutate

@@ -12,16 +12,15 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from consensus.messages import Message, Proposal, SignedVote
+from consensus.state import PersistedState
+from consensus.votes import Evidence
 from ledger.blocks import ZERO_HASH, Certificate, Header, verify_certificate
 from ledger.encoding import to_hex
 from ledger.errors import LedgerError
 from ledger.genesis import Genesis
 from ledger.merkle import root
 from ledger.records import Envelope, verify_envelope
-
-from consensus.messages import Message, Proposal, SignedVote
-from consensus.state import PersistedState
-from consensus.votes import Evidence
 
 from .app import SimChain
 

@@ -14,9 +14,6 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any, Callable, Sequence
 
-from ledger.errors import VerificationError
-from ledger.records import Envelope
-
 from consensus.events import (
     BlockApplied,
     Broadcast,
@@ -39,6 +36,8 @@ from consensus.machine import ConsensusMachine
 from consensus.messages import Decision, Message
 from consensus.params import Timer
 from consensus.state import PersistedState, decode_state
+from ledger.errors import VerificationError
+from ledger.records import Envelope
 
 from .app import SimApp, SimChain
 from .crypto_cache import CachedSigner, cached_verify

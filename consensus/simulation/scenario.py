@@ -154,7 +154,7 @@ def make_scenario(seed: int, n: int, byzantine: int, behaviour: str = "mixed") -
     rng = random.Random(seed)
     byz = sorted(rng.sample(range(n), byzantine))
     kinds = _behaviours(rng, byzantine, behaviour)
-    byz_map = dict(zip(byz, kinds))
+    byz_map = dict(zip(byz, kinds, strict=True))
     twin = next((v for v in byz if "twins" in byz_map[v]), None)
     honest = [e for e in range(n) if e not in byz_map]
     endpoints = n + (1 if twin is not None else 0)

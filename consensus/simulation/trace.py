@@ -6,9 +6,8 @@ from __future__ import annotations
 from collections import deque
 from typing import Any, Callable, TextIO
 
-from ledger.encoding import to_hex
-
 from consensus.messages import Decision, Message, Proposal, SignedVote
+from ledger.encoding import to_hex
 
 
 def short(block: bytes | None) -> str:

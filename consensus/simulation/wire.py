@@ -11,11 +11,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Union
 
+from consensus.messages import Message, decode_message, encode_message
 from ledger.encoding import canonical, decode
 from ledger.errors import BadEncoding
 from ledger.records import Envelope, decode_envelope
-
-from consensus.messages import Message, decode_message, encode_message
 
 CONSENSUS = b"C"
 DRIVER = b"D"

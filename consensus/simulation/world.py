@@ -7,13 +7,12 @@ import random
 from dataclasses import dataclass, field
 from typing import TextIO
 
-from ledger.encoding import to_hex
-
 from consensus.events import Commit
 from consensus.messages import Message
 from consensus.params import ConsensusConfig
 from consensus.state import PersistedState
 from consensus.votes import Evidence
+from ledger.encoding import to_hex
 
 from .byzantine import ByzantineNode, TwinNode
 from .clock import Scheduler
