@@ -17,6 +17,7 @@ from collections.abc import Awaitable, Callable, Sequence
 from typing import Any, Protocol
 
 import msgpack
+import plyvel
 from aiohttp import web
 
 from ledger.chain import ChainStore
@@ -137,6 +138,15 @@ def make_middlewares(metrics: Metrics, max_inflight: int) -> list[Any]:
         except asyncio.CancelledError:
             status = 499
             raise
+        except plyvel.CorruptionError as exc:  # LevelDB's own checks (damaged table file)
+            text = exc.args[0].decode("utf-8", "replace") if exc.args and isinstance(
+                exc.args[0], bytes) else str(exc)
+            log.error("storage corruption while serving %s %s: LevelDB: %s", request.method,
+                      request.path, text)
+            metrics.rejected.labels(code="unavailable").inc()
+            resp = error_response("unavailable", f"storage is damaged (LevelDB: {text})")
+            status = resp.status
+            return resp
         except Exception:
             log.exception("unhandled error in %s %s", request.method, request.path)
             resp = error_response("unavailable", "internal error", 500)

@@ -14,6 +14,7 @@ import sys
 from pathlib import Path
 
 import click
+import plyvel
 
 from ledger.errors import LedgerError
 
@@ -38,6 +39,11 @@ async def _serve(config_path: Path) -> int:
         await node.start()
     except (LedgerError, OSError) as exc:
         log.error("cannot start: %s", exc)
+        await node.stop()
+        return 1
+    except plyvel.CorruptionError as exc:  # a damaged LevelDB table file
+        log.error("cannot start: storage is damaged (LevelDB at %s): %s",
+                  config.data_dir / "chain", exc)
         await node.stop()
         return 1
     log.info("serving on http://%s:%d", config.host, config.port)
