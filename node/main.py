@@ -31,6 +31,13 @@ async def _serve(config_path: Path) -> int:
     ctx = LogContext(node=config.name)
     setup_logging(ctx, config.get("log", "level"))
     node = Node(config, ctx)
+    from . import byzantine  # TEST-ONLY fault injection, inert unless its env vars are set
+
+    try:
+        if byzantine.requested_mode() is not None:
+            byzantine.install(node)
+    except byzantine.ByzantineRefused as exc:
+        raise ConfigError(byzantine.MODE_VAR, str(exc)) from None
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
