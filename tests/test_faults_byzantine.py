@@ -1,0 +1,88 @@
+"""A real Byzantine validator process (node/byzantine.py, test-only env vars):
+it splits its proposals and double-votes.  The three honest nodes keep
+committing, never fork, and record and serve the double votes as evidence.
+Without the confirmation variable the mode is refused (exit code 2)."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+from pathlib import Path
+
+import pytest
+from test_cluster import Submitter, submit
+
+from consensus import proposer_for
+from ledger.verify import verify_bundle
+from node.byzantine import CONFIRM_VAR, MODE_VAR, byzantine_env
+from node.cluster import node_command
+from node.localnet import LocalCluster, until
+
+pytestmark = pytest.mark.cluster
+
+BYZ = 3
+HONEST = [0, 1, 2]
+
+
+def test_mode_refused_without_confirmation(tmp_path: Path) -> None:
+    c = LocalCluster(tmp_path / "cluster", 4)
+    env = {k: v for k, v in os.environ.items() if k != CONFIRM_VAR}
+    env[MODE_VAR] = "equivocate"
+    proc = subprocess.run(node_command(c.config(0)), env=env, capture_output=True, text=True,
+                          timeout=60, stdin=subprocess.DEVNULL)
+    assert proc.returncode == 2, proc.stderr
+    assert "test-only" in proc.stderr and CONFIRM_VAR in proc.stderr
+
+
+async def test_equivocating_validator(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    c = LocalCluster(tmp_path / "cluster", 4)
+    try:
+        for i in HONEST:
+            c.start(i)
+        with monkeypatch.context() as m:  # only node3's process gets the variables
+            for k, v in byzantine_env().items():
+                m.setenv(k, v)
+            c.start(BYZ)
+        everyone = HONEST + [BYZ]
+        await c.wait_connected(everyone)
+        sub = Submitter(c)
+        last = None
+        # Enough blocks that the Byzantine node proposes several times.
+        for _ in range(8):
+            batch = sub.lineage(5)
+            await submit(c, 0, batch)
+            last = batch[-1]
+            await c.wait_committed(HONEST, last.id.hex(), timeout=60)
+        assert last is not None
+        st = await c.status(0)
+        assert st is not None
+        height = st["height"]
+        assert any(proposer_for(4, h, 0) == BYZ for h in range(1, height + 1))
+        await c.wait_height(HONEST, height)
+        reference = await c.header_hashes(0, height)
+        for i in HONEST[1:]:
+            assert await c.header_hashes(i, height) == reference, f"node{i} forked"
+
+        async def evidence_everywhere() -> bool:
+            for i in HONEST:
+                status, doc = await c.get(i, "/v1/evidence")
+                if status != 200 or not any(e.get("validator") == BYZ for e in doc["evidence"]):
+                    return False
+            return True
+
+        await until(evidence_everywhere, 30, "every honest node to hold evidence against node3")
+        for i in HONEST:
+            _, doc = await c.get(i, "/v1/evidence")
+            assert {e["validator"] for e in doc["evidence"]} == {BYZ}, doc  # nobody else
+            for e in doc["evidence"]:
+                blocks = [v["block"] for v in e["votes"]]
+                assert blocks[0] != blocks[1]
+            print(f"node{i}: {len(doc['evidence'])} pieces of evidence against node{BYZ}")
+            status, bundle = await c.get(i, f"/v1/records/{last.id.hex()}/proof")
+            assert status == 200
+            verify_bundle(bundle, c.genesis.raw)
+        assert "TEST-ONLY Byzantine mode" in c.log_path(BYZ).read_text()
+    finally:
+        await c.stop_all()
+        for i in range(c.n):
+            print(f"---- node{i} log tail ----\n{c.tail(i, 15)}")
