@@ -100,7 +100,14 @@ def error_response(code: str, message: str, status: int | None = None) -> web.Re
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 
-def make_middlewares(metrics: Metrics, max_inflight: int) -> list[Any]:
+class SlowBody(LedgerError):
+    """The request body did not arrive within ``http.body_timeout_ms``."""
+
+    code = "bad_request"
+
+
+def make_middlewares(metrics: Metrics, max_inflight: int,
+                     body_timeout_s: float = 30.0) -> list[Any]:
     inflight = 0
 
     @web.middleware
@@ -109,8 +116,19 @@ def make_middlewares(metrics: Metrics, max_inflight: int) -> list[Any]:
         start = time.perf_counter()
         route = _route_name(request)
         status = 500
-        inflight += 1
+        counted = False
         try:
+            if request.can_read_body and route != "/v1/peer":
+                # The whole body first, within a deadline and before taking an
+                # inflight slot: slow-loris clients hold neither a slot nor a task.
+                try:
+                    async with asyncio.timeout(body_timeout_s):
+                        await request.read()
+                except TimeoutError:
+                    raise SlowBody(f"body_timeout: request body not received within "
+                                   f"{body_timeout_s:g}s") from None
+            inflight += 1
+            counted = True
             if inflight > max_inflight and route not in ("/health", "/metrics", "/v1/peer"):
                 raise RateLimited(f"more than {max_inflight} requests in flight; retry later")
             response = await handler(request)
@@ -122,6 +140,8 @@ def make_middlewares(metrics: Metrics, max_inflight: int) -> list[Any]:
                 log.error("storage corruption while serving %s %s: %s", request.method,
                           request.path, exc, extra={"damaged": exc.message})
             resp = error_response(exc.code, exc.message)
+            if isinstance(exc, SlowBody):
+                resp.force_close()
             status = resp.status
             return resp
         except web.HTTPException as exc:
@@ -153,7 +173,8 @@ def make_middlewares(metrics: Metrics, max_inflight: int) -> list[Any]:
             status = 500
             return resp
         finally:
-            inflight -= 1
+            if counted:
+                inflight -= 1
             metrics.request_latency.labels(route=route, method=request.method,
                                            status=str(status)).observe(time.perf_counter() - start)
 
@@ -467,9 +488,11 @@ class Api:
 
 
 def build_app(node: ApiBackend, *, max_body_bytes: int, max_inflight: int, max_envelopes: int,
-              max_trace_depth: int, max_trace_nodes: int) -> web.Application:
+              max_trace_depth: int, max_trace_nodes: int,
+              body_timeout_s: float = 30.0) -> web.Application:
     app = web.Application(client_max_size=max_body_bytes,
-                          middlewares=make_middlewares(node.metrics, max_inflight))
+                          middlewares=make_middlewares(node.metrics, max_inflight,
+                                                       body_timeout_s))
     api = Api(node, max_envelopes=max_envelopes, max_trace_depth=max_trace_depth,
               max_trace_nodes=max_trace_nodes)
     app.add_routes(api.routes())

@@ -106,7 +106,8 @@ class Node:
                             max_inflight=http["max_inflight_requests"],
                             max_envelopes=limits["max_request_envelopes"],
                             max_trace_depth=limits["max_trace_depth"],
-                            max_trace_nodes=limits["max_trace_nodes"])
+                            max_trace_nodes=limits["max_trace_nodes"],
+                            body_timeout_s=http["body_timeout_ms"] / 1000)
         self._runner = web.AppRunner(web_app, access_log=None, shutdown_timeout=2.0)
         await self._runner.setup()
         await web.TCPSite(self._runner, cfg.host, cfg.port, reuse_address=True).start()

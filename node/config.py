@@ -44,6 +44,8 @@ SCHEMA: dict[str, dict[str, _Spec]] = {
         "port": (_INT, None, 1, 65535),
         "max_body_bytes": (_INT, 16 * 1024 * 1024, 1024, 1 << 30),
         "max_inflight_requests": (_INT, 256, 1, 100_000),
+        # A request body must arrive within this (slow-loris clients).
+        "body_timeout_ms": (_INT, 30_000, 100, 600_000),
     },
     "consensus": {
         # Overrides of the genesis params; every validator should agree on them
