@@ -719,7 +719,8 @@ async def run(o: Opts, scenarios: set[str], keep: Path | None) -> dict[str, Any]
               help="top the log up to at least this many records before proofs "
                    "(1000000 for the issue's figure; slow)")
 @click.option("--catchup-records", type=int, help="[100000; quick 10000]")
-@click.option("--block-records", type=int, default=1000, show_default=True)
+@click.option("--block-records", type=int, default=4000, show_default=True,
+              help="max_block_records of the benchmark chain (the cluster default is 1000)")
 @click.option("--batch", type=int, default=2000, show_default=True)
 @click.option("--inflight", type=int, default=4, show_default=True)
 @click.option("--only", type=click.Choice(["latency", "throughput"]), multiple=True,
