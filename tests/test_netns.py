@@ -1,0 +1,29 @@
+"""Partitions between nodes in separate network namespaces (node/netns.py):
+one validator isolated, a 2|2 split (no commits during it, resumes after the
+heal) and the proposer isolated mid-round; never a fork.  Skipped where
+namespaces cannot be made (not root, no iproute2)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from node.netns import run_in_lab, unavailable_reason
+
+REASON = unavailable_reason()
+pytestmark = [pytest.mark.cluster,
+              pytest.mark.skipif(REASON is not None, reason=f"netns: {REASON}")]
+
+
+def test_partitions(tmp_path: Path) -> None:
+    report = run_in_lab(tmp_path / "cluster", ["isolate", "split", "proposer"], timeout=240)
+    print(report)
+    assert report["partitions_healed"] == 3
+    assert report["forks"] == 0
+    s = report["scenarios"]
+    assert s["isolate"]["victim_height_during"] == s["isolate"]["victim_height_before"]
+    assert s["split"]["committed_during_split"] is False
+    assert s["split"]["resumed_after_heal"] and s["proposer"]["majority_committed"]
+    assert not report.get("failures"), report["failures"]
+    assert report["ok"]
