@@ -264,6 +264,11 @@ def main(argv: list[str] | None = None) -> int:
     f = sub.add_parser("fuzz", help="schemathesis against a live 4-node cluster")
     f.add_argument("--examples", type=int, default=1000, help="cases per operation and phase")
     f.add_argument("--seed", type=int, default=1)
+    pt = sub.add_parser("partitions", help="netns partitions (root): isolate, 2|2 split, "
+                                           "proposer mid-round, repeated")
+    pt.add_argument("--rounds", type=int, default=5)
+    d = sub.add_parser("decoders", help="hypothesis fuzzing of the decoders (long)")
+    d.add_argument("--examples", type=int, default=20_000, help="cases per property")
     parser.add_argument("--dir", type=Path, default=None, help="work directory (default: temp)")
     parser.add_argument("--json", action="store_true", help="print the figures as JSON")
     args = parser.parse_args(argv)
@@ -279,6 +284,10 @@ def main(argv: list[str] | None = None) -> int:
                                     progress=say))
         doc = asdict(rep)
         ok = rep.ok()
+    elif args.campaign == "partitions":
+        doc, ok = _partitions(workdir, args.rounds, say)
+    elif args.campaign == "decoders":
+        doc, ok = _decoders(args.examples, say)
     else:
         fr = asyncio.run(_fuzz_cluster(workdir, args.examples, args.seed))
         doc = {"cases": fr.cases, "server_errors": fr.server_errors,
@@ -292,6 +301,44 @@ def main(argv: list[str] | None = None) -> int:
         _table(args.campaign, [(k, v) for k, v in doc.items() if k != "failures"]
                + [("failures", "; ".join(doc.get("failures", [])) or "none")], ok)
     return 0 if ok else 1
+
+
+def _partitions(workdir: Path, rounds: int, say: Any) -> tuple[dict[str, Any], bool]:
+    from .netns import run_in_lab, unavailable_reason
+
+    reason = unavailable_reason()
+    if reason is not None:
+        return {"skipped": reason}, False
+    doc: dict[str, Any] = {"rounds": 0, "partitions_healed": 0, "forks": 0,
+                           "commits_during_split": 0, "failures": []}
+    for r in range(rounds):
+        rep = run_in_lab(workdir / f"round{r}", ["isolate", "split", "proposer"])
+        doc["rounds"] += 1
+        doc["partitions_healed"] += rep["partitions_healed"]
+        doc["forks"] += rep["forks"]
+        doc["commits_during_split"] += int(rep["scenarios"]["split"]["committed_during_split"])
+        doc["failures"] += rep.get("failures", [])
+        say(f"round {r + 1}/{rounds}: {rep['partitions_healed']} partitions healed, "
+            f"{rep['forks']} forks")
+    ok = doc["forks"] == 0 and doc["commits_during_split"] == 0 and not doc["failures"]
+    return doc, ok
+
+
+def _decoders(examples: int, say: Any) -> tuple[dict[str, Any], bool]:
+    import os
+
+    root = Path(__file__).resolve().parent.parent
+    env = dict(os.environ, FUZZ_EXAMPLES=str(examples), FUZZ_RANDOM="1")
+    say(f"hypothesis: {examples} cases per property")
+    proc = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider",
+                           str(root / "tests" / "test_fuzz_decoders.py")],
+                          cwd=root, env=env, capture_output=True, text=True)
+    tail = proc.stdout.strip().splitlines()[-1] if proc.stdout.strip() else proc.stderr[-300:]
+    properties = 6  # @given tests in tests/test_fuzz_decoders.py
+    doc = {"cases_per_property": examples, "properties": properties,
+           "cases": examples * properties, "pytest": tail, "failures": [] if
+           proc.returncode == 0 else [proc.stdout[-3000:]]}
+    return doc, proc.returncode == 0
 
 
 async def _fuzz_cluster(workdir: Path, examples: int, seed: int) -> FuzzReport:
