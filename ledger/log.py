@@ -28,9 +28,11 @@ from .errors import StorageCorruption
 from .merkle import (
     EMPTY_ROOT,
     HASH_LEN,
+    NodeHash,
     SubtreeHash,
     consistency_path_from,
-    inclusion_path_from,
+    inclusion_path_by_nodes,
+    perfect_subtrees,
     split_point,
 )
 from .storage import KeyValueStore, WriteBatch
@@ -63,14 +65,8 @@ class _Run:
     hashes: list[bytes]
 
 
-def peak_positions(size: int) -> list[tuple[int, int]]:
-    """``(level, index)`` of the perfect subtrees of a tree of ``size``
-    leaves, left (largest) to right: one per set bit of ``size``."""
-    return [
-        (level, (size >> level) - 1)
-        for level in range(size.bit_length() - 1, -1, -1)
-        if size >> level & 1
-    ]
+# The peaks of a log are exactly RFC 9162's perfect subtrees of its size.
+peak_positions = perfect_subtrees
 
 
 def fold_peaks(hashes: Sequence[bytes]) -> bytes:
@@ -197,37 +193,44 @@ class MerkleLog:
             raise _node_error(value, level, index)
         return value
 
-    def _reader(self, state: _Frontier) -> SubtreeHash:
-        """An MTH accessor over one frontier snapshot.
+    def _node_reader(self, state: _Frontier) -> NodeHash:
+        """A perfect-node accessor over one frontier snapshot.
 
         A closure with its lookups bound once: every proof calls it once per
         tree level, so attribute lookups would otherwise rival LevelDB's
         own cost.  Using one snapshot also keeps a proof consistent if an
-        append lands while it is being built.
+        append lands while it is being built.  Current peaks cost nothing
+        (so the current root is free); cached upper levels cost a dict read.
         """
         peaks, get, node_key = state.peaks, self._store.get, schema.node_key
         cache, min_level = self._cache, self._cache_level
 
+        def node(level: int, index: int) -> bytes:
+            value = peaks.get((level, index))
+            if value is None and level >= min_level:
+                slot = index << 8 | level
+                value = cache.get(slot)
+                if value is None:
+                    value = get(node_key(level, index))
+                    if value is not None and len(value) == HASH_LEN:
+                        cache[slot] = value
+            elif value is None:
+                value = get(node_key(level, index))
+            if value is None or len(value) != HASH_LEN:
+                raise _node_error(value, level, index)
+            return value
+
+        return node
+
+    def _reader(self, state: _Frontier) -> SubtreeHash:
+        """An MTH accessor for any range, folding perfect nodes."""
+        node = self._node_reader(state)
+
         def mth(lo: int, hi: int) -> bytes:
             n = hi - lo
             if n & (n - 1) == 0 and lo & (n - 1) == 0:
-                # One perfect aligned subtree: one stored node, or none at
-                # all when it is a current peak (so the current root is free).
                 level = n.bit_length() - 1
-                index = lo >> level
-                value = peaks.get((level, index))
-                if value is None and level >= min_level:
-                    slot = index << 8 | level
-                    value = cache.get(slot)
-                    if value is None:
-                        value = get(node_key(level, index))
-                        if value is not None and len(value) == HASH_LEN:
-                            cache[slot] = value
-                elif value is None:
-                    value = get(node_key(level, index))
-                if value is None or len(value) != HASH_LEN:
-                    raise _node_error(value, level, index)
-                return value
+                return node(level, lo >> level)
             k = split_point(n)
             return _sha256(b"\x01" + mth(lo, lo + k) + mth(lo + k, hi)).digest()
 
@@ -268,7 +271,7 @@ class MerkleLog:
         if not 0 <= index < size <= self._state.size:
             raise ValueError(f"no inclusion path for leaf {index} in a tree of {size} "
                              f"(log size {self._state.size})")
-        return inclusion_path_from(index, size, self._reader(self._state))
+        return inclusion_path_by_nodes(index, size, self._node_reader(self._state))
 
     def consistency_path(self, old_size: int, new_size: int | None = None) -> list[bytes]:
         """RFC 9162 PROOF(old_size, D[new_size]); ``new_size`` defaults to now."""

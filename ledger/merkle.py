@@ -110,6 +110,48 @@ def consistency_path_from(old_size: int, new_size: int, subtree_hash: SubtreeHas
     return path
 
 
+NodeHash = Callable[[int, int], bytes]
+
+
+def perfect_subtrees(size: int) -> list[tuple[int, int]]:
+    """``(level, index)`` of the perfect subtrees a tree of ``size`` leaves
+    splits into, left (largest) to right: one per set bit of ``size``."""
+    return [
+        (level, (size >> level) - 1)
+        for level in range(size.bit_length() - 1, -1, -1)
+        if size >> level & 1
+    ]
+
+
+def inclusion_path_by_nodes(index: int, size: int, node: NodeHash) -> list[bytes]:
+    """PATH(index, D[size]) read off perfect nodes, without recursion.
+
+    Unrolling the RFC recursion gives: the siblings inside the perfect
+    subtree holding the leaf (bottom up), then the MTH of the perfect
+    subtrees to its right (one hash), then each perfect subtree to its left
+    (nearest first).  ``node(level, i)`` is the MTH of leaves
+    ``[i * 2^level, (i + 1) * 2^level)``.  Same output as
+    :func:`inclusion_path_from`, for stores that keep every perfect node.
+    """
+    if not 0 <= index < size:
+        raise ValueError(f"index {index} outside a tree of {size} leaves")
+    peaks = perfect_subtrees(size)
+    start = 0
+    for j, (level, _) in enumerate(peaks):
+        if index < start + (1 << level):
+            break
+        start += 1 << level
+    path = [node(lvl, (index >> lvl) ^ 1) for lvl in range(level)]
+    right = [node(lvl, i) for lvl, i in peaks[j + 1 :]]
+    if right:
+        acc = right[-1]
+        for h in reversed(right[:-1]):
+            acc = node_hash(h, acc)
+        path.append(acc)
+    path.extend(node(lvl, i) for lvl, i in reversed(peaks[:j]))
+    return path
+
+
 def inclusion_path(index: int, leaf_hashes: Sequence[bytes]) -> list[bytes]:
     """The RFC 9162 inclusion path of leaf ``index`` in the tree of ``leaf_hashes``."""
     return inclusion_path_from(index, len(leaf_hashes), _list_subtree(leaf_hashes))

@@ -717,3 +717,15 @@ def test_subtree_accessor_is_shared_with_persistent_logs() -> None:
     assert merkle.consistency_path_from(5, 13, subtree) == consistency_path(5, TREE_HASHES[:13])
     # O(log n) subtree reads, each a range the RFC recursion visits.
     assert len(calls) <= 2 * 4 + 1
+
+
+@given(st.integers(min_value=1, max_value=300), st.data())
+@settings(max_examples=80, deadline=None)
+def test_inclusion_path_by_nodes_equals_rfc_recursion(size: int, data: st.DataObject) -> None:
+    """The unrolled PATH the persistent log uses is the RFC's recursion, exactly."""
+    from ledger.merkle import inclusion_path_by_nodes
+
+    hashes = [merkle.leaf_hash(i.to_bytes(4, "big")) for i in range(size)]
+    index = data.draw(st.integers(min_value=0, max_value=size - 1))
+    path = inclusion_path_by_nodes(index, size, lambda lvl, i: merkle.root(hashes[i << lvl:(i + 1) << lvl]))
+    assert path == merkle.inclusion_path(index, hashes)
