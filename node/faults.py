@@ -63,8 +63,8 @@ def run_schemathesis(base_url: str, workdir: Path, examples: int, seed: int) -> 
     output = proc.stdout + proc.stderr
     statuses: Counter[int] = Counter()
     if events.exists():
-        for m in re.finditer(r'"status_code":\s*(\d+)', events.read_text(errors="replace")):
-            statuses[int(m.group(1))] += 1
+        for hit in re.finditer(r'"status_code":\s*(\d+)', events.read_text(errors="replace")):
+            statuses[int(hit.group(1))] += 1
     m = re.search(r"(\d+) generated", output)
     cases = int(m.group(1)) if m else sum(statuses.values())
     return FuzzReport(cases=cases, server_errors=sum(n for s, n in statuses.items() if s >= 500),
