@@ -20,6 +20,7 @@ from ledger.crypto import digest_equal
 from ledger.encoding import to_hex
 from ledger.errors import (
     HeaderError,
+    HeightMismatch,
     ValidatorSetMismatch,
     VerificationError,
     WrongChain,
@@ -67,10 +68,6 @@ class ValidationContext(Protocol):
 # --------------------------------------------------------------------------
 # Errors (all VerificationError: a block is either valid or not)
 # --------------------------------------------------------------------------
-
-
-class HeightMismatch(HeaderError):
-    """The header's height is not tip + 1."""
 
 
 class PrevMismatch(HeaderError):
