@@ -276,6 +276,7 @@ class Opts:
     duration: float
     warmup: float
     rate: float
+    low_rate: float
     latency_seconds: float
     proof_seconds: float
     proof_records: int
@@ -287,13 +288,14 @@ class Opts:
     out: Path
 
 
-async def scenario_latency(root: Path, o: Opts, progress: Progress) -> dict[str, Any]:
-    c = new_cluster(root, "latency", o.block_records)
+async def scenario_latency(root: Path, o: Opts, progress: Progress, rate: float,
+                           name: str = "latency") -> dict[str, Any]:
+    c = new_cluster(root, name, o.block_records)
     try:
         await start_cluster(c)
         signer = Signer(c.dir / "keys" / "demo.json", c.genesis.chain)
         tick = 0.05
-        per_tick = max(1, int(o.rate * tick))
+        per_tick = max(1, int(rate * tick))
         ticks = int(o.latency_seconds / tick)
         envs = sign_with_progress(signer, per_tick * ticks, progress, "latency load")
         batches = pack_batches(envs, per_tick)
@@ -302,7 +304,7 @@ async def scenario_latency(root: Path, o: Opts, progress: Progress) -> dict[str,
         lat: list[float] = []
         session = c.http()
         done = asyncio.Event()
-        task = progress.add_task(f"latency @ {o.rate:.0f}/s", total=len(envs))
+        task = progress.add_task(f"latency @ {rate:.0f}/s", total=len(envs))
 
         async def watch() -> None:
             seen = (await c.status(0))["height"]  # type: ignore[index]
@@ -344,10 +346,11 @@ async def scenario_latency(root: Path, o: Opts, progress: Progress) -> dict[str,
         await watcher
         progress.remove_task(task)
         ms = [x * 1000 for x in lat]
-        return {"offered_per_s": o.rate, "offered_records": len(envs),
+        return {"offered_per_s": rate, "offered_records": len(envs),
                 "offer_seconds": round(offered_secs, 2),
                 "achieved_offer_per_s": round(len(envs) / offered_secs),
-                "committed_seen": len(lat), "lost": len(envs) - len(lat),
+                "committed_seen": len(lat),
+                "not_seen_committed_30s_after_offer": len(envs) - len(lat),
                 "p50_ms": round(pct(ms, 50), 1), "p90_ms": round(pct(ms, 90), 1),
                 "p99_ms": round(pct(ms, 99), 1), "max_ms": round(max(ms, default=0), 1),
                 "samples_ms": [round(x, 1) for x in ms],
@@ -597,6 +600,11 @@ def table(res: dict[str, Any]) -> Table:
                   f"({lt['committed_seen']:,} rec)",
                   "p50 <= 100, p99 <= 300 ms", f"offered {lt['achieved_offer_per_s']:,}/s",
                   ok(lt["p50_ms"] <= 100 and lt["p99_ms"] <= 300), la(lt))
+    if "latency_low" in res:
+        lt = res["latency_low"]
+        t.add_row("latency (low rate)", f"p50 {lt['p50_ms']:.0f} ms, p99 {lt['p99_ms']:.0f} ms "
+                  f"({lt['committed_seen']:,} rec)", "", f"offered {lt['achieved_offer_per_s']:,}/s",
+                  "", la(lt))
     if "proofs" in res:
         pr = res["proofs"]
         t.add_row("proofs (node0)", f"{pr['proofs_per_s']:,}/s at {pr['log_size']:,} rec",
@@ -691,9 +699,15 @@ async def run(o: Opts, scenarios: set[str], keep: Path | None) -> dict[str, Any]
             console.print(f"ceiling: {res['ceiling']['verify_per_s_one_core']:,} verifies/s "
                           f"on one core -> {res['ceiling']['ceiling_records_per_s']:,} records/s")
             if "latency" in scenarios:
-                res["latency"] = await scenario_latency(root, o, progress)
+                res["latency"] = await scenario_latency(root, o, progress, o.rate)
                 console.print(f"latency: p50 {res['latency']['p50_ms']} ms, "
                               f"p99 {res['latency']['p99_ms']} ms")
+                if o.low_rate:
+                    res["latency_low"] = await scenario_latency(root, o, progress, o.low_rate,
+                                                                "latency-low")
+                    console.print(f"latency at {o.low_rate:.0f}/s: p50 "
+                                  f"{res['latency_low']['p50_ms']} ms, "
+                                  f"p99 {res['latency_low']['p99_ms']} ms")
             if "throughput" in scenarios:
                 res.update(await scenario_throughput_etc(root, o, progress, res["ceiling"]))
                 console.print(f"throughput: {res['throughput']['records_per_s_steady']:,} "
@@ -713,6 +727,8 @@ async def run(o: Opts, scenarios: set[str], keep: Path | None) -> dict[str, Any]
 @click.option("--duration", type=float, help="throughput window, s [60; quick 15]")
 @click.option("--rate", type=float, default=2500, show_default=True,
               help="offered records/s for the latency scenario")
+@click.option("--low-rate", type=float, default=500, show_default=True,
+              help="a second latency point below saturation (0: skip)")
 @click.option("--latency-seconds", type=float, help="[30; quick 10]")
 @click.option("--proof-seconds", type=float, help="[15; quick 5]")
 @click.option("--proof-records", type=int, default=0,
@@ -729,13 +745,13 @@ async def run(o: Opts, scenarios: set[str], keep: Path | None) -> dict[str, Any]
 @click.option("--profile", is_flag=True, help="py-spy node0 during the throughput window")
 @click.option("--keep", type=click.Path(file_okay=False, path_type=Path),
               help="run the clusters in this directory and keep it (logs)")
-def main(quick: bool, out: Path, duration: float | None, rate: float,
+def main(quick: bool, out: Path, duration: float | None, rate: float, low_rate: float,
          latency_seconds: float | None, proof_seconds: float | None, proof_records: int,
          catchup_records: int | None, block_records: int, batch: int, inflight: int,
          only: tuple[str, ...], profile: bool, keep: Path | None) -> None:
     """Run the benchmark scenarios on fresh local 4-node clusters."""
     o = Opts(quick=quick,
-             duration=duration or (15 if quick else 60), warmup=3 if quick else 5, rate=rate,
+             duration=duration or (15 if quick else 60), warmup=3 if quick else 5, rate=rate, low_rate=low_rate,
              latency_seconds=latency_seconds or (10 if quick else 30),
              proof_seconds=proof_seconds or (5 if quick else 15), proof_records=proof_records,
              catchup_records=catchup_records or (10_000 if quick else 100_000),
