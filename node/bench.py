@@ -159,7 +159,7 @@ async def post_batch(session: aiohttp.ClientSession, url: str, body: bytes,
 async def status(session: aiohttp.ClientSession, url: str) -> dict[str, Any] | None:
     try:
         async with session.get(url + "/v1/status") as r:
-            return await r.json() if r.status == 200 else None  # type: ignore[no-any-return]
+            return await r.json() if r.status == 200 else None
     except (aiohttp.ClientError, OSError, asyncio.TimeoutError):
         return None
 
@@ -479,7 +479,7 @@ async def scenario_throughput_etc(root: Path, o: Opts, progress: Progress,
         out["catchup"] = await catchup(c, o, progress, catch_envs)
         st = await c.status(0)
         out["memory"] = {
-            "log_size": st["log_size"] if st else None,  # type: ignore[index]
+            "log_size": st["log_size"] if st else None,
             "rss_mb": {f"node{i}": round(rss_mb(c.procs[i].pid), 1) for i in range(4)},
             "load": loadavg()}
         return out
@@ -515,7 +515,7 @@ async def proofs(c: LocalCluster, o: Opts, progress: Progress, ids: list[bytes]
         await asyncio.gather(*(worker() for _ in range(32)))
         secs = time.perf_counter() - t0
     progress.remove_task(task)
-    return {"log_size": st["log_size"] if st else None,  # type: ignore[index]
+    return {"log_size": st["log_size"] if st else None,
             "seconds": round(secs, 1), "proofs": ok, "errors": errors,
             "proofs_per_s": round(ok / secs), "concurrency": 32,
             "per_second": [per_sec[k] for k in range(int(o.proof_seconds))],

@@ -63,7 +63,7 @@ from .chainapp import NodeApplication
 from .logs import LogContext
 from .mempool import Mempool
 from .metrics import Metrics
-from .sync import BlockSync
+from .sync import BlockSync, FetchedBlock
 
 log = logging.getLogger("node.driver")
 
@@ -323,28 +323,44 @@ class Driver:
         started = time.perf_counter()
         first_height, blocks, records = self.chain.height, 0, 0
         idle_rounds = 0
-        while self.chain.height < self._sync_target and idle_rounds < 20 \
-                and not self._stopping:
-            self.syncing = self._sync_target - self.chain.height >= 2
-            fetched = await self.sync.fetch(self._session, self.chain.height + 1)
-            if not fetched:
-                idle_rounds += 1  # nobody has it yet (FetchBlock races the peers' commit)
-                await asyncio.sleep(min(0.05 * idle_rounds, 0.5))
-                continue
-            idle_rounds = 0
-            for header, envelopes, cert in fetched:
-                self.feed(CommittedBlock(header, tuple(envelopes), cert, now_ms()))
-            target = fetched[-1][0].height
-            deadline = time.monotonic() + 10
-            while self.chain.height < target and time.monotonic() < deadline:
-                self._height_changed.clear()
-                await wait_event(self._height_changed, 1.0)
-            if self.chain.height < target:
-                log.warning("fetched blocks up to %d were not applied (at %d)", target,
-                            self.chain.height)
-                break
-            blocks += len(fetched)
-            records += sum(len(e) for _, e, _ in fetched)
+        # The next batch is fetched (a peer reads it, we decode it) while the
+        # machine validates and applies this one: one batch in flight ahead.
+        ahead: asyncio.Task[list[FetchedBlock]] | None = None
+        try:
+            while self.chain.height < self._sync_target and idle_rounds < 20 \
+                    and not self._stopping:
+                self.syncing = self._sync_target - self.chain.height >= 2
+                if ahead is not None:
+                    fetched = await ahead
+                    ahead = None
+                    if fetched and fetched[0][0].height != self.chain.height + 1:
+                        fetched = []  # the chain moved meanwhile: fetch afresh
+                else:
+                    fetched = await self.sync.fetch(self._session, self.chain.height + 1)
+                if not fetched:
+                    idle_rounds += 1  # nobody has it yet (FetchBlock races the peers' commit)
+                    await asyncio.sleep(min(0.05 * idle_rounds, 0.5))
+                    continue
+                idle_rounds = 0
+                for header, envelopes, cert in fetched:
+                    self.feed(CommittedBlock(header, tuple(envelopes), cert, now_ms()))
+                target = fetched[-1][0].height
+                if target < self._sync_target:
+                    ahead = asyncio.create_task(self.sync.fetch(self._session, target + 1),
+                                                name="catch-up-prefetch")
+                deadline = time.monotonic() + 10
+                while self.chain.height < target and time.monotonic() < deadline:
+                    self._height_changed.clear()
+                    await wait_event(self._height_changed, 1.0)
+                if self.chain.height < target:
+                    log.warning("fetched blocks up to %d were not applied (at %d)", target,
+                                self.chain.height)
+                    break
+                blocks += len(fetched)
+                records += sum(len(e) for _, e, _ in fetched)
+        finally:
+            if ahead is not None:
+                await cancel_all([ahead])
         if blocks:
             secs = time.perf_counter() - started
             log.info("caught up from height %d to %d: %d records in %.2fs (%.0f records/s)",
