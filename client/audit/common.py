@@ -81,8 +81,13 @@ def iso8601_ms(ms: int) -> str:
 
 
 def console() -> Console:
-    """A console on the current stdout: no wrapping, no markup guessing."""
-    return Console(soft_wrap=True, highlight=False, emoji=False)
+    """A console on the current stdout: no wrapping, no markup guessing.
+
+    Piped output gets a wide fixed width, so trees and tables are not
+    cropped at 80 columns in logs and files.
+    """
+    width = None if sys.stdout.isatty() else 400
+    return Console(soft_wrap=True, highlight=False, emoji=False, width=width)
 
 
 def print_json(doc: Any) -> None:
