@@ -552,9 +552,12 @@ async def catchup(c: LocalCluster, o: Opts, progress: Progress,
     task = progress.add_task("catch-up: node3 restarting", total=None)
     t1 = time.perf_counter()
     c.start(3)
+    prof = Profiler(c.procs[3].pid, 20, o.out / "profile-node3-catchup.raw") \
+        if o.profile else None
     await c.wait_height([3], target, timeout=900)
     wall = time.perf_counter() - t1
     progress.remove_task(task)
+    profile_top = prof.finish() if prof is not None else []
     logged = [json.loads(line) for line in c.log_path(3).read_text().splitlines()
               if '"msg":"caught up' in line]
     synced = sum(d.get("sync_records", 0) for d in logged)
@@ -565,6 +568,7 @@ async def catchup(c: LocalCluster, o: Opts, progress: Progress,
             "records_per_s_wall": round(len(envs) / wall),
             "synced_records_logged": synced, "sync_busy_s": round(busy, 2),
             "records_per_s_sync": round(synced / busy) if busy else None,
+            "profile_node3_top": profile_top,
             "load_start": la0, "load_end": loadavg()}
 
 
