@@ -8,6 +8,7 @@ re-encoding.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from functools import cached_property
 from typing import Any, Mapping, Sequence
 
 from .crypto import PUBKEY_LEN, RECORD_DOMAIN, SIG_LEN, SigningKey, verify_signature
@@ -71,8 +72,10 @@ class Envelope:
     def id(self) -> bytes:
         return self.record.id
 
-    @property
+    @cached_property
     def leaf_hash(self) -> bytes:
+        # Asked for many times per record on a node (mempool, block roots,
+        # validation, commit); the envelope bytes never change.
         return H(b"\x00" + self.envelope_bytes)
 
 
