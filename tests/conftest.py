@@ -20,3 +20,11 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     for item in items:
         if "slow" in item.keywords:
             item.add_marker(skip_slow)
+
+
+@pytest.fixture
+def world() -> "World":
+    """A 4-validator genesis with its keys (see helpers.make_world)."""
+    from helpers import World, make_world  # noqa: F401  (tests/ is on sys.path)
+
+    return make_world()

@@ -7,6 +7,8 @@ byte-identical keys, records and certificates.
 
 from __future__ import annotations
 
+import dataclasses
+
 import hashlib
 from typing import TYPE_CHECKING, Any, Iterable, Mapping, Sequence
 
@@ -17,6 +19,7 @@ from ledger.records import Envelope, make_record, sign_record
 
 if TYPE_CHECKING:
     from ledger.chain import ChainStore
+    from ledger.storage import MemoryStore
 
 # Seed bases keep validator and submitter keys apart for any n.
 VALIDATOR_SEED_BASE = 0
@@ -169,3 +172,68 @@ def commit_sample_blocks(
     for block in (b1, b2, b3):
         commit_envelopes(chain, block, validator_keys)
     return [b1, b2, b3]
+
+
+# ------------------------------------------------------------------ chain worlds
+
+
+@dataclasses.dataclass
+class World:
+    genesis: Genesis
+    validators: list[SigningKey]
+    submitter: SigningKey
+
+    def envelopes(self, first_nonce: int, count: int) -> list[Envelope]:
+        return make_envelopes(self.submitter, self.genesis.chain, count, first_nonce)
+
+
+def make_world(n_validators: int = 4, chain: str = "test") -> World:
+    """A genesis with its validator and submitter keys (the ``world`` fixture)."""
+    doc, validators, submitter = make_genesis(n_validators, chain)
+    return World(as_genesis(doc), validators, submitter)
+
+
+def snapshot(store: "MemoryStore") -> list[tuple[bytes, bytes]]:
+    return list(store.iterate(b""))
+
+
+def three_blocks(chain: "ChainStore", world: World) -> list[list[Envelope]]:
+    return commit_sample_blocks(chain, world.validators, world.submitter)
+
+
+def built(world: World) -> tuple["MemoryStore", "ChainStore"]:
+    from ledger.chain import ChainStore
+    from ledger.storage import MemoryStore
+
+    store = MemoryStore()
+    chain = ChainStore(store, world.genesis)
+    three_blocks(chain, world)
+    return store, chain
+
+
+def build_certified_chain(blocks: int, per_block: int, chain: str = "audit") -> tuple[
+    Genesis, list[SigningKey], SigningKey, list[tuple[Header, Certificate, list[Envelope]]]
+]:
+    """``blocks`` certified blocks of ``per_block`` records, built in memory
+    with the RFC functions (no store): ``(genesis, validator keys, submitter
+    key, [(header, certificate, envelopes), ...])``."""
+    from ledger.blocks import ZERO_HASH
+    from ledger.merkle import root
+
+    doc, vkeys, skey = make_genesis(4, chain=chain)
+    genesis = as_genesis(doc)
+    out: list[tuple[Header, Certificate, list[Envelope]]] = []
+    leaves: list[bytes] = []
+    prev, nonce = ZERO_HASH, 0
+    for height in range(1, blocks + 1):
+        envs = [make_envelope(skey, chain, nonce + i) for i in range(per_block)]
+        nonce += per_block
+        leaves += [e.leaf_hash for e in envs]
+        header = Header(
+            chain=chain, height=height, prev=prev, time=1000 + height, proposer=height % 4,
+            tx_count=len(envs), tx_root=root([e.leaf_hash for e in envs]),
+            log_size=len(leaves), log_root=root(leaves), validators=genesis.validators_hash,
+        )
+        out.append((header, certify(header, vkeys, genesis), envs))
+        prev = header.hash
+    return genesis, vkeys, skey, out

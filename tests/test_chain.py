@@ -9,12 +9,14 @@ from typing import Any
 
 import pytest
 from helpers import (
+    World,
+    built,
+    snapshot,
+    three_blocks,
     as_genesis,
     block_time,
     certify,
     commit_envelopes,
-    commit_sample_blocks,
-    make_envelopes,
     make_genesis,
     make_keys,
 )
@@ -22,7 +24,6 @@ from helpers import (
 from ledger import merkle, schema
 from ledger.blocks import ZERO_HASH, Certificate, Header
 from ledger.chain import ChainStore
-from ledger.crypto import SigningKey
 from ledger.errors import (
     CertificateError,
     HeaderError,
@@ -33,39 +34,7 @@ from ledger.errors import (
     VerificationError,
     WrongChain,
 )
-from ledger.genesis import Genesis
-from ledger.records import Envelope
 from ledger.storage import LevelDBStore, MemoryStore, WriteBatch
-
-@dataclasses.dataclass
-class World:
-    genesis: Genesis
-    validators: list[SigningKey]
-    submitter: SigningKey
-
-    def envelopes(self, first_nonce: int, count: int) -> list[Envelope]:
-        return make_envelopes(self.submitter, self.genesis.chain, count, first_nonce)
-
-
-@pytest.fixture
-def world() -> World:
-    doc, validators, submitter = make_genesis(4, "test")
-    return World(as_genesis(doc), validators, submitter)
-
-
-def snapshot(store: MemoryStore) -> list[tuple[bytes, bytes]]:
-    return list(store.iterate(b""))
-
-
-def three_blocks(chain: ChainStore, world: World) -> list[list[Envelope]]:
-    return commit_sample_blocks(chain, world.validators, world.submitter)
-
-
-def built(world: World) -> tuple[MemoryStore, ChainStore]:
-    store = MemoryStore()
-    chain = ChainStore(store, world.genesis)
-    three_blocks(chain, world)
-    return store, chain
 
 
 # ------------------------------------------------------------------ basics

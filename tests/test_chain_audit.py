@@ -7,9 +7,9 @@ import dataclasses
 import pytest
 from hypothesis import given, settings, strategies as st
 
-from helpers import certify, make_envelope, make_genesis
+from helpers import build_certified_chain as _build_chain, certify, make_envelope
 from ledger.audit import ChainAuditor
-from ledger.blocks import ZERO_HASH, Header
+from ledger.blocks import Header
 from ledger.errors import (
     BadSignature,
     CertificateError,
@@ -19,7 +19,6 @@ from ledger.errors import (
     ValidatorSetMismatch,
 )
 from ledger.frontier import MerkleFrontier
-from ledger.genesis import parse_genesis
 from ledger.merkle import leaf_hash, root
 
 
@@ -33,26 +32,6 @@ def test_frontier_root_equals_rfc_root_at_every_size(n: int) -> None:
         f.append(h)
         assert f.size == i + 1
     assert f.root() == root(hashes)
-
-
-def _build_chain(blocks: int, per_block: int):  # type: ignore[no-untyped-def]
-    doc, vkeys, skey = make_genesis(4, chain="audit")
-    genesis = parse_genesis(doc)
-    chain = []
-    leaves: list[bytes] = []
-    prev, nonce = ZERO_HASH, 0
-    for height in range(1, blocks + 1):
-        envs = [make_envelope(skey, "audit", nonce + i) for i in range(per_block)]
-        nonce += per_block
-        leaves += [e.leaf_hash for e in envs]
-        header = Header(
-            chain="audit", height=height, prev=prev, time=1000 + height, proposer=height % 4,
-            tx_count=len(envs), tx_root=root([e.leaf_hash for e in envs]),
-            log_size=len(leaves), log_root=root(leaves), validators=genesis.validators_hash,
-        )
-        chain.append((header, certify(header, vkeys, genesis), envs))
-        prev = header.hash
-    return genesis, vkeys, skey, chain
 
 
 def test_valid_chain_audits_and_counts() -> None:

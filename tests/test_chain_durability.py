@@ -3,7 +3,6 @@ and damaged bytes are reported as StorageCorruption on read or on open."""
 
 from __future__ import annotations
 
-import dataclasses
 import subprocess
 import sys
 import textwrap
@@ -12,55 +11,22 @@ from typing import Iterator
 
 import pytest
 from helpers import (
-    as_genesis,
+    World,
+    built,
+    snapshot,
+    three_blocks,
     block_time,
     certify,
     commit_envelopes,
-    commit_sample_blocks,
-    make_envelopes,
-    make_genesis,
 )
 
 from ledger import schema
 from ledger.chain import ChainStore
-from ledger.crypto import SigningKey
 from ledger.errors import StorageCorruption
-from ledger.genesis import Genesis
-from ledger.records import Envelope
 from ledger.storage import KeyValueStore, LevelDBStore, MemoryStore, WriteBatch
 
 TESTS_DIR = Path(__file__).resolve().parent
 
-
-@dataclasses.dataclass
-class World:
-    genesis: Genesis
-    validators: list[SigningKey]
-    submitter: SigningKey
-
-    def envelopes(self, first_nonce: int, count: int) -> list[Envelope]:
-        return make_envelopes(self.submitter, self.genesis.chain, count, first_nonce)
-
-
-@pytest.fixture
-def world() -> World:
-    doc, validators, submitter = make_genesis(4, "test")
-    return World(as_genesis(doc), validators, submitter)
-
-
-def snapshot(store: MemoryStore) -> list[tuple[bytes, bytes]]:
-    return list(store.iterate(b""))
-
-
-def three_blocks(chain: ChainStore, world: World) -> list[list[Envelope]]:
-    return commit_sample_blocks(chain, world.validators, world.submitter)
-
-
-def built(world: World) -> tuple[MemoryStore, ChainStore]:
-    store = MemoryStore()
-    chain = ChainStore(store, world.genesis)
-    three_blocks(chain, world)
-    return store, chain
 
 
 # ------------------------------------------------------------------ crashes

@@ -4,12 +4,11 @@ from __future__ import annotations
 
 import pytest
 
-from helpers import certify
+from helpers import build_certified_chain as _build_chain, certify
 from ledger.blocks import ZERO_HASH, Header
 from ledger.checkpoint import CertifiedHead, ForkDetected, check_extends, check_same_height
 from ledger.errors import QuorumNotReached
 from ledger.merkle import consistency_path, leaf_hash, root
-from test_chain_audit import _build_chain
 
 
 def _heads():  # type: ignore[no-untyped-def]
