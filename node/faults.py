@@ -150,9 +150,7 @@ async def kill_loop(directory: Path, *, duration: float, every: tuple[float, flo
 
     started = time.monotonic()
     try:
-        for i in everyone:
-            c.start(i)
-        await c.wait_connected(everyone, timeout=60)
+        await c.start_all(timeout=60)
         workers = [asyncio.create_task(load(w)) for w in range(2)]
         while time.monotonic() - started < duration:
             await asyncio.sleep(rng.uniform(*every))  # picks the moment; decides nothing

@@ -113,6 +113,15 @@ class LocalCluster:
                                          preexec_fn=lambda: _die_with_parent(parent))
         log.close()
 
+    async def start_all(self, timeout: float = 30.0) -> list[int]:
+        """Start every node and wait until each has a link to every other;
+        returns their indexes."""
+        everyone = list(range(self.n))
+        for i in everyone:
+            self.start(i)
+        await self.wait_connected(everyone, timeout)
+        return everyone
+
     def signal(self, i: int, sig: signal.Signals) -> None:
         proc = self.procs[i]
         if proc.poll() is None:

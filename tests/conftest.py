@@ -7,6 +7,7 @@
 from __future__ import annotations
 
 import pytest
+from helpers import World, make_world  # tests/ is on sys.path for conftest
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
@@ -23,8 +24,6 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
 
 
 @pytest.fixture
-def world() -> "World":
+def world() -> World:
     """A 4-validator genesis with its keys (see helpers.make_world)."""
-    from helpers import World, make_world  # noqa: F401  (tests/ is on sys.path)
-
     return make_world()

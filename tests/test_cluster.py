@@ -96,10 +96,7 @@ def catch_ups(log: str) -> list[tuple[int, float]]:
 
 async def test_commit_survive_kills_and_catch_up(cluster: LocalCluster) -> None:
     c = cluster
-    everyone = [0, 1, 2, 3]
-    for i in everyone:
-        c.start(i)
-    await c.wait_connected(everyone)
+    everyone = await c.start_all()
     sub = Submitter(c)
 
     # 1. Four nodes commit records with lineage; every node serves the proof.
@@ -182,10 +179,7 @@ SMALL_NODE3 = {3: [("max_mempool = 100000", "max_mempool = 50"),
 @pytest.mark.parametrize("cluster", [SMALL_NODE3], indirect=True)
 async def test_every_error_code_from_real_requests(cluster: LocalCluster) -> None:
     c = cluster
-    everyone = [0, 1, 2, 3]
-    for i in everyone:
-        c.start(i)
-    await c.wait_connected(everyone)
+    await c.start_all()
     sub = Submitter(c)
     seen: dict[str, int] = {}
 
@@ -275,9 +269,7 @@ async def test_every_error_code_from_real_requests(cluster: LocalCluster) -> Non
 
 async def test_forged_peer_frames_are_dropped_and_counted(cluster: LocalCluster) -> None:
     c = cluster
-    for i in range(4):
-        c.start(i)
-    await c.wait_connected([0, 1, 2, 3])
+    await c.start_all()
     me = load_key_file(c.dir / "keys" / "node1.json").key
     other = load_key_file(c.dir / "keys" / "node2.json").key
     target = c.genesis.validators[0].pubkey

@@ -36,10 +36,7 @@ async def test_sigkill_at_random_moments(tmp_path: Path, kills: int) -> None:
     c = LocalCluster(tmp_path / "cluster", 4)
     rng = random.Random(kills)
     try:
-        everyone = [0, 1, 2, 3]
-        for i in everyone:
-            c.start(i)
-        await c.wait_connected(everyone)
+        everyone = await c.start_all()
         sub = Submitter(c)
         stop = asyncio.Event()
         feeding = asyncio.create_task(_feed(c, sub, stop))

@@ -70,10 +70,7 @@ def log_docs(c: LocalCluster, i: int) -> list[dict[str, object]]:
 async def test_corruption_detected_refused_and_resynced(tmp_path: Path) -> None:
     c = LocalCluster(tmp_path / "cluster", 4)
     try:
-        everyone = [0, 1, 2, 3]
-        for i in everyone:
-            c.start(i)
-        await c.wait_connected(everyone)
+        everyone = await c.start_all()
         sub = Submitter(c)
         first = [sub.envelope() for _ in range(20)]
         await submit(c, 0, first)
@@ -165,10 +162,7 @@ async def test_flipped_table_file_bytes(tmp_path: Path, seed: int) -> None:
     c = LocalCluster(tmp_path / "cluster", 4)
     rng = random.Random(seed)
     try:
-        everyone = [0, 1, 2, 3]
-        for i in everyone:
-            c.start(i)
-        await c.wait_connected(everyone)
+        everyone = await c.start_all()
         sub = Submitter(c)
         ids = []
         for _ in range(3):

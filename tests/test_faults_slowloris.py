@@ -28,10 +28,7 @@ async def test_slow_loris_clients(tmp_path: Path) -> None:
     c = LocalCluster(tmp_path / "cluster", 4, toml_edits=EDITS)
     conns: list[tuple[asyncio.StreamReader, asyncio.StreamWriter]] = []
     try:
-        everyone = [0, 1, 2, 3]
-        for i in everyone:
-            c.start(i)
-        await c.wait_connected(everyone)
+        everyone = await c.start_all()
         port = c.base_port
         slow_bodies = []
         for k in range(SLOW):

@@ -30,10 +30,7 @@ EXAMPLES = int(os.environ.get("SCHEMATHESIS_EXAMPLES", "150"))
 async def test_schemathesis_live_node(tmp_path: Path) -> None:
     c = LocalCluster(tmp_path / "cluster", 4)
     try:
-        everyone = [0, 1, 2, 3]
-        for i in everyone:
-            c.start(i)
-        await c.wait_connected(everyone)
+        everyone = await c.start_all()
         sub = Submitter(c)
         batch = sub.lineage(10)
         await submit(c, 0, batch)

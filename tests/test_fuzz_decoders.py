@@ -27,7 +27,7 @@ from consensus import proposer_for
 from consensus.messages import Decision, decode_message, encode_message, sign_proposal, sign_vote
 from ledger.blocks import Vote, certificate_from_bytes, certificate_from_json, decode_header, decode_vote
 from ledger.crypto import SigningKey
-from ledger.encoding import canonical, decode
+from ledger.encoding import canonical
 from ledger.errors import LedgerError
 from ledger.genesis import parse_genesis
 from ledger.proofs import build_bundle

@@ -31,9 +31,7 @@ AUDIT = str(Path(sys.executable).with_name("ledger-audit"))
 async def cluster(tmp_path: Path) -> AsyncIterator[LocalCluster]:
     c = LocalCluster(tmp_path / "cluster", 4)
     try:
-        for i in range(4):
-            c.start(i)
-        await c.wait_connected([0, 1, 2, 3])
+        await c.start_all()
         yield c
     finally:
         await c.stop_all()

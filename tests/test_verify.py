@@ -22,7 +22,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from memchain import MemChain, build_chain
 
-from ledger.blocks import Certificate, Header, Vote, decode_header
+from ledger.blocks import Header, Vote, decode_header
 from ledger.chain import ChainStore
 from ledger.encoding import H, canonical
 from ledger.errors import (
