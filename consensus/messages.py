@@ -267,7 +267,8 @@ def _decision_from_map(value: dict[str, Any]) -> Decision:
 def decode_message(data: bytes, *, max_size: int = MAX_MESSAGE_BYTES) -> Message:
     """Decode bytes from a peer; raises a ``VerificationError`` subclass if malformed."""
     value = decode(data, max_size=max_size)
-    if not isinstance(value, dict) or value.get("t") not in _KEYS:
+    if not isinstance(value, dict) or not isinstance(value.get("t"), str) \
+            or value["t"] not in _KEYS:
         raise BadEncoding("not a consensus message (missing or unknown 't')")
     kind = value["t"]
     if set(value) != _KEYS[kind]:
