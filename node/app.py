@@ -28,6 +28,7 @@ from .api import build_app
 from .chainapp import NodeApplication
 from .config import NodeConfig
 from .driver import Driver, evidence_json
+from .httpconn import GuardedTCPSite, HeadTimeout
 from .logs import LogContext
 from .mempool import Mempool
 from .metrics import Metrics
@@ -108,9 +109,13 @@ class Node:
                             max_trace_depth=limits["max_trace_depth"],
                             max_trace_nodes=limits["max_trace_nodes"],
                             body_timeout_s=http["body_timeout_ms"] / 1000)
+        guard = HeadTimeout(http["header_timeout_ms"] / 1000,
+                            lambda reason: self.metrics.http_timeouts.labels(reason=reason).inc())
+        guard.install(web_app)
         self._runner = web.AppRunner(web_app, access_log=None, shutdown_timeout=2.0)
         await self._runner.setup()
-        await web.TCPSite(self._runner, cfg.host, cfg.port, reuse_address=True).start()
+        await GuardedTCPSite(self._runner, cfg.host, cfg.port, guard=guard,
+                             reuse_address=True).start()
         await self.transport.start()
         await self.driver.start()
         self._tasks = [asyncio.create_task(self._gossip_out(), name="gossip-out"),

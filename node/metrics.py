@@ -69,6 +69,11 @@ class Metrics:
         self.sync_blocks = Counter("ledger_sync_blocks", "Blocks applied by catch-up", registry=r)
         self.sync_records = Counter("ledger_sync_records", "Records applied by catch-up",
                                     registry=r)
+        self.http_timeouts = Counter(
+            "ledger_http_connections_timed_out",
+            "Client connections closed for sending no request head in time (head) or "
+            "staying idle (idle)", ["reason"], registry=r,
+        )
         self.request_latency = Histogram(
             "ledger_http_request_seconds", "HTTP request latency", ["route", "method", "status"],
             buckets=_LATENCY_BUCKETS, registry=r,

@@ -26,6 +26,7 @@ def test_cluster_node_config_loads(cluster: Path) -> None:
     assert cfg.data_dir == (cluster / "node2" / "data").resolve()
     assert cfg.get("limits", "max_mempool") == 100_000
     assert cfg.timeout_ms("timeout_propose_ms") == 3000  # from genesis params
+    assert cfg.get("http", "header_timeout_ms") == 10_000
 
 
 @pytest.mark.parametrize(
@@ -41,6 +42,8 @@ def test_cluster_node_config_loads(cluster: Path) -> None:
         (('genesis = "../genesis.json"', 'genesis = "../keys/node0.json"'), "node.genesis"),
         (('name = "node1"\n', ""), "node.name"),
         (("[http]", "[http"), "config"),
+        (("[http]", "[http]\nheader_timeout_ms = 0"), "http.header_timeout_ms"),
+        (("[http]", '[http]\nheader_timeout_ms = "10s"'), "http.header_timeout_ms"),
     ],
 )
 def test_bad_config_names_the_key(cluster: Path, edit: tuple[str, str], key: str) -> None:
