@@ -237,12 +237,18 @@ class ChainStore:
         return envelope
 
     def id_for_nonce(self, submitter: bytes, nonce: int) -> bytes | None:
-        return self._store.get(schema.nonce_key(submitter, nonce))
+        record_id = self._store.get(schema.nonce_key(submitter, nonce))
+        if record_id is not None:
+            _check_stored_id(record_id, f"nonce index entry for nonce {nonce}")
+        return record_id
 
     def children(self, record_id: bytes) -> list[bytes]:
         """Ids of committed records naming ``record_id`` as a parent (id order)."""
         prefix = schema.children_prefix(record_id)
-        return [schema.child_from_key(key) for key, _ in self._store.iterate(prefix)]
+        children = [schema.child_from_key(key) for key, _ in self._store.iterate(prefix)]
+        for child in children:
+            _check_stored_id(child, "children index key")
+        return children
 
     def records_by_submitter(
         self, submitter: bytes, limit: int = 100, after_index: int = -1
@@ -256,6 +262,7 @@ class ChainStore:
         start = schema.submitter_key(submitter, max(first, 0))
         out: list[tuple[int, bytes]] = []
         for key, record_id in self._store.iterate(prefix, start=start):
+            _check_stored_id(record_id, "submitter index entry")
             out.append((schema.leaf_index_from_submitter_key(key), record_id))
             if len(out) >= limit:
                 break
@@ -406,6 +413,13 @@ def _decode_stored_header(header_bytes: bytes, height: int) -> Header:
     if header.height != height:
         raise StorageCorruption(f"header stored at height {height} says {header.height}")
     return header
+
+
+def _check_stored_id(record_id: bytes, what: str) -> None:
+    """An index value or key part read back as a record id must be one."""
+    if len(record_id) != schema.ID_LEN:
+        raise StorageCorruption(f"{what}: a record id must be {schema.ID_LEN} bytes, "
+                                f"found {len(record_id)} (run ledger-node --check)")
 
 
 def _record_id(envelope: bytes, leaf_index: int) -> bytes:

@@ -3,6 +3,10 @@
 Exit codes: 0 after a clean stop, 2 for a configuration problem (the message
 names the bad key), 1 when the node cannot start (store locked or damaged,
 port in use).
+
+``ledger-node --config node.toml --check`` checks the (stopped) node's store
+instead - every block and index entry (``node/check.py``): 0 clean, 1 damaged,
+2 usage.
 """
 
 from __future__ import annotations
@@ -63,14 +67,32 @@ async def _serve(config_path: Path) -> int:
 @click.command()
 @click.option("--config", "config_path", required=True,
               type=click.Path(dir_okay=False, path_type=Path), help="the node's TOML file")
-def main(config_path: Path) -> None:
-    """Run one ledger validator node."""
+@click.option("--check", is_flag=True,
+              help="check the stopped node's store (every block and index entry) and exit: "
+                   "0 clean, 1 damaged")
+@click.option("--signatures", is_flag=True,
+              help="with --check: also verify every record's signature (slower)")
+def main(config_path: Path, check: bool, signatures: bool) -> None:
+    """Run one ledger validator node (or, with --check, check its store)."""
+    if signatures and not check:
+        raise click.UsageError("--signatures only applies with --check")
     try:
-        code = asyncio.run(_serve(config_path))
+        if check:
+            code = _check(config_path, signatures)
+        else:
+            code = asyncio.run(_serve(config_path))
     except ConfigError as exc:
         click.echo(f"ledger-node: configuration error: {exc}", err=True)
         sys.exit(2)
     sys.exit(code)
+
+
+def _check(config_path: Path, signatures: bool) -> int:
+    from rich.console import Console
+
+    from .check import run_check
+
+    return run_check(load_config(config_path), Console(), signatures=signatures)
 
 
 if __name__ == "__main__":

@@ -1,0 +1,559 @@
+"""Full consistency check of a chain store: every key, both directions.
+
+:func:`fsck` walks the chain block by block in constant memory and
+
+* re-checks each block's header, certificate, envelopes, ``tx_root`` and
+  ``log_root`` with :class:`~ledger.audit.ChainAuditor` (the hash chain);
+* checks each envelope against its stored leaf hash, and recomputes every
+  index entry the record implies - submitter (``s``), children (``c``),
+  record location (``r``, first occurrence wins) and nonce (``u``, first
+  occurrence wins) - comparing it with the store: **missing** or **wrong**;
+* checks the Merkle log through its own API (:class:`~ledger.log.MerkleLog`
+  owns the tree's byte layout): every leaf hash against its envelope, and
+  the root at every block's log size against that block's ``log_root``;
+* then walks every stored key once, in key order, and reports the entries
+  no block implies (**stray**): envelopes, headers or certificates past the
+  tip, unknown prefixes (tree keys under ``n`` are the log's and are judged
+  through it, above).  An index whose entry count equals the count the
+  blocks imply, and in which the forward walk found every implied entry,
+  holds nothing else; any other index is walked again entry by entry, each
+  checked against the record it names, to name its stray keys;
+* finally re-runs :meth:`ChainStore.check_integrity` (the check on open).
+
+The result is a :class:`FsckReport` naming each damaged key and, per index
+and problem, the damaged key range.  Nothing is written.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from . import schema
+from .audit import ChainAuditor
+from .blocks import Header, certificate_from_bytes, decode_header
+from .chain import ChainStore
+from .crypto import digest_equal
+from .errors import StorageCorruption, VerificationError
+from .genesis import Genesis
+from .log import MerkleLog
+from .merkle import leaf_hash
+from .records import Envelope, decode_envelope
+from .storage import KeyValueStore
+
+# What a damaged key belongs to (the report groups by these).
+BLOCKS = "blocks (headers, certificates, hash chain)"
+ENVELOPES = "envelopes (e)"
+TREE = "Merkle tree nodes (n)"
+LOCATIONS = "record id -> location index (r)"
+NONCES = "(submitter, nonce) -> record id index (u)"
+CHILDREN = "parent -> children index (c)"
+SUBMITTERS = "submitter -> records index (s)"
+META = "meta (m)"
+UNKNOWN = "unknown keys"
+
+MISSING = "missing"
+WRONG = "wrong value"
+STRAY = "stray (implied by no block)"
+
+MAX_LISTED = 200  # damaged keys kept in detail; beyond this only counted
+
+Progress = Callable[[str, int, int | None], None]  # (phase, done, total or None)
+
+_META_KEYS = frozenset({schema.META_SCHEMA_VERSION, schema.META_LOG_SIZE, schema.META_TIP,
+                        schema.META_CONSENSUS})
+_LEN_LOCATION_KEY = 1 + schema.ID_LEN
+_LEN_NONCE_KEY = 1 + schema.PUBKEY_LEN + 8
+_LEN_CHILD_KEY = 1 + 2 * schema.ID_LEN
+_LEN_U64_KEY = 1 + 8
+_INDEX_PREFIXES = {
+    schema.RECORD_LOCATION: LOCATIONS,
+    schema.NONCE: NONCES,
+    schema.CHILD: CHILDREN,
+    schema.SUBMITTER: SUBMITTERS,
+}
+_TREE_LEAF = schema.NODE + b"leaf:"  # report keys for damage found through the log's API
+_TREE_ROOT = schema.NODE + b"root:"
+
+
+@dataclass(frozen=True)
+class Damage:
+    index: str
+    problem: str
+    key: bytes
+    detail: str
+
+    def describe(self) -> str:
+        return f"{self.index}: {self.problem} at {describe_key(self.key)}: {self.detail}"
+
+
+@dataclass
+class DamageRange:
+    """Every damaged key of one index with one problem: count, first and last key."""
+
+    index: str
+    problem: str
+    count: int
+    first: bytes
+    last: bytes
+
+    def describe(self) -> str:
+        span = describe_key(self.first)
+        if self.last != self.first:
+            span += f" .. {describe_key(self.last)}"
+        return f"{self.index}: {self.count} {self.problem}, keys {span}"
+
+
+@dataclass
+class FsckReport:
+    height: int = 0
+    log_size: int = 0
+    blocks: int = 0
+    records: int = 0
+    keys: int = 0
+    listed: list[Damage] = field(default_factory=list)
+    ranges: dict[tuple[str, str], DamageRange] = field(default_factory=dict)
+    _seen: set[bytes] = field(default_factory=set, repr=False)
+
+    @property
+    def clean(self) -> bool:
+        return not self.ranges
+
+    @property
+    def damaged(self) -> int:
+        return sum(r.count for r in self.ranges.values())
+
+    def add(self, index: str, problem: str, key: bytes, detail: str) -> None:
+        if key in self._seen:
+            return  # one key, one report (forward and reverse walks may both see it)
+        if len(self._seen) < MAX_LISTED:
+            self._seen.add(key)
+            self.listed.append(Damage(index, problem, key, detail))
+        rng = self.ranges.get((index, problem))
+        if rng is None:
+            self.ranges[(index, problem)] = DamageRange(index, problem, 1, key, key)
+        else:
+            rng.count += 1
+            rng.first, rng.last = min(rng.first, key), max(rng.last, key)
+
+    def summary(self) -> list[str]:
+        head = (f"checked {self.blocks} blocks, {self.records} records, {self.keys} keys "
+                f"(height {self.height}, log size {self.log_size})")
+        if self.clean:
+            return [head, "no damage found"]
+        return [head, f"{self.damaged} damaged keys:"] + [
+            "  " + r.describe() for r in sorted(self.ranges.values(), key=_range_order)]
+
+    def raise_if_damaged(self) -> None:
+        if not self.clean:
+            raise StorageCorruption("; ".join(self.summary()[1:]))
+
+
+def _range_order(r: DamageRange) -> tuple[str, str]:
+    return r.index, r.problem
+
+
+def describe_key(key: bytes) -> str:
+    """A short human name for a store key (prefix letter, then its fields)."""
+    p, rest = key[:1], key[1:]
+    if p in (schema.ENVELOPE, schema.HEADER, schema.CERTIFICATE) and len(rest) == 8:
+        return f"{p.decode()}/{schema.unpack_u64(rest)}"
+    if key[:6] in (_TREE_LEAF, _TREE_ROOT) and len(key) == 14:
+        what = "leaf hash" if key[:6] == _TREE_LEAF else "root at log size"
+        return f"n ({what} {schema.unpack_u64(key[6:])})"
+    if p in (schema.NONCE, schema.SUBMITTER) and len(rest) == schema.PUBKEY_LEN + 8:
+        return f"{p.decode()}/{rest[:8].hex()}../{schema.unpack_u64(rest[schema.PUBKEY_LEN:])}"
+    if p == schema.CHILD and len(rest) == 2 * schema.ID_LEN:
+        return f"c/{rest[:8].hex()}../{rest[schema.ID_LEN:schema.ID_LEN + 8].hex()}.."
+    if p == schema.RECORD_LOCATION and len(rest) == schema.ID_LEN:
+        return f"r/{rest[:8].hex()}.."
+    if p == schema.META:
+        return "m/" + rest.decode("ascii", "replace")
+    return key[:24].hex() + (".." if len(key) > 24 else "")
+
+
+# --------------------------------------------------------------------------
+# The walk
+# --------------------------------------------------------------------------
+
+
+def fsck(store: KeyValueStore, genesis: Genesis, *, progress: Progress | None = None,
+         verify_signatures: bool = False) -> FsckReport:
+    """Check every block and every stored key; return what is damaged."""
+    checker = _Checker(store, genesis, progress, verify_signatures)
+    checker.run()
+    return checker.report
+
+
+def _no_progress(phase: str, done: int, total: int | None) -> None:
+    pass
+
+
+class _Checker:
+    def __init__(self, store: KeyValueStore, genesis: Genesis, progress: Progress | None,
+                 verify_signatures: bool) -> None:
+        self.store = store
+        self.genesis = genesis
+        self.progress = progress or _no_progress
+        self.report = FsckReport()
+        self.auditor: ChainAuditor | None = ChainAuditor(genesis,
+                                                         verify_signatures=verify_signatures)
+        self.tip_height = 0
+        self.log_size = 0
+        self.log: MerkleLog | None = None
+        # Index entries the blocks imply, counted on the forward walk; the
+        # key walk only looks at an index's entries one by one when its count
+        # differs or the forward walk found it damaged.
+        self.implied = dict.fromkeys(_INDEX_PREFIXES, 0)
+
+    def run(self) -> None:
+        self._read_meta()
+        self._walk_blocks()
+        self._walk_keys()
+        self._check_open()
+
+    # ----------------------------------------------------------------- meta
+
+    def _read_meta(self) -> None:
+        self.tip_height = self._meta_u64(schema.META_TIP, "tip height")
+        self.log_size = self._meta_u64(schema.META_LOG_SIZE, "log size")
+        self.report.height, self.report.log_size = self.tip_height, self.log_size
+        raw = self.store.get(schema.META_SCHEMA_VERSION)
+        if raw != schema.schema_version_value():
+            self.report.add(META, WRONG if raw else MISSING, schema.META_SCHEMA_VERSION,
+                            f"expected schema version {schema.SCHEMA_VERSION}")
+        try:
+            self.log = MerkleLog(self.store)
+        except StorageCorruption as exc:
+            self.report.add(TREE, WRONG, _TREE_ROOT + schema.pack_u64(self.log_size),
+                            f"the log does not open: {exc}")
+
+    def _meta_u64(self, key: bytes, what: str) -> int:
+        raw = self.store.get(key)
+        if raw is None:
+            return 0
+        try:
+            return schema.unpack_u64(raw, what)
+        except StorageCorruption as exc:
+            self.report.add(META, WRONG, key, str(exc))
+            return 0
+
+    # --------------------------------------------------------------- blocks
+
+    def _walk_blocks(self) -> None:
+        first_leaf = 0
+        for height in range(1, self.tip_height + 1):
+            header = self._check_block(height)
+            if header is not None:
+                first_leaf = header.log_size - header.tx_count
+                self._check_leaves(height, first_leaf, header.log_size)
+                self._check_root(header)
+                first_leaf = header.log_size
+            self.report.blocks += 1
+            self.progress("blocks", height, self.tip_height)
+        if first_leaf != self.log_size and self.tip_height:
+            self.report.add(META, WRONG, schema.META_LOG_SIZE,
+                            f"log size {self.log_size}, the tip block says {first_leaf}")
+
+    def _check_block(self, height: int) -> Header | None:
+        """The block's header if it decodes (its leaves can then be checked)."""
+        hkey, qkey = schema.header_key(height), schema.certificate_key(height)
+        header_bytes, cert_bytes = self.store.get(hkey), self.store.get(qkey)
+        if header_bytes is None or cert_bytes is None:
+            for key, value in ((hkey, header_bytes), (qkey, cert_bytes)):
+                if value is None:
+                    self.report.add(BLOCKS, MISSING, key, f"block {height} below the tip")
+            self.auditor = None
+            return None
+        try:
+            header = decode_header(header_bytes)
+        except VerificationError as exc:
+            self.report.add(BLOCKS, WRONG, hkey, f"header does not decode: {exc}")
+            self.auditor = None  # the hash chain cannot be followed past it
+            return None
+        if header.height != height:
+            self.report.add(BLOCKS, WRONG, hkey, f"header says height {header.height}")
+            self.auditor = None
+            return None
+        self._audit_block(header, header_bytes, cert_bytes)
+        return header
+
+    def _audit_block(self, header: Header, header_bytes: bytes, cert_bytes: bytes) -> None:
+        auditor = self.auditor
+        if auditor is None:
+            return
+        envelopes = [self.store.get(schema.envelope_key(i)) or b""
+                     for i in range(header.log_size - header.tx_count, header.log_size)]
+        try:
+            auditor.check_block(header_bytes, certificate_from_bytes(cert_bytes), envelopes)
+        except VerificationError as exc:
+            key = schema.certificate_key(header.height)
+            self.report.add(BLOCKS, WRONG, key, f"block {header.height} fails its checks: {exc}")
+            self._resync(auditor, header)
+
+    def _resync(self, auditor: ChainAuditor, header: Header) -> None:
+        """Carry on past a failed block from its header and stored leaf hashes."""
+        first = header.log_size - header.tx_count
+        auditor.frontier.extend(self._stored_leaf(i) or b"" for i in range(first, header.log_size))
+        auditor.tip = header
+
+    # --------------------------------------------------------------- leaves
+
+    def _check_leaves(self, height: int, first: int, end: int) -> None:
+        for leaf_index in range(first, end):
+            env = self._leaf_envelope(leaf_index)
+            self.report.records += 1
+            if env is not None:
+                self._check_record_indexes(height, leaf_index, env)
+
+    def _leaf_envelope(self, leaf_index: int) -> Envelope | None:
+        key = schema.envelope_key(leaf_index)
+        raw = self.store.get(key)
+        if raw is None:
+            self.report.add(ENVELOPES, MISSING, key, f"leaf {leaf_index} of the log")
+            return None
+        stored_leaf = self._stored_leaf(leaf_index)
+        if stored_leaf is not None and not digest_equal(leaf_hash(raw), stored_leaf):
+            self.report.add(ENVELOPES, WRONG, key, "does not match its leaf hash in the log")
+        try:
+            return decode_envelope(raw)
+        except VerificationError as exc:
+            self.report.add(ENVELOPES, WRONG, key, f"does not decode: {exc}")
+            return None
+
+    def _stored_leaf(self, leaf_index: int) -> bytes | None:
+        if self.log is None or leaf_index >= self.log.size:
+            return None
+        try:
+            return self.log.leaf_hash(leaf_index)
+        except StorageCorruption as exc:
+            self.report.add(TREE, WRONG, _TREE_LEAF + schema.pack_u64(leaf_index), str(exc))
+            return None
+
+    def _check_root(self, header: Header) -> None:
+        if self.log is None or header.log_size > self.log.size:
+            return
+        key = _TREE_ROOT + schema.pack_u64(header.log_size)
+        try:
+            ok = digest_equal(self.log.root(header.log_size), header.log_root)
+        except StorageCorruption as exc:
+            self.report.add(TREE, WRONG, key, str(exc))
+            return
+        if not ok:
+            self.report.add(TREE, WRONG, key, f"differs from block {header.height}'s log_root")
+
+    def _check_record_indexes(self, height: int, leaf_index: int, env: Envelope) -> None:
+        record = env.record
+        self._expect(SUBMITTERS, schema.submitter_key(record.submitter, leaf_index), record.id,
+                     f"record at leaf {leaf_index}")
+        for parent in record.parents:
+            self._expect(CHILDREN, schema.child_key(parent, record.id), b"",
+                         f"record at leaf {leaf_index} names this parent")
+        implied = self.implied
+        implied[schema.SUBMITTER] += 1
+        if self._check_location(height, leaf_index, record.id):  # first occurrence
+            implied[schema.RECORD_LOCATION] += 1
+            implied[schema.CHILD] += len(record.parents)
+            if self._check_nonce(leaf_index, env):
+                implied[schema.NONCE] += 1
+        else:
+            self._check_nonce(leaf_index, env)
+
+    def _expect(self, index: str, key: bytes, value: bytes, what: str) -> None:
+        stored = self.store.get(key)
+        if stored is None:
+            self.report.add(index, MISSING, key, what)
+        elif stored != value:
+            self.report.add(index, WRONG, key, what)
+
+    def _check_location(self, height: int, leaf_index: int, record_id: bytes) -> bool:
+        """True when the entry names this leaf (the id's first occurrence)."""
+        key = schema.record_location_key(record_id)
+        raw = self.store.get(key)
+        what = f"record at block {height}, leaf {leaf_index}"
+        if raw is None:
+            self.report.add(LOCATIONS, MISSING, key, what)
+            return False
+        location = _location(raw)
+        if location == (height, leaf_index):
+            return True
+        # A repeated id keeps pointing at its first occurrence.
+        if location is None or location[1] >= leaf_index or \
+                self._id_at(location) != record_id:
+            stored = "an undecodable value" if location is None else f"{location}"
+            self.report.add(LOCATIONS, WRONG, key, f"{what}; stored {stored}")
+        return False
+
+    def _check_nonce(self, leaf_index: int, env: Envelope) -> bool:
+        """True when the entry names this record."""
+        record = env.record
+        key = schema.nonce_key(record.submitter, record.nonce)
+        raw = self.store.get(key)
+        what = f"record at leaf {leaf_index}"
+        if raw is None:
+            self.report.add(NONCES, MISSING, key, what)
+            return False
+        if raw == record.id:
+            return True
+        # A reused nonce keeps naming the record that first used it.
+        first = self._record_at_id(raw)
+        if first is None or first[0] >= leaf_index or \
+                (first[1].record.submitter, first[1].record.nonce) != \
+                (record.submitter, record.nonce):
+            self.report.add(NONCES, WRONG, key, f"{what}; names another record")
+        return False
+
+    # ---------------------------------------------------------- point reads
+
+    def _envelope(self, leaf_index: int) -> Envelope | None:
+        if not 0 <= leaf_index < self.log_size:
+            return None
+        raw = self.store.get(schema.envelope_key(leaf_index))
+        if raw is None:
+            return None
+        try:
+            return decode_envelope(raw)
+        except VerificationError:
+            return None
+
+    def _in_block(self, height: int, leaf_index: int) -> bool:
+        raw = self.store.get(schema.header_key(height)) if 1 <= height <= self.tip_height \
+            else None
+        if raw is None:
+            return False
+        try:
+            header = decode_header(raw)
+        except VerificationError:
+            return False
+        return header.log_size - header.tx_count <= leaf_index < header.log_size
+
+    def _id_at(self, location: tuple[int, int]) -> bytes | None:
+        env = self._envelope(location[1])
+        if env is None or not self._in_block(*location):
+            return None
+        return env.record.id
+
+    def _record_at_id(self, record_id: bytes) -> tuple[int, Envelope] | None:
+        """``(leaf_index, envelope)`` the location index gives for an id, if it holds it."""
+        if len(record_id) != schema.ID_LEN:
+            return None
+        raw = self.store.get(schema.record_location_key(record_id))
+        location = None if raw is None else _location(raw)
+        if location is None:
+            return None
+        env = self._envelope(location[1])
+        if env is None or not digest_equal(env.record.id, record_id):
+            return None
+        return location[1], env
+
+    # ------------------------------------------------------------ key walk
+
+    def _walk_keys(self) -> None:
+        found = dict.fromkeys(_INDEX_PREFIXES, 0)
+        for n, (key, value) in enumerate(self.store.iterate(b""), start=1):
+            prefix = key[:1]
+            if prefix in found:
+                found[prefix] += 1
+            else:
+                self._check_key(key, value)
+            self.report.keys = n
+            if n % 4096 == 0:
+                self.progress("keys", n, None)
+        self.progress("keys", self.report.keys, self.report.keys)
+        for prefix, index in _INDEX_PREFIXES.items():
+            if found[prefix] != self.implied[prefix] or self._damaged(index):
+                self._walk_index(prefix)
+
+    def _damaged(self, index: str) -> bool:
+        return any(i == index for i, _ in self.report.ranges)
+
+    def _walk_index(self, prefix: bytes) -> None:
+        """Each entry of one index against the record it names (the slow path)."""
+        check = {
+            schema.RECORD_LOCATION: self._stray_location,
+            schema.NONCE: self._stray_nonce,
+            schema.CHILD: self._stray_child,
+            schema.SUBMITTER: self._stray_submitter,
+        }[prefix]
+        for n, (key, value) in enumerate(self.store.iterate(prefix), start=1):
+            check(key, value)
+            if n % 4096 == 0:
+                self.progress(f"recheck {prefix.decode()}", n, None)
+
+    def _check_key(self, key: bytes, value: bytes) -> None:
+        prefix = key[:1]
+        if prefix in (schema.ENVELOPE, schema.HEADER, schema.CERTIFICATE):
+            self._stray_numbered(key)
+        elif prefix == schema.META:
+            if key not in _META_KEYS:
+                self.report.add(META, STRAY, key, "unknown meta key")
+        elif prefix not in (schema.EVIDENCE, schema.NODE):
+            self.report.add(UNKNOWN, STRAY, key, "no known prefix")
+
+    def _stray_location(self, key: bytes, value: bytes) -> None:
+        if len(key) != _LEN_LOCATION_KEY:
+            self.report.add(LOCATIONS, STRAY, key, "malformed key")
+            return
+        location = _location(value)
+        if location is None or self._id_at(location) != key[1:]:
+            self.report.add(LOCATIONS, STRAY, key,
+                            f"no record with this id at the location it names ({location})")
+
+    def _stray_nonce(self, key: bytes, value: bytes) -> None:
+        first = None if len(key) != _LEN_NONCE_KEY else self._record_at_id(value)
+        if first is None:
+            self._unresolved(NONCES, key, "names no record")
+        elif schema.nonce_key(first[1].record.submitter, first[1].record.nonce) != key:
+            self.report.add(NONCES, STRAY, key, "no record with this submitter and nonce")
+
+    def _stray_child(self, key: bytes, value: bytes) -> None:
+        parent, child = key[1:1 + schema.ID_LEN], key[1 + schema.ID_LEN:]
+        found = None if len(key) != _LEN_CHILD_KEY else self._record_at_id(child)
+        if found is None:
+            self._unresolved(CHILDREN, key, "names no record")
+        elif parent not in found[1].record.parents:
+            self.report.add(CHILDREN, STRAY, key, "no record with this parent and id")
+
+    def _unresolved(self, index: str, key: bytes, detail: str) -> None:
+        """An entry naming a record id the location index does not resolve:
+        stray, unless the location index is itself damaged (then it is the
+        one reported; which record the entry names cannot be told)."""
+        if (LOCATIONS, MISSING) in self.report.ranges or (LOCATIONS, WRONG) in self.report.ranges:
+            return
+        self.report.add(index, STRAY, key, detail)
+
+    def _stray_submitter(self, key: bytes, value: bytes) -> None:
+        env = None
+        if len(key) == _LEN_NONCE_KEY:
+            env = self._envelope(schema.unpack_u64(key[1 + schema.PUBKEY_LEN:]))
+        if env is None or env.record.submitter != key[1:1 + schema.PUBKEY_LEN]:
+            self.report.add(SUBMITTERS, STRAY, key, "no record by this submitter at this leaf")
+
+    def _stray_numbered(self, key: bytes) -> None:
+        prefix = key[:1]
+        index = ENVELOPES if prefix == schema.ENVELOPE else BLOCKS
+        if len(key) != _LEN_U64_KEY:
+            self.report.add(index, STRAY, key, "malformed key")
+            return
+        number = schema.unpack_u64(key[1:])
+        if prefix == schema.ENVELOPE:
+            if number >= self.log_size:
+                self.report.add(index, STRAY, key, f"leaf {number} is past the log size")
+        elif not 1 <= number <= self.tip_height:
+            self.report.add(index, STRAY, key, f"height {number} is past the tip")
+
+    # --------------------------------------------------------------- open
+
+    def _check_open(self) -> None:
+        """The node's own check on open, so fsck never passes a store it refuses."""
+        try:
+            ChainStore(self.store, self.genesis, check=True)
+        except StorageCorruption as exc:
+            self.report.add(BLOCKS, WRONG, schema.META_TIP, f"check on open fails: {exc}")
+
+
+def _location(raw: bytes) -> tuple[int, int] | None:
+    try:
+        return schema.unpack_location(raw)
+    except StorageCorruption:
+        return None
