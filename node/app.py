@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import time
 from collections.abc import Sequence
 from typing import Any
 
@@ -25,9 +24,10 @@ from ledger.storage import LevelDBStore
 
 from .aio import cancel_all
 from .api import build_app
+from .assembly import ProposalAssembler, compact_proposal, decode_compact, split_leaves
 from .chainapp import NodeApplication
 from .config import NodeConfig
-from .driver import Driver, evidence_json
+from .driver import Driver, evidence_json, now_ms
 from .httpconn import GuardedTCPSite, HeadTimeout
 from .logs import LogContext
 from .mempool import Mempool
@@ -42,9 +42,11 @@ STATUS_INTERVAL_S = 1.0
 MAX_GOSSIP_BACKLOG = 256  # batches of gossiped envelopes waiting for admission
 
 # Peer message kinds inside a signed frame (the frame authenticates the sender).
-KIND_CONSENSUS = "c"  # {"t": "c", "m": consensus message bytes}
+KIND_CONSENSUS = "c"  # {"t": "c", "m": consensus message bytes[, "l": leaf hashes]}
 KIND_RECORDS = "r"    # {"t": "r", "e": [envelope bytes, ...]}
 KIND_STATUS = "s"     # {"t": "s", "h": committed height}
+KIND_WANT = "w"       # {"t": "w", "l": leaf hashes}: send me these envelopes
+KIND_FETCHED = "f"    # {"t": "f", "e": [envelope bytes, ...]}: the answer to a want
 
 
 def peer_message(kind: str, **fields: Any) -> bytes:
@@ -64,6 +66,7 @@ class Node:
         self._runner: web.AppRunner | None = None
         self._tasks: list[asyncio.Task[None]] = []
         self._gossip_in: asyncio.Queue[list[bytes]] = asyncio.Queue(MAX_GOSSIP_BACKLOG)
+        self._assembly_wake = asyncio.Event()
         self.transport: PeerTransport | None = None
         self.driver: Driver | None = None
 
@@ -86,6 +89,10 @@ class Node:
         limits = cfg.settings["limits"]
         self.mempool = Mempool(self.genesis, self.chain, self.metrics,
                                max_size=limits["max_mempool"], max_orphans=limits["max_orphans"])
+        gossip = cfg.settings["gossip"]
+        self.assembler = ProposalAssembler(self.mempool.by_leaf,
+                                           fetch_after_ms=gossip["fetch_after_ms"],
+                                           refetch_ms=gossip["refetch_ms"])
         max_block = min(limits["max_block_records"],
                         cfg.param_int("max_block_records", limits["max_block_records"]))
         app = NodeApplication(self.genesis, self.chain, self.mempool, max_block_records=max_block,
@@ -120,6 +127,7 @@ class Node:
         await self.driver.start()
         self._tasks = [asyncio.create_task(self._gossip_out(), name="gossip-out"),
                        asyncio.create_task(self._gossip_admit(), name="gossip-in"),
+                       asyncio.create_task(self._assemble(), name="assemble"),
                        asyncio.create_task(self._status_loop(), name="status")]
         log.info("node %s started at height %d (validator %d of %d)", self.name,
                  self.chain.height, cfg.validator.index, self.genesis.n)
@@ -150,7 +158,15 @@ class Node:
 
     def _send_consensus(self, peer: int | None, message: bytes) -> None:
         assert self.transport is not None
-        body = peer_message(KIND_CONSENSUS, m=message)
+        compact = compact_proposal(message)
+        if compact is None:
+            body = peer_message(KIND_CONSENSUS, m=message)
+        else:
+            # Proposals name their envelopes by leaf hash (node/assembly.py).
+            # Flush gossip first: frames to a peer stay in order, so the
+            # records of the block reach it before the proposal does.
+            self._flush_gossip()
+            body = peer_message(KIND_CONSENSUS, m=compact[0], l=compact[1])
         if peer is None:
             self.transport.broadcast(body)
         else:
@@ -161,9 +177,16 @@ class Node:
         try:
             msg = msgpack.unpackb(body, raw=False, strict_map_key=False)
             kind = msg["t"]
-            if kind == KIND_CONSENSUS:
+            if kind == KIND_CONSENSUS and "l" in msg:
+                proposal, leaves = decode_compact(msg["m"], msg["l"])
+                whole = self.assembler.offer(peer, proposal, leaves, now_ms())
+                if whole is not None:
+                    self.driver.feed_peer(received(whole, now_ms()))
+                else:
+                    self._assembly_wake.set()
+            elif kind == KIND_CONSENSUS:
                 decoded = decode_consensus(msg["m"], self.mempool.by_leaf)
-                self.driver.feed_peer(received(decoded, int(time.time() * 1000)))
+                self.driver.feed_peer(received(decoded, now_ms()))
             elif kind == KIND_RECORDS:
                 envs = msg["e"]
                 if not isinstance(envs, list) or not all(isinstance(e, bytes) for e in envs):
@@ -172,6 +195,18 @@ class Node:
                     self._gossip_in.put_nowait(envs)
                 except asyncio.QueueFull:
                     self.metrics.frames_dropped.labels(reason="gossip_backlog").inc()
+            elif kind == KIND_WANT:
+                wanted = split_leaves(msg["l"])
+                have = [env.envelope_bytes for leaf in wanted
+                        if (env := self.mempool.by_leaf(leaf)) is not None]
+                self.metrics.envelopes_fetch_served.inc(len(have))
+                self.transport_send(peer, peer_message(KIND_FETCHED, e=have))
+            elif kind == KIND_FETCHED:
+                envs = msg["e"]
+                if not isinstance(envs, list):
+                    raise ValueError("fetched records must be a list of envelope bytes")
+                self.assembler.deliver(envs)
+                self._assembly_wake.set()
             elif kind == KIND_STATUS:
                 height = msg["h"]
                 if isinstance(height, int) and height >= 0:
@@ -186,18 +221,54 @@ class Node:
         assert self.transport is not None
         self.transport.send(peer, peer_message(KIND_STATUS, h=self.chain.height))
 
-    async def _gossip_out(self) -> None:
+    def transport_send(self, peer: int, body: bytes) -> None:
         assert self.transport is not None
-        gossip = self.config.settings["gossip"]
+        self.transport.send(peer, body)
+
+    def _flush_gossip(self) -> None:
+        assert self.transport is not None
+        limit = self.config.settings["gossip"]["batch"]
+        while batch := self.mempool.take_gossip(limit):
+            self.transport.broadcast(peer_message(KIND_RECORDS, e=batch))
+
+    async def _gossip_out(self) -> None:
+        interval_s = self.config.settings["gossip"]["interval_ms"] / 1000
         while True:
-            await asyncio.sleep(gossip["interval_ms"] / 1000)
-            while batch := self.mempool.take_gossip(gossip["batch"]):
-                self.transport.broadcast(peer_message(KIND_RECORDS, e=batch))
+            await asyncio.sleep(interval_s)
+            self._flush_gossip()
 
     async def _gossip_admit(self) -> None:
         while True:
             envs = await self._gossip_in.get()
             await self.mempool.admit(envs, "gossip")
+            if len(self.assembler):
+                self._assembly_wake.set()
+
+    async def _assemble(self) -> None:
+        """Complete parked proposals as their envelopes arrive; fetch the
+        ones that do not arrive in time (node/assembly.py)."""
+        assert self.driver is not None
+        while True:
+            due = self.assembler.next_due_ms()
+            timeout = None if due is None else max(0, due - now_ms()) / 1000
+            try:
+                await asyncio.wait_for(self._assembly_wake.wait(), timeout)
+            except TimeoutError:
+                pass
+            self._assembly_wake.clear()
+            ready, fetches = self.assembler.poll(now_ms(), self.driver.machine.height)
+            for proposal in ready:
+                self.driver.feed_peer(received(proposal, now_ms()))
+            for fetch in fetches:
+                log.info("asking validator %d for %d envelopes of a proposal at height %d",
+                         fetch.peer, len(fetch.leaves), self.driver.machine.height)
+                self.transport_send(fetch.peer, peer_message(KIND_WANT, l=b"".join(fetch.leaves)))
+            self._publish_assembly()
+
+    def _publish_assembly(self) -> None:
+        stats = self.assembler.stats
+        for outcome in ("immediate", "parked", "completed", "dropped", "fetches", "fetched"):
+            self.metrics.proposal_assembly.labels(outcome=outcome).set(getattr(stats, outcome))
 
     async def _status_loop(self) -> None:
         assert self.transport is not None

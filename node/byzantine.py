@@ -16,7 +16,12 @@ node then wraps its outgoing consensus messages:
   nil), in an order that differs per peer.
 
 Honest nodes must not fork and must record (and serve) the double votes as
-evidence.  Nothing here runs in a normal node.
+evidence.
+
+``AUDITLEDGER_TEST_ONLY_BYZANTINE=withhold-gossip`` (same confirmation) is
+a quieter fault: the node never gossips the records clients give it, so its
+proposals name envelopes no peer has.  Honest nodes must fetch them from it
+(node/assembly.py) and keep committing.  Nothing here runs in a normal node.
 """
 
 from __future__ import annotations
@@ -44,7 +49,7 @@ log = logging.getLogger("node.byzantine")
 MODE_VAR = "AUDITLEDGER_TEST_ONLY_BYZANTINE"
 CONFIRM_VAR = "AUDITLEDGER_TEST_ONLY_I_UNDERSTAND"
 CONFIRM_VALUE = "this-node-will-sign-conflicting-messages"
-MODES = ("equivocate",)
+MODES = ("equivocate", "withhold-gossip")
 
 
 class ByzantineRefused(Exception):
@@ -115,11 +120,20 @@ def wrap_send(send: Send, *, key: SigningKey, me: int, n: int, chain: str,
     return byzantine_send
 
 
-def install(node: Any) -> dict[str, int]:
-    """Make ``node`` (a node.app.Node, before ``start``) equivocate; returns live counters."""
+def install(node: Any, mode: str = "equivocate") -> dict[str, int]:
+    """Make ``node`` (a node.app.Node, before ``start``) misbehave; returns live counters."""
     stats: dict[str, int] = {}
     cfg = node.config
     assert cfg.validator is not None
+    if mode == "withhold-gossip":
+        def withhold() -> None:
+            while batch := node.mempool.take_gossip(1 << 30):
+                stats["withheld"] = stats.get("withheld", 0) + len(batch)
+
+        node._flush_gossip = withhold
+        log.warning("TEST-ONLY Byzantine mode: validator %d withholds gossip",
+                    cfg.validator.index)
+        return stats
     node._send_consensus = wrap_send(node._send_consensus, key=cfg.key,
                                      me=cfg.validator.index, n=node.genesis.n,
                                      chain=node.genesis.chain, stats=stats)

@@ -70,6 +70,10 @@ SCHEMA: dict[str, dict[str, _Spec]] = {
     "gossip": {
         "batch": (_INT, 500, 1, 5000),
         "interval_ms": (_INT, 20, 1, 10_000),
+        # A proposal names its records by leaf hash; those not admitted here
+        # this long after it arrived are fetched from its sender.
+        "fetch_after_ms": (_INT, 200, 1, 60_000),
+        "refetch_ms": (_INT, 500, 10, 60_000),
     },
     "peers": {
         "queue_size": (_INT, 4096, 16, 1_000_000),

@@ -38,8 +38,9 @@ async def _serve(config_path: Path) -> int:
     from . import byzantine  # TEST-ONLY fault injection, inert unless its env vars are set
 
     try:
-        if byzantine.requested_mode() is not None:
-            byzantine.install(node)
+        mode = byzantine.requested_mode()
+        if mode is not None:
+            byzantine.install(node, mode)
     except byzantine.ByzantineRefused as exc:
         raise ConfigError(byzantine.MODE_VAR, str(exc)) from None
     stop = asyncio.Event()

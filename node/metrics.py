@@ -66,6 +66,16 @@ class Metrics:
             "ledger_peer_handshakes_failed", "Peer handshakes refused, by reason", ["reason"],
             registry=r,
         )
+        self.proposal_assembly = Gauge(
+            "ledger_proposal_assembly",
+            "Compact proposals by outcome since start: complete on arrival (immediate), "
+            "parked for missing envelopes, completed later, dropped, fetch requests sent, "
+            "envelopes fetched", ["outcome"], registry=r,
+        )
+        self.envelopes_fetch_served = Counter(
+            "ledger_envelopes_fetch_served", "Envelopes sent to peers that asked for them",
+            registry=r,
+        )
         self.sync_blocks = Counter("ledger_sync_blocks", "Blocks applied by catch-up", registry=r)
         self.sync_records = Counter("ledger_sync_records", "Records applied by catch-up",
                                     registry=r)

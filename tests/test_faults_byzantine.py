@@ -86,3 +86,39 @@ async def test_equivocating_validator(tmp_path: Path, monkeypatch: pytest.Monkey
         await c.stop_all()
         for i in range(c.n):
             print(f"---- node{i} log tail ----\n{c.tail(i, 15)}")
+
+
+async def test_withheld_gossip_is_fetched_from_the_proposer(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """node3 never gossips its clients' records, so the only way its peers
+    see them is by name, in node3's compact proposals: they must fetch the
+    envelopes from it (node/assembly.py) and commit them."""
+    c = LocalCluster(tmp_path / "cluster", 4)
+    try:
+        for i in HONEST:
+            c.start(i)
+        with monkeypatch.context() as m:
+            for k, v in byzantine_env("withhold-gossip").items():
+                m.setenv(k, v)
+            c.start(BYZ)
+        everyone = HONEST + [BYZ]
+        await c.wait_connected(everyone)
+        sub = Submitter(c)
+        batch = sub.lineage(20)
+        await submit(c, BYZ, batch)
+        await c.wait_committed(everyone, batch[-1].id.hex(), timeout=60)
+        st = await c.status(BYZ)
+        assert st is not None
+        await c.wait_height(everyone, st["height"])
+        reference = await c.header_hashes(BYZ, st["height"])
+        fetched = 0.0
+        for i in HONEST:
+            assert await c.header_hashes(i, st["height"]) == reference, f"node{i} forked"
+            fetched += await c.metric(i, "ledger_proposal_assembly", outcome="fetched")
+        assert fetched >= len(batch), "honest nodes had the records without fetching them"
+        assert await c.metric(BYZ, "ledger_envelopes_fetch_served_total") >= len(batch)
+        assert "withholds gossip" in c.log_path(BYZ).read_text()
+    finally:
+        await c.stop_all()
+        for i in range(c.n):
+            print(f"---- node{i} log tail ----\n{c.tail(i, 15)}")
