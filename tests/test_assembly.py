@@ -47,7 +47,7 @@ def assembler(known: dict[bytes, Envelope]) -> ProposalAssembler:
 
 
 def test_compact_form_is_small_and_reassembles_to_the_same_proposal(block):
-    message, proposal, envs = block
+    message, _, envs = block
     compact = compact_proposal(message)
     assert compact is not None
     bare, leaves = compact
@@ -63,7 +63,7 @@ def test_compact_form_is_small_and_reassembles_to_the_same_proposal(block):
 
 def test_other_messages_travel_unchanged(block):
     _, proposal, _ = block
-    doc, keys, _ = make_genesis()
+    _, keys, _ = make_genesis()
     vote = sign_vote(Vote("prevote", proposal.header.chain, 1, 0, proposal.block_hash), 0, keys[0])
     assert compact_proposal(encode_message(vote)) is None
 
@@ -105,7 +105,7 @@ def test_envelopes_that_never_arrive_are_fetched_from_the_sender(block):
 
 
 def test_stale_and_excess_proposals_are_dropped(block):
-    message, _, envs = block
+    message, _, _ = block
     asm = assembler({})
     parsed, leaves = decode_compact(*compact_proposal(message))
     asm.offer(1, parsed, leaves, now_ms=0)
