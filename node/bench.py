@@ -196,6 +196,28 @@ def cpu_seconds(pid: int) -> float:
         return 0.0
 
 
+# Per-node counters worth keeping next to a throughput figure: how proposals
+# were assembled (node/assembly.py), where records came from, what was refused.
+COUNTERS = [("ledger_proposal_assembly", "outcome",
+             ("immediate", "parked", "completed", "dropped", "fetches", "fetched")),
+            ("ledger_records_admitted_total", "source", ("api", "gossip")),
+            ("ledger_inputs_rejected_total", "code", ("rate_limited", "nonce_reused",
+                                                      "unknown_parent", "bad_signature")),
+            ("ledger_consensus_rounds_total", "", ("",))]
+
+
+async def node_counters(c: LocalCluster) -> list[dict[str, float]]:
+    out = []
+    for i in range(c.n):
+        row: dict[str, float] = {}
+        for name, label, values in COUNTERS:
+            for v in values:
+                labels = {label: v} if label else {}
+                row[f"{name}{{{v}}}" if label else name] = await c.metric(i, name, **labels)
+        out.append(row)
+    return out
+
+
 def pct(values: list[float], p: float) -> float:
     if not values:
         return float("nan")
@@ -415,6 +437,7 @@ async def scenario_throughput_etc(root: Path, o: Opts, progress: Progress,
         await sampler
         cpu1 = sum(cpu_seconds(p) for p in pids)
         progress.remove_task(task)
+        counters = await node_counters(c)
         profile_top = prof.finish() if prof is not None else []
         steady = [s for s in samples if o.warmup <= s[0] <= t_end]
         if len(steady) >= 2:
@@ -443,6 +466,7 @@ async def scenario_throughput_etc(root: Path, o: Opts, progress: Progress,
             "samples": [{"t": round(t, 2), "committed": n, "height": h, "mempool": m}
                         for t, n, h, m in samples],
             "profile_node0_top": profile_top,
+            "node_counters": counters,
             "load_start": la0, "load_end": loadavg()}
 
         # top up the log for the proof scenario if asked, then drain

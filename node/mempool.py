@@ -224,7 +224,11 @@ class Mempool:
                    if p not in self._pending and self.chain.record_location(p) is None]
         if missing:
             raise UnknownParent(f"parent {missing[0].hex()} is not known to this node")
-        if self.full:
+        # Clients are pushed back at max_size.  A peer's records get twice
+        # the room: they are already in its mempool and will be proposed, and
+        # refusing them here only means fetching them again later (node/assembly.py).
+        limit = self.max_size if source == "api" else 2 * self.max_size
+        if len(self._pending) >= limit:
             raise RateLimited(f"mempool holds {len(self._pending)} records; retry later")
         self._pending[rid] = env
         self._by_leaf[env.leaf_hash] = env

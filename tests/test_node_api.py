@@ -304,6 +304,20 @@ async def test_rate_limited_and_unavailable(node: StubNode) -> None:
         assert doc["error"] == "unavailable"
 
 
+async def test_peers_records_get_twice_the_room_of_clients(node: StubNode) -> None:
+    """A full mempool pushes clients back at max_size but still takes a
+    peer's records up to twice that: refusing them would only mean fetching
+    them when the peer proposes them."""
+    node.mempool.max_size = 2
+    envs = [make_envelope(node.submitter, "test", n) for n in range(6)]
+    api = await node.mempool.admit([e.envelope_bytes for e in envs[:3]], "api")
+    assert [r.status or r.error.code for r in api] == ["accepted", "accepted", "rate_limited"]
+    gossip = await node.mempool.admit([e.envelope_bytes for e in envs[2:]], "gossip")
+    assert [r.status or r.error.code for r in gossip] == \
+        ["accepted", "accepted", "rate_limited", "rate_limited"]
+    assert len(node.mempool) == 4
+
+
 async def test_gossip_orphans_wait_for_their_parent(node: StubNode) -> None:
     parent = make_envelope(node.submitter, "test", 1)
     child = make_envelope(node.submitter, "test", 2, parents=[parent.id])
