@@ -304,13 +304,15 @@ async def run_scenarios(directory: Path, lab: NetnsLab, which: list[str]) -> dic
     return report
 
 
-def run_in_lab(directory: Path, which: list[str], timeout: float = 600) -> dict[str, Any]:
-    """Create a lab, run the scenarios inside its hub namespace, remove the lab."""
+def run_in_lab(directory: Path, which: list[str], timeout: float = 600,
+               module: str = "node.netns") -> dict[str, Any]:
+    """Create a lab, run the scenarios (``module``'s ``run``) inside its hub
+    namespace, remove the lab."""
     lab = NetnsLab(4)
     lab.up()
     try:
         proc = subprocess.run(
-            ["ip", "netns", "exec", lab.hub, sys.executable, "-m", "node.netns", "run",
+            ["ip", "netns", "exec", lab.hub, sys.executable, "-m", module, "run",
              "--tag", lab.tag, "--subnet", str(lab.subnet), "--dir", str(directory),
              *sum((["--scenario", w] for w in which), [])],
             capture_output=True, text=True, timeout=timeout, stdin=subprocess.DEVNULL,
