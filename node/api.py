@@ -261,8 +261,9 @@ class Api:
         reason = self.node.unavailable_reason()
         if reason is not None:
             raise Unavailable(reason)
-        if self.node.mempool.full:
-            raise RateLimited("the mempool is full; retry later")
+        pushback = self.node.mempool.pushback()
+        if pushback is not None:
+            raise RateLimited(pushback)
         body = await request.read()
         items = self._json_items(body) if ctype in JSON_TYPES else self._msgpack_items(body)
         if not items:

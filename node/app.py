@@ -88,7 +88,8 @@ class Node:
         self.metrics.log_size.set(tip.log_size if tip else 0)
         limits = cfg.settings["limits"]
         self.mempool = Mempool(self.genesis, self.chain, self.metrics,
-                               max_size=limits["max_mempool"], max_orphans=limits["max_orphans"])
+                               max_size=limits["max_mempool"], max_orphans=limits["max_orphans"],
+                               max_peer_backlog=limits["max_peer_backlog"])
         gossip = cfg.settings["gossip"]
         self.assembler = ProposalAssembler(self.mempool.by_leaf,
                                            fetch_after_ms=gossip["fetch_after_ms"],
@@ -193,6 +194,7 @@ class Node:
                     raise ValueError("records must be a list of envelope bytes")
                 try:
                     self._gossip_in.put_nowait(envs)
+                    self.mempool.peer_backlog += len(envs)
                 except asyncio.QueueFull:
                     self.metrics.frames_dropped.labels(reason="gossip_backlog").inc()
             elif kind == KIND_WANT:
@@ -240,7 +242,10 @@ class Node:
     async def _gossip_admit(self) -> None:
         while True:
             envs = await self._gossip_in.get()
-            await self.mempool.admit(envs, "gossip")
+            try:
+                await self.mempool.admit(envs, "gossip")
+            finally:
+                self.mempool.peer_backlog -= len(envs)
             if len(self.assembler):
                 self._assembly_wake.set()
 
@@ -256,7 +261,8 @@ class Node:
             except TimeoutError:
                 pass
             self._assembly_wake.clear()
-            ready, fetches = self.assembler.poll(now_ms(), self.driver.machine.height)
+            ready, fetches = self.assembler.poll(now_ms(), self.driver.machine.height,
+                                                 admission_busy=self.mempool.peer_backlog > 0)
             for proposal in ready:
                 self.driver.feed_peer(received(proposal, now_ms()))
             for fetch in fetches:

@@ -43,6 +43,10 @@ Lookup = Callable[[bytes], Envelope | None]
 
 MAX_PARKED = 16          # proposals waiting for envelopes at once
 MAX_PARKED_AGE_MS = 30_000  # a proposal still incomplete after this is dropped
+# While admission is still working through peers' records, the missing ones
+# are most likely queued here: fetching them would only duplicate the work.
+# Past this age, fetch anyway (a peer could keep admission busy on purpose).
+MAX_BUSY_WAIT_MS = 2_000
 
 
 def compact_proposal(message: bytes) -> tuple[bytes, bytes] | None:
@@ -146,10 +150,12 @@ class ProposalAssembler:
             self.stats.dropped += 1
         return None
 
-    def poll(self, now_ms: int, height: int) -> tuple[list[Proposal], list[Fetch]]:
+    def poll(self, now_ms: int, height: int, *, admission_busy: bool = False
+             ) -> tuple[list[Proposal], list[Fetch]]:
         """Complete what the mempool can now fill; drop proposals below
         ``height`` (the machine's current height) or too old; and return the
-        fetches that are due."""
+        fetches that are due (none while ``admission_busy``, unless a
+        proposal has waited :data:`MAX_BUSY_WAIT_MS`)."""
         ready: list[Proposal] = []
         fetches: list[Fetch] = []
         for key, parked in list(self._parked.items()):
@@ -162,7 +168,8 @@ class ProposalAssembler:
                 del self._parked[key]
                 self.stats.completed += 1
                 ready.append(_complete(parked.proposal, parked.leaves, parked.found))
-            elif now_ms >= parked.fetch_at_ms:
+            elif now_ms >= parked.fetch_at_ms and (
+                    not admission_busy or now_ms - parked.parked_ms >= MAX_BUSY_WAIT_MS):
                 parked.fetch_at_ms = now_ms + self.refetch_ms
                 parked.fetches += 1
                 self.stats.fetches += 1

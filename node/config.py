@@ -61,6 +61,10 @@ SCHEMA: dict[str, dict[str, _Spec]] = {
     },
     "limits": {
         "max_mempool": (_INT, 100_000, 1, 10_000_000),
+        # Peers' records received but not yet admitted here; above this,
+        # clients get rate_limited so that admission keeps up with gossip
+        # (a proposal whose records are still queued here must wait for them).
+        "max_peer_backlog": (_INT, 4000, 1, 10_000_000),
         "max_request_envelopes": (_INT, 5000, 1, 5000),
         "max_block_records": (_INT, 1000, 1, 100_000),
         "max_orphans": (_INT, 10_000, 0, 1_000_000),

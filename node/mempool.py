@@ -78,12 +78,15 @@ class Mempool:
         max_size: int,
         max_orphans: int = 10_000,
         verified_cache: int = 100_000,
+        max_peer_backlog: int | None = None,
     ) -> None:
         self.genesis = genesis
         self.chain = chain
         self.metrics = metrics
         self.max_size = max_size
         self.max_orphans = max_orphans
+        self.max_peer_backlog = max_peer_backlog
+        self.peer_backlog = 0  # peers' envelopes queued for admit(); the node counts them
         self._pending: OrderedDict[bytes, Envelope] = OrderedDict()
         self._nonces: dict[tuple[bytes, int], bytes] = {}
         self._by_leaf: dict[bytes, Envelope] = {}  # pending, by leaf hash
@@ -111,6 +114,16 @@ class Mempool:
     @property
     def full(self) -> bool:
         return len(self._pending) >= self.max_size
+
+    def pushback(self) -> str | None:
+        """Why clients should retry later, or None: no room, or admission is
+        behind on what peers sent (their records come first: blocks wait on them)."""
+        if self.full:
+            return f"the mempool holds {len(self._pending)} records; retry later"
+        if self.max_peer_backlog is not None and self.peer_backlog > self.max_peer_backlog:
+            return (f"{self.peer_backlog} records from peers are waiting for admission; "
+                    "retry later")
+        return None
 
     def signature_verified(self, leaf_hash: bytes) -> bool:
         """True if the envelope with this leaf hash had its signature checked here."""

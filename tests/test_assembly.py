@@ -15,6 +15,7 @@ from ledger.genesis import parse_genesis
 from ledger.records import Envelope
 from ledger.storage import MemoryStore
 from node.assembly import (
+    MAX_BUSY_WAIT_MS,
     MAX_PARKED,
     Fetch,
     ProposalAssembler,
@@ -132,3 +133,15 @@ def test_compact_decoding_rejects_malformed_leaves_and_envelopes(block):
     value["round"] = "x"
     with pytest.raises(DecodeError):
         decode_compact(canonical(value), leaves)
+
+
+def test_no_fetch_while_admission_is_still_busy_with_peers_records(block):
+    message, _, envs = block
+    asm = assembler({})
+    parsed, leaves = decode_compact(*compact_proposal(message))
+    asm.offer(1, parsed, leaves, now_ms=0)
+    assert asm.poll(FETCH_AFTER, height=1, admission_busy=True) == ([], [])
+    assert asm.poll(FETCH_AFTER + 1, height=1)[1] != []  # idle: fetch now
+    asm = assembler({})
+    asm.offer(1, parsed, leaves, now_ms=0)
+    assert asm.poll(MAX_BUSY_WAIT_MS, height=1, admission_busy=True)[1] != []  # waited enough

@@ -318,6 +318,16 @@ async def test_peers_records_get_twice_the_room_of_clients(node: StubNode) -> No
     assert len(node.mempool) == 4
 
 
+def test_clients_are_pushed_back_while_peers_records_wait(node: StubNode) -> None:
+    node.mempool.max_peer_backlog = 100
+    assert node.mempool.pushback() is None
+    node.mempool.peer_backlog = 101
+    assert "from peers" in (node.mempool.pushback() or "")
+    node.mempool.peer_backlog = 0
+    node.mempool.max_size = 0
+    assert "holds 0 records" in (node.mempool.pushback() or "")
+
+
 async def test_gossip_orphans_wait_for_their_parent(node: StubNode) -> None:
     parent = make_envelope(node.submitter, "test", 1)
     child = make_envelope(node.submitter, "test", 2, parents=[parent.id])
