@@ -3,12 +3,12 @@
 Each kind of entry owns a one-byte prefix.  Integers in keys are big-endian
 and fixed-width, so LevelDB's byte order is their natural order: a prefix
 walk over ``SUBMITTER || pk`` yields that submitter's records in log order,
-and tree nodes of one level sort by index.
+and Merkle tiles of one stratum sort by index.
 
 | prefix | key                                   | value                         |
 |--------|---------------------------------------|-------------------------------|
 | ``m``  | ``m`` + name (see the META_* keys)    | meta values (u64 or blobs)    |
-| ``n``  | ``n`` + level u8 + index u64          | 32-byte perfect-subtree hash  |
+| ``n``  | ``n`` + stratum u8 + tile index u64   | Merkle tile (ledger/log.py)   |
 | ``e``  | ``e`` + leaf_index u64                | envelope bytes                |
 | ``r``  | ``r`` + record id                     | height u64 + leaf_index u64   |
 | ``u``  | ``u`` + submitter + nonce u64         | record id                     |
@@ -18,7 +18,9 @@ and tree nodes of one level sort by index.
 | ``q``  | ``q`` + height u64                    | certificate bytes             |
 | ``v``  | ``v`` + caller's evidence key         | evidence blob                 |
 
-Level 0 tree nodes are the leaf hashes.  A block's records are not listed
+A Merkle tile packs the nodes of several tree levels over an aligned
+range of leaves into one value (the leaf hashes live in stratum 0 tiles);
+:mod:`ledger.log` owns its byte layout.  A block's records are not listed
 anywhere: block ``h`` holds leaf indexes ``[log_size - tx_count, log_size)``
 of its header, so the envelopes under ``e`` are the list.
 """
@@ -29,7 +31,8 @@ import struct
 
 from .errors import StorageCorruption
 
-SCHEMA_VERSION = 1
+# 2: the Merkle log stores tiles, not one key per node.
+SCHEMA_VERSION = 2
 
 ID_LEN = 32
 PUBKEY_LEN = 32
@@ -37,7 +40,8 @@ HASH_LEN = 32
 U64_MAX = 2**64 - 1
 
 META = b"m"
-NODE = b"n"
+# Merkle tiles keep the prefix of the per-node layout they replaced.
+TILE = NODE = b"n"
 ENVELOPE = b"e"
 RECORD_LOCATION = b"r"
 NONCE = b"u"
@@ -54,7 +58,7 @@ META_TIP = META + b"tip_height"
 META_CONSENSUS = META + b"consensus_state"
 
 _U64 = struct.Struct(">Q")
-_NODE = struct.Struct(">cBQ")
+_TILE = struct.Struct(">cBQ")
 _LOCATION = struct.Struct(">QQ")
 
 
@@ -85,21 +89,15 @@ def _check_len(data: bytes, length: int, what: str) -> None:
 # --------------------------------------------------------------------------
 
 
-def node_key(level: int, index: int) -> bytes:
-    """Key of the perfect subtree of 2^level leaves starting at leaf index << level."""
-    return _NODE.pack(NODE, level, index)
+def tile_key(stratum: int, index: int) -> bytes:
+    """Key of Merkle tile ``index`` of ``stratum`` (see :mod:`ledger.log`)."""
+    return _TILE.pack(TILE, stratum, index)
 
 
-def node_keys(level: int, first: int, count: int) -> list[bytes]:
-    """``node_key(level, i)`` for ``count`` consecutive ``i`` from ``first``
-    (the append hot path: one call per tree level, not per node)."""
-    pack, prefix = _NODE.pack, NODE
-    return [pack(prefix, level, i) for i in range(first, first + count)]
-
-
-def unpack_node_key(key: bytes) -> tuple[int, int]:
-    _, level, index = _NODE.unpack(key)
-    return level, index
+def unpack_tile_key(key: bytes) -> tuple[int, int]:
+    """``(stratum, index)`` of a :func:`tile_key`."""
+    _, stratum, index = _TILE.unpack(key)
+    return stratum, index
 
 
 # --------------------------------------------------------------------------

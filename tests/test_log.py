@@ -14,7 +14,16 @@ from hypothesis import strategies as st
 
 from ledger import merkle, schema
 from ledger.errors import StorageCorruption
-from ledger.log import MerkleLog, fold_peaks, peak_positions
+from ledger.log import (
+    TILE_BYTES,
+    TILE_HEIGHT,
+    TILE_WIDTH,
+    MerkleLog,
+    fold_peaks,
+    node_location,
+    peak_positions,
+    tile_entries,
+)
 from ledger.storage import KeyValueStore, LevelDBStore, MemoryStore, WriteBatch
 
 
@@ -191,12 +200,150 @@ def test_reopen_from_leveldb_and_keep_appending(tmp_path: Path) -> None:
         store.close()
 
 
-def test_stored_nodes_are_exactly_the_perfect_subtrees() -> None:
+def test_stored_tiles_hold_exactly_the_perfect_subtrees() -> None:
     store = MemoryStore()
-    build(store, [3, 10])
-    nodes = [schema.unpack_node_key(k) for k, _ in store.iterate(schema.NODE)]
-    expected = [(level, i) for level in range(4) for i in range(13 >> level)]
-    assert nodes == expected  # level-major, index order: big-endian keys sort naturally
+    size = 3 * TILE_WIDTH + 13
+    _, leaves = build(store, [3, 10, TILE_WIDTH, 2 * TILE_WIDTH])
+    tiles = [schema.unpack_tile_key(k) for k, _ in store.iterate(schema.TILE)]
+    # Three full tiles and one partial in stratum 0; one partial above it.
+    assert tiles == [(0, 0), (0, 1), (0, 2), (0, 3), (1, 0)]
+    assert [len(v) for _, v in store.iterate(schema.TILE)] == [
+        TILE_BYTES] * 3 + [tile_entries(13) * 32, tile_entries(3) * 32]
+    for level in range(size.bit_length()):
+        for index in range(size >> level):
+            key, at = node_location(level, index)
+            value = store.get(key)
+            assert value is not None
+            lo, hi = index << level, (index + 1) << level
+            assert value[at:at + 32] == merkle.root(leaves[lo:hi]), (level, index)
+
+
+# ---------------------------------------------------------- tile boundaries
+
+
+W = TILE_WIDTH
+
+
+def _check_size(log: MerkleLog, leaves: list[bytes], size: int, probes: list[int]) -> None:
+    prefix = leaves[:size]
+    assert log.root(size) == merkle.root(prefix), size
+    for index in probes:
+        if 0 <= index < size:
+            assert log.inclusion_path(index, size) == merkle.inclusion_path(index, prefix)
+            assert log.leaf_hash(index) == leaves[index]
+        if 0 < index <= size:
+            assert log.consistency_path(index, size) == merkle.consistency_path(index, prefix)
+
+
+def test_sizes_around_tile_boundaries() -> None:
+    # Appends that end one before, on and one after each tile boundary, so
+    # tiles are completed, started and continued by every kind of append.
+    store = MemoryStore()
+    log, leaves = build(store, [W - 1, 1, 1, W - 2, 1, 2 * W, W + 1, 3, W - 4])
+    assert log.size == 6 * W
+    edges = sorted({e + d for e in range(0, log.size + 1, W) for d in (-2, -1, 0, 1, 2)})
+    sizes = [n for n in edges if 0 < n <= log.size]
+    for size in sizes:
+        _check_size(log, leaves, size, sizes)
+
+
+def test_stratum_one_boundaries() -> None:
+    # 2^16 leaves fill stratum 1's first tile: its root (level 16) is the
+    # first unit of stratum 2.
+    store = MemoryStore()
+    log, leaves = build(store, [W * W - 3, 2, 1, 1, W])
+    size = log.size
+    assert size == W * W + W + 1
+    probes = [0, 1, W - 1, W, W * W - 2, W * W - 1, W * W, W * W + 1, size - 1, size]
+    for n in (W * W - 1, W * W, W * W + 1, W * W + W, size):
+        _check_size(log, leaves, n, probes)
+    assert [k for k, _ in store.iterate(schema.tile_key(2, 0))] == [schema.tile_key(2, 0)]
+    assert log.subtree_hash(0, W * W) == merkle.root(leaves[:W * W])
+
+
+def test_past_roots_inside_a_partial_tile() -> None:
+    store = MemoryStore()
+    log, leaves = build(store, [W + 100])
+    # Every past size whose last leaves are in the (in-memory) partial tile.
+    for size in range(W, W + 101):
+        assert log.root(size) == merkle.root(leaves[:size])
+    # A fresh handle reads the same partial tile from the store.
+    reopened = MerkleLog(store)
+    for size in range(W - 3, W + 101, 7):
+        assert reopened.root(size) == merkle.root(leaves[:size])
+        assert reopened.consistency_path(size) == merkle.consistency_path(size, leaves)
+
+
+def test_reopen_after_a_partial_tile_and_continue(tmp_path: Path) -> None:
+    path = str(tmp_path / "log")
+    leaves: list[bytes] = []
+    for blocks in ([W + 5], [3], [W - 8], [1], [W * 2 + 1]):
+        store = LevelDBStore(path)
+        try:
+            log = MerkleLog(store)
+            assert log.size == len(leaves)
+            assert log.root() == merkle.root(leaves)
+            for count in blocks:
+                new = leaf_hashes(len(leaves), count)
+                leaves += new
+                assert append(log, store, new) == (len(leaves), merkle.root(leaves))
+            _check_size(log, leaves, len(leaves), [0, W - 1, W, len(leaves) - 1])
+        finally:
+            store.close()
+    assert len(leaves) == 4 * W + 2
+
+
+def test_tiles_are_a_prefix_of_their_growth() -> None:
+    # A partial tile is the prefix of its later self: nothing moves.
+    store = MemoryStore()
+    build(store, [37])
+    before = store.get(schema.tile_key(0, 0))
+    log = MerkleLog(store)
+    append(log, store, leaf_hashes(37, W))
+    after = store.get(schema.tile_key(0, 0))
+    assert before is not None and after is not None
+    assert len(after) == TILE_BYTES and after.startswith(before)
+
+
+@settings(max_examples=80, deadline=None, derandomize=True)
+@given(blocks=st.lists(st.sampled_from([0, 1, 2, 3, W - 1, W, W + 1, 2 * W - 1, 3 * W + 7]),
+                       min_size=1, max_size=6),
+       data=st.data())
+def test_hypothesis_tile_boundaries_match_reference(blocks: list[int],
+                                                   data: st.DataObject) -> None:
+    store = MemoryStore()
+    log, leaves = build(store, blocks)
+    n = len(leaves)
+    if n == 0:
+        return
+    near = st.integers(min_value=-2, max_value=2)
+    tile = st.integers(min_value=0, max_value=n // W)
+
+    def around_edge() -> int:
+        return min(n, max(1, data.draw(tile) * W + data.draw(near)))
+
+    size = data.draw(st.one_of(st.integers(min_value=1, max_value=n), st.builds(around_edge)))
+    index = data.draw(st.integers(min_value=0, max_value=size - 1))
+    old = data.draw(st.integers(min_value=1, max_value=size))
+    prefix = leaves[:size]
+    handle = data.draw(st.sampled_from([log, MerkleLog(store), MerkleLog(store, node_cache=0)]))
+    assert handle.root(size) == merkle.root(prefix)
+    assert handle.inclusion_path(index, size) == merkle.inclusion_path(index, prefix)
+    assert handle.consistency_path(old, size) == merkle.consistency_path(old, prefix)
+    assert handle.leaf_hash(index) == leaves[index]
+
+
+def test_node_location_matches_tile_layout() -> None:
+    assert TILE_HEIGHT == 8 and TILE_BYTES == (2 * W - 2) * 32
+    assert node_location(0, 0) == (schema.tile_key(0, 0), 0)
+    assert node_location(0, 1) == (schema.tile_key(0, 0), 32)
+    assert node_location(1, 0) == (schema.tile_key(0, 0), 64)
+    assert node_location(7, 1) == (schema.tile_key(0, 0), TILE_BYTES - 32)  # last entry
+    assert node_location(0, W) == (schema.tile_key(0, 1), 0)
+    assert node_location(8, 0) == (schema.tile_key(1, 0), 0)  # a tile root is a unit above
+    assert node_location(9, 0) == (schema.tile_key(1, 0), 64)
+    assert [tile_entries(u) for u in (0, 1, 2, 3, 4, W - 1, W)] == [0, 1, 3, 4, 7, 2 * W - 10,
+                                                                  2 * W - 2]
 
 
 # ------------------------------------------------------- staging semantics
@@ -295,36 +442,83 @@ def test_memory_is_the_frontier_only() -> None:
 # -------------------------------------------------------------- corruption
 
 
-def test_missing_node_is_storage_corruption() -> None:
+def test_missing_tile_is_storage_corruption() -> None:
     store = MemoryStore()
-    build(store, [16, 5])
+    build(store, [TILE_WIDTH, 5])
     batch = WriteBatch()
-    batch.delete(schema.node_key(2, 1))  # leaves 4..7, inside the first peak
+    batch.delete(schema.tile_key(0, 0))  # leaves 0..255: inside the first peak
     store.write(batch)
     log = MerkleLog(store)
-    assert log.root() == log.root(21)  # the frontier does not need it
+    size = TILE_WIDTH + 5
+    assert log.root() == log.root(size)  # the frontier does not need it
+    with pytest.raises(StorageCorruption, match=r"tile \(stratum 0, index 0.* is missing"):
+        log.consistency_path(4, TILE_WIDTH)
+    with pytest.raises(StorageCorruption, match="tile"):
+        log.inclusion_path(0, TILE_WIDTH)
     with pytest.raises(StorageCorruption, match="level 2, index 1"):
-        log.consistency_path(4, 16)
+        log.subtree_hash(4, 8)
     with pytest.raises(StorageCorruption):
-        log.inclusion_path(0, 16)
+        log.leaf_hash(3)
+    assert log.leaf_hash(TILE_WIDTH + 1) == leaf_hashes(TILE_WIDTH + 1, 1)[0]
 
 
-def test_missing_frontier_node_fails_on_open() -> None:
+def test_missing_frontier_tile_fails_on_open() -> None:
     store = MemoryStore()
     build(store, [21])
     batch = WriteBatch()
-    batch.delete(schema.node_key(2, 4))  # leaves 16..19: a peak of 21
+    batch.delete(schema.tile_key(0, 0))  # the partial tile holding every peak of 21
     store.write(batch)
-    with pytest.raises(StorageCorruption, match="level 2, index 4"):
+    with pytest.raises(StorageCorruption, match=r"tile \(stratum 0, index 0.* is missing"):
         MerkleLog(store)
 
 
-def test_truncated_node_is_storage_corruption() -> None:
+def test_missing_upper_tile_fails_on_open() -> None:
+    store = MemoryStore()
+    build(store, [TILE_WIDTH * 3])
+    batch = WriteBatch()
+    batch.delete(schema.tile_key(1, 0))  # the partial stratum-1 tile: peak (9, 0) is in it
+    store.write(batch)
+    with pytest.raises(StorageCorruption, match=r"stratum 1, index 0"):
+        MerkleLog(store)
+
+
+@pytest.mark.parametrize("cut", [1, 32, TILE_BYTES - 32])
+def test_short_full_tile_is_storage_corruption(cut: int) -> None:
+    store = MemoryStore()
+    build(store, [TILE_WIDTH + 3])
+    value = store.get(schema.tile_key(0, 0))
+    assert value is not None and len(value) == TILE_BYTES
+    store.write(_put(schema.tile_key(0, 0), value[:cut]))
+    log = MerkleLog(store)
+    with pytest.raises(StorageCorruption, match=f"has {cut} bytes, expected {TILE_BYTES}"):
+        log.leaf_hash(3)
+    with pytest.raises(StorageCorruption, match="leaves \\[0, 256\\)"):
+        log.inclusion_path(TILE_WIDTH - 1)
+
+
+def test_short_partial_tile_fails_on_open() -> None:
     store = MemoryStore()
     build(store, [8])
-    store.write(_put(schema.node_key(0, 3), b"\x00" * 31))
-    with pytest.raises(StorageCorruption):
-        MerkleLog(store).leaf_hash(3)
+    value = store.get(schema.tile_key(0, 0))
+    assert value is not None and len(value) == tile_entries(8) * 32
+    store.write(_put(schema.tile_key(0, 0), value[:-1]))
+    with pytest.raises(StorageCorruption, match="has 479 bytes, expected 480"):
+        MerkleLog(store)
+
+
+def test_flipped_node_changes_the_root() -> None:
+    store = MemoryStore()
+    _, leaves = build(store, [TILE_WIDTH * 2 + 7])
+    key, at = node_location(3, 5)
+    value = bytearray(store.get(key) or b"")
+    value[at] ^= 1
+    store.write(_put(key, bytes(value)))
+    log = MerkleLog(store)
+    # node_location names the bytes of node (3, 5) (leaves 40..47) and no other.
+    assert log.subtree_hash(40, 48) != merkle.root(leaves[40:48])
+    assert log.subtree_hash(32, 40) == merkle.root(leaves[32:40])
+    assert log.inclusion_path(32, TILE_WIDTH)[3] != merkle.inclusion_path(32, leaves[:TILE_WIDTH])[3]
+    assert log.root(TILE_WIDTH) == merkle.root(leaves[:TILE_WIDTH])  # (8, 0) is stored above
 
 
 def _put(key: bytes, value: bytes) -> WriteBatch:
@@ -338,26 +532,32 @@ def test_leaf_hash_helper_is_sha256() -> None:
 
 
 def test_node_cache_is_bounded_and_changes_no_proof() -> None:
-    from ledger.log import cache_min_level
+    from ledger.log import cache_min_stratum
 
     store = MemoryStore()
-    cached = MerkleLog(store, node_cache=64)
+    capacity = 3 * (2 * TILE_WIDTH - 2)  # three tiles
+    cached = MerkleLog(store, node_cache=capacity)
+    plain = MerkleLog(store, node_cache=0)
     hashes: list[bytes] = []
     rng = random.Random(7)
-    for block in range(30):
-        new = leaf_hashes(len(hashes), 97)
+    # Past two full stratum-1 tiles (2 * 2^16 leaves), so stratum 1 gets cached.
+    for block in range(14):
+        new = leaf_hashes(len(hashes), 9973)
         append(cached, store, new)
         hashes += new
+        plain.reload()
         for _ in range(20):
             i = rng.randrange(len(hashes))
             size = rng.randrange(i + 1, len(hashes) + 1)
-            assert cached.inclusion_path(i, size) == merkle.inclusion_path(i, hashes[:size])
+            assert cached.inclusion_path(i, size) == plain.inclusion_path(i, size)
             old = rng.randrange(1, len(hashes) + 1)
-            assert cached.consistency_path(old) == merkle.consistency_path(old, hashes)
-        assert len(cached._cache) <= 64, block
-    # Only the levels whose whole population fits are cached.
-    assert cache_min_level(len(hashes), 64) > 0
-    assert all(slot & 0xFF >= cache_min_level(len(hashes), 64) for slot in cached._cache)
-    # A fresh handle without a cache gives the same answers.
-    plain = MerkleLog(store, node_cache=0)
-    assert plain.inclusion_path(5) == cached.inclusion_path(5)
+            assert cached.consistency_path(old) == plain.consistency_path(old)
+            assert cached.root(size) == plain.root(size)
+        assert len(cached._cache) * (2 * TILE_WIDTH - 2) <= capacity, block
+    # Only the strata whose whole population fits are cached.
+    assert cache_min_stratum(len(hashes), capacity) == 1
+    assert cached._cache and all(slot & 63 >= 1 for slot in cached._cache)
+    assert not plain._cache
+    for i, old in ((5, 70_000), (len(hashes) - 1, len(hashes) - 1), (70_001, 131_072)):
+        assert cached.inclusion_path(i) == merkle.inclusion_path(i, hashes)
+        assert cached.consistency_path(old) == merkle.consistency_path(old, hashes)
