@@ -184,6 +184,8 @@ class Node:
                 if whole is not None:
                     self.driver.feed_peer(received(whole, now_ms()))
                 else:
+                    if self.mempool.leaf_sink is None:
+                        self.mempool.leaf_sink = []
                     self._assembly_wake.set()
             elif kind == KIND_CONSENSUS:
                 decoded = decode_consensus(msg["m"], self.mempool.by_leaf)
@@ -261,6 +263,10 @@ class Node:
             except TimeoutError:
                 pass
             self._assembly_wake.clear()
+            sink = self.mempool.leaf_sink
+            if sink:
+                self.assembler.admitted(sink)
+                sink.clear()
             ready, fetches = self.assembler.poll(now_ms(), self.driver.machine.height,
                                                  admission_busy=self.mempool.peer_backlog > 0)
             for proposal in ready:
@@ -269,7 +275,8 @@ class Node:
                 log.info("asking validator %d for %d envelopes of a proposal at height %d",
                          fetch.peer, len(fetch.leaves), self.driver.machine.height)
                 self.transport_send(fetch.peer, peer_message(KIND_WANT, l=b"".join(fetch.leaves)))
-            self._publish_assembly()
+            if not len(self.assembler):
+                self.mempool.leaf_sink = None
 
     def _publish_assembly(self) -> None:
         stats = self.assembler.stats
@@ -280,6 +287,7 @@ class Node:
         assert self.transport is not None
         while True:
             self.transport.broadcast(peer_message(KIND_STATUS, h=self.chain.height))
+            self._publish_assembly()
             await asyncio.sleep(STATUS_INTERVAL_S)
 
     # -- commits -------------------------------------------------------------

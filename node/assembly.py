@@ -113,13 +113,19 @@ class AssemblerStats:
 
 
 class ProposalAssembler:
-    """Parks compact proposals until the mempool (or a fetch) has every envelope."""
+    """Parks compact proposals until the mempool (or a fetch) has every envelope.
+
+    The node reports each leaf hash its mempool admits (:meth:`admitted`);
+    an index from missing leaf to parked proposals makes that O(1) per
+    record, however many leaves a parked proposal still lacks.
+    """
 
     def __init__(self, lookup: Lookup, *, fetch_after_ms: int, refetch_ms: int) -> None:
         self._lookup = lookup
         self.fetch_after_ms = fetch_after_ms
         self.refetch_ms = refetch_ms
         self._parked: OrderedDict[tuple[int, int, bytes], _Parked] = OrderedDict()
+        self._wanted: dict[bytes, list[_Parked]] = {}
         self.stats = AssemblerStats()
 
     def __len__(self) -> int:
@@ -142,65 +148,95 @@ class ProposalAssembler:
         key = (proposal.height, proposal.round, proposal.block_hash)
         if key in self._parked:
             return None  # a duplicate of one already waiting
-        self._parked[key] = _Parked(peer, proposal, leaves, missing, found, now_ms,
-                                    now_ms + self.fetch_after_ms)
+        parked = _Parked(peer, proposal, leaves, missing, found, now_ms,
+                         now_ms + self.fetch_after_ms)
+        self._parked[key] = parked
+        for leaf in missing:
+            self._wanted.setdefault(leaf, []).append(parked)
         self.stats.parked += 1
         while len(self._parked) > MAX_PARKED:
-            self._parked.popitem(last=False)
+            self._unpark(next(iter(self._parked)))
             self.stats.dropped += 1
         return None
 
+    def admitted(self, leaves: Iterable[bytes]) -> None:
+        """These leaf hashes are now in the mempool: fill the holes they match."""
+        wanted = self._wanted
+        if not wanted:
+            return
+        for leaf in leaves:
+            waiting = wanted.pop(leaf, None)
+            if waiting is None:
+                continue
+            env = self._lookup(leaf)
+            if env is None:  # admitted and already gone again: keep waiting
+                wanted[leaf] = waiting
+                continue
+            for parked in waiting:
+                parked.missing.discard(leaf)
+                parked.found[leaf] = env
+
     def poll(self, now_ms: int, height: int, *, admission_busy: bool = False
              ) -> tuple[list[Proposal], list[Fetch]]:
-        """Complete what the mempool can now fill; drop proposals below
-        ``height`` (the machine's current height) or too old; and return the
-        fetches that are due (none while ``admission_busy``, unless a
-        proposal has waited :data:`MAX_BUSY_WAIT_MS`)."""
+        """Hand over completed proposals; drop those below ``height`` (the
+        machine's current height) or too old; and return the fetches that
+        are due (none while ``admission_busy``, unless a proposal has waited
+        :data:`MAX_BUSY_WAIT_MS`)."""
         ready: list[Proposal] = []
         fetches: list[Fetch] = []
         for key, parked in list(self._parked.items()):
             if parked.proposal.height < height or now_ms - parked.parked_ms > MAX_PARKED_AGE_MS:
-                del self._parked[key]
+                self._unpark(key)
                 self.stats.dropped += 1
                 continue
-            self._fill(parked)
+            if parked.missing and now_ms >= parked.fetch_at_ms and (
+                    not admission_busy or now_ms - parked.parked_ms >= MAX_BUSY_WAIT_MS):
+                self._fill(parked)  # rare: catch anything not reported to admitted()
+                if parked.missing:
+                    parked.fetch_at_ms = now_ms + self.refetch_ms
+                    parked.fetches += 1
+                    self.stats.fetches += 1
+                    fetches.append(Fetch(parked.peer, tuple(sorted(parked.missing))))
             if not parked.missing:
-                del self._parked[key]
+                self._unpark(key)
                 self.stats.completed += 1
                 ready.append(_complete(parked.proposal, parked.leaves, parked.found))
-            elif now_ms >= parked.fetch_at_ms and (
-                    not admission_busy or now_ms - parked.parked_ms >= MAX_BUSY_WAIT_MS):
-                parked.fetch_at_ms = now_ms + self.refetch_ms
-                parked.fetches += 1
-                self.stats.fetches += 1
-                fetches.append(Fetch(parked.peer, tuple(sorted(parked.missing))))
         return ready, fetches
 
     def deliver(self, envelopes: Iterable[bytes]) -> int:
         """Envelopes a peer sent in answer to a fetch: keep those that fill a
         hole (decoded; block validation checks their signatures, since they
         never passed admission).  Returns how many were used."""
-        wanted = {leaf for parked in self._parked.values() for leaf in parked.missing}
         used = 0
         for raw in envelopes:
             if not isinstance(raw, bytes):
                 continue
-            leaf = leaf_hash(raw)
-            if leaf not in wanted:
+            waiting = self._wanted.get(leaf := leaf_hash(raw))
+            if waiting is None:
                 continue
             env = decode_envelope(raw)
-            for parked in self._parked.values():
-                if leaf in parked.missing:
-                    parked.missing.discard(leaf)
-                    parked.found[leaf] = env
-            wanted.discard(leaf)
+            del self._wanted[leaf]
+            for parked in waiting:
+                parked.missing.discard(leaf)
+                parked.found[leaf] = env
             used += 1
         self.stats.fetched += used
         return used
 
     def next_due_ms(self) -> int | None:
-        """When :meth:`poll` next has a fetch to make (None: nothing parked)."""
-        return min((p.fetch_at_ms for p in self._parked.values()), default=None)
+        """When :meth:`poll` next has work: a completed proposal to hand over
+        (now) or a fetch to make (None: nothing parked)."""
+        due = [0 if not p.missing else p.fetch_at_ms for p in self._parked.values()]
+        return min(due, default=None)
+
+    def _unpark(self, key: tuple[int, int, bytes]) -> None:
+        parked = self._parked.pop(key)
+        for leaf in parked.missing:
+            waiting = self._wanted.get(leaf)
+            if waiting is not None:
+                waiting[:] = [p for p in waiting if p is not parked]
+                if not waiting:
+                    del self._wanted[leaf]
 
     def _fill(self, parked: _Parked) -> None:
         for leaf in list(parked.missing):
@@ -208,6 +244,11 @@ class ProposalAssembler:
             if env is not None:
                 parked.missing.discard(leaf)
                 parked.found[leaf] = env
+                waiting = self._wanted.get(leaf)
+                if waiting is not None:
+                    waiting[:] = [p for p in waiting if p is not parked]
+                    if not waiting:
+                        del self._wanted[leaf]
 
 
 def _complete(proposal: Proposal, leaves: list[bytes], found: dict[bytes, Envelope]) -> Proposal:

@@ -87,6 +87,9 @@ class Mempool:
         self.max_orphans = max_orphans
         self.max_peer_backlog = max_peer_backlog
         self.peer_backlog = 0  # peers' envelopes queued for admit(); the node counts them
+        # When set, the leaf hash of every admitted envelope is appended here
+        # (the node's proposal assembler drains it while proposals wait).
+        self.leaf_sink: list[bytes] | None = None
         self._pending: OrderedDict[bytes, Envelope] = OrderedDict()
         self._nonces: dict[tuple[bytes, int], bytes] = {}
         self._by_leaf: dict[bytes, Envelope] = {}  # pending, by leaf hash
@@ -245,6 +248,8 @@ class Mempool:
             raise RateLimited(f"mempool holds {len(self._pending)} records; retry later")
         self._pending[rid] = env
         self._by_leaf[env.leaf_hash] = env
+        if self.leaf_sink is not None:
+            self.leaf_sink.append(env.leaf_hash)
         self._nonces[key] = rid
         self._admitted[source] = self._admitted.get(source, 0) + 1
         if source == "api":

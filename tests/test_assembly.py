@@ -78,6 +78,7 @@ def test_missing_envelopes_park_the_proposal_until_gossip_admits_them(block):
     assert len(asm) == 1 and asm.next_due_ms() == 1000 + FETCH_AFTER
     assert asm.poll(1100, height=1) == ([], [])          # nothing new, no fetch yet
     known.update({e.leaf_hash: e for e in envs[3:]})     # gossip caught up
+    asm.admitted([b"\x00" * 32] + [e.leaf_hash for e in envs[3:]])
     ready, fetches = asm.poll(1150, height=1)
     assert fetches == [] and len(asm) == 0
     assert [encode_message(p) for p in ready] == [message]
@@ -145,3 +146,19 @@ def test_no_fetch_while_admission_is_still_busy_with_peers_records(block):
     asm = assembler({})
     asm.offer(1, parsed, leaves, now_ms=0)
     assert asm.poll(MAX_BUSY_WAIT_MS, height=1, admission_busy=True)[1] != []  # waited enough
+
+
+def test_one_admission_fills_every_proposal_waiting_for_it(block):
+    message, _, envs = block
+    known: dict[bytes, Envelope] = {}
+    asm = assembler(known)
+    parsed, leaves = decode_compact(*compact_proposal(message))
+    again = Proposal(parsed.header, (), 1, -1, parsed.sig)  # same block, next round
+    asm.offer(1, parsed, leaves, now_ms=0)
+    asm.offer(2, again, leaves, now_ms=0)
+    known.update({e.leaf_hash: e for e in envs})
+    asm.admitted(e.leaf_hash for e in envs)
+    assert asm.next_due_ms() == 0
+    ready, fetches = asm.poll(1, height=1)
+    assert fetches == [] and [p.round for p in ready] == [0, 1]
+    assert len(asm) == 0 and not asm._wanted  # the index empties with the parking lot
