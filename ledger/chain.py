@@ -11,6 +11,7 @@ the tip (certificate, hash link, log root) on open.
 
 from __future__ import annotations
 
+from collections import OrderedDict
 from typing import Sequence
 
 from . import blocks, schema
@@ -34,6 +35,9 @@ from .storage import KeyValueStore, WriteBatch
 Location = tuple[int, int]  # (height, leaf_index)
 
 
+BLOCK_CACHE = 1024  # decoded (header, certificate) pairs kept for proofs
+
+
 class ChainStore:
     """Blocks, certificates, envelopes and indexes over a :class:`KeyValueStore`.
 
@@ -47,6 +51,10 @@ class ChainStore:
         self._store = store
         self.genesis = genesis
         self._init_schema()
+        # Committed blocks never change, and every proof needs its block's
+        # header and certificate: the last BLOCK_CACHE blocks read stay
+        # decoded (checked against each other once, when first read).
+        self._blocks: OrderedDict[int, tuple[bytes, Header, Certificate]] = OrderedDict()
         self.log = MerkleLog(store)
         self._tip = self._load_tip()
         if check:
@@ -83,6 +91,7 @@ class ChainStore:
         """Forget cached state and re-read it from the store."""
         self.log.reload()
         self._tip = self._load_tip()
+        self._blocks.clear()
 
     def close(self) -> None:
         self._store.close()
@@ -116,7 +125,7 @@ class ChainStore:
         block = self._block(tip.height)
         if block is None:
             raise StorageCorruption(f"tip block {tip.height} is not stored")
-        return block[1]
+        return block[2]
 
     def _check_tip_genesis(self, tip: Header) -> None:
         if tip.chain != self.genesis.chain:
@@ -159,11 +168,23 @@ class ChainStore:
     def tip(self) -> Header | None:
         return self._tip
 
-    def _block(self, height: int) -> tuple[bytes, Certificate] | None:
-        """Header bytes and certificate at ``height``, checked against each
-        other (the certificate names the header's hash)."""
+    def _block(self, height: int) -> tuple[bytes, Header, Certificate] | None:
+        """Header bytes, header and certificate at ``height``, checked against
+        each other (the certificate names the header's hash)."""
         if not 1 <= height <= self.height:
             return None
+        cached = self._blocks.get(height)
+        if cached is not None:
+            self._blocks.move_to_end(height)
+            return cached
+        header_bytes, cert = self._read_block(height)
+        block = (header_bytes, _decode_stored_header(header_bytes, height), cert)
+        self._blocks[height] = block
+        if len(self._blocks) > BLOCK_CACHE:
+            self._blocks.popitem(last=False)
+        return block
+
+    def _read_block(self, height: int) -> tuple[bytes, Certificate]:
         header_bytes = self._store.get(schema.header_key(height))
         cert_bytes = self._store.get(schema.certificate_key(height))
         if header_bytes is None or cert_bytes is None:
@@ -183,11 +204,11 @@ class ChainStore:
 
     def header(self, height: int) -> Header | None:
         block = self._block(height)
-        return None if block is None else _decode_stored_header(block[0], height)
+        return None if block is None else block[1]
 
     def certificate(self, height: int) -> Certificate | None:
         block = self._block(height)
-        return None if block is None else block[1]
+        return None if block is None else block[2]
 
     def _leaf_range(self, height: int) -> range:
         header = self.header(height)
