@@ -178,6 +178,24 @@ def test_blocks_envelopes_and_strays_elsewhere(chain: ChainStore, store: KeyValu
     assert any("e/50" in line for line in report.summary())
 
 
+def test_damaged_tree_is_reported(chain: ChainStore, store: KeyValueStore,
+                                  world: World) -> None:
+    """Tree values belong to the log's layout; fsck judges them through the
+    log's reads (leaf hashes, the root at each block) and names the damage."""
+    for key, value in list(store.iterate(schema.NODE)):
+        apply(store, {key: flip(value, len(value) // 2)})
+        report = F.fsck(store, world.genesis)
+        assert not report.clean, describe(key)
+        assert {i for i, _ in report.ranges} <= {F.TREE, F.ENVELOPES, F.BLOCKS}, \
+            report.summary()
+        apply(store, {key: value})
+    assert F.fsck(store, world.genesis).clean
+
+
+def describe(key: bytes) -> str:
+    return F.describe_key(key)
+
+
 def test_damage_later_in_the_chain_is_still_found(store: KeyValueStore, world: World) -> None:
     """After a damaged block the walk carries on: damage in later blocks is named too."""
     chain = ChainStore(store, world.genesis)
