@@ -351,6 +351,11 @@ def summarize(result: dict[str, Any]) -> dict[str, Any]:
         # tenth" would be its warmest, so only the warm run has a steady ratio.
         out[f"{kind}_ratio_warm_steady"] = round(
             proofs[f"{kind}_warm_best_per_s"] / sqlite[f"{kind}_warm_best_per_s"], 1)
+        # Per CPU second (all threads): what a busy shared machine does not
+        # distort, since neither side is charged for time it did not run.
+        for cache in ("cold", "warm"):
+            out[f"{kind}_ratio_{cache}_cpu"] = round(
+                proofs[f"{kind}_{cache}_per_cpu_s"] / sqlite[f"{kind}_{cache}_per_cpu_s"], 1)
     for key in ("cold", "warm", "warm_steady"):
         out[f"proofs_ok_{key}"] = min(out[f"inclusion_ratio_{key}"],
                                       out[f"consistency_ratio_{key}"]) >= TARGET_PROOF_RATIO
@@ -448,6 +453,14 @@ def print_report(result: dict[str, Any]) -> None:
                       f"once' = the old bench's figure (compaction running, caches empty).")
     console.print("steady: appends at the median block's rate, proofs at the best tenth of "
                   "the run - the figures least disturbed by other processes on the machine.")
+    if "leaves" in sql:
+        console.print("per CPU second (load-independent): " + ", ".join(
+            f"{kind} {cache} {summ[f'{kind}_ratio_{cache}_cpu']}x"
+            for kind in ("inclusion", "consistency") for cache in ("cold", "warm")))
+        prf = result["ledger_proofs"]
+        console.print(f"load average (1 min) during proofs: ledger cold {prf['loadavg_cold']:.1f}, "
+                      f"warm {prf['loadavg_warm']:.1f}; SqliteTree inclusion "
+                      f"{sql['loadavg_inclusion']:.1f}, consistency {sql['loadavg_consistency']:.1f}")
     target = f">= {TARGET_PROOF_RATIO:.0f}x SqliteTree"
     checks = [("append_ok", f"append (tree only) >= {TARGET_APPEND:,} leaves/s, overall"),
               ("append_ok_steady", f"append (tree only) >= {TARGET_APPEND:,} leaves/s, steady"),
