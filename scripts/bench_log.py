@@ -17,7 +17,7 @@ SQLite's page cache and pymerkle's subroot cache - starts empty):
 * warm: then a second, different set B of as many queries: the steady
   state of a serving node, whose caches hold what random queries bring in.
 
-SqliteTree is ~40x slower, so it runs the first ``--sqlite-proofs`` queries
+SqliteTree is 50-600x slower, so it runs the first ``--sqlite-proofs`` queries
 of A (cold), then ``--sqlite-warmup`` more of A untimed, then the first
 ``--sqlite-proofs`` of B (warm).  The kernel's page cache is warm for both
 (the files were just written; dropping it needs root).
