@@ -12,7 +12,7 @@ from functools import cached_property
 from typing import Any, Mapping, Sequence
 
 from .crypto import PUBKEY_LEN, RECORD_DOMAIN, SIG_LEN, SigningKey, verify_signature
-from .encoding import H, UINT64_MAX, canonical, decode, to_hex
+from .encoding import H, UINT64_MAX, canonical, decode, decode_committed, to_hex
 from .errors import BadEncoding, ForbiddenRole, UnknownSubmitter, WrongChain
 from .genesis import Genesis
 
@@ -163,6 +163,29 @@ def decode_envelope(envelope_bytes: bytes) -> Envelope:
     if not isinstance(sig, bytes) or len(sig) != SIG_LEN:
         raise BadEncoding("envelope 'sig' must be 64 bytes")
     return Envelope(record=decode_record(record_bytes), sig=sig, envelope_bytes=bytes(envelope_bytes))
+
+
+def decode_committed_envelope(envelope_bytes: bytes) -> Envelope:
+    """Decode an envelope of a block that a quorum certificate commits to.
+
+    Every field is checked as in :func:`decode_envelope`; only the proof of
+    canonical form is skipped (half the decoding cost of catch-up).  That is
+    sound because the certificate's ``tx_root`` names these exact bytes and
+    the honest validators in its quorum decoded them canonically before
+    voting - the same trust that lets catch-up skip record signatures.  So
+    the caller must check the block's ``tx_root`` over these bytes (block
+    validation does, before any record rule) before relying on the result.
+    """
+    value = decode_committed(envelope_bytes)
+    if not isinstance(value, dict) or set(value) != ENVELOPE_KEYS:
+        raise BadEncoding("envelope must be a map with exactly 'record' and 'sig'")
+    record_bytes, sig = value["record"], value["sig"]
+    if not isinstance(record_bytes, bytes):
+        raise BadEncoding("envelope 'record' must be bytes")
+    if not isinstance(sig, bytes) or len(sig) != SIG_LEN:
+        raise BadEncoding("envelope 'sig' must be 64 bytes")
+    record = _record_from_map(decode_committed(record_bytes), record_bytes)
+    return Envelope(record=record, sig=sig, envelope_bytes=bytes(envelope_bytes))
 
 
 def verify_envelope(envelope: Envelope, genesis: Genesis, *, signature: bool = True) -> None:

@@ -277,6 +277,8 @@ class Node:
                 self.transport_send(fetch.peer, peer_message(KIND_WANT, l=b"".join(fetch.leaves)))
             if not len(self.assembler):
                 self.mempool.leaf_sink = None
+            if ready or fetches:
+                self._publish_assembly()
 
     def _publish_assembly(self) -> None:
         stats = self.assembler.stats

@@ -26,7 +26,7 @@ from ledger.blocks import Certificate, Header, certificate_from_bytes, decode_he
 from ledger.chain import ChainStore
 from ledger.errors import BadEncoding, LedgerError
 from ledger.genesis import Validator
-from ledger.records import Envelope, decode_envelope
+from ledger.records import Envelope, decode_committed_envelope
 
 from .api import parse_uint
 from .config import peer_url
@@ -166,7 +166,9 @@ class BlockSync:
             header = decode_header(raw["header"])
             if header.height != expected:
                 raise SyncError(f"{peer.name} sent height {header.height}, expected {expected}")
-            out.append((header, [decode_envelope(e) for e in raw["envelopes"]],
+            # Certified blocks: the certificate's tx_root names these bytes,
+            # checked (before any record rule) when the block is validated.
+            out.append((header, [decode_committed_envelope(e) for e in raw["envelopes"]],
                         certificate_from_bytes(raw["certificate"])))
             expected += 1
         return out

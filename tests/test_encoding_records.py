@@ -47,6 +47,7 @@ from ledger.errors import (
 from ledger.genesis import load_genesis, parse_genesis, quorum, validators_hash
 from ledger.records import (
     MAX_ENVELOPE_BYTES,
+    decode_committed_envelope,
     decode_envelope,
     decode_record,
     make_record,
@@ -369,6 +370,24 @@ def test_bad_records_rejected(changes: dict[str, Any]) -> None:
     assert err.value.code == "bad_encoding"
     with pytest.raises(BadEncoding):
         decode_record(record_bytes)
+    with pytest.raises(BadEncoding):  # the committed-block decoder checks fields too
+        decode_committed_envelope(envelope_of(record_bytes))
+
+
+def test_committed_envelope_decoder_skips_only_the_canonical_proof() -> None:
+    """A certified block's envelopes are decoded without re-proving canonical
+    form (its tx_root names the bytes); the result is the same envelope, and
+    non-canonical bytes decode but keep their own leaf hash, so tx_root
+    checking catches them."""
+    env = make_envelope(SUBMITTER, "test", 1)
+    assert decode_committed_envelope(env.envelope_bytes) == decode_envelope(env.envelope_bytes)
+    reordered = msgpack.packb({"sig": env.sig, "record": env.record.record_bytes},
+                              use_bin_type=True)
+    loose = decode_committed_envelope(reordered)
+    assert loose.id == env.id and loose.leaf_hash != env.leaf_hash
+    for junk in (b"", b"\xc1", b"\x91\x01", env.envelope_bytes[:-3], b"\xd4\x01\x00"):
+        with pytest.raises(BadEncoding):
+            decode_committed_envelope(junk)
 
 
 def test_make_record_validates_like_the_decoder() -> None:

@@ -31,7 +31,7 @@ from ledger.encoding import canonical
 from ledger.errors import BadEncoding, LedgerError
 from ledger.genesis import parse_genesis
 from ledger.proofs import build_bundle
-from ledger.records import decode_envelope, decode_record
+from ledger.records import decode_committed_envelope, decode_envelope, decode_record
 from ledger.verify import parse_bundle, parse_consistency, verify_bundle
 from node import frames
 from node.wire import decode_consensus
@@ -61,6 +61,7 @@ DECISION = Decision(HEADER, BLOCK3, CERT)
 # Every decoder under test: name -> (function of bytes, a valid input).
 DECODERS: dict[str, tuple[Callable[[bytes], Any], bytes]] = {
     "envelope": (decode_envelope, ENV.envelope_bytes),
+    "committed_envelope": (decode_committed_envelope, ENV.envelope_bytes),
     "record": (decode_record, ENV.record.record_bytes),
     "header": (decode_header, HEADER.header_bytes),
     "vote": (decode_vote, VOTE.vote_bytes),
@@ -85,6 +86,7 @@ def only_typed_errors(fn: Callable[[], Any]) -> None:
 def test_valid_inputs_decode() -> None:
     """The seeds mutated below are themselves accepted (else mutations prove little)."""
     assert decode_envelope(ENV.envelope_bytes).id == ENV.id
+    assert decode_committed_envelope(ENV.envelope_bytes) == ENV
     assert decode_header(HEADER.header_bytes).hash == HEADER.hash
     assert certificate_from_bytes(CERT.to_bytes()) == CERT
     assert frames.open_frame(PEER.public_key, SESSION, 5, FRAME) == b"hello body"
