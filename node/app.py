@@ -118,7 +118,8 @@ class Node:
                             max_trace_nodes=limits["max_trace_nodes"],
                             body_timeout_s=http["body_timeout_ms"] / 1000)
         guard = HeadTimeout(http["header_timeout_ms"] / 1000,
-                            lambda reason: self.metrics.http_timeouts.labels(reason=reason).inc())
+                            lambda reason: self.metrics.http_timeouts.labels(reason=reason).inc(),
+                            idle_timeout_s=http["idle_timeout_ms"] / 1000)
         guard.install(web_app)
         self._runner = web.AppRunner(web_app, access_log=None, shutdown_timeout=2.0)
         await self._runner.setup()

@@ -46,10 +46,13 @@ SCHEMA: dict[str, dict[str, _Spec]] = {
         "max_inflight_requests": (_INT, 256, 1, 100_000),
         # A request body must arrive within this (slow-loris clients).
         "body_timeout_ms": (_INT, 30_000, 100, 600_000),
-        # A connection must deliver a complete request head within this, from
-        # when it opens and after each response (slow-loris heads, idle
-        # keep-alive); otherwise it is closed (node/httpconn.py).
+        # A connection must deliver a complete request head within this from
+        # when it opens or from a request's first byte (slow-loris heads);
+        # otherwise it is closed (node/httpconn.py).
         "header_timeout_ms": (_INT, 10_000, 100, 600_000),
+        # An idle keep-alive connection is closed after this.  Keep it above
+        # clients' keep-alive (aiohttp: 15 s) so none reuses a closing socket.
+        "idle_timeout_ms": (_INT, 60_000, 100, 3_600_000),
     },
     "consensus": {
         # Overrides of the genesis params; every validator should agree on them

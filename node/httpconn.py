@@ -38,7 +38,7 @@ REASON_IDLE = "idle"
 class _Connection:
     """The timer of one client connection."""
 
-    __slots__ = ("_busy", "_got_bytes", "_guard", "_handle", "transport")
+    __slots__ = ("_busy", "_got_bytes", "_guard", "_handle", "_idle", "transport")
 
     def __init__(self, guard: HeadTimeout, transport: asyncio.Transport) -> None:
         self._guard = guard
@@ -46,12 +46,16 @@ class _Connection:
         self._handle: asyncio.TimerHandle | None = None
         self._busy = 0
         self._got_bytes = False
+        self._idle = False
 
-    def arm(self) -> None:
+    def arm(self, *, idle: bool = False) -> None:
+        """Start the head deadline, or (``idle``, between keep-alive requests)
+        the longer idle one, which the first byte of a request cuts back."""
         self.disarm()
         self._got_bytes = False
-        loop = asyncio.get_running_loop()
-        self._handle = loop.call_later(self._guard.timeout_s, self._expired)
+        self._idle = idle
+        timeout = self._guard.idle_timeout_s if idle else self._guard.timeout_s
+        self._handle = asyncio.get_running_loop().call_later(timeout, self._expired)
 
     def disarm(self) -> None:
         if self._handle is not None:
@@ -59,6 +63,8 @@ class _Connection:
             self._handle = None
 
     def bytes_arrived(self) -> None:
+        if self._idle and self._handle is not None:
+            self.arm()  # a request began after an idle spell: its head has timeout_s
         self._got_bytes = True
 
     def request_started(self) -> None:
@@ -68,14 +74,18 @@ class _Connection:
     def request_finished(self) -> None:
         self._busy -= 1
         if self._busy == 0 and not self.transport.is_closing():
-            self.arm()
+            self.arm(idle=True)
+
+    @property
+    def was_idle(self) -> bool:
+        return self._idle
 
     def _expired(self) -> None:
         self._handle = None
         if self._busy or self.transport.is_closing():
             return
         if self.transport.get_write_buffer_size() > 0:
-            self.arm()  # a response is still draining to the client: not idle yet
+            self.arm(idle=self._idle)  # a response is still draining: not idle yet
             return
         reason = REASON_HEAD if self._got_bytes else REASON_IDLE
         self._guard.expired(self, reason)
@@ -123,10 +133,15 @@ class HeadTimeout:
     needed; ``on_timeout(reason)`` is called once per closed connection.
     """
 
-    def __init__(self, timeout_s: float, on_timeout: OnTimeout | None = None) -> None:
-        if timeout_s <= 0:
-            raise ValueError("timeout_s must be positive")
+    def __init__(self, timeout_s: float, on_timeout: OnTimeout | None = None, *,
+                 idle_timeout_s: float | None = None) -> None:
+        if timeout_s <= 0 or (idle_timeout_s is not None and idle_timeout_s <= 0):
+            raise ValueError("timeouts must be positive")
         self.timeout_s = timeout_s
+        # Between keep-alive requests.  Longer than common clients' own
+        # keep-alive (aiohttp's is 15 s), so that a client never reuses a
+        # connection the server is closing at the same moment.
+        self.idle_timeout_s = timeout_s if idle_timeout_s is None else idle_timeout_s
         self._on_timeout = on_timeout
         self._open: dict[asyncio.Transport, _Connection] = {}
 
@@ -155,7 +170,8 @@ class HeadTimeout:
     def expired(self, conn: _Connection, reason: str) -> None:
         peer = conn.transport.get_extra_info("peername")
         log.info("closing an HTTP connection from %s: %s timeout (%gs)", peer, reason,
-                 self.timeout_s)
+                 self.idle_timeout_s if reason == REASON_IDLE and conn.was_idle
+                 else self.timeout_s)
         if self._on_timeout is not None:
             self._on_timeout(reason)
         conn.transport.close()

@@ -151,6 +151,44 @@ async def test_request_in_progress_is_not_cut(server: Server) -> None:
     assert server.closed == Counter(head=1)
 
 
+async def test_idle_deadline_is_separate_but_a_request_head_still_gets_the_short_one() -> None:
+    """Between keep-alive requests the (longer) idle deadline applies; the
+    first byte of the next request cuts it back to the head deadline."""
+    idle_s = 10.0
+    closed: Counter[str] = Counter()
+    guard = HeadTimeout(TIMEOUT_S, lambda reason: closed.update([reason]), idle_timeout_s=idle_s)
+    app = web.Application()
+
+    async def ping(request: web.Request) -> web.Response:
+        return web.Response(text="pong")
+
+    app.add_routes([web.get("/ping", ping)])
+    guard.install(app)
+    runner = web.AppRunner(app, access_log=None, shutdown_timeout=1.0)
+    await runner.setup()
+    site = GuardedTCPSite(runner, "127.0.0.1", 0, guard=guard)
+    await site.start()
+    try:
+        _, reader, writer = await open_conn(site.port)
+        writer.write(b"GET /ping HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
+        await writer.drain()
+        await reader.readuntil(b"pong")
+        # Still open well past the head deadline: idle keep-alive.
+        await asyncio.sleep(3 * TIMEOUT_S)
+        assert guard.open_connections == 1 and closed == Counter()
+        started = time.monotonic()
+        slow = asyncio.create_task(dribble(writer))
+        done = await asyncio.wait_for(wait_closed(reader), idle_s)
+        slow.cancel()
+        writer.close()
+        assert TIMEOUT_S <= done - started < idle_s
+        assert closed == Counter(head=1)
+    finally:
+        await runner.cleanup()
+
+
 def test_timeout_must_be_positive() -> None:
     with pytest.raises(ValueError):
         HeadTimeout(0)
+    with pytest.raises(ValueError):
+        HeadTimeout(1, idle_timeout_s=0)
