@@ -90,8 +90,8 @@ class SignatureCache:
     signature is checked (and refused) every time.
     """
 
-    def __init__(self, capacity: int = 200_000) -> None:
-        self.capacity = capacity
+    def __init__(self, capacity: int = 20_000) -> None:
+        self.capacity = capacity  # entries are ~400 bytes: a few MB at most
         self._ok: set[tuple[bytes, bytes, bytes, bytes]] = set()
 
     def __call__(self, public_key: bytes, domain: bytes, message: bytes, sig: bytes) -> None:
