@@ -71,10 +71,20 @@ class NodeApplication:
     def log_preview(self, leaf_hashes: Sequence[bytes]) -> tuple[int, bytes]:
         return self.chain.log.preview(leaf_hashes)
 
+    # A record pending in the mempool is not committed, and a nonce a pending
+    # record holds is not used in the chain: committing a block drops its
+    # records, and every pending record that shared a nonce with them, from
+    # the mempool in the same step (Mempool.committed).  So a block built of
+    # pending records is checked without a store read per record.
+
     def nonce_used(self, submitter: bytes, nonce: int) -> bool:
+        if self.mempool.holds_nonce(submitter, nonce):
+            return False
         return self.chain.id_for_nonce(submitter, nonce) is not None
 
     def record_known_committed(self, record_id: bytes) -> bool:
+        if record_id in self.mempool:
+            return False
         return self.chain.record_location(record_id) is not None
 
     def signature_verified(self, envelope_id: bytes) -> bool:

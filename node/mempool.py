@@ -111,6 +111,10 @@ class Mempool:
     def __contains__(self, record_id: bytes) -> bool:
         return record_id in self._pending
 
+    def holds_nonce(self, submitter: bytes, nonce: int) -> bool:
+        """Whether a pending record holds this nonce (so the chain has not used it)."""
+        return (submitter, nonce) in self._nonces
+
     def get(self, record_id: bytes) -> Envelope | None:
         return self._pending.get(record_id)
 
