@@ -28,6 +28,7 @@ from .assembly import ProposalAssembler, compact_proposal, decode_compact, split
 from .chainapp import NodeApplication
 from .config import NodeConfig
 from .driver import Driver, evidence_json, now_ms
+from .gctune import GcAccounting, tune_after_start
 from .httpconn import GuardedTCPSite, HeadTimeout
 from .logs import LogContext
 from .mempool import Mempool
@@ -67,6 +68,7 @@ class Node:
         self._tasks: list[asyncio.Task[None]] = []
         self._gossip_in: asyncio.Queue[list[bytes]] = asyncio.Queue(MAX_GOSSIP_BACKLOG)
         self._assembly_wake = asyncio.Event()
+        self._gc = GcAccounting(self.metrics.registry)
         self.transport: PeerTransport | None = None
         self.driver: Driver | None = None
 
@@ -131,6 +133,8 @@ class Node:
                        asyncio.create_task(self._gossip_admit(), name="gossip-in"),
                        asyncio.create_task(self._assemble(), name="assemble"),
                        asyncio.create_task(self._status_loop(), name="status")]
+        self._gc.install()
+        tune_after_start()
         log.info("node %s started at height %d (validator %d of %d)", self.name,
                  self.chain.height, cfg.validator.index, self.genesis.n)
 
@@ -144,6 +148,7 @@ class Node:
         )
 
     async def stop(self) -> None:
+        self._gc.uninstall()
         if await cancel_all(self._tasks):
             log.error("node tasks did not stop")
         if self.driver is not None:

