@@ -12,10 +12,16 @@ the tip (certificate, hash link, log root) on open.
 from __future__ import annotations
 
 from collections import OrderedDict
-from typing import Sequence
+from collections.abc import Sequence
 
 from . import blocks, schema
-from .blocks import ZERO_HASH, Certificate, Header, certificate_from_bytes, decode_header
+from .blocks import (
+    ZERO_HASH,
+    Certificate,
+    Header,
+    certificate_from_bytes,
+    decode_header,
+)
 from .crypto import digest_equal
 from .encoding import H
 from .errors import (
@@ -29,7 +35,7 @@ from .errors import (
 from .genesis import Genesis
 from .log import MerkleLog
 from .merkle import leaf_hash, root
-from .records import Envelope, decode_envelope
+from .records import Envelope, stored_record_id
 from .storage import KeyValueStore, WriteBatch
 
 Location = tuple[int, int]  # (height, leaf_index)
@@ -222,7 +228,7 @@ class ChainStore:
 
     def block_record_ids(self, height: int) -> list[bytes]:
         """The record ids of block ``height`` in log order (NotFound if none)."""
-        return [_record_id(self.envelope_at(i), i) for i in self._leaf_range(height)]
+        return [stored_record_id(self.envelope_at(i), i) for i in self._leaf_range(height)]
 
     # ----------------------------------------------------------------- records
 
@@ -252,7 +258,7 @@ class ChainStore:
         if location is None:
             return None
         envelope = self.envelope_at(location[1])
-        if not digest_equal(_record_id(envelope, location[1]), record_id):
+        if not digest_equal(stored_record_id(envelope, location[1]), record_id):
             raise StorageCorruption(f"record index points to leaf {location[1]}, "
                                     "which holds another record")
         return envelope
@@ -441,10 +447,3 @@ def _check_stored_id(record_id: bytes, what: str) -> None:
     if len(record_id) != schema.ID_LEN:
         raise StorageCorruption(f"{what}: a record id must be {schema.ID_LEN} bytes, "
                                 f"found {len(record_id)} (run ledger-node --check)")
-
-
-def _record_id(envelope: bytes, leaf_index: int) -> bytes:
-    try:
-        return decode_envelope(envelope).id
-    except VerificationError as exc:
-        raise StorageCorruption(f"envelope at leaf {leaf_index} is damaged: {exc}") from None

@@ -12,13 +12,14 @@ storage layer.
 
 from __future__ import annotations
 
-from typing import Any, Protocol, Sequence
+from collections.abc import Sequence
+from typing import Any, Protocol
 
 from .blocks import Certificate, Header
 from .crypto import digest_equal
 from .encoding import to_b64, to_hex
-from .errors import BadRequest, NotFound, StorageCorruption, VerificationError
-from .records import decode_envelope
+from .errors import BadRequest, NotFound, StorageCorruption
+from .records import stored_record_id
 
 BUNDLE_FORMAT = "auditledger-proof/1"
 
@@ -51,13 +52,6 @@ class ProofSource(Protocol):
 
 def _is_int(value: Any) -> bool:
     return isinstance(value, int) and not isinstance(value, bool)
-
-
-def _record_id(envelope: bytes, leaf_index: int) -> bytes:
-    try:
-        return decode_envelope(envelope).id
-    except VerificationError as exc:
-        raise StorageCorruption(f"envelope at leaf {leaf_index} does not decode: {exc}") from None
 
 
 def _certified_block(chain: ProofSource, height: int) -> tuple[Header, Certificate]:
@@ -107,7 +101,7 @@ def build_bundle(chain: ProofSource, record_id: bytes, height: int | None = None
             f"leaf {leaf_index} is not in the log of block {height} ({header.log_size} leaves)"
         )
     envelope = chain.envelope_at(leaf_index)
-    if not digest_equal(_record_id(envelope, leaf_index), bytes(record_id)):
+    if not digest_equal(stored_record_id(envelope, leaf_index), bytes(record_id)):
         raise StorageCorruption(
             f"record index points to leaf {leaf_index}, which holds another record"
         )

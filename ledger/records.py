@@ -7,13 +7,20 @@ re-encoding.
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from functools import cached_property
-from typing import Any, Mapping, Sequence
+from typing import Any
 
 from .crypto import PUBKEY_LEN, RECORD_DOMAIN, SIG_LEN, SigningKey, verify_signature
-from .encoding import H, UINT64_MAX, canonical, decode, decode_committed, to_hex
-from .errors import BadEncoding, ForbiddenRole, UnknownSubmitter, WrongChain
+from .encoding import UINT64_MAX, H, canonical, decode, decode_committed, to_hex
+from .errors import (
+    BadEncoding,
+    ForbiddenRole,
+    StorageCorruption,
+    UnknownSubmitter,
+    WrongChain,
+)
 from .genesis import Genesis
 
 RECORD_VERSION = 1
@@ -186,6 +193,25 @@ def decode_committed_envelope(envelope_bytes: bytes) -> Envelope:
         raise BadEncoding("envelope 'sig' must be 64 bytes")
     record = _record_from_map(decode_committed(record_bytes), record_bytes)
     return Envelope(record=record, sig=sig, envelope_bytes=bytes(envelope_bytes))
+
+
+def stored_record_id(envelope_bytes: bytes, leaf_index: int) -> bytes:
+    """The record id of an envelope read back from the log.
+
+    Callers pass bytes already matched to the log's leaf hash (as
+    ``ChainStore.envelope_at`` does), so they are exactly what was committed
+    - decoded canonically then - and only the record bytes need finding:
+    about 2 µs instead of a full decode's 17.  Anything malformed still
+    raises :class:`StorageCorruption` naming the leaf.
+    """
+    try:
+        value = decode_committed(envelope_bytes)
+        record_bytes = value["record"] if isinstance(value, dict) else None
+    except BadEncoding as exc:
+        raise StorageCorruption(f"envelope at leaf {leaf_index} is damaged: {exc}") from None
+    if not isinstance(record_bytes, bytes):
+        raise StorageCorruption(f"envelope at leaf {leaf_index} is damaged: no record bytes")
+    return H(record_bytes)
 
 
 def verify_envelope(envelope: Envelope, genesis: Genesis, *, signature: bool = True) -> None:

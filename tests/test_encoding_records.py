@@ -40,6 +40,7 @@ from ledger.errors import (
     GenesisError,
     HeaderError,
     NonCanonical,
+    StorageCorruption,
     TooLarge,
     UnknownSubmitter,
     WrongChain,
@@ -52,6 +53,7 @@ from ledger.records import (
     decode_record,
     make_record,
     sign_record,
+    stored_record_id,
     verify_envelope,
 )
 
@@ -388,6 +390,14 @@ def test_committed_envelope_decoder_skips_only_the_canonical_proof() -> None:
     for junk in (b"", b"\xc1", b"\x91\x01", env.envelope_bytes[:-3], b"\xd4\x01\x00"):
         with pytest.raises(BadEncoding):
             decode_committed_envelope(junk)
+
+
+def test_stored_record_id_reads_only_the_record_bytes() -> None:
+    env = make_envelope(SUBMITTER, "test", 1)
+    assert stored_record_id(env.envelope_bytes, 7) == env.id
+    for damaged in (b"", b"\xc1", canonical([1]), canonical({"record": "x", "sig": b"s"})):
+        with pytest.raises(StorageCorruption, match="leaf 7"):
+            stored_record_id(damaged, 7)
 
 
 def test_make_record_validates_like_the_decoder() -> None:
