@@ -447,6 +447,14 @@ class MerkleLog:
             raise ValueError(f"leaf {index} is not inside a log of {self._state.size}")
         return self._current_nodes()[2](0, index)
 
+    def leaf_hashes(self, lo: int, hi: int) -> list[bytes]:
+        """Leaf hashes ``[lo, hi)``: one tile read per 256 leaves (a block's
+        worth for serving catch-up), where :meth:`leaf_hash` reads per call."""
+        if not 0 <= lo <= hi <= self._state.size:
+            raise ValueError(f"range [{lo}, {hi}) is not inside a log of {self._state.size}")
+        node = self._current_nodes()[2]
+        return [node(0, i) for i in range(lo, hi)]
+
     def root(self, size: int | None = None) -> bytes:
         """The root at ``size`` (default: now); any past size, O(log n) reads."""
         state = self._state

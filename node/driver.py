@@ -161,7 +161,19 @@ class Driver:
             asyncio.create_task(self._run(), name="consensus"),
             asyncio.create_task(self._watch_mempool(), name="records-available"),
             asyncio.create_task(self._catch_up_loop(), name="catch-up"),
+            asyncio.create_task(self._probe_peers(), name="probe-peers"),
         ]
+
+    async def _probe_peers(self) -> None:
+        """On start, learn the peers' heights now rather than from the next
+        status gossip, so a node that was down starts catching up at once."""
+        assert self._session is not None
+        await self.sync.probe_heights(self._session)
+        reached = self.sync.height_of_at_least(max_faulty(self.genesis.n) + 1)
+        if reached > self.chain.height:
+            log.info("peers are at height %d, we are at %d: catching up", reached,
+                     self.chain.height)
+            self.want_sync(reached)
 
     async def stop(self) -> None:
         self._stopping = True

@@ -14,6 +14,7 @@ log in the same write.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import Sequence
 from typing import Any
@@ -112,6 +113,28 @@ class BlockSync:
         self.batch_blocks = batch_blocks
         self.timeout = aiohttp.ClientTimeout(total=request_timeout_s)
         self.peer_heights: dict[int, int] = {}  # learnt from status gossip and sync answers
+
+    async def probe_heights(self, session: aiohttp.ClientSession,
+                            timeout_s: float = 2.0) -> dict[int, int]:
+        """Ask every peer's ``/v1/status`` for its height, all at once.
+
+        Status gossip would tell us within a second or two; a node that has
+        just (re)started asks instead, so catch-up begins at once.  Peers
+        that do not answer in time are skipped."""
+        timeout = aiohttp.ClientTimeout(total=timeout_s)
+
+        async def one(peer: Validator) -> None:
+            try:
+                async with session.get(peer_url(peer, "/v1/status"), timeout=timeout) as resp:
+                    doc = await resp.json() if resp.status == 200 else None
+            except (TimeoutError, aiohttp.ClientError, OSError, ValueError):
+                return
+            height = doc.get("height") if isinstance(doc, dict) else None
+            if isinstance(height, int) and not isinstance(height, bool) and height >= 0:
+                self.note_height(peer.index, height)
+
+        await asyncio.gather(*(one(p) for p in self.peers))
+        return dict(self.peer_heights)
 
     def note_height(self, peer: int, height: int) -> None:
         if height > self.peer_heights.get(peer, -1):

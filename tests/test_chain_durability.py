@@ -176,6 +176,22 @@ def test_flipped_envelope_is_detected_on_read(world: World) -> None:
     ChainStore(store, world.genesis)  # not the newest leaf: open does not read it
 
 
+def test_whole_block_reads_check_every_envelope(world: World) -> None:
+    """block_envelopes (catch-up serving) reads a block in one range scan:
+    a damaged or missing envelope anywhere in it is still named."""
+    store, chain = built(world)
+    first = chain.block_envelopes(1)
+    assert first == [chain.envelope_at(i) for i in range(len(first))]
+    flip(store, schema.envelope_key(2), at=20)
+    with pytest.raises(StorageCorruption, match="leaf 2 does not match"):
+        chain.block_envelopes(1)
+    batch = WriteBatch()
+    batch.delete(schema.envelope_key(1))
+    store.write(batch)
+    with pytest.raises(StorageCorruption, match="leaf 1 is missing"):
+        chain.block_envelopes(1)
+
+
 def test_flipped_newest_envelope_is_detected_on_open(world: World) -> None:
     store, chain = built(world)
     flip(store, schema.envelope_key(chain.log.size - 1))

@@ -247,6 +247,15 @@ def test_sizes_around_tile_boundaries() -> None:
         _check_size(log, leaves, size, sizes)
 
 
+def test_leaf_hash_ranges_span_tiles() -> None:
+    store = MemoryStore()
+    log, leaves = build(store, [W - 1, 1, 1, W - 2, 1, 2 * W, 5])
+    for lo, hi in [(0, 0), (0, 1), (W - 3, W + 3), (0, log.size), (log.size - 7, log.size)]:
+        assert log.leaf_hashes(lo, hi) == leaves[lo:hi]
+    with pytest.raises(ValueError):
+        log.leaf_hashes(0, log.size + 1)
+
+
 def test_stratum_one_boundaries() -> None:
     # 2^16 leaves fill stratum 1's first tile: its root (level 16) is the
     # first unit of stratum 2.
