@@ -591,8 +591,18 @@ async def catchup(c: LocalCluster, o: Opts, progress: Progress,
     wall = time.perf_counter() - t1
     progress.remove_task(task)
     profile_top = prof.finish() if prof is not None else []
-    logged = [json.loads(line) for line in c.log_path(3).read_text().splitlines()[log_before:]
-              if '"msg":"caught up' in line]
+    def caught_up_lines() -> list[dict[str, Any]]:
+        return [json.loads(line) for line in c.log_path(3).read_text().splitlines()[log_before:]
+                if '"msg":"caught up' in line]
+
+    async def logged_yet() -> bool:  # the node logs it just after reaching the height
+        return bool(caught_up_lines())
+
+    try:
+        await until(logged_yet, 10, "node3 to log its catch-up", 0.1)
+    except TimeoutError:
+        pass  # reported as no sync figures
+    logged = caught_up_lines()
     synced = sum(d.get("sync_records", 0) for d in logged)
     busy = sum(d.get("sync_seconds", 0) for d in logged)
     return {"records_behind": len(envs), "log_size": behind_log,
