@@ -41,6 +41,10 @@ PeerUpHandler = Callable[[int], None]
 @dataclass(frozen=True)
 class TransportSettings:
     queue_size: int = 4096
+    # Also bounded in bytes: gossip frames hold hundreds of envelopes, and a
+    # dead peer's queue of 4,096 of them would be hundreds of megabytes that
+    # catch-up makes pointless anyway.
+    queue_bytes: int = 16 * 1024 * 1024
     reconnect_initial_s: float = 0.1
     reconnect_max_s: float = 3.0
     heartbeat_s: float = 2.0
@@ -54,6 +58,7 @@ class _Link:
 
     validator: Validator
     queue: asyncio.Queue[bytes]
+    queued_bytes: int = 0
     up: bool = False
     inbound: int = 0  # authenticated inbound connections from this peer
     last_error: str = ""
@@ -116,12 +121,24 @@ class PeerTransport:
         link = self.links.get(peer)
         if link is None:
             return False
+        # (An empty queue takes any frame, however large.)
+        if link.queued_bytes and link.queued_bytes + len(body) > self.settings.queue_bytes:
+            self.metrics.outbound_dropped.labels(peer=link.validator.name).inc()
+            return False
         try:
             link.queue.put_nowait(body)
-            return True
         except asyncio.QueueFull:
             self.metrics.outbound_dropped.labels(peer=link.validator.name).inc()
             return False
+        link.queued_bytes += len(body)
+        return True
+
+    @staticmethod
+    async def _take(link: _Link) -> bytes:
+        """The next queued frame body, its bytes released from the bound."""
+        body = await link.queue.get()
+        link.queued_bytes -= len(body)
+        return body
 
     def broadcast(self, body: bytes) -> None:
         for peer in self.links:
@@ -188,7 +205,7 @@ class PeerTransport:
             getter: asyncio.Future[bytes] | None = None
             try:
                 while True:
-                    getter = asyncio.ensure_future(link.queue.get())
+                    getter = asyncio.ensure_future(self._take(link))
                     done, _ = await asyncio.wait({getter, closed, stopping},
                                                  return_when=asyncio.FIRST_COMPLETED)
                     if stopping in done:
@@ -312,6 +329,7 @@ async def _receive_bytes(ws: Any) -> bytes:
 def settings_from_config(peers: Mapping[str, Any]) -> TransportSettings:
     return TransportSettings(
         queue_size=peers["queue_size"],
+        queue_bytes=peers["queue_bytes"],
         reconnect_initial_s=peers["reconnect_initial_ms"] / 1000,
         reconnect_max_s=peers["reconnect_max_ms"] / 1000,
         heartbeat_s=peers["heartbeat_ms"] / 1000,

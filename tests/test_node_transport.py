@@ -4,6 +4,7 @@ refusal of strangers, bad signatures and replays, bounded queues, reconnect."""
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 from collections.abc import AsyncIterator, Callable
 from typing import Any
 
@@ -163,6 +164,21 @@ async def test_full_queue_drops_and_dead_peer_does_not_block(trio: Any) -> None:
     assert peers[0].counter("ledger_peer_outbound_dropped_total", peer="node2") == 5
     peers[0].transport.send(1, b"still flowing")
     await until(lambda: (0, b"still flowing") in peers[1].received)
+
+
+async def test_dead_peers_queue_is_bounded_in_bytes(trio: Any) -> None:
+    """Big frames (gossip batches) for a dead peer stop queueing at the byte
+    bound, long before the frame-count bound; an empty queue takes any frame."""
+    _, _, peers = trio
+    await until(lambda: len(peers[0].transport.connected()) == 2)
+    await peers[2].stop()
+    await until(lambda: peers[0].transport.connected() == [1])
+    transport = peers[0].transport
+    transport.settings = dataclasses.replace(SETTINGS, queue_bytes=1000)
+    assert transport.send(2, b"a" * 5000)       # alone in the queue: taken
+    assert not transport.send(2, b"b")          # over the bound now
+    assert peers[0].counter("ledger_peer_outbound_dropped_total", peer="node2") == 1
+    assert transport.links[2].queued_bytes == 5000
 
 
 async def test_reconnects_after_restart(trio: Any) -> None:
