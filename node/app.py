@@ -40,7 +40,7 @@ from .wire import decode_consensus
 log = logging.getLogger("node.app")
 
 STATUS_INTERVAL_S = 1.0
-MAX_GOSSIP_BACKLOG = 256  # batches of gossiped envelopes waiting for admission
+MAX_GOSSIP_BACKLOG = 64  # batches of gossiped envelopes waiting for admission (up to 500 each)
 
 # Peer message kinds inside a signed frame (the frame authenticates the sender).
 KIND_CONSENSUS = "c"  # {"t": "c", "m": consensus message bytes[, "l": leaf hashes]}

@@ -59,7 +59,7 @@ port = {port}
 max_body_bytes = 16777216
 
 [limits]
-max_mempool = 100000
+max_mempool = 20000
 max_request_envelopes = 5000
 max_block_records = 1000
 
@@ -69,6 +69,7 @@ interval_ms = 20
 
 [peers]
 queue_size = 4096
+queue_bytes = 16777216
 reconnect_initial_ms = 100
 reconnect_max_ms = 3000
 heartbeat_ms = 5000

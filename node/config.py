@@ -63,7 +63,7 @@ SCHEMA: dict[str, dict[str, _Spec]] = {
         "timeout_delta_ms": (_INT, None, 0, 600_000),
     },
     "limits": {
-        "max_mempool": (_INT, 100_000, 1, 10_000_000),
+        "max_mempool": (_INT, 20_000, 1, 10_000_000),
         # Peers' records received but not yet admitted here; above this,
         # clients get rate_limited so that admission keeps up with gossip
         # (a proposal whose records are still queued here must wait for them).

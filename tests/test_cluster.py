@@ -170,7 +170,7 @@ async def _feed(c: LocalCluster, sub: Submitter, node: int, batches: int, size: 
 
 # Node 3 gets a tiny mempool (so rate_limited is reachable), a small body
 # limit and batch size, and a slow heartbeat (a frozen peer still looks connected).
-SMALL_NODE3 = {3: [("max_mempool = 100000", "max_mempool = 50"),
+SMALL_NODE3 = {3: [("max_mempool = 20000", "max_mempool = 50"),
                    ("max_body_bytes = 16777216", "max_body_bytes = 200000"),
                    ("max_request_envelopes = 5000", "max_request_envelopes = 100"),
                    ("heartbeat_ms = 5000", "heartbeat_ms = 60000")]}

@@ -24,7 +24,7 @@ def test_cluster_node_config_loads(cluster: Path) -> None:
     assert cfg.validator is not None and cfg.validator.index == 2
     assert [p.index for p in cfg.peers] == [0, 1, 3]
     assert cfg.data_dir == (cluster / "node2" / "data").resolve()
-    assert cfg.get("limits", "max_mempool") == 100_000
+    assert cfg.get("limits", "max_mempool") == 20_000
     assert cfg.timeout_ms("timeout_propose_ms") == 3000  # from genesis params
     assert cfg.get("http", "header_timeout_ms") == 10_000
 
@@ -58,7 +58,7 @@ def test_bad_config_names_the_key(cluster: Path, edit: tuple[str, str], key: str
 
 def test_ledger_node_exits_2_on_bad_config(cluster: Path) -> None:
     path = cluster / "node0" / "node.toml"
-    path.write_text(path.read_text().replace("max_mempool = 100000", "max_mempool = -1"))
+    path.write_text(path.read_text().replace("max_mempool = 20000", "max_mempool = -1"))
     proc = subprocess.run([sys.executable, "-m", "node.main", "--config", str(path)],
                           capture_output=True, text=True, timeout=60)
     assert proc.returncode == 2
