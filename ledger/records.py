@@ -159,9 +159,8 @@ def decode_record(record_bytes: bytes) -> Record:
     return _record_from_map(decode(record_bytes), record_bytes)
 
 
-def decode_envelope(envelope_bytes: bytes) -> Envelope:
-    """Decode an envelope; checks form and size, not the signature."""
-    value = decode(envelope_bytes, max_size=MAX_ENVELOPE_BYTES)
+def _envelope_parts(value: Any) -> tuple[bytes, bytes]:
+    """``(record_bytes, sig)`` of a decoded envelope map, its form checked."""
     if not isinstance(value, dict) or set(value) != ENVELOPE_KEYS:
         raise BadEncoding("envelope must be a map with exactly 'record' and 'sig'")
     record_bytes, sig = value["record"], value["sig"]
@@ -169,6 +168,12 @@ def decode_envelope(envelope_bytes: bytes) -> Envelope:
         raise BadEncoding("envelope 'record' must be bytes")
     if not isinstance(sig, bytes) or len(sig) != SIG_LEN:
         raise BadEncoding("envelope 'sig' must be 64 bytes")
+    return record_bytes, sig
+
+
+def decode_envelope(envelope_bytes: bytes) -> Envelope:
+    """Decode an envelope; checks form and size, not the signature."""
+    record_bytes, sig = _envelope_parts(decode(envelope_bytes, max_size=MAX_ENVELOPE_BYTES))
     return Envelope(record=decode_record(record_bytes), sig=sig, envelope_bytes=bytes(envelope_bytes))
 
 
@@ -183,14 +188,7 @@ def decode_committed_envelope(envelope_bytes: bytes) -> Envelope:
     the caller must check the block's ``tx_root`` over these bytes (block
     validation does, before any record rule) before relying on the result.
     """
-    value = decode_committed(envelope_bytes)
-    if not isinstance(value, dict) or set(value) != ENVELOPE_KEYS:
-        raise BadEncoding("envelope must be a map with exactly 'record' and 'sig'")
-    record_bytes, sig = value["record"], value["sig"]
-    if not isinstance(record_bytes, bytes):
-        raise BadEncoding("envelope 'record' must be bytes")
-    if not isinstance(sig, bytes) or len(sig) != SIG_LEN:
-        raise BadEncoding("envelope 'sig' must be 64 bytes")
+    record_bytes, sig = _envelope_parts(decode_committed(envelope_bytes))
     record = _record_from_map(decode_committed(record_bytes), record_bytes)
     return Envelope(record=record, sig=sig, envelope_bytes=bytes(envelope_bytes))
 

@@ -30,6 +30,7 @@ import shutil
 import subprocess
 import sys
 import time
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
@@ -327,20 +328,29 @@ def run_in_lab(directory: Path, which: list[str], timeout: float = 600,
         lab.down()
 
 
-def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="python -m node.netns")
+ScenarioRunner = Callable[[Path, NetnsLab, list[str]], Awaitable[dict[str, Any]]]
+
+
+def lab_main(prog: str, scenarios: list[str], run: ScenarioRunner,
+             argv: list[str] | None = None) -> int:
+    """The ``run`` command that the lab launches inside its hub namespace:
+    run the named scenarios (default: all) and print the report as JSON."""
+    p = argparse.ArgumentParser(prog=prog)
     sub = p.add_subparsers(dest="cmd", required=True)
     r = sub.add_parser("run", help="run scenarios (inside the lab's hub namespace)")
     r.add_argument("--tag", required=True)
     r.add_argument("--subnet", type=int, required=True)
     r.add_argument("--dir", type=Path, required=True)
-    r.add_argument("--scenario", action="append", choices=["isolate", "split", "proposer"])
+    r.add_argument("--scenario", action="append", choices=scenarios)
     args = p.parse_args(argv)
     lab = NetnsLab(4, tag=args.tag, subnet=args.subnet)
-    report = asyncio.run(run_scenarios(args.dir, lab,
-                                       args.scenario or ["isolate", "split", "proposer"]))
+    report = asyncio.run(run(args.dir, lab, args.scenario or scenarios))
     print(json.dumps(report))
     return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    return lab_main("python -m node.netns", ["isolate", "split", "proposer"], run_scenarios, argv)
 
 
 if __name__ == "__main__":

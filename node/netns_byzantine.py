@@ -28,7 +28,7 @@ from pathlib import Path
 from typing import Any
 
 from .byzantine import byzantine_env
-from .netns import NetnsLab, _cluster
+from .netns import NetnsLab, _cluster, lab_main
 
 BYZ = 3
 HONEST = [0, 1, 2]
@@ -169,18 +169,7 @@ async def run_scenarios(directory: Path, lab: NetnsLab, which: list[str]) -> dic
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="python -m node.netns_byzantine")
-    sub = p.add_subparsers(dest="cmd", required=True)
-    r = sub.add_parser("run", help="run scenarios (inside the lab's hub namespace)")
-    r.add_argument("--tag", required=True)
-    r.add_argument("--subnet", type=int, required=True)
-    r.add_argument("--dir", type=Path, required=True)
-    r.add_argument("--scenario", action="append", choices=["isolate", "split"])
-    args = p.parse_args(argv)
-    lab = NetnsLab(4, tag=args.tag, subnet=args.subnet)
-    report = asyncio.run(run_scenarios(args.dir, lab, args.scenario or ["isolate", "split"]))
-    print(json.dumps(report))
-    return 0
+    return lab_main("python -m node.netns_byzantine", ["isolate", "split"], run_scenarios, argv)
 
 
 if __name__ == "__main__":
