@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import base64
 import itertools
 import json
 import os
@@ -32,7 +33,10 @@ import sys
 import time
 from collections.abc import Awaitable, Callable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from .localnet import LocalCluster
 
 SUBNET_PREFIX = "10.213"
 
@@ -163,6 +167,19 @@ def _cluster(directory: Path, lab: NetnsLab) -> Any:
     return c
 
 
+async def post_envelopes(c: LocalCluster, node: int, envs: list[Any],
+                         may_refuse: bool = False) -> bool:
+    """POST envelopes to ``node``; with ``may_refuse`` a 503 (the node knows it
+    lacks a quorum) is fine and returns False."""
+    status, doc = await c.post(node, "/v1/records", json={
+        "envelopes": [base64.b64encode(e.envelope_bytes).decode() for e in envs]})
+    if status == 503 and may_refuse:
+        return False
+    if status != 202:
+        raise AssertionError(f"submit to node{node}: {status} {doc}")
+    return True
+
+
 async def run_scenarios(directory: Path, lab: NetnsLab, which: list[str]) -> dict[str, Any]:
     from ledger.records import make_record, sign_record
 
@@ -188,15 +205,7 @@ async def run_scenarios(directory: Path, lab: NetnsLab, which: list[str]) -> dic
         return out
 
     async def submit(node: int, envs: list[Any], may_refuse: bool = False) -> bool:
-        """POST; with ``may_refuse`` a 503 (the node knows it lacks a quorum) is fine."""
-        import base64
-        status, doc = await c.post(node, "/v1/records", json={
-            "envelopes": [base64.b64encode(e.envelope_bytes).decode() for e in envs]})
-        if status == 503 and may_refuse:
-            return False
-        if status != 202:
-            raise AssertionError(f"submit to node{node}: {status} {doc}")
-        return True
+        return await post_envelopes(c, node, envs, may_refuse)
 
     async def height(i: int) -> int:
         st = await c.status(i)

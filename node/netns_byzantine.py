@@ -17,10 +17,7 @@ Run with ``python -m node.netns_byzantine`` inside a lab's hub namespace
 
 from __future__ import annotations
 
-import argparse
 import asyncio
-import base64
-import json
 import os
 import sys
 import time
@@ -28,7 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from .byzantine import byzantine_env
-from .netns import NetnsLab, _cluster, lab_main
+from .netns import NetnsLab, _cluster, lab_main, post_envelopes
 
 BYZ = 3
 HONEST = [0, 1, 2]
@@ -59,13 +56,7 @@ class _Scenario:
         return out
 
     async def submit(self, node: int, envs: list[Any], may_refuse: bool = False) -> bool:
-        status, doc = await self.c.post(node, "/v1/records", json={
-            "envelopes": [base64.b64encode(e.envelope_bytes).decode() for e in envs]})
-        if status == 503 and may_refuse:
-            return False
-        if status != 202:
-            raise AssertionError(f"submit to node{node}: {status} {doc}")
-        return True
+        return await post_envelopes(self.c, node, envs, may_refuse)
 
     async def height(self, i: int) -> int:
         st = await self.c.status(i)
