@@ -15,7 +15,7 @@ from typing import Any
 
 import msgpack
 
-from .errors import BadEncoding, LedgerError, NonCanonical
+from .errors import BadEncoding, NonCanonical
 
 UINT64_MAX = 2**64 - 1
 INT64_MIN = -(2**63)
@@ -116,6 +116,19 @@ def _check_decoded(value: Any, depth: int = 0) -> bool:
     return ordered
 
 
+def _unpack(data: bytes) -> Any:
+    """One MessagePack value (no extension types, nothing after it)."""
+    try:
+        return msgpack.unpackb(data, raw=False, use_list=True, strict_map_key=False,
+                               ext_hook=_reject_ext)
+    except NonCanonical:
+        raise
+    except msgpack.ExtraData:
+        raise NonCanonical("trailing bytes after the value") from None
+    except (ValueError, TypeError, msgpack.UnpackException, RecursionError) as exc:
+        raise BadEncoding(f"not valid MessagePack: {exc}") from None
+
+
 def decode(data: bytes, *, max_size: int | None = None) -> Any:
     """Decode canonical MessagePack; reject anything that is not canonical.
 
@@ -133,20 +146,7 @@ def decode(data: bytes, *, max_size: int | None = None) -> Any:
         from .errors import TooLarge
 
         raise TooLarge(f"{len(data)} bytes exceeds the limit of {max_size}")
-    try:
-        value = msgpack.unpackb(
-            data,
-            raw=False,
-            use_list=True,
-            strict_map_key=False,
-            ext_hook=_reject_ext,
-        )
-    except NonCanonical:
-        raise
-    except msgpack.ExtraData:
-        raise NonCanonical("trailing bytes after the value") from None
-    except (ValueError, TypeError, msgpack.UnpackException, RecursionError) as exc:
-        raise BadEncoding(f"not valid MessagePack: {exc}") from None
+    value = _unpack(data)
     if not _check_decoded(value):
         raise NonCanonical("bytes are not in canonical form")
     if msgpack.packb(value, use_bin_type=True) != data:
@@ -160,9 +160,8 @@ def decode_committed(data: bytes) -> Any:
     canonical-form proof - half the cost of :func:`decode` - is skipped.
     Malformed input still raises :class:`BadEncoding`, never anything else."""
     try:
-        return msgpack.unpackb(bytes(data), raw=False, use_list=True, strict_map_key=False,
-                               ext_hook=_reject_ext)
-    except (ValueError, TypeError, msgpack.UnpackException, RecursionError, LedgerError) as exc:
+        return _unpack(bytes(data))
+    except NonCanonical as exc:  # extension types, trailing bytes: still malformed here
         raise BadEncoding(f"not valid MessagePack: {exc}") from None
 
 
