@@ -180,7 +180,7 @@ class Node:
             self.transport.send(peer, body)
 
     def _on_frame(self, peer: int, body: bytes) -> None:
-        assert self.driver is not None
+        assert self.driver is not None and self.transport is not None
         try:
             msg = msgpack.unpackb(body, raw=False, strict_map_key=False)
             kind = msg["t"]
@@ -210,7 +210,7 @@ class Node:
                 have = [env.envelope_bytes for leaf in wanted
                         if (env := self.mempool.by_leaf(leaf)) is not None]
                 self.metrics.envelopes_fetch_served.inc(len(have))
-                self.transport_send(peer, peer_message(KIND_FETCHED, e=have))
+                self.transport.send(peer, peer_message(KIND_FETCHED, e=have))
             elif kind == KIND_FETCHED:
                 envs = msg["e"]
                 if not isinstance(envs, list):
@@ -230,10 +230,6 @@ class Node:
     def _on_peer_up(self, peer: int) -> None:
         assert self.transport is not None
         self.transport.send(peer, peer_message(KIND_STATUS, h=self.chain.height))
-
-    def transport_send(self, peer: int, body: bytes) -> None:
-        assert self.transport is not None
-        self.transport.send(peer, body)
 
     def _flush_gossip(self) -> None:
         assert self.transport is not None
@@ -260,7 +256,7 @@ class Node:
     async def _assemble(self) -> None:
         """Complete parked proposals as their envelopes arrive; fetch the
         ones that do not arrive in time (node/assembly.py)."""
-        assert self.driver is not None
+        assert self.driver is not None and self.transport is not None
         while True:
             due = self.assembler.next_due_ms()
             timeout = None if due is None else max(0, due - now_ms()) / 1000
@@ -280,7 +276,7 @@ class Node:
             for fetch in fetches:
                 log.info("asking validator %d for %d envelopes of a proposal at height %d",
                          fetch.peer, len(fetch.leaves), self.driver.machine.height)
-                self.transport_send(fetch.peer, peer_message(KIND_WANT, l=b"".join(fetch.leaves)))
+                self.transport.send(fetch.peer, peer_message(KIND_WANT, l=b"".join(fetch.leaves)))
             if not len(self.assembler):
                 self.mempool.leaf_sink = None
             if ready or fetches:

@@ -34,7 +34,7 @@ from dataclasses import dataclass, field
 
 from consensus import Proposal, decode_message
 from consensus.messages import MAX_BLOCK_ENVELOPES, MAX_MESSAGE_BYTES
-from ledger.encoding import canonical, decode
+from ledger.encoding import canonical, decode_committed
 from ledger.errors import BadEncoding
 from ledger.merkle import HASH_LEN, leaf_hash
 from ledger.records import Envelope, decode_envelope
@@ -54,9 +54,11 @@ def compact_proposal(message: bytes) -> tuple[bytes, bytes] | None:
 
     Returns None for any other consensus message, which travels unchanged.
     Works on bytes, not on a :class:`Proposal`, so that it also applies to
-    whatever a test-only Byzantine sender re-encodes.
+    whatever a test-only Byzantine sender re-encodes.  The bytes are this
+    node's own ``encode_message`` output, so they are not proven canonical
+    again here (the receiver's decoder does that).
     """
-    value = decode(message, max_size=MAX_MESSAGE_BYTES)
+    value = decode_committed(message)
     if not isinstance(value, dict) or value.get("t") != "proposal":
         return None
     envelopes = value["envelopes"]

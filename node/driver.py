@@ -169,7 +169,7 @@ class Driver:
         status gossip, so a node that was down starts catching up at once."""
         assert self._session is not None
         await self.sync.probe_heights(self._session)
-        reached = self.sync.height_of_at_least(max_faulty(self.genesis.n) + 1)
+        reached = self._height_peers_reached()
         if reached > self.chain.height:
             log.info("peers are at height %d, we are at %d: catching up", reached,
                      self.chain.height)
@@ -197,10 +197,14 @@ class Driver:
             return
         self.feed(event)
 
+    def _height_peers_reached(self) -> int:
+        """The height f+1 peers report, so at least one honest node has it."""
+        return self.sync.height_of_at_least(max_faulty(self.genesis.n) + 1)
+
     def peer_height(self, peer: int, height: int) -> None:
         """A peer's committed height (status gossip): catch up if we fell behind."""
         self.sync.note_height(peer, height)
-        reached = self.sync.height_of_at_least(max_faulty(self.genesis.n) + 1)
+        reached = self._height_peers_reached()
         gap = reached - self.chain.height
         stalled = now_ms() - self._last_commit_ms > self.stall_ms
         if gap >= 2 or (gap >= 1 and stalled):

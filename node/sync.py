@@ -115,7 +115,7 @@ class BlockSync:
         self.peer_heights: dict[int, int] = {}  # learnt from status gossip and sync answers
 
     async def probe_heights(self, session: aiohttp.ClientSession,
-                            timeout_s: float = 2.0) -> dict[int, int]:
+                            timeout_s: float = 2.0) -> None:
         """Ask every peer's ``/v1/status`` for its height, all at once.
 
         Status gossip would tell us within a second or two; a node that has
@@ -134,7 +134,6 @@ class BlockSync:
                 self.note_height(peer.index, height)
 
         await asyncio.gather(*(one(p) for p in self.peers))
-        return dict(self.peer_heights)
 
     def note_height(self, peer: int, height: int) -> None:
         if height > self.peer_heights.get(peer, -1):

@@ -1,7 +1,8 @@
 """Decoding consensus messages without decoding known envelopes twice.
 
-A proposal carries every envelope of its block, and most of them already sit
-decoded in our mempool (gossip usually wins the race).  Decoding an envelope
+A decision (and a proposal in full form; nodes send proposals compact, see
+node/assembly.py) carries every envelope of its block, and most of them may
+already sit decoded in our mempool.  Decoding an envelope
 canonically costs far more than hashing it, so this adapter looks each one
 up by leaf hash (which covers the whole envelope, signature included) and
 decodes only the unknown ones; everything else - the map's canonical form,
