@@ -38,7 +38,7 @@ REASON_IDLE = "idle"
 class _Connection:
     """The timer of one client connection."""
 
-    __slots__ = ("_busy", "_got_bytes", "_guard", "_handle", "_idle", "transport")
+    __slots__ = ("_busy", "_got_bytes", "_guard", "_handle", "_idle", "armed_s", "transport")
 
     def __init__(self, guard: HeadTimeout, transport: asyncio.Transport) -> None:
         self._guard = guard
@@ -47,6 +47,7 @@ class _Connection:
         self._busy = 0
         self._got_bytes = False
         self._idle = False
+        self.armed_s = 0.0  # the deadline last armed, for the log line
 
     def arm(self, *, idle: bool = False) -> None:
         """Start the head deadline, or (``idle``, between keep-alive requests)
@@ -54,8 +55,8 @@ class _Connection:
         self.disarm()
         self._got_bytes = False
         self._idle = idle
-        timeout = self._guard.idle_timeout_s if idle else self._guard.timeout_s
-        self._handle = asyncio.get_running_loop().call_later(timeout, self._expired)
+        self.armed_s = self._guard.idle_timeout_s if idle else self._guard.timeout_s
+        self._handle = asyncio.get_running_loop().call_later(self.armed_s, self._expired)
 
     def disarm(self) -> None:
         if self._handle is not None:
@@ -75,10 +76,6 @@ class _Connection:
         self._busy -= 1
         if self._busy == 0 and not self.transport.is_closing():
             self.arm(idle=True)
-
-    @property
-    def was_idle(self) -> bool:
-        return self._idle
 
     def _expired(self) -> None:
         self._handle = None
@@ -170,8 +167,7 @@ class HeadTimeout:
     def expired(self, conn: _Connection, reason: str) -> None:
         peer = conn.transport.get_extra_info("peername")
         log.info("closing an HTTP connection from %s: %s timeout (%gs)", peer, reason,
-                 self.idle_timeout_s if reason == REASON_IDLE and conn.was_idle
-                 else self.timeout_s)
+                 conn.armed_s)
         if self._on_timeout is not None:
             self._on_timeout(reason)
         conn.transport.close()
