@@ -178,10 +178,6 @@ async def start_cluster(c: LocalCluster) -> None:
     await c.wait_connected([0, 1, 2, 3], timeout=60)
 
 
-def rss_mb(pid: int) -> float:
-    return memory_mb(pid).get("VmRSS", 0.0)
-
-
 def memory_mb(pid: int) -> dict[str, float]:
     """VmRSS and its parts: RssAnon is the process's own memory (Python heap,
     LevelDB's block cache and memtables); RssFile is mostly LevelDB's
@@ -196,6 +192,13 @@ def memory_mb(pid: int) -> dict[str, float]:
     except OSError:
         pass
     return out
+
+
+def nodes_memory(c: LocalCluster) -> dict[str, dict[str, Any]]:
+    """Every node's memory, each read once: VmRSS alone and its parts."""
+    detail = {f"node{i}": memory_mb(c.procs[i].pid) for i in range(c.n)}
+    return {"rss_mb": {node: parts.get("VmRSS", 0.0) for node, parts in detail.items()},
+            "detail_mb": detail}
 
 
 def cpu_seconds(pid: int) -> float:
@@ -528,17 +531,13 @@ async def scenario_throughput_etc(root: Path, o: Opts, progress: Progress,
         await settle(c, progress)
         out["proofs"] = await proofs(c, o, progress, committed_ids)
         out["memory_after_proofs"] = {
-            "log_size": out["proofs"]["log_size"],
-            "rss_mb": {f"node{i}": round(rss_mb(c.procs[i].pid), 1) for i in range(4)},
-            "detail_mb": {f"node{i}": memory_mb(c.procs[i].pid) for i in range(4)}}
+            "log_size": out["proofs"]["log_size"], **nodes_memory(c)}
 
         # -- catch-up ----------------------------------------------------------
         out["catchup"] = await catchup(c, o, progress, catch_envs)
         st = await c.status(0)
         out["memory"] = {
-            "log_size": st["log_size"] if st else None,
-            "rss_mb": {f"node{i}": round(rss_mb(c.procs[i].pid), 1) for i in range(4)},
-            "detail_mb": {f"node{i}": memory_mb(c.procs[i].pid) for i in range(4)},
+            "log_size": st["log_size"] if st else None, **nodes_memory(c),
             "load": loadavg()}
         return out
     finally:
