@@ -66,6 +66,15 @@ def start_up(directory: Path, log: Path) -> tuple[subprocess.Popen[bytes], list[
     return runner, pids
 
 
+def kill_leftovers(runner: subprocess.Popen[bytes], pids: list[int]) -> None:
+    """Whatever this test started and is still alive, by PID."""
+    for p in pids:
+        if alive(p):
+            os.kill(p, signal.SIGKILL)
+    if runner.poll() is None:
+        runner.kill()
+
+
 def test_up_streams_logs_stops_on_sigterm_and_leaves_no_orphans(tmp_path: Path) -> None:
     base = free_base_port(4)
     d = tmp_path / "c"
@@ -79,11 +88,7 @@ def test_up_streams_logs_stops_on_sigterm_and_leaves_no_orphans(tmp_path: Path) 
         runner.wait(10)
         wait_for(lambda: not any(alive(p) for p in pids), 20, "orphaned nodes to exit")
     finally:
-        for p in pids:
-            if alive(p):
-                os.kill(p, signal.SIGKILL)
-        if runner.poll() is None:
-            runner.kill()
+        kill_leftovers(runner, pids)
 
     runner, pids = start_up(d, tmp_path / "up2.log")
     try:
@@ -92,8 +97,4 @@ def test_up_streams_logs_stops_on_sigterm_and_leaves_no_orphans(tmp_path: Path) 
         assert runner.wait(30) == 0
         assert not any(alive(p) for p in pids)
     finally:
-        for p in pids:
-            if alive(p):
-                os.kill(p, signal.SIGKILL)
-        if runner.poll() is None:
-            runner.kill()
+        kill_leftovers(runner, pids)
