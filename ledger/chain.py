@@ -224,9 +224,17 @@ class ChainStore:
 
     def block_envelopes(self, height: int) -> list[bytes]:
         """The envelopes of block ``height`` in log order (NotFound if none),
-        each checked against its leaf hash as :meth:`envelope_at` does, in
-        one range scan (serving catch-up reads whole blocks)."""
+        each checked against its leaf hash as :meth:`envelope_at` does."""
+        return self._envelopes(self._leaf_range(height))
+
+    def block_record_ids(self, height: int) -> list[bytes]:
+        """The record ids of block ``height`` in log order (NotFound if none)."""
         leaves = self._leaf_range(height)
+        return [stored_record_id(env, i) for i, env in zip(leaves, self._envelopes(leaves))]
+
+    def _envelopes(self, leaves: range) -> list[bytes]:
+        """The envelopes at ``leaves`` in one range scan (whole blocks are
+        read to serve catch-up and block listings), leaf hashes tile by tile."""
         if not leaves:
             return []
         hashes = self.log.leaf_hashes(leaves.start, leaves.stop)
@@ -235,16 +243,10 @@ class ChainStore:
         for index, expected, (key, envelope) in zip(leaves, hashes, scan):
             if key != schema.envelope_key(index):
                 break  # a gap: reported below with the first missing index
-            if not digest_equal(leaf_hash(envelope), expected):
-                raise StorageCorruption(f"envelope at leaf {index} does not match its leaf hash")
-            out.append(envelope)
+            out.append(_matching_leaf(index, envelope, expected))
         if len(out) != len(leaves):
             raise StorageCorruption(f"envelope at leaf {leaves.start + len(out)} is missing")
         return out
-
-    def block_record_ids(self, height: int) -> list[bytes]:
-        """The record ids of block ``height`` in log order (NotFound if none)."""
-        return [stored_record_id(self.envelope_at(i), i) for i in self._leaf_range(height)]
 
     # ----------------------------------------------------------------- records
 
@@ -255,9 +257,7 @@ class ChainStore:
         envelope = self._store.get(schema.envelope_key(leaf_index))
         if envelope is None:
             raise StorageCorruption(f"envelope at leaf {leaf_index} is missing")
-        if not digest_equal(leaf_hash(envelope), self.log.leaf_hash(leaf_index)):
-            raise StorageCorruption(f"envelope at leaf {leaf_index} does not match its leaf hash")
-        return envelope
+        return _matching_leaf(leaf_index, envelope, self.log.leaf_hash(leaf_index))
 
     def record_location(self, record_id: bytes) -> Location | None:
         """``(height, leaf_index)`` of a committed record, or None."""
@@ -456,6 +456,13 @@ def _decode_stored_header(header_bytes: bytes, height: int) -> Header:
     if header.height != height:
         raise StorageCorruption(f"header stored at height {height} says {header.height}")
     return header
+
+
+def _matching_leaf(leaf_index: int, envelope: bytes, expected: bytes) -> bytes:
+    """``envelope`` if it hashes to the log's leaf ``expected``; else the damage, named."""
+    if not digest_equal(leaf_hash(envelope), expected):
+        raise StorageCorruption(f"envelope at leaf {leaf_index} does not match its leaf hash")
+    return envelope
 
 
 def _check_stored_id(record_id: bytes, what: str) -> None:
