@@ -70,6 +70,7 @@ interval_ms = 20
 [peers]
 queue_size = 4096
 queue_bytes = 16777216
+max_age_ms = 5000
 reconnect_initial_ms = 100
 reconnect_max_ms = 3000
 heartbeat_ms = 5000

@@ -87,6 +87,8 @@ SCHEMA: dict[str, dict[str, _Spec]] = {
         # Bytes waiting for one peer; above it new frames are dropped and
         # counted (a peer that is down catches up by block sync instead).
         "queue_bytes": (_INT, 16 * 1024 * 1024, 64 * 1024, 1 << 34),
+        # Frames that waited longer for their peer are dropped, not sent.
+        "max_age_ms": (_INT, 5000, 100, 3_600_000),
         "reconnect_initial_ms": (_INT, 100, 1, 60_000),
         "reconnect_max_ms": (_INT, 3000, 1, 600_000),
         "heartbeat_ms": (_INT, 5000, 100, 600_000),

@@ -59,8 +59,9 @@ class Metrics:
             "ledger_peer_frames_dropped", "Peer frames dropped, by reason", ["reason"], registry=r
         )
         self.outbound_dropped = Counter(
-            "ledger_peer_outbound_dropped", "Messages dropped because a peer queue was full",
-            ["peer"], registry=r,
+            "ledger_peer_outbound_dropped",
+            "Messages not sent to a peer: its queue was full, or they waited too long (stale)",
+            ["peer", "reason"], registry=r,
         )
         self.handshakes_failed = Counter(
             "ledger_peer_handshakes_failed", "Peer handshakes refused, by reason", ["reason"],

@@ -8,7 +8,10 @@ between simultaneous dials and no shared state between sending and receiving.
 A slow or dead peer never blocks the others: :meth:`PeerTransport.send` puts
 into that peer's bounded queue and never awaits; when the queue is full the
 message is dropped and counted (consensus re-sends what matters on its own
-timers, and catch-up fetches any block it missed).
+timers, and catch-up fetches any block it missed).  A frame that waited
+longer than ``max_age_s`` is dropped (and counted) instead of sent: after a
+restart a peer would otherwise first decode and verify megabytes of gossip
+for records its catch-up brings in committed blocks anyway.
 """
 
 from __future__ import annotations
@@ -45,6 +48,10 @@ class TransportSettings:
     # dead peer's queue of 4,096 of them would be hundreds of megabytes that
     # catch-up makes pointless anyway.
     queue_bytes: int = 16 * 1024 * 1024
+    # Frames older than this when their link can take them are stale: the
+    # consensus round they belong to is long over, and their records are in
+    # blocks the peer will sync (or fetch as a proposal's missing leaves).
+    max_age_s: float = 5.0
     reconnect_initial_s: float = 0.1
     reconnect_max_s: float = 3.0
     heartbeat_s: float = 2.0
@@ -57,7 +64,7 @@ class _Link:
     """The outbound side of one peer."""
 
     validator: Validator
-    queue: asyncio.Queue[bytes]
+    queue: asyncio.Queue[tuple[float, bytes]]  # (enqueued at, frame body)
     queued_bytes: int = 0
     up: bool = False
     inbound: int = 0  # authenticated inbound connections from this peer
@@ -76,8 +83,10 @@ class PeerTransport:
         settings: TransportSettings,
         on_frame: FrameHandler,
         on_peer_up: PeerUpHandler | None = None,
+        clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.genesis = genesis
+        self.clock = clock
         self.key = key
         self.metrics = metrics
         self.settings = settings
@@ -123,22 +132,33 @@ class PeerTransport:
             return False
         # (An empty queue takes any frame, however large.)
         if link.queued_bytes and link.queued_bytes + len(body) > self.settings.queue_bytes:
-            self.metrics.outbound_dropped.labels(peer=link.validator.name).inc()
+            self.metrics.outbound_dropped.labels(peer=link.validator.name, reason="full").inc()
             return False
         try:
-            link.queue.put_nowait(body)
+            link.queue.put_nowait((self.clock(), body))
         except asyncio.QueueFull:
-            self.metrics.outbound_dropped.labels(peer=link.validator.name).inc()
+            self.metrics.outbound_dropped.labels(peer=link.validator.name, reason="full").inc()
             return False
         link.queued_bytes += len(body)
         return True
 
-    @staticmethod
-    async def _take(link: _Link) -> bytes:
-        """The next queued frame body, its bytes released from the bound."""
-        body = await link.queue.get()
-        link.queued_bytes -= len(body)
-        return body
+    async def _take(self, link: _Link) -> bytes:
+        """The next queued frame body that is not stale, its bytes released
+        from the bound; stale ones are dropped and counted on the way."""
+        stale = 0
+        try:
+            while True:
+                queued_at, body = await link.queue.get()
+                link.queued_bytes -= len(body)
+                if self.clock() - queued_at <= self.settings.max_age_s:
+                    return body
+                stale += 1
+        finally:
+            if stale:
+                self.metrics.outbound_dropped.labels(peer=link.validator.name,
+                                                     reason="stale").inc(stale)
+                log.info("dropped %d stale frames for %s (queued over %.1f s ago)",
+                         stale, link.validator.name, self.settings.max_age_s)
 
     def broadcast(self, body: bytes) -> None:
         for peer in self.links:
@@ -335,4 +355,5 @@ def settings_from_config(peers: Mapping[str, Any]) -> TransportSettings:
         heartbeat_s=peers["heartbeat_ms"] / 1000,
         handshake_timeout_s=peers["handshake_timeout_ms"] / 1000,
         max_frame_bytes=peers["max_frame_bytes"],
+        max_age_s=peers["max_age_ms"] / 1000,
     )

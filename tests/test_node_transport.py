@@ -27,11 +27,12 @@ SETTINGS = TransportSettings(queue_size=16, reconnect_initial_s=0.05, reconnect_
 class Peer:
     def __init__(self, genesis: Genesis, key: SigningKey, index: int, port: int) -> None:
         self.metrics = Metrics()
+        self.now = 0.0  # the transport's clock: tests move it by hand
         self.received: list[tuple[int, bytes]] = []
         self.got = asyncio.Event()
         peers = tuple(v for v in genesis.validators if v.index != index)
         self.transport = PeerTransport(genesis, key, peers, self.metrics, SETTINGS,
-                                       self._on_frame)
+                                       self._on_frame, clock=lambda: self.now)
         self.port = port
         self.runner: web.AppRunner | None = None
 
@@ -161,7 +162,8 @@ async def test_full_queue_drops_and_dead_peer_does_not_block(trio: Any) -> None:
     await until(lambda: peers[0].transport.connected() == [1])
     for i in range(SETTINGS.queue_size + 5):
         peers[0].transport.send(2, b"x%d" % i)
-    assert peers[0].counter("ledger_peer_outbound_dropped_total", peer="node2") == 5
+    assert peers[0].counter("ledger_peer_outbound_dropped_total", peer="node2",
+                            reason="full") == 5
     peers[0].transport.send(1, b"still flowing")
     await until(lambda: (0, b"still flowing") in peers[1].received)
 
@@ -177,8 +179,31 @@ async def test_dead_peers_queue_is_bounded_in_bytes(trio: Any) -> None:
     transport.settings = dataclasses.replace(SETTINGS, queue_bytes=1000)
     assert transport.send(2, b"a" * 5000)       # alone in the queue: taken
     assert not transport.send(2, b"b")          # over the bound now
-    assert peers[0].counter("ledger_peer_outbound_dropped_total", peer="node2") == 1
+    assert peers[0].counter("ledger_peer_outbound_dropped_total", peer="node2",
+                            reason="full") == 1
     assert transport.links[2].queued_bytes == 5000
+
+
+async def test_frames_that_waited_too_long_are_dropped_not_sent(trio: Any) -> None:
+    """A restarted peer is not fed what was queued for it long ago (gossip
+    its catch-up brings in blocks anyway); recent frames still arrive, in order."""
+    genesis, keys, peers = trio
+    await until(lambda: len(peers[0].transport.connected()) == 2)
+    await peers[1].stop()
+    await until(lambda: 1 not in peers[0].transport.connected())
+    sender = peers[0]
+    for i in range(3):
+        sender.transport.send(1, b"old%d" % i)
+    sender.now += SETTINGS.max_age_s + 0.1
+    sender.transport.send(1, b"fresh")
+    fresh = Peer(genesis, keys[1], 1, peers[1].port)
+    peers[1] = fresh
+    await fresh.start()
+    await until(lambda: (0, b"fresh") in fresh.received)
+    assert [body for _, body in fresh.received] == [b"fresh"]
+    assert sender.counter("ledger_peer_outbound_dropped_total", peer="node1",
+                          reason="stale") == 3
+    assert sender.transport.links[1].queued_bytes == 0
 
 
 async def test_reconnects_after_restart(trio: Any) -> None:
