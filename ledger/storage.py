@@ -24,6 +24,7 @@ from .errors import LedgerError
 DEFAULT_LRU_CACHE_BYTES = 32 * 1024 * 1024
 DEFAULT_WRITE_BUFFER_BYTES = 16 * 1024 * 1024
 DEFAULT_BLOOM_BITS = 10
+DEFAULT_MAX_OPEN_FILES = 1000
 
 
 class StoreError(LedgerError):
@@ -225,6 +226,7 @@ class LevelDBStore:
         *,
         lru_cache_size: int = DEFAULT_LRU_CACHE_BYTES,
         write_buffer_size: int = DEFAULT_WRITE_BUFFER_BYTES,
+        max_open_files: int = DEFAULT_MAX_OPEN_FILES,
     ) -> None:
         import plyvel  # imported here: MemoryStore users need not have it
 
@@ -236,6 +238,7 @@ class LevelDBStore:
                 lru_cache_size=lru_cache_size,
                 write_buffer_size=write_buffer_size,
                 bloom_filter_bits=DEFAULT_BLOOM_BITS,
+                max_open_files=max_open_files,
             )
         except plyvel.Error as exc:  # plyvel.IOError is a subclass
             text = _exc_text(exc)

@@ -84,7 +84,13 @@ class Node:
         cfg.data_dir.mkdir(parents=True, exist_ok=True)
         # Opening re-checks the tip (certificate, prev link, log root): a node
         # SIGKILLed mid-write restarts from its last whole block.
-        self._chain = ChainStore(LevelDBStore(str(cfg.data_dir / "chain")), self.genesis)
+        storage = cfg.settings["storage"]
+        self._chain = ChainStore(
+            LevelDBStore(str(cfg.data_dir / "chain"),
+                         lru_cache_size=storage["block_cache_bytes"],
+                         write_buffer_size=storage["write_buffer_bytes"],
+                         max_open_files=storage["max_open_files"]),
+            self.genesis)
         self.metrics.height.set(self.chain.height)
         tip = self.chain.tip()
         self.metrics.log_size.set(tip.log_size if tip else 0)

@@ -95,6 +95,16 @@ SCHEMA: dict[str, dict[str, _Spec]] = {
         "handshake_timeout_ms": (_INT, 3000, 100, 600_000),
         "max_frame_bytes": (_INT, 32 * 1024 * 1024, 1024, 1 << 30),
     },
+    "storage": {
+        # LevelDB's uncompressed block cache and memtable (anonymous memory).
+        "block_cache_bytes": (_INT, 32 * 1024 * 1024, 1024 * 1024, 1 << 36),
+        "write_buffer_bytes": (_INT, 16 * 1024 * 1024, 1024 * 1024, 1 << 30),
+        # LevelDB keeps this many table files open, each memory-mapped: the
+        # pages reads touch count in the node's RSS (RssFile, clean page
+        # cache).  Lower bounds that at the cost of reopening tables on
+        # reads (README: Operators).  LevelDB raises anything below 74.
+        "max_open_files": (_INT, 1000, 74, 50_000),
+    },
     "sync": {
         "batch_blocks": (_INT, 64, 1, 10_000),
         "max_response_bytes": (_INT, 8 * 1024 * 1024, 1024, 1 << 30),

@@ -27,6 +27,8 @@ def test_cluster_node_config_loads(cluster: Path) -> None:
     assert cfg.get("limits", "max_mempool") == 20_000
     assert cfg.timeout_ms("timeout_propose_ms") == 3000  # from genesis params
     assert cfg.get("http", "header_timeout_ms") == 10_000
+    assert cfg.get("storage", "max_open_files") == 1000
+    assert cfg.get("peers", "max_age_ms") == 5000
 
 
 @pytest.mark.parametrize(
@@ -37,6 +39,7 @@ def test_cluster_node_config_loads(cluster: Path) -> None:
         (('level = "info"', 'level = "loud"'), "log.level"),
         (("[limits]", "[limits]\nmax_mempol = 3"), "limits.max_mempol"),
         (("[limits]", "[bogus]\n[limits]"), "bogus"),
+        (("[limits]", "[storage]\nmax_open_files = 10\n[limits]"), "storage.max_open_files"),
         (('key_file = "../keys/node1.json"', 'key_file = "../keys/nope.json"'), "node.key_file"),
         (('key_file = "../keys/node1.json"', 'key_file = "../keys/demo.json"'), "node.key_file"),
         (('genesis = "../genesis.json"', 'genesis = "../keys/node0.json"'), "node.genesis"),

@@ -282,3 +282,25 @@ def test_leveldb_missing_without_create(tmp_path: Path) -> None:
     with pytest.raises(StoreError) as info:
         LevelDBStore(str(tmp_path / "absent"), create=False)
     assert not isinstance(info.value, StoreLocked)
+
+
+def test_leveldb_with_few_open_files_reads_every_table(tmp_path: Path) -> None:
+    """``storage.max_open_files`` at LevelDB's floor: with more table files
+    than it keeps open, every key still reads back (tables reopen on demand)."""
+    store = LevelDBStore(str(tmp_path / "db"), write_buffer_size=1 << 20, max_open_files=74)
+    rng = random.Random(7)
+    values = {}
+    for b in range(160):  # 80 MiB of incompressible values: ~80 tables of 1-2 MiB
+        batch = WriteBatch()
+        for i in range(64):
+            key = b"k%04d%03d" % (b, i)
+            values[key] = rng.randbytes(8192)
+            batch.put(key, values[key])
+        store.write(batch, sync=False)
+    store.close()
+    store = LevelDBStore(str(tmp_path / "db"), create=False, max_open_files=74)
+    tables = [p for p in (tmp_path / "db").iterdir() if p.suffix == ".ldb"]
+    assert len(tables) > 74 - 10  # more than its table cache holds
+    for key in rng.sample(sorted(values), len(values)):
+        assert store.get(key) == values[key]
+    store.close()
