@@ -385,24 +385,29 @@ class ChainStore:
         first = self.log.size
         seen_ids: set[bytes] = set()
         seen_nonces: set[tuple[bytes, int]] = set()
+        get = self._store.get
+        ops: list[tuple[bytes, bytes]] = []  # one extend of the batch, not a call per put
+        put = ops.append
         for leaf_index, env in enumerate(envelopes, start=first):
             record = env.record
-            batch.put(schema.envelope_key(leaf_index), env.envelope_bytes)
-            batch.put(schema.submitter_key(record.submitter, leaf_index), record.id)
+            record_id = record.id
+            put((schema.envelope_key(leaf_index), env.envelope_bytes))
+            put((schema.submitter_key(record.submitter, leaf_index), record_id))
             for parent in record.parents:
-                batch.put(schema.child_key(parent, record.id), b"")
+                put((schema.child_key(parent, record_id), b""))
             # First occurrence wins: an id or nonce, once committed, keeps
             # pointing where it was first committed (admission rejects
             # repeats; this only guards the indexes against a bad block).
-            location_key = schema.record_location_key(record.id)
-            if record.id not in seen_ids and self._store.get(location_key) is None:
-                batch.put(location_key, schema.pack_location(height, leaf_index))
-            seen_ids.add(record.id)
+            location_key = schema.record_location_key(record_id)
+            if record_id not in seen_ids and get(location_key) is None:
+                put((location_key, schema.pack_location(height, leaf_index)))
+            seen_ids.add(record_id)
             nonce = (record.submitter, record.nonce)
             nonce_key = schema.nonce_key(*nonce)
-            if nonce not in seen_nonces and self._store.get(nonce_key) is None:
-                batch.put(nonce_key, record.id)
+            if nonce not in seen_nonces and get(nonce_key) is None:
+                put((nonce_key, record_id))
             seen_nonces.add(nonce)
+        batch.put_many(ops)
 
     def _write_block(self, batch: WriteBatch, header: Header, log_size: int) -> None:
         try:

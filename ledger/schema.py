@@ -28,6 +28,7 @@ of its header, so the envelopes under ``e`` are the list.
 from __future__ import annotations
 
 import struct
+from typing import NoReturn
 
 from .errors import StorageCorruption
 
@@ -79,9 +80,8 @@ def unpack_u64(data: bytes, what: str = "value") -> int:
     return value
 
 
-def _check_len(data: bytes, length: int, what: str) -> None:
-    if len(data) != length:
-        raise ValueError(f"{what} must be {length} bytes, got {len(data)}")
+def _wrong_len(data: bytes, length: int, what: str) -> NoReturn:
+    raise ValueError(f"{what} must be {length} bytes, got {len(data)}")
 
 
 # --------------------------------------------------------------------------
@@ -110,7 +110,8 @@ def envelope_key(leaf_index: int) -> bytes:
 
 
 def record_location_key(record_id: bytes) -> bytes:
-    _check_len(record_id, ID_LEN, "record id")
+    if len(record_id) != ID_LEN:  # inline: key builders run per record
+        _wrong_len(record_id, ID_LEN, "record id")
     return RECORD_LOCATION + record_id
 
 
@@ -126,18 +127,22 @@ def unpack_location(data: bytes) -> tuple[int, int]:
 
 
 def nonce_key(submitter: bytes, nonce: int) -> bytes:
-    _check_len(submitter, PUBKEY_LEN, "submitter")
+    if len(submitter) != PUBKEY_LEN:  # inline: key builders run per record
+        _wrong_len(submitter, PUBKEY_LEN, "submitter")
     return NONCE + submitter + _U64.pack(nonce)
 
 
 def child_key(parent: bytes, child: bytes) -> bytes:
-    _check_len(parent, ID_LEN, "parent id")
-    _check_len(child, ID_LEN, "child id")
+    if len(parent) != ID_LEN:  # inline: key builders run per record
+        _wrong_len(parent, ID_LEN, "parent id")
+    if len(child) != ID_LEN:  # inline: key builders run per record
+        _wrong_len(child, ID_LEN, "child id")
     return CHILD + parent + child
 
 
 def children_prefix(parent: bytes) -> bytes:
-    _check_len(parent, ID_LEN, "parent id")
+    if len(parent) != ID_LEN:  # inline: key builders run per record
+        _wrong_len(parent, ID_LEN, "parent id")
     return CHILD + parent
 
 
@@ -146,12 +151,14 @@ def child_from_key(key: bytes) -> bytes:
 
 
 def submitter_key(submitter: bytes, leaf_index: int) -> bytes:
-    _check_len(submitter, PUBKEY_LEN, "submitter")
+    if len(submitter) != PUBKEY_LEN:  # inline: key builders run per record
+        _wrong_len(submitter, PUBKEY_LEN, "submitter")
     return SUBMITTER + submitter + _U64.pack(leaf_index)
 
 
 def submitter_prefix(submitter: bytes) -> bytes:
-    _check_len(submitter, PUBKEY_LEN, "submitter")
+    if len(submitter) != PUBKEY_LEN:  # inline: key builders run per record
+        _wrong_len(submitter, PUBKEY_LEN, "submitter")
     return SUBMITTER + submitter
 
 
