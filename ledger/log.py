@@ -12,21 +12,10 @@ never changes, so:
   below.  That frontier is all this class keeps in memory besides a bounded
   cache, so memory is flat however large the log grows.
 
-**Tiles.**  A proof needs one node per level, and the lowest levels are far
-too many to cache, so storing one key per node costs one LevelDB read per
-low level of every proof.  Instead the levels are cut into strata of
-:data:`TILE_HEIGHT` levels (stratum ``s`` holds levels ``s*H .. s*H+H-1``),
-and stratum ``s`` is cut into tiles of :data:`TILE_WIDTH` nodes of its
-bottom level (its "units").  A tile is ONE value: all nodes of its stratum
-over its units, so the whole lower part of a path costs one read and a few
-slices.  The tile's own root sits at level ``(s+1)*H``: it is a unit of the
-stratum above, so every node is stored exactly once.
-
-Inside a tile the nodes are in append (post-)order: each unit, then the
-nodes it completes, bottom up.  A partial tile is therefore a prefix of the
-full one and nothing written earlier moves: node offsets are fixed, and the
-last (partial) tile of each stratum is simply rewritten, longer, by the next
-append - from memory, so appending reads nothing.
+The stored nodes are packed into **tiles** - one value per tile of up to
+eight levels - whose byte layout, writes and path reads are
+:mod:`ledger.tiles`; this module keeps the frontier, the cache and the
+RFC 9162 proofs on top of them.
 
 Path shapes are not re-derived here: inclusion and consistency paths are the
 RFC recursion unrolled over perfect nodes (tested equal to
@@ -36,8 +25,6 @@ RFC recursion unrolled over perfect nodes (tested equal to
 from __future__ import annotations
 
 import hashlib
-import operator
-import struct
 from dataclasses import dataclass, field
 from typing import Callable, Mapping, Sequence
 
@@ -50,51 +37,28 @@ from .merkle import (
     split_point,
 )
 from .storage import KeyValueStore, WriteBatch
+from .tiles import (
+    SLOT_SHIFT,
+    TILE_BYTES,
+    TILE_HEIGHT,
+    TILE_NODES,
+    UNIT_MASK,
+    Run,
+    Tile,
+    node_error,
+    siblings,
+    stage_tiles,
+    strata,
+    tails_by_slot,
+    tile_entries,
+    tile_error,
+    tile_offset,
+)
 
 MAX_SIZE = 2**64 - 1
 _sha256 = hashlib.sha256
 
-# Eight levels: a full tile is 510 hashes (16 KiB), one read that replaces
-# eight node reads.  At 1M leaves everything above stratum 0 is 15 tiles and
-# sits in the cache, so a proof costs ONE store read.  Measured at 1M leaves
-# (same machine, back to back, before the per-proof savings below): 4 levels
-# need two uncached reads per proof (~37k inclusion proofs/s), 10 levels make
-# every read 64 KiB (~35k/s), 8 levels ~42k/s.  Changing it changes the
-# stored format: bump schema.SCHEMA_VERSION.
-TILE_HEIGHT = 8
-TILE_WIDTH = 1 << TILE_HEIGHT
-TILE_NODES = 2 * TILE_WIDTH - 2
-TILE_BYTES = TILE_NODES * HASH_LEN
-_UNIT_MASK = TILE_WIDTH - 1
-# Cache slots pack (stratum, tile index) into one int: 64 levels < 2^6 strata.
-_SLOT_SHIFT = 6
-
 Peaks = Mapping[tuple[int, int], bytes]
-Tile = Callable[[int, int], bytes]
-
-
-def tile_entries(units: int) -> int:
-    """Nodes in a tile holding its first ``units`` units (0..TILE_WIDTH):
-    every node those units complete, less the tile root (stratum above)."""
-    if units >= TILE_WIDTH:
-        return TILE_NODES
-    return 2 * units - units.bit_count()
-
-
-def _offset(rel_level: int, unit_end: int) -> int:
-    """Byte offset in its tile of the node at ``rel_level`` (inside the
-    stratum) whose last unit is ``unit_end - 1``: the entries written before
-    that unit, plus the nodes it completes below this one."""
-    m = (unit_end - 1) & _UNIT_MASK
-    return (2 * m - m.bit_count() + rel_level) * HASH_LEN
-
-
-def node_location(level: int, index: int) -> tuple[bytes, int]:
-    """``(tile key, byte offset)`` of node ``(level, index)``: where its 32
-    bytes are stored (for tools and damage tests)."""
-    stratum, rel = divmod(level, TILE_HEIGHT)
-    unit_end = (index + 1) << rel
-    return schema.tile_key(stratum, (unit_end - 1) >> TILE_HEIGHT), _offset(rel, unit_end)
 
 
 @dataclass(frozen=True)
@@ -127,33 +91,14 @@ class _Frontier:
                 b"\x01" + hashes[j + 1] + after).digest()
         object.__setattr__(self, "peak_hashes", hashes)
         object.__setattr__(self, "right_folds", folds)
-        object.__setattr__(self, "tail_slots", _tail_slots(self.size, self.tails))
-
-
-def _tail_slots(size: int, tails: Sequence[bytes]) -> dict[int, bytes]:
-    """The non-empty partial tiles of a log of ``size`` by cache slot."""
-    return {_slot(s, (size >> s * TILE_HEIGHT) >> TILE_HEIGHT): tail
-            for s, tail in enumerate(tails) if tail}
-
-
-def _slot(stratum: int, index: int) -> int:
-    return index << _SLOT_SHIFT | stratum
-
-
-@dataclass(frozen=True)
-class _Run:
-    """Consecutive new nodes of one level: indexes ``first .. first+len-1``."""
-
-    level: int
-    first: int
-    hashes: list[bytes]
+        object.__setattr__(self, "tail_slots", tails_by_slot(self.size, self.tails))
 
 
 @dataclass(frozen=True)
 class _Growth:
     """What appending some leaves completes: the new nodes and the new peaks."""
 
-    runs: list[_Run]
+    runs: list[Run]
     size: int
     peaks: dict[tuple[int, int], bytes]
     root: bytes
@@ -187,10 +132,10 @@ def _grow(old: _Frontier, leaf_hashes: list[bytes]) -> _Growth:
     per leaf: at level ``l`` the new nodes start at index ``old.size >> l``;
     when that index is odd its left sibling is the old peak at level ``l``.
     """
-    runs: list[_Run] = []
+    runs: list[Run] = []
     level, first, nodes = 0, old.size, leaf_hashes
     while nodes:
-        runs.append(_Run(level, first, nodes))
+        runs.append(Run(level, first, nodes))
         if first & 1:
             nodes = [old.peaks[(level, first - 1)], *nodes]
             first -= 1
@@ -202,7 +147,7 @@ def _grow(old: _Frontier, leaf_hashes: list[bytes]) -> _Growth:
     return _Growth(runs, new_size, peaks, root)
 
 
-def _new_peaks(old: _Frontier, runs: list[_Run], new_size: int) -> dict[tuple[int, int], bytes]:
+def _new_peaks(old: _Frontier, runs: list[Run], new_size: int) -> dict[tuple[int, int], bytes]:
     by_level = {run.level: run for run in runs}
     peaks: dict[tuple[int, int], bytes] = {}
     for level, index in peak_positions(new_size):
@@ -213,71 +158,6 @@ def _new_peaks(old: _Frontier, runs: list[_Run], new_size: int) -> dict[tuple[in
             # Untouched by this append: the peak was already a peak.
             peaks[(level, index)] = old.peaks[(level, index)]
     return peaks
-
-
-# ---------------------------------------------------------------- tile writes
-
-
-def _stratum_stream(runs: dict[int, _Run], stratum: int) -> list[bytes]:
-    """The new nodes of ``stratum`` in tile (append) order: each new unit,
-    then the nodes of the stratum it completes (one per trailing zero of its
-    1-based position, capped below the stratum's top)."""
-    base_level = stratum * TILE_HEIGHT
-    base = runs[base_level]
-    out: list[bytes] = []
-    append = out.append
-    count = base.first
-    for unit in base.hashes:
-        append(unit)
-        count += 1
-        for rel in range(1, min((count & -count).bit_length() - 1, TILE_HEIGHT - 1) + 1):
-            run = runs[base_level + rel]  # completed by this append, so it is in a run
-            append(run.hashes[(count >> rel) - 1 - run.first])
-    return out
-
-
-def _stage_tiles(old: _Frontier, growth: _Growth,
-                 batch: WriteBatch) -> tuple[bytes, ...]:
-    """Put every tile this append changes into ``batch``; return the new tails.
-
-    A stratum's tiles are consecutive slices of its stream, so the old tail
-    plus the new nodes, cut every ``TILE_BYTES``, are exactly the changed tiles.
-    """
-    runs = {run.level: run for run in growth.runs}
-    tails: list[bytes] = []
-    stratum = 0
-    while growth.size >> stratum * TILE_HEIGHT:
-        old_tail = old.tails[stratum] if stratum < len(old.tails) else b""
-        if stratum * TILE_HEIGHT not in runs:  # no new unit: nothing above changes
-            tails.append(old_tail)
-            stratum += 1
-            continue
-        blob = old_tail + b"".join(_stratum_stream(runs, stratum))
-        first_tile = runs[stratum * TILE_HEIGHT].first >> TILE_HEIGHT
-        for at in range(0, len(blob), TILE_BYTES):
-            batch.put(schema.tile_key(stratum, first_tile + at // TILE_BYTES),
-                      blob[at:at + TILE_BYTES])
-        rest = len(blob) % TILE_BYTES
-        tails.append(blob[len(blob) - rest:] if rest else b"")
-        stratum += 1
-    return tuple(tails)
-
-
-# ----------------------------------------------------------------- errors
-
-
-def _tile_error(value: bytes | None, stratum: int, index: int, expected: int) -> StorageCorruption:
-    what = "is missing" if value is None else f"has {len(value)} bytes, expected {expected}"
-    lo = (index << TILE_HEIGHT) << stratum * TILE_HEIGHT
-    hi = ((index + 1) << TILE_HEIGHT) << stratum * TILE_HEIGHT
-    return StorageCorruption(
-        f"Merkle log tile (stratum {stratum}, index {index}; levels "
-        f"{stratum * TILE_HEIGHT}..{stratum * TILE_HEIGHT + TILE_HEIGHT - 1} over leaves "
-        f"[{lo}, {hi})) {what}")
-
-
-def _node_error(exc: StorageCorruption, level: int, index: int) -> StorageCorruption:
-    return StorageCorruption(f"{exc} (reading node level {level}, index {index})")
 
 
 DEFAULT_NODE_CACHE = 1 << 16
@@ -319,21 +199,21 @@ class MerkleLog:
     def _load(self) -> _Frontier:
         raw = self._store.get(schema.META_LOG_SIZE)
         size = 0 if raw is None else schema.unpack_u64(raw, "log size")
-        tails = tuple(self._read_tail(size, s) for s in range(_strata(size)))
+        tails = tuple(self._read_tail(size, s) for s in range(strata(size)))
         # Peaks may sit in the tails just read: look there before the store.
-        node = self._node_reader({}, self._tile_reader(_tail_slots(size, tails)))
+        node = self._node_reader({}, self._tile_reader(tails_by_slot(size, tails)))
         peaks = {pos: node(*pos) for pos in peak_positions(size)}
         root = fold_peaks([peaks[pos] for pos in peak_positions(size)])
         return _Frontier(size, peaks, root, tails)
 
     def _read_tail(self, size: int, stratum: int) -> bytes:
         units = size >> stratum * TILE_HEIGHT
-        if not units & _UNIT_MASK:
+        if not units & UNIT_MASK:
             return b""
-        index, expected = units >> TILE_HEIGHT, tile_entries(units & _UNIT_MASK) * HASH_LEN
+        index, expected = units >> TILE_HEIGHT, tile_entries(units & UNIT_MASK) * HASH_LEN
         value = self._store.get(schema.tile_key(stratum, index))
         if value is None or len(value) != expected:
-            raise _tile_error(value, stratum, index, expected)
+            raise tile_error(value, stratum, index, expected)
         return value
 
     def reload(self) -> None:
@@ -350,7 +230,7 @@ class MerkleLog:
         stratum = cache_min_stratum(state.size, self._cache_capacity)
         if stratum != self._cache_stratum:
             self._cache_stratum = stratum
-            mask = (1 << _SLOT_SHIFT) - 1
+            mask = (1 << SLOT_SHIFT) - 1
             self._cache = {k: v for k, v in self._cache.items() if k & mask >= stratum}
 
     @property
@@ -373,14 +253,14 @@ class MerkleLog:
                                         self._store.get, schema.tile_key)
 
         def tile(stratum: int, index: int) -> bytes:
-            slot = index << _SLOT_SHIFT | stratum
+            slot = index << SLOT_SHIFT | stratum
             value = memo.get(slot)
             if value is None:
                 value = tails.get(slot) or cache.get(slot)
                 if value is None:
                     value = get(key(stratum, index))
                     if value is None or len(value) != TILE_BYTES:
-                        raise _tile_error(value, stratum, index, TILE_BYTES)
+                        raise tile_error(value, stratum, index, TILE_BYTES)
                     if stratum >= min_stratum:
                         cache[slot] = value
                 memo[slot] = value
@@ -401,11 +281,11 @@ class MerkleLog:
             try:
                 data = tile(stratum, (unit_end - 1) >> TILE_HEIGHT)
             except StorageCorruption as exc:
-                raise _node_error(exc, level, index) from None
-            at = _offset(rel, unit_end)
+                raise node_error(exc, level, index) from None
+            at = tile_offset(rel, unit_end)
             value = data[at:at + HASH_LEN]
             if len(value) != HASH_LEN:  # only a bug could cut a validated tile short
-                raise _node_error(StorageCorruption("Merkle log tile too short"), level, index)
+                raise node_error(StorageCorruption("Merkle log tile too short"), level, index)
             return value
 
         return node
@@ -506,7 +386,7 @@ class MerkleLog:
         # highest bit where index (below size) has a 0 and size a 1.
         peak_level = (index ^ size).bit_length() - 1
         j = (size >> peak_level + 1).bit_count()
-        path = _siblings(tile, index, from_level, peak_level)
+        path = siblings(tile, index, from_level, peak_level)
         if size == state.size:  # the current size: every peak hash is at hand
             right = state.right_folds[j]
             if right is not None:
@@ -545,7 +425,7 @@ class MerkleLog:
         """
         old = self._state
         growth = self._grow_checked(leaf_hashes)
-        tails = _stage_tiles(old, growth, batch)
+        tails = stage_tiles(old.tails, growth.runs, growth.size, batch)
         batch.put(schema.META_LOG_SIZE, schema.pack_u64(growth.size))
         self._pending = _Frontier(growth.size, growth.peaks, growth.root, tails)
         return growth.size, growth.root
@@ -567,60 +447,3 @@ class MerkleLog:
             # Another handle appended: trust only the store.
             self._adopt(self._load())
 
-
-def _strata(size: int) -> int:
-    """How many strata hold at least one node in a log of ``size`` leaves."""
-    return (size.bit_length() + TILE_HEIGHT - 1) // TILE_HEIGHT
-
-
-def _sibling_offsets(unit: int) -> tuple[int, ...]:
-    """Byte offsets, in their tile, of the siblings at relative levels
-    0..TILE_HEIGHT-1 of the ancestors of the tile's ``unit``-th unit."""
-    return tuple(_offset(rel, (((unit >> rel) ^ 1) + 1) << rel) for rel in range(TILE_HEIGHT))
-
-
-# The proof hot path slices these instead of computing offsets per level.
-_SIBLING_OFFSETS = [_sibling_offsets(unit) for unit in range(TILE_WIDTH)]
-
-
-def _full_gather(unit: int) -> tuple[Callable[[bytes], tuple[bytes, ...]],
-                                     Callable[[tuple[bytes, ...]], tuple[bytes, ...]]]:
-    """All TILE_HEIGHT siblings of ``unit`` in one C call: a struct that
-    unpacks them in offset order, and the getter putting them in level order
-    (three times faster than slicing each: most proofs cross whole strata)."""
-    offsets = _SIBLING_OFFSETS[unit]
-    order = sorted(range(TILE_HEIGHT), key=offsets.__getitem__)
-    fmt, pos = "", 0
-    for rel in order:
-        fmt += f"{offsets[rel] - pos}x{HASH_LEN}s"
-        pos = offsets[rel] + HASH_LEN
-    return struct.Struct(fmt).unpack_from, operator.itemgetter(*map(order.index, range(TILE_HEIGHT)))
-
-
-_FULL_GATHERS = [_full_gather(unit) for unit in range(TILE_WIDTH)]
-
-
-def _siblings(tile: Tile, index: int, from_level: int, to_level: int) -> list[bytes]:
-    """Siblings of the ancestors of leaf ``index`` at levels ``from_level ..
-    to_level - 1``: one tile per stratum crossed, then slices.
-
-    Within a stratum every such sibling lies in the tile of the ancestor's
-    unit (they share the tile's root), at an offset that depends only on
-    the unit's place in the tile and the level.
-    """
-    path: list[bytes] = []
-    level = from_level
-    while level < to_level:
-        stratum, rel = divmod(level, TILE_HEIGHT)
-        base = stratum * TILE_HEIGHT
-        unit = index >> base
-        data = tile(stratum, unit >> TILE_HEIGHT)
-        top = min(TILE_HEIGHT, to_level - base)
-        if rel == 0 and top == TILE_HEIGHT:
-            unpack, pick = _FULL_GATHERS[unit & _UNIT_MASK]
-            path += pick(unpack(data))
-        else:
-            path += [data[at:at + HASH_LEN]
-                     for at in _SIBLING_OFFSETS[unit & _UNIT_MASK][rel:top]]
-        level = base + top
-    return path

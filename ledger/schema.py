@@ -20,7 +20,7 @@ and Merkle tiles of one stratum sort by index.
 
 A Merkle tile packs the nodes of several tree levels over an aligned
 range of leaves into one value (the leaf hashes live in stratum 0 tiles);
-:mod:`ledger.log` owns its byte layout.  A block's records are not listed
+:mod:`ledger.tiles` owns its byte layout.  A block's records are not listed
 anywhere: block ``h`` holds leaf indexes ``[log_size - tx_count, log_size)``
 of its header, so the envelopes under ``e`` are the list.
 """
@@ -90,7 +90,7 @@ def _wrong_len(data: bytes, length: int, what: str) -> NoReturn:
 
 
 def tile_key(stratum: int, index: int) -> bytes:
-    """Key of Merkle tile ``index`` of ``stratum`` (see :mod:`ledger.log`)."""
+    """Key of Merkle tile ``index`` of ``stratum`` (see :mod:`ledger.tiles`)."""
     return _TILE.pack(TILE, stratum, index)
 
 

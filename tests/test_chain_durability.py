@@ -23,8 +23,8 @@ from helpers import (
 from ledger import schema
 from ledger.chain import ChainStore
 from ledger.errors import StorageCorruption
-from ledger.log import node_location
 from ledger.storage import KeyValueStore, LevelDBStore, MemoryStore, WriteBatch
+from ledger.tiles import node_location
 
 TESTS_DIR = Path(__file__).resolve().parent
 

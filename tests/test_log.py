@@ -14,17 +14,15 @@ from hypothesis import strategies as st
 
 from ledger import merkle, schema
 from ledger.errors import StorageCorruption
-from ledger.log import (
+from ledger.log import MerkleLog, fold_peaks, peak_positions
+from ledger.storage import KeyValueStore, LevelDBStore, MemoryStore, WriteBatch
+from ledger.tiles import (
     TILE_BYTES,
     TILE_HEIGHT,
     TILE_WIDTH,
-    MerkleLog,
-    fold_peaks,
     node_location,
-    peak_positions,
     tile_entries,
 )
-from ledger.storage import KeyValueStore, LevelDBStore, MemoryStore, WriteBatch
 
 
 def leaf_data(i: int) -> bytes:
