@@ -20,14 +20,13 @@
   checked against the record it names, to name its stray keys;
 * finally re-runs :meth:`ChainStore.check_integrity` (the check on open).
 
-The result is a :class:`FsckReport` naming each damaged key and, per index
-and problem, the damaged key range.  Nothing is written.
+The result is a :class:`~ledger.fsck_report.FsckReport` naming each damaged
+key and, per index and problem, the damaged key range.  Nothing is written.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass, field
 
 from . import schema
 from .audit import ChainAuditor
@@ -35,28 +34,30 @@ from .blocks import Header, certificate_from_bytes, decode_header
 from .chain import ChainStore
 from .crypto import digest_equal
 from .errors import StorageCorruption, VerificationError
+from .fsck_report import (
+    BLOCKS,
+    CHILDREN,
+    ENVELOPES,
+    LOCATIONS,
+    META,
+    MISSING,
+    NONCES,
+    STRAY,
+    SUBMITTERS,
+    TREE,
+    TREE_LEAF_KEY,
+    TREE_ROOT_KEY,
+    UNKNOWN,
+    WRONG,
+    FsckReport,
+)
 from .genesis import Genesis
 from .log import MerkleLog
 from .merkle import leaf_hash
 from .records import Envelope, decode_envelope
 from .storage import KeyValueStore
 
-# What a damaged key belongs to (the report groups by these).
-BLOCKS = "blocks (headers, certificates, hash chain)"
-ENVELOPES = "envelopes (e)"
-TREE = "Merkle tree nodes (n)"
-LOCATIONS = "record id -> location index (r)"
-NONCES = "(submitter, nonce) -> record id index (u)"
-CHILDREN = "parent -> children index (c)"
-SUBMITTERS = "submitter -> records index (s)"
-META = "meta (m)"
-UNKNOWN = "unknown keys"
-
-MISSING = "missing"
-WRONG = "wrong value"
-STRAY = "stray (implied by no block)"
-
-MAX_LISTED = 200  # damaged keys kept in detail; beyond this only counted
+__all__ = ["FsckReport", "Progress", "fsck"]
 
 Progress = Callable[[str, int, int | None], None]  # (phase, done, total or None)
 
@@ -72,104 +73,6 @@ _INDEX_PREFIXES = {
     schema.CHILD: CHILDREN,
     schema.SUBMITTER: SUBMITTERS,
 }
-_TREE_LEAF = schema.NODE + b"leaf:"  # report keys for damage found through the log's API
-_TREE_ROOT = schema.NODE + b"root:"
-
-
-@dataclass(frozen=True)
-class Damage:
-    index: str
-    problem: str
-    key: bytes
-    detail: str
-
-    def describe(self) -> str:
-        return f"{self.index}: {self.problem} at {describe_key(self.key)}: {self.detail}"
-
-
-@dataclass
-class DamageRange:
-    """Every damaged key of one index with one problem: count, first and last key."""
-
-    index: str
-    problem: str
-    count: int
-    first: bytes
-    last: bytes
-
-    def describe(self) -> str:
-        span = describe_key(self.first)
-        if self.last != self.first:
-            span += f" .. {describe_key(self.last)}"
-        return f"{self.index}: {self.count} {self.problem}, keys {span}"
-
-
-@dataclass
-class FsckReport:
-    height: int = 0
-    log_size: int = 0
-    blocks: int = 0
-    records: int = 0
-    keys: int = 0
-    listed: list[Damage] = field(default_factory=list)
-    ranges: dict[tuple[str, str], DamageRange] = field(default_factory=dict)
-    _seen: set[bytes] = field(default_factory=set, repr=False)
-
-    @property
-    def clean(self) -> bool:
-        return not self.ranges
-
-    @property
-    def damaged(self) -> int:
-        return sum(r.count for r in self.ranges.values())
-
-    def add(self, index: str, problem: str, key: bytes, detail: str) -> None:
-        if key in self._seen:
-            return  # one key, one report (forward and reverse walks may both see it)
-        if len(self._seen) < MAX_LISTED:
-            self._seen.add(key)
-            self.listed.append(Damage(index, problem, key, detail))
-        rng = self.ranges.get((index, problem))
-        if rng is None:
-            self.ranges[(index, problem)] = DamageRange(index, problem, 1, key, key)
-        else:
-            rng.count += 1
-            rng.first, rng.last = min(rng.first, key), max(rng.last, key)
-
-    def summary(self) -> list[str]:
-        head = (f"checked {self.blocks} blocks, {self.records} records, {self.keys} keys "
-                f"(height {self.height}, log size {self.log_size})")
-        if self.clean:
-            return [head, "no damage found"]
-        return [head, f"{self.damaged} damaged keys:"] + [
-            "  " + r.describe() for r in sorted(self.ranges.values(), key=_range_order)]
-
-    def raise_if_damaged(self) -> None:
-        if not self.clean:
-            raise StorageCorruption("; ".join(self.summary()[1:]))
-
-
-def _range_order(r: DamageRange) -> tuple[str, str]:
-    return r.index, r.problem
-
-
-def describe_key(key: bytes) -> str:
-    """A short human name for a store key (prefix letter, then its fields)."""
-    p, rest = key[:1], key[1:]
-    if p in (schema.ENVELOPE, schema.HEADER, schema.CERTIFICATE) and len(rest) == 8:
-        return f"{p.decode()}/{schema.unpack_u64(rest)}"
-    if key[:6] in (_TREE_LEAF, _TREE_ROOT) and len(key) == 14:
-        what = "leaf hash" if key[:6] == _TREE_LEAF else "root at log size"
-        return f"n ({what} {schema.unpack_u64(key[6:])})"
-    if p in (schema.NONCE, schema.SUBMITTER) and len(rest) == schema.PUBKEY_LEN + 8:
-        return f"{p.decode()}/{rest[:8].hex()}../{schema.unpack_u64(rest[schema.PUBKEY_LEN:])}"
-    if p == schema.CHILD and len(rest) == 2 * schema.ID_LEN:
-        return f"c/{rest[:8].hex()}../{rest[schema.ID_LEN:schema.ID_LEN + 8].hex()}.."
-    if p == schema.RECORD_LOCATION and len(rest) == schema.ID_LEN:
-        return f"r/{rest[:8].hex()}.."
-    if p == schema.META:
-        return "m/" + rest.decode("ascii", "replace")
-    return key[:24].hex() + (".." if len(key) > 24 else "")
 
 
 # --------------------------------------------------------------------------
@@ -225,7 +128,7 @@ class _Checker:
         try:
             self.log = MerkleLog(self.store)
         except StorageCorruption as exc:
-            self.report.add(TREE, WRONG, _TREE_ROOT + schema.pack_u64(self.log_size),
+            self.report.add(TREE, WRONG, TREE_ROOT_KEY + schema.pack_u64(self.log_size),
                             f"the log does not open: {exc}")
 
     def _meta_u64(self, key: bytes, what: str) -> int:
@@ -327,13 +230,13 @@ class _Checker:
         try:
             return self.log.leaf_hash(leaf_index)
         except StorageCorruption as exc:
-            self.report.add(TREE, WRONG, _TREE_LEAF + schema.pack_u64(leaf_index), str(exc))
+            self.report.add(TREE, WRONG, TREE_LEAF_KEY + schema.pack_u64(leaf_index), str(exc))
             return None
 
     def _check_root(self, header: Header) -> None:
         if self.log is None or header.log_size > self.log.size:
             return
-        key = _TREE_ROOT + schema.pack_u64(header.log_size)
+        key = TREE_ROOT_KEY + schema.pack_u64(header.log_size)
         try:
             ok = digest_equal(self.log.root(header.log_size), header.log_root)
         except StorageCorruption as exc:

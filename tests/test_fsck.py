@@ -15,6 +15,7 @@ import pytest
 from helpers import World, commit_envelopes, make_envelope, three_blocks
 
 from ledger import fsck as F
+from ledger import fsck_report as R
 from ledger import schema
 from ledger.chain import ChainStore
 from ledger.errors import StorageCorruption
@@ -79,10 +80,10 @@ def test_sound_chain_is_clean(chain: ChainStore, store: KeyValueStore, world: Wo
 
 
 INDEXES = {
-    schema.RECORD_LOCATION: F.LOCATIONS,
-    schema.NONCE: F.NONCES,
-    schema.CHILD: F.CHILDREN,
-    schema.SUBMITTER: F.SUBMITTERS,
+    schema.RECORD_LOCATION: R.LOCATIONS,
+    schema.NONCE: R.NONCES,
+    schema.CHILD: R.CHILDREN,
+    schema.SUBMITTER: R.SUBMITTERS,
 }
 
 
@@ -92,7 +93,7 @@ def test_deleted_index_entry(chain: ChainStore, store: KeyValueStore, world: Wor
     key, _ = first_key(store, prefix)
     apply(store, deletes=(key,))
     report = F.fsck(store, world.genesis)
-    assert set(report.ranges) == {(INDEXES[prefix], F.MISSING)}
+    assert set(report.ranges) == {(INDEXES[prefix], R.MISSING)}
     assert [d.key for d in report.listed] == [key]
     with pytest.raises(StorageCorruption):
         report.raise_if_damaged()
@@ -115,7 +116,7 @@ def test_altered_index_value(chain: ChainStore, store: KeyValueStore, world: Wor
     for wrong in altered_value(prefix, value):
         apply(store, {key: wrong})
         found = problems(store, world.genesis)
-        assert (INDEXES[prefix], F.WRONG) in found or (INDEXES[prefix], F.STRAY) in found, \
+        assert (INDEXES[prefix], R.WRONG) in found or (INDEXES[prefix], R.STRAY) in found, \
             (wrong, found)
         assert {index for index, _ in found} == {INDEXES[prefix]}, found
     apply(store, {key: value})
@@ -143,7 +144,7 @@ def test_stray_index_entry(chain: ChainStore, store: KeyValueStore, world: World
     key, value = stray_entries(chain, world)[prefix]
     apply(store, {key: value})
     report = F.fsck(store, world.genesis)
-    assert set(report.ranges) == {(INDEXES[prefix], F.STRAY)}, report.summary()
+    assert set(report.ranges) == {(INDEXES[prefix], R.STRAY)}, report.summary()
     assert [d.key for d in report.listed] == [key]
 
 
@@ -154,7 +155,7 @@ def test_altered_index_key(chain: ChainStore, store: KeyValueStore, world: World
     key, value = first_key(store, prefix)
     apply(store, {flip(key, 5): value}, deletes=(key,))
     found = problems(store, world.genesis)
-    assert found == {(INDEXES[prefix], F.MISSING), (INDEXES[prefix], F.STRAY)}, found
+    assert found == {(INDEXES[prefix], R.MISSING), (INDEXES[prefix], R.STRAY)}, found
 
 
 def test_blocks_envelopes_and_strays_elsewhere(chain: ChainStore, store: KeyValueStore,
@@ -162,19 +163,19 @@ def test_blocks_envelopes_and_strays_elsewhere(chain: ChainStore, store: KeyValu
     env_key, env = first_key(store, schema.ENVELOPE)
     apply(store, {env_key: flip(env)})
     found = problems(store, world.genesis)
-    assert (F.ENVELOPES, F.WRONG) in found and (F.BLOCKS, F.WRONG) in found, found
+    assert (R.ENVELOPES, R.WRONG) in found and (R.BLOCKS, R.WRONG) in found, found
     apply(store, {env_key: env})
 
     header2 = chain.header_bytes(2) or b""
     apply(store, deletes=(schema.header_key(2),))
-    assert (F.BLOCKS, F.MISSING) in problems(store, world.genesis)
+    assert (R.BLOCKS, R.MISSING) in problems(store, world.genesis)
     apply(store, {schema.header_key(2): header2})
 
     apply(store, {schema.envelope_key(50): env, schema.header_key(9): b"h", b"zz": b"?",
                   schema.META + b"bogus": b""})
     report = F.fsck(store, world.genesis)
-    assert set(report.ranges) == {(F.ENVELOPES, F.STRAY), (F.BLOCKS, F.STRAY),
-                                  (F.UNKNOWN, F.STRAY), (F.META, F.STRAY)}, report.summary()
+    assert set(report.ranges) == {(R.ENVELOPES, R.STRAY), (R.BLOCKS, R.STRAY),
+                                  (R.UNKNOWN, R.STRAY), (R.META, R.STRAY)}, report.summary()
     assert any("e/50" in line for line in report.summary())
 
 
@@ -186,14 +187,14 @@ def test_damaged_tree_is_reported(chain: ChainStore, store: KeyValueStore,
         apply(store, {key: flip(value, len(value) // 2)})
         report = F.fsck(store, world.genesis)
         assert not report.clean, describe(key)
-        assert {i for i, _ in report.ranges} <= {F.TREE, F.ENVELOPES, F.BLOCKS}, \
+        assert {i for i, _ in report.ranges} <= {R.TREE, R.ENVELOPES, R.BLOCKS}, \
             report.summary()
         apply(store, {key: value})
     assert F.fsck(store, world.genesis).clean
 
 
 def describe(key: bytes) -> str:
-    return F.describe_key(key)
+    return R.describe_key(key)
 
 
 def test_damage_later_in_the_chain_is_still_found(store: KeyValueStore, world: World) -> None:
@@ -271,7 +272,7 @@ def test_cli_exit_codes(tmp_path: Path) -> None:
     damaged = run_check(toml, "--signatures")
     assert damaged.returncode == 1, damaged.stdout + damaged.stderr
     out = " ".join(damaged.stdout.split())
-    assert "DAMAGED" in out and F.NONCES in out and "missing" in out
+    assert "DAMAGED" in out and R.NONCES in out and "missing" in out
     assert "fresh data dir that re-syncs from peers" in out
 
     assert run_check(tmp_path / "nope.toml").returncode == 2
