@@ -1,0 +1,333 @@
+"""Benchmark scenarios (:mod:`node.bench`): the Ed25519 ceiling, latency at
+an offered rate, and throughput - whose loaded cluster then serves the proof
+scenario (:mod:`node.bench_proofs`), catch-up of a restarted node and the
+memory readings.  Each returns a JSON-ready dict with the load average at its
+start and end.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import time
+from pathlib import Path
+from typing import Any
+
+from rich.progress import Progress
+
+from ledger.crypto import RECORD_DOMAIN, verify_signature
+
+from .bench_measure import (
+    Profiler,
+    cpu_seconds,
+    loadavg,
+    memory_mb,
+    node_counters,
+    nodes_memory,
+    pct,
+    quiet_collector,
+)
+from .bench_proofs import proofs, settle
+from .bench_setup import (
+    Opts,
+    Signer,
+    new_cluster,
+    pack_batches,
+    post_batch,
+    sign_with_progress,
+    start_cluster,
+    status,
+)
+from .localnet import LocalCluster, until
+
+
+def measure_ceiling(seconds: float) -> dict[str, Any]:
+    """One core's verify rate through the node's own verify call."""
+    from ledger.crypto import SigningKey
+
+    key = SigningKey.generate()
+    msgs = [os.urandom(200) for _ in range(64)]
+    sigs = [key.sign(RECORD_DOMAIN, m) for m in msgs]
+    pk = key.public_key
+    la0 = loadavg()
+    n, t0 = 0, time.perf_counter()
+    while time.perf_counter() - t0 < seconds:
+        for m, s in zip(msgs, sigs):
+            verify_signature(pk, RECORD_DOMAIN, m, s)
+        n += len(msgs)
+    rate = n / (time.perf_counter() - t0)
+    cores = os.cpu_count() or 1
+    return {"verify_per_s_one_core": round(rate), "cores": cores, "validators": 4,
+            "ceiling_records_per_s": round(rate * cores / 4),
+            "load_start": la0, "load_end": loadavg()}
+
+
+async def scenario_latency(root: Path, o: Opts, progress: Progress, rate: float,
+                           name: str = "latency") -> dict[str, Any]:
+    c = new_cluster(root, name, o.block_records)
+    try:
+        await start_cluster(c)
+        signer = Signer(c.dir / "keys" / "demo.json", c.genesis.chain)
+        tick = 0.05
+        per_tick = max(1, int(rate * tick))
+        ticks = int(o.latency_seconds / tick)
+        envs = sign_with_progress(signer, per_tick * ticks, progress, "latency load")
+        batches = pack_batches(envs, per_tick)
+        quiet_collector()
+        la0 = loadavg()
+        sent: dict[str, float] = {}
+        lat: list[float] = []
+        session = c.http()
+        done = asyncio.Event()
+        task = progress.add_task(f"latency @ {rate:.0f}/s", total=len(envs))
+
+        async def watch() -> None:
+            seen = (await c.status(0))["height"]  # type: ignore[index]
+            while not (done.is_set() and len(lat) >= len(envs)):
+                st = await status(session, c.url(0))
+                now = time.perf_counter()
+                if st is not None and st["height"] > seen:
+                    for h in range(seen + 1, st["height"] + 1):
+                        code, doc = await c.get(0, f"/v1/blocks/{h}")
+                        if code != 200:
+                            break
+                        for rid in doc["records"]:
+                            t = sent.pop(rid, None)
+                            if t is not None:
+                                lat.append(now - t)
+                        seen = h
+                    progress.update(task, completed=len(lat))
+                if done.is_set() and time.perf_counter() > deadline:
+                    break
+                await asyncio.sleep(0.01)
+
+        deadline = float("inf")
+        prof = Profiler(c.procs[0].pid, int(o.latency_seconds), o.out / f"profile-node0-{name}.raw") \
+            if o.profile else None
+        watcher = asyncio.create_task(watch())
+        t0 = time.perf_counter()
+        posts = []
+        for k, (ids, body) in enumerate(batches):
+            target = t0 + k * tick
+            delay = target - time.perf_counter()
+            if delay > 0:
+                await asyncio.sleep(delay)
+            now = time.perf_counter()
+            for rid in ids:
+                sent[rid.hex()] = now
+            posts.append(asyncio.create_task(post_batch(session, c.url(k % 4), body)))
+        offered_secs = time.perf_counter() - t0
+        await asyncio.gather(*posts)
+        deadline = time.perf_counter() + 30
+        done.set()
+        await watcher
+        progress.remove_task(task)
+        counters = await node_counters(c)
+        profile_top = prof.finish() if prof is not None else []
+        ms = [x * 1000 for x in lat]
+        return {"offered_per_s": rate, "offered_records": len(envs),
+                "offer_seconds": round(offered_secs, 2),
+                "achieved_offer_per_s": round(len(envs) / offered_secs),
+                "committed_seen": len(lat),
+                "not_seen_committed_30s_after_offer": len(envs) - len(lat),
+                "p50_ms": round(pct(ms, 50), 1), "p90_ms": round(pct(ms, 90), 1),
+                "p99_ms": round(pct(ms, 99), 1), "max_ms": round(max(ms, default=0), 1),
+                "samples_ms": [round(x, 1) for x in ms],
+                "node_counters": counters, "profile_node0_top": profile_top,
+                "load_start": la0, "load_end": loadavg()}
+    finally:
+        await c.stop_all()
+
+
+async def scenario_throughput_etc(root: Path, o: Opts, progress: Progress,
+                                  ceiling: dict[str, Any]) -> dict[str, Any]:
+    """throughput, then proofs, catch-up and memory on the same loaded cluster."""
+    c = new_cluster(root, "throughput", o.block_records)
+    out: dict[str, Any] = {}
+    try:
+        await start_cluster(c)
+        signer = Signer(c.dir / "keys" / "demo.json", c.genesis.chain)
+        est = int(ceiling["ceiling_records_per_s"] * 1.25 * (o.duration + o.warmup)) + o.batch
+        n_main = max(est, o.proof_records)
+        envs = sign_with_progress(signer, n_main, progress, "throughput load")
+        batches = pack_batches(envs, o.batch)
+        catch_envs = sign_with_progress(signer, o.catchup_records, progress, "catch-up load")
+        quiet_collector()
+        session = c.http()
+
+        # -- throughput ------------------------------------------------------
+        la0 = loadavg()
+        samples: list[tuple[float, int, int, int]] = []
+        stop = asyncio.Event()
+        t0 = time.perf_counter()
+        base = (await c.status(0))["log_size"]  # type: ignore[index]
+        task = progress.add_task("throughput", total=o.duration + o.warmup)
+
+        async def sample() -> None:
+            while not stop.is_set():
+                st = await status(session, c.url(0))
+                if st is not None:
+                    samples.append((time.perf_counter() - t0, st["log_size"] - base,
+                                    st["height"], st["mempool"]))
+                    progress.update(task, completed=min(samples[-1][0], o.duration + o.warmup),
+                                    description=f"throughput: {samples[-1][1]} committed")
+                await asyncio.sleep(0.5)
+
+        sampler = asyncio.create_task(sample())
+        pids = [c.procs[i].pid for i in range(4)]
+        cpu0 = sum(cpu_seconds(p) for p in pids)
+        prof = Profiler(c.procs[0].pid, int(o.duration), o.out / "profile-node0.raw") \
+            if o.profile else None
+        queue = list(enumerate(batches))
+        submitted = 0
+        retries = 0
+
+        async def feeder(w: int) -> None:
+            nonlocal submitted, retries
+            while queue and time.perf_counter() - t0 < o.duration + o.warmup:
+                k, (ids, body) = queue.pop(0)
+                retries += await post_batch(session, c.url(k % 4), body)
+                submitted += len(ids)
+
+        await asyncio.gather(*(feeder(w) for w in range(o.inflight)))
+        t_end = time.perf_counter() - t0
+        await asyncio.sleep(0.6)
+        stop.set()
+        await sampler
+        cpu1 = sum(cpu_seconds(p) for p in pids)
+        progress.remove_task(task)
+        counters = await node_counters(c)
+        profile_top = prof.finish() if prof is not None else []
+        steady = [s for s in samples if o.warmup <= s[0] <= t_end]
+        if len(steady) >= 2:
+            rate = (steady[-1][1] - steady[0][1]) / (steady[-1][0] - steady[0][0])
+        else:
+            rate = float("nan")
+        total_secs = samples[-1][0] if samples else t_end
+        done_n = samples[-1][1] if samples else 0
+        # Load-independent efficiency: CPU the four nodes spent per committed
+        # record and validator, against one Ed25519 verify on this machine.
+        cpu_us = (cpu1 - cpu0) / max(done_n, 1) / 4 * 1e6
+        verify_us = 1e6 / ceiling["verify_per_s_one_core"]
+        out["throughput"] = {
+            "offered_records": submitted, "post_retries": retries,
+            "seconds": round(t_end, 1), "warmup_s": o.warmup,
+            "committed": samples[-1][1] if samples else 0,
+            "records_per_s_steady": round(rate),
+            "records_per_s_overall": round((samples[-1][1] if samples else 0) / total_secs),
+            "ceiling_records_per_s": ceiling["ceiling_records_per_s"],
+            "fraction_of_ceiling": round(rate / ceiling["ceiling_records_per_s"], 3),
+            "block_records": o.block_records,
+            "node_cpu_s": round(cpu1 - cpu0, 1),
+            "cpu_us_per_record_per_node": round(cpu_us, 1),
+            "verify_us": round(verify_us, 1),
+            "verify_share_of_node_cpu": round(verify_us / cpu_us, 3) if cpu_us else None,
+            "samples": [{"t": round(t, 2), "committed": n, "height": h, "mempool": m}
+                        for t, n, h, m in samples],
+            "profile_node0_top": profile_top,
+            "node_counters": counters,
+            "load_start": la0, "load_end": loadavg()}
+
+        # top up the log for the proof scenario if asked, then drain
+        rest = [b for _, b in queue]
+        if o.proof_records and submitted < o.proof_records:
+            task = progress.add_task("topping up the log for proofs", total=len(rest))
+            sem = asyncio.Semaphore(o.inflight)
+
+            async def one(k: int, body: bytes) -> None:
+                async with sem:
+                    await post_batch(session, c.url(k % 4), body)
+                    progress.advance(task)
+
+            await asyncio.gather(*(one(k, b) for k, (_, b) in enumerate(rest)))
+            submitted += sum(len(ids) for ids, _ in batches[len(batches) - len(rest):])
+            progress.remove_task(task)
+
+        async def drained() -> bool:
+            st = await c.status(0)
+            return st is not None and st["log_size"] - base >= submitted
+
+        await until(drained, 900, "the offered records to commit", 0.5)
+        committed_ids = [rid for ids, _ in batches[:len(batches) - (len(queue) if not
+                                                                    o.proof_records else 0)]
+                         for rid in ids]
+
+        # -- proofs ------------------------------------------------------------
+        out["memory_before_proofs"] = {
+            f"node{i}": memory_mb(c.procs[i].pid) for i in range(4)}
+        await settle(c, progress)
+        out["proofs"] = await proofs(c, o, progress, committed_ids)
+        out["memory_after_proofs"] = {
+            "log_size": out["proofs"]["log_size"], **nodes_memory(c)}
+
+        # -- catch-up ----------------------------------------------------------
+        out["catchup"] = await catchup(c, o, progress, catch_envs)
+        st = await c.status(0)
+        out["memory"] = {
+            "log_size": st["log_size"] if st else None, **nodes_memory(c),
+            "load": loadavg()}
+        return out
+    finally:
+        await c.stop_all()
+
+
+async def catchup(c: LocalCluster, o: Opts, progress: Progress,
+                  envs: list[tuple[bytes, bytes]]) -> dict[str, Any]:
+    la0 = loadavg()
+    c.kill(3)
+    base = (await c.status(0))["log_size"]  # type: ignore[index]
+    batches = pack_batches(envs, o.batch)
+    session = c.http()
+    task = progress.add_task("catch-up: committing without node3", total=len(envs))
+    sem = asyncio.Semaphore(o.inflight)
+
+    async def one(k: int, body: bytes, n: int) -> None:
+        async with sem:
+            await post_batch(session, c.url(k % 3), body)
+            progress.advance(task, n)
+
+    t = time.perf_counter()
+    await asyncio.gather(*(one(k, b, len(ids)) for k, (ids, b) in enumerate(batches)))
+
+    async def drained() -> bool:
+        st = await c.status(0)
+        return st is not None and st["log_size"] - base >= len(envs)
+
+    await until(drained, 900, "records to commit without node3", 0.5)
+    degraded = len(envs) / (time.perf_counter() - t)
+    progress.remove_task(task)
+    target = (await c.status(0))["height"]  # type: ignore[index]
+    behind_log = (await c.status(0))["log_size"]  # type: ignore[index]
+    task = progress.add_task("catch-up: node3 restarting", total=None)
+    log_before = len(c.log_path(3).read_text().splitlines())  # only this restart counts
+    t1 = time.perf_counter()
+    c.start(3)
+    prof = Profiler(c.procs[3].pid, 20, o.out / "profile-node3-catchup.raw") \
+        if o.profile else None
+    await c.wait_height([3], target, timeout=900)
+    wall = time.perf_counter() - t1
+    progress.remove_task(task)
+    profile_top = prof.finish() if prof is not None else []
+    def caught_up_lines() -> list[dict[str, Any]]:
+        return [json.loads(line) for line in c.log_path(3).read_text().splitlines()[log_before:]
+                if '"msg":"caught up' in line]
+
+    async def logged_yet() -> bool:  # the node logs it just after reaching the height
+        return bool(caught_up_lines())
+
+    try:
+        await until(logged_yet, 10, "node3 to log its catch-up", 0.1)
+    except TimeoutError:
+        pass  # reported as no sync figures
+    logged = caught_up_lines()
+    synced = sum(d.get("sync_records", 0) for d in logged)
+    busy = sum(d.get("sync_seconds", 0) for d in logged)
+    return {"records_behind": len(envs), "log_size": behind_log,
+            "commit_without_node3_per_s": round(degraded),
+            "wall_s_process_start_to_tip": round(wall, 2),
+            "records_per_s_wall": round(len(envs) / wall),
+            "synced_records_logged": synced, "sync_busy_s": round(busy, 2),
+            "records_per_s_sync": round(synced / busy) if busy else None,
+            "profile_node3_top": profile_top,
+            "load_start": la0, "load_end": loadavg()}

@@ -1,0 +1,163 @@
+"""Benchmark setup (:mod:`node.bench`): the run's options, the clusters and
+the signed load.
+
+:class:`Opts` holds what the command line chose; :func:`new_cluster` and
+:func:`start_cluster` give a fresh 4-validator :class:`LocalCluster` with the
+benchmark's consensus parameters; :class:`Signer` pre-signs payment records
+and :func:`post_batch` offers them over HTTP until every one is admitted.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import random
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import msgpack
+from rich.progress import Progress
+
+from ledger.crypto import RECORD_DOMAIN
+from ledger.keys import load_key_file
+from ledger.records import decode_envelope
+
+from .localnet import LocalCluster
+
+# The consensus parameters the issue fixes (DEFAULT_PARAMS of node.cluster).
+BENCH_PARAMS = {"timeout_propose_ms": 3000, "timeout_prevote_ms": 1000,
+                "timeout_precommit_ms": 1000, "timeout_delta_ms": 500}
+
+ORIGINS = [{"account": f"acct-{i:04d}", "country": c, "system": s}
+           for i, (c, s) in enumerate((c, s) for c in ("DE", "FR", "NL", "US")
+                                      for s in ("pos-terminal", "web-shop", "atm-network"))]
+
+
+@dataclass
+class Opts:
+    """The run's options, as the command line chose them."""
+
+    quick: bool
+    duration: float
+    warmup: float
+    rate: float
+    low_rate: float
+    latency_seconds: float
+    proof_seconds: float
+    proof_records: int
+    catchup_records: int
+    block_records: int
+    batch: int
+    inflight: int
+    profile: bool
+    out: Path
+
+
+# -- signed load ------------------------------------------------------------
+
+
+class Signer:
+    """Pre-signed payment envelopes, built directly in canonical form.
+
+    Maps are written with their keys already in canonical order, so a plain
+    ``msgpack.packb`` is canonical; the first envelope is checked with
+    :func:`ledger.records.decode_envelope` to be sure.
+    """
+
+    def __init__(self, key_path: Path, chain: str) -> None:
+        self.key = load_key_file(key_path).key
+        self.chain = chain
+        self.nonce = time.time_ns() // 1000
+        self.rng = random.Random(1)
+        self.checked = False
+
+    def envelopes(self, n: int) -> list[tuple[bytes, bytes]]:
+        """``n`` (record id, envelope bytes) pairs."""
+        out = []
+        pk, chain, sign, rng = self.key.public_key, self.chain, self.key.sign, self.rng
+        packb = msgpack.packb
+        for _ in range(n):
+            self.nonce += 1
+            rec = packb({"body": {"amount": rng.randrange(50, 20_000), "currency": "EUR"},
+                         "chain": chain, "kind": "payment", "nonce": self.nonce,
+                         "origin": rng.choice(ORIGINS), "parents": [], "submitter": pk,
+                         "ts": int(time.time() * 1000), "v": 1}, use_bin_type=True)
+            env = packb({"record": rec, "sig": sign(RECORD_DOMAIN, rec)}, use_bin_type=True)
+            out.append((hashlib.sha256(rec).digest(), env))
+        if not self.checked and out:
+            decode_envelope(out[0][1])
+            self.checked = True
+        return out
+
+
+def pack_batches(envs: list[tuple[bytes, bytes]], size: int) -> list[tuple[list[bytes], bytes]]:
+    """(ids, MessagePack body) per batch of ``size``."""
+    return [([i for i, _ in envs[k:k + size]],
+             msgpack.packb([e for _, e in envs[k:k + size]], use_bin_type=True))
+            for k in range(0, len(envs), size)]
+
+
+def sign_with_progress(signer: Signer, n: int, progress: Progress, what: str
+                       ) -> list[tuple[bytes, bytes]]:
+    task = progress.add_task(f"signing {what}", total=n)
+    out: list[tuple[bytes, bytes]] = []
+    while len(out) < n:
+        out += signer.envelopes(min(5000, n - len(out)))
+        progress.update(task, completed=len(out))
+    progress.remove_task(task)
+    return out
+
+
+# -- HTTP and clusters ------------------------------------------------------
+
+
+async def post_batch(session: aiohttp.ClientSession, url: str, body: bytes,
+                     envs: list[bytes] | None = None) -> int:
+    """POST one MessagePack batch until every envelope is admitted; returns retries."""
+    retries = 0
+    while True:
+        try:
+            async with session.post(url + "/v1/records", data=body,
+                                    headers={"Content-Type": "application/msgpack"}) as r:
+                if r.status == 202:
+                    doc = await r.json(content_type=None)
+                    bad = [k for k, x in enumerate(doc["results"]) if "error" in x]
+                    if not bad:
+                        return retries
+                    codes = {doc["results"][k]["error"] for k in bad}
+                    if codes - {"rate_limited", "unavailable"}:
+                        raise RuntimeError(f"records refused: {sorted(codes)}")
+                    if envs is None:
+                        envs = msgpack.unpackb(body)
+                    envs = [envs[k] for k in bad]
+                    body = msgpack.packb(envs, use_bin_type=True)
+                else:
+                    await r.read()
+        except (aiohttp.ClientError, OSError, asyncio.TimeoutError):
+            pass
+        retries += 1
+        await asyncio.sleep(0.05)
+
+
+async def status(session: aiohttp.ClientSession, url: str) -> dict[str, Any] | None:
+    try:
+        async with session.get(url + "/v1/status") as r:
+            return await r.json() if r.status == 200 else None
+    except (aiohttp.ClientError, OSError, asyncio.TimeoutError):
+        return None
+
+
+def new_cluster(root: Path, name: str, block_records: int) -> LocalCluster:
+    params: dict[str, Any] = dict(BENCH_PARAMS, max_block_records=block_records)
+    edits = {i: [("max_block_records = 1000", f"max_block_records = {block_records}")]
+             for i in range(4)} if block_records != 1000 else None
+    return LocalCluster(root / name, 4, params=params, toml_edits=edits)
+
+
+async def start_cluster(c: LocalCluster) -> None:
+    for i in range(4):
+        c.start(i)
+    await c.wait_connected([0, 1, 2, 3], timeout=60)
