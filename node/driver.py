@@ -73,8 +73,11 @@ Committed = Callable[[Header, Sequence[Envelope], str], None]
 # Peer events beyond this many waiting are dropped (timers and our own
 # acknowledgements are never dropped): a flood cannot grow memory.
 MAX_PEER_EVENTS = 20_000
-# Yield to the event loop after this many events so the API stays responsive.
+# Yield to the event loop after this many events, or after a slice this
+# long (one committed block can take ~100 ms), so the API, peer frames and
+# catch-up's prefetch of the next blocks get their turn.
 EVENTS_PER_SLICE = 64
+SLICE_SECONDS = 0.01
 
 
 def now_ms() -> int:
@@ -228,6 +231,7 @@ class Driver:
             await self._wake.wait()
             self._wake.clear()
             handled = 0
+            slice_started = time.perf_counter()
             while self._events:
                 event = self._events.popleft()
                 try:
@@ -238,8 +242,10 @@ class Driver:
                     # an event that raised before returning effects).
                     log.exception("consensus event %s failed", type(event).__name__)
                 handled += 1
-                if handled % EVENTS_PER_SLICE == 0:
+                if handled % EVENTS_PER_SLICE == 0 \
+                        or time.perf_counter() - slice_started > SLICE_SECONDS:
                     await asyncio.sleep(0)
+                    slice_started = time.perf_counter()
 
     def _handle(self, first: Event) -> None:
         todo: deque[Event] = deque([first])
@@ -341,7 +347,10 @@ class Driver:
         idle_rounds = 0
         # The next batch is fetched (a peer reads it, we decode it) while the
         # machine validates and applies this one: one batch in flight ahead.
+        # Batches start at one block and double up to sync.batch_blocks, so
+        # applying starts after one block's fetch, not a whole batch's.
         ahead: asyncio.Task[list[FetchedBlock]] | None = None
+        limit = 1
         try:
             while self.chain.height < self._sync_target and idle_rounds < 20 \
                     and not self._stopping:
@@ -352,7 +361,8 @@ class Driver:
                     if fetched and fetched[0][0].height != self.chain.height + 1:
                         fetched = []  # the chain moved meanwhile: fetch afresh
                 else:
-                    fetched = await self.sync.fetch(self._session, self.chain.height + 1)
+                    limit = 1
+                    fetched = await self.sync.fetch(self.chain.height + 1, limit)
                 if not fetched:
                     idle_rounds += 1  # nobody has it yet (FetchBlock races the peers' commit)
                     await asyncio.sleep(min(0.05 * idle_rounds, 0.5))
@@ -362,7 +372,8 @@ class Driver:
                     self.feed(CommittedBlock(header, tuple(envelopes), cert, now_ms()))
                 target = fetched[-1][0].height
                 if target < self._sync_target:
-                    ahead = asyncio.create_task(self.sync.fetch(self._session, target + 1),
+                    limit = min(2 * limit, self.sync.batch_blocks)
+                    ahead = asyncio.create_task(self.sync.fetch(target + 1, limit),
                                                 name="catch-up-prefetch")
                 deadline = time.monotonic() + 10
                 while self.chain.height < target and time.monotonic() < deadline:

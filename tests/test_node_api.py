@@ -373,8 +373,6 @@ async def test_equivocation_evidence_is_stored_and_served(client: TestClient[Any
 
 async def test_sync_serves_blocks_that_verify_on_a_fresh_store(
         client: TestClient[Any, Any], node: StubNode) -> None:
-    import aiohttp
-
     from ledger.genesis import Validator
     from node.sync import BlockSync
 
@@ -385,11 +383,50 @@ async def test_sync_serves_blocks_that_verify_on_a_fresh_store(
                      address=f"127.0.0.1:{client.port}")
     fresh = ChainStore(MemoryStore(), node.genesis)
     sync = BlockSync(fresh, [peer], Metrics(), batch_blocks=2)
-    async with aiohttp.ClientSession() as session:
-        while fresh.height < node.chain.height:
-            blocks = await sync.fetch(session, fresh.height + 1)
-            assert 1 <= len(blocks) <= 2
-            for header, envelopes, cert in blocks:
-                fresh.commit_block(header, envelopes, cert)  # checks header, roots, certificate
+    while fresh.height < node.chain.height:
+        blocks = await sync.fetch(fresh.height + 1)
+        assert 1 <= len(blocks) <= 2
+        for header, envelopes, cert in blocks:
+            fresh.commit_block(header, envelopes, cert)  # checks header, roots, certificate
     assert sync.peer_heights == {1: 3}
     assert fresh.tip() == node.chain.tip()
+
+
+async def test_sync_skips_peers_whose_answer_is_unusable(
+        client: TestClient[Any, Any], node: StubNode) -> None:
+    """A peer that errs or sends garbage is skipped (logged), and the next
+    one that has the blocks serves them; a peer that is down is skipped too."""
+    from ledger.genesis import Validator
+    from node.localnet import free_base_port
+    from node.sync import BlockSync
+
+    await submit(client, [make_envelope(node.submitter, "test", i) for i in range(3)])
+    node.commit()
+
+    async def broken(request: web.Request) -> web.Response:
+        return web.Response(status=500)
+
+    async def garbage(request: web.Request) -> web.Response:
+        return web.Response(body=b"\xc1not msgpack", content_type="application/msgpack")
+
+    peers, servers = [], []
+    for handler in (broken, garbage):
+        app = web.Application()
+        app.router.add_get("/v1/sync/blocks", handler)
+        server = TestServer(app)
+        await server.start_server()
+        servers.append(server)
+        peers.append(Validator(index=len(peers) + 1, name=handler.__name__,
+                               pubkey=b"\x00" * 32, address=f"127.0.0.1:{server.port}"))
+    down = free_base_port(1)
+    peers.append(Validator(index=3, name="down", pubkey=b"\x00" * 32,
+                           address=f"127.0.0.1:{down}"))
+    good = Validator(index=4, name="good", pubkey=b"\x00" * 32,
+                     address=f"127.0.0.1:{client.port}")
+    fresh = ChainStore(MemoryStore(), node.genesis)
+    sync = BlockSync(fresh, [*peers, good], Metrics())
+    assert await sync.fetch(1, limit=1) != []
+    sync = BlockSync(fresh, peers, Metrics())
+    assert await sync.fetch(1) == []
+    for server in servers:
+        await server.close()
