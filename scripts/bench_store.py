@@ -1,0 +1,141 @@
+"""Proof rate and resident memory of a node's store against ``storage.max_open_files``.
+
+LevelDB memory-maps every table file it keeps open, and the pages that reads
+touch count in the process's RSS (``RssFile``).  This builds a chain store of
+``--records`` signed records (blocks of ``--block`` records, each certified
+by a quorum, committed with ``ChainStore.commit_block`` exactly as a node
+does), then for each ``--max-open-files`` value reopens it and builds
+``--proofs`` inclusion bundles for random record ids (fixed seed), reporting
+bundles/s and ``RssAnon``/``RssFile`` before and after.  The store is kept
+in ``--dir`` and reused when it already holds the requested records.
+
+    scripts/bench-store                                   1,000,000 records
+    scripts/bench-store --records 200000 --max-open-files 1000,74
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import random
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+from ledger.blocks import Certificate, Vote
+from ledger.chain import ChainStore
+from ledger.crypto import SigningKey
+from ledger.genesis import Genesis, parse_genesis
+from ledger.proofs import build_bundle
+from ledger.records import Record, make_record, sign_record
+from ledger.storage import LevelDBStore
+
+FIXED_TS = 1_700_000_000_000
+
+
+def key(i: int) -> SigningKey:
+    return SigningKey(hashlib.sha256(b"bench-store/" + i.to_bytes(8, "big")).digest())
+
+
+def setup() -> tuple[Genesis, list[SigningKey], SigningKey]:
+    validators = [key(i) for i in range(4)]
+    submitter = key(100)
+    genesis = parse_genesis({
+        "chain": "bench",
+        "validators": [{"name": f"node{i}", "pubkey": k.public_key.hex(),
+                        "address": f"127.0.0.1:{7700 + i}"} for i, k in enumerate(validators)],
+        "submitters": [{"name": "bench", "pubkey": submitter.public_key.hex(),
+                        "roles": ["submit"]}],
+        "params": {},
+    })
+    return genesis, validators, submitter
+
+
+def memory() -> dict[str, int]:
+    """This process's VmRSS, RssAnon and RssFile in MB."""
+    out = {}
+    for line in Path("/proc/self/status").read_text().splitlines():
+        name, _, value = line.partition(":")
+        if name in ("VmRSS", "RssAnon", "RssFile"):
+            out[name] = int(value.split()[0]) // 1024
+    return out
+
+
+def build(path: Path, records: int, block: int) -> None:
+    genesis, validators, submitter = setup()
+    chain = ChainStore(LevelDBStore(str(path)), genesis)
+    started = time.perf_counter()
+    for b in range(chain.height, records // block):
+        envelopes = [sign_record(record(submitter, n), submitter)
+                     for n in range(b * block, (b + 1) * block)]
+        header = chain.next_header(envelopes, time=FIXED_TS + 1000 * (b + 1), proposer=b % 4)
+        vote = Vote("precommit", "bench", header.height, 0, header.hash)
+        cert = Certificate(height=header.height, round=0, block=header.hash,
+                           signatures=tuple((i, vote.sign(validators[i])) for i in range(3)))
+        chain.commit_block(header, envelopes, cert)
+        if (b + 1) % max(1, records // block // 10) == 0:
+            print(f"  built {(b + 1) * block:,} records in {time.perf_counter() - started:.0f} s",
+                  file=sys.stderr)
+    chain.close()
+
+
+def record(submitter: SigningKey, n: int) -> Record:
+    return make_record(chain="bench", submitter=submitter.public_key, nonce=n, ts=FIXED_TS,
+                       kind="payment", origin={"system": "bench", "country": "DE"},
+                       body={"amount": n % 10_000, "currency": "EUR"})
+
+
+def record_ids(records: int, count: int, rnd: random.Random) -> list[bytes]:
+    """``count`` random committed record ids, rebuilt rather than read (so
+    choosing them touches no page of the store)."""
+    _, _, submitter = setup()
+    return [record(submitter, rnd.randrange(records)).id for _ in range(count)]
+
+
+def measure(path: Path, max_open_files: int, proofs: int) -> dict[str, Any]:
+    genesis, _, _ = setup()
+    chain = ChainStore(LevelDBStore(str(path), create=False, max_open_files=max_open_files),
+                       genesis, check=False)
+    ids = record_ids(chain.log.size, proofs, random.Random(1))
+    before = memory()
+    started = time.perf_counter()
+    for record_id in ids:
+        build_bundle(chain, record_id)
+    seconds = time.perf_counter() - started
+    after = memory()
+    chain.close()
+    return {"max_open_files": max_open_files, "proofs": proofs,
+            "proofs_per_s": round(proofs / seconds), "memory_before_mb": before,
+            "memory_after_mb": after,
+            "tables": sum(1 for p in path.iterdir() if p.suffix == ".ldb")}
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--records", type=int, default=1_000_000)
+    ap.add_argument("--block", type=int, default=4000)
+    ap.add_argument("--proofs", type=int, default=40_000)
+    ap.add_argument("--max-open-files", default="1000,140,110,74",
+                    help="comma-separated values to measure (LevelDB raises < 74 to 74)")
+    ap.add_argument("--dir", type=Path, default=Path("/tmp/auditledger-bench-store"))
+    ap.add_argument("--out", type=Path, default=Path("bench-store.json"))
+    args = ap.parse_args()
+    path = args.dir / f"chain-{args.records}"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    print(f"store {path}: building up to {args.records:,} records", file=sys.stderr)
+    build(path, args.records, args.block)
+    results = []
+    for value in (int(v) for v in args.max_open_files.split(",")):
+        r = measure(path, value, args.proofs)
+        results.append(r)
+        print(f"max_open_files={value:>5}: {r['proofs_per_s']:>6,} proofs/s, "
+              f"RssFile {r['memory_before_mb']['RssFile']} -> {r['memory_after_mb']['RssFile']} MB, "
+              f"RssAnon {r['memory_after_mb']['RssAnon']} MB ({r['tables']} tables)")
+    args.out.write_text(json.dumps({"records": args.records, "results": results}, indent=2))
+    print(f"wrote {args.out}", file=sys.stderr)
+
+
+if __name__ == "__main__":
+    main()
