@@ -1,0 +1,27 @@
+"""scripts/bench_store.py end to end on a small store (the 1M run is on demand)."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def test_bench_store_builds_proves_and_reports(tmp_path: Path) -> None:
+    out = tmp_path / "store.json"
+    cmd = [sys.executable, str(ROOT / "scripts" / "bench_store.py"), "--records", "6000",
+           "--block", "2000", "--proofs", "200", "--max-open-files", "1000,74",
+           "--dir", str(tmp_path), "--out", str(out)]
+    subprocess.run(cmd, check=True, capture_output=True, timeout=120)
+    doc = json.loads(out.read_text())
+    assert doc["records"] == 6000
+    assert [r["max_open_files"] for r in doc["results"]] == [1000, 74]
+    for r in doc["results"]:
+        assert r["proofs"] == 200 and r["proofs_per_s"] > 0
+        assert r["memory_after_mb"]["VmRSS"] > 0 and r["tables"] >= 1
+    # A second run reuses the store: nothing to build, same record count.
+    subprocess.run(cmd, check=True, capture_output=True, timeout=120)
+    assert json.loads(out.read_text())["records"] == 6000
