@@ -9,9 +9,11 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import sys
 import time
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, TextIO
 
 _STANDARD = set(vars(logging.makeLogRecord({}))) | {"message", "asctime"}
@@ -70,3 +72,18 @@ def setup_logging(ctx: LogContext, level: str = "info", stream: TextIO | None = 
     # aiohttp's access log is one line per request: too chatty for a node under load.
     logging.getLogger("aiohttp.access").setLevel(logging.WARNING)
     logging.Formatter.converter = time.gmtime
+
+
+def process_age_s() -> float:
+    """Seconds since this process started (Linux ``/proc``, 10 ms resolution;
+    0.0 where that is unavailable): start-up logs say how long it took,
+    interpreter and imports included."""
+    try:
+        stat = Path("/proc/self/stat").read_text()
+        # Fields after the parenthesised command name start at field 3;
+        # starttime (clock ticks after boot) is field 22.
+        start_ticks = int(stat.rsplit(")", 1)[1].split()[19])
+        uptime = float(Path("/proc/uptime").read_text().split()[0])
+        return max(0.0, uptime - start_ticks / os.sysconf("SC_CLK_TCK"))
+    except (OSError, ValueError, IndexError):
+        return 0.0

@@ -17,6 +17,7 @@ from helpers import (
     block_time,
     certify,
     commit_envelopes,
+    make_envelope,
     make_genesis,
     make_keys,
 )
@@ -149,6 +150,28 @@ def test_repeated_record_keeps_its_first_location(world: World) -> None:
     assert chain.log.size == 3
     assert chain.record_location(env.id) == (1, 0)
     assert chain.block_record_ids(2) == [env.id, env.id]
+
+
+def test_validated_commit_writes_what_a_guarded_commit_writes(world: World) -> None:
+    """The driver's commit (validated=True: validation already found no id
+    or nonce committed) skips the index guard reads, not any index entry;
+    repeats within one block still keep their first occurrence."""
+    guarded, trusted = (ChainStore(MemoryStore(), world.genesis) for _ in range(2))
+    envs = world.envelopes(0, 6)
+    child = make_envelope(world.submitter, world.genesis.chain, 99, parents=[envs[0].id])
+    for envelopes in (envs[:3], [*envs[3:], child]):
+        for chain, validated in ((guarded, False), (trusted, True)):
+            height = chain.height + 1
+            header = chain.next_header(envelopes, time=block_time(height),
+                                       proposer=(height - 1) % chain.genesis.n)
+            chain.commit_block(header, envelopes, certify(header, world.validators, world.genesis),
+                               validated=validated)
+    assert snapshot(trusted._store) == snapshot(guarded._store)
+    dup = world.envelopes(10, 1)[0]
+    header = trusted.next_header([dup, dup], time=block_time(3), proposer=2)
+    trusted.commit_block(header, [dup, dup], certify(header, world.validators, world.genesis),
+                         validated=True)
+    assert trusted.record_location(dup.id) == (3, 7)
 
 
 # -------------------------------------------------------------- rejections
