@@ -17,6 +17,7 @@ from __future__ import annotations
 import asyncio
 import http.client
 import logging
+import time
 from collections.abc import Sequence
 from typing import Any
 from urllib.parse import urlsplit
@@ -91,6 +92,29 @@ def _parse_blocks(body: bytes) -> tuple[int, list[dict[str, Any]]]:
 
 FetchedBlock = tuple[Header, list[Envelope], Certificate]
 
+# A sync answer larger than this is refused (the peer is skipped): answers
+# hold at least one block, so the bound is far above any block's size.
+MAX_ANSWER_BYTES = 1 << 30
+_READ_CHUNK = 1 << 20
+
+
+def _read_bounded(resp: http.client.HTTPResponse, limit: int, deadline: float,
+                  peer: str) -> bytes:
+    """The answer's body, refused past ``limit`` bytes or ``deadline``: a
+    peer cannot hold a fetch open (or fill memory) by trickling bytes."""
+    chunks: list[bytes] = []
+    size = 0
+    while True:
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"{peer} did not finish its sync answer in time")
+        chunk = resp.read1(_READ_CHUNK)
+        if not chunk:
+            return b"".join(chunks)
+        size += len(chunk)
+        if size > limit:
+            raise SyncError(f"{peer} sent a sync answer over {limit} bytes")
+        chunks.append(chunk)
+
 
 class BlockSync:
     """Fetches certified blocks from the peers that are ahead.
@@ -114,7 +138,7 @@ class BlockSync:
         self.peers = list(peers)
         self.metrics = metrics
         self.batch_blocks = batch_blocks
-        self.timeout_s = request_timeout_s  # per socket operation of a fetch
+        self.timeout_s = request_timeout_s  # a whole fetch, and each socket operation in it
         self.peer_heights: dict[int, int] = {}  # learnt from status gossip and sync answers
 
     async def probe_heights(self, session: aiohttp.ClientSession,
@@ -179,7 +203,8 @@ class BlockSync:
                 return blocks
         return []
 
-    def _fetch_from(self, peer: Validator, first: int, limit: int) -> tuple[int, list[FetchedBlock]]:
+    def _fetch_from(self, peer: Validator, first: int,
+                    limit: int) -> tuple[int, list[FetchedBlock]]:
         """``(peer's tip, decoded blocks)``, in a thread of its own.
 
         Blocking on purpose: while the event loop applies the previous batch
@@ -189,15 +214,16 @@ class BlockSync:
         I/O releases the GIL) and decodes the envelopes (pure functions)
         alongside."""
         url = urlsplit(peer_url(peer, SYNC_PATH))
+        deadline = time.monotonic() + self.timeout_s
         conn = http.client.HTTPConnection(url.hostname or "", url.port, timeout=self.timeout_s)
         try:
             conn.request("GET", f"{url.path}?from={first}&limit={limit}")
             resp = conn.getresponse()
-            body = resp.read()
+            if resp.status != 200:
+                raise SyncError(f"{peer.name} answered {resp.status}")
+            body = _read_bounded(resp, MAX_ANSWER_BYTES, deadline, peer.name)
         finally:
             conn.close()
-        if resp.status != 200:
-            raise SyncError(f"{peer.name} answered {resp.status}")
         tip, raw_blocks = _parse_blocks(body)
         out: list[FetchedBlock] = []
         expected = first

@@ -131,7 +131,8 @@ def main() -> None:
         r = measure(path, value, args.proofs)
         results.append(r)
         print(f"max_open_files={value:>5}: {r['proofs_per_s']:>6,} proofs/s, "
-              f"RssFile {r['memory_before_mb']['RssFile']} -> {r['memory_after_mb']['RssFile']} MB, "
+              f"RssFile {r['memory_before_mb']['RssFile']} -> "
+              f"{r['memory_after_mb']['RssFile']} MB, "
               f"RssAnon {r['memory_after_mb']['RssAnon']} MB ({r['tables']} tables)")
     args.out.write_text(json.dumps({"records": args.records, "results": results}, indent=2))
     print(f"wrote {args.out}", file=sys.stderr)

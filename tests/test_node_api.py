@@ -430,3 +430,43 @@ async def test_sync_skips_peers_whose_answer_is_unusable(
     assert await sync.fetch(1) == []
     for server in servers:
         await server.close()
+
+
+async def test_sync_refuses_trickling_and_oversized_answers(
+        client: TestClient[Any, Any], node: StubNode, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A peer cannot hold a fetch past its deadline by trickling bytes, nor
+    fill memory with an endless answer: either way it is skipped."""
+    import asyncio
+
+    from ledger.genesis import Validator
+    from node import sync as sync_module
+    from node.sync import BlockSync
+
+    await submit(client, [make_envelope(node.submitter, "test", i) for i in range(3)])
+    node.commit()
+
+    async def trickle(request: web.Request) -> web.StreamResponse:
+        resp = web.StreamResponse(headers={"Content-Length": "1000"})
+        await resp.prepare(request)
+        for _ in range(100):
+            await resp.write(b"\x00")
+            await asyncio.sleep(0.05)
+        return resp
+
+    app = web.Application()
+    app.router.add_get("/v1/sync/blocks", trickle)
+    server = TestServer(app)
+    await server.start_server()
+    slow = Validator(index=1, name="slow", pubkey=b"\x00" * 32, address=f"127.0.0.1:{server.port}")
+    fresh = ChainStore(MemoryStore(), node.genesis)
+    loop = asyncio.get_running_loop()
+    started = loop.time()
+    assert await BlockSync(fresh, [slow], Metrics(), request_timeout_s=0.5).fetch(1) == []
+    assert loop.time() - started < 2.0  # the deadline, not the 5 s the peer would take
+    await server.close()
+
+    good = Validator(index=2, name="good", pubkey=b"\x00" * 32, address=f"127.0.0.1:{client.port}")
+    monkeypatch.setattr(sync_module, "MAX_ANSWER_BYTES", 100)
+    assert await BlockSync(fresh, [good], Metrics()).fetch(1) == []
+    monkeypatch.undo()
+    assert await BlockSync(fresh, [good], Metrics()).fetch(1) != []
