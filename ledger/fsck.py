@@ -390,7 +390,7 @@ class _Checker:
         elif prefix == schema.META:
             if key not in _META_KEYS:
                 self.report.add(META, STRAY, key, "unknown meta key")
-        elif prefix not in (schema.EVIDENCE, schema.NODE):
+        elif prefix not in (schema.EVIDENCE, schema.TILE):
             self.report.add(UNKNOWN, STRAY, key, "no known prefix")
 
     def _stray_location(self, key: bytes, value: bytes) -> None:

@@ -32,8 +32,8 @@ STRAY = "stray (implied by no block)"
 
 MAX_LISTED = 200  # damaged keys kept in detail; beyond this only counted
 
-TREE_LEAF_KEY = schema.NODE + b"leaf:"  # report keys for damage found through the log's API
-TREE_ROOT_KEY = schema.NODE + b"root:"
+TREE_LEAF_KEY = schema.TILE + b"leaf:"  # report keys for damage found through the log's API
+TREE_ROOT_KEY = schema.TILE + b"root:"
 
 
 @dataclass(frozen=True)

@@ -28,7 +28,6 @@ of its header, so the envelopes under ``e`` are the list.
 from __future__ import annotations
 
 import struct
-from typing import NoReturn
 
 from .errors import StorageCorruption
 
@@ -42,7 +41,7 @@ U64_MAX = 2**64 - 1
 
 META = b"m"
 # Merkle tiles keep the prefix of the per-node layout they replaced.
-TILE = NODE = b"n"
+TILE = b"n"
 ENVELOPE = b"e"
 RECORD_LOCATION = b"r"
 NONCE = b"u"
@@ -80,8 +79,9 @@ def unpack_u64(data: bytes, what: str = "value") -> int:
     return value
 
 
-def _wrong_len(data: bytes, length: int, what: str) -> NoReturn:
-    raise ValueError(f"{what} must be {length} bytes, got {len(data)}")
+def _check_len(data: bytes, length: int, what: str) -> None:
+    if len(data) != length:
+        raise ValueError(f"{what} must be {length} bytes, got {len(data)}")
 
 
 # --------------------------------------------------------------------------
@@ -110,8 +110,7 @@ def envelope_key(leaf_index: int) -> bytes:
 
 
 def record_location_key(record_id: bytes) -> bytes:
-    if len(record_id) != ID_LEN:  # inline: key builders run per record
-        _wrong_len(record_id, ID_LEN, "record id")
+    _check_len(record_id, ID_LEN, "record id")
     return RECORD_LOCATION + record_id
 
 
@@ -127,22 +126,18 @@ def unpack_location(data: bytes) -> tuple[int, int]:
 
 
 def nonce_key(submitter: bytes, nonce: int) -> bytes:
-    if len(submitter) != PUBKEY_LEN:  # inline: key builders run per record
-        _wrong_len(submitter, PUBKEY_LEN, "submitter")
+    _check_len(submitter, PUBKEY_LEN, "submitter")
     return NONCE + submitter + _U64.pack(nonce)
 
 
 def child_key(parent: bytes, child: bytes) -> bytes:
-    if len(parent) != ID_LEN:  # inline: key builders run per record
-        _wrong_len(parent, ID_LEN, "parent id")
-    if len(child) != ID_LEN:  # inline: key builders run per record
-        _wrong_len(child, ID_LEN, "child id")
+    _check_len(parent, ID_LEN, "parent id")
+    _check_len(child, ID_LEN, "child id")
     return CHILD + parent + child
 
 
 def children_prefix(parent: bytes) -> bytes:
-    if len(parent) != ID_LEN:  # inline: key builders run per record
-        _wrong_len(parent, ID_LEN, "parent id")
+    _check_len(parent, ID_LEN, "parent id")
     return CHILD + parent
 
 
@@ -151,14 +146,12 @@ def child_from_key(key: bytes) -> bytes:
 
 
 def submitter_key(submitter: bytes, leaf_index: int) -> bytes:
-    if len(submitter) != PUBKEY_LEN:  # inline: key builders run per record
-        _wrong_len(submitter, PUBKEY_LEN, "submitter")
+    _check_len(submitter, PUBKEY_LEN, "submitter")
     return SUBMITTER + submitter + _U64.pack(leaf_index)
 
 
 def submitter_prefix(submitter: bytes) -> bytes:
-    if len(submitter) != PUBKEY_LEN:  # inline: key builders run per record
-        _wrong_len(submitter, PUBKEY_LEN, "submitter")
+    _check_len(submitter, PUBKEY_LEN, "submitter")
     return SUBMITTER + submitter
 
 

@@ -316,7 +316,7 @@ def test_consensus_state_and_evidence_persist(world: World, tmp_path: Path) -> N
 
 def test_every_key_comes_from_schema(world: World) -> None:
     store, _ = built(world)
-    prefixes = {schema.META, schema.NODE, schema.ENVELOPE, schema.RECORD_LOCATION,
+    prefixes = {schema.META, schema.TILE, schema.ENVELOPE, schema.RECORD_LOCATION,
                 schema.NONCE, schema.CHILD, schema.SUBMITTER, schema.HEADER,
                 schema.CERTIFICATE, schema.EVIDENCE}
     assert {key[:1] for key, _ in store.iterate(b"")} <= prefixes

@@ -183,7 +183,7 @@ def test_damaged_tree_is_reported(chain: ChainStore, store: KeyValueStore,
                                   world: World) -> None:
     """Tree values belong to the log's layout; fsck judges them through the
     log's reads (leaf hashes, the root at each block) and names the damage."""
-    for key, value in list(store.iterate(schema.NODE)):
+    for key, value in list(store.iterate(schema.TILE)):
         apply(store, {key: flip(value, len(value) // 2)})
         report = F.fsck(store, world.genesis)
         assert not report.clean, describe(key)
