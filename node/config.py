@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from ledger import storage
 from ledger.crypto import SigningKey
 from ledger.errors import GenesisError
 from ledger.genesis import Genesis, Validator, load_genesis
@@ -97,13 +98,13 @@ SCHEMA: dict[str, dict[str, _Spec]] = {
     },
     "storage": {
         # LevelDB's uncompressed block cache and memtable (anonymous memory).
-        "block_cache_bytes": (_INT, 32 * 1024 * 1024, 1024 * 1024, 1 << 36),
-        "write_buffer_bytes": (_INT, 16 * 1024 * 1024, 1024 * 1024, 1 << 30),
+        "block_cache_bytes": (_INT, storage.DEFAULT_LRU_CACHE_BYTES, 1024 * 1024, 1 << 36),
+        "write_buffer_bytes": (_INT, storage.DEFAULT_WRITE_BUFFER_BYTES, 1024 * 1024, 1 << 30),
         # LevelDB keeps this many table files open, each memory-mapped: the
         # pages reads touch count in the node's RSS (RssFile, clean page
         # cache).  Lower bounds that at the cost of reopening tables on
         # reads (README: Operators).  LevelDB raises anything below 74.
-        "max_open_files": (_INT, 1000, 74, 50_000),
+        "max_open_files": (_INT, storage.DEFAULT_MAX_OPEN_FILES, 74, 50_000),
     },
     "sync": {
         "batch_blocks": (_INT, 64, 1, 10_000),
