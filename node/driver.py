@@ -352,7 +352,6 @@ class Driver:
         # Batches start at one block and double up to sync.batch_blocks, so
         # applying starts after one block's fetch, not a whole batch's.
         ahead: asyncio.Task[list[FetchedBlock]] | None = None
-        limit = 1
         try:
             while self.chain.height < self._sync_target and idle_rounds < 20 \
                     and not self._stopping:
