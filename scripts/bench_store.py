@@ -18,6 +18,7 @@ from __future__ import annotations
 import argparse
 import hashlib
 import json
+import os
 import random
 import sys
 import time
@@ -31,6 +32,7 @@ from ledger.genesis import Genesis, parse_genesis
 from ledger.proofs import build_bundle
 from ledger.records import Record, make_record, sign_record
 from ledger.storage import LevelDBStore
+from node.bench_measure import memory_mb
 
 FIXED_TS = 1_700_000_000_000
 
@@ -51,16 +53,6 @@ def setup() -> tuple[Genesis, list[SigningKey], SigningKey]:
         "params": {},
     })
     return genesis, validators, submitter
-
-
-def memory() -> dict[str, int]:
-    """This process's VmRSS, RssAnon and RssFile in MB."""
-    out = {}
-    for line in Path("/proc/self/status").read_text().splitlines():
-        name, _, value = line.partition(":")
-        if name in ("VmRSS", "RssAnon", "RssFile"):
-            out[name] = int(value.split()[0]) // 1024
-    return out
 
 
 def build(path: Path, records: int, block: int) -> None:
@@ -99,12 +91,12 @@ def measure(path: Path, max_open_files: int, proofs: int) -> dict[str, Any]:
     chain = ChainStore(LevelDBStore(str(path), create=False, max_open_files=max_open_files),
                        genesis, check=False)
     ids = record_ids(chain.log.size, proofs, random.Random(1))
-    before = memory()
+    before = memory_mb(os.getpid())
     started = time.perf_counter()
     for record_id in ids:
         build_bundle(chain, record_id)
     seconds = time.perf_counter() - started
-    after = memory()
+    after = memory_mb(os.getpid())
     chain.close()
     return {"max_open_files": max_open_files, "proofs": proofs,
             "proofs_per_s": round(proofs / seconds), "memory_before_mb": before,
