@@ -274,12 +274,15 @@ class Node:
         ones that do not arrive in time (node/assembly.py)."""
         assert self.driver is not None and self.transport is not None
         while True:
-            due = self.assembler.next_due_ms()
-            timeout = None if due is None else max(0, due - now_ms()) / 1000
-            try:
-                await asyncio.wait_for(self._assembly_wake.wait(), timeout)
-            except TimeoutError:
-                pass
+            due = self.assembler.next_due_ms(admission_busy=self.mempool.peer_backlog > 0)
+            # A timer that sets the wake event, rather than wait_for: this
+            # loop wakes for every admitted gossip batch while a proposal is
+            # parked, and wait_for costs a task and a cancellation each time.
+            timer = None if due is None else asyncio.get_running_loop().call_later(
+                max(0, due - now_ms()) / 1000, self._assembly_wake.set)
+            await self._assembly_wake.wait()
+            if timer is not None:
+                timer.cancel()
             self._assembly_wake.clear()
             sink = self.mempool.leaf_sink
             if sink:

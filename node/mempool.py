@@ -164,7 +164,7 @@ class Mempool:
         # only for envelopes whose id is new to this node: resubmissions are
         # answered from state without touching a signature again.
         todo = [i for i, d in enumerate(decoded)
-                if isinstance(d, Envelope) and self._status(d.id) is None
+                if isinstance(d, Envelope) and self._status(d) is None
                 and not self.signature_verified(d.leaf_hash)]
         loop = asyncio.get_running_loop()
         for lo in range(0, len(todo), VERIFY_CHUNK):
@@ -220,24 +220,35 @@ class Mempool:
                 out.append(exc)
         return out
 
-    def _status(self, record_id: bytes) -> str | None:
-        """"duplicate"/"committed" for a known id, None for a new one."""
-        if record_id in self._pending or record_id in self._orphans:
+    def _status(self, env: Envelope) -> str | None:
+        """"duplicate"/"committed" for a known envelope, None for a new one.
+
+        "Committed" is read from the chain's nonce index, not its record
+        index: the two are written in one batch, a record is committed
+        exactly when its (submitter, nonce) entry names its id, and the
+        nonce lookup is one admission needs anyway.  One LevelDB read per
+        new record instead of three."""
+        rid = env.id
+        if rid in self._pending or rid in self._orphans:
             return "duplicate"
-        if self.chain.record_location(record_id) is not None:
+        rec = env.record
+        if self.chain.id_for_nonce(rec.submitter, rec.nonce) == rid:
             return "committed"
         return None
 
     def _admit_one(self, env: Envelope, source: str) -> str:
+        # State is read again here, not carried over from the check before
+        # signature verification: blocks may have committed in between.
         rid = env.id
-        known = self._status(rid)
-        if known is not None:
-            return known
+        if rid in self._pending or rid in self._orphans:
+            return "duplicate"
         rec = env.record
         key = (rec.submitter, rec.nonce)
         other = self._nonces.get(key)
         if other is None:
             other = self.chain.id_for_nonce(rec.submitter, rec.nonce)
+            if other == rid:
+                return "committed"
         if other is not None and other != rid:
             raise NonceReused(f"nonce {rec.nonce} of this submitter names record {other.hex()}")
         missing = [p for p in rec.parents

@@ -142,6 +142,9 @@ def test_no_fetch_while_admission_is_still_busy_with_peers_records(block):
     parsed, leaves = decode_compact(*compact_proposal(message))
     asm.offer(1, parsed, leaves, now_ms=0)
     assert asm.poll(FETCH_AFTER, height=1, admission_busy=True) == ([], [])
+    # ... and says so, or its caller would wake at once and spin until then
+    assert asm.next_due_ms(admission_busy=True) == MAX_BUSY_WAIT_MS
+    assert asm.next_due_ms() == FETCH_AFTER
     assert asm.poll(FETCH_AFTER + 1, height=1)[1] != []  # idle: fetch now
     asm = assembler({})
     asm.offer(1, parsed, leaves, now_ms=0)
