@@ -92,7 +92,8 @@ class Node:
             LevelDBStore(str(cfg.data_dir / "chain"),
                          lru_cache_size=storage["block_cache_bytes"],
                          write_buffer_size=storage["write_buffer_bytes"],
-                         max_open_files=storage["max_open_files"]),
+                         max_open_files=storage["max_open_files"],
+                         compaction_nice=storage["compaction_nice"]),
             self.genesis)
         # After a crash LevelDB replays its write-ahead log here, and the
         # tip is re-checked: the part of a restart that grows with the store.

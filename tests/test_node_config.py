@@ -28,6 +28,7 @@ def test_cluster_node_config_loads(cluster: Path) -> None:
     assert cfg.timeout_ms("timeout_propose_ms") == 3000  # from genesis params
     assert cfg.get("http", "header_timeout_ms") == 10_000
     assert cfg.get("storage", "max_open_files") == 1000
+    assert cfg.get("storage", "compaction_nice") == 19
     assert cfg.get("peers", "max_age_ms") == 5000
 
 
@@ -40,6 +41,7 @@ def test_cluster_node_config_loads(cluster: Path) -> None:
         (("[limits]", "[limits]\nmax_mempol = 3"), "limits.max_mempol"),
         (("[limits]", "[bogus]\n[limits]"), "bogus"),
         (("[limits]", "[storage]\nmax_open_files = 10\n[limits]"), "storage.max_open_files"),
+        (("[limits]", "[storage]\ncompaction_nice = 20\n[limits]"), "storage.compaction_nice"),
         (('key_file = "../keys/node1.json"', 'key_file = "../keys/nope.json"'), "node.key_file"),
         (('key_file = "../keys/node1.json"', 'key_file = "../keys/demo.json"'), "node.key_file"),
         (('genesis = "../genesis.json"', 'genesis = "../keys/node0.json"'), "node.genesis"),
