@@ -116,6 +116,12 @@ def _check_decoded(value: Any, depth: int = 0) -> bool:
     return ordered
 
 
+def packb_plain(value: Any) -> bytes:
+    """MessagePack of an already-normal value (see :func:`decode`): equal to
+    :func:`canonical` for what the canonical walk accepted, without it."""
+    return msgpack.packb(value, use_bin_type=True)  # type: ignore[no-any-return]
+
+
 def _unpack(data: bytes) -> Any:
     """One MessagePack value (no extension types, nothing after it)."""
     try:

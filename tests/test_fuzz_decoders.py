@@ -31,7 +31,12 @@ from ledger.encoding import canonical
 from ledger.errors import BadEncoding, LedgerError
 from ledger.genesis import parse_genesis
 from ledger.proofs import build_bundle
-from ledger.records import decode_committed_envelope, decode_envelope, decode_record
+from ledger.records import (
+    _decode_envelope_general,
+    decode_committed_envelope,
+    decode_envelope,
+    decode_record,
+)
 from ledger.verify import parse_bundle, parse_consistency, verify_bundle
 from node import frames
 from node.wire import decode_consensus
@@ -262,3 +267,84 @@ def test_negative_frame_seq_is_a_typed_error() -> None:
         raise AssertionError("opened")
     except frames.FrameError as exc:
         assert exc.reason == "malformed"
+
+
+# -- the envelope/record fast paths accept and refuse exactly as the general path
+
+def _outcome(fn: Callable[[bytes], Any], blob: bytes) -> Any:
+    try:
+        env = fn(blob)
+    except LedgerError as exc:
+        return (type(exc), exc.code, str(exc))
+    return (env, env.record, env.envelope_bytes, env.leaf_hash)
+
+
+def _same_as_general(blob: bytes) -> None:
+    assert _outcome(decode_envelope, blob) == _outcome(_decode_envelope_general, blob)
+
+
+def _envelope_of(record_value: Any, sig: bytes = b"\x07" * 64) -> bytes:
+    record = msgpack.packb(record_value, use_bin_type=True)
+    return msgpack.packb({"record": record, "sig": sig}, use_bin_type=True)
+
+
+def _record_value() -> dict[str, Any]:
+    return dict(msgpack.unpackb(ENV.record.record_bytes, raw=False, strict_map_key=False))
+
+
+@FUZZ
+@given(st.data())
+def test_envelope_fast_path_is_the_general_path_on_mutations(data: st.DataObject) -> None:
+    _same_as_general(data.draw(mutated(ENV.envelope_bytes)))
+
+
+@FUZZ
+@given(st.data())
+def test_envelope_fast_path_is_the_general_path_on_record_fields(data: st.DataObject) -> None:
+    """Right shape, any field values (floats, unsorted or non-string keys,
+    nesting) and any key order: same record or same error."""
+    value = _record_value()
+    for _ in range(data.draw(st.integers(1, 3))):
+        key = data.draw(st.sampled_from(sorted(value) + ["x"]))
+        value[key] = data.draw(msgpack_values)
+    if data.draw(st.booleans()):
+        items = list(value.items())
+        value = dict(data.draw(st.permutations(items)))
+    try:
+        blob = _envelope_of(value, data.draw(st.sampled_from([b"\x07" * 64, b"\x07" * 63])))
+    except (OverflowError, TypeError, ValueError):
+        return
+    _same_as_general(blob)
+
+
+def _nested(depth: int) -> Any:
+    value: Any = 1
+    for _ in range(depth):
+        value = [value]
+    return value
+
+
+def test_envelope_fast_path_corner_cases() -> None:
+    """Forms that round-trip through MessagePack yet are not canonical, and
+    the shortest-header rule for the record's bin length."""
+    base = _record_value()
+    cases = [ENV.envelope_bytes]
+    for field, bad in [("origin", {"b": "1", "a": "2"}), ("origin", {1: "x"}),
+                       ("body", {"amount": 1.5}), ("body", {"z": 1, "a": 2}),
+                       ("body", {"t": msgpack.Timestamp(1, 0)}), ("parents", [1.0]),
+                       ("body", {"n": _nested(40)})]:
+        value = dict(base)
+        value[field] = bad
+        cases.append(_envelope_of(value))
+    record = ENV.record.record_bytes
+    assert len(record) < 256
+    bin16 = b"\x82\xa6record\xc5" + len(record).to_bytes(2, "big") + record + b"\xa3sig\xc4\x40"
+    cases.append(bin16 + ENV.sig)  # bin 16 for a short record
+    long_body = dict(base, body={"memo": "m" * 300})
+    cases.append(_envelope_of(long_body))  # bin 16, canonical
+    cases.append(bytearray(ENV.envelope_bytes))  # not bytes: the general path
+    cases.append(ENV.envelope_bytes + b"\x00")
+    cases.append(ENV.envelope_bytes[:-1])
+    for blob in cases:
+        _same_as_general(blob)
+    assert decode_envelope(_envelope_of(long_body)).record.body == {"memo": "m" * 300}
