@@ -28,8 +28,8 @@ DEFAULT_LRU_CACHE_BYTES = 32 * 1024 * 1024
 DEFAULT_WRITE_BUFFER_BYTES = 16 * 1024 * 1024
 DEFAULT_BLOOM_BITS = 10
 DEFAULT_MAX_OPEN_FILES = 1000
-# Nice value of LevelDB's flush-and-compaction thread (see
-# _open_with_background_nice).  19, the lowest priority, as RocksDB's
+# Nice value for LevelDB's flush-and-compaction thread once a node has caught
+# up (see set_background_nice).  19, the lowest priority, as RocksDB's
 # LowerThreadPoolCPUPriority: a flush is never urgent, the node's own work is.
 DEFAULT_COMPACTION_NICE = 19
 MAX_COMPACTION_NICE = 19
@@ -225,56 +225,65 @@ def _is_lock_error(text: str) -> bool:
 
 
 # LevelDB runs every memtable flush and compaction of a process on one
-# background thread, which it starts at the first flush or compaction it
-# schedules; and a Linux thread starts with the nice value of the thread
-# that creates it.  A flush of a 16 MB memtable costs ~0.3 s of CPU, and on
-# a busy host (four validators on two cores in the benchmark) it landed on
-# every node at once: a ~0.5 s stall in submit-to-commit latency every 6 s.
-# At nice 19 the flush runs on CPU the node's threads leave idle.
-_background_nice_lock = threading.Lock()
-_background_nice_done = False
+# background thread, started at the first flush or compaction it schedules.
+# A flush of a 16 MB memtable costs ~0.3 s of CPU; on a busy host (four
+# validators on two cores in the benchmark) it landed on every node at once:
+# a ~0.5 s stall in submit-to-commit latency every ~6 s.  At nice 19 a flush
+# runs on CPU the node leaves idle - but a node catching up writes ten times
+# as fast as one in consensus, and a starved flush then holds its writes up
+# (catch-up at 1.1M records: 24,000 -> 12,600 records/s).  So the thread is
+# found when the store opens and reniced by the node once it has caught up
+# (``set_background_nice``): raising a nice value needs no privilege,
+# lowering it again does, so this is done once, not toggled.
+_background_lock = threading.Lock()
+_background_found = False   # the first LevelDB store in a process looks for it
+_background_tid: int | None = None
 _EMPTY_RANGE = b"\x00"  # below every schema prefix: compacting it moves nothing
 
 
-def _can_nice_threads() -> bool:
-    # setpriority(PRIO_PROCESS, tid) renices one thread only on Linux;
-    # elsewhere it would renice the whole process.
-    return sys.platform == "linux"
+def _native_thread_ids() -> set[int]:
+    """Threads of this process that Python did not start (Linux /proc)."""
+    try:
+        tids = {int(t) for t in os.listdir("/proc/self/task")}
+    except OSError:
+        return set()
+    return tids - {t.native_id for t in threading.enumerate() if t.native_id is not None}
 
 
-def _open_with_background_nice(open_db: Callable[[], Any], nice: int) -> Any:
-    """Open the database on a short-lived thread at ``nice``, and make LevelDB
-    schedule its first background job from there (a compaction of an empty
-    key range flushes the memtable, empty or not), so that the background
-    thread starts as that thread's child and keeps its priority.
-
-    Once per process: after that the thread exists, whatever its priority."""
-    global _background_nice_done
-    with _background_nice_lock:
-        if _background_nice_done:
+def _open_and_find_background_thread(open_db: Callable[[], Any]) -> Any:
+    """Open the database and make LevelDB start its background thread now (a
+    compaction of an empty key range flushes the memtable, empty or not, and
+    returns in milliseconds), noting the one thread that appeared."""
+    global _background_found, _background_tid
+    with _background_lock:
+        if _background_found or sys.platform != "linux":
             return open_db()
-        outcome: list[Any] = []
+        before = _native_thread_ids()
+        db = open_db()
+        try:
+            db.compact_range(start=_EMPTY_RANGE, stop=_EMPTY_RANGE)
+        except Exception:  # plyvel.Error: then the thread is not found, nothing worse
+            pass
+        new = _native_thread_ids() - before
+        _background_found = True
+        _background_tid = new.pop() if len(new) == 1 else None  # ambiguous: leave it alone
+        return db
 
-        def body() -> None:
-            try:
-                try:
-                    os.setpriority(os.PRIO_PROCESS, threading.get_native_id(),
-                                   min(max(nice, 0), MAX_COMPACTION_NICE))
-                except OSError:
-                    pass  # best effort: a priority, never a reason not to open
-                db = open_db()
-                db.compact_range(start=_EMPTY_RANGE, stop=_EMPTY_RANGE)
-                outcome.append(db)
-            except BaseException as exc:  # re-raised on the caller's thread
-                outcome.append(exc)
 
-        opener = threading.Thread(target=body, name="leveldb-open")
-        opener.start()
-        opener.join()
-        if isinstance(outcome[0], BaseException):
-            raise outcome[0]
-        _background_nice_done = True
-        return outcome[0]
+def set_background_nice(nice: int) -> bool:
+    """Renice this process's LevelDB background thread to ``nice`` (Linux,
+    upward only without privilege).  False if the thread is unknown (not
+    found when the first store opened, or not Linux) or the kernel refused."""
+    with _background_lock:
+        tid = _background_tid
+    if tid is None or not 0 <= nice <= MAX_COMPACTION_NICE:
+        return False
+    try:
+        # PRIO_PROCESS with a thread id renices that one thread on Linux.
+        os.setpriority(os.PRIO_PROCESS, tid, nice)
+    except OSError:
+        return False  # gone, or lowering the value without privilege
+    return True
 
 
 class LevelDBStore:
@@ -288,11 +297,7 @@ class LevelDBStore:
         lru_cache_size: int = DEFAULT_LRU_CACHE_BYTES,
         write_buffer_size: int = DEFAULT_WRITE_BUFFER_BYTES,
         max_open_files: int = DEFAULT_MAX_OPEN_FILES,
-        compaction_nice: int = 0,
     ) -> None:
-        """``compaction_nice`` (0..19, Linux; 0 leaves it alone): the nice
-        value of LevelDB's background thread, if this is the first store in
-        the process to set one (the thread is per process)."""
         import plyvel  # imported here: MemoryStore users need not have it
 
         self.path = str(path)
@@ -308,10 +313,7 @@ class LevelDBStore:
             )
 
         try:
-            if compaction_nice and _can_nice_threads():
-                self._db = _open_with_background_nice(open_db, compaction_nice)
-            else:
-                self._db = open_db()
+            self._db = _open_and_find_background_thread(open_db)
         except plyvel.Error as exc:  # plyvel.IOError is a subclass
             text = _exc_text(exc)
             if _is_lock_error(text):

@@ -21,7 +21,7 @@ from ledger.blocks import Header
 from ledger.chain import ChainStore
 from ledger.errors import LedgerError
 from ledger.records import Envelope
-from ledger.storage import LevelDBStore
+from ledger.storage import LevelDBStore, set_background_nice
 
 from .aio import cancel_all
 from .api import build_app
@@ -67,6 +67,7 @@ class Node:
         self._chain: ChainStore | None = None
         self._runner: web.AppRunner | None = None
         self.store_open_s = 0.0
+        self._compaction_reniced = False
         self._tasks: list[asyncio.Task[None]] = []
         self._gossip_in: asyncio.Queue[list[bytes]] = asyncio.Queue(MAX_GOSSIP_BACKLOG)
         self._assembly_wake = asyncio.Event()
@@ -92,8 +93,7 @@ class Node:
             LevelDBStore(str(cfg.data_dir / "chain"),
                          lru_cache_size=storage["block_cache_bytes"],
                          write_buffer_size=storage["write_buffer_bytes"],
-                         max_open_files=storage["max_open_files"],
-                         compaction_nice=storage["compaction_nice"]),
+                         max_open_files=storage["max_open_files"]),
             self.genesis)
         # After a crash LevelDB replays its write-ahead log here, and the
         # tip is re-checked: the part of a restart that grows with the store.
@@ -302,6 +302,17 @@ class Node:
             if ready or fetches:
                 self._publish_assembly()
 
+    def _renice_compaction_at_tip(self, source: str) -> None:
+        """At the first block committed by consensus (the node is at the tip),
+        LevelDB's flushes start waiting for idle CPU: ``storage.compaction_nice``.
+        Not before, as a node catching up needs them fast (ledger.storage)."""
+        if source != "consensus" or self._compaction_reniced:
+            return
+        self._compaction_reniced = True
+        nice = self.config.settings["storage"]["compaction_nice"]
+        if nice and set_background_nice(nice):
+            log.info("at the tip: LevelDB's background thread now runs at nice %d", nice)
+
     def _publish_assembly(self) -> None:
         stats = self.assembler.stats
         for outcome in ("immediate", "parked", "completed", "dropped", "fetches", "fetched"):
@@ -317,6 +328,7 @@ class Node:
     # -- commits -------------------------------------------------------------
 
     def _committed(self, header: Header, envelopes: Sequence[Envelope], source: str) -> None:
+        self._renice_compaction_at_tip(source)
         self.mempool.committed(envelopes)
         self.metrics.height.set(header.height)
         self.metrics.log_size.set(header.log_size)

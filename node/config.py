@@ -105,9 +105,10 @@ SCHEMA: dict[str, dict[str, _Spec]] = {
         # cache).  Lower bounds that at the cost of reopening tables on
         # reads (README: Operators).  LevelDB raises anything below 74.
         "max_open_files": (_INT, storage.DEFAULT_MAX_OPEN_FILES, 74, 50_000),
-        # Nice value of LevelDB's flush/compaction thread (Linux; 0 = as the
-        # node).  Flushes then use CPU the node leaves idle instead of
-        # stalling commits on a busy host (README: Operators).
+        # Nice value of LevelDB's flush/compaction thread once the node is at
+        # the tip (Linux; 0 = as the node).  Flushes then use CPU the node
+        # leaves idle instead of stalling commits on a busy host (README:
+        # Operators).
         "compaction_nice": (_INT, storage.DEFAULT_COMPACTION_NICE, 0,
                             storage.MAX_COMPACTION_NICE),
     },

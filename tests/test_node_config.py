@@ -5,6 +5,8 @@ from __future__ import annotations
 import subprocess
 import sys
 from pathlib import Path
+from types import SimpleNamespace
+from typing import Any
 
 import pytest
 
@@ -68,3 +70,27 @@ def test_ledger_node_exits_2_on_bad_config(cluster: Path) -> None:
                           capture_output=True, text=True, timeout=60)
     assert proc.returncode == 2
     assert "limits.max_mempool" in proc.stderr
+
+
+def test_compaction_is_reniced_once_at_the_first_consensus_commit(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """Blocks applied while catching up leave LevelDB's flushes at full
+    priority; the first block committed by consensus renices them, once."""
+    import node.app
+    from node.app import Node
+
+    calls: list[int] = []
+    monkeypatch.setattr(node.app, "set_background_nice", lambda n: calls.append(n) or True)
+
+    def fake(nice: int) -> Any:
+        return SimpleNamespace(_compaction_reniced=False,
+                               config=SimpleNamespace(settings={"storage": {"compaction_nice": nice}}))
+
+    at = fake(19)
+    Node._renice_compaction_at_tip(at, "sync")  # type: ignore[arg-type]
+    assert calls == []
+    Node._renice_compaction_at_tip(at, "consensus")  # type: ignore[arg-type]
+    Node._renice_compaction_at_tip(at, "consensus")  # type: ignore[arg-type]
+    assert calls == [19]
+    Node._renice_compaction_at_tip(fake(0), "consensus")  # type: ignore[arg-type]
+    assert calls == [19]  # 0: left alone

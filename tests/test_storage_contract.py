@@ -311,51 +311,46 @@ def test_leveldb_with_few_open_files_reads_every_table(tmp_path: Path) -> None:
 
 _NICE_PROBE = """
 import os, sys, threading
-from ledger.storage import LevelDBStore, WriteBatch
-store = LevelDBStore(sys.argv[1], write_buffer_size=1 << 20, compaction_nice=int(sys.argv[2]))
+from ledger.storage import LevelDBStore, WriteBatch, set_background_nice
+
+def native_nices():
+    python = {t.native_id for t in threading.enumerate()}
+    out = []
+    for tid in sorted(os.listdir("/proc/self/task")):
+        if int(tid) not in python:
+            stat = open(f"/proc/self/task/{tid}/stat").read()
+            out.append(int(stat[stat.rindex(")") + 2:].split()[16]))
+    return out
+
+store = LevelDBStore(sys.argv[1], write_buffer_size=1 << 20)
+print("opened", native_nices())
 for b in range(8):  # a few memtable flushes: the background thread has work
     batch = WriteBatch()
     for i in range(256):
         batch.put(b"k%02d%04d" % (b, i), os.urandom(1024))
     store.write(batch, sync=False)
-python = {t.native_id for t in threading.enumerate()}
-for tid in sorted(os.listdir("/proc/self/task")):
-    stat = open(f"/proc/self/task/{tid}/stat").read()
-    nice = int(stat[stat.rindex(")") + 2:].split()[16])
-    print("python" if int(tid) in python else "native", nice)
+print("renice", set_background_nice(int(sys.argv[2])), set_background_nice(20))
+print("after", native_nices())
 store.close()
 """
 
 
 @pytest.mark.skipif(sys.platform != "linux", reason="per-thread nice values are Linux's")
-@pytest.mark.parametrize("nice", [0, 19])
-def test_leveldb_background_thread_runs_at_the_compaction_nice(tmp_path: Path, nice: int) -> None:
-    """``storage.compaction_nice``: LevelDB's flush/compaction thread (the one
-    thread Python did not start) runs at that nice value, the node's own
-    threads at their own.  A fresh interpreter: the thread is per process."""
-    out = subprocess.run([sys.executable, "-c", _NICE_PROBE, str(tmp_path / "db"), str(nice)],
-                         capture_output=True, text=True, check=True).stdout.split("\n")
-    threads = [line.split() for line in out if line]
+def test_leveldb_background_thread_is_found_at_open_and_reniced(tmp_path: Path) -> None:
+    """``storage.compaction_nice``: the store finds LevelDB's one background
+    thread when it opens (making LevelDB start it then), at the process's
+    priority; ``set_background_nice`` then renices that thread alone.  A
+    fresh interpreter: the thread is per process."""
     base = os.getpriority(os.PRIO_PROCESS, 0)
-    assert ["python", str(base)] in threads
-    native = [int(n) for kind, n in threads if kind == "native"]
-    assert native == [max(base, nice)]
+    nice = min(base + 7, 19)
+    out = subprocess.run([sys.executable, "-c", _NICE_PROBE, str(tmp_path / "db"), str(nice)],
+                         capture_output=True, text=True, check=True).stdout
+    lines = dict(line.split(" ", 1) for line in out.splitlines())
+    assert lines["opened"] == f"[{base}]"  # started at open, not yet reniced
+    assert lines["renice"] == "True False"  # 20 is out of range
+    assert lines["after"] == f"[{nice}]"
 
 
-@pytest.mark.skipif(sys.platform != "linux", reason="per-thread nice values are Linux's")
-def test_leveldb_open_errors_are_the_same_on_the_background_nice_path(
-        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    """Opening on the short-lived low-priority thread re-raises on the
-    caller's thread, mapped as always (the path is taken once per process,
-    so the test re-arms it)."""
-    held = LevelDBStore(str(tmp_path / "db"))
-    monkeypatch.setattr(storage_module, "_background_nice_done", False)
-    with pytest.raises(StoreLocked):
-        LevelDBStore(str(tmp_path / "db"), compaction_nice=19)
-    held.close()
-    assert storage_module._background_nice_done is False  # a failed open does not count
-    with pytest.raises(StoreError):
-        LevelDBStore(str(tmp_path / "absent"), create=False, compaction_nice=19)
-    opened = LevelDBStore(str(tmp_path / "db"), compaction_nice=19)
-    assert storage_module._background_nice_done is True
-    opened.close()
+def test_set_background_nice_without_a_known_thread(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(storage_module, "_background_tid", None)
+    assert storage_module.set_background_nice(19) is False
