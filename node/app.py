@@ -105,6 +105,7 @@ class Node:
         self.mempool = Mempool(self.genesis, self.chain, self.metrics,
                                max_size=limits["max_mempool"], max_orphans=limits["max_orphans"],
                                max_peer_backlog=limits["max_peer_backlog"])
+        self.mempool.leaf_wake = self._assembly_wake.set
         gossip = cfg.settings["gossip"]
         self.assembler = ProposalAssembler(self.mempool.by_leaf,
                                            fetch_after_ms=gossip["fetch_after_ms"],

@@ -20,7 +20,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections import OrderedDict
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -90,6 +90,9 @@ class Mempool:
         # When set, the leaf hash of every admitted envelope is appended here
         # (the node's proposal assembler drains it while proposals wait).
         self.leaf_sink: list[bytes] | None = None
+        # Called after an admit() that added to leaf_sink, whatever the source:
+        # a client's record can be the one a parked proposal waits for.
+        self.leaf_wake: Callable[[], None] | None = None
         self._pending: OrderedDict[bytes, Envelope] = OrderedDict()
         self._nonces: dict[tuple[bytes, int], bytes] = {}
         self._by_leaf: dict[bytes, Envelope] = {}  # pending, by leaf hash
@@ -197,6 +200,8 @@ class Mempool:
             results.append(Admission(d.id, status))
         if any(r.status == "accepted" for r in results):
             self.changed.set()
+            if self.leaf_sink and self.leaf_wake is not None:
+                self.leaf_wake()
         self._publish_admitted()
         self.metrics.mempool_size.set(len(self._pending))
         return results

@@ -318,6 +318,24 @@ async def test_peers_records_get_twice_the_room_of_clients(node: StubNode) -> No
     assert len(node.mempool) == 4
 
 
+async def test_every_admission_wakes_proposal_assembly_while_it_waits(node: StubNode) -> None:
+    """A parked proposal can wait for a record a client just sent this node,
+    not only for gossip: any admit() that feeds the leaf sink wakes the
+    assembler (else it slept until the next gossip batch or its timer)."""
+    wakes: list[int] = []
+    node.mempool.leaf_wake = lambda: wakes.append(len(node.mempool.leaf_sink or []))
+    envs = [make_envelope(node.submitter, "test", n) for n in range(3)]
+    await node.mempool.admit([envs[0].envelope_bytes], "api")
+    assert wakes == []  # nothing parked: no sink, no wake
+    node.mempool.leaf_sink = []
+    await node.mempool.admit([envs[1].envelope_bytes], "api")
+    await node.mempool.admit([envs[2].envelope_bytes], "gossip")
+    assert wakes == [1, 2]
+    assert node.mempool.leaf_sink == [envs[1].leaf_hash, envs[2].leaf_hash]
+    await node.mempool.admit([envs[2].envelope_bytes], "api")  # a duplicate adds nothing
+    assert wakes == [1, 2]
+
+
 def test_clients_are_pushed_back_while_peers_records_wait(node: StubNode) -> None:
     node.mempool.max_peer_backlog = 100
     assert node.mempool.pushback() is None
