@@ -260,11 +260,16 @@ def _open_and_find_background_thread(open_db: Callable[[], Any]) -> Any:
             return open_db()
         before = _native_thread_ids()
         db = open_db()
-        try:
-            db.compact_range(start=_EMPTY_RANGE, stop=_EMPTY_RANGE)
-        except Exception:  # plyvel.Error: then the thread is not found, nothing worse
-            pass
         new = _native_thread_ids() - before
+        if not new:
+            # Opening scheduled nothing.  (Had it scheduled a compaction, the
+            # thread would exist, and compact_range would wait for that whole
+            # compaction: seconds on a large store after a crash.)
+            try:
+                db.compact_range(start=_EMPTY_RANGE, stop=_EMPTY_RANGE)
+            except Exception:  # plyvel.Error: then the thread is not found, nothing worse
+                pass
+            new = _native_thread_ids() - before
         _background_found = True
         _background_tid = new.pop() if len(new) == 1 else None  # ambiguous: leave it alone
         return db
