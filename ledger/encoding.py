@@ -60,7 +60,7 @@ def _normalize(value: Any, depth: int = 0) -> Any:
 
 def canonical(value: Any) -> bytes:
     """Encode ``value`` as canonical MessagePack."""
-    return msgpack.packb(_normalize(value), use_bin_type=True)  # type: ignore[no-any-return]
+    return packb_plain(_normalize(value))
 
 
 def _reject_ext(code: int, data: bytes) -> Any:
@@ -155,7 +155,7 @@ def decode(data: bytes, *, max_size: int | None = None) -> Any:
     value = _unpack(data)
     if not _check_decoded(value):
         raise NonCanonical("bytes are not in canonical form")
-    if msgpack.packb(value, use_bin_type=True) != data:
+    if packb_plain(value) != data:
         raise NonCanonical("bytes are not in canonical form")
     return value
 

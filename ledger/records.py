@@ -200,8 +200,13 @@ def decode_record(record_bytes: bytes) -> Record:
     """Decode and structurally validate canonical record bytes."""
     record = _decode_canonical_record(record_bytes)
     if record is None:  # not a well-formed record: the general path names the fault
-        record = _record_from_map(decode(record_bytes), record_bytes)
+        record = _decode_record_general(record_bytes)
     return record
+
+
+def _decode_record_general(record_bytes: bytes) -> Record:
+    """:func:`decode_record` without the fast path (errors come from here)."""
+    return _record_from_map(decode(record_bytes), record_bytes)
 
 
 # The fast paths below accept exactly what the general path (decode, then
@@ -303,8 +308,8 @@ def decode_envelope(envelope_bytes: bytes) -> Envelope:
 def _decode_envelope_general(envelope_bytes: bytes) -> Envelope:
     """:func:`decode_envelope` without the fast paths (errors come from here)."""
     record_bytes, sig = _envelope_parts(decode(envelope_bytes, max_size=MAX_ENVELOPE_BYTES))
-    record = _record_from_map(decode(record_bytes), record_bytes)
-    return Envelope(record=record, sig=sig, envelope_bytes=bytes(envelope_bytes))
+    return Envelope(record=_decode_record_general(record_bytes), sig=sig,
+                    envelope_bytes=bytes(envelope_bytes))
 
 
 def decode_committed_envelope(envelope_bytes: bytes) -> Envelope:

@@ -226,34 +226,39 @@ class Mempool:
         return out
 
     def _status(self, env: Envelope) -> str | None:
-        """"duplicate"/"committed" for a known envelope, None for a new one.
+        """"duplicate"/"committed" for a known envelope, None for a new one."""
+        return self._lookup(env)[0]
+
+    def _lookup(self, env: Envelope) -> tuple[str | None, bytes | None]:
+        """``(status, other)``: :meth:`_status`, and for a new envelope the id
+        of whichever record holds its nonce, pending or committed (None: free).
 
         "Committed" is read from the chain's nonce index, not its record
         index: the two are written in one batch, a record is committed
         exactly when its (submitter, nonce) entry names its id, and the
         nonce lookup is one admission needs anyway.  One LevelDB read per
-        new record instead of three."""
+        new record instead of three; none when a pending record holds the
+        nonce (the chain has then not used it: Mempool.committed)."""
         rid = env.id
         if rid in self._pending or rid in self._orphans:
-            return "duplicate"
+            return "duplicate", None
         rec = env.record
-        if self.chain.id_for_nonce(rec.submitter, rec.nonce) == rid:
-            return "committed"
-        return None
+        other = self._nonces.get((rec.submitter, rec.nonce))
+        if other is None:
+            other = self.chain.id_for_nonce(rec.submitter, rec.nonce)
+            if other == rid:
+                return "committed", None
+        return None, other
 
     def _admit_one(self, env: Envelope, source: str) -> str:
         # State is read again here, not carried over from the check before
         # signature verification: blocks may have committed in between.
+        known, other = self._lookup(env)
+        if known is not None:
+            return known
         rid = env.id
-        if rid in self._pending or rid in self._orphans:
-            return "duplicate"
         rec = env.record
         key = (rec.submitter, rec.nonce)
-        other = self._nonces.get(key)
-        if other is None:
-            other = self.chain.id_for_nonce(rec.submitter, rec.nonce)
-            if other == rid:
-                return "committed"
         if other is not None and other != rid:
             raise NonceReused(f"nonce {rec.nonce} of this submitter names record {other.hex()}")
         missing = [p for p in rec.parents
