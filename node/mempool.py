@@ -22,7 +22,7 @@ import logging
 from collections import OrderedDict
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
-from typing import Protocol
+from typing import NamedTuple, Protocol
 
 from ledger.errors import (
     LedgerError,
@@ -52,6 +52,9 @@ class ChainView(Protocol):
 
     def id_for_nonce(self, submitter: bytes, nonce: int) -> bytes | None: ...
 
+    @property
+    def height(self) -> int: ...
+
 
 @dataclass(frozen=True)
 class Admission:
@@ -60,6 +63,13 @@ class Admission:
     id: bytes | None
     status: str | None = None  # "accepted" | "duplicate" | "committed"
     error: LedgerError | None = None
+
+
+class _ChainNonce(NamedTuple):
+    """The chain's nonce index entry for one record, read at ``height``."""
+
+    height: int
+    record_id: bytes | None
 
 
 @dataclass
@@ -166,9 +176,16 @@ class Mempool:
         # Stateless checks (chain, submitter, role, signature) off the loop,
         # only for envelopes whose id is new to this node: resubmissions are
         # answered from state without touching a signature again.
-        todo = [i for i, d in enumerate(decoded)
-                if isinstance(d, Envelope) and self._status(d) is None
-                and not self.signature_verified(d.leaf_hash)]
+        # What the chain's nonce index said is kept with the height it was
+        # read at: if no block committed before the admission step, that
+        # step reuses it instead of reading LevelDB again.
+        seen: dict[int, _ChainNonce | None] = {}
+        todo = []
+        for i, d in enumerate(decoded):
+            if isinstance(d, Envelope):
+                status, _, seen[i] = self._lookup(d)
+                if status is None and not self.signature_verified(d.leaf_hash):
+                    todo.append(i)
         loop = asyncio.get_running_loop()
         for lo in range(0, len(todo), VERIFY_CHUNK):
             chunk = todo[lo:lo + VERIFY_CHUNK]
@@ -187,7 +204,7 @@ class Mempool:
                 results.append(self._refused(None, d))
                 continue
             try:
-                status = self._admit_one(d, source)
+                status = self._admit_one(d, source, seen.get(i))
             except UnknownParent as exc:
                 if source == "gossip" and self._hold_orphan(d):
                     results.append(Admission(d.id, "accepted"))
@@ -225,35 +242,39 @@ class Mempool:
                 out.append(exc)
         return out
 
-    def _status(self, env: Envelope) -> str | None:
-        """"duplicate"/"committed" for a known envelope, None for a new one."""
-        return self._lookup(env)[0]
-
-    def _lookup(self, env: Envelope) -> tuple[str | None, bytes | None]:
-        """``(status, other)``: :meth:`_status`, and for a new envelope the id
-        of whichever record holds its nonce, pending or committed (None: free).
+    def _lookup(self, env: Envelope, seen: _ChainNonce | None = None
+                ) -> tuple[str | None, bytes | None, _ChainNonce | None]:
+        """``(status, other, seen)``: "duplicate"/"committed" for a known
+        envelope (None for a new one), for a new one the id of whichever
+        record holds its nonce, pending or committed (None: free), and what
+        the chain's nonce index said, if it was read.
 
         "Committed" is read from the chain's nonce index, not its record
         index: the two are written in one batch, a record is committed
         exactly when its (submitter, nonce) entry names its id, and the
-        nonce lookup is one admission needs anyway.  One LevelDB read per
-        new record instead of three; none when a pending record holds the
-        nonce (the chain has then not used it: Mempool.committed)."""
+        nonce lookup is one admission needs anyway.  No read when a pending
+        record holds the nonce (the chain has then not used it:
+        Mempool.committed), nor when ``seen`` is an answer from the same
+        chain height (the index only changes when a block commits)."""
         rid = env.id
         if rid in self._pending or rid in self._orphans:
-            return "duplicate", None
+            return "duplicate", None, None
         rec = env.record
         other = self._nonces.get((rec.submitter, rec.nonce))
-        if other is None:
-            other = self.chain.id_for_nonce(rec.submitter, rec.nonce)
-            if other == rid:
-                return "committed", None
-        return None, other
+        if other is not None:
+            return None, other, None
+        height = self.chain.height
+        if seen is None or seen.height != height:
+            seen = _ChainNonce(height, self.chain.id_for_nonce(rec.submitter, rec.nonce))
+        if seen.record_id == rid:
+            return "committed", None, seen
+        return None, seen.record_id, seen
 
-    def _admit_one(self, env: Envelope, source: str) -> str:
+    def _admit_one(self, env: Envelope, source: str, seen: _ChainNonce | None = None) -> str:
         # State is read again here, not carried over from the check before
-        # signature verification: blocks may have committed in between.
-        known, other = self._lookup(env)
+        # signature verification: records may have been admitted and blocks
+        # committed in between (``seen`` is only reused at the same height).
+        known, other, _ = self._lookup(env, seen)
         if known is not None:
             return known
         rid = env.id

@@ -336,6 +336,44 @@ async def test_every_admission_wakes_proposal_assembly_while_it_waits(node: Stub
     assert wakes == [1, 2]
 
 
+@pytest.mark.parametrize("committed", ["itself", "rival", "nothing"])
+async def test_admission_rereads_nonces_when_a_block_commits_during_verification(
+        node: StubNode, committed: str) -> None:
+    """Admission reads the chain's nonce index before verifying signatures
+    and reuses that answer afterwards only if no block committed meanwhile:
+    a block that commits the record itself (it came in by catch-up) or a
+    rival with its nonce must be seen, and a quiet chain costs no second read."""
+    env = make_envelope(node.submitter, "test", 5)
+    rival = make_envelope(node.submitter, "test", 5, body={"rival": 1})
+    reads: list[int] = []
+    chain_read = node.chain.id_for_nonce
+
+    def counted_read(submitter: bytes, nonce: int) -> bytes | None:
+        reads.append(nonce)
+        return chain_read(submitter, nonce)
+
+    node.chain.id_for_nonce = counted_read  # type: ignore[method-assign]
+    verify = node.mempool._verify_many
+
+    def verify_while_a_block_commits(envs: list[Envelope]) -> list[Any]:
+        block = {"itself": [env], "rival": [rival], "nothing": []}[committed]
+        if block:
+            header = node.chain.next_header(block, FIXED_TS, 0)
+            node.chain.commit_block(header, block,
+                                    certify(header, node.validator_keys, node.genesis))
+        return verify(envs)
+
+    node.mempool._verify_many = verify_while_a_block_commits  # type: ignore[method-assign]
+    [got] = await node.mempool.admit([env.envelope_bytes], "api")
+    if committed == "itself":
+        assert got.status == "committed" and reads == [5, 5]
+    elif committed == "rival":
+        assert got.error is not None and got.error.code == "nonce_reused" and reads == [5, 5]
+    else:
+        assert got.status == "accepted" and reads == [5]
+    assert (env.id in node.mempool) == (committed == "nothing")
+
+
 def test_clients_are_pushed_back_while_peers_records_wait(node: StubNode) -> None:
     node.mempool.max_peer_backlog = 100
     assert node.mempool.pushback() is None
