@@ -74,6 +74,10 @@ SCHEMA: dict[str, dict[str, _Spec]] = {
         "max_orphans": (_INT, 10_000, 0, 1_000_000),
         "max_trace_depth": (_INT, 64, 1, 10_000),
         "max_trace_nodes": (_INT, 1000, 1, 100_000),
+        # glibc malloc arenas the node's threads share (0: glibc's default,
+        # eight per core); each arena keeps its own high-water mark
+        # (node/memtune.py).
+        "malloc_arenas": (_INT, 2, 0, 64),
     },
     "gossip": {
         "batch": (_INT, 500, 1, 5000),

@@ -24,6 +24,7 @@ from ledger.errors import LedgerError
 
 from .config import ConfigError, load_config
 from .logs import LogContext, setup_logging
+from .memtune import limit_malloc_arenas
 
 log = logging.getLogger("node.main")
 
@@ -34,6 +35,13 @@ async def _serve(config_path: Path) -> int:
 
     ctx = LogContext(node=config.name)
     setup_logging(ctx, config.get("log", "level"))
+    # Before any thread starts (the verify executor, LevelDB's, sync's):
+    # a thread takes its malloc arena at its first allocation.
+    arenas = config.get("limits", "malloc_arenas")
+    if limit_malloc_arenas(arenas):
+        log.info("malloc arenas capped at %d", arenas)
+    elif arenas:
+        log.info("limits.malloc_arenas: this C library has no arena cap; left as is")
     node = Node(config, ctx)
     from . import byzantine  # TEST-ONLY fault injection, inert unless its env vars are set
 

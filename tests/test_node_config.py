@@ -31,6 +31,7 @@ def test_cluster_node_config_loads(cluster: Path) -> None:
     assert cfg.get("http", "header_timeout_ms") == 10_000
     assert cfg.get("storage", "max_open_files") == 1000
     assert cfg.get("storage", "compaction_nice") == 19
+    assert cfg.get("limits", "malloc_arenas") == 2
     assert cfg.get("peers", "max_age_ms") == 5000
 
 
@@ -44,6 +45,7 @@ def test_cluster_node_config_loads(cluster: Path) -> None:
         (("[limits]", "[bogus]\n[limits]"), "bogus"),
         (("[limits]", "[storage]\nmax_open_files = 10\n[limits]"), "storage.max_open_files"),
         (("[limits]", "[storage]\ncompaction_nice = 20\n[limits]"), "storage.compaction_nice"),
+        (("[limits]", "[limits]\nmalloc_arenas = -1"), "limits.malloc_arenas"),
         (('key_file = "../keys/node1.json"', 'key_file = "../keys/nope.json"'), "node.key_file"),
         (('key_file = "../keys/node1.json"', 'key_file = "../keys/demo.json"'), "node.key_file"),
         (('genesis = "../genesis.json"', 'genesis = "../keys/node0.json"'), "node.genesis"),
@@ -94,3 +96,41 @@ def test_compaction_is_reniced_once_at_the_first_consensus_commit(
     assert calls == [19]
     Node._renice_compaction_at_tip(fake(0), "consensus")  # type: ignore[arg-type]
     assert calls == [19]  # 0: left alone
+
+
+# A fresh interpreter per case: a thread takes its malloc arena at its first
+# allocation, and glibc's arena count never goes down within a process.
+_ARENA_PROBE = """
+import ctypes, sys, threading
+from node.memtune import limit_malloc_arenas
+print(limit_malloc_arenas(int(sys.argv[1])), flush=True)
+libc = ctypes.CDLL(None)
+libc.malloc.restype = ctypes.c_void_p
+libc.free.argtypes = [ctypes.c_void_p]
+start = threading.Barrier(6)
+def churn():
+    start.wait()
+    for _ in range(2000):
+        libc.free(libc.malloc(4096))
+threads = [threading.Thread(target=churn) for _ in range(6)]
+for t in threads: t.start()
+for t in threads: t.join()
+libc.malloc_stats()  # one "Arena N:" paragraph per arena, on stderr
+"""
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="glibc malloc arenas")
+@pytest.mark.parametrize(("arenas", "took"), [(1, True), (0, False)])
+def test_malloc_arenas_cap_what_threads_share(arenas: int, took: bool) -> None:
+    """limits.malloc_arenas caps glibc's arenas; 0 leaves six allocating
+    threads their own (the control: the probe can tell them apart)."""
+    proc = subprocess.run([sys.executable, "-c", _ARENA_PROBE, str(arenas)],
+                          capture_output=True, text=True, timeout=60, check=True)
+    if "Arena 0:" not in proc.stderr:
+        pytest.skip("not glibc: no malloc_stats arenas")
+    assert proc.stdout.strip() == str(took)
+    count = proc.stderr.count("Arena ")
+    if took:
+        assert count == 1, proc.stderr
+    else:
+        assert count > 1, proc.stderr
