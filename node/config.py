@@ -75,9 +75,12 @@ SCHEMA: dict[str, dict[str, _Spec]] = {
         "max_trace_depth": (_INT, 64, 1, 10_000),
         "max_trace_nodes": (_INT, 1000, 1, 100_000),
         # glibc malloc arenas the node's threads share (0: glibc's default,
-        # eight per core); each arena keeps its own high-water mark
-        # (node/memtune.py).
+        # eight per core; each arena keeps its own high-water mark), and the
+        # size from which blocks are mapped on their own and returned when
+        # freed (0: glibc's default, which moves up to 32 MiB).  See
+        # node/memtune.py.
         "malloc_arenas": (_INT, 2, 0, 64),
+        "malloc_mmap_threshold_bytes": (_INT, 256 * 1024, 0, 32 * 1024 * 1024),
     },
     "gossip": {
         "batch": (_INT, 500, 1, 5000),

@@ -22,9 +22,9 @@ import plyvel
 
 from ledger.errors import LedgerError
 
-from .config import ConfigError, load_config
+from .config import ConfigError, NodeConfig, load_config
 from .logs import LogContext, setup_logging
-from .memtune import limit_malloc_arenas
+from .memtune import fix_mmap_threshold, limit_malloc_arenas
 
 log = logging.getLogger("node.main")
 
@@ -35,13 +35,7 @@ async def _serve(config_path: Path) -> int:
 
     ctx = LogContext(node=config.name)
     setup_logging(ctx, config.get("log", "level"))
-    # Before any thread starts (the verify executor, LevelDB's, sync's):
-    # a thread takes its malloc arena at its first allocation.
-    arenas = config.get("limits", "malloc_arenas")
-    if limit_malloc_arenas(arenas):
-        log.info("malloc arenas capped at %d", arenas)
-    elif arenas:
-        log.info("limits.malloc_arenas: this C library has no arena cap; left as is")
+    _tune_malloc(config)
     node = Node(config, ctx)
     from . import byzantine  # TEST-ONLY fault injection, inert unless its env vars are set
 
@@ -94,6 +88,23 @@ def main(config_path: Path, check: bool, signatures: bool) -> None:
         click.echo(f"ledger-node: configuration error: {exc}", err=True)
         sys.exit(2)
     sys.exit(code)
+
+
+def _tune_malloc(config: NodeConfig) -> None:
+    """glibc's malloc settings (node/memtune.py), before any thread starts
+    (the verify executor, LevelDB's, sync's): a thread takes its malloc
+    arena at its first allocation."""
+    arenas = config.get("limits", "malloc_arenas")
+    threshold = config.get("limits", "malloc_mmap_threshold_bytes")
+    done = []
+    if limit_malloc_arenas(arenas):
+        done.append(f"arenas capped at {arenas}")
+    if fix_mmap_threshold(threshold):
+        done.append(f"blocks from {threshold} bytes mapped on their own")
+    if done:
+        log.info("malloc: %s", ", ".join(done))
+    elif arenas or threshold:
+        log.info("malloc: this C library has no arena cap or mmap threshold; left as is")
 
 
 def _check(config_path: Path, signatures: bool) -> int:

@@ -32,6 +32,7 @@ def test_cluster_node_config_loads(cluster: Path) -> None:
     assert cfg.get("storage", "max_open_files") == 1000
     assert cfg.get("storage", "compaction_nice") == 19
     assert cfg.get("limits", "malloc_arenas") == 2
+    assert cfg.get("limits", "malloc_mmap_threshold_bytes") == 256 * 1024
     assert cfg.get("peers", "max_age_ms") == 5000
 
 
@@ -46,6 +47,8 @@ def test_cluster_node_config_loads(cluster: Path) -> None:
         (("[limits]", "[storage]\nmax_open_files = 10\n[limits]"), "storage.max_open_files"),
         (("[limits]", "[storage]\ncompaction_nice = 20\n[limits]"), "storage.compaction_nice"),
         (("[limits]", "[limits]\nmalloc_arenas = -1"), "limits.malloc_arenas"),
+        (("[limits]", "[limits]\nmalloc_mmap_threshold_bytes = 1e6"),
+         "limits.malloc_mmap_threshold_bytes"),
         (('key_file = "../keys/node1.json"', 'key_file = "../keys/nope.json"'), "node.key_file"),
         (('key_file = "../keys/node1.json"', 'key_file = "../keys/demo.json"'), "node.key_file"),
         (('genesis = "../genesis.json"', 'genesis = "../keys/node0.json"'), "node.genesis"),
@@ -134,3 +137,38 @@ def test_malloc_arenas_cap_what_threads_share(arenas: int, took: bool) -> None:
         assert count == 1, proc.stderr
     else:
         assert count > 1, proc.stderr
+
+
+_THRESHOLD_PROBE = """
+import ctypes, sys
+from node.memtune import fix_mmap_threshold
+print(fix_mmap_threshold(int(sys.argv[1])))
+libc = ctypes.CDLL(None)
+class MallInfo2(ctypes.Structure):
+    _fields_ = [(name, ctypes.c_size_t) for name in
+                "arena ordblks smblks hblks hblkhd usmblks fsmblks uordblks fordblks keepcost".split()]
+libc.mallinfo2.restype = MallInfo2
+libc.malloc.restype = ctypes.c_void_p
+libc.malloc.argtypes = [ctypes.c_size_t]
+libc.free.argtypes = [ctypes.c_void_p]
+libc.free(libc.malloc(4 << 20))  # glibc's moving threshold follows this up to 4 MiB
+mapped = libc.mallinfo2().hblks
+block = libc.malloc(1 << 20)
+print(libc.mallinfo2().hblks - mapped)  # 1: the 1 MiB block was mapped on its own
+libc.free(block)
+"""
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="glibc malloc")
+@pytest.mark.parametrize(("threshold", "took", "mapped"), [(256 * 1024, "True", "1"),
+                                                           (0, "False", "0")])
+def test_malloc_mmap_threshold_stays_fixed(threshold: int, took: str, mapped: str) -> None:
+    """With limits.malloc_mmap_threshold_bytes a 1 MiB block is still mapped
+    (and so returned when freed) after a 4 MiB one was freed; with 0, glibc
+    has moved its threshold above it and carves it from the heap."""
+    proc = subprocess.run([sys.executable, "-c", _THRESHOLD_PROBE, str(threshold)],
+                          capture_output=True, text=True, timeout=60)
+    if "mallinfo2" in proc.stderr:
+        pytest.skip("no glibc mallinfo2 (glibc < 2.33 or another C library)")
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.split() == [took, mapped]
