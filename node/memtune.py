@@ -20,8 +20,9 @@ Measured on the quick benchmark (4 nodes, ~90,000 records; anonymous memory
 before the proof load, mean over the nodes): capping the arenas alone, 118
 MB over four runs against 126 MB over three (ranges overlapping); adding
 the fixed threshold, 110 MB against 121 MB in three paired runs, lower in
-each pair.  CPU per record, throughput, proofs/s and catch-up moved within
-the run-to-run noise.
+each pair.  CPU per record, throughput and catch-up moved within the
+run-to-run noise; proofs/s averaged 5% lower with the fixed threshold over
+six paired runs, inside their spread (-13% to +16% per pair).
 
 Both must be set before the node's threads start: a thread takes its arena
 at its first allocation.  Elsewhere than glibc (musl, macOS) there are no
