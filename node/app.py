@@ -59,6 +59,7 @@ class Node:
     def __init__(self, config: NodeConfig, log_ctx: LogContext) -> None:
         assert config.validator is not None
         self.config = config
+        self.chain_dir = config.data_dir / "chain"
         self.log_ctx = log_ctx
         self.name = config.name
         self.genesis = config.genesis
@@ -90,7 +91,7 @@ class Node:
         storage = cfg.settings["storage"]
         opening = time.perf_counter()
         self._chain = ChainStore(
-            LevelDBStore(str(cfg.data_dir / "chain"),
+            LevelDBStore(str(self.chain_dir),
                          lru_cache_size=storage["block_cache_bytes"],
                          write_buffer_size=storage["write_buffer_bytes"],
                          max_open_files=storage["max_open_files"]),

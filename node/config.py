@@ -107,10 +107,14 @@ SCHEMA: dict[str, dict[str, _Spec]] = {
         # LevelDB's uncompressed block cache and memtable (anonymous memory).
         "block_cache_bytes": (_INT, storage.DEFAULT_LRU_CACHE_BYTES, 1024 * 1024, 1 << 36),
         "write_buffer_bytes": (_INT, storage.DEFAULT_WRITE_BUFFER_BYTES, 1024 * 1024, 1 << 30),
-        # LevelDB keeps this many table files open, each memory-mapped: the
-        # pages reads touch count in the node's RSS (RssFile, clean page
-        # cache).  Lower bounds that at the cost of reopening tables on
-        # reads (README: Operators).  LevelDB raises anything below 74.
+        # How LevelDB reads table files: "pread" (into the block cache above;
+        # the kernel's page cache keeps the rest, outside the node's RSS) or
+        # "mmap", LevelDB's default, where every page a read touches counts
+        # in the node's RSS (node/tablereads.py, README: Operators).
+        "table_reads": (str, "pread", None, None),
+        # LevelDB keeps this many table files open; with "mmap" each is mapped,
+        # and lower bounds the mapped pages at the cost of reopening tables
+        # on reads.  LevelDB raises anything below 74.
         "max_open_files": (_INT, storage.DEFAULT_MAX_OPEN_FILES, 74, 50_000),
         # Nice value of LevelDB's flush/compaction thread once the node is at
         # the tip (Linux; 0 = as the node).  Flushes then use CPU the node
@@ -129,6 +133,7 @@ SCHEMA: dict[str, dict[str, _Spec]] = {
     },
 }
 LOG_LEVELS = ("debug", "info", "warning", "error")
+TABLE_READS = ("pread", "mmap")
 
 # Consensus timeouts when neither genesis params nor node.toml set them.
 DEFAULT_TIMEOUTS_MS = {
@@ -217,6 +222,8 @@ def parse_settings(doc: Mapping[str, Any]) -> dict[str, dict[str, Any]]:
         out[section] = values
     if out["log"]["level"] not in LOG_LEVELS:
         raise ConfigError("log.level", f"must be one of {', '.join(LOG_LEVELS)}")
+    if out["storage"]["table_reads"] not in TABLE_READS:
+        raise ConfigError("storage.table_reads", f"must be one of {', '.join(TABLE_READS)}")
     peers = out["peers"]
     if peers["reconnect_max_ms"] < peers["reconnect_initial_ms"]:
         raise ConfigError("peers.reconnect_max_ms", "must be >= peers.reconnect_initial_ms")

@@ -25,6 +25,7 @@ from ledger.errors import LedgerError
 from .config import ConfigError, NodeConfig, load_config
 from .logs import LogContext, setup_logging
 from .memtune import fix_mmap_threshold, limit_malloc_arenas
+from .tablereads import TableReadsUnchanged, mapped_table_files, read_tables_with_pread
 
 log = logging.getLogger("node.main")
 
@@ -36,6 +37,7 @@ async def _serve(config_path: Path) -> int:
     ctx = LogContext(node=config.name)
     setup_logging(ctx, config.get("log", "level"))
     _tune_malloc(config)
+    pread = _choose_table_reads(config)
     node = Node(config, ctx)
     from . import byzantine  # TEST-ONLY fault injection, inert unless its env vars are set
 
@@ -60,6 +62,9 @@ async def _serve(config_path: Path) -> int:
                   config.data_dir / "chain", exc)
         await node.stop()
         return 1
+    if pread and (mapped := mapped_table_files(node.chain_dir)):
+        log.warning("storage: %d LevelDB table files are memory-mapped despite "
+                    "storage.table_reads = pread", mapped)
     log.info("serving on http://%s:%d", config.host, config.port)
     await stop.wait()
     log.info("stopping")
@@ -105,6 +110,22 @@ def _tune_malloc(config: NodeConfig) -> None:
         log.info("malloc: %s", ", ".join(done))
     elif arenas or threshold:
         log.info("malloc: this C library has no arena cap or mmap threshold; left as is")
+
+
+def _choose_table_reads(config: NodeConfig) -> bool:
+    """LevelDB's table reads (node/tablereads.py): before the store opens,
+    since LevelDB reads the setting when the process first opens a database."""
+    if config.get("storage", "table_reads") == "mmap":
+        log.info("storage: LevelDB memory-maps its table files (storage.table_reads = mmap)")
+        return False
+    try:
+        read_tables_with_pread()
+    except TableReadsUnchanged as exc:
+        log.warning("storage: cannot switch LevelDB to pread, table files stay memory-mapped "
+                    "and the pages reads touch count in RSS: %s", exc)
+        return False
+    log.info("storage: LevelDB reads table files with pread (not memory-mapped)")
+    return True
 
 
 def _check(config_path: Path, signatures: bool) -> int:
