@@ -11,10 +11,11 @@ With ``pread`` the same pages stay in the kernel's page cache, shared and
 reclaimable but outside the process, and the blocks LevelDB decodes go into
 its block cache, which ``storage.block_cache_bytes`` bounds.  RocksDB reads
 this way by default (``use_mmap_reads = false``).  Measured on a 1,000,000
-record store: RSS after 40,000 random proofs 87 MB against 298 MB; proofs
-over HTTP from one node (wrk, three alternating pairs) 2,475/s against
-2,289/s, inside the run-to-run spread; in-process bundle building ~13%
-slower (8,541 against 9,905 bundles/s).
+record store (README: Operators): one node's VmRSS after 20 s of random
+proofs over HTTP 73-87 MB against 281-298 MB, at 2,380 against 2,406
+proofs/s on average over six alternating pairs; in-process bundles
+9,716-9,796/s against 9,268-11,464/s; commits and block serving the same
+within the noise.
 
 LevelDB has no option for this, and plyvel does not reach the limit, which
 lives in one static int of ``util/env_posix.cc``::
