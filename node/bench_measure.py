@@ -23,9 +23,10 @@ def loadavg() -> list[float]:
 
 def memory_mb(pid: int) -> dict[str, float]:
     """VmRSS and its parts: RssAnon is the process's own memory (Python heap,
-    LevelDB's block cache and memtables); RssFile is mostly LevelDB's
-    memory-mapped table files - clean pages the kernel drops under pressure,
-    which grow with how much of the store reads have touched."""
+    LevelDB's block cache and memtables); RssFile is the mapped libraries
+    (~16 MB), plus LevelDB's table files where they are memory-mapped
+    (``storage.table_reads = "mmap"``) - clean pages the kernel drops under
+    pressure, which grow with how much of the store reads have touched."""
     out: dict[str, float] = {}
     try:
         for line in Path(f"/proc/{pid}/status").read_text().splitlines():

@@ -64,18 +64,25 @@ class TableReadsUnchanged(Exception):
     """LevelDB's table reads could not be switched to pread; tables stay mapped."""
 
 
+def _mapped_paths(pid: int | None = None) -> list[str]:
+    """The file paths a process (this one by default) has mapped, one per
+    mapping, from /proc/<pid>/maps; raises OSError where it cannot be read."""
+    with open(f"/proc/{pid or 'self'}/maps", encoding="utf-8") as maps:
+        return [fields[5].strip() for line in maps
+                if len(fields := line.split(maxsplit=5)) == 6]
+
+
 def loaded_leveldb() -> Path:
     """The libleveldb shared object mapped into this process (plyvel's)."""
     import plyvel  # noqa: F401  (loading it maps libleveldb)
 
     try:
-        with open("/proc/self/maps", encoding="utf-8") as maps:
-            for line in maps:
-                fields = line.split(maxsplit=5)
-                if len(fields) == 6 and "libleveldb" in Path(fields[5].strip()).name:
-                    return Path(fields[5].strip())
+        paths = _mapped_paths()
     except OSError as exc:
         raise TableReadsUnchanged(f"cannot read /proc/self/maps: {exc.strerror}") from None
+    for path in paths:
+        if "libleveldb" in Path(path).name:
+            return Path(path)
     raise TableReadsUnchanged("plyvel links LevelDB statically or the platform has no "
                               "/proc/self/maps; no libleveldb to adjust")
 
@@ -146,6 +153,11 @@ def _load_address(library: Path) -> int:
     return ctypes.c_size_t.from_address(link_map.value).value  # l_addr, its first field
 
 
+def mmap_limit(library: Path) -> ctypes.c_int:
+    """LevelDB's mmap limit in the loaded ``library``, as a writable int."""
+    return ctypes.c_int.from_address(_load_address(library) + _symbol_offset(library))
+
+
 def read_tables_with_pread() -> Path:
     """Make LevelDB read table files with pread instead of mapping them.
 
@@ -154,7 +166,7 @@ def read_tables_with_pread() -> Path:
     nothing) when it cannot be done safely.
     """
     library = loaded_leveldb()
-    limit = ctypes.c_int.from_address(_load_address(library) + _symbol_offset(library))
+    limit = mmap_limit(library)
     if limit.value == 0:
         return library  # already switched in this process
     if limit.value != LEVELDB_DEFAULT_MMAP_LIMIT:
@@ -169,16 +181,9 @@ def mapped_table_files(directory: str | os.PathLike[str], pid: int | None = None
     """How many of ``directory``'s LevelDB table files a process (this one by
     default) has mapped; 0 where there is no /proc/<pid>/maps to tell."""
     prefix = os.path.realpath(directory) + os.sep
-    mapped = set()
     try:
-        maps = open(f"/proc/{pid or 'self'}/maps", encoding="utf-8")
+        paths = _mapped_paths(pid)
     except OSError:
         return 0
-    with maps:
-        for line in maps:
-            fields = line.split(maxsplit=5)
-            if len(fields) == 6:
-                path = fields[5].strip()
-                if path.startswith(prefix) and path.endswith((".ldb", ".sst")):
-                    mapped.add(path)
-    return len(mapped)
+    return len({path for path in paths
+                if path.startswith(prefix) and path.endswith((".ldb", ".sst"))})

@@ -67,11 +67,9 @@ def test_pread_leaves_no_table_file_mapped(tmp_path: Path) -> None:
 
 
 _UNKNOWN_VALUE = """
-import ctypes
-from node.tablereads import (TableReadsUnchanged, _load_address, _symbol_offset,
-                             loaded_leveldb, read_tables_with_pread)
-lib = loaded_leveldb()
-limit = ctypes.c_int.from_address(_load_address(lib) + _symbol_offset(lib))
+from node.tablereads import (TableReadsUnchanged, loaded_leveldb, mmap_limit,
+                             read_tables_with_pread)
+limit = mmap_limit(loaded_leveldb())
 print(limit.value)
 limit.value = 7  # not LevelDB's default: some other build
 try:
