@@ -31,6 +31,7 @@ from .errors import (
     WrongChain,
 )
 from .genesis import Genesis
+from .native import native
 
 RECORD_VERSION = 1
 MAX_ENVELOPE_BYTES = 8 * 1024
@@ -230,6 +231,12 @@ def _decode_canonical_record(record_bytes: bytes) -> Record | None:
     """
     if type(record_bytes) is not bytes:
         return None
+    if native is not None:
+        # The same acceptance in C (ledger/_native.c): fields, or None for
+        # anything it does not handle, which the Python path then decides.
+        fields = native.decode_record(record_bytes)
+        if fields is not None:
+            return _new_record(*fields, record_bytes, H(record_bytes))
     try:
         value = _unpack(record_bytes)
         if type(value) is not dict or list(value) != _RECORD_KEY_ORDER:

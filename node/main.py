@@ -21,6 +21,7 @@ import click
 import plyvel
 
 from ledger.errors import LedgerError
+from ledger.native import description as native_description
 
 from .config import ConfigError, NodeConfig, load_config
 from .logs import LogContext, setup_logging
@@ -38,6 +39,7 @@ async def _serve(config_path: Path) -> int:
     setup_logging(ctx, config.get("log", "level"))
     _tune_malloc(config)
     pread = _choose_table_reads(config)
+    log.info("records: decoding and signature batches in %s", native_description)
     node = Node(config, ctx)
     from . import byzantine  # TEST-ONLY fault injection, inert unless its env vars are set
 
