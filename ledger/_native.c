@@ -2,6 +2,9 @@
  * ledger._native: C versions of the two per-record hot spots of a node.
  *
  *   decode_record(b)   the fields of a canonical, well-formed record, or None
+ *   decode_envelope(b) the ledger.records.Envelope of a canonical envelope, or None
+ *   pair_up(nodes)     RFC 9162 interior nodes of consecutive pairs of hashes
+ *   sha256(data)       H, with OpenSSL's own SHA-256 code (ledger.encoding.H)
  *   verify_ed25519(f, domain, items)   many signature checks, GIL released once
  *
  * Both are accelerators for ledger/records.py and ledger/crypto.py, which
@@ -305,16 +308,24 @@ static int read_fixed_bin(cursor *c, Py_ssize_t want, const unsigned char **s) {
  * origin, parents, submitter, ts, v.  Field rules are those of
  * ledger.records._record_from_map.
  */
-static PyObject *decode_record(PyObject *self, PyObject *arg) {
-    if (!PyBytes_CheckExact(arg)) Py_RETURN_NONE;
-    cursor c = {(const unsigned char *)PyBytes_AS_STRING(arg),
-                (const unsigned char *)PyBytes_AS_STRING(arg) + PyBytes_GET_SIZE(arg)};
-    PyObject *body = NULL, *chain = NULL, *kind = NULL, *origin = NULL, *parents = NULL;
-    PyObject *submitter = NULL, *nonce_o = NULL, *ts_o = NULL, *result = NULL;
+typedef struct {
+    PyObject *chain, *submitter, *nonce, *ts, *kind, *origin, *body, *parents;
+} record_fields;
+
+static void clear_fields(record_fields *f) {
+    Py_CLEAR(f->chain); Py_CLEAR(f->submitter); Py_CLEAR(f->nonce); Py_CLEAR(f->ts);
+    Py_CLEAR(f->kind); Py_CLEAR(f->origin); Py_CLEAR(f->body); Py_CLEAR(f->parents);
+}
+
+/* The fields of the record in [p, end): 0, NOT_HANDLED or PY_ERROR (on
+ * anything but 0 the fields are cleared). */
+static int parse_record(const unsigned char *p, const unsigned char *end, record_fields *f) {
+    cursor c = {p, end};
     int r = 0;
     unsigned char tag;
     uint64_t nonce, ts, v;
     Py_ssize_t n;
+    memset(f, 0, sizeof(*f));
 
 #define STEP(x) do { if ((r = (x))) goto done; } while (0)
     STEP(need(&c, 1));
@@ -326,13 +337,13 @@ static PyObject *decode_record(PyObject *self, PyObject *arg) {
     if (!is_map_tag(tag)) { r = NOT_HANDLED; goto done; }
     STEP(read_container_len(&c, tag, &n));
     if (n > (c.end - c.p) / 2) { r = NOT_HANDLED; goto done; }
-    STEP(read_map_body(&c, n, 1, &body));
+    STEP(read_map_body(&c, n, 1, &f->body));
 
     STEP(expect_key(&c, "chain"));
-    STEP(read_text(&c, MAX_CHAIN_CHARS, &chain));
+    STEP(read_text(&c, MAX_CHAIN_CHARS, &f->chain));
 
     STEP(expect_key(&c, "kind"));
-    STEP(read_text(&c, MAX_KIND_CHARS, &kind));
+    STEP(read_text(&c, MAX_KIND_CHARS, &f->kind));
 
     STEP(expect_key(&c, "nonce"));
     STEP(read_uint(&c, &nonce));
@@ -343,11 +354,11 @@ static PyObject *decode_record(PyObject *self, PyObject *arg) {
     if (!is_map_tag(tag)) { r = NOT_HANDLED; goto done; }
     STEP(read_container_len(&c, tag, &n));
     if (n > MAX_ORIGIN_ENTRIES) { r = NOT_HANDLED; goto done; }
-    STEP(read_map_body(&c, n, 1, &origin));
+    STEP(read_map_body(&c, n, 1, &f->origin));
     {
         PyObject *k, *val;
         Py_ssize_t pos = 0;
-        while (PyDict_Next(origin, &pos, &k, &val))
+        while (PyDict_Next(f->origin, &pos, &k, &val))
             if (!PyUnicode_CheckExact(val)) { r = NOT_HANDLED; goto done; }
     }
 
@@ -364,12 +375,12 @@ static PyObject *decode_record(PyObject *self, PyObject *arg) {
             for (Py_ssize_t j = 0; j < i; j++)
                 if (memcmp(ids[i], ids[j], ID_LEN) == 0) { r = NOT_HANDLED; goto done; }
         }
-        parents = PyTuple_New(n);
-        if (parents == NULL) { r = PY_ERROR; goto done; }
+        f->parents = PyTuple_New(n);
+        if (f->parents == NULL) { r = PY_ERROR; goto done; }
         for (Py_ssize_t i = 0; i < n; i++) {
             PyObject *b = PyBytes_FromStringAndSize((const char *)ids[i], ID_LEN);
             if (b == NULL) { r = PY_ERROR; goto done; }
-            PyTuple_SET_ITEM(parents, i, b);
+            PyTuple_SET_ITEM(f->parents, i, b);
         }
     }
 
@@ -377,8 +388,8 @@ static PyObject *decode_record(PyObject *self, PyObject *arg) {
     {
         const unsigned char *s;
         STEP(read_fixed_bin(&c, PUBKEY_LEN, &s));
-        submitter = PyBytes_FromStringAndSize((const char *)s, PUBKEY_LEN);
-        if (submitter == NULL) { r = PY_ERROR; goto done; }
+        f->submitter = PyBytes_FromStringAndSize((const char *)s, PUBKEY_LEN);
+        if (f->submitter == NULL) { r = PY_ERROR; goto done; }
     }
 
     STEP(expect_key(&c, "ts"));
@@ -390,18 +401,249 @@ static PyObject *decode_record(PyObject *self, PyObject *arg) {
     if (c.p != c.end) { r = NOT_HANDLED; goto done; }  /* trailing bytes */
 #undef STEP
 
-    nonce_o = PyLong_FromUnsignedLongLong(nonce);
-    ts_o = PyLong_FromUnsignedLongLong(ts);
-    if (nonce_o == NULL || ts_o == NULL) { r = PY_ERROR; goto done; }
-    result = PyTuple_Pack(8, chain, submitter, nonce_o, ts_o, kind, origin, body, parents);
-    if (result == NULL) r = PY_ERROR;
-
+    f->nonce = PyLong_FromUnsignedLongLong(nonce);
+    f->ts = PyLong_FromUnsignedLongLong(ts);
+    if (f->nonce == NULL || f->ts == NULL) r = PY_ERROR;
 done:
-    Py_XDECREF(body); Py_XDECREF(chain); Py_XDECREF(kind); Py_XDECREF(origin);
-    Py_XDECREF(parents); Py_XDECREF(submitter); Py_XDECREF(nonce_o); Py_XDECREF(ts_o);
-    if (r == PY_ERROR) { Py_XDECREF(result); return NULL; }
+    if (r) clear_fields(f);
+    return r;
+}
+
+/*
+ * decode_record(record_bytes) ->
+ *   (chain, submitter, nonce, ts, kind, origin, body, parents) or None
+ *
+ * The record map's nine keys in canonical order: body, chain, kind, nonce,
+ * origin, parents, submitter, ts, v.  Field rules are those of
+ * ledger.records._record_from_map.
+ */
+static PyObject *decode_record(PyObject *self, PyObject *arg) {
+    if (!PyBytes_CheckExact(arg)) Py_RETURN_NONE;
+    const unsigned char *p = (const unsigned char *)PyBytes_AS_STRING(arg);
+    record_fields f;
+    int r = parse_record(p, p + PyBytes_GET_SIZE(arg), &f);
+    if (r == PY_ERROR) return NULL;
     if (r) Py_RETURN_NONE;
+    PyObject *result = PyTuple_Pack(8, f.chain, f.submitter, f.nonce, f.ts, f.kind, f.origin,
+                                    f.body, f.parents);
+    clear_fields(&f);
     return result;
+}
+
+/* -- whole envelopes, as ledger.records objects --------------------------
+ *
+ * set_sha256(...) hands over the protocol's H (below), set_classes(Record,
+ * Envelope) the two classes.
+ * decode_envelope then builds the same objects ledger.records builds: a
+ * Record with its bytes and id, an Envelope with its record, signature,
+ * bytes and (computed now: a node needs it for every record) leaf hash,
+ * filled in through the instance dict as records._new_record does.
+ */
+static PyObject *record_cls, *envelope_cls;
+static PyObject *s_chain, *s_submitter, *s_nonce, *s_ts, *s_kind, *s_origin, *s_body,
+    *s_parents, *s_record_bytes, *s_id, *s_record, *s_sig, *s_envelope_bytes, *s_leaf_hash;
+
+#define MAX_ENVELOPE_BYTES 8192
+
+static int intern_names(void) {
+#define INTERN(var, text) if (var == NULL && (var = PyUnicode_InternFromString(text)) == NULL) return -1
+    INTERN(s_chain, "chain"); INTERN(s_submitter, "submitter"); INTERN(s_nonce, "nonce");
+    INTERN(s_ts, "ts"); INTERN(s_kind, "kind"); INTERN(s_origin, "origin"); INTERN(s_body, "body");
+    INTERN(s_parents, "parents"); INTERN(s_record_bytes, "record_bytes"); INTERN(s_id, "id");
+    INTERN(s_record, "record"); INTERN(s_sig, "sig"); INTERN(s_envelope_bytes, "envelope_bytes");
+    INTERN(s_leaf_hash, "leaf_hash");
+#undef INTERN
+    return 0;
+}
+
+/* OpenSSL's SHA-256 (SHA256_Init/Update/Final of the libcrypto Python's
+ * hashlib loaded; ledger/native.py looks them up): the code hashlib runs,
+ * without the EVP layer's context allocation and method lookup per call,
+ * which cost more than hashing a 65-byte Merkle node. */
+typedef int (*sha_init_fn)(void *ctx);
+typedef int (*sha_update_fn)(void *ctx, const void *data, size_t len);
+typedef int (*sha_final_fn)(unsigned char *md, void *ctx);
+static sha_init_fn sha_init;
+static sha_update_fn sha_update;
+static sha_final_fn sha_final;
+/* SHA256_CTX is 112 bytes in OpenSSL 1.1 and 3.x; room to spare. */
+typedef union { unsigned char bytes[512]; uint64_t align; } sha_ctx;
+
+static PyObject *set_sha256(PyObject *self, PyObject *args) {
+    unsigned long long init, update, final;
+    if (!PyArg_ParseTuple(args, "KKK:set_sha256", &init, &update, &final)) return NULL;
+    if (!init || !update || !final) {
+        PyErr_SetString(PyExc_ValueError, "set_sha256() needs three function addresses");
+        return NULL;
+    }
+    if (intern_names() < 0) return NULL;
+    sha_init = (sha_init_fn)(uintptr_t)init;
+    sha_update = (sha_update_fn)(uintptr_t)update;
+    sha_final = (sha_final_fn)(uintptr_t)final;
+    Py_RETURN_NONE;
+}
+
+/* H(prefix || data), prefix of 0 or 1 byte, into md. */
+static void sha256_into(int prefix, const void *data, size_t len, unsigned char *md) {
+    sha_ctx ctx;
+    sha_init(&ctx);
+    if (prefix >= 0) {
+        unsigned char p = (unsigned char)prefix;
+        sha_update(&ctx, &p, 1);
+    }
+    sha_update(&ctx, data, len);
+    sha_final(md, &ctx);
+}
+
+static PyObject *sha256_bytes(int prefix, const void *data, size_t len) {
+    PyObject *out = PyBytes_FromStringAndSize(NULL, 32);
+    if (out == NULL) return NULL;
+    sha256_into(prefix, data, len, (unsigned char *)PyBytes_AS_STRING(out));
+    return out;
+}
+
+static int ready(void) {
+    if (sha_init == NULL) {
+        PyErr_SetString(PyExc_RuntimeError, "ledger._native: set_sha256() first");
+        return 0;
+    }
+    return 1;
+}
+
+/* sha256(data) -> H(data), the protocol's hash (ledger.encoding.H). */
+static PyObject *sha256(PyObject *self, PyObject *arg) {
+    if (!ready()) return NULL;
+    Py_buffer view;
+    if (PyObject_GetBuffer(arg, &view, PyBUF_SIMPLE) < 0) return NULL;
+    PyObject *out = sha256_bytes(-1, view.buf, (size_t)view.len);
+    PyBuffer_Release(&view);
+    return out;
+}
+
+static PyObject *set_classes(PyObject *self, PyObject *args) {
+    PyObject *rc, *ec;
+    if (!PyArg_ParseTuple(args, "O!O!:set_classes", &PyType_Type, &rc, &PyType_Type, &ec))
+        return NULL;
+    if (intern_names() < 0) return NULL;
+    Py_INCREF(rc); Py_INCREF(ec);
+    Py_XSETREF(record_cls, rc);
+    Py_XSETREF(envelope_cls, ec);
+    Py_RETURN_NONE;
+}
+
+/* A new instance of cls (object.__new__, no __init__) with these attributes. */
+static PyObject *new_instance(PyObject *cls, PyObject *const *names, PyObject *const *values, int n) {
+    /* what object.__new__(cls) does: the type's tp_new, no arguments */
+    PyTypeObject *tp = (PyTypeObject *)cls;
+    PyObject *no_args = PyTuple_New(0);
+    if (no_args == NULL) return NULL;
+    PyObject *obj = tp->tp_new(tp, no_args, NULL);
+    Py_DECREF(no_args);
+    if (obj == NULL) return NULL;
+    PyObject *dict = PyObject_GenericGetDict(obj, NULL);
+    if (dict == NULL) { Py_DECREF(obj); return NULL; }
+    for (int i = 0; i < n; i++) {
+        if (PyDict_SetItem(dict, names[i], values[i]) < 0) {
+            Py_DECREF(dict); Py_DECREF(obj); return NULL;
+        }
+    }
+    Py_DECREF(dict);
+    return obj;
+}
+
+static PyObject *decode_envelope(PyObject *self, PyObject *arg) {
+    if (!ready()) return NULL;
+    if (record_cls == NULL) {
+        PyErr_SetString(PyExc_RuntimeError, "ledger._native: set_classes() first");
+        return NULL;
+    }
+    if (!PyBytes_CheckExact(arg)) Py_RETURN_NONE;
+    const unsigned char *data = (const unsigned char *)PyBytes_AS_STRING(arg);
+    Py_ssize_t size = PyBytes_GET_SIZE(arg);
+    /* canonical({"record": r, "sig": s}): map header, "record", r as bin 8
+     * or bin 16 (bin 32 cannot fit in 8 KiB), "sig", bin 8 of 64 bytes. */
+    static const unsigned char head[] = {0x82, 0xa6, 'r', 'e', 'c', 'o', 'r', 'd'};
+    static const unsigned char sig_key[] = {0xa3, 's', 'i', 'g', 0xc4, SIG_LEN};
+    if (size < 10 || size > MAX_ENVELOPE_BYTES || memcmp(data, head, sizeof head) != 0)
+        Py_RETURN_NONE;
+    Py_ssize_t n, start;
+    if (data[8] == 0xc4) { n = data[9]; start = 10; }
+    else if (data[8] == 0xc5 && size >= 11) {
+        n = ((Py_ssize_t)data[9] << 8) | data[10];
+        start = 11;
+        if (n < 0x100) Py_RETURN_NONE;
+    } else Py_RETURN_NONE;
+    Py_ssize_t end = start + n;
+    if (size != end + (Py_ssize_t)sizeof sig_key + SIG_LEN
+        || memcmp(data + end, sig_key, sizeof sig_key) != 0)
+        Py_RETURN_NONE;
+
+    record_fields f;
+    int r = parse_record(data + start, data + end, &f);
+    if (r == PY_ERROR) return NULL;
+    if (r) Py_RETURN_NONE;
+
+    PyObject *record_bytes = NULL, *record_id = NULL, *sig = NULL, *record = NULL;
+    PyObject *leaf = NULL, *envelope = NULL;
+    record_bytes = PyBytes_FromStringAndSize((const char *)data + start, n);
+    if (record_bytes == NULL) goto done;
+    record_id = sha256_bytes(-1, data + start, (size_t)n);
+    if (record_id == NULL) goto done;
+    {
+        PyObject *names[] = {s_chain, s_submitter, s_nonce, s_ts, s_kind, s_origin, s_body,
+                             s_parents, s_record_bytes, s_id};
+        PyObject *values[] = {f.chain, f.submitter, f.nonce, f.ts, f.kind, f.origin, f.body,
+                              f.parents, record_bytes, record_id};
+        record = new_instance(record_cls, names, values, 10);
+        if (record == NULL) goto done;
+    }
+    sig = PyBytes_FromStringAndSize((const char *)data + size - SIG_LEN, SIG_LEN);
+    if (sig == NULL) goto done;
+    leaf = sha256_bytes(0, data, (size_t)size);
+    if (leaf == NULL) goto done;
+    {
+        PyObject *names[] = {s_record, s_sig, s_envelope_bytes, s_leaf_hash};
+        PyObject *values[] = {record, sig, arg, leaf};
+        envelope = new_instance(envelope_cls, names, values, 4);
+    }
+done:
+    clear_fields(&f);
+    Py_XDECREF(record_bytes); Py_XDECREF(record_id); Py_XDECREF(sig); Py_XDECREF(record);
+    Py_XDECREF(leaf);
+    return envelope;
+}
+
+/*
+ * pair_up(nodes) -> the RFC 9162 interior node H(0x01 || left || right) of
+ * each consecutive pair of 32-byte hashes; an odd last node is left out
+ * (the callers carry it up).  ledger.log._pair_up and ledger.merkle's
+ * level fold are the Python versions.
+ */
+static PyObject *pair_up(PyObject *self, PyObject *nodes) {
+    if (!ready()) return NULL;
+    if (!PyList_CheckExact(nodes)) {
+        PyErr_SetString(PyExc_TypeError, "pair_up() takes a list of 32-byte hashes");
+        return NULL;
+    }
+    Py_ssize_t pairs = PyList_GET_SIZE(nodes) / 2;
+    PyObject *out = PyList_New(pairs);
+    if (out == NULL) return NULL;
+    for (Py_ssize_t i = 0; i < pairs; i++) {
+        PyObject *left = PyList_GET_ITEM(nodes, 2 * i), *right = PyList_GET_ITEM(nodes, 2 * i + 1);
+        if (!PyBytes_CheckExact(left) || !PyBytes_CheckExact(right)
+            || PyBytes_GET_SIZE(left) != 32 || PyBytes_GET_SIZE(right) != 32) {
+            Py_DECREF(out);
+            PyErr_SetString(PyExc_ValueError, "pair_up() takes 32-byte hashes");
+            return NULL;
+        }
+        unsigned char both[64];
+        memcpy(both, PyBytes_AS_STRING(left), 32);
+        memcpy(both + 32, PyBytes_AS_STRING(right), 32);
+        PyObject *parent = sha256_bytes(1, both, 64);
+        if (parent == NULL) { Py_DECREF(out); return NULL; }
+        PyList_SET_ITEM(out, i, parent);
+    }
+    return out;
 }
 
 /*
@@ -495,6 +737,15 @@ done:
 }
 
 static PyMethodDef native_methods[] = {
+    {"set_sha256", set_sha256, METH_VARARGS,
+     "set_sha256(init, update, final): addresses of OpenSSL's SHA256_Init/Update/Final"},
+    {"sha256", sha256, METH_O, "sha256(data) -> the 32-byte SHA-256 of data"},
+    {"set_classes", set_classes, METH_VARARGS,
+     "set_classes(Record, Envelope): the classes decode_envelope builds"},
+    {"pair_up", pair_up, METH_O,
+     "pair_up(nodes) -> [H(0x01 || nodes[2i] || nodes[2i+1])]: RFC 9162 interior nodes"},
+    {"decode_envelope", decode_envelope, METH_O,
+     "decode_envelope(envelope_bytes) -> Envelope | None"},
     {"decode_record", decode_record, METH_O,
      "decode_record(record_bytes) -> (chain, submitter, nonce, ts, kind, origin, body, parents) | None"},
     {"verify_ed25519", verify_ed25519, METH_VARARGS,

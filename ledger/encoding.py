@@ -11,11 +11,13 @@ from __future__ import annotations
 import base64
 import binascii
 import hashlib
+from collections.abc import Callable
 from typing import Any
 
 import msgpack
 
 from .errors import BadEncoding, NonCanonical
+from .native import native
 
 UINT64_MAX = 2**64 - 1
 INT64_MIN = -(2**63)
@@ -27,9 +29,13 @@ _MAX_DEPTH = 32
 _Timestamp = msgpack.Timestamp
 
 
-def H(data: bytes) -> bytes:
-    """SHA-256, the only hash of the protocol."""
+def _hashlib_sha256(data: bytes) -> bytes:
     return hashlib.sha256(data).digest()
+
+
+# SHA-256, the only hash of the protocol: OpenSSL's, through the C module
+# where it is built (no hashlib object per call: ledger/native.py), else hashlib.
+H: Callable[[bytes], bytes] = native.sha256 if native is not None else _hashlib_sha256
 
 
 def _normalize(value: Any, depth: int = 0) -> Any:

@@ -30,6 +30,7 @@ from typing import Callable, Mapping, Sequence
 
 from . import schema
 from .errors import StorageCorruption
+from .native import native
 from .merkle import (
     EMPTY_ROOT,
     HASH_LEN,
@@ -121,6 +122,8 @@ def fold_peaks(hashes: Sequence[bytes]) -> bytes:
 
 def _pair_up(nodes: list[bytes]) -> list[bytes]:
     """Parents of consecutive pairs (an odd last node stays a peak)."""
+    if native is not None:
+        return native.pair_up(nodes)
     it = iter(nodes)
     return [_sha256(b"\x01" + left + right).digest() for left, right in zip(it, it, strict=False)]
 

@@ -14,6 +14,7 @@ from typing import Callable, Sequence
 
 from .crypto import digest_equal
 from .errors import ConsistencyError, InclusionError
+from .native import native
 
 HASH_LEN = 32
 LEAF_PREFIX = b"\x00"
@@ -55,7 +56,10 @@ def _list_subtree(leaf_hashes: Sequence[bytes]) -> SubtreeHash:
         # Pairing left to right and carrying the odd one up computes the same
         # tree as the RFC's recursive split at the largest power of two.
         while len(level) > 1:
-            nxt = [node_hash(level[i], level[i + 1]) for i in range(0, len(level) - 1, 2)]
+            if native is not None:
+                nxt = native.pair_up(level)
+            else:
+                nxt = [node_hash(level[i], level[i + 1]) for i in range(0, len(level) - 1, 2)]
             if len(level) % 2:
                 nxt.append(level[-1])
             level = nxt

@@ -1,8 +1,10 @@
 """Which C accelerators this process uses.
 
 ``ledger._native`` (ledger/_native.c, built by setup.py where a C compiler
-is present) speeds up the two per-record hot spots of a node: decoding a
-canonical record and checking a batch of signatures.  The Python code it
+is present) speeds up the per-record hot spots of a node: decoding a
+canonical envelope, checking a batch of signatures, SHA-256 (through
+OpenSSL's own functions, without hashlib's per-call EVP setup) and the
+interior nodes of Merkle trees.  The Python code it
 replaces stays the reference and the fallback: without the module, or with
 ``AUDITLEDGER_PURE_PYTHON=1`` in the environment (read once, at import, as
 msgpack's ``MSGPACK_PUREPYTHON``), every path is pure Python and behaves the
@@ -11,20 +13,56 @@ same, only slower.
 
 from __future__ import annotations
 
+import ctypes
+import hashlib
 import os
-from types import ModuleType
+from typing import Any, Protocol
 
 PURE_PYTHON_ENV = "AUDITLEDGER_PURE_PYTHON"
 
 
-def _load() -> tuple[ModuleType | None, str]:
+class Native(Protocol):
+    """What ledger._native offers (ledger/_native.pyi has the same)."""
+
+    def decode_record(self, record_bytes: bytes, /) -> tuple[
+            str, bytes, int, int, str, dict[str, str], dict[str, Any], tuple[bytes, ...]] | None: ...
+    def decode_envelope(self, envelope_bytes: bytes, /) -> Any: ...
+    def set_classes(self, record_cls: type, envelope_cls: type, /) -> None: ...
+    def set_sha256(self, init: int, update: int, final: int, /) -> None: ...
+    def sha256(self, data: bytes, /) -> bytes: ...
+    def pair_up(self, nodes: list[bytes], /) -> list[bytes]: ...
+    def verify_ed25519(self, verify_detached_address: int, domain: bytes,
+                       items: list[tuple[bytes, bytes, bytes]], /) -> list[bool]: ...
+
+
+def _load() -> tuple[Native | None, str]:
     if os.environ.get(PURE_PYTHON_ENV, "") not in ("", "0"):
         return None, f"pure Python ({PURE_PYTHON_ENV} is set)"
     try:
         from . import _native
     except ImportError as exc:
         return None, f"pure Python (ledger._native is not built: {exc})"
+    try:
+        _native.set_sha256(*_openssl_sha256())
+    except (ImportError, OSError, AttributeError, ValueError) as exc:
+        return None, f"pure Python (OpenSSL's SHA-256 functions not found: {exc})"
+    if _native.sha256(b"abc") != hashlib.sha256(b"abc").digest():
+        return None, "pure Python (OpenSSL's SHA256_* functions disagree with hashlib)"
     return _native, "C (ledger._native)"
+
+
+def _openssl_sha256() -> tuple[int, int, int]:
+    """Addresses of SHA256_Init, SHA256_Update and SHA256_Final in the
+    libcrypto that hashlib's ``_hashlib`` loaded (dlsym searches a library's
+    dependencies too): the same SHA-256 code hashlib runs."""
+    import _hashlib
+
+    library = ctypes.CDLL(_hashlib.__file__)
+    addresses = [ctypes.cast(getattr(library, name), ctypes.c_void_p).value
+                 for name in ("SHA256_Init", "SHA256_Update", "SHA256_Final")]
+    if not all(addresses):
+        raise OSError("a SHA256_* function has no address")
+    return addresses[0] or 0, addresses[1] or 0, addresses[2] or 0
 
 
 native, description = _load()

@@ -122,6 +122,10 @@ class Envelope:
         return H(b"\x00" + self.envelope_bytes)
 
 
+if native is not None:
+    native.set_classes(Record, Envelope)
+
+
 def _bytes_to_hex(value: Any) -> Any:
     if isinstance(value, bytes):
         return to_hex(value)
@@ -306,6 +310,11 @@ def _envelope_parts(value: Any) -> tuple[bytes, bytes]:
 
 def decode_envelope(envelope_bytes: bytes) -> Envelope:
     """Decode an envelope; checks form and size, not the signature."""
+    if native is not None:
+        # ledger/_native.c: the same Envelope, or None and the paths below decide.
+        envelope: Envelope | None = native.decode_envelope(envelope_bytes)
+        if envelope is not None:
+            return envelope
     parts = _canonical_envelope_parts(envelope_bytes) if type(envelope_bytes) is bytes else None
     if parts is None:
         return _decode_envelope_general(envelope_bytes)

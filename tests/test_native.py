@@ -368,3 +368,113 @@ def test_pure_python_fallback() -> None:
     out = subprocess.run([sys.executable, "-c", script, canonical_record().hex()], env=env,
                          capture_output=True, text=True, check=True)
     assert out.stdout.split() == ["7", "payment", "['amount',", "'currency']"]
+
+
+# -- whole envelopes -------------------------------------------------------
+
+def _envelope_bytes(record_bytes: bytes, sig: bytes) -> bytes:
+    return pack({"record": record_bytes, "sig": sig})
+
+
+def check_envelope(blob: bytes) -> Any:
+    from dataclasses import FrozenInstanceError
+
+    from ledger.encoding import H
+    from ledger.records import Envelope, Record, _decode_envelope_general
+
+    env = native.decode_envelope(blob)
+    try:
+        reference = _decode_envelope_general(blob)
+    except LedgerError:
+        reference = None
+    if env is not None:
+        assert reference is not None, f"C accepted an envelope Python refuses: {blob.hex()}"
+        assert type(env) is Envelope and type(env.record) is Record
+        assert env == reference and env.record == reference.record
+        assert env.envelope_bytes is blob
+        assert env.leaf_hash == H(b"\x00" + blob) == reference.leaf_hash
+        assert env.id == env.record.id == H(env.record.record_bytes)
+        assert repr(env) == repr(reference)
+        with pytest.raises(FrozenInstanceError):
+            env.sig = b""  # type: ignore[misc]
+    return env, reference
+
+
+@needs_native
+@FUZZ
+@given(body=st.dictionaries(st.text(max_size=8), canonical_values, max_size=8),
+       parents=st.lists(st.binary(min_size=32, max_size=32), max_size=16, unique=True),
+       sig=st.binary(min_size=64, max_size=64))
+def test_canonical_envelopes_decode_as_in_python(body: Any, parents: list[bytes], sig: bytes) -> None:
+    try:
+        blob = _envelope_bytes(canonical_record(body=body, parents=parents), sig)
+    except ValueError:
+        return
+    env, reference = check_envelope(blob)
+    if len(blob) <= 8192:
+        assert env is not None
+    else:
+        assert env is None and reference is None  # too large: refused by Python
+
+
+@needs_native
+@FUZZ
+@given(st.data())
+def test_mutated_envelopes_never_disagree(data: st.DataObject) -> None:
+    from test_fuzz_decoders import mutated
+
+    seed = _envelope_bytes(canonical_record(body={"memo": "m" * 300}), b"\x07" * 64)
+    check_envelope(bytes(data.draw(mutated(seed))))
+
+
+@needs_native
+def test_envelope_corner_cases() -> None:
+    record = canonical_record()
+    sig = b"\x07" * 64
+    good = _envelope_bytes(record, sig)
+    assert check_envelope(good)[0] is not None
+    bin16 = b"\x82\xa6record\xc5" + len(record).to_bytes(2, "big") + record + b"\xa3sig\xc4\x40" + sig
+    assert check_envelope(bin16) == (None, None)  # bin 16 for a short record
+    assert check_envelope(_envelope_bytes(record, sig[:63]))[1] is None
+    assert check_envelope(pack({"sig": sig, "record": record}))[1] is None  # key order
+    assert check_envelope(good + b"\x00")[1] is None
+    for cut in range(len(good)):
+        assert native.decode_envelope(good[:cut]) is None
+    assert native.decode_envelope(bytearray(good)) is None  # type: ignore[arg-type]
+    big = _envelope_bytes(canonical_record(body={"memo": "m" * 8000}), sig)
+    assert len(big) > 8192 and check_envelope(big) == (None, None)
+
+
+# -- Merkle interior nodes -------------------------------------------------
+
+@needs_native
+@FUZZ
+@given(st.lists(st.binary(min_size=32, max_size=32), max_size=40))
+def test_pair_up_is_rfc9162_node_hash(nodes: list[bytes]) -> None:
+    from ledger.merkle import node_hash
+
+    expected = [node_hash(nodes[i], nodes[i + 1]) for i in range(0, len(nodes) - 1, 2)]
+    assert native.pair_up(nodes) == expected
+
+
+@needs_native
+def test_pair_up_refuses_what_is_not_a_hash() -> None:
+    with pytest.raises(ValueError):
+        native.pair_up([b"\x00" * 32, b"\x00" * 31])
+    with pytest.raises(TypeError):
+        native.pair_up((b"\x00" * 32, b"\x00" * 32))  # type: ignore[arg-type]
+    assert native.pair_up([b"\x00" * 32]) == []
+
+
+@needs_native
+@FUZZ
+@given(st.binary(max_size=1000))
+def test_sha256_is_hashlib(data: bytes) -> None:
+    import hashlib
+
+    from ledger.encoding import H
+
+    assert H is native.sha256
+    expected = hashlib.sha256(data).digest()
+    assert native.sha256(data) == native.sha256(bytearray(data)) == expected
+    assert native.sha256(memoryview(data)) == expected
