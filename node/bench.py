@@ -5,9 +5,11 @@ Scenarios, each against real ``ledger-node`` processes of a
 every commit synced, every record signed and its signature checked by every
 validator), records signed before any clock starts:
 
-* ``ceiling``    one core's Ed25519 verify rate (PyNaCl, through
-                 ``ledger.crypto.verify_signature``) measured in this run;
-                 ceiling = rate x cores / validators.
+* ``ceiling``    one core's Ed25519 verify rate measured in this run, the
+                 higher of PyNaCl one call per signature
+                 (``ledger.crypto.verify_signature``) and the node's batch
+                 (``ledger.crypto.verify_many``); ceiling = rate x cores /
+                 validators.
 * ``latency``    fresh cluster, open-loop offer at ``--rate`` records/s;
                  submit -> commit (observed on node 0) percentiles.
 * ``throughput`` fresh cluster, offer as fast as admission takes it for
@@ -65,7 +67,8 @@ async def run(o: Opts, scenarios: set[str], keep: Path | None) -> dict[str, Any]
             res["ceiling"] = measure_ceiling(1.0 if o.quick else 3.0)
             progress.remove_task(t)
             console.print(f"ceiling: {res['ceiling']['verify_per_s_one_core']:,} verifies/s "
-                          f"on one core -> {res['ceiling']['ceiling_records_per_s']:,} records/s")
+                          f"on one core -> {res['ceiling']['ceiling_records_per_s']:,} records/s; "
+                          f"records: {res['ceiling']['records_path']}")
             if "latency" in scenarios:
                 res["latency"] = await scenario_latency(root, o, progress, o.rate)
                 console.print(f"latency: p50 {res['latency']['p50_ms']} ms, "

@@ -28,7 +28,11 @@ def table(res: dict[str, Any]) -> Table:
         return "[green]yes[/]" if b else "[red]no[/]"
 
     ce = res["ceiling"]
-    t.add_row("Ed25519 ceiling", f"{ce['verify_per_s_one_core']:,} verifies/s/core",
+    detail = ""
+    if "verify_per_s_pynacl" in ce:
+        detail = (f" (PyNaCl {ce['verify_per_s_pynacl']:,}, node's batch "
+                  f"{ce['verify_per_s_batch']:,})")
+    t.add_row("Ed25519 ceiling", f"{ce['verify_per_s_one_core']:,} verifies/s/core{detail}",
               "", f"{ce['ceiling_records_per_s']:,} rec/s (x{ce['cores']} cores / 4)", "", la(ce))
     if "throughput" in res:
         th = res["throughput"]

@@ -12,11 +12,13 @@ import json
 import os
 import time
 from pathlib import Path
+from collections.abc import Callable
 from typing import Any
 
 from rich.progress import Progress
 
-from ledger.crypto import RECORD_DOMAIN, verify_signature
+from ledger.crypto import RECORD_DOMAIN, verify_many, verify_signature
+from ledger.native import description as native_description
 
 from .bench_measure import (
     Profiler,
@@ -43,22 +45,44 @@ from .localnet import LocalCluster, until
 
 
 def measure_ceiling(seconds: float) -> dict[str, Any]:
-    """One core's verify rate through the node's own verify call."""
+    """One core's verify rate through the node's own verify call.
+
+    The node checks signatures in batches (``ledger.crypto.verify_many``:
+    with the C module, libsodium in a loop without the GIL), so that is what
+    sets the ceiling; PyNaCl's one-call-per-signature rate (the issue's "about
+    15,000/s with PyNaCl") is measured alongside, and the higher of the two
+    is the ceiling, so the fraction of it is never flattered."""
     from ledger.crypto import SigningKey
 
     key = SigningKey.generate()
     msgs = [os.urandom(200) for _ in range(64)]
     sigs = [key.sign(RECORD_DOMAIN, m) for m in msgs]
     pk = key.public_key
+    items = [(pk, m, s) for m, s in zip(msgs, sigs)]
     la0 = loadavg()
-    n, t0 = 0, time.perf_counter()
-    while time.perf_counter() - t0 < seconds:
+
+    def rate_of(check: Callable[[], None]) -> float:
+        n, t0 = 0, time.perf_counter()
+        while time.perf_counter() - t0 < seconds / 2:
+            check()
+            n += len(msgs)
+        return n / (time.perf_counter() - t0)
+
+    def one_by_one() -> None:
         for m, s in zip(msgs, sigs):
             verify_signature(pk, RECORD_DOMAIN, m, s)
-        n += len(msgs)
-    rate = n / (time.perf_counter() - t0)
+
+    def batched() -> None:
+        if not all(verify_many(RECORD_DOMAIN, items)):
+            raise AssertionError("a good signature failed in the batch")
+
+    pynacl = rate_of(one_by_one)
+    batch = rate_of(batched)
+    rate = max(pynacl, batch)
     cores = os.cpu_count() or 1
     return {"verify_per_s_one_core": round(rate), "cores": cores, "validators": 4,
+            "verify_per_s_pynacl": round(pynacl), "verify_per_s_batch": round(batch),
+            "records_path": native_description,
             "ceiling_records_per_s": round(rate * cores / 4),
             "load_start": la0, "load_end": loadavg()}
 
