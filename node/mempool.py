@@ -58,9 +58,12 @@ class ChainView(Protocol):
     def height(self) -> int: ...
 
 
-@dataclass(frozen=True)
-class Admission:
-    """The outcome for one submitted envelope: a status or an error."""
+class Admission(NamedTuple):
+    """The outcome for one submitted envelope: a status or an error.
+
+    A named tuple, not a frozen dataclass: one is built per record admitted,
+    and the dataclass's ``__init__`` sets each field through
+    ``object.__setattr__``."""
 
     id: bytes | None
     status: str | None = None  # "accepted" | "duplicate" | "committed"
@@ -157,11 +160,14 @@ class Mempool:
 
     def mark_verified(self, leaf_hashes: Iterable[bytes]) -> None:
         """Remember envelopes whose signatures were checked (here or in block validation)."""
+        verified = self._verified
+        move = verified.move_to_end
         for leaf in leaf_hashes:
-            self._verified[leaf] = None
-            self._verified.move_to_end(leaf)
-        while len(self._verified) > self._verified_cap:
-            self._verified.popitem(last=False)
+            verified[leaf] = None
+            move(leaf)
+        excess = len(verified) - self._verified_cap
+        for _ in range(max(0, excess)):
+            verified.popitem(last=False)
 
     # -- admission ---------------------------------------------------------
 
@@ -193,11 +199,10 @@ class Mempool:
             chunk = todo[lo:lo + VERIFY_CHUNK]
             envs = [d for i in chunk if isinstance(d := decoded[i], Envelope)]
             errors = await loop.run_in_executor(None, self._verify_many, envs)
-            for i, env, err in zip(chunk, envs, errors):
+            for i, err in zip(chunk, errors):
                 if err is not None:
                     decoded[i] = err
-                else:
-                    self.mark_verified([env.leaf_hash])
+            self.mark_verified([env.leaf_hash for env, err in zip(envs, errors) if err is None])
         results = []
         for i, d in enumerate(decoded):
             if i % YIELD_EVERY == YIELD_EVERY - 1:
