@@ -14,6 +14,7 @@ is exercised with ``AUDITLEDGER_PURE_PYTHON=1`` in a fresh interpreter.
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 import sys
 from typing import Any
@@ -478,3 +479,17 @@ def test_sha256_is_hashlib(data: bytes) -> None:
     expected = hashlib.sha256(data).digest()
     assert native.sha256(data) == native.sha256(bytearray(data)) == expected
     assert native.sha256(memoryview(data)) == expected
+
+
+def test_python_fast_paths_still_agree_with_the_general_path() -> None:
+    """With the C module built, CI never runs the Python fast paths of
+    ledger/records.py, which stay the fallback: run their property tests
+    (tests/test_fuzz_decoders.py) in pure Python too."""
+    tests_dir = os.path.dirname(os.path.abspath(__file__))
+    env = dict(os.environ, AUDITLEDGER_PURE_PYTHON="1")
+    out = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider",
+                          os.path.join(tests_dir, "test_fuzz_decoders.py"), "-k", "fast_path"],
+                         env=env, capture_output=True, text=True)
+    assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-2000:]
+    passed = re.search(r"(\d+) passed", out.stdout)
+    assert passed is not None and int(passed.group(1)) >= 3, out.stdout[-1000:]
