@@ -118,30 +118,38 @@ static int read_len(cursor *c, int n, Py_ssize_t min, Py_ssize_t *len) {
     return 0;
 }
 
-/* A str's UTF-8 bytes; 1 if tag is not a str tag. */
-static int read_str_raw(cursor *c, unsigned char tag, const unsigned char **s, Py_ssize_t *len) {
-    int r;
-    if (tag >= 0xa0 && tag <= 0xbf) *len = tag & 0x1f;
-    else if (tag == 0xd9) { if ((r = read_len(c, 1, 32, len))) return r; }
-    else if (tag == 0xda) { if ((r = read_len(c, 2, 0x100, len))) return r; }
-    else if (tag == 0xdb) { if ((r = read_len(c, 4, 0x10000, len))) return r; }
-    else return NOT_HANDLED;
-    if (need(c, *len)) return NOT_HANDLED;
+/* The next len bytes, as the payload of a str or bin. */
+static int take(cursor *c, Py_ssize_t len, const unsigned char **s) {
+    if (need(c, len)) return NOT_HANDLED;
     *s = c->p;
-    c->p += *len;
+    c->p += len;
     return 0;
 }
 
+/* A str or bin with a 1-, 2- or 4-byte length (form 0, 1, 2), each form
+ * only for lengths the shorter one cannot hold (form 0 from min8). */
+static int read_sized(cursor *c, int form, Py_ssize_t min8, const unsigned char **s,
+                      Py_ssize_t *len) {
+    static const int width[] = {1, 2, 4};
+    Py_ssize_t min = form == 0 ? min8 : form == 1 ? 0x100 : 0x10000;
+    int r = read_len(c, width[form], min, len);
+    return r ? r : take(c, *len, s);
+}
+
+/* A str's UTF-8 bytes: fixstr, str 8 (from 32 bytes), str 16, str 32. */
+static int read_str_raw(cursor *c, unsigned char tag, const unsigned char **s, Py_ssize_t *len) {
+    if (tag >= 0xa0 && tag <= 0xbf) {
+        *len = tag & 0x1f;
+        return take(c, *len, s);
+    }
+    if (tag >= 0xd9 && tag <= 0xdb) return read_sized(c, tag - 0xd9, 32, s, len);
+    return NOT_HANDLED;
+}
+
+/* A bin's bytes: bin 8, bin 16, bin 32. */
 static int read_bin_raw(cursor *c, unsigned char tag, const unsigned char **s, Py_ssize_t *len) {
-    int r;
-    if (tag == 0xc4) { if ((r = read_len(c, 1, 0, len))) return r; }
-    else if (tag == 0xc5) { if ((r = read_len(c, 2, 0x100, len))) return r; }
-    else if (tag == 0xc6) { if ((r = read_len(c, 4, 0x10000, len))) return r; }
-    else return NOT_HANDLED;
-    if (need(c, *len)) return NOT_HANDLED;
-    *s = c->p;
-    c->p += *len;
-    return 0;
+    if (tag >= 0xc4 && tag <= 0xc6) return read_sized(c, tag - 0xc4, 0, s, len);
+    return NOT_HANDLED;
 }
 
 static int is_map_tag(unsigned char tag) { return (tag >= 0x80 && tag <= 0x8f) || tag == 0xde || tag == 0xdf; }
@@ -171,6 +179,16 @@ static int key_before(const unsigned char *a, Py_ssize_t alen, const unsigned ch
     Py_ssize_t n = alen < blen ? alen : blen;
     int r = memcmp(a, b, (size_t)n);
     return r < 0 || (r == 0 && alen < blen);
+}
+
+/* A map or array header (is_kind says which) of at most max entries. */
+static int read_header(cursor *c, int (*is_kind)(unsigned char), Py_ssize_t max, Py_ssize_t *n) {
+    if (need(c, 1)) return NOT_HANDLED;
+    unsigned char tag = *c->p++;
+    if (!is_kind(tag)) return NOT_HANDLED;
+    int r = read_container_len(c, tag, n);
+    if (r) return r;
+    return *n > max ? NOT_HANDLED : 0;
 }
 
 static int read_value(cursor *c, int depth, PyObject **out);
@@ -322,7 +340,6 @@ static void clear_fields(record_fields *f) {
 static int parse_record(const unsigned char *p, const unsigned char *end, record_fields *f) {
     cursor c = {p, end};
     int r = 0;
-    unsigned char tag;
     uint64_t nonce, ts, v;
     Py_ssize_t n;
     memset(f, 0, sizeof(*f));
@@ -332,10 +349,7 @@ static int parse_record(const unsigned char *p, const unsigned char *end, record
     if (*c.p++ != 0x89) { r = NOT_HANDLED; goto done; }
 
     STEP(expect_key(&c, "body"));
-    STEP(need(&c, 1));
-    tag = *c.p++;
-    if (!is_map_tag(tag)) { r = NOT_HANDLED; goto done; }
-    STEP(read_container_len(&c, tag, &n));
+    STEP(read_header(&c, is_map_tag, PY_SSIZE_T_MAX, &n));
     if (n > (c.end - c.p) / 2) { r = NOT_HANDLED; goto done; }
     STEP(read_map_body(&c, n, 1, &f->body));
 
@@ -349,11 +363,7 @@ static int parse_record(const unsigned char *p, const unsigned char *end, record
     STEP(read_uint(&c, &nonce));
 
     STEP(expect_key(&c, "origin"));
-    STEP(need(&c, 1));
-    tag = *c.p++;
-    if (!is_map_tag(tag)) { r = NOT_HANDLED; goto done; }
-    STEP(read_container_len(&c, tag, &n));
-    if (n > MAX_ORIGIN_ENTRIES) { r = NOT_HANDLED; goto done; }
+    STEP(read_header(&c, is_map_tag, MAX_ORIGIN_ENTRIES, &n));
     STEP(read_map_body(&c, n, 1, &f->origin));
     {
         PyObject *k, *val;
@@ -363,11 +373,7 @@ static int parse_record(const unsigned char *p, const unsigned char *end, record
     }
 
     STEP(expect_key(&c, "parents"));
-    STEP(need(&c, 1));
-    tag = *c.p++;
-    if (!is_array_tag(tag)) { r = NOT_HANDLED; goto done; }
-    STEP(read_container_len(&c, tag, &n));
-    if (n > MAX_PARENTS) { r = NOT_HANDLED; goto done; }
+    STEP(read_header(&c, is_array_tag, MAX_PARENTS, &n));
     {
         const unsigned char *ids[MAX_PARENTS];
         for (Py_ssize_t i = 0; i < n; i++) {
