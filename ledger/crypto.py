@@ -2,15 +2,14 @@
 
 from __future__ import annotations
 
-import ctypes
 import hmac
 from collections.abc import Sequence
 
-import nacl._sodium
 import nacl.exceptions
 import nacl.signing
 
 from .errors import BadSignature
+from . import native as native_mod
 from .native import native
 
 RECORD_DOMAIN = b"auditledger/record/v1\n"
@@ -47,21 +46,6 @@ def verify_signature(public_key: bytes, domain: bytes, message: bytes, sig: byte
         raise BadSignature("signature does not verify") from None
 
 
-def _verify_detached_address() -> int:
-    """Where libsodium's ``crypto_sign_verify_detached`` is, in the copy
-    PyNaCl loaded (and initialised): the C batch calls the very function
-    PyNaCl's ``VerifyKey.verify`` ends in (``crypto_sign_open`` checks the
-    signature with it), so both accept exactly the same signatures."""
-    library = ctypes.CDLL(nacl._sodium.__file__)
-    address = ctypes.cast(library.crypto_sign_verify_detached, ctypes.c_void_p).value
-    if not address:
-        raise OSError("crypto_sign_verify_detached not found in PyNaCl's libsodium")
-    return address
-
-
-_VERIFY_DETACHED = _verify_detached_address() if native is not None else 0
-
-
 def verify_many(domain: bytes, items: Sequence[tuple[bytes, bytes, bytes]]) -> list[bool]:
     """For each ``(public_key, message, sig)``: does ``sig`` sign ``domain +
     message``?  The same answers as :func:`verify_signature`, as booleans.
@@ -71,7 +55,7 @@ def verify_many(domain: bytes, items: Sequence[tuple[bytes, bytes, bytes]]) -> l
     check waits behind a busy event loop each time).  Meant for threads off
     the event loop, in chunks of a few hundred."""
     if native is not None:
-        return native.verify_ed25519(_VERIFY_DETACHED, domain, list(items))
+        return native.verify_ed25519(native_mod.verify_detached_address, domain, list(items))
     out = []
     for public_key, message, sig in items:
         try:

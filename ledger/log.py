@@ -30,13 +30,13 @@ from typing import Callable, Mapping, Sequence
 
 from . import schema
 from .errors import StorageCorruption
-from .native import native
 from .merkle import (
     EMPTY_ROOT,
     HASH_LEN,
     perfect_subtrees,
     split_point,
 )
+from .native import native
 from .storage import KeyValueStore, WriteBatch
 from .tiles import (
     SLOT_SHIFT,

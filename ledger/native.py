@@ -48,7 +48,27 @@ def _load() -> tuple[Native | None, str]:
         return None, f"pure Python (OpenSSL's SHA-256 functions not found: {exc})"
     if _native.sha256(b"abc") != hashlib.sha256(b"abc").digest():
         return None, "pure Python (OpenSSL's SHA256_* functions disagree with hashlib)"
+    global verify_detached_address
+    try:
+        verify_detached_address = _libsodium_verify_detached()
+    except (ImportError, OSError, AttributeError) as exc:
+        return None, f"pure Python (libsodium's crypto_sign_verify_detached not found: {exc})"
     return _native, "C (ledger._native)"
+
+
+def _libsodium_verify_detached() -> int:
+    """Where libsodium's ``crypto_sign_verify_detached`` is, in the copy
+    PyNaCl loaded (and initialised): the C batch calls the very function
+    PyNaCl's ``VerifyKey.verify`` ends in (``crypto_sign_open`` checks the
+    signature with it), so both accept exactly the same signatures."""
+    import nacl._sodium
+    import nacl.signing  # noqa: F401  (initialises libsodium)
+
+    library = ctypes.CDLL(nacl._sodium.__file__)
+    address = ctypes.cast(library.crypto_sign_verify_detached, ctypes.c_void_p).value
+    if not address:
+        raise OSError("crypto_sign_verify_detached has no address")
+    return address
 
 
 def _openssl_sha256() -> tuple[int, int, int]:
@@ -65,5 +85,7 @@ def _openssl_sha256() -> tuple[int, int, int]:
     return addresses[0] or 0, addresses[1] or 0, addresses[2] or 0
 
 
+verify_detached_address = 0
+"""libsodium's ``crypto_sign_verify_detached``, for ``native.verify_ed25519``."""
 native, description = _load()
 """The C module, or None; and one line saying which, for logs and reports."""

@@ -341,15 +341,14 @@ def test_verify_agrees_with_pynacl(cases: list[tuple[bytes, int, int]]) -> None:
 
 @needs_native
 def test_verify_rejects_wrong_item_types() -> None:
-    from ledger.crypto import _VERIFY_DETACHED
-
+    address = native_mod.verify_detached_address
     with pytest.raises(TypeError):
-        native.verify_ed25519(_VERIFY_DETACHED, RECORD_DOMAIN, [(b"k", "text", b"s")])
+        native.verify_ed25519(address, RECORD_DOMAIN, [(b"k", "text", b"s")])
     with pytest.raises(TypeError):
-        native.verify_ed25519(_VERIFY_DETACHED, RECORD_DOMAIN, [(b"k", b"m")])
+        native.verify_ed25519(address, RECORD_DOMAIN, [(b"k", b"m")])
     with pytest.raises(ValueError):
         native.verify_ed25519(0, RECORD_DOMAIN, [])
-    assert native.verify_ed25519(_VERIFY_DETACHED, RECORD_DOMAIN, []) == []
+    assert native.verify_ed25519(address, RECORD_DOMAIN, []) == []
 
 
 def test_pure_python_fallback() -> None:
@@ -493,3 +492,22 @@ def test_python_fast_paths_still_agree_with_the_general_path() -> None:
     assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-2000:]
     passed = re.search(r"(\d+) passed", out.stdout)
     assert passed is not None and int(passed.group(1)) >= 3, out.stdout[-1000:]
+
+
+def test_a_missing_library_function_means_pure_python(monkeypatch: pytest.MonkeyPatch) -> None:
+    """If libsodium's or OpenSSL's function cannot be found, the C module is
+    not used at all, and the description (the node's start log) says why."""
+    if native is None:
+        pytest.skip("ledger._native is not built")
+
+    def missing() -> int:
+        raise OSError("no such symbol")
+
+    monkeypatch.setattr(native_mod, "_libsodium_verify_detached", missing)
+    module, why = native_mod._load()
+    assert module is None and "crypto_sign_verify_detached not found: no such symbol" in why
+    monkeypatch.setattr(native_mod, "_openssl_sha256", missing)
+    module, why = native_mod._load()
+    assert module is None and "SHA-256 functions not found" in why
+    monkeypatch.setenv(native_mod.PURE_PYTHON_ENV, "1")
+    assert native_mod._load() == (None, "pure Python (AUDITLEDGER_PURE_PYTHON is set)")
