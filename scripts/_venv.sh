@@ -10,7 +10,7 @@ if [ ! -x "$VENV/bin/python" ]; then
     "$VENV/bin/python" -m pip install -q --upgrade pip >&2
 fi
 STAMP="$VENV/.auditledger-$(echo "$EXTRAS" | tr ',' '-')"
-WANT="$(cat "$ROOT/setup.cfg" "$ROOT/pyproject.toml" "$ROOT/setup.py" "$ROOT/ledger/_native.c" | sha256sum | cut -c1-16)"
+WANT="$(cat "$ROOT/setup.cfg" "$ROOT/pyproject.toml" "$ROOT/setup.py" "$ROOT"/ledger/_native*.[ch] | sha256sum | cut -c1-16)"
 if [ ! -f "$STAMP" ] || [ "$(cat "$STAMP")" != "$WANT" ]; then
     echo "installing auditledger[$EXTRAS] into $VENV" >&2
     "$VENV/bin/python" -m pip install -q -e "$ROOT[$EXTRAS]" >&2
