@@ -123,7 +123,7 @@ static PyObject *pair_up(PyObject *self, PyObject *nodes) {
  *
  * ``verify_detached`` is the address of libsodium's
  * crypto_sign_verify_detached(sig, m, mlen, pk) in the library PyNaCl
- * loaded (ledger/crypto.py looks it up), so the checks are exactly PyNaCl's.
+ * loaded (ledger/native.py looks it up), so the checks are exactly PyNaCl's.
  * ``items`` is a list of (public_key, message, signature) bytes; the message
  * signed is ``domain + message``.  The GIL is released once for the whole
  * list, not once per signature: a verify thread that needs the GIL back
@@ -228,7 +228,8 @@ static PyMethodDef native_methods[] = {
 
 static struct PyModuleDef native_module = {
     PyModuleDef_HEAD_INIT, "ledger._native",
-    "C accelerators for ledger.records and ledger.crypto (see ledger/native.py).",
+    "C accelerators for ledger.records, ledger.crypto, ledger.encoding and ledger.merkle "
+    "(see ledger/native.py).",
     -1, native_methods, NULL, NULL, NULL, NULL,
 };
 

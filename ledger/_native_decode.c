@@ -421,7 +421,7 @@ PyObject *native_decode_record(PyObject *self, PyObject *arg) {
 
 /* -- whole envelopes, as ledger.records objects --------------------------
  *
- * set_sha256(...) hands over the protocol's H (below), set_classes(Record,
+ * set_sha256(...) (_native.c) hands over the protocol's H, set_classes(Record,
  * Envelope) the two classes.
  * decode_envelope then builds the same objects ledger.records builds: a
  * Record with its bytes and id, an Envelope with its record, signature,

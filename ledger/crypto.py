@@ -9,8 +9,7 @@ import nacl.exceptions
 import nacl.signing
 
 from .errors import BadSignature
-from . import native as native_mod
-from .native import native
+from .native import native, verify_detached_address
 
 RECORD_DOMAIN = b"auditledger/record/v1\n"
 VOTE_DOMAIN = b"auditledger/vote/v1\n"
@@ -55,7 +54,7 @@ def verify_many(domain: bytes, items: Sequence[tuple[bytes, bytes, bytes]]) -> l
     check waits behind a busy event loop each time).  Meant for threads off
     the event loop, in chunks of a few hundred."""
     if native is not None:
-        return native.verify_ed25519(native_mod.verify_detached_address, domain, list(items))
+        return native.verify_ed25519(verify_detached_address, domain, list(items))
     out = []
     for public_key, message, sig in items:
         try:

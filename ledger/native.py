@@ -35,25 +35,37 @@ class Native(Protocol):
                        items: list[tuple[bytes, bytes, bytes]], /) -> list[bool]: ...
 
 
-def _load() -> tuple[Native | None, str]:
+def _load() -> tuple[Native | None, str, int]:
+    """The module, why (or why not), and libsodium's verify function for it."""
     if os.environ.get(PURE_PYTHON_ENV, "") not in ("", "0"):
-        return None, f"pure Python ({PURE_PYTHON_ENV} is set)"
+        return None, f"pure Python ({PURE_PYTHON_ENV} is set)", 0
     try:
         from . import _native
     except ImportError as exc:
-        return None, f"pure Python (ledger._native is not built: {exc})"
+        return None, f"pure Python (ledger._native is not built: {exc})", 0
     try:
         _native.set_sha256(*_openssl_sha256())
     except (ImportError, OSError, AttributeError, ValueError) as exc:
-        return None, f"pure Python (OpenSSL's SHA-256 functions not found: {exc})"
+        return None, f"pure Python (OpenSSL's SHA-256 functions not found: {exc})", 0
     if _native.sha256(b"abc") != hashlib.sha256(b"abc").digest():
-        return None, "pure Python (OpenSSL's SHA256_* functions disagree with hashlib)"
-    global verify_detached_address
+        return None, "pure Python (OpenSSL's SHA256_* functions disagree with hashlib)", 0
     try:
-        verify_detached_address = _libsodium_verify_detached()
+        verify_detached = _libsodium_verify_detached()
     except (ImportError, OSError, AttributeError) as exc:
-        return None, f"pure Python (libsodium's crypto_sign_verify_detached not found: {exc})"
-    return _native, "C (ledger._native)"
+        return None, f"pure Python (libsodium's crypto_sign_verify_detached not found: {exc})", 0
+    return _native, "C (ledger._native)", verify_detached
+
+
+def _addresses(library_file: str, names: tuple[str, ...]) -> list[int]:
+    """Where the functions ``names`` are in a library this process already
+    loaded (``dlopen`` of the same file returns the loaded copy, and
+    ``dlsym`` searches its dependencies too)."""
+    library = ctypes.CDLL(library_file)
+    addresses = [ctypes.cast(getattr(library, name), ctypes.c_void_p).value or 0
+                 for name in names]
+    if not all(addresses):
+        raise OSError(f"one of {', '.join(names)} has no address")
+    return addresses
 
 
 def _libsodium_verify_detached() -> int:
@@ -64,28 +76,20 @@ def _libsodium_verify_detached() -> int:
     import nacl._sodium
     import nacl.signing  # noqa: F401  (initialises libsodium)
 
-    library = ctypes.CDLL(nacl._sodium.__file__)
-    address = ctypes.cast(library.crypto_sign_verify_detached, ctypes.c_void_p).value
-    if not address:
-        raise OSError("crypto_sign_verify_detached has no address")
-    return address
+    return _addresses(nacl._sodium.__file__, ("crypto_sign_verify_detached",))[0]
 
 
 def _openssl_sha256() -> tuple[int, int, int]:
     """Addresses of SHA256_Init, SHA256_Update and SHA256_Final in the
-    libcrypto that hashlib's ``_hashlib`` loaded (dlsym searches a library's
-    dependencies too): the same SHA-256 code hashlib runs."""
+    libcrypto that hashlib's ``_hashlib`` loaded: the same SHA-256 code
+    hashlib runs."""
     import _hashlib
 
-    library = ctypes.CDLL(_hashlib.__file__)
-    addresses = [ctypes.cast(getattr(library, name), ctypes.c_void_p).value
-                 for name in ("SHA256_Init", "SHA256_Update", "SHA256_Final")]
-    if not all(addresses):
-        raise OSError("a SHA256_* function has no address")
-    return addresses[0] or 0, addresses[1] or 0, addresses[2] or 0
+    init, update, final = _addresses(_hashlib.__file__,
+                                     ("SHA256_Init", "SHA256_Update", "SHA256_Final"))
+    return init, update, final
 
 
-verify_detached_address = 0
-"""libsodium's ``crypto_sign_verify_detached``, for ``native.verify_ed25519``."""
-native, description = _load()
-"""The C module, or None; and one line saying which, for logs and reports."""
+native, description, verify_detached_address = _load()
+"""The C module, or None; one line saying which, for logs and reports; and
+libsodium's ``crypto_sign_verify_detached``, for ``native.verify_ed25519``."""

@@ -11,8 +11,8 @@ import asyncio
 import json
 import os
 import time
-from pathlib import Path
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 from rich.progress import Progress

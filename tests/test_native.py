@@ -504,10 +504,10 @@ def test_a_missing_library_function_means_pure_python(monkeypatch: pytest.Monkey
         raise OSError("no such symbol")
 
     monkeypatch.setattr(native_mod, "_libsodium_verify_detached", missing)
-    module, why = native_mod._load()
+    module, why, _ = native_mod._load()
     assert module is None and "crypto_sign_verify_detached not found: no such symbol" in why
     monkeypatch.setattr(native_mod, "_openssl_sha256", missing)
-    module, why = native_mod._load()
+    module, why, _ = native_mod._load()
     assert module is None and "SHA-256 functions not found" in why
     monkeypatch.setenv(native_mod.PURE_PYTHON_ENV, "1")
-    assert native_mod._load() == (None, "pure Python (AUDITLEDGER_PURE_PYTHON is set)")
+    assert native_mod._load() == (None, "pure Python (AUDITLEDGER_PURE_PYTHON is set)", 0)
