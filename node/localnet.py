@@ -33,8 +33,26 @@ FAST_PARAMS = {"timeout_propose_ms": 1000, "timeout_prevote_ms": 500,
                "timeout_precommit_ms": 500, "timeout_delta_ms": 250}
 
 
-def free_base_port(n: int, lo: int = 20_000, hi: int = 60_000) -> int:
-    """A base port P such that P..P+n-1 are free on 127.0.0.1 right now."""
+def ephemeral_port_range() -> tuple[int, int]:
+    """The kernel's range for outgoing connections' local ports."""
+    try:
+        lo, hi = Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()
+        return int(lo), int(hi)
+    except (OSError, ValueError):
+        return 32_768, 60_999  # Linux's default
+
+
+def free_base_port(n: int, lo: int = 10_000, hi: int | None = None) -> int:
+    """A base port P such that P..P+n-1 are free on 127.0.0.1 right now.
+
+    The block lies below the ephemeral range: the ports are only checked here
+    and bound later by the nodes, and in between any outgoing connection on the
+    machine could be given one of them as its local port ("address already in
+    use" when the node starts)."""
+    if hi is None:
+        hi = ephemeral_port_range()[0]
+    if hi - n <= lo:
+        raise RuntimeError(f"no room for {n} ports in {lo}..{hi}")
     rng = random.Random()
     for _ in range(200):
         base = rng.randrange(lo, hi - n)

@@ -98,3 +98,15 @@ def test_up_streams_logs_stops_on_sigterm_and_leaves_no_orphans(tmp_path: Path) 
         assert not any(alive(p) for p in pids)
     finally:
         kill_leftovers(runner, pids)
+
+
+def test_local_clusters_take_ports_below_the_ephemeral_range() -> None:
+    """The ports are checked free and bound by the nodes later; an outgoing
+    connection given one as its local port in between made a node fail with
+    "address already in use", so test clusters stay out of that range."""
+    from node.localnet import ephemeral_port_range
+
+    low = ephemeral_port_range()[0]
+    for _ in range(20):
+        base = free_base_port(4)
+        assert base + 3 < low
