@@ -5,10 +5,13 @@
  *   decode_envelope(b) the ledger.records.Envelope of a canonical envelope, or None
  *   pair_up(nodes)     RFC 9162 interior nodes of consecutive pairs of hashes
  *   sha256(data)       H, with OpenSSL's own SHA-256 code (ledger.encoding.H)
- *   verify_ed25519(f, domain, items)   many signature checks, GIL released once
+ *   verify_ed25519(domain, items, tables, max_tables)
+ *                      many signature checks, GIL released once
  *
- * Files: _native_decode.c (the decoders), this one (hashing, signatures,
- * the module), _native.h (what they share).
+ * Files: _native_decode.c (the decoders), _native_verify.c (signature
+ * batches), _native_ed25519.c (Ed25519 arithmetic from per-key tables, no
+ * Python), this one (hashing, the module), _native.h and _native_ed25519.h
+ * (what they share).
  *
  * They are accelerators for ledger/records.py, ledger/crypto.py,
  * ledger/encoding.py and ledger/merkle.py, which stay the reference: the
@@ -118,97 +121,6 @@ static PyObject *pair_up(PyObject *self, PyObject *nodes) {
 }
 
 
-/*
- * verify_ed25519(verify_detached, domain, items) -> list[bool]
- *
- * ``verify_detached`` is the address of libsodium's
- * crypto_sign_verify_detached(sig, m, mlen, pk) in the library PyNaCl
- * loaded (ledger/native.py looks it up), so the checks are exactly PyNaCl's.
- * ``items`` is a list of (public_key, message, signature) bytes; the message
- * signed is ``domain + message``.  The GIL is released once for the whole
- * list, not once per signature: a verify thread that needs the GIL back
- * after each check waits behind the event loop (up to the 5 ms switch
- * interval each time when the loop is busy).
- */
-typedef int (*verify_detached_fn)(const unsigned char *sig, const unsigned char *m,
-                                  unsigned long long mlen, const unsigned char *pk);
-
-static PyObject *verify_ed25519(PyObject *self, PyObject *args) {
-    unsigned long long address;
-    Py_buffer domain;
-    PyObject *items;
-    if (!PyArg_ParseTuple(args, "Ky*O!:verify_ed25519", &address, &domain, &PyList_Type, &items))
-        return NULL;
-    if (address == 0) {
-        PyBuffer_Release(&domain);
-        PyErr_SetString(PyExc_ValueError, "no verify function");
-        return NULL;
-    }
-    verify_detached_fn verify = (verify_detached_fn)(uintptr_t)address;
-    /* A private copy of the list: the caller's list may change while the
-     * GIL is released, and the copy holds a reference to every item. */
-    PyObject *held = PyList_GetSlice(items, 0, PyList_GET_SIZE(items));
-    if (held == NULL) { PyBuffer_Release(&domain); return NULL; }
-    Py_ssize_t n = PyList_GET_SIZE(held);
-    PyObject *result = NULL;
-    const unsigned char **pks = NULL, **msgs = NULL, **sigs = NULL;
-    Py_ssize_t *lens = NULL;
-    unsigned char *ok = NULL, *buf = NULL;
-    Py_ssize_t longest = 0;
-
-    pks = PyMem_Malloc(sizeof(*pks) * (size_t)(n + 1));
-    msgs = PyMem_Malloc(sizeof(*msgs) * (size_t)(n + 1));
-    sigs = PyMem_Malloc(sizeof(*sigs) * (size_t)(n + 1));
-    lens = PyMem_Malloc(sizeof(*lens) * (size_t)(n + 1));
-    ok = PyMem_Malloc((size_t)(n + 1));
-    if (!pks || !msgs || !sigs || !lens || !ok) { PyErr_NoMemory(); goto done; }
-    for (Py_ssize_t i = 0; i < n; i++) {
-        PyObject *t = PyList_GET_ITEM(held, i);
-        if (!PyTuple_CheckExact(t) || PyTuple_GET_SIZE(t) != 3) {
-            PyErr_SetString(PyExc_TypeError, "items are (public_key, message, signature) tuples");
-            goto done;
-        }
-        PyObject *pk = PyTuple_GET_ITEM(t, 0), *m = PyTuple_GET_ITEM(t, 1), *s = PyTuple_GET_ITEM(t, 2);
-        if (!PyBytes_CheckExact(pk) || !PyBytes_CheckExact(m) || !PyBytes_CheckExact(s)) {
-            PyErr_SetString(PyExc_TypeError, "public key, message and signature must be bytes");
-            goto done;
-        }
-        /* A wrong length is a bad signature, as in ledger.crypto.verify_signature. */
-        pks[i] = PyBytes_GET_SIZE(pk) == PUBKEY_LEN && PyBytes_GET_SIZE(s) == SIG_LEN
-                     ? (const unsigned char *)PyBytes_AS_STRING(pk) : NULL;
-        sigs[i] = (const unsigned char *)PyBytes_AS_STRING(s);
-        msgs[i] = (const unsigned char *)PyBytes_AS_STRING(m);
-        lens[i] = PyBytes_GET_SIZE(m);
-        if (lens[i] > longest) longest = lens[i];
-    }
-    buf = PyMem_Malloc((size_t)(domain.len + longest + 1));
-    if (buf == NULL) { PyErr_NoMemory(); goto done; }
-    memcpy(buf, domain.buf, (size_t)domain.len);
-
-    Py_BEGIN_ALLOW_THREADS
-    for (Py_ssize_t i = 0; i < n; i++) {
-        if (pks[i] == NULL) { ok[i] = 0; continue; }
-        memcpy(buf + domain.len, msgs[i], (size_t)lens[i]);
-        ok[i] = verify(sigs[i], buf, (unsigned long long)(domain.len + lens[i]), pks[i]) == 0;
-    }
-    Py_END_ALLOW_THREADS
-
-    result = PyList_New(n);
-    if (result == NULL) goto done;
-    for (Py_ssize_t i = 0; i < n; i++) {
-        PyObject *b = ok[i] ? Py_True : Py_False;
-        Py_INCREF(b);
-        PyList_SET_ITEM(result, i, b);
-    }
-done:
-    PyMem_Free(pks); PyMem_Free(msgs); PyMem_Free(sigs); PyMem_Free(lens);
-    PyMem_Free(ok); PyMem_Free(buf);
-    Py_DECREF(held);
-    PyBuffer_Release(&domain);
-    return result;
-}
-
-
 static PyMethodDef native_methods[] = {
     {"set_sha256", set_sha256, METH_VARARGS,
      "set_sha256(init, update, final): addresses of OpenSSL's SHA256_Init/Update/Final"},
@@ -221,8 +133,12 @@ static PyMethodDef native_methods[] = {
      "decode_envelope(envelope_bytes) -> Envelope | None"},
     {"decode_record", native_decode_record, METH_O,
      "decode_record(record_bytes) -> (chain, submitter, nonce, ts, kind, origin, body, parents) | None"},
-    {"verify_ed25519", verify_ed25519, METH_VARARGS,
-     "verify_ed25519(verify_detached_address, domain, [(pk, message, sig)]) -> list[bool]"},
+    {"set_sodium", native_set_sodium, METH_VARARGS,
+     "set_sodium(verify_detached, is_valid_point, sha512, scalar_reduce): libsodium's functions"},
+    {"ed25519_combine", native_ed25519_combine, METH_VARARGS,
+     "ed25519_combine(public_key, s, h) -> encode([s]B - [h]A), the key tables' arithmetic"},
+    {"verify_ed25519", native_verify_ed25519, METH_VARARGS,
+     "verify_ed25519(domain, [(pk, message, sig)], tables, max_tables) -> list[bool]"},
     {NULL, NULL, 0, NULL},
 };
 

@@ -341,14 +341,16 @@ def test_verify_agrees_with_pynacl(cases: list[tuple[bytes, int, int]]) -> None:
 
 @needs_native
 def test_verify_rejects_wrong_item_types() -> None:
-    address = native_mod.verify_detached_address
+    for tables in ({}, None):
+        with pytest.raises(TypeError):
+            native.verify_ed25519(RECORD_DOMAIN, [(b"k", "text", b"s")], tables, 4)
+        with pytest.raises(TypeError):
+            native.verify_ed25519(RECORD_DOMAIN, [(b"k", b"m")], tables, 4)
+        assert native.verify_ed25519(RECORD_DOMAIN, [], tables, 4) == []
     with pytest.raises(TypeError):
-        native.verify_ed25519(address, RECORD_DOMAIN, [(b"k", "text", b"s")])
-    with pytest.raises(TypeError):
-        native.verify_ed25519(address, RECORD_DOMAIN, [(b"k", b"m")])
+        native.verify_ed25519(RECORD_DOMAIN, [], [], 4)
     with pytest.raises(ValueError):
-        native.verify_ed25519(0, RECORD_DOMAIN, [])
-    assert native.verify_ed25519(address, RECORD_DOMAIN, []) == []
+        native.set_sodium(0, 0, 0, 0)
 
 
 def test_pure_python_fallback() -> None:
@@ -503,11 +505,11 @@ def test_a_missing_library_function_means_pure_python(monkeypatch: pytest.Monkey
     def missing() -> int:
         raise OSError("no such symbol")
 
-    monkeypatch.setattr(native_mod, "_libsodium_verify_detached", missing)
+    monkeypatch.setattr(native_mod, "_libsodium_functions", missing)
     module, why, _ = native_mod._load()
-    assert module is None and "crypto_sign_verify_detached not found: no such symbol" in why
+    assert module is None and "libsodium's functions not found: no such symbol" in why
     monkeypatch.setattr(native_mod, "_openssl_sha256", missing)
     module, why, _ = native_mod._load()
     assert module is None and "SHA-256 functions not found" in why
     monkeypatch.setenv(native_mod.PURE_PYTHON_ENV, "1")
-    assert native_mod._load() == (None, "pure Python (AUDITLEDGER_PURE_PYTHON is set)", 0)
+    assert native_mod._load() == (None, "pure Python (AUDITLEDGER_PURE_PYTHON is set)", False)
