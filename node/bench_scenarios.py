@@ -45,13 +45,15 @@ from .localnet import LocalCluster, until
 
 
 def measure_ceiling(seconds: float) -> dict[str, Any]:
-    """One core's verify rate through the node's own verify call.
+    """One core's Ed25519 verify rate, two ways.
 
-    The node checks signatures in batches (``ledger.crypto.verify_many``:
-    with the C module, libsodium in a loop without the GIL), so that is what
-    sets the ceiling; PyNaCl's one-call-per-signature rate (the issue's "about
-    15,000/s with PyNaCl") is measured alongside, and the higher of the two
-    is the ceiling, so the fraction of it is never flattered."""
+    The issue's ceiling is PyNaCl's rate, one call per signature ("about
+    15,000/s with PyNaCl here"), x cores / 4 validators: the fraction of the
+    throughput target is reported against it.  The node's own verifier
+    (``ledger.crypto.verify_many``: libsodium's checks with the arithmetic
+    from a precomputed table per submitter key) is measured alongside; it
+    is several times faster, so verification alone would allow more, and
+    "1 verify" in the CPU figures is the node's."""
     from ledger.crypto import SigningKey
 
     key = SigningKey.generate()
@@ -78,12 +80,12 @@ def measure_ceiling(seconds: float) -> dict[str, Any]:
 
     pynacl = rate_of(one_by_one)
     batch = rate_of(batched)
-    rate = max(pynacl, batch)
     cores = os.cpu_count() or 1
-    return {"verify_per_s_one_core": round(rate), "cores": cores, "validators": 4,
+    return {"verify_per_s_one_core": round(pynacl), "cores": cores, "validators": 4,
             "verify_per_s_pynacl": round(pynacl), "verify_per_s_batch": round(batch),
             "records_path": native_description,
-            "ceiling_records_per_s": round(rate * cores / 4),
+            "ceiling_records_per_s": round(pynacl * cores / 4),
+            "node_verify_ceiling_records_per_s": round(batch * cores / 4),
             "load_start": la0, "load_end": loadavg()}
 
 
@@ -172,7 +174,7 @@ async def scenario_throughput_etc(root: Path, o: Opts, progress: Progress,
     try:
         await start_cluster(c)
         signer = Signer(c.dir / "keys" / "demo.json", c.genesis.chain)
-        est = int(ceiling["ceiling_records_per_s"] * 1.25 * (o.duration + o.warmup)) + o.batch
+        est = int(ceiling["ceiling_records_per_s"] * 1.5 * (o.duration + o.warmup)) + o.batch
         n_main = max(est, o.proof_records)
         envs = sign_with_progress(signer, n_main, progress, "throughput load")
         batches = pack_batches(envs, o.batch)
@@ -231,9 +233,9 @@ async def scenario_throughput_etc(root: Path, o: Opts, progress: Progress,
         total_secs = samples[-1][0] if samples else t_end
         done_n = samples[-1][1] if samples else 0
         # Load-independent efficiency: CPU the four nodes spent per committed
-        # record and validator, against one Ed25519 verify on this machine.
+        # record and validator, against one verify by the node's verifier.
         cpu_us = (cpu1 - cpu0) / max(done_n, 1) / 4 * 1e6
-        verify_us = 1e6 / ceiling["verify_per_s_one_core"]
+        verify_us = 1e6 / ceiling["verify_per_s_batch"]
         out["throughput"] = {
             "offered_records": submitted, "post_retries": retries,
             "seconds": round(t_end, 1), "warmup_s": o.warmup,
@@ -242,6 +244,7 @@ async def scenario_throughput_etc(root: Path, o: Opts, progress: Progress,
             "records_per_s_overall": round((samples[-1][1] if samples else 0) / total_secs),
             "ceiling_records_per_s": ceiling["ceiling_records_per_s"],
             "fraction_of_ceiling": round(rate / ceiling["ceiling_records_per_s"], 3),
+            "node_verify_ceiling_records_per_s": ceiling["node_verify_ceiling_records_per_s"],
             "block_records": o.block_records,
             "node_cpu_s": round(cpu1 - cpu0, 1),
             "cpu_us_per_record_per_node": round(cpu_us, 1),
