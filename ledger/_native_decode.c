@@ -194,6 +194,10 @@ static int read_map_body(cursor *c, Py_ssize_t n, int depth, PyObject **out) {
         prevlen = klen;
         PyObject *key, *val;
         if ((r = make_str(ks, klen, &key))) goto fail;
+        /* Keys repeat from record to record ("amount", "system"): one
+         * shared str each instead of one per record (interned strings are
+         * freed with their last reference in 3.11, so this holds nothing). */
+        if (klen <= 32) PyUnicode_InternInPlace(&key);
         if ((r = read_value(c, depth + 1, &val))) { Py_DECREF(key); goto fail; }
         int e = PyDict_SetItem(d, key, val);
         Py_DECREF(key);
@@ -457,7 +461,8 @@ PyObject *native_set_classes(PyObject *self, PyObject *args) {
     Py_RETURN_NONE;
 }
 
-/* A new instance of cls (object.__new__, no __init__) with these attributes. */
+/* A new instance of cls (object.__new__, no __init__) with these attributes,
+ * set as object.__setattr__ does (the classes are frozen, slotted dataclasses). */
 static PyObject *new_instance(PyObject *cls, PyObject *const *names, PyObject *const *values, int n) {
     /* what object.__new__(cls) does: the type's tp_new, no arguments */
     PyTypeObject *tp = (PyTypeObject *)cls;
@@ -466,14 +471,12 @@ static PyObject *new_instance(PyObject *cls, PyObject *const *names, PyObject *c
     PyObject *obj = tp->tp_new(tp, no_args, NULL);
     Py_DECREF(no_args);
     if (obj == NULL) return NULL;
-    PyObject *dict = PyObject_GenericGetDict(obj, NULL);
-    if (dict == NULL) { Py_DECREF(obj); return NULL; }
     for (int i = 0; i < n; i++) {
-        if (PyDict_SetItem(dict, names[i], values[i]) < 0) {
-            Py_DECREF(dict); Py_DECREF(obj); return NULL;
+        if (PyObject_GenericSetAttr(obj, names[i], values[i]) < 0) {
+            Py_DECREF(obj);
+            return NULL;
         }
     }
-    Py_DECREF(dict);
     return obj;
 }
 
