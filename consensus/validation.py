@@ -51,8 +51,12 @@ class ValidationContext(Protocol):
     def log_preview(self, leaf_hashes: Sequence[bytes]) -> tuple[int, bytes]:
         """(size, root) of the committed log with ``leaf_hashes`` appended."""
 
-    def nonce_used(self, submitter: bytes, nonce: int) -> bool:
-        """True if a committed record already used (submitter, nonce)."""
+    def nonce_holder(self, submitter: bytes, nonce: int) -> bytes | None:
+        """The id of the committed record that used (submitter, nonce), or None.
+
+        One lookup answers both "already committed" (it names this record)
+        and "nonce reused" (it names another): a committed record's nonce
+        always names it."""
 
     def record_known_committed(self, record_id: bytes) -> bool: ...
 
@@ -200,10 +204,13 @@ def _check_record_state(
     env: Envelope, ctx: ValidationContext, ids: set[bytes], nonces: set[tuple[bytes, int]]
 ) -> None:
     record = env.record
-    if record.id in ids or ctx.record_known_committed(record.id):
+    if record.id in ids:
         raise DuplicateRecord("record appears twice or is already committed")
     key = (record.submitter, record.nonce)
-    if key in nonces or ctx.nonce_used(*key):
+    holder = None if key in nonces else ctx.nonce_holder(*key)
+    if holder is not None and digest_equal(holder, record.id):
+        raise DuplicateRecord("record appears twice or is already committed")
+    if key in nonces or holder is not None:
         raise NonceAlreadyUsed(f"nonce {record.nonce} of this submitter is already used")
     for parent in record.parents:
         if parent not in ids and not ctx.record_known_committed(parent):

@@ -77,10 +77,10 @@ class NodeApplication:
     # the mempool in the same step (Mempool.committed).  So a block built of
     # pending records is checked without a store read per record.
 
-    def nonce_used(self, submitter: bytes, nonce: int) -> bool:
+    def nonce_holder(self, submitter: bytes, nonce: int) -> bytes | None:
         if self.mempool.holds_nonce(submitter, nonce):
-            return False
-        return self.chain.id_for_nonce(submitter, nonce) is not None
+            return None
+        return self.chain.id_for_nonce(submitter, nonce)
 
     def record_known_committed(self, record_id: bytes) -> bool:
         if record_id in self.mempool:

@@ -8,8 +8,8 @@ parents first; :meth:`Mempool.select` only has to stop a child whose parent
 did not make it into the same block.
 
 Signatures are expensive, so the envelopes whose signatures this node has
-checked are remembered by leaf hash (everything pending plus a bounded recent
-set): :meth:`Mempool.signature_verified` is what block validation consults so
+checked are remembered by leaf hash (everything pending, plus a bounded set
+of envelopes checked in block validation that were not pending): :meth:`Mempool.signature_verified` is what block validation consults so
 that no node verifies one record's signature twice.  The key is the leaf
 hash, which covers the signature, not the record id: otherwise a Byzantine
 proposer could pair a known record with a forged signature.
@@ -92,9 +92,9 @@ class Mempool:
         *,
         max_size: int,
         max_orphans: int = 10_000,
-        # Leaf hashes of envelopes checked here and since gone from the pool:
-        # a few blocks' worth covers a block proposed again in a later round;
-        # 100,000 kept ~16 MB of hashes of committed records for nothing.
+        # Leaf hashes of envelopes block validation checked that were not
+        # pending: a few blocks' worth covers a block proposed again in a
+        # later round.
         verified_cache: int = 20_000,
         max_peer_backlog: int | None = None,
     ) -> None:
@@ -205,7 +205,10 @@ class Mempool:
             for i, err in zip(chunk, errors):
                 if err is not None:
                     decoded[i] = err
-            self.mark_verified([env.leaf_hash for env, err in zip(envs, errors) if err is None])
+            # Not remembered in the verified cache: what is admitted is
+            # pending (signature_verified answers from _by_leaf), and the
+            # cache would keep every admitted record's leaf hash alive after
+            # its commit, pinning memory among short-lived envelopes.
         results = []
         for i, d in enumerate(decoded):
             if i % YIELD_EVERY == YIELD_EVERY - 1:

@@ -33,7 +33,7 @@ class SimChain:
         self.certificates: list[Certificate] = []
         self.leaves: list[bytes] = []
         self.index_of: dict[bytes, int] = {}
-        self.nonces: set[tuple[bytes, int]] = set()
+        self.nonces: dict[tuple[bytes, int], bytes] = {}  # -> the record id that used it
 
     @property
     def height(self) -> int:
@@ -56,7 +56,7 @@ class SimChain:
         for env in envelopes:
             self.index_of[env.id] = len(self.leaves)
             self.leaves.append(env.leaf_hash)
-            self.nonces.add((env.record.submitter, env.record.nonce))
+            self.nonces[(env.record.submitter, env.record.nonce)] = env.id
 
     def build_header(self, envelopes: Sequence[Envelope], time_ms: int, proposer: int) -> Header:
         leaves = [e.leaf_hash for e in envelopes]
@@ -159,8 +159,8 @@ class SimApp:
     def log_preview(self, leaf_hashes: Sequence[bytes]) -> tuple[int, bytes]:
         return self.chain.log_preview(leaf_hashes)
 
-    def nonce_used(self, submitter: bytes, nonce: int) -> bool:
-        return (submitter, nonce) in self.chain.nonces
+    def nonce_holder(self, submitter: bytes, nonce: int) -> bytes | None:
+        return self.chain.nonces.get((submitter, nonce))
 
     def record_known_committed(self, record_id: bytes) -> bool:
         return record_id in self.chain.index_of
