@@ -73,7 +73,8 @@ def _log_size(chain: ProofSource) -> int:
     return header.log_size
 
 
-def build_bundle(chain: ProofSource, record_id: bytes, height: int | None = None) -> dict[str, Any]:
+def build_bundle(chain: ProofSource, record_id: bytes, height: int | None = None, *,
+                 location: tuple[int, int] | None = None) -> dict[str, Any]:
     """The PROTOCOL §5 proof bundle for committed record ``record_id``.
 
     By default the proof is against the block that contains the record; with
@@ -81,9 +82,12 @@ def build_bundle(chain: ProofSource, record_id: bytes, height: int | None = None
 
     Raises :class:`NotFound` for an id that is not committed (the node tells
     pending records apart itself) and :class:`BadRequest` for a height below
-    the record's block or above the tip.
+    the record's block or above the tip.  ``location`` is what
+    ``chain.record_location(record_id)`` says, when the caller has just
+    read it (a random read into the record index: a tenth of a bundle).
     """
-    location = chain.record_location(bytes(record_id))
+    if location is None:
+        location = chain.record_location(bytes(record_id))
     if location is None:
         raise NotFound(f"record {to_hex(bytes(record_id))} is not committed")
     block_height, leaf_index = location

@@ -356,11 +356,11 @@ class Api:
 
     async def get_proof(self, request: web.Request) -> web.Response:
         rid = parse_id(request.match_info["id"])
-        self._committed_or_raise(rid)
+        location = self._committed_or_raise(rid)
         height = None
         if "height" in request.query:
             height = parse_uint(request, "height", minimum=1)
-        return web.json_response(build_bundle(self.node.chain, rid, height))
+        return web.json_response(build_bundle(self.node.chain, rid, height, location=location))
 
     async def get_trace(self, request: web.Request) -> web.Response:
         rid = parse_id(request.match_info["id"])
