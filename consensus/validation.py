@@ -200,6 +200,10 @@ def _check_record_identity(env: Envelope, ctx: ValidationContext) -> None:
     verify_envelope(env, ctx.genesis, signature=not ctx.signature_verified(env.leaf_hash))
 
 
+def _nonce_used(nonce: int) -> NonceAlreadyUsed:
+    return NonceAlreadyUsed(f"nonce {nonce} of this submitter is already used")
+
+
 def _check_record_state(
     env: Envelope, ctx: ValidationContext, ids: set[bytes], nonces: set[tuple[bytes, int]]
 ) -> None:
@@ -207,11 +211,13 @@ def _check_record_state(
     if record.id in ids:
         raise DuplicateRecord("record appears twice or is already committed")
     key = (record.submitter, record.nonce)
-    holder = None if key in nonces else ctx.nonce_holder(*key)
-    if holder is not None and digest_equal(holder, record.id):
-        raise DuplicateRecord("record appears twice or is already committed")
-    if key in nonces or holder is not None:
-        raise NonceAlreadyUsed(f"nonce {record.nonce} of this submitter is already used")
+    if key in nonces:
+        raise _nonce_used(record.nonce)
+    holder = ctx.nonce_holder(*key)
+    if holder is not None:
+        if digest_equal(holder, record.id):
+            raise DuplicateRecord("record appears twice or is already committed")
+        raise _nonce_used(record.nonce)
     for parent in record.parents:
         if parent not in ids and not ctx.record_known_committed(parent):
             raise ParentNotCommitted(f"parent {to_hex(parent)} is not committed or earlier in the block")

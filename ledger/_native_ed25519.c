@@ -214,9 +214,8 @@ static int fe_batch_invert(fe *out, const fe *in, size_t n, fe *scratch) {
 /* ---- the curve -x^2 + y^2 = 1 + d x^2 y^2 ---------------------------- */
 
 static fe D, D2, SQRT_M1;
-static niels *BASE_TABLE;  /* WINDOWS * ENTRIES entries */
-static niels BASE_STORAGE[WINDOWS * ENTRIES];
-static int ready;
+static niels BASE_TABLE[WINDOWS * ENTRIES];
+static int ready;  /* the constants above and BASE_TABLE are set */
 
 static void point_identity(point *p) {
     fe_set(p->X, 0); fe_set(p->Y, 1); fe_set(p->Z, 1); fe_set(p->T, 0);
@@ -321,8 +320,7 @@ int ed25519_init(void) {
     fe_tobytes(enc, y);
     point base;
     point_decode(&base, enc);
-    if (build_table(BASE_STORAGE, &base) != 0) return -1;
-    BASE_TABLE = BASE_STORAGE;
+    if (build_table(BASE_TABLE, &base) != 0) return -1;
     ready = 1;
     return 0;
 }

@@ -78,6 +78,15 @@ static PyObject *key_table(PyObject *tables, Py_ssize_t max_tables, PyObject *pk
     return table;
 }
 
+/* libsodium's verdict on sig over domain || message, built in buf. */
+static unsigned char libsodium_verify(unsigned char *buf, const Py_buffer *domain,
+                                      const unsigned char *message, Py_ssize_t len,
+                                      const unsigned char *sig, const unsigned char *pk) {
+    memcpy(buf, domain->buf, (size_t)domain->len);
+    memcpy(buf + domain->len, message, (size_t)len);
+    return verify_detached(sig, buf, (unsigned long long)(domain->len + len), pk) == 0;
+}
+
 /* The canonical encoding of the identity point, (x, y) = (0, 1). */
 static const unsigned char IDENTITY[32] = {1};
 
@@ -171,9 +180,7 @@ PyObject *native_verify_ed25519(PyObject *self, PyObject *args) {
         ok[i] = 0;
         if (pks[i] == NULL) continue;
         if (tabs[i] == NULL) {
-            memcpy(buf, domain.buf, (size_t)domain.len);
-            memcpy(buf + domain.len, msgs[i], (size_t)lens[i]);
-            ok[i] = verify_detached(sigs[i], buf, (unsigned long long)(domain.len + lens[i]), pks[i]) == 0;
+            ok[i] = libsodium_verify(buf, &domain, msgs[i], lens[i], sigs[i], pks[i]);
             continue;
         }
         /* libsodium's checks on (R, s) that the table path does not make by itself. */
@@ -198,9 +205,7 @@ PyObject *native_verify_ed25519(PyObject *self, PyObject *args) {
         /* Unreachable for points on the curve; libsodium decides if it ever happens. */
         for (Py_ssize_t k = 0; k < fast; k++) {
             Py_ssize_t i = fast_index[k];
-            memcpy(buf, domain.buf, (size_t)domain.len);
-            memcpy(buf + domain.len, msgs[i], (size_t)lens[i]);
-            ok[i] = verify_detached(sigs[i], buf, (unsigned long long)(domain.len + lens[i]), pks[i]) == 0;
+            ok[i] = libsodium_verify(buf, &domain, msgs[i], lens[i], sigs[i], pks[i]);
         }
     }
     Py_END_ALLOW_THREADS

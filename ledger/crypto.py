@@ -15,6 +15,8 @@ RECORD_DOMAIN = b"auditledger/record/v1\n"
 VOTE_DOMAIN = b"auditledger/vote/v1\n"
 PUBKEY_LEN = 32
 SIG_LEN = 64
+# BadSignature's message for a signature that fails, however it was checked.
+SIGNATURE_FAILS = "signature does not verify"
 
 # Precomputed tables of submitter keys for the C verifier (ledger/_native_ed25519.c):
 # public key -> table, or None for a key libsodium checks alone.  165 KB
@@ -48,7 +50,7 @@ def verify_signature(public_key: bytes, domain: bytes, message: bytes, sig: byte
     try:
         nacl.signing.VerifyKey(public_key).verify(domain + message, sig)
     except (nacl.exceptions.BadSignatureError, nacl.exceptions.ValueError, ValueError):
-        raise BadSignature("signature does not verify") from None
+        raise BadSignature(SIGNATURE_FAILS) from None
 
 
 def verify_many(domain: bytes, items: Sequence[tuple[bytes, bytes, bytes]]) -> list[bool]:
@@ -60,8 +62,7 @@ def verify_many(domain: bytes, items: Sequence[tuple[bytes, bytes, bytes]]) -> l
     check waits behind a busy event loop each time), and the signatures of
     the first :data:`MAX_KEY_TABLES` keys seen are checked from a table
     precomputed per key, about four times faster than libsodium and with
-    its answers.  Meant for threads off the event loop, in chunks of a few
-    hundred."""
+    its answers.  Meant for chunks of a few hundred."""
     if native is not None:
         return native.verify_ed25519(domain, list(items), _KEY_TABLES if key_tables else None,
                                      MAX_KEY_TABLES)

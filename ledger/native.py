@@ -93,7 +93,7 @@ def _libsodium_functions() -> tuple[int, int, int, int]:
 
 def _key_tables_agree(module: Native) -> bool:
     """Do the key tables give libsodium's answers on a few signatures, good
-    and damaged?  tests/test_native.py checks them thoroughly; this guards a
+    and damaged?  tests/test_native_ed25519.py checks them thoroughly; this guards a
     process against a build that computes wrong (a miscompiled extension)."""
     import nacl.signing
 

@@ -46,9 +46,6 @@ RECORD_KEYS = frozenset(
 )
 ENVELOPE_KEYS = frozenset({"record", "sig"})
 
-# Fills a slot of a frozen dataclass (its own __setattr__ refuses).
-_set = object.__setattr__
-
 
 @dataclass(frozen=True, slots=True)
 class Record:
@@ -97,7 +94,7 @@ class Envelope:
     leaf_hash: bytes = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
-        _set(self, "leaf_hash", H(b"\x00" + self.envelope_bytes))
+        object.__setattr__(self, "leaf_hash", H(b"\x00" + self.envelope_bytes))
 
     @property
     def id(self) -> bytes:
@@ -120,9 +117,7 @@ def _bytes_to_hex(value: Any) -> Any:
 
 def _record_from_map(value: Any, record_bytes: bytes) -> Record:
     # Hot: every record a node admits or syncs comes through here, so the
-    # checks test exact types inline (``type(x) is int`` also refuses bool)
-    # and the Record is built without the frozen dataclass's per-field
-    # ``object.__setattr__`` (``_new_record``).
+    # checks test exact types inline (``type(x) is int`` also refuses bool).
     if not isinstance(value, dict):
         raise BadEncoding("record must be a map")
     if value.keys() != RECORD_KEYS:
@@ -165,27 +160,8 @@ def _record_from_map(value: Any, record_bytes: bytes) -> Record:
                 raise BadEncoding("each parent must be a 32-byte record id")
         if len(set(parents)) != len(parents):
             raise BadEncoding("parents must be distinct")
-    return _new_record(chain, submitter, nonce, ts, kind, origin, body, tuple(parents),
-                       record_bytes, H(record_bytes))
-
-
-def _new_record(chain: str, submitter: bytes, nonce: int, ts: int, kind: str,
-                origin: dict[str, str], body: dict[str, Any], parents: tuple[bytes, ...],
-                record_bytes: bytes, record_id: bytes) -> Record:
-    """``Record(...)`` for checked fields, without the keyword handling of
-    the frozen dataclass's ``__init__``: the same object."""
-    record: Record = object.__new__(Record)
-    _set(record, "chain", chain)
-    _set(record, "submitter", submitter)
-    _set(record, "nonce", nonce)
-    _set(record, "ts", ts)
-    _set(record, "kind", kind)
-    _set(record, "origin", origin)
-    _set(record, "body", body)
-    _set(record, "parents", parents)
-    _set(record, "record_bytes", record_bytes)
-    _set(record, "id", record_id)
-    return record
+    return Record(chain, submitter, nonce, ts, kind, origin, body, tuple(parents),
+                  record_bytes, H(record_bytes))
 
 
 def decode_record(record_bytes: bytes) -> Record:
@@ -227,7 +203,7 @@ def _decode_canonical_record(record_bytes: bytes) -> Record | None:
         # anything it does not handle, which the Python path then decides.
         fields = native.decode_record(record_bytes)
         if fields is not None:
-            return _new_record(*fields, record_bytes, H(record_bytes))
+            return Record(*fields, record_bytes, H(record_bytes))
     try:
         value = _unpack(record_bytes)
         if type(value) is not dict or list(value) != _RECORD_KEY_ORDER:
@@ -276,16 +252,6 @@ def _canonical_envelope_parts(data: bytes) -> tuple[bytes, bytes] | None:
     return data[start:end], data[end + len(_ENVELOPE_SIG):]
 
 
-def _new_envelope(record: Record, sig: bytes, envelope_bytes: bytes) -> Envelope:
-    # As _new_record.
-    envelope: Envelope = object.__new__(Envelope)
-    _set(envelope, "record", record)
-    _set(envelope, "sig", sig)
-    _set(envelope, "envelope_bytes", envelope_bytes)
-    _set(envelope, "leaf_hash", H(b"\x00" + envelope_bytes))
-    return envelope
-
-
 def _envelope_parts(value: Any) -> tuple[bytes, bytes]:
     """``(record_bytes, sig)`` of a decoded envelope map, its form checked."""
     if not isinstance(value, dict) or set(value) != ENVELOPE_KEYS:
@@ -308,7 +274,7 @@ def decode_envelope(envelope_bytes: bytes) -> Envelope:
     parts = _canonical_envelope_parts(envelope_bytes) if type(envelope_bytes) is bytes else None
     if parts is None:
         return _decode_envelope_general(envelope_bytes)
-    return _new_envelope(decode_record(parts[0]), parts[1], envelope_bytes)
+    return Envelope(decode_record(parts[0]), parts[1], envelope_bytes)
 
 
 def _decode_envelope_general(envelope_bytes: bytes) -> Envelope:

@@ -82,7 +82,7 @@ def measure_ceiling(seconds: float) -> dict[str, Any]:
     batch = rate_of(batched)
     cores = os.cpu_count() or 1
     return {"verify_per_s_one_core": round(pynacl), "cores": cores, "validators": 4,
-            "verify_per_s_pynacl": round(pynacl), "verify_per_s_batch": round(batch),
+            "verify_per_s_batch": round(batch),
             "records_path": native_description,
             "ceiling_records_per_s": round(pynacl * cores / 4),
             "node_verify_ceiling_records_per_s": round(batch * cores / 4),

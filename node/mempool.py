@@ -9,8 +9,9 @@ did not make it into the same block.
 
 Signatures are expensive, so the envelopes whose signatures this node has
 checked are remembered by leaf hash (everything pending, plus a bounded set
-of envelopes checked in block validation that were not pending): :meth:`Mempool.signature_verified` is what block validation consults so
-that no node verifies one record's signature twice.  The key is the leaf
+of envelopes checked in block validation that were not pending):
+:meth:`Mempool.signature_verified` is what block validation consults so that
+no node verifies one record's signature twice.  The key is the leaf
 hash, which covers the signature, not the record id: otherwise a Byzantine
 proposer could pair a known record with a forged signature.
 """
@@ -24,7 +25,7 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import NamedTuple, Protocol
 
-from ledger.crypto import RECORD_DOMAIN, verify_many
+from ledger.crypto import RECORD_DOMAIN, SIGNATURE_FAILS, verify_many
 from ledger.errors import (
     BadSignature,
     LedgerError,
@@ -268,7 +269,7 @@ class Mempool:
             (envs[i].record.submitter, envs[i].record.record_bytes, envs[i].sig) for i in signed])
         for i, ok in zip(signed, verdicts):
             if not ok:
-                out[i] = BadSignature("signature does not verify")
+                out[i] = BadSignature(SIGNATURE_FAILS)
         return out
 
     def _lookup(self, env: Envelope, seen: _ChainNonce | None = None
