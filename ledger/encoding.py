@@ -194,7 +194,7 @@ def from_hex(text: Any, *, length: int | None = None, what: str = "value") -> by
         raise BadEncoding(f"{what} must be a hex string")
     # bytes.fromhex() tolerates whitespace; the protocol's hex is exactly
     # lowercase digits, so one value has one spelling.
-    if len(text) % 2 or not all(c in _HEX_DIGITS for c in text):
+    if len(text) % 2 or not _HEX_DIGITS.issuperset(text):
         if text != text.lower():
             raise BadEncoding(f"{what} must be lowercase hex")
         raise BadEncoding(f"{what} is not valid hex")

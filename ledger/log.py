@@ -85,13 +85,8 @@ class _Frontier:
 
     def __post_init__(self) -> None:
         hashes = [self.peaks[pos] for pos in peak_positions(self.size)]
-        folds: list[bytes | None] = [None] * len(hashes)
-        for j in range(len(hashes) - 2, -1, -1):
-            after = folds[j + 1]
-            folds[j] = hashes[j + 1] if after is None else _sha256(
-                b"\x01" + hashes[j + 1] + after).digest()
         object.__setattr__(self, "peak_hashes", hashes)
-        object.__setattr__(self, "right_folds", folds)
+        object.__setattr__(self, "right_folds", _right_folds(hashes))
         object.__setattr__(self, "tail_slots", tails_by_slot(self.size, self.tails))
 
 
@@ -103,6 +98,17 @@ class _Growth:
     size: int
     peaks: dict[tuple[int, int], bytes]
     root: bytes
+
+
+def _right_folds(hashes: list[bytes]) -> list[bytes | None]:
+    """For peak hashes left to right, ``folds[j]``: the one hash an inclusion
+    path gets for the peaks right of peak ``j`` (None for the last peak)."""
+    folds: list[bytes | None] = [None] * len(hashes)
+    for j in range(len(hashes) - 2, -1, -1):
+        after = folds[j + 1]
+        folds[j] = hashes[j + 1] if after is None else _sha256(
+            b"\x01" + hashes[j + 1] + after).digest()
+    return folds
 
 
 # The peaks of a log are exactly RFC 9162's perfect subtrees of its size.
@@ -164,6 +170,9 @@ def _new_peaks(old: _Frontier, runs: list[Run], new_size: int) -> dict[tuple[int
 
 
 DEFAULT_NODE_CACHE = 1 << 16
+# Past log sizes whose peak hashes and right folds are kept (a block's proofs
+# are against its own log size).  ~2 KB each at a million leaves.
+PAST_SIZE_CACHE = 1024
 
 
 def cache_min_stratum(size: int, capacity: int) -> int:
@@ -193,6 +202,7 @@ class MerkleLog:
         self._cache_capacity = node_cache
         self._cache: dict[int, bytes] = {}
         self._cache_stratum = 1 << 8  # nothing is cached while loading
+        self._past: dict[int, tuple[list[bytes], list[bytes | None]]] = {}
         self._state = self._load()
         self._cache_stratum = cache_min_stratum(self._state.size, node_cache)
         self._pending: _Frontier | None = None
@@ -224,6 +234,7 @@ class MerkleLog:
         self._state = self._load()
         self._pending = None
         self._cache.clear()
+        self._past.clear()
         self._cache_stratum = cache_min_stratum(self._state.size, self._cache_capacity)
 
     def _adopt(self, state: _Frontier) -> None:
@@ -377,8 +388,7 @@ class MerkleLog:
             path.insert(0, node(level, (old_size - 1) >> level))
         return path
 
-    @staticmethod
-    def _path_up(index: int, from_level: int, size: int, state: _Frontier, tile: Tile,
+    def _path_up(self, index: int, from_level: int, size: int, state: _Frontier, tile: Tile,
                  node: Callable[[int, int], bytes]) -> list[bytes]:
         """The inclusion path in ``D[size]`` of the node at ``from_level``
         above leaf ``index``: the RFC recursion unrolled (as in
@@ -391,16 +401,27 @@ class MerkleLog:
         j = (size >> peak_level + 1).bit_count()
         path = siblings(tile, index, from_level, peak_level)
         if size == state.size:  # the current size: every peak hash is at hand
-            right = state.right_folds[j]
-            if right is not None:
-                path.append(right)
-            path.extend(reversed(state.peak_hashes[:j]))
-            return path
-        peaks = peak_positions(size)
-        if j + 1 < len(peaks):
-            path.append(fold_peaks([node(lvl, i) for lvl, i in peaks[j + 1:]]))
-        path.extend(node(lvl, i) for lvl, i in reversed(peaks[:j]))
+            peak_hashes, right_folds = state.peak_hashes, state.right_folds
+        else:
+            peak_hashes, right_folds = self._past_peaks(size, node)
+        right = right_folds[j]
+        if right is not None:
+            path.append(right)
+        path.extend(reversed(peak_hashes[:j]))
         return path
+
+    def _past_peaks(self, size: int, node: Callable[[int, int], bytes]
+                    ) -> tuple[list[bytes], list[bytes | None]]:
+        """Peak hashes and right folds at a past ``size``, from the bounded
+        cache (nodes of a past size never change; ``reload`` clears it)."""
+        found = self._past.get(size)
+        if found is None:
+            hashes = [node(level, i) for level, i in peak_positions(size)]
+            found = hashes, _right_folds(hashes)
+            if len(self._past) >= PAST_SIZE_CACHE:
+                del self._past[next(iter(self._past))]  # the oldest entry
+            self._past[size] = found
+        return found
 
     # ---------------------------------------------------------------- appends
 

@@ -39,6 +39,10 @@ SCHEMA: dict[str, dict[str, _Spec]] = {
         "genesis": (str, "genesis.json", None, None),
         "key_file": (str, None, None, None),
         "data_dir": (str, "data", None, None),
+        # The asyncio event loop: "uvloop" (libuv; falls back to "asyncio"
+        # where uvloop is not installed) or "asyncio", the standard library's.
+        # uvloop serves ~18% more proofs/s (README: Performance).
+        "event_loop": (str, "uvloop", None, None),
     },
     "http": {
         "host": (str, "127.0.0.1", None, None),
@@ -134,6 +138,7 @@ SCHEMA: dict[str, dict[str, _Spec]] = {
 }
 LOG_LEVELS = ("debug", "info", "warning", "error")
 TABLE_READS = ("pread", "mmap")
+EVENT_LOOPS = ("uvloop", "asyncio")
 
 # Consensus timeouts when neither genesis params nor node.toml set them.
 DEFAULT_TIMEOUTS_MS = {
@@ -222,6 +227,8 @@ def parse_settings(doc: Mapping[str, Any]) -> dict[str, dict[str, Any]]:
         out[section] = values
     if out["log"]["level"] not in LOG_LEVELS:
         raise ConfigError("log.level", f"must be one of {', '.join(LOG_LEVELS)}")
+    if out["node"]["event_loop"] not in EVENT_LOOPS:
+        raise ConfigError("node.event_loop", f"must be one of {', '.join(EVENT_LOOPS)}")
     if out["storage"]["table_reads"] not in TABLE_READS:
         raise ConfigError("storage.table_reads", f"must be one of {', '.join(TABLE_READS)}")
     peers = out["peers"]

@@ -15,7 +15,9 @@ import asyncio
 import logging
 import signal
 import sys
+from collections.abc import Callable, Coroutine
 from pathlib import Path
+from typing import Any
 
 import click
 import plyvel
@@ -31,12 +33,12 @@ from .tablereads import TableReadsUnchanged, mapped_table_files, read_tables_wit
 log = logging.getLogger("node.main")
 
 
-async def _serve(config_path: Path) -> int:
-    config = load_config(config_path)
+async def _serve(config: NodeConfig) -> int:
     from .app import Node  # imported late: a config error should not pay for aiohttp
 
     ctx = LogContext(node=config.name)
     setup_logging(ctx, config.get("log", "level"))
+    _log_event_loop(config)
     _tune_malloc(config)
     pread = _choose_table_reads(config)
     log.info("records: decoding and signature batches in %s", native_description)
@@ -90,11 +92,33 @@ def main(config_path: Path, check: bool, signatures: bool) -> None:
         if check:
             code = _check(config_path, signatures)
         else:
-            code = asyncio.run(_serve(config_path))
+            config = load_config(config_path)
+            code = _event_loop_runner(config)(_serve(config))
     except ConfigError as exc:
         click.echo(f"ledger-node: configuration error: {exc}", err=True)
         sys.exit(2)
     sys.exit(code)
+
+
+def _event_loop_runner(config: NodeConfig) -> Callable[[Coroutine[Any, Any, int]], int]:
+    """``uvloop.run`` or ``asyncio.run``, as ``node.event_loop`` says."""
+    if config.get("node", "event_loop") == "uvloop":
+        try:
+            import uvloop
+        except ImportError:
+            pass
+        else:
+            return uvloop.run
+    return asyncio.run
+
+
+def _log_event_loop(config: NodeConfig) -> None:
+    loop = type(asyncio.get_running_loop())
+    name = f"{loop.__module__}.{loop.__qualname__}"
+    if config.get("node", "event_loop") == "uvloop" and not loop.__module__.startswith("uvloop"):
+        log.warning("event loop: uvloop is not installed; running on %s", name)
+    else:
+        log.info("event loop: %s", name)
 
 
 def _tune_malloc(config: NodeConfig) -> None:

@@ -84,6 +84,21 @@ async def open_conn(port: int) -> tuple[float, asyncio.StreamReader, asyncio.Str
     return opened, reader, writer
 
 
+async def serve_ping(guard: HeadTimeout) -> tuple[web.AppRunner, int]:
+    app = web.Application()
+
+    async def ping(request: web.Request) -> web.Response:
+        return web.Response(text="pong")
+
+    app.add_routes([web.get("/ping", ping)])
+    guard.install(app)
+    runner = web.AppRunner(app, access_log=None, shutdown_timeout=1.0)
+    await runner.setup()
+    site = GuardedTCPSite(runner, "127.0.0.1", 0, guard=guard)
+    await site.start()
+    return runner, site.port
+
+
 async def test_slow_heads_and_idle_connections_are_closed(server: Server) -> None:
     conns = [await open_conn(server.port) for _ in range(DRIBBLERS + SILENT)]
     dribblers = [asyncio.create_task(dribble(w)) for _, _, w in conns[:DRIBBLERS]]
@@ -157,19 +172,9 @@ async def test_idle_deadline_is_separate_but_a_request_head_still_gets_the_short
     idle_s = 10.0
     closed: Counter[str] = Counter()
     guard = HeadTimeout(TIMEOUT_S, lambda reason: closed.update([reason]), idle_timeout_s=idle_s)
-    app = web.Application()
-
-    async def ping(request: web.Request) -> web.Response:
-        return web.Response(text="pong")
-
-    app.add_routes([web.get("/ping", ping)])
-    guard.install(app)
-    runner = web.AppRunner(app, access_log=None, shutdown_timeout=1.0)
-    await runner.setup()
-    site = GuardedTCPSite(runner, "127.0.0.1", 0, guard=guard)
-    await site.start()
+    runner, port = await serve_ping(guard)
     try:
-        _, reader, writer = await open_conn(site.port)
+        _, reader, writer = await open_conn(port)
         writer.write(b"GET /ping HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
         await writer.drain()
         await reader.readuntil(b"pong")
@@ -183,6 +188,44 @@ async def test_idle_deadline_is_separate_but_a_request_head_still_gets_the_short
         writer.close()
         assert TIMEOUT_S <= done - started < idle_s
         assert closed == Counter(head=1)
+    finally:
+        await runner.cleanup()
+
+
+async def test_keepalive_requests_reuse_the_connections_one_timer(server: Server) -> None:
+    """A request moves the deadline; it schedules no timer of its own."""
+    _, reader, writer = await open_conn(server.port)
+    try:
+        handles = set()
+        for _ in range(20):
+            writer.write(b"GET /ping HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
+            await writer.drain()
+            await reader.readuntil(b"pong")
+            (conn,) = server.guard._open.values()
+            handles.add(id(conn._handle))
+        assert len(handles) == 1 and conn._handle is not None
+    finally:
+        writer.close()
+    assert server.closed == Counter()
+
+
+async def test_idle_deadline_shorter_than_the_head_deadline() -> None:
+    """An idle timeout below the head timeout closes idle keep-alive
+    connections at the idle deadline, not at the next head-length tick."""
+    idle_s, head_s = 0.3, 5.0
+    closed: Counter[str] = Counter()
+    guard = HeadTimeout(head_s, lambda reason: closed.update([reason]), idle_timeout_s=idle_s)
+    runner, port = await serve_ping(guard)
+    try:
+        _, reader, writer = await open_conn(port)
+        sent = time.monotonic()
+        writer.write(b"GET /ping HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
+        await writer.drain()
+        await reader.readuntil(b"pong")
+        done = await asyncio.wait_for(wait_closed(reader), 2 * head_s)
+        writer.close()
+        assert idle_s <= done - sent < head_s
+        assert closed == Counter(idle=1)
     finally:
         await runner.cleanup()
 

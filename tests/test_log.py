@@ -568,3 +568,29 @@ def test_node_cache_is_bounded_and_changes_no_proof() -> None:
     for i, old in ((5, 70_000), (len(hashes) - 1, len(hashes) - 1), (70_001, 131_072)):
         assert cached.inclusion_path(i) == merkle.inclusion_path(i, hashes)
         assert cached.consistency_path(old) == merkle.consistency_path(old, hashes)
+
+
+def test_past_size_peaks_are_cached_bounded_and_cleared_on_reload(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """Proofs against a past size (a block's own log size) read its peaks
+    once; the cache keeps the newest PAST_SIZE_CACHE sizes and every path
+    stays the reference's."""
+    import ledger.log
+
+    monkeypatch.setattr(ledger.log, "PAST_SIZE_CACHE", 4)
+    counting = CountingStore(MemoryStore())
+    leaves = build(counting, [700, 300, 1, 57, 2000])[1]
+    log = MerkleLog(counting, node_cache=0)  # every tile from the store
+    sizes = [700, 1000, 1001, 1058, 2222, 2700]
+    for size in sizes:
+        counting.reads = 0
+        first = log.inclusion_path(3, size)  # leaf 3: its siblings are in tile 0
+        cold = counting.reads
+        counting.reads = 0
+        assert log.inclusion_path(3, size) == first == merkle.inclusion_path(3, leaves[:size])
+        assert counting.reads < cold, (size, cold, counting.reads)
+    assert list(log._past) == sizes[-4:]
+    assert log.consistency_path(700, 1058) == merkle.consistency_path(700, leaves[:1058])
+    log.reload()
+    assert not log._past
+    assert log.inclusion_path(3, 700) == merkle.inclusion_path(3, leaves[:700])

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import logging
 import subprocess
 import sys
 from pathlib import Path
@@ -56,6 +58,7 @@ def test_cluster_node_config_loads(cluster: Path) -> None:
         (("[http]", "[http"), "config"),
         (("[http]", "[http]\nheader_timeout_ms = 0"), "http.header_timeout_ms"),
         (("[http]", '[http]\nheader_timeout_ms = "10s"'), "http.header_timeout_ms"),
+        (('name = "node1"\n', 'name = "node1"\nevent_loop = "trio"\n'), "node.event_loop"),
     ],
 )
 def test_bad_config_names_the_key(cluster: Path, edit: tuple[str, str], key: str) -> None:
@@ -75,6 +78,43 @@ def test_ledger_node_exits_2_on_bad_config(cluster: Path) -> None:
                           capture_output=True, text=True, timeout=60)
     assert proc.returncode == 2
     assert "limits.max_mempool" in proc.stderr
+
+
+@pytest.mark.parametrize(("setting", "module"), [("uvloop", "uvloop"), ("asyncio", "asyncio")])
+def test_event_loop_follows_the_setting(cluster: Path, setting: str, module: str,
+                                        caplog: pytest.LogCaptureFixture) -> None:
+    from node.main import _event_loop_runner, _log_event_loop
+
+    path = cluster / "node1" / "node.toml"
+    path.write_text(path.read_text().replace('name = "node1"\n',
+                                             f'name = "node1"\nevent_loop = "{setting}"\n', 1))
+    cfg = load_config(path)
+    assert cfg.get("node", "event_loop") == setting
+
+    async def which() -> str:
+        _log_event_loop(cfg)
+        return type(asyncio.get_running_loop()).__module__
+
+    with caplog.at_level(logging.INFO, logger="node.main"):
+        assert _event_loop_runner(cfg)(which()).split(".")[0] == module
+    assert f"event loop: {module}" in caplog.text
+
+
+def test_event_loop_falls_back_to_asyncio_without_uvloop(
+        cluster: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture) -> None:
+    from node.main import _event_loop_runner, _log_event_loop
+
+    monkeypatch.setitem(sys.modules, "uvloop", None)  # import uvloop raises ImportError
+    cfg = load_config(cluster / "node1" / "node.toml")
+    assert cfg.get("node", "event_loop") == "uvloop"  # the default
+
+    async def which() -> str:
+        _log_event_loop(cfg)
+        return type(asyncio.get_running_loop()).__module__
+
+    with caplog.at_level(logging.INFO, logger="node.main"):
+        assert _event_loop_runner(cfg)(which()).startswith("asyncio")
+    assert "uvloop is not installed" in caplog.text
 
 
 def test_compaction_is_reniced_once_at_the_first_consensus_commit(
