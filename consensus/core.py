@@ -261,8 +261,8 @@ class RoundCore:
             self._emit(Rejected("block", exc, proposer))
             return False  # may become valid as our clock advances: not cached
         except VerificationError as exc:
-            self._emit(Rejected("block", exc, proposer))
-            error = exc
+            error = exc.as_value()  # cached: no traceback holding this frame
+            self._emit(Rejected("block", error, proposer))
         self.validity[block_hash] = error
         return error is None
 

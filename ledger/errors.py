@@ -15,6 +15,8 @@ Two families:
 
 from __future__ import annotations
 
+from typing import Self
+
 
 class LedgerError(Exception):
     """Root of every error the ledger raises on purpose."""
@@ -30,6 +32,19 @@ class LedgerError(Exception):
     @property
     def message(self) -> str:
         return str(self)
+
+    def as_value(self) -> Self:
+        """This error, to be kept as a value (a batch's per-item result, a
+        cached verdict) rather than raised on: its traceback and chained
+        exceptions are dropped.  A caught exception's traceback holds the
+        frame that caught it, and through frames' ``f_back`` the callers';
+        when that frame also holds the list the error is stored in, the pair
+        is a reference cycle that keeps the whole batch alive until a full
+        garbage collection.  Code and message are all a caller reads."""
+        self.__traceback__ = None
+        self.__cause__ = None
+        self.__context__ = None
+        return self
 
 
 # --------------------------------------------------------------------------

@@ -282,7 +282,7 @@ class Api:
                 decoded.append(item if isinstance(item, bytes)
                                else from_b64(item, what="envelope"))
             except LedgerError as exc:
-                decoded.append(exc)
+                decoded.append(exc.as_value())
         good = [d for d in decoded if isinstance(d, bytes)]
         admitted = iter(await self.node.mempool.admit(good, "api"))
         results: list[dict[str, Any]] = []

@@ -24,7 +24,7 @@ from .bench_setup import Opts
 from .localnet import LocalCluster
 
 
-async def settle(c: LocalCluster, progress: Progress, max_s: float = 60.0) -> float:
+async def settle(c: LocalCluster, progress: Progress, max_s: float = 300.0) -> float:
     """Wait until the nodes are idle (after a big load LevelDB compacts for a
     while in background threads): all four together under 10% of a core over
     a second, or ``max_s``.  Returns the seconds waited."""

@@ -283,8 +283,9 @@ async def scenario_throughput_etc(root: Path, o: Opts, progress: Progress,
         # -- proofs ------------------------------------------------------------
         out["memory_before_proofs"] = {
             f"node{i}": memory_mb(c.procs[i].pid) for i in range(4)}
-        await settle(c, progress)
+        settled_s = await settle(c, progress)
         out["proofs"] = await proofs(c, o, progress, committed_ids)
+        out["proofs"]["settle_s"] = settled_s
         out["memory_after_proofs"] = {
             "log_size": out["proofs"]["log_size"], **nodes_memory(c)}
 

@@ -182,7 +182,7 @@ class Mempool:
             try:
                 decoded.append(decode_envelope(raw))
             except LedgerError as exc:
-                decoded.append(exc)
+                decoded.append(exc.as_value())
             if i % YIELD_EVERY == YIELD_EVERY - 1:
                 await asyncio.sleep(0)  # let consensus messages in between
         # Stateless checks (chain, submitter, role, signature) off the loop,
@@ -243,8 +243,14 @@ class Mempool:
         self._admitted.clear()
 
     def _refused(self, record_id: bytes | None, exc: LedgerError) -> Admission:
+        """The refusal as a value (``LedgerError.as_value``): with its
+        traceback, the error and admit()'s frame, which holds the results,
+        form a cycle carrying the whole batch (envelopes, records, results)
+        that only a full collection frees, and those are rare here
+        (node/gctune.py).  Rate-limited batches during a long outage kept
+        tens of MB of them per node."""
         self.metrics.rejected.labels(code=exc.code).inc()
-        return Admission(record_id, error=exc)
+        return Admission(record_id, error=exc.as_value())
 
     def _verify_many(self, envs: list[Envelope]) -> list[LedgerError | None]:
         """Admission's stateless checks: chain, submitter and role per
@@ -264,7 +270,7 @@ class Mempool:
                 out.append(None)
                 signed.append(i)
             except LedgerError as exc:
-                out.append(exc)
+                out.append(exc.as_value())
         verdicts = verify_many(RECORD_DOMAIN, [
             (envs[i].record.submitter, envs[i].record.record_bytes, envs[i].sig) for i in signed])
         for i, ok in zip(signed, verdicts):

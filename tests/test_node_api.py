@@ -9,6 +9,7 @@ Every answer is checked against the node's own OpenAPI document.
 from __future__ import annotations
 
 import base64
+import gc
 import json
 from collections.abc import AsyncIterator
 from typing import Any
@@ -316,6 +317,31 @@ async def test_peers_records_get_twice_the_room_of_clients(node: StubNode) -> No
     assert [r.status or r.error.code for r in gossip] == \
         ["accepted", "accepted", "rate_limited", "rate_limited"]
     assert len(node.mempool) == 4
+
+
+async def test_refusals_leave_no_reference_cycles(node: StubNode) -> None:
+    """Refused records come back as data; their exceptions keep no traceback,
+    whose frame would hold the whole batch in a cycle that only a (rare, see
+    node/gctune.py) full collection frees.  Every refusal path: undecodable,
+    wrong chain, bad signature, nonce reused, mempool full."""
+    node.mempool.max_size = 3
+    envs = [make_envelope(node.submitter, "test", n) for n in range(5)]
+    reused = _record_envelope(node.submitter, "test", 2)  # nonce 2 names envs[2]
+    items = ([e.envelope_bytes for e in envs] + [b"\xc1 not msgpack", _tampered(envs[0]),
+             make_envelope(node.submitter, "other-chain", 9).envelope_bytes,
+             reused.envelope_bytes])
+    gc.collect()
+    gc.disable()
+    try:
+        results = await node.mempool.admit(items, "api")
+        codes = [r.status or r.error.code for r in results]  # type: ignore[union-attr]
+        del results
+        garbage = gc.collect()
+    finally:
+        gc.enable()
+    assert codes == ["accepted"] * 3 + ["rate_limited"] * 2 + [
+        "bad_encoding", "bad_signature", "wrong_chain", "nonce_reused"], codes
+    assert garbage == 0
 
 
 async def test_every_admission_wakes_proposal_assembly_while_it_waits(node: StubNode) -> None:
