@@ -55,6 +55,25 @@ def test_empty_chain(world: World) -> None:
         chain.envelope_at(0)
 
 
+def test_a_bundle_is_not_built_from_an_envelope_that_misses_its_leaf(world: World) -> None:
+    """A stored envelope that does not hash to its leaf is corruption, named,
+    and no proof bundle is built from it."""
+    from ledger.proofs import build_bundle
+
+    store = MemoryStore()
+    chain = ChainStore(store, world.genesis)
+    b1, b2, b3 = three_blocks(chain, world)
+    everything = b1 + b2 + b3
+    assert build_bundle(chain, everything[4].id)["leaf_index"] == 4
+    batch = WriteBatch()
+    batch.put(schema.envelope_key(4), everything[5].envelope_bytes)  # another record's bytes
+    store.write(batch)
+    with pytest.raises(StorageCorruption, match="does not match its leaf hash"):
+        chain.envelope_at(4)
+    with pytest.raises(StorageCorruption, match="does not match its leaf hash"):
+        build_bundle(chain, everything[4].id)
+
+
 def test_next_header_builds_on_the_tip(world: World) -> None:
     chain = ChainStore(MemoryStore(), world.genesis)
     envs = world.envelopes(0, 5)
