@@ -200,6 +200,10 @@ def _check_record_identity(env: Envelope, ctx: ValidationContext) -> None:
     verify_envelope(env, ctx.genesis, signature=not ctx.signature_verified(env.leaf_hash))
 
 
+def _duplicate() -> DuplicateRecord:
+    return DuplicateRecord("record appears twice or is already committed")
+
+
 def _nonce_used(nonce: int) -> NonceAlreadyUsed:
     return NonceAlreadyUsed(f"nonce {nonce} of this submitter is already used")
 
@@ -209,14 +213,14 @@ def _check_record_state(
 ) -> None:
     record = env.record
     if record.id in ids:
-        raise DuplicateRecord("record appears twice or is already committed")
+        raise _duplicate()
     key = (record.submitter, record.nonce)
     if key in nonces:
         raise _nonce_used(record.nonce)
     holder = ctx.nonce_holder(*key)
     if holder is not None:
         if digest_equal(holder, record.id):
-            raise DuplicateRecord("record appears twice or is already committed")
+            raise _duplicate()
         raise _nonce_used(record.nonce)
     for parent in record.parents:
         if parent not in ids and not ctx.record_known_committed(parent):

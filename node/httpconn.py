@@ -40,10 +40,12 @@ class _Connection:
 
     Requests come far more often than deadlines expire, so a request only
     moves ``deadline`` (a float); it never cancels or schedules a timer.  One
-    timer per connection wakes at most every ``timeout_s`` (and at the
-    deadline), looks at the state and either closes the connection or sleeps
-    again.  Waking at least every ``timeout_s`` is what keeps the short head
-    deadline exact when a request's first byte follows a long idle spell.
+    timer per connection wakes at the deadline or after ``tick_s`` (the
+    shorter of the head and idle timeouts), whichever comes first, looks at
+    the state and either closes the connection or sleeps again.  Waking that
+    often keeps every deadline exact: none can be armed earlier than the
+    pending wake-up, e.g. the short head deadline of a request whose first
+    byte follows a long idle spell.
     (Two timers per request were ~8% of a node's CPU serving proofs.)
     """
 
