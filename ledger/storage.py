@@ -31,6 +31,16 @@ from .errors import LedgerError
 DEFAULT_LRU_CACHE_BYTES = 16 * 1024 * 1024
 DEFAULT_WRITE_BUFFER_BYTES = 16 * 1024 * 1024
 DEFAULT_BLOOM_BITS = 10
+# Bytes of keys and values per table block: the unit LevelDB reads, checks,
+# decompresses (snappy) and caches on a block-cache miss.  A node's reads
+# are random point lookups (a proof reads a record's location, its envelope
+# and a tile, each in a different place), so LevelDB's default of 4 KiB
+# decompresses ~4 KiB to use ~300 bytes.  With 1 KiB: in-process bundles at
+# 1,000,000 records took 64-110 against 81-132 µs (CPU, 4 alternating
+# pairs, pread; about 12% less), for a store 17% larger (371 against 318 MB:
+# more index entries, less for snappy to share) and ~6 MB more index in
+# memory.  Applies to tables written from then on; older ones keep theirs.
+DEFAULT_BLOCK_BYTES = 1024
 DEFAULT_MAX_OPEN_FILES = 1000
 # Nice value for LevelDB's flush-and-compaction thread once a node has caught
 # up (see set_background_nice).  19, the lowest priority, as RocksDB's
@@ -306,6 +316,7 @@ class LevelDBStore:
         lru_cache_size: int = DEFAULT_LRU_CACHE_BYTES,
         write_buffer_size: int = DEFAULT_WRITE_BUFFER_BYTES,
         max_open_files: int = DEFAULT_MAX_OPEN_FILES,
+        block_size: int = DEFAULT_BLOCK_BYTES,
     ) -> None:
         import plyvel  # imported here: MemoryStore users need not have it
 
@@ -319,6 +330,7 @@ class LevelDBStore:
                 write_buffer_size=write_buffer_size,
                 bloom_filter_bits=DEFAULT_BLOOM_BITS,
                 max_open_files=max_open_files,
+                block_size=block_size,
             )
 
         try:

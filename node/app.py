@@ -94,7 +94,8 @@ class Node:
             LevelDBStore(str(self.chain_dir),
                          lru_cache_size=storage["block_cache_bytes"],
                          write_buffer_size=storage["write_buffer_bytes"],
-                         max_open_files=storage["max_open_files"]),
+                         max_open_files=storage["max_open_files"],
+                         block_size=storage["block_size_bytes"]),
             self.genesis)
         # After a crash LevelDB replays its write-ahead log here, and the
         # tip is re-checked: the part of a restart that grows with the store.

@@ -111,6 +111,9 @@ SCHEMA: dict[str, dict[str, _Spec]] = {
         # LevelDB's uncompressed block cache and memtable (anonymous memory).
         "block_cache_bytes": (_INT, storage.DEFAULT_LRU_CACHE_BYTES, 1024 * 1024, 1 << 36),
         "write_buffer_bytes": (_INT, storage.DEFAULT_WRITE_BUFFER_BYTES, 1024 * 1024, 1 << 30),
+        # Bytes per LevelDB table block, the unit of a read: small for the
+        # random lookups proofs make (ledger/storage.py has the figures).
+        "block_size_bytes": (_INT, storage.DEFAULT_BLOCK_BYTES, 256, 4 * 1024 * 1024),
         # How LevelDB reads table files: "pread" (into the block cache above;
         # the kernel's page cache keeps the rest, outside the node's RSS) or
         # "mmap", LevelDB's default, where every page a read touches counts

@@ -32,6 +32,7 @@ def test_cluster_node_config_loads(cluster: Path) -> None:
     assert cfg.timeout_ms("timeout_propose_ms") == 3000  # from genesis params
     assert cfg.get("http", "header_timeout_ms") == 10_000
     assert cfg.get("storage", "max_open_files") == 1000
+    assert cfg.get("storage", "block_size_bytes") == 1024
     assert cfg.get("storage", "compaction_nice") == 19
     assert cfg.get("limits", "malloc_arenas") == 2
     assert cfg.get("limits", "malloc_mmap_threshold_bytes") == 256 * 1024
@@ -48,6 +49,7 @@ def test_cluster_node_config_loads(cluster: Path) -> None:
         (("[limits]", "[bogus]\n[limits]"), "bogus"),
         (("[limits]", "[storage]\nmax_open_files = 10\n[limits]"), "storage.max_open_files"),
         (("[limits]", "[storage]\ncompaction_nice = 20\n[limits]"), "storage.compaction_nice"),
+        (("[limits]", "[storage]\nblock_size_bytes = 100\n[limits]"), "storage.block_size_bytes"),
         (("[limits]", "[limits]\nmalloc_arenas = -1"), "limits.malloc_arenas"),
         (("[limits]", "[limits]\nmalloc_mmap_threshold_bytes = 1e6"),
          "limits.malloc_mmap_threshold_bytes"),
