@@ -242,8 +242,10 @@ class Api:
     def routes(self) -> list[web.RouteDef]:
         return [
             web.post("/v1/records", self.submit),
-            web.get("/v1/records/{id}", self.get_record),
+            # The proof route first: aiohttp tries routes under one prefix in
+            # this order, and proofs are the most frequent read.
             web.get("/v1/records/{id}/proof", self.get_proof),
+            web.get("/v1/records/{id}", self.get_record),
             web.get("/v1/records/{id}/trace", self.get_trace),
             web.get("/v1/blocks/latest", self.get_latest_block),
             web.get("/v1/blocks/{height}", self.get_block),
@@ -365,7 +367,7 @@ class Api:
         rid = parse_id(request.match_info["id"])
         location = self._committed_or_raise(rid)
         height = None
-        if "height" in request.query:
+        if request.query_string and "height" in request.query:  # parsed only when present
             height = parse_uint(request, "height", minimum=1)
         return json_response(build_bundle(self.node.chain, rid, height, location=location))
 
