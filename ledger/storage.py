@@ -36,10 +36,10 @@ DEFAULT_BLOOM_BITS = 10
 # are random point lookups (a proof reads a record's location, its envelope
 # and a tile, each in a different place), so LevelDB's default of 4 KiB
 # decompresses ~4 KiB to use ~300 bytes.  With 1 KiB: in-process bundles at
-# 1,000,000 records took 64-110 against 81-132 µs (CPU, 4 alternating
-# pairs, pread; about 12% less), for a store 17% larger (371 against 318 MB:
-# more index entries, less for snappy to share) and ~6 MB more index in
-# memory.  Applies to tables written from then on; older ones keep theirs.
+# 1,000,000 records took 64-127 against 81-132 µs of CPU (means 87 and 99:
+# 12% less; 4 alternating pairs, pread), for a store 17% larger (371
+# against 318 MB: more index entries, less for snappy to share) and ~6 MB
+# more index in memory.  Applies to tables written from then on; older ones keep theirs.
 DEFAULT_BLOCK_BYTES = 1024
 DEFAULT_MAX_OPEN_FILES = 1000
 # Nice value for LevelDB's flush-and-compaction thread once a node has caught

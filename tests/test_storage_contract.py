@@ -310,8 +310,8 @@ def test_leveldb_with_few_open_files_reads_every_table(tmp_path: Path) -> None:
 
 
 def _table_bytes(path: Path, block_size: int) -> int:
-    """On-disk size of the same 16,000 incompressible records written and
-    compacted with ``block_size``."""
+    """On-disk size of the same 16,000 incompressible records written with
+    ``block_size`` (the reopen's log recovery writes them into tables)."""
     store = LevelDBStore(str(path), block_size=block_size)
     rng = random.Random(11)
     for b in range(16):
