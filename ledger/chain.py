@@ -12,7 +12,6 @@ the tip (certificate, hash link, log root) on open.
 from __future__ import annotations
 
 from collections import OrderedDict
-from dataclasses import dataclass
 from collections.abc import Sequence
 
 from . import blocks, schema
@@ -42,26 +41,16 @@ from .storage import KeyValueStore, WriteBatch
 Location = tuple[int, int]  # (height, leaf_index)
 
 
-@dataclass(frozen=True)
-class StagedBlock:
-    """A checked block laid out as one write batch, not yet written."""
-
-    header: Header
-    batch: WriteBatch
-    log_size: int  # the log's size once the block is written
-
-
 BLOCK_CACHE = 1024  # decoded (header, certificate) pairs kept for proofs
 
 
 class ChainStore:
     """Blocks, certificates, envelopes and indexes over a :class:`KeyValueStore`.
 
-    One writer at a time: callers serialize ``commit_block`` (or its three
-    steps, stage, write and publish; the consensus driver does).  Reads may
-    run alongside the write, even in another thread: stored values never
-    change once written, and the tip and the log's frontier are swapped
-    when the block is published, after its batch is durable.
+    One writer at a time: callers serialize ``commit_block`` (the consensus
+    driver does).  Reads may run alongside it: stored values never change
+    once written, and the tip and the log's frontier are swapped in single
+    assignments after the batch is durable.
     """
 
     def __init__(self, store: KeyValueStore, genesis: Genesis, *, check: bool = True) -> None:
@@ -74,7 +63,6 @@ class ChainStore:
         self._blocks: OrderedDict[int, tuple[bytes, Header, Certificate]] = OrderedDict()
         self.log = MerkleLog(store)
         self._tip = self._load_tip()
-        self._staged: StagedBlock | None = None  # staged, not yet published
         if check:
             self.check_integrity()
 
@@ -278,10 +266,6 @@ class ChainStore:
             return None
         height, leaf_index = schema.unpack_location(raw)
         if not (1 <= height <= self.height and leaf_index < self.log.size):
-            staged = self._staged
-            if staged is not None and height == staged.header.height \
-                    and leaf_index < staged.log_size:
-                return None  # being written (or written) but not yet published
             raise StorageCorruption(f"record location ({height}, {leaf_index}) is past the tip")
         return height, leaf_index
 
@@ -382,41 +366,15 @@ class ChainStore:
         verify_certificate: bool = True,
         validated: bool = False,
     ) -> None:
-        """Check, write and publish a block: :meth:`stage_block`, then
-        :meth:`write_staged` and :meth:`publish_staged` in this thread."""
-        staged = self.stage_block(header, envelopes, certificate,
-                                  verify_certificate=verify_certificate, validated=validated)
-        try:
-            self.write_staged(staged)
-        except BaseException:
-            self.abandon_staged(staged)
-            raise
-        self.publish_staged(staged)
-
-    def stage_block(
-        self,
-        header: Header,
-        envelopes: Sequence[Envelope],
-        certificate: Certificate,
-        *,
-        verify_certificate: bool = True,
-        validated: bool = False,
-    ) -> StagedBlock:
         """Check ``header`` against the tip and the log, verify the
-        certificate (unless the caller already did), and lay the whole block
-        out as one write batch; nothing is written yet.
+        certificate (unless the caller already did), then write the whole
+        block in one synced batch.
 
         ``validated``: the caller ran ``consensus.validation.validate_block``
         on this tip (the consensus driver always has), so no id or nonce of
         the block is committed already and the indexes' guard reads - two
         store reads per record - are skipped; repeats within the block are
-        still guarded.
-
-        One block at a time: the staged block must be published or
-        abandoned before the next is staged (it is staged on top of it)."""
-        if self._staged is not None:
-            raise RuntimeError(f"block {self._staged.header.height} is staged and not yet "
-                               "published or abandoned")
+        still guarded."""
         leaves = [env.leaf_hash for env in envelopes]
         self.check_header(header, leaves)
         batch = WriteBatch()
@@ -428,41 +386,7 @@ class ChainStore:
         batch.put(schema.header_key(header.height), header.header_bytes)
         batch.put(schema.certificate_key(header.height), certificate.to_bytes())
         batch.put(schema.META_TIP, schema.pack_u64(header.height))
-        self._staged = StagedBlock(header, batch, log_size)
-        return self._staged
-
-    def write_staged(self, staged: StagedBlock) -> None:
-        """Write the staged block in ONE synced batch.
-
-        This touches the store only, never this object's state, so it may
-        run in a worker thread while the owning thread goes on reading (the
-        node's driver writes this way: the event loop serves requests during
-        the fsync).  Readers see the block once :meth:`publish_staged` ran;
-        until then its records read as not committed."""
-        self._store.write(staged.batch, sync=True)
-
-    def publish_staged(self, staged: StagedBlock) -> None:
-        """The staged block is durable: make it the tip."""
-        self._check_is_staged(staged)
-        self.log.applied(staged.log_size)
-        self._tip = staged.header
-        self._staged = None
-
-    def abandon_staged(self, staged: StagedBlock) -> None:
-        """The staged block's write failed or was never made.  It may have
-        landed before failing (e.g. an fsync error), so re-read the tip and
-        the log rather than guess; if the store is gone, this says nothing
-        (the caller has the write's own error)."""
-        self._check_is_staged(staged)
-        self._staged = None
-        try:
-            self._reload()
-        except Exception:
-            pass
-
-    def _check_is_staged(self, staged: StagedBlock) -> None:
-        if self._staged is not staged:
-            raise RuntimeError(f"block {staged.header.height} is not the staged block")
+        self._write_block(batch, header, log_size)
 
     def _stage_records(self, height: int, envelopes: Sequence[Envelope], batch: WriteBatch,
                        *, read_guards: bool = True) -> None:
@@ -501,6 +425,21 @@ class ChainStore:
                 put((nonce_key, record_id))
             seen_nonces.add(nonce)
         batch.put_many(ops)
+
+    def _write_block(self, batch: WriteBatch, header: Header, log_size: int) -> None:
+        try:
+            self._store.write(batch, sync=True)
+        except BaseException:
+            # The write may have landed before failing (e.g. an fsync error):
+            # re-read rather than guess; if the store is gone, keep the
+            # original error.
+            try:
+                self._reload()
+            except Exception:
+                pass
+            raise
+        self.log.applied(log_size)
+        self._tip = header
 
     # ------------------------------------------------------- consensus state
 

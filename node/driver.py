@@ -7,14 +7,8 @@ event at a time and each effect list strictly in order:
 * ``Persist`` is written with a synced LevelDB batch *before* the next effect
   runs, so nothing the machine signed leaves the node unless the state that
   remembers signing it is on disk (a restarted validator never signs twice);
-* ``Commit`` is one atomic synced batch (``ChainStore.stage_block``, then
-  ``write_staged`` and ``publish_staged``) and is acknowledged with
-  ``BlockApplied`` only after the remaining effects of the same list;
-* both writes run in the one ``ledger-writer`` thread while the consensus
-  task awaits them: the machine sees nothing new until the write is durable
-  (order as above), but the event loop goes on serving the API, taking peer
-  frames and admitting records during the fsync, which is most of a write
-  (LevelDB releases the GIL for it);
+* ``Commit`` is one atomic ``ChainStore.commit_block`` and is acknowledged
+  with ``BlockApplied`` only after the remaining effects of the same list;
 * sends only enqueue onto per-peer bounded queues, so a slow peer never
   stalls consensus.
 
@@ -29,9 +23,7 @@ import asyncio
 import logging
 import time
 from collections import deque
-from concurrent.futures import ThreadPoolExecutor
 from collections.abc import Callable, Sequence
-from typing import TypeVar
 
 import aiohttp
 
@@ -59,7 +51,7 @@ from consensus import (
     encode_message,
 )
 from ledger.blocks import Header
-from ledger.chain import ChainStore, StagedBlock
+from ledger.chain import ChainStore
 from ledger.crypto import SigningKey, verify_signature
 from ledger.encoding import canonical
 from ledger.errors import LedgerError
@@ -74,8 +66,6 @@ from .metrics import Metrics
 from .sync import BlockSync, FetchedBlock
 
 log = logging.getLogger("node.driver")
-
-_T = TypeVar("_T")
 
 Send = Callable[[int | None, bytes], None]  # peer index or None for everyone
 Committed = Callable[[Header, Sequence[Envelope], str], None]
@@ -164,8 +154,6 @@ class Driver:
         self.syncing = False
         self._stopping = False
         self._session: aiohttp.ClientSession | None = None
-        # One thread, so writes land in the order the machine asked for them.
-        self._writer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="ledger-writer")
 
     # -- lifecycle ---------------------------------------------------------
 
@@ -197,9 +185,6 @@ class Driver:
         self._timers.clear()
         if await cancel_all(self._tasks):
             log.error("consensus tasks did not stop")
-        # A write the cancelled task was awaiting still lands; wait for it
-        # before the caller closes the store.
-        await asyncio.to_thread(self._writer.shutdown, True)
         if self._session is not None:
             await self._session.close()
 
@@ -250,7 +235,7 @@ class Driver:
             while self._events:
                 event = self._events.popleft()
                 try:
-                    await self._handle(event)
+                    self._handle(event)
                 except Exception:
                     # A bug here must not silently stop consensus; log and go on
                     # with the next event (the machine's state is unchanged for
@@ -262,31 +247,28 @@ class Driver:
                     await asyncio.sleep(0)
                     slice_started = time.perf_counter()
 
-    async def _handle(self, first: Event) -> None:
+    def _handle(self, first: Event) -> None:
         todo: deque[Event] = deque([first])
         while todo:
             effects = self.machine.handle(todo.popleft())
             for effect in effects:
-                if isinstance(effect, Persist):
-                    await self._write(self.chain.put_consensus_state, effect.state.to_bytes())
-                elif isinstance(effect, Commit):
-                    todo.append(BlockApplied(await self._commit(effect), now_ms()))
-                else:
-                    self._execute(effect)
+                applied = self._execute(effect)
+                if applied is not None:
+                    todo.append(BlockApplied(applied, now_ms()))
         self._observe()
 
-    async def _write(self, write: Callable[[_T], None], arg: _T) -> None:
-        """``write(arg)`` in the writer thread; the loop runs meanwhile."""
-        await asyncio.get_running_loop().run_in_executor(self._writer, write, arg)
-
-    def _execute(self, effect: Effect) -> None:
-        """Carry out one effect that does not write the chain or the state."""
-        if isinstance(effect, Broadcast):
+    def _execute(self, effect: Effect) -> int | None:
+        """Carry out one effect; returns the height of an applied Commit."""
+        if isinstance(effect, Persist):
+            self.chain.put_consensus_state(effect.state.to_bytes())
+        elif isinstance(effect, Broadcast):
             self.send(None, encode_message(effect.message))
         elif isinstance(effect, SendTo):
             self.send(effect.validator, encode_message(effect.message))
         elif isinstance(effect, SetTimer):
             self._set_timer(effect)
+        elif isinstance(effect, Commit):
+            return self._commit(effect)
         elif isinstance(effect, EvidenceFound):
             ev = effect.evidence
             store_evidence(self.chain, ev)
@@ -303,8 +285,7 @@ class Driver:
         elif isinstance(effect, Rejected):
             self.metrics.rejected.labels(code=effect.error.code).inc()
             log.info("rejected %s from %s: %s", effect.what, effect.validator, effect.error)
-        else:
-            raise TypeError(f"unknown effect {type(effect).__name__}")
+        return None
 
     def _set_timer(self, effect: SetTimer) -> None:
         loop = asyncio.get_running_loop()
@@ -317,39 +298,21 @@ class Driver:
         handle = loop.call_later(effect.delay_ms / 1000, fire)
         self._timers.add(handle)
 
-    async def _commit(self, effect: Commit) -> int:
+    def _commit(self, effect: Commit) -> int:
         start = time.perf_counter()
         # The machine verified the certificate (its own quorum or a fetched
         # one) through the signature cache, and validated the block on this
         # tip before deciding it (nothing commits in between: one writer);
-        # staging still re-checks the header against the tip and the log.
-        staged = self.chain.stage_block(effect.header, effect.envelopes, effect.certificate,
-                                        verify_certificate=False, validated=True)
-        written = asyncio.get_running_loop().run_in_executor(
-            self._writer, self.chain.write_staged, staged)
-        try:
-            await asyncio.shield(written)
-        except asyncio.CancelledError:
-            # Stopping: the write goes on in its thread; publish it once it
-            # lands, so the chain in memory matches the store.
-            written.add_done_callback(lambda _: self._settle(staged, written))
-            raise
-        except BaseException:
-            self.chain.abandon_staged(staged)
-            raise
-        self.chain.publish_staged(staged)
+        # commit_block still re-checks the header against the tip and the
+        # log before its one synced batch.
+        self.chain.commit_block(effect.header, effect.envelopes, effect.certificate,
+                                verify_certificate=False, validated=True)
         self.metrics.commit_latency.observe(time.perf_counter() - start)
         self._last_commit_ms = now_ms()
         self.on_committed(effect.header, effect.envelopes,
                           "sync" if self.syncing else "consensus")
         self._height_changed.set()
         return effect.height
-
-    def _settle(self, staged: StagedBlock, written: asyncio.Future[None]) -> None:
-        if written.cancelled() or written.exception() is not None:
-            self.chain.abandon_staged(staged)
-        else:
-            self.chain.publish_staged(staged)
 
     def _observe(self) -> None:
         m = self.machine

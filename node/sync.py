@@ -8,8 +8,8 @@ verifies that the certificate carries a quorum of genesis validators'
 precommits for the header hash and validates the block on our tip (height,
 prev hash, chain, validator set, ``tx_root`` and ``log_size``/``log_root``
 recomputed from the envelopes, nonces, parents), and
-:meth:`ChainStore.stage_block` re-checks the header against the tip and the
-log as it lays out the block's one write.
+:meth:`ChainStore.commit_block` re-checks the header against the tip and the
+log in the same write.
 """
 
 from __future__ import annotations
@@ -121,7 +121,7 @@ class BlockSync:
 
     Fetching only parses; verification and application happen in the
     consensus machine (certificate, header chain, recomputed roots) and
-    ``ChainStore.stage_block`` (header against the tip and the log, again),
+    ``ChainStore.commit_block`` (header against the tip and the log, again),
     so a block from a lying peer is refused there.
     """
 

@@ -121,52 +121,6 @@ def test_commit_and_every_index(world: World) -> None:
     assert chain.children(b1[1].id) == []
 
 
-def test_a_staged_block_reads_as_uncommitted_until_published(world: World) -> None:
-    """Stage, write and publish are commit_block's three steps; the driver
-    writes in another thread, so readers must not see a written block
-    before it is published, nor take it for corruption."""
-    chain = ChainStore(MemoryStore(), world.genesis)
-    envs = world.envelopes(1, 3)
-    header = chain.next_header(envs, time=block_time(1), proposer=1)
-    staged = chain.stage_block(header, envs, certify(header, world.validators, world.genesis))
-    with pytest.raises(RuntimeError, match="staged"):
-        chain.stage_block(header, envs, certify(header, world.validators, world.genesis))
-    chain.write_staged(staged)
-    assert chain.height == 0 and chain.log.size == 0
-    assert chain.record_location(envs[0].id) is None and chain.envelope(envs[0].id) is None
-    chain.publish_staged(staged)
-    assert chain.height == 1 and chain.log.size == 3
-    assert chain.record_location(envs[2].id) == (1, 2)
-    with pytest.raises(RuntimeError, match="not the staged block"):
-        chain.publish_staged(staged)
-
-
-def test_an_abandoned_block_rereads_what_landed(world: World) -> None:
-    chain = ChainStore(MemoryStore(), world.genesis)
-    envs = world.envelopes(1, 2)
-    header = chain.next_header(envs, time=block_time(1), proposer=1)
-    cert = certify(header, world.validators, world.genesis)
-    never_written = chain.stage_block(header, envs, cert)
-    chain.abandon_staged(never_written)
-    assert chain.height == 0 and chain.record_location(envs[0].id) is None
-    landed = chain.stage_block(header, envs, cert)
-    chain.write_staged(landed)  # then, say, the fsync reported an error
-    chain.abandon_staged(landed)
-    assert chain.height == 1 and chain.log.size == 2 and chain.tip() == header
-    assert chain.record_location(envs[1].id) == (1, 1)
-
-
-def test_a_location_past_the_tip_is_corruption(world: World) -> None:
-    store = MemoryStore()
-    chain = ChainStore(store, world.genesis)
-    envs = world.envelopes(1, 1)
-    batch = WriteBatch()
-    batch.put(schema.record_location_key(envs[0].id), schema.pack_location(1, 0))
-    store.write(batch)
-    with pytest.raises(StorageCorruption, match="past the tip"):
-        chain.record_location(envs[0].id)
-
-
 def test_records_by_submitter_pages_in_log_order(world: World) -> None:
     chain = ChainStore(MemoryStore(), world.genesis)
     b1, b2, b3 = three_blocks(chain, world)
