@@ -295,6 +295,13 @@ def decode_committed_envelope(envelope_bytes: bytes) -> Envelope:
     the caller must check the block's ``tx_root`` over these bytes (block
     validation does, before any record rule) before relying on the result.
     """
+    if native is not None:
+        # The C decoder checks canonical form too and is still 5x faster
+        # than this path in Python (1.9-3.0 against 9.5-15 µs): it answers
+        # for every canonical envelope, and anything else comes below.
+        envelope: Envelope | None = native.decode_envelope(envelope_bytes)
+        if envelope is not None:
+            return envelope
     record_bytes, sig = _envelope_parts(decode_committed(envelope_bytes))
     record = _record_from_map(decode_committed(record_bytes), record_bytes)
     return Envelope(record=record, sig=sig, envelope_bytes=bytes(envelope_bytes))
