@@ -287,8 +287,9 @@ def _decode_envelope_general(envelope_bytes: bytes) -> Envelope:
 def decode_committed_envelope(envelope_bytes: bytes) -> Envelope:
     """Decode an envelope of a block that a quorum certificate commits to.
 
-    Every field is checked as in :func:`decode_envelope`; only the proof of
-    canonical form is skipped (half the decoding cost of catch-up).  That is
+    Every field is checked as in :func:`decode_envelope`; where the C
+    decoder does not answer, the proof of canonical form is skipped (half
+    the cost of decoding in Python).  That is
     sound because the certificate's ``tx_root`` names these exact bytes and
     the honest validators in its quorum decoded them canonically before
     voting - the same trust that lets catch-up skip record signatures.  So
@@ -298,7 +299,7 @@ def decode_committed_envelope(envelope_bytes: bytes) -> Envelope:
     if native is not None:
         # The C decoder checks canonical form too and is still 5x faster
         # than this path in Python (1.9-3.0 against 9.5-15 µs): it answers
-        # for every canonical envelope, and anything else comes below.
+        # for the canonical envelopes it is sure of; anything else comes below.
         envelope: Envelope | None = native.decode_envelope(envelope_bytes)
         if envelope is not None:
             return envelope
