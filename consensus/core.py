@@ -239,7 +239,8 @@ class RoundCore:
 
     def _decide(self, block: Block, cert: Certificate) -> None:
         header, envelopes = block
-        self._flush_persist()
+        # No Persist: the Commit makes this height's state obsolete, and every
+        # vote we signed in it was persisted before it was sent.
         self._emit(Commit(header, envelopes, cert))
         self.last_decision = Decision(header, envelopes, cert)
         self._decided_at = self.now

@@ -112,7 +112,9 @@ class ConsensusMachine(RoundCore):
         self._dispatch(event)
         while self._queued and self._awaiting_apply is None:
             self._dispatch(self._queued.popleft())
-        self._flush_persist()
+        # No Persist here: state nothing was sent from (a new height, a round
+        # or step change, a valid value) needs no fsync.  Only what we signed
+        # and sent must survive a crash, and _send persists that first.
         out, self._out = self._out, []
         return out
 

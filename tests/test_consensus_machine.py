@@ -484,7 +484,22 @@ def test_validator_past_the_deciding_round_is_sent_the_decision() -> None:
     assert not [e for e in bench.step(2, VoteReceived(late, bench.now)) if isinstance(e, SendTo)]
 
 
-def test_start_is_required_and_persists_a_fresh_state() -> None:
+def test_only_state_behind_a_send_is_persisted() -> None:
+    # Every Persist is an fsync on the consensus path: a fresh height, a step
+    # change or a commit writes nothing; the first signed message is persisted
+    # (with everything before it) right before it leaves.
     bench = Bench()
-    effects = bench.nodes[0].machine.handle(Start(bench.now))
-    assert isinstance(effects[0], Persist) and effects[0].state.height == 1
+    assert not [e for e in bench.nodes[0].machine.handle(Start(bench.now))
+                if isinstance(e, Persist)]
+    bench = committed_bench(heights=2)
+    for node in bench.nodes:
+        assert node.machine.height == 3
+        persisted = [e.state for e in node.effects if isinstance(e, Persist)]
+        sends = [e for e in node.effects if isinstance(e, (Broadcast, SendTo))]
+        assert sends and persisted
+        assert len(persisted) <= len(sends)
+        assert all(state.height <= 2 for state in persisted)  # none for height 3
+    for node in bench.nodes:
+        kinds = [type(e).__name__ for e in node.effects]
+        first_send = min(kinds.index(k) for k in ("Broadcast", "SendTo") if k in kinds)
+        assert "Persist" in kinds[:first_send]
