@@ -116,7 +116,9 @@ async def run(o: Opts, scenarios: set[str], keep: Path | None) -> dict[str, Any]
 @click.option("--only", type=click.Choice(["latency", "throughput"]), multiple=True,
               help="run only these scenario groups (throughput includes proofs, "
                    "catch-up, memory)")
-@click.option("--profile", is_flag=True, help="py-spy node0 during the throughput window")
+@click.option("--profile", is_flag=True,
+              help="py-spy node0 during the throughput window and node3 during catch-up "
+                   "(never the latency scenario)")
 @click.option("--keep", type=click.Path(file_okay=False, path_type=Path),
               help="run the clusters in this directory and keep it (logs)")
 def main(quick: bool, out: Path, duration: float | None, rate: float, low_rate: float,
