@@ -308,6 +308,25 @@ def test_crash_between_persist_and_send_then_conflicting_proposal_signs_nothing_
     assert all(v == signed for v in prevotes)
 
 
+def test_restart_after_a_commit_discards_the_stale_state_and_goes_on() -> None:
+    # Nothing is persisted for a height before its first send, so a validator
+    # that crashes right after a commit holds the decided height's state: it
+    # must restart fresh at the next height and take part in it normally.
+    bench = committed_bench(heights=1)
+    node = bench.nodes[2]
+    assert node.chain.height == 1 and node.last_persisted is not None
+    assert node.last_persisted.height == 1
+    bench.restart(2)
+    m = node.machine
+    assert (m.height, m.round, m.step) == (2, 0, Step.PROPOSE) and not m.own_votes
+    bench.submit(bench.records(2))
+    bench.deliver()
+    for n in bench.nodes:
+        assert n.chain.height == 2
+        assert not n.machine.evidence
+    assert node.last_persisted is not None and node.last_persisted.height == 2
+
+
 def test_restart_in_propose_step_with_a_persisted_prevote_reuses_it() -> None:
     """Even if a stale step were persisted, the stored vote wins over a new signature."""
     bench = Bench()
