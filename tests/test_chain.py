@@ -121,6 +121,17 @@ def test_commit_and_every_index(world: World) -> None:
     assert chain.children(b1[1].id) == []
 
 
+def test_a_location_past_the_tip_is_corruption(world: World) -> None:
+    store = MemoryStore()
+    chain = ChainStore(store, world.genesis)
+    envs = world.envelopes(1, 1)
+    batch = WriteBatch()
+    batch.put(schema.record_location_key(envs[0].id), schema.pack_location(1, 0))
+    store.write(batch)
+    with pytest.raises(StorageCorruption, match="past the tip"):
+        chain.record_location(envs[0].id)
+
+
 def test_records_by_submitter_pages_in_log_order(world: World) -> None:
     chain = ChainStore(MemoryStore(), world.genesis)
     b1, b2, b3 = three_blocks(chain, world)
