@@ -332,6 +332,10 @@ def test_deep_checkpoint_file_exit_2(node: FakeNode, genesis_file: Path, tmp_pat
     cp.write_bytes(b"{not json")
     assert_unusable(run("checkpoint", "--node", node.url, "--genesis", genesis_file, "--checkpoint-file", cp),
                     "checkpoint")
+    blocked = tmp_path / "file"
+    blocked.write_text("")
+    assert_unusable(run("checkpoint", "--node", node.url, "--genesis", genesis_file,
+                        "--checkpoint-file", blocked / "cp.json"), "checkpoint file")
     cp.write_text(json.dumps({"test": {"header": 5, "certificate": []}}))
     assert_unusable(run("checkpoint", "--node", node.url, "--genesis", genesis_file, "--checkpoint-file", cp),
                     "malformed")

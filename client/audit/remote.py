@@ -118,13 +118,16 @@ class CheckpointStore:
     def put(self, head: CertifiedHead) -> None:
         doc = self._load()
         doc[head.header.chain] = head.to_json()
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = self.path.with_suffix(".tmp")
-        with open(tmp, "w", encoding="utf-8") as fh:
-            json.dump(doc, fh, indent=2)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, self.path)
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            tmp = self.path.with_suffix(".tmp")
+            with open(tmp, "w", encoding="utf-8") as fh:
+                json.dump(doc, fh, indent=2)
+                fh.flush()
+                os.fsync(fh.fileno())
+            os.replace(tmp, self.path)
+        except OSError as exc:
+            raise CheckpointFileError(f"cannot write checkpoint file {self.path}: {exc}") from None
 
 
 async def fetch_head(client: LedgerClient, height: int | str) -> CertifiedHead:
