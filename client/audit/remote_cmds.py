@@ -13,9 +13,10 @@ from __future__ import annotations
 
 import asyncio
 from pathlib import Path
-from typing import Any, Awaitable, Callable, TypeVar
+from typing import Any, Awaitable, Callable, Iterable, TypeVar
 
 import click
+from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 from rich.table import Table
 from rich.text import Text
@@ -115,7 +116,8 @@ def _signer_indices(cert: Any, genesis: Genesis) -> list[int]:
     return [v for v, _ in cert.signatures if 0 <= v < genesis.n]
 
 
-def _print_labels(out: Any, genesis_file: GenesisFile, *, validators: Any = (), submitters: Any = ()) -> None:
+def _print_labels(out: Console, genesis_file: GenesisFile, *, validators: Iterable[int] = (),
+                  submitters: Iterable[bytes] = ()) -> None:
     for line in labels(genesis_file.genesis, genesis_file.sha256, validators=validators, submitters=submitters):
         out.print(line)
 
