@@ -250,6 +250,8 @@ def _json(body: bytes) -> Any:
         return json.loads(body)
     except ValueError:
         raise LedgerAPIError("bad_response", "node answered with non-JSON") from None
+    except RecursionError:  # json's clean refusal of an absurdly nested document
+        raise LedgerAPIError("bad_response", "node answered with JSON nested too deeply to read") from None
 
 
 def _json_or_none(body: bytes) -> Any:

@@ -29,7 +29,10 @@ class AuditCounts:
     records: int = 0
     signatures_checked: int = 0
     certificates_checked: int = 0
+    # records per submitter name from the genesis file (a label nothing on
+    # the chain certifies), and per submitter public key (hex; signed)
     submitters: dict[str, int] = field(default_factory=dict)
+    submitter_keys: dict[str, int] = field(default_factory=dict)
 
 
 class ChainAuditor:
@@ -89,6 +92,8 @@ class ChainAuditor:
             sub = self.genesis.submitters.get(env.record.submitter)
             name = sub.name if sub else env.record.submitter.hex()
             self.counts.submitters[name] = self.counts.submitters.get(name, 0) + 1
+            key = env.record.submitter.hex()
+            self.counts.submitter_keys[key] = self.counts.submitter_keys.get(key, 0) + 1
         return header
 
     def _check_header_links(self, header: Header) -> None:

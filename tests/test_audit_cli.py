@@ -53,12 +53,15 @@ def test_iso8601() -> None:
 def test_valid_bundle_one_line_summary(files: dict[str, Path]) -> None:
     result = run("verify", files["bundle"], "--genesis", files["genesis"])
     assert result.exit_code == 0, result.output
-    lines = result.output.strip().splitlines()
-    assert len(lines) == 1
-    line = lines[0]
+    line, *labels = result.output.strip().splitlines()
     assert line.startswith("VALID")
-    assert RECORD_ID in line and "demo" in line and "height 3" in line
+    assert RECORD_ID in line and "height 3" in line
+    assert f"by submitter key {SKEY.public_key.hex()[:16]}" in line
     assert BLOCK_TIME in line and BLOCK_TIME == "2023-11-14T22:13:23.000Z"
+    # The submitter's name is a label from the genesis file, below the summary.
+    assert "demo" not in line
+    assert labels[0].startswith("Labels from your genesis file (sha256 ")
+    assert f"  submitter key {SKEY.public_key.hex()[:16]}: demo" in labels
 
 
 def test_valid_bundle_json(files: dict[str, Path]) -> None:

@@ -22,6 +22,7 @@ from ledger.genesis import Genesis
 from ledger.verify import VerifiedBundle, verify_bundle
 
 from ..sdk import LedgerClient
+from .common import decode_json
 
 DEFAULT_CHECKPOINTS = Path(os.environ.get("XDG_STATE_HOME", Path.home() / ".local" / "state")) / "auditledger" / "checkpoints.json"
 
@@ -63,19 +64,30 @@ async def trace_and_verify(client: LedgerClient, record_id: str, genesis: Genesi
     if record_id not in hops:
         raise BundleFormatError(f"trace does not contain the record {record_id} itself")
     signed_edges = {(child, p) for child, hop in hops.items() for p in hop.parents}
-    claimed = {(c, p) for c, p in doc.get("edges", [])}
+    edges, children = doc.get("edges", []), doc.get("children", [])
+    if not (isinstance(edges, list) and all(isinstance(e, list) and len(e) == 2
+                                            and all(isinstance(x, str) for x in e) for e in edges)):
+        raise BundleFormatError("trace 'edges' must be a list of [child, parent] ids")
+    if not isinstance(children, list):
+        raise BundleFormatError("trace 'children' must be a list of ids")
+    claimed = {(c, p) for c, p in edges}
     if not claimed <= signed_edges:
         raise BundleFormatError("trace edges name a parent its signed record does not")
     missing = sorted({p for _, p in signed_edges} - set(hops))
     if depth is None and missing:
         raise BundleFormatError(f"trace is missing ancestors: {', '.join(m[:16] for m in missing)}")
-    children = [c for c in doc.get("children", []) if isinstance(c, str)]
+    children = [c for c in children if isinstance(c, str)]
     return TraceReport(root=record_id, hops=hops, children=children, missing=missing)
 
 
 # --------------------------------------------------------------------------
 # Checkpoints
 # --------------------------------------------------------------------------
+
+
+class CheckpointFileError(OSError):
+    """The checkpoint file cannot be read or is not a checkpoint file: the
+    auditor's own state is unusable (exit 2), which says nothing about the chain."""
 
 
 class CheckpointStore:
@@ -86,27 +98,36 @@ class CheckpointStore:
 
     def _load(self) -> dict[str, Any]:
         try:
-            doc = json.loads(self.path.read_text(encoding="utf-8"))
+            doc = decode_json(self.path.read_bytes())
         except FileNotFoundError:
             return {}
         except (OSError, ValueError) as exc:
-            raise OSError(f"checkpoint file {self.path} is unreadable: {exc}") from None
+            raise CheckpointFileError(f"checkpoint file {self.path} is unreadable: {exc}") from None
         return doc if isinstance(doc, dict) else {}
 
     def get(self, chain: str) -> CertifiedHead | None:
         entry = self._load().get(chain)
-        return CertifiedHead.from_json(entry) if entry else None
+        if not entry:
+            return None
+        try:
+            return CertifiedHead.from_json(entry)
+        except VerificationError as exc:
+            raise CheckpointFileError(f"checkpoint file {self.path}: the entry for this chain is "
+                                      f"malformed: {exc}") from None
 
     def put(self, head: CertifiedHead) -> None:
         doc = self._load()
         doc[head.header.chain] = head.to_json()
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = self.path.with_suffix(".tmp")
-        with open(tmp, "w", encoding="utf-8") as fh:
-            json.dump(doc, fh, indent=2)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, self.path)
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            tmp = self.path.with_suffix(".tmp")
+            with open(tmp, "w", encoding="utf-8") as fh:
+                json.dump(doc, fh, indent=2)
+                fh.flush()
+                os.fsync(fh.fileno())
+            os.replace(tmp, self.path)
+        except OSError as exc:
+            raise CheckpointFileError(f"cannot write checkpoint file {self.path}: {exc}") from None
 
 
 async def fetch_head(client: LedgerClient, height: int | str) -> CertifiedHead:
@@ -188,7 +209,7 @@ async def audit_chain(
 
 
 __all__ = [
-    "AuditReport", "CheckpointResult", "CheckpointStore", "DEFAULT_CHECKPOINTS", "ForkDetected",
+    "AuditReport", "CheckpointFileError", "CheckpointResult", "CheckpointStore", "DEFAULT_CHECKPOINTS", "ForkDetected",
     "TraceHop", "TraceReport", "VerificationError", "advance_checkpoint", "audit_chain",
     "fetch_head", "trace_and_verify",
 ]

@@ -1,20 +1,25 @@
 """``ledger-audit`` commands that talk to a node: consistency, trace, audit, checkpoint.
 
 The node is never trusted: everything it returns is checked with the pure
-verifiers in ``ledger`` against the genesis file.  Exit status: 0 valid,
-1 invalid (the failed step is named; a fork prints both certified heads),
-2 usage errors or an unreachable node.
+verifiers in ``ledger`` against the genesis file, and every text it or a
+record carries is printed through :func:`~client.audit.show.untrusted`.
+Exit status: 0 valid, 1 invalid (the failed step is named; a fork prints
+both certified heads), 2 usage errors, an unreachable node, a node answer
+that is not JSON (or nested too deeply to read), or an unusable checkpoint
+file.
 """
 
 from __future__ import annotations
 
 import asyncio
 from pathlib import Path
-from typing import Any, Awaitable, Callable, TypeVar
+from typing import Any, Awaitable, Callable, Iterable, TypeVar
 
 import click
+from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 from rich.table import Table
+from rich.text import Text
 from rich.tree import Tree
 
 from ledger.checkpoint import CertifiedHead, ForkDetected
@@ -25,15 +30,26 @@ from ledger.verify import parse_consistency
 
 from ..errors import LedgerClientError
 from ..sdk import LedgerClient
-from .common import EXIT_USAGE, console, fail_invalid, iso8601_ms, load_genesis_file, print_json, read_json
+from .common import (
+    EXIT_USAGE,
+    GenesisFile,
+    console,
+    fail_invalid,
+    iso8601_ms,
+    load_genesis_file,
+    print_json,
+    read_json,
+)
 from .remote import (
     DEFAULT_CHECKPOINTS,
+    CheckpointFileError,
     CheckpointStore,
     TraceReport,
     advance_checkpoint,
     audit_chain,
     trace_and_verify,
 )
+from .show import fingerprint, labels, untrusted, validators_ref
 
 T = TypeVar("T")
 
@@ -67,7 +83,13 @@ def _run(nodes: tuple[str, ...], as_json: bool, work: Callable[[LedgerClient], A
         if as_json:
             print_json({"valid": None, "error": getattr(exc, "code", "client_error"), "message": str(exc)})
         else:
-            console().print(f"[bold yellow]UNREACHABLE[/] {exc}")
+            console().print(Text.assemble(("UNREACHABLE", "bold yellow"), " ", untrusted(exc)))
+        click.get_current_context().exit(EXIT_USAGE)
+    except CheckpointFileError as exc:
+        if as_json:
+            print_json({"valid": None, "error": "checkpoint_file", "message": str(exc)})
+        else:
+            console().print(Text.assemble(("UNUSABLE", "bold yellow"), " ", untrusted(exc)))
         click.get_current_context().exit(EXIT_USAGE)
     raise AssertionError("unreachable")
 
@@ -78,14 +100,26 @@ def _report_fork(exc: ForkDetected, as_json: bool) -> None:
         print_json({"valid": False, "step": "fork", "message": str(exc), "evidence": evidence})
     else:
         out = console()
-        out.print(f"[bold red]FORK[/] {exc}")
+        out.print(Text.assemble(("FORK", "bold red"), " ", untrusted(exc)))
         out.print("Both heads are certified by a quorum of genesis validators; keep them as evidence:")
         print_json(evidence)
     click.get_current_context().exit(1)
 
 
 def _signers(head_or_cert: Any, genesis: Genesis) -> str:
+    """The signers' names from the genesis file, for ``--json``'s
+    compatible ``certified_by`` (labels: the chain certifies indices and keys)."""
     return ", ".join(genesis.validators[v].name for v, _ in head_or_cert.signatures if v < genesis.n)
+
+
+def _signer_indices(cert: Any, genesis: Genesis) -> list[int]:
+    return [v for v, _ in cert.signatures if 0 <= v < genesis.n]
+
+
+def _print_labels(out: Console, genesis_file: GenesisFile, *, validators: Iterable[int] = (),
+                  submitters: Iterable[bytes] = ()) -> None:
+    for line in labels(genesis_file.genesis, genesis_file.sha256, validators=validators, submitters=submitters):
+        out.print(line)
 
 
 # --------------------------------------------------------------------------
@@ -107,7 +141,7 @@ def consistency(old: str, new: str, genesis_path: Path, nodes: tuple[str, ...],
     heights fetched from --node. Both certificates are checked, then the
     RFC 9162 consistency path between their log sizes.
     """
-    genesis = load_genesis_file(genesis_path)
+    genesis = load_genesis_file(genesis_path).genesis
     proof = read_json(proof_path, "'--proof'") if proof_path else None
 
     def local_head(arg: str) -> CertifiedHead | None:
@@ -159,28 +193,30 @@ def consistency(old: str, new: str, genesis_path: Path, nodes: tuple[str, ...],
     if as_json:
         print_json(doc)
     else:
-        console().print(f"[bold green]CONSISTENT[/] block {a.height} (log {a.header.log_size}) is a prefix of "
-                        f"block {b.height} (log {b.header.log_size}); both certified")
+        console().print(Text.assemble(("CONSISTENT", "bold green"),
+                                      f" block {a.height} (log {a.header.log_size}) is a prefix of "
+                                      f"block {b.height} (log {b.header.log_size}); both certified"))
 
 
 # --------------------------------------------------------------------------
 
 
 def _trace_tree(report: TraceReport, genesis: Genesis) -> Tree:
-    def label(rid: str) -> str:
+    def label(rid: str) -> Text:
         hop = report.hops[rid]
         rec = hop.verified.envelope.record
-        origin = ", ".join(f"{k}={v}" for k, v in rec.origin.items())
-        return (f"[bold]{rec.kind}[/] {rid[:16]}… by [cyan]{hop.verified.submitter_name}[/] "
-                f"origin({origin}) block {hop.verified.height} at {iso8601_ms(hop.verified.header.time)} "
-                f"certified by {_signers(hop.verified.certificate, genesis)}")
+        origin = Text(", ").join(Text.assemble(untrusted(k), "=", untrusted(v)) for k, v in rec.origin.items())
+        return Text.assemble(
+            untrusted(rec.kind, "bold"), f" {rid[:16]}… by key ", (fingerprint(rec.submitter), "cyan"),
+            " origin(", origin, f") block {hop.verified.height} at {iso8601_ms(hop.verified.header.time)} "
+            f"certified by validators {validators_ref(genesis, _signer_indices(hop.verified.certificate, genesis))}")
 
     def grow(node: Tree, rid: str, seen: frozenset[str]) -> None:
         for parent in report.hops[rid].parents:
             if parent in report.hops and parent not in seen:
                 grow(node.add(label(parent)), parent, seen | {parent})
             elif parent not in report.hops:
-                node.add(f"[dim]{parent[:16]}… (beyond depth)[/]")
+                node.add(Text(f"{parent[:16]}… (beyond depth)", style="dim"))
 
     tree = Tree(label(report.root))
     grow(tree, report.root, frozenset({report.root}))
@@ -195,13 +231,15 @@ def _trace_tree(report: TraceReport, genesis: Genesis) -> Tree:
 @json_option
 def trace(record_id: str, genesis_path: Path, nodes: tuple[str, ...], depth: int | None, as_json: bool) -> None:
     """Walk a record back through its parents, verifying every hop's proof."""
-    genesis = load_genesis_file(genesis_path)
+    genesis_file = load_genesis_file(genesis_path)
+    genesis = genesis_file.genesis
     report = _run(nodes, as_json, lambda c: trace_and_verify(c, record_id.lower(), genesis, depth))
     if as_json:
         print_json({"valid": True, "record": report.root, "children": report.children,
-                    "missing_beyond_depth": report.missing,
+                    "missing_beyond_depth": report.missing, "genesis_sha256": genesis_file.sha256,
                     "hops": [{"id": rid, "kind": h.verified.envelope.record.kind,
                               "submitter": h.verified.submitter_name,
+                              "submitter_pubkey": h.verified.envelope.record.submitter.hex(),
                               "origin": dict(h.verified.envelope.record.origin),
                               "height": h.verified.height, "time": iso8601_ms(h.verified.header.time),
                               "parents": h.parents,
@@ -210,8 +248,15 @@ def trace(record_id: str, genesis_path: Path, nodes: tuple[str, ...], depth: int
         return
     out = console()
     out.print(_trace_tree(report, genesis))
-    out.print(f"[bold green]VALID[/] {len(report.hops)} records verified; "
-              f"{len(report.children)} direct children: {', '.join(c[:16] for c in report.children) or 'none'}")
+    # The children are the node's word (a record names its parents, not its
+    # children): ids only, and through untrusted() like anything it says.
+    children = untrusted(", ".join(c[:16] for c in report.children) or "none")
+    out.print(Text.assemble(("VALID", "bold green"), f" {len(report.hops)} records verified; "
+                            f"{len(report.children)} direct children: ", children))
+    hops = report.hops.values()
+    _print_labels(out, genesis_file,
+                  validators={v for h in hops for v in _signer_indices(h.verified.certificate, genesis)},
+                  submitters={h.verified.envelope.record.submitter for h in hops})
 
 
 # --------------------------------------------------------------------------
@@ -231,7 +276,8 @@ def audit(genesis_path: Path, nodes: tuple[str, ...], signatures: bool, to_heigh
     """Walk the whole chain from height 1: prev links, tx_root and log_root
     recomputed from the envelopes, every certificate, optionally every
     signature; then prove the audited head consistent with the checkpoint."""
-    genesis = load_genesis_file(genesis_path)
+    genesis_file = load_genesis_file(genesis_path)
+    genesis = genesis_file.genesis
     store = CheckpointStore(checkpoint_file)
 
     async def work(client: LedgerClient) -> Any:
@@ -256,16 +302,23 @@ def audit(genesis_path: Path, nodes: tuple[str, ...], signatures: bool, to_heigh
            "signatures_checked": counts.signatures_checked, "certificates_checked": counts.certificates_checked,
            "by_submitter": counts.submitters, "seconds": round(report.seconds, 3),
            "records_per_second": round(report.rate, 1),
-           "checkpoint_previous_height": cp.previous.height if cp and cp.previous else None}
+           "checkpoint_previous_height": cp.previous.height if cp and cp.previous else None,
+           "by_submitter_key": counts.submitter_keys, "genesis_sha256": genesis_file.sha256}
     if as_json:
         print_json(doc)
         return
     table = Table(title="audit report", show_header=False)
     for key, value in doc.items():
+        if key in ("by_submitter", "by_submitter_key", "genesis_sha256"):
+            continue  # names are labels (below); keys are shown by fingerprint
         table.add_row(key, str(value))
+    for key_hex, count in counts.submitter_keys.items():
+        table.add_row(f"records by submitter key {fingerprint(bytes.fromhex(key_hex))}", str(count))
     out = console()
     out.print(table)
-    out.print(f"[bold green]VALID[/] chain {genesis.chain} verified to height {doc['height']}")
+    out.print(Text.assemble(("VALID", "bold green"), " chain ", untrusted(genesis.chain),
+                            f" verified to height {doc['height']}"))
+    _print_labels(out, genesis_file, submitters=[bytes.fromhex(k) for k in counts.submitter_keys])
 
 
 @click.command("checkpoint")
@@ -279,19 +332,28 @@ def checkpoint(genesis_path: Path, nodes: tuple[str, ...], checkpoint_file: Path
     On a fork (two certified heads that cannot both be true) both heads are
     printed as evidence and the exit status is 1.
     """
-    genesis = load_genesis_file(genesis_path)
+    genesis_file = load_genesis_file(genesis_path)
+    genesis = genesis_file.genesis
     store = CheckpointStore(checkpoint_file)
     result = _run(nodes, as_json, lambda c: advance_checkpoint(c, genesis, store))
     prev = result.previous
+    signers = _signer_indices(result.current.certificate, genesis)
     doc = {"valid": True, "chain": genesis.chain, "height": result.current.height,
            "log_size": result.current.header.log_size, "hash": result.current.header.hash.hex(),
            "previous_height": prev.height if prev else None,
-           "certified_by": _signers(result.current.certificate, genesis)}
+           "certified_by": _signers(result.current.certificate, genesis),
+           "certified_by_validators": [{"index": v, "pubkey": genesis.validators[v].pubkey.hex()}
+                                       for v in signers],
+           "genesis_sha256": genesis_file.sha256}
     if as_json:
         print_json(doc)
-    elif prev is None:
-        console().print(f"[bold green]TRUSTED[/] first checkpoint: height {doc['height']} "
-                        f"(log {doc['log_size']}), certified by {doc['certified_by']}")
+        return
+    out = console()
+    certified = f"certified by validators {validators_ref(genesis, signers)}"
+    if prev is None:
+        out.print(Text.assemble(("TRUSTED", "bold green"), f" first checkpoint: height {doc['height']} "
+                                f"(log {doc['log_size']}), {certified}"))
     else:
-        console().print(f"[bold green]CONSISTENT[/] height {prev.height} → {doc['height']} "
-                        f"(log {prev.header.log_size} → {doc['log_size']}), certified by {doc['certified_by']}")
+        out.print(Text.assemble(("CONSISTENT", "bold green"), f" height {prev.height} → {doc['height']} "
+                                f"(log {prev.header.log_size} → {doc['log_size']}), {certified}"))
+    _print_labels(out, genesis_file, validators=signers)

@@ -18,12 +18,15 @@ from ledger.errors import VerificationError
 from ledger.verify import VerifiedBundle, verify_bundle
 
 from .common import console, fail_invalid, iso8601_ms, load_genesis_file, print_json, read_json
+from .show import fingerprint, labels, validators_ref
 
 
-def summary(verified: VerifiedBundle) -> dict[str, Any]:
-    """What a valid bundle proves, as JSON."""
+def summary(verified: VerifiedBundle, genesis_sha256: str | None = None) -> dict[str, Any]:
+    """What a valid bundle proves, as JSON.  ``submitter`` is the name the
+    genesis file gives the key (a label, not certified by the chain);
+    ``submitter_pubkey`` and ``certified_by`` (validator indices) are."""
     record = verified.envelope.record
-    return {
+    doc: dict[str, Any] = {
         "valid": True,
         "record_id": verified.record_id.hex(),
         "chain": verified.header.chain,
@@ -36,7 +39,11 @@ def summary(verified: VerifiedBundle) -> dict[str, Any]:
         "leaf_index": verified.leaf_index,
         "log_size": verified.header.log_size,
         "signers": len(verified.certificate.signatures),
+        "certified_by": [v for v, _ in verified.certificate.signatures],
     }
+    if genesis_sha256 is not None:
+        doc["genesis_sha256"] = genesis_sha256
+    return doc
 
 
 @click.command("verify")
@@ -54,18 +61,23 @@ def verify(bundle_path: Path, genesis_path: Path, as_json: bool) -> None:
     block's log, the header's validator set, and the quorum certificate.
     BUNDLE.json may be '-' for standard input.
     """
-    genesis = load_genesis_file(genesis_path)
+    genesis_file = load_genesis_file(genesis_path)
+    genesis = genesis_file.genesis
     bundle = read_json(bundle_path, "'BUNDLE.json'")
     try:
         verified = verify_bundle(bundle, genesis)
     except VerificationError as exc:
         fail_invalid(exc, as_json)
-    doc = summary(verified)
+    doc = summary(verified, genesis_file.sha256)
     if as_json:
         print_json(doc)
         return
-    line = Text()
-    line.append("VALID", style="bold green")
-    line.append(f" record {doc['record_id']} by {doc['submitter']} "
-                f"at height {doc['height']} ({doc['block_time']})")
-    console().print(line)
+    submitter = verified.envelope.record.submitter
+    out = console()
+    out.print(Text.assemble(
+        ("VALID", "bold green"),
+        f" record {doc['record_id']} by submitter key {fingerprint(submitter)} "
+        f"at height {doc['height']} ({doc['block_time']}), certified by validators "
+        f"{validators_ref(genesis, doc['certified_by'])}"))
+    for line in labels(genesis, genesis_file.sha256, validators=doc["certified_by"], submitters=[submitter]):
+        out.print(line)
