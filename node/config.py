@@ -41,7 +41,8 @@ SCHEMA: dict[str, dict[str, _Spec]] = {
         "data_dir": (str, "data", None, None),
         # The asyncio event loop: "uvloop" (libuv; falls back to "asyncio"
         # where uvloop is not installed) or "asyncio", the standard library's.
-        # uvloop serves ~11% more proofs/s (README: Performance).
+        # uvloop serves more proofs/s, where request handling is most of the
+        # cost (docs/performance.md).
         "event_loop": (str, "uvloop", None, None),
     },
     "http": {
