@@ -14,9 +14,9 @@
  * (165 KB); for the base point B the same table, built at start.  A scalar
  * written in 43 signed base-64 digits then costs 43 mixed additions and no
  * doubling, and the inversion that encodes the result is shared by a whole
- * batch (Montgomery's trick).  With SHA-512, about 16 us against libsodium's
- * 61 us here.  (Window widths 4, 5, 7 and 8 measured 22, 18, 14.5 and 13.5
- * us, for tables of 61, 100, 284 and 507 KB per key.)
+ * batch (Montgomery's trick).  6-bit windows were the best trade of time
+ * against table size among the widths tried (4 to 8 bits); the measured
+ * rates are in docs/performance.md.
  *
  * Only the arithmetic lives here.  Which signatures take this path is
  * decided in _native_verify.c: only keys libsodium's crypto_core_ed25519_is_valid_point

@@ -61,8 +61,8 @@ def verify_many(domain: bytes, items: Sequence[tuple[bytes, bytes, bytes]]) -> l
     one per signature: a thread that must take the GIL back after every
     check waits behind a busy event loop each time), and the signatures of
     the first :data:`MAX_KEY_TABLES` keys seen are checked from a table
-    precomputed per key, about four times faster than libsodium and with
-    its answers.  Meant for chunks of a few hundred."""
+    precomputed per key, faster than libsodium and with its answers.
+    Meant for chunks of a few hundred."""
     if native is not None:
         return native.verify_ed25519(domain, list(items), _KEY_TABLES if key_tables else None,
                                      MAX_KEY_TABLES)

@@ -6,7 +6,7 @@ wrong record (:class:`StorageCorruption`); verification proper is
 :mod:`ledger.verify`'s job, run by whoever does not trust the node.
 
 The chain store is anything that looks like :class:`ProofSource` (the
-``ChainStore`` of ``docs/DESIGN.md``), so this module does not depend on the
+``ChainStore`` of ``docs/design.md``), so this module does not depend on the
 storage layer.
 """
 

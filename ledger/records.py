@@ -52,8 +52,8 @@ class Record:
     """A decoded record together with its canonical bytes.
 
     Slotted, as :class:`Envelope`: a node holds tens of thousands of them
-    (mempool, proposals, sync), and an instance dict per object was ~40% of
-    a decoded envelope's memory."""
+    (mempool, proposals, sync), and an instance dict per object was a large
+    share of a decoded envelope's memory."""
 
     chain: str
     submitter: bytes
@@ -297,9 +297,9 @@ def decode_committed_envelope(envelope_bytes: bytes) -> Envelope:
     validation does, before any record rule) before relying on the result.
     """
     if native is not None:
-        # The C decoder checks canonical form too and is still 5x faster
-        # than this path in Python (1.9-3.0 against 9.5-15 µs): it answers
-        # for the canonical envelopes it is sure of; anything else comes below.
+        # The C decoder checks canonical form too and is still several times
+        # faster than this path in Python: it answers for the canonical
+        # envelopes it is sure of; anything else comes below.
         envelope: Envelope | None = native.decode_envelope(envelope_bytes)
         if envelope is not None:
             return envelope
@@ -313,8 +313,8 @@ def stored_record_id(envelope_bytes: bytes, leaf_index: int) -> bytes:
 
     Callers pass bytes already matched to the log's leaf hash (as
     ``ChainStore.envelope_at`` does), so they are exactly what was committed
-    - decoded canonically then - and only the record bytes need finding:
-    about 2 µs instead of a full decode's 17.  Anything malformed still
+    - decoded canonically then - and only the record bytes need finding,
+    a fraction of a full decode.  Anything malformed still
     raises :class:`StorageCorruption` naming the leaf.
     """
     try:

@@ -24,10 +24,9 @@ from .errors import LedgerError
 # LevelDB tuning.  The block cache bounds read memory (so RSS stays flat as
 # the log grows).  16 MiB: with table files read by pread (node/tablereads.py)
 # every block read fills it, and the kernel's page cache answers its misses
-# with a copy.  40,000 random proofs at 1M records, alternating runs: 8 MiB
-# 8,853-9,026 bundles/s against 32 MiB 8,585-9,916; later, 16 MiB 7,893-7,986
-# against 32 MiB 8,131 (a slower hour).  A larger write buffer means
-# fewer, larger level-0 files when appending many small tree nodes.
+# with a copy, so a larger cache bought no measurable proof rate
+# (docs/performance.md).  A larger write buffer means fewer, larger level-0
+# files when appending many small tree nodes.
 DEFAULT_LRU_CACHE_BYTES = 16 * 1024 * 1024
 DEFAULT_WRITE_BUFFER_BYTES = 16 * 1024 * 1024
 DEFAULT_BLOOM_BITS = 10
@@ -35,11 +34,10 @@ DEFAULT_BLOOM_BITS = 10
 # decompresses (snappy) and caches on a block-cache miss.  A node's reads
 # are random point lookups (a proof reads a record's location, its envelope
 # and a tile, each in a different place), so LevelDB's default of 4 KiB
-# decompresses ~4 KiB to use ~300 bytes.  With 1 KiB: in-process bundles at
-# 1,000,000 records took 64-127 against 81-132 µs of CPU (means 87 and 99:
-# 12% less; 4 alternating pairs, pread), for a store 17% larger (371
-# against 318 MB: more index entries, less for snappy to share) and ~6 MB
-# more index in memory.  Applies to tables written from then on; older ones keep theirs.
+# decompresses ~4 KiB to use ~300 bytes.  1 KiB blocks cost less CPU per
+# proof for a somewhat larger store (more index entries, less for snappy to
+# share) and more index in memory; docs/performance.md has the figures.
+# Applies to tables written from then on; older ones keep theirs.
 DEFAULT_BLOCK_BYTES = 1024
 DEFAULT_MAX_OPEN_FILES = 1000
 # Nice value for LevelDB's flush-and-compaction thread once a node has caught
@@ -240,12 +238,12 @@ def _is_lock_error(text: str) -> bool:
 
 # LevelDB runs every memtable flush and compaction of a process on one
 # background thread, started at the first flush or compaction it schedules.
-# A flush of a 16 MB memtable costs ~0.3 s of CPU; on a busy host (four
-# validators on two cores in the benchmark) it landed on every node at once:
-# a ~0.5 s stall in submit-to-commit latency every ~6 s.  At nice 19 a flush
-# runs on CPU the node leaves idle - but a node catching up writes ten times
-# as fast as one in consensus, and a starved flush then holds its writes up
-# (catch-up at 1.1M records: 24,000 -> 12,600 records/s).  So the thread is
+# A flush takes CPU in one burst; on a busy host (four validators holding
+# identical data on shared cores, as in the benchmark) it lands on every node
+# at once and shows as a stall in submit-to-commit latency.  At nice 19 a
+# flush runs on CPU the node leaves idle - but a node catching up writes much
+# faster than one in consensus, and a starved flush then holds its writes up
+# (docs/performance.md has both effects measured).  So the thread is
 # found when the store opens and reniced by the node once it has caught up
 # (``set_background_nice``): raising a nice value needs no privilege,
 # lowering it again does, so this is done once, not toggled.

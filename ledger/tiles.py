@@ -32,11 +32,10 @@ from .storage import WriteBatch
 
 # Eight levels: a full tile is 510 hashes (16 KiB), one read that replaces
 # eight node reads.  At 1M leaves everything above stratum 0 is 15 tiles and
-# sits in the cache, so a proof costs ONE store read.  Measured at 1M leaves
-# (same machine, back to back, before the per-proof savings below): 4 levels
-# need two uncached reads per proof (~37k inclusion proofs/s), 10 levels make
-# every read 64 KiB (~35k/s), 8 levels ~42k/s.  Changing it changes the
-# stored format: bump schema.SCHEMA_VERSION.
+# sits in the cache, so a proof costs ONE store read.  Fewer levels need two
+# uncached reads per proof at that size; more make every read larger (64 KiB
+# at 10 levels); 8 measured fastest (docs/performance.md).  Changing it
+# changes the stored format: bump schema.SCHEMA_VERSION.
 TILE_HEIGHT = 8
 TILE_WIDTH = 1 << TILE_HEIGHT
 TILE_NODES = 2 * TILE_WIDTH - 2
@@ -182,7 +181,7 @@ def _full_gather(unit: int) -> tuple[Callable[[bytes], tuple[bytes, ...]],
                                      Callable[[tuple[bytes, ...]], tuple[bytes, ...]]]:
     """All TILE_HEIGHT siblings of ``unit`` in one C call: a struct that
     unpacks them in offset order, and the getter putting them in level order
-    (three times faster than slicing each: most proofs cross whole strata)."""
+    (one call instead of a slice per sibling: most proofs cross whole strata)."""
     offsets = _SIBLING_OFFSETS[unit]
     order = sorted(range(TILE_HEIGHT), key=offsets.__getitem__)
     fmt, pos = "", 0

@@ -93,9 +93,10 @@ class ApiBackend(Protocol):
 
 
 def json_response(doc: Any, status: int = 200) -> web.Response:
-    """A JSON answer, encoded by orjson: a proof bundle takes 18 µs with the
-    standard library's encoder and under 1 µs with orjson (compact output;
-    the same JSON values, UTF-8 as the header has always said)."""
+    """A JSON answer, encoded by orjson: proof bundles are the most frequent
+    answer and orjson encodes them far faster than the standard library
+    (compact output; the same JSON values, UTF-8 as the header has always
+    said)."""
     return web.Response(body=orjson.dumps(doc), status=status, content_type="application/json",
                         charset="utf-8")
 

@@ -231,7 +231,7 @@ class ProposalAssembler:
         Takes the same ``admission_busy`` as :meth:`poll`: while admission is
         busy a fetch is not due before :data:`MAX_BUSY_WAIT_MS`, and a due
         time in the past that poll would not act on makes the caller spin
-        (it did: 12% of the node's event-loop time in the throughput profile).
+        (it did, and it showed in the throughput profile's event-loop time).
         The caller wakes again when admission goes idle."""
         return min((self._due_ms(p, admission_busy) for p in self._parked.values()),
                    default=None)

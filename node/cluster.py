@@ -220,6 +220,7 @@ async def stop_processes(procs: Sequence[asyncio.subprocess.Process], grace_s: f
 
 
 @click.group()
+@click.version_option(package_name="auditledger", prog_name="ledger-cluster")
 def main() -> None:
     """Create and run a local auditledger cluster."""
 

@@ -41,7 +41,8 @@ SCHEMA: dict[str, dict[str, _Spec]] = {
         "data_dir": (str, "data", None, None),
         # The asyncio event loop: "uvloop" (libuv; falls back to "asyncio"
         # where uvloop is not installed) or "asyncio", the standard library's.
-        # uvloop serves ~11% more proofs/s (README: Performance).
+        # uvloop serves more proofs/s, where request handling is most of the
+        # cost (docs/performance.md).
         "event_loop": (str, "uvloop", None, None),
     },
     "http": {
@@ -117,7 +118,7 @@ SCHEMA: dict[str, dict[str, _Spec]] = {
         # How LevelDB reads table files: "pread" (into the block cache above;
         # the kernel's page cache keeps the rest, outside the node's RSS) or
         # "mmap", LevelDB's default, where every page a read touches counts
-        # in the node's RSS (node/tablereads.py, README: Operators).
+        # in the node's RSS (node/tablereads.py, docs/operators.md).
         "table_reads": (str, "pread", None, None),
         # LevelDB keeps this many table files open; with "mmap" each is mapped,
         # and lower bounds the mapped pages at the cost of reopening tables
@@ -125,8 +126,8 @@ SCHEMA: dict[str, dict[str, _Spec]] = {
         "max_open_files": (_INT, storage.DEFAULT_MAX_OPEN_FILES, 74, 50_000),
         # Nice value of LevelDB's flush/compaction thread once the node is at
         # the tip (Linux; 0 = as the node).  Flushes then use CPU the node
-        # leaves idle instead of stalling commits on a busy host (README:
-        # Operators).
+        # leaves idle instead of stalling commits on a busy host
+        # (docs/operators.md).
         "compaction_nice": (_INT, storage.DEFAULT_COMPACTION_NICE, 0,
                             storage.MAX_COMPACTION_NICE),
     },

@@ -74,7 +74,7 @@ Committed = Callable[[Header, Sequence[Envelope], str], None]
 # acknowledgements are never dropped): a flood cannot grow memory.
 MAX_PEER_EVENTS = 20_000
 # Yield to the event loop after this many events, or after a slice this
-# long (one committed block can take ~100 ms), so the API, peer frames and
+# long (applying one large committed block is a long step), so the API, peer frames and
 # catch-up's prefetch of the next blocks get their turn.
 EVENTS_PER_SLICE = 64
 SLICE_SECONDS = 0.01

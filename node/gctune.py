@@ -12,9 +12,8 @@ So, once the node has started, everything alive is moved out of the
 collector's sight (:func:`gc.freeze`), the young generation is a little
 larger (each collection of it stays about a millisecond) and full
 collections become rare (one per 20 million net allocations instead of one
-per 70 thousand).  Measured on the throughput benchmark (4 nodes, 20 s):
-collector time per node fell from about 1.3 s, including nine ~90 ms full
-collections, to about 0.5 s with none.  The time collections still take is
+per 70 thousand): full collections were long pauses on the throughput
+benchmark (docs/performance.md).  The time collections still take is
 counted per generation in ``ledger_gc_seconds_total`` so that the effect
 stays visible.
 """

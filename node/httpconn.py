@@ -46,7 +46,8 @@ class _Connection:
     often keeps every deadline exact: none can be armed earlier than the
     pending wake-up, e.g. the short head deadline of a request whose first
     byte follows a long idle spell.
-    (Two timers per request were ~8% of a node's CPU serving proofs.)
+    (Two timers per request were a visible share of a node's CPU serving
+    proofs; docs/performance.md.)
     """
 
     __slots__ = ("_busy", "_got_bytes", "_guard", "_handle", "_idle", "_loop", "armed_s",

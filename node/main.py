@@ -77,6 +77,7 @@ async def _serve(config: NodeConfig) -> int:
 
 
 @click.command()
+@click.version_option(package_name="auditledger", prog_name="ledger-node")
 @click.option("--config", "config_path", required=True,
               type=click.Path(dir_okay=False, path_type=Path), help="the node's TOML file")
 @click.option("--check", is_flag=True,

@@ -255,13 +255,12 @@ class Mempool:
     def _verify_many(self, envs: list[Envelope]) -> list[LedgerError | None]:
         """Admission's stateless checks: chain, submitter and role per
         envelope, then the signatures of those that passed in one batch
-        (``verify_many``: one GIL release for the lot, ~16 us a signature
-        from the key tables, so a chunk holds the loop for a few ms).
+        (``verify_many``: one GIL release for the lot, from the key tables,
+        so a chunk holds the loop only briefly).
 
         On the event loop, not in an executor thread: with every core busy a
         thread adds no parallelism, and the hand-offs cost more than they
-        saved (six alternating 20 s runs: 6,111-6,626 records/s inline
-        against 5,193-6,145 in a thread)."""
+        saved (measured: docs/performance.md)."""
         out: list[LedgerError | None] = []
         signed: list[int] = []
         for i, env in enumerate(envs):

@@ -16,13 +16,9 @@ Two glibc defaults keep memory a node has freed:
   the heap and leave it fragmented.  ``limits.malloc_mmap_threshold_bytes``
   (256 KiB) fixes it, which also stops glibc from moving it.
 
-Measured on the quick benchmark (4 nodes, ~90,000 records; anonymous memory
-before the proof load, mean over the nodes): capping the arenas alone, 118
-MB over four runs against 126 MB over three (ranges overlapping); adding
-the fixed threshold, 110 MB against 121 MB in three paired runs, lower in
-each pair.  CPU per record, throughput and catch-up moved within the
-run-to-run noise; proofs/s averaged 5% lower with the fixed threshold over
-six paired runs, inside their spread (-13% to +16% per pair).
+Together they lowered the nodes' anonymous memory on the benchmark without
+a measurable cost in CPU per record; docs/performance.md has the figures,
+and docs/operators.md when to set the threshold back to glibc's.
 
 Both must be set before the node's threads start: a thread takes its arena
 at its first allocation.  Elsewhere than glibc (musl, macOS) there are no

@@ -103,7 +103,7 @@ class Metrics:
 
     def observe_request(self, route: str, method: str, status: int, seconds: float) -> None:
         """One HTTP request's latency.  The labelled child is looked up once per
-        label set: ``labels()`` builds and locks on every call, a few µs a request."""
+        label set: ``labels()`` builds a key and takes a lock on every call."""
         key = (route, method, status)
         child = self._request_children.get(key)
         if child is None:

@@ -208,7 +208,7 @@ class BlockSync:
         """``(peer's tip, decoded blocks)``, in a thread of its own.
 
         Blocking on purpose: while the event loop applies the previous batch
-        (~0.1 s per 4,000-record block, in one go), an asyncio read would
+        (a large block in one go), an asyncio read would
         only advance one socket read between blocks, leaving the answer
         half-read when it is needed.  A thread drains the socket (blocking
         I/O releases the GIL) and decodes the envelopes (pure functions)

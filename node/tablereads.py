@@ -3,19 +3,15 @@
 LevelDB on 64-bit Linux memory-maps the first 1,000 table files it opens and
 reads the rest with ``pread``.  Every page a read touches in a mapped table
 then counts in the node's resident memory (``RssFile``) until the kernel
-reclaims it.  Under a random proof load that is most of the store: node0 of
-the benchmark reached 431 MB at 1,000,000 records, 261 MB of it mapped
-tables, against 170 MB of its own (anonymous) memory.
+reclaims it.  Under a random proof load that is most of the store, more
+than the node's own (anonymous) memory (docs/performance.md).
 
 With ``pread`` the same pages stay in the kernel's page cache, shared and
 reclaimable but outside the process, and the blocks LevelDB decodes go into
 its block cache, which ``storage.block_cache_bytes`` bounds.  RocksDB reads
-this way by default (``use_mmap_reads = false``).  Measured on a 1,000,000
-record store (README: Operators): one node's VmRSS after 20 s of random
-proofs over HTTP 73-87 MB against 281-298 MB, at 2,380 against 2,406
-proofs/s on average over six alternating pairs; in-process bundles
-9,716-9,796/s against 9,268-11,464/s; commits and block serving the same
-within the noise.
+this way by default (``use_mmap_reads = false``).  On a large store this
+keeps the node's RSS to its own memory at about the same proof rate
+(docs/performance.md; docs/operators.md says when to choose ``mmap``).
 
 LevelDB has no option for this, and plyvel does not reach the limit, which
 lives in one static int of ``util/env_posix.cc``::
@@ -116,7 +112,7 @@ def _symbol_offset(library: Path) -> int:
 def _find_symbol(elf: ELFFile, symtab: SymbolTableSection, name: str) -> Symbol | None:
     """``name`` in ``symtab``, found by scanning the raw entries for its
     string-table offsets: pyelftools' ``get_symbol_by_name`` decodes every
-    symbol first, 160 ms of the node's start-up against ~1 ms."""
+    symbol first, which took a noticeable part of the node's start-up."""
     if elf.elfclass != 64 or not elf.little_endian:
         raise TableReadsUnchanged("not a 64-bit little-endian ELF library")
     strings = elf.get_section(symtab["sh_link"]).data()

@@ -290,7 +290,7 @@ def test_cli_refuses_a_missing_store(tmp_path: Path) -> None:
 
 @pytest.mark.slow
 def test_fsck_speed(tmp_path: Path) -> None:
-    """Figures for the README: ``pytest --runslow -s -k fsck_speed``."""
+    """Figures for docs/performance.md: ``pytest --runslow -s -k fsck_speed``."""
     toml, store = built_node(tmp_path, 200, 100)
     store.close()
     started = time.monotonic()

@@ -11,8 +11,6 @@ import importlib
 
 import click
 
-from ledger import __version__
-
 # command name -> "module:attribute" of its click command
 COMMANDS: dict[str, str] = {
     "verify": "client.audit.verify_cmd:verify",
@@ -41,7 +39,7 @@ class LazyGroup(click.Group):
 
 
 @click.group(cls=LazyGroup, context_settings={"help_option_names": ["-h", "--help"]})
-@click.version_option(__version__, prog_name="ledger-audit")
+@click.version_option(package_name="auditledger", prog_name="ledger-audit")
 def main() -> None:
     """Audit an auditledger chain: verify proofs offline against the genesis file.
 
