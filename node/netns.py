@@ -31,7 +31,7 @@ import shutil
 import subprocess
 import sys
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable, Coroutine
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -337,7 +337,7 @@ def run_in_lab(directory: Path, which: list[str], timeout: float = 600,
         lab.down()
 
 
-ScenarioRunner = Callable[[Path, NetnsLab, list[str]], Awaitable[dict[str, Any]]]
+ScenarioRunner = Callable[[Path, NetnsLab, list[str]], Coroutine[Any, Any, dict[str, Any]]]
 
 
 def lab_main(prog: str, scenarios: list[str], run: ScenarioRunner,
