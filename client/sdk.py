@@ -402,6 +402,16 @@ class LedgerClient:
         oldest first, with their exact bytes."""
         return self._outbox.pending()
 
+    @property
+    def pending_count(self) -> int:
+        """How many envelopes are kept (cheaper than ``len(pending())``)."""
+        return len(self._outbox)
+
+    @property
+    def max_pending(self) -> int:
+        """The bound on kept envelopes (``OutboxFull`` beyond it)."""
+        return self._outbox.max_pending
+
     def forget(self, record_ids: Iterable[str]) -> None:
         """Stop keeping these envelopes (the caller takes them over)."""
         self._outbox.release(record_ids)

@@ -7,6 +7,7 @@ backoff sleep is injected, so nothing here depends on timing."""
 from __future__ import annotations
 
 import asyncio
+import json
 import random
 from pathlib import Path
 
@@ -179,3 +180,26 @@ def test_sync_client_keeps_what_it_could_not_send(tmp_path: Path) -> None:
         with pytest.raises(SubmitUnavailable):
             lc.resubmit_pending()
         assert len(sleeps.delays) == 4
+
+
+async def test_demo_feeder_retries_pushback_through_the_sdk(tmp_path: Path) -> None:
+    """The live demo's feeder used to raise on rate_limited inside a 202 (a
+    lost batch and a 'Task exception was never retrieved' traceback)."""
+    from helpers import SUBMITTER_SEED_BASE, genesis_doc, make_keys
+
+    from ledger.keys import write_key_file
+    from node.feeder import Feeder
+
+    node = FakeNode(rate_limit=7)
+    async with serve(node) as urls:
+        port = int(urls[0].rsplit(":", 1)[1])
+        submitter = make_keys(1, SUBMITTER_SEED_BASE)[0]
+        doc = genesis_doc(make_keys(1), [submitter], CHAIN, base_port=port)
+        (tmp_path / "genesis.json").write_text(json.dumps(doc))
+        write_key_file(tmp_path / "keys" / "demo.json", "demo", submitter)
+        feeder = Feeder(tmp_path, batch=20, seed=7)
+        feeder.client._sleep = Sleeps()
+        async with feeder.client:
+            await feeder.submit(feeder.work.batch(20))
+    assert feeder.submitted == 20 and len(node.records) == 20
+    assert len(set(node.received)) == 20  # the 7 pushed back were resent as they were
