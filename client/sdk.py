@@ -15,6 +15,7 @@ signs a second record.
 from __future__ import annotations
 
 import asyncio
+import json
 import random
 import time
 from pathlib import Path
@@ -160,7 +161,10 @@ class LedgerClient:
                                              headers=headers) as resp:
                 body = await resp.read()
                 if resp.status in set(ok_statuses):
-                    return _json(body)
+                    doc = _json_or_none(body)
+                    if doc is None:  # a garbled answer: another node may give a good one
+                        raise _Retry(f"{node}{path}: HTTP {resp.status} with a body that is not JSON")
+                    return doc
                 doc = _json_or_none(body)
                 code = doc.get("error", "http_error") if isinstance(doc, dict) else "http_error"
                 message = doc.get("message", "") if isinstance(doc, dict) else body[:200].decode("utf-8", "replace")
@@ -241,10 +245,9 @@ class LedgerClient:
             try:
                 doc = await self._call(index, "POST", "/v1/records", data=payload,
                                        headers={"Content-Type": "application/msgpack"}, ok_statuses=(202,))
-                got = doc["results"] if isinstance(doc, dict) else None
+                got = doc.get("results") if isinstance(doc, dict) else None
                 if not isinstance(got, list) or len(got) != len(todo):
-                    raise LedgerAPIError("bad_response", "results do not match the envelopes sent",
-                                         node=self.nodes[index])
+                    raise _Retry(f"{self.nodes[index]}: results do not match the envelopes sent")
             except _Retry as exc:
                 attempts.append(str(exc))
                 for i in todo:
@@ -510,17 +513,9 @@ class LedgerClient:
         return doc
 
 
-def _json(body: bytes) -> Any:
-    import json
-
+def _json_or_none(body: bytes) -> Any:
+    """The decoded JSON answer, or None when it is not JSON."""
     try:
         return json.loads(body)
     except ValueError:
-        raise LedgerAPIError("bad_response", "node answered with non-JSON") from None
-
-
-def _json_or_none(body: bytes) -> Any:
-    try:
-        return _json(body)
-    except LedgerAPIError:
         return None

@@ -24,7 +24,8 @@ CHAIN = "sdk-test"
 
 @dataclass
 class FakeNode:
-    """``fail_requests``: answer that many POSTs with 503; ``rate_limit``:
+    """``fail_requests``: answer that many POSTs with 503; ``garble``: that
+    many (after those) with a 202 that is not JSON; ``rate_limit``:
     refuse that many envelopes (counted one by one) with ``rate_limited``;
     ``capacity``: refuse envelopes with ``rate_limited`` once it holds that
     many records; ``refuse_codes``/``refuse_nonces``: per record id or
@@ -33,6 +34,7 @@ class FakeNode:
     gossip); ``commit_after``: a record is committed at its n-th lookup."""
 
     fail_requests: int = 0
+    garble: int = 0
     rate_limit: int = 0
     capacity: int | None = None
     refuse_codes: dict[str, str] = field(default_factory=dict)
@@ -66,6 +68,9 @@ class FakeNode:
         if self.fail_requests:
             self.fail_requests -= 1
             return web.json_response({"error": "unavailable", "message": "fake outage"}, status=503)
+        if self.garble:
+            self.garble -= 1
+            return web.Response(body=b"<html>proxy error</html>", status=202)
         results: list[dict[str, Any]] = []
         for raw in envelopes:
             self.received.append(raw)

@@ -64,6 +64,13 @@ async def test_refusals_fail_over_to_another_node(tmp_path: Path) -> None:
     assert len(sleeps.delays) == 2 and 0.025 <= sleeps.delays[0] < 0.075 and 0.05 <= sleeps.delays[1] < 0.15
 
 
+async def test_a_garbled_answer_is_retried_not_taken_as_a_refusal(tmp_path: Path) -> None:
+    node = FakeNode(garble=1)
+    async with serve(node) as urls, client(urls, tmp_path, Sleeps()) as lc:
+        ids = await lc.submit_many(PAYMENTS[:2])
+    assert sorted(ids) == sorted(node.records) and node.posts == 2 and len(node.received) == 2
+
+
 async def test_exhausted_retries_carry_the_unaccepted_envelopes(tmp_path: Path) -> None:
     node = FakeNode(capacity=3)  # takes three, then pushes back for good (until we lift it)
     sleeps = Sleeps()
