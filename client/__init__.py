@@ -8,7 +8,9 @@ from __future__ import annotations
 
 from typing import Any
 
-__all__ = ["LedgerClient", "SyncLedgerClient", "LedgerAPIError", "NodesUnavailable", "BatchSubmitError", "CommitTimeout"]
+_ERRORS = {"LedgerAPIError", "NodesUnavailable", "BatchSubmitError", "CommitTimeout", "SubmitIncomplete",
+           "SubmitUnavailable", "OutboxFull"}
+__all__ = ["LedgerClient", "SyncLedgerClient", *sorted(_ERRORS)]
 
 
 def __getattr__(name: str) -> Any:
@@ -20,7 +22,7 @@ def __getattr__(name: str) -> Any:
         from .sync import SyncLedgerClient
 
         return SyncLedgerClient
-    if name in {"LedgerAPIError", "NodesUnavailable", "BatchSubmitError", "CommitTimeout"}:
+    if name in _ERRORS:
         from . import errors
 
         return getattr(errors, name)

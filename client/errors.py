@@ -1,8 +1,13 @@
-"""Exceptions of the client SDK: each carries the API's error code."""
+"""Exceptions of the client SDK: each carries the API's error code.
+
+Every submission error derives from :class:`SubmitIncomplete` and carries
+what the caller needs to finish the job without signing anything again: the
+ids that were accepted and the exact signed bytes that were not.
+"""
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Sequence
 
 
 class LedgerClientError(Exception):
@@ -12,13 +17,16 @@ class LedgerClientError(Exception):
 
 
 class LedgerAPIError(LedgerClientError):
-    """A node answered with a PROTOCOL §6 error document."""
+    """A node answered with a PROTOCOL §6 error document.
 
-    def __init__(self, code: str, message: str, status: int | None = None) -> None:
+    ``node`` is the base URL of the node that answered, when known."""
+
+    def __init__(self, code: str, message: str, status: int | None = None, node: str | None = None) -> None:
         super().__init__(f"{code}: {message}" + (f" (HTTP {status})" if status else ""))
         self.code = code
         self.message = message
         self.status = status
+        self.node = node
 
 
 class NodesUnavailable(LedgerClientError):
@@ -31,19 +39,83 @@ class NodesUnavailable(LedgerClientError):
         self.attempts = attempts
 
 
-class BatchSubmitError(LedgerClientError):
-    """Some envelopes of a batch were refused; the others were accepted."""
+class SubmitIncomplete(LedgerClientError):
+    """Not every envelope of a submission was accepted.
+
+    * ``results``: one result per envelope, in submission order (the node's
+      result, or the last retryable error seen for it);
+    * ``ids``: the record ids (hex) of all envelopes, in order;
+    * ``accepted``: ids a node accepted (``accepted``/``duplicate``/``committed``);
+    * ``unaccepted``: the exact signed bytes of the envelopes still worth
+      sending (retryable refusals or failed requests) - pass them to
+      ``submit_envelopes`` (or call ``resubmit_pending``), never re-sign;
+    * ``refused``: ``(index, code, message)`` of the envelopes refused for
+      good (a bad signature, a reused nonce, ...), which no retry will change.
+    """
+
+    code = "submit_incomplete"
+
+    def __init__(
+        self,
+        results: list[dict[str, Any]],
+        ids: list[str],
+        unaccepted: Sequence[bytes],
+        refused: list[tuple[int, str, str]],
+        summary: str,
+    ) -> None:
+        self.results = results
+        self.ids = ids
+        self.accepted = [ids[i] for i, r in enumerate(results) if "error" not in r]
+        self.unaccepted = list(unaccepted)
+        self.refused = refused
+        super().__init__(summary)
+
+    @property
+    def failures(self) -> list[tuple[int, str, str]]:
+        """Every envelope not accepted: ``(index, code, message)``."""
+        return [(i, r.get("error", "?"), r.get("message", "")) for i, r in enumerate(self.results) if "error" in r]
+
+
+class BatchSubmitError(SubmitIncomplete):
+    """Some envelopes were refused for good; the others were accepted (or,
+    if retries also ran out, are listed in ``unaccepted``)."""
 
     code = "batch_rejected"
 
-    def __init__(self, results: list[dict[str, Any]], ids: list[str]) -> None:
-        self.results = results
-        self.ids = ids
-        self.failures = [
-            (i, r.get("error", "?"), r.get("message", "")) for i, r in enumerate(results) if "error" in r
-        ]
-        first = self.failures[0] if self.failures else (0, "?", "")
-        super().__init__(f"{len(self.failures)} of {len(results)} envelopes refused; first #{first[0]}: {first[1]}: {first[2]}")
+
+class SubmitUnavailable(SubmitIncomplete):
+    """Retries ran out before every envelope was accepted; nothing was
+    refused for good.  ``unaccepted`` holds the bytes to send again."""
+
+    code = "unavailable"
+
+    def __init__(
+        self,
+        results: list[dict[str, Any]],
+        ids: list[str],
+        unaccepted: Sequence[bytes],
+        attempts: list[str],
+    ) -> None:
+        self.attempts = attempts
+        super().__init__(
+            results, ids, unaccepted, [],
+            f"{len(unaccepted)} of {len(ids)} envelopes not accepted after retries; attempts: "
+            + "; ".join(attempts[-6:]),
+        )
+
+
+class OutboxFull(LedgerClientError):
+    """The client already keeps ``max_pending`` envelopes it has not seen
+    committed; wait for some (``wait_committed``, ``confirm_committed``)
+    before signing more."""
+
+    code = "outbox_full"
+
+
+class SpoolError(LedgerClientError):
+    """The spool file is unusable (held by another process, or unreadable)."""
+
+    code = "spool_error"
 
 
 class CommitTimeout(LedgerClientError, TimeoutError):

@@ -6,33 +6,58 @@
         bundle = await lc.proof(rid)
 
 Resubmitting an envelope is idempotent on the node, so every request may be
-retried on another node after a network error, a 429 or a 5xx.
+retried on another node after a network error, a 429 or a 5xx.  The client
+keeps every envelope it signs or sends (client/outbox.py) until it sees the
+record committed, and only ever resends those exact bytes: retrying never
+signs a second record.
 """
 
 from __future__ import annotations
 
 import asyncio
+import json
 import random
 import time
 from pathlib import Path
 from types import TracebackType
-from typing import Any, Iterable, Mapping, Sequence
+from typing import Any, Awaitable, Callable, Iterable, Mapping, Sequence
 
 import aiohttp
 import msgpack
 
 from ledger.encoding import from_hex, to_hex
+from ledger.errors import LedgerError
 from ledger.keys import KeyFile, load_key_file
-from ledger.records import Envelope, make_record, sign_record
+from ledger.records import Envelope, decode_envelope, make_record, sign_record
 from ledger.verify import verify_bundle as _verify_bundle
 
-from .errors import BatchSubmitError, CommitTimeout, LedgerAPIError, LedgerClientError, NodesUnavailable
+from .errors import (
+    BatchSubmitError,
+    CommitTimeout,
+    LedgerAPIError,
+    LedgerClientError,
+    NodesUnavailable,
+    SubmitUnavailable,
+)
 from .nonces import NonceAllocator
+from .outbox import DEFAULT_MAX_PENDING, Outbox, PendingEnvelope
 
 MAX_BATCH = 5000
 DEFAULT_BATCH = 1000
 # Statuses worth trying again elsewhere: the node is saturated or failing.
 RETRYABLE_STATUS = frozenset({429, 500, 502, 503, 504})
+# Per-envelope refusals inside a 202 that another try (later, or elsewhere) can turn into an acceptance.
+RETRYABLE_CODES = frozenset({"rate_limited", "unavailable"})
+ACCEPTED = frozenset({"accepted", "duplicate", "committed"})
+# Beyond this many new blocks, confirm_committed asks the nodes about each
+# kept envelope (one resubmission) instead of reading every block.
+SCAN_BLOCKS_MAX = 256
+
+Sleep = Callable[[float], Awaitable[None]]
+
+
+class _Retry(Exception):
+    """A request failed in a way another try (later, or elsewhere) may not."""
 
 
 class LedgerClient:
@@ -50,7 +75,20 @@ class LedgerClient:
         request_timeout: float = 15.0,
         retries: int = 6,
         batch_size: int = DEFAULT_BATCH,
+        max_pending: int = DEFAULT_MAX_PENDING,
+        spool_file: str | Path | None = None,
+        backoff_base: float = 0.05,
+        backoff_max: float = 2.0,
+        sleep: Sleep | None = None,
+        rng: random.Random | None = None,
     ) -> None:
+        """``retries``: extra tries of each request (each on the next node),
+        waiting ``backoff_base * 2**try`` seconds (at most ``backoff_max``)
+        times a random factor in [0.5, 1.5) between tries.  ``max_pending``:
+        how many signed envelopes not yet seen committed the client keeps
+        (:class:`OutboxFull` beyond).  ``spool_file``: mirror them on disk so
+        that a restarted process can finish them (``resubmit_pending``).
+        ``sleep`` and ``rng`` replace ``asyncio.sleep`` and ``random`` (tests)."""
         if not nodes:
             raise ValueError("LedgerClient needs at least one node URL")
         if not 1 <= batch_size <= MAX_BATCH:
@@ -67,13 +105,21 @@ class LedgerClient:
             self._nonces = NonceAllocator(path)
         self._session: aiohttp.ClientSession | None = None
         self._preferred = 0
+        self.backoff_base = backoff_base
+        self.backoff_max = backoff_max
+        self._sleep: Sleep = sleep or asyncio.sleep
+        self._rng = rng or random.Random()
+        self._outbox = Outbox(max_pending, spool_file)
+        self._scanned: int | None = None  # the highest block confirm_committed has read
 
     # -- lifecycle ---------------------------------------------------------
 
     async def __aenter__(self) -> "LedgerClient":
         self._session = aiohttp.ClientSession(timeout=self._timeout)
         if self._key is not None and self.chain is None:
-            self.chain = (await self.status())["chain"]
+            st = await self.status()
+            self.chain = st["chain"]
+            self._scanned = int(st["height"])
         return self
 
     async def __aexit__(
@@ -82,11 +128,52 @@ class LedgerClient:
         await self.close()
 
     async def close(self) -> None:
+        """Close the HTTP session and the spool (kept envelopes stay in it)."""
         if self._session is not None:
             await self._session.close()
             self._session = None
+        self._outbox.close()
 
     # -- transport ---------------------------------------------------------
+
+    def _backoff(self, attempt: int) -> float:
+        """Exponential backoff with jitter: spreads clients that failed together."""
+        return min(self.backoff_max, self.backoff_base * 2.0**attempt) * (0.5 + self._rng.random())
+
+    async def _call(
+        self,
+        index: int,
+        method: str,
+        path: str,
+        *,
+        params: Mapping[str, Any] | None = None,
+        data: bytes | None = None,
+        headers: Mapping[str, str] | None = None,
+        ok_statuses: Iterable[int] = (200, 202),
+    ) -> Any:
+        """One request to one node: decoded JSON; :class:`_Retry` when another
+        try may succeed; :class:`LedgerAPIError` when none will."""
+        if self._session is None:
+            raise LedgerClientError("use LedgerClient as 'async with LedgerClient(...)'")
+        node = self.nodes[index]
+        try:
+            async with self._session.request(method, node + path, params=params, data=data,
+                                             headers=headers) as resp:
+                body = await resp.read()
+                if resp.status in set(ok_statuses):
+                    doc = _json_or_none(body)
+                    if doc is None:  # a garbled answer: another node may give a good one
+                        raise _Retry(f"{node}{path}: HTTP {resp.status} with a body that is not JSON "
+                                     "(or is nested too deeply to read)")
+                    return doc
+                doc = _json_or_none(body)
+                code = doc.get("error", "http_error") if isinstance(doc, dict) else "http_error"
+                message = doc.get("message", "") if isinstance(doc, dict) else body[:200].decode("utf-8", "replace")
+                if resp.status not in RETRYABLE_STATUS:
+                    raise LedgerAPIError(code, message, resp.status, node=node)
+                raise _Retry(f"{node}{path}: HTTP {resp.status} {code}")
+        except (aiohttp.ClientError, asyncio.TimeoutError, OSError) as exc:
+            raise _Retry(f"{node}{path}: {type(exc).__name__} {exc}") from None
 
     async def _request(
         self,
@@ -99,28 +186,19 @@ class LedgerClient:
         ok_statuses: Iterable[int] = (200, 202),
     ) -> Any:
         """One API call with failover: returns decoded JSON or raises."""
-        if self._session is None:
-            raise LedgerClientError("use LedgerClient as 'async with LedgerClient(...)'")
         attempts: list[str] = []
-        ok = set(ok_statuses)
         for attempt in range(self.retries + 1):
             index = (self._preferred + attempt) % len(self.nodes)
-            url = self.nodes[index] + path
             try:
-                async with self._session.request(method, url, params=params, data=data, headers=headers) as resp:
-                    body = await resp.read()
-                    if resp.status in ok:
-                        self._preferred = index
-                        return _json(body)
-                    doc = _json_or_none(body)
-                    code = doc.get("error", "http_error") if isinstance(doc, dict) else "http_error"
-                    message = doc.get("message", "") if isinstance(doc, dict) else body[:200].decode("utf-8", "replace")
-                    if resp.status not in RETRYABLE_STATUS:
-                        raise LedgerAPIError(code, message, resp.status)
-                    attempts.append(f"{url}: HTTP {resp.status} {code}")
-            except (aiohttp.ClientError, asyncio.TimeoutError, OSError) as exc:
-                attempts.append(f"{url}: {type(exc).__name__} {exc}")
-            await asyncio.sleep(min(2.0, 0.05 * 2**attempt) * (0.5 + random.random()))
+                doc = await self._call(index, method, path, params=params, data=data, headers=headers,
+                                       ok_statuses=ok_statuses)
+            except _Retry as exc:
+                attempts.append(str(exc))
+            else:
+                self._preferred = index
+                return doc
+            if attempt < self.retries:
+                await self._sleep(self._backoff(attempt))
         raise NodesUnavailable(f"{method} {path} failed on every node", attempts)
 
     # -- records -----------------------------------------------------------
@@ -151,15 +229,129 @@ class LedgerClient:
         )
         return sign_record(record, self._key.key)
 
+    async def _post_until_accepted(
+        self, envelopes: list[tuple[str, bytes]], first_node: int | None = None
+    ) -> tuple[list[dict[str, Any]], list[int], list[str]]:
+        """POST one batch (at most MAX_BATCH), resending the same bytes of
+        each envelope refused for a passing reason, each try to the next node,
+        with backoff.  Returns one result per envelope, the indexes still not
+        accepted when the retries ran out, and what went wrong on each try."""
+        results: list[dict[str, Any]] = [{} for _ in envelopes]
+        todo = list(range(len(envelopes)))
+        attempts: list[str] = []
+        start = self._preferred if first_node is None else first_node % len(self.nodes)
+        for attempt in range(self.retries + 1):
+            index = (start + attempt) % len(self.nodes)
+            payload = msgpack.packb([envelopes[i][1] for i in todo], use_bin_type=True)
+            try:
+                doc = await self._call(index, "POST", "/v1/records", data=payload,
+                                       headers={"Content-Type": "application/msgpack"}, ok_statuses=(202,))
+                got = doc.get("results") if isinstance(doc, dict) else None
+                if not isinstance(got, list) or len(got) != len(todo):
+                    raise _Retry(f"{self.nodes[index]}: results do not match the envelopes sent")
+            except _Retry as exc:
+                attempts.append(str(exc))
+                for i in todo:
+                    results[i] = {"error": "unavailable", "message": str(exc)}
+            except LedgerAPIError as exc:
+                # The whole request was refused for good (4xx): so is each envelope.
+                for i in todo:
+                    results[i] = {"error": exc.code, "message": exc.message}
+                todo = []
+            else:
+                self._preferred = index
+                retry = []
+                for i, result in zip(todo, got):
+                    results[i] = result
+                    if self._worth_retrying(result, envelopes[i][1]):
+                        retry.append(i)
+                if retry:
+                    attempts.append(f"{self.nodes[index]}: {len(retry)} of {len(todo)} envelopes refused "
+                                    f"({results[retry[0]].get('error')})")
+                todo = retry
+            if not todo:
+                break
+            if attempt < self.retries:
+                await self._sleep(self._backoff(attempt))
+        self._settle(envelopes, results, set(todo))
+        return results, todo, attempts
+
+    def _worth_retrying(self, result: Mapping[str, Any], envelope: bytes) -> bool:
+        code = result.get("error")
+        if code in RETRYABLE_CODES:
+            return True
+        if code == "unknown_parent":
+            # A parent this client is still sending (refused in the same
+            # batch, or not yet gossiped to this node) arrives on a later try.
+            try:
+                parents = decode_envelope(envelope).record.parents
+            except LedgerError:
+                return False
+            return any(to_hex(p) in self._outbox for p in parents)
+        return False
+
+    def _settle(self, envelopes: list[tuple[str, bytes]], results: list[dict[str, Any]], left: set[int]) -> None:
+        """Update the outbox from final results: committed and refused-for-good
+        envelopes are released, accepted ones stay until seen committed."""
+        release, accepted = [], []
+        for i, ((rid, _), result) in enumerate(zip(envelopes, results)):
+            if i in left:
+                continue
+            status = result.get("status")
+            if status == "committed" or "error" in result:
+                release.append(rid)
+            elif status in ACCEPTED:
+                accepted.append(rid)
+        self._outbox.mark_accepted(accepted)
+        self._outbox.release(release)
+
+    async def _submit_kept(
+        self, envelopes: list[tuple[str, bytes]], first_node: int | None = None
+    ) -> tuple[list[dict[str, Any]], list[int], list[str]]:
+        """Submit kept envelopes in batches of ``batch_size``.  Stops at the
+        first batch whose retries run out: that batch's and every later
+        batch's envelopes are returned (as indexes) as not accepted; they
+        stay kept."""
+        results: list[dict[str, Any]] = []
+        unaccepted: list[int] = []
+        attempts: list[str] = []
+        for lo in range(0, len(envelopes), self.batch_size):
+            chunk = envelopes[lo: lo + self.batch_size]
+            if unaccepted:
+                results.extend({"error": "unavailable", "message": "not sent: an earlier batch failed"}
+                               for _ in chunk)
+                unaccepted.extend(range(lo, lo + len(chunk)))
+                continue
+            got, left, tries = await self._post_until_accepted(chunk, first_node)
+            results.extend(got)
+            attempts.extend(tries)
+            unaccepted.extend(lo + i for i in left)
+        return results, unaccepted, attempts
+
+    def _keep(self, envelopes: Sequence[bytes]) -> list[tuple[str, bytes]]:
+        pairs = []
+        for n, raw in enumerate(envelopes):
+            try:
+                pairs.append((to_hex(decode_envelope(bytes(raw)).id), bytes(raw)))
+            except LedgerError as exc:
+                raise LedgerClientError(f"envelope #{n} cannot be decoded: {exc}") from None
+        self._outbox.keep(pairs)
+        return pairs
+
     async def submit_envelopes(self, envelopes: Sequence[bytes]) -> list[dict[str, Any]]:
-        """POST already-signed envelopes (MessagePack body); one result each."""
-        if not 1 <= len(envelopes) <= MAX_BATCH:
-            raise ValueError(f"1..{MAX_BATCH} envelopes per request")
-        payload = msgpack.packb(list(envelopes), use_bin_type=True)
-        doc = await self._request(
-            "POST", "/v1/records", data=payload, headers={"Content-Type": "application/msgpack"}
-        )
-        results: list[dict[str, Any]] = doc["results"]
+        """POST already-signed envelopes (MessagePack, in batches); one result
+        each, in order: ``{"id", "status"}`` or ``{"error", "message"}`` for
+        an envelope refused for good.  Passing refusals (``rate_limited``,
+        ``unavailable``, failed requests) are retried with the same bytes on
+        the next node, with backoff; if retries run out this raises
+        :class:`SubmitUnavailable` carrying the envelopes not accepted.  The
+        envelopes are kept until seen committed (see ``pending``)."""
+        if not envelopes:
+            raise ValueError("at least one envelope")
+        kept = self._keep(envelopes)
+        results, unaccepted, attempts = await self._submit_kept(kept)
+        if unaccepted:
+            raise SubmitUnavailable(results, [rid for rid, _ in kept], [kept[i][1] for i in unaccepted], attempts)
         return results
 
     async def submit(
@@ -170,7 +362,11 @@ class LedgerClient:
         body: Mapping[str, Any] | None = None,
         parents: Sequence[str | bytes] = (),
     ) -> str:
-        """Sign and submit one record; returns its id (hex)."""
+        """Sign and submit one record; returns its id (hex).  Raises
+        :class:`LedgerAPIError` if it is refused for good, and
+        :class:`SubmitUnavailable` (with the signed envelope) if no node
+        accepted it within the retries."""
+        self._outbox.room_for(1)
         envelope = self.sign(kind=kind, origin=origin, body=body, parents=parents)
         (result,) = await self.submit_envelopes([envelope.envelope_bytes])
         if "error" in result:
@@ -179,24 +375,92 @@ class LedgerClient:
 
     async def submit_many(self, records: Sequence[Mapping[str, Any]]) -> list[str]:
         """Sign and submit many records (dicts with kind, origin, body, parents)
-        in large requests; returns their ids in order.  Raises
-        :class:`BatchSubmitError` listing the refused ones, if any."""
+        in large requests; returns their ids in order.  Passing refusals are
+        retried with the same signed bytes.  Raises :class:`BatchSubmitError`
+        if some were refused for good, :class:`SubmitUnavailable` if retries
+        ran out; both carry the accepted ids and the unaccepted envelopes."""
+        if not records:
+            return []
+        self._outbox.room_for(len(records))
         envelopes = [self.sign(**dict(r)) for r in records]
-        ids = [to_hex(e.id) for e in envelopes]
-        results: list[dict[str, Any]] = []
-        for start in range(0, len(envelopes), self.batch_size):
-            chunk = envelopes[start : start + self.batch_size]
-            results.extend(await self.submit_envelopes([e.envelope_bytes for e in chunk]))
-        if any("error" in r for r in results):
-            raise BatchSubmitError(results, ids)
+        kept = self._keep([e.envelope_bytes for e in envelopes])
+        ids = [rid for rid, _ in kept]
+        results, left, attempts = await self._submit_kept(kept)
+        unaccepted = [kept[i][1] for i in left]
+        not_refused = set(left)
+        refused = [(i, r.get("error", "?"), r.get("message", "")) for i, r in enumerate(results)
+                   if "error" in r and i not in not_refused]
+        if refused:
+            first = refused[0]
+            raise BatchSubmitError(results, ids, unaccepted, refused,
+                                   f"{len(refused)} of {len(results)} envelopes refused; "
+                                   f"first #{first[0]}: {first[1]}: {first[2]}")
+        if unaccepted:
+            raise SubmitUnavailable(results, ids, unaccepted, attempts)
         return ids
 
+    # -- kept envelopes ----------------------------------------------------
+
+    def pending(self) -> list[PendingEnvelope]:
+        """Envelopes this client signed or sent and has not seen committed,
+        oldest first, with their exact bytes."""
+        return self._outbox.pending()
+
+    @property
+    def pending_count(self) -> int:
+        """How many envelopes are kept (cheaper than ``len(pending())``)."""
+        return len(self._outbox)
+
+    @property
+    def max_pending(self) -> int:
+        """The bound on kept envelopes (``OutboxFull`` beyond it)."""
+        return self._outbox.max_pending
+
+    def forget(self, record_ids: Iterable[str]) -> None:
+        """Stop keeping these envelopes (the caller takes them over)."""
+        self._outbox.release(record_ids)
+
+    async def resubmit_pending(self) -> list[dict[str, Any]]:
+        """Send every kept envelope again (the same bytes, oldest first): a
+        record a node lost is admitted again, one already committed is
+        released.  Returns one result per envelope; raises
+        :class:`SubmitUnavailable` if retries run out."""
+        kept = [(p.id, p.envelope) for p in self._outbox.pending()]
+        if not kept:
+            return []
+        results, unaccepted, attempts = await self._submit_kept(kept)
+        if unaccepted:
+            raise SubmitUnavailable(results, [rid for rid, _ in kept], [kept[i][1] for i in unaccepted], attempts)
+        return results
+
+    async def confirm_committed(self) -> int:
+        """Release kept envelopes whose records are in blocks committed since
+        the last call (reads those blocks; when there are many, resubmits the
+        kept envelopes instead, which tells the same).  Returns how many are
+        still kept.  Long-running submitters call this now and then so that
+        ``max_pending`` is not reached."""
+        tip = int((await self.status())["height"])
+        if len(self._outbox) and self._scanned is not None and tip - self._scanned <= SCAN_BLOCKS_MAX:
+            for height in range(self._scanned + 1, tip + 1):
+                self._outbox.release((await self.block(height)).get("records", []))
+        elif len(self._outbox):
+            await self.resubmit_pending()
+        self._scanned = tip
+        return len(self._outbox)
+
     async def record(self, record_id: str) -> dict[str, Any]:
+        """The record document (status ``pending`` or ``committed``)."""
         doc: dict[str, Any] = await self._request("GET", f"/v1/records/{record_id}")
+        if doc.get("status") == "committed":
+            self._outbox.release([record_id])
         return doc
 
     async def wait_committed(self, record_id: str, timeout: float = 30.0) -> dict[str, Any]:
-        """Poll until the record is committed; returns its record document."""
+        """Poll until the record is committed; returns its record document.
+
+        If a node does not know a record whose envelope this client keeps
+        (it may have accepted it and been killed before passing it on), the
+        same envelope is sent again, to the next node first."""
         deadline = time.monotonic() + timeout
         delay = 0.02
         while True:
@@ -205,17 +469,24 @@ class LedgerClient:
                 if doc.get("status") == "committed":
                     return doc
             except LedgerAPIError as exc:
-                # Another node may not have received the gossip yet.
                 if exc.code != "not_found":
                     raise
+                # Without a kept envelope: another node may not have received the gossip yet.
+                envelope = self._outbox.get(record_id)
+                if envelope is not None:
+                    after = self.nodes.index(exc.node) + 1 if exc.node in self.nodes else None
+                    (result,), _, _ = await self._post_until_accepted([(record_id, envelope)], after)
+                    if "error" in result and result.get("error") not in RETRYABLE_CODES:
+                        raise LedgerAPIError(result["error"], result.get("message", "")) from None
             if time.monotonic() + delay > deadline:
                 raise CommitTimeout(f"record {record_id} not committed within {timeout}s")
-            await asyncio.sleep(delay)
+            await self._sleep(delay)
             delay = min(delay * 2, 0.5)
 
     async def proof(self, record_id: str, height: int | None = None) -> dict[str, Any]:
         params = {"height": str(height)} if height is not None else None
         doc: dict[str, Any] = await self._request("GET", f"/v1/records/{record_id}/proof", params=params)
+        self._outbox.release([record_id])  # a bundle exists only for a committed record
         return doc
 
     async def trace(self, record_id: str, depth: int | None = None) -> dict[str, Any]:
@@ -243,19 +514,9 @@ class LedgerClient:
         return doc
 
 
-def _json(body: bytes) -> Any:
-    import json
-
+def _json_or_none(body: bytes) -> Any:
+    """The decoded JSON answer, or None when it is not JSON."""
     try:
         return json.loads(body)
-    except ValueError:
-        raise LedgerAPIError("bad_response", "node answered with non-JSON") from None
-    except RecursionError:  # json's clean refusal of an absurdly nested document
-        raise LedgerAPIError("bad_response", "node answered with JSON nested too deeply to read") from None
-
-
-def _json_or_none(body: bytes) -> Any:
-    try:
-        return _json(body)
-    except LedgerAPIError:
+    except (ValueError, RecursionError):  # RecursionError: json's refusal of absurd nesting
         return None

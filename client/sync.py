@@ -10,8 +10,9 @@ from __future__ import annotations
 import asyncio
 from pathlib import Path
 from types import TracebackType
-from typing import Any, Mapping, Sequence
+from typing import Any, Iterable, Mapping, Sequence
 
+from .outbox import PendingEnvelope
 from .sdk import LedgerClient
 
 
@@ -47,6 +48,29 @@ class SyncLedgerClient:
 
     def submit_many(self, records: Sequence[Mapping[str, Any]]) -> list[str]:
         result: list[str] = self._run(self._client.submit_many(records))
+        return result
+
+    def submit_envelopes(self, envelopes: Sequence[bytes]) -> list[dict[str, Any]]:
+        """See :meth:`LedgerClient.submit_envelopes`."""
+        result: list[dict[str, Any]] = self._run(self._client.submit_envelopes(envelopes))
+        return result
+
+    def pending(self) -> list[PendingEnvelope]:
+        """See :meth:`LedgerClient.pending`."""
+        return self._client.pending()
+
+    def forget(self, record_ids: Iterable[str]) -> None:
+        """See :meth:`LedgerClient.forget`."""
+        self._client.forget(record_ids)
+
+    def resubmit_pending(self) -> list[dict[str, Any]]:
+        """See :meth:`LedgerClient.resubmit_pending`."""
+        result: list[dict[str, Any]] = self._run(self._client.resubmit_pending())
+        return result
+
+    def confirm_committed(self) -> int:
+        """See :meth:`LedgerClient.confirm_committed`."""
+        result: int = self._run(self._client.confirm_committed())
         return result
 
     def wait_committed(self, record_id: str, timeout: float = 30.0) -> dict[str, Any]:

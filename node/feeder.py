@@ -1,10 +1,10 @@
 """Demo feeder: a stream of signed micro-transactions with lineage.
 
 ``python -m node.feeder --dir .demo [--once]`` signs records with
-``keys/demo.json`` and posts them to the cluster's nodes (MessagePack
-batches, rotating over nodes, retrying elsewhere on 429/503): payments from
-several origins, settlements whose parents are payments, refunds pointing at
-a payment.  It prints a live status line (height, records committed,
+``keys/demo.json`` and submits them with the client SDK (MessagePack
+batches; refusals such as ``rate_limited`` are retried with the same signed
+bytes on another node): payments from several origins, settlements whose
+parents are payments, refunds pointing at a payment.  It prints a live status line (height, records committed,
 records/s), then writes one proof bundle and verifies it with
 ``ledger-audit verify`` against the genesis file alone.
 """
@@ -12,7 +12,6 @@ records/s), then writes one proof bundle and verifies it with
 from __future__ import annotations
 
 import asyncio
-import itertools
 import json
 import random
 import shutil
@@ -22,13 +21,12 @@ import time
 from pathlib import Path
 from typing import Any
 
-import aiohttp
 import click
-import msgpack
 
+from client.errors import LedgerClientError, SubmitUnavailable
+from client.sdk import LedgerClient
 from ledger.genesis import load_genesis
-from ledger.keys import load_key_file
-from ledger.records import Envelope, make_record, sign_record
+from ledger.records import Envelope
 
 SYSTEMS = ["pos-terminal", "web-shop", "mobile-app", "atm-network", "marketplace"]
 COUNTRIES = ["DE", "FR", "NL", "ES", "IT", "US"]
@@ -39,22 +37,17 @@ class Workload:
     """Deterministic-shaped records: every 10th a settlement of the previous
     payments, every 25th a refund of one of them."""
 
-    def __init__(self, key_path: Path, chain: str, seed: int) -> None:
-        self.key = load_key_file(key_path).key
-        self.chain = chain
+    def __init__(self, client: LedgerClient, seed: int) -> None:
+        # The SDK signs: its nonces never repeat, also across runs (client/nonces.py).
+        self.client = client
         self.rng = random.Random(seed)
-        # Nonces never repeat across runs against the same cluster.
-        self.nonces = itertools.count(time.time_ns() // 1000)
         self.recent_payments: list[Envelope] = []
         self.counter = 0
         self.settlements: list[Envelope] = []
 
     def _sign(self, kind: str, origin: dict[str, str], body: dict[str, Any],
               parents: list[bytes]) -> Envelope:
-        record = make_record(chain=self.chain, submitter=self.key.public_key,
-                             nonce=next(self.nonces), ts=int(time.time() * 1000), kind=kind,
-                             origin=origin, body=body, parents=parents)
-        return sign_record(record, self.key)
+        return self.client.sign(kind=kind, origin=origin, body=body, parents=parents)
 
     def batch(self, size: int) -> list[Envelope]:
         """``size`` records; parents always precede children within the batch."""
@@ -94,45 +87,37 @@ class Feeder:
         self.dir = directory
         self.genesis = load_genesis(directory / "genesis.json")
         self.urls = [f"http://{v.address}" for v in self.genesis.validators]
-        self.work = Workload(directory / "keys" / "demo.json", self.genesis.chain, seed)
+        self.client = LedgerClient(self.urls, directory / "keys" / "demo.json", chain=self.genesis.chain,
+                                   request_timeout=30)
+        self.work = Workload(self.client, seed)
         self.batch_size = batch
         self.submitted = 0
-        self._next_node = 0
-        self.session: aiohttp.ClientSession | None = None
+        self.refused = 0
 
     async def submit(self, envelopes: list[Envelope]) -> None:
-        """POST one batch, failing over between nodes until it is admitted."""
-        assert self.session is not None
-        body = msgpack.packb([e.envelope_bytes for e in envelopes], use_bin_type=True)
-        delay = 0.05
-        for attempt in itertools.count():
-            url = self.urls[(self._next_node + attempt) % len(self.urls)]
+        """Submit one batch until every envelope is accepted or refused for
+        good; the SDK retries refusals and failovers with the same bytes."""
+        todo = [e.envelope_bytes for e in envelopes]
+        while todo:
             try:
-                async with self.session.post(url + "/v1/records", data=body,
-                                             headers={"Content-Type": "application/msgpack"}) as r:
-                    doc = await r.json(content_type=None)
-                    if r.status == 202:
-                        errors = [x for x in doc["results"] if "error" in x]
-                        if errors:
-                            raise RuntimeError(f"records refused: {errors[:3]}")
-                        self._next_node = (self._next_node + attempt + 1) % len(self.urls)
-                        self.submitted += len(envelopes)
-                        return
-            except (TimeoutError, aiohttp.ClientError, OSError):
-                pass
-            await asyncio.sleep(delay)
-            delay = min(delay * 2, 1.0)
+                results = await self.client.submit_envelopes(todo)
+            except SubmitUnavailable as exc:
+                say(f"{len(exc.unaccepted)} records not accepted yet (cluster busy or down); retrying")
+                todo = exc.unaccepted
+                await asyncio.sleep(1.0)
+                continue
+            refused = [r for r in results if "error" in r]
+            if refused:
+                self.refused += len(refused)
+                say(f"{len(refused)} records refused: {refused[0]['error']}: {refused[0].get('message', '')}")
+            self.submitted += len(results) - len(refused)
+            return
 
     async def status(self) -> dict[str, Any] | None:
-        assert self.session is not None
-        for url in self.urls:
-            try:
-                async with self.session.get(url + "/v1/status") as r:
-                    if r.status == 200:
-                        return await r.json()  # type: ignore[no-any-return]
-            except (TimeoutError, aiohttp.ClientError, OSError):
-                continue
-        return None
+        try:
+            return await self.client.status()
+        except LedgerClientError:
+            return None
 
     async def wait_ready(self, timeout: float = 60.0) -> dict[str, Any]:
         deadline = time.monotonic() + timeout
@@ -145,26 +130,20 @@ class Feeder:
 
     async def prove(self, envelope: Envelope) -> Path:
         """Fetch the bundle of ``envelope`` once committed, write it, verify it offline."""
-        assert self.session is not None
         rid = envelope.id.hex()
-        bundle = None
-        for _ in range(600):
-            for url in self.urls:
-                try:
-                    async with self.session.get(f"{url}/v1/records/{rid}/proof") as r:
-                        if r.status == 200:
-                            bundle = await r.json()
-                            break
-                except (aiohttp.ClientError, OSError):
-                    continue
-            if bundle is not None:
-                break
-            await asyncio.sleep(0.1)
-        if bundle is None:
-            raise click.ClickException(f"record {rid} was not committed in time")
+        try:
+            await self.client.wait_committed(rid, timeout=60)
+            bundle = await self.client.proof(rid)
+        except LedgerClientError as exc:
+            raise click.ClickException(f"record {rid} has no proof: {exc}") from None
         path = self.dir / "proof.json"
         path.write_text(json.dumps(bundle, indent=2) + "\n", encoding="utf-8")
         return path
+
+
+def say(message: str) -> None:
+    """A one-line notice on its own line (the live status line uses \\r)."""
+    print(f"\n{message}", file=sys.stderr, flush=True)
 
 
 def verify_offline(bundle: Path, genesis: Path) -> tuple[bool, str]:
@@ -186,9 +165,9 @@ async def run(directory: Path, once: bool, records: int, batch: int, inflight: i
     feeder = Feeder(directory, batch, seed)
     out = sys.stdout
     live = out.isatty()
-    async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=30)) as session:
-        feeder.session = session
+    async with feeder.client:
         start_status = await feeder.wait_ready()
+        await feeder.client.confirm_committed()  # start reading blocks from here
         base_log = start_status["log_size"]
         target = records if once else None
         sem = asyncio.Semaphore(inflight)
@@ -201,12 +180,15 @@ async def run(directory: Path, once: bool, records: int, batch: int, inflight: i
         async def one_batch(envs: list[Envelope]) -> None:
             try:
                 await feeder.submit(envs)
+            except LedgerClientError as exc:  # refused for good, or over the SDK's bound: say so, go on
+                say(f"batch of {len(envs)} not submitted: {exc}")
             finally:
                 sem.release()
 
         next_status = t0
         while True:
-            if target is None or feeder.work.counter < target:
+            if (target is None or feeder.work.counter < target) and \
+                    feeder.client.pending_count + (inflight + 1) * batch <= feeder.client.max_pending:
                 await sem.acquire()
                 n = batch if target is None else min(batch, target - feeder.work.counter)
                 task = asyncio.create_task(one_batch(feeder.work.batch(n)))
@@ -218,6 +200,11 @@ async def run(directory: Path, once: bool, records: int, batch: int, inflight: i
             if now >= next_status:
                 next_status = now + 1.0
                 st = await feeder.status()
+                if feeder.client.pending_count:
+                    try:  # release what is committed: the SDK keeps envelopes until then
+                        await feeder.client.confirm_committed()
+                    except LedgerClientError:
+                        pass  # the status line shows the outage; try again next second
                 if st is not None:
                     committed = st["log_size"] - base_log
                     rate = (st["log_size"] - last_size) / max(now - last_t, 1e-6)
