@@ -44,13 +44,20 @@ EXIT_INTERNAL = 4
 _NAMED_ERRNOS = (errno.ENOSPC, errno.EDQUOT, errno.EIO, errno.EROFS, errno.EACCES)
 
 
+def _message(exc: BaseException) -> str:
+    # plyvel carries LevelDB's status text as bytes.
+    if len(exc.args) == 1 and isinstance(exc.args[0], bytes):
+        return exc.args[0].decode("utf-8", "replace")
+    return str(exc)
+
+
 def describe(exc: BaseException) -> str:
     """``Type: message`` of an exception (and of its cause, if it has one),
     followed by the errno's name when the text carries one (``[ENOSPC]``)."""
-    text = f"{type(exc).__name__}: {exc}"
+    text = f"{type(exc).__name__}: {_message(exc)}"
     cause = exc.__cause__
-    if cause is not None and str(cause) not in text:
-        text += f" (caused by {type(cause).__name__}: {cause})"
+    if cause is not None and _message(cause) not in text:
+        text += f" (caused by {type(cause).__name__}: {_message(cause)})"
     code = getattr(exc, "errno", None)
     names = [errno.errorcode[code]] if isinstance(code, int) and code in errno.errorcode else []
     names += [errno.errorcode[c] for c in _NAMED_ERRNOS
