@@ -179,6 +179,15 @@ class GenesisError(VerificationError):
     step = "genesis"
 
 
+class StorageWriteFailed(LedgerError):
+    """A write to the store failed (disk full, I/O error): what the caller
+    meant to make durable may not be, and LevelDB refuses every later write
+    until the store is reopened.  The node stops on it (node/failstop.py)."""
+
+    code = "unavailable"
+    step = "storage"
+
+
 class StorageCorruption(VerificationError):
     """Stored data fails its integrity check."""
 

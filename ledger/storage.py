@@ -19,7 +19,7 @@ import sys
 import threading
 from typing import Any, Callable, Iterable, Iterator, Protocol, runtime_checkable
 
-from .errors import LedgerError
+from .errors import LedgerError, StorageWriteFailed
 
 # LevelDB tuning.  The block cache bounds read memory (so RSS stays flat as
 # the log grows).  16 MiB: with table files read by pread (node/tablereads.py)
@@ -341,6 +341,7 @@ class LevelDBStore:
                 ) from None
             raise StoreError(f"cannot open LevelDB at {self.path}: {text}") from None
         self._closed = False
+        self._plyvel_error: tuple[type[Exception], ...] = (plyvel.Error, OSError)
         self.get = self._db.get
 
     def _check_open(self) -> None:
@@ -364,8 +365,14 @@ class LevelDBStore:
             else:
                 put(key, value)
         # One LevelDB write: applied atomically, and with sync=True durable
-        # before we return (the log record is fsynced).
-        wb.write()
+        # before we return (the log record is fsynced).  A failed write
+        # (ENOSPC, EIO, or an earlier background error LevelDB keeps until
+        # the database is reopened) is one typed error naming LevelDB's cause.
+        try:
+            wb.write()
+        except self._plyvel_error as exc:
+            raise StorageWriteFailed(
+                f"LevelDB write at {self.path} failed: {_exc_text(exc)}") from exc
 
     def iterate(
         self, prefix: bytes, reverse: bool = False, start: bytes | None = None

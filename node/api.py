@@ -39,6 +39,7 @@ from ledger.merkle import EMPTY_ROOT
 from ledger.proofs import build_bundle, build_consistency
 from ledger.records import ID_LEN, decode_envelope
 
+from .health import Health
 from .mempool import Mempool
 from .metrics import CONTENT_TYPE_LATEST, Metrics
 from .openapi import openapi_spec
@@ -82,6 +83,8 @@ class ApiBackend(Protocol):
     def peers(self) -> list[dict[str, Any]]: ...
 
     def unavailable_reason(self) -> str | None: ...
+
+    def health(self) -> Health: ...
 
     def consensus_status(self) -> dict[str, Any]: ...
 
@@ -486,8 +489,14 @@ class Api:
         return await self.node.peer_socket(request)
 
     async def health(self, request: web.Request) -> web.Response:
-        return json_response({"ok": True, "node": self.node.name,
-                                  "height": self.node.chain.height})
+        # One field per capability (node/health.py); the status code says
+        # only whether the node serves, so a probe that reads no body still
+        # routes reads to a node that is behind but answering.
+        health = self.node.health()
+        doc = health.as_json()
+        if health.status_code != 200:
+            doc.update(error="unavailable", message=doc.get("reason", "not serving"))
+        return json_response(doc, status=health.status_code)
 
     async def metrics(self, request: web.Request) -> web.Response:
         self.node.metrics.mempool_size.set(len(self.node.mempool))

@@ -29,7 +29,9 @@ from .assembly import ProposalAssembler, compact_proposal, decode_compact, split
 from .chainapp import NodeApplication
 from .config import NodeConfig
 from .driver import Driver, evidence_json, now_ms
+from .failstop import FailStop, FailStopStore
 from .gctune import GcAccounting, tune_after_start
+from .health import Health
 from .httpconn import GuardedTCPSite, HeadTimeout
 from .logs import LogContext, process_age_s
 from .mempool import Mempool
@@ -56,8 +58,12 @@ def peer_message(kind: str, **fields: Any) -> bytes:
 
 
 class Node:
-    def __init__(self, config: NodeConfig, log_ctx: LogContext) -> None:
+    def __init__(self, config: NodeConfig, log_ctx: LogContext,
+                 fail: FailStop | None = None) -> None:
         assert config.validator is not None
+        # Every write to the store and every commit/persist effect ends here
+        # on failure: the process exits (node/failstop.py).
+        self.fail = fail or FailStop()
         self.config = config
         self.chain_dir = config.data_dir / "chain"
         self.log_ctx = log_ctx
@@ -91,11 +97,12 @@ class Node:
         storage = cfg.settings["storage"]
         opening = time.perf_counter()
         self._chain = ChainStore(
-            LevelDBStore(str(self.chain_dir),
-                         lru_cache_size=storage["block_cache_bytes"],
-                         write_buffer_size=storage["write_buffer_bytes"],
-                         max_open_files=storage["max_open_files"],
-                         block_size=storage["block_size_bytes"]),
+            FailStopStore(LevelDBStore(str(self.chain_dir),
+                                       lru_cache_size=storage["block_cache_bytes"],
+                                       write_buffer_size=storage["write_buffer_bytes"],
+                                       max_open_files=storage["max_open_files"],
+                                       block_size=storage["block_size_bytes"]),
+                          self.fail),
             self.genesis)
         # After a crash LevelDB replays its write-ahead log here, and the
         # tip is re-checked: the part of a restart that grows with the store.
@@ -126,7 +133,7 @@ class Node:
             genesis=self.genesis, me=cfg.validator.index, key=cfg.key, chain=self.chain,
             mempool=self.mempool, app=app, sync=self.sync, metrics=self.metrics,
             log_ctx=self.log_ctx, config=self._consensus_config(), send=self._send_consensus,
-            on_committed=self._committed,
+            on_committed=self._committed, fail=self.fail,
         )
         http = cfg.settings["http"]
         web_app = build_app(self, max_body_bytes=http["max_body_bytes"],
@@ -362,6 +369,14 @@ class Node:
     def consensus_status(self) -> dict[str, Any]:
         assert self.driver is not None
         return self.driver.status()
+
+    def health(self) -> Health:
+        stopped = self.fail.stopped[1] if self.fail.stopped is not None else None
+        if self._chain is None or self.driver is None:
+            return Health(self.name, 0, 0, 0, False, stopped=stopped, store_open=False)
+        return Health(self.name, self.chain.height, self.driver.peers_height(),
+                      max(0, now_ms() - self.driver.last_commit_ms), self.driver.syncing,
+                      stopped=stopped)
 
     def evidence(self) -> list[dict[str, Any]]:
         return [evidence_json(blob) for blob in self.chain.evidence()]

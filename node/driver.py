@@ -10,7 +10,11 @@ event at a time and each effect list strictly in order:
 * ``Commit`` is one atomic ``ChainStore.commit_block`` and is acknowledged
   with ``BlockApplied`` only after the remaining effects of the same list;
 * sends only enqueue onto per-peer bounded queues, so a slow peer never
-  stalls consensus.
+  stalls consensus;
+* once the machine has returned its effects it has moved on, trusting they
+  happen: an effect that fails (a commit or persist that raises) stops the
+  node through :class:`~node.failstop.FailStop` - never a validator that
+  keeps running without committing.
 
 Catch-up (``NeedCatchUp``/``FetchBlock``, or peers reporting greater heights)
 runs as a separate task that fetches certified blocks over HTTP and feeds them
@@ -24,6 +28,7 @@ import logging
 import time
 from collections import deque
 from collections.abc import Callable, Sequence
+from typing import Protocol
 
 import aiohttp
 
@@ -60,6 +65,7 @@ from ledger.records import Envelope
 
 from .aio import cancel_all, wait_event
 from .chainapp import NodeApplication
+from .failstop import FailStop
 from .logs import LogContext
 from .mempool import Mempool
 from .metrics import Metrics
@@ -82,6 +88,28 @@ SLICE_SECONDS = 0.01
 
 def now_ms() -> int:
     return int(time.time() * 1000)
+
+
+class TimerHandle(Protocol):
+    def cancel(self) -> None: ...
+
+
+class Clock(Protocol):
+    """Where the driver reads the time and sets its timers (tests: virtual time)."""
+
+    def now_ms(self) -> int: ...
+
+    def call_later(self, delay_s: float, callback: Callable[[], None]) -> TimerHandle: ...
+
+
+class LoopClock:
+    """Wall-clock milliseconds and the running event loop's timers."""
+
+    def now_ms(self) -> int:
+        return now_ms()
+
+    def call_later(self, delay_s: float, callback: Callable[[], None]) -> TimerHandle:
+        return asyncio.get_running_loop().call_later(delay_s, callback)
 
 
 class SignatureCache:
@@ -123,6 +151,8 @@ class Driver:
         config: ConsensusConfig,
         send: Send,
         on_committed: Committed,
+        fail: FailStop,
+        clock: Clock | None = None,
         stall_ms: int = 3000,
     ) -> None:
         self.genesis = genesis
@@ -133,6 +163,8 @@ class Driver:
         self.log_ctx = log_ctx
         self.send = send
         self.on_committed = on_committed
+        self.fail = fail
+        self.clock: Clock = clock or LoopClock()
         self.stall_ms = stall_ms
         stored = chain.get_consensus_state()
         persisted = decode_state(stored) if stored is not None else None
@@ -144,13 +176,13 @@ class Driver:
                      persisted.round)
         self._events: deque[Event] = deque()
         self._wake = asyncio.Event()
-        self._timers: set[asyncio.TimerHandle] = set()
+        self._timers: set[TimerHandle] = set()
         self._tasks: list[asyncio.Task[None]] = []
         self._last_hr = (0, -1)
         self._sync_target = 0
         self._sync_wanted = asyncio.Event()
         self._height_changed = asyncio.Event()
-        self._last_commit_ms = now_ms()
+        self._last_commit_ms = self.clock.now_ms()
         self.syncing = False
         self._stopping = False
         self._session: aiohttp.ClientSession | None = None
@@ -159,7 +191,7 @@ class Driver:
 
     async def start(self) -> None:
         self._session = aiohttp.ClientSession()
-        self.feed(Start(now_ms()))
+        self.feed(Start(self.clock.now_ms()))
         self._tasks = [
             asyncio.create_task(self._run(), name="consensus"),
             asyncio.create_task(self._watch_mempool(), name="records-available"),
@@ -209,7 +241,7 @@ class Driver:
         self.sync.note_height(peer, height)
         reached = self._height_peers_reached()
         gap = reached - self.chain.height
-        stalled = now_ms() - self._last_commit_ms > self.stall_ms
+        stalled = self.clock.now_ms() - self._last_commit_ms > self.stall_ms
         if gap >= 2 or (gap >= 1 and stalled):
             self.want_sync(reached)
 
@@ -221,25 +253,39 @@ class Driver:
         while True:
             await self.mempool.changed.wait()
             self.mempool.changed.clear()
-            self.feed(RecordsAvailable(now_ms()))
+            self.feed(RecordsAvailable(self.clock.now_ms()))
             await asyncio.sleep(0.005)  # coalesce bursts of admissions
 
     # -- the loop ----------------------------------------------------------
 
+    @property
+    def last_commit_ms(self) -> int:
+        """When this node last committed a block (its start, before the first)."""
+        return self._last_commit_ms
+
+    def peers_height(self) -> int:
+        """The height f+1 peers report (0 before any has reported)."""
+        return self._height_peers_reached()
+
     async def _run(self) -> None:
-        while True:
+        while self.fail.stopped is None:
             await self._wake.wait()
             self._wake.clear()
             handled = 0
             slice_started = time.perf_counter()
-            while self._events:
+            while self._events and self.fail.stopped is None:
                 event = self._events.popleft()
                 try:
                     self._handle(event)
+                except EffectFailed as failed:
+                    # The machine moved on expecting this effect: going on
+                    # would leave a validator that never commits again.
+                    self.fail.internal(failed.what, failed.error)
+                    return
                 except Exception:
-                    # A bug here must not silently stop consensus; log and go on
-                    # with the next event (the machine's state is unchanged for
-                    # an event that raised before returning effects).
+                    # The machine raised before returning effects: its state
+                    # is unchanged, and a bad peer message must not stop a
+                    # node, so log and go on with the next event.
                     log.exception("consensus event %s failed", type(event).__name__)
                 handled += 1
                 if handled % EVENTS_PER_SLICE == 0 \
@@ -252,9 +298,12 @@ class Driver:
         while todo:
             effects = self.machine.handle(todo.popleft())
             for effect in effects:
-                applied = self._execute(effect)
+                try:
+                    applied = self._execute(effect)
+                except Exception as exc:
+                    raise EffectFailed(effect, exc) from exc
                 if applied is not None:
-                    todo.append(BlockApplied(applied, now_ms()))
+                    todo.append(BlockApplied(applied, self.clock.now_ms()))
         self._observe()
 
     def _execute(self, effect: Effect) -> int | None:
@@ -288,14 +337,13 @@ class Driver:
         return None
 
     def _set_timer(self, effect: SetTimer) -> None:
-        loop = asyncio.get_running_loop()
         timer = effect.timer
 
         def fire() -> None:
             self._timers.discard(handle)
-            self.feed(TimerFired(timer, now_ms()))
+            self.feed(TimerFired(timer, self.clock.now_ms()))
 
-        handle = loop.call_later(effect.delay_ms / 1000, fire)
+        handle = self.clock.call_later(effect.delay_ms / 1000, fire)
         self._timers.add(handle)
 
     def _commit(self, effect: Commit) -> int:
@@ -308,7 +356,7 @@ class Driver:
         self.chain.commit_block(effect.header, effect.envelopes, effect.certificate,
                                 verify_certificate=False, validated=True)
         self.metrics.commit_latency.observe(time.perf_counter() - start)
-        self._last_commit_ms = now_ms()
+        self._last_commit_ms = self.clock.now_ms()
         self.on_committed(effect.header, effect.envelopes,
                           "sync" if self.syncing else "consensus")
         self._height_changed.set()
@@ -370,7 +418,8 @@ class Driver:
                     continue
                 idle_rounds = 0
                 for header, envelopes, cert in fetched:
-                    self.feed(CommittedBlock(header, tuple(envelopes), cert, now_ms()))
+                    self.feed(CommittedBlock(header, tuple(envelopes), cert,
+                                             self.clock.now_ms()))
                 target = fetched[-1][0].height
                 if target < self._sync_target:
                     limit = min(2 * limit, self.sync.batch_blocks)
@@ -402,6 +451,23 @@ class Driver:
 
     def status(self) -> dict[str, int | bool]:
         return {"round": self.machine.round, "syncing": self.syncing}
+
+
+class EffectFailed(Exception):
+    """Carrying out one of the machine's effects raised ``error``."""
+
+    def __init__(self, effect: Effect, error: Exception) -> None:
+        super().__init__(f"{type(effect).__name__}: {error}")
+        self.error = error
+        self.what = _effect_name(effect)
+
+
+def _effect_name(effect: Effect) -> str:
+    if isinstance(effect, Commit):
+        return f"committing block {effect.height}"
+    if isinstance(effect, Persist):
+        return "persisting the consensus state"
+    return f"carrying out {type(effect).__name__}"
 
 
 def store_evidence(chain: ChainStore, ev: Evidence) -> None:

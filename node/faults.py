@@ -267,6 +267,10 @@ def main(argv: list[str] | None = None) -> int:
     pt.add_argument("--rounds", type=int, default=5)
     d = sub.add_parser("decoders", help="hypothesis fuzzing of the decoders (long)")
     d.add_argument("--examples", type=int, default=20_000, help="cases per property")
+    df = sub.add_parser("diskfull", help="node3's data on a small tmpfs (root): it must exit "
+                                         "naming ENOSPC, then restart and catch up, nothing lost")
+    df.add_argument("--size-mb", type=int, default=40, help="node3's tmpfs (default 40)")
+    df.add_argument("--grow-mb", type=int, default=512, help="its size after the stop")
     parser.add_argument("--dir", type=Path, default=None, help="work directory (default: temp)")
     parser.add_argument("--json", action="store_true", help="print the figures as JSON")
     args = parser.parse_args(argv)
@@ -286,6 +290,13 @@ def main(argv: list[str] | None = None) -> int:
         doc, ok = _partitions(workdir, args.rounds, say)
     elif args.campaign == "decoders":
         doc, ok = _decoders(args.examples, say)
+    elif args.campaign == "diskfull":
+        from .faults_disk import disk_full
+
+        dr = asyncio.run(disk_full(workdir / "cluster", size_mb=args.size_mb,
+                                   grow_mb=args.grow_mb, progress=say))
+        doc = asdict(dr)
+        ok = dr.ok
     else:
         fr = asyncio.run(_fuzz_cluster(workdir, args.examples, args.seed))
         doc = {"cases": fr.cases, "server_errors": fr.server_errors,

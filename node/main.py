@@ -2,7 +2,9 @@
 
 Exit codes: 0 after a clean stop, 2 for a configuration problem (the message
 names the bad key), 1 when the node cannot start (store locked or damaged,
-port in use).
+port in use); while running, 3 when a write to the store failed (disk full,
+I/O error) and 4 when committing or persisting failed otherwise - the node
+stops at once with one CRITICAL log line naming the cause (node/failstop.py).
 
 ``ledger-node --config node.toml --check`` checks the (stopped) node's store
 instead - every block and index entry (``node/check.py``): 0 clean, 1 damaged,

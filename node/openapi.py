@@ -117,7 +117,10 @@ def _schemas(max_envelopes: int) -> dict[str, Any]:
         }, required=["chain", "node", "validator", "height", "log_size", "log_root", "peers",
                      "mempool"]),
         "Evidence": _obj({"evidence": {"type": "array", "items": {"type": "object"}}}),
-        "Health": _obj({"ok": {"type": "boolean"}, "node": {"type": "string"}, "height": UINT}),
+        "Health": _obj({"ok": {"type": "boolean"}, "node": {"type": "string"}, "height": UINT,
+                        "serving": {"type": "boolean"}, "synced": {"type": "boolean"},
+                        "committing": {"type": "boolean"}, "peers_height": UINT,
+                        "behind": UINT, "since_commit_ms": UINT}),
     }
 
 
@@ -209,7 +212,8 @@ def openapi_spec(*, max_envelopes: int = 5000, max_trace_depth: int = 64) -> dic
             [_query("from", "first height", 1, required=True),
              _query("limit", "at most this many blocks", 1)],
             (400, 404, 429)),
-        "/health": _get("200 while the node serves", _json(_ref("Health"), "healthy"),
+        "/health": _get("200 while the node serves (503 when it cannot); a field per "
+                        "capability", _json(_ref("Health"), "serving"),
                         errors=(503,)),
         "/metrics": _get("Prometheus metrics",
                          {"description": "Prometheus text format",

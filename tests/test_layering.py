@@ -36,7 +36,7 @@ CONSENSUS_FORBIDDEN = frozenset({"node", "client"})
 CONSENSUS_IO = frozenset({"asyncio", "aiohttp", "socket", "plyvel", "time", "random"})
 CLIENT_FORBIDDEN = frozenset({"node"})
 # node/ modules that are harness, not runtime (names of their last component).
-HARNESS_PATTERNS = ("bench", "bench_*", "byzantine", "faults", "feeder", "load", "load_*",
+HARNESS_PATTERNS = ("bench", "bench_*", "byzantine", "faults", "faults_*", "feeder", "load", "load_*",
                     "localnet", "netns", "netns_*")
 # Known violations of rule 4, to be removed by issue 22 item 2 (the runtime
 # must not wire a test-only mode).  Each entry must still occur: when the

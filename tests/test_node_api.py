@@ -29,6 +29,7 @@ from ledger.storage import MemoryStore
 from ledger.verify import verify_bundle
 from node.api import build_app
 from node.driver import evidence_json, store_evidence
+from node.health import Health
 from node.mempool import Mempool
 from node.metrics import Metrics
 from node.openapi import check, openapi_spec, response_schema
@@ -71,6 +72,9 @@ class StubNode:
 
     def consensus_status(self) -> dict[str, Any]:
         return {"round": 0, "syncing": False}
+
+    def health(self) -> Health:
+        return Health(self.name, self.chain.height, self.chain.height, 0, False)
 
     def evidence(self) -> list[dict[str, Any]]:
         return [evidence_json(blob) for blob in self.chain.evidence()]
