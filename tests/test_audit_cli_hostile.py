@@ -348,3 +348,35 @@ def test_deep_node_answer_exit_2(node: FakeNode, genesis_file: Path, tmp_path: P
     node.override["/v1/blocks/latest"] = (200, DEEP)
     assert_unusable(run("checkpoint", "--node", node.url, "--genesis", genesis_file,
                         "--checkpoint-file", tmp_path / "cp.json"), "nested")
+
+
+# -- well-formed JSON of the wrong shape is a named failure, not a traceback --
+
+@pytest.mark.parametrize("path, body", [
+    ("/v1/status", b"[]"),
+    ("/v1/status", b'{"height": "7"}'),
+    ("/v1/blocks/1", b'{"header": 1, "certificate": {}, "records": [], "envelopes": []}'),
+    ("/v1/blocks/1", b'{"envelopes": "x"}'),
+    ("/v1/blocks/1", b"[1, 2]"),
+])
+def test_audit_of_a_malformed_node_answer_fails_by_name(node: FakeNode, genesis_file: Path,
+                                                       path: str, body: bytes) -> None:
+    node.override[path] = (200, body)
+    result = run("audit", "--node", node.url, "--genesis", genesis_file, "--no-checkpoint")
+    assert result.exit_code == 1, (result.output, result.exc_info)
+    assert result.exception is None or isinstance(result.exception, SystemExit), result.exc_info
+    assert "Traceback" not in result.output and "INVALID" in result.output
+
+
+def test_checkpoint_with_a_malformed_consistency_answer_fails_by_name(
+        node: FakeNode, genesis_file: Path, tmp_path: Path) -> None:
+    cp = tmp_path / "cp.json"
+    head = node.chain.height
+    node.override["/v1/blocks/latest"] = (200, json.dumps(node.block(2, False)).encode())
+    assert run("checkpoint", "--node", node.url, "--genesis", genesis_file, "--checkpoint-file", cp).exit_code == 0
+    node.override["/v1/blocks/latest"] = (200, json.dumps(node.block(head, False)).encode())
+    node.override["/v1/consistency"] = (200, b'{"path": null}')
+    result = run("checkpoint", "--node", node.url, "--genesis", genesis_file, "--checkpoint-file", cp)
+    assert result.exit_code == 1, (result.output, result.exc_info)
+    assert result.exception is None or isinstance(result.exception, SystemExit), result.exc_info
+    assert "consistency" in result.output

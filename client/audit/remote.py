@@ -27,6 +27,16 @@ from .common import decode_json
 DEFAULT_CHECKPOINTS = Path(os.environ.get("XDG_STATE_HOME", Path.home() / ".local" / "state")) / "auditledger" / "checkpoints.json"
 
 
+def answer_field(doc: Any, key: str, kind: type, what: str) -> Any:
+    """``doc[key]`` from a node's answer, checked to be a ``kind``: a node
+    that answers a malformed document fails verification by name rather
+    than with a KeyError or TypeError traceback."""
+    value = doc.get(key) if isinstance(doc, dict) else None
+    if not isinstance(value, kind) or isinstance(value, bool):
+        raise BundleFormatError(f"{what} answer lacks {key!r} (a {kind.__name__})")
+    return value
+
+
 # --------------------------------------------------------------------------
 # Trace
 # --------------------------------------------------------------------------
@@ -154,7 +164,8 @@ async def advance_checkpoint(
             check_same_height(genesis, old, await fetch_head(client, old.height))
         if new.height > old.height:
             doc = await client.consistency(old.header.log_size, new.header.log_size)
-            path = [from_hex(h, length=32, what="consistency path entry") for h in doc.get("path", [])]
+            path = [from_hex(h, length=32, what="consistency path entry")
+                    for h in answer_field(doc, "path", list, "consistency")]
             check_extends(genesis, old, new, path)
         else:
             check_extends(genesis, old, new, [])
@@ -191,17 +202,19 @@ async def audit_chain(
     ``progress(height, target, records)`` is called after each block.
     """
     started = time.monotonic()
-    target = to_height or int((await client.status())["height"])
+    target = to_height or answer_field(await client.status(), "height", int, "status")
     auditor = ChainAuditor(genesis, verify_signatures=verify_signatures)
     head: CertifiedHead | None = None
     for height in range(1, target + 1):
         doc = await client.block(height, envelopes=True)
-        if "envelopes" not in doc:
+        if isinstance(doc, dict) and "envelopes" not in doc:
             raise BundleFormatError("node does not serve block envelopes (?envelopes=1)")
-        envelopes = [from_b64(e, what="envelope") for e in doc["envelopes"]]
-        ids = [from_hex(r, length=32, what="record id") for r in doc.get("records", [])]
-        cert = certificate_from_json(doc["certificate"])
-        header = auditor.check_block(from_b64(doc["header"], what="header"), cert, envelopes, record_ids=ids)
+        what = f"block {height}"
+        envelopes = [from_b64(e, what="envelope") for e in answer_field(doc, "envelopes", list, what)]
+        ids = [from_hex(r, length=32, what="record id") for r in answer_field(doc, "records", list, what)]
+        cert = certificate_from_json(answer_field(doc, "certificate", dict, what))
+        header = auditor.check_block(from_b64(answer_field(doc, "header", str, what), what="header"), cert,
+                                     envelopes, record_ids=ids)
         head = CertifiedHead(header, cert)
         if progress:
             progress(height, target, auditor.counts.records)

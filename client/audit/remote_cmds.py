@@ -45,6 +45,7 @@ from .remote import (
     CheckpointFileError,
     CheckpointStore,
     TraceReport,
+    answer_field,
     advance_checkpoint,
     audit_chain,
     trace_and_verify,
@@ -169,7 +170,8 @@ def consistency(old: str, new: str, genesis_path: Path, nodes: tuple[str, ...],
         else:
             assert client is not None
             doc = await client.consistency(a.header.log_size, b.header.log_size)
-            path = [from_hex(h, length=32, what="path entry") for h in doc["path"]]
+            path = [from_hex(h, length=32, what="path entry")
+                    for h in answer_field(doc, "path", list, "consistency")]
         from ledger.checkpoint import check_extends
 
         check_extends(genesis, a, b, path)
