@@ -55,6 +55,8 @@ class ChainView(Protocol):
 
     def id_for_nonce(self, submitter: bytes, nonce: int) -> bytes | None: ...
 
+    def committed_leaf_hash(self, record_id: bytes) -> bytes | None: ...
+
     @property
     def height(self) -> int: ...
 
@@ -191,12 +193,16 @@ class Mempool:
         # What the chain's nonce index said is kept with the height it was
         # read at: if no block committed before the admission step, that
         # step reuses it instead of reading LevelDB again.
+        # A known record id sent with other envelope bytes (another
+        # signature) has that signature checked too: answering "duplicate"
+        # or "committed" unchecked would vouch for a forged envelope.
         seen: dict[int, _ChainNonce | None] = {}
         todo = []
         for i, d in enumerate(decoded):
             if isinstance(d, Envelope):
                 status, _, seen[i] = self._lookup(d)
-                if status is None and not self.signature_verified(d.leaf_hash):
+                if not self.signature_verified(d.leaf_hash) and (
+                        status is None or not self._same_as_known(d, status)):
                     todo.append(i)
         for lo in range(0, len(todo), VERIFY_CHUNK):
             chunk = todo[lo:lo + VERIFY_CHUNK]
@@ -305,6 +311,18 @@ class Mempool:
         if seen.record_id == rid:
             return "committed", None, seen
         return None, seen.record_id, seen
+
+    def _same_as_known(self, env: Envelope, status: str) -> bool:
+        """Whether ``env`` is byte for byte the envelope this node holds (or
+        committed) for its record id, so its signature was checked already."""
+        rid = env.id
+        if status == "committed":
+            return self.chain.committed_leaf_hash(rid) == env.leaf_hash
+        held = self._pending.get(rid)
+        if held is None:
+            orphan = self._orphans.get(rid)
+            held = orphan.envelope if orphan is not None else None
+        return held is not None and held.leaf_hash == env.leaf_hash
 
     def _admit_one(self, env: Envelope, source: str, seen: _ChainNonce | None = None) -> str:
         # State is read again here, not carried over from the check before
