@@ -27,7 +27,8 @@ class World:
         self.genesis = parse_genesis(doc)
         self.chain = ChainStore(MemoryStore(), self.genesis)
         self.metrics = Metrics()
-        self.mempool = Mempool(self.genesis, self.chain, self.metrics, max_size=1000)
+        self.mempool = Mempool(self.genesis, self.chain, self.metrics, max_size=1000,
+                               clock=lambda: FIXED_TS)
 
     async def admit(self, *envs: Envelope, source: str = "api") -> list[Admission]:
         return await self.mempool.admit([e.envelope_bytes for e in envs], source)
