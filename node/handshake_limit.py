@@ -13,6 +13,7 @@ address) instead of one line per attempt, so a flood cannot fill the log.
 from __future__ import annotations
 
 import logging
+import time
 from collections import Counter, OrderedDict
 from dataclasses import dataclass
 
@@ -73,11 +74,14 @@ class HandshakeReport:
         self.reasons: Counter[str] = Counter()
         self.addresses: Counter[str] = Counter()
         self.last_message = ""
+        self.since = 0.0  # time.monotonic() of the first refusal counted
 
     def note(self, address: str, reason: str, message: str = "") -> bool:
         """Count one refusal; True if it is the first since the last summary
         (the caller then schedules :meth:`flush`)."""
         first = not self.reasons
+        if first:
+            self.since = time.monotonic()
         self.reasons[reason] += 1
         if address in self.addresses or len(self.addresses) < MAX_COUNTED_ADDRESSES:
             self.addresses[address] += 1
@@ -87,10 +91,11 @@ class HandshakeReport:
             self.last_message = message[:MAX_MESSAGE_CHARS]
         return first
 
-    def flush(self, interval_s: float) -> str | None:
+    def flush(self) -> str | None:
         """Log and forget the summary; the line logged, or None if nothing was refused."""
         if not self.reasons:
             return None
+        elapsed = time.monotonic() - self.since
         total = sum(self.reasons.values())
         reasons = ", ".join(f"{r} {n}" for r, n in sorted(self.reasons.items()))
         top = self.addresses.most_common(MAX_LOGGED_ADDRESSES)
@@ -98,7 +103,7 @@ class HandshakeReport:
         rest = len(self.addresses) - len(top)
         if rest > 0:
             addresses += f" and {rest} more"
-        line = (f"refused {total} inbound peer handshakes in the last {interval_s:g} s "
+        line = (f"refused {total} inbound peer handshakes in {elapsed:.1f} s "
                 f"({reasons}) from {addresses}")
         if self.last_message:
             line += f"; last failure: {self.last_message}"

@@ -210,6 +210,7 @@ class Mempool:
         # What the chain's nonce index said is kept with the height it was
         # read at: if no block committed before the admission step, that
         # step reuses it instead of reading LevelDB again.
+        # A new record's ts must be in the window around this node's clock.
         # A known record id sent with other envelope bytes (another
         # signature) has that signature checked too: answering "duplicate"
         # or "committed" unchecked would vouch for a forged envelope.

@@ -334,7 +334,7 @@ class PeerTransport:
         if self._report_timer is not None:
             self._report_timer.cancel()
             self._report_timer = None
-        return self.handshake_report.flush(self.settings.handshake_log_interval_s)
+        return self.handshake_report.flush()
 
     async def _listen_handshake(self, ws: web.WebSocketResponse) -> tuple[frames.Hello, bytes]:
         hello = frames.check_hello(self.genesis, self.key, await _receive_bytes(ws))
