@@ -25,7 +25,7 @@ from ledger.errors import (
     VerificationError,
     WrongChain,
 )
-from ledger.genesis import Genesis
+from ledger.genesis import Genesis, RecordTimeWindow, record_time_window
 from ledger.merkle import root
 from ledger.records import Envelope, verify_envelope
 
@@ -122,6 +122,12 @@ class NonceAlreadyUsed(BlockRecordError):
     """(submitter, nonce) is already used by a committed or earlier record."""
 
     code = "nonce_reused"
+
+
+class RecordTimeOutOfWindow(BlockRecordError):
+    """A record's ts is outside the chain's window around the header's time."""
+
+    code = "bad_timestamp"
 
 
 class ParentNotCommitted(BlockRecordError):
@@ -227,11 +233,23 @@ def _check_record_state(
             raise ParentNotCommitted(f"parent {to_hex(parent)} is not committed or earlier in the block")
 
 
-def _check_records(envelopes: Iterable[Envelope], ctx: ValidationContext) -> None:
+def _check_record_time(env: Envelope, block_time: int, window: RecordTimeWindow) -> None:
+    """PROTOCOL §2: ts within the genesis window around the header's time, so
+    that every validator decides from the block alone, whatever its clock."""
+    ts = env.record.ts
+    if not window.contains(ts, block_time):
+        raise RecordTimeOutOfWindow(window.explain(ts, block_time))
+
+
+def _check_records(envelopes: Iterable[Envelope], ctx: ValidationContext,
+                   block_time: int | None) -> None:
     ids: set[bytes] = set()
     nonces: set[tuple[bytes, int]] = set()
+    window = record_time_window(ctx.genesis.params) if block_time is not None else None
     for index, env in enumerate(envelopes):
         try:
+            if window is not None and block_time is not None:
+                _check_record_time(env, block_time, window)
             _check_record_identity(env, ctx)
             _check_record_state(env, ctx, ids, nonces)
         except VerificationError as exc:
@@ -248,15 +266,19 @@ def validate_block(
     *,
     round: int | None = None,
     pol_round: int = NIL_ROUND,
+    record_times: bool = True,
 ) -> None:
     """Raise unless ``header`` + ``envelopes`` is a valid next block on ``ctx.tip``.
 
     With ``round`` the proposer must be the one whose turn it was (see
     :func:`allowed_proposers`); without, it only has to be a validator.
+    ``record_times=False`` skips the record ts window: for certified blocks
+    (catch-up), whose records a quorum already accepted, and which chains
+    committed before the window existed must keep passing.
     """
     _check_chain_position(header, ctx)
     if round is not None:
         check_proposer(header, ctx.genesis.n, round, pol_round)
     _check_time(header, ctx)
     _check_roots(header, envelopes, ctx)
-    _check_records(envelopes, ctx)
+    _check_records(envelopes, ctx, header.time if record_times else None)

@@ -279,6 +279,12 @@ class ChainStore:
                                     "which holds another record")
         return envelope
 
+    def committed_leaf_hash(self, record_id: bytes) -> bytes | None:
+        """The leaf hash of a committed record's envelope, or None: tells a
+        resubmission of the same bytes from another envelope of the record."""
+        location = self.record_location(record_id)
+        return None if location is None else self.log.leaf_hash(location[1])
+
     def id_for_nonce(self, submitter: bytes, nonce: int) -> bytes | None:
         record_id = self._store.get(schema.nonce_key(submitter, nonce))
         if record_id is not None:

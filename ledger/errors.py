@@ -218,6 +218,12 @@ class UnknownParent(AdmissionError):
     code = "unknown_parent"
 
 
+class BadTimestamp(AdmissionError):
+    """The record's ts is outside the chain's window around the current time."""
+
+    code = "bad_timestamp"
+
+
 class TooMany(AdmissionError):
     """Too many items in one request."""
 

@@ -68,6 +68,57 @@ class Genesis:
         return None
 
 
+# How far a record's ``ts`` may lie before and after the time it is judged
+# against (PROTOCOL §2): the block's header time in block validation, the
+# node's clock at admission.  Genesis params of the same names override them.
+# Seven days in the past lets a service upload what it buffered over a long
+# weekend or an outage, or a nightly batch a day late; five minutes in the
+# future covers a submitter's clock running fast (the common tolerance of
+# Kerberos and many token schemes) while refusing ts values from a clock that
+# is plainly wrong.
+RECORD_TS_PAST_PARAM = "record_ts_past_ms"
+RECORD_TS_FUTURE_PARAM = "record_ts_future_ms"
+DEFAULT_RECORD_TS_PAST_MS = 7 * 24 * 3600 * 1000
+DEFAULT_RECORD_TS_FUTURE_MS = 5 * 60 * 1000
+
+
+@dataclass(frozen=True)
+class RecordTimeWindow:
+    """A record's ``ts`` is acceptable at time ``at_ms`` when
+    ``at_ms - past_ms <= ts <= at_ms + future_ms`` (both edges included)."""
+
+    past_ms: int = DEFAULT_RECORD_TS_PAST_MS
+    future_ms: int = DEFAULT_RECORD_TS_FUTURE_MS
+
+    def contains(self, ts: int, at_ms: int) -> bool:
+        return at_ms - self.past_ms <= ts <= at_ms + self.future_ms
+
+    def expired(self, ts: int, at_ms: int) -> bool:
+        """Too old at ``at_ms``, and so at every later time."""
+        return ts < at_ms - self.past_ms
+
+    def explain(self, ts: int, at_ms: int) -> str:
+        """Why ``ts`` is outside the window at ``at_ms`` (for error messages)."""
+        if self.expired(ts, at_ms):
+            return (f"record ts {ts} is {at_ms - ts} ms before {at_ms}; "
+                    f"at most {self.past_ms} ms ({RECORD_TS_PAST_PARAM}) is allowed")
+        return (f"record ts {ts} is {ts - at_ms} ms after {at_ms}; "
+                f"at most {self.future_ms} ms ({RECORD_TS_FUTURE_PARAM}) is allowed")
+
+
+def record_time_window(params: Mapping[str, Any]) -> RecordTimeWindow:
+    """The window of a genesis's ``params``: the defaults unless overridden
+    by non-negative integers (anything else is a :class:`GenesisError`)."""
+    values = []
+    for key, default in ((RECORD_TS_PAST_PARAM, DEFAULT_RECORD_TS_PAST_MS),
+                         (RECORD_TS_FUTURE_PARAM, DEFAULT_RECORD_TS_FUTURE_MS)):
+        value = params.get(key, default)
+        if not isinstance(value, int) or isinstance(value, bool) or value < 0:
+            raise GenesisError(f"genesis: params.{key} must be a non-negative integer (ms)")
+        values.append(value)
+    return RecordTimeWindow(*values)
+
+
 def validators_hash(pubkeys: list[bytes] | tuple[bytes, ...]) -> bytes:
     """``H(canonical([pubkey0, pubkey1, ...]))`` in genesis order (§4)."""
     return H(canonical(list(pubkeys)))
@@ -144,6 +195,7 @@ def parse_genesis(doc: Any) -> Genesis:
     params = doc.get("params", {})
     if not isinstance(params, dict):
         raise GenesisError("genesis: params must be an object")
+    record_time_window(params)  # refuse a malformed window now, not at the first record
     keys = [v.pubkey for v in validators]
     return Genesis(
         chain=chain,

@@ -111,9 +111,11 @@ class Node:
         tip = self.chain.tip()
         self.metrics.log_size.set(tip.log_size if tip else 0)
         limits = cfg.settings["limits"]
+        max_skew_ms = cfg.param_int("max_clock_skew_ms", 10_000)
         self.mempool = Mempool(self.genesis, self.chain, self.metrics,
                                max_size=limits["max_mempool"], max_orphans=limits["max_orphans"],
-                               max_peer_backlog=limits["max_peer_backlog"])
+                               max_peer_backlog=limits["max_peer_backlog"],
+                               peer_clock_slack_ms=max_skew_ms)
         self.mempool.leaf_wake = self._assembly_wake.set
         gossip = cfg.settings["gossip"]
         self.assembler = ProposalAssembler(self.mempool.by_leaf,
@@ -122,7 +124,7 @@ class Node:
         max_block = min(limits["max_block_records"],
                         cfg.param_int("max_block_records", limits["max_block_records"]))
         app = NodeApplication(self.genesis, self.chain, self.mempool, max_block_records=max_block,
-                              max_clock_skew_ms=cfg.param_int("max_clock_skew_ms", 10_000))
+                              max_clock_skew_ms=max_skew_ms)
         self.sync = BlockSync(self.chain, cfg.peers, self.metrics,
                               batch_blocks=cfg.get("sync", "batch_blocks"))
         self.transport = PeerTransport(self.genesis, cfg.key, cfg.peers, self.metrics,

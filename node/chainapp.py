@@ -42,7 +42,7 @@ class NodeApplication:
 
     def build_block(self, height: int, round: int, time_ms: int, proposer: int
                     ) -> tuple[Header, tuple[Envelope, ...]] | None:
-        envelopes = self.mempool.select(self.max_block_records)
+        envelopes = self.mempool.select(self.max_block_records, time_ms=time_ms)
         if not envelopes:
             return None
         return self.chain.next_header(envelopes, time_ms, proposer), tuple(envelopes)
@@ -57,7 +57,7 @@ class NodeApplication:
         # (header chain, roots, nonces, parents) is still recomputed here.
         self._trust_certified = certified
         try:
-            validate_block(header, envelopes, self)
+            validate_block(header, envelopes, self, record_times=not certified)
         finally:
             self._trust_certified = False
         self.mempool.mark_verified(e.leaf_hash for e in envelopes)

@@ -23,6 +23,7 @@ from typing import Any
 import click
 
 from ledger.crypto import SigningKey
+from ledger.genesis import DEFAULT_RECORD_TS_FUTURE_MS, DEFAULT_RECORD_TS_PAST_MS
 from ledger.keys import write_key_file
 
 DEFAULT_BASE_PORT = 7700
@@ -38,6 +39,9 @@ DEFAULT_PARAMS: dict[str, int] = {
     "timeout_delta_ms": 500,
     "max_block_records": 1000,
     "max_clock_skew_ms": 10000,
+    # The record ts window (ledger/genesis.py says why these values).
+    "record_ts_past_ms": DEFAULT_RECORD_TS_PAST_MS,
+    "record_ts_future_ms": DEFAULT_RECORD_TS_FUTURE_MS,
 }
 
 

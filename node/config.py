@@ -107,6 +107,14 @@ SCHEMA: dict[str, dict[str, _Spec]] = {
         "heartbeat_ms": (_INT, 5000, 100, 600_000),
         "handshake_timeout_ms": (_INT, 3000, 100, 600_000),
         "max_frame_bytes": (_INT, 32 * 1024 * 1024, 1024, 1 << 30),
+        # Inbound handshakes per remote address (node/handshake_limit.py): a
+        # bucket of handshake_burst, refilled at handshake_rate_per_s; the
+        # excess gets 429 before the node signs anything.  A restarted
+        # validator dials each peer once, and a failing link retries at most
+        # every reconnect_max_ms, so even a dozen validators behind one
+        # address stay far below the defaults.
+        "handshake_burst": (_INT, 64, 1, 1_000_000),
+        "handshake_rate_per_s": (_INT, 8, 1, 1_000_000),
     },
     "storage": {
         # LevelDB's uncompressed block cache and memtable (anonymous memory).

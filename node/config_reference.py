@@ -115,6 +115,11 @@ DESCRIPTIONS: dict[str, str] = {
                         "sent when it returns (counted in "
                         "`ledger_peer_outbound_dropped{reason=\"stale\"}`): its catch-up "
                         "brings those records in committed blocks.",
+    "peers.handshake_burst": "Inbound peer handshakes one remote address may start at once; the "
+                             "excess is answered 429 before anything is signed (counted in "
+                             "`ledger_peer_handshakes_failed_total{reason=\"rate_limited\"}`).",
+    "peers.handshake_rate_per_s": "Rate at which that allowance refills, per address; the "
+                                  "default lets a validator reconnect many times a second.",
     "peers.reconnect_initial_ms": "First wait before reconnecting to a peer; doubles per "
                                   "failed attempt.",
     "peers.reconnect_max_ms": "Longest wait between reconnection attempts (at least "

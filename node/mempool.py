@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections import OrderedDict
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
@@ -28,12 +29,13 @@ from typing import NamedTuple, Protocol
 from ledger.crypto import RECORD_DOMAIN, SIGNATURE_FAILS, verify_many
 from ledger.errors import (
     BadSignature,
+    BadTimestamp,
     LedgerError,
     NonceReused,
     RateLimited,
     UnknownParent,
 )
-from ledger.genesis import Genesis
+from ledger.genesis import Genesis, RecordTimeWindow, record_time_window
 from ledger.records import Envelope, decode_envelope, verify_envelope
 
 from .metrics import Metrics
@@ -48,12 +50,18 @@ VERIFY_CHUNK = 256
 YIELD_EVERY = 128
 
 
+def wall_clock_ms() -> int:
+    return time.time_ns() // 1_000_000
+
+
 class ChainView(Protocol):
     """What admission needs from the chain store."""
 
     def record_location(self, record_id: bytes) -> tuple[int, int] | None: ...
 
     def id_for_nonce(self, submitter: bytes, nonce: int) -> bytes | None: ...
+
+    def committed_leaf_hash(self, record_id: bytes) -> bytes | None: ...
 
     @property
     def height(self) -> int: ...
@@ -98,8 +106,19 @@ class Mempool:
         # later round.
         verified_cache: int = 20_000,
         max_peer_backlog: int | None = None,
+        clock: Callable[[], int] = wall_clock_ms,
+        peer_clock_slack_ms: int = 0,
     ) -> None:
         self.genesis = genesis
+        # Record ts window (PROTOCOL §2): a client's record is judged against
+        # this node's clock; a peer's record with the validators' allowed
+        # clock skew added, so that one a peer admitted, or a proposer put in
+        # a block, is not refused here for a few ms of clock difference
+        # (block validation decides against the header's time).
+        self.clock = clock
+        self.time_window = record_time_window(genesis.params)
+        self._peer_window = RecordTimeWindow(self.time_window.past_ms + peer_clock_slack_ms,
+                                             self.time_window.future_ms + peer_clock_slack_ms)
         self.chain = chain
         self.metrics = metrics
         self.max_size = max_size
@@ -191,12 +210,22 @@ class Mempool:
         # What the chain's nonce index said is kept with the height it was
         # read at: if no block committed before the admission step, that
         # step reuses it instead of reading LevelDB again.
+        # A new record's ts must be in the window around this node's clock.
+        # A known record id sent with other envelope bytes (another
+        # signature) has that signature checked too: answering "duplicate"
+        # or "committed" unchecked would vouch for a forged envelope.
         seen: dict[int, _ChainNonce | None] = {}
         todo = []
+        now = self.clock()
+        window = self.time_window if source == "api" else self._peer_window
         for i, d in enumerate(decoded):
             if isinstance(d, Envelope):
                 status, _, seen[i] = self._lookup(d)
-                if status is None and not self.signature_verified(d.leaf_hash):
+                if status is None and not window.contains(d.record.ts, now):
+                    decoded[i] = BadTimestamp(window.explain(d.record.ts, now)).as_value()
+                    continue
+                if not self.signature_verified(d.leaf_hash) and (
+                        status is None or not self._same_as_known(d, status)):
                     todo.append(i)
         for lo in range(0, len(todo), VERIFY_CHUNK):
             chunk = todo[lo:lo + VERIFY_CHUNK]
@@ -305,6 +334,18 @@ class Mempool:
             return "committed", None, seen
         return None, seen.record_id, seen
 
+    def _same_as_known(self, env: Envelope, status: str) -> bool:
+        """Whether ``env`` is byte for byte the envelope this node holds (or
+        committed) for its record id, so its signature was checked already."""
+        rid = env.id
+        if status == "committed":
+            return self.chain.committed_leaf_hash(rid) == env.leaf_hash
+        held = self._pending.get(rid)
+        if held is None:
+            orphan = self._orphans.get(rid)
+            held = orphan.envelope if orphan is not None else None
+        return held is not None and held.leaf_hash == env.leaf_hash
+
     def _admit_one(self, env: Envelope, source: str, seen: _ChainNonce | None = None) -> str:
         # State is read again here, not carried over from the check before
         # signature verification: records may have been admitted and blocks
@@ -388,22 +429,46 @@ class Mempool:
 
     # -- blocks ------------------------------------------------------------
 
-    def select(self, max_records: int, max_bytes: int | None = None) -> list[Envelope]:
-        """Records for the next block, in admission order, parents first."""
+    def select(self, max_records: int, max_bytes: int | None = None, *,
+               time_ms: int | None = None) -> list[Envelope]:
+        """Records for the next block, in admission order, parents first.
+
+        With ``time_ms`` (the block's time) only records whose ts is in the
+        window around it: those too old are dropped (block times only grow,
+        so they can never commit), those ahead of it wait."""
         chosen: list[Envelope] = []
         chosen_ids: set[bytes] = set()
+        expired: list[bytes] = []
+        window = self.time_window
         size = 0
         for rid, env in self._pending.items():
             if len(chosen) >= max_records:
                 break
             if max_bytes is not None and size + len(env.envelope_bytes) > max_bytes:
                 break
+            if time_ms is not None and not window.contains(env.record.ts, time_ms):
+                if window.expired(env.record.ts, time_ms):
+                    expired.append(rid)
+                continue
             if all(p in chosen_ids or self.chain.record_location(p) is not None
                    for p in env.record.parents):
                 chosen.append(env)
                 chosen_ids.add(rid)
                 size += len(env.envelope_bytes)
+        if expired:
+            self._drop_expired(expired, time_ms)
         return chosen
+
+    def _drop_expired(self, record_ids: list[bytes], time_ms: int | None) -> None:
+        """Drop pending records too old for any later block, and their descendants."""
+        for rid in record_ids:
+            env = self._drop(rid)
+            if env is not None:
+                self._nonces.pop((env.record.submitter, env.record.nonce), None)
+        self._drop_unreachable()
+        log.info("dropped %d pending records whose ts is more than %d ms before block time %s",
+                 len(record_ids), self.time_window.past_ms, time_ms)
+        self.metrics.mempool_size.set(len(self._pending))
 
     def committed(self, envelopes: Sequence[Envelope]) -> None:
         """Drop what a block committed, and whatever it made invalid."""

@@ -10,7 +10,8 @@ from __future__ import annotations
 from typing import Any
 
 ERROR_CODES = [
-    "bad_request", "bad_encoding", "non_canonical", "bad_signature", "unknown_submitter",
+    "bad_request", "bad_encoding", "non_canonical", "bad_signature", "bad_timestamp",
+    "unknown_submitter",
     "forbidden_role", "wrong_chain", "nonce_reused", "unknown_parent", "too_large", "too_many",
     "unsupported_media_type", "not_found", "not_committed", "rate_limited", "unavailable",
 ]

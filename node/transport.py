@@ -33,6 +33,7 @@ from ledger.genesis import Genesis, Validator
 from . import frames
 from .aio import cancel_all
 from .config import peer_url
+from .handshake_limit import HandshakeLimiter, HandshakeReport
 from .metrics import Metrics
 
 log = logging.getLogger("node.transport")
@@ -57,6 +58,12 @@ class TransportSettings:
     heartbeat_s: float = 2.0
     handshake_timeout_s: float = 3.0
     max_frame_bytes: int = 32 * 1024 * 1024
+    # Inbound handshakes per remote address: a bucket of this many, refilled
+    # at this rate; the excess is refused before anything is signed.
+    handshake_burst: int = 64
+    handshake_rate_per_s: float = 8.0
+    # Refused inbound handshakes are logged as one summary line per interval.
+    handshake_log_interval_s: float = 10.0
 
 
 @dataclass
@@ -99,6 +106,10 @@ class PeerTransport:
         self._inbound: set[web.WebSocketResponse] = set()
         self._closing = False
         self._stopped = asyncio.Event()
+        self._handshake_limiter = HandshakeLimiter(settings.handshake_rate_per_s,
+                                                   settings.handshake_burst)
+        self.handshake_report = HandshakeReport()
+        self._report_timer: asyncio.TimerHandle | None = None
         for v in peers:
             metrics.peer_up.labels(peer=v.name).set(0)
 
@@ -120,6 +131,7 @@ class PeerTransport:
             log.error("%d peer links did not stop", len(stuck))
         for ws in list(self._inbound):
             await ws.close()
+        self.flush_handshake_report()
         if self._session is not None:
             await self._session.close()
 
@@ -275,6 +287,11 @@ class PeerTransport:
             # Peers keep redialing while we shut down; a link accepted now would
             # hold the HTTP server's graceful shutdown open.
             raise web.HTTPServiceUnavailable(reason="node is stopping")
+        address = request.remote or "unknown"
+        if not self._handshake_limiter.allow(address, self.clock()):
+            # Before the upgrade: a refused dialer gets no signed challenge.
+            self._handshake_refused(address, "rate_limited")
+            raise web.HTTPTooManyRequests(reason="too many peer handshakes from this address")
         ws = web.WebSocketResponse(
             heartbeat=self.settings.heartbeat_s, max_msg_size=self.settings.max_frame_bytes,
             timeout=self.settings.handshake_timeout_s,
@@ -288,11 +305,10 @@ class PeerTransport:
                     self._listen_handshake(ws), self.settings.handshake_timeout_s
                 )
             except frames.HandshakeError as exc:
-                self.metrics.handshakes_failed.labels(reason=exc.reason).inc()
-                log.warning("inbound handshake refused: %s", exc)
+                self._handshake_refused(address, exc.reason, str(exc))
                 return ws
             except (TimeoutError, ConnectionError):
-                self.metrics.handshakes_failed.labels(reason="timeout").inc()
+                self._handshake_refused(address, "timeout")
                 return ws
             link = self.links.get(hello.dialer_index)
             if link is None:  # our own key: check_hello refuses it, but be explicit
@@ -305,6 +321,20 @@ class PeerTransport:
             self._inbound.discard(ws)
             await ws.close()
         return ws
+
+    def _handshake_refused(self, address: str, reason: str, message: str = "") -> None:
+        """Count a refused inbound handshake; log it in the interval's summary."""
+        self.metrics.handshakes_failed.labels(reason=reason).inc()
+        if self.handshake_report.note(address, reason, message) and not self._closing:
+            self._report_timer = asyncio.get_running_loop().call_later(
+                self.settings.handshake_log_interval_s, self.flush_handshake_report)
+
+    def flush_handshake_report(self) -> str | None:
+        """Log the summary of refused inbound handshakes now (the line, or None)."""
+        if self._report_timer is not None:
+            self._report_timer.cancel()
+            self._report_timer = None
+        return self.handshake_report.flush()
 
     async def _listen_handshake(self, ws: web.WebSocketResponse) -> tuple[frames.Hello, bytes]:
         hello = frames.check_hello(self.genesis, self.key, await _receive_bytes(ws))
@@ -356,4 +386,6 @@ def settings_from_config(peers: Mapping[str, Any]) -> TransportSettings:
         handshake_timeout_s=peers["handshake_timeout_ms"] / 1000,
         max_frame_bytes=peers["max_frame_bytes"],
         max_age_s=peers["max_age_ms"] / 1000,
+        handshake_burst=peers["handshake_burst"],
+        handshake_rate_per_s=peers["handshake_rate_per_s"],
     )

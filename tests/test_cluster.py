@@ -43,10 +43,11 @@ class Submitter:
         self.nonce = int(time.time() * 1000) * 1000
 
     def envelope(self, kind: str = "payment", parents: list[bytes] | None = None,
-                 chain: str | None = None, **body: Any) -> Envelope:
+                 chain: str | None = None, ts: int | None = None, **body: Any) -> Envelope:
         self.nonce += 1
         record = make_record(chain=chain or self.chain, submitter=self.key.public_key,
-                             nonce=self.nonce, ts=int(time.time() * 1000), kind=kind,
+                             nonce=self.nonce, ts=int(time.time() * 1000) if ts is None else ts,
+                             kind=kind,
                              origin={"system": "pytest", "country": "DE"},
                              body=body or {"amount": self.nonce % 10_000, "currency": "EUR"},
                              parents=parents or [])
@@ -228,13 +229,14 @@ async def test_every_error_code_from_real_requests(cluster: LocalCluster) -> Non
     stranger = Submitter(c, "node0")  # a validator key is no submitter
     envs.append(stranger.envelope().envelope_bytes)
     envs.append(Submitter(c, "auditor").envelope().envelope_bytes)
+    envs.append(sub.envelope(ts=0).envelope_bytes)
     status, doc = await request("POST", "/v1/records", json={"envelopes": [
         base64.b64encode(e if isinstance(e, bytes) else e.envelope_bytes).decode()
         for e in envs]})
     assert status == 202
     assert [r.get("error") for r in doc["results"]] == [
         "bad_encoding", "non_canonical", "bad_signature", "wrong_chain", "unknown_parent",
-        "nonce_reused", "too_large", "unknown_submitter", "forbidden_role"]
+        "nonce_reused", "too_large", "unknown_submitter", "forbidden_role", "bad_timestamp"]
     await request("POST", "/v1/records", json={"nope": 1})
     await request("POST", "/v1/records", data=b"x" * 300_000,
                   headers={"Content-Type": "application/json"})

@@ -74,7 +74,7 @@ def test_cached_signature_is_not_verified_again(monkeypatch: pytest.MonkeyPatch)
     "kind",
     ["bad-tx-root", "bad-log-root", "wrong-prev", "wrong-validators", "wrong-chain", "bad-signature",
      "duplicate-record", "nonce-reuse", "dangling-parent", "parent-after-child", "forbidden-role",
-     "unknown-submitter", "record-wrong-chain", "empty", "future-time", "wrong-proposer", "tx-count"],
+     "unknown-submitter", "record-wrong-chain", "record-ts-future", "empty", "future-time", "wrong-proposer", "tx-count"],
 )
 def test_every_mutation_is_refused(kind: str) -> None:
     app, client = _ctx()

@@ -51,11 +51,12 @@ class StubNode:
         self.genesis = parse_genesis(doc)
         self.chain = ChainStore(MemoryStore(), self.genesis)
         self.metrics = Metrics()
-        self.mempool = Mempool(self.genesis, self.chain, self.metrics, max_size=max_mempool)
+        self.clock = FIXED_TS
+        self.mempool = Mempool(self.genesis, self.chain, self.metrics, max_size=max_mempool,
+                               clock=lambda: self.clock)
         self.name = "stub0"
         self.validator_index = 0
         self.unavailable: str | None = None
-        self.clock = FIXED_TS
 
     def commit(self) -> None:
         envs = self.mempool.select(1000)

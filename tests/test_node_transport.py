@@ -1,10 +1,12 @@
 """Peer transport on loopback, in one process: handshake, signed frames,
-refusal of strangers, bad signatures and replays, bounded queues, reconnect."""
+refusal of strangers, bad signatures and replays, bounded queues, reconnect,
+inbound handshakes limited per address."""
 
 from __future__ import annotations
 
 import asyncio
 import dataclasses
+import logging
 from collections.abc import AsyncIterator, Callable
 from typing import Any
 
@@ -17,6 +19,7 @@ from ledger.crypto import SigningKey
 from ledger.genesis import Genesis, parse_genesis
 from node import frames
 from node.localnet import free_base_port
+from node.handshake_limit import HandshakeLimiter
 from node.metrics import Metrics
 from node.transport import PeerTransport, TransportSettings
 
@@ -25,13 +28,14 @@ SETTINGS = TransportSettings(queue_size=16, reconnect_initial_s=0.05, reconnect_
 
 
 class Peer:
-    def __init__(self, genesis: Genesis, key: SigningKey, index: int, port: int) -> None:
+    def __init__(self, genesis: Genesis, key: SigningKey, index: int, port: int,
+                 settings: TransportSettings = SETTINGS) -> None:
         self.metrics = Metrics()
         self.now = 0.0  # the transport's clock: tests move it by hand
         self.received: list[tuple[int, bytes]] = []
         self.got = asyncio.Event()
         peers = tuple(v for v in genesis.validators if v.index != index)
-        self.transport = PeerTransport(genesis, key, peers, self.metrics, SETTINGS,
+        self.transport = PeerTransport(genesis, key, peers, self.metrics, settings,
                                        self._on_frame, clock=lambda: self.now)
         self.port = port
         self.runner: web.AppRunner | None = None
@@ -217,3 +221,78 @@ async def test_reconnects_after_restart(trio: Any) -> None:
     await until(lambda: 1 in peers[0].transport.connected())
     peers[0].transport.send(1, b"again")
     await until(lambda: (0, b"again") in fresh.received)
+
+
+async def _forge_handshake(port: int, genesis: Genesis, claimed: SigningKey, listener: bytes,
+                           session: aiohttp.ClientSession) -> bool:
+    """One forged handshake: a hello naming a validator, then an auth signed by
+    a stranger.  True if the listener signed a challenge for it."""
+    try:
+        ws = await session.ws_connect(f"http://127.0.0.1:{port}{frames.PEER_PATH}")
+    except aiohttp.WSServerHandshakeError as exc:
+        assert exc.status == 429
+        return False
+    nonce = frames.fresh_nonce()
+    await ws.send_bytes(frames.hello(genesis, claimed, listener, nonce))
+    msg = await ws.receive()
+    theirs = frames.check_challenge(genesis, claimed, listener, nonce, msg.data)
+    stranger = make_keys(1, 5_000_000)[0]
+    await ws.send_bytes(frames.auth(genesis, stranger, listener, theirs))
+    assert (await ws.receive()).type in (aiohttp.WSMsgType.CLOSE, aiohttp.WSMsgType.CLOSED)
+    await ws.close()
+    return True
+
+
+async def test_forged_handshakes_are_rate_limited_per_address(
+        caplog: pytest.LogCaptureFixture) -> None:
+    """A burst of forged handshakes from one address: a bucket's worth of
+    signed challenges, the rest refused (429) before anything is signed,
+    counted, and logged as one summary line; then a genuine peer connects."""
+    base = free_base_port(3)
+    keys = make_keys(3)
+    doc = genesis_doc(keys, make_keys(1, 1_000_000), "t")
+    for i, v in enumerate(doc["validators"]):
+        v["address"] = f"127.0.0.1:{base + i}"
+    genesis = parse_genesis(doc)
+    settings = dataclasses.replace(SETTINGS, handshake_burst=5, handshake_rate_per_s=1.0,
+                                   handshake_log_interval_s=3600.0)
+    target = Peer(genesis, keys[1], 1, base + 1, settings)  # its clock stays at 0: no refill
+    await target.start()
+    caplog.set_level(logging.WARNING, logger="node.transport")
+    try:
+        async with aiohttp.ClientSession() as session:
+            signed = [await _forge_handshake(target.port, genesis, keys[0], keys[1].public_key,
+                                             session) for _ in range(60)]
+            assert sum(signed) == 5 and all(signed[:5])
+            assert target.counter("ledger_peer_handshakes_failed_total",
+                                  reason="rate_limited") == 55
+            assert target.counter("ledger_peer_handshakes_failed_total",
+                                  reason="bad_signature") == 5
+            during = [r for r in caplog.records if r.name == "node.transport"]
+            assert during == []  # nothing per attempt: the summary comes per interval
+            line = target.transport.flush_handshake_report()
+            assert line is not None and "refused 60 inbound peer handshakes" in line
+            assert "bad_signature 5, rate_limited 55" in line and "127.0.0.1 (60)" in line
+            logged = [r for r in caplog.records if r.name == "node.transport"]
+            assert len(logged) == 1 and logged[0].levelno == logging.WARNING
+            assert target.transport.flush_handshake_report() is None  # nothing new
+            # A second later the bucket holds one handshake: a genuine peer's.
+            target.now += 1.0
+            ws, _ = await _dial(target.port, genesis, keys[0], keys[1].public_key, session)
+            await ws.close()
+            assert not await _forge_handshake(target.port, genesis, keys[0],
+                                              keys[1].public_key, session)
+    finally:
+        await target.stop()
+
+
+def test_handshake_buckets_refill_and_stay_bounded() -> None:
+    limiter = HandshakeLimiter(rate_per_s=2.0, burst=3, max_addresses=2)
+    assert [limiter.allow("a", 0.0) for _ in range(4)] == [True, True, True, False]
+    assert limiter.allow("b", 0.0)  # another address has its own bucket
+    assert not limiter.allow("a", 0.49)  # 0.98 of a token
+    assert limiter.allow("a", 0.5) and not limiter.allow("a", 0.5)
+    assert [limiter.allow("a", 100.0) for _ in range(4)] == [True, True, True, False]  # capped
+    assert not limiter.allow("a", 50.0)  # a clock stepping back refills nothing
+    limiter.allow("c", 100.0)  # a third address forgets the least recent ("b")
+    assert len(limiter._buckets) == 2 and "b" not in limiter._buckets

@@ -147,7 +147,7 @@ class SimApp:
     def validate(self, header: Header, envelopes: Sequence[Envelope], *, now_ms: int, certified: bool) -> None:
         self.now_ms = now_ms
         self.max_clock_skew_ms = NO_SKEW_LIMIT if certified else self._skew_limit
-        validate_block(header, envelopes, self)
+        validate_block(header, envelopes, self, record_times=not certified)
         self.verified.update(e.leaf_hash for e in envelopes)
 
     # -- ValidationContext ------------------------------------------------

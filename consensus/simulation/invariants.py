@@ -18,6 +18,7 @@ from consensus.votes import Evidence
 from ledger.blocks import ZERO_HASH, Certificate, Header, verify_certificate
 from ledger.encoding import to_hex
 from ledger.errors import LedgerError
+from ledger.genesis import record_time_window
 from ledger.genesis import Genesis
 from ledger.merkle import root
 from ledger.records import Envelope, verify_envelope
@@ -103,8 +104,12 @@ class Checker:
             block_leaves = [e.leaf_hash for e in envelopes]
             if header.tx_root != root(block_leaves):
                 self.fail(f"integrity: {where} tx_root mismatch")
+            window = record_time_window(self.genesis.params)
             for env in envelopes:
                 self._check_record(where, env, index_of, nonces, len(leaves))
+                if not window.contains(env.record.ts, header.time):
+                    self.fail(f"validity: {where} record {to_hex(env.id)[:12]}: "
+                              f"{window.explain(env.record.ts, header.time)}")
                 index_of[env.id] = len(leaves)
                 leaves.append(env.leaf_hash)
             if header.log_size != len(leaves) or header.log_root != root(leaves):

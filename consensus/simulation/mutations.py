@@ -10,6 +10,7 @@ from typing import Callable
 
 from ledger.blocks import Header
 from ledger.encoding import H, canonical
+from ledger.genesis import DEFAULT_RECORD_TS_FUTURE_MS
 from ledger.merkle import root
 from ledger.records import Envelope
 
@@ -90,6 +91,9 @@ MUTATIONS: dict[str, Mutation] = {
     "unknown-submitter": _rogue(lambda r, ts: (rogue_record(r.randint(1, 10**9), ts, name="eve"),)),
     "record-wrong-chain": _rogue(lambda r, ts: (rogue_record(r.randint(1, 10**9), ts, chain="other-chain"),)),
     "empty": lambda h, e, c, r, n: _consistent(c, h, ()),
+    # A well-signed record whose ts is 1 ms past the window after the block time.
+    "record-ts-future": _rogue(lambda r, ts: (
+        rogue_record(r.randint(1, 10**9), ts + DEFAULT_RECORD_TS_FUTURE_MS + 1),)),
 }
 
 

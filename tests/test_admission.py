@@ -1,0 +1,134 @@
+"""Admission of records (issue 21): a known record id with a forged
+signature is refused, however the node knows the record (pending, held as
+an orphan, committed) and whichever signature checker runs (C or Python)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+from ed25519_ref import secret_scalar, sign_with
+from helpers import FIXED_TS, commit_envelopes, make_envelope, make_genesis
+
+import ledger.crypto
+from ledger.chain import ChainStore
+from ledger.crypto import RECORD_DOMAIN, SigningKey
+from ledger.encoding import canonical
+from ledger.genesis import parse_genesis
+from ledger.records import Envelope, decode_envelope
+from ledger.storage import MemoryStore
+from node.mempool import Admission, Mempool
+from node.metrics import Metrics
+
+
+class World:
+    def __init__(self) -> None:
+        doc, self.validator_keys, self.submitter = make_genesis(4, "test")
+        self.genesis = parse_genesis(doc)
+        self.chain = ChainStore(MemoryStore(), self.genesis)
+        self.metrics = Metrics()
+        self.mempool = Mempool(self.genesis, self.chain, self.metrics, max_size=1000,
+                               clock=lambda: FIXED_TS)
+
+    async def admit(self, *envs: Envelope, source: str = "api") -> list[Admission]:
+        return await self.mempool.admit([e.envelope_bytes for e in envs], source)
+
+    def commit_pending(self) -> None:
+        envs = self.mempool.select(1000)
+        commit_envelopes(self.chain, envs, self.validator_keys)
+        self.mempool.committed(envs)
+
+
+def with_sig(env: Envelope, sig: bytes) -> Envelope:
+    """The same record (same id) in an envelope with another signature."""
+    return decode_envelope(canonical({"record": env.record.record_bytes, "sig": sig}))
+
+
+def forged(env: Envelope) -> Envelope:
+    return with_sig(env, bytes(64))
+
+
+def resigned(env: Envelope, key: SigningKey) -> Envelope:
+    """A second valid signature by the same key (another Ed25519 nonce, as a
+    non-deterministic signer would make)."""
+    sig = sign_with(secret_scalar(key.seed), key.public_key,
+                    RECORD_DOMAIN + env.record.record_bytes, nonce=123_456_789)
+    other = with_sig(env, sig)
+    assert other.leaf_hash != env.leaf_hash
+    return other
+
+
+@pytest.fixture(params=["native", "python"])
+def verifier(request: Any, monkeypatch: pytest.MonkeyPatch) -> str:
+    """Both signature checkers: the C module where it is built, and Python."""
+    if request.param == "python":
+        monkeypatch.setattr(ledger.crypto, "native", None)
+    elif ledger.crypto.native is None:
+        pytest.skip("ledger._native is not built")
+    return str(request.param)
+
+
+def outcome(a: Admission) -> str | None:
+    return a.error.code if a.error is not None else a.status
+
+
+async def test_forged_signature_on_a_pending_record_is_bad_signature(verifier: str) -> None:
+    w = World()
+    env = make_envelope(w.submitter, "test", 1)
+    assert outcome((await w.admit(env))[0]) == "accepted"
+    results = await w.admit(forged(env), env, resigned(env, w.submitter))
+    assert [outcome(r) for r in results] == ["bad_signature", "duplicate", "duplicate"]
+    # The pending envelope is still the first one.
+    assert w.mempool.get(env.id) is not None
+    assert w.mempool.get(env.id).leaf_hash == env.leaf_hash  # type: ignore[union-attr]
+
+
+async def test_forged_signature_on_a_committed_record_is_bad_signature(verifier: str) -> None:
+    w = World()
+    env = make_envelope(w.submitter, "test", 1)
+    await w.admit(env)
+    w.commit_pending()
+    results = await w.admit(forged(env), env, resigned(env, w.submitter))
+    assert [outcome(r) for r in results] == ["bad_signature", "committed", "committed"]
+
+
+async def test_forged_signature_on_an_orphan_is_bad_signature(verifier: str) -> None:
+    w = World()
+    parent = make_envelope(w.submitter, "test", 1)
+    child = make_envelope(w.submitter, "test", 2, parents=[parent.id])
+    assert outcome((await w.admit(child, source="gossip"))[0]) == "accepted"  # held
+    results = await w.admit(forged(child), child, source="gossip")
+    assert [outcome(r) for r in results] == ["bad_signature", "duplicate"]
+
+
+async def test_forged_and_genuine_in_one_batch_with_a_new_record(verifier: str) -> None:
+    """A forged copy in the same request as the genuine first submission:
+    the genuine one is accepted, the copy refused."""
+    w = World()
+    env = make_envelope(w.submitter, "test", 1)
+    results = await w.admit(env, forged(env))
+    assert [outcome(r) for r in results] == ["accepted", "bad_signature"]
+    results = await w.admit(forged(env), env)
+    assert [outcome(r) for r in results] == ["bad_signature", "duplicate"]
+
+
+async def test_resubmitting_the_same_bytes_checks_no_signature(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """The same envelope again is answered from state: no signature check."""
+    w = World()
+    env = make_envelope(w.submitter, "test", 1)
+    await w.admit(env)
+    checked: list[int] = []
+    real = w.mempool._verify_many
+
+    def counting(envs: list[Envelope]) -> Any:
+        checked.append(len(envs))
+        return real(envs)
+
+    monkeypatch.setattr(w.mempool, "_verify_many", counting)
+    assert outcome((await w.admit(env))[0]) == "duplicate"
+    w.commit_pending()
+    assert outcome((await w.admit(env))[0]) == "committed"
+    assert checked == []
+    assert outcome((await w.admit(forged(env)))[0]) == "bad_signature"
+    assert checked == [1]
