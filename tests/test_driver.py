@@ -135,7 +135,7 @@ class Cluster:
             fail = FailStop(exit=exits)
             chain = ChainStore(FailStopStore(store, fail), genesis)
             metrics = Metrics()
-            mempool = Mempool(genesis, chain, metrics, max_size=10_000)
+            mempool = Mempool(genesis, chain, metrics, max_size=10_000, clock=clock.now_ms)
             app = NodeApplication(genesis, chain, mempool, max_block_records=100,
                                   max_clock_skew_ms=10_000)
             node = Validator(i, store, chain, mempool, None, fail, exits)  # type: ignore[arg-type]
