@@ -1,0 +1,111 @@
+"""``GET /v1/records/{id}/trace`` (PROTOCOL §6): a record's ancestry with a
+proof bundle per record, and one page of its direct children.
+
+Anyone may name any committed record as a parent, so a record's children
+are unbounded and one party can grow another's trace at will.  Every answer
+is therefore bounded: children come in pages read by a range scan from a
+cursor (the children index is keyed ``parent || child``, so a page costs
+its own size, not the record's fan-out), and the ancestry walk stops at a
+number of bundles and a number of bundle bytes, naming the ancestors it did
+not reach (``frontier``) so that a client continues from them.
+
+The walk runs on the event loop in slices, yielding between them, rather
+than in a worker thread: the chain's read path fills caches that a commit
+on the loop rewrites (``ledger.log`` keeps no locks), so reads must stay on
+the loop's thread.  A slice is a few bundles, so ``/v1/status`` and the
+other routes are answered between slices of a large trace.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections import deque
+from dataclasses import dataclass
+from typing import Any
+
+import orjson
+
+from ledger.chain import ChainStore
+from ledger.encoding import to_hex
+from ledger.errors import StorageCorruption
+from ledger.proofs import build_bundle
+from ledger.records import decode_envelope
+
+# Children per page when the client does not say, and at most.
+CHILDREN_DEFAULT = 100
+CHILDREN_MAX = 1000
+# Bundle bytes (compact JSON) per answer; the record's own bundle is always
+# included.  About 500 bundles of a four-validator chain.
+MAX_TRACE_BYTES = 1 << 20
+# Bundles built between two yields to the event loop.
+SLICE_BUNDLES = 16
+
+
+@dataclass(frozen=True)
+class TraceQuery:
+    record: bytes
+    depth: int
+    children_limit: int = CHILDREN_DEFAULT
+    children_after: bytes | None = None
+
+
+@dataclass(frozen=True)
+class TraceLimits:
+    max_nodes: int
+    max_bytes: int = MAX_TRACE_BYTES
+
+
+async def build_trace(chain: ChainStore, query: TraceQuery, limits: TraceLimits) -> dict[str, Any]:
+    """The trace answer for committed record ``query.record`` (the caller
+    has checked that it is committed)."""
+    bundles: list[dict[str, Any]] = []
+    edges: list[list[str]] = []
+    included: set[bytes] = set()
+    seen = {query.record}
+    queue: deque[tuple[bytes, int]] = deque([(query.record, 0)])
+    size = 0
+    truncated = False
+    while queue:
+        current, level = queue[0]
+        if len(bundles) >= limits.max_nodes:
+            truncated = True
+            break
+        bundle = build_bundle(chain, current)
+        cost = len(orjson.dumps(bundle))
+        if bundles and size + cost > limits.max_bytes:
+            truncated = True
+            break
+        queue.popleft()
+        size += cost
+        bundles.append(bundle)
+        included.add(current)
+        for parent in _parents(chain, current):
+            edges.append([to_hex(current), to_hex(parent)])
+            if level < query.depth and parent not in seen:
+                seen.add(parent)
+                queue.append((parent, level + 1))
+        if len(bundles) % SLICE_BUNDLES == 0:
+            await asyncio.sleep(0)
+    frontier: dict[str, None] = {}
+    for _, parent_hex in edges:
+        if bytes.fromhex(parent_hex) not in included:
+            frontier[parent_hex] = None
+    page = chain.children(query.record, limit=query.children_limit + 1,
+                          after=query.children_after)
+    doc: dict[str, Any] = {
+        "record": to_hex(query.record), "bundles": bundles, "edges": edges,
+        "children": [to_hex(c) for c in page[:query.children_limit]],
+        "frontier": list(frontier),
+    }
+    if len(page) > query.children_limit:
+        doc["children_next"] = doc["children"][-1]
+    if truncated:
+        doc["truncated"] = True
+    return doc
+
+
+def _parents(chain: ChainStore, record_id: bytes) -> tuple[bytes, ...]:
+    raw = chain.envelope(record_id)
+    if raw is None:  # an ancestor of a committed record is committed
+        raise StorageCorruption(f"ancestor {to_hex(record_id)} is not stored")
+    return decode_envelope(raw).record.parents
