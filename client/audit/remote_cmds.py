@@ -25,6 +25,7 @@ from ledger.verify import parse_consistency
 
 from ..errors import LedgerClientError
 from ..sdk import LedgerClient
+from ..trace import DEFAULT_MAX_RECORDS
 from .common import EXIT_USAGE, console, fail_invalid, iso8601_ms, load_genesis_file, print_json, read_json
 from .remote import (
     DEFAULT_CHECKPOINTS,
@@ -180,7 +181,8 @@ def _trace_tree(report: TraceReport, genesis: Genesis) -> Tree:
             if parent in report.hops and parent not in seen:
                 grow(node.add(label(parent)), parent, seen | {parent})
             elif parent not in report.hops:
-                node.add(f"[dim]{parent[:16]}… (beyond depth)[/]")
+                why = "not fetched" if report.stopped else "beyond depth"
+                node.add(f"[dim]{parent[:16]}… ({why})[/]")
 
     tree = Tree(label(report.root))
     grow(tree, report.root, frozenset({report.root}))
@@ -192,14 +194,20 @@ def _trace_tree(report: TraceReport, genesis: Genesis) -> Tree:
 @genesis_option
 @node_option
 @click.option("--depth", type=click.IntRange(min=0), default=None, help="How many generations of parents.")
+@click.option("--max-records", type=click.IntRange(min=1), default=DEFAULT_MAX_RECORDS, show_default=True,
+              help="Stop fetching ancestors after this many records (the output says so).")
 @json_option
-def trace(record_id: str, genesis_path: Path, nodes: tuple[str, ...], depth: int | None, as_json: bool) -> None:
+def trace(record_id: str, genesis_path: Path, nodes: tuple[str, ...], depth: int | None, max_records: int,
+          as_json: bool) -> None:
     """Walk a record back through its parents, verifying every hop's proof."""
     genesis = load_genesis_file(genesis_path)
-    report = _run(nodes, as_json, lambda c: trace_and_verify(c, record_id.lower(), genesis, depth))
+    report = _run(nodes, as_json,
+                  lambda c: trace_and_verify(c, record_id.lower(), genesis, depth, max_records))
     if as_json:
         print_json({"valid": True, "record": report.root, "children": report.children,
                     "missing_beyond_depth": report.missing,
+                    "stopped_at_max_records": report.stopped,
+                    "more_children": report.more_children,
                     "hops": [{"id": rid, "kind": h.verified.envelope.record.kind,
                               "submitter": h.verified.submitter_name,
                               "origin": dict(h.verified.envelope.record.origin),
@@ -212,6 +220,12 @@ def trace(record_id: str, genesis_path: Path, nodes: tuple[str, ...], depth: int
     out.print(_trace_tree(report, genesis))
     out.print(f"[bold green]VALID[/] {len(report.hops)} records verified; "
               f"{len(report.children)} direct children: {', '.join(c[:16] for c in report.children) or 'none'}")
+    if report.stopped:
+        out.print(f"[bold yellow]INCOMPLETE[/] stopped after {max_records} records (--max-records); "
+                  f"{len(report.missing)} ancestors not fetched; trace one of them to continue: "
+                  f"{', '.join(report.missing[:8])}")
+    if report.more_children:
+        out.print(f"[yellow]more direct children exist than the {len(report.children)} listed[/]")
 
 
 # --------------------------------------------------------------------------
