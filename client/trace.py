@@ -51,16 +51,18 @@ async def follow_trace(fetch: Fetch, record_id: str, depth: int | None = None, *
     merged.add(first)
     truncated = False
     pending: deque[str] = deque(_str_list(first.get("frontier")))
+    asked = {record_id}  # each id once, whatever a node answers
     while pending:
         ancestor = pending.popleft()
         level = merged.levels.get(ancestor)
-        if ancestor in merged.bundles or level is None:
+        if ancestor in merged.bundles or ancestor in asked or level is None:
             continue
         if depth is not None and level > depth:
             continue  # beyond what was asked: it stays in the frontier
         if len(merged.bundles) >= max_records:
             truncated = True
             break
+        asked.add(ancestor)
         more = await fetch(ancestor, _ask(None if depth is None else depth - level), 1, None)
         merged.add(more)
         pending.extend(_str_list(more.get("frontier")))
@@ -71,7 +73,8 @@ async def follow_trace(fetch: Fetch, record_id: str, depth: int | None = None, *
         fresh = _str_list(page.get("children"))
         children.extend(fresh)
         nxt = page.get("children_next")
-        cursor = nxt if isinstance(nxt, str) and fresh else None
+        # A cursor only moves forward (ids sort as their hex does).
+        cursor = nxt if isinstance(nxt, str) and fresh and nxt > cursor else None
     doc = merged.document(depth)
     doc["children"] = children[:max_children]
     if len(children) > max_children:

@@ -279,3 +279,21 @@ def test_ledger_audit_trace_shows_the_full_lineage_and_says_when_it_stops(
                                  "--max-records", "30"])
     assert result.exit_code == 0, result.output
     assert "INCOMPLETE" in result.output and "stopped after 30 records" in result.output
+
+
+async def test_the_sdk_stops_on_answers_that_never_end() -> None:
+    """A node that names the same frontier and the same children page again
+    and again cannot keep the SDK asking."""
+    from client.trace import follow_trace
+    root, parent = "aa" * 32, "bb" * 32
+    calls = 0
+
+    async def fetch(rid: str, depth: int | None, limit: int, after: str | None) -> dict[str, Any]:
+        nonlocal calls
+        calls += 1
+        return {"record": rid, "bundles": [], "edges": [[root, parent]],
+                "frontier": [parent], "children": ["cc" * 32], "children_next": "cc" * 32}
+
+    doc = await follow_trace(fetch, root)
+    assert calls == 3  # the first answer, the frontier once, one more children page
+    assert doc["bundles"] == [] and doc["children"] == ["cc" * 32, "cc" * 32]
