@@ -59,7 +59,7 @@ async def build_trace(chain: ChainStore, query: TraceQuery, limits: TraceLimits)
     """The trace answer for committed record ``query.record`` (the caller
     has checked that it is committed)."""
     bundles: list[dict[str, Any]] = []
-    edges: list[list[str]] = []
+    edges: list[tuple[bytes, bytes]] = []
     included: set[bytes] = set()
     seen = {query.record}
     queue: deque[tuple[bytes, int]] = deque([(query.record, 0)])
@@ -80,22 +80,20 @@ async def build_trace(chain: ChainStore, query: TraceQuery, limits: TraceLimits)
         bundles.append(bundle)
         included.add(current)
         for parent in _parents(chain, current):
-            edges.append([to_hex(current), to_hex(parent)])
+            edges.append((current, parent))
             if level < query.depth and parent not in seen:
                 seen.add(parent)
                 queue.append((parent, level + 1))
         if len(bundles) % SLICE_BUNDLES == 0:
             await asyncio.sleep(0)
-    frontier: dict[str, None] = {}
-    for _, parent_hex in edges:
-        if bytes.fromhex(parent_hex) not in included:
-            frontier[parent_hex] = None
+    frontier = dict.fromkeys(parent for _, parent in edges if parent not in included)
     page = chain.children(query.record, limit=query.children_limit + 1,
                           after=query.children_after)
     doc: dict[str, Any] = {
-        "record": to_hex(query.record), "bundles": bundles, "edges": edges,
+        "record": to_hex(query.record), "bundles": bundles,
+        "edges": [[to_hex(child), to_hex(parent)] for child, parent in edges],
         "children": [to_hex(c) for c in page[:query.children_limit]],
-        "frontier": list(frontier),
+        "frontier": [to_hex(p) for p in frontier],
     }
     if len(page) > query.children_limit:
         doc["children_next"] = doc["children"][-1]
