@@ -239,6 +239,7 @@ class Api:
         self.max_trace_depth = max_trace_depth
         self.max_trace_nodes = max_trace_nodes
         self._spec = openapi_spec(max_envelopes=max_envelopes, max_trace_depth=max_trace_depth)
+        self._trace_gate = asyncio.Semaphore(trace.TRACE_BUILDERS)
 
     def routes(self) -> list[web.RouteDef]:
         return [
@@ -383,7 +384,7 @@ class Api:
         after = None if after_raw is None else parse_id(after_raw, "children_after")
         query = trace.TraceQuery(rid, depth, limit, after)
         doc = await trace.build_trace(self.node.chain, query,
-                                      trace.TraceLimits(self.max_trace_nodes))
+                                      trace.TraceLimits(self.max_trace_nodes), self._trace_gate)
         return json_response(doc)
 
     # blocks, consistency ---------------------------------------------------

@@ -20,6 +20,7 @@ as JSON.
 
     scripts/trace-fanout                       40,000 children, 16 clients, 20 s
     scripts/trace-fanout --children 5000 --seconds 5
+    scripts/trace-fanout --lineage --children 2000   a deep ancestry instead
 """
 
 from __future__ import annotations
@@ -41,14 +42,22 @@ from client.sdk import LedgerClient
 from node.localnet import LocalCluster
 
 
-async def load(cluster: LocalCluster, children: int, say: Any) -> str:
-    """The root's id, once it and its children are committed."""
+async def load(cluster: LocalCluster, children: int, lineage: bool, say: Any) -> str:
+    """The id to trace, once every record is committed: the root of a fan-out
+    of ``children`` records, or the last of an ancestry of as many, each
+    naming the 16 records before it as parents (so a walk of the default
+    depth reaches about a thousand of them)."""
     urls = [cluster.url(i) for i in range(cluster.n)]
     async with LedgerClient(urls, key_file=cluster.dir / "keys" / "demo.json") as lc:
         root = await lc.submit(kind="invoice", body={"amount": 1})
         await lc.wait_committed(root, timeout=60)
-        envelopes = [lc.sign(kind="spam", body={"i": i}, parents=[root]).envelope_bytes
-                     for i in range(children)]
+        envelopes: list[bytes] = []
+        recent = [root]
+        for i in range(children):
+            env = lc.sign(kind="spam", body={"i": i}, parents=recent[-16:])
+            envelopes.append(env.envelope_bytes)
+            if lineage:
+                recent.append(env.id.hex())
         last = ""
         for start in range(0, len(envelopes), 1000):
             pending = envelopes[start:start + 1000]
@@ -65,7 +74,7 @@ async def load(cluster: LocalCluster, children: int, say: Any) -> str:
             if (start // 1000) % 10 == 9:
                 say(f"  {start + 1000} children submitted")
         await lc.wait_committed(last, timeout=300)
-        return root
+        return last if lineage else root
 
 
 async def _timed_get(session: aiohttp.ClientSession, url: str) -> tuple[float, int, int]:
@@ -137,6 +146,7 @@ async def measure(base: str, root: str, samples: int, clients: int, seconds: flo
         await asyncio.to_thread(loader.join, 30)
     return {
         "trace": {"status": status, "bytes": size, **_ms(times),
+                  "bundles": len(sample.get("bundles", [])),
                   "children_listed": len(sample.get("children", [])),
                   "children_next": "children_next" in sample},
         "status_idle": _ms(idle),
@@ -153,20 +163,25 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
         cluster = LocalCluster(Path(tmp) / "cluster", 4)
         try:
             await cluster.start_all()
-            say(f"cluster up; submitting 1 root and {args.children} children")
+            shape = "a lineage of" if args.lineage else "1 root and"
+            say(f"cluster up; submitting {shape} {args.children} records")
             t0 = time.monotonic()
-            root = await load(cluster, args.children, say)
+            root = await load(cluster, args.children, args.lineage, say)
             say(f"loaded in {time.monotonic() - t0:.0f} s; measuring")
             figures = await measure(cluster.url(1), root, args.samples, args.clients, args.seconds)
         finally:
             await cluster.stop_all()
-    return {"children": args.children, "clients": args.clients, "seconds": args.seconds,
+    return {"shape": "lineage" if args.lineage else "fan-out", "records": args.children,
+            "clients": args.clients, "seconds": args.seconds,
             **figures}
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--children", type=int, default=40_000)
+    parser.add_argument("--lineage", action="store_true",
+                        help="each record names the 16 before it as parents (a wide, deep "
+                             "ancestry); trace the last one")
     parser.add_argument("--clients", type=int, default=16)
     parser.add_argument("--seconds", type=float, default=20.0)
     parser.add_argument("--samples", type=int, default=20)

@@ -297,3 +297,24 @@ async def test_the_sdk_stops_on_answers_that_never_end() -> None:
     doc = await follow_trace(fetch, root)
     assert calls == 3  # the first answer, the frontier once, one more children page
     assert doc["bundles"] == [] and doc["children"] == ["cc" * 32, "cc" * 32]
+
+
+async def test_long_walks_share_the_gate_and_short_traces_do_not_wait() -> None:
+    node = StubNode()
+    chain = lineage(node, 3 * trace.SLICE_BUNDLES, 1)
+    gate = asyncio.Semaphore(1)
+    finished: list[str] = []
+
+    async def walk(name: str, depth: int) -> None:
+        doc = await trace.build_trace(node.chain, trace.TraceQuery(chain[-1].id, depth=depth),
+                                      trace.TraceLimits(max_nodes=1000), gate)
+        assert len(doc["bundles"]) == min(depth + 1, len(chain))
+        finished.append(name)
+
+    await asyncio.gather(walk("long1", 64), walk("long2", trace.SLICE_BUNDLES),
+                         walk("short", 0))
+    # long1 holds the slot after its first slice; long2, shorter, would end
+    # first if they interleaved, but waits for it; the one-bundle trace
+    # never needs it.
+    assert finished == ["short", "long1", "long2"]
+    assert not gate.locked()
