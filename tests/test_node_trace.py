@@ -25,8 +25,12 @@ from test_node_api import MAX_BODY, MAX_ENVELOPES, StubNode, call
 from client.audit.cli import main as cli
 from client.audit.remote import trace_and_verify
 from client.sdk import LedgerClient
+from client.trace import follow_trace
 from ledger.records import Envelope
 from ledger.verify import verify_bundle
+from ledger.chain import ChainStore
+from ledger.proofs import build_bundle
+from ledger.storage import LevelDBStore, MemoryStore
 from node import trace
 from node.api import build_app
 
@@ -155,7 +159,9 @@ async def test_ancestors_truncate_name_a_frontier_and_continue_from_it() -> None
 async def test_bundle_bytes_bound_the_answer() -> None:
     node = StubNode()
     chain = lineage(node, 10, 1)
-    one = len(json.dumps(verify_bundle_doc(node, chain[-1].id), separators=(",", ":")))
+    # One record of the lineage: its bundle and the edge to its parent.
+    one = len(json.dumps(build_bundle(node.chain, chain[-1].id), separators=(",", ":")))
+    one += trace.EDGE_BYTES
     query = trace.TraceQuery(chain[-1].id, depth=64)
     doc = await trace.build_trace(node.chain, query,
                                   trace.TraceLimits(max_nodes=1000, max_bytes=3 * one + one // 2))
@@ -164,11 +170,6 @@ async def test_bundle_bytes_bound_the_answer() -> None:
     # The record's own bundle is always there, however small the bound.
     doc = await trace.build_trace(node.chain, query, trace.TraceLimits(max_nodes=1000, max_bytes=1))
     assert len(doc["bundles"]) == 1 and doc["truncated"] is True
-
-
-def verify_bundle_doc(node: StubNode, rid: bytes) -> dict[str, Any]:
-    from ledger.proofs import build_bundle
-    return build_bundle(node.chain, rid)
 
 
 async def test_a_long_trace_lets_the_event_loop_run_between_slices() -> None:
@@ -284,7 +285,6 @@ def test_ledger_audit_trace_shows_the_full_lineage_and_says_when_it_stops(
 async def test_the_sdk_stops_on_answers_that_never_end() -> None:
     """A node that names the same frontier and the same children page again
     and again cannot keep the SDK asking."""
-    from client.trace import follow_trace
     root, parent = "aa" * 32, "bb" * 32
     calls = 0
 
@@ -318,3 +318,33 @@ async def test_long_walks_share_the_gate_and_short_traces_do_not_wait() -> None:
     # never needs it.
     assert finished == ["short", "long1", "long2"]
     assert not gate.locked()
+
+
+@pytest.mark.parametrize("kind", ["memory", "leveldb"])
+def test_the_chain_reads_one_page_of_children_from_a_cursor(kind: str, tmp_path: Any) -> None:
+    node = StubNode()
+    store = MemoryStore() if kind == "memory" else LevelDBStore(str(tmp_path / "db"))
+    chain = ChainStore(store, node.genesis)
+    root = make_envelope(node.submitter, "test", 1)
+    other = make_envelope(node.submitter, "test", 2)
+    kids = [make_envelope(node.submitter, "test", 10 + i, parents=[root.id, other.id])
+            for i in range(50)]
+    commit_envelopes(chain, [root, other, *kids], node.validator_keys)
+    ids = sorted(k.id for k in kids)
+    try:
+        assert chain.children(root.id) == ids == chain.children(other.id)
+        assert chain.children(root.id, limit=7) == ids[:7]
+        assert chain.children(root.id, limit=7, after=ids[6]) == ids[7:14]
+        assert chain.children(root.id, after=ids[-1]) == []
+        assert chain.children(root.id, limit=0) == []
+        between = ids[9][:-1] + bytes([ids[9][-1] ^ 1])  # a cursor that is no child's id
+        assert chain.children(root.id, limit=3, after=between) == [
+            i for i in ids if i > between][:3]
+        pages: list[bytes] = []
+        cursor = None
+        while page := chain.children(root.id, limit=8, after=cursor):
+            pages.extend(page)
+            cursor = page[-1]
+        assert pages == ids
+    finally:
+        chain.close()
