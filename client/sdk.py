@@ -41,6 +41,7 @@ from .errors import (
 )
 from .nonces import NonceAllocator
 from .outbox import DEFAULT_MAX_PENDING, Outbox, PendingEnvelope
+from .trace import DEFAULT_MAX_CHILDREN, DEFAULT_MAX_RECORDS, follow_trace
 
 MAX_BATCH = 5000
 DEFAULT_BATCH = 1000
@@ -489,9 +490,28 @@ class LedgerClient:
         self._outbox.release([record_id])  # a bundle exists only for a committed record
         return doc
 
-    async def trace(self, record_id: str, depth: int | None = None) -> dict[str, Any]:
-        params = {"depth": str(depth)} if depth is not None else None
-        doc: dict[str, Any] = await self._request("GET", f"/v1/records/{record_id}/trace", params=params)
+    async def trace(self, record_id: str, depth: int | None = None, *,
+                    max_records: int = DEFAULT_MAX_RECORDS,
+                    max_children: int = DEFAULT_MAX_CHILDREN) -> dict[str, Any]:
+        """The record's lineage (every ancestor, or ``depth`` generations)
+        with a proof bundle each, and its direct children: the node's pages
+        and cut ancestries followed up to the caps (see client/trace.py)."""
+        return await follow_trace(self.trace_page, record_id, depth,
+                                  max_records=max_records, max_children=max_children)
+
+    async def trace_page(self, record_id: str, depth: int | None = None,
+                         children_limit: int | None = None,
+                         children_after: str | None = None) -> dict[str, Any]:
+        """One trace answer as the node gives it (PROTOCOL §6)."""
+        params: dict[str, str] = {}
+        if depth is not None:
+            params["depth"] = str(depth)
+        if children_limit is not None:
+            params["children_limit"] = str(children_limit)
+        if children_after is not None:
+            params["children_after"] = children_after
+        doc: dict[str, Any] = await self._request("GET", f"/v1/records/{record_id}/trace",
+                                                  params=params or None)
         return doc
 
     # -- chain -------------------------------------------------------------

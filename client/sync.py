@@ -81,8 +81,9 @@ class SyncLedgerClient:
         result: dict[str, Any] = self._run(self._client.proof(record_id, height))
         return result
 
-    def trace(self, record_id: str, depth: int | None = None) -> dict[str, Any]:
-        result: dict[str, Any] = self._run(self._client.trace(record_id, depth))
+    def trace(self, record_id: str, depth: int | None = None, **caps: int) -> dict[str, Any]:
+        """See :meth:`LedgerClient.trace` (``max_records``, ``max_children``)."""
+        result: dict[str, Any] = self._run(self._client.trace(record_id, depth, **caps))
         return result
 
     def status(self) -> dict[str, Any]:

@@ -291,12 +291,27 @@ class ChainStore:
             _check_stored_id(record_id, f"nonce index entry for nonce {nonce}")
         return record_id
 
-    def children(self, record_id: bytes) -> list[bytes]:
-        """Ids of committed records naming ``record_id`` as a parent (id order)."""
+    def children(self, record_id: bytes, *, limit: int | None = None,
+                 after: bytes | None = None) -> list[bytes]:
+        """Ids of committed records naming ``record_id`` as a parent (id order).
+
+        ``after`` (an id) starts the walk past that id and ``limit`` stops it:
+        one page is a range scan from the cursor, however many children the
+        record has (anyone may name any committed record as a parent).
+        """
         prefix = schema.children_prefix(record_id)
-        children = [schema.child_from_key(key) for key, _ in self._store.iterate(prefix)]
-        for child in children:
+        start = None if after is None else schema.child_key(record_id, after)
+        children: list[bytes] = []
+        if limit is not None and limit <= 0:
+            return children
+        for key, _ in self._store.iterate(prefix, start=start):
+            child = schema.child_from_key(key)
+            if child == after:  # ``start`` is inclusive; the cursor itself was served
+                continue
             _check_stored_id(child, "children index key")
+            children.append(child)
+            if limit is not None and len(children) >= limit:
+                break
         return children
 
     def records_by_submitter(

@@ -39,6 +39,7 @@ from ledger.merkle import EMPTY_ROOT
 from ledger.proofs import build_bundle, build_consistency
 from ledger.records import ID_LEN, decode_envelope
 
+from . import trace
 from .health import Health
 from .mempool import Mempool
 from .metrics import CONTENT_TYPE_LATEST, Metrics
@@ -200,9 +201,9 @@ def _route_name(request: web.Request) -> str:
 # -- parameter parsing ---------------------------------------------------------
 
 
-def parse_id(text: str) -> bytes:
+def parse_id(text: str, what: str = "record id") -> bytes:
     try:
-        return from_hex(text, length=ID_LEN, what="record id")
+        return from_hex(text, length=ID_LEN, what=what)
     except BadEncoding as exc:
         raise BadRequest(str(exc)) from None
 
@@ -242,6 +243,7 @@ class Api:
         self.max_trace_depth = max_trace_depth
         self.max_trace_nodes = max_trace_nodes
         self._spec = openapi_spec(max_envelopes=max_envelopes, max_trace_depth=max_trace_depth)
+        self._trace_gate = asyncio.Semaphore(trace.TRACE_BUILDERS)
 
     def routes(self) -> list[web.RouteDef]:
         return [
@@ -380,38 +382,13 @@ class Api:
         self._committed_or_raise(rid)
         depth = parse_uint(request, "depth", default=self.max_trace_depth,
                            maximum=self.max_trace_depth)
-        chain = self.node.chain
-        bundles: list[dict[str, Any]] = []
-        edges: list[list[str]] = []
-        seen = {rid}
-        frontier = [rid]
-        truncated = False
-        for level in range(depth + 1):
-            next_frontier: list[bytes] = []
-            for current in frontier:
-                if len(bundles) >= self.max_trace_nodes:
-                    truncated = True
-                    break
-                bundles.append(build_bundle(chain, current))
-                if level == depth:
-                    continue
-                raw = chain.envelope(current)
-                if raw is None:  # an ancestor of a committed record is committed
-                    raise StorageCorruption(f"ancestor {to_hex(current)} is not stored")
-                parents = decode_envelope(raw).record.parents
-                for parent in parents:
-                    edges.append([to_hex(current), to_hex(parent)])
-                    if parent not in seen:
-                        seen.add(parent)
-                        next_frontier.append(parent)
-            frontier = next_frontier
-            if truncated or not frontier:
-                break
-        children = [to_hex(c) for c in chain.children(rid)]
-        doc: dict[str, Any] = {"record": to_hex(rid), "bundles": bundles, "edges": edges,
-                               "children": children}
-        if truncated:
-            doc["truncated"] = True
+        limit = parse_uint(request, "children_limit", default=trace.CHILDREN_DEFAULT,
+                           minimum=1, maximum=trace.CHILDREN_MAX)
+        after_raw = request.query.get("children_after")
+        after = None if after_raw is None else parse_id(after_raw, "children_after")
+        query = trace.TraceQuery(rid, depth, limit, after)
+        doc = await trace.build_trace(self.node.chain, query,
+                                      trace.TraceLimits(self.max_trace_nodes), self._trace_gate)
         return json_response(doc)
 
     # blocks, consistency ---------------------------------------------------

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from .trace import CHILDREN_DEFAULT, CHILDREN_MAX
+
 ERROR_CODES = [
     "bad_request", "bad_encoding", "non_canonical", "bad_signature", "bad_timestamp",
     "unknown_submitter",
@@ -87,8 +89,10 @@ def _schemas(max_envelopes: int) -> dict[str, Any]:
             "edges": {"type": "array", "items": {"type": "array", "items": HEX32,
                                                  "minItems": 2, "maxItems": 2}},
             "children": {"type": "array", "items": HEX32},
+            "children_next": HEX32,
+            "frontier": {"type": "array", "items": HEX32},
             "truncated": {"type": "boolean"},
-        }, required=["record", "bundles", "edges", "children"]),
+        }, required=["record", "bundles", "edges", "children", "frontier"]),
         "HeaderFields": _obj({
             "v": {"type": "integer"}, "chain": {"type": "string"},
             "height": {"type": "integer", "minimum": 1}, "prev": HEX32, "time": UINT,
@@ -184,9 +188,16 @@ def openapi_spec(*, max_envelopes: int = 5000, max_trace_depth: int = 64) -> dic
             [ID_PARAM, _query("height", "prove against this later block", 1)],
             (400, 404, 409, 429)),
         "/v1/records/{id}/trace": _get(
-            "The record and its ancestors (to depth), each with its bundle",
+            "The record and its ancestors (to depth, within the per-answer bounds), each "
+            "with its bundle, and one page of its direct children",
             _json(_ref("Trace"), "lineage"),
-            [ID_PARAM, _query("depth", "ancestor levels to include", 0, max_trace_depth)],
+            [ID_PARAM, _query("depth", "ancestor levels to include", 0, max_trace_depth),
+             _query("children_limit", f"direct children per page (default "
+                    f"{CHILDREN_DEFAULT})", 1, CHILDREN_MAX),
+             {"name": "children_after", "in": "query", "required": False,
+              "description": "page cursor: list the children whose id sorts after this id "
+                             "(the children_next of the previous page)",
+              "schema": HEX32}],
             (400, 404, 409, 429)),
         "/v1/blocks/latest": _get("The tip block", _json(_ref("Block"), "block"),
                                   [ENVELOPES_PARAM], (400, 404, 429)),

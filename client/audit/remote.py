@@ -23,6 +23,7 @@ from ledger.verify import VerifiedBundle, verify_bundle
 
 from ..sdk import LedgerClient
 from .common import decode_json
+from ..trace import DEFAULT_MAX_RECORDS
 
 DEFAULT_CHECKPOINTS = Path(os.environ.get("XDG_STATE_HOME", Path.home() / ".local" / "state")) / "auditledger" / "checkpoints.json"
 
@@ -55,15 +56,22 @@ class TraceReport:
     hops: dict[str, TraceHop]
     children: list[str]
     missing: list[str] = field(default_factory=list)  # parents beyond the depth asked for
+    # The walk stopped at the record cap (``missing`` then holds ancestors
+    # not fetched), or more children exist than were listed.
+    stopped: bool = False
+    more_children: bool = False
 
 
-async def trace_and_verify(client: LedgerClient, record_id: str, genesis: Genesis, depth: int | None) -> TraceReport:
+async def trace_and_verify(client: LedgerClient, record_id: str, genesis: Genesis, depth: int | None,
+                           max_records: int = DEFAULT_MAX_RECORDS) -> TraceReport:
     """Fetch a record's lineage and verify every hop's bundle offline.
 
     The edges the node reports are not trusted: each hop's parents are read
-    from its own signed record, and every bundle must verify.
+    from its own signed record, and every bundle must verify.  The SDK
+    follows the node's pages; past ``max_records`` records the report says
+    it stopped (``stopped``) instead of claiming the lineage is whole.
     """
-    doc = await client.trace(record_id, depth)
+    doc = await client.trace(record_id, depth, max_records=max_records)
     if not isinstance(doc, dict) or not isinstance(doc.get("bundles"), list):
         raise BundleFormatError("trace answer lacks 'bundles'")
     hops: dict[str, TraceHop] = {}
@@ -84,10 +92,12 @@ async def trace_and_verify(client: LedgerClient, record_id: str, genesis: Genesi
     if not claimed <= signed_edges:
         raise BundleFormatError("trace edges name a parent its signed record does not")
     missing = sorted({p for _, p in signed_edges} - set(hops))
-    if depth is None and missing:
+    stopped = doc.get("truncated") is True
+    if depth is None and missing and not stopped:
         raise BundleFormatError(f"trace is missing ancestors: {', '.join(m[:16] for m in missing)}")
     children = [c for c in children if isinstance(c, str)]
-    return TraceReport(root=record_id, hops=hops, children=children, missing=missing)
+    return TraceReport(root=record_id, hops=hops, children=children, missing=missing,
+                       stopped=stopped, more_children=isinstance(doc.get("children_next"), str))
 
 
 # --------------------------------------------------------------------------

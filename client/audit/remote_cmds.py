@@ -30,6 +30,7 @@ from ledger.verify import parse_consistency
 
 from ..errors import LedgerClientError
 from ..sdk import LedgerClient
+from ..trace import DEFAULT_MAX_RECORDS
 from .common import (
     EXIT_USAGE,
     GenesisFile,
@@ -218,7 +219,8 @@ def _trace_tree(report: TraceReport, genesis: Genesis) -> Tree:
             if parent in report.hops and parent not in seen:
                 grow(node.add(label(parent)), parent, seen | {parent})
             elif parent not in report.hops:
-                node.add(Text(f"{parent[:16]}… (beyond depth)", style="dim"))
+                why = "not fetched" if report.stopped else "beyond depth"
+                node.add(Text(f"{parent[:16]}… ({why})", style="dim"))
 
     tree = Tree(label(report.root))
     grow(tree, report.root, frozenset({report.root}))
@@ -230,15 +232,21 @@ def _trace_tree(report: TraceReport, genesis: Genesis) -> Tree:
 @genesis_option
 @node_option
 @click.option("--depth", type=click.IntRange(min=0), default=None, help="How many generations of parents.")
+@click.option("--max-records", type=click.IntRange(min=1), default=DEFAULT_MAX_RECORDS, show_default=True,
+              help="Stop fetching ancestors after this many records (the output says so).")
 @json_option
-def trace(record_id: str, genesis_path: Path, nodes: tuple[str, ...], depth: int | None, as_json: bool) -> None:
+def trace(record_id: str, genesis_path: Path, nodes: tuple[str, ...], depth: int | None, max_records: int,
+          as_json: bool) -> None:
     """Walk a record back through its parents, verifying every hop's proof."""
     genesis_file = load_genesis_file(genesis_path)
     genesis = genesis_file.genesis
-    report = _run(nodes, as_json, lambda c: trace_and_verify(c, record_id.lower(), genesis, depth))
+    report = _run(nodes, as_json,
+                  lambda c: trace_and_verify(c, record_id.lower(), genesis, depth, max_records))
     if as_json:
         print_json({"valid": True, "record": report.root, "children": report.children,
                     "missing_beyond_depth": report.missing, "genesis_sha256": genesis_file.sha256,
+                    "stopped_at_max_records": report.stopped,
+                    "more_children": report.more_children,
                     "hops": [{"id": rid, "kind": h.verified.envelope.record.kind,
                               "submitter": h.verified.submitter_name,
                               "submitter_pubkey": h.verified.envelope.record.submitter.hex(),
@@ -255,6 +263,16 @@ def trace(record_id: str, genesis_path: Path, nodes: tuple[str, ...], depth: int
     children = untrusted(", ".join(c[:16] for c in report.children) or "none")
     out.print(Text.assemble(("VALID", "bold green"), f" {len(report.hops)} records verified; "
                             f"{len(report.children)} direct children: ", children))
+    if report.stopped:
+        # The missing ids come from signed records' parents, yet print them
+        # through untrusted() like everything else a node hands over.
+        out.print(Text.assemble(("INCOMPLETE", "bold yellow"),
+                                f" stopped after {max_records} records (--max-records); "
+                                f"{len(report.missing)} ancestors not fetched; trace one of them "
+                                "to continue: ", untrusted(", ".join(report.missing[:8]))))
+    if report.more_children:
+        out.print(Text(f"more direct children exist than the {len(report.children)} listed",
+                       style="yellow"))
     hops = report.hops.values()
     _print_labels(out, genesis_file,
                   validators={v for h in hops for v in _signer_indices(h.verified.certificate, genesis)},
