@@ -17,6 +17,7 @@ from types import TracebackType
 from typing import TYPE_CHECKING, Any, Coroutine, Iterable, Mapping, Self, Sequence, TypeVar
 
 from ledger.records import Envelope
+from ledger.verify import verify_bundle as _verify_bundle
 
 from .outbox import DEFAULT_MAX_PENDING, PendingEnvelope
 from .sdk import DEFAULT_BATCH, LedgerClient
@@ -33,7 +34,7 @@ class SyncLedgerClient:
     """:class:`LedgerClient` for code without an event loop; use it as
     ``with SyncLedgerClient(nodes, key_file=...) as lc:``."""
 
-    verify_bundle = LedgerClient.verify_bundle
+    verify_bundle = staticmethod(_verify_bundle)  # as LedgerClient's: called on an instance, no self
 
     def __init__(
         self,

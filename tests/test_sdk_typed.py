@@ -27,7 +27,9 @@ from client import (
     types,
 )
 from ledger.errors import LedgerError
+from ledger.proofs import build_bundle
 from ledger.verify import verify_bundle as ledger_verify_bundle
+from memchain import build_chain
 from node.openapi import openapi_spec
 from sdk_fakes import CHAIN, FakeNode, key_file, serve
 
@@ -129,10 +131,14 @@ def test_client_exports_real_classes_without_loading_the_network_stack() -> None
     subprocess.run([sys.executable, "-c", code], check=True, cwd=REPO, capture_output=True)
 
 
-def test_verify_bundle_is_reexported() -> None:
+def test_verify_bundle_is_reexported_and_callable_on_both_clients() -> None:
+    mem, genesis, _, _, envelopes = build_chain((2, 1))
+    bundle = build_bundle(mem, envelopes[2].id)
     assert client.verify_bundle is ledger_verify_bundle
-    assert LedgerClient.verify_bundle is ledger_verify_bundle
-    assert SyncLedgerClient.verify_bundle is ledger_verify_bundle
+    with SyncLedgerClient(["http://127.0.0.1:9"]) as sync_client:
+        for verify in (client.verify_bundle, LedgerClient(["http://127.0.0.1:9"]).verify_bundle,
+                       sync_client.verify_bundle):
+            assert verify(bundle, genesis).record_id == envelopes[2].id
 
 
 def _public(cls: type) -> dict[str, Any]:
