@@ -7,13 +7,49 @@ ids that were accepted and the exact signed bytes that were not.
 
 from __future__ import annotations
 
-from typing import Any, Sequence
+from typing import Sequence
+
+from ledger.keys import KeyFileError as _LedgerKeyFileError
+
+from .types import SubmitResult
 
 
 class LedgerClientError(Exception):
     """Root of the SDK's errors."""
 
     code: str = "client_error"
+
+
+class InvalidArgument(LedgerClientError, ValueError):
+    """A call's arguments are unusable (an empty node list, a ``batch_size``
+    out of range, no envelopes); also a ``ValueError``."""
+
+    code = "invalid_argument"
+
+
+class InvalidRecord(InvalidArgument):
+    """A record (or envelope) the client cannot encode or decode, so no
+    node would accept it; nothing was sent.  ``code`` is the error code a
+    node would answer with (``bad_encoding``, ``too_large``, ...)."""
+
+    def __init__(self, code: str, message: str) -> None:
+        super().__init__(f"{code}: {message}")
+        self.code = code
+        self.message = message
+
+
+class KeyFileError(LedgerClientError, _LedgerKeyFileError):
+    """The key file is missing, unreadable or malformed (also the ledger's
+    ``KeyFileError``, a ``ValueError``)."""
+
+    code = "key_file"
+
+
+class NonceFileError(LedgerClientError, OSError):
+    """The nonce file next to the key cannot be read or written, so no
+    nonce can be reserved (also an ``OSError``)."""
+
+    code = "nonce_file"
 
 
 class LedgerAPIError(LedgerClientError):
@@ -57,7 +93,7 @@ class SubmitIncomplete(LedgerClientError):
 
     def __init__(
         self,
-        results: list[dict[str, Any]],
+        results: list[SubmitResult],
         ids: list[str],
         unaccepted: Sequence[bytes],
         refused: list[tuple[int, str, str]],
@@ -91,7 +127,7 @@ class SubmitUnavailable(SubmitIncomplete):
 
     def __init__(
         self,
-        results: list[dict[str, Any]],
+        results: list[SubmitResult],
         ids: list[str],
         unaccepted: Sequence[bytes],
         attempts: list[str],

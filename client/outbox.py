@@ -32,7 +32,7 @@ from typing import Iterable
 
 import msgpack
 
-from .errors import OutboxFull, SpoolError
+from .errors import InvalidArgument, OutboxFull, SpoolError
 
 DEFAULT_MAX_PENDING = 100_000
 _KEEP, _RELEASE = 1, 0
@@ -51,7 +51,7 @@ class PendingEnvelope:
 class Outbox:
     def __init__(self, max_pending: int = DEFAULT_MAX_PENDING, spool: str | Path | None = None) -> None:
         if max_pending < 1:
-            raise ValueError("max_pending must be at least 1")
+            raise InvalidArgument("max_pending must be at least 1")
         self.max_pending = max_pending
         self._items: dict[str, bytes] = {}  # insertion order = submission order
         self._accepted: set[str] = set()

@@ -10,43 +10,46 @@ retried on another node after a network error, a 429 or a 5xx.  The client
 keeps every envelope it signs or sends (client/outbox.py) until it sees the
 record committed, and only ever resends those exact bytes: retrying never
 signs a second record.
+
+Results are the node's JSON documents, typed by the TypedDicts of
+client/types.py; the HTTP layer (failover, backoff) is client/transport.py.
 """
 
 from __future__ import annotations
 
-import asyncio
-import json
 import random
 import time
 from pathlib import Path
 from types import TracebackType
-from typing import Any, Awaitable, Callable, Iterable, Mapping, Sequence
+from typing import Any, Iterable, Mapping, Self, Sequence, cast
 
-import aiohttp
 import msgpack
 
 from ledger.encoding import from_hex, to_hex
 from ledger.errors import LedgerError
-from ledger.keys import KeyFile, load_key_file
+from ledger.keys import KeyFile, KeyFileError as _LedgerKeyFileError, load_key_file
 from ledger.records import Envelope, decode_envelope, make_record, sign_record
 from ledger.verify import verify_bundle as _verify_bundle
 
 from .errors import (
     BatchSubmitError,
     CommitTimeout,
+    InvalidArgument,
+    InvalidRecord,
+    KeyFileError,
     LedgerAPIError,
     LedgerClientError,
-    NodesUnavailable,
+    NonceFileError,
     SubmitUnavailable,
 )
 from .nonces import NonceAllocator
 from .outbox import DEFAULT_MAX_PENDING, Outbox, PendingEnvelope
 from .trace import DEFAULT_MAX_CHILDREN, DEFAULT_MAX_RECORDS, follow_trace
+from .transport import NodeTransport, Retry, Sleep
+from .types import BlockDoc, BundleDoc, ConsistencyDoc, RecordDoc, RecordSpec, StatusDoc, SubmitResult, TraceDoc
 
 MAX_BATCH = 5000
 DEFAULT_BATCH = 1000
-# Statuses worth trying again elsewhere: the node is saturated or failing.
-RETRYABLE_STATUS = frozenset({429, 500, 502, 503, 504})
 # Per-envelope refusals inside a 202 that another try (later, or elsewhere) can turn into an acceptance.
 RETRYABLE_CODES = frozenset({"rate_limited", "unavailable"})
 ACCEPTED = frozenset({"accepted", "duplicate", "committed"})
@@ -54,17 +57,22 @@ ACCEPTED = frozenset({"accepted", "duplicate", "committed"})
 # kept envelope (one resubmission) instead of reading every block.
 SCAN_BLOCKS_MAX = 256
 
-Sleep = Callable[[float], Awaitable[None]]
 
+class LedgerClient(NodeTransport):
+    """Talks to one or more nodes of a cluster; fails over between them.
 
-class _Retry(Exception):
-    """A request failed in a way another try (later, or elsewhere) may not."""
-
-
-class LedgerClient:
-    """Talks to one or more nodes of a cluster; fails over between them."""
+    Use it as ``async with LedgerClient(nodes, key_file=...) as lc:``; every
+    call that talks to a node is a coroutine.  Without ``key_file`` it can
+    read and prove but not sign.  Every such call raises
+    :class:`NodesUnavailable` when no node answers usefully within the
+    retries, and :class:`LedgerAPIError` (with the protocol §6 code) when a
+    node refuses the request; each method names the codes to expect."""
 
     verify_bundle = staticmethod(_verify_bundle)
+    """``verify_bundle(bundle, genesis)``: the offline verifier of
+    :mod:`ledger.verify` (needs only the genesis document, talks to no node).
+    Returns a ``VerifiedBundle``; raises ``ledger.errors.VerificationError``
+    naming the failed step."""
 
     def __init__(
         self,
@@ -89,34 +97,34 @@ class LedgerClient:
         how many signed envelopes not yet seen committed the client keeps
         (:class:`OutboxFull` beyond).  ``spool_file``: mirror them on disk so
         that a restarted process can finish them (``resubmit_pending``).
-        ``sleep`` and ``rng`` replace ``asyncio.sleep`` and ``random`` (tests)."""
-        if not nodes:
-            raise ValueError("LedgerClient needs at least one node URL")
+        ``sleep`` and ``rng`` replace ``asyncio.sleep`` and ``random`` (tests).
+
+        Raises :class:`InvalidArgument` for an empty ``nodes`` or a
+        ``batch_size`` outside 1..5000, :class:`KeyFileError` for a key file
+        that cannot be read, and :class:`SpoolError` for an unusable spool."""
+        super().__init__(nodes, request_timeout=request_timeout, retries=retries, backoff_base=backoff_base,
+                         backoff_max=backoff_max, sleep=sleep, rng=rng)
         if not 1 <= batch_size <= MAX_BATCH:
-            raise ValueError(f"batch_size must be 1..{MAX_BATCH}")
-        self.nodes = [n.rstrip("/") for n in nodes]
+            raise InvalidArgument(f"batch_size must be 1..{MAX_BATCH}")
         self.chain = chain
-        self.retries = retries
         self.batch_size = batch_size
-        self._timeout = aiohttp.ClientTimeout(total=request_timeout)
-        self._key: KeyFile | None = load_key_file(key_file) if key_file else None
+        try:
+            self._key: KeyFile | None = load_key_file(key_file) if key_file else None
+        except _LedgerKeyFileError as exc:
+            raise KeyFileError(str(exc)) from None
         self._nonces: NonceAllocator | None = None
         if self._key is not None:
             path = Path(nonce_file) if nonce_file else Path(str(key_file) + ".nonce")
             self._nonces = NonceAllocator(path)
-        self._session: aiohttp.ClientSession | None = None
-        self._preferred = 0
-        self.backoff_base = backoff_base
-        self.backoff_max = backoff_max
-        self._sleep: Sleep = sleep or asyncio.sleep
-        self._rng = rng or random.Random()
         self._outbox = Outbox(max_pending, spool_file)
         self._scanned: int | None = None  # the highest block confirm_committed has read
 
     # -- lifecycle ---------------------------------------------------------
 
-    async def __aenter__(self) -> "LedgerClient":
-        self._session = aiohttp.ClientSession(timeout=self._timeout)
+    async def __aenter__(self) -> Self:
+        """Open the HTTP session; with a key file and no ``chain=``, ask a
+        node for the chain id."""
+        self._open_session()
         if self._key is not None and self.chain is None:
             st = await self.status()
             self.chain = st["chain"]
@@ -130,77 +138,8 @@ class LedgerClient:
 
     async def close(self) -> None:
         """Close the HTTP session and the spool (kept envelopes stay in it)."""
-        if self._session is not None:
-            await self._session.close()
-            self._session = None
+        await self._close_session()
         self._outbox.close()
-
-    # -- transport ---------------------------------------------------------
-
-    def _backoff(self, attempt: int) -> float:
-        """Exponential backoff with jitter: spreads clients that failed together."""
-        return min(self.backoff_max, self.backoff_base * 2.0**attempt) * (0.5 + self._rng.random())
-
-    async def _call(
-        self,
-        index: int,
-        method: str,
-        path: str,
-        *,
-        params: Mapping[str, Any] | None = None,
-        data: bytes | None = None,
-        headers: Mapping[str, str] | None = None,
-        ok_statuses: Iterable[int] = (200, 202),
-    ) -> Any:
-        """One request to one node: decoded JSON; :class:`_Retry` when another
-        try may succeed; :class:`LedgerAPIError` when none will."""
-        if self._session is None:
-            raise LedgerClientError("use LedgerClient as 'async with LedgerClient(...)'")
-        node = self.nodes[index]
-        try:
-            async with self._session.request(method, node + path, params=params, data=data,
-                                             headers=headers) as resp:
-                body = await resp.read()
-                if resp.status in set(ok_statuses):
-                    doc = _json_or_none(body)
-                    if doc is None:  # a garbled answer: another node may give a good one
-                        raise _Retry(f"{node}{path}: HTTP {resp.status} with a body that is not JSON "
-                                     "(or is nested too deeply to read)")
-                    return doc
-                doc = _json_or_none(body)
-                code = doc.get("error", "http_error") if isinstance(doc, dict) else "http_error"
-                message = doc.get("message", "") if isinstance(doc, dict) else body[:200].decode("utf-8", "replace")
-                if resp.status not in RETRYABLE_STATUS:
-                    raise LedgerAPIError(code, message, resp.status, node=node)
-                raise _Retry(f"{node}{path}: HTTP {resp.status} {code}")
-        except (aiohttp.ClientError, asyncio.TimeoutError, OSError) as exc:
-            raise _Retry(f"{node}{path}: {type(exc).__name__} {exc}") from None
-
-    async def _request(
-        self,
-        method: str,
-        path: str,
-        *,
-        params: Mapping[str, Any] | None = None,
-        data: bytes | None = None,
-        headers: Mapping[str, str] | None = None,
-        ok_statuses: Iterable[int] = (200, 202),
-    ) -> Any:
-        """One API call with failover: returns decoded JSON or raises."""
-        attempts: list[str] = []
-        for attempt in range(self.retries + 1):
-            index = (self._preferred + attempt) % len(self.nodes)
-            try:
-                doc = await self._call(index, method, path, params=params, data=data, headers=headers,
-                                       ok_statuses=ok_statuses)
-            except _Retry as exc:
-                attempts.append(str(exc))
-            else:
-                self._preferred = index
-                return doc
-            if attempt < self.retries:
-                await self._sleep(self._backoff(attempt))
-        raise NodesUnavailable(f"{method} {path} failed on every node", attempts)
 
     # -- records -----------------------------------------------------------
 
@@ -213,31 +152,45 @@ class LedgerClient:
         parents: Sequence[str | bytes] = (),
         ts: int | None = None,
     ) -> Envelope:
-        """Build, canonicalise and sign one record with a fresh nonce."""
+        """Build, canonicalise and sign one record with a fresh nonce; send
+        nothing.  Returns the envelope (``.envelope_bytes``, ``.id``).
+
+        Raises :class:`InvalidRecord` (with the ledger's error code, e.g.
+        ``bad_encoding`` for a float or a non-string ``origin`` value,
+        ``too_large`` beyond 8 KiB) for a record no node would accept,
+        :class:`NonceFileError` if the nonce file cannot be written, and
+        :class:`LedgerClientError` without a key file or a known chain."""
         if self._key is None or self._nonces is None:
             raise LedgerClientError("a key_file is needed to sign records")
         if self.chain is None:
             raise LedgerClientError("chain id unknown: enter the client context or pass chain=")
-        record = make_record(
-            chain=self.chain,
-            submitter=self._key.pubkey,
-            nonce=self._nonces.next(),
-            ts=int(time.time() * 1000) if ts is None else ts,
-            kind=kind,
-            origin=origin,
-            body=body,
-            parents=[p if isinstance(p, bytes) else from_hex(p, length=32, what="parent") for p in parents],
-        )
-        return sign_record(record, self._key.key)
+        try:
+            parent_ids = [p if isinstance(p, bytes) else from_hex(p, length=32, what="parent") for p in parents]
+            nonce = self._nonces.next()
+            record = make_record(
+                chain=self.chain,
+                submitter=self._key.pubkey,
+                nonce=nonce,
+                ts=int(time.time() * 1000) if ts is None else ts,
+                kind=kind,
+                origin=origin,
+                body=body,
+                parents=parent_ids,
+            )
+            return sign_record(record, self._key.key)
+        except LedgerError as exc:
+            raise InvalidRecord(exc.code, exc.message) from exc
+        except OSError as exc:
+            raise NonceFileError(f"cannot reserve nonces in {self._nonces.path}: {exc}") from exc
 
     async def _post_until_accepted(
         self, envelopes: list[tuple[str, bytes]], first_node: int | None = None
-    ) -> tuple[list[dict[str, Any]], list[int], list[str]]:
+    ) -> tuple[list[SubmitResult], list[int], list[str]]:
         """POST one batch (at most MAX_BATCH), resending the same bytes of
         each envelope refused for a passing reason, each try to the next node,
         with backoff.  Returns one result per envelope, the indexes still not
         accepted when the retries ran out, and what went wrong on each try."""
-        results: list[dict[str, Any]] = [{} for _ in envelopes]
+        results: list[SubmitResult] = [{} for _ in envelopes]
         todo = list(range(len(envelopes)))
         attempts: list[str] = []
         start = self._preferred if first_node is None else first_node % len(self.nodes)
@@ -249,8 +202,8 @@ class LedgerClient:
                                        headers={"Content-Type": "application/msgpack"}, ok_statuses=(202,))
                 got = doc.get("results") if isinstance(doc, dict) else None
                 if not isinstance(got, list) or len(got) != len(todo):
-                    raise _Retry(f"{self.nodes[index]}: results do not match the envelopes sent")
-            except _Retry as exc:
+                    raise Retry(f"{self.nodes[index]}: results do not match the envelopes sent")
+            except Retry as exc:
                 attempts.append(str(exc))
                 for i in todo:
                     results[i] = {"error": "unavailable", "message": str(exc)}
@@ -291,7 +244,7 @@ class LedgerClient:
             return any(to_hex(p) in self._outbox for p in parents)
         return False
 
-    def _settle(self, envelopes: list[tuple[str, bytes]], results: list[dict[str, Any]], left: set[int]) -> None:
+    def _settle(self, envelopes: list[tuple[str, bytes]], results: list[SubmitResult], left: set[int]) -> None:
         """Update the outbox from final results: committed and refused-for-good
         envelopes are released, accepted ones stay until seen committed."""
         release, accepted = [], []
@@ -308,12 +261,12 @@ class LedgerClient:
 
     async def _submit_kept(
         self, envelopes: list[tuple[str, bytes]], first_node: int | None = None
-    ) -> tuple[list[dict[str, Any]], list[int], list[str]]:
+    ) -> tuple[list[SubmitResult], list[int], list[str]]:
         """Submit kept envelopes in batches of ``batch_size``.  Stops at the
         first batch whose retries run out: that batch's and every later
         batch's envelopes are returned (as indexes) as not accepted; they
         stay kept."""
-        results: list[dict[str, Any]] = []
+        results: list[SubmitResult] = []
         unaccepted: list[int] = []
         attempts: list[str] = []
         for lo in range(0, len(envelopes), self.batch_size):
@@ -335,20 +288,23 @@ class LedgerClient:
             try:
                 pairs.append((to_hex(decode_envelope(bytes(raw)).id), bytes(raw)))
             except LedgerError as exc:
-                raise LedgerClientError(f"envelope #{n} cannot be decoded: {exc}") from None
+                raise InvalidRecord(exc.code, f"envelope #{n} cannot be decoded: {exc}") from None
         self._outbox.keep(pairs)
         return pairs
 
-    async def submit_envelopes(self, envelopes: Sequence[bytes]) -> list[dict[str, Any]]:
+    async def submit_envelopes(self, envelopes: Sequence[bytes]) -> list[SubmitResult]:
         """POST already-signed envelopes (MessagePack, in batches); one result
         each, in order: ``{"id", "status"}`` or ``{"error", "message"}`` for
         an envelope refused for good.  Passing refusals (``rate_limited``,
         ``unavailable``, failed requests) are retried with the same bytes on
         the next node, with backoff; if retries run out this raises
         :class:`SubmitUnavailable` carrying the envelopes not accepted.  The
-        envelopes are kept until seen committed (see ``pending``)."""
+        envelopes are kept until seen committed (see ``pending``).  Raises
+        :class:`InvalidRecord` for bytes that are not an envelope (nothing is
+        sent then), :class:`InvalidArgument` for an empty list and
+        :class:`OutboxFull` when the client keeps too many already."""
         if not envelopes:
-            raise ValueError("at least one envelope")
+            raise InvalidArgument("at least one envelope")
         kept = self._keep(envelopes)
         results, unaccepted, attempts = await self._submit_kept(kept)
         if unaccepted:
@@ -362,28 +318,41 @@ class LedgerClient:
         origin: Mapping[str, str] | None = None,
         body: Mapping[str, Any] | None = None,
         parents: Sequence[str | bytes] = (),
+        ts: int | None = None,
     ) -> str:
-        """Sign and submit one record; returns its id (hex).  Raises
-        :class:`LedgerAPIError` if it is refused for good, and
+        """Sign and submit one record; returns its id (hex) once a node has
+        accepted it (it is not committed yet: see ``wait_committed``).
+
+        ``origin``: at most 16 string-to-string entries; ``body``: metadata
+        (no floats); ``parents``: ids (hex or 32 bytes) of earlier records;
+        ``ts``: the record's time in ms (default: now).  Raises
+        :class:`InvalidRecord` before anything is sent if the record cannot
+        be encoded, :class:`LedgerAPIError` if it is refused for good,
         :class:`SubmitUnavailable` (with the signed envelope) if no node
-        accepted it within the retries."""
+        accepted it within the retries, :class:`OutboxFull` when the client
+        keeps ``max_pending`` envelopes already."""
         self._outbox.room_for(1)
-        envelope = self.sign(kind=kind, origin=origin, body=body, parents=parents)
+        envelope = self.sign(kind=kind, origin=origin, body=body, parents=parents, ts=ts)
         (result,) = await self.submit_envelopes([envelope.envelope_bytes])
         if "error" in result:
             raise LedgerAPIError(result["error"], result.get("message", ""))
         return to_hex(envelope.id)
 
-    async def submit_many(self, records: Sequence[Mapping[str, Any]]) -> list[str]:
-        """Sign and submit many records (dicts with kind, origin, body, parents)
-        in large requests; returns their ids in order.  Passing refusals are
-        retried with the same signed bytes.  Raises :class:`BatchSubmitError`
-        if some were refused for good, :class:`SubmitUnavailable` if retries
-        ran out; both carry the accepted ids and the unaccepted envelopes."""
+    async def submit_many(self, records: Sequence[RecordSpec]) -> list[str]:
+        """Sign and submit many records (dicts with the keywords of
+        :meth:`submit`: ``kind``, ``origin``, ``body``, ``parents``, ``ts``) in
+        requests of ``batch_size``; returns their ids in order.  Passing
+        refusals are retried with the same signed bytes.
+
+        Raises :class:`InvalidRecord` before anything is sent if a record has
+        an unknown key or cannot be encoded; :class:`BatchSubmitError` if some
+        were refused for good, :class:`SubmitUnavailable` if retries ran out
+        (both carry the accepted ids and the unaccepted envelopes);
+        :class:`OutboxFull` when the client cannot keep them all."""
         if not records:
             return []
         self._outbox.room_for(len(records))
-        envelopes = [self.sign(**dict(r)) for r in records]
+        envelopes = [self.sign(**_record_spec(n, r)) for n, r in enumerate(records)]
         kept = self._keep([e.envelope_bytes for e in envelopes])
         ids = [rid for rid, _ in kept]
         results, left, attempts = await self._submit_kept(kept)
@@ -421,11 +390,11 @@ class LedgerClient:
         """Stop keeping these envelopes (the caller takes them over)."""
         self._outbox.release(record_ids)
 
-    async def resubmit_pending(self) -> list[dict[str, Any]]:
+    async def resubmit_pending(self) -> list[SubmitResult]:
         """Send every kept envelope again (the same bytes, oldest first): a
         record a node lost is admitted again, one already committed is
-        released.  Returns one result per envelope; raises
-        :class:`SubmitUnavailable` if retries run out."""
+        released.  Returns one result per envelope (as ``submit_envelopes``);
+        raises :class:`SubmitUnavailable` if retries run out."""
         kept = [(p.id, p.envelope) for p in self._outbox.pending()]
         if not kept:
             return []
@@ -439,7 +408,8 @@ class LedgerClient:
         the last call (reads those blocks; when there are many, resubmits the
         kept envelopes instead, which tells the same).  Returns how many are
         still kept.  Long-running submitters call this now and then so that
-        ``max_pending`` is not reached."""
+        ``max_pending`` is not reached.  Raises :class:`SubmitUnavailable`
+        if a resubmission runs out of retries."""
         tip = int((await self.status())["height"])
         if len(self._outbox) and self._scanned is not None and tip - self._scanned <= SCAN_BLOCKS_MAX:
             for height in range(self._scanned + 1, tip + 1):
@@ -449,19 +419,25 @@ class LedgerClient:
         self._scanned = tip
         return len(self._outbox)
 
-    async def record(self, record_id: str) -> dict[str, Any]:
-        """The record document (status ``pending`` or ``committed``)."""
-        doc: dict[str, Any] = await self._request("GET", f"/v1/records/{record_id}")
+    async def record(self, record_id: str) -> RecordDoc:
+        """The record document: status ``pending`` or ``committed`` (then
+        with ``height`` and ``leaf_index``), the envelope and the decoded
+        record.  Raises :class:`LedgerAPIError` (``not_found``) for a record
+        the node does not know."""
+        doc: RecordDoc = await self._request("GET", f"/v1/records/{record_id}")
         if doc.get("status") == "committed":
             self._outbox.release([record_id])
         return doc
 
-    async def wait_committed(self, record_id: str, timeout: float = 30.0) -> dict[str, Any]:
+    async def wait_committed(self, record_id: str, timeout: float = 30.0) -> RecordDoc:
         """Poll until the record is committed; returns its record document.
 
         If a node does not know a record whose envelope this client keeps
         (it may have accepted it and been killed before passing it on), the
-        same envelope is sent again, to the next node first."""
+        same envelope is sent again, to the next node first.  Raises
+        :class:`CommitTimeout` after ``timeout`` seconds,
+        :class:`LedgerAPIError` for a record unknown to the node (and not
+        kept here) or refused for good on resubmission."""
         deadline = time.monotonic() + timeout
         delay = 0.02
         while True:
@@ -484,25 +460,34 @@ class LedgerClient:
             await self._sleep(delay)
             delay = min(delay * 2, 0.5)
 
-    async def proof(self, record_id: str, height: int | None = None) -> dict[str, Any]:
+    async def proof(self, record_id: str, height: int | None = None) -> BundleDoc:
+        """The proof bundle of a committed record (protocol §5), against its
+        own block or, with ``height``, a later one; check it with
+        :meth:`verify_bundle`.  Raises :class:`LedgerAPIError`
+        (``not_committed`` while pending, ``not_found``, ``bad_request`` for
+        a bad ``height``)."""
         params = {"height": str(height)} if height is not None else None
-        doc: dict[str, Any] = await self._request("GET", f"/v1/records/{record_id}/proof", params=params)
+        doc: BundleDoc = await self._request("GET", f"/v1/records/{record_id}/proof", params=params)
         self._outbox.release([record_id])  # a bundle exists only for a committed record
         return doc
 
     async def trace(self, record_id: str, depth: int | None = None, *,
                     max_records: int = DEFAULT_MAX_RECORDS,
-                    max_children: int = DEFAULT_MAX_CHILDREN) -> dict[str, Any]:
+                    max_children: int = DEFAULT_MAX_CHILDREN) -> TraceDoc:
         """The record's lineage (every ancestor, or ``depth`` generations)
         with a proof bundle each, and its direct children: the node's pages
-        and cut ancestries followed up to the caps (see client/trace.py)."""
-        return await follow_trace(self.trace_page, record_id, depth,
-                                  max_records=max_records, max_children=max_children)
+        and cut ancestries followed up to the caps (see client/trace.py).
+        Raises :class:`LedgerAPIError` (``not_committed``, ``not_found``,
+        ``bad_request``)."""
+        return cast(TraceDoc, await follow_trace(self.trace_page, record_id, depth,
+                                                 max_records=max_records,
+                                                 max_children=max_children))
 
     async def trace_page(self, record_id: str, depth: int | None = None,
                          children_limit: int | None = None,
-                         children_after: str | None = None) -> dict[str, Any]:
-        """One trace answer as the node gives it (PROTOCOL §6)."""
+                         children_after: str | None = None) -> TraceDoc:
+        """One trace answer as the node gives it (PROTOCOL §6 "The trace
+        answer"), without following its pages."""
         params: dict[str, str] = {}
         if depth is not None:
             params["depth"] = str(depth)
@@ -510,33 +495,47 @@ class LedgerClient:
             params["children_limit"] = str(children_limit)
         if children_after is not None:
             params["children_after"] = children_after
-        doc: dict[str, Any] = await self._request("GET", f"/v1/records/{record_id}/trace",
-                                                  params=params or None)
+        doc: TraceDoc = await self._request("GET", f"/v1/records/{record_id}/trace",
+                                            params=params or None)
         return doc
 
     # -- chain -------------------------------------------------------------
 
-    async def status(self) -> dict[str, Any]:
-        doc: dict[str, Any] = await self._request("GET", "/v1/status")
+    async def status(self) -> StatusDoc:
+        """The node's status document: chain id, height, log size and root,
+        peers, mempool."""
+        doc: StatusDoc = await self._request("GET", "/v1/status")
         return doc
 
-    async def block(self, height: int | str = "latest", *, envelopes: bool = False) -> dict[str, Any]:
-        """A block with its certificate; ``envelopes=True`` also returns the
-        block's envelopes (base64), which auditors need to recompute roots."""
+    async def block(self, height: int | str = "latest", *, envelopes: bool = False) -> BlockDoc:
+        """A block (``height`` or ``"latest"``) with its certificate and
+        record ids; ``envelopes=True`` also returns the block's envelopes
+        (base64), which auditors need to recompute roots.  Raises
+        :class:`LedgerAPIError` (``not_found`` beyond the tip)."""
         params = {"envelopes": "1"} if envelopes else None
-        doc: dict[str, Any] = await self._request("GET", f"/v1/blocks/{height}", params=params)
+        doc: BlockDoc = await self._request("GET", f"/v1/blocks/{height}", params=params)
         return doc
 
-    async def consistency(self, old_size: int, new_size: int) -> dict[str, Any]:
-        doc: dict[str, Any] = await self._request(
+    async def consistency(self, old_size: int, new_size: int) -> ConsistencyDoc:
+        """The RFC 9162 proof that the log of ``old_size`` leaves is a prefix
+        of the one of ``new_size`` (an auditor checks it against the two
+        certified headers with ``ledger.verify.verify_consistency_between``).  Raises
+        :class:`LedgerAPIError` (``not_found`` beyond the log size,
+        ``bad_request`` for ``old_size`` > ``new_size`` or 0)."""
+        doc: ConsistencyDoc = await self._request(
             "GET", "/v1/consistency", params={"from": str(old_size), "to": str(new_size)}
         )
         return doc
 
 
-def _json_or_none(body: bytes) -> Any:
-    """The decoded JSON answer, or None when it is not JSON."""
-    try:
-        return json.loads(body)
-    except (ValueError, RecursionError):  # RecursionError: json's refusal of absurd nesting
-        return None
+_RECORD_KEYS = frozenset(RecordSpec.__annotations__)
+
+
+def _record_spec(index: int, record: Mapping[str, Any]) -> RecordSpec:
+    """``record`` checked for keys ``sign`` does not take: a typo'd key is
+    an :class:`InvalidRecord` naming it, not a TypeError from deep inside."""
+    unknown = sorted(set(record) - _RECORD_KEYS)
+    if unknown or "kind" not in record:
+        what = f"unknown keys {unknown}" if unknown else "no 'kind'"
+        raise InvalidRecord("bad_request", f"record #{index}: {what}; a record takes {sorted(_RECORD_KEYS)}")
+    return cast(RecordSpec, record)

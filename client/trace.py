@@ -15,7 +15,7 @@ against the signed records (``client.audit.remote``).
 from __future__ import annotations
 
 from collections import deque
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
 
 # Ancestry bundles collected before giving up, and direct children listed.
@@ -30,7 +30,7 @@ REQUEST_DEPTH = 64
 CHILDREN_PAGE = 1000
 
 # fetch(record_id, depth or None, children_limit, children_after or None)
-Fetch = Callable[[str, int | None, int, str | None], Awaitable[dict[str, Any]]]
+Fetch = Callable[[str, int | None, int, str | None], Awaitable[Mapping[str, Any]]]
 
 
 async def follow_trace(fetch: Fetch, record_id: str, depth: int | None = None, *,
@@ -96,7 +96,7 @@ class _Merged:
         self.edges: dict[tuple[str, str], None] = {}
         self.levels: dict[str, int] = {root: 0}
 
-    def add(self, doc: dict[str, Any]) -> None:
+    def add(self, doc: Mapping[str, Any]) -> None:
         bundles = doc.get("bundles")
         for bundle in bundles if isinstance(bundles, list) else []:
             rid = bundle.get("record_id") if isinstance(bundle, dict) else None

@@ -25,6 +25,7 @@ import click
 
 from client.errors import LedgerClientError, SubmitUnavailable
 from client.sdk import LedgerClient
+from client.types import StatusDoc
 from ledger.genesis import load_genesis
 from ledger.records import Envelope
 
@@ -113,13 +114,13 @@ class Feeder:
             self.submitted += len(results) - len(refused)
             return
 
-    async def status(self) -> dict[str, Any] | None:
+    async def status(self) -> StatusDoc | None:
         try:
             return await self.client.status()
         except LedgerClientError:
             return None
 
-    async def wait_ready(self, timeout: float = 60.0) -> dict[str, Any]:
+    async def wait_ready(self, timeout: float = 60.0) -> StatusDoc:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             st = await self.status()

@@ -1,0 +1,165 @@
+"""The shapes of what the SDK returns and accepts, for type checkers.
+
+Each answer type is a :class:`~typing.TypedDict` over the JSON document the
+node sends (docs/protocol.md §5 and §6), with the node's own keys: the SDK
+hands back the decoded JSON unchanged, so ``doc["height"]`` keeps working
+and these types only tell a type checker (and a reader) which keys exist
+and what they hold.  Nothing is checked at run time; a key marked
+``NotRequired`` is present only in the cases its comment names.
+
+Hashes, ids and signatures are lowercase hex strings; ``envelope`` and
+``header`` are standard base64.  (No ``from __future__ import annotations``
+here: ``NotRequired`` must stay visible at run time for
+``__required_keys__`` to be right.)
+"""
+
+from typing import Any, Mapping, NotRequired, Required, Sequence, TypedDict
+
+
+class RecordSpec(TypedDict, total=False):
+    """One record for :meth:`LedgerClient.submit_many`: the keyword
+    arguments of :meth:`LedgerClient.submit`."""
+
+    kind: Required[str]
+    origin: Mapping[str, str]
+    body: Mapping[str, Any]
+    parents: Sequence[str | bytes]  # ids of earlier records, hex or 32 bytes
+    ts: int  # ms since the epoch; the client's clock when omitted
+
+
+class SubmitResult(TypedDict, total=False):
+    """One envelope's result of a submission: ``id`` and ``status``
+    (``accepted``, ``duplicate`` or ``committed``) when a node took it,
+    ``error`` (a protocol §6 code) and ``message`` when it was refused."""
+
+    id: str
+    status: str
+    error: str
+    message: str
+
+
+class RecordFields(TypedDict):
+    """A decoded record (protocol §2), bytes as hex."""
+
+    v: int
+    chain: str
+    submitter: str
+    nonce: int
+    ts: int
+    kind: str
+    origin: dict[str, str]
+    body: dict[str, Any]
+    parents: list[str]
+
+
+class RecordDoc(TypedDict):
+    """``GET /v1/records/{id}``."""
+
+    id: str
+    status: str  # "pending" or "committed"
+    height: NotRequired[int]  # committed records only: the record's block
+    leaf_index: NotRequired[int]  # committed records only: its position in the log
+    envelope: str
+    record: RecordFields
+
+
+class SignatureDoc(TypedDict):
+    validator: int  # 0-based index in the genesis validator list
+    sig: str
+
+
+class CertificateDoc(TypedDict):
+    """A block's certificate: a quorum of precommits (protocol §4)."""
+
+    height: int
+    round: int
+    block: str  # the header hash
+    signatures: list[SignatureDoc]
+
+
+class BundleDoc(TypedDict):
+    """A proof bundle (protocol §5), what ``verify_bundle`` checks offline."""
+
+    format: str
+    chain: str
+    record_id: str
+    leaf_index: int
+    envelope: str
+    height: int  # the anchoring header's height
+    header: str
+    inclusion: list[str]
+    certificate: CertificateDoc
+
+
+class TraceDoc(TypedDict):
+    """``GET /v1/records/{id}/trace``: a record and its ancestors."""
+
+    record: str
+    bundles: list[BundleDoc]
+    edges: list[list[str]]  # [child id, parent id] pairs
+    children: list[str]  # the record's direct children
+    truncated: NotRequired[bool]  # present (true) when the node's limit cut the trace short
+    # From nodes that page traces (protocol §6 "The trace answer"):
+    frontier: NotRequired[list[str]]  # parents whose bundles are not in this answer
+    children_next: NotRequired[str]  # cursor: more children follow this id
+
+
+class HeaderFields(TypedDict):
+    """A decoded block header (protocol §4), bytes as hex."""
+
+    v: int
+    chain: str
+    height: int
+    prev: str
+    time: int
+    proposer: int
+    tx_count: int
+    tx_root: str
+    log_size: int
+    log_root: str
+    validators: str
+
+
+class BlockDoc(TypedDict):
+    """``GET /v1/blocks/{height}``."""
+
+    height: int
+    hash: str
+    header: str
+    fields: HeaderFields
+    certificate: CertificateDoc
+    records: list[str]  # the block's record ids, in log order
+    envelopes: NotRequired[list[str]]  # with envelopes=True only
+
+
+# "from" is a keyword, so this one is spelled the functional way.
+ConsistencyDoc = TypedDict("ConsistencyDoc", {"from": int, "to": int, "path": list[str]})
+ConsistencyDoc.__doc__ = """``GET /v1/consistency``: the RFC 9162 proof that the log of ``from``
+leaves is a prefix of the log of ``to`` leaves."""
+
+
+class PeerDoc(TypedDict):
+    """One validator link in the status document."""
+
+    index: int
+    name: str
+    address: str
+    connected: bool
+    inbound: NotRequired[bool]
+    queued: NotRequired[int]
+    height: NotRequired[int | None]  # the peer's last known height
+
+
+class StatusDoc(TypedDict):
+    """``GET /v1/status``."""
+
+    chain: str
+    node: str
+    validator: int | None  # this node's validator index; None for a non-validator
+    height: int
+    log_size: int
+    log_root: str
+    peers: list[PeerDoc]
+    mempool: int  # records waiting for a block
+    round: NotRequired[int]
+    syncing: NotRequired[bool]
