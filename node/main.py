@@ -4,6 +4,10 @@ Exit codes: 0 after a clean stop, 2 for a configuration problem (the message
 names the bad key), 1 when the node cannot start (store locked or damaged,
 port in use).
 
+The file may instead be named by ``LEDGER_CONFIG``, and
+``LEDGER__SECTION__KEY=value`` variables override its keys
+(``node/config_env.py``).
+
 ``ledger-node --config node.toml --check`` checks the (stopped) node's store
 instead - every block and index entry (``node/check.py``): 0 clean, 1 damaged,
 2 usage.
@@ -13,6 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import signal
 import sys
 from collections.abc import Callable, Coroutine
@@ -26,6 +31,7 @@ from ledger.errors import LedgerError
 from ledger.native import description as native_description
 
 from .config import ConfigError, NodeConfig, load_config
+from .config_env import CONFIG_VAR, env_overrides
 from .logs import LogContext, setup_logging
 from .memtune import fix_mmap_threshold, limit_malloc_arenas
 from .tablereads import TableReadsUnchanged, mapped_table_files, read_tables_with_pread
@@ -78,8 +84,9 @@ async def _serve(config: NodeConfig) -> int:
 
 @click.command()
 @click.version_option(package_name="auditledger", prog_name="ledger-node")
-@click.option("--config", "config_path", required=True,
-              type=click.Path(dir_okay=False, path_type=Path), help="the node's TOML file")
+@click.option("--config", "config_path", required=True, envvar=CONFIG_VAR, show_envvar=True,
+              type=click.Path(dir_okay=False, path_type=Path),
+              help="the node's TOML file; LEDGER__SECTION__KEY=value variables override its keys")
 @click.option("--check", is_flag=True,
               help="check the stopped node's store (every block and index entry) and exit: "
                    "0 clean, 1 damaged")
@@ -93,7 +100,7 @@ def main(config_path: Path, check: bool, signatures: bool) -> None:
         if check:
             code = _check(config_path, signatures)
         else:
-            config = load_config(config_path)
+            config = load_config(config_path, env_overrides(os.environ))
             code = _event_loop_runner(config)(_serve(config))
     except ConfigError as exc:
         click.echo(f"ledger-node: configuration error: {exc}", err=True)
@@ -160,7 +167,8 @@ def _check(config_path: Path, signatures: bool) -> int:
 
     from .check import run_check
 
-    return run_check(load_config(config_path), Console(), signatures=signatures)
+    return run_check(load_config(config_path, env_overrides(os.environ)), Console(),
+                     signatures=signatures)
 
 
 if __name__ == "__main__":
