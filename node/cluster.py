@@ -94,11 +94,17 @@ def init_cluster(
     chain: str = DEFAULT_CHAIN,
     params: dict[str, Any] | None = None,
     host: str = "127.0.0.1",
+    containers: bool = False,
 ) -> dict[str, Any]:
-    """Write the cluster files into ``directory``; return the genesis document."""
+    """Write the cluster files into ``directory``; return the genesis document.
+
+    With ``containers`` each node runs in a container of its own, named
+    ``node<i>`` (deploy/compose.yaml): validator i's address is
+    ``node<i>:<base_port>`` and every node listens on ``0.0.0.0:<base_port>``
+    inside its container."""
     if nodes < 1:
         raise ValueError("a cluster needs at least one node")
-    if not 1 <= base_port <= 65535 - nodes:
+    if not 1 <= base_port <= 65535 - (0 if containers else nodes):
         raise ValueError("base port out of range")
     directory.mkdir(parents=True, exist_ok=True)
     keys_dir = directory / "keys"
@@ -106,12 +112,13 @@ def init_cluster(
     for i in range(nodes):
         key = SigningKey.generate()
         write_key_file(keys_dir / f"node{i}.json", f"node{i}", key)
-        validators.append(
-            {"name": f"node{i}", "pubkey": key.public_key.hex(), "address": f"{host}:{base_port + i}"}
-        )
+        port = base_port if containers else base_port + i
+        address = f"node{i}:{port}" if containers else f"{host}:{port}"
+        validators.append({"name": f"node{i}", "pubkey": key.public_key.hex(), "address": address})
         node_dir = directory / f"node{i}"
         node_dir.mkdir(parents=True, exist_ok=True)
-        (node_dir / "node.toml").write_text(node_toml(i, base_port + i, host), encoding="utf-8")
+        listen = "0.0.0.0" if containers else host
+        (node_dir / "node.toml").write_text(node_toml(i, port, listen), encoding="utf-8")
     demo = SigningKey.generate()
     write_key_file(keys_dir / f"{DEMO_SUBMITTER}.json", DEMO_SUBMITTER, demo)
     genesis = {
@@ -235,13 +242,18 @@ def main() -> None:
 @click.option("--base-port", type=click.IntRange(1, 65000), default=DEFAULT_BASE_PORT, show_default=True)
 @click.option("--chain", default=DEFAULT_CHAIN, show_default=True)
 @click.option("--force", is_flag=True, help="overwrite an existing cluster directory")
-def init(nodes: int, directory: Path, base_port: int, chain: str, force: bool) -> None:
+@click.option("--containers", is_flag=True,
+              help="one container per node, named node<i> (deploy/compose.yaml): addresses "
+                   "node<i>:<base-port>, every node listening on 0.0.0.0:<base-port>")
+def init(nodes: int, directory: Path, base_port: int, chain: str, force: bool,
+         containers: bool) -> None:
     """Write genesis.json, keys/ and node<i>/node.toml (PROTOCOL §7)."""
     if (directory / "genesis.json").exists() and not force:
         raise click.UsageError(f"{directory} already holds a cluster (use --force or a new --dir)")
-    init_cluster(directory, nodes, base_port, chain)
-    click.echo(f"wrote a {nodes}-node cluster for chain {chain!r} to {directory} "
-               f"(HTTP on 127.0.0.1:{base_port}..{base_port + nodes - 1})")
+    init_cluster(directory, nodes, base_port, chain, containers=containers)
+    where = (f"node0..node{nodes - 1} on port {base_port}" if containers
+             else f"HTTP on 127.0.0.1:{base_port}..{base_port + nodes - 1}")
+    click.echo(f"wrote a {nodes}-node cluster for chain {chain!r} to {directory} ({where})")
 
 
 @main.command()

@@ -202,8 +202,12 @@ class NodeConfig:
 
 
 def _check_value(section: str, key: str, value: Any, spec: _Spec) -> Any:
+    return check_value(f"{section}.{key}", value, spec)
+
+
+def check_value(name: str, value: Any, spec: _Spec) -> Any:
+    """``value`` if it fits ``spec``, else :class:`ConfigError` naming ``name``."""
     kind, _default, lo, hi = spec
-    name = f"{section}.{key}"
     if kind is int:
         if not isinstance(value, int) or isinstance(value, bool):
             raise ConfigError(name, f"must be an integer, got {type(value).__name__}")
@@ -249,8 +253,12 @@ def parse_settings(doc: Mapping[str, Any]) -> dict[str, dict[str, Any]]:
     return out
 
 
-def load_config(path: str | Path) -> NodeConfig:
-    """Read ``node.toml`` and everything it points to; raise :class:`ConfigError`."""
+def load_config(path: str | Path,
+                overrides: Mapping[str, Mapping[str, Any]] | None = None) -> NodeConfig:
+    """Read ``node.toml`` and everything it points to; raise :class:`ConfigError`.
+
+    ``overrides`` (``{section: {key: value}}``, from the environment:
+    node/config_env.py) replace the file's values before validation."""
     cfg_path = Path(path).resolve()
     try:
         doc = tomllib.loads(cfg_path.read_text(encoding="utf-8"))
@@ -258,6 +266,10 @@ def load_config(path: str | Path) -> NodeConfig:
         raise ConfigError("config", f"cannot read {cfg_path}: {exc.strerror}") from None
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError("config", f"{cfg_path} is not valid TOML: {exc}") from None
+    for section, values in (overrides or {}).items():
+        given = doc.get(section, {})
+        if isinstance(given, dict):  # else parse_settings names the section
+            doc[section] = {**given, **values}
     settings = parse_settings(doc)
     base = cfg_path.parent
     node = settings["node"]

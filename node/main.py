@@ -6,6 +6,10 @@ port in use); while running, 3 when a write to the store failed (disk full,
 I/O error) and 4 when committing or persisting failed otherwise - the node
 stops at once with one CRITICAL log line naming the cause (node/failstop.py).
 
+The file may instead be named by ``LEDGER_CONFIG``, and
+``LEDGER__SECTION__KEY=value`` variables override its keys
+(``node/config_env.py``).
+
 ``ledger-node --config node.toml --check`` checks the (stopped) node's store
 instead - every block and index entry (``node/check.py``): 0 clean, 1 damaged,
 2 usage.
@@ -15,6 +19,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import signal
 import sys
 from collections.abc import Callable, Coroutine
@@ -28,6 +33,7 @@ from ledger.errors import LedgerError
 from ledger.native import description as native_description
 
 from .config import ConfigError, NodeConfig, load_config
+from .config_env import CONFIG_VAR, env_overrides
 from .logs import LogContext, setup_logging
 from .memtune import fix_mmap_threshold, limit_malloc_arenas
 from .tablereads import TableReadsUnchanged, mapped_table_files, read_tables_with_pread
@@ -80,8 +86,9 @@ async def _serve(config: NodeConfig) -> int:
 
 @click.command()
 @click.version_option(package_name="auditledger", prog_name="ledger-node")
-@click.option("--config", "config_path", required=True,
-              type=click.Path(dir_okay=False, path_type=Path), help="the node's TOML file")
+@click.option("--config", "config_path", required=True, envvar=CONFIG_VAR, show_envvar=True,
+              type=click.Path(dir_okay=False, path_type=Path),
+              help="the node's TOML file; LEDGER__SECTION__KEY=value variables override its keys")
 @click.option("--check", is_flag=True,
               help="check the stopped node's store (every block and index entry) and exit: "
                    "0 clean, 1 damaged")
@@ -95,7 +102,7 @@ def main(config_path: Path, check: bool, signatures: bool) -> None:
         if check:
             code = _check(config_path, signatures)
         else:
-            config = load_config(config_path)
+            config = load_config(config_path, env_overrides(os.environ))
             code = _event_loop_runner(config)(_serve(config))
     except ConfigError as exc:
         click.echo(f"ledger-node: configuration error: {exc}", err=True)
@@ -162,7 +169,8 @@ def _check(config_path: Path, signatures: bool) -> int:
 
     from .check import run_check
 
-    return run_check(load_config(config_path), Console(), signatures=signatures)
+    return run_check(load_config(config_path, env_overrides(os.environ)), Console(),
+                     signatures=signatures)
 
 
 if __name__ == "__main__":
