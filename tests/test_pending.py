@@ -19,6 +19,7 @@ from helpers import World, certify, make_envelope
 
 from ledger import schema
 from ledger.chain import ChainStore
+from ledger.fsck import fsck
 from ledger.pending import PendingRecords
 from ledger.records import Envelope
 from ledger.storage import KeyValueStore, LevelDBStore, MemoryStore, WriteBatch
@@ -243,3 +244,14 @@ async def test_restore_drops_what_committed_meanwhile(world: World) -> None:
     finally:
         await second.stop()
 
+
+
+async def test_fsck_accepts_pending_entries(
+        world: World, memnode: tuple[MemoryStore, Node]) -> None:
+    store, node = memnode
+    envs = [make_envelope(world.submitter, world.genesis.chain, n) for n in range(3)]
+    assert await api(node, envs) == ["accepted"] * 3
+    commit(node, world, envs[:1])
+    assert len(pending(store)) == 2
+    report = fsck(store, world.genesis)
+    assert report.clean, report.summary()
