@@ -58,12 +58,13 @@ class PendingWriter:
 
     async def stop(self) -> None:
         """Stop writing; waits for a write under way (the store closes next)."""
+        inflight = self._inflight  # taken first: the writer forgets it when cancelled
         if self._task is not None:
             self._task.cancel()
             await asyncio.gather(self._task, return_exceptions=True)
             self._task = None
-        if self._inflight is not None:
-            await asyncio.gather(self._inflight, return_exceptions=True)
+        if inflight is not None:
+            await asyncio.gather(inflight, return_exceptions=True)
         if self._executor is not None:
             self._executor.shutdown(wait=True)
         for _, fut in self._waiters:
