@@ -255,3 +255,26 @@ async def test_fsck_accepts_pending_entries(
     assert len(pending(store)) == 2
     report = fsck(store, world.genesis)
     assert report.clean, report.summary()
+
+
+async def test_stop_waits_for_a_write_under_way(tmp_path: Path, world: World) -> None:
+    """The store is closed right after stop(): a write still running on the
+    writer's thread would then use a closed LevelDB."""
+    store = RecordingStore(LevelDBStore(str(tmp_path / "db")))
+    writer = PendingWriter(PendingRecords(store))
+    writer.start()
+    store.gate.clear()
+    seq = writer.add(make_envelope(world.submitter, world.genesis.chain, 1).envelope_bytes)
+    waiting = asyncio.create_task(writer.wait(seq))
+    for _ in range(500):
+        if store.entered.is_set():
+            break
+        await asyncio.sleep(0.01)
+    stopping = asyncio.create_task(writer.stop())
+    await asyncio.sleep(0.05)
+    assert not stopping.done(), "stop() returned while a write was under way"
+    store.gate.set()
+    await stopping
+    assert len(store.writes) == 1
+    waiting.cancel()
+    store.close()
