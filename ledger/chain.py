@@ -35,6 +35,7 @@ from .errors import (
 from .genesis import Genesis
 from .log import MerkleLog
 from .merkle import leaf_hash, root
+from .pending import stage_pending_done
 from .records import Envelope, stored_record_id
 from .storage import KeyValueStore, WriteBatch
 
@@ -386,6 +387,7 @@ class ChainStore:
         *,
         verify_certificate: bool = True,
         validated: bool = False,
+        pending_done: Sequence[int] = (),
     ) -> None:
         """Check ``header`` against the tip and the log, verify the
         certificate (unless the caller already did), then write the whole
@@ -395,7 +397,11 @@ class ChainStore:
         on this tip (the consensus driver always has), so no id or nonce of
         the block is committed already and the indexes' guard reads - two
         store reads per record - are skipped; repeats within the block are
-        still guarded."""
+        still guarded.
+
+        ``pending_done``: sequence numbers of this node's pending entries
+        (:mod:`ledger.pending`) that the block commits, deleted in the same
+        batch: never both gone from the pending keyspace and uncommitted."""
         leaves = [env.leaf_hash for env in envelopes]
         self.check_header(header, leaves)
         batch = WriteBatch()
@@ -407,6 +413,7 @@ class ChainStore:
         batch.put(schema.header_key(header.height), header.header_bytes)
         batch.put(schema.certificate_key(header.height), certificate.to_bytes())
         batch.put(schema.META_TIP, schema.pack_u64(header.height))
+        stage_pending_done(batch, pending_done)
         self._write_block(batch, header, log_size)
 
     def _stage_records(self, height: int, envelopes: Sequence[Envelope], batch: WriteBatch,

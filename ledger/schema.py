@@ -17,12 +17,18 @@ and Merkle tiles of one stratum sort by index.
 | ``h``  | ``h`` + height u64                    | header bytes                  |
 | ``q``  | ``q`` + height u64                    | certificate bytes             |
 | ``v``  | ``v`` + caller's evidence key         | evidence blob                 |
+| ``p``  | ``p`` + admission sequence u64        | envelope bytes (pending)      |
 
 A Merkle tile packs the nodes of several tree levels over an aligned
 range of leaves into one value (the leaf hashes live in stratum 0 tiles);
 :mod:`ledger.tiles` owns its byte layout.  A block's records are not listed
 anywhere: block ``h`` holds leaf indexes ``[log_size - tx_count, log_size)``
 of its header, so the envelopes under ``e`` are the list.
+
+Entries under ``p`` are not part of the chain: they are envelopes a node
+acknowledged to a client and has not committed yet (:mod:`ledger.pending`),
+numbered in admission order so that a walk of the prefix gives parents
+before children.  A block's commit batch deletes those of its records.
 """
 
 from __future__ import annotations
@@ -52,6 +58,7 @@ SUBMITTER = b"s"
 HEADER = b"h"
 CERTIFICATE = b"q"
 EVIDENCE = b"v"
+PENDING = b"p"
 
 # Meta keys (all under the ``m`` prefix).
 META_SCHEMA_VERSION = META + b"schema_version"
@@ -226,6 +233,20 @@ def evidence_key(key: bytes) -> bytes:
     if not key:
         raise ValueError("evidence key must not be empty")
     return EVIDENCE + key
+
+
+# --------------------------------------------------------------------------
+# Acknowledged records not yet committed
+# --------------------------------------------------------------------------
+
+
+def pending_key(seq: int) -> bytes:
+    """Key of the pending envelope admitted as number ``seq``."""
+    return PENDING + _U64.pack(seq)
+
+
+def seq_from_pending_key(key: bytes) -> int:
+    return unpack_u64(key[1:], "pending key")
 
 
 def schema_version_value() -> bytes:

@@ -20,6 +20,7 @@ from consensus import ConsensusConfig, received
 from ledger.blocks import Header
 from ledger.chain import ChainStore
 from ledger.errors import LedgerError
+from ledger.pending import PendingRecords
 from ledger.records import Envelope
 from ledger.storage import LevelDBStore, set_background_nice
 
@@ -30,6 +31,7 @@ from .chainapp import NodeApplication
 from .config import NodeConfig
 from .driver import Driver, evidence_json, now_ms
 from .failstop import FailStop, FailStopStore
+from .durable import PendingWriter
 from .gctune import GcAccounting, tune_after_start
 from .health import Health
 from .httpconn import GuardedTCPSite, HeadTimeout
@@ -81,6 +83,7 @@ class Node:
         self._gc = GcAccounting(self.metrics.registry)
         self.transport: PeerTransport | None = None
         self.driver: Driver | None = None
+        self.pending_writer: PendingWriter | None = None
 
     @property
     def chain(self) -> ChainStore:
@@ -96,14 +99,15 @@ class Node:
         # SIGKILLed mid-write restarts from its last whole block.
         storage = cfg.settings["storage"]
         opening = time.perf_counter()
-        self._chain = ChainStore(
-            FailStopStore(LevelDBStore(str(self.chain_dir),
-                                       lru_cache_size=storage["block_cache_bytes"],
-                                       write_buffer_size=storage["write_buffer_bytes"],
-                                       max_open_files=storage["max_open_files"],
-                                       block_size=storage["block_size_bytes"]),
-                          self.fail),
-            self.genesis)
+        # Every write the node makes goes through the fail-stop wrapper:
+        # blocks, consensus state and acknowledged records alike.
+        store = FailStopStore(LevelDBStore(str(self.chain_dir),
+                                           lru_cache_size=storage["block_cache_bytes"],
+                                           write_buffer_size=storage["write_buffer_bytes"],
+                                           max_open_files=storage["max_open_files"],
+                                           block_size=storage["block_size_bytes"]),
+                              self.fail)
+        self._chain = ChainStore(store, self.genesis)
         # After a crash LevelDB replays its write-ahead log here, and the
         # tip is re-checked: the part of a restart that grows with the store.
         self.store_open_s = time.perf_counter() - opening
@@ -112,10 +116,18 @@ class Node:
         self.metrics.log_size.set(tip.log_size if tip else 0)
         limits = cfg.settings["limits"]
         max_skew_ms = cfg.param_int("max_clock_skew_ms", 10_000)
+        self.pending_writer = PendingWriter(PendingRecords(store))
+        self.pending_writer.start()
         self.mempool = Mempool(self.genesis, self.chain, self.metrics,
                                max_size=limits["max_mempool"], max_orphans=limits["max_orphans"],
                                max_peer_backlog=limits["max_peer_backlog"],
-                               peer_clock_slack_ms=max_skew_ms)
+                               peer_clock_slack_ms=max_skew_ms,
+                               durable=self.pending_writer)
+        # Records acknowledged before a crash or stop, before anyone is served.
+        restored, dropped = await self.mempool.restore()
+        log.info("restored %d acknowledged records into the mempool (%d dropped: committed "
+                     "meanwhile or no longer admissible)", restored, dropped,
+                     extra={"restored": restored, "restore_dropped": dropped})
         self.mempool.leaf_wake = self._assembly_wake.set
         gossip = cfg.settings["gossip"]
         self.assembler = ProposalAssembler(self.mempool.by_leaf,
@@ -186,6 +198,8 @@ class Node:
             await self.transport.stop()
         if self._runner is not None:
             await self._runner.cleanup()
+        if self.pending_writer is not None:
+            await self.pending_writer.stop()
         if self._chain is not None:
             self._chain.close()
             self._chain = None

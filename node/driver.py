@@ -353,8 +353,11 @@ class Driver:
         # tip before deciding it (nothing commits in between: one writer);
         # commit_block still re-checks the header against the tip and the
         # log before its one synced batch.
+        # The entries this node keeps for the block's records it acknowledged
+        # go in the same batch as the block: never both gone and uncommitted.
+        done = self.mempool.take_durable(effect.envelopes)
         self.chain.commit_block(effect.header, effect.envelopes, effect.certificate,
-                                verify_certificate=False, validated=True)
+                                verify_certificate=False, validated=True, pending_done=done)
         self.metrics.commit_latency.observe(time.perf_counter() - start)
         self._last_commit_ms = self.clock.now_ms()
         self.on_committed(effect.header, effect.envelopes,

@@ -8,6 +8,8 @@ assert on the same figures:
   SDK load, restart it; in the end no committed record is lost, every
   resubmitted record is in the chain exactly once, every node serves a valid
   proof of every record the SDK saw committed, all header hashes agree.
+* ``acks``       - SIGKILL validators the moment they answer 202, under load;
+  every record any node acknowledged must commit (node/faults_acks.py).
 * ``fuzz``       - schemathesis against /openapi.json of a live node.
 * ``corrupt``    - flip bytes in a stopped node's LevelDB; the node must notice.
 
@@ -259,6 +261,12 @@ def main(argv: list[str] | None = None) -> int:
     k.add_argument("--min-every", type=float, default=2.0)
     k.add_argument("--max-every", type=float, default=5.0)
     k.add_argument("--seed", type=int, default=1)
+    a = sub.add_parser("acks", help="SIGKILL validators right after their 202s under load; "
+                                    "count acknowledged records that never commit")
+    a.add_argument("--duration", type=float, default=300.0, help="seconds of load (default 300)")
+    a.add_argument("--min-every", type=float, default=1.0)
+    a.add_argument("--max-every", type=float, default=3.0)
+    a.add_argument("--seed", type=int, default=1)
     f = sub.add_parser("fuzz", help="schemathesis against a live 4-node cluster")
     f.add_argument("--examples", type=int, default=1000, help="cases per operation and phase")
     f.add_argument("--seed", type=int, default=1)
@@ -286,6 +294,14 @@ def main(argv: list[str] | None = None) -> int:
                                     progress=say))
         doc = asdict(rep)
         ok = rep.ok()
+    elif args.campaign == "acks":
+        from .faults_acks import ack_kill_loop
+
+        ack = asyncio.run(ack_kill_loop(workdir / "cluster", duration=args.duration,
+                                        every=(args.min_every, args.max_every), seed=args.seed,
+                                        progress=say))
+        doc = asdict(ack)
+        ok = ack.ok()
     elif args.campaign == "partitions":
         doc, ok = _partitions(workdir, args.rounds, say)
     elif args.campaign == "decoders":

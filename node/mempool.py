@@ -14,6 +14,12 @@ of envelopes checked in block validation that were not pending):
 no node verifies one record's signature twice.  The key is the leaf
 hash, which covers the signature, not the record id: otherwise a Byzantine
 proposer could pair a known record with a forged signature.
+
+With a :class:`~node.durable.PendingWriter`, every record a client is told
+is held here (``accepted``, or ``duplicate`` for one pending here) is on disk
+before :meth:`Mempool.admit` returns, and :meth:`Mempool.restore` admits them
+again after a restart.  Peers' records are not written: nobody was promised
+anything by this node, and their sender holds them durably.
 """
 
 from __future__ import annotations
@@ -38,6 +44,7 @@ from ledger.errors import (
 from ledger.genesis import Genesis, RecordTimeWindow, record_time_window
 from ledger.records import Envelope, decode_envelope, verify_envelope
 
+from .durable import PendingWriter
 from .metrics import Metrics
 
 log = logging.getLogger("node.mempool")
@@ -90,6 +97,7 @@ class _ChainNonce(NamedTuple):
 class _Orphan:
     envelope: Envelope
     missing: set[bytes]
+    source: str  # "gossip", or "restore": acknowledged by this node before a restart
 
 
 class Mempool:
@@ -108,6 +116,7 @@ class Mempool:
         max_peer_backlog: int | None = None,
         clock: Callable[[], int] = wall_clock_ms,
         peer_clock_slack_ms: int = 0,
+        durable: PendingWriter | None = None,
     ) -> None:
         self.genesis = genesis
         # Record ts window (PROTOCOL §2): a client's record is judged against
@@ -143,6 +152,10 @@ class Mempool:
         # Admissions counted per record here, published per batch (labels()
         # costs microseconds; no per-record Python work that can be per-batch).
         self._admitted: dict[str, int] = {}
+        self.durable = durable
+        # Record id -> number of its entry in the pending keyspace, for the
+        # records (pending or orphans) a client was told are held here.
+        self._seq: dict[bytes, int] = {}
 
     # -- queries -----------------------------------------------------------
 
@@ -194,8 +207,13 @@ class Mempool:
 
     # -- admission ---------------------------------------------------------
 
-    async def admit(self, items: Sequence[bytes], source: str = "api") -> list[Admission]:
-        """Admit envelopes in order; one :class:`Admission` per item."""
+    async def admit(self, items: Sequence[bytes], source: str = "api",
+                    seqs: Sequence[int] = ()) -> list[Admission]:
+        """Admit envelopes in order; one :class:`Admission` per item.
+
+        From a client (``source`` "api"), returns once every record answered
+        ``accepted`` or ``duplicate`` is durable (see the module doc).
+        ``seqs``: for "restore", each item's number in the pending keyspace."""
         decoded: list[Envelope | LedgerError] = []
         for i, raw in enumerate(items):
             try:
@@ -249,7 +267,7 @@ class Mempool:
             try:
                 status = self._admit_one(d, source, seen.get(i))
             except UnknownParent as exc:
-                if source == "gossip" and self._hold_orphan(d):
+                if source != "api" and self._hold_orphan(d, source):
                     results.append(Admission(d.id, "accepted"))
                     continue
                 results.append(self._refused(d.id, exc))
@@ -264,7 +282,67 @@ class Mempool:
                 self.leaf_wake()
         self._publish_admitted()
         self.metrics.mempool_size.set(len(self._pending))
+        need = self._keep_durably(source, decoded, results, seqs)
+        if need >= 0 and self.durable is not None:
+            await self.durable.wait(need)
         return results
+
+    def _keep_durably(self, source: str, decoded: Sequence[Envelope | LedgerError],
+                      results: Sequence[Admission], seqs: Sequence[int]) -> int:
+        """Number in the pending keyspace what admit() tells a client is held
+        here (or, restoring, keep or drop each stored entry); the highest
+        number the answer must wait for (-1: none)."""
+        durable = self.durable
+        if durable is None or source == "gossip":
+            return -1
+        kept, need = self._seq, -1
+        for i, (d, r) in enumerate(zip(decoded, results)):
+            # Still held: admit() yields between admitting and this pass, and
+            # a block may have committed the record meanwhile.
+            rid = d.id if isinstance(d, Envelope) else None
+            held = rid is not None and (rid in self._pending or rid in self._orphans)
+            if source == "restore":
+                if rid is not None and held and r.status == "accepted" and rid not in kept:
+                    kept[rid] = seqs[i]
+                else:  # committed meanwhile, refused now, or stored twice
+                    durable.discard([seqs[i]])
+            elif held and r.status in ("accepted", "duplicate"):
+                assert isinstance(d, Envelope) and rid is not None
+                seq = kept.get(rid)
+                if seq is None:
+                    # New here, or a peer's record this client is now told we hold.
+                    seq = kept[rid] = durable.add(d.envelope_bytes)
+                need = max(need, seq)
+        return need
+
+    async def restore(self) -> tuple[int, int]:
+        """Admit the pending keyspace's envelopes again, in their order (on
+        start, before the API serves); ``(restored, dropped)``: held again,
+        and dropped from the keyspace (committed meanwhile or refused now)."""
+        if self.durable is None:
+            return 0, 0
+        entries = self.durable.records.load()
+        for seq, _ in entries:
+            self.durable.restored(seq)
+        results = await self.admit([raw for _, raw in entries], "restore",
+                                   [seq for seq, _ in entries])
+        restored = sum(1 for r in results if r.status == "accepted")
+        return restored, len(results) - restored
+
+    def take_durable(self, envelopes: Sequence[Envelope]) -> list[int]:
+        """Before a block with ``envelopes`` commits: the pending-keyspace
+        entries it commits that its write batch must delete."""
+        if self.durable is None or not self._seq:
+            return []
+        kept = self._seq
+        seqs = [seq for env in envelopes if (seq := kept.pop(env.id, None)) is not None]
+        return self.durable.forget(seqs) if seqs else []
+
+    def _discard_durable(self, record_id: bytes) -> None:
+        """``record_id`` left the mempool for good: drop its entry, if any."""
+        seq = self._seq.pop(record_id, None)
+        if seq is not None and self.durable is not None:
+            self.durable.discard([seq])
 
     def _publish_admitted(self) -> None:
         for src, n in self._admitted.items():
@@ -365,8 +443,9 @@ class Mempool:
         # Clients are pushed back at max_size.  A peer's records get twice
         # the room: they are already in its mempool and will be proposed, and
         # refusing them here only means fetching them again later (node/assembly.py).
+        # Restored records were acknowledged already: no limit.
         limit = self.max_size if source == "api" else 2 * self.max_size
-        if len(self._pending) >= limit:
+        if len(self._pending) >= limit and source != "restore":
             raise RateLimited(f"mempool holds {len(self._pending)} records; retry later")
         self._pending[rid] = env
         self._by_leaf[env.leaf_hash] = env
@@ -374,14 +453,14 @@ class Mempool:
             self.leaf_sink.append(env.leaf_hash)
         self._nonces[key] = rid
         self._admitted[source] = self._admitted.get(source, 0) + 1
-        if source == "api":
+        if source != "gossip":  # a client's, or a client's restored after a restart
             self._gossip.append(env.envelope_bytes)
         self._release_orphans(rid)
         return "accepted"
 
     # -- orphans (gossip only: a peer's child may overtake its parent) --------
 
-    def _hold_orphan(self, env: Envelope) -> bool:
+    def _hold_orphan(self, env: Envelope, source: str) -> bool:
         if self.max_orphans == 0:
             return False
         missing = {p for p in env.record.parents
@@ -389,7 +468,8 @@ class Mempool:
         while len(self._orphans) >= self.max_orphans:
             old_id, old = self._orphans.popitem(last=False)
             self._unwait(old_id, old)
-        self._orphans[env.id] = _Orphan(env, missing)
+            self._discard_durable(old_id)
+        self._orphans[env.id] = _Orphan(env, missing, source)
         for p in missing:
             self._waiting.setdefault(p, set()).add(env.id)
         self.metrics.orphans.set(len(self._orphans))
@@ -414,9 +494,14 @@ class Mempool:
         for oid in ready:
             orphan = self._orphans.pop(oid)
             try:
-                self._admit_one(orphan.envelope, "gossip")
+                # One a client was told is held here (restored) is gossiped.
+                source = "restore" if orphan.source == "restore" or oid in self._seq \
+                    else "gossip"
+                if self._admit_one(orphan.envelope, source) != "accepted":
+                    self._discard_durable(oid)  # committed meanwhile
             except LedgerError as exc:
                 self.metrics.rejected.labels(code=exc.code).inc()
+                self._discard_durable(oid)
         if ready:
             self.metrics.orphans.set(len(self._orphans))
 
@@ -503,5 +588,6 @@ class Mempool:
         env = self._pending.pop(record_id, None)
         if env is not None:
             self._by_leaf.pop(env.leaf_hash, None)
+            self._discard_durable(record_id)
         return env
 
