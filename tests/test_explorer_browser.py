@@ -122,8 +122,32 @@ async def test_explorer_pages_verify_live_records(tmp_path: Path, browser: Any) 
 
         # The page's verifier agrees with ledger/verify.py, step for step.
         await cross_check(c, browser, base, settle.id.hex(), pays[0].id.hex())
+
+        # An auditor's own genesis file replaces the node's: one with another
+        # validator set makes the same record fail at "validators".
+        doc = json.loads(genesis_bytes)
+        doc["validators"][0]["pubkey"] = SigningKey(bytes(32)).public_key.hex()
+        theirs = tmp_path / "their-genesis.json"
+        theirs.write_text(json.dumps(doc))
+        await in_thread(open_page, browser, base + f"#/record/{settle.id.hex()}")
+        await in_thread(load_genesis_file, browser, theirs)
+        assert text_of(browser, "#genesis-sha256") == hashlib.sha256(theirs.read_bytes()).hexdigest()
+        assert "loaded from your file their-genesis.json" in text_of(browser, "#genesis")
+        assert attr(browser, "#record-verdict", "data-step") == "validators"
     finally:
         await c.stop_all()
+
+
+def load_genesis_file(driver: Any, path: Path) -> None:
+    """Choose ``path`` in the page's genesis file input and wait until the
+    page has verified again against it."""
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    driver.find_element("id", "genesis-file").send_keys(str(path))
+    WebDriverWait(driver, 30).until(lambda d: d.execute_script(
+        "const s = document.getElementById('genesis');"
+        "return s.textContent.includes('loaded from your file')"
+        " && document.getElementById('main').getAttribute('data-state') === 'ready'"))
 
 
 # -- the JS-level cross-check --------------------------------------------------

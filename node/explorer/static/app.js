@@ -63,7 +63,7 @@ function signersLine(signers, genesis) {
 }
 
 function failedLine(result) {
-  return el("div", { class: "bad" }, el("strong", {}, `verification FAILED at step "${result.step}"`),
+  return el("div", { class: "failure" }, el("strong", {}, `verification FAILED at step "${result.step}"`),
             el("p", {}, result.message));
 }
 
@@ -114,7 +114,7 @@ async function blocksPage(top) {
 }
 
 async function blockPage(height, genesis) {
-  const block = await api(`/v1/blocks/${height}`);
+  const [block, status] = await Promise.all([api(`/v1/blocks/${height}`), api("/v1/status")]);
   const f = block.fields;
   main.replaceChildren(
     el("h1", {}, `Block ${block.height}`),
@@ -129,7 +129,7 @@ async function blockPage(height, genesis) {
     el("ol", { id: "block-records", start: f.log_size - f.tx_count },
        block.records.map((id) => el("li", {}, link(`#/record/${id}`, id)))),
     el("p", { class: "paging" }, block.height > 1 ? link(`#/block/${block.height - 1}`, "← previous") : "",
-       " ", link(`#/block/${block.height + 1}`, "next →")));
+       " ", block.height < status.height ? link(`#/block/${block.height + 1}`, "next →") : ""));
 }
 
 // A decoded MessagePack value as display text (bytes as hex, ints exact).
@@ -200,9 +200,9 @@ async function recordPage(id, genesis) {
 // -- routing -----------------------------------------------------------------
 
 async function route() {
+  main.setAttribute("data-state", "loading");
   const genesis = await showGenesis();
   const parts = location.hash.replace(/^#\/?/, "").split("/");
-  main.setAttribute("data-state", "loading");
   try {
     if (!genesis) throw new Error("load a genesis file to verify anything");
     if (parts[0] === "block" && /^\d+$/.test(parts[1])) await blockPage(Number(parts[1]), genesis);
