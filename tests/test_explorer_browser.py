@@ -15,6 +15,7 @@ import copy
 import hashlib
 import json
 import os
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -38,6 +39,7 @@ from node.localnet import LocalCluster
 pytestmark = pytest.mark.cluster
 
 SHOTS = os.environ.get("EXPLORER_SCREENSHOTS")
+HOSTILE_KIND = "<img src=x onerror=\"window.pwned=1\">"
 ED25519_L = 2**252 + 27742317777372353535851937790883648493
 
 
@@ -110,6 +112,25 @@ async def test_explorer_pages_verify_live_records(tmp_path: Path, browser: Any) 
         states = {n.get_attribute("data-id"): n.get_attribute("data-state") for n in nodes}
         assert states == {pays[0].id.hex(): "verified", settle.id.hex(): "child",
                           refund.id.hex(): "child"}
+
+        # Record text is shown as text: markup in a kind, origin or body
+        # creates no element and runs nothing.
+        hostile = sign_record(make_record(
+            chain=c.genesis.chain, submitter=sub.key.public_key, nonce=sub.nonce + 100,
+            ts=int(time.time() * 1000), kind=HOSTILE_KIND, parents=[settle.id],
+            origin={"<b>key</b>": HOSTILE_KIND, "system": "a\u202eb"},
+            body={"note": "<script>window.pwned = 1</script>"}), sub.key)
+        await submit(c, 0, [hostile])
+        await c.wait_committed([0], hostile.id.hex())
+        await in_thread(open_page, browser, base + f"#/record/{hostile.id.hex()}")
+        assert attr(browser, "#record-verdict", "data-ok") == "true"
+        main = text_of(browser, "#main")
+        assert HOSTILE_KIND in main and "<script>window.pwned = 1</script>" in main
+        assert browser.execute_script(
+            "return [document.querySelectorAll('img, b, main script').length, "
+            "window.pwned === undefined]") == [0, True]
+        kinds = [t.text for t in browser.find_elements("css selector", "svg.lineage text.kind")]
+        assert any(k.startswith("<img") for k in kinds), kinds
 
         # The block holding them lists their ids, its certificate checked.
         _, rec = await c.get(0, f"/v1/records/{settle.id.hex()}")
