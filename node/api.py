@@ -40,6 +40,7 @@ from ledger.proofs import build_bundle, build_consistency
 from ledger.records import ID_LEN, decode_envelope
 
 from . import trace
+from .explorer import Explorer
 from .health import Health
 from .mempool import Mempool
 from .metrics import CONTENT_TYPE_LATEST, Metrics
@@ -237,8 +238,13 @@ def parse_flag(request: web.Request, name: str) -> bool:
 
 class Api:
     def __init__(self, node: ApiBackend, *, max_envelopes: int, max_trace_depth: int,
-                 max_trace_nodes: int) -> None:
+                 max_trace_nodes: int, genesis_json: bytes | None = None) -> None:
         self.node = node
+        # The genesis file's bytes as the node loaded them, so that their
+        # SHA-256 is the file's; a node built from a parsed document only
+        # (tests) serves that document as JSON.
+        self._genesis_json = (genesis_json if genesis_json is not None
+                              else orjson.dumps(node.genesis.raw))
         self.max_envelopes = max_envelopes
         self.max_trace_depth = max_trace_depth
         self.max_trace_nodes = max_trace_nodes
@@ -257,6 +263,7 @@ class Api:
             web.get("/v1/blocks/{height}", self.get_block),
             web.get("/v1/consistency", self.get_consistency),
             web.get("/v1/status", self.get_status),
+            web.get("/v1/genesis", self.get_genesis),
             web.get("/v1/evidence", self.get_evidence),
             web.get("/v1/sync/blocks", self.sync_blocks),
             web.get("/v1/peer", self.peer),
@@ -454,6 +461,10 @@ class Api:
         doc.update(node.consensus_status())
         return json_response(doc)
 
+    async def get_genesis(self, request: web.Request) -> web.Response:
+        return web.Response(body=self._genesis_json, content_type="application/json",
+                            charset="utf-8")
+
     async def get_evidence(self, request: web.Request) -> web.Response:
         return json_response({"evidence": self.node.evidence()})
 
@@ -486,11 +497,12 @@ class Api:
 
 def build_app(node: ApiBackend, *, max_body_bytes: int, max_inflight: int, max_envelopes: int,
               max_trace_depth: int, max_trace_nodes: int,
-              body_timeout_s: float = 30.0) -> web.Application:
+              body_timeout_s: float = 30.0, genesis_json: bytes | None = None) -> web.Application:
     app = web.Application(client_max_size=max_body_bytes,
                           middlewares=make_middlewares(node.metrics, max_inflight,
                                                        body_timeout_s))
     api = Api(node, max_envelopes=max_envelopes, max_trace_depth=max_trace_depth,
-              max_trace_nodes=max_trace_nodes)
+              max_trace_nodes=max_trace_nodes, genesis_json=genesis_json)
     app.add_routes(api.routes())
+    app.add_routes(Explorer().routes())
     return app

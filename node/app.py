@@ -155,7 +155,8 @@ class Node:
                             max_envelopes=limits["max_request_envelopes"],
                             max_trace_depth=limits["max_trace_depth"],
                             max_trace_nodes=limits["max_trace_nodes"],
-                            body_timeout_s=http["body_timeout_ms"] / 1000)
+                            body_timeout_s=http["body_timeout_ms"] / 1000,
+                            genesis_json=cfg.genesis_path.read_bytes())
         guard = HeadTimeout(http["header_timeout_ms"] / 1000,
                             lambda reason: self.metrics.http_timeouts.labels(reason=reason).inc(),
                             idle_timeout_s=http["idle_timeout_ms"] / 1000)

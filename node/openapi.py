@@ -133,6 +133,10 @@ def _json(schema: dict[str, Any], description: str) -> dict[str, Any]:
     return {"description": description, "content": {"application/json": {"schema": schema}}}
 
 
+def _html(description: str) -> dict[str, Any]:
+    return {"description": description, "content": {"text/html": {"schema": {"type": "string"}}}}
+
+
 def _errors(*statuses: int) -> dict[str, Any]:
     text = {400: "bad input (bad_request, bad_encoding, too_many, ...)", 404: "not_found",
             409: "not_committed", 413: "too_large", 415: "unsupported_media_type",
@@ -214,6 +218,18 @@ def openapi_spec(*, max_envelopes: int = 5000, max_trace_depth: int = 64) -> dic
              _query("to", "new log size (404 beyond the current log size)", 1, required=True)],
             (400, 404)),
         "/v1/status": _get("Node status", _json(_ref("Status"), "status")),
+        "/v1/genesis": _get("The genesis document this node runs with, byte for byte as it "
+                            "loaded it (PROTOCOL §7)",
+                            _json({"type": "object"}, "genesis JSON"), errors=(503,)),
+        "/explorer/": _get("The web explorer's page (read-only; verifies proofs in the "
+                           "browser)", _html("the explorer page"), errors=(503,)),
+        "/explorer/{name}": _get(
+            "A file of the web explorer (ES modules, stylesheet)",
+            {"description": "the file", "content": {
+                t: {"schema": {"type": "string"}}
+                for t in ("text/javascript", "text/css", "text/html")}},
+            [{"name": "name", "in": "path", "required": True, "schema": {"type": "string"}}],
+            (404,)),
         "/v1/evidence": _get("Equivocation evidence seen by consensus",
                              _json(_ref("Evidence"), "evidence")),
         "/v1/sync/blocks": _get(

@@ -12,6 +12,7 @@ file.
 from __future__ import annotations
 
 import asyncio
+import sys
 from pathlib import Path
 from typing import Any, Awaitable, Callable, Iterable, TypeVar
 
@@ -51,6 +52,7 @@ from .remote import (
     audit_chain,
     trace_and_verify,
 )
+from .lineage_dot import FORMATS, RenderError, render, to_dot
 from .show import fingerprint, labels, untrusted, validators_ref
 
 T = TypeVar("T")
@@ -235,13 +237,24 @@ def _trace_tree(report: TraceReport, genesis: Genesis) -> Tree:
 @click.option("--max-records", type=click.IntRange(min=1), default=DEFAULT_MAX_RECORDS, show_default=True,
               help="Stop fetching ancestors after this many records (the output says so).")
 @json_option
+@click.option("--format", "fmt", type=click.Choice(FORMATS), default="text", show_default=True,
+              help="text: a tree; dot: a Graphviz graph; svg, png: that graph drawn by Graphviz.")
+@click.option("--output", "-o", type=click.Path(dir_okay=False, path_type=Path), default=None,
+              help="Write the dot, svg or png to this file instead of standard output.")
 def trace(record_id: str, genesis_path: Path, nodes: tuple[str, ...], depth: int | None, max_records: int,
-          as_json: bool) -> None:
+          as_json: bool, fmt: str, output: Path | None) -> None:
     """Walk a record back through its parents, verifying every hop's proof."""
+    if as_json and fmt != "text":
+        raise click.UsageError("--json and --format dot|svg|png exclude each other")
+    if output is not None and fmt == "text":
+        raise click.UsageError("--output needs --format dot, svg or png")
     genesis_file = load_genesis_file(genesis_path)
     genesis = genesis_file.genesis
     report = _run(nodes, as_json,
                   lambda c: trace_and_verify(c, record_id.lower(), genesis, depth, max_records))
+    if fmt != "text":
+        _write_picture(report, genesis, fmt, output)
+        return
     if as_json:
         print_json({"valid": True, "record": report.root, "children": report.children,
                     "missing_beyond_depth": report.missing, "genesis_sha256": genesis_file.sha256,
@@ -277,6 +290,28 @@ def trace(record_id: str, genesis_path: Path, nodes: tuple[str, ...], depth: int
     _print_labels(out, genesis_file,
                   validators={v for h in hops for v in _signer_indices(h.verified.certificate, genesis)},
                   submitters={h.verified.envelope.record.submitter for h in hops})
+
+
+def _write_picture(report: TraceReport, genesis: Genesis, fmt: str, output: Path | None) -> None:
+    """The verified lineage as DOT, or drawn by Graphviz; only verified
+    records (and the ids they name) are in it."""
+    dot = to_dot(report, genesis)
+    try:
+        data = dot.encode("utf-8") if fmt == "dot" else render(dot, fmt)
+    except RenderError as exc:
+        click.echo(f"error: {exc}", err=True)
+        raise SystemExit(EXIT_USAGE) from None
+    if output is None:
+        if fmt == "png" and sys.stdout.isatty():
+            raise click.UsageError("a PNG is not for the terminal: pass --output FILE")
+        sys.stdout.buffer.write(data)
+        sys.stdout.buffer.flush()
+        return
+    try:
+        output.write_bytes(data)
+    except OSError as exc:
+        raise click.BadParameter(untrusted(f"cannot write {output}: {exc.strerror or exc}").plain,
+                                 param_hint="'--output'") from None
 
 
 # --------------------------------------------------------------------------

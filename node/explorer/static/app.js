@@ -1,0 +1,225 @@
+// The explorer's pages: chain head, blocks, a record with its lineage.
+// Every bundle shown is verified here, in the page, against the genesis
+// document (genesis.js) - never taken on the node's word.
+
+import { toHex } from "./bytes.js";
+import { el, fields, link, short } from "./dom.js";
+import { forgetGenesisFile, loadGenesis, useGenesisFile } from "./genesis.js";
+import { drawLineage } from "./lineage.js";
+import { fingerprint, verdict, verifyCertifiedBlock } from "./verify.js";
+
+const main = document.getElementById("main");
+const PAGE = 20;
+const NOT_YET = "not available on this chain yet";
+
+async function api(path) {
+  const answer = await fetch(path, { headers: { Accept: "application/json" } });
+  const doc = await answer.json().catch(() => ({}));
+  if (!answer.ok) throw new Error(`${path}: ${answer.status} ${doc.error || ""} ${doc.message || ""}`);
+  return doc;
+}
+
+// -- genesis panel ------------------------------------------------------------
+
+async function showGenesis() {
+  const box = document.getElementById("genesis");
+  box.replaceChildren();
+  let g;
+  try {
+    g = await loadGenesis();
+  } catch (e) {
+    box.append(el("p", { class: "bad" }, `No genesis to verify against: ${e.message}`));
+    return null;
+  }
+  const validators = await Promise.all(g.parsed.validators.map(async (v) =>
+    el("li", {}, `#${v.index} ${v.name} · key ${await fingerprint(v.pubkey)}`)));
+  const input = el("input", { type: "file", id: "genesis-file", accept: ".json,application/json" });
+  input.addEventListener("change", async () => {
+    if (!input.files.length) return;
+    try { await useGenesisFile(input.files[0]); } catch (e) { alert(`Not a genesis file: ${e.message}`); }
+    await route();
+  });
+  const reset = el("button", { type: "button" }, "use the node's genesis");
+  reset.addEventListener("click", async () => { forgetGenesisFile(); await route(); });
+  box.append(
+    el("h2", {}, "Verifying against genesis"),
+    fields([["chain", g.parsed.chain], ["source", g.source],
+            ["SHA-256", el("code", { id: "genesis-sha256" }, g.sha256)],
+            ["quorum", `${g.parsed.quorum} of ${g.parsed.n} validators`]]),
+    el("ul", { class: "validators" }, validators),
+    el("p", { class: "hint" }, "Compare the SHA-256 with your own copy (sha256sum genesis.json), "
+       + "or load it here; a node could serve a genesis of its own making."),
+    el("label", {}, "Load your genesis file: ", input), " ", reset);
+  return g.parsed;
+}
+
+// -- pages -------------------------------------------------------------------
+
+function signersLine(signers, genesis) {
+  return el("div", { class: "signers" },
+    el("strong", { class: "verified-by" },
+       `verified by ${signers.length} of ${genesis.n} validators`),
+    el("ul", {}, signers.map((s) => el("li", {}, `#${s.index} ${s.name} · key ${s.fingerprint}`))));
+}
+
+function failedLine(result) {
+  return el("div", { class: "failure" }, el("strong", {}, `verification FAILED at step "${result.step}"`),
+            el("p", {}, result.message));
+}
+
+async function blockVerdict(block, genesis) {
+  const result = await verifyCertifiedBlock(block.header, block.certificate, genesis);
+  const box = el("div", { class: `verdict ${result.ok ? "ok" : "failed"}`, id: "block-verdict",
+                          "data-ok": String(result.ok), "data-step": result.step || "" });
+  box.append(result.ok ? signersLine(result.signers, genesis) : failedLine(result));
+  return box;
+}
+
+async function headPage(genesis) {
+  const [status, tip] = await Promise.all([api("/v1/status"), api("/v1/blocks/latest")]);
+  const checkpoint = el("section", { id: "checkpoint" }, el("h2", {}, "Checkpoint"),
+    el("p", { class: "hint" }, "The latest block's header and certificate, checked in this page. "
+       + "Signed checkpoints in the C2SP format are " + NOT_YET + "."),
+    fields([["height", link(`#/block/${tip.height}`, String(tip.height))],
+            ["log size", String(tip.fields.log_size)], ["log root", tip.fields.log_root],
+            ["block hash", tip.hash], ["round", String(tip.certificate.round)]]),
+    await blockVerdict(tip, genesis));
+  main.replaceChildren(
+    el("h1", {}, "Chain head"),
+    fields([["chain", status.chain], ["node", status.node],
+            ["validator", status.validator === null ? "-" : String(status.validator)],
+            ["height", String(status.height)], ["log size", String(status.log_size)],
+            ["log root", status.log_root], ["mempool", String(status.mempool)]]),
+    checkpoint,
+    el("p", {}, link(`#/blocks/${status.height}`, "browse blocks")));
+}
+
+async function blocksPage(top) {
+  const status = await api("/v1/status");
+  const from = Math.min(top || status.height, status.height);
+  const heights = [];
+  for (let h = from; h >= 1 && heights.length < PAGE; h--) heights.push(h);
+  const blocks = await Promise.all(heights.map((h) => api(`/v1/blocks/${h}`)));
+  const rows = blocks.map((b) => el("tr", {},
+    el("td", {}, link(`#/block/${b.height}`, String(b.height))),
+    el("td", {}, new Date(Number(b.fields.time)).toISOString()),
+    el("td", {}, String(b.fields.tx_count)), el("td", {}, String(b.fields.log_size)),
+    el("td", {}, el("code", {}, short(b.hash)))));
+  const nav = el("p", { class: "paging" });
+  if (from < status.height) nav.append(link(`#/blocks/${Math.min(from + PAGE, status.height)}`, "← newer"), " ");
+  if (from - PAGE >= 1) nav.append(link(`#/blocks/${from - PAGE}`, "older →"));
+  main.replaceChildren(el("h1", {}, "Blocks"),
+    el("table", { id: "blocks" }, el("tr", {}, ["height", "time", "records", "log size", "hash"]
+      .map((h) => el("th", {}, h))), rows), nav);
+}
+
+async function blockPage(height, genesis) {
+  const [block, status] = await Promise.all([api(`/v1/blocks/${height}`), api("/v1/status")]);
+  const f = block.fields;
+  main.replaceChildren(
+    el("h1", {}, `Block ${block.height}`),
+    await blockVerdict(block, genesis),
+    fields([["hash", block.hash], ["previous", f.prev === "00".repeat(32) ? "-" :
+            link(`#/block/${block.height - 1}`, f.prev)],
+            ["time", `${new Date(Number(f.time)).toISOString()} (${f.time})`],
+            ["proposer", `#${f.proposer}`], ["records", String(f.tx_count)],
+            ["tx root", f.tx_root], ["log size", String(f.log_size)], ["log root", f.log_root],
+            ["validators", f.validators], ["certificate round", String(block.certificate.round)]]),
+    el("h2", {}, "Records"),
+    el("ol", { id: "block-records", start: f.log_size - f.tx_count },
+       block.records.map((id) => el("li", {}, link(`#/record/${id}`, id)))),
+    el("p", { class: "paging" }, block.height > 1 ? link(`#/block/${block.height - 1}`, "← previous") : "",
+       " ", block.height < status.height ? link(`#/block/${block.height + 1}`, "next →") : ""));
+}
+
+// A decoded MessagePack value as display text (bytes as hex, ints exact).
+function show(value) {
+  if (value instanceof Uint8Array) return `0x${toHex(value)}`;
+  if (typeof value === "bigint") return value.toString();
+  if (value instanceof Map) return `{${[...value].map(([k, v]) => `${JSON.stringify(k)}: ${show(v)}`).join(", ")}}`;
+  if (Array.isArray(value)) return `[${value.map(show).join(", ")}]`;
+  return JSON.stringify(value);
+}
+
+function mapList(map) {
+  if (!map.size) return el("span", { class: "hint" }, "(empty)");
+  return el("dl", { class: "fields nested" }, [...map].map(([k, v]) => [el("dt", {}, k), el("dd", {}, show(v))]));
+}
+
+async function recordPage(id, genesis) {
+  const rec = await api(`/v1/records/${id}`);
+  if (rec.status !== "committed") {
+    main.replaceChildren(el("h1", {}, "Record"), fields([["id", id], ["status", rec.status]]),
+      el("p", {}, "Pending: not committed yet, so there is no proof to verify. Reload later."));
+    return;
+  }
+  const trace = await api(`/v1/records/${id}/trace?depth=8&children_limit=50`);
+  const info = new Map();
+  const results = await Promise.all(trace.bundles.map(async (b) => [b, await verdict(b, genesis)]));
+  for (const [b, r] of results) {
+    const kind = r.ok ? r.proven.record.kind : undefined;
+    info.set(b.record_id, { state: r.ok ? "verified" : "failed", kind,
+                            note: r.ok ? `${kind}: verified` : `failed at ${r.step}` });
+  }
+  for (const c of trace.children) info.set(c, { state: "child", note: "child (not verified here: open it)" });
+  for (const f of trace.frontier) info.set(f, { state: "frontier", note: "ancestor beyond this answer" });
+  const [own, ownResult] = results[0];
+  const box = el("div", { class: `verdict ${ownResult.ok ? "ok" : "failed"}`, id: "record-verdict",
+                          "data-ok": String(ownResult.ok), "data-step": ownResult.step || "" });
+  box.append(ownResult.ok ? signersLine(ownResult.signers, genesis) : failedLine(ownResult));
+  let decoded = el("p", { class: "bad" }, "The bundle did not verify: its fields are not shown as facts.");
+  if (ownResult.ok) {
+    const r = ownResult.proven.record;
+    decoded = fields([
+      ["kind", r.kind], ["origin", mapList(r.origin)], ["body", mapList(r.body)],
+      ["parents", r.parents.length ? el("ul", {}, r.parents.map((p) => el("li", {}, link(`#/record/${toHex(p)}`, toHex(p))))) : "(none)"],
+      ["submitter", `${ownResult.proven.submitterName} · key ${toHex(r.submitter)}`],
+      ["nonce", r.nonce.toString()],
+      ["ts", `${new Date(Number(r.ts)).toISOString()} (${r.ts})`],
+      ["block", link(`#/block/${rec.height}`, String(rec.height))], ["leaf index", String(own.leaf_index)]]);
+  }
+  const lineageRows = results.map(([b, r]) => el("tr", { class: "bundle", "data-record-id": b.record_id,
+                                                        "data-ok": String(r.ok), "data-step": r.step || "" },
+    el("td", {}, link(`#/record/${b.record_id}`, short(b.record_id))),
+    el("td", {}, r.ok ? r.proven.record.kind : "-"),
+    el("td", {}, r.ok ? `verified by ${r.signers.length} of ${genesis.n}` : `FAILED at ${r.step}`)));
+  const more = [];
+  if (trace.frontier.length) more.push(el("p", { class: "hint" }, `${trace.frontier.length} further ancestor(s) not in this answer (dashed): open them to continue.`));
+  if (trace.children_next) more.push(el("p", { class: "hint" }, "More children exist than shown here (first 50)."));
+  main.replaceChildren(
+    el("h1", {}, "Record"), el("p", {}, el("code", { id: "record-id" }, id)),
+    box, el("h2", {}, "Fields (decoded from the verified envelope)"), decoded,
+    el("h2", {}, "Lineage"),
+    el("div", { class: "graph" }, drawLineage(trace, info, (rid) => { location.hash = `#/record/${rid}`; })),
+    ...more,
+    el("table", { id: "lineage-bundles" }, el("tr", {}, ["record", "kind", "in-page verification"].map((h) => el("th", {}, h))), lineageRows),
+    el("h2", {}, "Verdict, alerts, review decisions"),
+    fields([["verdict", NOT_YET], ["alerts", NOT_YET], ["review decisions", NOT_YET]]));
+}
+
+// -- routing -----------------------------------------------------------------
+
+async function route() {
+  main.setAttribute("data-state", "loading");
+  const genesis = await showGenesis();
+  const parts = location.hash.replace(/^#\/?/, "").split("/");
+  try {
+    if (!genesis) throw new Error("load a genesis file to verify anything");
+    if (parts[0] === "block" && /^\d+$/.test(parts[1])) await blockPage(Number(parts[1]), genesis);
+    else if (parts[0] === "blocks") await blocksPage(Number(parts[1]) || 0);
+    else if (parts[0] === "record" && /^[0-9a-f]{64}$/.test(parts[1])) await recordPage(parts[1], genesis);
+    else await headPage(genesis);
+  } catch (e) {
+    main.replaceChildren(el("h1", {}, "Cannot show this page"), el("p", { class: "bad" }, e.message));
+  }
+  main.setAttribute("data-state", "ready");
+}
+
+document.getElementById("search").addEventListener("submit", (e) => {
+  e.preventDefault();
+  const q = document.getElementById("q").value.trim().toLowerCase();
+  location.hash = /^\d+$/.test(q) ? `#/block/${q}` : `#/record/${q}`;
+});
+window.addEventListener("hashchange", route);
+route();
+

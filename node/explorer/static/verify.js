@@ -1,0 +1,349 @@
+// The proof-bundle verifier of docs/protocol.md §5, in the browser.
+//
+// It runs the steps of ledger/verify.py's STEPS in the same order and names
+// the first that fails, so the page and `ledger-audit verify` give the same
+// verdict on the same bundle.  Nothing here trusts the node that served the
+// bundle: only the genesis document the page was given.
+
+import { concat, equal, fromB64, fromHex, sha256, toHex, utf8 } from "./bytes.js";
+import { decodeCanonical, encodeCanonical } from "./msgpack.js";
+import { verifyEd25519 } from "./ed25519.js";
+
+export const STEPS = [
+  "bundle", "format", "chain", "envelope", "record_id", "record_chain", "submitter", "role",
+  "signature", "header", "header_chain", "validators", "height", "inclusion",
+  "certificate_block", "certificate_height", "certificate", "quorum",
+];
+
+export const BUNDLE_FORMAT = "auditledger-proof/1";
+const BUNDLE_KEYS = ["format", "chain", "record_id", "leaf_index", "envelope", "height",
+                     "header", "inclusion", "certificate"];
+const CERTIFICATE_KEYS = ["height", "round", "block", "signatures"];
+const RECORD_KEYS = ["v", "chain", "submitter", "nonce", "ts", "kind", "origin", "body",
+                     "parents"];
+const HEADER_KEYS = ["v", "chain", "height", "prev", "time", "proposer", "tx_count", "tx_root",
+                     "log_size", "log_root", "validators"];
+const MAX_ENVELOPE_BYTES = 8 * 1024;
+const MAX_INCLUSION_PATH = 64;
+const UINT64_MAX = (1n << 64n) - 1n;
+const RECORD_DOMAIN = utf8("auditledger/record/v1\n");
+const VOTE_DOMAIN = utf8("auditledger/vote/v1\n");
+
+export class VerificationError extends Error {
+  constructor(step, message) { super(message); this.step = step; }
+}
+
+const fail = (step, message) => { throw new VerificationError(step, message); };
+const chars = (s) => [...s].length;  // code points, as Python's len()
+const isObject = (v) => v !== null && typeof v === "object" && !Array.isArray(v);
+const isUint = (v) => typeof v === "number" && Number.isSafeInteger(v) && v >= 0;
+const isBigUint = (v) => typeof v === "bigint" && v >= 0n && v <= UINT64_MAX;
+const isBin = (v, n) => v instanceof Uint8Array && (n === undefined || v.length === n);
+
+function sameKeys(obj, keys) {
+  const have = Object.keys(obj);
+  return have.length === keys.length && keys.every((k) => Object.hasOwn(obj, k));
+}
+
+function mapHasKeys(map, keys) {
+  return map instanceof Map && map.size === keys.length && keys.every((k) => map.has(k));
+}
+
+export function quorum(n) { return Math.floor((2 * n) / 3) + 1; }
+
+// -- genesis (step "genesis") -----------------------------------------------
+
+export async function parseGenesis(doc) {
+  const g = (m) => fail("genesis", m);
+  if (!isObject(doc)) g("genesis must be a JSON object");
+  if (typeof doc.chain !== "string" || chars(doc.chain) < 1 || chars(doc.chain) > 64) {
+    g("genesis: chain id must be 1..64 characters");
+  }
+  if (!Array.isArray(doc.validators) || doc.validators.length === 0) {
+    g("genesis: at least one validator is required");
+  }
+  const key = (text, where) => {
+    try { return fromHex(text, 32); } catch (e) { return g(`${where} pubkey: ${e.message}`); }
+  };
+  const seen = new Set();
+  const validators = doc.validators.map((v, i) => {
+    if (!isObject(v) || typeof v.name !== "string") g(`validator ${i}: needs a name and pubkey`);
+    const pubkey = key(v.pubkey, `validator ${i}`);
+    if (seen.has(v.pubkey)) g(`validator ${i}: duplicate pubkey`);
+    seen.add(v.pubkey);
+    return { index: i, name: v.name, pubkey, hex: v.pubkey };
+  });
+  const submitters = new Map();
+  const raw = doc.submitters === undefined ? [] : doc.submitters;
+  if (!Array.isArray(raw)) g("genesis: submitters must be a list");
+  raw.forEach((s, i) => {
+    if (!isObject(s) || typeof s.name !== "string" || !Array.isArray(s.roles)
+        || !s.roles.every((r) => typeof r === "string")) {
+      g(`submitter ${i}: needs a name, pubkey and roles`);
+    }
+    key(s.pubkey, `submitter ${i}`);
+    if (submitters.has(s.pubkey)) g(`submitter ${i}: duplicate pubkey`);
+    submitters.set(s.pubkey, { name: s.name, roles: new Set(s.roles) });
+  });
+  const validatorsHash = await sha256(encodeCanonical(validators.map((v) => v.pubkey)));
+  return { chain: doc.chain, validators, submitters, validatorsHash,
+           n: validators.length, quorum: quorum(validators.length) };
+}
+
+// Short, stable name of a key for people: its first 8 bytes of SHA-256.
+export async function fingerprint(pubkey) {
+  return toHex((await sha256(pubkey)).subarray(0, 8));
+}
+
+// -- step "bundle" ----------------------------------------------------------
+
+function parseHex(text, n, what) {
+  try { return fromHex(text, n); } catch (e) { return fail("bundle", `${what}: ${e.message}`); }
+}
+
+function parseCertificate(doc) {
+  if (!isObject(doc) || !sameKeys(doc, CERTIFICATE_KEYS)) {
+    fail("bundle", "certificate keys wrong");
+  }
+  const block = parseHex(doc.block, 32, "certificate block");
+  if (!Array.isArray(doc.signatures)) fail("bundle", "certificate signatures must be a list");
+  const signatures = doc.signatures.map((s) => {
+    if (!isObject(s) || !sameKeys(s, ["validator", "sig"])) {
+      fail("bundle", "signature entries need exactly validator and sig");
+    }
+    return { validator: s.validator, sig: parseHex(s.sig, 64, "signature") };
+  });
+  if (!isUint(doc.height) || !isUint(doc.round)) {
+    fail("bundle", "certificate height and round must be non-negative integers");
+  }
+  if (!signatures.every((s) => isUint(s.validator))) {
+    fail("bundle", "certificate signature entries are malformed");
+  }
+  return { height: doc.height, round: doc.round, block, signatures };
+}
+
+function parseBundle(bundle) {
+  if (!isObject(bundle)) fail("bundle", "bundle must be a JSON object");
+  if (!Object.hasOwn(bundle, "format")) fail("bundle", "bundle has no 'format'");
+  if (bundle.format !== BUNDLE_FORMAT) {
+    fail("format", `format ${JSON.stringify(bundle.format)} is not ${BUNDLE_FORMAT}`);
+  }
+  if (!sameKeys(bundle, BUNDLE_KEYS)) fail("bundle", "bundle keys wrong");
+  const recordId = parseHex(bundle.record_id, 32, "record_id");
+  let envelope, header;
+  try { envelope = fromB64(bundle.envelope); } catch (e) { fail("bundle", `envelope: ${e.message}`); }
+  try { header = fromB64(bundle.header); } catch (e) { fail("bundle", `header: ${e.message}`); }
+  if (typeof bundle.chain !== "string") fail("bundle", "bundle 'chain' must be str");
+  if (!isUint(bundle.leaf_index)) fail("bundle", "bundle 'leaf_index' must be a non-negative integer");
+  if (!isUint(bundle.height)) fail("bundle", "bundle 'height' must be a non-negative integer");
+  if (!Array.isArray(bundle.inclusion)) fail("bundle", "inclusion must be a list of hex hashes");
+  if (bundle.inclusion.length > MAX_INCLUSION_PATH) fail("bundle", "inclusion path too long");
+  const inclusion = bundle.inclusion.map((h) => parseHex(h, 32, "inclusion entry"));
+  return { chain: bundle.chain, recordId, leafIndex: bundle.leaf_index, envelope,
+           height: bundle.height, header, inclusion,
+           certificate: parseCertificate(bundle.certificate) };
+}
+
+// -- records (steps "envelope" .. "signature") --------------------------------
+
+function decodeStep(step, bytes, maxSize) {
+  try { return decodeCanonical(bytes, maxSize); } catch (e) {
+    return fail(step, `${step}: ${e.code || "bad_encoding"}: ${e.message}`);
+  }
+}
+
+// The record's fields, checked as ledger/records.py checks them.
+function recordFields(value) {
+  const f = (m) => fail("envelope", `envelope: ${m}`);
+  if (!(value instanceof Map)) f("record must be a map");
+  if (!mapHasKeys(value, RECORD_KEYS)) f("record keys wrong");
+  const get = (k) => value.get(k);
+  if (get("v") !== 1n) f("unsupported record version");
+  const chain = get("chain");
+  if (typeof chain !== "string" || chars(chain) < 1 || chars(chain) > 64) f("bad chain");
+  if (!isBin(get("submitter"), 32)) f("submitter must be 32 bytes");
+  if (!isBigUint(get("nonce"))) f("nonce must be an integer in 0..2^64-1");
+  if (typeof get("ts") !== "bigint" || get("ts") < 0n) f("ts must be a non-negative integer");
+  const kind = get("kind");
+  if (typeof kind !== "string" || chars(kind) < 1 || chars(kind) > 64) f("bad kind");
+  const origin = get("origin");
+  if (!(origin instanceof Map) || origin.size > 16) f("origin must be a map of at most 16 entries");
+  for (const v of origin.values()) if (typeof v !== "string") f("origin values must be strings");
+  if (!(get("body") instanceof Map)) f("body must be a map");
+  const parents = get("parents");
+  if (!Array.isArray(parents) || parents.length > 16) f("parents must be a list of at most 16 ids");
+  if (!parents.every((p) => isBin(p, 32))) f("each parent must be a 32-byte record id");
+  if (new Set(parents.map(toHex)).size !== parents.length) f("parents must be distinct");
+  return { chain, submitter: get("submitter"), nonce: get("nonce"), ts: get("ts"), kind,
+           origin, body: get("body"), parents };
+}
+
+function decodeEnvelope(bytes) {
+  const value = decodeStep("envelope", bytes, MAX_ENVELOPE_BYTES);
+  if (!mapHasKeys(value, ["record", "sig"])) {
+    fail("envelope", "envelope must be a map with exactly 'record' and 'sig'");
+  }
+  const recordBytes = value.get("record");
+  const sig = value.get("sig");
+  if (!isBin(recordBytes)) fail("envelope", "envelope 'record' must be bytes");
+  if (!isBin(sig, 64)) fail("envelope", "envelope 'sig' must be 64 bytes");
+  const record = recordFields(decodeStep("envelope", recordBytes));
+  return { recordBytes, sig, record };
+}
+
+// -- blocks (steps "header" .. "quorum") ------------------------------------
+
+function decodeHeader(bytes) {
+  const value = decodeStep("header", bytes);
+  const h = (m) => fail("header", `header: ${m}`);
+  if (!mapHasKeys(value, HEADER_KEYS)) h("header must be a map with exactly the §4 keys");
+  if (value.get("v") !== 1n) h("unsupported header version");
+  if (typeof value.get("chain") !== "string") h("header chain must be a string");
+  for (const k of ["height", "time", "proposer", "tx_count", "log_size"]) {
+    if (!isBigUint(value.get(k))) h(`header ${k} must be a non-negative integer`);
+  }
+  if (value.get("height") < 1n) h("header height starts at 1");
+  for (const k of ["prev", "tx_root", "log_root", "validators"]) {
+    if (!isBin(value.get(k), 32)) h(`header ${k} must be 32 bytes`);
+  }
+  return Object.fromEntries(value.entries());
+}
+
+async function nodeHash(left, right) {
+  return sha256(concat(Uint8Array.of(1), left, right));
+}
+
+// RFC 9162 §2.1.3.2, as ledger/merkle.py's verify_inclusion.
+async function checkInclusion(index, size, leafHash, path, root) {
+  const f = (m) => fail("inclusion", m);
+  if (index >= size) f(`leaf index ${index} is not below tree size ${size}`);
+  let fn = index;
+  let sn = size - 1n;
+  let r = leafHash;
+  for (const p of path) {
+    if (sn === 0n) f("inclusion path is too long");
+    if ((fn & 1n) === 1n || fn === sn) {
+      r = await nodeHash(p, r);
+      if ((fn & 1n) === 0n) {
+        while (fn !== 0n && (fn & 1n) === 0n) { fn >>= 1n; sn >>= 1n; }
+      }
+    } else {
+      r = await nodeHash(r, p);
+    }
+    fn >>= 1n;
+    sn >>= 1n;
+  }
+  if (sn !== 0n) f("inclusion path is too short");
+  if (!equal(r, root)) f("computed root does not match the expected root");
+}
+
+async function checkCertificate(cert, header, headerHash, genesis) {
+  if (!equal(cert.block, headerHash)) {
+    fail("certificate_block", `certificate is for block ${toHex(cert.block)}, header hash is `
+         + toHex(headerHash));
+  }
+  if (BigInt(cert.height) !== header.height) {
+    fail("certificate_height", `certificate height ${cert.height} differs from header height `
+         + header.height);
+  }
+  const vote = encodeCanonical(new Map([
+    ["block", cert.block], ["chain", genesis.chain], ["height", BigInt(cert.height)],
+    ["round", BigInt(cert.round)], ["type", "precommit"],
+  ]));
+  const message = concat(VOTE_DOMAIN, vote);
+  const seen = new Set();
+  const signers = [];
+  for (const { validator, sig } of cert.signatures) {
+    if (seen.has(validator)) fail("certificate", `validator ${validator} signed twice`);
+    seen.add(validator);
+    if (validator >= genesis.n) {
+      fail("certificate", `validator ${validator}'s precommit: index is not in genesis`);
+    }
+    const v = genesis.validators[validator];
+    if (!(await verifyEd25519(v.pubkey, message, sig))) {
+      fail("certificate", `validator ${validator}'s precommit: signature does not verify`);
+    }
+    signers.push({ index: validator, name: v.name, fingerprint: await fingerprint(v.pubkey) });
+  }
+  if (seen.size < genesis.quorum) {
+    fail("quorum", `${seen.size} distinct validators signed, quorum is ${genesis.quorum} of `
+         + genesis.n);
+  }
+  return signers.sort((a, b) => a.index - b.index);
+}
+
+// -- the bundle -------------------------------------------------------------
+
+// Verify ``bundle`` (parsed JSON) against ``genesis`` (from parseGenesis).
+// Resolves to what was proven; rejects with a VerificationError naming the
+// first step that failed.
+export async function verifyBundle(bundle, genesis) {
+  const parsed = parseBundle(bundle);
+  if (parsed.chain !== genesis.chain) {
+    fail("chain", `bundle is for chain ${parsed.chain}, genesis is ${genesis.chain}`);
+  }
+  const envelope = decodeEnvelope(parsed.envelope);
+  const recordId = await sha256(envelope.recordBytes);
+  if (!equal(recordId, parsed.recordId)) {
+    fail("record_id", `H(record_bytes) is ${toHex(recordId)}, bundle says ${toHex(parsed.recordId)}`);
+  }
+  const record = envelope.record;
+  if (record.chain !== genesis.chain) {
+    fail("record_chain", `record is for chain ${record.chain}, genesis is ${genesis.chain}`);
+  }
+  const submitter = genesis.submitters.get(toHex(record.submitter));
+  if (submitter === undefined) fail("submitter", "submitter is not in genesis");
+  if (!submitter.roles.has("submit")) fail("role", `submitter ${submitter.name} lacks the 'submit' role`);
+  if (!(await verifyEd25519(record.submitter, concat(RECORD_DOMAIN, envelope.recordBytes),
+                            envelope.sig))) {
+    fail("signature", "the submitter's signature does not verify");
+  }
+  const header = decodeHeader(parsed.header);
+  if (header.chain !== genesis.chain) {
+    fail("header_chain", `header is for chain ${header.chain}, genesis is ${genesis.chain}`);
+  }
+  if (!equal(header.validators, genesis.validatorsHash)) {
+    fail("validators", "header validators differ from genesis");
+  }
+  if (BigInt(parsed.height) !== header.height) {
+    fail("height", `bundle height ${parsed.height} but header height ${header.height}`);
+  }
+  const leafHash = await sha256(concat(Uint8Array.of(0), parsed.envelope));
+  await checkInclusion(BigInt(parsed.leafIndex), header.log_size, leafHash, parsed.inclusion,
+                       header.log_root);
+  const headerHash = await sha256(parsed.header);
+  const signers = await checkCertificate(parsed.certificate, header, headerHash, genesis);
+  return { recordId: toHex(recordId), record, submitterName: submitter.name, header,
+           headerHash: toHex(headerHash), leafIndex: parsed.leafIndex, signers };
+}
+
+// The verdict as plain data: {ok, step?, message?, signers?}.
+export async function verdict(bundle, genesis) {
+  try {
+    const proven = await verifyBundle(bundle, genesis);
+    return { ok: true, proven, signers: proven.signers };
+  } catch (e) {
+    if (e instanceof VerificationError) return { ok: false, step: e.step, message: e.message };
+    return { ok: false, step: "bundle", message: String(e && e.message || e) };
+  }
+}
+
+// A block as GET /v1/blocks answers it: its header (base64) certified by a
+// quorum of the genesis validators (the header and certificate steps).
+export async function verifyCertifiedBlock(headerB64, certificateDoc, genesis) {
+  try {
+    let headerBytes;
+    try { headerBytes = fromB64(headerB64); } catch (e) { fail("bundle", `header: ${e.message}`); }
+    const cert = parseCertificate(certificateDoc);
+    const header = decodeHeader(headerBytes);
+    if (header.chain !== genesis.chain) fail("header_chain", "header is for another chain");
+    if (!equal(header.validators, genesis.validatorsHash)) {
+      fail("validators", "header validators differ from genesis");
+    }
+    const signers = await checkCertificate(cert, header, await sha256(headerBytes), genesis);
+    return { ok: true, signers, header };
+  } catch (e) {
+    if (e instanceof VerificationError) return { ok: false, step: e.step, message: e.message };
+    return { ok: false, step: "bundle", message: String(e && e.message || e) };
+  }
+}
