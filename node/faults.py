@@ -10,6 +10,8 @@ assert on the same figures:
   proof of every record the SDK saw committed, all header hashes agree.
 * ``fuzz``       - schemathesis against /openapi.json of a live node.
 * ``corrupt``    - flip bytes in a stopped node's LevelDB; the node must notice.
+* ``gzipbomb``, ``greedy`` - compressed bodies and clients that never read
+  (node/faults_http.py).
 
 Only 127.0.0.1 is targeted; every process is addressed by its own pid.
 """
@@ -267,6 +269,20 @@ def main(argv: list[str] | None = None) -> int:
     pt.add_argument("--rounds", type=int, default=5)
     d = sub.add_parser("decoders", help="hypothesis fuzzing of the decoders (long)")
     d.add_argument("--examples", type=int, default=20_000, help="cases per property")
+    gb = sub.add_parser("gzipbomb", help="gzip bombs at two nodes under load: answers, "
+                                         "status latency, commit pause")
+    gb.add_argument("--per-node", type=int, default=10, help="bombs per node (default 10)")
+    gb.add_argument("--inflated-mib", type=int, default=1024, help="what one bomb inflates to")
+    gb.add_argument("--window", type=float, default=40.0, help="seconds watched (default 40)")
+    gr = sub.add_parser("greedy", help="clients pipelining block sync requests, never reading: "
+                                       "node RSS before/during/after")
+    gr.add_argument("--connections", type=int, default=100)
+    gr.add_argument("--pipelined", type=int, default=5)
+    gr.add_argument("--fill-mb", type=float, default=8.0, help="MB of records committed first")
+    gr.add_argument("--watch", type=float, default=10.0, help="seconds RSS is sampled")
+    gr.add_argument("--write-timeout-ms", type=int, default=5000)
+    gr.add_argument("--signed", action="store_true",
+                    help="sign the requests as a validator (the streamed answer path)")
     parser.add_argument("--dir", type=Path, default=None, help="work directory (default: temp)")
     parser.add_argument("--json", action="store_true", help="print the figures as JSON")
     args = parser.parse_args(argv)
@@ -282,6 +298,19 @@ def main(argv: list[str] | None = None) -> int:
                                     progress=say))
         doc = asdict(rep)
         ok = rep.ok()
+    elif args.campaign in ("gzipbomb", "greedy"):
+        from . import faults_http
+
+        if args.campaign == "gzipbomb":
+            doc = asdict(asyncio.run(faults_http.gzip_bombs(
+                workdir / "cluster", per_node=args.per_node, inflated_mib=args.inflated_mib,
+                window_s=args.window, progress=say)))
+        else:
+            doc = asdict(asyncio.run(faults_http.greedy_clients(
+                workdir / "cluster", connections=args.connections, pipelined=args.pipelined,
+                fill_mb=args.fill_mb, watch_s=args.watch, write_timeout_ms=args.write_timeout_ms,
+                signed=args.signed, progress=say)))
+        ok = True  # figures to compare, before and after
     elif args.campaign == "partitions":
         doc, ok = _partitions(workdir, args.rounds, say)
     elif args.campaign == "decoders":
