@@ -280,7 +280,8 @@ def main(argv: list[str] | None = None) -> int:
     gr.add_argument("--pipelined", type=int, default=5)
     gr.add_argument("--fill-mb", type=float, default=8.0, help="MB of records committed first")
     gr.add_argument("--watch", type=float, default=10.0, help="seconds RSS is sampled")
-    gr.add_argument("--write-timeout-ms", type=int, default=5000)
+    gr.add_argument("--write-timeout-ms", type=int, default=5000,
+                    help="http.write_timeout_ms of the nodes (0: leave node.toml as written)")
     gr.add_argument("--signed", action="store_true",
                     help="sign the requests as a validator (the streamed answer path)")
     parser.add_argument("--dir", type=Path, default=None, help="work directory (default: temp)")

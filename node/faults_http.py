@@ -257,10 +257,11 @@ async def greedy_clients(directory: Path, *, connections: int = 100, pipelined: 
     say = progress or (lambda msg: None)
     rep = GreedyReport(connections=connections, pipelined=pipelined, signed=signed)
     own = cluster is None
+    # (write_timeout_ms 0: node.toml as written, for nodes that predate the setting)
     c = cluster or LocalCluster(
         directory, 4, params={"max_block_records": 50},
         toml_edits={i: [(GREEDY_TOML[0], GREEDY_TOML[1].format(write_ms=write_timeout_ms))]
-                    for i in range(4)})
+                    for i in range(4)} if write_timeout_ms > 0 else None)
     socks: list[socket.socket] = []
     try:
         if own:
