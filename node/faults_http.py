@@ -116,6 +116,8 @@ class BombReport:
     bomb_inflates_to_bytes: int = 0
     answers: dict[str, int] = field(default_factory=dict)
     slowest_answer_s: float = 0.0
+    status_max_ms_before: float = 0.0  # bombed nodes, in a window of load without bombs
+    longest_commit_pause_s_before: float = 0.0
     status_max_ms_bombed: float = 0.0
     status_max_ms_other: float = 0.0
     longest_commit_pause_s: float = 0.0
@@ -150,7 +152,7 @@ async def _one_bomb(port: int, bomb: bytes) -> tuple[str, float]:
 
 async def gzip_bombs(directory: Path, *, per_node: int = 10, bombed: tuple[int, ...] = (1, 2),
                      inflated_mib: int = 1024, window_s: float = 30.0,
-                     progress: Any = None) -> BombReport:
+                     baseline_s: float = 15.0, progress: Any = None) -> BombReport:
     say = progress or (lambda msg: None)
     rep = BombReport()
     c = LocalCluster(directory, 4)
@@ -169,6 +171,18 @@ async def gzip_bombs(directory: Path, *, per_node: int = 10, bombed: tuple[int, 
 
         loader = asyncio.create_task(loading())
         await asyncio.sleep(3)  # commits under way
+        calm = asyncio.Event()
+        lat_calm: list[float] = []
+        gaps_calm: list[float] = []
+        baseline = [asyncio.create_task(_probe_status(c, i, calm, lat_calm, []))
+                    for i in bombed]
+        baseline.append(asyncio.create_task(_commit_gaps(c, other, calm, gaps_calm)))
+        say(f"baseline: {baseline_s:g} s of load without bombs")
+        await asyncio.sleep(baseline_s)
+        calm.set()
+        await asyncio.gather(*baseline)
+        rep.status_max_ms_before = round(max(lat_calm, default=0) * 1000, 1)
+        rep.longest_commit_pause_s_before = round(max(gaps_calm, default=0), 2)
         rep.height_before = (await c.status(other) or {}).get("height", 0)
         lat_bombed: list[float] = []
         lat_other: list[float] = []

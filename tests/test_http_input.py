@@ -219,3 +219,59 @@ async def test_non_reading_pipelining_clients_are_disconnected(served: Served) -
     finally:
         for s in socks:
             s.close()
+
+
+async def test_per_client_caps_answer_429_in_the_json_format() -> None:
+    """Connections over ``max_connections_per_client`` from one address are
+    answered 429 and closed before anything is read; requests in progress
+    over ``max_requests_per_client`` get 429 ``rate_limited``."""
+    node = StubNode()
+    app = build_app(node, max_body_bytes=MAX_BODY, max_inflight=64, max_envelopes=MAX_ENVELOPES,
+                    max_trace_depth=64, max_trace_nodes=1000, max_requests_per_client=1)
+    release = asyncio.Event()
+
+    async def hold(request: web.Request) -> web.Response:
+        await release.wait()
+        return web.Response(text="released")
+
+    app.router.add_get("/hold", hold)
+    closed: Counter[str] = Counter()
+    guard = HeadTimeout(10.0, lambda reason: closed.update([reason]), max_per_client=2)
+    guard.install(app)
+    options = dict(SERVER_OPTIONS, access_log=None)
+    runner = web.AppRunner(app, shutdown_timeout=1.0, **options)
+    await runner.setup()
+    site = GuardedTCPSite(runner, "127.0.0.1", 0, guard=guard, handler_options=options)
+    await site.start()
+    loop = asyncio.get_running_loop()
+
+    async def open_connections(n: int) -> None:
+        deadline = loop.time() + 10
+        while guard.open_connections != n:
+            assert loop.time() < deadline, guard.open_connections
+            await asyncio.sleep(0.01)
+
+    try:
+        reader, writer = await asyncio.open_connection("127.0.0.1", site.port)
+        writer.write(b"GET /hold HTTP/1.1\r\nHost: x\r\n\r\n")  # one request in progress
+        await writer.drain()
+        await open_connections(1)
+        await asyncio.sleep(0.05)  # (the request reaches the handler; decides nothing)
+        status, _, body, _ = await exchange(site.port, b"GET /v1/status HTTP/1.1\r\nHost: x"
+                                            b"\r\n\r\n", keep_alive=True)
+        assert (status, json.loads(body)["error"]) == (429, "rate_limited")
+        await open_connections(1)  # the probe's connection has closed
+        _, w2 = await asyncio.open_connection("127.0.0.1", site.port)
+        await open_connections(2)
+        # The third connection from this address is refused at once.
+        status, headers, body, closed_now = await exchange(site.port, b"")
+        assert (status, json.loads(body)["error"], closed_now) == (429, "rate_limited", True)
+        assert closed["per_client"] >= 1
+        release.set()
+        assert (await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), 10)).startswith(
+            b"HTTP/1.1 200")
+        writer.close()
+        w2.close()
+    finally:
+        release.set()
+        await runner.cleanup()
