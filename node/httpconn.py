@@ -155,14 +155,15 @@ class _Connection:
 
     def _wake(self) -> None:
         self._handle = None
-        if self.transport.is_closing():
-            return
         now = self._loop.time()
-        if self.stall_deadline is not None or not self._busy:
+        # A closing transport still holds its unsent answer (an answer with
+        # "Connection: close"): the write deadline applies until it is sent.
+        closing = self.transport.is_closing()
+        if self.stall_deadline is not None or not self._busy or closing:
             if self._output_stalled(now):
                 self._guard.expired(self, REASON_WRITE)
                 return
-        if self._busy or self.deadline is None:
+        if closing or self._busy or self.deadline is None:
             self._wake_by(self.stall_deadline)  # only output is watched while busy
             return
         if now < self.deadline:  # moved on since the timer was set: sleep again
