@@ -14,6 +14,7 @@ ERROR_CODES = [
     "forbidden_role", "wrong_chain", "nonce_reused", "unknown_parent", "too_large", "too_many",
     "unsupported_media_type", "not_found", "not_committed", "rate_limited", "unavailable",
 ]
+ERROR_CODES += ["unauthorized", "forbidden"]  # block sync is for validators (node/syncauth.py)
 
 HEX32 = {"type": "string", "pattern": "^[0-9a-f]{64}$"}
 HEX64B = {"type": "string", "pattern": "^[0-9a-f]{128}$"}
