@@ -52,6 +52,8 @@ JSON_TYPES = ("application/json",)
 MSGPACK_TYPES = ("application/msgpack", "application/x-msgpack")
 
 STATUS_FOR_CODE = {
+    "unauthorized": 401,
+    "forbidden": 403,
     "too_large": 413,
     "unsupported_media_type": 415,
     "not_found": 404,
@@ -68,6 +70,31 @@ class UnsupportedMediaType(LedgerError):
     """The request body's Content-Type is not one this route accepts."""
 
     code = "unsupported_media_type"
+
+
+class UnsupportedEncoding(UnsupportedMediaType):
+    """The request has a Content-Encoding: bodies are never decompressed."""
+
+
+class BodyTooLarge(LedgerError):
+    """The request body is over ``http.max_body_bytes``."""
+
+    code = "too_large"
+
+
+class TooManyFromClient(RateLimited):
+    """The client address has ``http.max_requests_per_client`` requests in progress."""
+
+
+# The options of aiohttp's request handler that the node relies on (given to
+# AppRunner; tests give them to TestServer):
+# * auto_decompress=False - aiohttp would otherwise inflate gzip, deflate, br
+#   and zstd bodies as they arrive, on the event loop and whatever they
+#   inflate to; the node refuses any Content-Encoding instead (415);
+# * lingering_time=0 - a request whose body was refused unread (415, 413, body
+#   timeout) has its connection closed after the answer instead of having
+#   the rest of its body read and discarded for up to 10 s.
+SERVER_OPTIONS: dict[str, Any] = {"auto_decompress": False, "lingering_time": 0}
 
 
 class ApiBackend(Protocol):
@@ -120,9 +147,31 @@ class SlowBody(LedgerError):
     code = "bad_request"
 
 
+def _content_coded(request: web.Request) -> str | None:
+    """The request's content or transfer coding other than identity (and
+    chunked framing), if any: aiohttp ignores a transfer coding such as
+    ``Transfer-Encoding: gzip, chunked``, and the node takes neither."""
+    for header, plain in (("Content-Encoding", ("identity",)),
+                          ("Transfer-Encoding", ("identity", "chunked"))):
+        for value in request.headers.getall(header, ()):
+            for coding in value.split(","):
+                coding = coding.strip().lower()
+                if coding and coding not in plain:
+                    return f"{header}: {coding}"
+    return None
+
+
+# Refusals that leave the request body unread: the connection is closed after
+# the answer (SERVER_OPTIONS: no lingering), never drained.
+CLOSES_CONNECTION = (SlowBody, UnsupportedEncoding, BodyTooLarge)
+UNCOUNTED_ROUTES = ("/health", "/metrics", "/v1/peer")
+
+
 def make_middlewares(metrics: Metrics, max_inflight: int,
-                     body_timeout_s: float = 30.0) -> list[Any]:
+                     body_timeout_s: float = 30.0, *, max_body_bytes: int | None = None,
+                     max_per_client: int | None = None) -> list[Any]:
     inflight = 0
+    per_client: dict[str, int] = {}
 
     @web.middleware
     async def errors(request: web.Request, handler: Handler) -> web.StreamResponse:
@@ -131,7 +180,15 @@ def make_middlewares(metrics: Metrics, max_inflight: int,
         route = _route_name(request)
         status = 500
         counted = False
+        client: str | None = None
         try:
+            coding = _content_coded(request)
+            if coding is not None:  # checked before a byte of the body is read
+                raise UnsupportedEncoding(f"{coding!r}: this node takes uncompressed "
+                                          f"bodies only (identity)")
+            length = request.content_length
+            if max_body_bytes is not None and length is not None and length > max_body_bytes:
+                raise BodyTooLarge(f"body of {length} bytes; at most {max_body_bytes}")
             if request.can_read_body and route != "/v1/peer":
                 # The whole body first, within a deadline and before taking an
                 # inflight slot: slow-loris clients hold neither a slot nor a task.
@@ -141,6 +198,13 @@ def make_middlewares(metrics: Metrics, max_inflight: int,
                 except TimeoutError:
                     raise SlowBody(f"body_timeout: request body not received within "
                                    f"{body_timeout_s:g}s") from None
+            if max_per_client is not None and route not in UNCOUNTED_ROUTES:
+                client = request.remote or ""
+                if per_client.get(client, 0) >= max_per_client:
+                    client = None
+                    raise TooManyFromClient(f"more than {max_per_client} requests in progress "
+                                            f"from this address; retry later")
+                per_client[client] = per_client.get(client, 0) + 1
             inflight += 1
             counted = True
             if inflight > max_inflight and route not in ("/health", "/metrics", "/v1/peer"):
@@ -154,8 +218,12 @@ def make_middlewares(metrics: Metrics, max_inflight: int,
                 log.error("storage corruption while serving %s %s: %s", request.method,
                           request.path, exc, extra={"damaged": exc.message})
             resp = error_response(exc.code, exc.message)
-            if isinstance(exc, SlowBody):
+            if isinstance(exc, CLOSES_CONNECTION):
                 resp.force_close()
+            if isinstance(exc, UnsupportedEncoding):  # RFC 9110 §15.5.16
+                resp.headers["Accept-Encoding"] = "identity"
+            if resp.status == 401:
+                resp.headers["WWW-Authenticate"] = "Ledger-Validator"
             status = resp.status
             return resp
         except web.HTTPException as exc:
@@ -167,10 +235,12 @@ def make_middlewares(metrics: Metrics, max_inflight: int,
             resp = error_response(code, exc.reason or code, exc.status)
             if "Allow" in exc.headers:  # 405 must say what is allowed (RFC 9110)
                 resp.headers["Allow"] = exc.headers["Allow"]
+            if exc.status == 413:  # over client_max_size while reading: body left unread
+                resp.force_close()
             status = resp.status
             return resp
-        except asyncio.CancelledError:
-            status = 499
+        except (asyncio.CancelledError, ConnectionError):
+            status = 499  # the client went away (or was disconnected) mid-answer
             raise
         except plyvel.CorruptionError as exc:  # LevelDB's own checks (damaged table file)
             text = exc.args[0].decode("utf-8", "replace") if exc.args and isinstance(
@@ -189,6 +259,12 @@ def make_middlewares(metrics: Metrics, max_inflight: int,
         finally:
             if counted:
                 inflight -= 1
+            if client is not None:
+                left = per_client[client] - 1
+                if left:
+                    per_client[client] = left
+                else:
+                    del per_client[client]
             metrics.observe_request(route, request.method, status, time.perf_counter() - start)
 
     return [errors]
@@ -497,10 +573,13 @@ class Api:
 
 def build_app(node: ApiBackend, *, max_body_bytes: int, max_inflight: int, max_envelopes: int,
               max_trace_depth: int, max_trace_nodes: int,
-              body_timeout_s: float = 30.0, genesis_json: bytes | None = None) -> web.Application:
+              body_timeout_s: float = 30.0, genesis_json: bytes | None = None,
+              max_requests_per_client: int | None = None) -> web.Application:
     app = web.Application(client_max_size=max_body_bytes,
                           middlewares=make_middlewares(node.metrics, max_inflight,
-                                                       body_timeout_s))
+                                                       body_timeout_s,
+                                                       max_body_bytes=max_body_bytes,
+                                                       max_per_client=max_requests_per_client))
     api = Api(node, max_envelopes=max_envelopes, max_trace_depth=max_trace_depth,
               max_trace_nodes=max_trace_nodes, genesis_json=genesis_json)
     app.add_routes(api.routes())

@@ -25,7 +25,7 @@ from ledger.records import Envelope
 from ledger.storage import LevelDBStore, set_background_nice
 
 from .aio import cancel_all
-from .api import build_app
+from .api import SERVER_OPTIONS, build_app
 from .assembly import ProposalAssembler, compact_proposal, decode_compact, split_leaves
 from .chainapp import NodeApplication
 from .config import NodeConfig
@@ -39,6 +39,7 @@ from .logs import LogContext, process_age_s
 from .mempool import Mempool
 from .metrics import Metrics
 from .sync import BlockSync, serve_blocks
+from .syncauth import check_request, sign_request
 from .transport import PeerTransport, settings_from_config
 from .wire import decode_consensus
 
@@ -137,8 +138,11 @@ class Node:
                         cfg.param_int("max_block_records", limits["max_block_records"]))
         app = NodeApplication(self.genesis, self.chain, self.mempool, max_block_records=max_block,
                               max_clock_skew_ms=max_skew_ms)
-        self.sync = BlockSync(self.chain, cfg.peers, self.metrics,
-                              batch_blocks=cfg.get("sync", "batch_blocks"))
+        me = self.config.validator.index if self.config.validator is not None else -1
+        self.sync = BlockSync(
+            self.chain, cfg.peers, self.metrics, batch_blocks=cfg.get("sync", "batch_blocks"),
+            sign=lambda peer, target: sign_request(self.genesis, cfg.key, me, peer.pubkey,
+                                                   target, now_ms()))
         self.transport = PeerTransport(self.genesis, cfg.key, cfg.peers, self.metrics,
                                        settings_from_config(cfg.settings["peers"]),
                                        self._on_frame, self._on_peer_up)
@@ -156,15 +160,21 @@ class Node:
                             max_trace_depth=limits["max_trace_depth"],
                             max_trace_nodes=limits["max_trace_nodes"],
                             body_timeout_s=http["body_timeout_ms"] / 1000,
-                            genesis_json=cfg.genesis_path.read_bytes())
+                            genesis_json=cfg.genesis_path.read_bytes(),
+                            max_requests_per_client=http["max_requests_per_client"])
         guard = HeadTimeout(http["header_timeout_ms"] / 1000,
                             lambda reason: self.metrics.http_timeouts.labels(reason=reason).inc(),
-                            idle_timeout_s=http["idle_timeout_ms"] / 1000)
+                            idle_timeout_s=http["idle_timeout_ms"] / 1000,
+                            write_timeout_s=http["write_timeout_ms"] / 1000,
+                            max_per_client=http["max_connections_per_client"])
         guard.install(web_app)
-        self._runner = web.AppRunner(web_app, access_log=None, shutdown_timeout=2.0)
+        options = dict(SERVER_OPTIONS, access_log=None)
+        self._runner = web.AppRunner(web_app, shutdown_timeout=2.0, **options)
         await self._runner.setup()
-        await GuardedTCPSite(self._runner, cfg.host, cfg.port, guard=guard,
-                             reuse_address=True).start()
+        await GuardedTCPSite(
+            self._runner, cfg.host, cfg.port, guard=guard, reuse_address=True,
+            handler_options=options,
+            on_refused=lambda: self.metrics.rejected.labels(code="bad_request").inc()).start()
         await self.transport.start()
         await self.driver.start()
         self._tasks = [asyncio.create_task(self._gossip_out(), name="gossip-out"),
@@ -404,5 +414,8 @@ class Node:
 
     async def sync_blocks(self, request: web.Request) -> web.StreamResponse:
         s = self.config.settings["sync"]
-        return serve_blocks(self.chain, request, max_blocks=s["batch_blocks"],
-                            max_bytes=s["max_response_bytes"])
+        check_request(self.genesis, self.config.key.public_key, request.headers,
+                      request.raw_path, now_ms(), s["auth_window_ms"])
+        return await serve_blocks(self.chain, request, max_blocks=s["batch_blocks"],
+                                  max_bytes=s["max_response_bytes"],
+                                  chunk_bytes=self.config.settings["http"]["stream_chunk_bytes"])

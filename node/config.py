@@ -59,6 +59,18 @@ SCHEMA: dict[str, dict[str, _Spec]] = {
         # An idle keep-alive connection is closed after this.  Keep it above
         # clients' keep-alive (aiohttp: 15 s) so none reuses a closing socket.
         "idle_timeout_ms": (_INT, 60_000, 100, 3_600_000),
+        # A client that takes none of an answer's bytes for this long (its
+        # connection's output stays stalled) is disconnected (node/httpconn.py).
+        "write_timeout_ms": (_INT, 30_000, 100, 600_000),
+        # Connections one client address may hold open; more are answered
+        # 429 and closed at once.  Each holds at most one answer being written.
+        "max_connections_per_client": (_INT, 128, 1, 100_000),
+        # Requests one client address may have in progress at once (on all
+        # its connections); more are answered 429 rate_limited.
+        "max_requests_per_client": (_INT, 64, 1, 100_000),
+        # Large answers (block sync) are written in pieces of this size, each
+        # after the previous one has been taken by the kernel.
+        "stream_chunk_bytes": (_INT, 64 * 1024, 4096, 16 * 1024 * 1024),
     },
     "consensus": {
         # Overrides of the genesis params; every validator should agree on them
@@ -143,6 +155,9 @@ SCHEMA: dict[str, dict[str, _Spec]] = {
         "batch_blocks": (_INT, 64, 1, 10_000),
         "max_response_bytes": (_INT, 8 * 1024 * 1024, 1024, 1 << 30),
         "lag_blocks": (_INT, 2, 1, 1_000_000),
+        # A signed sync request is accepted this long either side of its
+        # timestamp (validators' clocks differ; a replay is only good this long).
+        "auth_window_ms": (_INT, 60_000, 1000, 3_600_000),
     },
     "log": {
         "level": (str, "info", None, None),

@@ -68,6 +68,18 @@ DESCRIPTIONS: dict[str, str] = {
                               "this, counted from when it opens or from a request's first "
                               "byte; otherwise it is closed and counted in "
                               "`ledger_http_connections_timed_out{reason=\"head\"}`.",
+    "http.write_timeout_ms": "A client that takes none of an answer's bytes for this long is "
+                             "disconnected and the answer cut (counted in "
+                             "`ledger_http_connections_timed_out_total{reason=\"write\"}`).",
+    "http.max_connections_per_client": "Connections one client address may hold open; more "
+                                       "are answered 429 and closed before anything is read. "
+                                       "Peer links count too.",
+    "http.max_requests_per_client": "Requests one client address may have in progress at once, "
+                                    "on all its connections; more are answered 429 "
+                                    "`rate_limited`.",
+    "http.stream_chunk_bytes": "Large answers (block sync) are written in pieces of this size, "
+                               "each after the client took the previous one, so a client that "
+                               "does not read holds at most one piece.",
     "http.idle_timeout_ms": "An idle keep-alive connection is closed after this. Keep it "
                             "above clients' keep-alive (aiohttp keeps 15 s) so no client "
                             "reuses a socket the server is just closing.",
@@ -146,6 +158,9 @@ DESCRIPTIONS: dict[str, str] = {
     "storage.compaction_nice": "Nice value given to LevelDB's flush and compaction thread "
                                "once the node is at the tip (Linux; 0 leaves it alone). Not "
                                "before: a node catching up needs its flushes.",
+    "sync.auth_window_ms": "A validator's signed block-sync request is accepted this long either "
+                           "side of its timestamp: room for clock differences, and how long a "
+                           "captured request could be replayed.",
     "sync.batch_blocks": "Most blocks fetched (and served to a peer) per catch-up request; "
                          "batches start at one block and double up to this.",
     "sync.max_response_bytes": "Most bytes of blocks served to a peer in one answer.",

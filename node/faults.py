@@ -12,6 +12,8 @@ assert on the same figures:
   every record any node acknowledged must commit (node/faults_acks.py).
 * ``fuzz``       - schemathesis against /openapi.json of a live node.
 * ``corrupt``    - flip bytes in a stopped node's LevelDB; the node must notice.
+* ``gzipbomb``, ``greedy`` - compressed bodies and clients that never read
+  (node/faults_http.py).
 
 Only 127.0.0.1 is targeted; every process is addressed by its own pid.
 """
@@ -279,6 +281,21 @@ def main(argv: list[str] | None = None) -> int:
                                          "naming ENOSPC, then restart and catch up, nothing lost")
     df.add_argument("--size-mb", type=int, default=40, help="node3's tmpfs (default 40)")
     df.add_argument("--grow-mb", type=int, default=512, help="its size after the stop")
+    gb = sub.add_parser("gzipbomb", help="gzip bombs at two nodes under load: answers, "
+                                         "status latency, commit pause")
+    gb.add_argument("--per-node", type=int, default=10, help="bombs per node (default 10)")
+    gb.add_argument("--inflated-mib", type=int, default=1024, help="what one bomb inflates to")
+    gb.add_argument("--window", type=float, default=40.0, help="seconds watched (default 40)")
+    gr = sub.add_parser("greedy", help="clients pipelining block sync requests, never reading: "
+                                       "node RSS before/during/after")
+    gr.add_argument("--connections", type=int, default=100)
+    gr.add_argument("--pipelined", type=int, default=5)
+    gr.add_argument("--fill-mb", type=float, default=8.0, help="MB of records committed first")
+    gr.add_argument("--watch", type=float, default=10.0, help="seconds RSS is sampled")
+    gr.add_argument("--write-timeout-ms", type=int, default=5000,
+                    help="http.write_timeout_ms of the nodes (0: leave node.toml as written)")
+    gr.add_argument("--signed", action="store_true",
+                    help="sign the requests as a validator (the streamed answer path)")
     parser.add_argument("--dir", type=Path, default=None, help="work directory (default: temp)")
     parser.add_argument("--json", action="store_true", help="print the figures as JSON")
     args = parser.parse_args(argv)
@@ -302,6 +319,19 @@ def main(argv: list[str] | None = None) -> int:
                                         progress=say))
         doc = asdict(ack)
         ok = ack.ok()
+    elif args.campaign in ("gzipbomb", "greedy"):
+        from . import faults_http
+
+        if args.campaign == "gzipbomb":
+            doc = asdict(asyncio.run(faults_http.gzip_bombs(
+                workdir / "cluster", per_node=args.per_node, inflated_mib=args.inflated_mib,
+                window_s=args.window, progress=say)))
+        else:
+            doc = asdict(asyncio.run(faults_http.greedy_clients(
+                workdir / "cluster", connections=args.connections, pipelined=args.pipelined,
+                fill_mb=args.fill_mb, watch_s=args.watch, write_timeout_ms=args.write_timeout_ms,
+                signed=args.signed, progress=say)))
+        ok = True  # figures to compare, before and after
     elif args.campaign == "partitions":
         doc, ok = _partitions(workdir, args.rounds, say)
     elif args.campaign == "decoders":

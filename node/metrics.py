@@ -87,8 +87,9 @@ class Metrics:
                                     registry=r)
         self.http_timeouts = Counter(
             "ledger_http_connections_timed_out",
-            "Client connections closed for sending no request head in time (head) or "
-            "staying idle (idle)", ["reason"], registry=r,
+            "Client connections closed for sending no request head in time (head), "
+            "staying idle (idle), taking no output within the write timeout (write), or "
+            "over the connections per client address (per_client)", ["reason"], registry=r,
         )
         self.request_latency = Histogram(
             "ledger_http_request_seconds", "HTTP request latency", ["route", "method", "status"],

@@ -17,6 +17,7 @@ ERROR_CODES = [
     "forbidden_role", "wrong_chain", "nonce_reused", "unknown_parent", "too_large", "too_many",
     "unsupported_media_type", "not_found", "not_committed", "rate_limited", "unavailable",
 ]
+ERROR_CODES += ["unauthorized", "forbidden"]  # block sync is for validators (node/syncauth.py)
 
 HEX32 = {"type": "string", "pattern": "^[0-9a-f]{64}$"}
 HEX64B = {"type": "string", "pattern": "^[0-9a-f]{128}$"}
@@ -138,7 +139,9 @@ def _html(description: str) -> dict[str, Any]:
 
 
 def _errors(*statuses: int) -> dict[str, Any]:
-    text = {400: "bad input (bad_request, bad_encoding, too_many, ...)", 404: "not_found",
+    text = {400: "bad input (bad_request, bad_encoding, too_many, ...)",
+            401: "unauthorized (WWW-Authenticate: Ledger-Validator)", 403: "forbidden",
+            404: "not_found",
             409: "not_committed", 413: "too_large", 415: "unsupported_media_type",
             429: "rate_limited", 503: "unavailable"}
     # Any route may be refused while the node is saturated (429) or cannot
@@ -233,13 +236,16 @@ def openapi_spec(*, max_envelopes: int = 5000, max_trace_depth: int = 64) -> dic
         "/v1/evidence": _get("Equivocation evidence seen by consensus",
                              _json(_ref("Evidence"), "evidence")),
         "/v1/sync/blocks": _get(
-            "Certified blocks with their envelopes, for catch-up between validators",
-            {"description": "MessagePack {blocks: [{header, certificate, envelopes}]}",
+            "Certified blocks with their envelopes, for catch-up between validators: "
+            "validators only, signed with X-Ledger-Validator, X-Ledger-Timestamp and "
+            "X-Ledger-Signature (PROTOCOL §6)",
+            {"description": "a sequence of MessagePack values: {tip}, then one "
+                            "{header, certificate, envelopes} per block",
              "content": {"application/msgpack": {"schema": {"type": "string",
                                                             "format": "binary"}}}},
             [_query("from", "first height", 1, required=True),
              _query("limit", "at most this many blocks", 1)],
-            (400, 404, 429)),
+            (400, 401, 403, 429)),
         "/health": _get("200 while the node serves (503 when it cannot); a field per "
                         "capability", _json(_ref("Health"), "serving"),
                         errors=(503,)),

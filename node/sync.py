@@ -2,7 +2,12 @@
 
 Blocks travel over ``GET /v1/sync/blocks?from=H&limit=N`` between validators
 (plain HTTP on the genesis address: nothing in a committed block is secret,
-and nothing fetched is trusted).  The driver feeds each fetched block to the
+and nothing fetched is trusted).  Only validators are served: each request
+is signed with the fetching validator's key (node/syncauth.py).  The answer
+is a sequence of MessagePack values, ``{"tip": T}`` and then one
+``{"header", "certificate", "envelopes"}`` per block, written block by block
+in ``http.stream_chunk_bytes`` pieces, each after the client took the
+previous one: a node never holds more than one block of an answer.  The driver feeds each fetched block to the
 consensus machine as ``CommittedBlock``; before it is applied, the machine
 verifies that the certificate carries a quorum of genesis validators'
 precommits for the header hash and validates the block on our tip (height,
@@ -18,17 +23,18 @@ import asyncio
 import http.client
 import logging
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 from urllib.parse import urlsplit
 
 import aiohttp
 import msgpack
+import plyvel
 from aiohttp import web
 
 from ledger.blocks import Certificate, Header, certificate_from_bytes, decode_header
 from ledger.chain import ChainStore
-from ledger.errors import BadEncoding, LedgerError
+from ledger.errors import BadEncoding, LedgerError, StorageCorruption
 from ledger.genesis import Validator
 from ledger.records import Envelope, decode_committed_envelope
 
@@ -49,48 +55,84 @@ class SyncError(LedgerError):
     step = "sync"
 
 
-def serve_blocks(chain: ChainStore, request: web.Request, *, max_blocks: int,
-                 max_bytes: int) -> web.Response:
-    """The server side: consecutive certified blocks from ``from``, bounded in count and size."""
+async def serve_blocks(chain: ChainStore, request: web.Request, *, max_blocks: int,
+                       max_bytes: int, chunk_bytes: int = 64 * 1024) -> web.StreamResponse:
+    """The server side: consecutive certified blocks from ``from``, bounded in
+    count and size, streamed with backpressure (the caller authenticated it)."""
     first = parse_uint(request, "from", minimum=1)
     limit = parse_uint(request, "limit", default=max_blocks, minimum=1)
     limit = min(limit, max_blocks)
-    blocks: list[dict[str, Any]] = []
-    size = 0
-    height = first
-    while height <= chain.height and len(blocks) < limit:
-        header_bytes = chain.header_bytes(height)
-        cert = chain.certificate(height)
-        assert header_bytes is not None and cert is not None
-        envelopes = chain.block_envelopes(height)
-        size += len(header_bytes) + sum(len(e) for e in envelopes) + 256
-        if blocks and size > max_bytes:
-            break  # always send at least one block, however large
-        blocks.append({"header": header_bytes, "certificate": cert.to_bytes(),
-                       "envelopes": envelopes})
-        height += 1
-    body = msgpack.packb({"tip": chain.height, "blocks": blocks}, use_bin_type=True)
-    return web.Response(body=body, content_type=MSGPACK)
+    tip = chain.height
+    last = min(tip, first + limit - 1)
+    # The first block is read before the answer starts, so that a storage
+    # error is still an ordinary error answer.
+    block = _packed_block(chain, first) if first <= last else None
+    resp = web.StreamResponse(headers={"Content-Type": MSGPACK})
+    await resp.prepare(request)
+    await resp.write(msgpack.packb({"tip": tip}, use_bin_type=True))
+    size, height = 0, first
+    try:
+        while block is not None:
+            size += len(block)
+            view = memoryview(block)
+            for offset in range(0, len(block), chunk_bytes):
+                # StreamWriter.write waits for the transport to drain once a
+                # chunk's worth is buffered: a client that does not read holds
+                # at most one chunk (and one block) here, until the write
+                # timeout disconnects it.
+                await resp.write(view[offset:offset + chunk_bytes])
+            height += 1
+            block = _packed_block(chain, height) if height <= last and size < max_bytes \
+                else None
+    except (LedgerError, plyvel.Error) as exc:
+        # Mid-answer nothing else can be said: log it and cut the answer, which
+        # the fetching node then refuses (a truncated sequence).
+        log.error("block sync answer cut at height %d: %s", height, exc)
+        if request.transport is not None:
+            request.transport.abort()
+        return resp
+    await resp.write_eof()
+    return resp
+
+
+def _packed_block(chain: ChainStore, height: int) -> bytes:
+    header_bytes = chain.header_bytes(height)
+    cert = chain.certificate(height)
+    if header_bytes is None or cert is None:
+        raise StorageCorruption(f"block {height} at or below the tip is not stored")
+    return msgpack.packb({"header": header_bytes, "certificate": cert.to_bytes(),  # type: ignore[no-any-return]
+                          "envelopes": chain.block_envelopes(height)}, use_bin_type=True)
+
+
+def _check_block(b: Any) -> dict[str, Any]:
+    if not isinstance(b, dict) or not isinstance(b.get("header"), bytes) \
+            or not isinstance(b.get("certificate"), bytes) \
+            or not isinstance(b.get("envelopes"), list) \
+            or not all(isinstance(e, bytes) for e in b["envelopes"]):
+        raise BadEncoding("sync block must be {header, certificate, envelopes}")
+    return b
 
 
 def _parse_blocks(body: bytes) -> tuple[int, list[dict[str, Any]]]:
+    """``(tip, blocks)`` from a whole answer (the sequence of the module doc)."""
+    unpacker = msgpack.Unpacker(raw=False, strict_map_key=False,
+                                max_buffer_size=max(len(body), 1))
+    unpacker.feed(body)
     try:
-        doc = msgpack.unpackb(body, raw=False, strict_map_key=False)
+        values = list(unpacker)
     except (ValueError, TypeError, msgpack.UnpackException) as exc:
         raise BadEncoding(f"sync answer is not MessagePack: {exc}") from None
-    if not isinstance(doc, dict) or not isinstance(doc.get("tip"), int) \
-            or not isinstance(doc.get("blocks"), list):
-        raise BadEncoding("sync answer must be {tip, blocks}")
-    for b in doc["blocks"]:
-        if not isinstance(b, dict) or not isinstance(b.get("header"), bytes) \
-                or not isinstance(b.get("certificate"), bytes) \
-                or not isinstance(b.get("envelopes"), list) \
-                or not all(isinstance(e, bytes) for e in b["envelopes"]):
-            raise BadEncoding("sync block must be {header, certificate, envelopes}")
-    return doc["tip"], doc["blocks"]
+    if unpacker.tell() != len(body):
+        raise BadEncoding("sync answer ends inside a block")
+    if not values or not isinstance(values[0], dict) or set(values[0]) != {"tip"} \
+            or not isinstance(values[0]["tip"], int):
+        raise BadEncoding("sync answer must start with {tip}")
+    return values[0]["tip"], [_check_block(b) for b in values[1:]]
 
 
 FetchedBlock = tuple[Header, list[Envelope], Certificate]
+# (the validator asked, the request's path and query) -> authentication headers
+Signer = Callable[[Validator, str], dict[str, str]]
 
 # A sync answer larger than this is refused (the peer is skipped): answers
 # hold at least one block, so the bound is far above any block's size.
@@ -133,6 +175,7 @@ class BlockSync:
         *,
         batch_blocks: int = 64,
         request_timeout_s: float = 15.0,
+        sign: Signer | None = None,
     ) -> None:
         self.chain = chain
         self.peers = list(peers)
@@ -140,6 +183,7 @@ class BlockSync:
         self.batch_blocks = batch_blocks
         self.timeout_s = request_timeout_s  # a whole fetch, and each socket operation in it
         self.peer_heights: dict[int, int] = {}  # learnt from status gossip and sync answers
+        self.sign = sign  # headers that prove we are a validator (node/syncauth.py)
 
     async def probe_heights(self, session: aiohttp.ClientSession,
                             timeout_s: float = 2.0) -> None:
@@ -217,7 +261,9 @@ class BlockSync:
         deadline = time.monotonic() + self.timeout_s
         conn = http.client.HTTPConnection(url.hostname or "", url.port, timeout=self.timeout_s)
         try:
-            conn.request("GET", f"{url.path}?from={first}&limit={limit}")
+            target = f"{url.path}?from={first}&limit={limit}"
+            conn.request("GET", target,
+                         headers=self.sign(peer, target) if self.sign is not None else {})
             resp = conn.getresponse()
             if resp.status != 200:
                 raise SyncError(f"{peer.name} answered {resp.status}")

@@ -245,6 +245,13 @@ async def test_every_error_code_from_real_requests(cluster: LocalCluster) -> Non
     await request("GET", "/v1/records/" + "00" * 32)
     assert {"bad_request", "too_large", "too_many", "unsupported_media_type",
             "not_found"} <= set(seen)
+    # Block sync is for validators: unsigned is 401, a stranger's index 403.
+    status, _ = await request("GET", "/v1/sync/blocks?from=1")
+    assert status == 401
+    stranger = {"X-Ledger-Validator": "99", "X-Ledger-Timestamp": str(int(time.time() * 1000)),
+                "X-Ledger-Signature": "00" * 64}
+    status, _ = await request("GET", "/v1/sync/blocks?from=1", headers=stranger)
+    assert status == 403
 
     # Freeze two validators (SIGSTOP: their sockets stay open and node 3's
     # heartbeat is slow, so it still counts them as connected): from now on

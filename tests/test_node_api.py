@@ -84,7 +84,7 @@ class StubNode:
         raise web.HTTPNotFound()
 
     async def sync_blocks(self, request: web.Request) -> web.StreamResponse:
-        return serve_blocks(self.chain, request, max_blocks=64, max_bytes=1 << 20)
+        return await serve_blocks(self.chain, request, max_blocks=64, max_bytes=1 << 20)
 
 
 SPEC = openapi_spec(max_envelopes=MAX_ENVELOPES, max_trace_depth=64)
