@@ -48,6 +48,9 @@ VERIFY_CHUNK = 256
 # Decoding and state checks yield to the event loop this often: admission is
 # the bulk of a node's work under load and must not delay consensus messages.
 YIELD_EVERY = 128
+# Client batches whose submit-to-commit time is being measured at once; more
+# wait unmeasured (a stalled chain must not grow this without bound).
+MAX_TIMED = 4096
 
 
 def wall_clock_ms() -> int:
@@ -108,6 +111,7 @@ class Mempool:
         max_peer_backlog: int | None = None,
         clock: Callable[[], int] = wall_clock_ms,
         peer_clock_slack_ms: int = 0,
+        latency_clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.genesis = genesis
         # Record ts window (PROTOCOL §2): a client's record is judged against
@@ -143,6 +147,11 @@ class Mempool:
         # Admissions counted per record here, published per batch (labels()
         # costs microseconds; no per-record Python work that can be per-batch).
         self._admitted: dict[str, int] = {}
+        # Submit-to-commit latency, sampled: the first record a client batch
+        # added, with the batch's admission time (one clock read and one
+        # entry per batch; a dict lookup per committed record while any wait).
+        self.latency_clock = latency_clock
+        self._timed: dict[bytes, float] = {}
 
     # -- queries -----------------------------------------------------------
 
@@ -258,7 +267,10 @@ class Mempool:
                 results.append(self._refused(d.id, exc))
                 continue
             results.append(Admission(d.id, status))
-        if any(r.status == "accepted" for r in results):
+        first = next((r.id for r in results if r.status == "accepted"), None)
+        if first is not None:
+            if source == "api" and len(self._timed) < MAX_TIMED:
+                self._timed[first] = self.latency_clock()
             self.changed.set()
             if self.leaf_sink and self.leaf_wake is not None:
                 self.leaf_wake()
@@ -473,8 +485,11 @@ class Mempool:
     def committed(self, envelopes: Sequence[Envelope]) -> None:
         """Drop what a block committed, and whatever it made invalid."""
         conflicts = False
+        timed = self._timed
         for env in envelopes:
             rid = env.id
+            if timed and (admitted := timed.pop(rid, None)) is not None:
+                self.metrics.submit_to_commit.observe(self.latency_clock() - admitted)
             key = (env.record.submitter, env.record.nonce)
             if self._drop(rid) is None:
                 # Committed without passing through here: a pending record
@@ -503,5 +518,7 @@ class Mempool:
         env = self._pending.pop(record_id, None)
         if env is not None:
             self._by_leaf.pop(env.leaf_hash, None)
+            if self._timed:
+                self._timed.pop(record_id, None)
         return env
 
