@@ -37,7 +37,7 @@ from .health import Health
 from .httpconn import GuardedTCPSite, HeadTimeout
 from .logs import LogContext, process_age_s
 from .mempool import Mempool
-from .metrics import Metrics
+from .metrics import ASSEMBLY_OUTCOMES, Metrics
 from .sync import BlockSync, serve_blocks
 from .syncauth import check_request, sign_request
 from .transport import PeerTransport, settings_from_config
@@ -130,6 +130,7 @@ class Node:
                      "meanwhile or no longer admissible)", restored, dropped,
                      extra={"restored": restored, "restore_dropped": dropped})
         self.mempool.leaf_wake = self._assembly_wake.set
+        self.metrics.mempool_capacity.set(limits["max_mempool"])
         gossip = cfg.settings["gossip"]
         self.assembler = ProposalAssembler(self.mempool.by_leaf,
                                            fetch_after_ms=gossip["fetch_after_ms"],
@@ -143,6 +144,8 @@ class Node:
             self.chain, cfg.peers, self.metrics, batch_blocks=cfg.get("sync", "batch_blocks"),
             sign=lambda peer, target: sign_request(self.genesis, cfg.key, me, peer.pubkey,
                                                    target, now_ms()))
+        self.metrics.on_scrape(self._publish_peer_heights)
+        self.metrics.on_scrape(self._publish_health)
         self.transport = PeerTransport(self.genesis, cfg.key, cfg.peers, self.metrics,
                                        settings_from_config(cfg.settings["peers"]),
                                        self._on_frame, self._on_peer_up)
@@ -352,8 +355,26 @@ class Node:
 
     def _publish_assembly(self) -> None:
         stats = self.assembler.stats
-        for outcome in ("immediate", "parked", "completed", "dropped", "fetches", "fetched"):
-            self.metrics.proposal_assembly.labels(outcome=outcome).set(getattr(stats, outcome))
+        self.metrics.publish_assembly(
+            {outcome: getattr(stats, outcome) for outcome in ASSEMBLY_OUTCOMES})
+
+    def _publish_health(self) -> None:
+        h = self.health()
+        for capability in ("serving", "synced", "committing"):
+            self.metrics.health.labels(capability=capability).set(
+                1 if getattr(h, capability) else 0)
+
+    def _publish_peer_heights(self) -> None:
+        """Each peer's height as it last reported it, and how far we trail it
+        (peers that have not reported yet have no series)."""
+        if self._chain is None:
+            return
+        ours = self._chain.height
+        for peer in self.config.peers:
+            height = self.sync.peer_heights.get(peer.index)
+            if height is not None:
+                self.metrics.peer_height.labels(peer=peer.name).set(height)
+                self.metrics.peer_lag.labels(peer=peer.name).set(max(0, height - ours))
 
     async def _status_loop(self) -> None:
         assert self.transport is not None

@@ -56,7 +56,7 @@ def cpu_seconds(pid: int) -> float:
 
 # Per-node counters worth keeping next to a throughput figure: how proposals
 # were assembled (node/assembly.py), where records came from, what was refused.
-COUNTERS = [("ledger_proposal_assembly", "outcome",
+COUNTERS = [("ledger_proposal_assembly_total", "outcome",
              ("immediate", "parked", "completed", "dropped", "fetches", "fetched")),
             ("ledger_records_admitted_total", "source", ("api", "gossip")),
             ("ledger_inputs_rejected_total", "code", ("rate_limited", "nonce_reused",

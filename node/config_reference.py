@@ -118,7 +118,7 @@ DESCRIPTIONS: dict[str, str] = {
     "gossip.interval_ms": "How often new records are gossiped to peers.",
     "gossip.fetch_after_ms": "A proposal names its records by leaf hash; those not admitted "
                              "here this long after it arrived are fetched from its sender "
-                             "(counted in `ledger_proposal_assembly{outcome}`).",
+                             "(counted in `ledger_proposal_assembly_total{outcome}`).",
     "gossip.refetch_ms": "Wait before asking again for records a fetch did not bring.",
     "peers.queue_size": "Frames waiting to be sent to one peer.",
     "peers.queue_bytes": "Bytes waiting for one peer; above it new frames are dropped and "

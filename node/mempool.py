@@ -55,6 +55,9 @@ VERIFY_CHUNK = 256
 # Decoding and state checks yield to the event loop this often: admission is
 # the bulk of a node's work under load and must not delay consensus messages.
 YIELD_EVERY = 128
+# Client batches whose submit-to-commit time is being measured at once; more
+# wait unmeasured (a stalled chain must not grow this without bound).
+MAX_TIMED = 4096
 
 
 def wall_clock_ms() -> int:
@@ -117,6 +120,7 @@ class Mempool:
         clock: Callable[[], int] = wall_clock_ms,
         peer_clock_slack_ms: int = 0,
         durable: PendingWriter | None = None,
+        latency_clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.genesis = genesis
         # Record ts window (PROTOCOL §2): a client's record is judged against
@@ -156,6 +160,11 @@ class Mempool:
         # Record id -> number of its entry in the pending keyspace, for the
         # records (pending or orphans) a client was told are held here.
         self._seq: dict[bytes, int] = {}
+        # Submit-to-commit latency, sampled: the first record a client batch
+        # added, with the batch's admission time (one clock read and one
+        # entry per batch; a dict lookup per committed record while any wait).
+        self.latency_clock = latency_clock
+        self._timed: dict[bytes, float] = {}
 
     # -- queries -----------------------------------------------------------
 
@@ -276,7 +285,10 @@ class Mempool:
                 results.append(self._refused(d.id, exc))
                 continue
             results.append(Admission(d.id, status))
-        if any(r.status == "accepted" for r in results):
+        first = next((r.id for r in results if r.status == "accepted"), None)
+        if first is not None:
+            if source == "api" and len(self._timed) < MAX_TIMED:
+                self._timed[first] = self.latency_clock()
             self.changed.set()
             if self.leaf_sink and self.leaf_wake is not None:
                 self.leaf_wake()
@@ -558,8 +570,11 @@ class Mempool:
     def committed(self, envelopes: Sequence[Envelope]) -> None:
         """Drop what a block committed, and whatever it made invalid."""
         conflicts = False
+        timed = self._timed
         for env in envelopes:
             rid = env.id
+            if timed and (admitted := timed.pop(rid, None)) is not None:
+                self.metrics.submit_to_commit.observe(self.latency_clock() - admitted)
             key = (env.record.submitter, env.record.nonce)
             if self._drop(rid) is None:
                 # Committed without passing through here: a pending record
@@ -589,5 +604,7 @@ class Mempool:
         if env is not None:
             self._by_leaf.pop(env.leaf_hash, None)
             self._discard_durable(record_id)
+            if self._timed:
+                self._timed.pop(record_id, None)
         return env
 

@@ -6,6 +6,8 @@ several nodes in one process and read each one's figures apart.
 
 from __future__ import annotations
 
+import platform
+from collections.abc import Callable
 from typing import Any
 
 from prometheus_client import (
@@ -13,16 +15,48 @@ from prometheus_client import (
     Counter,
     Gauge,
     Histogram,
+    disable_created_metrics,
     generate_latest,
 )
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
 
+import ledger
+from ledger import errors
+from ledger.native import native
+
 __all__ = ["CONTENT_TYPE_LATEST", "Metrics"]
+
+# Prometheus derives a counter's start time from resets; the ``_created``
+# series prometheus_client adds beside every counter and histogram only
+# doubles the series count.  The switch is process-wide (the library's public
+# function); a node's process is the node.
+disable_created_metrics()  # type: ignore[no-untyped-call]  # untyped in the library
+
+# Every value a labelled counter can take is set to 0 at start, so that the
+# series exist before the first event and rate()/increase() see it.
+# Codes of ledger/errors.py, plus the one the HTTP edge adds for a wrong
+# Content-Type (node/api.py).
+REJECTION_CODES = tuple(sorted(
+    {c.code for c in vars(errors).values()
+     if isinstance(c, type) and issubclass(c, errors.LedgerError)}
+    | {"unsupported_media_type"}))
+FRAME_DROP_REASONS = ("bad_message", "bad_signature", "consensus_backlog", "gossip_backlog",
+                      "malformed", "not_binary", "replay")
+HANDSHAKE_FAIL_REASONS = ("bad_signature", "malformed", "rate_limited", "refused", "timeout",
+                          "unknown_peer", "wrong_chain", "wrong_peer")
+OUTBOUND_DROP_REASONS = ("full", "stale")
+HTTP_TIMEOUT_REASONS = ("head", "idle")
+ADMISSION_SOURCES = ("api", "gossip")
+COMMIT_SOURCES = ("consensus", "sync")
+ASSEMBLY_OUTCOMES = ("immediate", "parked", "completed", "dropped", "fetches", "fetched")
 
 # Request-latency children kept at hand (route, method, status); past this
 # many label sets (clients choose methods) the registry's own lookup is used.
 _REQUEST_CHILDREN = 1024
 _LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
+# Submit-to-commit spans at least one consensus round and, under load or
+# during a view change, tens of seconds.
+_SUBMIT_BUCKETS = (0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0)
 
 
 class Metrics:
@@ -72,9 +106,9 @@ class Metrics:
             "ledger_peer_handshakes_failed", "Peer handshakes refused, by reason", ["reason"],
             registry=r,
         )
-        self.proposal_assembly = Gauge(
+        self.proposal_assembly = Counter(
             "ledger_proposal_assembly",
-            "Compact proposals by outcome since start: complete on arrival (immediate), "
+            "Compact proposals by outcome: complete on arrival (immediate), "
             "parked for missing envelopes, completed later, dropped, fetch requests sent, "
             "envelopes fetched", ["outcome"], registry=r,
         )
@@ -99,8 +133,73 @@ class Metrics:
             "ledger_block_commit_seconds", "Time to persist one block", buckets=_LATENCY_BUCKETS,
             registry=r,
         )
+        self.build_info = Gauge(
+            "ledger_build_info", "Always 1; the labels say what runs",
+            ["version", "python", "native"], registry=r,
+        )
+        self.build_info.labels(version=ledger.__version__, python=platform.python_version(),
+                               native="c" if native is not None else "python").set(1)
+        self.mempool_capacity = Gauge(
+            "ledger_mempool_capacity", "Records the mempool holds before clients get 429",
+            registry=r,
+        )
+        self.submit_to_commit = Histogram(
+            "ledger_submit_to_commit_seconds",
+            "From a client's record's admission on this node to its commit on this node "
+            "(one sample per accepted client batch: its first new record)",
+            buckets=_SUBMIT_BUCKETS, registry=r,
+        )
+        self.peer_height = Gauge("ledger_peer_height", "A peer's committed height, as it last "
+                                 "reported it", ["peer"], registry=r)
+        self.peer_lag = Gauge("ledger_peer_lag_blocks", "This node's committed height behind a "
+                              "peer's reported one (0 when level or ahead)", ["peer"], registry=r)
+        self.health = Gauge(
+            "ledger_health", "1 when the node has this /health capability: serving (store "
+            "open, no fault stopped it), synced, committing", ["capability"], registry=r,
+        )
 
         self._request_children: dict[tuple[str, str, int], Any] = {}
+        self._on_scrape: list[Callable[[], None]] = []
+        self._assembly_seen: dict[str, int] = {}
+        self._init_labels()
+
+    def _init_labels(self) -> None:
+        for code in REJECTION_CODES:
+            self.rejected.labels(code=code)
+        for reason in FRAME_DROP_REASONS:
+            self.frames_dropped.labels(reason=reason)
+        for reason in HANDSHAKE_FAIL_REASONS:
+            self.handshakes_failed.labels(reason=reason)
+        for reason in HTTP_TIMEOUT_REASONS:
+            self.http_timeouts.labels(reason=reason)
+        for source in ADMISSION_SOURCES:
+            self.admitted.labels(source=source)
+        for source in COMMIT_SOURCES:
+            self.blocks_committed.labels(source=source)
+        for outcome in ASSEMBLY_OUTCOMES:
+            self.proposal_assembly.labels(outcome=outcome)
+
+    def init_peer(self, name: str) -> None:
+        """A peer's series, all at 0, before its first frame."""
+        self.peer_up.labels(peer=name).set(0)
+        self.frames_sent.labels(peer=name)
+        self.frames_received.labels(peer=name)
+        for reason in OUTBOUND_DROP_REASONS:
+            self.outbound_dropped.labels(peer=name, reason=reason)
+
+    def publish_assembly(self, totals: dict[str, int]) -> None:
+        """Add what the proposal assembler counted since the last call (its
+        figures are totals since start; the exposed series is a counter)."""
+        for outcome, total in totals.items():
+            delta = total - self._assembly_seen.get(outcome, 0)
+            if delta > 0:
+                self.proposal_assembly.labels(outcome=outcome).inc(delta)
+                self._assembly_seen[outcome] = total
+
+    def on_scrape(self, refresh: Callable[[], None]) -> None:
+        """Call ``refresh`` before each rendering: for gauges of state that is
+        cheaper to read when asked than to track on every change."""
+        self._on_scrape.append(refresh)
 
     def observe_request(self, route: str, method: str, status: int, seconds: float) -> None:
         """One HTTP request's latency.  The labelled child is looked up once per
@@ -114,4 +213,6 @@ class Metrics:
         child.observe(seconds)
 
     def render(self) -> bytes:
+        for refresh in self._on_scrape:
+            refresh()
         return generate_latest(self.registry)

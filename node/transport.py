@@ -111,7 +111,7 @@ class PeerTransport:
         self.handshake_report = HandshakeReport()
         self._report_timer: asyncio.TimerHandle | None = None
         for v in peers:
-            metrics.peer_up.labels(peer=v.name).set(0)
+            metrics.init_peer(v.name)
 
     # -- lifecycle ---------------------------------------------------------
 

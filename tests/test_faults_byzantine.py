@@ -114,7 +114,7 @@ async def test_withheld_gossip_is_fetched_from_the_proposer(
         fetched = 0.0
         for i in HONEST:
             assert await c.header_hashes(i, st["height"]) == reference, f"node{i} forked"
-            fetched += await c.metric(i, "ledger_proposal_assembly", outcome="fetched")
+            fetched += await c.metric(i, "ledger_proposal_assembly_total", outcome="fetched")
         assert fetched >= len(batch), "honest nodes had the records without fetching them"
         assert await c.metric(BYZ, "ledger_envelopes_fetch_served_total") >= len(batch)
         assert "withholds gossip" in c.log_path(BYZ).read_text()
