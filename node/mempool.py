@@ -284,8 +284,8 @@ class Mempool:
     def _verify_many(self, envs: list[Envelope]) -> list[LedgerError | None]:
         """Admission's stateless checks: chain, submitter and role per
         envelope, then the signatures of those that passed in one batch
-        (``verify_many``: one GIL release for the lot, from the key tables,
-        so a chunk holds the loop only briefly).
+        (``verify_many``: libsodium per signature, one GIL release for the
+        lot, so a chunk holds the loop only briefly).
 
         On the event loop, not in an executor thread: with every core busy a
         thread adds no parallelism, and the hand-offs cost more than they
