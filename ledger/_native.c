@@ -5,13 +5,12 @@
  *   decode_envelope(b) the ledger.records.Envelope of a canonical envelope, or None
  *   pair_up(nodes)     RFC 9162 interior nodes of consecutive pairs of hashes
  *   sha256(data)       H, with OpenSSL's own SHA-256 code (ledger.encoding.H)
- *   verify_ed25519(domain, items, tables, max_tables)
- *                      many signature checks, GIL released once
+ *   verify_ed25519(domain, items)
+ *                      many signature checks by libsodium, GIL released once
  *
  * Files: _native_decode.c (the decoders), _native_verify.c (signature
- * batches), _native_ed25519.c (Ed25519 arithmetic from per-key tables, no
- * Python), this one (hashing, the module), _native.h and _native_ed25519.h
- * (what they share).
+ * batches, each signature checked by libsodium), this one (hashing, the
+ * module) and _native.h (what they share).
  *
  * They are accelerators for ledger/records.py, ledger/crypto.py,
  * ledger/encoding.py and ledger/merkle.py, which stay the reference: the
@@ -134,11 +133,9 @@ static PyMethodDef native_methods[] = {
     {"decode_record", native_decode_record, METH_O,
      "decode_record(record_bytes) -> (chain, submitter, nonce, ts, kind, origin, body, parents) | None"},
     {"set_sodium", native_set_sodium, METH_VARARGS,
-     "set_sodium(verify_detached, is_valid_point, sha512, scalar_reduce): libsodium's functions"},
-    {"ed25519_combine", native_ed25519_combine, METH_VARARGS,
-     "ed25519_combine(public_key, s, h) -> encode([s]B - [h]A), the key tables' arithmetic"},
+     "set_sodium(verify_detached): libsodium's crypto_sign_verify_detached"},
     {"verify_ed25519", native_verify_ed25519, METH_VARARGS,
-     "verify_ed25519(domain, [(pk, message, sig)], tables, max_tables) -> list[bool]"},
+     "verify_ed25519(domain, [(pk, message, sig)]) -> list[bool], each checked by libsodium"},
     {NULL, NULL, 0, NULL},
 };
 

@@ -21,9 +21,8 @@ PyObject *native_decode_record(PyObject *self, PyObject *arg);
 PyObject *native_decode_envelope(PyObject *self, PyObject *arg);
 PyObject *native_set_classes(PyObject *self, PyObject *args);
 
-/* _native_verify.c: signature batches. */
+/* _native_verify.c: signature batches, checked by libsodium. */
 PyObject *native_set_sodium(PyObject *self, PyObject *args);
 PyObject *native_verify_ed25519(PyObject *self, PyObject *args);
-PyObject *native_ed25519_combine(PyObject *self, PyObject *args);
 
 #endif

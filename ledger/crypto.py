@@ -9,7 +9,7 @@ import nacl.exceptions
 import nacl.signing
 
 from .errors import BadSignature
-from .native import key_tables, native
+from .native import native
 
 RECORD_DOMAIN = b"auditledger/record/v1\n"
 VOTE_DOMAIN = b"auditledger/vote/v1\n"
@@ -17,13 +17,6 @@ PUBKEY_LEN = 32
 SIG_LEN = 64
 # BadSignature's message for a signature that fails, however it was checked.
 SIGNATURE_FAILS = "signature does not verify"
-
-# Precomputed tables of submitter keys for the C verifier (ledger/_native_ed25519.c):
-# public key -> table, or None for a key libsodium checks alone.  165 KB
-# each; keys beyond the cap are checked by libsodium, as fast as before.
-_KEY_TABLES: dict[bytes, bytes | None] = {}
-MAX_KEY_TABLES = 64
-
 
 class SigningKey:
     """An Ed25519 key pair built from a 32-byte seed."""
@@ -59,13 +52,11 @@ def verify_many(domain: bytes, items: Sequence[tuple[bytes, bytes, bytes]]) -> l
 
     With the C module the whole batch runs without the GIL (one release, not
     one per signature: a thread that must take the GIL back after every
-    check waits behind a busy event loop each time), and the signatures of
-    the first :data:`MAX_KEY_TABLES` keys seen are checked from a table
-    precomputed per key, faster than libsodium and with its answers.
-    Meant for chunks of a few hundred."""
+    check waits behind a busy event loop each time), and each signature is
+    checked by libsodium's ``crypto_sign_verify_detached``, the function
+    :func:`verify_signature` ends in.  Meant for chunks of a few hundred."""
     if native is not None:
-        return native.verify_ed25519(domain, list(items), _KEY_TABLES if key_tables else None,
-                                     MAX_KEY_TABLES)
+        return native.verify_ed25519(domain, list(items))
     out = []
     for public_key, message, sig in items:
         try:

@@ -22,10 +22,9 @@ from typing import Any, Callable, Iterable, Iterator, Protocol, runtime_checkabl
 from .errors import LedgerError, StorageWriteFailed
 
 # LevelDB tuning.  The block cache bounds read memory (so RSS stays flat as
-# the log grows).  16 MiB: with table files read by pread (node/tablereads.py)
-# every block read fills it, and the kernel's page cache answers its misses
-# with a copy, so a larger cache bought no measurable proof rate
-# (docs/performance.md).  A larger write buffer means fewer, larger level-0
+# the log grows).  16 MiB: LevelDB maps its table files, so the kernel's page
+# cache answers the cache's misses, and a larger cache bought no measurable
+# proof rate (docs/performance.md).  A larger write buffer means fewer, larger level-0
 # files when appending many small tree nodes.
 DEFAULT_LRU_CACHE_BYTES = 16 * 1024 * 1024
 DEFAULT_WRITE_BUFFER_BYTES = 16 * 1024 * 1024

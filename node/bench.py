@@ -20,7 +20,15 @@ validator), records signed before any clock starts:
                  throughput run left (``--proof-records`` tops the log up).
 * ``catchup``    node 3 killed, ``--catchup-records`` committed without it,
                  restarted: records/s until it holds the tip again.
-* ``memory``     resident memory (VmRSS) of every node at the end.
+* ``memory``     memory of every node at the end: RssAnon (the node's own
+                 memory, the figure the target counts) and RssFile (mapped
+                 libraries and LevelDB table pages: page cache) apart.
+* ``etcd``       the peer: a 3-member etcd cluster (Raft, crash-tolerant
+                 only, no signatures, WAL fsync on every commit) on loopback
+                 loaded with puts of our envelope size for ``--duration`` s
+                 (:mod:`node.bench_etcd`); our committed records/s is
+                 reported as a ratio of its puts/s.  Skipped, saying so,
+                 where etcd is not installed.
 
 The machine may be shared: the 1-minute load average is recorded at the
 start and end of every scenario, and the ceiling is measured in the same
@@ -49,10 +57,13 @@ import click
 from rich.console import Console
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
+from .bench_etcd import ratio, scenario_etcd
 from .bench_measure import loadavg
 from .bench_report import console, plots, table
 from .bench_scenarios import measure_ceiling, scenario_latency, scenario_throughput_etc
-from .bench_setup import BENCH_PARAMS, Opts
+from .bench_setup import BENCH_PARAMS, Opts, envelope_bytes
+
+SCENARIOS = ("latency", "throughput", "etcd")
 
 
 async def run(o: Opts, scenarios: set[str], keep: Path | None) -> dict[str, Any]:
@@ -86,6 +97,19 @@ async def run(o: Opts, scenarios: set[str], keep: Path | None) -> dict[str, Any]
                 res.update(await scenario_throughput_etc(root, o, progress, res["ceiling"]))
                 console.print(f"throughput: {res['throughput']['records_per_s_steady']:,} "
                               "records/s steady")
+            if "etcd" in scenarios:
+                t = progress.add_task("etcd peer (3 members)", total=None)
+                res["etcd"] = await scenario_etcd(root, o.duration, o.warmup, envelope_bytes(),
+                                                  o.etcd_batch)
+                progress.remove_task(t)
+                if "skipped" in res["etcd"]:
+                    console.print(f"[yellow]{res['etcd']['skipped']}[/]")
+                else:
+                    ours = res.get("throughput", {}).get("records_per_s_steady")
+                    res["etcd"]["ratio_ours_to_etcd"] = ratio(ours, res["etcd"])
+                    console.print(f"etcd: {res['etcd']['puts_per_s_steady']:,} puts/s steady"
+                                  + (f"; ours / etcd = {res['etcd']['ratio_ours_to_etcd']}"
+                                     if res["etcd"]["ratio_ours_to_etcd"] is not None else ""))
     finally:
         if keep is None:
             shutil.rmtree(root, ignore_errors=True)
@@ -113,9 +137,13 @@ async def run(o: Opts, scenarios: set[str], keep: Path | None) -> dict[str, Any]
               help="max_block_records of the benchmark chain (the cluster default is 1000)")
 @click.option("--batch", type=int, default=2000, show_default=True)
 @click.option("--inflight", type=int, default=4, show_default=True)
-@click.option("--only", type=click.Choice(["latency", "throughput"]), multiple=True,
+@click.option("--only", type=click.Choice(SCENARIOS), multiple=True,
               help="run only these scenario groups (throughput includes proofs, "
-                   "catch-up, memory)")
+                   "catch-up, memory; etcd is the peer, compared with throughput "
+                   "when both run)")
+@click.option("--etcd-batch", type=click.IntRange(1, 128), default=128, show_default=True,
+              help="puts per etcd transaction in the peer scenario (1: single puts; "
+                   "etcd allows at most 128)")
 @click.option("--profile", is_flag=True,
               help="py-spy node0 during the throughput window and node3 during catch-up "
                    "(never the latency scenario)")
@@ -124,7 +152,7 @@ async def run(o: Opts, scenarios: set[str], keep: Path | None) -> dict[str, Any]
 def main(quick: bool, out: Path, duration: float | None, rate: float, low_rate: float,
          latency_seconds: float | None, proof_seconds: float | None, proof_records: int,
          catchup_records: int | None, block_records: int, batch: int, inflight: int,
-         only: tuple[str, ...], profile: bool, keep: Path | None) -> None:
+         only: tuple[str, ...], etcd_batch: int, profile: bool, keep: Path | None) -> None:
     """Run the benchmark scenarios on fresh local 4-node clusters."""
     o = Opts(quick=quick,
              duration=duration or (15 if quick else 60), warmup=3 if quick else 5, rate=rate, low_rate=low_rate,
@@ -132,9 +160,9 @@ def main(quick: bool, out: Path, duration: float | None, rate: float, low_rate: 
              proof_seconds=proof_seconds or (5 if quick else 15), proof_records=proof_records,
              catchup_records=catchup_records or (10_000 if quick else 100_000),
              block_records=block_records, batch=batch, inflight=inflight, profile=profile,
-             out=out)
+             out=out, etcd_batch=etcd_batch)
     out.mkdir(parents=True, exist_ok=True)
-    res = asyncio.run(run(o, set(only) or {"latency", "throughput"}, keep))
+    res = asyncio.run(run(o, set(only) or set(SCENARIOS), keep))
     res["plots"] = plots(res, out)
     (out / "results.json").write_text(json.dumps(res, indent=1) + "\n")
     Console().print(table(res))

@@ -23,10 +23,10 @@ def loadavg() -> list[float]:
 
 def memory_mb(pid: int) -> dict[str, float]:
     """VmRSS and its parts: RssAnon is the process's own memory (Python heap,
-    LevelDB's block cache and memtables); RssFile is the mapped libraries
-    (~16 MB), plus LevelDB's table files where they are memory-mapped
-    (``storage.table_reads = "mmap"``) - clean pages the kernel drops under
-    pressure, which grow with how much of the store reads have touched."""
+    LevelDB's block cache and memtables), the figure the memory target
+    counts; RssFile is the mapped libraries (~16 MB) plus the pages of
+    LevelDB's memory-mapped table files that reads have touched - page
+    cache, clean pages the kernel drops under pressure, reported apart."""
     out: dict[str, float] = {}
     try:
         for line in Path(f"/proc/{pid}/status").read_text().splitlines():
@@ -39,9 +39,13 @@ def memory_mb(pid: int) -> dict[str, float]:
 
 
 def nodes_memory(c: LocalCluster) -> dict[str, dict[str, Any]]:
-    """Every node's memory, each read once: VmRSS alone and its parts."""
+    """Every node's memory, each read once: RssAnon (the memory figure: the
+    node's own memory), RssFile (mapped libraries and table pages: page
+    cache, reported apart), VmRSS (their sum) and all three per node."""
     detail = {f"node{i}": memory_mb(c.procs[i].pid) for i in range(c.n)}
-    return {"rss_mb": {node: parts.get("VmRSS", 0.0) for node, parts in detail.items()},
+    return {"anon_mb": {node: parts.get("RssAnon", 0.0) for node, parts in detail.items()},
+            "file_mb": {node: parts.get("RssFile", 0.0) for node, parts in detail.items()},
+            "rss_mb": {node: parts.get("VmRSS", 0.0) for node, parts in detail.items()},
             "detail_mb": detail}
 
 

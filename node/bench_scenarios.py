@@ -50,10 +50,9 @@ def measure_ceiling(seconds: float) -> dict[str, Any]:
     The issue's ceiling is PyNaCl's rate, one call per signature ("about
     15,000/s with PyNaCl here"), x cores / 4 validators: the fraction of the
     throughput target is reported against it.  The node's own verifier
-    (``ledger.crypto.verify_many``: libsodium's checks with the arithmetic
-    from a precomputed table per submitter key) is measured alongside; it
-    is several times faster, so verification alone would allow more, and
-    "1 verify" in the CPU figures is the node's."""
+    (``ledger.crypto.verify_many``: the same libsodium function per
+    signature, called from C for a whole batch without the GIL) is measured
+    alongside; "1 verify" in the CPU figures is the node's."""
     from ledger.crypto import SigningKey
 
     key = SigningKey.generate()

@@ -21,7 +21,7 @@ import aiohttp
 import msgpack
 from rich.progress import Progress
 
-from ledger.crypto import RECORD_DOMAIN
+from ledger.crypto import RECORD_DOMAIN, SigningKey
 from ledger.keys import load_key_file
 from ledger.records import decode_envelope
 
@@ -54,6 +54,7 @@ class Opts:
     inflight: int
     profile: bool
     out: Path
+    etcd_batch: int = 128
 
 
 # -- signed load ------------------------------------------------------------
@@ -67,8 +68,9 @@ class Signer:
     :func:`ledger.records.decode_envelope` to be sure.
     """
 
-    def __init__(self, key_path: Path, chain: str) -> None:
-        self.key = load_key_file(key_path).key
+    def __init__(self, key_path: Path | None, chain: str) -> None:
+        # None: a throwaway key, for measuring envelope sizes (envelope_bytes).
+        self.key = load_key_file(key_path).key if key_path is not None else SigningKey.generate()
         self.chain = chain
         self.nonce = time.time_ns() // 1000
         self.rng = random.Random(1)
@@ -91,6 +93,13 @@ class Signer:
             decode_envelope(out[0][1])
             self.checked = True
         return out
+
+
+def envelope_bytes(n: int = 200) -> int:
+    """Mean size of the envelopes the benchmark submits (same shape, a
+    throwaway key): the value size of the etcd peer's puts."""
+    envs = Signer(None, "bench").envelopes(n)
+    return round(sum(len(e) for _, e in envs) / len(envs))
 
 
 def pack_batches(envs: list[tuple[bytes, bytes]], size: int) -> list[tuple[list[bytes], bytes]]:

@@ -135,14 +135,10 @@ SCHEMA: dict[str, dict[str, _Spec]] = {
         # Bytes per LevelDB table block, the unit of a read: small for the
         # random lookups proofs make (ledger/storage.py has the figures).
         "block_size_bytes": (_INT, storage.DEFAULT_BLOCK_BYTES, 256, 4 * 1024 * 1024),
-        # How LevelDB reads table files: "pread" (into the block cache above;
-        # the kernel's page cache keeps the rest, outside the node's RSS) or
-        # "mmap", LevelDB's default, where every page a read touches counts
-        # in the node's RSS (node/tablereads.py, docs/operators.md).
-        "table_reads": (str, "pread", None, None),
-        # LevelDB keeps this many table files open; with "mmap" each is mapped,
-        # and lower bounds the mapped pages at the cost of reopening tables
-        # on reads.  LevelDB raises anything below 74.
+        # LevelDB keeps this many table files open (each memory-mapped, as
+        # LevelDB reads tables on 64-bit Linux); lower bounds the mapped
+        # pages at the cost of reopening tables on reads.  LevelDB raises
+        # anything below 74.
         "max_open_files": (_INT, storage.DEFAULT_MAX_OPEN_FILES, 74, 50_000),
         # Nice value of LevelDB's flush/compaction thread once the node is at
         # the tip (Linux; 0 = as the node).  Flushes then use CPU the node
@@ -164,7 +160,14 @@ SCHEMA: dict[str, dict[str, _Spec]] = {
     },
 }
 LOG_LEVELS = ("debug", "info", "warning", "error")
-TABLE_READS = ("pread", "mmap")
+# Keys a node once read and now ignores, with why: an old node.toml that
+# still sets one starts, and the node logs a warning naming the key
+# (node/main.py), instead of refusing to start over a setting that no longer
+# does anything.
+RETIRED: dict[str, str] = {
+    "storage.table_reads": "retired: LevelDB reads its table files its own way (memory-mapped); "
+                           "remove the key from node.toml (docs/operators.md, LevelDB table files)",
+}
 EVENT_LOOPS = ("uvloop", "asyncio")
 
 # Consensus timeouts when neither genesis params nor node.toml set them.
@@ -189,6 +192,8 @@ class NodeConfig:
     validator: Validator | None
     peers: tuple[Validator, ...]
     settings: Mapping[str, Mapping[str, Any]]
+    # RETIRED keys node.toml still sets (ignored; the node warns at start).
+    retired: tuple[str, ...] = ()
 
     def get(self, section: str, key: str) -> Any:
         return self.settings[section][key]
@@ -245,7 +250,7 @@ def parse_settings(doc: Mapping[str, Any]) -> dict[str, dict[str, Any]]:
     for section, keys in SCHEMA.items():
         given = doc.get(section, {})
         for key in given:
-            if key not in keys:
+            if key not in keys and f"{section}.{key}" not in RETIRED:
                 raise ConfigError(f"{section}.{key}", "unknown key")
         values: dict[str, Any] = {}
         for key, spec in keys.items():
@@ -260,12 +265,16 @@ def parse_settings(doc: Mapping[str, Any]) -> dict[str, dict[str, Any]]:
         raise ConfigError("log.level", f"must be one of {', '.join(LOG_LEVELS)}")
     if out["node"]["event_loop"] not in EVENT_LOOPS:
         raise ConfigError("node.event_loop", f"must be one of {', '.join(EVENT_LOOPS)}")
-    if out["storage"]["table_reads"] not in TABLE_READS:
-        raise ConfigError("storage.table_reads", f"must be one of {', '.join(TABLE_READS)}")
     peers = out["peers"]
     if peers["reconnect_max_ms"] < peers["reconnect_initial_ms"]:
         raise ConfigError("peers.reconnect_max_ms", "must be >= peers.reconnect_initial_ms")
     return out
+
+
+def retired_keys(doc: Mapping[str, Any]) -> tuple[str, ...]:
+    """The :data:`RETIRED` keys the TOML document sets."""
+    return tuple(name for name in RETIRED
+                 if name.partition(".")[2] in doc.get(name.partition(".")[0], {}))
 
 
 def load_config(path: str | Path,
@@ -320,6 +329,7 @@ def load_config(path: str | Path,
         validator=validator,
         peers=tuple(peers),
         settings=settings,
+        retired=retired_keys(doc),
     )
 
 

@@ -147,14 +147,10 @@ DESCRIPTIONS: dict[str, str] = {
                                 "default is 4 KiB). A node's reads are random point lookups, "
                                 "so small blocks waste less; it applies to tables written "
                                 "from then on.",
-    "storage.table_reads": "`\"pread\"`: table files are read into the block cache and the "
-                           "kernel's page cache keeps them, outside the node's RSS. "
-                           "`\"mmap\"` (LevelDB's own behaviour): each open table file is "
-                           "mapped and every page a read touches counts in the node's RSS. "
-                           "See [table reads](#leveldb-table-reads-pread-or-mmap).",
     "storage.max_open_files": "Table files LevelDB keeps open (LevelDB raises anything "
-                              "below 74). With `\"mmap\"`, lower values bound the mapped "
-                              "pages at a cost in proof rate.",
+                              "below 74). Each open table is memory-mapped, so lower values "
+                              "bound the mapped pages (page cache, not the node's own "
+                              "memory) at a cost in proof rate.",
     "storage.compaction_nice": "Nice value given to LevelDB's flush and compaction thread "
                                "once the node is at the tip (Linux; 0 leaves it alone). Not "
                                "before: a node catching up needs its flushes.",
@@ -172,7 +168,6 @@ DESCRIPTIONS: dict[str, str] = {
 CHOICES: dict[str, tuple[str, ...]] = {
     "log.level": config.LOG_LEVELS,
     "node.event_loop": config.EVENT_LOOPS,
-    "storage.table_reads": config.TABLE_READS,
 }
 
 

@@ -32,11 +32,10 @@ import plyvel
 from ledger.errors import LedgerError
 from ledger.native import description as native_description
 
-from .config import ConfigError, NodeConfig, load_config
+from .config import RETIRED, ConfigError, NodeConfig, load_config
 from .config_env import CONFIG_VAR, env_overrides
 from .logs import LogContext, setup_logging
 from .memtune import fix_mmap_threshold, limit_malloc_arenas
-from .tablereads import TableReadsUnchanged, mapped_table_files, read_tables_with_pread
 
 log = logging.getLogger("node.main")
 
@@ -48,7 +47,7 @@ async def _serve(config: NodeConfig) -> int:
     setup_logging(ctx, config.get("log", "level"))
     _log_event_loop(config)
     _tune_malloc(config)
-    pread = _choose_table_reads(config)
+    _warn_retired(config)
     log.info("records: decoding and signature batches in %s", native_description)
     node = Node(config, ctx)
     from . import byzantine  # TEST-ONLY fault injection, inert unless its env vars are set
@@ -74,9 +73,6 @@ async def _serve(config: NodeConfig) -> int:
                   config.data_dir / "chain", exc)
         await node.stop()
         return 1
-    if pread and (mapped := mapped_table_files(node.chain_dir)):
-        log.warning("storage: %d LevelDB table files are memory-mapped despite "
-                    "storage.table_reads = pread", mapped)
     log.info("serving on http://%s:%d", config.host, config.port)
     await stop.wait()
     log.info("stopping")
@@ -148,20 +144,11 @@ def _tune_malloc(config: NodeConfig) -> None:
         log.info("malloc: this C library has no arena cap or mmap threshold; left as is")
 
 
-def _choose_table_reads(config: NodeConfig) -> bool:
-    """LevelDB's table reads (node/tablereads.py): before the store opens,
-    since LevelDB reads the setting when the process first opens a database."""
-    if config.get("storage", "table_reads") == "mmap":
-        log.info("storage: LevelDB memory-maps its table files (storage.table_reads = mmap)")
-        return False
-    try:
-        read_tables_with_pread()
-    except TableReadsUnchanged as exc:
-        log.warning("storage: cannot switch LevelDB to pread, table files stay memory-mapped "
-                    "and the pages reads touch count in RSS: %s", exc)
-        return False
-    log.info("storage: LevelDB reads table files with pread (not memory-mapped)")
-    return True
+def _warn_retired(config: NodeConfig) -> None:
+    """One warning per retired key node.toml still sets (node.config.RETIRED):
+    the node starts, and the operator learns the key does nothing now."""
+    for name in config.retired:
+        log.warning("config: %s is ignored: %s", name, RETIRED[name])
 
 
 def _check(config_path: Path, signatures: bool) -> int:

@@ -51,7 +51,10 @@ log = logging.getLogger("node.mempool")
 
 # Signature checks run in chunks of this many envelopes, yielding to the
 # loop in between, so a 5000-envelope request does not stall consensus.
-VERIFY_CHUNK = 256
+# 64, not 256 as with the retired key tables: libsodium takes several times
+# longer per signature, and a chunk must stay short for consensus messages
+# to get in between (docs/performance.md, 2026-12-06).
+VERIFY_CHUNK = 64
 # Decoding and state checks yield to the event loop this often: admission is
 # the bulk of a node's work under load and must not delay consensus messages.
 YIELD_EVERY = 128
@@ -374,8 +377,8 @@ class Mempool:
     def _verify_many(self, envs: list[Envelope]) -> list[LedgerError | None]:
         """Admission's stateless checks: chain, submitter and role per
         envelope, then the signatures of those that passed in one batch
-        (``verify_many``: one GIL release for the lot, from the key tables,
-        so a chunk holds the loop only briefly).
+        (``verify_many``: libsodium per signature, one GIL release for the
+        lot, so a chunk holds the loop only briefly).
 
         On the event loop, not in an executor thread: with every core busy a
         thread adds no parallelism, and the hand-offs cost more than they

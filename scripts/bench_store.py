@@ -1,10 +1,9 @@
-"""Proof rate and resident memory of a node's store against ``storage.table_reads``
-and ``storage.max_open_files``.
+"""Proof rate and resident memory of a node's store against
+``storage.max_open_files``.
 
-LevelDB memory-maps the table files it keeps open unless told to read them
-with pread (``--table-reads pread``, node/tablereads.py), and the pages
-that reads of a mapped table touch count in the process's RSS
-(``RssFile``).  This builds a chain store of
+LevelDB memory-maps the table files it keeps open, and the pages that reads
+of a mapped table touch count in the process's RSS as ``RssFile`` (clean
+page cache the kernel reclaims), apart from its own ``RssAnon``.  This builds a chain store of
 ``--records`` signed records (blocks of ``--block`` records, each certified
 by a quorum, committed with ``ChainStore.commit_block`` exactly as a node
 does), then for each ``--max-open-files`` value reopens it and builds
@@ -14,7 +13,6 @@ in ``--dir`` and reused when it already holds the requested records.
 
     scripts/bench-store                                   1,000,000 records
     scripts/bench-store --records 200000 --max-open-files 1000,74
-    scripts/bench-store --table-reads pread --max-open-files 1000
 """
 
 from __future__ import annotations
@@ -37,7 +35,6 @@ from ledger.proofs import build_bundle
 from ledger.records import Record, make_record, sign_record
 from ledger.storage import LevelDBStore
 from node.bench_measure import memory_mb
-from node.tablereads import read_tables_with_pread
 
 FIXED_TS = 1_700_000_000_000
 
@@ -91,7 +88,7 @@ def record_ids(records: int, count: int, rnd: random.Random) -> list[bytes]:
     return [record(submitter, rnd.randrange(records)).id for _ in range(count)]
 
 
-def measure(path: Path, max_open_files: int, proofs: int, table_reads: str) -> dict[str, Any]:
+def measure(path: Path, max_open_files: int, proofs: int) -> dict[str, Any]:
     genesis, _, _ = setup()
     chain = ChainStore(LevelDBStore(str(path), create=False, max_open_files=max_open_files),
                        genesis, check=False)
@@ -103,7 +100,7 @@ def measure(path: Path, max_open_files: int, proofs: int, table_reads: str) -> d
     seconds = time.perf_counter() - started
     after = memory_mb(os.getpid())
     chain.close()
-    return {"table_reads": table_reads, "max_open_files": max_open_files, "proofs": proofs,
+    return {"max_open_files": max_open_files, "proofs": proofs,
             "proofs_per_s": round(proofs / seconds), "memory_before_mb": before,
             "memory_after_mb": after,
             "tables": sum(1 for p in path.iterdir() if p.suffix == ".ldb")}
@@ -116,27 +113,22 @@ def main() -> None:
     ap.add_argument("--proofs", type=int, default=40_000)
     ap.add_argument("--max-open-files", default="1000,140,110,74",
                     help="comma-separated values to measure (LevelDB raises < 74 to 74)")
-    ap.add_argument("--table-reads", choices=("mmap", "pread"), default="mmap",
-                    help="how LevelDB reads table files, for the whole run (node default: pread)")
     ap.add_argument("--dir", type=Path, default=Path("/tmp/auditledger-bench-store"))
     ap.add_argument("--out", type=Path, default=Path("bench-store.json"))
     args = ap.parse_args()
-    if args.table_reads == "pread":
-        read_tables_with_pread()  # before this process opens any LevelDB
     path = args.dir / f"chain-{args.records}"
     path.parent.mkdir(parents=True, exist_ok=True)
     print(f"store {path}: building up to {args.records:,} records", file=sys.stderr)
     build(path, args.records, args.block)
     results = []
     for value in (int(v) for v in args.max_open_files.split(",")):
-        r = measure(path, value, args.proofs, args.table_reads)
+        r = measure(path, value, args.proofs)
         results.append(r)
-        print(f"{args.table_reads}, max_open_files={value:>5}: {r['proofs_per_s']:>6,} proofs/s, "
+        print(f"max_open_files={value:>5}: {r['proofs_per_s']:>6,} proofs/s, "
               f"RssFile {r['memory_before_mb']['RssFile']} -> "
               f"{r['memory_after_mb']['RssFile']} MB, "
               f"RssAnon {r['memory_after_mb']['RssAnon']} MB ({r['tables']} tables)")
-    args.out.write_text(json.dumps({"records": args.records, "table_reads": args.table_reads,
-                                    "results": results}, indent=2))
+    args.out.write_text(json.dumps({"records": args.records, "results": results}, indent=2))
     print(f"wrote {args.out}", file=sys.stderr)
 
 

@@ -1,7 +1,7 @@
 """Ed25519 group arithmetic in plain Python integers, from RFC 8032's
-definitions: an independent reference for the C key tables
-(ledger/_native_ed25519.c), and a way to build the odd keys and signatures
-libsodium treats specially (keys with a torsion part, R at the identity).
+definitions: a way to build the odd keys and signatures libsodium treats
+specially (keys with a torsion part, R at the identity or of small order),
+for tests that both signature paths give libsodium's verdict on them.
 Slow and not constant time: tests only."""
 
 from __future__ import annotations

@@ -29,7 +29,6 @@ from ledger.verify import verify_bundle
 from node import frames
 from node.localnet import LocalCluster, until
 from node.openapi import ERROR_CODES
-from node.tablereads import mapped_table_files
 
 pytestmark = pytest.mark.cluster
 
@@ -157,16 +156,6 @@ async def test_commit_survive_kills_and_catch_up(cluster: LocalCluster) -> None:
     await c.wait_committed(everyone, final[-1].id.hex())
     for i in everyone:
         assert await c.metric(i, "ledger_records_committed_total") >= 0
-
-    # 5. LevelDB reads table files with pread (storage.table_reads' default):
-    #    the restarted nodes recovered their write-ahead logs into table
-    #    files (which LevelDB opens to check), and no node has one mapped.
-    tables = {i: [p for p in (c.dir / f"node{i}" / "data" / "chain").iterdir()
-                  if p.suffix == ".ldb"] for i in everyone}
-    assert tables[victim] and tables[proposer], tables
-    for i in everyone:
-        assert "reads table files with pread" in c.log_path(i).read_text()
-        assert mapped_table_files(c.dir / f"node{i}" / "data" / "chain", c.procs[i].pid) == 0
 
 
 async def _feed(c: LocalCluster, sub: Submitter, node: int, batches: int, size: int) -> str:

@@ -47,7 +47,8 @@ def test_the_reference_states_each_default_and_range() -> None:
     rows = {m.group(1): m.group(0) for m in re.finditer(r"^\| `([a-z_.]+)` \|.*$", doc, re.M)}
     assert set(rows) == set(_schema_keys())
     assert "| integer 1..65535 | **required** |" in rows["http.port"]
-    assert '| `"pread"` \\| `"mmap"` | `"pread"` |' in rows["storage.table_reads"]
+    assert '| `"uvloop"` \\| `"asyncio"` | `"uvloop"` |' in rows["node.event_loop"]
+    assert "storage.table_reads" not in rows  # retired (node.config.RETIRED)
     cache = config.SCHEMA["storage"]["block_cache_bytes"][1]
     assert f"| {cache} (" in rows["storage.block_cache_bytes"]
     assert "genesis `params.timeout_propose_ms`, else 3000" in rows["consensus.timeout_propose_ms"]

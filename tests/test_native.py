@@ -4,7 +4,11 @@ The contract is one-sided: ``decode_record`` answers None for whatever it
 does not handle and the Python path decides, so whenever it returns fields
 they must be the Python decoder's, and every input it accepts the Python
 decoder must accept.  ``verify_ed25519`` must give exactly
-``verify_signature``'s verdict for every (key, message, signature).
+``verify_signature``'s verdict (PyNaCl: libsodium's rules) for every (key,
+message, signature): good, damaged, small-order and non-canonical ones.  The
+C loop only hands each signature to libsodium's
+``crypto_sign_verify_detached``; these tests check that it hands over the
+right bytes and reads the answer right.
 
 The suite also runs ledger/records.py's fast path against the general path
 (tests/test_fuzz_decoders.py) with the C module in place, and the fallback
@@ -17,6 +21,8 @@ import os
 import re
 import subprocess
 import sys
+import threading
+from pathlib import Path
 from typing import Any
 
 import msgpack
@@ -29,6 +35,8 @@ from ledger.crypto import RECORD_DOMAIN, SigningKey, verify_many, verify_signatu
 from ledger.encoding import decode
 from ledger.errors import BadSignature, LedgerError
 from ledger.records import _record_from_map
+
+import ed25519_ref as ref  # tests/ is on sys.path (conftest)
 
 EXAMPLES = int(os.environ.get("FUZZ_EXAMPLES", "300"))
 FUZZ = settings(max_examples=EXAMPLES, deadline=None, derandomize="FUZZ_RANDOM" not in os.environ,
@@ -340,17 +348,101 @@ def test_verify_agrees_with_pynacl(cases: list[tuple[bytes, int, int]]) -> None:
 
 
 @needs_native
+def test_verify_agrees_with_pynacl_on_crafted_signatures() -> None:
+    """Signatures only libsodium's own checks tell apart, built with the
+    RFC 8032 reference in tests/ed25519_ref.py: R at the identity with s = h a
+    (the group equation holds), R of small order against a key with a torsion
+    part, R and the key not canonically encoded (y >= p), and a key with a
+    torsion part whose signatures libsodium accepts when h kills the torsion.
+    Both paths must give libsodium's verdict on every one."""
+    seed = b"\x02" * 32
+    a, public_key = ref.secret_scalar(seed), SigningKey(seed).public_key
+    items: list[tuple[bytes, bytes, bytes]] = []
+    identity = ref.encode(ref.IDENTITY)
+    for i in range(4):
+        msg = b"identity R %d" % i
+        h = ref.challenge(identity, public_key, RECORD_DOMAIN + msg)
+        items.append((public_key, msg, identity + (h * a % ref.L).to_bytes(32, "little")))
+    odd_key = ref.encode(ref.add(ref.multiply(a, ref.BASE), ref.TORSION8))
+    for i in range(32):
+        msg = b"torsion %d" % i
+        items.append((odd_key, msg, ref.sign_with(a, odd_key, RECORD_DOMAIN + msg, 1000 + i)))
+    for i in range(40):
+        msg = b"small R %d" % i
+        for j in range(1, 8):
+            r = ref.encode(ref.multiply(j, ref.TORSION8))
+            h = ref.challenge(r, odd_key, RECORD_DOMAIN + msg)
+            if ref.encode(ref.negate(ref.multiply(h, ref.TORSION8))) == r:
+                items.append((odd_key, msg, r + (h * a % ref.L).to_bytes(32, "little")))
+    # Non-canonical encodings: y + p for a small y (the same point as y).
+    for y in range(2, 40):
+        if ref.decode(y.to_bytes(32, "little")) is None:
+            continue
+        alias = (y + ref.P).to_bytes(32, "little")
+        good = sign_for(seed, b"alias %d" % y)
+        items.append((public_key, b"alias %d" % y, alias + good[32:]))  # R not canonical
+        items.append((alias, b"alias %d" % y, good))  # key not canonical
+    expected = [_reference(*item) for item in items]
+    assert verify_many(RECORD_DOMAIN, items) == expected
+    torsion = expected[4:36]
+    assert not any(expected[:4]) and 0 < sum(torsion) < 32, "libsodium's rules changed?"
+    assert not any(expected[36:])
+
+
+def sign_for(seed: bytes, msg: bytes) -> bytes:
+    return SigningKey(seed).sign(RECORD_DOMAIN, msg)
+
+
+@needs_native
+def test_verify_releases_the_gil_and_keeps_answers_per_thread() -> None:
+    """Batches checked from several threads at once (the C loop runs without
+    the GIL) each get their own answers."""
+    batches = [[(KEY.public_key, b"t%d-%d" % (t, i),
+                 KEY.sign(RECORD_DOMAIN, b"t%d-%d" % (t, i + i % 3)))
+                for i in range(60)] for t in range(4)]
+    results: dict[int, list[bool]] = {}
+
+    def run(t: int) -> None:
+        for _ in range(5):
+            results[t] = verify_many(RECORD_DOMAIN, batches[t])
+
+    threads = [threading.Thread(target=run, args=(t,)) for t in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert results == {t: [i % 3 == 0 for i in range(60)] for t in range(4)}
+
+
+@needs_native
 def test_verify_rejects_wrong_item_types() -> None:
-    for tables in ({}, None):
-        with pytest.raises(TypeError):
-            native.verify_ed25519(RECORD_DOMAIN, [(b"k", "text", b"s")], tables, 4)
-        with pytest.raises(TypeError):
-            native.verify_ed25519(RECORD_DOMAIN, [(b"k", b"m")], tables, 4)
-        assert native.verify_ed25519(RECORD_DOMAIN, [], tables, 4) == []
+    assert native is not None
     with pytest.raises(TypeError):
-        native.verify_ed25519(RECORD_DOMAIN, [], [], 4)
+        native.verify_ed25519(RECORD_DOMAIN, [(b"k", "text", b"s")])  # type: ignore[list-item]
+    with pytest.raises(TypeError):
+        native.verify_ed25519(RECORD_DOMAIN, [(b"k", b"m")])  # type: ignore[list-item]
+    assert native.verify_ed25519(RECORD_DOMAIN, []) == []
+    with pytest.raises(TypeError):
+        native.verify_ed25519(RECORD_DOMAIN, ())  # type: ignore[arg-type]
     with pytest.raises(ValueError):
-        native.set_sodium(0, 0, 0, 0)
+        native.set_sodium(0)
+
+
+def test_signatures_are_checked_by_libsodium_only() -> None:
+    """The trust path is a vetted library: the package ships no curve
+    arithmetic of its own (the retired ledger/_native_ed25519.c), and the C
+    module reaches libsodium through crypto_sign_verify_detached alone."""
+    import ledger
+
+    package = Path(ledger.__file__).parent
+    assert not [p.name for p in package.iterdir() if "ed25519" in p.name.lower()]
+    assert "libsodium" in native_mod.description or native is None
+    if native is not None:
+        assert not hasattr(native, "ed25519_combine")
+        sources = "".join(p.read_text() for p in package.glob("_native*.[ch]"))
+        assert "crypto_sign_verify_detached" in sources
+        for retired in ("ed25519_", "scalar_reduce", "is_valid_point", "key_table"):
+            assert retired not in sources, retired
 
 
 def test_pure_python_fallback() -> None:
@@ -505,11 +597,11 @@ def test_a_missing_library_function_means_pure_python(monkeypatch: pytest.Monkey
     def missing() -> int:
         raise OSError("no such symbol")
 
-    monkeypatch.setattr(native_mod, "_libsodium_functions", missing)
-    module, why, _ = native_mod._load()
+    monkeypatch.setattr(native_mod, "_libsodium_verify", missing)
+    module, why = native_mod._load()
     assert module is None and "libsodium's functions not found: no such symbol" in why
     monkeypatch.setattr(native_mod, "_openssl_sha256", missing)
-    module, why, _ = native_mod._load()
+    module, why = native_mod._load()
     assert module is None and "SHA-256 functions not found" in why
     monkeypatch.setenv(native_mod.PURE_PYTHON_ENV, "1")
-    assert native_mod._load() == (None, "pure Python (AUDITLEDGER_PURE_PYTHON is set)", False)
+    assert native_mod._load() == (None, "pure Python (AUDITLEDGER_PURE_PYTHON is set)")

@@ -73,6 +73,26 @@ def test_bad_config_names_the_key(cluster: Path, edit: tuple[str, str], key: str
     assert info.value.key == key, str(info.value)
 
 
+@pytest.mark.parametrize("value", ['"pread"', '"mmap"', "3"])
+def test_a_retired_key_is_ignored_with_a_warning(cluster: Path, value: str,
+                                                 caplog: pytest.LogCaptureFixture) -> None:
+    """storage.table_reads (retired with node/tablereads.py): an old node.toml
+    that still sets it, to any value, starts; the node warns, naming it."""
+    from node.main import _warn_retired
+
+    path = cluster / "node1" / "node.toml"
+    text = path.read_text()
+    assert "[storage]" not in text
+    path.write_text(text + f"\n[storage]\ntable_reads = {value}\n")
+    cfg = load_config(path)
+    assert cfg.retired == ("storage.table_reads",)
+    assert "table_reads" not in cfg.settings["storage"]
+    with caplog.at_level(logging.WARNING, logger="node.main"):
+        _warn_retired(cfg)
+    assert "storage.table_reads is ignored: retired" in caplog.text
+    assert load_config(cluster / "node2" / "node.toml").retired == ()
+
+
 def test_ledger_node_exits_2_on_bad_config(cluster: Path) -> None:
     path = cluster / "node0" / "node.toml"
     path.write_text(path.read_text().replace("max_mempool = 20000", "max_mempool = -1"))
