@@ -28,7 +28,7 @@ DEFAULT_THRESHOLDS = (5_000, 10_000, 100_000)  # approval thresholds, minor unit
 class _Account:
     __slots__ = ("count", "first", "last", "gaps", "recent", "near", "refunds", "countries", "devices",
                  "channels", "counterparties", "amounts", "all_amounts", "hours", "reactivated_at",
-                 "novelty_at")
+                 "novelty_at", "novel")
 
     def __init__(self, t: int) -> None:
         self.count = 0
@@ -47,6 +47,7 @@ class _Account:
         self.hours = [0] * 24
         self.reactivated_at = -1
         self.novelty_at = -1
+        self.novel: deque[int] = deque()  # times of payments to new counterparties, last 30 min
 
 
 class _Counterparty:
@@ -91,6 +92,7 @@ class BuiltinDetector:
         self.total = 0
         self.rates: dict[tuple[str, str], _Rate] = {}
         self._learned = 0
+        self.start = -1  # the first event's time: features that need a warm stream wait a while
 
     # -- scoring -------------------------------------------------------------
 
@@ -111,6 +113,8 @@ class BuiltinDetector:
             self._refund(ev, acct, reasons)
         if ev.kind in MONEY_OUT:
             self._lineage(ev, reasons)
+            if acct is None and ev.account and self.start >= 0 and t - self.start >= DAY:
+                reasons.append(reason("first_seen_money_out", 25, ev.kind))
         if ev.amount is not None and ev.kind in SPENDING:
             self._near_threshold(ev, acct, reasons)
         if ev.device and ev.account:
@@ -147,14 +151,16 @@ class BuiltinDetector:
         if ev.amount is None or ev.kind not in SPENDING:
             return
         samples = acct.amounts.get(ev.merchant_category or ev.kind)
+        start = 40  # robust z, in tenths, from which an amount earns points
         if samples is None or len(samples) < 5:
-            samples = acct.all_amounts if len(acct.all_amounts) >= 8 else None
-        if samples is None:
-            return
+            # a first payout or transfer is compared with the account's payments: less sure
+            samples, start = (acct.all_amounts, 60 if ev.kind in MONEY_OUT else 40)
+            if len(samples) < 8:
+                return
         med, mad = median_mad(samples)
         z10 = robust_z10(ev.amount, med, mad)
-        if z10 > 40:
-            reasons.append(reason("amount", min(40, 6 * (z10 - 30) // 10), ev.amount,
+        if z10 > start:
+            reasons.append(reason("amount", min(40, 6 * (z10 - start + 10) // 10), ev.amount,
                                   {"median": med, "mad": mad, "robust_z": z10 / 10}))
 
     def _novelty(self, ev: Event, acct: _Account, reasons: list[Reason]) -> None:
@@ -169,19 +175,22 @@ class BuiltinDetector:
         if new_country and new_device:
             reasons.append(reason("new_country_and_device", 15, True))
         if ev.channel is not None and ev.channel not in acct.channels:
-            reasons.append(reason("new_channel", 8, ev.channel, sorted(acct.channels)))
+            reasons.append(reason("new_channel", 5, ev.channel, sorted(acct.channels)))
         if ev.counterparty is not None and ev.kind in SPENDING and ev.counterparty not in acct.counterparties:
             reasons.append(reason("new_counterparty", 14 if ev.kind in MONEY_OUT else 6, ev.counterparty,
                                   len(acct.counterparties)))
+            k = 1 + count_since(acct.novel, ev.time - 30 * MIN)
+            if k >= 2:
+                reasons.append(reason("new_counterparties_burst", min(60, 20 * (k - 1)), k))
         if ev.kind in MONEY_OUT and acct.novelty_at >= 0 and ev.time - acct.novelty_at < DAY:
             reasons.append(reason("money_out_after_novelty", 30, ev.kind, (ev.time - acct.novelty_at) // MIN))
 
     def _dormancy(self, t: int, acct: _Account, reasons: list[Reason]) -> None:
         gap = t - acct.last
         if acct.count >= 3 and gap >= 7 * DAY and gap >= 8 * median(acct.gaps):
-            reasons.append(reason("dormant_reactivation", 45, gap // DAY, median(acct.gaps) // HOUR))
+            reasons.append(reason("dormant_reactivation", 55, gap // DAY, median(acct.gaps) // HOUR))
         elif acct.reactivated_at >= 0 and t - acct.reactivated_at < 2 * DAY:
-            reasons.append(reason("after_dormancy", 45, (t - acct.reactivated_at) // HOUR))
+            reasons.append(reason("after_dormancy", 55, (t - acct.reactivated_at) // HOUR))
 
     def _refund(self, ev: Event, acct: _Account | None, reasons: list[Reason]) -> None:
         if not ev.parents:
@@ -197,25 +206,25 @@ class BuiltinDetector:
                 reasons.append(reason("refund_exceeds_payment", 80, rec.refunded + amount, rec.amount))
         if acct is not None:
             n = 1 + count_since(acct.refunds, ev.time - DAY)
-            if n >= 3:
-                reasons.append(reason("refund_velocity", min(40, 10 * (n - 2)), n))
+            if n >= 2:
+                reasons.append(reason("refund_velocity", min(60, 25 * (n - 1)), n))
 
     def _lineage(self, ev: Event, reasons: list[Reason]) -> None:
         if len(ev.parents) >= 3:
             reasons.append(reason("lineage_fan_in", min(60, 12 * (len(ev.parents) - 2)), len(ev.parents)))
         fan_out = max((rec.children for p in ev.parents if (rec := self.records.get(p)) is not None),
                       default=0)
-        if fan_out >= 2:
-            reasons.append(reason("lineage_fan_out", min(60, 15 * fan_out), fan_out + 1))
+        if fan_out >= 1:
+            reasons.append(reason("lineage_fan_out", min(60, 20 * fan_out), fan_out + 1))
 
     def _near_threshold(self, ev: Event, acct: _Account | None, reasons: list[Reason]) -> None:
         amount = ev.amount or 0
         for th in self.thresholds:
             if th * 95 // 100 <= amount < th:
-                points = 12
+                points = 8
                 med = median(acct.all_amounts) if acct is not None else 0
                 if acct is not None:
-                    points += min(60, 18 * count_since(acct.near, ev.time - DAY))
+                    points += min(60, 25 * count_since(acct.near, ev.time - DAY))
                     if len(acct.all_amounts) >= 5 and med * 4 < th:
                         points += 10
                 reasons.append(reason("just_under_threshold", points, amount, th))
@@ -229,21 +238,19 @@ class BuiltinDetector:
         since = ev.time - DAY
         k = sum(1 for a, last in users.items() if last > since and a != ev.account) + 1
         if k >= 3:
-            reasons.append(reason("device_shared", min(60, 15 * (k - 2)), k))
+            reasons.append(reason("device_shared", min(60, 25 * (k - 2)), k))
 
     def _counterparty(self, ev: Event, reasons: list[Reason]) -> None:
         assert ev.counterparty is not None and ev.account is not None
         cp = self.counterparties.get(ev.counterparty)
         if cp is None or ev.account in cp.payers:
             return
-        window = 6 * HOUR
-        c = 1 + count_since(cp.new_payers, ev.time - window)
+        if ev.time - self.start < DAY or ev.time - cp.first > 12 * HOUR:
+            return  # only a counterparty first seen lately, on a warm stream
+        c = 1 + count_since(cp.new_payers, ev.time - 6 * HOUR)
         before = len(cp.payers) - (c - 1)
-        age = max(ev.time - cp.first, DAY)
-        expected = before * window // age
-        if c >= 4 and c > 2 * expected + 3:
-            reasons.append(reason("counterparty_new_payers", min(60, 10 * (c - 2 * expected - 2)), c,
-                                  expected))
+        if c >= 3 and 2 * before <= c:
+            reasons.append(reason("counterparty_new_payers", min(60, 15 * (c - 2)), c, before))
 
     def _surges(self, ev: Event, reasons: list[Reason]) -> None:
         for key in (("system", ev.system), ("channel", ev.channel), ("country", ev.country),
@@ -262,6 +269,8 @@ class BuiltinDetector:
 
     def learn(self, ev: Event) -> None:
         t = ev.time
+        if self.start < 0:
+            self.start = t
         self.total += 1
         if ev.country:
             self.country_counts[ev.country] = self.country_counts.get(ev.country, 0) + 1
@@ -310,8 +319,12 @@ class BuiltinDetector:
             acct.novelty_at = t
         acct.count += 1
         acct.last = max(acct.last, t)
-        acct.recent.append(t)
-        prune(acct.recent, t - HOUR)
+        if ev.kind in SPENDING:
+            acct.recent.append(t)
+            prune(acct.recent, t - HOUR)
+            if ev.counterparty and ev.counterparty not in acct.counterparties and acct.count >= 5:
+                acct.novel.append(t)
+                prune(acct.novel, t - 30 * MIN)
         acct.hours[(t // HOUR) % 24] += 1
         if ev.country:
             acct.countries.add(ev.country)
@@ -337,7 +350,6 @@ class BuiltinDetector:
                 acct.near.append(t)
                 prune(acct.near, t - DAY)
         if ev.counterparty and ev.kind in SPENDING:
-            first_time = ev.counterparty not in acct.counterparties
             acct.counterparties.add(ev.counterparty)
             cp = self.counterparties.get(ev.counterparty)
             if cp is None:
@@ -346,7 +358,6 @@ class BuiltinDetector:
                 cp.payers.add(ev.account)
                 cp.new_payers.append(t)
                 prune(cp.new_payers, t - 6 * HOUR)
-            del first_time
 
     def _forget(self, before: int) -> None:
         """Drop lineage entries older than the horizon (a refund of a
