@@ -74,6 +74,7 @@ class _Rate:
     submitter) against its long-run average."""
     first: int
     count: int = 0
+    peak: int = 0  # the most events seen in ten minutes
     recent: deque[int] = field(default_factory=deque)
 
 
@@ -91,6 +92,11 @@ class BuiltinDetector:
         self.country_counts: dict[str, int] = {}
         self.total = 0
         self.rates: dict[tuple[str, str], _Rate] = {}
+        # per merchant category: the last amounts paid by anyone, and their
+        # median and MAD (refreshed every 64 amounts: sorting is the cost)
+        self.category_amounts: dict[str, deque[int]] = {}
+        self.category_stats: dict[str, tuple[int, int]] = {}
+        self.category_seen: dict[str, int] = {}
         self._learned = 0
         self.start = -1  # the first event's time: features that need a warm stream wait a while
 
@@ -124,7 +130,7 @@ class BuiltinDetector:
         if ev.country and self.total >= 5000:
             seen = self.country_counts.get(ev.country, 0)
             if seen * 2000 < self.total:
-                reasons.append(reason("rare_country", 12, ev.country, seen))
+                reasons.append(reason("rare_country", 20, ev.country, seen))
         self._surges(ev, reasons)
         points = sum(r["points"] for r in reasons)
         return points_to_score(points), reasons
@@ -150,14 +156,20 @@ class BuiltinDetector:
     def _amount(self, ev: Event, acct: _Account, reasons: list[Reason]) -> None:
         if ev.amount is None or ev.kind not in SPENDING:
             return
-        samples = acct.amounts.get(ev.merchant_category or ev.kind)
+        key = ev.merchant_category or ev.kind
+        samples = acct.amounts.get(key)
         start = 40  # robust z, in tenths, from which an amount earns points
-        if samples is None or len(samples) < 5:
+        if samples is not None and len(samples) >= 5:
+            med, mad = median_mad(samples)
+        elif ev.merchant_category and key in self.category_stats:
+            # a category new to the account: compared with everyone's prices there
+            med, mad = self.category_stats[key]
+        elif len(acct.all_amounts) >= 8:
             # a first payout or transfer is compared with the account's payments: less sure
-            samples, start = (acct.all_amounts, 60 if ev.kind in MONEY_OUT else 40)
-            if len(samples) < 8:
-                return
-        med, mad = median_mad(samples)
+            med, mad = median_mad(acct.all_amounts)
+            start = 60
+        else:
+            return
         z10 = robust_z10(ev.amount, med, mad)
         if z10 > start:
             reasons.append(reason("amount", min(40, 6 * (z10 - start + 10) // 10), ev.amount,
@@ -183,14 +195,14 @@ class BuiltinDetector:
             if k >= 2:
                 reasons.append(reason("new_counterparties_burst", min(60, 20 * (k - 1)), k))
         if ev.kind in MONEY_OUT and acct.novelty_at >= 0 and ev.time - acct.novelty_at < DAY:
-            reasons.append(reason("money_out_after_novelty", 30, ev.kind, (ev.time - acct.novelty_at) // MIN))
+            reasons.append(reason("money_out_after_novelty", 35, ev.kind, (ev.time - acct.novelty_at) // MIN))
 
     def _dormancy(self, t: int, acct: _Account, reasons: list[Reason]) -> None:
         gap = t - acct.last
-        if acct.count >= 3 and gap >= 7 * DAY and gap >= 8 * median(acct.gaps):
-            reasons.append(reason("dormant_reactivation", 55, gap // DAY, median(acct.gaps) // HOUR))
+        if acct.count >= 2 and gap >= 7 * DAY and gap >= 8 * median(acct.gaps):
+            reasons.append(reason("dormant_reactivation", 65, gap // DAY, median(acct.gaps) // HOUR))
         elif acct.reactivated_at >= 0 and t - acct.reactivated_at < 2 * DAY:
-            reasons.append(reason("after_dormancy", 55, (t - acct.reactivated_at) // HOUR))
+            reasons.append(reason("after_dormancy", 65, (t - acct.reactivated_at) // HOUR))
 
     def _refund(self, ev: Event, acct: _Account | None, reasons: list[Reason]) -> None:
         if not ev.parents:
@@ -261,9 +273,8 @@ class BuiltinDetector:
             if rate is None or ev.time - rate.first < DAY:
                 continue
             n10 = 1 + count_since(rate.recent, ev.time - 10 * MIN)
-            avg10 = rate.count * 10 * MIN // (ev.time - rate.first)
-            if n10 > 3 * avg10 + 30:
-                reasons.append(reason(f"{key[0]}_surge", 10, n10, avg10))
+            if n10 > 2 * rate.peak + 30:  # above twice its busiest ten minutes so far
+                reasons.append(reason(f"{key[0]}_surge", 10, n10, rate.peak))
 
     # -- learning ------------------------------------------------------------
 
@@ -283,6 +294,7 @@ class BuiltinDetector:
                 rate.count += 1
                 rate.recent.append(t)
                 prune(rate.recent, t - 10 * MIN)
+                rate.peak = max(rate.peak, len(rate.recent))
         self._learn_lineage(ev)
         if ev.account:
             self._learn_account(ev)
@@ -311,7 +323,7 @@ class BuiltinDetector:
             acct = self.accounts[ev.account] = _Account(t)
         else:
             gap = t - acct.last
-            if acct.count >= 3 and gap >= 7 * DAY and gap >= 8 * median(acct.gaps):
+            if acct.count >= 2 and gap >= 7 * DAY and gap >= 8 * median(acct.gaps):
                 acct.reactivated_at = t
             acct.gaps.append(max(gap, 0))
         if acct.count >= 5 and ((ev.country and ev.country not in acct.countries)
@@ -346,6 +358,14 @@ class BuiltinDetector:
                 samples = acct.amounts[key] = deque(maxlen=32)
             samples.append(ev.amount)
             acct.all_amounts.append(ev.amount)
+            if ev.merchant_category:
+                ring = self.category_amounts.get(key)
+                if ring is None:
+                    ring = self.category_amounts[key] = deque(maxlen=512)
+                ring.append(ev.amount)
+                self.category_seen[key] = seen = self.category_seen.get(key, 0) + 1
+                if seen % 64 == 0:
+                    self.category_stats[key] = median_mad(ring)
             if any(th * 95 // 100 <= ev.amount < th for th in self.thresholds):
                 acct.near.append(t)
                 prune(acct.near, t - DAY)

@@ -142,10 +142,11 @@ def structuring(world: World, t: int, n: int) -> list[Tx]:
 def dormant_reactivation(world: World, t: int, n: int) -> list[Tx]:
     """An account silent for a week or more wakes up and spends or pays out."""
     rng = world.rng
-    dormant = [a for a in world.accounts if a.active_to <= t - 7 * DAY and a.payments]
+    dormant = [a for a in world.accounts if a.active_to <= world.end - 9 * DAY and a.payments]
     if not dormant:
-        return velocity_burst(world, t, n)
+        raise ValueError("no dormant accounts: the stream is too short (days >= 13) or too small")
     acct = rng.choice(dormant)
+    t = max(t, acct.active_to + rng.randint(8 * DAY, world.end - acct.active_to - DAY))
     device = acct.devices[0] if rng.random() < 0.5 else f"dev-{hex_id(rng)}"
     out = []
     for i in range(rng.randint(3, 6)):

@@ -99,6 +99,7 @@ class World:
         for aid in ids:
             self.accounts.append(self._account(aid, ids))
         self.by_id = {a.id: a for a in self.accounts}
+        self.merchant_country = {m.id: m.country for m in self.merchants}
         self.seq = 0
 
     def _account(self, aid: str, ids: list[str]) -> Account:
@@ -210,7 +211,7 @@ class World:
             pays.sort(key=lambda x: (x.t, x.seq))
             for i in range(0, len(pays), 16):
                 batch = pays[i:i + 16]
-                out.append(self.tx(t=t, kind="settlement", account=merchant, country=batch[0].country,
+                out.append(self.tx(t=t, kind="settlement", account=merchant, country=self.merchant_country[merchant],
                                    system=ACQUIRER_SYSTEM, channel="", device="",
                                    amount=sum(p.amount for p in batch), counterparty=f"bank-{merchant}",
                                    parents=list(batch)))
