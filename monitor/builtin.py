@@ -121,6 +121,12 @@ class BuiltinDetector:
             self._lineage(ev, reasons)
             if acct is None and ev.account and self.start >= 0 and t - self.start >= DAY:
                 reasons.append(reason("first_seen_money_out", 25, ev.kind))
+            received = self.counterparties.get(ev.account) if ev.account else None
+            if (received is not None and len(received.payers) >= 3 and t - received.first < 2 * DAY
+                    and t - self.start >= DAY):
+                # money in from many payers lately, now money out: a pass-through account
+                reasons.append(reason("pass_through", min(60, 15 * (len(received.payers) - 1)),
+                                      len(received.payers)))
         if ev.amount is not None and ev.kind in SPENDING:
             self._near_threshold(ev, acct, reasons)
         if ev.device and ev.account:
@@ -236,7 +242,10 @@ class BuiltinDetector:
                 points = 8
                 med = median(acct.all_amounts) if acct is not None else 0
                 if acct is not None:
-                    points += min(60, 25 * count_since(acct.near, ev.time - DAY))
+                    # merchants price just under round numbers all the time (4,999):
+                    # repeats weigh most on transfers and payouts
+                    per = 35 if ev.kind in MONEY_OUT else 15
+                    points += min(70, per * count_since(acct.near, ev.time - DAY))
                     if len(acct.all_amounts) >= 5 and med * 4 < th:
                         points += 10
                 reasons.append(reason("just_under_threshold", points, amount, th))
@@ -262,7 +271,7 @@ class BuiltinDetector:
         c = 1 + count_since(cp.new_payers, ev.time - 6 * HOUR)
         before = len(cp.payers) - (c - 1)
         if c >= 3 and 2 * before <= c:
-            reasons.append(reason("counterparty_new_payers", min(60, 15 * (c - 2)), c, before))
+            reasons.append(reason("counterparty_new_payers", min(80, 20 * (c - 1)), c, before))
 
     def _surges(self, ev: Event, reasons: list[Reason]) -> None:
         for key in (("system", ev.system), ("channel", ev.channel), ("country", ev.country),
@@ -272,7 +281,10 @@ class BuiltinDetector:
             rate = self.rates.get(key)  # type: ignore[arg-type]
             if rate is None or ev.time - rate.first < DAY:
                 continue
-            n10 = 1 + count_since(rate.recent, ev.time - 10 * MIN)
+            recent = rate.recent
+            # pruned to ten minutes at the last event: usually all still inside
+            n10 = 1 + (len(recent) if recent and recent[0] > ev.time - 10 * MIN
+                       else count_since(recent, ev.time - 10 * MIN))
             if n10 > 2 * rate.peak + 30:  # above twice its busiest ten minutes so far
                 reasons.append(reason(f"{key[0]}_surge", 10, n10, rate.peak))
 
