@@ -67,8 +67,8 @@ def _name(summary: Summary, number: int, why: str, warn: IO[str] | None) -> None
 
 
 def score_file(src: IO[bytes], dst: IO[bytes], detector: Detector, flag: float = DEFAULT_FLAG,
-               warn: IO[str] = sys.stderr) -> Summary:
+               warn: IO[str] | None = None) -> Summary:
     summary = Summary()
-    for out in score_lines(src, detector, flag, summary, warn):
+    for out in score_lines(src, detector, flag, summary, warn if warn is not None else sys.stderr):
         dst.write(orjson.dumps(out) + b"\n")
     return summary

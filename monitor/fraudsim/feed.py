@@ -4,7 +4,7 @@ Records are signed with one key file (the service fraudsim plays), carry
 the stream's kind, origin and body, and name their parents by the ids the
 live chain gave the parents' records; the signing time is now, so node
 record-time windows accept them.  A refund of "nothing" keeps its random
-parent id.  Returns the live ids in stream order, aligned with the labels.
+parent id; a parent that was not fed is left out.  Returns the live ids in stream order, aligned with the labels.
 """
 
 from __future__ import annotations
@@ -26,7 +26,8 @@ def record_of(tx: Tx, live: dict[int, str]) -> dict[str, Any]:
     body: dict[str, Any] = {"amount": tx.amount, "currency": "EUR", "counterparty": tx.counterparty}
     if tx.mcc:
         body["merchant_category"] = tx.mcc
-    parents = [live[id(p)] if isinstance(p, Tx) else p for p in tx.parents]
+    # a parent that was not fed (a stream cut with --limit) is left out
+    parents = [live[id(p)] if isinstance(p, Tx) else p for p in tx.parents if not isinstance(p, Tx) or id(p) in live]
     return {"kind": tx.kind, "origin": origin, "body": body, "parents": parents}
 
 
@@ -58,8 +59,9 @@ async def feed(txs: Sequence[Tx], nodes: Sequence[str], key_file: str | Path, *,
 async def _submit_part(lc: LedgerClient, part: Sequence[Tx], live: dict[int, str]) -> list[str]:
     out: list[str] = []
     pending: list[Tx] = []
+    waiting = {id(tx) for tx in part}
     for tx in part:
-        if any(isinstance(p, Tx) and id(p) not in live for p in tx.parents):
+        if any(isinstance(p, Tx) and id(p) in waiting and id(p) not in live for p in tx.parents):
             out.extend(await _flush(lc, pending, live))
             pending = []
         pending.append(tx)
