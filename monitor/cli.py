@@ -9,6 +9,7 @@ errors or files that cannot be opened.
 from __future__ import annotations
 
 import sys
+from typing import IO
 
 import click
 
@@ -44,7 +45,7 @@ def main() -> None:
               help="Score at or above which a record is flagged.")
 @click.option("--thresholds", default=",".join(map(str, DEFAULT_THRESHOLDS)), show_default=True,
               help="Approval thresholds in minor units, for the just-under-threshold feature.")
-def score(input_path: click.utils.LazyFile, output_path: click.utils.LazyFile, detector: str, flag: float,
+def score(input_path: IO[bytes], output_path: IO[bytes], detector: str, flag: float,
           thresholds: str) -> None:
     """Score records offline, strictly online in input order."""
     try:
@@ -52,7 +53,7 @@ def score(input_path: click.utils.LazyFile, output_path: click.utils.LazyFile, d
         det = make_detector(detector, limits)
     except (ValueError, RuntimeError) as exc:
         raise click.UsageError(str(exc)) from None
-    summary = score_file(input_path, output_path, det, flag)  # type: ignore[arg-type]
+    summary = score_file(input_path, output_path, det, flag)
     print(summary.line(), file=sys.stderr)
 
 
