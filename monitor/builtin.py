@@ -28,7 +28,7 @@ DEFAULT_THRESHOLDS = (5_000, 10_000, 100_000)  # approval thresholds, minor unit
 class _Account:
     __slots__ = ("count", "first", "last", "gaps", "recent", "near", "refunds", "countries", "devices",
                  "channels", "counterparties", "amounts", "all_amounts", "hours", "reactivated_at",
-                 "novelty_at", "novel")
+                 "novelty_at", "novel", "since_reactivation")
 
     def __init__(self, t: int) -> None:
         self.count = 0
@@ -47,6 +47,7 @@ class _Account:
         self.hours = [0] * 24
         self.reactivated_at = -1
         self.novelty_at = -1
+        self.since_reactivation = 0  # records since the last reactivation
         self.novel: deque[int] = deque()  # times of payments to new counterparties, last 30 min
 
 
@@ -110,7 +111,7 @@ class BuiltinDetector:
             self._velocity(ev, acct, reasons)
             self._amount(ev, acct, reasons)
             self._novelty(ev, acct, reasons)
-            self._dormancy(t, acct, reasons)
+            self._dormancy(ev, acct, reasons)
             if acct.count >= 30 and ev.kind in SPENDING:
                 h = (t // HOUR) % 24
                 if acct.hours[h] == 0 and acct.hours[(h - 1) % 24] == 0 and acct.hours[(h + 1) % 24] == 0:
@@ -203,12 +204,17 @@ class BuiltinDetector:
         if ev.kind in MONEY_OUT and acct.novelty_at >= 0 and ev.time - acct.novelty_at < DAY:
             reasons.append(reason("money_out_after_novelty", 35, ev.kind, (ev.time - acct.novelty_at) // MIN))
 
-    def _dormancy(self, t: int, acct: _Account, reasons: list[Reason]) -> None:
+    def _dormancy(self, ev: Event, acct: _Account, reasons: list[Reason]) -> None:
+        t = ev.time
         gap = t - acct.last
-        if acct.count >= 2 and gap >= 7 * DAY and gap >= 8 * median(acct.gaps):
-            reasons.append(reason("dormant_reactivation", 65, gap // DAY, median(acct.gaps) // HOUR))
+        money_out = 15 if ev.kind in MONEY_OUT else 0  # a woken account paying out is worse
+        if gap >= 7 * DAY and gap >= 8 * median(acct.gaps):
+            reasons.append(reason("dormant_reactivation", 65 + money_out, gap // DAY, median(acct.gaps) // HOUR))
         elif acct.reactivated_at >= 0 and t - acct.reactivated_at < 2 * DAY:
-            reasons.append(reason("after_dormancy", 65, (t - acct.reactivated_at) // HOUR))
+            # each further record in the two days after waking adds to it
+            points = min(95, 65 + 10 * acct.since_reactivation) + money_out
+            reasons.append(reason("after_dormancy", points, (t - acct.reactivated_at) // HOUR,
+                                  acct.since_reactivation))
 
     def _refund(self, ev: Event, acct: _Account | None, reasons: list[Reason]) -> None:
         if not ev.parents:
@@ -335,8 +341,10 @@ class BuiltinDetector:
             acct = self.accounts[ev.account] = _Account(t)
         else:
             gap = t - acct.last
-            if acct.count >= 2 and gap >= 7 * DAY and gap >= 8 * median(acct.gaps):
+            if gap >= 7 * DAY and gap >= 8 * median(acct.gaps):
                 acct.reactivated_at = t
+                acct.since_reactivation = 0
+            acct.since_reactivation += 1
             acct.gaps.append(max(gap, 0))
         if acct.count >= 5 and ((ev.country and ev.country not in acct.countries)
                                 or (ev.device and ev.device not in acct.devices)):
