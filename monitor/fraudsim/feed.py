@@ -3,8 +3,9 @@
 Records are signed with one key file (the service fraudsim plays), carry
 the stream's kind, origin and body, and name their parents by the ids the
 live chain gave the parents' records; the signing time is now, so node
-record-time windows accept them.  A refund of "nothing" keeps its random
-parent id; a parent that was not fed is left out.  Returns the live ids in stream order, aligned with the labels.
+record-time windows accept them.  A refund naming a record that does not
+exist goes out naming nothing (nodes refuse unknown parents); a parent that
+was not fed is left out.  Returns the live ids in stream order, aligned with the labels.
 """
 
 from __future__ import annotations
@@ -26,8 +27,10 @@ def record_of(tx: Tx, live: dict[int, str]) -> dict[str, Any]:
     body: dict[str, Any] = {"amount": tx.amount, "currency": "EUR", "counterparty": tx.counterparty}
     if tx.mcc:
         body["merchant_category"] = tx.mcc
-    # a parent that was not fed (a stream cut with --limit) is left out
-    parents = [live[id(p)] if isinstance(p, Tx) else p for p in tx.parents if not isinstance(p, Tx) or id(p) in live]
+    # Nodes refuse a record whose parent they do not know (unknown_parent), so
+    # a refund of a record that does not exist goes out naming nothing, and a
+    # parent that was not fed (a stream cut with --limit) is left out.
+    parents = [live[id(p)] for p in tx.parents if isinstance(p, Tx) and id(p) in live]
     return {"kind": tx.kind, "origin": origin, "body": body, "parents": parents}
 
 
