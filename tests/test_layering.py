@@ -1,4 +1,4 @@
-"""Layers point one way (docs/design.md).  Four rules:
+"""Layers point one way (docs/design.md).  Five rules:
 
 1. ``ledger/`` is pure: it imports none of ``consensus``, ``node``, ``client``,
    nor ``asyncio`` or ``aiohttp``.
@@ -11,11 +11,13 @@
 4. Harness code (benchmarks, load, fault injection, network namespaces, the
    Byzantine modes, the local test cluster) stays out of the runtime's import
    path: no runtime module of ``node/`` imports a harness module.
+5. ``monitor/`` (the risk monitor and fraudsim) never imports ``node`` nor
+   ``consensus``: it reads the ledger through ``ledger`` and the SDK.
 
 Every rule is checked on the source of every module with :mod:`ast`, so an
 import inside a function (a lazy import) counts as much as one at the top,
 relative imports are resolved, and ``__import__("x")`` /
-``importlib.import_module("x")`` with a literal name count too.  Rules 1 and 3
+``importlib.import_module("x")`` with a literal name count too.  Rules 1, 3 and 5
 are also checked at run time in a fresh interpreter, so indirect imports
 count.
 """
@@ -35,6 +37,7 @@ LEDGER_FORBIDDEN = frozenset({"consensus", "node", "client", "asyncio", "aiohttp
 CONSENSUS_FORBIDDEN = frozenset({"node", "client"})
 CONSENSUS_IO = frozenset({"asyncio", "aiohttp", "socket", "plyvel", "time", "random"})
 CLIENT_FORBIDDEN = frozenset({"node"})
+MONITOR_FORBIDDEN = frozenset({"node", "consensus"})
 # node/ modules that are harness, not runtime (names of their last component).
 HARNESS_PATTERNS = ("bench", "bench_*", "byzantine", "faults", "faults_*", "feeder", "load", "load_*",
                     "localnet", "netns", "netns_*")
@@ -199,6 +202,21 @@ def test_client_sources_never_import_node() -> None:
 
 def test_client_never_loads_node() -> None:
     result = _loaded_after_importing("client", CLIENT_FORBIDDEN)
+    assert result.returncode == 0, result.stderr
+
+
+# -- rule 5: monitor -------------------------------------------------------
+
+
+def test_monitor_sources_never_import_node() -> None:
+    sources = _sources("monitor")
+    assert ROOT / "monitor" / "builtin.py" in sources
+    offenders = _offenders(sources, MONITOR_FORBIDDEN)
+    assert not offenders, "\n".join(offenders)
+
+
+def test_monitor_never_loads_node() -> None:
+    result = _loaded_after_importing("monitor", MONITOR_FORBIDDEN)
     assert result.returncode == 0, result.stderr
 
 

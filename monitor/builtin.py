@@ -1,0 +1,411 @@
+"""The built-in detector: per-entity baselines turned into integer points
+with reasons (docs/monitor.md lists every feature and its weight).
+
+Entities: the account (``origin.account``), its counterparties, devices,
+and for surges the submitter, origin system, channel and country.  Every
+feature compares the event with a baseline learned from earlier events only
+and adds points when it is far from it; the reasons say which feature, the
+observed value and the baseline.  Weights were set on fraudsim seeds 1-5.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from dataclasses import dataclass, field
+
+from .detector import Reason, points_to_score, reason
+from .events import Event
+from .robust import count_since, median, median_mad, prune, robust_z10
+
+MIN = 60_000
+HOUR = 60 * MIN
+DAY = 24 * HOUR
+SPENDING = frozenset({"payment", "transfer", "payout"})
+MONEY_OUT = frozenset({"transfer", "payout"})
+DEFAULT_THRESHOLDS = (5_000, 10_000, 100_000)  # approval thresholds, minor units
+
+
+class _Account:
+    __slots__ = ("count", "first", "last", "gaps", "recent", "near", "refunds", "countries", "devices",
+                 "channels", "counterparties", "amounts", "all_amounts", "hours", "reactivated_at",
+                 "novelty_at", "novel", "since_reactivation")
+
+    def __init__(self, t: int) -> None:
+        self.count = 0
+        self.first = t
+        self.last = t
+        self.gaps: deque[int] = deque(maxlen=16)
+        self.recent: deque[int] = deque()  # event times in the last hour
+        self.near: deque[int] = deque()  # times of amounts just under a threshold, last day
+        self.refunds: deque[int] = deque()  # refund times, last day
+        self.countries: set[str] = set()
+        self.devices: set[str] = set()
+        self.channels: set[str] = set()
+        self.counterparties: set[str] = set()
+        self.amounts: dict[str, deque[int]] = {}  # per merchant category (or kind)
+        self.all_amounts: deque[int] = deque(maxlen=32)
+        self.hours = [0] * 24
+        self.reactivated_at = -1
+        self.novelty_at = -1
+        self.since_reactivation = 0  # records since the last reactivation
+        self.novel: deque[int] = deque()  # times of payments to new counterparties, last 30 min
+
+
+class _Counterparty:
+    __slots__ = ("first", "payers", "new_payers")
+
+    def __init__(self, t: int) -> None:
+        self.first = t
+        self.payers: set[str] = set()
+        self.new_payers: deque[int] = deque()  # times of first payments from a new payer, last 6 h
+
+
+@dataclass(slots=True)
+class _Rec:
+    kind: str
+    amount: int
+    time: int
+    refunded: int = 0
+    children: int = 0  # transfers and payouts naming it as parent
+
+
+@dataclass
+class _Rate:
+    """Events per 10 minutes of one entity (system, channel, country,
+    submitter) against its long-run average."""
+    first: int
+    count: int = 0
+    peak: int = 0  # the most events seen in ten minutes
+    recent: deque[int] = field(default_factory=deque)
+
+
+class BuiltinDetector:
+    name = "builtin"
+    version = "1"
+
+    def __init__(self, thresholds: tuple[int, ...] = DEFAULT_THRESHOLDS, horizon_ms: int = 90 * DAY) -> None:
+        self.thresholds = tuple(sorted(thresholds))
+        self.horizon = horizon_ms
+        self.accounts: dict[str, _Account] = {}
+        self.counterparties: dict[str, _Counterparty] = {}
+        self.devices: dict[str, dict[str, int]] = {}  # device -> account -> last time
+        self.records: dict[str, _Rec] = {}  # insertion order is (roughly) time order
+        self.country_counts: dict[str, int] = {}
+        self.total = 0
+        self.rates: dict[tuple[str, str], _Rate] = {}
+        # per merchant category: the last amounts paid by anyone, and their
+        # median and MAD (refreshed every 64 amounts: sorting is the cost)
+        self.category_amounts: dict[str, deque[int]] = {}
+        self.category_stats: dict[str, tuple[int, int]] = {}
+        self.category_seen: dict[str, int] = {}
+        self._learned = 0
+        self.start = -1  # the first event's time: features that need a warm stream wait a while
+
+    # -- scoring -------------------------------------------------------------
+
+    def score(self, ev: Event) -> tuple[float, list[Reason]]:
+        reasons: list[Reason] = []
+        t = ev.time
+        acct = self.accounts.get(ev.account) if ev.account else None
+        if acct is not None:
+            self._velocity(ev, acct, reasons)
+            self._amount(ev, acct, reasons)
+            self._novelty(ev, acct, reasons)
+            self._dormancy(ev, acct, reasons)
+            if acct.count >= 30 and ev.kind in SPENDING:
+                h = (t // HOUR) % 24
+                if acct.hours[h] == 0 and acct.hours[(h - 1) % 24] == 0 and acct.hours[(h + 1) % 24] == 0:
+                    reasons.append(reason("unusual_hour", 8, int(h)))
+        if ev.kind == "refund":
+            self._refund(ev, acct, reasons)
+        if ev.kind in MONEY_OUT:
+            self._lineage(ev, reasons)
+            if acct is None and ev.account and self.start >= 0 and t - self.start >= DAY:
+                reasons.append(reason("first_seen_money_out", 25, ev.kind))
+            received = self.counterparties.get(ev.account) if ev.account else None
+            if (received is not None and len(received.payers) >= 3 and t - received.first < 2 * DAY
+                    and t - self.start >= DAY):
+                # money in from many payers lately, now money out: a pass-through account
+                reasons.append(reason("pass_through", min(60, 15 * (len(received.payers) - 1)),
+                                      len(received.payers)))
+        if ev.amount is not None and ev.kind in SPENDING:
+            self._near_threshold(ev, acct, reasons)
+        if ev.device and ev.account:
+            self._device(ev, reasons)
+        if ev.counterparty and ev.account and ev.kind in SPENDING:
+            self._counterparty(ev, reasons)
+        if ev.country and self.total >= 5000:
+            seen = self.country_counts.get(ev.country, 0)
+            if seen * 2000 < self.total:
+                reasons.append(reason("rare_country", 20, ev.country, seen))
+        self._surges(ev, reasons)
+        points = sum(r["points"] for r in reasons)
+        return points_to_score(points), reasons
+
+    def _velocity(self, ev: Event, acct: _Account, reasons: list[Reason]) -> None:
+        t = ev.time
+        n10 = 1 + count_since(acct.recent, t - 10 * MIN)
+        n60 = 1 + count_since(acct.recent, t - HOUR)
+        # the account's own long-run rate, per hour, in thousandths
+        span = max(t - acct.first, DAY)
+        rate_milli = acct.count * HOUR * 1000 // span
+        best = 0
+        if n10 >= 3:
+            excess10 = (n10 - 2) * 1000 - 3 * rate_milli // 6
+            best = max(best, min(90, 18 * excess10 // 1000))
+        if n60 >= 6:
+            excess60 = (n60 - 5) * 1000 - 2 * rate_milli
+            best = max(best, min(60, 8 * excess60 // 1000))
+        if best > 0:
+            reasons.append(reason("velocity", best, {"10m": n10, "1h": n60},
+                                  {"per_hour": rate_milli / 1000}))
+
+    def _amount(self, ev: Event, acct: _Account, reasons: list[Reason]) -> None:
+        if ev.amount is None or ev.kind not in SPENDING:
+            return
+        key = ev.merchant_category or ev.kind
+        samples = acct.amounts.get(key)
+        start = 40  # robust z, in tenths, from which an amount earns points
+        if samples is not None and len(samples) >= 5:
+            med, mad = median_mad(samples)
+        elif ev.merchant_category and key in self.category_stats:
+            # a category new to the account: compared with everyone's prices there
+            med, mad = self.category_stats[key]
+        elif len(acct.all_amounts) >= 8:
+            # a first payout or transfer is compared with the account's payments: less sure
+            med, mad = median_mad(acct.all_amounts)
+            start = 60
+        else:
+            return
+        z10 = robust_z10(ev.amount, med, mad)
+        if z10 > start:
+            reasons.append(reason("amount", min(40, 6 * (z10 - start + 10) // 10), ev.amount,
+                                  {"median": med, "mad": mad, "robust_z": z10 / 10}))
+
+    def _novelty(self, ev: Event, acct: _Account, reasons: list[Reason]) -> None:
+        if acct.count < 5:
+            return
+        new_country = ev.country is not None and ev.country not in acct.countries
+        new_device = ev.device is not None and ev.device not in acct.devices
+        if new_country:
+            reasons.append(reason("new_country", 25, ev.country, sorted(acct.countries)))
+        if new_device:
+            reasons.append(reason("new_device", 20, ev.device, len(acct.devices)))
+        if new_country and new_device:
+            reasons.append(reason("new_country_and_device", 15, True))
+        if ev.channel is not None and ev.channel not in acct.channels:
+            reasons.append(reason("new_channel", 5, ev.channel, sorted(acct.channels)))
+        if ev.counterparty is not None and ev.kind in SPENDING and ev.counterparty not in acct.counterparties:
+            reasons.append(reason("new_counterparty", 14 if ev.kind in MONEY_OUT else 6, ev.counterparty,
+                                  len(acct.counterparties)))
+            k = 1 + count_since(acct.novel, ev.time - 30 * MIN)
+            if k >= 2:
+                reasons.append(reason("new_counterparties_burst", min(60, 20 * (k - 1)), k))
+        if ev.kind in MONEY_OUT and acct.novelty_at >= 0 and ev.time - acct.novelty_at < DAY:
+            reasons.append(reason("money_out_after_novelty", 35, ev.kind, (ev.time - acct.novelty_at) // MIN))
+
+    def _dormancy(self, ev: Event, acct: _Account, reasons: list[Reason]) -> None:
+        t = ev.time
+        gap = t - acct.last
+        money_out = 15 if ev.kind in MONEY_OUT else 0  # a woken account paying out is worse
+        if gap >= 7 * DAY and gap >= 8 * median(acct.gaps):
+            reasons.append(reason("dormant_reactivation", 65 + money_out, gap // DAY, median(acct.gaps) // HOUR))
+        elif acct.reactivated_at >= 0 and t - acct.reactivated_at < 2 * DAY:
+            # each further record in the two days after waking adds to it
+            points = min(95, 65 + 10 * acct.since_reactivation) + money_out
+            reasons.append(reason("after_dormancy", points, (t - acct.reactivated_at) // HOUR,
+                                  acct.since_reactivation))
+
+    def _refund(self, ev: Event, acct: _Account | None, reasons: list[Reason]) -> None:
+        if not ev.parents:
+            reasons.append(reason("refund_without_parent", 80, ev.amount))
+        amount = ev.amount or 0
+        for parent in ev.parents:
+            rec = self.records.get(parent)
+            if rec is None:
+                reasons.append(reason("refund_of_unknown", 60, parent))
+            elif rec.kind != "payment":
+                reasons.append(reason("refund_of_non_payment", 40, rec.kind))
+            elif rec.refunded + amount > rec.amount:
+                reasons.append(reason("refund_exceeds_payment", 80, rec.refunded + amount, rec.amount))
+        if acct is not None:
+            n = 1 + count_since(acct.refunds, ev.time - DAY)
+            if n >= 2:
+                reasons.append(reason("refund_velocity", min(60, 25 * (n - 1)), n))
+
+    def _lineage(self, ev: Event, reasons: list[Reason]) -> None:
+        if len(ev.parents) >= 3:
+            reasons.append(reason("lineage_fan_in", min(60, 12 * (len(ev.parents) - 2)), len(ev.parents)))
+        fan_out = max((rec.children for p in ev.parents if (rec := self.records.get(p)) is not None),
+                      default=0)
+        if fan_out >= 1:
+            reasons.append(reason("lineage_fan_out", min(60, 20 * fan_out), fan_out + 1))
+
+    def _near_threshold(self, ev: Event, acct: _Account | None, reasons: list[Reason]) -> None:
+        amount = ev.amount or 0
+        for th in self.thresholds:
+            if th * 95 // 100 <= amount < th:
+                points = 8
+                med = median(acct.all_amounts) if acct is not None else 0
+                if acct is not None:
+                    # merchants price just under round numbers all the time (4,999):
+                    # repeats weigh most on transfers and payouts
+                    per = 35 if ev.kind in MONEY_OUT else 15
+                    points += min(70, per * count_since(acct.near, ev.time - DAY))
+                    if len(acct.all_amounts) >= 5 and med * 4 < th:
+                        points += 10
+                reasons.append(reason("just_under_threshold", points, amount, th))
+                return
+
+    def _device(self, ev: Event, reasons: list[Reason]) -> None:
+        assert ev.device is not None and ev.account is not None
+        users = self.devices.get(ev.device)
+        if not users:
+            return
+        since = ev.time - DAY
+        k = sum(1 for a, last in users.items() if last > since and a != ev.account) + 1
+        if k >= 3:
+            reasons.append(reason("device_shared", min(60, 25 * (k - 2)), k))
+
+    def _counterparty(self, ev: Event, reasons: list[Reason]) -> None:
+        assert ev.counterparty is not None and ev.account is not None
+        cp = self.counterparties.get(ev.counterparty)
+        if cp is None or ev.account in cp.payers:
+            return
+        if ev.time - self.start < DAY or ev.time - cp.first > 12 * HOUR:
+            return  # only a counterparty first seen lately, on a warm stream
+        c = 1 + count_since(cp.new_payers, ev.time - 6 * HOUR)
+        before = len(cp.payers) - (c - 1)
+        if c >= 3 and 2 * before <= c:
+            reasons.append(reason("counterparty_new_payers", min(80, 20 * (c - 1)), c, before))
+
+    def _surges(self, ev: Event, reasons: list[Reason]) -> None:
+        for key in (("system", ev.system), ("channel", ev.channel), ("country", ev.country),
+                    ("submitter", ev.submitter)):
+            if not key[1]:
+                continue
+            rate = self.rates.get(key)  # type: ignore[arg-type]
+            if rate is None or ev.time - rate.first < DAY:
+                continue
+            recent = rate.recent
+            # pruned to ten minutes at the last event: usually all still inside
+            n10 = 1 + (len(recent) if recent and recent[0] > ev.time - 10 * MIN
+                       else count_since(recent, ev.time - 10 * MIN))
+            if n10 > 2 * rate.peak + 30:  # above twice its busiest ten minutes so far
+                reasons.append(reason(f"{key[0]}_surge", 10, n10, rate.peak))
+
+    # -- learning ------------------------------------------------------------
+
+    def learn(self, ev: Event) -> None:
+        t = ev.time
+        if self.start < 0:
+            self.start = t
+        self.total += 1
+        if ev.country:
+            self.country_counts[ev.country] = self.country_counts.get(ev.country, 0) + 1
+        for key in (("system", ev.system), ("channel", ev.channel), ("country", ev.country),
+                    ("submitter", ev.submitter)):
+            if key[1]:
+                rate = self.rates.get(key)  # type: ignore[arg-type]
+                if rate is None:
+                    rate = self.rates[key] = _Rate(t)  # type: ignore[index]
+                rate.count += 1
+                rate.recent.append(t)
+                prune(rate.recent, t - 10 * MIN)
+                rate.peak = max(rate.peak, len(rate.recent))
+        self._learn_lineage(ev)
+        if ev.account:
+            self._learn_account(ev)
+        self._learned += 1
+        if self._learned % 4096 == 0:
+            self._forget(t - self.horizon)
+
+    def _learn_lineage(self, ev: Event) -> None:
+        if ev.kind == "refund" and ev.amount is not None:
+            for parent in ev.parents:
+                rec = self.records.get(parent)
+                if rec is not None:
+                    rec.refunded += ev.amount
+        if ev.kind in MONEY_OUT:
+            for parent in ev.parents:
+                rec = self.records.get(parent)
+                if rec is not None:
+                    rec.children += 1
+        self.records[ev.id] = _Rec(ev.kind, ev.amount or 0, ev.time)
+
+    def _learn_account(self, ev: Event) -> None:
+        assert ev.account is not None
+        t = ev.time
+        acct = self.accounts.get(ev.account)
+        if acct is None:
+            acct = self.accounts[ev.account] = _Account(t)
+        else:
+            gap = t - acct.last
+            if gap >= 7 * DAY and gap >= 8 * median(acct.gaps):
+                acct.reactivated_at = t
+                acct.since_reactivation = 0
+            acct.since_reactivation += 1
+            acct.gaps.append(max(gap, 0))
+        if acct.count >= 5 and ((ev.country and ev.country not in acct.countries)
+                                or (ev.device and ev.device not in acct.devices)):
+            acct.novelty_at = t
+        acct.count += 1
+        acct.last = max(acct.last, t)
+        if ev.kind in SPENDING:
+            acct.recent.append(t)
+            prune(acct.recent, t - HOUR)
+            if ev.counterparty and ev.counterparty not in acct.counterparties and acct.count >= 5:
+                acct.novel.append(t)
+                prune(acct.novel, t - 30 * MIN)
+        acct.hours[(t // HOUR) % 24] += 1
+        if ev.country:
+            acct.countries.add(ev.country)
+        if ev.device:
+            acct.devices.add(ev.device)
+            users = self.devices.setdefault(ev.device, {})
+            users[ev.account] = t
+            if len(users) > 64:  # keep the most recent users of a shared device
+                del users[min(users, key=users.__getitem__)]
+        if ev.channel:
+            acct.channels.add(ev.channel)
+        if ev.kind == "refund":
+            acct.refunds.append(t)
+            prune(acct.refunds, t - DAY)
+        if ev.amount is not None and ev.kind in SPENDING:
+            key = ev.merchant_category or ev.kind
+            samples = acct.amounts.get(key)
+            if samples is None:
+                samples = acct.amounts[key] = deque(maxlen=32)
+            samples.append(ev.amount)
+            acct.all_amounts.append(ev.amount)
+            if ev.merchant_category:
+                ring = self.category_amounts.get(key)
+                if ring is None:
+                    ring = self.category_amounts[key] = deque(maxlen=512)
+                ring.append(ev.amount)
+                self.category_seen[key] = seen = self.category_seen.get(key, 0) + 1
+                if seen % 64 == 0:
+                    self.category_stats[key] = median_mad(ring)
+            if any(th * 95 // 100 <= ev.amount < th for th in self.thresholds):
+                acct.near.append(t)
+                prune(acct.near, t - DAY)
+        if ev.counterparty and ev.kind in SPENDING:
+            acct.counterparties.add(ev.counterparty)
+            cp = self.counterparties.get(ev.counterparty)
+            if cp is None:
+                cp = self.counterparties[ev.counterparty] = _Counterparty(t)
+            if ev.account not in cp.payers:
+                cp.payers.add(ev.account)
+                cp.new_payers.append(t)
+                prune(cp.new_payers, t - 6 * HOUR)
+
+    def _forget(self, before: int) -> None:
+        """Drop lineage entries older than the horizon (a refund of a
+        payment older than that reads as a refund of an unknown record)."""
+        stale = []
+        for rid, rec in self.records.items():
+            if rec.time > before:
+                break
+            stale.append(rid)
+        for rid in stale:
+            del self.records[rid]
