@@ -1,7 +1,8 @@
 """``ledger-node --config node.toml``: run one validator until SIGINT/SIGTERM.
 
 Exit codes: 0 after a clean stop, 2 for a configuration problem (the message
-names the bad key), 1 when the node cannot start (store locked or damaged,
+names the bad key) or a store of a schema version this release does not read
+(written by a newer release), 1 when the node cannot start (store locked or damaged,
 port in use); while running, 3 when a write to the store failed (disk full,
 I/O error) and 4 when committing or persisting failed otherwise - the node
 stops at once with one CRITICAL log line naming the cause (node/failstop.py).
@@ -29,7 +30,7 @@ from typing import Any
 import click
 import plyvel
 
-from ledger.errors import LedgerError
+from ledger.errors import LedgerError, SchemaUnsupported
 from ledger.native import description as native_description
 
 from .config import ConfigError, NodeConfig, load_config
@@ -65,6 +66,10 @@ async def _serve(config: NodeConfig) -> int:
         loop.add_signal_handler(sig, stop.set)
     try:
         await node.start()
+    except SchemaUnsupported as exc:  # not damage: another release's store, left untouched
+        log.error("cannot start: %s (%s)", exc, config.data_dir / "chain")
+        await node.stop()
+        return 2
     except (LedgerError, OSError) as exc:
         log.error("cannot start: %s", exc)
         await node.stop()
