@@ -26,6 +26,7 @@ from ledger.storage import LevelDBStore, set_background_nice
 from .aio import cancel_all
 from .api import build_app
 from .assembly import ProposalAssembler, compact_proposal, decode_compact, split_leaves
+from .backup import AdminServer
 from .chainapp import NodeApplication
 from .config import NodeConfig
 from .driver import Driver, evidence_json, now_ms
@@ -81,6 +82,7 @@ class Node:
         self._gc = GcAccounting(self.metrics.registry)
         self.transport: PeerTransport | None = None
         self.driver: Driver | None = None
+        self._admin: AdminServer | None = None
 
     @property
     def chain(self) -> ChainStore:
@@ -96,14 +98,12 @@ class Node:
         # SIGKILLed mid-write restarts from its last whole block.
         storage = cfg.settings["storage"]
         opening = time.perf_counter()
-        self._chain = ChainStore(
-            FailStopStore(LevelDBStore(str(self.chain_dir),
-                                       lru_cache_size=storage["block_cache_bytes"],
-                                       write_buffer_size=storage["write_buffer_bytes"],
-                                       max_open_files=storage["max_open_files"],
-                                       block_size=storage["block_size_bytes"]),
-                          self.fail),
-            self.genesis)
+        leveldb = LevelDBStore(str(self.chain_dir),
+                               lru_cache_size=storage["block_cache_bytes"],
+                               write_buffer_size=storage["write_buffer_bytes"],
+                               max_open_files=storage["max_open_files"],
+                               block_size=storage["block_size_bytes"])
+        self._chain = ChainStore(FailStopStore(leveldb, self.fail), self.genesis)
         # After a crash LevelDB replays its write-ahead log here, and the
         # tip is re-checked: the part of a restart that grows with the store.
         self.store_open_s = time.perf_counter() - opening
@@ -152,6 +152,10 @@ class Node:
         await self._runner.setup()
         await GuardedTCPSite(self._runner, cfg.host, cfg.port, guard=guard,
                              reuse_address=True).start()
+        # The operator socket (node/backup.py): after the store is open, so a
+        # second node started on the same data dir never replaces the socket.
+        self._admin = AdminServer(leveldb, cfg.data_dir, chain=self.genesis.chain, node=self.name)
+        await self._admin.start()
         await self.transport.start()
         await self.driver.start()
         self._tasks = [asyncio.create_task(self._gossip_out(), name="gossip-out"),
@@ -186,6 +190,9 @@ class Node:
             await self.transport.stop()
         if self._runner is not None:
             await self._runner.cleanup()
+        if self._admin is not None:
+            await self._admin.stop()
+            self._admin = None
         if self._chain is not None:
             self._chain.close()
             self._chain = None
