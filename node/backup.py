@@ -79,7 +79,7 @@ def check_target(to: Any, data_dir: Path) -> Path:
     if resolved == data or data in resolved.parents:
         raise BackupRefused("bad_request", f"{target} is inside the node's data dir {data}")
     if target.exists() and (not target.is_dir() or any(target.iterdir())):
-        raise BackupRefused("conflict", f"{target} exists and is not an empty directory")
+        raise BackupRefused("bad_request", f"{target} exists and is not an empty directory")
     return target
 
 
@@ -183,9 +183,9 @@ class AdminServer:
                 raise BackupRefused("bad_request", "the body must be a JSON object")
             target = check_target(doc.get("to"), self.data_dir)
             if self._busy:
-                raise BackupRefused("busy", "a backup is already running")
+                raise BackupRefused("rate_limited", "a backup is already running (one at a time)")
         except BackupRefused as exc:
-            status = {"busy": 409, "conflict": 409}.get(exc.code, 400)
+            status = 429 if exc.code == "rate_limited" else 400
             return web.json_response({"error": {"code": exc.code, "message": str(exc)}},
                                      status=status)
         self._busy = True
@@ -198,8 +198,8 @@ class AdminServer:
             result = await asyncio.shield(self._copy)
         except Exception as exc:  # a full disk at the target is the operator's to fix
             log.error("backup to %s failed: %s", target, exc)
-            return web.json_response({"error": {"code": "backup_failed", "message": str(exc)}},
-                                     status=500)
+            return web.json_response({"error": {"code": "unavailable",
+                                                "message": f"backup failed: {exc}"}}, status=503)
         finally:
             self._busy = False
             self._copy = None

@@ -154,7 +154,7 @@ def backup(config_path: Path, to: Path) -> None:
     error = answer.get("error")
     if isinstance(error, dict):
         click.echo(f"ledger-node backup: {error.get('code')}: {error.get('message')}", err=True)
-        sys.exit(1 if error.get("code") == "backup_failed" else 2)
+        sys.exit(1 if error.get("code") == "unavailable" else 2)
     click.echo(f"backup of {answer['node']} at height {answer['height']} "
                f"({answer['records']} records, {answer['bytes']} bytes) written to "
                f"{answer['to']} in {answer['seconds']:.1f} s")
