@@ -154,6 +154,11 @@ class AdminServer:
         old = os.umask(0o177)
         try:
             await web.UnixSite(self._runner, str(self.path)).start()
+        except OSError as exc:  # the node serves without it; backups are then offline only
+            log.warning("operator socket disabled: cannot listen on %s: %s", self.path, exc)
+            await self._runner.cleanup()
+            self._runner = None
+            return False
         finally:
             os.umask(old)
         log.info("operator socket at %s (mode 0600)", self.path)

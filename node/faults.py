@@ -8,6 +8,8 @@ assert on the same figures:
   SDK load, restart it; in the end no committed record is lost, every
   resubmitted record is in the chain exactly once, every node serves a valid
   proof of every record the SDK saw committed, all header hashes agree.
+  ``--rolling`` restarts each node in turn with SIGTERM instead, as an
+  upgrade does, with the same checks.
 * ``fuzz``       - schemathesis against /openapi.json of a live node.
 * ``corrupt``    - flip bytes in a stopped node's LevelDB; the node must notice.
 
@@ -281,6 +283,9 @@ def main(argv: list[str] | None = None) -> int:
     k.add_argument("--min-every", type=float, default=2.0)
     k.add_argument("--max-every", type=float, default=5.0)
     k.add_argument("--seed", type=int, default=1)
+    k.add_argument("--rolling", action="store_true",
+                   help="a rolling restart instead: SIGTERM each node in turn, once "
+                        "(as an upgrade does); --duration is unused")
     f = sub.add_parser("fuzz", help="schemathesis against a live 4-node cluster")
     f.add_argument("--examples", type=int, default=1000, help="cases per operation and phase")
     f.add_argument("--seed", type=int, default=1)
@@ -305,7 +310,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.campaign == "killloop":
         rep = asyncio.run(kill_loop(workdir / "cluster", duration=args.duration,
                                     every=(args.min_every, args.max_every), seed=args.seed,
-                                    progress=say))
+                                    progress=say, rolling=args.rolling))
         doc = asdict(rep)
         ok = rep.ok()
     elif args.campaign == "partitions":

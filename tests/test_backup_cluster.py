@@ -59,6 +59,7 @@ async def test_backup_restore_rejoin(tmp_path: Path) -> None:
                                        "--to", str(backup))
         assert made.returncode == 0, made.stdout + made.stderr
         manifest = json.loads((backup / "backup.json").read_text())
+        print("backup:", manifest)
         assert manifest["height"] >= 3 and manifest["records"] > 0
         again = await asyncio.to_thread(ledger_node, "backup", "--config", str(c.config(3)),
                                         "--to", str(backup))
