@@ -27,6 +27,7 @@ from .encoding import H
 from .errors import (
     HeaderError,
     NotFound,
+    SchemaUnsupported,
     StorageCorruption,
     ValidatorSetMismatch,
     VerificationError,
@@ -80,9 +81,7 @@ class ChainStore:
             return
         version = schema.unpack_u64(raw, "schema version")
         if version != schema.SCHEMA_VERSION:
-            raise StorageCorruption(
-                f"store has schema version {version}; this code reads {schema.SCHEMA_VERSION}"
-            )
+            raise SchemaUnsupported(version, schema.SCHEMA_VERSION)
 
     def _load_tip(self) -> Header | None:
         raw = self._store.get(schema.META_TIP)

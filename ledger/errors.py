@@ -195,6 +195,23 @@ class StorageCorruption(VerificationError):
     step = "storage"
 
 
+class SchemaUnsupported(LedgerError):
+    """The store was written by a release with a schema version this code
+    does not read (a newer one, or an old one without a migration).  Not
+    damage: the store is left untouched."""
+
+    code = "unavailable"
+    step = "storage"
+
+    def __init__(self, found: int, supported: int) -> None:
+        self.found, self.supported = found, supported
+        newer = ("written by a newer release; run that release, or restore a backup "
+                 "made by this one" if found > supported else
+                 "older than any this release migrates")
+        super().__init__(f"store has schema version {found}, this release reads version "
+                         f"{supported}: {newer}")
+
+
 # --------------------------------------------------------------------------
 # State-dependent refusals
 # --------------------------------------------------------------------------

@@ -33,7 +33,7 @@ from .audit import ChainAuditor
 from .blocks import Header, certificate_from_bytes, decode_header
 from .chain import ChainStore
 from .crypto import digest_equal
-from .errors import StorageCorruption, VerificationError
+from .errors import SchemaUnsupported, StorageCorruption, VerificationError
 from .fsck_report import (
     BLOCKS,
     CHILDREN,
@@ -82,7 +82,13 @@ _INDEX_PREFIXES = {
 
 def fsck(store: KeyValueStore, genesis: Genesis, *, progress: Progress | None = None,
          verify_signatures: bool = False) -> FsckReport:
-    """Check every block and every stored key; return what is damaged."""
+    """Check every block and every stored key; return what is damaged.
+
+    Raises :class:`SchemaUnsupported` for a store of another schema version:
+    this code cannot tell damage from layout there, so it checks nothing."""
+    raw = store.get(schema.META_SCHEMA_VERSION)
+    if raw is not None and len(raw) == 8 and raw != schema.schema_version_value():
+        raise SchemaUnsupported(schema.unpack_u64(raw), schema.SCHEMA_VERSION)
     checker = _Checker(store, genesis, progress, verify_signatures)
     checker.run()
     return checker.report

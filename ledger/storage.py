@@ -387,6 +387,50 @@ class LevelDBStore:
         result: Iterator[tuple[bytes, bytes]] = it
         return result
 
+    def copy_snapshot(self, dest: str, *, batch_bytes: int = 4 * 1024 * 1024,
+                      progress: Callable[[int, int], None] | None = None
+                      ) -> tuple[Callable[[bytes], bytes | None], int, int]:
+        """Copy a consistent view of this store into a new LevelDB at ``dest``
+        while writers go on: every key of one LevelDB snapshot (a write batch
+        is in it whole or not at all), written in batches of about
+        ``batch_bytes``.  ``dest`` must not hold a database.  Returns a
+        reader of the snapshot's values (for its meta keys; released after
+        the copy), the keys copied and their bytes; ``progress(keys, bytes)``
+        is called after each batch."""
+        import plyvel
+
+        self._check_open()
+        snapshot = self._db.snapshot()
+        keys = size = 0
+        try:
+            out = plyvel.DB(dest, create_if_missing=True, error_if_exists=True,
+                            write_buffer_size=DEFAULT_WRITE_BUFFER_BYTES,
+                            block_size=DEFAULT_BLOCK_BYTES)
+            try:
+                batch, pending = out.write_batch(), 0
+                for key, value in snapshot.iterator():
+                    batch.put(key, value)
+                    keys += 1
+                    pending += len(key) + len(value)
+                    if pending >= batch_bytes:
+                        batch.write()
+                        size += pending
+                        batch, pending = out.write_batch(), 0
+                        if progress is not None:
+                            progress(keys, size)
+                batch.write()
+                size += pending
+                # The copy is only a backup once it is on disk: one synced
+                # write flushes LevelDB's log.
+                out.put(b"\x00backup-sync", b"", sync=True)
+                out.delete(b"\x00backup-sync", sync=True)
+            finally:
+                out.close()
+            meta = {k: v for k, v in snapshot.iterator(prefix=b"m")}
+        finally:
+            snapshot.close()
+        return meta.get, keys, size
+
     def close(self) -> None:
         if not self._closed:
             self._closed = True

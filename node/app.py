@@ -27,6 +27,7 @@ from ledger.storage import LevelDBStore, set_background_nice
 from .aio import cancel_all
 from .api import SERVER_OPTIONS, build_app
 from .assembly import ProposalAssembler, compact_proposal, decode_compact, split_leaves
+from .backup import AdminServer
 from .chainapp import NodeApplication
 from .config import NodeConfig
 from .driver import Driver, evidence_json, now_ms
@@ -85,6 +86,7 @@ class Node:
         self.transport: PeerTransport | None = None
         self.driver: Driver | None = None
         self.pending_writer: PendingWriter | None = None
+        self._admin: AdminServer | None = None
 
     @property
     def chain(self) -> ChainStore:
@@ -101,13 +103,14 @@ class Node:
         storage = cfg.settings["storage"]
         opening = time.perf_counter()
         # Every write the node makes goes through the fail-stop wrapper:
-        # blocks, consensus state and acknowledged records alike.
-        store = FailStopStore(LevelDBStore(str(self.chain_dir),
-                                           lru_cache_size=storage["block_cache_bytes"],
-                                           write_buffer_size=storage["write_buffer_bytes"],
-                                           max_open_files=storage["max_open_files"],
-                                           block_size=storage["block_size_bytes"]),
-                              self.fail)
+        # blocks, consensus state and acknowledged records alike.  The
+        # operator socket's backup reads the LevelDB store directly.
+        leveldb = LevelDBStore(str(self.chain_dir),
+                               lru_cache_size=storage["block_cache_bytes"],
+                               write_buffer_size=storage["write_buffer_bytes"],
+                               max_open_files=storage["max_open_files"],
+                               block_size=storage["block_size_bytes"])
+        store = FailStopStore(leveldb, self.fail)
         self._chain = ChainStore(store, self.genesis)
         # After a crash LevelDB replays its write-ahead log here, and the
         # tip is re-checked: the part of a restart that grows with the store.
@@ -178,6 +181,10 @@ class Node:
             self._runner, cfg.host, cfg.port, guard=guard, reuse_address=True,
             handler_options=options,
             on_refused=lambda: self.metrics.rejected.labels(code="bad_request").inc()).start()
+        # The operator socket (node/backup.py): after the store is open, so a
+        # second node started on the same data dir never replaces the socket.
+        self._admin = AdminServer(leveldb, cfg.data_dir, chain=self.genesis.chain, node=self.name)
+        await self._admin.start()
         await self.transport.start()
         await self.driver.start()
         self._tasks = [asyncio.create_task(self._gossip_out(), name="gossip-out"),
@@ -212,6 +219,9 @@ class Node:
             await self.transport.stop()
         if self._runner is not None:
             await self._runner.cleanup()
+        if self._admin is not None:
+            await self._admin.stop()
+            self._admin = None
         if self.pending_writer is not None:
             await self.pending_writer.stop()
         if self._chain is not None:

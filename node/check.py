@@ -2,8 +2,10 @@
 the node's store (``ledger/fsck.py``) with a progress bar.
 
 Exit codes: 0 clean, 1 damaged (or the store cannot be opened or read),
-2 usage or configuration (see ``node/main.py``).  Run it with the node
-stopped: LevelDB admits one process at a time.
+2 usage or configuration (see ``node/main.py``), a store in use by a running
+node (LevelDB admits one process at a time: ``ledger-node backup`` copies a
+running node's store) or a store of a schema version this release does not
+read.
 """
 
 from __future__ import annotations
@@ -15,13 +17,13 @@ import plyvel
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TaskID, TextColumn
 
-from ledger.errors import LedgerError
+from ledger.errors import LedgerError, SchemaUnsupported
 from ledger.fsck import FsckReport, fsck
-from ledger.storage import LevelDBStore
+from ledger.storage import LevelDBStore, StoreLocked
 
 from .config import ConfigError, NodeConfig
 
-EXIT_CLEAN, EXIT_DAMAGED = 0, 1
+EXIT_CLEAN, EXIT_DAMAGED, EXIT_REFUSED = 0, 1, 2
 
 ADVICE = ("The store is damaged. Do not serve from it: stop the node, move its data "
           "directory aside (keep it for inspection) and restore from a fresh data dir that "
@@ -45,6 +47,16 @@ def run_check(config: NodeConfig, console: Console, *, signatures: bool = False)
             report = _check_with_progress(store, config, console, signatures)
         finally:
             store.close()
+    except StoreLocked:
+        console.print(f"ledger-node --check: the store at {path} is in use by a running node "
+                      f"(it holds the LevelDB lock {path / 'LOCK'}); it was not checked. Stop "
+                      "the node to check its store, or check a copy made while it runs "
+                      "(ledger-node backup).", highlight=False)
+        return EXIT_REFUSED
+    except SchemaUnsupported as exc:
+        console.print(f"ledger-node --check: {path}: {exc}; it was not checked.",
+                      highlight=False)
+        return EXIT_REFUSED
     except (LedgerError, plyvel.Error) as exc:
         console.print(f"[red]ledger-node --check: cannot read the store at {path}: {exc}[/red]")
         console.print(ADVICE)

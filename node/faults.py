@@ -8,6 +8,8 @@ assert on the same figures:
   SDK load, restart it; in the end no committed record is lost, every
   resubmitted record is in the chain exactly once, every node serves a valid
   proof of every record the SDK saw committed, all header hashes agree.
+  ``--rolling`` restarts each node in turn with SIGTERM instead, as an
+  upgrade does, with the same checks.
 * ``acks``       - SIGKILL validators the moment they answer 202, under load;
   every record any node acknowledged must commit (node/faults_acks.py).
 * ``fuzz``       - schemathesis against /openapi.json of a live node.
@@ -25,6 +27,7 @@ import base64
 import json
 import random
 import re
+import signal
 import subprocess
 import sys
 import time
@@ -101,6 +104,20 @@ class KillLoopReport:
                 and self.duplicates_in_chain == 0)
 
 
+async def _stop_gracefully(c: LocalCluster, i: int, report: KillLoopReport) -> None:
+    """SIGTERM node ``i`` and wait for it to exit; a non-zero exit is a failure."""
+    c.signal(i, signal.SIGTERM)
+    proc = c.procs[i]
+    deadline = time.monotonic() + 30
+    while proc.poll() is None and time.monotonic() < deadline:
+        await asyncio.sleep(0.05)
+    if proc.poll() is None:
+        report.failures.append(f"node{i} did not stop within 30 s of SIGTERM")
+        c.kill(i)
+    elif proc.returncode != 0:
+        report.failures.append(f"node{i} exited {proc.returncode} on SIGTERM")
+
+
 async def _chain_ids(c: LocalCluster, i: int, height: int) -> list[str]:
     """Every record id in node ``i``'s blocks 1..height, in chain order."""
     ids: list[str] = []
@@ -114,8 +131,12 @@ async def _chain_ids(c: LocalCluster, i: int, height: int) -> list[str]:
 
 async def kill_loop(directory: Path, *, duration: float, every: tuple[float, float] = (2.0, 5.0),
                     seed: int = 1, n: int = 4, batch: int = 25,
-                    progress: Any = None) -> KillLoopReport:
-    """Run the kill loop for ``duration`` seconds of load; see the module doc."""
+                    progress: Any = None, rolling: bool = False) -> KillLoopReport:
+    """Run the kill loop for ``duration`` seconds of load; see the module doc.
+
+    ``rolling``: a rolling restart instead, as for an upgrade - each node in
+    turn (0, 1, ...) is stopped with SIGTERM (it must exit 0), started again
+    and waited for, once each; ``duration`` is then unused."""
     from client.sdk import LedgerClient  # late: node code does not otherwise need the SDK
 
     rng = random.Random(seed)
@@ -156,12 +177,15 @@ async def kill_loop(directory: Path, *, duration: float, every: tuple[float, flo
     try:
         await c.start_all(timeout=60)
         workers = [asyncio.create_task(load(w)) for w in range(2)]
-        while time.monotonic() - started < duration:
+        while (report.kills < n) if rolling else (time.monotonic() - started < duration):
             await asyncio.sleep(rng.uniform(*every))  # picks the moment; decides nothing
-            victim = rng.randrange(n)
-            c.kill(victim)
+            victim = report.kills if rolling else rng.randrange(n)
+            if rolling:
+                await _stop_gracefully(c, victim, report)
+            else:
+                c.kill(victim)
             report.kills += 1
-            say(f"kill #{report.kills}: SIGKILL node{victim}")
+            say(f"{'restart' if rolling else 'kill'} #{report.kills}: node{victim}")
             await asyncio.sleep(rng.uniform(0.0, 1.0))
             c.start(victim)
             await c.wait_connected(everyone, timeout=60)
@@ -263,6 +287,9 @@ def main(argv: list[str] | None = None) -> int:
     k.add_argument("--min-every", type=float, default=2.0)
     k.add_argument("--max-every", type=float, default=5.0)
     k.add_argument("--seed", type=int, default=1)
+    k.add_argument("--rolling", action="store_true",
+                   help="a rolling restart instead: SIGTERM each node in turn, once "
+                        "(as an upgrade does); --duration is unused")
     a = sub.add_parser("acks", help="SIGKILL validators right after their 202s under load; "
                                     "count acknowledged records that never commit")
     a.add_argument("--duration", type=float, default=300.0, help="seconds of load (default 300)")
@@ -308,7 +335,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.campaign == "killloop":
         rep = asyncio.run(kill_loop(workdir / "cluster", duration=args.duration,
                                     every=(args.min_every, args.max_every), seed=args.seed,
-                                    progress=say))
+                                    progress=say, rolling=args.rolling))
         doc = asdict(rep)
         ok = rep.ok()
     elif args.campaign == "acks":

@@ -1,7 +1,8 @@
 """``ledger-node --config node.toml``: run one validator until SIGINT/SIGTERM.
 
 Exit codes: 0 after a clean stop, 2 for a configuration problem (the message
-names the bad key), 1 when the node cannot start (store locked or damaged,
+names the bad key) or a store of a schema version this release does not read
+(written by a newer release), 1 when the node cannot start (store locked or damaged,
 port in use); while running, 3 when a write to the store failed (disk full,
 I/O error) and 4 when committing or persisting failed otherwise - the node
 stops at once with one CRITICAL log line naming the cause (node/failstop.py).
@@ -26,10 +27,11 @@ from collections.abc import Callable, Coroutine
 from pathlib import Path
 from typing import Any
 
+import aiohttp
 import click
 import plyvel
 
-from ledger.errors import LedgerError
+from ledger.errors import LedgerError, SchemaUnsupported
 from ledger.native import description as native_description
 
 from .config import RETIRED, ConfigError, NodeConfig, load_config
@@ -64,6 +66,10 @@ async def _serve(config: NodeConfig) -> int:
         loop.add_signal_handler(sig, stop.set)
     try:
         await node.start()
+    except SchemaUnsupported as exc:  # not damage: another release's store, left untouched
+        log.error("cannot start: %s (%s)", exc, config.data_dir / "chain")
+        await node.stop()
+        return 2
     except (LedgerError, OSError) as exc:
         log.error("cannot start: %s", exc)
         await node.stop()
@@ -80,18 +86,30 @@ async def _serve(config: NodeConfig) -> int:
     return 0
 
 
-@click.command()
+@click.group(invoke_without_command=True)
 @click.version_option(package_name="auditledger", prog_name="ledger-node")
-@click.option("--config", "config_path", required=True, envvar=CONFIG_VAR, show_envvar=True,
+@click.option("--config", "config_path", envvar=CONFIG_VAR, show_envvar=True,
               type=click.Path(dir_okay=False, path_type=Path),
               help="the node's TOML file; LEDGER__SECTION__KEY=value variables override its keys")
 @click.option("--check", is_flag=True,
               help="check the stopped node's store (every block and index entry) and exit: "
-                   "0 clean, 1 damaged")
+                   "0 clean, 1 damaged, 2 in use by a running node or another schema version")
 @click.option("--signatures", is_flag=True,
               help="with --check: also verify every record's signature (slower)")
-def main(config_path: Path, check: bool, signatures: bool) -> None:
-    """Run one ledger validator node (or, with --check, check its store)."""
+@click.pass_context
+def main(ctx: click.Context, config_path: Path | None, check: bool, signatures: bool) -> None:
+    """Run one ledger validator node (or, with --check, check its store).
+
+    Operator commands: backup (a running node copies its store), restore
+    (check a backup and put it in place)."""
+    if ctx.invoked_subcommand is not None:
+        given = ctx.get_parameter_source("config_path") == click.core.ParameterSource.COMMANDLINE
+        if given or check or signatures:
+            raise click.UsageError("give --config after the command: "
+                                   f"ledger-node {ctx.invoked_subcommand} --config ...")
+        return
+    if config_path is None:
+        raise click.UsageError("Missing option '--config' (or LEDGER_CONFIG).")
     if signatures and not check:
         raise click.UsageError("--signatures only applies with --check")
     try:
@@ -104,6 +122,68 @@ def main(config_path: Path, check: bool, signatures: bool) -> None:
         click.echo(f"ledger-node: configuration error: {exc}", err=True)
         sys.exit(2)
     sys.exit(code)
+
+
+_config_option = click.option(
+    "--config", "config_path", required=True, envvar=CONFIG_VAR, show_envvar=True,
+    type=click.Path(dir_okay=False, path_type=Path), help="the node's TOML file")
+
+
+@main.command()
+@_config_option
+@click.option("--to", "to", required=True, type=click.Path(file_okay=False, path_type=Path),
+              help="the backup directory: absent or empty, outside the data dir, writable "
+                   "by the node's account")
+def backup(config_path: Path, to: Path) -> None:
+    """Ask the running node to copy its store (consistent, while it serves).
+
+    Exit codes: 0 done, 1 failed or no node running, 2 refused or usage."""
+    from .backup import request_backup
+
+    config = _load_or_exit(config_path)
+    try:
+        answer = asyncio.run(request_backup(config.data_dir, to))
+    except (OSError, aiohttp.ClientError) as exc:
+        click.echo(f"ledger-node backup: no running node answers on "
+                   f"{config.data_dir / 'admin.sock'}: {exc}", err=True)
+        sys.exit(1)
+    error = answer.get("error")
+    if isinstance(error, dict):
+        click.echo(f"ledger-node backup: {error.get('code')}: {error.get('message')}", err=True)
+        sys.exit(1 if error.get("code") == "unavailable" else 2)
+    click.echo(f"backup of {answer['node']} at height {answer['height']} "
+               f"({answer['records']} records, {answer['bytes']} bytes) written to "
+               f"{answer['to']} in {answer['seconds']:.1f} s")
+
+
+@main.command()
+@_config_option
+@click.option("--from", "source", required=True,
+              type=click.Path(exists=True, file_okay=False, path_type=Path),
+              help="a directory written by ledger-node backup")
+@click.option("--to", "data_dir", type=click.Path(file_okay=False, path_type=Path),
+              help="the data dir to restore into (default: node.data_dir of --config)")
+@click.option("--force", is_flag=True,
+              help="replace a store already there (moved aside, not deleted)")
+def restore(config_path: Path, source: Path, data_dir: Path | None, force: bool) -> None:
+    """Check a backup (as --check does) and make it the node's store.
+
+    Exit codes: 0 restored, 1 the backup is damaged, 2 refused or usage."""
+    from rich.console import Console
+
+    from .restore import restore as run_restore
+
+    config = _load_or_exit(config_path)
+    sys.exit(run_restore(source, data_dir or config.data_dir, config.genesis, Console(),
+                         force=force))
+
+
+def _load_or_exit(config_path: Path) -> NodeConfig:
+    try:
+        return load_config(config_path, env_overrides(os.environ))
+    except ConfigError as exc:
+        click.echo(f"ledger-node: configuration error: {exc}", err=True)
+        sys.exit(2)
 
 
 def _event_loop_runner(config: NodeConfig) -> Callable[[Coroutine[Any, Any, int]], int]:

@@ -30,6 +30,7 @@ from ledger.errors import (
     HeaderError,
     NotFound,
     QuorumNotReached,
+    SchemaUnsupported,
     StorageCorruption,
     ValidatorSetMismatch,
     VerificationError,
@@ -312,8 +313,9 @@ def test_schema_version(world: World) -> None:
     batch = WriteBatch()
     batch.put(schema.META_SCHEMA_VERSION, schema.pack_u64(99))
     store.write(batch)
-    with pytest.raises(StorageCorruption, match="schema version 99"):
+    with pytest.raises(SchemaUnsupported, match="schema version 99.*newer release"):
         ChainStore(store, world.genesis)
+    assert store.get(schema.META_SCHEMA_VERSION) == schema.pack_u64(99)  # left as it was
     unversioned = MemoryStore()
     batch = WriteBatch()
     batch.put(b"zz", b"stray")

@@ -282,6 +282,30 @@ def test_cli_exit_codes(tmp_path: Path) -> None:
     assert usage.returncode == 2
 
 
+def test_cli_on_a_store_in_use_says_so(tmp_path: Path) -> None:
+    """The LevelDB lock held by another process (here this one, as a running
+    node would) is not damage: exit 2 naming the lock, not "damaged"."""
+    toml, store = built_node(tmp_path, 2, 3)
+    try:
+        result = run_check(toml)
+    finally:
+        store.close()
+    out = " ".join(result.stdout.split())
+    assert result.returncode == 2, out + result.stderr
+    assert "in use by a running node" in out and "LOCK" in out
+    assert "damaged" not in out.lower()
+
+
+def test_cli_refuses_another_schema_version(tmp_path: Path) -> None:
+    toml, store = built_node(tmp_path, 2, 3)
+    apply(store, {schema.META_SCHEMA_VERSION: schema.pack_u64(schema.SCHEMA_VERSION + 1)})
+    store.close()
+    result = run_check(toml)
+    out = " ".join(result.stdout.split())
+    assert result.returncode == 2, out + result.stderr
+    assert f"schema version {schema.SCHEMA_VERSION + 1}" in out and "newer release" in out
+
+
 def test_cli_refuses_a_missing_store(tmp_path: Path) -> None:
     init_cluster(tmp_path, 4, base_port=7900)
     result = run_check(tmp_path / "node1" / "node.toml")
