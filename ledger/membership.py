@@ -177,6 +177,23 @@ class Membership:
                 out.append((change.effective, self.at(change.effective).validators_hash))
         return out
 
+    def proof_ids(self, submitter: bytes, height: int) -> list[bytes]:
+        """The governance records a version 2 bundle for a record of
+        ``submitter`` committed at ``height`` carries (PROTOCOL §9.6), in log
+        order: every change committed below ``height`` to the validators,
+        members or threshold, and those that made ``submitter``'s key (back
+        through its rotations)."""
+        keys = {to_hex(submitter)}
+        chosen: list[bytes] = []
+        for change in reversed([c for c in self.changes if c.committed < height]):
+            targets = change.action.targets()
+            if targets & {("validators",), ("members",)}:
+                chosen.append(change.record_id)
+            elif any(t[0] == "submitter" and t[1] in keys for t in targets):
+                chosen.append(change.record_id)
+                keys.update(t[1] for t in targets if t[0] == "submitter")
+        return chosen[::-1]
+
     # -- judging records -----------------------------------------------------
 
     def check_governance(self, envelope: Envelope, height: int, *,
