@@ -318,8 +318,11 @@ def verify_bundle(bundle: Any, genesis: Genesis | Mapping[str, Any]) -> Verified
     Returns what was proven; raises a :class:`~ledger.errors.VerificationError`
     whose ``step`` names the first check that failed.
     """
-    if isinstance(bundle, Mapping) and bundle.get("format") == "auditledger-proof/2":
-        # PROTOCOL §9.6; imported here because it builds on this module
+    if (isinstance(bundle, Mapping) and bundle.get("format") == "auditledger-proof/2"
+            and "governance" in bundle):
+        # PROTOCOL §9.6 (without its ``governance`` list a bundle is judged as
+        # version 1 and fails at ``format``); imported here because it builds
+        # on this module
         from .verify_epochs import verify_bundle_v2
 
         return verify_bundle_v2(bundle, genesis)
