@@ -327,8 +327,14 @@ def _build_envelope(record: Record, sig: bytes, cosigs: tuple[tuple[bytes, bytes
                                cosigs=cosigs)
 
 
-def decode_envelope(envelope_bytes: bytes) -> Envelope:
-    """Decode an envelope; checks form and size, not the signature."""
+def decode_envelope(envelope_bytes: bytes, *, cosigs: bool = False) -> Envelope:
+    """Decode an envelope; checks form and size, not the signature.
+
+    A multi-signed envelope (PROTOCOL §9.2) is decoded only with ``cosigs``:
+    verifiers pass it.  Without it, such an envelope is refused
+    (``bad_encoding``), which is what node admission and block validation
+    get until they check every co-signature and apply governance (their
+    batch signature check covers the submitter's signature only)."""
     if native is not None:
         # ledger/_native.c: the same Envelope, or None and the paths below decide.
         envelope: Envelope | None = native.decode_envelope(envelope_bytes)
@@ -336,7 +342,10 @@ def decode_envelope(envelope_bytes: bytes) -> Envelope:
             return envelope
     parts = _canonical_envelope_parts(envelope_bytes) if type(envelope_bytes) is bytes else None
     if parts is None:
-        return _decode_envelope_general(envelope_bytes)
+        decoded = _decode_envelope_general(envelope_bytes)
+        if not cosigs and type(decoded) is not Envelope:
+            raise BadEncoding("multi-signed envelopes are not admitted by this node version")
+        return decoded
     return Envelope(decode_record(parts[0]), parts[1], envelope_bytes)
 
 

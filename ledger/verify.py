@@ -229,7 +229,7 @@ def check_bundle_chain(chain: str, genesis: Genesis) -> None:
 def check_envelope(envelope_bytes: bytes) -> Envelope:
     """Step ``envelope``: canonical envelope and record bytes, within 8 KiB."""
     try:
-        return decode_envelope(envelope_bytes)
+        return decode_envelope(envelope_bytes, cosigs=True)
     except DecodeError as exc:
         raise type(exc)(f"envelope: {exc}", step="envelope") from None
 

@@ -135,12 +135,12 @@ def init_cluster(
         "params": dict(DEFAULT_PARAMS, **(params or {})),
     }
     if members:
-        genesis["members"] = []
+        member_docs = []
         for i in range(nodes):
             key = SigningKey.generate()
             write_key_file(keys_dir / f"{MEMBER_PREFIX}{i}.json", f"{MEMBER_PREFIX}{i}", key)
-            genesis["members"].append({"name": f"{MEMBER_PREFIX}{i}",
-                                       "pubkey": key.public_key.hex()})
+            member_docs.append({"name": f"{MEMBER_PREFIX}{i}", "pubkey": key.public_key.hex()})
+        genesis["members"] = member_docs
     (directory / "genesis.json").write_text(json.dumps(genesis, indent=2) + "\n", encoding="utf-8")
     return genesis
 

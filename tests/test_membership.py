@@ -98,11 +98,11 @@ def test_duplicate_signature_is_refused_by_the_decoder() -> None:
                              "record": env.record.record_bytes, "sig": env.sig}
     twice = dict(value, cosigs=[value["cosigs"][0]] * 2)
     with pytest.raises(DuplicateSignature) as err:
-        decode_envelope(canonical(twice))
+        decode_envelope(cosigs=True, envelope_bytes=canonical(twice))
     assert err.value.code == "duplicate_signature"
     submitter_again = dict(value, cosigs=[{"key": env.record.submitter, "sig": env.sig}])
     with pytest.raises(DuplicateSignature):
-        decode_envelope(canonical(submitter_again))
+        decode_envelope(cosigs=True, envelope_bytes=canonical(submitter_again))
 
 
 def test_stranger_and_removed_member_are_not_members() -> None:
@@ -127,7 +127,7 @@ def test_bad_cosignature() -> None:
     other = gov_record(CHAIN, MKEYS[:2], 2, "gov.member.add", body_of("gov.member.add"))
     value = {"cosigs": [{"key": MKEYS[1].public_key, "sig": other.signatures()[1][1]}],
              "record": env.record.record_bytes, "sig": env.sig}
-    forged = decode_envelope(canonical(value))
+    forged = decode_envelope(cosigs=True, envelope_bytes=canonical(value))
     with pytest.raises(BadSignature):
         Membership.from_genesis(GENESIS).apply(1, [forged])
 
