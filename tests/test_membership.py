@@ -239,6 +239,7 @@ KIND_CHOICES = ["gov.validator.add", "gov.validator.remove", "gov.validator.rota
                 "gov.submitter.add", "gov.submitter.rotate", "gov.scope.pause",
                 "gov.scope.resume", "gov.params.set"]
 ALL_VKEYS = [k.public_key for k in VKEYS] + [k.public_key for k in NEW]
+ALL_MKEYS = [k.public_key for k in MKEYS] + [k.public_key for k in NEW]
 
 
 def _random_body(kind: str, a: int, b: int) -> dict[str, Any]:
@@ -249,6 +250,8 @@ def _random_body(kind: str, a: int, b: int) -> dict[str, Any]:
         return dict(extra, name=f"k{a}", pubkey=key)
     if kind.endswith(".rotate"):
         return {"pubkey": key, "new_pubkey": other}
+    if kind == "gov.member.remove":
+        return {"pubkey": ALL_MKEYS[a % len(ALL_MKEYS)]}
     if kind.endswith(".remove"):
         return {"pubkey": key}
     if kind == "gov.threshold.set":
@@ -260,14 +263,14 @@ def _random_body(kind: str, a: int, b: int) -> dict[str, Any]:
 
 history = st.lists(st.tuples(st.integers(1, 6), st.sampled_from(KIND_CHOICES),
                              st.integers(0, 11), st.integers(0, 11),
-                             st.sets(st.integers(0, 2), min_size=1)), max_size=14)
+                             st.sets(st.integers(0, 2), min_size=2)), max_size=24)
 
 
 def _membership_json(m: Membership, top: int) -> list[Any]:
     return [m.at(h).to_json() for h in range(0, top + 3)]
 
 
-@settings(max_examples=60, deadline=None, derandomize=True)
+@settings(max_examples=100, deadline=None, derandomize=True)
 @given(history)
 def test_random_histories(steps: list[tuple[int, str, int, int, set[int]]]) -> None:
     steps = sorted(steps, key=lambda s: s[0])  # blocks in order; log order within
