@@ -75,6 +75,10 @@ class VerifiedBundle:
     certificate: Certificate
     leaf_index: int
     submitter_name: str
+    # A version 2 bundle (PROTOCOL §9.6): genesis with the validators,
+    # submitters and members in force at the record's height, which name
+    # the certificate's signer indexes.  None for version 1 (genesis's own).
+    epoch: Genesis | None = None
 
     @property
     def record_id(self) -> bytes:

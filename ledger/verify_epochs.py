@@ -233,4 +233,5 @@ def verify_bundle_v2(bundle: Any, genesis: Genesis | Mapping[str, Any],
                      header.log_root)
     check_certificate(parsed.certificate, header, epoch)
     return VerifiedBundle(envelope=envelope, header=header, certificate=parsed.certificate,
-                          leaf_index=parsed.leaf_index, submitter_name=submitter_name)
+                          leaf_index=parsed.leaf_index, submitter_name=submitter_name,
+                          epoch=epoch)

@@ -217,3 +217,25 @@ def test_cache_verifies_each_change_once() -> None:
     assert len(cache.walks) == 4
     verify_bundle_v2(bundle_for("s2"), GENESIS, cache)  # shares the first two entries
     assert len(cache.walks) == 6
+
+
+def test_ledger_audit_verify_takes_a_version_2_bundle(tmp_path: Any) -> None:
+    from click.testing import CliRunner
+
+    from client.audit.cli import main
+
+    (tmp_path / "b.json").write_text(json.dumps(bundle_for("target")))
+    (tmp_path / "g.json").write_text(json.dumps(GENESIS.raw))
+    result = CliRunner().invoke(main, ["verify", str(tmp_path / "b.json"), "--genesis",
+                                       str(tmp_path / "g.json"), "--json"])
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.output)["height"] == 8
+    verified = verify_bundle(bundle_for("target"), GENESIS)
+    assert verified.epoch is not None and verified.epoch.n == 4
+    assert verified.epoch.validator_keys[1] == NEW[1].public_key  # the rotated key's index
+    broken = bundle_for("target")
+    del broken["governance"][0]
+    (tmp_path / "b.json").write_text(json.dumps(broken))
+    result = CliRunner().invoke(main, ["verify", str(tmp_path / "b.json"), "--genesis",
+                                       str(tmp_path / "g.json"), "--json"])
+    assert result.exit_code != 0 and "epoch_header" in result.output
