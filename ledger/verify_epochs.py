@@ -77,9 +77,10 @@ class EpochCache:
     walks: dict[tuple[tuple[int, bytes, bytes], ...], Membership] = field(default_factory=dict)
 
 
-def parse_bundle_v2(bundle: Any) -> tuple[ParsedBundle, list[ParsedBundle]]:
-    """Steps ``bundle``, ``format`` (and the shape of each entry,
-    ``governance_bundle``)."""
+def parse_bundle_v2(bundle: Any) -> tuple[ParsedBundle, list[Any]]:
+    """Steps ``bundle`` and ``format``: the bundle's own fields, and
+    ``governance`` as a list (each entry's shape is checked in the walk,
+    step ``governance_bundle``)."""
     if not isinstance(bundle, Mapping):
         raise BundleFormatError("bundle must be a JSON object")
     if "format" not in bundle:
@@ -93,14 +94,15 @@ def parse_bundle_v2(bundle: Any) -> tuple[ParsedBundle, list[ParsedBundle]]:
         raise BundleFormatError(f"governance must be a list of at most {MAX_GOVERNANCE} bundles")
     own = {k: bundle[k] for k in BUNDLE_KEYS}
     own["format"] = BUNDLE_FORMAT
-    parsed = parse_bundle(own)
-    entries = []
-    for i, entry in enumerate(governance):
-        try:
-            entries.append(parse_bundle(entry))
-        except VerificationError as exc:
-            raise BundleFormatError(f"governance[{i}]: {exc}", step="governance_bundle") from None
-    return parsed, entries
+    return parse_bundle(own), list(governance)
+
+
+def parse_entry(entry: Any) -> ParsedBundle:
+    """Step ``governance_bundle``: one entry has the §5 shape."""
+    try:
+        return parse_bundle(entry)
+    except VerificationError as exc:
+        raise BundleFormatError(str(exc), step="governance_bundle") from None
 
 
 def _in_block(leaf_index: int, header: Header) -> bool:
@@ -152,10 +154,16 @@ def _walk_entry(membership: Membership, entry: ParsedBundle, genesis: Genesis,
         raise type(exc)(str(exc), step="governance_record") from None
 
 
-def walk_governance(entries: list[ParsedBundle], genesis: Genesis,
+def walk_governance(raw_entries: list[Any], genesis: Genesis,
                     cache: EpochCache | None = None) -> Membership:
-    """The membership derived from genesis and ``entries`` (steps
-    ``governance_bundle`` to ``governance_record``)."""
+    """The membership derived from genesis and the governance entries
+    (steps ``governance_bundle`` to ``governance_record``, entry by entry)."""
+    entries: list[ParsedBundle] = []
+    for i, raw in enumerate(raw_entries):
+        try:
+            entries.append(parse_entry(raw))
+        except VerificationError as exc:
+            raise type(exc)(f"governance[{i}]: {exc}", step=exc.step) from None
     if cache is not None and cache.genesis.raw != genesis.raw:
         raise ValueError("an EpochCache belongs to the genesis it was made with")
     membership = Membership.from_genesis(genesis)
