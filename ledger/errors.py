@@ -84,6 +84,12 @@ class TooLarge(DecodeError):
     code = "too_large"
 
 
+class DuplicateSignature(DecodeError):
+    """An envelope names one key twice among its signatures (PROTOCOL §9.2)."""
+
+    code = "duplicate_signature"
+
+
 class BadSignature(VerificationError):
     """An Ed25519 signature does not verify."""
 
@@ -278,3 +284,66 @@ class NotCommitted(LedgerError):
 
     code = "not_committed"
     step = "lookup"
+
+
+# --------------------------------------------------------------------------
+# Governance (PROTOCOL §9): refusals of governance records, and of records
+# under a membership that changed.  Each is a VerificationError: a pure
+# check over committed data and the membership derived from it.
+# --------------------------------------------------------------------------
+
+
+class GovernanceError(VerificationError):
+    """A governance record is malformed or makes no sense (PROTOCOL §9.3)."""
+
+    code = "bad_governance"
+    step = "governance_record"
+
+
+class NotAMember(GovernanceError):
+    """A governance signer is not a member in force (a stranger or a removed member)."""
+
+    code = "not_a_member"
+
+
+class TooFewSignatures(GovernanceError):
+    """Fewer distinct members signed than the governance threshold."""
+
+    code = "too_few_signatures"
+
+
+class ProposalExpired(GovernanceError):
+    """The governance record is committed above its ``expires_height``."""
+
+    code = "proposal_expired"
+
+
+class ConflictingProposal(GovernanceError):
+    """An earlier governance record changes the same target at the same height."""
+
+    code = "conflicting_proposal"
+
+
+class TooFewValidators(GovernanceError):
+    """The change would leave fewer than 4 validators."""
+
+    code = "too_few_validators"
+
+
+class UnreachableThreshold(GovernanceError):
+    """The change would leave a threshold outside 1..number of members."""
+
+    code = "unreachable_threshold"
+
+
+class KeyRotated(UnknownSubmitter):
+    """A record signed by a submitter key that was rotated out before its height."""
+
+    code = "key_rotated"
+
+
+class Paused(VerificationError):
+    """The record lies in a scope paused by governance."""
+
+    code = "paused"
+    step = "submitter"

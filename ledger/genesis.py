@@ -41,6 +41,19 @@ class Submitter:
 
 
 @dataclass(frozen=True)
+class Member:
+    """An organisation's administrator: signs governance records (PROTOCOL §9.1)."""
+
+    name: str
+    pubkey: bytes
+
+
+def default_threshold(members: int) -> int:
+    """A strict majority of ``members``: floor(m/2) + 1 (0 without members)."""
+    return members // 2 + 1 if members else 0
+
+
+@dataclass(frozen=True)
 class Genesis:
     chain: str
     validators: tuple[Validator, ...]
@@ -48,6 +61,9 @@ class Genesis:
     params: Mapping[str, Any]
     validators_hash: bytes
     raw: Mapping[str, Any] = field(repr=False, compare=False)
+    # PROTOCOL §9.1; absent in a version 1 genesis: no members, no governance.
+    members: Mapping[bytes, Member] = field(default_factory=dict)
+    governance_threshold: int = 0
 
     @property
     def n(self) -> int:
@@ -196,6 +212,7 @@ def parse_genesis(doc: Any) -> Genesis:
     if not isinstance(params, dict):
         raise GenesisError("genesis: params must be an object")
     record_time_window(params)  # refuse a malformed window now, not at the first record
+    members, threshold = _members(doc)
     keys = [v.pubkey for v in validators]
     return Genesis(
         chain=chain,
@@ -204,7 +221,34 @@ def parse_genesis(doc: Any) -> Genesis:
         params=params,
         validators_hash=validators_hash(keys),
         raw=doc,
+        members=members,
+        governance_threshold=threshold,
     )
+
+
+def _members(doc: Mapping[str, Any]) -> tuple[dict[bytes, Member], int]:
+    """``members`` and ``governance_threshold`` (PROTOCOL §9.1)."""
+    raw_members = doc.get("members", [])
+    if not isinstance(raw_members, list):
+        raise GenesisError("genesis: members must be a list")
+    members: dict[bytes, Member] = {}
+    for i, m in enumerate(raw_members):
+        where = f"member {i}"
+        if not isinstance(m, dict) or set(m) != {"name", "pubkey"}:
+            raise GenesisError(f"{where}: must be an object of exactly name and pubkey")
+        pubkey = _key(_need(m, "pubkey", str, where), where)
+        if pubkey in members:
+            raise GenesisError(f"{where}: duplicate pubkey")
+        members[pubkey] = Member(name=_need(m, "name", str, where), pubkey=pubkey)
+    if "governance_threshold" not in doc:
+        return members, default_threshold(len(members))
+    threshold = doc["governance_threshold"]
+    if not isinstance(threshold, int) or isinstance(threshold, bool):
+        raise GenesisError("genesis: governance_threshold must be an integer")
+    if not 1 <= threshold <= len(members):
+        raise GenesisError(f"genesis: governance_threshold {threshold} is not in "
+                           f"1..{len(members)} (the number of members)")
+    return members, threshold
 
 
 def load_genesis(path: str | Path) -> Genesis:

@@ -22,6 +22,7 @@ from .errors import BadRequest, NotFound, StorageCorruption
 from .records import stored_record_id
 
 BUNDLE_FORMAT = "auditledger-proof/1"
+BUNDLE_FORMAT_V2 = "auditledger-proof/2"
 
 
 class ProofLog(Protocol):
@@ -136,3 +137,18 @@ def build_consistency(chain: ProofSource, old: int, new: int) -> dict[str, Any]:
         raise BadRequest(f"need 1 <= from <= to <= log size {size}, got from={old} to={new}")
     path = chain.log.consistency_path(old, new) if old < new else []
     return {"from": old, "to": new, "path": [to_hex(h) for h in path]}
+
+
+def build_bundle_v2(chain: ProofSource, record_id: bytes,
+                    governance_ids: Sequence[bytes]) -> dict[str, Any]:
+    """The PROTOCOL §9.6 bundle: the record's own §5 bundle (against its
+    block) with format ``auditledger-proof/2`` and the §5 bundles of the
+    governance records ``governance_ids`` (each against its own block), in
+    log order.  Which ids to pass is
+    :meth:`ledger.membership.Membership.proof_ids`."""
+    entries = [build_bundle(chain, gid) for gid in governance_ids]
+    entries.sort(key=lambda e: int(e["leaf_index"]))
+    bundle = build_bundle(chain, record_id)
+    bundle["format"] = BUNDLE_FORMAT_V2
+    bundle["governance"] = entries
+    return bundle

@@ -11,7 +11,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from .crypto import PUBKEY_LEN, RECORD_DOMAIN, SIG_LEN, SigningKey, verify_signature
+from .crypto import PUBKEY_LEN, RECORD_DOMAIN, SIG_LEN, SigningKey, verify_many, verify_signature
 from .encoding import (
     UINT64_MAX,
     H,
@@ -25,7 +25,10 @@ from .encoding import (
 )
 from .errors import (
     BadEncoding,
+    BadSignature,
+    DuplicateSignature,
     ForbiddenRole,
+    NonCanonical,
     StorageCorruption,
     UnknownSubmitter,
     WrongChain,
@@ -45,6 +48,9 @@ RECORD_KEYS = frozenset(
     {"v", "chain", "submitter", "nonce", "ts", "kind", "origin", "body", "parents"}
 )
 ENVELOPE_KEYS = frozenset({"record", "sig"})
+MULTI_ENVELOPE_KEYS = frozenset({"cosigs", "record", "sig"})
+COSIG_KEYS = frozenset({"key", "sig"})
+MAX_COSIGS = 32
 
 
 @dataclass(frozen=True, slots=True)
@@ -99,6 +105,24 @@ class Envelope:
     @property
     def id(self) -> bytes:
         return self.record.id
+
+    def signatures(self) -> tuple[tuple[bytes, bytes], ...]:
+        """Every ``(key, sig)`` of the envelope, the submitter's first."""
+        return ((self.record.submitter, self.sig),)
+
+
+@dataclass(frozen=True, slots=True)
+class MultiSignedEnvelope(Envelope):
+    """An envelope with co-signatures over the same record bytes (PROTOCOL §9.2).
+
+    A subclass, not a field of :class:`Envelope`: the C decoder builds
+    one-signature envelopes without running ``__init__``, and never builds
+    these (it answers None for them and the Python decoder decides)."""
+
+    cosigs: tuple[tuple[bytes, bytes], ...] = ()
+
+    def signatures(self) -> tuple[tuple[bytes, bytes], ...]:
+        return ((self.record.submitter, self.sig),) + self.cosigs
 
 
 if native is not None:
@@ -252,20 +276,65 @@ def _canonical_envelope_parts(data: bytes) -> tuple[bytes, bytes] | None:
     return data[start:end], data[end + len(_ENVELOPE_SIG):]
 
 
-def _envelope_parts(value: Any) -> tuple[bytes, bytes]:
-    """``(record_bytes, sig)`` of a decoded envelope map, its form checked."""
-    if not isinstance(value, dict) or set(value) != ENVELOPE_KEYS:
-        raise BadEncoding("envelope must be a map with exactly 'record' and 'sig'")
+def _envelope_parts(value: Any) -> tuple[bytes, bytes, tuple[tuple[bytes, bytes], ...]]:
+    """``(record_bytes, sig, cosigs)`` of a decoded envelope map, its form checked."""
+    if not isinstance(value, dict) or set(value) not in (ENVELOPE_KEYS, MULTI_ENVELOPE_KEYS):
+        raise BadEncoding("envelope must be a map of 'record' and 'sig' (and 'cosigs')")
     record_bytes, sig = value["record"], value["sig"]
     if not isinstance(record_bytes, bytes):
         raise BadEncoding("envelope 'record' must be bytes")
     if not isinstance(sig, bytes) or len(sig) != SIG_LEN:
         raise BadEncoding("envelope 'sig' must be 64 bytes")
-    return record_bytes, sig
+    cosigs = _cosigs(value["cosigs"]) if "cosigs" in value else ()
+    return record_bytes, sig, cosigs
 
 
-def decode_envelope(envelope_bytes: bytes) -> Envelope:
-    """Decode an envelope; checks form and size, not the signature."""
+def _cosigs(value: Any) -> tuple[tuple[bytes, bytes], ...]:
+    """The ``cosigs`` array of PROTOCOL §9.2: 1..32 ``{key, sig}`` maps in
+    ascending key order, no key twice (the submitter's key is checked by
+    :func:`_build_envelope`, which knows the record)."""
+    if not isinstance(value, list):
+        raise BadEncoding("envelope 'cosigs' must be an array")
+    if not value:
+        raise NonCanonical("envelope 'cosigs' is empty: a one-signature envelope has none")
+    if len(value) > MAX_COSIGS:
+        raise BadEncoding(f"envelope has {len(value)} co-signatures, at most {MAX_COSIGS}")
+    out = []
+    for entry in value:
+        if not isinstance(entry, dict) or set(entry) != COSIG_KEYS:
+            raise BadEncoding("each co-signature must be a map of exactly 'key' and 'sig'")
+        key, sig = entry["key"], entry["sig"]
+        if type(key) is not bytes or len(key) != PUBKEY_LEN:
+            raise BadEncoding("co-signature 'key' must be 32 bytes")
+        if type(sig) is not bytes or len(sig) != SIG_LEN:
+            raise BadEncoding("co-signature 'sig' must be 64 bytes")
+        out.append((key, sig))
+    keys = [k for k, _ in out]
+    if len(set(keys)) != len(keys):
+        raise DuplicateSignature("a key signs the envelope twice")
+    if keys != sorted(keys):
+        raise NonCanonical("co-signatures must be in ascending order of key")
+    return tuple(out)
+
+
+def _build_envelope(record: Record, sig: bytes, cosigs: tuple[tuple[bytes, bytes], ...],
+                    envelope_bytes: bytes) -> Envelope:
+    if not cosigs:
+        return Envelope(record=record, sig=sig, envelope_bytes=envelope_bytes)
+    if any(key == record.submitter for key, _ in cosigs):
+        raise DuplicateSignature("the submitter's key is also among the co-signatures")
+    return MultiSignedEnvelope(record=record, sig=sig, envelope_bytes=envelope_bytes,
+                               cosigs=cosigs)
+
+
+def decode_envelope(envelope_bytes: bytes, *, cosigs: bool = False) -> Envelope:
+    """Decode an envelope; checks form and size, not the signature.
+
+    A multi-signed envelope (PROTOCOL §9.2) is decoded only with ``cosigs``:
+    verifiers pass it.  Without it, such an envelope is refused
+    (``bad_encoding``), which is what node admission and block validation
+    get until they check every co-signature and apply governance (their
+    batch signature check covers the submitter's signature only)."""
     if native is not None:
         # ledger/_native.c: the same Envelope, or None and the paths below decide.
         envelope: Envelope | None = native.decode_envelope(envelope_bytes)
@@ -273,15 +342,18 @@ def decode_envelope(envelope_bytes: bytes) -> Envelope:
             return envelope
     parts = _canonical_envelope_parts(envelope_bytes) if type(envelope_bytes) is bytes else None
     if parts is None:
-        return _decode_envelope_general(envelope_bytes)
+        decoded = _decode_envelope_general(envelope_bytes)
+        if not cosigs and type(decoded) is not Envelope:
+            raise BadEncoding("multi-signed envelopes are not admitted by this node version")
+        return decoded
     return Envelope(decode_record(parts[0]), parts[1], envelope_bytes)
 
 
 def _decode_envelope_general(envelope_bytes: bytes) -> Envelope:
     """:func:`decode_envelope` without the fast paths (errors come from here)."""
-    record_bytes, sig = _envelope_parts(decode(envelope_bytes, max_size=MAX_ENVELOPE_BYTES))
-    return Envelope(record=_decode_record_general(record_bytes), sig=sig,
-                    envelope_bytes=bytes(envelope_bytes))
+    record_bytes, sig, cosigs = _envelope_parts(decode(envelope_bytes, max_size=MAX_ENVELOPE_BYTES))
+    return _build_envelope(_decode_record_general(record_bytes), sig, cosigs,
+                           bytes(envelope_bytes))
 
 
 def decode_committed_envelope(envelope_bytes: bytes) -> Envelope:
@@ -303,9 +375,9 @@ def decode_committed_envelope(envelope_bytes: bytes) -> Envelope:
         envelope: Envelope | None = native.decode_envelope(envelope_bytes)
         if envelope is not None:
             return envelope
-    record_bytes, sig = _envelope_parts(decode_committed(envelope_bytes))
+    record_bytes, sig, cosigs = _envelope_parts(decode_committed(envelope_bytes))
     record = _record_from_map(decode_committed(record_bytes), record_bytes)
-    return Envelope(record=record, sig=sig, envelope_bytes=bytes(envelope_bytes))
+    return _build_envelope(record, sig, cosigs, bytes(envelope_bytes))
 
 
 def stored_record_id(envelope_bytes: bytes, leaf_index: int) -> bytes:
@@ -344,7 +416,21 @@ def verify_envelope(envelope: Envelope, genesis: Genesis, *, signature: bool = T
     if SUBMIT_ROLE not in submitter.roles:
         raise ForbiddenRole(f"submitter {submitter.name!r} lacks the {SUBMIT_ROLE!r} role")
     if signature:
+        verify_signatures(envelope)
+
+
+def verify_signatures(envelope: Envelope) -> None:
+    """Every signature of the envelope (the submitter's and each co-signer's)
+    over the record bytes, through libsodium's batch path; raises
+    :class:`BadSignature` naming the first that fails."""
+    record = envelope.record
+    if type(envelope) is Envelope:  # the common case: one signature, as in version 1
         verify_signature(record.submitter, RECORD_DOMAIN, record.record_bytes, envelope.sig)
+        return
+    items = [(key, record.record_bytes, sig) for key, sig in envelope.signatures()]
+    for ok, (key, _, _) in zip(verify_many(RECORD_DOMAIN, items), items):
+        if not ok:
+            raise BadSignature(f"signature by {to_hex(key)} does not verify")
 
 
 def make_record(
@@ -385,3 +471,27 @@ def sign_record(record: Record, key: SigningKey) -> Envelope:
 
         raise TooLarge(f"envelope is {len(envelope_bytes)} bytes, limit {MAX_ENVELOPE_BYTES}")
     return Envelope(record=record, sig=sig, envelope_bytes=envelope_bytes)
+
+
+def cosign(envelope: Envelope, keys: Sequence[SigningKey]) -> Envelope:
+    """``envelope`` with co-signatures by ``keys`` added (PROTOCOL §9.2):
+    same record, same id; a key that already signed is skipped."""
+    record = envelope.record
+    have = dict(envelope.signatures())
+    for key in keys:
+        if key.public_key not in have:
+            have[key.public_key] = key.sign(RECORD_DOMAIN, record.record_bytes)
+    cosigs = tuple(sorted((k, s) for k, s in have.items() if k != record.submitter))
+    if not cosigs:
+        return envelope
+    envelope_bytes = canonical({
+        "cosigs": [{"key": k, "sig": s} for k, s in cosigs],
+        "record": record.record_bytes,
+        "sig": envelope.sig,
+    })
+    if len(envelope_bytes) > MAX_ENVELOPE_BYTES:
+        from .errors import TooLarge
+
+        raise TooLarge(f"envelope is {len(envelope_bytes)} bytes, limit {MAX_ENVELOPE_BYTES}")
+    return MultiSignedEnvelope(record=record, sig=envelope.sig, envelope_bytes=envelope_bytes,
+                               cosigs=cosigs)

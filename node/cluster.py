@@ -13,6 +13,7 @@ import asyncio
 import ctypes
 import json
 import os
+import secrets
 import shutil
 import signal
 import sys
@@ -29,6 +30,7 @@ from ledger.keys import write_key_file
 DEFAULT_BASE_PORT = 7700
 DEFAULT_CHAIN = "demo"
 DEMO_SUBMITTER = "demo"
+MEMBER_PREFIX = "member"
 PR_SET_PDEATHSIG = 1
 
 # Written into genesis params: what every validator must agree on.
@@ -95,13 +97,16 @@ def init_cluster(
     params: dict[str, Any] | None = None,
     host: str = "127.0.0.1",
     containers: bool = False,
+    members: bool = False,
 ) -> dict[str, Any]:
     """Write the cluster files into ``directory``; return the genesis document.
 
     With ``containers`` each node runs in a container of its own, named
     ``node<i>`` (deploy/compose.yaml): validator i's address is
     ``node<i>:<base_port>`` and every node listens on ``0.0.0.0:<base_port>``
-    inside its container."""
+    inside its container.  With ``members`` it also writes one member
+    (administrator) key per node, ``keys/member<i>.json``, listed in genesis
+    ``members`` (PROTOCOL §9.1), so the demo can run governance."""
     if nodes < 1:
         raise ValueError("a cluster needs at least one node")
     if not 1 <= base_port <= 65535 - (0 if containers else nodes):
@@ -129,6 +134,13 @@ def init_cluster(
         ],
         "params": dict(DEFAULT_PARAMS, **(params or {})),
     }
+    if members:
+        member_docs = []
+        for i in range(nodes):
+            key = SigningKey.generate()
+            write_key_file(keys_dir / f"{MEMBER_PREFIX}{i}.json", f"{MEMBER_PREFIX}{i}", key)
+            member_docs.append({"name": f"{MEMBER_PREFIX}{i}", "pubkey": key.public_key.hex()})
+        genesis["members"] = member_docs
     (directory / "genesis.json").write_text(json.dumps(genesis, indent=2) + "\n", encoding="utf-8")
     return genesis
 
@@ -240,17 +252,22 @@ def main() -> None:
 @click.option("--nodes", "-n", type=click.IntRange(1, 100), default=4, show_default=True)
 @click.option("--dir", "directory", type=click.Path(file_okay=False, path_type=Path), required=True)
 @click.option("--base-port", type=click.IntRange(1, 65000), default=DEFAULT_BASE_PORT, show_default=True)
-@click.option("--chain", default=DEFAULT_CHAIN, show_default=True)
+@click.option("--chain", default=None,
+              help="the chain id; default: demo- and 16 random hex digits, fresh each time")
 @click.option("--force", is_flag=True, help="overwrite an existing cluster directory")
 @click.option("--containers", is_flag=True,
               help="one container per node, named node<i> (deploy/compose.yaml): addresses "
                    "node<i>:<base-port>, every node listening on 0.0.0.0:<base-port>")
-def init(nodes: int, directory: Path, base_port: int, chain: str, force: bool,
+def init(nodes: int, directory: Path, base_port: int, chain: str | None, force: bool,
          containers: bool) -> None:
     """Write genesis.json, keys/ and node<i>/node.toml (PROTOCOL §7)."""
     if (directory / "genesis.json").exists() and not force:
         raise click.UsageError(f"{directory} already holds a cluster (use --force or a new --dir)")
-    init_cluster(directory, nodes, base_port, chain, containers=containers)
+    if chain is None:
+        # A fresh id per demo: two unrelated demo clusters are never one chain
+        # to an auditor's checkpoint (issue 23).
+        chain = f"demo-{secrets.token_hex(8)}"
+    init_cluster(directory, nodes, base_port, chain, containers=containers, members=True)
     where = (f"node0..node{nodes - 1} on port {base_port}" if containers
              else f"HTTP on 127.0.0.1:{base_port}..{base_port + nodes - 1}")
     click.echo(f"wrote a {nodes}-node cluster for chain {chain!r} to {directory} ({where})")
@@ -262,6 +279,12 @@ def init(nodes: int, directory: Path, base_port: int, chain: str, force: bool,
 def up(directory: Path) -> None:
     """Run every node of the cluster until Ctrl-C or SIGTERM."""
     sys.exit(asyncio.run(run_cluster(directory)))
+
+
+from node.cluster_keys import genesis_command, keygen_command  # noqa: E402 (they import this)
+
+main.add_command(keygen_command)
+main.add_command(genesis_command)
 
 
 if __name__ == "__main__":

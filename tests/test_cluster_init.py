@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import stat
 import subprocess
 import sys
@@ -19,20 +20,24 @@ def test_init_writes_protocol_files(tmp_path: Path) -> None:
                           capture_output=True, text=True, timeout=60)
     assert proc.returncode == 0, proc.stderr
     doc = json.loads((d / "genesis.json").read_text())
-    assert set(doc) == {"chain", "validators", "submitters", "params"}
-    assert doc["chain"] == "demo"
+    assert set(doc) == {"chain", "validators", "submitters", "members", "params"}
+    assert re.fullmatch(r"demo-[0-9a-f]{16}", doc["chain"])  # fresh per init (issue 23)
     genesis = parse_genesis(doc)
     assert [v.address for v in genesis.validators] == [f"127.0.0.1:{7900 + i}" for i in range(4)]
     assert [s["name"] for s in doc["submitters"]] == ["demo"]
     assert doc["submitters"][0]["roles"] == ["submit"]
-    for name in ["node0", "node1", "node2", "node3", "demo"]:
+    assert [m["name"] for m in doc["members"]] == [f"member{i}" for i in range(4)]
+    assert genesis.governance_threshold == 3
+    for name in ["node0", "node1", "node2", "node3", "demo", "member0", "member3"]:
         path = d / "keys" / f"{name}.json"
         assert stat.S_IMODE(path.stat().st_mode) == 0o600
         key_doc = json.loads(path.read_text())
         assert set(key_doc) == {"name", "pubkey", "seed"} and key_doc["name"] == name
         key = load_key_file(path)
-        if name != "demo":
+        if name.startswith("node"):
             assert genesis.validators[int(name[4:])].pubkey == key.pubkey
+        elif name.startswith("member"):
+            assert key.pubkey in genesis.members
         else:
             assert key.pubkey in genesis.submitters
     for i in range(4):
@@ -48,3 +53,14 @@ def test_init_chain_option(tmp_path: Path) -> None:
                           capture_output=True, text=True, timeout=60)
     assert proc.returncode == 0, proc.stderr
     assert json.loads((tmp_path / "genesis.json").read_text())["chain"] == "prod-eu"
+
+
+def test_two_inits_are_two_chains(tmp_path: Path) -> None:
+    chains = []
+    for d in ("a", "b"):
+        proc = subprocess.run([sys.executable, "-m", "node.cluster", "init", "--nodes", "1",
+                               "--dir", str(tmp_path / d)], capture_output=True, text=True,
+                              timeout=60)
+        assert proc.returncode == 0, proc.stderr
+        chains.append(json.loads((tmp_path / d / "genesis.json").read_text())["chain"])
+    assert chains[0] != chains[1]
