@@ -9,11 +9,11 @@ assert on the same figures:
   resubmitted record is in the chain exactly once, every node serves a valid
   proof of every record the SDK saw committed, all header hashes agree.
 * ``acks``       - SIGKILL validators the moment they answer 202, under load;
-  every record any node acknowledged must commit (node/faults_acks.py).
+  every record any node acknowledged must commit (harness/faults_acks.py).
 * ``fuzz``       - schemathesis against /openapi.json of a live node.
 * ``corrupt``    - flip bytes in a stopped node's LevelDB; the node must notice.
 * ``gzipbomb``, ``greedy`` - compressed bodies and clients that never read
-  (node/faults_http.py).
+  (harness/faults_http.py).
 
 Only 127.0.0.1 is targeted; every process is addressed by its own pid.
 """
