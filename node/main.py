@@ -25,7 +25,7 @@ import signal
 import sys
 from collections.abc import Callable, Coroutine
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import aiohttp
 import click
@@ -39,10 +39,25 @@ from .config_env import CONFIG_VAR, env_overrides
 from .logs import LogContext, setup_logging
 from .memtune import fix_mmap_threshold, limit_malloc_arenas
 
+if TYPE_CHECKING:
+    from .app import Node
+
 log = logging.getLogger("node.main")
 
 
-async def _serve(config: NodeConfig) -> int:
+# Builds the node _serve runs: node.app.Node itself, or (harness/byzantine.py)
+# a function that builds one and wraps its behaviour before it starts.
+NodeFactory = Callable[[NodeConfig, LogContext], "Node"]
+
+
+def run(config: NodeConfig, make_node: NodeFactory | None = None) -> int:
+    """Serve ``config`` until SIGINT/SIGTERM on the configured event loop and
+    return the exit code; ``make_node`` builds the node (default
+    :class:`node.app.Node`)."""
+    return _event_loop_runner(config)(_serve(config, make_node))
+
+
+async def _serve(config: NodeConfig, make_node: NodeFactory | None = None) -> int:
     from .app import Node  # imported late: a config error should not pay for aiohttp
 
     ctx = LogContext(node=config.name)
@@ -51,15 +66,7 @@ async def _serve(config: NodeConfig) -> int:
     _tune_malloc(config)
     _warn_retired(config)
     log.info("records: decoding and signature batches in %s", native_description)
-    node = Node(config, ctx)
-    from . import byzantine  # TEST-ONLY fault injection, inert unless its env vars are set
-
-    try:
-        mode = byzantine.requested_mode()
-        if mode is not None:
-            byzantine.install(node, mode)
-    except byzantine.ByzantineRefused as exc:
-        raise ConfigError(byzantine.MODE_VAR, str(exc)) from None
+    node = (make_node or Node)(config, ctx)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
@@ -117,7 +124,7 @@ def main(ctx: click.Context, config_path: Path | None, check: bool, signatures: 
             code = _check(config_path, signatures)
         else:
             config = load_config(config_path, env_overrides(os.environ))
-            code = _event_loop_runner(config)(_serve(config))
+            code = run(config)
     except ConfigError as exc:
         click.echo(f"ledger-node: configuration error: {exc}", err=True)
         sys.exit(2)

@@ -9,7 +9,7 @@ synced write per request on the writer's thread, deleted in the commit
 batch), alternating ``--rounds`` times.  Prints wall seconds and CPU
 microseconds per record (the process's, all threads) for each run, and the
 number of synced pending writes.  Nothing here measures consensus or the
-network: ``python -m node.bench`` does, with far more noise.
+network: ``python -m harness.bench`` does, with far more noise.
 
     scripts/bench-pending                       20,000 records in requests of 2,000, 3 rounds
     scripts/bench-pending --batch 50 --records 5000

@@ -34,7 +34,11 @@ from ledger.genesis import Genesis, parse_genesis
 from ledger.proofs import build_bundle
 from ledger.records import Record, make_record, sign_record
 from ledger.storage import LevelDBStore
-from node.bench_measure import memory_mb
+
+# harness/ is not installed: import it from this source tree.
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from harness.bench_measure import memory_mb  # noqa: E402
 
 FIXED_TS = 1_700_000_000_000
 

@@ -26,7 +26,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from ledger.crypto import SigningKey  # noqa: E402
 from ledger.genesis import parse_genesis  # noqa: E402
 from node import frames  # noqa: E402
-from node.localnet import free_base_port  # noqa: E402
+from harness.localnet import free_base_port  # noqa: E402
 from node.metrics import Metrics  # noqa: E402
 from node.transport import PeerTransport, TransportSettings  # noqa: E402
 

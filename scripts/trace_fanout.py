@@ -38,8 +38,11 @@ from typing import Any
 
 import aiohttp
 
-from client.sdk import LedgerClient
-from node.localnet import LocalCluster
+# harness/ is not installed: import it from this source tree.
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from client.sdk import LedgerClient  # noqa: E402
+from harness.localnet import LocalCluster  # noqa: E402
 
 
 async def load(cluster: LocalCluster, children: int, lineage: bool, say: Any) -> str:

@@ -1,4 +1,4 @@
-"""The etcd peer scenario's pieces (node/bench_etcd.py), without etcd: member
+"""The etcd peer scenario's pieces (harness/bench_etcd.py), without etcd: member
 command lines, request bodies, what counts as acknowledged, the figures and
 the ratio, the skip where etcd is missing, and ``--only etcd`` on the
 command line."""
@@ -14,10 +14,10 @@ from typing import Any
 import pytest
 from click.testing import CliRunner
 
-from node import bench, bench_etcd
-from node.bench_etcd import (committed_ops, member_command, member_urls, ratio, steady_rate,
-                             summarize, txn_body)
-from node.bench_setup import envelope_bytes
+from harness import bench, bench_etcd
+from harness.bench_etcd import (committed_ops, member_command, member_urls, ratio, steady_rate,
+                                summarize, txn_body)
+from harness.bench_setup import envelope_bytes
 
 
 def test_members_listen_on_loopback_with_their_own_ports() -> None:

@@ -1,4 +1,4 @@
-"""The benchmark table (node/bench_report.py): memory is the node's own
+"""The benchmark table (harness/bench_report.py): memory is the node's own
 (RssAnon), with mapped files (page cache) apart; the etcd peer's row gives
 our throughput as a ratio of etcd's."""
 
@@ -8,7 +8,7 @@ from typing import Any
 
 from rich.console import Console
 
-from node.bench_report import table
+from harness.bench_report import table
 
 CEILING = {"verify_per_s_one_core": 10_000, "ceiling_records_per_s": 5_000, "cores": 2,
            "load_start": [1.0], "load_end": [1.0]}

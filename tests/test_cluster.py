@@ -27,7 +27,7 @@ from ledger.keys import load_key_file
 from ledger.records import Envelope, make_record, sign_record
 from ledger.verify import verify_bundle
 from node import frames
-from node.localnet import LocalCluster, until
+from harness.localnet import LocalCluster, until
 from node.openapi import ERROR_CODES
 
 pytestmark = pytest.mark.cluster

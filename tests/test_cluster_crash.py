@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 from test_cluster import Submitter, b64
 
-from node.localnet import LocalCluster, until
+from harness.localnet import LocalCluster, until
 
 pytestmark = pytest.mark.cluster
 

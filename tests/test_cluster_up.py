@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 
 from node.cluster import init_cluster
-from node.localnet import FAST_PARAMS, free_base_port
+from harness.localnet import FAST_PARAMS, free_base_port
 
 pytestmark = pytest.mark.cluster
 
@@ -104,7 +104,7 @@ def test_local_clusters_take_ports_below_the_ephemeral_range() -> None:
     """The ports are checked free and bound by the nodes later; an outgoing
     connection given one as its local port in between made a node fail with
     "address already in use", so test clusters stay out of that range."""
-    from node.localnet import ephemeral_port_range
+    from harness.localnet import ephemeral_port_range
 
     low = ephemeral_port_range()[0]
     for _ in range(20):

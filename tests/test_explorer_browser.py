@@ -34,7 +34,7 @@ from ledger.genesis import parse_genesis
 from ledger.keys import load_key_file
 from ledger.records import make_record, sign_record
 from ledger.verify import verify_bundle
-from node.localnet import LocalCluster
+from harness.localnet import LocalCluster
 
 pytestmark = pytest.mark.cluster
 

@@ -1,4 +1,4 @@
-"""SIGKILL validators the moment they answer 202 under load (node/faults_acks.py):
+"""SIGKILL validators the moment they answer 202 under load (harness/faults_acks.py):
 every record any node acknowledged commits, and all nodes agree.
 ``scripts/faults acks`` runs the long version."""
 
@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from node.faults_acks import ack_kill_loop
+from harness.faults_acks import ack_kill_loop
 
 pytestmark = pytest.mark.cluster
 

@@ -1,22 +1,22 @@
-"""A real Byzantine validator process (node/byzantine.py, test-only env vars):
-it splits its proposals and double-votes.  The three honest nodes keep
+"""A real Byzantine validator process (harness/byzantine.py, started by the
+harness as ``python -m harness.byzantine``, not by ``ledger-node``): it
+splits its proposals and double-votes.  The three honest nodes keep
 committing, never fork, and record and serve the double votes as evidence.
-Without the confirmation variable the mode is refused (exit code 2)."""
+An unknown mode is refused (exit code 2)."""
 
 from __future__ import annotations
 
-import os
 import subprocess
+import sys
 from pathlib import Path
 
 import pytest
 from test_cluster import Submitter, submit
 
 from consensus import proposer_for
+from harness.byzantine import byzantine_command
+from harness.localnet import LocalCluster, until
 from ledger.verify import verify_bundle
-from node.byzantine import CONFIRM_VAR, MODE_VAR, byzantine_env
-from node.cluster import node_command
-from node.localnet import LocalCluster, until
 
 pytestmark = pytest.mark.cluster
 
@@ -24,25 +24,24 @@ BYZ = 3
 HONEST = [0, 1, 2]
 
 
-def test_mode_refused_without_confirmation(tmp_path: Path) -> None:
+def test_unknown_mode_refused(tmp_path: Path) -> None:
     c = LocalCluster(tmp_path / "cluster", 4)
-    env = {k: v for k, v in os.environ.items() if k != CONFIRM_VAR}
-    env[MODE_VAR] = "equivocate"
-    proc = subprocess.run(node_command(c.config(0)), env=env, capture_output=True, text=True,
-                          timeout=60, stdin=subprocess.DEVNULL)
+    argv = [sys.executable, "-m", "harness.byzantine", "--config", str(c.config(0)),
+            "--mode", "bogus"]
+    proc = subprocess.run(argv, capture_output=True, text=True, timeout=60,
+                          stdin=subprocess.DEVNULL)
     assert proc.returncode == 2, proc.stderr
-    assert "test-only" in proc.stderr and CONFIRM_VAR in proc.stderr
+    assert "bogus" in proc.stderr and "equivocate" in proc.stderr
+    with pytest.raises(ValueError, match="bogus"):
+        byzantine_command(c.config(0), "bogus")
 
 
-async def test_equivocating_validator(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+async def test_equivocating_validator(tmp_path: Path) -> None:
     c = LocalCluster(tmp_path / "cluster", 4)
     try:
         for i in HONEST:
             c.start(i)
-        with monkeypatch.context() as m:  # only node3's process gets the variables
-            for k, v in byzantine_env().items():
-                m.setenv(k, v)
-            c.start(BYZ)
+        c.start(BYZ, byzantine_command(c.config(BYZ)))
         everyone = HONEST + [BYZ]
         await c.wait_connected(everyone)
         sub = Submitter(c)
@@ -88,8 +87,7 @@ async def test_equivocating_validator(tmp_path: Path, monkeypatch: pytest.Monkey
             print(f"---- node{i} log tail ----\n{c.tail(i, 15)}")
 
 
-async def test_withheld_gossip_is_fetched_from_the_proposer(
-        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+async def test_withheld_gossip_is_fetched_from_the_proposer(tmp_path: Path) -> None:
     """node3 never gossips its clients' records, so the only way its peers
     see them is by name, in node3's compact proposals: they must fetch the
     envelopes from it (node/assembly.py) and commit them."""
@@ -97,10 +95,7 @@ async def test_withheld_gossip_is_fetched_from_the_proposer(
     try:
         for i in HONEST:
             c.start(i)
-        with monkeypatch.context() as m:
-            for k, v in byzantine_env("withhold-gossip").items():
-                m.setenv(k, v)
-            c.start(BYZ)
+        c.start(BYZ, byzantine_command(c.config(BYZ), "withhold-gossip"))
         everyone = HONEST + [BYZ]
         await c.wait_connected(everyone)
         sub = Submitter(c)

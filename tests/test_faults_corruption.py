@@ -26,7 +26,7 @@ from ledger.chain import ChainStore
 from ledger.schema import envelope_key, header_key
 from ledger.storage import LevelDBStore, WriteBatch
 from ledger.verify import verify_bundle
-from node.localnet import LocalCluster, until
+from harness.localnet import LocalCluster, until
 
 pytestmark = pytest.mark.cluster
 

@@ -1,7 +1,7 @@
 """Issue 21 item 5, short: a validator whose disk fills exits (fail-stop)
 naming ENOSPC, and after the disk grows it restarts and catches up with
 nothing acknowledged lost.  The long version is ``scripts/faults diskfull``
-(node/faults_disk.py); this one uses a smaller tmpfs and loads only the
+(harness/faults_disk.py); this one uses a smaller tmpfs and loads only the
 other three nodes (what node3 itself acknowledged is the durability of
 accepted records, tested on its own)."""
 
@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from node.failstop import EXIT_STORAGE_WRITE
-from node.faults_disk import disk_full
+from harness.faults_disk import disk_full
 
 
 def _can_mount_tmpfs(tmp_path: Path) -> str | None:

@@ -1,5 +1,5 @@
 """Clients that pipeline block sync requests and never read, against a real
-4-node cluster (node/faults_http.py, short): the node's resident memory
+4-node cluster (harness/faults_http.py, short): the node's resident memory
 stays within a generous bound of where it was, the connections are cut for
 the write timeout, status keeps being answered; unsigned sync requests get
 401; and a restarted validator still catches up by block sync."""
@@ -10,8 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from node.faults_http import GREEDY_TOML, _fill, greedy_clients
-from node.localnet import LocalCluster
+from harness.faults_http import GREEDY_TOML, _fill, greedy_clients
+from harness.localnet import LocalCluster
 
 pytestmark = pytest.mark.cluster
 

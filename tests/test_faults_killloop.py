@@ -1,4 +1,4 @@
-"""Kill loop under SDK load (node/faults.py): SIGKILL a random validator every
+"""Kill loop under SDK load (harness/faults.py): SIGKILL a random validator every
 few seconds, restart it; nothing committed is lost, every resubmitted record
 is in the chain exactly once, every node proves every record the SDK saw
 committed, and all header hashes agree.  ``scripts/faults killloop`` runs
@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from node.faults import kill_loop
+from harness.faults import kill_loop
 
 pytestmark = pytest.mark.cluster
 

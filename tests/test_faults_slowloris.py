@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 from test_cluster import Submitter, submit
 
-from node.localnet import LocalCluster, until
+from harness.localnet import LocalCluster, until
 
 pytestmark = pytest.mark.cluster
 

@@ -16,8 +16,8 @@ from pathlib import Path
 import pytest
 from test_cluster import Submitter, submit
 
-from node.faults import run_schemathesis
-from node.localnet import LocalCluster
+from harness.faults import run_schemathesis
+from harness.localnet import LocalCluster
 
 pytestmark = [pytest.mark.cluster,
               pytest.mark.skipif(shutil.which("schemathesis", path=str(Path(sys.executable).parent))

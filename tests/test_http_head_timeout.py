@@ -15,7 +15,7 @@ import pytest
 from aiohttp import web
 
 from node.httpconn import GuardedTCPSite, HeadTimeout
-from node.localnet import until
+from harness.localnet import until
 
 TIMEOUT_S = 0.5
 DRIBBLERS = 8

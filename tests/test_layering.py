@@ -9,15 +9,16 @@
    ``random.Random``).
 3. ``client/`` (the SDK and the ``ledger-audit`` CLI) never imports ``node``.
 4. Harness code (benchmarks, load, fault injection, network namespaces, the
-   Byzantine modes, the local test cluster) stays out of the runtime's import
-   path: no runtime module of ``node/`` imports a harness module.
+   Byzantine validator, the local test cluster) lives in ``harness/`` and stays
+   out of the runtime's import path: no module of ``node/``, ``ledger/``,
+   ``consensus/``, ``client/`` or ``monitor/`` imports ``harness``.
 5. ``monitor/`` (the risk monitor and fraudsim) never imports ``node`` nor
    ``consensus``: it reads the ledger through ``ledger`` and the SDK.
 
 Every rule is checked on the source of every module with :mod:`ast`, so an
 import inside a function (a lazy import) counts as much as one at the top,
 relative imports are resolved, and ``__import__("x")`` /
-``importlib.import_module("x")`` with a literal name count too.  Rules 1, 3 and 5
+``importlib.import_module("x")`` with a literal name count too.  Rules 1, 3, 4 and 5
 are also checked at run time in a fresh interpreter, so indirect imports
 count.
 """
@@ -38,13 +39,11 @@ CONSENSUS_FORBIDDEN = frozenset({"node", "client"})
 CONSENSUS_IO = frozenset({"asyncio", "aiohttp", "socket", "plyvel", "time", "random"})
 CLIENT_FORBIDDEN = frozenset({"node"})
 MONITOR_FORBIDDEN = frozenset({"node", "consensus"})
-# node/ modules that are harness, not runtime (names of their last component).
+RUNTIME_PACKAGES = ("node", "ledger", "consensus", "client", "monitor")
+HARNESS_FORBIDDEN = frozenset({"harness"})
+# Names of harness modules (their last component): none may live in node/.
 HARNESS_PATTERNS = ("bench", "bench_*", "byzantine", "faults", "faults_*", "feeder", "load", "load_*",
                     "localnet", "netns", "netns_*")
-# Known violations of rule 4, to be removed by issue 22 item 2 (the runtime
-# must not wire a test-only mode).  Each entry must still occur: when the
-# import goes, the entry has to go too (test_known_harness_imports_still_exist).
-KNOWN_HARNESS_IMPORTS = frozenset({("node.main", "node.byzantine")})
 
 
 def _module_name(path: Path) -> str:
@@ -119,23 +118,10 @@ def _offenders(paths: list[Path], forbidden: frozenset[str]) -> list[str]:
 
 
 def _is_harness(module: str) -> bool:
+    """A module named like harness code (HARNESS_PATTERNS) inside node/."""
     parts = module.split(".")
     return parts[0] == "node" and len(parts) >= 2 and any(
         fnmatch.fnmatchcase(parts[1], pattern) for pattern in HARNESS_PATTERNS)
-
-
-def _harness_imports() -> set[tuple[str, str, str]]:
-    """(runtime module, harness module, "path:line") for every rule-4 violation."""
-    out = set()
-    for path in _sources("node"):
-        module = _module_name(path)
-        if _is_harness(module):
-            continue
-        for name, line in imported_modules(path, module):
-            if _is_harness(name):
-                harness = ".".join(name.split(".")[:2])
-                out.add((module, harness, f"{path.relative_to(ROOT)}:{line}"))
-    return out
 
 
 # -- rule 1: ledger ----------------------------------------------------------
@@ -223,29 +209,28 @@ def test_monitor_never_loads_node() -> None:
 # -- rule 4: harness out of the runtime -------------------------------------
 
 
-def test_harness_modules_are_recognised() -> None:
-    harness = {m for m in (_module_name(p) for p in _sources("node")) if _is_harness(m)}
-    runtime = {_module_name(p) for p in _sources("node")} - harness
-    # Whatever moves where later, these names are harness and these runtime.
-    for name in ("node.bench", "node.faults", "node.byzantine", "node.localnet", "node.netns"):
-        if (ROOT / Path(*name.split("."))).with_suffix(".py").exists():
-            assert name in harness
-    assert {"node.main", "node.app", "node.api", "node.config"} <= runtime
+def test_harness_modules_live_in_harness() -> None:
+    node_modules = {_module_name(p) for p in _sources("node")}
+    misplaced = sorted(m for m in node_modules if _is_harness(m))
+    assert not misplaced, f"harness code in the runtime package, move it to harness/: {misplaced}"
+    harness = {_module_name(p) for p in _sources("harness")}
+    assert {"harness.bench", "harness.faults", "harness.byzantine", "harness.localnet",
+            "harness.netns", "harness.feeder"} <= harness
+    assert {"node.main", "node.app", "node.api", "node.config", "node.cluster"} <= node_modules
 
 
-def test_node_runtime_never_imports_harness() -> None:
-    found = _harness_imports()
-    offenders = sorted(f"{where} ({runtime} imports {harness})"
-                       for runtime, harness, where in found
-                       if (runtime, harness) not in KNOWN_HARNESS_IMPORTS)
+def test_runtime_sources_never_import_harness() -> None:
+    sources = [p for package in RUNTIME_PACKAGES for p in _sources(package)]
+    assert ROOT / "node" / "main.py" in sources
+    offenders = _offenders(sources, HARNESS_FORBIDDEN)
     assert not offenders, "\n".join(offenders)
 
 
-def test_known_harness_imports_still_exist() -> None:
-    """Each allowed exception is real; remove it from the list once fixed."""
-    found = {(runtime, harness) for runtime, harness, _ in _harness_imports()}
-    stale = sorted(KNOWN_HARNESS_IMPORTS - found)
-    assert not stale, f"no longer imported, drop from KNOWN_HARNESS_IMPORTS: {stale}"
+@pytest.mark.parametrize("package", RUNTIME_PACKAGES)
+def test_runtime_never_loads_harness(package: str) -> None:
+    """At run time, so indirect imports count too."""
+    result = _loaded_after_importing(package, HARNESS_FORBIDDEN)
+    assert result.returncode == 0, result.stderr
 
 
 # -- the scanner itself ------------------------------------------------------
@@ -276,7 +261,8 @@ def test_the_import_scan_itself(tmp_path: Path, source: str, module: str,
 def test_relative_imports_resolve_to_the_harness(tmp_path: Path) -> None:
     path = tmp_path / "m.py"
     path.write_text("def run():\n    from . import byzantine\n    from .localnet import X\n")
-    names = {name for name, _ in imported_modules(path, "node.main")}
-    assert {"node.byzantine", "node.localnet"} <= names
-    assert all(_is_harness(n) for n in ("node.byzantine", "node.localnet.X", "node.bench_setup"))
+    names = {name for name, _ in imported_modules(path, "harness.faults")}
+    assert {"harness.byzantine", "harness.localnet"} <= names
+    assert {name for name, _ in _roots(path, "harness.faults")} == {"harness"}
+    assert all(_is_harness(n) for n in ("node.byzantine", "node.localnet", "node.bench_setup"))
     assert not any(_is_harness(n) for n in ("node.app", "node.config", "ledger.bench"))

@@ -12,7 +12,7 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 from prometheus_client.samples import Sample
 
-from node.localnet import LocalCluster, until
+from harness.localnet import LocalCluster, until
 from node.metrics import (
     ADMISSION_SOURCES,
     FRAME_DROP_REASONS,

@@ -13,7 +13,7 @@ from monitor.builtin import BuiltinDetector
 from monitor.fraudsim import simulate
 from monitor.fraudsim.feed import feed
 from monitor.score import Summary, score_lines
-from node.localnet import LocalCluster
+from harness.localnet import LocalCluster
 
 pytestmark = pytest.mark.cluster
 

@@ -1,4 +1,4 @@
-"""Partitions between nodes in separate network namespaces (node/netns.py):
+"""Partitions between nodes in separate network namespaces (harness/netns.py):
 one validator isolated, a 2|2 split (no commits during it, resumes after the
 heal) and the proposer isolated mid-round; never a fork.  Skipped where
 namespaces cannot be made (not root, no iproute2)."""
@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from node.netns import run_in_lab, unavailable_reason
+from harness.netns import run_in_lab, unavailable_reason
 
 REASON = unavailable_reason()
 pytestmark = [pytest.mark.cluster,

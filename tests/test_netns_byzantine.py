@@ -1,5 +1,5 @@
 """A Byzantine validator (equivocating proposals, double votes) while the
-network is partitioned, in namespaces (node/netns_byzantine.py): with an
+network is partitioned, in namespaces (harness/netns_byzantine.py): with an
 honest node isolated the rest commit and it catches up; in a {0,3}|{1,2}
 split nobody commits; never a fork; evidence names only the Byzantine node.
 Skipped where namespaces cannot be made (not root, no iproute2)."""
@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from node.netns import run_in_lab, unavailable_reason
+from harness.netns import run_in_lab, unavailable_reason
 
 REASON = unavailable_reason()
 pytestmark = [pytest.mark.cluster,
@@ -21,7 +21,7 @@ pytestmark = [pytest.mark.cluster,
 def test_byzantine_node_with_partitions(tmp_path: Path) -> None:
     started = time.monotonic()
     report = run_in_lab(tmp_path / "cluster", ["isolate", "split"], timeout=240,
-                        module="node.netns_byzantine")
+                        module="harness.netns_byzantine")
     print(report, f"{time.monotonic() - started:.1f}s")
     assert report["partitions_healed"] == 2
     assert report["forks"] == 0

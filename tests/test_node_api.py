@@ -484,7 +484,7 @@ async def test_sync_skips_peers_whose_answer_is_unusable(
     """A peer that errs or sends garbage is skipped (logged), and the next
     one that has the blocks serves them; a peer that is down is skipped too."""
     from ledger.genesis import Validator
-    from node.localnet import free_base_port
+    from harness.localnet import free_base_port
     from node.sync import BlockSync
 
     await submit(client, [make_envelope(node.submitter, "test", i) for i in range(3)])

@@ -18,7 +18,7 @@ from helpers import genesis_doc, make_keys
 from ledger.crypto import SigningKey
 from ledger.genesis import Genesis, parse_genesis
 from node import frames
-from node.localnet import free_base_port
+from harness.localnet import free_base_port
 from node.handshake_limit import HandshakeLimiter
 from node.metrics import Metrics
 from node.transport import PeerTransport, TransportSettings

@@ -20,7 +20,7 @@ from ledger.blocks import Certificate, Header, Vote, decode_header
 from ledger.checkpoint import CertifiedHead
 from ledger.encoding import from_b64
 from ledger.keys import load_key_file
-from node.localnet import LocalCluster
+from harness.localnet import LocalCluster
 
 pytestmark = pytest.mark.cluster
 

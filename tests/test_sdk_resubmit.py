@@ -195,7 +195,7 @@ async def test_demo_feeder_retries_pushback_through_the_sdk(tmp_path: Path) -> N
     from helpers import SUBMITTER_SEED_BASE, genesis_doc, make_keys
 
     from ledger.keys import write_key_file
-    from node.feeder import Feeder
+    from harness.feeder import Feeder
 
     node = FakeNode(rate_limit=7)
     async with serve(node) as urls:

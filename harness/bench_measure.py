@@ -1,4 +1,4 @@
-"""Measurement helpers of the benchmark (:mod:`node.bench`): load average,
+"""Measurement helpers of the benchmark (:mod:`harness.bench`): load average,
 per-node memory and CPU time from /proc, the nodes' Prometheus counters,
 percentiles, keeping this process's collector quiet, and a py-spy profiler.
 """

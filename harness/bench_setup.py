@@ -1,4 +1,4 @@
-"""Benchmark setup (:mod:`node.bench`): the run's options, the clusters and
+"""Benchmark setup (:mod:`harness.bench`): the run's options, the clusters and
 the signed load.
 
 :class:`Opts` holds what the command line chose; :func:`new_cluster` and

@@ -11,11 +11,11 @@ assert on the same figures:
   ``--rolling`` restarts each node in turn with SIGTERM instead, as an
   upgrade does, with the same checks.
 * ``acks``       - SIGKILL validators the moment they answer 202, under load;
-  every record any node acknowledged must commit (node/faults_acks.py).
+  every record any node acknowledged must commit (harness/faults_acks.py).
 * ``fuzz``       - schemathesis against /openapi.json of a live node.
 * ``corrupt``    - flip bytes in a stopped node's LevelDB; the node must notice.
 * ``gzipbomb``, ``greedy`` - compressed bodies and clients that never read
-  (node/faults_http.py).
+  (harness/faults_http.py).
 
 Only 127.0.0.1 is targeted; every process is addressed by its own pid.
 """

@@ -13,7 +13,7 @@ Partitions are ``blackhole`` routes to the other side's /32 inside each
 node's namespace (packets silently dropped, as on a cut link); healing
 deletes them.  The observer keeps reaching every node throughout.
 
-Run as ``python -m node.netns run --tag T --subnet K --dir D`` inside the
+Run as ``python -m harness.netns run --tag T --subnet K --dir D`` inside the
 hub namespace (tests and ``scripts/faults partitions`` do this); it prints a
 JSON report.  Only addresses in 10.213.K.0/24 inside these namespaces are
 ever used.
@@ -136,19 +136,20 @@ class NetnsLab:
 def _cluster(directory: Path, lab: NetnsLab) -> Any:
     from ledger.genesis import load_genesis
 
-    from .cluster import _die_with_parent, node_command
+    from node.cluster import _die_with_parent, node_command
     from .localnet import LocalCluster
 
     class NetnsCluster(LocalCluster):
         def url(self, i: int) -> str:
             return f"http://{lab.addr(i)}:{self.base_port + i}"
 
-        def start(self, i: int) -> None:
+        def start(self, i: int, command: list[str] | None = None) -> None:
             assert i not in self.procs or self.procs[i].poll() is not None
             parent = os.getpid()
             log = open(self.log_path(i), "ab")
+            argv = node_command(self.config(i)) if command is None else command
             self.procs[i] = subprocess.Popen(
-                ["ip", "netns", "exec", lab.ns(i), *node_command(self.config(i))],
+                ["ip", "netns", "exec", lab.ns(i), *argv],
                 stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
                 preexec_fn=lambda: _die_with_parent(parent))
             log.close()
@@ -315,7 +316,7 @@ async def run_scenarios(directory: Path, lab: NetnsLab, which: list[str]) -> dic
 
 
 def run_in_lab(directory: Path, which: list[str], timeout: float = 600,
-               module: str = "node.netns") -> dict[str, Any]:
+               module: str = "harness.netns") -> dict[str, Any]:
     """Create a lab, run the scenarios (``module``'s ``run``) inside its hub
     namespace, remove the lab."""
     lab = NetnsLab(4)
@@ -359,7 +360,7 @@ def lab_main(prog: str, scenarios: list[str], run: ScenarioRunner,
 
 
 def main(argv: list[str] | None = None) -> int:
-    return lab_main("python -m node.netns", ["isolate", "split", "proposer"], run_scenarios, argv)
+    return lab_main("python -m harness.netns", ["isolate", "split", "proposer"], run_scenarios, argv)
 
 
 if __name__ == "__main__":

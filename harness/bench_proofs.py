@@ -1,4 +1,4 @@
-"""The proof scenario of the benchmark (:mod:`node.bench`): inclusion proofs
+"""The proof scenario of the benchmark (:mod:`harness.bench`): inclusion proofs
 over HTTP from node 0 of the cluster the throughput run loaded, once it has
 gone idle - driven by ``wrk`` when installed (so the load generator does not
 compete with the node for the cores), else by an aiohttp client.

@@ -1,7 +1,7 @@
 """A Byzantine validator and network partitions at once, in namespaces.
 
-node3 runs the test-only equivocating mode (``node/byzantine.py``: split
-proposals, double votes) while the links are cut (``node/netns.py``):
+node3 runs the test-only equivocating mode (``harness/byzantine.py``: split
+proposals, double votes) while the links are cut (``harness/netns.py``):
 
 * ``isolate``: honest node0 is cut off.  The other three (one of them
   Byzantine) may commit; node0 commits nothing meanwhile, then catches up
@@ -11,20 +11,19 @@ proposals, double votes) while the links are cut (``node/netns.py``):
   batches commit after the heal.
 
 After each: no fork among the honest nodes, and evidence names node3 only.
-Run with ``python -m node.netns_byzantine`` inside a lab's hub namespace
-(``netns.run_in_lab(..., module="node.netns_byzantine")``).
+Run with ``python -m harness.netns_byzantine`` inside a lab's hub namespace
+(``netns.run_in_lab(..., module="harness.netns_byzantine")``).
 """
 
 from __future__ import annotations
 
 import asyncio
-import os
 import sys
 import time
 from pathlib import Path
 from typing import Any
 
-from .byzantine import byzantine_env
+from .byzantine import byzantine_command
 from .netns import NetnsLab, _cluster, lab_main, post_envelopes
 
 BYZ = 3
@@ -75,13 +74,7 @@ class _Scenario:
     def start(self) -> None:
         for i in HONEST:
             self.c.start(i)
-        saved = dict(os.environ)
-        os.environ.update(byzantine_env())  # only node3's process gets the variables
-        try:
-            self.c.start(BYZ)
-        finally:
-            os.environ.clear()
-            os.environ.update(saved)
+        self.c.start(BYZ, byzantine_command(self.c.config(BYZ)))
 
     async def isolate(self) -> dict[str, Any]:
         victim, rest = 0, [1, 2]
@@ -160,7 +153,7 @@ async def run_scenarios(directory: Path, lab: NetnsLab, which: list[str]) -> dic
 
 
 def main(argv: list[str] | None = None) -> int:
-    return lab_main("python -m node.netns_byzantine", ["isolate", "split"], run_scenarios, argv)
+    return lab_main("python -m harness.netns_byzantine", ["isolate", "split"], run_scenarios, argv)
 
 
 if __name__ == "__main__":

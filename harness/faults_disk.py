@@ -27,7 +27,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from .failstop import EXIT_STORAGE_WRITE
+from node.failstop import EXIT_STORAGE_WRITE
 from .localnet import LocalCluster, until
 
 VICTIM = 3

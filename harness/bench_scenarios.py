@@ -1,6 +1,6 @@
-"""Benchmark scenarios (:mod:`node.bench`): the Ed25519 ceiling, latency at
+"""Benchmark scenarios (:mod:`harness.bench`): the Ed25519 ceiling, latency at
 an offered rate, and throughput - whose loaded cluster then serves the proof
-scenario (:mod:`node.bench_proofs`), catch-up of a restarted node and the
+scenario (:mod:`harness.bench_proofs`), catch-up of a restarted node and the
 memory readings.  Each returns a JSON-ready dict with the load average at its
 start and end.
 """

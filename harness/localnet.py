@@ -26,7 +26,7 @@ from ledger.crypto import SigningKey
 from ledger.genesis import Genesis, load_genesis
 from ledger.keys import write_key_file
 
-from .cluster import _die_with_parent, init_cluster, node_command
+from node.cluster import _die_with_parent, init_cluster, node_command
 
 # Fast consensus for tests: a dead proposer costs about a second.
 FAST_PARAMS = {"timeout_propose_ms": 1000, "timeout_prevote_ms": 500,
@@ -122,11 +122,14 @@ class LocalCluster:
 
     # -- processes ---------------------------------------------------------
 
-    def start(self, i: int) -> None:
+    def start(self, i: int, command: list[str] | None = None) -> None:
+        """Start node ``i``: ``ledger-node``, or ``command`` (a Byzantine one,
+        harness/byzantine.py)."""
         assert i not in self.procs or self.procs[i].poll() is not None, f"node{i} is running"
         parent = os.getpid()
         log = open(self.log_path(i), "ab")
-        self.procs[i] = subprocess.Popen(node_command(self.config(i)), stdout=log,
+        argv = node_command(self.config(i)) if command is None else command
+        self.procs[i] = subprocess.Popen(argv, stdout=log,
                                          stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
                                          preexec_fn=lambda: _die_with_parent(parent))
         log.close()

@@ -1,4 +1,4 @@
-"""The benchmark's peer (:mod:`node.bench`, ``--only etcd``): a 3-member etcd
+"""The benchmark's peer (:mod:`harness.bench`, ``--only etcd``): a 3-member etcd
 cluster on this machine, loaded like our cluster, so our committed records/s
 can be reported as a ratio of etcd's measured in the same run.
 

@@ -1,7 +1,7 @@
-"""Benchmark suite: ``scripts/bench`` (``python -m node.bench``).
+"""Benchmark suite: ``scripts/bench`` (``python -m harness.bench``).
 
 Scenarios, each against real ``ledger-node`` processes of a
-:class:`node.localnet.LocalCluster` on 127.0.0.1 (4 validators, LevelDB with
+:class:`harness.localnet.LocalCluster` on 127.0.0.1 (4 validators, LevelDB with
 every commit synced, every record signed and its signature checked by every
 validator), records signed before any clock starts:
 
@@ -26,7 +26,7 @@ validator), records signed before any clock starts:
 * ``etcd``       the peer: a 3-member etcd cluster (Raft, crash-tolerant
                  only, no signatures, WAL fsync on every commit) on loopback
                  loaded with puts of our envelope size for ``--duration`` s
-                 (:mod:`node.bench_etcd`); our committed records/s is
+                 (:mod:`harness.bench_etcd`); our committed records/s is
                  reported as a ratio of its puts/s.  Skipped, saying so,
                  where etcd is not installed.
 
@@ -36,9 +36,9 @@ run, so figures are comparable as fractions.  JSON (``results.json``) and
 PNG plots go to ``--out`` (default ``bench-out/``).
 
 Layout: this module is the command line and the run; the scenarios are
-:mod:`node.bench_scenarios` and :mod:`node.bench_proofs`, the options,
-clusters and signed load :mod:`node.bench_setup`, the measurements
-:mod:`node.bench_measure`, the table and plots :mod:`node.bench_report`.
+:mod:`harness.bench_scenarios` and :mod:`harness.bench_proofs`, the options,
+clusters and signed load :mod:`harness.bench_setup`, the measurements
+:mod:`harness.bench_measure`, the table and plots :mod:`harness.bench_report`.
 """
 
 from __future__ import annotations

@@ -30,7 +30,7 @@ from ledger.keys import load_key_file
 from ledger.records import make_record, sign_record
 
 from .localnet import LocalCluster
-from .syncauth import sign_request
+from node.syncauth import sign_request
 
 
 def rss_mb(pid: int) -> float:

@@ -1,12 +1,13 @@
-"""TEST-ONLY Byzantine behaviour for a real ``ledger-node`` process.
+"""TEST-ONLY Byzantine validator: a real node process that misbehaves.
 
-A node equivocates only when BOTH environment variables are set:
+``python -m harness.byzantine --config node.toml --mode equivocate`` runs
+the runtime node (``node.main.run``) built by ``make_node`` below, which
+wraps it before it starts; the production ``ledger-node`` has no such mode.
+:func:`byzantine_command` gives the argv for tests and scripts
+(``LocalCluster.start(i, command=...)``).  Run it from the source tree: the
+harness package is not installed.
 
-    AUDITLEDGER_TEST_ONLY_BYZANTINE=equivocate
-    AUDITLEDGER_TEST_ONLY_I_UNDERSTAND=this-node-will-sign-conflicting-messages
-
-Setting the first without the second is refused at start (exit code 2).  The
-node then wraps its outgoing consensus messages:
+``--mode equivocate`` wraps the node's outgoing consensus messages:
 
 * every proposal it makes is split: the real one goes to even-numbered
   peers, a conflicting one (same round, another header: time + 1) to the
@@ -18,10 +19,9 @@ node then wraps its outgoing consensus messages:
 Honest nodes must not fork and must record (and serve) the double votes as
 evidence.
 
-``AUDITLEDGER_TEST_ONLY_BYZANTINE=withhold-gossip`` (same confirmation) is
-a quieter fault: the node never gossips the records clients give it, so its
-proposals name envelopes no peer has.  Honest nodes must fetch them from it
-(node/assembly.py) and keep committing.  Nothing here runs in a normal node.
+``--mode withhold-gossip`` is a quieter fault: the node never gossips the
+records clients give it, so its proposals name envelopes no peer has.
+Honest nodes must fetch them from it (node/assembly.py) and keep committing.
 """
 
 from __future__ import annotations
@@ -29,8 +29,12 @@ from __future__ import annotations
 import dataclasses
 import logging
 import os
+import sys
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
+
+import click
 
 from consensus.messages import (
     Proposal,
@@ -43,36 +47,15 @@ from consensus.messages import (
 from ledger.blocks import Vote
 from ledger.crypto import SigningKey
 from ledger.encoding import H
+from node.app import Node
+from node.config import ConfigError, NodeConfig, load_config
+from node.config_env import env_overrides
+from node.logs import LogContext
+from node.main import run
 
-log = logging.getLogger("node.byzantine")
+log = logging.getLogger("harness.byzantine")
 
-MODE_VAR = "AUDITLEDGER_TEST_ONLY_BYZANTINE"
-CONFIRM_VAR = "AUDITLEDGER_TEST_ONLY_I_UNDERSTAND"
-CONFIRM_VALUE = "this-node-will-sign-conflicting-messages"
 MODES = ("equivocate", "withhold-gossip")
-
-
-class ByzantineRefused(Exception):
-    """The test-only mode was requested without the explicit confirmation."""
-
-
-def byzantine_env(mode: str = "equivocate") -> dict[str, str]:
-    """The environment that turns a node Byzantine (for tests and scripts)."""
-    return {MODE_VAR: mode, CONFIRM_VAR: CONFIRM_VALUE}
-
-
-def requested_mode(environ: dict[str, str] | None = None) -> str | None:
-    """The mode to run in, None for an honest node; raises when not confirmed."""
-    env = os.environ if environ is None else environ
-    mode = env.get(MODE_VAR)
-    if not mode:
-        return None
-    if mode not in MODES:
-        raise ByzantineRefused(f"{MODE_VAR}={mode!r}: unknown test-only mode (known: {MODES})")
-    if env.get(CONFIRM_VAR) != CONFIRM_VALUE:
-        raise ByzantineRefused(f"{MODE_VAR} is a test-only fault injection; refusing to run "
-                               f"without {CONFIRM_VAR}={CONFIRM_VALUE}")
-    return mode
 
 
 Send = Callable[[int | None, bytes], None]
@@ -138,3 +121,35 @@ def install(node: Any, mode: str = "equivocate") -> dict[str, int]:
                                      me=cfg.validator.index, n=node.genesis.n,
                                      chain=node.genesis.chain, stats=stats)
     return stats
+
+
+def byzantine_command(config: Path, mode: str = "equivocate") -> list[str]:
+    """The argv that runs a Byzantine validator on ``config`` (from the source tree)."""
+    if mode not in MODES:
+        raise ValueError(f"unknown test-only mode {mode!r} (known: {MODES})")
+    return [sys.executable, "-m", "harness.byzantine", "--config", str(config), "--mode", mode]
+
+
+@click.command()
+@click.option("--config", "config_path", required=True,
+              type=click.Path(dir_okay=False, path_type=Path), help="the node's TOML file")
+@click.option("--mode", type=click.Choice(MODES), default="equivocate", show_default=True,
+              help="how the node misbehaves (see the module doc)")
+def main(config_path: Path, mode: str) -> None:
+    """TEST-ONLY: run one validator that misbehaves as --mode says."""
+
+    def make_node(config: NodeConfig, ctx: LogContext) -> Node:
+        node = Node(config, ctx)
+        install(node, mode)
+        return node
+
+    try:
+        code = run(load_config(config_path, env_overrides(os.environ)), make_node)
+    except ConfigError as exc:
+        click.echo(f"harness.byzantine: configuration error: {exc}", err=True)
+        sys.exit(2)
+    sys.exit(code)
+
+
+if __name__ == "__main__":
+    main()

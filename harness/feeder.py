@@ -1,6 +1,6 @@
 """Demo feeder: a stream of signed micro-transactions with lineage.
 
-``python -m node.feeder --dir .demo [--once]`` signs records with
+``python -m harness.feeder --dir .demo [--once]`` signs records with
 ``keys/demo.json`` and submits them with the client SDK (MessagePack
 batches; refusals such as ``rate_limited`` are retried with the same signed
 bytes on another node): payments from several origins, settlements whose

@@ -7,7 +7,7 @@ Nothing is resubmitted: in the end every record any node answered
 ``accepted`` or ``duplicate`` must be in the chain (``lost`` counts those
 that are not), and all nodes must hold the same headers.
 
-Unlike ``killloop`` (node/faults.py), which resubmits everything at the end
+Unlike ``killloop`` (harness/faults.py), which resubmits everything at the end
 and so checks that nothing *committed* is lost, this counts what was only
 *acknowledged*.  Only 127.0.0.1 is targeted; every process by its own pid.
 """

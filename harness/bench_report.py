@@ -1,4 +1,4 @@
-"""The benchmark's report (:mod:`node.bench`): the results table against the
+"""The benchmark's report (:mod:`harness.bench`): the results table against the
 targets, and PNG plots of throughput, latency and proofs.
 """
 
@@ -12,7 +12,7 @@ from rich.table import Table
 
 from .bench_measure import pct
 
-# Progress and messages go to stderr (node.bench shares it); the table to stdout.
+# Progress and messages go to stderr (harness.bench shares it); the table to stdout.
 console = Console(stderr=True)
 
 
