@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 from test_cluster import Submitter, b64
 
-from node.localnet import LocalCluster
+from harness.localnet import LocalCluster
 
 pytestmark = pytest.mark.cluster
 

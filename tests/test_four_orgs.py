@@ -26,7 +26,7 @@ from ledger.records import make_record, sign_record
 from ledger.verify import verify_bundle
 from node.cluster import node_toml
 from node.cluster_keys import PublicFileError, assemble_genesis
-from node.localnet import FAST_PARAMS, free_base_port
+from harness.localnet import FAST_PARAMS, free_base_port
 
 ORGS = ["a", "b", "c", "d"]
 

@@ -19,7 +19,7 @@ from ledger.fsck import fsck
 from ledger.genesis import load_genesis
 from ledger.storage import LevelDBStore, WriteBatch
 from node.cluster import init_cluster
-from node.faults import kill_loop
+from harness.faults import kill_loop
 
 FIXTURE = Path(__file__).parent / "fixtures" / "store-schema2.tar.gz"
 
