@@ -26,7 +26,7 @@ from dataclasses import dataclass, field
 from functools import cached_property
 from typing import Any, Protocol, Sequence, Union
 
-from ledger.blocks import Certificate, Header, Vote, certificate_from_bytes, decode_header, decode_vote
+from ledger.blocks import Certificate, Header, Vote, VoteType, certificate_from_bytes, decode_header, decode_vote
 # ``verify(public_key, domain, message, sig)`` raising ``BadSignature``:
 # :func:`ledger.crypto.verify_signature` or a caching wrapper around it.
 from ledger.blocks import SignatureCheck as SignatureCheck
@@ -79,7 +79,7 @@ class SignedVote:
         return self.vote.round
 
     @property
-    def type(self) -> str:
+    def type(self) -> VoteType:
         return self.vote.type
 
     @property

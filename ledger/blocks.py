@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from enum import StrEnum
+from typing import Any
 
 from .crypto import SIG_LEN, VOTE_DOMAIN, SigningKey, digest_equal, verify_signature
 from .encoding import H, UINT64_MAX, canonical, decode, from_hex, to_hex
@@ -26,8 +27,17 @@ HEADER_KEYS = frozenset(
      "log_size", "log_root", "validators"}
 )
 VOTE_KEYS = frozenset({"type", "chain", "height", "round", "block"})
-VoteType = Literal["prevote", "precommit"]
-VOTE_TYPES: tuple[str, ...] = ("prevote", "precommit")
+
+
+class VoteType(StrEnum):
+    """The two vote types.  The canonical vote bytes carry the value string
+    (PROTOCOL §4); a member equals its string, so either may be compared."""
+
+    PREVOTE = "prevote"
+    PRECOMMIT = "precommit"
+
+
+VOTE_TYPES: tuple[str, ...] = tuple(t.value for t in VoteType)
 
 
 def _is_uint(value: Any) -> bool:
@@ -112,16 +122,21 @@ def decode_header(header_bytes: bytes) -> Header:
 class Vote:
     """A prevote or precommit for ``block`` (a header hash, or None for nil)."""
 
-    type: str
+    type: VoteType
     chain: str
     height: int
     round: int
     block: bytes | None
 
+    def __post_init__(self) -> None:
+        # Accepts the string too (ValueError for anything else), so a vote
+        # always holds the enum member.
+        object.__setattr__(self, "type", VoteType(self.type))
+
     @property
     def vote_bytes(self) -> bytes:
         return canonical(
-            {"type": self.type, "chain": self.chain, "height": self.height,
+            {"type": self.type.value, "chain": self.chain, "height": self.height,
              "round": self.round, "block": self.block}
         )
 
@@ -142,7 +157,7 @@ def decode_vote(vote_bytes: bytes) -> Vote:
     block = value["block"]
     if block is not None and (not isinstance(block, bytes) or len(block) != HASH_LEN):
         raise BadEncoding("vote block must be 32 bytes or nil")
-    return Vote(value["type"], value["chain"], value["height"], value["round"], block)
+    return Vote(VoteType(value["type"]), value["chain"], value["height"], value["round"], block)
 
 
 def verify_vote(vote: Vote, validator: int, sig: bytes, genesis: Genesis) -> None:
@@ -177,7 +192,7 @@ class Certificate:
         )
 
     def precommit(self, chain: str) -> Vote:
-        return Vote("precommit", chain, self.height, self.round, self.block)
+        return Vote(VoteType.PRECOMMIT, chain, self.height, self.round, self.block)
 
 
 def _cert_fields(height: Any, round_: Any, block: Any, sigs: Any) -> Certificate:
