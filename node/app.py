@@ -37,6 +37,7 @@ from .health import Health
 from .httpconn import GuardedTCPSite, HeadTimeout
 from .logs import LogContext, process_age_s
 from .mempool import Mempool
+from .mempool_links import AdmittedLeaves, PeerBacklog
 from .metrics import ASSEMBLY_OUTCOMES, Metrics
 from .sync import BlockSync, serve_blocks
 from .syncauth import check_request, sign_request
@@ -81,6 +82,10 @@ class Node:
         self._tasks: list[asyncio.Task[None]] = []
         self._gossip_in: asyncio.Queue[list[bytes]] = asyncio.Queue(MAX_GOSSIP_BACKLOG)
         self._assembly_wake = asyncio.Event()
+        # Shared with the mempool (node/mempool_links.py): what it admitted
+        # while proposals wait, and how many peers' records wait for it.
+        self._admitted_leaves = AdmittedLeaves(self._assembly_wake.set)
+        self._peer_backlog = PeerBacklog()
         self._gc = GcAccounting(self.metrics.registry)
         self.transport: PeerTransport | None = None
         self.driver: Driver | None = None
@@ -123,13 +128,13 @@ class Node:
                                max_size=limits["max_mempool"], max_orphans=limits["max_orphans"],
                                max_peer_backlog=limits["max_peer_backlog"],
                                peer_clock_slack_ms=max_skew_ms,
-                               durable=self.pending_writer)
+                               durable=self.pending_writer,
+                               leaves=self._admitted_leaves, peer_backlog=self._peer_backlog)
         # Records acknowledged before a crash or stop, before anyone is served.
         restored, dropped = await self.mempool.restore()
         log.info("restored %d acknowledged records into the mempool (%d dropped: committed "
                      "meanwhile or no longer admissible)", restored, dropped,
                      extra={"restored": restored, "restore_dropped": dropped})
-        self.mempool.leaf_wake = self._assembly_wake.set
         self.metrics.mempool_capacity.set(limits["max_mempool"])
         gossip = cfg.settings["gossip"]
         self.assembler = ProposalAssembler(self.mempool.by_leaf,
@@ -247,8 +252,7 @@ class Node:
                 if whole is not None:
                     self.driver.feed_peer(received(whole, now_ms()))
                 else:
-                    if self.mempool.leaf_sink is None:
-                        self.mempool.leaf_sink = []
+                    self._admitted_leaves.start()
                     self._assembly_wake.set()
             elif kind == KIND_CONSENSUS:
                 decoded = decode_consensus(msg["m"], self.mempool.by_leaf)
@@ -259,7 +263,7 @@ class Node:
                     raise ValueError("records must be a list of envelope bytes")
                 try:
                     self._gossip_in.put_nowait(envs)
-                    self.mempool.peer_backlog += len(envs)
+                    self._peer_backlog.queued(len(envs))
                 except asyncio.QueueFull:
                     self.metrics.frames_dropped.labels(reason="gossip_backlog").inc()
             elif kind == KIND_WANT:
@@ -306,7 +310,7 @@ class Node:
             try:
                 await self.mempool.admit(envs, "gossip")
             finally:
-                self.mempool.peer_backlog -= len(envs)
+                self._peer_backlog.admitted(len(envs))
             if len(self.assembler):
                 self._assembly_wake.set()
 
@@ -315,7 +319,7 @@ class Node:
         ones that do not arrive in time (node/assembly.py)."""
         assert self.driver is not None and self.transport is not None
         while True:
-            due = self.assembler.next_due_ms(admission_busy=self.mempool.peer_backlog > 0)
+            due = self.assembler.next_due_ms(admission_busy=self._peer_backlog.busy)
             # A timer that sets the wake event, rather than wait_for: this
             # loop wakes for every admitted gossip batch while a proposal is
             # parked, and wait_for costs a task and a cancellation each time.
@@ -325,12 +329,10 @@ class Node:
             if timer is not None:
                 timer.cancel()
             self._assembly_wake.clear()
-            sink = self.mempool.leaf_sink
-            if sink:
-                self.assembler.admitted(sink)
-                sink.clear()
+            if leaves := self._admitted_leaves.take():
+                self.assembler.admitted(leaves)
             ready, fetches = self.assembler.poll(now_ms(), self.driver.machine.height,
-                                                 admission_busy=self.mempool.peer_backlog > 0)
+                                                 admission_busy=self._peer_backlog.busy)
             for proposal in ready:
                 self.driver.feed_peer(received(proposal, now_ms()))
             for fetch in fetches:
@@ -338,7 +340,7 @@ class Node:
                          fetch.peer, len(fetch.leaves), self.driver.machine.height)
                 self.transport.send(fetch.peer, peer_message(KIND_WANT, l=b"".join(fetch.leaves)))
             if not len(self.assembler):
-                self.mempool.leaf_sink = None
+                self._admitted_leaves.stop()
             if ready or fetches:
                 self._publish_assembly()
 
