@@ -13,7 +13,6 @@ import time
 from collections.abc import Sequence
 from typing import Any
 
-import msgpack
 from aiohttp import web
 
 from consensus import ConsensusConfig, received
@@ -24,6 +23,7 @@ from ledger.pending import PendingRecords
 from ledger.records import Envelope
 from ledger.storage import LevelDBStore, set_background_nice
 
+from . import peer_messages
 from .aio import cancel_all
 from .api import SERVER_OPTIONS, build_app
 from .assembly import ProposalAssembler, compact_proposal, decode_compact, split_leaves
@@ -39,6 +39,7 @@ from .logs import LogContext, process_age_s
 from .mempool import Mempool
 from .mempool_links import AdmittedLeaves, PeerBacklog
 from .metrics import ASSEMBLY_OUTCOMES, Metrics
+from .peer_messages import CompactProposal, ConsensusMessage, Fetched, Records, Status, Want
 from .sync import BlockSync, serve_blocks
 from .syncauth import check_request, sign_request
 from .transport import PeerTransport, settings_from_config
@@ -48,18 +49,6 @@ log = logging.getLogger("node.app")
 
 STATUS_INTERVAL_S = 1.0
 MAX_GOSSIP_BACKLOG = 64  # batches of gossiped envelopes waiting for admission (up to 500 each)
-
-# Peer message kinds inside a signed frame (the frame authenticates the sender).
-KIND_CONSENSUS = "c"  # {"t": "c", "m": consensus message bytes[, "l": leaf hashes]}
-KIND_RECORDS = "r"    # {"t": "r", "e": [envelope bytes, ...]}
-KIND_STATUS = "s"     # {"t": "s", "h": committed height}
-KIND_WANT = "w"       # {"t": "w", "l": leaf hashes}: send me these envelopes
-KIND_FETCHED = "f"    # {"t": "f", "e": [envelope bytes, ...]}: the answer to a want
-
-
-def peer_message(kind: str, **fields: Any) -> bytes:
-    return msgpack.packb({"t": kind, **fields}, use_bin_type=True)  # type: ignore[no-any-return]
-
 
 class Node:
     def __init__(self, config: NodeConfig, log_ctx: LogContext,
@@ -229,13 +218,13 @@ class Node:
         assert self.transport is not None
         compact = compact_proposal(message)
         if compact is None:
-            body = peer_message(KIND_CONSENSUS, m=message)
+            body = peer_messages.encode(ConsensusMessage(message))
         else:
             # Proposals name their envelopes by leaf hash (node/assembly.py).
             # Flush gossip first: frames to a peer stay in order, so the
             # records of the block reach it before the proposal does.
             self._flush_gossip()
-            body = peer_message(KIND_CONSENSUS, m=compact[0], l=compact[1])
+            body = peer_messages.encode(CompactProposal(*compact))
         if peer is None:
             self.transport.broadcast(body)
         else:
@@ -244,59 +233,50 @@ class Node:
     def _on_frame(self, peer: int, body: bytes) -> None:
         assert self.driver is not None and self.transport is not None
         try:
-            msg = msgpack.unpackb(body, raw=False, strict_map_key=False)
-            kind = msg["t"]
-            if kind == KIND_CONSENSUS and "l" in msg:
-                proposal, leaves = decode_compact(msg["m"], msg["l"])
+            msg = peer_messages.decode(body)
+            if isinstance(msg, CompactProposal):
+                proposal, leaves = decode_compact(msg.message, msg.leaves)
                 whole = self.assembler.offer(peer, proposal, leaves, now_ms())
                 if whole is not None:
                     self.driver.feed_peer(received(whole, now_ms()))
                 else:
                     self._admitted_leaves.start()
                     self._assembly_wake.set()
-            elif kind == KIND_CONSENSUS:
-                decoded = decode_consensus(msg["m"], self.mempool.by_leaf)
+            elif isinstance(msg, ConsensusMessage):
+                decoded = decode_consensus(msg.message, self.mempool.by_leaf)
                 self.driver.feed_peer(received(decoded, now_ms()))
-            elif kind == KIND_RECORDS:
-                envs = msg["e"]
-                if not isinstance(envs, list) or not all(isinstance(e, bytes) for e in envs):
-                    raise ValueError("records must be a list of envelope bytes")
+            elif isinstance(msg, Records):
+                envs = list(msg.envelopes)
                 try:
                     self._gossip_in.put_nowait(envs)
                     self._peer_backlog.queued(len(envs))
                 except asyncio.QueueFull:
                     self.metrics.frames_dropped.labels(reason="gossip_backlog").inc()
-            elif kind == KIND_WANT:
-                wanted = split_leaves(msg["l"])
-                have = [env.envelope_bytes for leaf in wanted
+            elif isinstance(msg, Want):
+                have = [env.envelope_bytes for leaf in split_leaves(msg.leaves)
                         if (env := self.mempool.by_leaf(leaf)) is not None]
                 self.metrics.envelopes_fetch_served.inc(len(have))
-                self.transport.send(peer, peer_message(KIND_FETCHED, e=have))
-            elif kind == KIND_FETCHED:
-                envs = msg["e"]
-                if not isinstance(envs, list):
-                    raise ValueError("fetched records must be a list of envelope bytes")
-                self.assembler.deliver(envs)
+                self.transport.send(peer, peer_messages.encode(Fetched(tuple(have))))
+            elif isinstance(msg, Fetched):
+                self.assembler.deliver(msg.envelopes)
                 self._assembly_wake.set()
-            elif kind == KIND_STATUS:
-                height = msg["h"]
-                if isinstance(height, int) and height >= 0:
-                    self.driver.peer_height(peer, height)
             else:
-                raise ValueError(f"unknown peer message kind {kind!r}")
-        except (LedgerError, ValueError, TypeError, KeyError, msgpack.UnpackException) as exc:
+                self.driver.peer_height(peer, msg.height)
+        except (LedgerError, ValueError, TypeError, KeyError) as exc:
+            # BadPeerMessage (a LedgerError) for the peer layer; the
+            # consensus and envelope decoders raise their own.
             self.metrics.frames_dropped.labels(reason="bad_message").inc()
             log.info("dropped a bad message from validator %d: %s", peer, exc)
 
     def _on_peer_up(self, peer: int) -> None:
         assert self.transport is not None
-        self.transport.send(peer, peer_message(KIND_STATUS, h=self.chain.height))
+        self.transport.send(peer, peer_messages.encode(Status(self.chain.height)))
 
     def _flush_gossip(self) -> None:
         assert self.transport is not None
         limit = self.config.settings["gossip"]["batch"]
         while batch := self.mempool.take_gossip(limit):
-            self.transport.broadcast(peer_message(KIND_RECORDS, e=batch))
+            self.transport.broadcast(peer_messages.encode(Records(tuple(batch))))
 
     async def _gossip_out(self) -> None:
         interval_s = self.config.settings["gossip"]["interval_ms"] / 1000
@@ -338,7 +318,7 @@ class Node:
             for fetch in fetches:
                 log.info("asking validator %d for %d envelopes of a proposal at height %d",
                          fetch.peer, len(fetch.leaves), self.driver.machine.height)
-                self.transport.send(fetch.peer, peer_message(KIND_WANT, l=b"".join(fetch.leaves)))
+                self.transport.send(fetch.peer, peer_messages.encode(Want(b"".join(fetch.leaves))))
             if not len(self.assembler):
                 self._admitted_leaves.stop()
             if ready or fetches:
@@ -381,7 +361,7 @@ class Node:
     async def _status_loop(self) -> None:
         assert self.transport is not None
         while True:
-            self.transport.broadcast(peer_message(KIND_STATUS, h=self.chain.height))
+            self.transport.broadcast(peer_messages.encode(Status(self.chain.height)))
             self._publish_assembly()
             await asyncio.sleep(STATUS_INTERVAL_S)
 
