@@ -92,15 +92,15 @@ class Node:
         cfg.data_dir.mkdir(parents=True, exist_ok=True)
         # Opening re-checks the tip (certificate, prev link, log root): a node
         # SIGKILLed mid-write restarts from its last whole block.
-        storage = cfg.settings["storage"]
+        storage = cfg.settings.storage
         opening = time.perf_counter()
         # Every write the node makes goes through the fail-stop wrapper:
         # blocks, consensus state and acknowledged records alike.
         store = FailStopStore(LevelDBStore(str(self.chain_dir),
-                                           lru_cache_size=storage["block_cache_bytes"],
-                                           write_buffer_size=storage["write_buffer_bytes"],
-                                           max_open_files=storage["max_open_files"],
-                                           block_size=storage["block_size_bytes"]),
+                                           lru_cache_size=storage.block_cache_bytes,
+                                           write_buffer_size=storage.write_buffer_bytes,
+                                           max_open_files=storage.max_open_files,
+                                           block_size=storage.block_size_bytes),
                               self.fail)
         self._chain = ChainStore(store, self.genesis)
         # After a crash LevelDB replays its write-ahead log here, and the
@@ -109,13 +109,13 @@ class Node:
         self.metrics.height.set(self.chain.height)
         tip = self.chain.tip()
         self.metrics.log_size.set(tip.log_size if tip else 0)
-        limits = cfg.settings["limits"]
+        limits = cfg.settings.limits
         max_skew_ms = cfg.param_int("max_clock_skew_ms", 10_000)
         self.pending_writer = PendingWriter(PendingRecords(store))
         self.pending_writer.start()
         self.mempool = Mempool(self.genesis, self.chain, self.metrics,
-                               max_size=limits["max_mempool"], max_orphans=limits["max_orphans"],
-                               max_peer_backlog=limits["max_peer_backlog"],
+                               max_size=limits.max_mempool, max_orphans=limits.max_orphans,
+                               max_peer_backlog=limits.max_peer_backlog,
                                peer_clock_slack_ms=max_skew_ms,
                                durable=self.pending_writer,
                                leaves=self._admitted_leaves, peer_backlog=self._peer_backlog)
@@ -124,24 +124,24 @@ class Node:
         log.info("restored %d acknowledged records into the mempool (%d dropped: committed "
                      "meanwhile or no longer admissible)", restored, dropped,
                      extra={"restored": restored, "restore_dropped": dropped})
-        self.metrics.mempool_capacity.set(limits["max_mempool"])
-        gossip = cfg.settings["gossip"]
+        self.metrics.mempool_capacity.set(limits.max_mempool)
+        gossip = cfg.settings.gossip
         self.assembler = ProposalAssembler(self.mempool.by_leaf,
-                                           fetch_after_ms=gossip["fetch_after_ms"],
-                                           refetch_ms=gossip["refetch_ms"])
-        max_block = min(limits["max_block_records"],
-                        cfg.param_int("max_block_records", limits["max_block_records"]))
+                                           fetch_after_ms=gossip.fetch_after_ms,
+                                           refetch_ms=gossip.refetch_ms)
+        max_block = min(limits.max_block_records,
+                        cfg.param_int("max_block_records", limits.max_block_records))
         app = NodeApplication(self.genesis, self.chain, self.mempool, max_block_records=max_block,
                               max_clock_skew_ms=max_skew_ms)
         me = self.config.validator.index if self.config.validator is not None else -1
         self.sync = BlockSync(
-            self.chain, cfg.peers, self.metrics, batch_blocks=cfg.get("sync", "batch_blocks"),
+            self.chain, cfg.peers, self.metrics, batch_blocks=cfg.settings.sync.batch_blocks,
             sign=lambda peer, target: sign_request(self.genesis, cfg.key, me, peer.pubkey,
                                                    target, now_ms()))
         self.metrics.on_scrape(self._publish_peer_heights)
         self.metrics.on_scrape(self._publish_health)
         self.transport = PeerTransport(self.genesis, cfg.key, cfg.peers, self.metrics,
-                                       settings_from_config(cfg.settings["peers"]),
+                                       settings_from_config(cfg.settings.peers),
                                        self._on_frame, self._on_peer_up)
         assert cfg.validator is not None
         self.driver = Driver(
@@ -150,20 +150,20 @@ class Node:
             log_ctx=self.log_ctx, config=self._consensus_config(), send=self._send_consensus,
             on_committed=self._committed, fail=self.fail,
         )
-        http = cfg.settings["http"]
-        web_app = build_app(self, max_body_bytes=http["max_body_bytes"],
-                            max_inflight=http["max_inflight_requests"],
-                            max_envelopes=limits["max_request_envelopes"],
-                            max_trace_depth=limits["max_trace_depth"],
-                            max_trace_nodes=limits["max_trace_nodes"],
-                            body_timeout_s=http["body_timeout_ms"] / 1000,
+        http = cfg.settings.http
+        web_app = build_app(self, max_body_bytes=http.max_body_bytes,
+                            max_inflight=http.max_inflight_requests,
+                            max_envelopes=limits.max_request_envelopes,
+                            max_trace_depth=limits.max_trace_depth,
+                            max_trace_nodes=limits.max_trace_nodes,
+                            body_timeout_s=http.body_timeout_ms / 1000,
                             genesis_json=cfg.genesis_path.read_bytes(),
-                            max_requests_per_client=http["max_requests_per_client"])
-        guard = HeadTimeout(http["header_timeout_ms"] / 1000,
+                            max_requests_per_client=http.max_requests_per_client)
+        guard = HeadTimeout(http.header_timeout_ms / 1000,
                             lambda reason: self.metrics.http_timeouts.labels(reason=reason).inc(),
-                            idle_timeout_s=http["idle_timeout_ms"] / 1000,
-                            write_timeout_s=http["write_timeout_ms"] / 1000,
-                            max_per_client=http["max_connections_per_client"])
+                            idle_timeout_s=http.idle_timeout_ms / 1000,
+                            write_timeout_s=http.write_timeout_ms / 1000,
+                            max_per_client=http.max_connections_per_client)
         guard.install(web_app)
         options = dict(SERVER_OPTIONS, access_log=None)
         self._runner = web.AppRunner(web_app, shutdown_timeout=2.0, **options)
@@ -274,12 +274,12 @@ class Node:
 
     def _flush_gossip(self) -> None:
         assert self.transport is not None
-        limit = self.config.settings["gossip"]["batch"]
+        limit = self.config.settings.gossip.batch
         while batch := self.mempool.take_gossip(limit):
             self.transport.broadcast(peer_messages.encode(Records(tuple(batch))))
 
     async def _gossip_out(self) -> None:
-        interval_s = self.config.settings["gossip"]["interval_ms"] / 1000
+        interval_s = self.config.settings.gossip.interval_ms / 1000
         while True:
             await asyncio.sleep(interval_s)
             self._flush_gossip()
@@ -331,7 +331,7 @@ class Node:
         if source != "consensus" or self._compaction_reniced:
             return
         self._compaction_reniced = True
-        nice = self.config.settings["storage"]["compaction_nice"]
+        nice = self.config.settings.storage.compaction_nice
         if nice and set_background_nice(nice):
             log.info("at the tip: LevelDB's background thread now runs at nice %d", nice)
 
@@ -416,9 +416,9 @@ class Node:
         return await self.transport.handle_inbound(request)
 
     async def sync_blocks(self, request: web.Request) -> web.StreamResponse:
-        s = self.config.settings["sync"]
+        s = self.config.settings.sync
         check_request(self.genesis, self.config.key.public_key, request.headers,
-                      request.raw_path, now_ms(), s["auth_window_ms"])
-        return await serve_blocks(self.chain, request, max_blocks=s["batch_blocks"],
-                                  max_bytes=s["max_response_bytes"],
-                                  chunk_bytes=self.config.settings["http"]["stream_chunk_bytes"])
+                      request.raw_path, now_ms(), s.auth_window_ms)
+        return await serve_blocks(self.chain, request, max_blocks=s.batch_blocks,
+                                  max_bytes=s.max_response_bytes,
+                                  chunk_bytes=self.config.settings.http.stream_chunk_bytes)
