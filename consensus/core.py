@@ -29,7 +29,7 @@ from __future__ import annotations
 
 from typing import Sequence
 
-from ledger.blocks import Certificate, Header, Vote
+from ledger.blocks import Certificate, Header, Vote, VoteType
 from ledger.errors import VerificationError
 from ledger.genesis import Genesis
 from ledger.records import Envelope
@@ -97,7 +97,7 @@ class RoundCore:
         self.locked_block: bytes | None = None
         self.valid: ValidValue | None = None
         self.proposed_round = NIL_ROUND
-        self.own_votes: dict[tuple[int, str], SignedVote] = {}
+        self.own_votes: dict[tuple[int, VoteType], SignedVote] = {}
         self.votes = HeightVotes(height, self.quorum, self.tally_factory)
         self.proposals: dict[int, dict[bytes, Proposal]] = {}
         self.blocks: dict[bytes, Block] = {}
@@ -190,7 +190,7 @@ class RoundCore:
             self._arm_round_timers()
         self._maybe_propose()
 
-    def _cast(self, type_: str, block: bytes | None) -> None:
+    def _cast(self, type_: VoteType, block: bytes | None) -> None:
         key = (self.round, type_)
         sv = self.own_votes.get(key)
         if sv is None:
@@ -204,11 +204,11 @@ class RoundCore:
 
     def _prevote(self, block: bytes | None) -> None:
         self._set_step(Step.PREVOTE)
-        self._cast("prevote", block)
+        self._cast(VoteType.PREVOTE, block)
 
     def _precommit(self, block: bytes | None) -> None:
         self._set_step(Step.PRECOMMIT)
-        self._cast("precommit", block)
+        self._cast(VoteType.PRECOMMIT, block)
 
     def _maybe_propose(self) -> None:
         if (
@@ -301,7 +301,7 @@ class RoundCore:
                 self._request_block(block)
                 continue
             if self._decidable(block, r):
-                tally = self.votes.tally(r, "precommit")
+                tally = self.votes.tally(r, VoteType.PRECOMMIT)
                 cert = Certificate(self.height, r, block,
                                    tuple((v.validator, v.sig) for v in tally.votes_for(block)))
                 self._decide(self.blocks[block], cert)
@@ -340,7 +340,7 @@ class RoundCore:
         if p.pol_round == NIL_ROUND:
             unlocked = self.locked_round == NIL_ROUND or self.locked_block == block
         else:
-            polka = self.votes.peek(p.pol_round, "prevote")
+            polka = self.votes.peek(p.pol_round, VoteType.PREVOTE)
             if polka is None or polka.count(block) < self.quorum:
                 return False  # wait for the POL prevotes (or the timeout)
             unlocked = self.locked_round <= p.pol_round or self.locked_block == block
@@ -353,7 +353,7 @@ class RoundCore:
         in prevote) and remember it as the valid value."""
         if self.step < Step.PREVOTE or self.round in self.polka_done:
             return False
-        tally = self.votes.peek(self.round, "prevote")
+        tally = self.votes.peek(self.round, VoteType.PREVOTE)
         if tally is None:
             return False
         for block in tally.blocks_reaching(self.quorum):
@@ -373,7 +373,7 @@ class RoundCore:
     def _rule_nil_polka(self) -> bool:
         if self.step != Step.PREVOTE:
             return False
-        tally = self.votes.peek(self.round, "prevote")
+        tally = self.votes.peek(self.round, VoteType.PREVOTE)
         if tally is None or tally.count(None) < self.quorum:
             return False
         self._precommit(None)
@@ -383,7 +383,7 @@ class RoundCore:
         """2f+1 prevotes of any kind while in prevote: wait a little for a polka."""
         if self.step != Step.PREVOTE or self.round in self.prevote_timer_done:
             return
-        tally = self.votes.peek(self.round, "prevote")
+        tally = self.votes.peek(self.round, VoteType.PREVOTE)
         if tally is not None and tally.total() >= self.quorum:
             self.prevote_timer_done.add(self.round)
             self._set_timer(Step.PREVOTE)
@@ -393,7 +393,7 @@ class RoundCore:
         even if we are still in an earlier step."""
         if self.round in self.precommit_timer_done:
             return
-        tally = self.votes.peek(self.round, "precommit")
+        tally = self.votes.peek(self.round, VoteType.PRECOMMIT)
         if tally is not None and tally.total() >= self.quorum:
             self.precommit_timer_done.add(self.round)
             self._set_timer(Step.PRECOMMIT)
@@ -425,7 +425,7 @@ class RoundCore:
         mine = self.proposals.get(self.round, {})
         if proposer_for(self.n, self.height, self.round) == self.me and mine:
             self._send(Broadcast(next(iter(mine.values()))))
-        previous = self.votes.peek(self.round - 1, "precommit") if self.round > 0 else None
+        previous = self.votes.peek(self.round - 1, VoteType.PRECOMMIT) if self.round > 0 else None
         if previous is not None and previous.total() >= self.quorum:
             for sv in previous.first.values():
                 self._send(Broadcast(sv))
@@ -437,6 +437,6 @@ class RoundCore:
 
     def _pol_votes_ok(self, p: Proposal, pol: Sequence[SignedVote]) -> bool:
         return all(
-            v.height == p.height and v.round == p.pol_round and v.type == "prevote"
+            v.height == p.height and v.round == p.pol_round and v.type == VoteType.PREVOTE
             and v.block == p.block_hash for v in pol
         )

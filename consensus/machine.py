@@ -30,9 +30,9 @@ from __future__ import annotations
 
 from collections import deque
 
-from ledger.blocks import Certificate, Header
-from ledger.crypto import VOTE_DOMAIN, digest_equal, verify_signature
-from ledger.errors import BadSignature, CertificateError, QuorumNotReached, StorageCorruption, VerificationError
+from ledger.blocks import Certificate, Header, verify_certificate
+from ledger.crypto import verify_signature
+from ledger.errors import StorageCorruption, VerificationError
 from ledger.genesis import Genesis
 
 from .app import Application
@@ -346,20 +346,7 @@ class ConsensusMachine(RoundCore):
 
     def _verify_certificate(self, cert: Certificate, header: Header) -> None:
         """ledger.blocks.verify_certificate, through our (caching) signature check."""
-        if not digest_equal(cert.block, header.hash) or cert.height != header.height:
-            raise CertificateError("certificate is for another block or height")
-        vote_bytes = cert.precommit(self.genesis.chain).vote_bytes
-        seen: set[int] = set()
-        for validator, sig in cert.signatures:
-            if validator in seen or not 0 <= validator < self.n:
-                raise CertificateError(f"validator {validator} is repeated or unknown")
-            seen.add(validator)
-            try:
-                self.check(self.genesis.validators[validator].pubkey, VOTE_DOMAIN, vote_bytes, sig)
-            except BadSignature as exc:
-                raise CertificateError(f"validator {validator}'s precommit: {exc}") from None
-        if len(seen) < self.quorum:
-            raise QuorumNotReached(f"{len(seen)} signers, quorum is {self.quorum}")
+        verify_certificate(cert, header, self.genesis, self.check)
 
 
 __all__ = ["ConsensusMachine", "Step"]

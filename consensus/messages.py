@@ -24,9 +24,12 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from functools import cached_property
-from typing import Any, Callable, Protocol, Sequence, Union
+from typing import Any, Protocol, Sequence, Union
 
-from ledger.blocks import Certificate, Header, Vote, certificate_from_bytes, decode_header, decode_vote
+from ledger.blocks import Certificate, Header, Vote, VoteType, certificate_from_bytes, decode_header, decode_vote
+# ``verify(public_key, domain, message, sig)`` raising ``BadSignature``:
+# :func:`ledger.crypto.verify_signature` or a caching wrapper around it.
+from ledger.blocks import SignatureCheck as SignatureCheck
 from ledger.crypto import SIG_LEN, VOTE_DOMAIN
 from ledger.encoding import canonical, decode
 from ledger.errors import BadEncoding
@@ -40,9 +43,6 @@ MAX_MESSAGE_BYTES = 64 * 1024 * 1024
 MAX_BLOCK_ENVELOPES = 100_000
 MAX_POL_VOTES = 1024
 
-SignatureCheck = Callable[[bytes, bytes, bytes, bytes], None]
-"""``verify(public_key, domain, message, sig)`` raising ``BadSignature``:
-:func:`ledger.crypto.verify_signature` or a caching wrapper around it."""
 
 
 class Signer(Protocol):
@@ -79,7 +79,7 @@ class SignedVote:
         return self.vote.round
 
     @property
-    def type(self) -> str:
+    def type(self) -> VoteType:
         return self.vote.type
 
     @property

@@ -12,6 +12,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+from ledger.blocks import VoteType
 from ledger.crypto import verify_signature
 from ledger.encoding import canonical, decode
 from ledger.errors import BadEncoding
@@ -128,27 +129,27 @@ class HeightVotes:
         self.height = height
         self.quorum = quorum
         self._factory = tally_factory
-        self.tallies: dict[tuple[int, str], VoteTally] = {}
+        self.tallies: dict[tuple[int, VoteType], VoteTally] = {}
         self.senders: dict[int, set[int]] = {}
         # (round, block) pairs whose precommits reached the quorum, in the
         # order they did: the only candidates for a decision.
         self.decisive: list[tuple[int, BlockId]] = []
 
-    def tally(self, round_: int, type_: str) -> VoteTally:
+    def tally(self, round_: int, type_: VoteType) -> VoteTally:
         key = (round_, type_)
         found = self.tallies.get(key)
         if found is None:
             found = self.tallies[key] = self._factory()
         return found
 
-    def peek(self, round_: int, type_: str) -> VoteTally | None:
+    def peek(self, round_: int, type_: VoteType) -> VoteTally | None:
         return self.tallies.get((round_, type_))
 
     def add(self, sv: SignedVote, force: bool = False) -> tuple[bool, SignedVote | None]:
         self.note_sender(sv.round, sv.validator)
         tally = self.tally(sv.round, sv.type)
         added, conflict = tally.add(sv, force)
-        if added and sv.type == "precommit" and sv.block is not None and tally.count(sv.block) >= self.quorum:
+        if added and sv.type == VoteType.PRECOMMIT and sv.block is not None and tally.count(sv.block) >= self.quorum:
             key = (sv.round, sv.block)
             if key not in self.decisive:
                 self.decisive.append(key)

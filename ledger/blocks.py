@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from enum import StrEnum
+from typing import Any
 
 from .crypto import SIG_LEN, VOTE_DOMAIN, SigningKey, digest_equal, verify_signature
 from .encoding import H, UINT64_MAX, canonical, decode, from_hex, to_hex
@@ -25,8 +27,17 @@ HEADER_KEYS = frozenset(
      "log_size", "log_root", "validators"}
 )
 VOTE_KEYS = frozenset({"type", "chain", "height", "round", "block"})
-VoteType = Literal["prevote", "precommit"]
-VOTE_TYPES: tuple[str, ...] = ("prevote", "precommit")
+
+
+class VoteType(StrEnum):
+    """The two vote types.  The canonical vote bytes carry the value string
+    (PROTOCOL §4); a member equals its string, so either may be compared."""
+
+    PREVOTE = "prevote"
+    PRECOMMIT = "precommit"
+
+
+VOTE_TYPES: tuple[str, ...] = tuple(t.value for t in VoteType)
 
 
 def _is_uint(value: Any) -> bool:
@@ -111,16 +122,21 @@ def decode_header(header_bytes: bytes) -> Header:
 class Vote:
     """A prevote or precommit for ``block`` (a header hash, or None for nil)."""
 
-    type: str
+    type: VoteType
     chain: str
     height: int
     round: int
     block: bytes | None
 
+    def __post_init__(self) -> None:
+        # Accepts the string too (ValueError for anything else), so a vote
+        # always holds the enum member.
+        object.__setattr__(self, "type", VoteType(self.type))
+
     @property
     def vote_bytes(self) -> bytes:
         return canonical(
-            {"type": self.type, "chain": self.chain, "height": self.height,
+            {"type": self.type.value, "chain": self.chain, "height": self.height,
              "round": self.round, "block": self.block}
         )
 
@@ -141,7 +157,7 @@ def decode_vote(vote_bytes: bytes) -> Vote:
     block = value["block"]
     if block is not None and (not isinstance(block, bytes) or len(block) != HASH_LEN):
         raise BadEncoding("vote block must be 32 bytes or nil")
-    return Vote(value["type"], value["chain"], value["height"], value["round"], block)
+    return Vote(VoteType(value["type"]), value["chain"], value["height"], value["round"], block)
 
 
 def verify_vote(vote: Vote, validator: int, sig: bytes, genesis: Genesis) -> None:
@@ -176,7 +192,7 @@ class Certificate:
         )
 
     def precommit(self, chain: str) -> Vote:
-        return Vote("precommit", chain, self.height, self.round, self.block)
+        return Vote(VoteType.PRECOMMIT, chain, self.height, self.round, self.block)
 
 
 def _cert_fields(height: Any, round_: Any, block: Any, sigs: Any) -> Certificate:
@@ -232,12 +248,19 @@ def certificate_from_json(doc: Any) -> Certificate:
     return _cert_fields(doc["height"], doc["round"], block, sigs)
 
 
-def verify_certificate(cert: Certificate, header: Header, genesis: Genesis) -> None:
+# (public key, domain, message, signature) -> None, raising BadSignature.
+SignatureCheck = Callable[[bytes, bytes, bytes, bytes], None]
+
+
+def verify_certificate(cert: Certificate, header: Header, genesis: Genesis,
+                       check: SignatureCheck = verify_signature) -> None:
     """Check ``cert`` certifies ``header``: same block hash and height, and a
     quorum of distinct genesis validators' valid precommits.
 
     Any invalid or duplicate signature rejects the whole certificate: a
-    well-formed certificate never carries one.
+    well-formed certificate never carries one.  The one certificate check:
+    consensus passes its caching ``check`` (same answers as
+    :func:`~ledger.crypto.verify_signature`).
     """
     if not digest_equal(cert.block, header.hash):
         raise CertificateError("certificate is for another block hash")
@@ -245,14 +268,16 @@ def verify_certificate(cert: Certificate, header: Header, genesis: Genesis) -> N
         raise CertificateError(
             f"certificate height {cert.height} differs from header height {header.height}"
         )
-    vote = cert.precommit(genesis.chain)
+    vote_bytes = cert.precommit(genesis.chain).vote_bytes
     seen: set[int] = set()
     for validator, sig in cert.signatures:
         if validator in seen:
             raise CertificateError(f"validator {validator} signed twice")
         seen.add(validator)
         try:
-            verify_vote(vote, validator, sig, genesis)
+            if not 0 <= validator < genesis.n:
+                raise BadSignature(f"validator index {validator} is not in genesis")
+            check(genesis.validators[validator].pubkey, VOTE_DOMAIN, vote_bytes, sig)
         except BadSignature as exc:
             raise CertificateError(f"validator {validator}'s precommit: {exc}") from None
     if len(seen) < genesis.quorum:

@@ -61,12 +61,6 @@ __all__ = ["FsckReport", "Progress", "fsck"]
 
 Progress = Callable[[str, int, int | None], None]  # (phase, done, total or None)
 
-_META_KEYS = frozenset({schema.META_SCHEMA_VERSION, schema.META_LOG_SIZE, schema.META_TIP,
-                        schema.META_CONSENSUS})
-_LEN_LOCATION_KEY = 1 + schema.ID_LEN
-_LEN_NONCE_KEY = 1 + schema.PUBKEY_LEN + 8
-_LEN_CHILD_KEY = 1 + 2 * schema.ID_LEN
-_LEN_U64_KEY = 1 + 8
 _INDEX_PREFIXES = {
     schema.RECORD_LOCATION: LOCATIONS,
     schema.NONCE: NONCES,
@@ -360,7 +354,7 @@ class _Checker:
     def _walk_keys(self) -> None:
         found = dict.fromkeys(_INDEX_PREFIXES, 0)
         for n, (key, value) in enumerate(self.store.iterate(b""), start=1):
-            prefix = key[:1]
+            prefix = schema.key_prefix(key)
             if prefix in found:
                 found[prefix] += 1
             else:
@@ -390,11 +384,11 @@ class _Checker:
                 self.progress(f"recheck {prefix.decode()}", n, None)
 
     def _check_key(self, key: bytes, value: bytes) -> None:
-        prefix = key[:1]
+        prefix = schema.key_prefix(key)
         if prefix in (schema.ENVELOPE, schema.HEADER, schema.CERTIFICATE):
             self._stray_numbered(key)
         elif prefix == schema.META:
-            if key not in _META_KEYS:
+            if key not in schema.META_KEYS:
                 self.report.add(META, STRAY, key, "unknown meta key")
         elif prefix not in (schema.EVIDENCE, schema.TILE, schema.PENDING):
             # Evidence and pending envelopes (ledger/pending.py) are not
@@ -402,27 +396,28 @@ class _Checker:
             self.report.add(UNKNOWN, STRAY, key, "no known prefix")
 
     def _stray_location(self, key: bytes, value: bytes) -> None:
-        if len(key) != _LEN_LOCATION_KEY:
+        record_id = schema.parse_location_key(key)
+        if record_id is None:
             self.report.add(LOCATIONS, STRAY, key, "malformed key")
             return
         location = _location(value)
-        if location is None or self._id_at(location) != key[1:]:
+        if location is None or self._id_at(location) != record_id:
             self.report.add(LOCATIONS, STRAY, key,
                             f"no record with this id at the location it names ({location})")
 
     def _stray_nonce(self, key: bytes, value: bytes) -> None:
-        first = None if len(key) != _LEN_NONCE_KEY else self._record_at_id(value)
+        first = None if schema.parse_submitter_key(key) is None else self._record_at_id(value)
         if first is None:
             self._unresolved(NONCES, key, "names no record")
         elif schema.nonce_key(first[1].record.submitter, first[1].record.nonce) != key:
             self.report.add(NONCES, STRAY, key, "no record with this submitter and nonce")
 
     def _stray_child(self, key: bytes, value: bytes) -> None:
-        parent, child = key[1:1 + schema.ID_LEN], key[1 + schema.ID_LEN:]
-        found = None if len(key) != _LEN_CHILD_KEY else self._record_at_id(child)
-        if found is None:
+        pair = schema.parse_child_key(key)
+        found = None if pair is None else self._record_at_id(pair[1])
+        if pair is None or found is None:
             self._unresolved(CHILDREN, key, "names no record")
-        elif parent not in found[1].record.parents:
+        elif pair[0] not in found[1].record.parents:
             self.report.add(CHILDREN, STRAY, key, "no record with this parent and id")
 
     def _unresolved(self, index: str, key: bytes, detail: str) -> None:
@@ -434,19 +429,18 @@ class _Checker:
         self.report.add(index, STRAY, key, detail)
 
     def _stray_submitter(self, key: bytes, value: bytes) -> None:
-        env = None
-        if len(key) == _LEN_NONCE_KEY:
-            env = self._envelope(schema.unpack_u64(key[1 + schema.PUBKEY_LEN:]))
-        if env is None or env.record.submitter != key[1:1 + schema.PUBKEY_LEN]:
+        parsed = schema.parse_submitter_key(key)
+        env = None if parsed is None else self._envelope(parsed[1])
+        if parsed is None or env is None or env.record.submitter != parsed[0]:
             self.report.add(SUBMITTERS, STRAY, key, "no record by this submitter at this leaf")
 
     def _stray_numbered(self, key: bytes) -> None:
-        prefix = key[:1]
+        prefix = schema.key_prefix(key)
         index = ENVELOPES if prefix == schema.ENVELOPE else BLOCKS
-        if len(key) != _LEN_U64_KEY:
+        number = schema.parse_numbered_key(key)
+        if number is None:
             self.report.add(index, STRAY, key, "malformed key")
             return
-        number = schema.unpack_u64(key[1:])
         if prefix == schema.ENVELOPE:
             if number >= self.log_size:
                 self.report.add(index, STRAY, key, f"leaf {number} is past the log size")

@@ -115,18 +115,22 @@ def _range_order(r: DamageRange) -> tuple[str, str]:
 
 def describe_key(key: bytes) -> str:
     """A short human name for a store key (prefix letter, then its fields)."""
-    p, rest = key[:1], key[1:]
-    if p in (schema.ENVELOPE, schema.HEADER, schema.CERTIFICATE) and len(rest) == 8:
-        return f"{p.decode()}/{schema.unpack_u64(rest)}"
+    p = schema.key_prefix(key)
+    number = schema.parse_numbered_key(key)
+    if p in (schema.ENVELOPE, schema.HEADER, schema.CERTIFICATE) and number is not None:
+        return f"{p.decode()}/{number}"
     if key[:6] in (TREE_LEAF_KEY, TREE_ROOT_KEY) and len(key) == 14:
         what = "leaf hash" if key[:6] == TREE_LEAF_KEY else "root at log size"
         return f"n ({what} {schema.unpack_u64(key[6:])})"
-    if p in (schema.NONCE, schema.SUBMITTER) and len(rest) == schema.PUBKEY_LEN + 8:
-        return f"{p.decode()}/{rest[:8].hex()}../{schema.unpack_u64(rest[schema.PUBKEY_LEN:])}"
-    if p == schema.CHILD and len(rest) == 2 * schema.ID_LEN:
-        return f"c/{rest[:8].hex()}../{rest[schema.ID_LEN:schema.ID_LEN + 8].hex()}.."
-    if p == schema.RECORD_LOCATION and len(rest) == schema.ID_LEN:
-        return f"r/{rest[:8].hex()}.."
+    submitter = schema.parse_submitter_key(key)
+    if p in (schema.NONCE, schema.SUBMITTER) and submitter is not None:
+        return f"{p.decode()}/{submitter[0][:8].hex()}../{submitter[1]}"
+    pair = schema.parse_child_key(key)
+    if p == schema.CHILD and pair is not None:
+        return f"c/{pair[0][:8].hex()}../{pair[1][:8].hex()}.."
+    record_id = schema.parse_location_key(key)
+    if p == schema.RECORD_LOCATION and record_id is not None:
+        return f"r/{record_id[:8].hex()}.."
     if p == schema.META:
-        return "m/" + rest.decode("ascii", "replace")
+        return "m/" + key[1:].decode("ascii", "replace")
     return key[:24].hex() + (".." if len(key) > 24 else "")

@@ -65,6 +65,7 @@ META_SCHEMA_VERSION = META + b"schema_version"
 META_LOG_SIZE = META + b"log_size"
 META_TIP = META + b"tip_height"
 META_CONSENSUS = META + b"consensus_state"
+META_KEYS = frozenset({META_SCHEMA_VERSION, META_LOG_SIZE, META_TIP, META_CONSENSUS})
 
 _U64 = struct.Struct(">Q")
 _TILE = struct.Struct(">cBQ")
@@ -166,6 +167,42 @@ def submitter_prefix(submitter: bytes) -> bytes:
 
 def leaf_index_from_submitter_key(key: bytes) -> int:
     return unpack_u64(key[1 + PUBKEY_LEN:], "submitter index key")
+
+
+# Reading keys back (fsck, reports): ``None`` for a key of the right prefix
+# but the wrong length, which a walk reports as malformed rather than raising.
+
+
+def key_prefix(key: bytes) -> bytes:
+    """The one-byte prefix naming the kind of entry ``key`` is."""
+    return key[:1]
+
+
+def parse_numbered_key(key: bytes) -> int | None:
+    """The u64 of an ``e``/``h``/``q`` key (leaf index or height)."""
+    if len(key) != 1 + _U64.size:
+        return None
+    return unpack_u64(key[1:], "numbered key")
+
+
+def parse_location_key(key: bytes) -> bytes | None:
+    """The record id of a :func:`record_location_key`."""
+    return key[1:] if len(key) == 1 + ID_LEN else None
+
+
+def parse_child_key(key: bytes) -> tuple[bytes, bytes] | None:
+    """``(parent id, child id)`` of a :func:`child_key`."""
+    if len(key) != 1 + 2 * ID_LEN:
+        return None
+    return key[1:1 + ID_LEN], key[1 + ID_LEN:]
+
+
+def parse_submitter_key(key: bytes) -> tuple[bytes, int] | None:
+    """``(submitter, number)`` of a :func:`submitter_key` (leaf index) or a
+    :func:`nonce_key` (nonce): the two share one layout."""
+    if len(key) != 1 + PUBKEY_LEN + _U64.size:
+        return None
+    return key[1:1 + PUBKEY_LEN], unpack_u64(key[1 + PUBKEY_LEN:], "submitter key")
 
 
 class _IndexedRecord(Protocol):

@@ -13,7 +13,6 @@ import time
 from collections.abc import Sequence
 from typing import Any
 
-import msgpack
 from aiohttp import web
 
 from consensus import ConsensusConfig, received
@@ -24,6 +23,7 @@ from ledger.pending import PendingRecords
 from ledger.records import Envelope
 from ledger.storage import LevelDBStore, set_background_nice
 
+from . import peer_messages
 from .aio import cancel_all
 from .api import SERVER_OPTIONS, build_app
 from .assembly import ProposalAssembler, compact_proposal, decode_compact, split_leaves
@@ -38,7 +38,9 @@ from .health import Health
 from .httpconn import GuardedTCPSite, HeadTimeout
 from .logs import LogContext, process_age_s
 from .mempool import Mempool
+from .mempool_links import AdmittedLeaves, PeerBacklog
 from .metrics import ASSEMBLY_OUTCOMES, Metrics
+from .peer_messages import CompactProposal, ConsensusMessage, Fetched, Records, Status, Want
 from .sync import BlockSync, serve_blocks
 from .syncauth import check_request, sign_request
 from .transport import PeerTransport, settings_from_config
@@ -48,18 +50,6 @@ log = logging.getLogger("node.app")
 
 STATUS_INTERVAL_S = 1.0
 MAX_GOSSIP_BACKLOG = 64  # batches of gossiped envelopes waiting for admission (up to 500 each)
-
-# Peer message kinds inside a signed frame (the frame authenticates the sender).
-KIND_CONSENSUS = "c"  # {"t": "c", "m": consensus message bytes[, "l": leaf hashes]}
-KIND_RECORDS = "r"    # {"t": "r", "e": [envelope bytes, ...]}
-KIND_STATUS = "s"     # {"t": "s", "h": committed height}
-KIND_WANT = "w"       # {"t": "w", "l": leaf hashes}: send me these envelopes
-KIND_FETCHED = "f"    # {"t": "f", "e": [envelope bytes, ...]}: the answer to a want
-
-
-def peer_message(kind: str, **fields: Any) -> bytes:
-    return msgpack.packb({"t": kind, **fields}, use_bin_type=True)  # type: ignore[no-any-return]
-
 
 class Node:
     def __init__(self, config: NodeConfig, log_ctx: LogContext,
@@ -82,6 +72,10 @@ class Node:
         self._tasks: list[asyncio.Task[None]] = []
         self._gossip_in: asyncio.Queue[list[bytes]] = asyncio.Queue(MAX_GOSSIP_BACKLOG)
         self._assembly_wake = asyncio.Event()
+        # Shared with the mempool (node/mempool_links.py): what it admitted
+        # while proposals wait, and how many peers' records wait for it.
+        self._admitted_leaves = AdmittedLeaves(self._assembly_wake.set)
+        self._peer_backlog = PeerBacklog()
         self._gc = GcAccounting(self.metrics.registry)
         self.transport: PeerTransport | None = None
         self.driver: Driver | None = None
@@ -100,16 +94,16 @@ class Node:
         cfg.data_dir.mkdir(parents=True, exist_ok=True)
         # Opening re-checks the tip (certificate, prev link, log root): a node
         # SIGKILLed mid-write restarts from its last whole block.
-        storage = cfg.settings["storage"]
+        storage = cfg.settings.storage
         opening = time.perf_counter()
         # Every write the node makes goes through the fail-stop wrapper:
         # blocks, consensus state and acknowledged records alike.  The
         # operator socket's backup reads the LevelDB store directly.
         leveldb = LevelDBStore(str(self.chain_dir),
-                               lru_cache_size=storage["block_cache_bytes"],
-                               write_buffer_size=storage["write_buffer_bytes"],
-                               max_open_files=storage["max_open_files"],
-                               block_size=storage["block_size_bytes"])
+                               lru_cache_size=storage.block_cache_bytes,
+                               write_buffer_size=storage.write_buffer_bytes,
+                               max_open_files=storage.max_open_files,
+                               block_size=storage.block_size_bytes)
         store = FailStopStore(leveldb, self.fail)
         self._chain = ChainStore(store, self.genesis)
         # After a crash LevelDB replays its write-ahead log here, and the
@@ -118,39 +112,39 @@ class Node:
         self.metrics.height.set(self.chain.height)
         tip = self.chain.tip()
         self.metrics.log_size.set(tip.log_size if tip else 0)
-        limits = cfg.settings["limits"]
+        limits = cfg.settings.limits
         max_skew_ms = cfg.param_int("max_clock_skew_ms", 10_000)
         self.pending_writer = PendingWriter(PendingRecords(store))
         self.pending_writer.start()
         self.mempool = Mempool(self.genesis, self.chain, self.metrics,
-                               max_size=limits["max_mempool"], max_orphans=limits["max_orphans"],
-                               max_peer_backlog=limits["max_peer_backlog"],
+                               max_size=limits.max_mempool, max_orphans=limits.max_orphans,
+                               max_peer_backlog=limits.max_peer_backlog,
                                peer_clock_slack_ms=max_skew_ms,
-                               durable=self.pending_writer)
+                               durable=self.pending_writer,
+                               leaves=self._admitted_leaves, peer_backlog=self._peer_backlog)
         # Records acknowledged before a crash or stop, before anyone is served.
         restored, dropped = await self.mempool.restore()
         log.info("restored %d acknowledged records into the mempool (%d dropped: committed "
                      "meanwhile or no longer admissible)", restored, dropped,
                      extra={"restored": restored, "restore_dropped": dropped})
-        self.mempool.leaf_wake = self._assembly_wake.set
-        self.metrics.mempool_capacity.set(limits["max_mempool"])
-        gossip = cfg.settings["gossip"]
+        self.metrics.mempool_capacity.set(limits.max_mempool)
+        gossip = cfg.settings.gossip
         self.assembler = ProposalAssembler(self.mempool.by_leaf,
-                                           fetch_after_ms=gossip["fetch_after_ms"],
-                                           refetch_ms=gossip["refetch_ms"])
-        max_block = min(limits["max_block_records"],
-                        cfg.param_int("max_block_records", limits["max_block_records"]))
+                                           fetch_after_ms=gossip.fetch_after_ms,
+                                           refetch_ms=gossip.refetch_ms)
+        max_block = min(limits.max_block_records,
+                        cfg.param_int("max_block_records", limits.max_block_records))
         app = NodeApplication(self.genesis, self.chain, self.mempool, max_block_records=max_block,
                               max_clock_skew_ms=max_skew_ms)
         me = self.config.validator.index if self.config.validator is not None else -1
         self.sync = BlockSync(
-            self.chain, cfg.peers, self.metrics, batch_blocks=cfg.get("sync", "batch_blocks"),
+            self.chain, cfg.peers, self.metrics, batch_blocks=cfg.settings.sync.batch_blocks,
             sign=lambda peer, target: sign_request(self.genesis, cfg.key, me, peer.pubkey,
                                                    target, now_ms()))
         self.metrics.on_scrape(self._publish_peer_heights)
         self.metrics.on_scrape(self._publish_health)
         self.transport = PeerTransport(self.genesis, cfg.key, cfg.peers, self.metrics,
-                                       settings_from_config(cfg.settings["peers"]),
+                                       settings_from_config(cfg.settings.peers),
                                        self._on_frame, self._on_peer_up)
         assert cfg.validator is not None
         self.driver = Driver(
@@ -159,20 +153,20 @@ class Node:
             log_ctx=self.log_ctx, config=self._consensus_config(), send=self._send_consensus,
             on_committed=self._committed, fail=self.fail,
         )
-        http = cfg.settings["http"]
-        web_app = build_app(self, max_body_bytes=http["max_body_bytes"],
-                            max_inflight=http["max_inflight_requests"],
-                            max_envelopes=limits["max_request_envelopes"],
-                            max_trace_depth=limits["max_trace_depth"],
-                            max_trace_nodes=limits["max_trace_nodes"],
-                            body_timeout_s=http["body_timeout_ms"] / 1000,
+        http = cfg.settings.http
+        web_app = build_app(self, max_body_bytes=http.max_body_bytes,
+                            max_inflight=http.max_inflight_requests,
+                            max_envelopes=limits.max_request_envelopes,
+                            max_trace_depth=limits.max_trace_depth,
+                            max_trace_nodes=limits.max_trace_nodes,
+                            body_timeout_s=http.body_timeout_ms / 1000,
                             genesis_json=cfg.genesis_path.read_bytes(),
-                            max_requests_per_client=http["max_requests_per_client"])
-        guard = HeadTimeout(http["header_timeout_ms"] / 1000,
+                            max_requests_per_client=http.max_requests_per_client)
+        guard = HeadTimeout(http.header_timeout_ms / 1000,
                             lambda reason: self.metrics.http_timeouts.labels(reason=reason).inc(),
-                            idle_timeout_s=http["idle_timeout_ms"] / 1000,
-                            write_timeout_s=http["write_timeout_ms"] / 1000,
-                            max_per_client=http["max_connections_per_client"])
+                            idle_timeout_s=http.idle_timeout_ms / 1000,
+                            write_timeout_s=http.write_timeout_ms / 1000,
+                            max_per_client=http.max_connections_per_client)
         guard.install(web_app)
         options = dict(SERVER_OPTIONS, access_log=None)
         self._runner = web.AppRunner(web_app, shutdown_timeout=2.0, **options)
@@ -234,13 +228,13 @@ class Node:
         assert self.transport is not None
         compact = compact_proposal(message)
         if compact is None:
-            body = peer_message(KIND_CONSENSUS, m=message)
+            body = peer_messages.encode(ConsensusMessage(message))
         else:
             # Proposals name their envelopes by leaf hash (node/assembly.py).
             # Flush gossip first: frames to a peer stay in order, so the
             # records of the block reach it before the proposal does.
             self._flush_gossip()
-            body = peer_message(KIND_CONSENSUS, m=compact[0], l=compact[1])
+            body = peer_messages.encode(CompactProposal(*compact))
         if peer is None:
             self.transport.broadcast(body)
         else:
@@ -249,63 +243,53 @@ class Node:
     def _on_frame(self, peer: int, body: bytes) -> None:
         assert self.driver is not None and self.transport is not None
         try:
-            msg = msgpack.unpackb(body, raw=False, strict_map_key=False)
-            kind = msg["t"]
-            if kind == KIND_CONSENSUS and "l" in msg:
-                proposal, leaves = decode_compact(msg["m"], msg["l"])
+            msg = peer_messages.decode(body)
+            if isinstance(msg, CompactProposal):
+                proposal, leaves = decode_compact(msg.message, msg.leaves)
                 whole = self.assembler.offer(peer, proposal, leaves, now_ms())
                 if whole is not None:
                     self.driver.feed_peer(received(whole, now_ms()))
                 else:
-                    if self.mempool.leaf_sink is None:
-                        self.mempool.leaf_sink = []
+                    self._admitted_leaves.start()
                     self._assembly_wake.set()
-            elif kind == KIND_CONSENSUS:
-                decoded = decode_consensus(msg["m"], self.mempool.by_leaf)
+            elif isinstance(msg, ConsensusMessage):
+                decoded = decode_consensus(msg.message, self.mempool.by_leaf)
                 self.driver.feed_peer(received(decoded, now_ms()))
-            elif kind == KIND_RECORDS:
-                envs = msg["e"]
-                if not isinstance(envs, list) or not all(isinstance(e, bytes) for e in envs):
-                    raise ValueError("records must be a list of envelope bytes")
+            elif isinstance(msg, Records):
+                envs = list(msg.envelopes)
                 try:
                     self._gossip_in.put_nowait(envs)
-                    self.mempool.peer_backlog += len(envs)
+                    self._peer_backlog.queued(len(envs))
                 except asyncio.QueueFull:
                     self.metrics.frames_dropped.labels(reason="gossip_backlog").inc()
-            elif kind == KIND_WANT:
-                wanted = split_leaves(msg["l"])
-                have = [env.envelope_bytes for leaf in wanted
+            elif isinstance(msg, Want):
+                have = [env.envelope_bytes for leaf in split_leaves(msg.leaves)
                         if (env := self.mempool.by_leaf(leaf)) is not None]
                 self.metrics.envelopes_fetch_served.inc(len(have))
-                self.transport.send(peer, peer_message(KIND_FETCHED, e=have))
-            elif kind == KIND_FETCHED:
-                envs = msg["e"]
-                if not isinstance(envs, list):
-                    raise ValueError("fetched records must be a list of envelope bytes")
-                self.assembler.deliver(envs)
+                self.transport.send(peer, peer_messages.encode(Fetched(tuple(have))))
+            elif isinstance(msg, Fetched):
+                self.assembler.deliver(msg.envelopes)
                 self._assembly_wake.set()
-            elif kind == KIND_STATUS:
-                height = msg["h"]
-                if isinstance(height, int) and height >= 0:
-                    self.driver.peer_height(peer, height)
             else:
-                raise ValueError(f"unknown peer message kind {kind!r}")
-        except (LedgerError, ValueError, TypeError, KeyError, msgpack.UnpackException) as exc:
+                self.driver.peer_height(peer, msg.height)
+        except (LedgerError, ValueError, TypeError, KeyError) as exc:
+            # BadPeerMessage (a LedgerError) for the peer layer; the
+            # consensus and envelope decoders raise their own.
             self.metrics.frames_dropped.labels(reason="bad_message").inc()
             log.info("dropped a bad message from validator %d: %s", peer, exc)
 
     def _on_peer_up(self, peer: int) -> None:
         assert self.transport is not None
-        self.transport.send(peer, peer_message(KIND_STATUS, h=self.chain.height))
+        self.transport.send(peer, peer_messages.encode(Status(self.chain.height)))
 
     def _flush_gossip(self) -> None:
         assert self.transport is not None
-        limit = self.config.settings["gossip"]["batch"]
+        limit = self.config.settings.gossip.batch
         while batch := self.mempool.take_gossip(limit):
-            self.transport.broadcast(peer_message(KIND_RECORDS, e=batch))
+            self.transport.broadcast(peer_messages.encode(Records(tuple(batch))))
 
     async def _gossip_out(self) -> None:
-        interval_s = self.config.settings["gossip"]["interval_ms"] / 1000
+        interval_s = self.config.settings.gossip.interval_ms / 1000
         while True:
             await asyncio.sleep(interval_s)
             self._flush_gossip()
@@ -316,7 +300,7 @@ class Node:
             try:
                 await self.mempool.admit(envs, "gossip")
             finally:
-                self.mempool.peer_backlog -= len(envs)
+                self._peer_backlog.admitted(len(envs))
             if len(self.assembler):
                 self._assembly_wake.set()
 
@@ -325,7 +309,7 @@ class Node:
         ones that do not arrive in time (node/assembly.py)."""
         assert self.driver is not None and self.transport is not None
         while True:
-            due = self.assembler.next_due_ms(admission_busy=self.mempool.peer_backlog > 0)
+            due = self.assembler.next_due_ms(admission_busy=self._peer_backlog.busy)
             # A timer that sets the wake event, rather than wait_for: this
             # loop wakes for every admitted gossip batch while a proposal is
             # parked, and wait_for costs a task and a cancellation each time.
@@ -335,20 +319,18 @@ class Node:
             if timer is not None:
                 timer.cancel()
             self._assembly_wake.clear()
-            sink = self.mempool.leaf_sink
-            if sink:
-                self.assembler.admitted(sink)
-                sink.clear()
+            if leaves := self._admitted_leaves.take():
+                self.assembler.admitted(leaves)
             ready, fetches = self.assembler.poll(now_ms(), self.driver.machine.height,
-                                                 admission_busy=self.mempool.peer_backlog > 0)
+                                                 admission_busy=self._peer_backlog.busy)
             for proposal in ready:
                 self.driver.feed_peer(received(proposal, now_ms()))
             for fetch in fetches:
                 log.info("asking validator %d for %d envelopes of a proposal at height %d",
                          fetch.peer, len(fetch.leaves), self.driver.machine.height)
-                self.transport.send(fetch.peer, peer_message(KIND_WANT, l=b"".join(fetch.leaves)))
+                self.transport.send(fetch.peer, peer_messages.encode(Want(b"".join(fetch.leaves))))
             if not len(self.assembler):
-                self.mempool.leaf_sink = None
+                self._admitted_leaves.stop()
             if ready or fetches:
                 self._publish_assembly()
 
@@ -359,7 +341,7 @@ class Node:
         if source != "consensus" or self._compaction_reniced:
             return
         self._compaction_reniced = True
-        nice = self.config.settings["storage"]["compaction_nice"]
+        nice = self.config.settings.storage.compaction_nice
         if nice and set_background_nice(nice):
             log.info("at the tip: LevelDB's background thread now runs at nice %d", nice)
 
@@ -389,7 +371,7 @@ class Node:
     async def _status_loop(self) -> None:
         assert self.transport is not None
         while True:
-            self.transport.broadcast(peer_message(KIND_STATUS, h=self.chain.height))
+            self.transport.broadcast(peer_messages.encode(Status(self.chain.height)))
             self._publish_assembly()
             await asyncio.sleep(STATUS_INTERVAL_S)
 
@@ -444,9 +426,9 @@ class Node:
         return await self.transport.handle_inbound(request)
 
     async def sync_blocks(self, request: web.Request) -> web.StreamResponse:
-        s = self.config.settings["sync"]
+        s = self.config.settings.sync
         check_request(self.genesis, self.config.key.public_key, request.headers,
-                      request.raw_path, now_ms(), s["auth_window_ms"])
-        return await serve_blocks(self.chain, request, max_blocks=s["batch_blocks"],
-                                  max_bytes=s["max_response_bytes"],
-                                  chunk_bytes=self.config.settings["http"]["stream_chunk_bytes"])
+                      request.raw_path, now_ms(), s.auth_window_ms)
+        return await serve_blocks(self.chain, request, max_blocks=s.batch_blocks,
+                                  max_bytes=s.max_response_bytes,
+                                  chunk_bytes=self.config.settings.http.stream_chunk_bytes)

@@ -66,12 +66,16 @@ def compact_proposal(message: bytes) -> tuple[bytes, bytes] | None:
     return canonical(value), b"".join(leaf_hash(e) for e in envelopes)
 
 
-def split_leaves(leaves: bytes) -> list[bytes]:
+def check_leaves(leaves: bytes) -> None:
+    """Raise unless ``leaves`` is at most a block's worth of 32-byte hashes."""
     if not isinstance(leaves, bytes) or len(leaves) % HASH_LEN:
         raise BadEncoding("leaves must be concatenated 32-byte hashes")
-    count = len(leaves) // HASH_LEN
-    if count > MAX_BLOCK_ENVELOPES:
+    if len(leaves) // HASH_LEN > MAX_BLOCK_ENVELOPES:
         raise BadEncoding(f"a proposal may name at most {MAX_BLOCK_ENVELOPES} leaves")
+
+
+def split_leaves(leaves: bytes) -> list[bytes]:
+    check_leaves(leaves)
     return [leaves[i:i + HASH_LEN] for i in range(0, len(leaves), HASH_LEN)]
 
 

@@ -7,7 +7,7 @@ Two kinds of variable, both read only by ``ledger-node``:
 * ``LEDGER__SECTION__KEY=value``: one key of the file, overridden; for
   example ``LEDGER__HTTP__HOST=0.0.0.0`` or ``LEDGER__LOG__LEVEL=debug``.
   The value is text; integer keys take a decimal integer.  Each override is
-  checked against :data:`node.config.SCHEMA` like the file, and an unknown
+  checked against :data:`node.settings.SCHEMA` like the file, and an unknown
   section or key is refused, naming the variable, so a typo is not silently
   ignored.  Relative paths are relative to the TOML file, as in the file.
 
@@ -20,7 +20,8 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from .config import SCHEMA, ConfigError, check_value
+from .config import ConfigError, check_value
+from .settings import SCHEMA
 
 CONFIG_VAR = "LEDGER_CONFIG"
 PREFIX = "LEDGER__"

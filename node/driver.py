@@ -491,7 +491,7 @@ def evidence_json(blob: bytes) -> dict[str, object]:
         "validator": ev.validator,
         "height": ev.first.height,
         "round": ev.first.round,
-        "type": ev.first.type,
+        "type": ev.first.type.value,  # the protocol string, as in the vote bytes
         "votes": [
             {"block": to_hex(sv.block) if sv.block is not None else None,
              "vote": to_b64(sv.vote_bytes), "sig": to_hex(sv.sig)}

@@ -61,7 +61,7 @@ async def _serve(config: NodeConfig, make_node: NodeFactory | None = None) -> in
     from .app import Node  # imported late: a config error should not pay for aiohttp
 
     ctx = LogContext(node=config.name)
-    setup_logging(ctx, config.get("log", "level"))
+    setup_logging(ctx, config.settings.log.level)
     _log_event_loop(config)
     _tune_malloc(config)
     _warn_retired(config)
@@ -195,7 +195,7 @@ def _load_or_exit(config_path: Path) -> NodeConfig:
 
 def _event_loop_runner(config: NodeConfig) -> Callable[[Coroutine[Any, Any, int]], int]:
     """``uvloop.run`` or ``asyncio.run``, as ``node.event_loop`` says."""
-    if config.get("node", "event_loop") == "uvloop":
+    if config.settings.node.event_loop == "uvloop":
         try:
             import uvloop
         except ImportError:
@@ -208,7 +208,7 @@ def _event_loop_runner(config: NodeConfig) -> Callable[[Coroutine[Any, Any, int]
 def _log_event_loop(config: NodeConfig) -> None:
     loop = type(asyncio.get_running_loop())
     name = f"{loop.__module__}.{loop.__qualname__}"
-    if config.get("node", "event_loop") == "uvloop" and not loop.__module__.startswith("uvloop"):
+    if config.settings.node.event_loop == "uvloop" and not loop.__module__.startswith("uvloop"):
         log.warning("event loop: uvloop is not installed; running on %s", name)
     else:
         log.info("event loop: %s", name)
@@ -218,8 +218,8 @@ def _tune_malloc(config: NodeConfig) -> None:
     """glibc's malloc settings (node/memtune.py), before any thread starts
     (the verify executor, LevelDB's, sync's): a thread takes its malloc
     arena at its first allocation."""
-    arenas = config.get("limits", "malloc_arenas")
-    threshold = config.get("limits", "malloc_mmap_threshold_bytes")
+    arenas = config.settings.limits.malloc_arenas
+    threshold = config.settings.limits.malloc_mmap_threshold_bytes
     done = []
     if limit_malloc_arenas(arenas):
         done.append(f"arenas capped at {arenas}")

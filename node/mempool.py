@@ -45,6 +45,7 @@ from ledger.genesis import Genesis, RecordTimeWindow, record_time_window
 from ledger.records import Envelope, decode_envelope, verify_envelope
 
 from .durable import PendingWriter
+from .mempool_links import AdmittedLeaves, PeerBacklog
 from .metrics import Metrics
 
 log = logging.getLogger("node.mempool")
@@ -124,6 +125,8 @@ class Mempool:
         peer_clock_slack_ms: int = 0,
         durable: PendingWriter | None = None,
         latency_clock: Callable[[], float] = time.monotonic,
+        leaves: AdmittedLeaves | None = None,
+        peer_backlog: PeerBacklog | None = None,
     ) -> None:
         self.genesis = genesis
         # Record ts window (PROTOCOL §2): a client's record is judged against
@@ -140,13 +143,13 @@ class Mempool:
         self.max_size = max_size
         self.max_orphans = max_orphans
         self.max_peer_backlog = max_peer_backlog
-        self.peer_backlog = 0  # peers' envelopes queued for admit(); the node counts them
-        # When set, the leaf hash of every admitted envelope is appended here
-        # (the node's proposal assembler drains it while proposals wait).
-        self.leaf_sink: list[bytes] | None = None
-        # Called after an admit() that added to leaf_sink, whatever the source:
-        # a client's record can be the one a parked proposal waits for.
-        self.leaf_wake: Callable[[], None] | None = None
+        # Peers' envelopes queued for admit(); the node counts them.
+        self._peer_backlog = PeerBacklog() if peer_backlog is None else peer_backlog
+        # While collecting, the leaf hash of every admitted envelope goes here
+        # (the node's proposal assembler drains it while proposals wait), and
+        # any admit() that added one wakes the assembler, whatever the
+        # source: a client's record can be the one a parked proposal waits for.
+        self._leaves = AdmittedLeaves() if leaves is None else leaves
         self._pending: OrderedDict[bytes, Envelope] = OrderedDict()
         self._nonces: dict[tuple[bytes, int], bytes] = {}
         self._by_leaf: dict[bytes, Envelope] = {}  # pending, by leaf hash
@@ -193,8 +196,9 @@ class Mempool:
         behind on what peers sent (their records come first: blocks wait on them)."""
         if self.full:
             return f"the mempool holds {len(self._pending)} records; retry later"
-        if self.max_peer_backlog is not None and self.peer_backlog > self.max_peer_backlog:
-            return (f"{self.peer_backlog} records from peers are waiting for admission; "
+        backlog = self._peer_backlog.count
+        if self.max_peer_backlog is not None and backlog > self.max_peer_backlog:
+            return (f"{backlog} records from peers are waiting for admission; "
                     "retry later")
         return None
 
@@ -293,8 +297,7 @@ class Mempool:
             if source == "api" and len(self._timed) < MAX_TIMED:
                 self._timed[first] = self.latency_clock()
             self.changed.set()
-            if self.leaf_sink and self.leaf_wake is not None:
-                self.leaf_wake()
+            self._leaves.admitted()
         self._publish_admitted()
         self.metrics.mempool_size.set(len(self._pending))
         need = self._keep_durably(source, decoded, results, seqs)
@@ -464,8 +467,7 @@ class Mempool:
             raise RateLimited(f"mempool holds {len(self._pending)} records; retry later")
         self._pending[rid] = env
         self._by_leaf[env.leaf_hash] = env
-        if self.leaf_sink is not None:
-            self.leaf_sink.append(env.leaf_hash)
+        self._leaves.add(env.leaf_hash)
         self._nonces[key] = rid
         self._admitted[source] = self._admitted.get(source, 0) + 1
         if source != "gossip":  # a client's, or a client's restored after a restart

@@ -20,7 +20,7 @@ import asyncio
 import logging
 import random
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -33,6 +33,7 @@ from ledger.genesis import Genesis, Validator
 from . import frames
 from .aio import cancel_all
 from .config import peer_url
+from .settings import PeersSettings
 from .handshake_limit import HandshakeLimiter, HandshakeReport
 from .metrics import Metrics
 
@@ -376,16 +377,16 @@ async def _receive_bytes(ws: Any) -> bytes:
     raise frames.HandshakeError("malformed", "handshake messages are binary")
 
 
-def settings_from_config(peers: Mapping[str, Any]) -> TransportSettings:
+def settings_from_config(peers: PeersSettings) -> TransportSettings:
     return TransportSettings(
-        queue_size=peers["queue_size"],
-        queue_bytes=peers["queue_bytes"],
-        reconnect_initial_s=peers["reconnect_initial_ms"] / 1000,
-        reconnect_max_s=peers["reconnect_max_ms"] / 1000,
-        heartbeat_s=peers["heartbeat_ms"] / 1000,
-        handshake_timeout_s=peers["handshake_timeout_ms"] / 1000,
-        max_frame_bytes=peers["max_frame_bytes"],
-        max_age_s=peers["max_age_ms"] / 1000,
-        handshake_burst=peers["handshake_burst"],
-        handshake_rate_per_s=peers["handshake_rate_per_s"],
+        queue_size=peers.queue_size,
+        queue_bytes=peers.queue_bytes,
+        reconnect_initial_s=peers.reconnect_initial_ms / 1000,
+        reconnect_max_s=peers.reconnect_max_ms / 1000,
+        heartbeat_s=peers.heartbeat_ms / 1000,
+        handshake_timeout_s=peers.handshake_timeout_ms / 1000,
+        max_frame_bytes=peers.max_frame_bytes,
+        max_age_s=peers.max_age_ms / 1000,
+        handshake_burst=peers.handshake_burst,
+        handshake_rate_per_s=peers.handshake_rate_per_s,
     )

@@ -29,12 +29,12 @@ def test_overrides_replace_the_files_values(cluster: Path, tmp_path: Path) -> No
            "PATH": "/usr/bin", "LEDGER_CONFIG": "ignored-here"}
     cfg = load_config(cluster / "node1" / "node.toml", env_overrides(env))
     assert cfg.host == "0.0.0.0" and cfg.port == 7801
-    assert cfg.get("log", "level") == "debug"
-    assert cfg.get("limits", "max_mempool") == 1234
+    assert cfg.settings.log.level == "debug"
+    assert cfg.settings.limits.max_mempool == 1234
     assert cfg.data_dir == tmp_path / "store"
     assert cfg.timeout_ms("timeout_propose_ms") == 250
     # Keys not overridden keep the file's values or the defaults.
-    assert cfg.get("gossip", "batch") == 500 and cfg.get("storage", "max_open_files") == 1000
+    assert cfg.settings.gossip.batch == 500 and cfg.settings.storage.max_open_files == 1000
 
 
 def test_no_variables_change_nothing(cluster: Path) -> None:

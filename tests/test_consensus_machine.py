@@ -24,7 +24,7 @@ from consensus.simulation.bench import Bench
 from consensus.votes import verify_evidence
 from ledger.blocks import Certificate, Vote, verify_certificate
 from ledger.encoding import H
-from ledger.errors import QuorumNotReached
+from ledger.errors import CertificateError, QuorumNotReached
 
 
 def votes_of(effects: list, type_: str | None = None) -> list[SignedVote]:
@@ -450,6 +450,26 @@ def test_committed_block_with_too_few_signatures_is_rejected() -> None:
     effects = lagging.step(0, CommittedBlock(chain.headers[0], chain.blocks[0], weak, bench.now))
     (rejected,) = [e for e in effects if isinstance(e, Rejected)]
     assert isinstance(rejected.error, QuorumNotReached)
+    assert lagging.nodes[0].chain.height == 0
+
+
+@pytest.mark.parametrize("extra", [7, 0])
+def test_committed_block_with_one_bad_extra_signature_is_rejected_by_the_ledger_check(extra: int) -> None:
+    """A quorum plus one unknown or repeated signer: invalid (protocol §4),
+    with the very error ledger.blocks.verify_certificate gives."""
+    bench = committed_bench(heights=1)
+    chain = bench.nodes[1].chain
+    cert = chain.certificates[0]
+    bad = Certificate(cert.height, cert.round, cert.block,
+                      cert.signatures + ((extra, cert.signatures[0][1]),))
+    with pytest.raises(CertificateError) as ledger_error:
+        verify_certificate(bad, chain.headers[0], bench.genesis)
+    lagging = Bench()
+    lagging.start()
+    effects = lagging.step(0, CommittedBlock(chain.headers[0], chain.blocks[0], bad, bench.now))
+    (rejected,) = [e for e in effects if isinstance(e, Rejected)]
+    assert isinstance(rejected.error, CertificateError)
+    assert str(rejected.error) == str(ledger_error.value)
     assert lagging.nodes[0].chain.height == 0
 
 

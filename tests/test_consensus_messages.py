@@ -23,7 +23,7 @@ from consensus.params import Step
 from consensus.simulation.bench import Bench
 from consensus.state import PersistedState, ValidValue, decode_state
 from consensus.votes import Evidence, decode_evidence, verify_evidence
-from ledger.blocks import Vote
+from ledger.blocks import Vote, VoteType, decode_vote
 from ledger.encoding import H, canonical
 from ledger.errors import BadEncoding, BadSignature, StorageCorruption, TooLarge, VerificationError
 
@@ -205,3 +205,19 @@ def test_proposal_event_with_pol_votes_that_do_not_match_is_rejected() -> None:
     p = sign_proposal(proposal.header, proposal.envelopes, 1, 0, fresh.keys[2], wrong)
     effects = fresh.step(0, ProposalReceived(p, fresh.now))
     assert any(type(e).__name__ == "Rejected" for e in effects)
+
+
+@pytest.mark.parametrize("member,text", [(VoteType.PREVOTE, "prevote"), (VoteType.PRECOMMIT, "precommit")])
+def test_vote_types_are_an_enum_and_the_bytes_stay_the_strings(member: VoteType, text: str) -> None:
+    block = H(b"block")
+    old_layout = canonical({"type": text, "chain": "sim", "height": 3, "round": 1, "block": block})
+    vote = Vote(member, "sim", 3, 1, block)
+    assert vote.vote_bytes == old_layout
+    decoded = decode_vote(old_layout)
+    assert decoded.type is member and decoded == vote
+    assert Vote(text, "sim", 3, 1, block).type is member  # type: ignore[arg-type]
+
+
+def test_a_vote_of_another_type_cannot_be_built() -> None:
+    with pytest.raises(ValueError):
+        Vote("commit", "sim", 3, 1, None)  # type: ignore[arg-type]

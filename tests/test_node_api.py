@@ -31,6 +31,7 @@ from node.api import build_app
 from node.driver import evidence_json, store_evidence
 from node.health import Health
 from node.mempool import Mempool
+from node.mempool_links import AdmittedLeaves, PeerBacklog
 from node.metrics import Metrics
 from node.openapi import check, openapi_spec, response_schema
 from node.sync import serve_blocks
@@ -354,15 +355,17 @@ async def test_every_admission_wakes_proposal_assembly_while_it_waits(node: Stub
     not only for gossip: any admit() that feeds the leaf sink wakes the
     assembler (else it slept until the next gossip batch or its timer)."""
     wakes: list[int] = []
-    node.mempool.leaf_wake = lambda: wakes.append(len(node.mempool.leaf_sink or []))
+    leaves = AdmittedLeaves(lambda: wakes.append(len(leaves)))
+    node.mempool = Mempool(node.genesis, node.chain, node.metrics, max_size=1000,
+                           clock=lambda: FIXED_TS, leaves=leaves)
     envs = [make_envelope(node.submitter, "test", n) for n in range(3)]
     await node.mempool.admit([envs[0].envelope_bytes], "api")
-    assert wakes == []  # nothing parked: no sink, no wake
-    node.mempool.leaf_sink = []
+    assert wakes == []  # nothing parked: no collecting, no wake
+    leaves.start()
     await node.mempool.admit([envs[1].envelope_bytes], "api")
     await node.mempool.admit([envs[2].envelope_bytes], "gossip")
     assert wakes == [1, 2]
-    assert node.mempool.leaf_sink == [envs[1].leaf_hash, envs[2].leaf_hash]
+    assert leaves.take() == [envs[1].leaf_hash, envs[2].leaf_hash]
     await node.mempool.admit([envs[2].envelope_bytes], "api")  # a duplicate adds nothing
     assert wakes == [1, 2]
 
@@ -406,11 +409,14 @@ async def test_admission_rereads_nonces_when_a_block_commits_during_verification
 
 
 def test_clients_are_pushed_back_while_peers_records_wait(node: StubNode) -> None:
-    node.mempool.max_peer_backlog = 100
+    backlog = PeerBacklog()
+    node.mempool = Mempool(node.genesis, node.chain, node.metrics, max_size=1000,
+                           clock=lambda: FIXED_TS, max_peer_backlog=100, peer_backlog=backlog)
     assert node.mempool.pushback() is None
-    node.mempool.peer_backlog = 101
+    backlog.queued(101)
     assert "from peers" in (node.mempool.pushback() or "")
-    node.mempool.peer_backlog = 0
+    backlog.admitted(101)
+    assert node.mempool.pushback() is None
     node.mempool.max_size = 0
     assert "holds 0 records" in (node.mempool.pushback() or "")
 

@@ -28,15 +28,15 @@ def test_cluster_node_config_loads(cluster: Path) -> None:
     assert cfg.validator is not None and cfg.validator.index == 2
     assert [p.index for p in cfg.peers] == [0, 1, 3]
     assert cfg.data_dir == (cluster / "node2" / "data").resolve()
-    assert cfg.get("limits", "max_mempool") == 20_000
+    assert cfg.settings.limits.max_mempool == 20_000
     assert cfg.timeout_ms("timeout_propose_ms") == 3000  # from genesis params
-    assert cfg.get("http", "header_timeout_ms") == 10_000
-    assert cfg.get("storage", "max_open_files") == 1000
-    assert cfg.get("storage", "block_size_bytes") == 1024
-    assert cfg.get("storage", "compaction_nice") == 19
-    assert cfg.get("limits", "malloc_arenas") == 2
-    assert cfg.get("limits", "malloc_mmap_threshold_bytes") == 256 * 1024
-    assert cfg.get("peers", "max_age_ms") == 5000
+    assert cfg.settings.http.header_timeout_ms == 10_000
+    assert cfg.settings.storage.max_open_files == 1000
+    assert cfg.settings.storage.block_size_bytes == 1024
+    assert cfg.settings.storage.compaction_nice == 19
+    assert cfg.settings.limits.malloc_arenas == 2
+    assert cfg.settings.limits.malloc_mmap_threshold_bytes == 256 * 1024
+    assert cfg.settings.peers.max_age_ms == 5000
 
 
 @pytest.mark.parametrize(
@@ -86,7 +86,7 @@ def test_a_retired_key_is_ignored_with_a_warning(cluster: Path, value: str,
     path.write_text(text + f"\n[storage]\ntable_reads = {value}\n")
     cfg = load_config(path)
     assert cfg.retired == ("storage.table_reads",)
-    assert "table_reads" not in cfg.settings["storage"]
+    assert not hasattr(cfg.settings.storage, "table_reads")
     with caplog.at_level(logging.WARNING, logger="node.main"):
         _warn_retired(cfg)
     assert "storage.table_reads is ignored: retired" in caplog.text
@@ -111,7 +111,7 @@ def test_event_loop_follows_the_setting(cluster: Path, setting: str, module: str
     path.write_text(path.read_text().replace('name = "node1"\n',
                                              f'name = "node1"\nevent_loop = "{setting}"\n', 1))
     cfg = load_config(path)
-    assert cfg.get("node", "event_loop") == setting
+    assert cfg.settings.node.event_loop == setting
 
     async def which() -> str:
         _log_event_loop(cfg)
@@ -128,7 +128,7 @@ def test_event_loop_falls_back_to_asyncio_without_uvloop(
 
     monkeypatch.setitem(sys.modules, "uvloop", None)  # import uvloop raises ImportError
     cfg = load_config(cluster / "node1" / "node.toml")
-    assert cfg.get("node", "event_loop") == "uvloop"  # the default
+    assert cfg.settings.node.event_loop == "uvloop"  # the default
 
     async def which() -> str:
         _log_event_loop(cfg)
@@ -151,7 +151,8 @@ def test_compaction_is_reniced_once_at_the_first_consensus_commit(
 
     def fake(nice: int) -> Any:
         return SimpleNamespace(_compaction_reniced=False,
-                               config=SimpleNamespace(settings={"storage": {"compaction_nice": nice}}))
+                               config=SimpleNamespace(settings=SimpleNamespace(
+                                   storage=SimpleNamespace(compaction_nice=nice))))
 
     at = fake(19)
     Node._renice_compaction_at_tip(at, "sync")  # type: ignore[arg-type]

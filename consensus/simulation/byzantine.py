@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING
 from consensus.machine import ConsensusMachine
 from consensus.messages import Message, Proposal, SignedVote, sign_proposal, sign_vote
 from consensus.params import NIL_ROUND
-from ledger.blocks import Vote
+from ledger.blocks import Vote, VoteType
 from ledger.encoding import H
 from ledger.records import Envelope
 
@@ -63,9 +63,9 @@ class ByzantineNode(SimNode):
         if "amnesia" in self.behaviours and self.up:
             msg = decode_frame(data)
             if isinstance(msg, Proposal) and msg.height == self.machine.height:
-                SimNode.broadcast(self, self._vote_for("prevote", msg.height, msg.round, msg.block_hash))
+                SimNode.broadcast(self, self._vote_for(VoteType.PREVOTE, msg.height, msg.round, msg.block_hash))
                 half, _ = self._halves()
-                self._send_only(self._vote_for("precommit", msg.height, msg.round, msg.block_hash), half)
+                self._send_only(self._vote_for(VoteType.PRECOMMIT, msg.height, msg.round, msg.block_hash), half)
 
     def broadcast(self, msg: Message) -> None:
         b = self.behaviours
@@ -94,7 +94,7 @@ class ByzantineNode(SimNode):
         self.world.on_send(self, msg)
         self.world.net.broadcast(self.endpoint, encode_frame(msg), only=peers)
 
-    def _vote_for(self, type_: str, height: int, round_: int, block: bytes | None) -> SignedVote:
+    def _vote_for(self, type_: VoteType, height: int, round_: int, block: bytes | None) -> SignedVote:
         return sign_vote(Vote(type_, self.world.genesis.chain, height, round_, block), self.validator, self.signer)
 
     # ------------------------------------------------------------------
@@ -103,7 +103,7 @@ class ByzantineNode(SimNode):
         if self.withhold_mode == "silent":
             return True
         if self.withhold_mode == "precommits":
-            return isinstance(msg, SignedVote) and msg.type == "precommit"
+            return isinstance(msg, SignedVote) and msg.type == VoteType.PRECOMMIT
         half, _ = self._halves()
         self._send_only(msg, half)
         return True
@@ -115,7 +115,7 @@ class ByzantineNode(SimNode):
         a, b = self._halves()
         self._send_only(p, a)
         self._send_only(alt, b)
-        for type_ in ("prevote", "precommit"):
+        for type_ in (VoteType.PREVOTE, VoteType.PRECOMMIT):
             self._send_only(self._vote_for(type_, p.height, p.round, alt.block_hash), b)
 
     def _double_vote(self, sv: SignedVote) -> None:
@@ -142,7 +142,7 @@ class ByzantineNode(SimNode):
         bad = sign_proposal(header, envelopes, p.round, NIL_ROUND, self.signer)
         self.world.trace.note(self.world.sched.now, self.name, f"INVALID proposal ({kind})")
         super().broadcast(bad)
-        for type_ in ("prevote", "precommit"):
+        for type_ in (VoteType.PREVOTE, VoteType.PRECOMMIT):
             super().broadcast(self._vote_for(type_, p.height, p.round, bad.block_hash))
 
 

@@ -58,7 +58,7 @@ class Checker:
         if isinstance(msg, SignedVote):
             if msg.validator != validator:
                 return  # a forwarded vote of someone else
-            key = (validator, msg.height, msg.round, msg.type)
+            key: tuple[int, int, int, str] = (validator, msg.height, msg.round, msg.type.value)
             block = msg.block
         elif isinstance(msg, Proposal):
             key = (validator, msg.height, msg.round, "proposal")
