@@ -90,7 +90,7 @@ def test_build_context_holds_sources_only() -> None:
     assert patterns[0] == "*"
     included = {p[1:] for p in patterns if p.startswith("!")}
     assert included <= {"setup.py", "setup.cfg", "pyproject.toml", "MANIFEST.in", "README.md",
-                        "LICENSE", "ledger", "consensus", "node", "client"}, included
+                        "LICENSE", "ledger", "consensus", "node", "client", "monitor"}, included
     for op, value in _instructions():
         assert op != "ADD", "ADD fetches URLs and unpacks archives; COPY is what is meant"
         if op == "COPY" and not value.startswith("--from="):
