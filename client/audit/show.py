@@ -99,7 +99,7 @@ def labels(genesis: Genesis, genesis_sha256: str, *, validators: Iterable[int] =
             name = named_in_file.get(key)
             rows.append(Text.assemble(f"  validator {validator_ref(where, index)}: ",
                                       untrusted(name if name is not None else where.validators[index].name),
-                                      "" if name is not None else " (named by a governance record)"))
+                                      "" if name is not None else " (key from a governance record)"))
     later = {k: s for e, _ in [(epoch or genesis, ()), *epochs] for k, s in e.submitters.items()}
     for key in sorted(set(submitters)):
         submitter = genesis.submitters.get(key)
