@@ -160,6 +160,10 @@ def test_trace_across_epochs_labels_validators_of_each_epoch(genesis_file: Path)
     rotated = NEW[1].public_key[:8].hex()
     assert f"validator #1 (key {rotated}): node1 (key from a governance record)" in res.output
     assert "s2 (named by a governance record)" in res.output
+    with EpochNode(chain) as node:
+        dot = run("trace", e["late"].id.hex(), "--node", node.url, "--genesis", genesis_file,
+                  "--format", "dot")
+    assert dot.exit_code == 0 and "certified by #0 #1 #2 #3" in dot.output  # block 5: 5 validators
 
 
 def test_checkpoint_across_validator_changes(genesis_file: Path, tmp_path: Path) -> None:
@@ -184,6 +188,9 @@ def test_checkpoint_across_validator_changes(genesis_file: Path, tmp_path: Path)
         assert [bytes.fromhex(v["pubkey"]) for v in doc["certified_by_validators"]] == \
             [at9[v["index"]] for v in doc["certified_by_validators"]]
         assert NEW[1].public_key.hex() in {v["pubkey"] for v in doc["certified_by_validators"]}
+        # consistency between blocks of two epochs, from the genesis file
+        cons = run("consistency", "2", "9", "--node", node.url, "--genesis", genesis_file)
+        assert cons.exit_code == 0 and "CONSISTENT block 2" in cons.output, cons.output
         # the stored later-epoch head is re-checked from genesis on the next run
         third = run("checkpoint", "--node", node.url, "--genesis", genesis_file, "--checkpoint-file", cp)
         assert third.exit_code == 0 and "CONSISTENT height 9 → 9" in third.output

@@ -330,5 +330,5 @@ async def audit_chain(
 __all__ = [
     "AuditReport", "CheckpointFileError", "CheckpointResult", "CheckpointStore", "DEFAULT_CHECKPOINTS", "ForkDetected",
     "TraceHop", "TraceReport", "VerificationError", "advance_checkpoint", "audit_chain",
-    "fetch_head", "trace_and_verify",
+    "epoch_proof", "fetch_head", "trace_and_verify", "verify_any",
 ]

@@ -50,6 +50,8 @@ from .remote import (
     answer_field,
     advance_checkpoint,
     audit_chain,
+    epoch_proof,
+    fetch_head,
     trace_and_verify,
 )
 from .lineage_dot import FORMATS, RenderError, render, to_dot
@@ -172,7 +174,10 @@ def consistency(old: str, new: str, genesis_path: Path, nodes: tuple[str, ...],
         for arg, head in zip((old, new), heads):
             if head is None:
                 assert client is not None
-                head = CertifiedHead.from_json(await client.block(arg))
+                head = await fetch_head(client, arg, genesis)
+            elif client is not None and not head.epoch_proof:
+                # a head of a later epoch is verified with the proof of its validator set
+                head = head.with_epoch_proof(await epoch_proof(client, genesis, head.header))
             resolved.append(head)
         a, b = resolved
         if proof is not None:
