@@ -527,6 +527,15 @@ class LedgerClient(NodeTransport):
         )
         return doc
 
+    async def membership(self, height: int | None = None) -> dict[str, Any]:
+        """``GET /v1/membership``: the validators, submitters, members,
+        threshold and paused scopes in force at ``height`` (default: the
+        next block's), with the governance records that made them
+        (protocol §9).  The node's word: verify what matters with proofs."""
+        params = {"height": str(height)} if height is not None else None
+        doc: dict[str, Any] = await self._request("GET", "/v1/membership", params=params)
+        return doc
+
 
 _RECORD_KEYS = frozenset(RecordSpec.__annotations__)
 

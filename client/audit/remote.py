@@ -218,8 +218,7 @@ async def epoch_proof(client: LedgerClient, genesis: Genesis, header: Any) -> li
     :meth:`CertifiedHead.verify` does proves or refuses it."""
     if digest_equal(header.validators, genesis.validators_hash):
         return []
-    # the SDK has no method for this route yet; its transport does the retries
-    doc = await client._request("GET", "/v1/membership", params={"height": str(header.height)})
+    doc = await client.membership(header.height)
     made_by = answer_field(doc, "made_by", dict, "membership")
     record_id = made_by.get("validators")
     if not isinstance(record_id, str):
