@@ -37,8 +37,10 @@ class AuditCounts:
     records: int = 0
     signatures_checked: int = 0
     certificates_checked: int = 0
-    # records per submitter name from the genesis file (a label nothing on
-    # the chain certifies), and per submitter public key (hex; signed)
+    # records per submitter name (from the genesis file, or the governance
+    # record that added the key: a label nothing on the chain certifies; a
+    # governance record counts under its proposing member's name), and per
+    # submitter public key (hex; signed)
     submitters: dict[str, int] = field(default_factory=dict)
     submitter_keys: dict[str, int] = field(default_factory=dict)
     governance_records: int = 0

@@ -88,6 +88,7 @@ def labels(genesis: Genesis, genesis_sha256: str, *, validators: Iterable[int] =
     (set, indexes) pairs.  A validator or submitter that governance added
     after genesis is labelled with the name its governance record gave."""
     rows: list[Text] = []
+    epochs = list(epochs)  # read twice below
     named_in_file = {v.pubkey: v.name for v in genesis.validators}
     seen: set[bytes] = set()
     for where, indexes in [(epoch or genesis, validators), *epochs]:
