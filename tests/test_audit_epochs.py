@@ -275,3 +275,24 @@ def test_old_checkpoint_files_keyed_by_chain_id(genesis_file: Path, tmp_path: Pa
         assert res.exit_code == 0 and "CONSISTENT height 2 → 3" in res.output, res.output
         assert "moved the checkpoint" in res.output
         assert set(json.loads(mine.read_text())) == {f"genesis:{genesis_digest(GENESIS)}"}
+
+
+def test_audit_refuses_a_block_with_an_invalid_governance_record() -> None:
+    """One member's signature where the threshold is 2: the block is invalid
+    (a quorum signed it, yet honest validators would not have)."""
+    from govhelpers import gov_record
+    from test_verify_epochs import MKEYS
+
+    from ledger.errors import TooFewSignatures
+
+    chain = MemChain(GENESIS, VKEYS)
+    chain.commit([make_envelope(SKEY, CHAIN, 1)])
+    chain.commit([gov_record(CHAIN, MKEYS[:1], 1, "gov.validator.add",
+                             {"name": "v4", "pubkey": NEW[0].public_key, "address": "x:1"})])
+    auditor = ChainAuditor(GENESIS)
+    auditor.check_block(chain.header(1).header_bytes, chain.certificate(1),  # type: ignore[union-attr]
+                        raw_at(chain, 1))
+    with pytest.raises(TooFewSignatures):
+        auditor.check_block(chain.header(2).header_bytes, chain.certificate(2),  # type: ignore[union-attr]
+                            raw_at(chain, 2))
+    assert auditor.height == 1 and auditor.membership.changes == ()
