@@ -238,7 +238,7 @@ class LedgerClient(NodeTransport):
             # A parent this client is still sending (refused in the same
             # batch, or not yet gossiped to this node) arrives on a later try.
             try:
-                parents = decode_envelope(envelope).record.parents
+                parents = decode_envelope(envelope, cosigs=True).record.parents
             except LedgerError:
                 return False
             return any(to_hex(p) in self._outbox for p in parents)
@@ -286,7 +286,7 @@ class LedgerClient(NodeTransport):
         pairs = []
         for n, raw in enumerate(envelopes):
             try:
-                pairs.append((to_hex(decode_envelope(bytes(raw)).id), bytes(raw)))
+                pairs.append((to_hex(decode_envelope(bytes(raw), cosigs=True).id), bytes(raw)))
             except LedgerError as exc:
                 raise InvalidRecord(exc.code, f"envelope #{n} cannot be decoded: {exc}") from None
         self._outbox.keep(pairs)
@@ -525,6 +525,15 @@ class LedgerClient(NodeTransport):
         doc: ConsistencyDoc = await self._request(
             "GET", "/v1/consistency", params={"from": str(old_size), "to": str(new_size)}
         )
+        return doc
+
+    async def membership(self, height: int | None = None) -> dict[str, Any]:
+        """``GET /v1/membership``: the validators, submitters, members,
+        threshold and paused scopes in force at ``height`` (default: the
+        next block's), with the governance records that made them
+        (protocol §9).  The node's word: verify what matters with proofs."""
+        params = {"height": str(height)} if height is not None else None
+        doc: dict[str, Any] = await self._request("GET", "/v1/membership", params=params)
         return doc
 
 

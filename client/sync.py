@@ -186,3 +186,7 @@ class SyncLedgerClient:
     def consistency(self, old_size: int, new_size: int) -> ConsistencyDoc:
         """See :meth:`LedgerClient.consistency`."""
         return self._run(self._client.consistency(old_size, new_size))
+
+    def membership(self, height: int | None = None) -> dict[str, Any]:
+        """See :meth:`LedgerClient.membership`."""
+        return self._run(self._client.membership(height))

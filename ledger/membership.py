@@ -233,26 +233,7 @@ class Membership:
         """A non-governance record in a block of ``height`` (PROTOCOL §9.4):
         submitter and role in force, key not rotated out, scope not paused,
         co-signers known."""
-        state = self.at(height)
-        record = envelope.record
-        if record.submitter in state.rotated_out:
-            raise KeyRotated(f"submitter key {to_hex(record.submitter)} was rotated out "
-                             f"before height {height}")
-        submitter = state.submitters.get(record.submitter)
-        if submitter is None:
-            raise UnknownSubmitter(
-                f"submitter {to_hex(record.submitter)} is not a submitter at height {height}")
-        if SUBMIT_ROLE not in submitter.roles:
-            raise ForbiddenRole(f"submitter {submitter.name!r} lacks the {SUBMIT_ROLE!r} role")
-        scope = state.is_paused(envelope)
-        if scope is not None:
-            raise Paused(f"{scope[0]} {scope[1]!r} is paused at height {height}")
-        for key, _ in envelope.signatures()[1:]:
-            if key not in state.submitters and key not in state.members:
-                raise UnknownSubmitter(f"co-signer {to_hex(key)} is neither a submitter nor "
-                                       f"a member at height {height}")
-        if signatures:
-            verify_signatures(envelope)
+        check_record_in(self.at(height), envelope, height, signatures=signatures)
 
     def check(self, envelope: Envelope, height: int, *, signatures: bool = True) -> None:
         """Either check, by the record's kind."""
@@ -285,3 +266,29 @@ class Membership:
 
 def is_governance(envelope: Envelope) -> bool:
     return envelope.record.kind.startswith(GOV_PREFIX)
+
+
+def check_record_in(state: State, envelope: Envelope, height: int, *, signatures: bool = True) -> None:
+    """A non-governance record in a block of ``height`` against ``state``, the
+    membership in force there (PROTOCOL §9.4):
+    submitter and role in force, key not rotated out, scope not paused,
+    co-signers known."""
+    record = envelope.record
+    if record.submitter in state.rotated_out:
+        raise KeyRotated(f"submitter key {to_hex(record.submitter)} was rotated out "
+                         f"before height {height}")
+    submitter = state.submitters.get(record.submitter)
+    if submitter is None:
+        raise UnknownSubmitter(
+            f"submitter {to_hex(record.submitter)} is not a submitter at height {height}")
+    if SUBMIT_ROLE not in submitter.roles:
+        raise ForbiddenRole(f"submitter {submitter.name!r} lacks the {SUBMIT_ROLE!r} role")
+    scope = state.is_paused(envelope)
+    if scope is not None:
+        raise Paused(f"{scope[0]} {scope[1]!r} is paused at height {height}")
+    for key, _ in envelope.signatures()[1:]:
+        if key not in state.submitters and key not in state.members:
+            raise UnknownSubmitter(f"co-signer {to_hex(key)} is neither a submitter nor "
+                                   f"a member at height {height}")
+    if signatures:
+        verify_signatures(envelope)

@@ -89,7 +89,7 @@ class FakeNode:
         doc: dict[str, Any] = {
             "height": height, "hash": header.hash.hex(), "header": _b64(header.header_bytes),
             "fields": header.to_json(), "certificate": cert.to_json(),
-            "records": [decode_envelope(r).id.hex() for r in raws],
+            "records": [decode_envelope(r, cosigs=True).id.hex() for r in raws],
         }
         if with_envelopes:
             doc["envelopes"] = [_b64(r) for r in raws]
@@ -99,7 +99,7 @@ class FakeNode:
         """The node's breadth-first trace: bundles, parent edges, children."""
         if self.chain.record_location(rid) is None:
             raise LookupError(f"no record {rid.hex()}")
-        by_id = {decode_envelope(r).id: decode_envelope(r) for r in self.chain.envelopes}
+        by_id = {decode_envelope(r, cosigs=True).id: decode_envelope(r, cosigs=True) for r in self.chain.envelopes}
         bundles, edges, seen, frontier = [], [], {rid}, [rid]
         for level in range(depth + 1):
             following = []

@@ -74,7 +74,7 @@ class FakeNode:
         results: list[dict[str, Any]] = []
         for raw in envelopes:
             self.received.append(raw)
-            envelope = decode_envelope(raw)
+            envelope = decode_envelope(raw, cosigs=True)
             rid = envelope.id.hex()
             code = self.refuse_codes.get(rid) or self.refuse_nonces.get(envelope.record.nonce)
             if code:

@@ -17,7 +17,7 @@ import pytest
 from client import LedgerClient
 from client.errors import LedgerAPIError, NodesUnavailable
 from ledger.blocks import Certificate, Header, Vote, decode_header
-from ledger.checkpoint import CertifiedHead
+from ledger.checkpoint import CertifiedHead, genesis_digest
 from ledger.encoding import from_b64
 from ledger.keys import load_key_file
 from harness.localnet import LocalCluster
@@ -113,7 +113,7 @@ async def test_sdk_submit_prove_trace_and_audit(cluster: LocalCluster, tmp_path:
     _, real = await c.get(0, "/v1/blocks/1")
     fake = forged_head(c, real)
     doc = json.loads(checkpoints.read_text())
-    doc[c.genesis.chain] = fake.to_json()
+    doc[f"genesis:{genesis_digest(c.genesis)}"] = fake.to_json()  # keyed by the genesis digest
     checkpoints.write_text(json.dumps(doc))
     code, out = await audit_cli("checkpoint", "--node", urls[0], "--genesis", genesis,
                                 "--checkpoint-file", str(checkpoints), "--json")

@@ -64,8 +64,9 @@ def to_dot(report: TraceReport, genesis: Genesis) -> str:
            '  edge [color="#7a8793", arrowsize=0.7];']
     for rid, hop in report.hops.items():
         record = hop.verified.envelope.record
+        epoch = hop.verified.epoch or genesis  # the set the certificate's indexes refer to
         signers = " ".join(f"#{v}" for v, _ in hop.verified.certificate.signatures
-                           if 0 <= v < genesis.n)
+                           if 0 <= v < epoch.n)
         lines = [_shown(record.kind), f"{rid[:16]}…"]
         origin = list(record.origin.items())
         lines += [_shown(f"{k}={v}") for k, v in origin[:MAX_ORIGIN_LINES]]

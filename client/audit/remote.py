@@ -15,11 +15,19 @@ from typing import Any, Callable
 
 from ledger.audit import ChainAuditor
 from ledger.blocks import certificate_from_json
-from ledger.checkpoint import CertifiedHead, ForkDetected, check_extends, check_same_height
+from ledger.checkpoint import (
+    CertifiedHead,
+    ForkDetected,
+    check_extends,
+    check_same_height,
+    genesis_digest,
+)
+from ledger.crypto import digest_equal
 from ledger.encoding import from_b64, from_hex
 from ledger.errors import BundleFormatError, VerificationError
 from ledger.genesis import Genesis
-from ledger.verify import VerifiedBundle, verify_bundle
+from ledger.verify import BUNDLE_FORMAT, BUNDLE_KEYS, VerifiedBundle, verify_bundle
+from ledger.verify_epochs import BUNDLE_FORMAT_V2, EpochCache, verify_bundle_v2
 
 from ..sdk import LedgerClient
 from .common import decode_json
@@ -36,6 +44,14 @@ def answer_field(doc: Any, key: str, kind: type, what: str) -> Any:
     if not isinstance(value, kind) or isinstance(value, bool):
         raise BundleFormatError(f"{what} answer lacks {key!r} (a {kind.__name__})")
     return value
+
+
+def verify_any(bundle: Any, genesis: Genesis, cache: EpochCache) -> VerifiedBundle:
+    """A version 1 or 2 bundle (PROTOCOL §5, §9.6), the governance walk of
+    version 2 shared through ``cache``."""
+    if isinstance(bundle, dict) and bundle.get("format") == BUNDLE_FORMAT_V2 and "governance" in bundle:
+        return verify_bundle_v2(bundle, genesis, cache)
+    return verify_bundle(bundle, genesis)
 
 
 # --------------------------------------------------------------------------
@@ -75,8 +91,9 @@ async def trace_and_verify(client: LedgerClient, record_id: str, genesis: Genesi
     if not isinstance(doc, dict) or not isinstance(doc.get("bundles"), list):
         raise BundleFormatError("trace answer lacks 'bundles'")
     hops: dict[str, TraceHop] = {}
+    cache = EpochCache(genesis)  # each governance record is verified once per trace
     for bundle in doc["bundles"]:
-        verified = verify_bundle(bundle, genesis)
+        verified = verify_any(bundle, genesis, cache)
         rid = verified.envelope.id.hex()
         hops[rid] = TraceHop(rid, verified, [p.hex() for p in verified.envelope.record.parents])
     if record_id not in hops:
@@ -111,10 +128,22 @@ class CheckpointFileError(OSError):
 
 
 class CheckpointStore:
-    """The auditor's last verified head per chain, in one JSON file."""
+    """The auditor's last verified head per chain, in one JSON file, keyed
+    by the chain's genesis digest (:func:`ledger.checkpoint.genesis_digest`):
+    ``{"genesis:<sha256 hex>": head}``.  Files written before were keyed by
+    chain id; such an entry is read once, re-checked against the genesis
+    given, and moved under the digest if a quorum of that genesis certified
+    it, or left alone (with a notice) if not: it belongs to another chain
+    that shares the id."""
 
     def __init__(self, path: Path) -> None:
         self.path = path
+        self.notices: list[str] = []
+        self._migrated: str | None = None  # the chain-id key an entry was moved from
+
+    @staticmethod
+    def key(genesis: Genesis) -> str:
+        return f"genesis:{genesis_digest(genesis)}"
 
     def _load(self) -> dict[str, Any]:
         try:
@@ -125,19 +154,49 @@ class CheckpointStore:
             raise CheckpointFileError(f"checkpoint file {self.path} is unreadable: {exc}") from None
         return doc if isinstance(doc, dict) else {}
 
-    def get(self, chain: str) -> CertifiedHead | None:
-        entry = self._load().get(chain)
-        if not entry:
-            return None
+    def _head(self, entry: Any, what: str) -> CertifiedHead:
         try:
             return CertifiedHead.from_json(entry)
         except VerificationError as exc:
-            raise CheckpointFileError(f"checkpoint file {self.path}: the entry for this chain is "
+            raise CheckpointFileError(f"checkpoint file {self.path}: the entry for {what} is "
                                       f"malformed: {exc}") from None
 
-    def put(self, head: CertifiedHead) -> None:
+    def get(self, genesis: Genesis, cache: EpochCache | None = None) -> CertifiedHead | None:
+        """The stored head for this genesis, re-checked against it."""
         doc = self._load()
-        doc[head.header.chain] = head.to_json()
+        entry = doc.get(self.key(genesis))
+        if entry:
+            head = self._head(entry, "this genesis")
+            try:
+                head.verify(genesis, cache)
+            except VerificationError as exc:
+                raise CheckpointFileError(
+                    f"checkpoint file {self.path}: the head stored for this genesis no longer "
+                    f"verifies against it ({exc.step}: {exc}); move the file aside to start "
+                    "afresh") from None
+            return head
+        legacy = doc.get(genesis.chain)
+        if not legacy:
+            return None
+        head = self._head(legacy, f"chain {genesis.chain!r}")
+        try:
+            head.verify(genesis, cache)
+        except VerificationError:
+            self.notices.append(
+                f"ignored the checkpoint kept under chain id {genesis.chain!r} by an older "
+                "ledger-audit: no quorum of this genesis certified it (another chain with the "
+                "same id)")
+            return None
+        self.notices.append(f"moved the checkpoint kept under chain id {genesis.chain!r} to "
+                            "this genesis's digest")
+        self._migrated = genesis.chain
+        return head
+
+    def put(self, genesis: Genesis, head: CertifiedHead) -> None:
+        doc = self._load()
+        doc[self.key(genesis)] = head.to_json()
+        if self._migrated is not None:
+            doc.pop(self._migrated, None)
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
             tmp = self.path.with_suffix(".tmp")
@@ -150,37 +209,73 @@ class CheckpointStore:
             raise CheckpointFileError(f"cannot write checkpoint file {self.path}: {exc}") from None
 
 
-async def fetch_head(client: LedgerClient, height: int | str) -> CertifiedHead:
-    return CertifiedHead.from_json(await client.block(height))
+async def epoch_proof(client: LedgerClient, genesis: Genesis, header: Any) -> list[Any]:
+    """The governance bundles behind a header's validator set (empty in the
+    genesis epoch).  The node names the record that made the set in force at
+    the header's height (``made_by.validators`` of ``GET
+    /v1/membership?height=H``); its version 2 bundle carries every earlier
+    validator and member change.  Nothing here is trusted: the walk that
+    :meth:`CertifiedHead.verify` does proves or refuses it."""
+    if digest_equal(header.validators, genesis.validators_hash):
+        return []
+    doc = await client.membership(header.height)
+    made_by = answer_field(doc, "made_by", dict, "membership")
+    record_id = made_by.get("validators")
+    if not isinstance(record_id, str):
+        raise BundleFormatError(f"membership at height {header.height} names no record that "
+                                "changed the validators, yet the header's set is not genesis's")
+    bundle: Any = await client.proof(record_id)
+    if not isinstance(bundle, dict) or bundle.get("format") != BUNDLE_FORMAT_V2 \
+            or not isinstance(bundle.get("governance"), list):
+        raise BundleFormatError(f"the proof of governance record {record_id[:16]} is not a "
+                                "version 2 bundle")
+    own = {k: bundle[k] for k in BUNDLE_KEYS if k in bundle}
+    own["format"] = BUNDLE_FORMAT
+    return [*bundle["governance"], own]
+
+
+async def fetch_head(client: LedgerClient, height: int | str, genesis: Genesis | None = None) -> CertifiedHead:
+    """A block's certified head; with ``genesis``, with the epoch proof its
+    validator set needs."""
+    head = CertifiedHead.from_json(await client.block(height))
+    if genesis is None:
+        return head
+    return head.with_epoch_proof(await epoch_proof(client, genesis, head.header))
 
 
 @dataclass
 class CheckpointResult:
     previous: CertifiedHead | None
     current: CertifiedHead
+    epoch: Genesis  # the validator set (as a genesis document) that certified ``current``
+    notices: list[str] = field(default_factory=list)
 
 
 async def advance_checkpoint(
     client: LedgerClient, genesis: Genesis, store: CheckpointStore, target: CertifiedHead | None = None
 ) -> CheckpointResult:
     """Prove the node's head (or ``target``) consistent with the stored
-    checkpoint, then store it.  Raises :class:`ForkDetected` with both heads."""
-    new = target or await fetch_head(client, "latest")
-    new.verify(genesis)
-    old = store.get(genesis.chain)
+    checkpoint, then store it.  Raises :class:`ForkDetected` with both heads.
+    Heads of later epochs carry their epoch proof, verified from genesis."""
+    cache = EpochCache(genesis)
+    if target is not None and not target.epoch_proof:
+        target = target.with_epoch_proof(await epoch_proof(client, genesis, target.header))
+    new = target or await fetch_head(client, "latest", genesis)
+    epoch = new.verify(genesis, cache)
+    old = store.get(genesis, cache)
     if old is not None:
         if new.height >= old.height:
             # The node's own block at the checkpoint height must be the one we saw.
-            check_same_height(genesis, old, await fetch_head(client, old.height))
+            check_same_height(genesis, old, await fetch_head(client, old.height, genesis), cache)
         if new.height > old.height:
             doc = await client.consistency(old.header.log_size, new.header.log_size)
             path = [from_hex(h, length=32, what="consistency path entry")
                     for h in answer_field(doc, "path", list, "consistency")]
-            check_extends(genesis, old, new, path)
+            check_extends(genesis, old, new, path, cache)
         else:
-            check_extends(genesis, old, new, [])
-    store.put(new)
-    return CheckpointResult(previous=old, current=new)
+            check_extends(genesis, old, new, [], cache)
+    store.put(genesis, new)
+    return CheckpointResult(previous=old, current=new, epoch=epoch, notices=list(store.notices))
 
 
 # --------------------------------------------------------------------------
@@ -234,5 +329,5 @@ async def audit_chain(
 __all__ = [
     "AuditReport", "CheckpointFileError", "CheckpointResult", "CheckpointStore", "DEFAULT_CHECKPOINTS", "ForkDetected",
     "TraceHop", "TraceReport", "VerificationError", "advance_checkpoint", "audit_chain",
-    "fetch_head", "trace_and_verify",
+    "epoch_proof", "fetch_head", "trace_and_verify", "verify_any",
 ]

@@ -50,6 +50,8 @@ from .remote import (
     answer_field,
     advance_checkpoint,
     audit_chain,
+    epoch_proof,
+    fetch_head,
     trace_and_verify,
 )
 from .lineage_dot import FORMATS, RenderError, render, to_dot
@@ -105,7 +107,8 @@ def _report_fork(exc: ForkDetected, as_json: bool) -> None:
     else:
         out = console()
         out.print(Text.assemble(("FORK", "bold red"), " ", untrusted(exc)))
-        out.print("Both heads are certified by a quorum of genesis validators; keep them as evidence:")
+        out.print("Both heads are certified by a quorum of the validators in force at their heights "
+                  "(derived from your genesis file); keep them as evidence:")
         print_json(evidence)
     click.get_current_context().exit(1)
 
@@ -121,9 +124,17 @@ def _signer_indices(cert: Any, genesis: Genesis) -> list[int]:
 
 
 def _print_labels(out: Console, genesis_file: GenesisFile, *, validators: Iterable[int] = (),
-                  submitters: Iterable[bytes] = ()) -> None:
-    for line in labels(genesis_file.genesis, genesis_file.sha256, validators=validators, submitters=submitters):
+                  submitters: Iterable[bytes] = (), epoch: Genesis | None = None,
+                  epochs: Iterable[tuple[Genesis, Iterable[int]]] = ()) -> None:
+    for line in labels(genesis_file.genesis, genesis_file.sha256, validators=validators,
+                       submitters=submitters, epoch=epoch, epochs=epochs):
         out.print(line)
+
+
+def _print_notices(notices: Iterable[str], as_json: bool) -> None:
+    """What the checkpoint store did with an old file (to standard error)."""
+    for notice in notices:
+        click.echo(f"note: {untrusted(notice).plain}", err=True)
 
 
 # --------------------------------------------------------------------------
@@ -163,7 +174,10 @@ def consistency(old: str, new: str, genesis_path: Path, nodes: tuple[str, ...],
         for arg, head in zip((old, new), heads):
             if head is None:
                 assert client is not None
-                head = CertifiedHead.from_json(await client.block(arg))
+                head = await fetch_head(client, arg, genesis)
+            elif client is not None and not head.epoch_proof:
+                # a head of a later epoch is verified with the proof of its validator set
+                head = head.with_epoch_proof(await epoch_proof(client, genesis, head.header))
             resolved.append(head)
         a, b = resolved
         if proof is not None:
@@ -207,6 +221,10 @@ def consistency(old: str, new: str, genesis_path: Path, nodes: tuple[str, ...],
 
 
 def _trace_tree(report: TraceReport, genesis: Genesis) -> Tree:
+    def _epoch(hop: Any) -> Genesis:
+        # the validator set the hop's certificate indexes refer to
+        return hop.verified.epoch or genesis
+
     def label(rid: str) -> Text:
         hop = report.hops[rid]
         rec = hop.verified.envelope.record
@@ -214,7 +232,7 @@ def _trace_tree(report: TraceReport, genesis: Genesis) -> Tree:
         return Text.assemble(
             untrusted(rec.kind, "bold"), f" {rid[:16]}… by key ", (fingerprint(rec.submitter), "cyan"),
             " origin(", origin, f") block {hop.verified.height} at {iso8601_ms(hop.verified.header.time)} "
-            f"certified by validators {validators_ref(genesis, _signer_indices(hop.verified.certificate, genesis))}")
+            f"certified by validators {validators_ref(_epoch(hop), _signer_indices(hop.verified.certificate, _epoch(hop)))}")
 
     def grow(node: Tree, rid: str, seen: frozenset[str]) -> None:
         for parent in report.hops[rid].parents:
@@ -287,8 +305,9 @@ def trace(record_id: str, genesis_path: Path, nodes: tuple[str, ...], depth: int
         out.print(Text(f"more direct children exist than the {len(report.children)} listed",
                        style="yellow"))
     hops = report.hops.values()
-    _print_labels(out, genesis_file,
-                  validators={v for h in hops for v in _signer_indices(h.verified.certificate, genesis)},
+    epochs = [(h.verified.epoch or genesis, _signer_indices(h.verified.certificate, h.verified.epoch or genesis))
+              for h in hops]
+    _print_labels(out, genesis_file, epochs=epochs,
                   submitters={h.verified.envelope.record.submitter for h in hops})
 
 
@@ -358,22 +377,29 @@ def audit(genesis_path: Path, nodes: tuple[str, ...], signatures: bool, to_heigh
            "by_submitter": counts.submitters, "seconds": round(report.seconds, 3),
            "records_per_second": round(report.rate, 1),
            "checkpoint_previous_height": cp.previous.height if cp and cp.previous else None,
-           "by_submitter_key": counts.submitter_keys, "genesis_sha256": genesis_file.sha256}
+           "by_submitter_key": counts.submitter_keys, "genesis_sha256": genesis_file.sha256,
+           "governance_records": counts.governance_records,
+           "validator_sets": [{"from_height": h, "validators_hash": v} for h, v in counts.epochs]}
+    if cp is not None:
+        _print_notices(cp.notices, as_json)
     if as_json:
         print_json(doc)
         return
     table = Table(title="audit report", show_header=False)
     for key, value in doc.items():
-        if key in ("by_submitter", "by_submitter_key", "genesis_sha256"):
+        if key in ("by_submitter", "by_submitter_key", "genesis_sha256", "validator_sets"):
             continue  # names are labels (below); keys are shown by fingerprint
         table.add_row(key, str(value))
     for key_hex, count in counts.submitter_keys.items():
         table.add_row(f"records by submitter key {fingerprint(bytes.fromhex(key_hex))}", str(count))
+    for height, vhash in counts.epochs:
+        table.add_row(f"validator set from height {height}", vhash[:16])
     out = console()
     out.print(table)
     out.print(Text.assemble(("VALID", "bold green"), " chain ", untrusted(genesis.chain),
                             f" verified to height {doc['height']}"))
-    _print_labels(out, genesis_file, submitters=[bytes.fromhex(k) for k in counts.submitter_keys])
+    _print_labels(out, genesis_file, submitters=[bytes.fromhex(k) for k in counts.submitter_keys],
+                  epoch=report.auditor.epoch_at(report.auditor.height))
 
 
 @click.command("checkpoint")
@@ -392,23 +418,27 @@ def checkpoint(genesis_path: Path, nodes: tuple[str, ...], checkpoint_file: Path
     store = CheckpointStore(checkpoint_file)
     result = _run(nodes, as_json, lambda c: advance_checkpoint(c, genesis, store))
     prev = result.previous
-    signers = _signer_indices(result.current.certificate, genesis)
+    epoch = result.epoch  # the set in force at the head: its certificate's indexes refer to it
+    signers = _signer_indices(result.current.certificate, epoch)
+    _print_notices(result.notices, as_json)
     doc = {"valid": True, "chain": genesis.chain, "height": result.current.height,
            "log_size": result.current.header.log_size, "hash": result.current.header.hash.hex(),
            "previous_height": prev.height if prev else None,
-           "certified_by": _signers(result.current.certificate, genesis),
-           "certified_by_validators": [{"index": v, "pubkey": genesis.validators[v].pubkey.hex()}
+           "certified_by": _signers(result.current.certificate, epoch),
+           "certified_by_validators": [{"index": v, "pubkey": epoch.validators[v].pubkey.hex()}
                                        for v in signers],
-           "genesis_sha256": genesis_file.sha256}
+           "genesis_sha256": genesis_file.sha256,
+           "checkpoint_key": CheckpointStore.key(genesis),
+           "epoch_proof_records": len(result.current.epoch_proof)}
     if as_json:
         print_json(doc)
         return
     out = console()
-    certified = f"certified by validators {validators_ref(genesis, signers)}"
+    certified = f"certified by validators {validators_ref(epoch, signers)}"
     if prev is None:
         out.print(Text.assemble(("TRUSTED", "bold green"), f" first checkpoint: height {doc['height']} "
                                 f"(log {doc['log_size']}), {certified}"))
     else:
         out.print(Text.assemble(("CONSISTENT", "bold green"), f" height {prev.height} → {doc['height']} "
                                 f"(log {prev.header.log_size} → {doc['log_size']}), {certified}"))
-    _print_labels(out, genesis_file, validators=signers)
+    _print_labels(out, genesis_file, validators=signers, epoch=epoch)

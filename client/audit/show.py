@@ -76,20 +76,39 @@ def validators_ref(genesis: Genesis, indices: Iterable[int]) -> str:
 
 
 def labels(genesis: Genesis, genesis_sha256: str, *, validators: Iterable[int] = (),
-           submitters: Iterable[bytes] = ()) -> list[Text]:
+           submitters: Iterable[bytes] = (), epoch: Genesis | None = None,
+           epochs: Iterable[tuple[Genesis, Iterable[int]]] = ()) -> list[Text]:
     """The names the auditor's genesis file gives to the validators and
     submitters mentioned above, headed by the file's SHA-256.  Nothing on the
     chain certifies a name; compare the digest with the one the chain's
-    operators publish before relying on these."""
+    operators publish before relying on these.
+
+    ``validators`` are indexes into ``epoch``, the validator set in force
+    where they signed (default: the genesis set); ``epochs`` gives more
+    (set, indexes) pairs.  A validator or submitter that governance added
+    after genesis is labelled with the name its governance record gave."""
     rows: list[Text] = []
-    for index in sorted(set(validators)):
-        if 0 <= index < genesis.n:
-            rows.append(Text.assemble(f"  validator {validator_ref(genesis, index)}: ",
-                                      untrusted(genesis.validators[index].name)))
+    epochs = list(epochs)  # read twice below
+    named_in_file = {v.pubkey: v.name for v in genesis.validators}
+    seen: set[bytes] = set()
+    for where, indexes in [(epoch or genesis, validators), *epochs]:
+        for index in sorted(set(indexes)):
+            if not 0 <= index < where.n or where.validators[index].pubkey in seen:
+                continue
+            key = where.validators[index].pubkey
+            seen.add(key)
+            name = named_in_file.get(key)
+            rows.append(Text.assemble(f"  validator {validator_ref(where, index)}: ",
+                                      untrusted(name if name is not None else where.validators[index].name),
+                                      "" if name is not None else " (key from a governance record)"))
+    later = {k: s for e, _ in [(epoch or genesis, ()), *epochs] for k, s in e.submitters.items()}
     for key in sorted(set(submitters)):
         submitter = genesis.submitters.get(key)
         if submitter is not None:
             rows.append(Text.assemble(f"  submitter key {fingerprint(key)}: ", untrusted(submitter.name)))
+        elif key in later:
+            rows.append(Text.assemble(f"  submitter key {fingerprint(key)}: ", untrusted(later[key].name),
+                                      " (named by a governance record)"))
     if not rows:
         return []
     head = Text(f"Labels from your genesis file (sha256 {genesis_sha256}), not certified by the chain:",

@@ -78,6 +78,7 @@ def verify(bundle_path: Path, genesis_path: Path, as_json: bool) -> None:
         ("VALID", "bold green"),
         f" record {doc['record_id']} by submitter key {fingerprint(submitter)} "
         f"at height {doc['height']} ({doc['block_time']}), certified by validators "
-        f"{validators_ref(genesis, doc['certified_by'])}"))
-    for line in labels(genesis, genesis_file.sha256, validators=doc["certified_by"], submitters=[submitter]):
+        f"{validators_ref(verified.epoch or genesis, doc['certified_by'])}"))
+    for line in labels(genesis, genesis_file.sha256, validators=doc["certified_by"], submitters=[submitter],
+                       epoch=verified.epoch):
         out.print(line)

@@ -1,0 +1,1 @@
+"""``ledger-admin``: governance proposals signed by members (see :mod:`client.admin.cli`)."""
