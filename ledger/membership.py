@@ -26,6 +26,7 @@ from .errors import (
     TooFewValidators,
     UnknownSubmitter,
     UnreachableThreshold,
+    WrongChain,
 )
 from .genesis import Genesis, Member, Submitter, Validator, validators_hash
 from .governance import GOV_PREFIX, Action, parse_action
@@ -285,3 +286,25 @@ class Membership:
 
 def is_governance(envelope: Envelope) -> bool:
     return envelope.record.kind.startswith(GOV_PREFIX)
+
+
+class ValidatorChangeNotApplied(GovernanceError):
+    """A validator-set change offered to a node: nodes do not yet switch
+    their consensus to a new validator set (PROTOCOL §9, Status), so such a
+    record is refused at admission and a block holding one is invalid."""
+
+
+def check_envelope(membership: Membership, envelope: Envelope, height: int, *,
+                   signatures: bool = True) -> None:
+    """What a node checks of one record for a block of ``height`` (PROTOCOL
+    §2 and §9.4): the chain, then :meth:`Membership.check`.  Validator-set
+    changes are refused until consensus follows them (see
+    :class:`ValidatorChangeNotApplied`)."""
+    record = envelope.record
+    if record.chain != membership.genesis.chain:
+        raise WrongChain(f"record is for chain {record.chain!r}, "
+                         f"not {membership.genesis.chain!r}")
+    if is_governance(envelope) and parse_action(record).changes_validators:
+        raise ValidatorChangeNotApplied(
+            "validator-set changes are not applied by nodes yet (PROTOCOL §9, Status)")
+    membership.check(envelope, height, signatures=signatures)

@@ -78,11 +78,31 @@ def _schemas(max_envelopes: int) -> dict[str, Any]:
                 "validator": UINT, "sig": HEX64B})},
         }),
         "Bundle": _obj({
-            "format": {"type": "string", "enum": ["auditledger-proof/1"]},
+            "format": {"type": "string",
+                       "enum": ["auditledger-proof/1", "auditledger-proof/2"]},
             "chain": {"type": "string"}, "record_id": HEX32, "leaf_index": UINT,
             "envelope": B64, "height": {"type": "integer", "minimum": 1}, "header": B64,
             "inclusion": {"type": "array", "items": HEX32},
             "certificate": _ref("Certificate"),
+            # Version 2 only (PROTOCOL §9.6): version 1 bundles of governance records.
+            "governance": {"type": "array", "items": {"type": "object"}},
+        }, required=["format", "chain", "record_id", "leaf_index", "envelope", "height",
+                     "header", "inclusion", "certificate"]),
+        "Membership": _obj({
+            "height": {"type": "integer", "minimum": 1},
+            "validators": {"type": "array", "items": _obj({
+                "index": UINT, "name": {"type": "string"}, "pubkey": HEX32,
+                "address": {"type": "string"}})},
+            "submitters": {"type": "array", "items": _obj({
+                "name": {"type": "string"}, "pubkey": HEX32,
+                "roles": {"type": "array", "items": {"type": "string"}}})},
+            "members": {"type": "array", "items": _obj({
+                "name": {"type": "string"}, "pubkey": HEX32})},
+            "threshold": UINT,
+            "params": {"type": "object", "additionalProperties": UINT},
+            "paused": {"type": "array", "items": _obj({
+                "scope": {"type": "string"}, "value": {"type": "string"}})},
+            "made_by": {"type": "object", "additionalProperties": HEX32},
         }),
         "Trace": _obj({
             "record": HEX32,
@@ -190,7 +210,8 @@ def openapi_spec(*, max_envelopes: int = 5000, max_trace_depth: int = 64) -> dic
         "/v1/records/{id}": _get("A record, pending or committed",
                                  _json(_ref("Record"), "the record"), [ID_PARAM], (400, 404, 429)),
         "/v1/records/{id}/proof": _get(
-            "The PROTOCOL §5 proof bundle of a committed record",
+            "The proof bundle of a committed record: PROTOCOL §5, or §9.6 (version 2) "
+            "when governance changed what judges the record",
             _json(_ref("Bundle"), "proof bundle"),
             [ID_PARAM, _query("height", "prove against this later block", 1)],
             (400, 404, 409, 429)),
@@ -233,6 +254,13 @@ def openapi_spec(*, max_envelopes: int = 5000, max_trace_depth: int = 64) -> dic
                 for t in ("text/javascript", "text/css", "text/html")}},
             [{"name": "name", "in": "path", "required": True, "schema": {"type": "string"}}],
             (404,)),
+        "/v1/membership": _get(
+            "Validators, submitters, members, threshold, params and paused scopes in force "
+            "at a height, and the governance records that made them (PROTOCOL §9.7)",
+            _json(_ref("Membership"), "membership"),
+            [_query("height", "a height up to the next block's (default: the next block's)",
+                    1)],
+            (400, 429)),
         "/v1/evidence": _get("Equivocation evidence seen by consensus",
                              _json(_ref("Evidence"), "evidence")),
         "/v1/sync/blocks": _get(
