@@ -19,8 +19,9 @@ from .crypto import digest_equal
 from .errors import HeaderError, RecordIdMismatch, ValidatorSetMismatch, WrongChain
 from .frontier import MerkleFrontier
 from .genesis import Genesis
+from .membership import Membership
 from .merkle import root
-from .records import Envelope, decode_envelope, verify_envelope
+from .records import Envelope, decode_envelope
 
 
 @dataclass
@@ -41,6 +42,9 @@ class ChainAuditor:
     def __init__(self, genesis: Genesis, *, verify_signatures: bool = True) -> None:
         self.genesis = genesis
         self.verify_signatures = verify_signatures
+        # Genesis plus the governance records audited so far (PROTOCOL §9):
+        # judges each block's header, certificate and records.
+        self.membership = Membership.from_genesis(genesis)
         self.frontier = MerkleFrontier()
         self.tip: Header | None = None
         self.counts = AuditCounts()
@@ -65,6 +69,7 @@ class ChainAuditor:
         header = decode_header(header_bytes)
         self._check_header_links(header)
         decoded = [self._check_envelope(e, header) for e in envelopes]
+        membership = self.membership.apply(header.height, decoded, signatures=False)
         if record_ids is not None:
             if len(record_ids) != len(decoded) or any(
                 not digest_equal(a, b.id) for a, b in zip(record_ids, decoded)
@@ -81,15 +86,17 @@ class ChainAuditor:
             raise HeaderError(f"block {header.height}: log_size {header.log_size}, recomputed {frontier.size}")
         if not digest_equal(frontier.root(), header.log_root):
             raise HeaderError(f"block {header.height}: log_root does not match the recomputed log")
-        verify_certificate(certificate, header, self.genesis)
+        in_force = self.membership.at(header.height)
+        verify_certificate(certificate, header, in_force.as_genesis(self.genesis))
         # Every check passed: advance.
+        self.membership = membership
         self.frontier = frontier
         self.tip = header
         self.counts.blocks += 1
         self.counts.records += len(decoded)
         self.counts.certificates_checked += 1
         for env in decoded:
-            sub = self.genesis.submitters.get(env.record.submitter)
+            sub = in_force.submitters.get(env.record.submitter)
             name = sub.name if sub else env.record.submitter.hex()
             self.counts.submitters[name] = self.counts.submitters.get(name, 0) + 1
             key = env.record.submitter.hex()
@@ -99,8 +106,10 @@ class ChainAuditor:
     def _check_header_links(self, header: Header) -> None:
         if header.chain != self.genesis.chain:
             raise WrongChain(f"block {header.height} is for chain {header.chain!r}")
-        if not digest_equal(header.validators, self.genesis.validators_hash):
-            raise ValidatorSetMismatch(f"block {header.height}: validator set differs from genesis")
+        in_force = self.membership.at(header.height)
+        if not digest_equal(header.validators, in_force.validators_hash):
+            raise ValidatorSetMismatch(f"block {header.height}: validator set differs from the "
+                                       "one in force at its height")
         expected_height = self.height + 1
         if header.height != expected_height:
             raise HeaderError(f"expected height {expected_height}, got {header.height}")
@@ -109,14 +118,16 @@ class ChainAuditor:
             raise HeaderError(f"block {header.height}: prev does not link to block {self.height}")
         if self.tip is not None and header.time < self.tip.time:
             raise HeaderError(f"block {header.height}: time goes backwards")
-        if not 0 <= header.proposer < self.genesis.n:
+        if not 0 <= header.proposer < len(in_force.validators):
             raise HeaderError(f"block {header.height}: proposer {header.proposer} is not a validator")
 
     def _check_envelope(self, envelope_bytes: bytes, header: Header) -> Envelope:
-        env = decode_envelope(envelope_bytes)
-        if self.verify_signatures:
-            verify_envelope(env, self.genesis)
-            self.counts.signatures_checked += 1
-        elif env.record.chain != self.genesis.chain:
+        env = decode_envelope(envelope_bytes, cosigs=True)
+        if env.record.chain != self.genesis.chain:
             raise WrongChain(f"block {header.height}: a record is for chain {env.record.chain!r}")
+        if self.verify_signatures:
+            # PROTOCOL §9.3/9.4 against the membership in force at the
+            # block's height (genesis's, on a chain governance never changed).
+            self.membership.check(env, header.height)
+            self.counts.signatures_checked += 1
         return env

@@ -18,9 +18,11 @@ from ledger.chain import ChainStore
 from ledger.crypto import SigningKey
 from ledger.encoding import canonical
 from ledger.errors import VerificationError
+from ledger.fsck import fsck
+from ledger.fsck_report import MISSING, STRAY
 from ledger.genesis import Genesis
 from ledger.records import Envelope, decode_envelope
-from ledger.storage import MemoryStore
+from ledger.storage import MemoryStore, WriteBatch
 from node.mempool import Admission, Mempool
 from node.metrics import Metrics
 
@@ -247,3 +249,21 @@ async def test_pending_records_of_a_rotated_out_key_are_dropped() -> None:
     node.commit_pending()
     assert await node.admit(old_record) == ["key_rotated"]
     assert await node.admit(make_envelope(new, chain, 7)) == ["accepted"]
+
+
+def test_fsck_checks_the_governance_index_of_a_chain_governance_changed() -> None:
+    genesis, validators, members, submitter = gov_genesis()
+    store = MemoryStore()
+    chain = ChainStore(store, genesis)
+    key = new_submitter()
+    commit_envelopes(chain, [make_envelope(submitter, genesis.chain, 1),
+                             add_submitter(genesis, members, key)], validators)
+    commit_envelopes(chain, [make_envelope(key, genesis.chain, 1)], validators)
+    for signatures in (False, True):
+        assert fsck(store, genesis, verify_signatures=signatures).listed == []
+    batch = WriteBatch()
+    batch.delete(schema.governance_key(1, 1))
+    batch.put(schema.governance_key(2, 2), b"")  # the new submitter's record: not governance
+    store.write(batch, sync=True)
+    found = {(d.problem, d.key) for d in fsck(store, genesis).listed}
+    assert found == {(MISSING, schema.governance_key(1, 1)), (STRAY, schema.governance_key(2, 2))}
