@@ -18,6 +18,13 @@ ERROR_CODES = [
     "unsupported_media_type", "not_found", "not_committed", "rate_limited", "unavailable",
 ]
 ERROR_CODES += ["unauthorized", "forbidden"]  # block sync is for validators (node/syncauth.py)
+# Refusals of one submitted envelope under governance (PROTOCOL §9.2-9.4):
+# only inside a 202's results, never a request's status.
+GOVERNANCE_CODES = [
+    "duplicate_signature", "bad_governance", "not_a_member", "too_few_signatures",
+    "proposal_expired", "conflicting_proposal", "too_few_validators",
+    "unreachable_threshold", "key_rotated", "paused",
+]
 
 HEX32 = {"type": "string", "pattern": "^[0-9a-f]{64}$"}
 HEX64B = {"type": "string", "pattern": "^[0-9a-f]{128}$"}
@@ -53,7 +60,8 @@ def _schemas(max_envelopes: int) -> dict[str, Any]:
             _obj({"id": HEX32, "status": {"type": "string",
                                           "enum": ["accepted", "duplicate", "committed"]}},
                  extra=False),
-            _obj({"error": {"type": "string", "enum": ERROR_CODES}, "message": {"type": "string"}},
+            _obj({"error": {"type": "string", "enum": ERROR_CODES + GOVERNANCE_CODES},
+                  "message": {"type": "string"}},
                  extra=False),
         ]},
         "SubmitResponse": _obj({"results": {"type": "array", "items": _ref("SubmitResult")}}),
