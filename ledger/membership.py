@@ -35,6 +35,7 @@ from .records import SUBMIT_ROLE, Envelope, verify_signatures
 MIN_VALIDATORS = 4
 VALIDATOR_DELAY = 2  # a validator-set change committed at H is in force from H + 2
 OTHER_DELAY = 1      # every other action from H + 1
+CACHED_HEIGHTS = 256  # states kept by Membership.at (shared along a chain of apply)
 
 
 @dataclass(frozen=True)
@@ -163,6 +164,8 @@ class Membership:
         state = self._cache.get(height)
         if state is None:
             state = self._fold(c for c in self.changes if c.effective <= height)
+            if len(self._cache) >= CACHED_HEIGHTS:  # a node asks about ever new heights
+                self._cache.clear()
             self._cache[height] = state
         return state
 
@@ -280,7 +283,13 @@ class Membership:
             change = current.check_governance(envelope, height, signatures=signatures)
             current = Membership(self.genesis, current.changes + (change,), height)
         if current is self:
-            return Membership(self.genesis, self.changes, height) if height != self.height else self
+            if height == self.height:
+                return self
+            # The same changes answer every height the same: keep what was
+            # folded (a node applies every block, most without governance).
+            same = Membership(self.genesis, self.changes, height)
+            same._cache = self._cache
+            return same
         return current
 
 
