@@ -81,7 +81,7 @@ class State:
                        members=dict(self.members), governance_threshold=self.threshold)
 
     def to_json(self) -> dict[str, Any]:
-        """The JSON answer a node will give for ``GET /v1/membership`` (phase 2)."""
+        """The JSON answer of ``GET /v1/membership`` (PROTOCOL §9.7), without its ``height``."""
         made = {"/".join(k): to_hex(v) for k, v in sorted(self.made_by.items())}
         return {
             "validators": [{"index": i, "name": v.name, "pubkey": to_hex(v.pubkey),
@@ -137,9 +137,9 @@ def _check_invariants(state: State) -> None:
 class Membership:
     """Genesis plus the governance records committed so far, in log order.
 
-    Immutable: :meth:`apply` returns a new one.  Phase 2 keeps one per node
-    (and per verifier), applies each committed block to it, and asks
-    :meth:`at` for the set that judges a height."""
+    Immutable: :meth:`apply` returns a new one.  A node's chain store keeps
+    one (as does each verifier), applies each committed block to it, and
+    asks :meth:`at` for the set that judges a height."""
 
     def __init__(self, genesis: Genesis, changes: Sequence[Change] = (), height: int = 0) -> None:
         self.genesis = genesis

@@ -90,6 +90,11 @@ async def cluster(tmp_path: Path) -> AsyncIterator[LocalCluster]:
             print(f"---- node{i} log tail ----\n{c.tail(i, 15)}")
 
 
+async def _same_membership(c: LocalCluster, i: int, height: int, expected: Any) -> bool:
+    got = await c.try_get(i, f"/v1/membership?height={height}")
+    return got is not None and got[0] == 200 and got[1] == expected
+
+
 async def membership_everywhere(c: LocalCluster, cond: Any, what: str) -> None:
     async def ok() -> bool:
         for i in range(c.n):
@@ -162,6 +167,18 @@ async def test_governance_under_load(cluster: LocalCluster, tmp_path: Path) -> N
         rotated = Signer(chain, newco2).envelope()
         assert await submit(c, 0, [rotated]) == ["accepted"]
         await c.wait_committed(list(range(c.n)), rotated.id.hex())
+
+        # A restarted node rebuilds the same membership from its store.
+        c.kill(3)
+        c.start(3)
+        await c.wait_connected(list(range(c.n)))
+        height = (await c.status(0) or {})["height"]
+        _, expected = await c.get(0, f"/v1/membership?height={height}")
+        assert expected["made_by"] and not expected["paused"]
+        await until(lambda: _same_membership(c, 3, height, expected), 30.0, "node3 back")
+        later = Signer(chain, newco2).envelope()
+        assert await submit(c, 3, [later]) == ["accepted"]
+        await c.wait_committed(list(range(c.n)), later.id.hex())
 
         # Validator-set changes wait for consensus to follow them.
         extra = SigningKey.generate()
