@@ -36,7 +36,7 @@ from ledger.errors import (
 )
 from ledger.genesis import Genesis
 from ledger.merkle import EMPTY_ROOT
-from ledger.proofs import build_bundle, build_bundle_v2, build_consistency
+from ledger.proofs import build_bundle, build_consistency, build_record_bundle
 from ledger.records import ID_LEN, decode_envelope
 
 from . import trace
@@ -460,23 +460,10 @@ class Api:
         if request.query_string and "height" in request.query:  # parsed only when present
             height = parse_uint(request, "height", minimum=1)
         chain = self.node.chain
-        if height is None:
-            # PROTOCOL §6: version 2 (§9.6) exactly when governance changed
-            # what judges this record (its submitter's key, the validators,
-            # members or threshold) before its block; version 1 otherwise.
-            proof_ids = self._governance_proof_ids(location)
-            if proof_ids:
-                return json_response(build_bundle_v2(chain, rid, proof_ids))
+        if height is None:  # version 1 or 2, as PROTOCOL §6 says
+            return json_response(build_record_bundle(chain, chain.membership, rid,
+                                                     location=location))
         return json_response(build_bundle(chain, rid, height, location=location))
-
-    def _governance_proof_ids(self, location: tuple[int, int]) -> list[bytes]:
-        membership = self.node.chain.membership
-        if not membership.changes:  # a chain governance never touched: no decode
-            return []
-        height, leaf_index = location
-        submitter = decode_envelope(self.node.chain.envelope_at(leaf_index),
-                                    cosigs=True).record.submitter
-        return membership.proof_ids(submitter, height)
 
     async def get_trace(self, request: web.Request) -> web.Response:
         rid = parse_id(request.match_info["id"])

@@ -89,6 +89,9 @@ async def test_membership_route_and_bundle_versions(client: TestClient[Any, Any]
     assert v2["format"] == "auditledger-proof/2"
     assert [g["record_id"] for g in v2["governance"]] == [gov.id.hex()]
     assert verify_bundle_v2(v2, node.genesis.raw).height == 2
+    trace = await call(client, "GET", f"/v1/records/{fresh.id.hex()}/trace",
+                       "/v1/records/{id}/trace", 200)
+    assert trace["bundles"] == [v2]
     # With a height, the §5 bundle against that block, whatever the record.
     at = await call(client, "GET", f"/v1/records/{fresh.id.hex()}/proof?height=2",
                     "/v1/records/{id}/proof", 200)
