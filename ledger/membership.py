@@ -233,10 +233,13 @@ class Membership:
         return Change(committed=height, effective=effective, record_id=envelope.id,
                       action=action)
 
-    def check_record(self, envelope: Envelope, height: int, *, signatures: bool = True) -> None:
+    def check_record(self, envelope: Envelope, height: int, *, signatures: bool = True,
+                     paused: bool = True) -> None:
         """A non-governance record in a block of ``height`` (PROTOCOL §9.4):
         submitter and role in force, key not rotated out, scope not paused,
-        co-signers known."""
+        co-signers known.  ``paused=False`` skips the scope (a node taking
+        back records it acknowledged before a pause: they wait for the
+        resume)."""
         state = self.at(height)
         record = envelope.record
         if record.submitter in state.rotated_out:
@@ -248,7 +251,7 @@ class Membership:
                 f"submitter {to_hex(record.submitter)} is not a submitter at height {height}")
         if SUBMIT_ROLE not in submitter.roles:
             raise ForbiddenRole(f"submitter {submitter.name!r} lacks the {SUBMIT_ROLE!r} role")
-        scope = state.is_paused(envelope)
+        scope = state.is_paused(envelope) if paused else None
         if scope is not None:
             raise Paused(f"{scope[0]} {scope[1]!r} is paused at height {height}")
         for key, _ in envelope.signatures()[1:]:
@@ -258,12 +261,13 @@ class Membership:
         if signatures:
             verify_signatures(envelope)
 
-    def check(self, envelope: Envelope, height: int, *, signatures: bool = True) -> None:
+    def check(self, envelope: Envelope, height: int, *, signatures: bool = True,
+              paused: bool = True) -> None:
         """Either check, by the record's kind."""
         if is_governance(envelope):
             self.check_governance(envelope, height, signatures=signatures)
         else:
-            self.check_record(envelope, height, signatures=signatures)
+            self.check_record(envelope, height, signatures=signatures, paused=paused)
 
     # -- committing ----------------------------------------------------------
 
@@ -304,7 +308,7 @@ class ValidatorChangeNotApplied(GovernanceError):
 
 
 def check_envelope(membership: Membership, envelope: Envelope, height: int, *,
-                   signatures: bool = True) -> None:
+                   signatures: bool = True, paused: bool = True) -> None:
     """What a node checks of one record for a block of ``height`` (PROTOCOL
     §2 and §9.4): the chain, then :meth:`Membership.check`.  Validator-set
     changes are refused until consensus follows them (see
@@ -316,4 +320,4 @@ def check_envelope(membership: Membership, envelope: Envelope, height: int, *,
     if is_governance(envelope) and parse_action(record).changes_validators:
         raise ValidatorChangeNotApplied(
             "validator-set changes are not applied by nodes yet (PROTOCOL §9, Status)")
-    membership.check(envelope, height, signatures=signatures)
+    membership.check(envelope, height, signatures=signatures, paused=paused)

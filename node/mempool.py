@@ -282,7 +282,7 @@ class Mempool:
         for lo in range(0, len(todo), VERIFY_CHUNK):
             chunk = todo[lo:lo + VERIFY_CHUNK]
             envs = [d for i in chunk if isinstance(d := decoded[i], Envelope)]
-            errors = self._verify_many(envs)
+            errors = self._verify_many(envs, paused=source != "restore")
             await asyncio.sleep(0)  # let consensus messages in between chunks
             for i, err in zip(chunk, errors):
                 if err is not None:
@@ -396,11 +396,15 @@ class Mempool:
         self.metrics.rejected.labels(code=exc.code).inc()
         return Admission(record_id, error=exc.as_value())
 
-    def _verify_many(self, envs: list[Envelope]) -> list[LedgerError | None]:
+    def _verify_many(self, envs: list[Envelope], *, paused: bool = True
+                     ) -> list[LedgerError | None]:
         """Admission's stateless checks: chain, and the membership's checks
         for the next block (PROTOCOL §9.3, §9.4: submitter, role, key, scope,
         governance signers and threshold) per envelope, then every signature
-        of those that passed - the submitter's and each co-signer's - in one batch
+        of those that passed - the submitter's and each co-signer's - in one batch.
+        ``paused=False`` (restoring what this node acknowledged before a
+        restart): records of a paused scope are held again, to wait for the
+        resume, as they would have without the restart
         (``verify_many``: libsodium per signature, one GIL release for the
         lot, so a chunk holds the loop only briefly).
 
@@ -413,7 +417,7 @@ class Mempool:
         membership, height = self.chain.membership, self.chain.height + 1
         for i, env in enumerate(envs):
             try:
-                check_envelope(membership, env, height, signatures=False)
+                check_envelope(membership, env, height, signatures=False, paused=paused)
             except LedgerError as exc:
                 out.append(exc.as_value())
                 continue

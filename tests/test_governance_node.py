@@ -21,8 +21,10 @@ from ledger.errors import VerificationError
 from ledger.fsck import fsck
 from ledger.fsck_report import MISSING, STRAY
 from ledger.genesis import Genesis
+from ledger.pending import PendingRecords
 from ledger.records import Envelope, decode_envelope
 from ledger.storage import MemoryStore, WriteBatch
+from node.durable import PendingWriter
 from node.mempool import Admission, Mempool
 from node.metrics import Metrics
 
@@ -267,3 +269,32 @@ def test_fsck_checks_the_governance_index_of_a_chain_governance_changed() -> Non
     store.write(batch, sync=True)
     found = {(d.problem, d.key) for d in fsck(store, genesis).listed}
     assert found == {(MISSING, schema.governance_key(1, 1)), (STRAY, schema.governance_key(2, 2))}
+
+
+async def test_a_restart_keeps_acknowledged_records_of_a_paused_scope_waiting() -> None:
+    genesis, validators, members, submitter = gov_genesis()
+    store = MemoryStore()
+
+    def start() -> tuple[ChainStore, PendingWriter, Mempool]:
+        chain = ChainStore(store, genesis)
+        writer = PendingWriter(PendingRecords(store), threaded=False)
+        writer.start()
+        return chain, writer, Mempool(genesis, chain, Metrics(), max_size=1000,
+                                      durable=writer, clock=lambda: FIXED_TS)
+
+    chain, writer, mempool = start()
+    gov = pause(genesis, members, 1, "kind", "payment")
+    acked = make_envelope(submitter, genesis.chain, 1)
+    results = await mempool.admit([acked.envelope_bytes])
+    assert [r.status for r in results] == ["accepted"]
+    commit_envelopes(chain, [gov], validators)
+    mempool.committed([gov])
+    await writer.stop()
+
+    chain, writer, mempool = start()  # the node restarts while the scope is paused
+    assert await mempool.restore() == (1, 0)
+    assert acked.id in mempool
+    assert mempool.select(1000, time_ms=block_time(2)) == []
+    fresh = await mempool.admit([make_envelope(submitter, genesis.chain, 2).envelope_bytes])
+    assert fresh[0].error is not None and fresh[0].error.code == "paused"
+    await writer.stop()
