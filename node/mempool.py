@@ -282,7 +282,8 @@ class Mempool:
         for lo in range(0, len(todo), VERIFY_CHUNK):
             chunk = todo[lo:lo + VERIFY_CHUNK]
             envs = [d for i in chunk if isinstance(d := decoded[i], Envelope)]
-            errors = self._verify_many(envs, paused=source != "restore")
+            errors = (self._verify_many(envs, paused=False) if source == "restore"
+                      else self._verify_many(envs))
             await asyncio.sleep(0)  # let consensus messages in between chunks
             for i, err in zip(chunk, errors):
                 if err is not None:
