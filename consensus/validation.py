@@ -13,7 +13,7 @@ verifies each once at mempool admission; only the others are verified here.
 
 from __future__ import annotations
 
-from typing import Iterable, Protocol, Sequence
+from typing import Protocol, Sequence
 
 from ledger.blocks import ZERO_HASH, Header
 from ledger.crypto import digest_equal
