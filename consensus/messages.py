@@ -220,7 +220,7 @@ def _bytes(value: Any, what: str, length: int | None = None) -> bytes:
 def _envelopes(value: Any) -> tuple[Envelope, ...]:
     if not isinstance(value, list) or len(value) > MAX_BLOCK_ENVELOPES:
         raise BadEncoding("envelopes must be a list of envelope bytes")
-    return tuple(decode_envelope(_bytes(e, "envelope")) for e in value)
+    return tuple(decode_envelope(_bytes(e, "envelope"), cosigs=True) for e in value)
 
 
 def _is_pol_round(value: Any, round_: int) -> bool:

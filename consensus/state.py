@@ -102,7 +102,7 @@ def _valid_value(value: dict[str, Any]) -> ValidValue | None:
     if not isinstance(value["valid_header"], bytes) or not isinstance(value["valid_envelopes"], list):
         raise StorageCorruption("consensus state: valid block is malformed")
     header = decode_header(value["valid_header"])
-    envelopes = tuple(decode_envelope(e) for e in value["valid_envelopes"])
+    envelopes = tuple(decode_envelope(e, cosigs=True) for e in value["valid_envelopes"])
     return ValidValue(valid_round, header, envelopes, _votes(value["valid_pol"], "valid_pol"))
 
 

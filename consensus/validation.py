@@ -13,7 +13,7 @@ verifies each once at mempool admission; only the others are verified here.
 
 from __future__ import annotations
 
-from typing import Iterable, Protocol, Sequence
+from typing import Protocol, Sequence
 
 from ledger.blocks import ZERO_HASH, Header
 from ledger.crypto import digest_equal
@@ -26,8 +26,9 @@ from ledger.errors import (
     WrongChain,
 )
 from ledger.genesis import Genesis, RecordTimeWindow, record_time_window
+from ledger.membership import Membership, check_envelope
 from ledger.merkle import root
-from ledger.records import Envelope, verify_envelope
+from ledger.records import Envelope
 
 from .params import NIL_ROUND, proposer_for
 
@@ -37,6 +38,11 @@ class ValidationContext(Protocol):
 
     @property
     def genesis(self) -> Genesis: ...
+
+    @property
+    def membership(self) -> Membership:
+        """Genesis plus the committed governance records (PROTOCOL §9):
+        judges the next block's header and records."""
 
     @property
     def tip(self) -> Header | None:
@@ -166,10 +172,13 @@ def _check_chain_position(header: Header, ctx: ValidationContext) -> None:
     genesis, tip = ctx.genesis, ctx.tip
     if header.chain != genesis.chain:
         raise WrongChain(f"header is for chain {header.chain!r}, not {genesis.chain!r}")
-    if not digest_equal(header.validators, genesis.validators_hash):
-        raise ValidatorSetMismatch("header validators hash differs from genesis")
-    if not 0 <= header.proposer < genesis.n:
-        raise WrongProposer(f"proposer {header.proposer} is not a genesis validator")
+    in_force = ctx.membership.at(header.height)
+    if not digest_equal(header.validators, in_force.validators_hash):
+        raise ValidatorSetMismatch(
+            f"header validators hash differs from the set in force at height {header.height}")
+    if not 0 <= header.proposer < len(in_force.validators):
+        raise WrongProposer(f"proposer {header.proposer} is not a validator at height "
+                            f"{header.height}")
     expected_height = tip.height + 1 if tip else 1
     if header.height != expected_height:
         raise HeightMismatch(f"height {header.height}, expected {expected_height}")
@@ -201,9 +210,12 @@ def _check_roots(header: Header, envelopes: Sequence[Envelope], ctx: ValidationC
         raise LogMismatch(f"log_size/log_root do not match the log after this block (size {size})")
 
 
-def _check_record_identity(env: Envelope, ctx: ValidationContext) -> None:
-    """PROTOCOL §2 chain, submitter and role; the signature unless already verified."""
-    verify_envelope(env, ctx.genesis, signature=not ctx.signature_verified(env.leaf_hash))
+def _check_record_identity(env: Envelope, height: int, ctx: ValidationContext) -> None:
+    """PROTOCOL §2 chain, and §9.4 submitter, role, key and scope in force at
+    ``height`` (§9.3 for a governance record); the signatures unless
+    already verified."""
+    check_envelope(ctx.membership, env, height,
+                   signatures=not ctx.signature_verified(env.leaf_hash))
 
 
 def _duplicate() -> DuplicateRecord:
@@ -241,22 +253,27 @@ def _check_record_time(env: Envelope, block_time: int, window: RecordTimeWindow)
         raise RecordTimeOutOfWindow(window.explain(ts, block_time))
 
 
-def _check_records(envelopes: Iterable[Envelope], ctx: ValidationContext,
+def _check_records(envelopes: Sequence[Envelope], ctx: ValidationContext, height: int,
                    block_time: int | None) -> None:
     ids: set[bytes] = set()
     nonces: set[tuple[bytes, int]] = set()
-    window = record_time_window(ctx.genesis.params) if block_time is not None else None
+    params = ctx.membership.at(height).params
+    window = record_time_window(params) if block_time is not None else None
     for index, env in enumerate(envelopes):
         try:
             if window is not None and block_time is not None:
                 _check_record_time(env, block_time, window)
-            _check_record_identity(env, ctx)
+            _check_record_identity(env, height, ctx)
             _check_record_state(env, ctx, ids, nonces)
         except VerificationError as exc:
             # Same type, so callers can dispatch on it; the message says which record.
             raise type(exc)(f"record {index} ({to_hex(env.id)[:16]}): {exc}") from None
         ids.add(env.id)
         nonces.add((env.record.submitter, env.record.nonce))
+    # Each governance record was checked against the membership before the
+    # block; applying them in order also checks them against each other
+    # (two changing the same target at the same height conflict).
+    ctx.membership.apply(height, envelopes, signatures=False)
 
 
 def validate_block(
@@ -278,7 +295,8 @@ def validate_block(
     """
     _check_chain_position(header, ctx)
     if round is not None:
-        check_proposer(header, ctx.genesis.n, round, pol_round)
+        check_proposer(header, len(ctx.membership.at(header.height).validators), round,
+                       pol_round)
     _check_time(header, ctx)
     _check_roots(header, envelopes, ctx)
-    _check_records(envelopes, ctx, header.time if record_times else None)
+    _check_records(envelopes, ctx, header.height, header.time if record_times else None)

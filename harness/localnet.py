@@ -86,13 +86,15 @@ async def until(cond: Callable[[], Awaitable[bool]], timeout: float, what: str,
 class LocalCluster:
     def __init__(self, directory: Path, n: int = 4, *, params: dict[str, Any] | None = None,
                  toml_edits: dict[int, list[tuple[str, str]]] | None = None,
-                 submitters: dict[str, list[str]] | None = None) -> None:
-        """``submitters`` adds genesis submitters (name -> roles) with key files."""
+                 submitters: dict[str, list[str]] | None = None, members: bool = False) -> None:
+        """``submitters`` adds genesis submitters (name -> roles) with key files;
+        ``members`` writes a member key per node (``keys/member<i>.json``, as
+        ``ledger-cluster init`` does) for governance."""
         self.dir = directory
         self.n = n
         self.base_port = free_base_port(n)
         doc = init_cluster(directory, n, self.base_port,
-                           params=dict(FAST_PARAMS, **(params or {})))
+                           params=dict(FAST_PARAMS, **(params or {})), members=members)
         for name, roles in (submitters or {}).items():
             key = SigningKey.generate()
             write_key_file(directory / "keys" / f"{name}.json", name, key)

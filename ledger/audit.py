@@ -54,6 +54,9 @@ class ChainAuditor:
     def __init__(self, genesis: Genesis, *, verify_signatures: bool = True) -> None:
         self.genesis = genesis
         self.verify_signatures = verify_signatures
+        # Genesis plus the governance records audited so far (PROTOCOL §9):
+        # judges each block's header, certificate and records.
+        self.membership = Membership.from_genesis(genesis)
         self.frontier = MerkleFrontier()
         self.tip: Header | None = None
         self.counts = AuditCounts()
@@ -99,6 +102,7 @@ class ChainAuditor:
         epoch = self.epoch_at(header.height) if header.height == self.height + 1 else self.genesis
         self._check_header_links(header, epoch)
         decoded = [self._check_envelope(e, header) for e in envelopes]
+        membership = self.membership.apply(header.height, decoded, signatures=False)
         if record_ids is not None:
             if len(record_ids) != len(decoded) or any(
                 not digest_equal(a, b.id) for a, b in zip(record_ids, decoded)

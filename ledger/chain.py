@@ -35,9 +35,10 @@ from .errors import (
 )
 from .genesis import Genesis
 from .log import MerkleLog
+from .membership import Membership, is_governance
 from .merkle import leaf_hash, root
 from .pending import stage_pending_done
-from .records import Envelope, stored_record_id
+from .records import Envelope, decode_committed_envelope, stored_record_id
 from .storage import KeyValueStore, WriteBatch
 
 Location = tuple[int, int]  # (height, leaf_index)
@@ -65,6 +66,9 @@ class ChainStore:
         self._blocks: OrderedDict[int, tuple[bytes, Header, Certificate]] = OrderedDict()
         self.log = MerkleLog(store)
         self._tip = self._load_tip()
+        # Who may do what at each height (PROTOCOL §9): genesis plus the
+        # committed governance records, replayed from their index.
+        self.membership = self._load_membership()
         if check:
             self.check_integrity()
 
@@ -93,11 +97,41 @@ class ChainStore:
             raise StorageCorruption(f"tip header at height {height} is missing")
         return _decode_stored_header(header_bytes, height)
 
+    def _load_membership(self) -> Membership:
+        """Genesis plus every committed governance record, block by block,
+        found through the ``g`` index (not a scan of the log)."""
+        membership = Membership.from_genesis(self.genesis)
+        by_height: dict[int, list[int]] = {}
+        for key, _ in self._store.iterate(schema.GOVERNANCE):
+            height, leaf_index = schema.unpack_governance_key(key)
+            if not 1 <= height <= self.height or leaf_index >= self.log.size:
+                raise StorageCorruption(f"governance index entry ({height}, {leaf_index}) "
+                                        "is past the tip")
+            by_height.setdefault(height, []).append(leaf_index)
+        for height in sorted(by_height):
+            try:
+                envelopes = [decode_committed_envelope(self.envelope_at(i))
+                             for i in sorted(by_height[height])]
+                membership = membership.apply(height, envelopes, signatures=False)
+            except VerificationError as exc:
+                raise StorageCorruption(
+                    f"committed governance record of block {height} does not apply: {exc}"
+                ) from None
+        return membership.apply(self.height, []) if self.height > membership.height \
+            else membership
+
+    def epoch_genesis(self, height: int) -> Genesis:
+        """The genesis with the validators, submitters, members and params in
+        force at ``height``: what certificates and records of that height are
+        judged against."""
+        return self.membership.at(height).as_genesis(self.genesis)
+
     def _reload(self) -> None:
         """Forget cached state and re-read it from the store."""
         self.log.reload()
         self._tip = self._load_tip()
         self._blocks.clear()
+        self.membership = self._load_membership()
 
     def close(self) -> None:
         self._store.close()
@@ -116,7 +150,7 @@ class ChainStore:
         cert = self._tip_certificate(tip)
         self._check_tip_genesis(tip)
         try:
-            blocks.verify_certificate(cert, tip, self.genesis)
+            blocks.verify_certificate(cert, tip, self.epoch_genesis(tip.height))
         except VerificationError as exc:
             raise StorageCorruption(
                 f"certificate of tip block {tip.height} does not verify: {exc}"
@@ -137,7 +171,7 @@ class ChainStore:
         if tip.chain != self.genesis.chain:
             raise StorageCorruption(f"store holds chain {tip.chain!r}, genesis says "
                                     f"{self.genesis.chain!r}")
-        if not digest_equal(tip.validators, self.genesis.validators_hash):
+        if not digest_equal(tip.validators, self.membership.at(tip.height).validators_hash):
             raise StorageCorruption("store was written under another validator set")
 
     def _check_prev_link(self, tip: Header) -> None:
@@ -349,7 +383,7 @@ class ChainStore:
             tx_root=root(leaves),
             log_size=log_size,
             log_root=log_root,
-            validators=self.genesis.validators_hash,
+            validators=self.membership.at(self.height + 1).validators_hash,
         )
 
     def check_header(self, header: Header, leaves: Sequence[bytes]) -> None:
@@ -362,9 +396,11 @@ class ChainStore:
             raise HeaderError(f"header height {header.height}, expected {self.height + 1}")
         if not digest_equal(header.prev, ZERO_HASH if tip is None else tip.hash):
             raise HeaderError(f"header {header.height}'s prev is not the tip's hash")
-        if not digest_equal(header.validators, self.genesis.validators_hash):
-            raise ValidatorSetMismatch("header validators differ from genesis")
-        if not 0 <= header.proposer < self.genesis.n:
+        in_force = self.membership.at(header.height)
+        if not digest_equal(header.validators, in_force.validators_hash):
+            raise ValidatorSetMismatch(
+                f"header validators differ from the set in force at height {header.height}")
+        if not 0 <= header.proposer < len(in_force.validators):
             raise HeaderError(f"proposer {header.proposer} is not a validator index")
         if header.tx_count != len(leaves):
             raise HeaderError(f"tx_count {header.tx_count} but {len(leaves)} envelopes")
@@ -407,13 +443,19 @@ class ChainStore:
         log_size, log_root = self.log.stage(leaves, batch)
         _check_log_after(header, log_size, log_root)
         if verify_certificate:
-            blocks.verify_certificate(certificate, header, self.genesis)
+            blocks.verify_certificate(certificate, header, self.epoch_genesis(header.height))
+        # Raises (the block is invalid) if a governance record does not apply.
+        membership = self.membership.apply(header.height, envelopes, signatures=False)
         self._stage_records(header.height, envelopes, batch, read_guards=not validated)
+        first = log_size - len(envelopes)
+        for leaf_index, env in enumerate(envelopes, start=first):
+            if is_governance(env):
+                batch.put(schema.governance_key(header.height, leaf_index), b"")
         batch.put(schema.header_key(header.height), header.header_bytes)
         batch.put(schema.certificate_key(header.height), certificate.to_bytes())
         batch.put(schema.META_TIP, schema.pack_u64(header.height))
         stage_pending_done(batch, pending_done)
-        self._write_block(batch, header, log_size)
+        self._write_block(batch, header, log_size, membership)
 
     def _stage_records(self, height: int, envelopes: Sequence[Envelope], batch: WriteBatch,
                        *, read_guards: bool = True) -> None:
@@ -453,7 +495,8 @@ class ChainStore:
             seen_nonces.add(nonce)
         batch.put_many(ops)
 
-    def _write_block(self, batch: WriteBatch, header: Header, log_size: int) -> None:
+    def _write_block(self, batch: WriteBatch, header: Header, log_size: int,
+                     membership: Membership) -> None:
         try:
             self._store.write(batch, sync=True)
         except BaseException:
@@ -467,6 +510,7 @@ class ChainStore:
             raise
         self.log.applied(log_size)
         self._tip = header
+        self.membership = membership
 
     # ------------------------------------------------------- consensus state
 

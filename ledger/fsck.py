@@ -6,8 +6,9 @@
   ``log_root`` with :class:`~ledger.audit.ChainAuditor` (the hash chain);
 * checks each envelope against its stored leaf hash, and recomputes every
   index entry the record implies - submitter (``s``), children (``c``),
-  record location (``r``, first occurrence wins) and nonce (``u``, first
-  occurrence wins) - comparing it with the store: **missing** or **wrong**;
+  record location (``r``, first occurrence wins), nonce (``u``, first
+  occurrence wins) and governance record (``g``) - comparing it with the
+  store: **missing** or **wrong**;
 * checks the Merkle log through its own API (:class:`~ledger.log.MerkleLog`
   owns the tree's byte layout): every leaf hash against its envelope, and
   the root at every block's log size against that block's ``log_root``;
@@ -38,6 +39,7 @@ from .fsck_report import (
     BLOCKS,
     CHILDREN,
     ENVELOPES,
+    GOVERNANCE,
     LOCATIONS,
     META,
     MISSING,
@@ -54,6 +56,7 @@ from .fsck_report import (
 from .genesis import Genesis
 from .log import MerkleLog
 from .merkle import leaf_hash
+from .membership import is_governance
 from .records import Envelope, decode_envelope
 from .storage import KeyValueStore
 
@@ -66,6 +69,7 @@ _INDEX_PREFIXES = {
     schema.NONCE: NONCES,
     schema.CHILD: CHILDREN,
     schema.SUBMITTER: SUBMITTERS,
+    schema.GOVERNANCE: GOVERNANCE,
 }
 
 
@@ -219,7 +223,7 @@ class _Checker:
         if stored_leaf is not None and not digest_equal(leaf_hash(raw), stored_leaf):
             self.report.add(ENVELOPES, WRONG, key, "does not match its leaf hash in the log")
         try:
-            return decode_envelope(raw)
+            return decode_envelope(raw, cosigs=True)
         except VerificationError as exc:
             self.report.add(ENVELOPES, WRONG, key, f"does not decode: {exc}")
             return None
@@ -254,6 +258,10 @@ class _Checker:
                          f"record at leaf {leaf_index} names this parent")
         implied = self.implied
         implied[schema.SUBMITTER] += 1
+        if is_governance(env):
+            self._expect(GOVERNANCE, schema.governance_key(height, leaf_index), b"",
+                         f"governance record at leaf {leaf_index}")
+            implied[schema.GOVERNANCE] += 1
         if self._check_location(height, leaf_index, record.id):  # first occurrence
             implied[schema.RECORD_LOCATION] += 1
             implied[schema.CHILD] += len(record.parents)
@@ -315,7 +323,7 @@ class _Checker:
         if raw is None:
             return None
         try:
-            return decode_envelope(raw)
+            return decode_envelope(raw, cosigs=True)
         except VerificationError:
             return None
 
@@ -377,6 +385,7 @@ class _Checker:
             schema.NONCE: self._stray_nonce,
             schema.CHILD: self._stray_child,
             schema.SUBMITTER: self._stray_submitter,
+            schema.GOVERNANCE: self._stray_governance,
         }[prefix]
         for n, (key, value) in enumerate(self.store.iterate(prefix), start=1):
             check(key, value)
@@ -433,6 +442,15 @@ class _Checker:
         env = None if parsed is None else self._envelope(parsed[1])
         if parsed is None or env is None or env.record.submitter != parsed[0]:
             self.report.add(SUBMITTERS, STRAY, key, "no record by this submitter at this leaf")
+
+    def _stray_governance(self, key: bytes, value: bytes) -> None:
+        env = None
+        if len(key) == 1 + 16:
+            height, leaf_index = schema.unpack_governance_key(key)
+            if self._in_block(height, leaf_index):
+                env = self._envelope(leaf_index)
+        if env is None or not is_governance(env):
+            self.report.add(GOVERNANCE, STRAY, key, "no governance record at this location")
 
     def _stray_numbered(self, key: bytes) -> None:
         prefix = schema.key_prefix(key)

@@ -23,6 +23,7 @@ LOCATIONS = "record id -> location index (r)"
 NONCES = "(submitter, nonce) -> record id index (u)"
 CHILDREN = "parent -> children index (c)"
 SUBMITTERS = "submitter -> records index (s)"
+GOVERNANCE = "governance records index (g)"
 META = "meta (m)"
 UNKNOWN = "unknown keys"
 

@@ -26,6 +26,7 @@ from .errors import (
     TooFewValidators,
     UnknownSubmitter,
     UnreachableThreshold,
+    WrongChain,
 )
 from .genesis import Genesis, Member, Submitter, Validator, validators_hash
 from .governance import GOV_PREFIX, Action, parse_action
@@ -34,6 +35,7 @@ from .records import SUBMIT_ROLE, Envelope, verify_signatures
 MIN_VALIDATORS = 4
 VALIDATOR_DELAY = 2  # a validator-set change committed at H is in force from H + 2
 OTHER_DELAY = 1      # every other action from H + 1
+CACHED_HEIGHTS = 256  # states kept by Membership.at (shared along a chain of apply)
 
 
 @dataclass(frozen=True)
@@ -79,7 +81,7 @@ class State:
                        members=dict(self.members), governance_threshold=self.threshold)
 
     def to_json(self) -> dict[str, Any]:
-        """The JSON answer a node will give for ``GET /v1/membership`` (phase 2)."""
+        """The JSON answer of ``GET /v1/membership`` (PROTOCOL §9.7), without its ``height``."""
         made = {"/".join(k): to_hex(v) for k, v in sorted(self.made_by.items())}
         return {
             "validators": [{"index": i, "name": v.name, "pubkey": to_hex(v.pubkey),
@@ -135,9 +137,9 @@ def _check_invariants(state: State) -> None:
 class Membership:
     """Genesis plus the governance records committed so far, in log order.
 
-    Immutable: :meth:`apply` returns a new one.  Phase 2 keeps one per node
-    (and per verifier), applies each committed block to it, and asks
-    :meth:`at` for the set that judges a height."""
+    Immutable: :meth:`apply` returns a new one.  A node's chain store keeps
+    one (as does each verifier), applies each committed block to it, and
+    asks :meth:`at` for the set that judges a height."""
 
     def __init__(self, genesis: Genesis, changes: Sequence[Change] = (), height: int = 0) -> None:
         self.genesis = genesis
@@ -162,6 +164,8 @@ class Membership:
         state = self._cache.get(height)
         if state is None:
             state = self._fold(c for c in self.changes if c.effective <= height)
+            if len(self._cache) >= CACHED_HEIGHTS:  # a node asks about ever new heights
+                self._cache.clear()
             self._cache[height] = state
         return state
 
@@ -229,18 +233,22 @@ class Membership:
         return Change(committed=height, effective=effective, record_id=envelope.id,
                       action=action)
 
-    def check_record(self, envelope: Envelope, height: int, *, signatures: bool = True) -> None:
+    def check_record(self, envelope: Envelope, height: int, *, signatures: bool = True,
+                     paused: bool = True) -> None:
         """A non-governance record in a block of ``height`` (PROTOCOL §9.4):
         submitter and role in force, key not rotated out, scope not paused,
-        co-signers known."""
-        check_record_in(self.at(height), envelope, height, signatures=signatures)
+        co-signers known.  ``paused=False`` skips the scope (a node taking
+        back records it acknowledged before a pause: they wait for the
+        resume)."""
+        check_record_in(self.at(height), envelope, height, signatures=signatures, paused=paused)
 
-    def check(self, envelope: Envelope, height: int, *, signatures: bool = True) -> None:
+    def check(self, envelope: Envelope, height: int, *, signatures: bool = True,
+              paused: bool = True) -> None:
         """Either check, by the record's kind."""
         if is_governance(envelope):
             self.check_governance(envelope, height, signatures=signatures)
         else:
-            self.check_record(envelope, height, signatures=signatures)
+            self.check_record(envelope, height, signatures=signatures, paused=paused)
 
     # -- committing ----------------------------------------------------------
 
@@ -260,7 +268,13 @@ class Membership:
             change = current.check_governance(envelope, height, signatures=signatures)
             current = Membership(self.genesis, current.changes + (change,), height)
         if current is self:
-            return Membership(self.genesis, self.changes, height) if height != self.height else self
+            if height == self.height:
+                return self
+            # The same changes answer every height the same: keep what was
+            # folded (a node applies every block, most without governance).
+            same = Membership(self.genesis, self.changes, height)
+            same._cache = self._cache
+            return same
         return current
 
 
@@ -268,11 +282,12 @@ def is_governance(envelope: Envelope) -> bool:
     return envelope.record.kind.startswith(GOV_PREFIX)
 
 
-def check_record_in(state: State, envelope: Envelope, height: int, *, signatures: bool = True) -> None:
+def check_record_in(state: State, envelope: Envelope, height: int, *, signatures: bool = True,
+                    paused: bool = True) -> None:
     """A non-governance record in a block of ``height`` against ``state``, the
     membership in force there (PROTOCOL §9.4):
     submitter and role in force, key not rotated out, scope not paused,
-    co-signers known."""
+    co-signers known.  ``paused=False`` skips the scope."""
     record = envelope.record
     if record.submitter in state.rotated_out:
         raise KeyRotated(f"submitter key {to_hex(record.submitter)} was rotated out "
@@ -283,7 +298,7 @@ def check_record_in(state: State, envelope: Envelope, height: int, *, signatures
             f"submitter {to_hex(record.submitter)} is not a submitter at height {height}")
     if SUBMIT_ROLE not in submitter.roles:
         raise ForbiddenRole(f"submitter {submitter.name!r} lacks the {SUBMIT_ROLE!r} role")
-    scope = state.is_paused(envelope)
+    scope = state.is_paused(envelope) if paused else None
     if scope is not None:
         raise Paused(f"{scope[0]} {scope[1]!r} is paused at height {height}")
     for key, _ in envelope.signatures()[1:]:
@@ -292,3 +307,25 @@ def check_record_in(state: State, envelope: Envelope, height: int, *, signatures
                                    f"a member at height {height}")
     if signatures:
         verify_signatures(envelope)
+
+
+class ValidatorChangeNotApplied(GovernanceError):
+    """A validator-set change offered to a node: nodes do not yet switch
+    their consensus to a new validator set (PROTOCOL §9, Status), so such a
+    record is refused at admission and a block holding one is invalid."""
+
+
+def check_envelope(membership: Membership, envelope: Envelope, height: int, *,
+                   signatures: bool = True, paused: bool = True) -> None:
+    """What a node checks of one record for a block of ``height`` (PROTOCOL
+    §2 and §9.4): the chain, then :meth:`Membership.check`.  Validator-set
+    changes are refused until consensus follows them (see
+    :class:`ValidatorChangeNotApplied`)."""
+    record = envelope.record
+    if record.chain != membership.genesis.chain:
+        raise WrongChain(f"record is for chain {record.chain!r}, "
+                         f"not {membership.genesis.chain!r}")
+    if is_governance(envelope) and parse_action(record).changes_validators:
+        raise ValidatorChangeNotApplied(
+            "validator-set changes are not applied by nodes yet (PROTOCOL §9, Status)")
+    membership.check(envelope, height, signatures=signatures, paused=paused)

@@ -19,7 +19,8 @@ from .blocks import Certificate, Header
 from .crypto import digest_equal
 from .encoding import to_b64, to_hex
 from .errors import BadRequest, NotFound, StorageCorruption
-from .records import stored_record_id
+from .membership import Membership
+from .records import decode_committed_envelope, stored_record_id
 
 BUNDLE_FORMAT = "auditledger-proof/1"
 BUNDLE_FORMAT_V2 = "auditledger-proof/2"
@@ -152,3 +153,24 @@ def build_bundle_v2(chain: ProofSource, record_id: bytes,
     bundle["format"] = BUNDLE_FORMAT_V2
     bundle["governance"] = entries
     return bundle
+
+
+def build_record_bundle(chain: ProofSource, membership: Membership, record_id: bytes, *,
+                        location: tuple[int, int] | None = None) -> dict[str, Any]:
+    """The bundle a node serves for a committed record (PROTOCOL §6): version
+    2 (:func:`build_bundle_v2`) exactly when the governance records §9.6 has
+    it carry are not none - governance changed the validators, the members or
+    the threshold before the record's block, or added, re-keyed or changed
+    the roles of its submitter - and the §5 bundle otherwise, so that
+    auditors of a chain governance never touched see version 1 only."""
+    if location is None:
+        location = chain.record_location(bytes(record_id))
+    if location is None:
+        raise NotFound(f"record {to_hex(bytes(record_id))} is not committed")
+    if membership.changes:  # a chain governance never touched: no decode
+        height, leaf_index = location
+        submitter = decode_committed_envelope(chain.envelope_at(leaf_index)).record.submitter
+        ids = membership.proof_ids(submitter, height)
+        if ids:
+            return build_bundle_v2(chain, record_id, ids)
+    return build_bundle(chain, record_id, location=location)

@@ -18,6 +18,7 @@ and Merkle tiles of one stratum sort by index.
 | ``q``  | ``q`` + height u64                    | certificate bytes             |
 | ``v``  | ``v`` + caller's evidence key         | evidence blob                 |
 | ``p``  | ``p`` + admission sequence u64        | envelope bytes (pending)      |
+| ``g``  | ``g`` + height u64 + leaf_index u64   | empty (a governance record)   |
 
 A Merkle tile packs the nodes of several tree levels over an aligned
 range of leaves into one value (the leaf hashes live in stratum 0 tiles);
@@ -29,6 +30,12 @@ Entries under ``p`` are not part of the chain: they are envelopes a node
 acknowledged to a client and has not committed yet (:mod:`ledger.pending`),
 numbered in admission order so that a walk of the prefix gives parents
 before children.  A block's commit batch deletes those of its records.
+
+Entries under ``g`` list where the committed governance records (PROTOCOL
+§9) are, in log order: a node rebuilds its membership at start from them
+alone, without scanning the log.  The index was added without a schema
+version change: a store written before it holds no governance record
+(nodes refused them), so its empty index is complete.
 """
 
 from __future__ import annotations
@@ -59,6 +66,7 @@ HEADER = b"h"
 CERTIFICATE = b"q"
 EVIDENCE = b"v"
 PENDING = b"p"
+GOVERNANCE = b"g"
 
 # Meta keys (all under the ``m`` prefix).
 META_SCHEMA_VERSION = META + b"schema_version"
@@ -284,6 +292,22 @@ def pending_key(seq: int) -> bytes:
 
 def seq_from_pending_key(key: bytes) -> int:
     return unpack_u64(key[1:], "pending key")
+
+
+# --------------------------------------------------------------------------
+# Governance records
+# --------------------------------------------------------------------------
+
+
+def governance_key(height: int, leaf_index: int) -> bytes:
+    """Key of the governance record committed at ``(height, leaf_index)``."""
+    return GOVERNANCE + _LOCATION.pack(height, leaf_index)
+
+
+def unpack_governance_key(key: bytes) -> tuple[int, int]:
+    _check_len(key, 1 + _LOCATION.size, "governance index key")
+    height, leaf_index = _LOCATION.unpack(key[1:])
+    return int(height), int(leaf_index)
 
 
 def schema_version_value() -> bytes:

@@ -36,7 +36,7 @@ from ledger.errors import (
 )
 from ledger.genesis import Genesis
 from ledger.merkle import EMPTY_ROOT
-from ledger.proofs import build_bundle, build_consistency
+from ledger.proofs import build_bundle, build_consistency, build_record_bundle
 from ledger.records import ID_LEN, decode_envelope
 
 from . import trace
@@ -340,6 +340,7 @@ class Api:
             web.get("/v1/consistency", self.get_consistency),
             web.get("/v1/status", self.get_status),
             web.get("/v1/genesis", self.get_genesis),
+            web.get("/v1/membership", self.get_membership),
             web.get("/v1/evidence", self.get_evidence),
             web.get("/v1/sync/blocks", self.sync_blocks),
             web.get("/v1/peer", self.peer),
@@ -439,7 +440,7 @@ class Api:
                 raise NotFound(f"no record {to_hex(rid)}")
             raw = pending.envelope_bytes
             doc = {"id": to_hex(rid), "status": "pending"}
-        env = decode_envelope(raw)
+        env = decode_envelope(raw, cosigs=True)
         doc["envelope"] = to_b64(raw)
         doc["record"] = env.record.to_json()
         return json_response(doc)
@@ -458,7 +459,11 @@ class Api:
         height = None
         if request.query_string and "height" in request.query:  # parsed only when present
             height = parse_uint(request, "height", minimum=1)
-        return json_response(build_bundle(self.node.chain, rid, height, location=location))
+        chain = self.node.chain
+        if height is None:  # version 1 or 2, as PROTOCOL §6 says
+            return json_response(build_record_bundle(chain, chain.membership, rid,
+                                                     location=location))
+        return json_response(build_bundle(chain, rid, height, location=location))
 
     async def get_trace(self, request: web.Request) -> web.Response:
         rid = parse_id(request.match_info["id"])
@@ -540,6 +545,16 @@ class Api:
     async def get_genesis(self, request: web.Request) -> web.Response:
         return web.Response(body=self._genesis_json, content_type="application/json",
                             charset="utf-8")
+
+    async def get_membership(self, request: web.Request) -> web.Response:
+        """PROTOCOL §9.7: the membership in force at ``height`` (default:
+        the next block's, which submissions are judged against)."""
+        chain = self.node.chain
+        height = parse_uint(request, "height", default=chain.height + 1, minimum=1,
+                            maximum=chain.height + 1)
+        doc = {"height": height}
+        doc.update(chain.membership.at(height).to_json())
+        return json_response(doc)
 
     async def get_evidence(self, request: web.Request) -> web.Response:
         return json_response({"evidence": self.node.evidence()})

@@ -219,7 +219,7 @@ class ProposalAssembler:
             waiting = self._wanted.get(leaf := leaf_hash(raw))
             if waiting is None:
                 continue
-            env = decode_envelope(raw)
+            env = decode_envelope(raw, cosigs=True)
             del self._wanted[leaf]
             for parked in waiting:
                 parked.missing.discard(leaf)

@@ -14,6 +14,7 @@ from consensus.validation import validate_block
 from ledger.blocks import Header
 from ledger.chain import ChainStore
 from ledger.genesis import Genesis
+from ledger.membership import Membership
 from ledger.records import Envelope
 
 from .mempool import Mempool
@@ -67,6 +68,10 @@ class NodeApplication:
     @property
     def tip(self) -> Header | None:
         return self.chain.tip()
+
+    @property
+    def membership(self) -> Membership:
+        return self.chain.membership
 
     def log_preview(self, leaf_hashes: Sequence[bytes]) -> tuple[int, bytes]:
         return self.chain.log.preview(leaf_hashes)

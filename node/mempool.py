@@ -30,19 +30,22 @@ import time
 from collections import OrderedDict
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
-from typing import NamedTuple, Protocol
+from typing import Any, Mapping, NamedTuple, Protocol
 
 from ledger.crypto import RECORD_DOMAIN, SIGNATURE_FAILS, verify_many
 from ledger.errors import (
     BadSignature,
     BadTimestamp,
+    ConflictingProposal,
     LedgerError,
     NonceReused,
+    Paused,
     RateLimited,
     UnknownParent,
 )
 from ledger.genesis import Genesis, RecordTimeWindow, record_time_window
-from ledger.records import Envelope, decode_envelope, verify_envelope
+from ledger.membership import Membership, check_envelope, is_governance
+from ledger.records import Envelope, decode_envelope
 
 from .durable import PendingWriter
 from .mempool_links import AdmittedLeaves, PeerBacklog
@@ -79,6 +82,10 @@ class ChainView(Protocol):
 
     @property
     def height(self) -> int: ...
+
+    @property
+    def membership(self) -> Membership:
+        """Genesis plus the committed governance records (PROTOCOL §9)."""
 
 
 class Admission(NamedTuple):
@@ -135,10 +142,11 @@ class Mempool:
         # a block, is not refused here for a few ms of clock difference
         # (block validation decides against the header's time).
         self.clock = clock
-        self.time_window = record_time_window(genesis.params)
-        self._peer_window = RecordTimeWindow(self.time_window.past_ms + peer_clock_slack_ms,
-                                             self.time_window.future_ms + peer_clock_slack_ms)
+        self._peer_slack_ms = peer_clock_slack_ms
         self.chain = chain
+        # The window is a chain param: governance may change it (gov.params.set).
+        self._windows_params: Mapping[str, Any] | None = None
+        self._refresh_windows()
         self.metrics = metrics
         self.max_size = max_size
         self.max_orphans = max_orphans
@@ -151,6 +159,7 @@ class Mempool:
         # source: a client's record can be the one a parked proposal waits for.
         self._leaves = AdmittedLeaves() if leaves is None else leaves
         self._pending: OrderedDict[bytes, Envelope] = OrderedDict()
+        self._governance: set[bytes] = set()  # ids of pending governance records
         self._nonces: dict[tuple[bytes, int], bytes] = {}
         self._by_leaf: dict[bytes, Envelope] = {}  # pending, by leaf hash
         self._verified: OrderedDict[bytes, None] = OrderedDict()
@@ -221,6 +230,16 @@ class Mempool:
         for _ in range(max(0, excess)):
             verified.popitem(last=False)
 
+    def _refresh_windows(self) -> None:
+        """The record ts windows of the params in force at the next block."""
+        params = self.chain.membership.at(self.chain.height + 1).params
+        if params is self._windows_params:
+            return
+        self._windows_params = params
+        self.time_window = record_time_window(params)
+        self._peer_window = RecordTimeWindow(self.time_window.past_ms + self._peer_slack_ms,
+                                             self.time_window.future_ms + self._peer_slack_ms)
+
     # -- admission ---------------------------------------------------------
 
     async def admit(self, items: Sequence[bytes], source: str = "api",
@@ -233,7 +252,9 @@ class Mempool:
         decoded: list[Envelope | LedgerError] = []
         for i, raw in enumerate(items):
             try:
-                decoded.append(decode_envelope(raw))
+                # Multi-signed envelopes (PROTOCOL §9.2): every signature
+                # is verified below before anything is admitted.
+                decoded.append(decode_envelope(raw, cosigs=True))
             except LedgerError as exc:
                 decoded.append(exc.as_value())
             if i % YIELD_EVERY == YIELD_EVERY - 1:
@@ -250,6 +271,7 @@ class Mempool:
         # or "committed" unchecked would vouch for a forged envelope.
         seen: dict[int, _ChainNonce | None] = {}
         todo = []
+        self._refresh_windows()
         now = self.clock()
         window = self.time_window if source == "api" else self._peer_window
         for i, d in enumerate(decoded):
@@ -264,7 +286,8 @@ class Mempool:
         for lo in range(0, len(todo), VERIFY_CHUNK):
             chunk = todo[lo:lo + VERIFY_CHUNK]
             envs = [d for i in chunk if isinstance(d := decoded[i], Envelope)]
-            errors = self._verify_many(envs)
+            errors = (self._verify_many(envs, paused=False) if source == "restore"
+                      else self._verify_many(envs))
             await asyncio.sleep(0)  # let consensus messages in between chunks
             for i, err in zip(chunk, errors):
                 if err is not None:
@@ -377,9 +400,15 @@ class Mempool:
         self.metrics.rejected.labels(code=exc.code).inc()
         return Admission(record_id, error=exc.as_value())
 
-    def _verify_many(self, envs: list[Envelope]) -> list[LedgerError | None]:
-        """Admission's stateless checks: chain, submitter and role per
-        envelope, then the signatures of those that passed in one batch
+    def _verify_many(self, envs: list[Envelope], *, paused: bool = True
+                     ) -> list[LedgerError | None]:
+        """Admission's stateless checks: chain, and the membership's checks
+        for the next block (PROTOCOL §9.3, §9.4: submitter, role, key, scope,
+        governance signers and threshold) per envelope, then every signature
+        of those that passed - the submitter's and each co-signer's - in one batch.
+        ``paused=False`` (restoring what this node acknowledged before a
+        restart): records of a paused scope are held again, to wait for the
+        resume, as they would have without the restart
         (``verify_many``: libsodium per signature, one GIL release for the
         lot, so a chunk holds the loop only briefly).
 
@@ -387,17 +416,21 @@ class Mempool:
         thread adds no parallelism, and the hand-offs cost more than they
         saved (measured: docs/performance.md)."""
         out: list[LedgerError | None] = []
-        signed: list[int] = []
+        signed: list[int] = []  # one entry per signature: the envelope's index
+        items: list[tuple[bytes, bytes, bytes]] = []
+        membership, height = self.chain.membership, self.chain.height + 1
         for i, env in enumerate(envs):
             try:
-                verify_envelope(env, self.genesis, signature=False)
-                out.append(None)
-                signed.append(i)
+                check_envelope(membership, env, height, signatures=False, paused=paused)
             except LedgerError as exc:
                 out.append(exc.as_value())
-        verdicts = verify_many(RECORD_DOMAIN, [
-            (envs[i].record.submitter, envs[i].record.record_bytes, envs[i].sig) for i in signed])
-        for i, ok in zip(signed, verdicts):
+                continue
+            out.append(None)
+            record_bytes = env.record.record_bytes
+            for key, sig in env.signatures():
+                signed.append(i)
+                items.append((key, record_bytes, sig))
+        for i, ok in zip(signed, verify_many(RECORD_DOMAIN, items)):
             if not ok:
                 out[i] = BadSignature(SIGNATURE_FAILS)
         return out
@@ -467,6 +500,8 @@ class Mempool:
             raise RateLimited(f"mempool holds {len(self._pending)} records; retry later")
         self._pending[rid] = env
         self._by_leaf[env.leaf_hash] = env
+        if is_governance(env):
+            self._governance.add(rid)
         self._leaves.add(env.leaf_hash)
         self._nonces[key] = rid
         self._admitted[source] = self._admitted.get(source, 0) + 1
@@ -541,8 +576,16 @@ class Mempool:
         chosen: list[Envelope] = []
         chosen_ids: set[bytes] = set()
         expired: list[bytes] = []
+        self._refresh_windows()
         window = self.time_window
         size = 0
+        # Once governance changed anything, a record admitted earlier may be
+        # out of scope for the next block (paused, key rotated): it is left
+        # out rather than make the block invalid.  Governance records are
+        # applied in turn, so two conflicting ones never share a block.
+        trial = self.chain.membership
+        judge = bool(trial.changes) or bool(self._governance)
+        height = self.chain.height + 1
         for rid, env in self._pending.items():
             if len(chosen) >= max_records:
                 break
@@ -554,6 +597,13 @@ class Mempool:
                 continue
             if all(p in chosen_ids or self.chain.record_location(p) is not None
                    for p in env.record.parents):
+                if judge:
+                    try:
+                        check_envelope(trial, env, height, signatures=False)
+                        if is_governance(env):
+                            trial = trial.apply(height, [env], signatures=False)
+                    except LedgerError:
+                        continue
                 chosen.append(env)
                 chosen_ids.add(rid)
                 size += len(env.envelope_bytes)
@@ -591,10 +641,40 @@ class Mempool:
             self._nonces.pop(key, None)
             self._verified.pop(env.leaf_hash, None)
             self._release_orphans(rid)
+        if any(is_governance(env) for env in envelopes):
+            conflicts |= self._drop_out_of_scope(list(self._pending))
+        elif self._governance:
+            conflicts |= self._drop_out_of_scope(list(self._governance))
         if conflicts:
             self._drop_unreachable()
         self._publish_admitted()
         self.metrics.mempool_size.set(len(self._pending))
+
+    def _drop_out_of_scope(self, record_ids: list[bytes]) -> bool:
+        """After a block: drop the pending records among ``record_ids`` that
+        the membership now refuses for good (submitter removed, key rotated
+        out, proposal expired or unsound); a record of a paused scope, or a
+        proposal in conflict with another pending one, waits.  True if any
+        was dropped."""
+        membership, height = self.chain.membership, self.chain.height + 1
+        dropped = 0
+        for rid in record_ids:
+            env = self._pending.get(rid)
+            if env is None:
+                continue
+            try:
+                check_envelope(membership, env, height, signatures=False)
+            except (Paused, ConflictingProposal):
+                continue
+            except LedgerError as exc:
+                self.metrics.rejected.labels(code=exc.code).inc()
+                self._drop(rid)
+                self._nonces.pop((env.record.submitter, env.record.nonce), None)
+                dropped += 1
+        if dropped:
+            log.info("dropped %d pending records the membership at height %d refuses",
+                     dropped, height)
+        return dropped > 0
 
     def _drop_unreachable(self) -> None:
         """Remove pending records whose parent was dropped (they can never commit)."""
@@ -607,6 +687,7 @@ class Mempool:
     def _drop(self, record_id: bytes) -> Envelope | None:
         env = self._pending.pop(record_id, None)
         if env is not None:
+            self._governance.discard(record_id)
             self._by_leaf.pop(env.leaf_hash, None)
             self._discard_durable(record_id)
             if self._timed:

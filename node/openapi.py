@@ -18,6 +18,13 @@ ERROR_CODES = [
     "unsupported_media_type", "not_found", "not_committed", "rate_limited", "unavailable",
 ]
 ERROR_CODES += ["unauthorized", "forbidden"]  # block sync is for validators (node/syncauth.py)
+# Refusals of one submitted envelope under governance (PROTOCOL §9.2-9.4):
+# only inside a 202's results, never a request's status.
+GOVERNANCE_CODES = [
+    "duplicate_signature", "bad_governance", "not_a_member", "too_few_signatures",
+    "proposal_expired", "conflicting_proposal", "too_few_validators",
+    "unreachable_threshold", "key_rotated", "paused",
+]
 
 HEX32 = {"type": "string", "pattern": "^[0-9a-f]{64}$"}
 HEX64B = {"type": "string", "pattern": "^[0-9a-f]{128}$"}
@@ -53,7 +60,8 @@ def _schemas(max_envelopes: int) -> dict[str, Any]:
             _obj({"id": HEX32, "status": {"type": "string",
                                           "enum": ["accepted", "duplicate", "committed"]}},
                  extra=False),
-            _obj({"error": {"type": "string", "enum": ERROR_CODES}, "message": {"type": "string"}},
+            _obj({"error": {"type": "string", "enum": ERROR_CODES + GOVERNANCE_CODES},
+                  "message": {"type": "string"}},
                  extra=False),
         ]},
         "SubmitResponse": _obj({"results": {"type": "array", "items": _ref("SubmitResult")}}),
@@ -78,11 +86,31 @@ def _schemas(max_envelopes: int) -> dict[str, Any]:
                 "validator": UINT, "sig": HEX64B})},
         }),
         "Bundle": _obj({
-            "format": {"type": "string", "enum": ["auditledger-proof/1"]},
+            "format": {"type": "string",
+                       "enum": ["auditledger-proof/1", "auditledger-proof/2"]},
             "chain": {"type": "string"}, "record_id": HEX32, "leaf_index": UINT,
             "envelope": B64, "height": {"type": "integer", "minimum": 1}, "header": B64,
             "inclusion": {"type": "array", "items": HEX32},
             "certificate": _ref("Certificate"),
+            # Version 2 only (PROTOCOL §9.6): version 1 bundles of governance records.
+            "governance": {"type": "array", "items": {"type": "object"}},
+        }, required=["format", "chain", "record_id", "leaf_index", "envelope", "height",
+                     "header", "inclusion", "certificate"]),
+        "Membership": _obj({
+            "height": {"type": "integer", "minimum": 1},
+            "validators": {"type": "array", "items": _obj({
+                "index": UINT, "name": {"type": "string"}, "pubkey": HEX32,
+                "address": {"type": "string"}})},
+            "submitters": {"type": "array", "items": _obj({
+                "name": {"type": "string"}, "pubkey": HEX32,
+                "roles": {"type": "array", "items": {"type": "string"}}})},
+            "members": {"type": "array", "items": _obj({
+                "name": {"type": "string"}, "pubkey": HEX32})},
+            "threshold": UINT,
+            "params": {"type": "object", "additionalProperties": UINT},
+            "paused": {"type": "array", "items": _obj({
+                "scope": {"type": "string"}, "value": {"type": "string"}})},
+            "made_by": {"type": "object", "additionalProperties": HEX32},
         }),
         "Trace": _obj({
             "record": HEX32,
@@ -190,7 +218,8 @@ def openapi_spec(*, max_envelopes: int = 5000, max_trace_depth: int = 64) -> dic
         "/v1/records/{id}": _get("A record, pending or committed",
                                  _json(_ref("Record"), "the record"), [ID_PARAM], (400, 404, 429)),
         "/v1/records/{id}/proof": _get(
-            "The PROTOCOL §5 proof bundle of a committed record",
+            "The proof bundle of a committed record: PROTOCOL §5, or §9.6 (version 2) "
+            "when governance changed what judges the record",
             _json(_ref("Bundle"), "proof bundle"),
             [ID_PARAM, _query("height", "prove against this later block", 1)],
             (400, 404, 409, 429)),
@@ -233,6 +262,13 @@ def openapi_spec(*, max_envelopes: int = 5000, max_trace_depth: int = 64) -> dic
                 for t in ("text/javascript", "text/css", "text/html")}},
             [{"name": "name", "in": "path", "required": True, "schema": {"type": "string"}}],
             (404,)),
+        "/v1/membership": _get(
+            "Validators, submitters, members, threshold, params and paused scopes in force "
+            "at a height, and the governance records that made them (PROTOCOL §9.7)",
+            _json(_ref("Membership"), "membership"),
+            [_query("height", "a height up to the next block's (default: the next block's)",
+                    1)],
+            (400, 429)),
         "/v1/evidence": _get("Equivocation evidence seen by consensus",
                              _json(_ref("Evidence"), "evidence")),
         "/v1/sync/blocks": _get(

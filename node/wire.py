@@ -39,6 +39,6 @@ def decode_consensus(data: bytes, known: Lookup) -> Message:
     envelopes = []
     for item in raw:
         env = known(leaf_hash(item))
-        envelopes.append(env if env is not None else decode_envelope(item))
+        envelopes.append(env if env is not None else decode_envelope(item, cosigs=True))
     assert isinstance(message, (Proposal, Decision))
     return dataclasses.replace(message, envelopes=tuple(envelopes))

@@ -15,8 +15,9 @@ from consensus.validation import validate_block
 from ledger.blocks import ZERO_HASH, Certificate, Header
 from ledger.errors import LedgerError
 from ledger.genesis import Genesis
+from ledger.membership import Membership, check_envelope
 from ledger.merkle import root
-from ledger.records import Envelope, verify_envelope
+from ledger.records import Envelope
 
 # Sim blocks stay small ("3-6 blocks of a handful of records").
 MAX_BLOCK_RECORDS = 8
@@ -34,6 +35,7 @@ class SimChain:
         self.leaves: list[bytes] = []
         self.index_of: dict[bytes, int] = {}
         self.nonces: dict[tuple[bytes, int], bytes] = {}  # -> the record id that used it
+        self.membership = Membership.from_genesis(genesis)
 
     @property
     def height(self) -> int:
@@ -50,6 +52,7 @@ class SimChain:
     def apply(self, header: Header, envelopes: tuple[Envelope, ...], cert: Certificate) -> None:
         if header.height != self.height + 1:
             raise AssertionError(f"driver bug: applying height {header.height} on {self.height}")
+        self.membership = self.membership.apply(header.height, envelopes, signatures=False)
         self.headers.append(header)
         self.blocks.append(envelopes)
         self.certificates.append(cert)
@@ -65,7 +68,8 @@ class SimChain:
         return Header(
             chain=self.genesis.chain, height=self.height + 1, prev=tip.hash if tip else ZERO_HASH,
             time=time_ms, proposer=proposer, tx_count=len(envelopes), tx_root=root(leaves),
-            log_size=size, log_root=log_root, validators=self.genesis.validators_hash,
+            log_size=size, log_root=log_root,
+            validators=self.membership.at(self.height + 1).validators_hash,
         )
 
 
@@ -120,7 +124,7 @@ class SimApp:
         ):
             return False
         try:
-            verify_envelope(env, self.genesis)
+            check_envelope(self.chain.membership, env, self.chain.height + 1)
         except LedgerError:
             return False
         self.verified.add(env.leaf_hash)
@@ -155,6 +159,10 @@ class SimApp:
     @property
     def tip(self) -> Header | None:
         return self.chain.tip
+
+    @property
+    def membership(self) -> Membership:
+        return self.chain.membership
 
     def log_preview(self, leaf_hashes: Sequence[bytes]) -> tuple[int, bytes]:
         return self.chain.log_preview(leaf_hashes)
