@@ -124,20 +124,23 @@ def _replay(spec: str, broken: str | None, verbose: bool) -> int:
 
 
 def _enumerate(n: int, bound: int | None, steps: int, cuts: int, blocks: int, faults: tuple[str, ...],
-               broken: str | None, start: int, json_path: str | None) -> int:
+               broken: str | None, start: int, json_path: str | None, keep_going: bool) -> int:
     def progress(r: EnumerationResult) -> None:
         print(f"{r.scenarios} scenarios, {r.rate:.1f}/s", flush=True)
 
     result = run_enumeration(n, bound, BROKEN[broken] if broken else None, max_steps=steps, max_blocks=blocks,
-                             faults=faults, max_cuts=cuts, start=start, progress=progress, every=5000)
+                             faults=faults, max_cuts=cuts, start=start, progress=progress, every=5000,
+                             keep_going=keep_going)
     print(f"enumerated n={n} steps<={steps} cuts<={cuts} blocks<={blocks} faults={','.join(faults)} "
                   f"bound={bound if bound is not None else 'all'} broken={broken or '-'}: "
                   f"{result.scenarios} scenarios in {result.seconds:.1f}s ({result.rate:.1f} scenarios/s), "
-                  f"by number of cut steps {dict(sorted(result.by_cuts.items()))}")
+                  f"by number of cut steps {dict(sorted(result.by_cuts.items()))}, "
+                  f"{result.violating} with a violation")
     summary: dict[str, object] = {"validators": n, "bound": bound, "steps": steps, "cuts": cuts, "blocks": blocks,
                                   "faults": list(faults), "broken": broken or "", "start": start,
                                   "scenarios": result.scenarios, "seconds": round(result.seconds, 2),
-                                  "scenarios_per_second": round(result.rate, 2), "violation": None}
+                                  "scenarios_per_second": round(result.rate, 2), "violating": result.violating,
+                                  "violation": None}
     if result.violation is not None:
         index, plan, outcome = result.violation
         again = f" --broken {broken}" if broken else ""
@@ -192,7 +195,7 @@ def main(seed: int | None, runs: int | None, start_seed: int, n: str, byzantine:
         chosen = tuple(f for f in faults.split(",") if f)
         if not chosen or any(f not in FAULTS for f in chosen):
             raise click.BadParameter(f"choose from {', '.join(FAULTS)}", param_hint="--faults")
-        sys.exit(_enumerate(size, bound, steps, cuts, blocks, chosen, broken, start, json_path))
+        sys.exit(_enumerate(size, bound, steps, cuts, blocks, chosen, broken, start, json_path, keep_going))
     faulty = (size - 1) // 3 if byzantine is None else byzantine
     if seed is not None:
         sys.exit(_single(seed, size, faulty, behaviour, broken, verbose))

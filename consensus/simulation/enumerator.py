@@ -192,7 +192,8 @@ def enumerate_plans(n: int, max_steps: int = DEFAULT_STEPS, max_blocks: int = DE
 class EnumerationResult:
     scenarios: int = 0
     seconds: float = 0.0
-    violation: tuple[int, TwinsPlan, RunResult] | None = None  # (index, plan, result)
+    violation: tuple[int, TwinsPlan, RunResult] | None = None  # the first: (index, plan, result)
+    violating: int = 0  # scenarios with a violation (more than one only with keep_going)
     by_cuts: dict[int, int] = field(default_factory=dict)
 
     @property
@@ -204,9 +205,9 @@ def run_enumeration(n: int, bound: int | None, broken: MachineFactory | None = N
                     max_steps: int = DEFAULT_STEPS, max_blocks: int = DEFAULT_BLOCKS,
                     faults: tuple[str, ...] = FAULTS, max_cuts: int = DEFAULT_CUTS, start: int = 0,
                     progress: Callable[[EnumerationResult], None] | None = None,
-                    every: int = 1000) -> EnumerationResult:
+                    every: int = 1000, keep_going: bool = False) -> EnumerationResult:
     """Run scenarios ``start .. start + bound - 1`` (all from ``start`` if
-    ``bound`` is None); stop at the first violation."""
+    ``bound`` is None); stop at the first violation unless ``keep_going``."""
     result = EnumerationResult()
     began = time.perf_counter()
     stop = None if bound is None else start + bound
@@ -217,8 +218,11 @@ def run_enumeration(n: int, bound: int | None, broken: MachineFactory | None = N
         c = sum(1 for p in plan.rounds if len(p) > 1)
         result.by_cuts[c] = result.by_cuts.get(c, 0) + 1
         if not outcome.ok:
-            result.violation = (index, plan, outcome)
-            break
+            result.violating += 1
+            if result.violation is None:
+                result.violation = (index, plan, outcome)
+            if not keep_going:
+                break
         if progress is not None and result.scenarios % every == 0:
             result.seconds = time.perf_counter() - began
             progress(result)
