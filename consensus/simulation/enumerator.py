@@ -194,6 +194,7 @@ class EnumerationResult:
     seconds: float = 0.0
     violation: tuple[int, TwinsPlan, RunResult] | None = None  # the first: (index, plan, result)
     violating: int = 0  # scenarios with a violation (more than one only with keep_going)
+    interrupted: bool = False  # stopped by Ctrl-C / SIGINT before the bound
     by_cuts: dict[int, int] = field(default_factory=dict)
 
     @property
@@ -212,19 +213,22 @@ def run_enumeration(n: int, bound: int | None, broken: MachineFactory | None = N
     began = time.perf_counter()
     stop = None if bound is None else start + bound
     plans = itertools.islice(enumerate_plans(n, max_steps, max_blocks, faults, max_cuts), start, stop)
-    for index, plan in enumerate(plans, start):
-        outcome = run_plan(plan, broken)
-        result.scenarios += 1
-        c = sum(1 for p in plan.rounds if len(p) > 1)
-        result.by_cuts[c] = result.by_cuts.get(c, 0) + 1
-        if not outcome.ok:
-            result.violating += 1
-            if result.violation is None:
-                result.violation = (index, plan, outcome)
-            if not keep_going:
-                break
-        if progress is not None and result.scenarios % every == 0:
-            result.seconds = time.perf_counter() - began
-            progress(result)
+    try:
+        for index, plan in enumerate(plans, start):
+            outcome = run_plan(plan, broken)
+            result.scenarios += 1
+            c = sum(1 for p in plan.rounds if len(p) > 1)
+            result.by_cuts[c] = result.by_cuts.get(c, 0) + 1
+            if not outcome.ok:
+                result.violating += 1
+                if result.violation is None:
+                    result.violation = (index, plan, outcome)
+                if not keep_going:
+                    break
+            if progress is not None and result.scenarios % every == 0:
+                result.seconds = time.perf_counter() - began
+                progress(result)
+    except KeyboardInterrupt:  # a long campaign stopped by hand still reports what it ran
+        result.interrupted = True
     result.seconds = time.perf_counter() - began
     return result
