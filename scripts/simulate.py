@@ -13,6 +13,7 @@ time minus submission time, divided by the mean one-way message delay.
 from __future__ import annotations
 
 import json
+import signal
 import sys
 import time
 from pathlib import Path
@@ -125,6 +126,11 @@ def _replay(spec: str, broken: str | None, verbose: bool) -> int:
 
 def _enumerate(n: int, bound: int | None, steps: int, cuts: int, blocks: int, faults: tuple[str, ...],
                broken: str | None, start: int, json_path: str | None, keep_going: bool) -> int:
+    # A long campaign stopped with Ctrl-C or SIGTERM (e.g. `timeout 1200 ...`) still
+    # reports, and writes --json for, the scenarios it ran.
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+    signal.signal(signal.SIGTERM, signal.default_int_handler)
+
     def progress(r: EnumerationResult) -> None:
         print(f"{r.scenarios} scenarios, {r.rate:.1f}/s", flush=True)
 
