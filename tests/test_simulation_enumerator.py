@@ -84,8 +84,8 @@ def test_spec_round_trips_and_rejects_garbage() -> None:
         assert TwinsPlan.parse(plan.spec()) == plan
     plan = TwinsPlan.parse("n=4;twins=3;rounds=0,1,3>2,3'")
     assert plan.is_oneway(0) and TwinsPlan.parse(plan.spec()) == plan
-    for bad in ("n=4;twins=3;rounds=0,1|2", "n=4;twins=3;rounds=0,1|2,3,3'|0",
-                "n=4;twins=9;rounds=", "n=4;twins=3;rounds=;forge=nonsense", "n=4;twins=3;rounds=0>1>2,3,3'"):
+    for bad in ("n=4;twins=3;rounds=0,1|2", "n=4;twins=3;rounds=0,1|2,3,3'|0", "n=4;twins=9;rounds=",
+                "n=4;twins=1,2;rounds=", "n=4;twins=3;rounds=;forge=nonsense", "n=4;twins=3;rounds=0>1>2,3,3'"):
         with pytest.raises((ValueError, KeyError)):
             TwinsPlan.parse(bad)
 

@@ -38,6 +38,7 @@ from typing import TextIO
 
 from consensus.messages import Message, Proposal, SignedVote
 from consensus.params import NIL_ROUND
+from ledger.genesis import max_faulty
 from ledger.records import Envelope
 
 from .byzantine import ByzantineNode, TwinNode
@@ -52,7 +53,7 @@ from .world import RunResult, World
 
 Partition = tuple[frozenset[int], ...]  # blocks of endpoint ids
 RECORDS = 2
-STEPS = 3  # propose, prevote, precommit: each step of a round is one Twins "round" here
+STEPS = 3  # a round's proposals, prevotes, precommits: each step is one Twins "round" here
 
 
 def round_span_ms(round_: int) -> int:
@@ -69,7 +70,7 @@ class TwinsPlan:
     twins: tuple[int, ...]  # twinned validators, sorted
     rounds: tuple[Partition, ...] = ()  # per step of height 1: 3 * round + (proposal, prevote, precommit)
     forge: str | None = None  # mutation kind of the forging instance, if any
-    # per round: the first of two blocks is heard by the second, not the other way
+    # per step: True if the first of its two blocks is heard by the second, not back
     oneway: tuple[bool, ...] = ()
 
     def is_oneway(self, r: int) -> bool:
@@ -124,6 +125,10 @@ class TwinsPlan:
         forge = fields.get("forge") or None
         if forge is not None and forge not in ALL_KINDS:
             raise ValueError(f"unknown forge kind {forge!r}")
+        if len(twins) != len(set(twins)) or not all(0 <= v < n for v in twins):
+            raise ValueError("twins must be distinct validators")
+        if len(twins) > max_faulty(n):
+            raise ValueError(f"at most {max_faulty(n)} twinned validators among {n}")
         shell = cls(n, twins)
         rounds, oneway = [], []
         for text_round in filter(None, fields.get("rounds", "").split("/")):
@@ -136,8 +141,6 @@ class TwinsPlan:
             if sorted(e for b in blocks for e in b) != list(range(shell.endpoints)):
                 raise ValueError(f"round {text_round!r} is not a partition of the {shell.endpoints} endpoints")
             rounds.append(blocks)
-        if len(twins) != len(set(twins)) or not all(0 <= v < n for v in twins):
-            raise ValueError("twins must be distinct validators")
         return cls(n, twins, tuple(rounds), forge, tuple(oneway) if any(oneway) else ())
 
     # -- the run's plan ---------------------------------------------------------
