@@ -2,6 +2,8 @@
 
     simulate --seed S [-v]                 one run; identical output for identical arguments
     simulate --runs N --validators 4|7 --byzantine K [--behaviour B] [--start-seed S] [--json F]
+    simulate --enumerate [--validators 4|7] [--bound K] [--steps S] [--cuts C] [--blocks B] [--broken X]
+    simulate --scenario SPEC [-v] [--broken X]   replay one enumerated Twins scenario
 
 A campaign stops at the first invariant violation, prints its seed and the
 last ~200 events of its trace, and exits 1.  Latencies are virtual: commit
@@ -11,6 +13,7 @@ time minus submission time, divided by the mean one-way message delay.
 from __future__ import annotations
 
 import json
+import signal
 import sys
 import time
 from pathlib import Path
@@ -25,8 +28,11 @@ if str(ROOT) not in sys.path:
 
 from consensus.simulation.broken import BROKEN  # noqa: E402
 from consensus.simulation.byzantine import BEHAVIOURS  # noqa: E402
+from consensus.simulation.enumerator import (  # noqa: E402
+    DEFAULT_BLOCKS, DEFAULT_CUTS, DEFAULT_STEPS, FAULTS, EnumerationResult, run_enumeration)
 from consensus.simulation.runner import CampaignStats, percentile, run_scenario  # noqa: E402
 from consensus.simulation.scenario import LIVENESS_BOUND_MS  # noqa: E402
+from consensus.simulation.twins import TwinsPlan, run_plan  # noqa: E402
 from consensus.simulation.world import RunResult  # noqa: E402
 
 console = Console(highlight=False)
@@ -108,6 +114,58 @@ def _campaign(runs: int, start: int, n: int, byzantine: int, behaviour: str, bro
     return 1 if stats.violations else 0
 
 
+def _replay(spec: str, broken: str | None, verbose: bool) -> int:
+    try:
+        plan = TwinsPlan.parse(spec)
+    except (ValueError, KeyError) as exc:
+        raise click.BadParameter(f"{exc}", param_hint="--scenario") from None
+    result = run_plan(plan, BROKEN[broken] if broken else None, echo=sys.stdout if verbose else None)
+    _print_result(result)
+    return 0 if result.ok else 1
+
+
+def _enumerate(n: int, bound: int | None, steps: int, cuts: int, blocks: int, faults: tuple[str, ...],
+               broken: str | None, start: int, json_path: str | None, keep_going: bool) -> int:
+    # A long campaign stopped with Ctrl-C or SIGTERM (e.g. `timeout 1200 ...`) still
+    # reports, and writes --json for, the scenarios it ran.
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+    signal.signal(signal.SIGTERM, signal.default_int_handler)
+
+    def progress(r: EnumerationResult) -> None:
+        print(f"{r.scenarios} scenarios, {r.rate:.1f}/s", flush=True)
+
+    result = run_enumeration(n, bound, BROKEN[broken] if broken else None, max_steps=steps, max_blocks=blocks,
+                             faults=faults, max_cuts=cuts, start=start, progress=progress, every=5000,
+                             keep_going=keep_going)
+    print(f"enumerated n={n} steps<={steps} cuts<={cuts} blocks<={blocks} faults={','.join(faults)} "
+                  f"bound={bound if bound is not None else 'all'} broken={broken or '-'}: "
+                  f"{result.scenarios} scenarios in {result.seconds:.1f}s ({result.rate:.1f} scenarios/s), "
+                  f"by number of cut steps {dict(sorted(result.by_cuts.items()))}, "
+                  f"{result.violating} with a violation" + (" (interrupted)" if result.interrupted else ""))
+    summary: dict[str, object] = {"validators": n, "bound": bound, "steps": steps, "cuts": cuts, "blocks": blocks,
+                                  "faults": list(faults), "broken": broken or "", "start": start,
+                                  "scenarios": result.scenarios, "seconds": round(result.seconds, 2),
+                                  "scenarios_per_second": round(result.rate, 2), "violating": result.violating,
+                                  "interrupted": result.interrupted,
+                                  "violation": None}
+    if result.violation is not None:
+        index, plan, outcome = result.violation
+        again = f" --broken {broken}" if broken else ""
+        # plain print: a console would wrap the scenario text, which must stay copyable
+        print(f"\nviolation in scenario {index} (the first in enumeration order): {plan.spec()}")
+        print(f"replay: scripts/simulate --scenario \"{plan.spec()}\"{again} -v", flush=True)
+        console.print("[bold]last events:[/bold]")
+        for line in outcome.trace:
+            console.print(line, markup=False)
+        _print_result(outcome)
+        summary["violation"] = {"index": index, "scenario": plan.spec(), "violations": outcome.violations}
+    else:
+        console.print("no violation")
+    if json_path:
+        Path(json_path).write_text(json.dumps(summary, indent=2) + "\n")
+    return 1 if result.violation is not None else 0
+
+
 @click.command(context_settings={"help_option_names": ["-h", "--help"]})
 @click.option("--seed", type=int, default=None, help="Replay this one seed.")
 @click.option("--runs", type=int, default=None, help="Run a campaign of this many seeds.")
@@ -119,10 +177,32 @@ def _campaign(runs: int, start: int, n: int, byzantine: int, behaviour: str, bro
               help="Run a deliberately broken replica in every honest slot (checker self-test).")
 @click.option("--json", "json_path", type=click.Path(dir_okay=False), default=None)
 @click.option("--keep-going", is_flag=True, help="Do not stop at the first violation.")
-@click.option("-v", "--verbose", is_flag=True, help="Print every event of a --seed run.")
+@click.option("-v", "--verbose", is_flag=True, help="Print every event of a --seed/--scenario run.")
+@click.option("--enumerate", "enumerate_", is_flag=True,
+              help="Run the Twins scenario enumerator (consensus/simulation/enumerator.py).")
+@click.option("--bound", type=int, default=None, help="Run at most this many scenarios (default: all).")
+@click.option("--steps", type=int, default=DEFAULT_STEPS, show_default=True,
+              help="Partition up to this many steps of height 1 (3 per round).")
+@click.option("--cuts", type=int, default=DEFAULT_CUTS, show_default=True,
+              help="At most this many steps with a cut network.")
+@click.option("--blocks", type=int, default=DEFAULT_BLOCKS, show_default=True,
+              help="At most this many blocks per partition.")
+@click.option("--faults", default=",".join(FAULTS), show_default=True,
+              help="Fault models to enumerate: twins, forge (comma-separated).")
+@click.option("--start", type=int, default=0, show_default=True, help="Skip this many enumerated scenarios.")
+@click.option("--scenario", "spec", default=None, help="Replay one enumerated scenario (its printed spec).")
 def main(seed: int | None, runs: int | None, start_seed: int, n: str, byzantine: int | None,
-         behaviour: str, broken: str | None, json_path: str | None, keep_going: bool, verbose: bool) -> None:
+         behaviour: str, broken: str | None, json_path: str | None, keep_going: bool, verbose: bool,
+         enumerate_: bool, bound: int | None, steps: int, cuts: int, blocks: int, faults: str, start: int,
+         spec: str | None) -> None:
     size = int(n)
+    if spec is not None:
+        sys.exit(_replay(spec, broken, verbose))
+    if enumerate_:
+        chosen = tuple(f for f in faults.split(",") if f)
+        if not chosen or any(f not in FAULTS for f in chosen):
+            raise click.BadParameter(f"choose from {', '.join(FAULTS)}", param_hint="--faults")
+        sys.exit(_enumerate(size, bound, steps, cuts, blocks, chosen, broken, start, json_path, keep_going))
     faulty = (size - 1) // 3 if byzantine is None else byzantine
     if seed is not None:
         sys.exit(_single(seed, size, faulty, behaviour, broken, verbose))

@@ -61,7 +61,7 @@ class World:
         self.genesis = sim_genesis(scenario.n)
         self.sched = Scheduler()
         self.rng = random.Random(scenario.seed * 7919 + 1)
-        self.net = Network(self.sched, random.Random(scenario.seed * 104729 + 2), scenario.net)
+        self.net = self._make_network(scenario)
         self.trace = Trace(keep, echo)
         self.consensus_config = SIM_CONFIG
         self.status_interval = STATUS_INTERVAL_MS
@@ -81,6 +81,10 @@ class World:
     # ------------------------------------------------------------------
     # Construction
     # ------------------------------------------------------------------
+
+    def _make_network(self, scenario: Scenario) -> Network:
+        """The random network of a seeded run; the enumerator substitutes its own."""
+        return Network(self.sched, random.Random(scenario.seed * 104729 + 2), scenario.net)
 
     def _build_nodes(self, honest_factory: MachineFactory) -> list[SimNode]:
         sc = self.scenario
