@@ -390,7 +390,7 @@ class _Checker:
         elif prefix == schema.META:
             if key not in schema.META_KEYS:
                 self.report.add(META, STRAY, key, "unknown meta key")
-        elif prefix not in (schema.EVIDENCE, schema.TILE, schema.PENDING):
+        elif prefix not in (schema.EVIDENCE, schema.TILE, schema.PENDING, schema.CHECKPOINT_SIG):
             # Evidence and pending envelopes (ledger/pending.py) are not
             # implied by blocks; a node re-checks pending ones on start.
             self.report.add(UNKNOWN, STRAY, key, "no known prefix")
