@@ -27,6 +27,7 @@ from dataclasses import dataclass
 
 from .crypto import SigningKey, verify_signature
 from .errors import BadSignature, BundleFormatError, VerificationError
+from .merkle import leaf_hash, verify_inclusion
 
 ORIGIN_SUFFIX = ".auditledger"
 ED25519_TYPE = b"\x01"
@@ -228,3 +229,15 @@ def parse_tlog_proof(data: bytes) -> TlogProof:
     if len(path) > MAX_PATH or any(len(h) != HASH_LEN for h in path):
         raise BundleFormatError("tlog-proof: inclusion hashes must be 32 bytes")
     return TlogProof(int(index_s), path, data[sep + 2:])
+
+
+def verify_tlog_proof(data: bytes, entry: bytes, origin_line: str, keys: Sequence[Verifier],
+                      quorum: int) -> tuple[TlogProof, Checkpoint]:
+    """A tlog-proof of ``entry`` (the envelope bytes, the RFC 6962 leaf data)
+    under a checkpoint of this origin signed by ``quorum`` validators."""
+    proof = parse_tlog_proof(data)
+    cp = open_note(proof.note, keys, quorum)
+    if cp.origin != origin_line:
+        raise NoteError(f"checkpoint origin {cp.origin[:80]!r}; expected {origin_line!r}")
+    verify_inclusion(proof.index, cp.log_size, leaf_hash(entry), proof.path, cp.log_root)
+    return proof, cp
