@@ -29,7 +29,6 @@ def test_a_quorum_of_verified_signatures_makes_a_served_note(world: World) -> No
     cps.committed(header)
     assert sent and sent[0][0] == 1
     text = note.checkpoint_text(cps.origin, header.log_size, header.log_root)
-    # Validator 2 signs early (we have not committed its next block): it waits.
     header2_envs = world.envelopes(10, 1)
     cps.offer(1, 1, note.sign_text(world.validators[1], text))
     with pytest.raises(NotFound, match="2 validator signatures"):
