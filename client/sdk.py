@@ -471,6 +471,14 @@ class LedgerClient(NodeTransport):
         self._outbox.release([record_id])  # a bundle exists only for a committed record
         return doc
 
+    async def tlog_proof(self, record_id: str) -> bytes:
+        """The record's inclusion in the node's latest cosigned checkpoint as
+        a c2sp.org/tlog-proof@v1 file (protocol §6.1), unverified: check it
+        with :func:`ledger.note.verify_tlog_proof`."""
+        body: bytes = await self._request("GET", f"/v1/records/{record_id}/proof",
+                                          params={"format": "tlog-proof"}, raw=True)
+        return body
+
     async def trace(self, record_id: str, depth: int | None = None, *,
                     max_records: int = DEFAULT_MAX_RECORDS,
                     max_children: int = DEFAULT_MAX_CHILDREN) -> TraceDoc:

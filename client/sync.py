@@ -160,6 +160,10 @@ class SyncLedgerClient:
         """See :meth:`LedgerClient.proof`."""
         return self._run(self._client.proof(record_id, height))
 
+    def tlog_proof(self, record_id: str) -> bytes:
+        """See :meth:`LedgerClient.tlog_proof`."""
+        return self._run(self._client.tlog_proof(record_id))
+
     def trace(self, record_id: str, depth: int | None = None, *,
               max_records: int = DEFAULT_MAX_RECORDS,
               max_children: int = DEFAULT_MAX_CHILDREN) -> TraceDoc:

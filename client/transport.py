@@ -86,8 +86,9 @@ class NodeTransport:
         data: bytes | None = None,
         headers: Mapping[str, str] | None = None,
         ok_statuses: Iterable[int] = (200, 202),
+        raw: bool = False,
     ) -> Any:
-        """One request to one node: decoded JSON; :class:`Retry` when another
+        """One request to one node: decoded JSON (the body's bytes with ``raw``); :class:`Retry` when another
         try may succeed; :class:`LedgerAPIError` when none will."""
         import aiohttp  # loaded by __init__ already: a lookup in sys.modules
 
@@ -99,6 +100,8 @@ class NodeTransport:
                                              headers=headers) as resp:
                 body = await resp.read()
                 if resp.status in set(ok_statuses):
+                    if raw:
+                        return body
                     doc = _json_or_none(body)
                     if doc is None:  # a garbled answer: another node may give a good one
                         raise Retry(f"{node}{path}: HTTP {resp.status} with a body that is not JSON "
@@ -122,14 +125,16 @@ class NodeTransport:
         data: bytes | None = None,
         headers: Mapping[str, str] | None = None,
         ok_statuses: Iterable[int] = (200, 202),
+        raw: bool = False,
     ) -> Any:
-        """One API call with failover: returns decoded JSON or raises."""
+        """One API call with failover: returns decoded JSON (bytes with
+        ``raw``) or raises."""
         attempts: list[str] = []
         for attempt in range(self.retries + 1):
             index = (self._preferred + attempt) % len(self.nodes)
             try:
                 doc = await self._call(index, method, path, params=params, data=data, headers=headers,
-                                       ok_statuses=ok_statuses)
+                                       ok_statuses=ok_statuses, raw=raw)
             except Retry as exc:
                 attempts.append(str(exc))
             else:

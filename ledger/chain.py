@@ -533,6 +533,18 @@ class ChainStore:
         """Every evidence blob, in key order."""
         return [value for _, value in self._store.iterate(schema.EVIDENCE)]
 
+    def add_checkpoint_signature(self, height: int, validator: int, sig: bytes) -> None:
+        """Keep a verified checkpoint signature (not synced: a lost one is
+        gathered again or simply missing; it certifies nothing new)."""
+        batch = WriteBatch()
+        batch.put(schema.checkpoint_sig_key(height, validator), sig)
+        self._store.write(batch, sync=False)
+
+    def checkpoint_signatures(self, height: int) -> dict[int, bytes]:
+        """Validator index -> note signature over block ``height``'s checkpoint."""
+        return {schema.validator_from_checkpoint_sig_key(key): value
+                for key, value in self._store.iterate(schema.checkpoint_sig_prefix(height))}
+
 
 def _absent(key: bytes) -> None:
     """The guard read of a validated block: validation found nothing there."""

@@ -399,9 +399,10 @@ class _Checker:
         elif prefix == schema.META:
             if key not in schema.META_KEYS:
                 self.report.add(META, STRAY, key, "unknown meta key")
-        elif prefix not in (schema.EVIDENCE, schema.TILE, schema.PENDING):
-            # Evidence and pending envelopes (ledger/pending.py) are not
-            # implied by blocks; a node re-checks pending ones on start.
+        elif prefix not in (schema.EVIDENCE, schema.TILE, schema.PENDING, schema.CHECKPOINT_SIG):
+            # Evidence, pending envelopes (ledger/pending.py) and gathered
+            # checkpoint signatures are not implied by blocks; a node
+            # re-checks pending ones on start.
             self.report.add(UNKNOWN, STRAY, key, "no known prefix")
 
     def _stray_location(self, key: bytes, value: bytes) -> None:

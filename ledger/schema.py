@@ -19,6 +19,7 @@ and Merkle tiles of one stratum sort by index.
 | ``v``  | ``v`` + caller's evidence key         | evidence blob                 |
 | ``p``  | ``p`` + admission sequence u64        | envelope bytes (pending)      |
 | ``g``  | ``g`` + height u64 + leaf_index u64   | empty (a governance record)   |
+| ``k``  | ``k`` + height u64 + validator u32    | checkpoint note signature     |
 
 A Merkle tile packs the nodes of several tree levels over an aligned
 range of leaves into one value (the leaf hashes live in stratum 0 tiles);
@@ -67,6 +68,7 @@ CERTIFICATE = b"q"
 EVIDENCE = b"v"
 PENDING = b"p"
 GOVERNANCE = b"g"
+CHECKPOINT_SIG = b"k"
 
 # Meta keys (all under the ``m`` prefix).
 META_SCHEMA_VERSION = META + b"schema_version"
@@ -278,6 +280,21 @@ def evidence_key(key: bytes) -> bytes:
     if not key:
         raise ValueError("evidence key must not be empty")
     return EVIDENCE + key
+
+
+def checkpoint_sig_key(height: int, validator: int) -> bytes:
+    """A validator's 64-byte note signature over block ``height``'s checkpoint
+    (ledger/note.py); gathered from peers, not part of the chain."""
+    return CHECKPOINT_SIG + _U64.pack(height) + struct.pack(">I", validator)
+
+
+def checkpoint_sig_prefix(height: int) -> bytes:
+    return CHECKPOINT_SIG + _U64.pack(height)
+
+
+def validator_from_checkpoint_sig_key(key: bytes) -> int:
+    _check_len(key, 13, "checkpoint signature key")
+    return int(struct.unpack(">I", key[9:])[0])
 
 
 # --------------------------------------------------------------------------

@@ -21,6 +21,7 @@ import orjson
 import plyvel
 from aiohttp import web
 
+from ledger import note
 from ledger.chain import ChainStore
 from ledger.encoding import UINT64_MAX, from_b64, from_hex, to_b64, to_hex
 from ledger.errors import (
@@ -40,6 +41,7 @@ from ledger.proofs import build_bundle, build_consistency, build_record_bundle
 from ledger.records import ID_LEN, decode_envelope
 
 from . import trace
+from .checkpoints import Checkpoints
 from .explorer import Explorer
 from .health import Health
 from .mempool import Mempool
@@ -122,6 +124,8 @@ class ApiBackend(Protocol):
     async def peer_socket(self, request: web.Request) -> web.StreamResponse: ...
 
     async def sync_blocks(self, request: web.Request) -> web.StreamResponse: ...
+
+    def checkpoints(self) -> Checkpoints | None: ...
 
 
 def json_response(doc: Any, status: int = 200) -> web.Response:
@@ -338,6 +342,9 @@ class Api:
             web.get("/v1/blocks/latest", self.get_latest_block),
             web.get("/v1/blocks/{height}", self.get_block),
             web.get("/v1/consistency", self.get_consistency),
+            web.get("/checkpoint", self.get_checkpoint),
+            web.get("/v1/checkpoints/{height}", self.get_checkpoint_at),
+            web.get("/v1/checkpoint-keys", self.get_checkpoint_keys),
             web.get("/v1/status", self.get_status),
             web.get("/v1/genesis", self.get_genesis),
             web.get("/v1/membership", self.get_membership),
@@ -459,11 +466,55 @@ class Api:
         height = None
         if request.query_string and "height" in request.query:  # parsed only when present
             height = parse_uint(request, "height", minimum=1)
+        fmt = request.query.get("format", "json") if request.query_string else "json"
+        if fmt == "tlog-proof":
+            return self._tlog_proof(rid, location)
+        if fmt != "json":
+            raise BadRequest("format must be json or tlog-proof")
         chain = self.node.chain
         if height is None:  # version 1 or 2, as PROTOCOL §6 says
             return json_response(build_record_bundle(chain, chain.membership, rid,
                                                      location=location))
         return json_response(build_bundle(chain, rid, height, location=location))
+
+    def _tlog_proof(self, rid: bytes, location: tuple[int, int]) -> web.Response:
+        """The record's inclusion in the latest cosigned checkpoint, as a
+        c2sp.org/tlog-proof@v1 file (PROTOCOL §6.1)."""
+        cps = self._cosigned()
+        height, signed = cps.latest()
+        if height < location[0]:
+            raise NotCommitted(f"record {to_hex(rid)} is not yet in a cosigned checkpoint")
+        header = self.node.chain.header(height)
+        assert header is not None
+        path = self.node.chain.log.inclusion_path(location[1], header.log_size)
+        return _note_response(note.format_tlog_proof(location[1], path, signed))
+
+    # C2SP checkpoints (PROTOCOL §6.1) ----------------------------------------
+
+    def _cosigned(self) -> Checkpoints:
+        cps = self.node.checkpoints()
+        if cps is None:
+            raise NotFound("this node serves no checkpoints (its chain id cannot be an origin)")
+        return cps
+
+    async def get_checkpoint(self, request: web.Request) -> web.Response:
+        return _note_response(self._cosigned().latest()[1])
+
+    async def get_checkpoint_at(self, request: web.Request) -> web.Response:
+        raw = request.match_info["height"]
+        if not raw.isascii() or not raw.isdigit() or len(raw) > 20:
+            raise BadRequest("height must be a positive integer")
+        return _note_response(self._cosigned().note_at(int(raw)))
+
+    async def get_checkpoint_keys(self, request: web.Request) -> web.Response:
+        cps = self._cosigned()
+        height = max(1, self.node.chain.height)
+        return json_response({
+            "origin": cps.origin,
+            "quorum": cps.quorum(height),
+            "keys": [{"validator": v.index, "name": v.name, "vkey": v.vkey}
+                     for v in cps.verifiers(height)],
+        })
 
     async def get_trace(self, request: web.Request) -> web.Response:
         rid = parse_id(request.match_info["id"])
@@ -584,6 +635,11 @@ class Api:
 
     async def openapi(self, request: web.Request) -> web.Response:
         return json_response(self._spec)
+
+
+def _note_response(body: bytes) -> web.Response:
+    return web.Response(body=body, content_type="text/plain", charset="utf-8",
+                        headers={"Cache-Control": "no-cache"})
 
 
 def build_app(node: ApiBackend, *, max_body_bytes: int, max_inflight: int, max_envelopes: int,

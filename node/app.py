@@ -40,7 +40,9 @@ from .logs import LogContext, process_age_s
 from .mempool import Mempool
 from .mempool_links import AdmittedLeaves, PeerBacklog
 from .metrics import ASSEMBLY_OUTCOMES, Metrics
-from .peer_messages import CompactProposal, ConsensusMessage, Fetched, Records, Status, Want
+from .checkpoints import Checkpoints
+from .peer_messages import (CompactProposal, ConsensusMessage, Cosign, Fetched, Records, Status,
+                            Want)
 from .sync import BlockSync, serve_blocks
 from .syncauth import check_request, sign_request
 from .transport import PeerTransport, settings_from_config
@@ -81,6 +83,7 @@ class Node:
         self.driver: Driver | None = None
         self.pending_writer: PendingWriter | None = None
         self._admin: AdminServer | None = None
+        self._checkpoints: Checkpoints | None = None
 
     @property
     def chain(self) -> ChainStore:
@@ -141,6 +144,11 @@ class Node:
             self.chain, cfg.peers, self.metrics, batch_blocks=cfg.settings.sync.batch_blocks,
             sign=lambda peer, target: sign_request(self.genesis, cfg.key, me, peer.pubkey,
                                                    target, now_ms()))
+        try:
+            self._checkpoints = Checkpoints(self.genesis, self.chain, me, cfg.key,
+                                            self._send_cosign)
+        except ValueError as exc:
+            log.warning("no C2SP checkpoints: %s", exc)
         self.metrics.on_scrape(self._publish_peer_heights)
         self.metrics.on_scrape(self._publish_health)
         self.transport = PeerTransport(self.genesis, cfg.key, cfg.peers, self.metrics,
@@ -270,6 +278,9 @@ class Node:
             elif isinstance(msg, Fetched):
                 self.assembler.deliver(msg.envelopes)
                 self._assembly_wake.set()
+            elif isinstance(msg, Cosign):
+                if self._checkpoints is not None:
+                    self._checkpoints.offer(peer, msg.height, msg.signature)
             else:
                 self.driver.peer_height(peer, msg.height)
         except (LedgerError, ValueError, TypeError, KeyError) as exc:
@@ -277,6 +288,10 @@ class Node:
             # consensus and envelope decoders raise their own.
             self.metrics.frames_dropped.labels(reason="bad_message").inc()
             log.info("dropped a bad message from validator %d: %s", peer, exc)
+
+    def _send_cosign(self, height: int, sig: bytes) -> None:
+        if self.transport is not None:
+            self.transport.broadcast(peer_messages.encode(Cosign(height, sig)))
 
     def _on_peer_up(self, peer: int) -> None:
         assert self.transport is not None
@@ -384,6 +399,8 @@ class Node:
         self.metrics.log_size.set(header.log_size)
         self.metrics.records_committed.inc(len(envelopes))
         self.metrics.blocks_committed.labels(source=source).inc()
+        if self._checkpoints is not None:
+            self._checkpoints.committed(header)
         log.info("committed block %d: %d records, log size %d", header.height, len(envelopes),
                  header.log_size, extra={"block": header.hash.hex()[:16], "source": source})
 
@@ -420,6 +437,9 @@ class Node:
 
     def evidence(self) -> list[dict[str, Any]]:
         return [evidence_json(blob) for blob in self.chain.evidence()]
+
+    def checkpoints(self) -> Checkpoints | None:
+        return self._checkpoints
 
     async def peer_socket(self, request: web.Request) -> web.StreamResponse:
         assert self.transport is not None

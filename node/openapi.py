@@ -162,6 +162,10 @@ def _json(schema: dict[str, Any], description: str) -> dict[str, Any]:
     return {"description": description, "content": {"application/json": {"schema": schema}}}
 
 
+def _text(description: str) -> dict[str, Any]:
+    return {"description": description, "content": {"text/plain": {"schema": {"type": "string"}}}}
+
+
 def _html(description: str) -> dict[str, Any]:
     return {"description": description, "content": {"text/html": {"schema": {"type": "string"}}}}
 
@@ -219,10 +223,26 @@ def openapi_spec(*, max_envelopes: int = 5000, max_trace_depth: int = 64) -> dic
                                  _json(_ref("Record"), "the record"), [ID_PARAM], (400, 404, 429)),
         "/v1/records/{id}/proof": _get(
             "The proof bundle of a committed record: PROTOCOL §5, or §9.6 (version 2) "
-            "when governance changed what judges the record",
-            _json(_ref("Bundle"), "proof bundle"),
-            [ID_PARAM, _query("height", "prove against this later block", 1)],
+            "when governance changed what judges the record; with format=tlog-proof a "
+            "c2sp.org/tlog-proof@v1 file (PROTOCOL §6.1)",
+            {"description": "proof bundle, or tlog-proof",
+             "content": {"application/json": {"schema": _ref("Bundle")},
+                         "text/plain": {"schema": {"type": "string"}}}},
+            [ID_PARAM, _query("height", "prove against this later block", 1),
+             {"name": "format", "in": "query", "required": False,
+              "schema": {"type": "string", "enum": ["json", "tlog-proof"]}}],
             (400, 404, 409, 429)),
+        "/checkpoint": _get(
+            "The latest C2SP checkpoint signed by a quorum of validators (a signed note)",
+            _text("signed note"), errors=(404,)),
+        "/v1/checkpoints/{height}": _get(
+            "The C2SP checkpoint of block height with the validator signatures held here",
+            _text("signed note"),
+            [{"name": "height", "in": "path", "required": True,
+              "schema": {"type": "integer", "minimum": 1}}], (400, 404)),
+        "/v1/checkpoint-keys": _get(
+            "The validators' C2SP note verifier keys, derived from genesis",
+            _json({"type": "object"}, "origin, quorum and keys"), errors=(404,)),
         "/v1/records/{id}/trace": _get(
             "The record and its ancestors (to depth, within the per-answer bounds), each "
             "with its bundle, and one page of its direct children",

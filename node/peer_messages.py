@@ -15,6 +15,8 @@ records    r     ``e``: [envelope bytes] gossiped by a validator
 status     s     ``h``: the sender's committed height
 want       w     ``l``: concatenated leaf hashes: send me these envelopes
 fetched    f     ``e``: [envelope bytes], the answer to a want
+cosign     k     ``h``: a committed height, ``s``: the sender's 64-byte note
+                 signature over that block's C2SP checkpoint (ledger/note.py)
 =========  ====  ==========================================================
 
 :func:`decode` checks this layer only (kinds, field types, leaf hash
@@ -44,6 +46,7 @@ class PeerKind(StrEnum):
     STATUS = "s"
     WANT = "w"
     FETCHED = "f"
+    COSIGN = "k"
 
 
 class BadPeerMessage(BadEncoding):
@@ -88,7 +91,15 @@ class Fetched:
     envelopes: tuple[bytes, ...]
 
 
-PeerMessage = Union[ConsensusMessage, CompactProposal, Records, Status, Want, Fetched]
+@dataclass(frozen=True)
+class Cosign:
+    """The sender's signature over the checkpoint of block ``height``."""
+
+    height: int
+    signature: bytes
+
+
+PeerMessage = Union[ConsensusMessage, CompactProposal, Records, Status, Want, Fetched, Cosign]
 
 
 def encode(msg: PeerMessage) -> bytes:
@@ -104,6 +115,8 @@ def encode(msg: PeerMessage) -> bytes:
         fields = {"t": PeerKind.STATUS.value, "h": msg.height}
     elif isinstance(msg, Want):
         fields = {"t": PeerKind.WANT.value, "l": msg.leaves}
+    elif isinstance(msg, Cosign):
+        fields = {"t": PeerKind.COSIGN.value, "h": msg.height, "s": msg.signature}
     else:
         fields = {"t": PeerKind.FETCHED.value, "e": list(msg.envelopes)}
     return msgpack.packb(fields, use_bin_type=True)  # type: ignore[no-any-return]
@@ -138,6 +151,11 @@ def decode(body: bytes) -> PeerMessage:
         return Status(height)
     if kind is PeerKind.WANT:
         return Want(_leaves(value))
+    if kind is PeerKind.COSIGN:
+        height, sig = value.get("h"), _bytes(value, "s")
+        if type(height) is not int or not 1 <= height < 2**64 or len(sig) != 64:
+            raise BadPeerMessage("cosign needs a height >= 1 and a 64-byte signature")
+        return Cosign(height, sig)
     return Fetched(_envelopes(value))
 
 

@@ -34,7 +34,7 @@ from ledger.genesis import parse_genesis
 from ledger.keys import load_key_file
 from ledger.records import make_record, sign_record
 from ledger.verify import verify_bundle
-from harness.localnet import LocalCluster
+from harness.localnet import LocalCluster, until
 
 pytestmark = pytest.mark.cluster
 
@@ -82,11 +82,19 @@ async def test_explorer_pages_verify_live_records(tmp_path: Path, browser: Any) 
         base = c.url(0) + "/explorer/"
         genesis_bytes = (c.dir / "genesis.json").read_bytes()
 
-        # Head: status, and the tip's certificate checked in the page.
+        # Head: status, the latest C2SP checkpoint's signatures and the
+        # tip's certificate, checked in the page.
+        async def cosigned() -> bool:
+            got = await c.try_get(0, "/checkpoint")
+            return got is not None and got[0] == 200
+        await until(cosigned, 30, "a cosigned checkpoint on node0")
         await in_thread(open_page, browser, base)
         assert text_of(browser, "#genesis-sha256") == hashlib.sha256(genesis_bytes).hexdigest()
         assert attr(browser, "#block-verdict", "data-ok") == "true"
         assert "of 4 validators" in text_of(browser, "#block-verdict")
+        assert attr(browser, "#checkpoint-verdict", "data-ok") == "true"
+        assert "of 4 validators" in text_of(browser, "#checkpoint-verdict")
+        await check_tampered_checkpoints(c, browser)
         screenshot(browser, "explorer-head.png", 900)
 
         # The settlement: verified, its three parents drawn and verified too.
@@ -282,6 +290,39 @@ def cases(c: LocalCluster, own: dict[str, Any], parent: dict[str, Any]) -> dict[
         "below quorum": edit(lambda b: b["certificate"].update(
             signatures=b["certificate"]["signatures"][:2])),
     }
+
+
+JS_CHECKPOINTS = """
+const [genesisText, named, done] = arguments;
+Promise.all([import('/explorer/verify.js'), import('/explorer/checkpoint.js')])
+.then(async ([v, cp]) => {
+  const genesis = await v.parseGenesis(JSON.parse(genesisText));
+  const out = {};
+  for (const [name, note] of Object.entries(named)) {
+    const r = await cp.verifyCheckpoint(note, genesis);
+    out[name] = r.ok ? 'ok' : r.message;
+  }
+  done(out);
+}).catch((e) => done({error: String(e)}));
+"""
+
+
+async def check_tampered_checkpoints(c: LocalCluster, driver: Any) -> None:
+    """The page's checkpoint verifier refuses a changed root and a note
+    with fewer than a quorum of validator signatures."""
+    _, note = await c.get(0, "/checkpoint")
+    text, sigs = note.decode().split("\n\n")
+    lines = text.split("\n")
+    root = bytearray(base64.b64decode(lines[2]))
+    root[0] ^= 1
+    flipped = "\n".join([*lines[:2], base64.b64encode(bytes(root)).decode()]) + "\n\n" + sigs
+    two = text + "\n\n" + "\n".join(sigs.split("\n")[:2]) + "\n"
+    got = await in_thread(driver.execute_async_script, JS_CHECKPOINTS,
+                          (c.dir / "genesis.json").read_text(),
+                          {"served": note.decode(), "flipped": flipped, "two": two})
+    assert got["served"] == "ok", got
+    assert "does not verify" in got["flipped"], got
+    assert "2 validator signatures verify; 3 are needed" == got["two"], got
 
 
 JS_VERDICTS = """

@@ -15,6 +15,7 @@ from node.peer_messages import (
     BadPeerMessage,
     CompactProposal,
     ConsensusMessage,
+    Cosign,
     Fetched,
     PeerKind,
     PeerMessage,
@@ -40,6 +41,7 @@ CASES: list[tuple[PeerMessage, bytes]] = [
     (Want(LEAVES), old_peer_message("w", l=LEAVES)),
     (Fetched(ENVS), old_peer_message("f", e=list(ENVS))),
     (Fetched(()), old_peer_message("f", e=[])),
+    (Cosign(9, b"\x07" * 64), old_peer_message("k", h=9, s=b"\x07" * 64)),
 ]
 
 
@@ -52,7 +54,7 @@ def test_each_message_encodes_to_the_old_bytes_and_back(msg: PeerMessage, old: b
 def test_the_layout_is_pinned_byte_for_byte() -> None:
     # fixmap(2) "t" "s" "h" 5: independent of the msgpack library.
     assert peer_messages.encode(Status(5)) == b"\x82\xa1t\xa1s\xa1h\x05"
-    assert {k.value for k in PeerKind} == {"c", "r", "s", "w", "f"}
+    assert {k.value for k in PeerKind} == {"c", "r", "s", "w", "f", "k"}
 
 
 def test_unknown_keys_are_ignored_as_before() -> None:

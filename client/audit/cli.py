@@ -18,6 +18,7 @@ COMMANDS: dict[str, str] = {
     "trace": "client.audit.remote_cmds:trace",
     "audit": "client.audit.remote_cmds:audit",
     "checkpoint": "client.audit.remote_cmds:checkpoint",
+    "export": "client.audit.export_cmd:export",
 }
 
 

@@ -5,6 +5,7 @@
 import { toHex } from "./bytes.js";
 import { el, fields, link, short } from "./dom.js";
 import { forgetGenesisFile, loadGenesis, useGenesisFile } from "./genesis.js";
+import { verifyCheckpoint } from "./checkpoint.js";
 import { drawLineage } from "./lineage.js";
 import { fingerprint, verdict, verifyCertifiedBlock } from "./verify.js";
 
@@ -75,11 +76,30 @@ async function blockVerdict(block, genesis) {
   return box;
 }
 
+// The latest C2SP checkpoint (protocol.md "Checkpoints (C2SP)"), its
+// signatures checked in this page; null when the node serves none yet.
+async function cosignedCheckpoint(genesis) {
+  const answer = await fetch("/checkpoint");
+  if (!answer.ok) return null;
+  const note = await answer.text();
+  const result = await verifyCheckpoint(note, genesis);
+  const box = el("div", { class: `verdict ${result.ok ? "ok" : "failed"}`, id: "checkpoint-verdict",
+                          "data-ok": String(result.ok), "data-step": result.step || "" });
+  box.append(result.ok ? signersLine(result.signers, genesis) : failedLine(result));
+  return el("div", {},
+    result.ok ? fields([["log size", String(result.size)], ["log root", result.root]]) : "",
+    box, el("pre", { class: "note" }, note));
+}
+
 async function headPage(genesis) {
   const [status, tip] = await Promise.all([api("/v1/status"), api("/v1/blocks/latest")]);
+  const cosigned = await cosignedCheckpoint(genesis);
   const checkpoint = el("section", { id: "checkpoint" }, el("h2", {}, "Checkpoint"),
-    el("p", { class: "hint" }, "The latest block's header and certificate, checked in this page. "
-       + "Signed checkpoints in the C2SP format are " + NOT_YET + "."),
+    el("p", { class: "hint" }, "The latest C2SP checkpoint signed by a quorum of validators "
+       + "(a signed note that Go's note and tlog packages verify), its signatures checked in "
+       + "this page against genesis; then the latest block's header and certificate."),
+    cosigned || el("p", { class: "hint" }, "No checkpoint carries a quorum of signatures yet."),
+    el("h3", {}, "Latest block"),
     fields([["height", link(`#/block/${tip.height}`, String(tip.height))],
             ["log size", String(tip.fields.log_size)], ["log root", tip.fields.log_root],
             ["block hash", tip.hash], ["round", String(tip.certificate.round)]]),

@@ -1,0 +1,68 @@
+"""``ledger-audit export ID``: a record's proof, verified, written for others.
+
+``--format json`` writes the PROTOCOL §5 bundle; ``--format tlog-proof``
+writes the record's inclusion in the node's latest cosigned C2SP checkpoint
+(PROTOCOL §6.1), which Go's ``golang.org/x/mod/sumdb/note`` and ``tlog``
+check without our code.  Either is verified against the genesis file before
+it is written: the node is not trusted.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import click
+from rich.text import Text
+
+from ledger import note
+from ledger.encoding import from_b64
+from ledger.verify import verify_bundle
+
+from ..sdk import LedgerClient
+from .common import console, load_genesis_file, print_json
+from .remote_cmds import _run, genesis_option, json_option, node_option
+
+
+@click.command("export")
+@click.argument("record_id", metavar="ID")
+@genesis_option
+@node_option
+@click.option("--format", "fmt", type=click.Choice(["json", "tlog-proof"]), default="json",
+              show_default=True, help="The PROTOCOL §5 bundle, or a c2sp.org/tlog-proof@v1 file.")
+@click.option("--output", "-o", type=click.Path(dir_okay=False, path_type=Path), default=None,
+              help="Write here instead of standard output.")
+@json_option
+def export(record_id: str, genesis_path: Path, nodes: tuple[str, ...], fmt: str,
+           output: Path | None, as_json: bool) -> None:
+    """Fetch a record's proof, verify it against the genesis file, write it."""
+    genesis = load_genesis_file(genesis_path).genesis
+
+    async def work(client: LedgerClient) -> tuple[bytes, str]:
+        bundle = await client.proof(record_id)
+        verify_bundle(bundle, genesis)
+        if fmt == "json":
+            return json.dumps(bundle, indent=2).encode() + b"\n", f"height {bundle['height']}"
+        data = await client.tlog_proof(record_id)
+        origin = note.origin(genesis.chain)
+        keys = note.verifiers(origin, [v.pubkey for v in genesis.validators])
+        proof, cp = note.verify_tlog_proof(data, from_b64(bundle["envelope"], what="envelope"),
+                                           origin, keys, genesis.quorum)
+        if proof.index != bundle["leaf_index"]:
+            raise note.NoteError(f"tlog-proof index {proof.index}; the record is leaf "
+                                 f"{bundle['leaf_index']}")
+        return data, (f"checkpoint size {cp.log_size} signed by validators "
+                      f"{', '.join(map(str, cp.signers))}")
+
+    data, what = _run(nodes, as_json, work)
+    if output is None:
+        sys.stdout.buffer.write(data)
+        sys.stdout.flush()
+        return
+    output.write_bytes(data)
+    if as_json:
+        print_json({"valid": True, "format": fmt, "output": str(output), "proof": what})
+    else:
+        console().print(Text.assemble(("VERIFIED", "bold green"),
+                                      f" {fmt} written to {output} ({what})"))

@@ -1,0 +1,118 @@
+"""Gathering the validators' signatures over C2SP checkpoints (PROTOCOL §6.1).
+
+After each commit the node signs its block's checkpoint text
+(ledger/note.py), keeps the signature and broadcasts it in a ``cosign``
+peer message.  Signatures from peers are verified against the validator set
+in force at that height and kept in the store; a signature for a height the
+node has not committed yet waits (a few heights ahead at most) until it has.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+
+from ledger import note
+from ledger.chain import ChainStore
+from ledger.crypto import SigningKey
+from ledger.errors import BadSignature, NotFound
+from ledger.genesis import Genesis
+from ledger.blocks import Header
+
+log = logging.getLogger("node.checkpoints")
+
+# Signatures for heights up to this far above the tip wait for the commit.
+AHEAD = 16
+# How far below the tip /checkpoint looks for one with a quorum after a restart.
+LOOK_BACK = 256
+
+
+def validator_keys_at(genesis: Genesis, height: int) -> list[bytes]:
+    """The public keys of the validators in force at ``height``: the genesis
+    set until membership per height lands here (the one place to switch)."""
+    return [v.pubkey for v in genesis.validators]
+
+
+class Checkpoints:
+    def __init__(self, genesis: Genesis, chain: ChainStore, me: int, key: SigningKey,
+                 broadcast: Callable[[int, bytes], None]) -> None:
+        self.genesis = genesis
+        self.chain = chain
+        self.me = me
+        self.key = key
+        self.origin = note.origin(genesis.chain)
+        self._broadcast = broadcast
+        self._waiting: dict[tuple[int, int], bytes] = {}
+        self._latest = 0  # highest height known to carry a quorum (0: none yet)
+        self._scanned = False
+
+    def verifiers(self, height: int) -> list[note.Verifier]:
+        return note.verifiers(self.origin, validator_keys_at(self.genesis, height))
+
+    def quorum(self, height: int) -> int:
+        return self.genesis.quorum
+
+    def _text(self, header: Header) -> bytes:
+        return note.checkpoint_text(self.origin, header.log_size, header.log_root)
+
+    def committed(self, header: Header) -> None:
+        """Sign our block's checkpoint, keep it, send it to every validator."""
+        sig = note.sign_text(self.key, self._text(header))
+        self._keep(header.height, self.me, sig)
+        self._broadcast(header.height, sig)
+        for (height, validator) in [k for k in self._waiting if k[0] <= header.height]:
+            waiting = self._waiting.pop((height, validator))
+            if height == header.height:
+                self.offer(validator, height, waiting)
+
+    def offer(self, validator: int, height: int, sig: bytes) -> None:
+        """A peer's signature; BadSignature if it does not verify."""
+        if height > self.chain.height:
+            if height <= self.chain.height + AHEAD and len(self._waiting) < AHEAD * self.genesis.n:
+                self._waiting[(height, validator)] = sig
+            return
+        header = self.chain.header(height)
+        keys = self.verifiers(height)
+        if header is None or not 0 <= validator < len(keys):
+            return
+        try:
+            note.verify_one(keys[validator], self._text(header), sig)
+        except BadSignature:
+            raise BadSignature(f"validator {validator}'s checkpoint signature at height "
+                               f"{height} does not verify") from None
+        self._keep(height, validator, sig)
+
+    def _keep(self, height: int, validator: int, sig: bytes) -> None:
+        self.chain.add_checkpoint_signature(height, validator, sig)
+        if height > self._latest and \
+                len(self.chain.checkpoint_signatures(height)) >= self.quorum(height):
+            self._latest = height
+
+    def latest_height(self) -> int:
+        if not self._scanned:
+            self._scanned = True
+            tip = self.chain.height
+            for h in range(tip, max(0, tip - LOOK_BACK), -1):
+                if h <= self._latest:
+                    break
+                if len(self.chain.checkpoint_signatures(h)) >= self.quorum(h):
+                    self._latest = h
+                    break
+        return self._latest
+
+    def note_at(self, height: int) -> bytes:
+        """The signed note of block ``height``; NotFound unless a quorum signed."""
+        header = self.chain.header(height)
+        if header is None:
+            raise NotFound(f"no block at height {height} (tip is {self.chain.height})")
+        sigs = self.chain.checkpoint_signatures(height)
+        if len(sigs) < self.quorum(height):
+            raise NotFound(f"the checkpoint of block {height} has {len(sigs)} validator "
+                           f"signatures here; {self.quorum(height)} are needed")
+        return note.format_note(self._text(header), sigs, self.verifiers(height))
+
+    def latest(self) -> tuple[int, bytes]:
+        height = self.latest_height()
+        if height < 1:
+            raise NotFound("no checkpoint carries a quorum of signatures yet")
+        return height, self.note_at(height)
