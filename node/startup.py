@@ -17,6 +17,7 @@ WILDCARD_HOSTS = frozenset({"0.0.0.0", "::", ""})
 
 def check_private_file(path: Path, key: str) -> None:
     """A secret file must be readable by its owner only."""
+    path = path.resolve()
     try:
         mode = path.stat().st_mode
     except OSError as exc:

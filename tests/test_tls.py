@@ -65,6 +65,11 @@ async def test_tls_cluster_commits_and_catches_up(cluster: LocalCluster) -> None
     await c.wait_height([3], height, timeout=30)
     await c.wait_connected([0, 1, 2, 3])
     assert "serving on https://" in c.log_path(3).read_text()
+    # No key material in any log (issue 24 item 6).
+    seeds = [load_key_file(p).key.seed.hex() for p in (c.dir / "keys").glob("*.json")]
+    for i in range(4):
+        text = c.log_path(i).read_text()
+        assert not any(seed in text for seed in seeds)
 
 
 async def test_plaintext_and_untrusted_clients_get_nothing(cluster: LocalCluster) -> None:
