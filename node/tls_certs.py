@@ -65,6 +65,17 @@ def make_ca(directory: Path, name: str = "auditledger local CA") -> LocalCA:
     return LocalCA(key, cert)
 
 
+def load_or_make_ca(directory: Path) -> LocalCA:
+    """The CA of ``directory`` (``ca.pem``, ``ca.key``), made there if absent."""
+    if not (directory / "ca.pem").exists():
+        return make_ca(directory)
+    cert = x509.load_pem_x509_certificate((directory / "ca.pem").read_bytes())
+    key = serialization.load_pem_private_key((directory / "ca.key").read_bytes(), None)
+    if not isinstance(key, ec.EllipticCurvePrivateKey):
+        raise ValueError(f"{directory / 'ca.key'} is not an EC private key")
+    return LocalCA(key, cert)
+
+
 def _san(host: str) -> x509.GeneralName:
     try:
         return x509.IPAddress(ipaddress.ip_address(host))
