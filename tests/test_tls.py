@@ -11,7 +11,9 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import os
 import ssl
+import sys
 import tempfile
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -45,6 +47,15 @@ def _ca_context(c: LocalCluster) -> ssl.SSLContext:
     return client_context(c.ca_file)
 
 
+async def _audit(*args: str) -> tuple[int, str]:
+    env = {k: v for k, v in os.environ.items() if k != "LEDGER_CA_FILE"}
+    proc = await asyncio.create_subprocess_exec(
+        str(Path(sys.executable).with_name("ledger-audit")), *args, env=env,
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT)
+    out, _ = await asyncio.wait_for(proc.communicate(), 120)
+    return proc.returncode or 0, out.decode()
+
+
 async def _handshake_failures(c: LocalCluster, i: int, reason: str) -> float:
     return await c.metric(i, "ledger_peer_handshakes_failed_total", reason=reason)
 
@@ -65,6 +76,14 @@ async def test_tls_cluster_commits_and_catches_up(cluster: LocalCluster) -> None
     await c.wait_height([3], height, timeout=30)
     await c.wait_connected([0, 1, 2, 3])
     assert "serving on https://" in c.log_path(3).read_text()
+    # ledger-audit over https: with the cluster's CA it verifies the chain;
+    # without it the node's certificate is not trusted and no node answers.
+    genesis = str(c.dir / "genesis.json")
+    code, out = await _audit("audit", "--node", c.url(1), "--genesis", genesis,
+                             "--ca-file", str(c.ca_file))
+    assert code == 0, out
+    code, out = await _audit("audit", "--node", c.url(1), "--genesis", genesis)
+    assert code == 2, out
     # No key material in any log (issue 24 item 6).
     seeds = [load_key_file(p).key.seed.hex() for p in (c.dir / "keys").glob("*.json")]
     for i in range(4):
@@ -171,3 +190,16 @@ async def test_tls_terminating_man_in_the_middle_is_refused(cluster: LocalCluste
     finally:
         proxy.close()
     assert await _handshake_failures(c, 0, "bad_signature") == before + 1
+
+
+async def test_plaintext_needs_the_explicit_setting_and_warns(tmp_path: Path) -> None:
+    c = LocalCluster(tmp_path, 1)  # tls.insecure_plaintext = true
+    try:
+        c.start(0)
+        await c.wait_height([0], 0)
+        assert c.url(0).startswith("http://")
+    finally:
+        await c.stop_all()
+    log = c.log_path(0).read_text()
+    assert '"level":"warning"' in log and "tls.insecure_plaintext = true" in log
+    assert "serving on http://" in log
