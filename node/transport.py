@@ -271,7 +271,7 @@ class PeerTransport:
         # The certificate this connection's listener showed us (b"" in plaintext).
         binding = peer_fingerprint(ws.get_extra_info("ssl_object"))
         if self.tls is not None and not binding:
-            raise frames.HandshakeError("no_tls", "the peer link is not TLS")
+            raise frames.HandshakeError("refused", "the peer link is not TLS")
         nonce = frames.fresh_nonce()
         await ws.send_bytes(frames.hello(self.genesis, self.key, peer_key, nonce))
         their_nonce = frames.check_challenge(
