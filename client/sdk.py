@@ -18,6 +18,7 @@ client/types.py; the HTTP layer (failover, backoff) is client/transport.py.
 from __future__ import annotations
 
 import random
+import ssl as _ssl
 import time
 from pathlib import Path
 from types import TracebackType
@@ -90,8 +91,13 @@ class LedgerClient(NodeTransport):
         backoff_max: float = 2.0,
         sleep: Sleep | None = None,
         rng: random.Random | None = None,
+        ca_file: str | Path | None = None,
+        ssl: _ssl.SSLContext | None = None,
     ) -> None:
-        """``retries``: extra tries of each request (each on the next node),
+        """``ca_file``: PEM trust roots for ``https://`` nodes (a cluster's own
+        CA, ``tls/ca.pem`` of ``ledger-cluster init``); ``ssl``: a complete
+        ``ssl.SSLContext`` instead.  Without either, https uses the system's
+        roots.  ``retries``: extra tries of each request (each on the next node),
         waiting ``backoff_base * 2**try`` seconds (at most ``backoff_max``)
         times a random factor in [0.5, 1.5) between tries.  ``max_pending``:
         how many signed envelopes not yet seen committed the client keeps
@@ -103,7 +109,8 @@ class LedgerClient(NodeTransport):
         ``batch_size`` outside 1..5000, :class:`KeyFileError` for a key file
         that cannot be read, and :class:`SpoolError` for an unusable spool."""
         super().__init__(nodes, request_timeout=request_timeout, retries=retries, backoff_base=backoff_base,
-                         backoff_max=backoff_max, sleep=sleep, rng=rng)
+                         backoff_max=backoff_max, sleep=sleep, rng=rng, ca_file=ca_file,
+                         ssl_context=ssl)
         if not 1 <= batch_size <= MAX_BATCH:
             raise InvalidArgument(f"batch_size must be 1..{MAX_BATCH}")
         self.chain = chain

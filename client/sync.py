@@ -12,6 +12,7 @@ cannot be used from inside a running event loop).
 from __future__ import annotations
 
 import random
+import ssl as _ssl
 from pathlib import Path
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, Coroutine, Iterable, Mapping, Self, Sequence, TypeVar
@@ -53,6 +54,8 @@ class SyncLedgerClient:
         backoff_max: float = 2.0,
         sleep: Sleep | None = None,
         rng: random.Random | None = None,
+        ca_file: str | Path | None = None,
+        ssl: _ssl.SSLContext | None = None,
     ) -> None:
         """The options of :class:`LedgerClient` (and its errors)."""
         import asyncio  # with the client, not with the module (see client/sdk.py)
@@ -61,6 +64,7 @@ class SyncLedgerClient:
             nodes, key_file, chain=chain, nonce_file=nonce_file, request_timeout=request_timeout,
             retries=retries, batch_size=batch_size, max_pending=max_pending, spool_file=spool_file,
             backoff_base=backoff_base, backoff_max=backoff_max, sleep=sleep, rng=rng,
+            ca_file=ca_file, ssl=ssl,
         )
         self._loop: asyncio.AbstractEventLoop = asyncio.new_event_loop()
 

@@ -15,6 +15,8 @@ from __future__ import annotations
 
 import json
 import random
+import ssl
+from pathlib import Path
 from typing import TYPE_CHECKING, Any, Awaitable, Callable, Iterable, Mapping, Sequence
 
 from .errors import InvalidArgument, LedgerAPIError, LedgerClientError, NodesUnavailable
@@ -45,6 +47,8 @@ class NodeTransport:
         backoff_max: float,
         sleep: Sleep | None,
         rng: random.Random | None,
+        ca_file: str | Path | None = None,
+        ssl_context: ssl.SSLContext | None = None,
     ) -> None:
         import asyncio
 
@@ -61,11 +65,18 @@ class NodeTransport:
         self._preferred = 0  # the node that answered last
         self._sleep: Sleep = sleep or asyncio.sleep
         self._rng = rng or random.Random()
+        # https:// URLs: verified against ``ca_file`` (a cluster's own CA), or
+        # ``ssl_context`` as given, else the system's trust roots.
+        if ssl_context is None and ca_file is not None:
+            ssl_context = ssl.create_default_context(cafile=str(ca_file))
+            ssl_context.minimum_version = ssl.TLSVersion.TLSv1_2
+        self._ssl = ssl_context
 
     def _open_session(self) -> None:
         import aiohttp
 
-        self._session = aiohttp.ClientSession(timeout=self._timeout)
+        connector = aiohttp.TCPConnector(ssl=self._ssl) if self._ssl is not None else None
+        self._session = aiohttp.ClientSession(timeout=self._timeout, connector=connector)
 
     async def _close_session(self) -> None:
         if self._session is not None:

@@ -49,6 +49,7 @@ from ledger.crypto import SigningKey
 from ledger.encoding import H
 from node.app import Node
 from node.config import ConfigError, NodeConfig, load_config
+from node.startup import startup_checks
 from node.config_env import env_overrides
 from node.logs import LogContext
 from node.main import run
@@ -144,7 +145,9 @@ def main(config_path: Path, mode: str) -> None:
         return node
 
     try:
-        code = run(load_config(config_path, env_overrides(os.environ)), make_node)
+        config = load_config(config_path, env_overrides(os.environ))
+        # The same checks and TLS material as ledger-node (a TLS cluster too).
+        code = run(dataclasses.replace(config, tls=startup_checks(config)), make_node)
     except ConfigError as exc:
         click.echo(f"harness.byzantine: configuration error: {exc}", err=True)
         sys.exit(2)

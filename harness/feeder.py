@@ -87,9 +87,12 @@ class Feeder:
     def __init__(self, directory: Path, batch: int, seed: int) -> None:
         self.dir = directory
         self.genesis = load_genesis(directory / "genesis.json")
-        self.urls = [f"http://{v.address}" for v in self.genesis.validators]
+        # ledger-cluster init makes a local CA unless --insecure-plaintext.
+        ca = directory / "tls" / "ca.pem"
+        scheme = "https" if ca.is_file() else "http"
+        self.urls = [f"{scheme}://{v.address}" for v in self.genesis.validators]
         self.client = LedgerClient(self.urls, directory / "keys" / "demo.json", chain=self.genesis.chain,
-                                   request_timeout=30)
+                                   request_timeout=30, ca_file=ca if ca.is_file() else None)
         self.work = Workload(self.client, seed)
         self.batch_size = batch
         self.submitted = 0

@@ -13,6 +13,7 @@ import json
 import os
 import random
 import signal
+import ssl
 import socket
 import subprocess
 import time
@@ -86,15 +87,20 @@ async def until(cond: Callable[[], Awaitable[bool]], timeout: float, what: str,
 class LocalCluster:
     def __init__(self, directory: Path, n: int = 4, *, params: dict[str, Any] | None = None,
                  toml_edits: dict[int, list[tuple[str, str]]] | None = None,
-                 submitters: dict[str, list[str]] | None = None, members: bool = False) -> None:
+                 submitters: dict[str, list[str]] | None = None, members: bool = False,
+                 tls: bool = False) -> None:
         """``submitters`` adds genesis submitters (name -> roles) with key files;
         ``members`` writes a member key per node (``keys/member<i>.json``, as
-        ``ledger-cluster init`` does) for governance."""
+        ``ledger-cluster init`` does) for governance.  With ``tls`` the nodes
+        serve HTTPS with certificates from a local CA (``ca_file``); otherwise
+        plain HTTP (``tls.insecure_plaintext``)."""
         self.dir = directory
         self.n = n
+        self.tls = tls
         self.base_port = free_base_port(n)
         doc = init_cluster(directory, n, self.base_port,
-                           params=dict(FAST_PARAMS, **(params or {})), members=members)
+                           params=dict(FAST_PARAMS, **(params or {})), members=members,
+                           tls=tls)
         for name, roles in (submitters or {}).items():
             key = SigningKey.generate()
             write_key_file(directory / "keys" / f"{name}.json", name, key)
@@ -116,8 +122,13 @@ class LocalCluster:
     def config(self, i: int) -> Path:
         return self.dir / f"node{i}" / "node.toml"
 
+    @property
+    def ca_file(self) -> Path | None:
+        """The cluster CA's certificate (None without TLS)."""
+        return self.dir / "tls" / "ca.pem" if self.tls else None
+
     def url(self, i: int) -> str:
-        return f"http://127.0.0.1:{self.base_port + i}"
+        return f"{'https' if self.tls else 'http'}://127.0.0.1:{self.base_port + i}"
 
     def log_path(self, i: int) -> Path:
         return self.dir / f"node{i}.log"
@@ -181,7 +192,10 @@ class LocalCluster:
 
     def http(self) -> aiohttp.ClientSession:
         if self.session is None:
-            self.session = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=20))
+            connector = (aiohttp.TCPConnector(ssl=ssl.create_default_context(
+                cafile=str(self.ca_file))) if self.ca_file is not None else None)
+            self.session = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=20),
+                                                 connector=connector)
         return self.session
 
     async def get(self, i: int, path: str) -> tuple[int, Any]:

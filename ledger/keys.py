@@ -29,23 +29,33 @@ class KeyFile:
 def load_key_file(path: str | Path) -> KeyFile:
     """Read a key file and check that its pubkey matches its seed."""
     try:
-        doc = json.loads(Path(path).read_text(encoding="utf-8"))
+        text = Path(path).read_text(encoding="utf-8")
     except OSError as exc:
         raise KeyFileError(f"cannot read key file {path}: {exc.strerror}") from None
+    return parse_key_file(text, f"key file {path}")
+
+
+def parse_key_file(text: str, source: str) -> KeyFile:
+    """A key file's text (``source`` names where it came from in errors).
+
+    Errors never quote the text: it holds the seed."""
+    try:
+        doc = json.loads(text)
     except json.JSONDecodeError as exc:
-        raise KeyFileError(f"key file {path} is not JSON: {exc}") from None
+        raise KeyFileError(f"{source} is not JSON (line {exc.lineno}, column {exc.colno})") \
+            from None
     if not isinstance(doc, dict) or not {"name", "pubkey", "seed"} <= set(doc):
-        raise KeyFileError(f"key file {path} needs name, pubkey and seed")
+        raise KeyFileError(f"{source} needs name, pubkey and seed")
     try:
         seed = from_hex(doc["seed"], length=32, what="seed")
         pubkey = from_hex(doc["pubkey"], length=32, what="pubkey")
     except BadEncoding as exc:
-        raise KeyFileError(f"key file {path}: {exc}") from None
+        raise KeyFileError(f"{source}: {exc}") from None
     key = SigningKey(seed)
     if key.public_key != pubkey:
-        raise KeyFileError(f"key file {path}: pubkey does not match seed")
+        raise KeyFileError(f"{source}: pubkey does not match seed")
     if not isinstance(doc["name"], str):
-        raise KeyFileError(f"key file {path}: name must be a string")
+        raise KeyFileError(f"{source}: name must be a string")
     return KeyFile(name=doc["name"], key=key)
 
 

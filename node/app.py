@@ -143,7 +143,8 @@ class Node:
         self.sync = BlockSync(
             self.chain, cfg.peers, self.metrics, batch_blocks=cfg.settings.sync.batch_blocks,
             sign=lambda peer, target: sign_request(self.genesis, cfg.key, me, peer.pubkey,
-                                                   target, now_ms()))
+                                                   target, now_ms()),
+            tls=cfg.tls.client if cfg.tls is not None else None)
         try:
             self._checkpoints = Checkpoints(self.genesis, self.chain, me, cfg.key,
                                             self._send_cosign)
@@ -153,7 +154,7 @@ class Node:
         self.metrics.on_scrape(self._publish_health)
         self.transport = PeerTransport(self.genesis, cfg.key, cfg.peers, self.metrics,
                                        settings_from_config(cfg.settings.peers),
-                                       self._on_frame, self._on_peer_up)
+                                       self._on_frame, self._on_peer_up, tls=cfg.tls)
         assert cfg.validator is not None
         self.driver = Driver(
             genesis=self.genesis, me=cfg.validator.index, key=cfg.key, chain=self.chain,
@@ -182,7 +183,8 @@ class Node:
         await GuardedTCPSite(
             self._runner, cfg.host, cfg.port, guard=guard, reuse_address=True,
             handler_options=options,
-            on_refused=lambda: self.metrics.rejected.labels(code="bad_request").inc()).start()
+            on_refused=lambda: self.metrics.rejected.labels(code="bad_request").inc(),
+            ssl_context=cfg.tls.server if cfg.tls is not None else None).start()
         # The operator socket (node/backup.py): after the store is open, so a
         # second node started on the same data dir never replaces the socket.
         self._admin = AdminServer(leveldb, cfg.data_dir, chain=self.genesis.chain, node=self.name)

@@ -1,7 +1,8 @@
 """``ledger-cluster``: write a local cluster's files (PROTOCOL §7) and run it.
 
-``init`` writes ``genesis.json``, ``keys/<name>.json`` (0600) and
-``node<i>/node.toml``; ``up`` runs every node as a child process in the
+``init`` writes ``genesis.json``, ``keys/<name>.json`` (0600),
+``node<i>/node.toml`` and (unless ``--insecure-plaintext``) a local CA and
+per-node certificates under ``tls/``; ``up`` runs every node as a child process in the
 foreground, prefixes their log lines, and stops them all on SIGINT/SIGTERM.
 Children ask the kernel to SIGTERM them when the runner dies
 (PR_SET_PDEATHSIG), so even a SIGKILLed runner leaves no orphan.
@@ -27,6 +28,8 @@ from ledger.crypto import SigningKey
 from ledger.genesis import DEFAULT_RECORD_TS_FUTURE_MS, DEFAULT_RECORD_TS_PAST_MS
 from ledger.keys import write_key_file
 
+from .tls_certs import make_ca, make_node_cert
+
 DEFAULT_BASE_PORT = 7700
 DEFAULT_CHAIN = "demo"
 DEMO_SUBMITTER = "demo"
@@ -47,7 +50,16 @@ DEFAULT_PARAMS: dict[str, int] = {
 }
 
 
-def node_toml(index: int, port: int, host: str = "127.0.0.1") -> str:
+def tls_toml(index: int | None) -> str:
+    """The ``[tls]`` table: node ``index``'s certificate from ``tls/``, or
+    plaintext (``index`` None) for a local demo without TLS."""
+    if index is None:
+        return "[tls]\n# Plain HTTP and WebSocket: local demos only.\ninsecure_plaintext = true\n"
+    return (f'[tls]\ncert_file = "../tls/node{index}.pem"\nkey_file = "../tls/node{index}.key"\n'
+            'ca_file = "../tls/ca.pem"\n')
+
+
+def node_toml(index: int, port: int, host: str = "127.0.0.1", tls: bool = True) -> str:
     """The TOML of node ``index``; paths are relative to the file itself."""
     return f"""# node{index} of a local auditledger cluster (PROTOCOL §7).
 # Every key is optional except node.name, node.key_file and http.port;
@@ -84,6 +96,7 @@ heartbeat_ms = 5000
 [sync]
 batch_blocks = 64
 
+""" + tls_toml(index if tls else None) + """
 [log]
 level = "info"
 """
@@ -98,6 +111,7 @@ def init_cluster(
     host: str = "127.0.0.1",
     containers: bool = False,
     members: bool = False,
+    tls: bool = True,
 ) -> dict[str, Any]:
     """Write the cluster files into ``directory``; return the genesis document.
 
@@ -106,13 +120,19 @@ def init_cluster(
     ``node<i>:<base_port>`` and every node listens on ``0.0.0.0:<base_port>``
     inside its container.  With ``members`` it also writes one member
     (administrator) key per node, ``keys/member<i>.json``, listed in genesis
-    ``members`` (PROTOCOL §9.1), so the demo can run governance."""
+    ``members`` (PROTOCOL §9.1), so the demo can run governance.  With
+    ``tls`` (the default) it makes a local CA (``tls/ca.pem``, ``tls/ca.key``)
+    and a certificate per node (``tls/node<i>.pem``, ``.key``) for the node's
+    address host, ``localhost`` and 127.0.0.1; without it the nodes serve
+    plaintext (``tls.insecure_plaintext``)."""
     if nodes < 1:
         raise ValueError("a cluster needs at least one node")
     if not 1 <= base_port <= 65535 - (0 if containers else nodes):
         raise ValueError("base port out of range")
     directory.mkdir(parents=True, exist_ok=True)
     keys_dir = directory / "keys"
+    tls_dir = directory / "tls"
+    ca = make_ca(tls_dir) if tls else None
     validators = []
     for i in range(nodes):
         key = SigningKey.generate()
@@ -123,7 +143,10 @@ def init_cluster(
         node_dir = directory / f"node{i}"
         node_dir.mkdir(parents=True, exist_ok=True)
         listen = "0.0.0.0" if containers else host
-        (node_dir / "node.toml").write_text(node_toml(i, port, listen), encoding="utf-8")
+        (node_dir / "node.toml").write_text(node_toml(i, port, listen, tls), encoding="utf-8")
+        if ca is not None:
+            make_node_cert(ca, tls_dir, f"node{i}",
+                           [address.rpartition(":")[0], "localhost", "127.0.0.1"])
     demo = SigningKey.generate()
     write_key_file(keys_dir / f"{DEMO_SUBMITTER}.json", DEMO_SUBMITTER, demo)
     genesis = {
@@ -258,8 +281,11 @@ def main() -> None:
 @click.option("--containers", is_flag=True,
               help="one container per node, named node<i> (deploy/compose.yaml): addresses "
                    "node<i>:<base-port>, every node listening on 0.0.0.0:<base-port>")
+@click.option("--insecure-plaintext", is_flag=True,
+              help="no TLS: plain HTTP and WebSocket (tls.insecure_plaintext), for local demos; "
+                   "by default init makes a local CA and a certificate per node under tls/")
 def init(nodes: int, directory: Path, base_port: int, chain: str | None, force: bool,
-         containers: bool) -> None:
+         containers: bool, insecure_plaintext: bool) -> None:
     """Write genesis.json, keys/ and node<i>/node.toml (PROTOCOL §7)."""
     if (directory / "genesis.json").exists() and not force:
         raise click.UsageError(f"{directory} already holds a cluster (use --force or a new --dir)")
@@ -267,9 +293,11 @@ def init(nodes: int, directory: Path, base_port: int, chain: str | None, force: 
         # A fresh id per demo: two unrelated demo clusters are never one chain
         # to an auditor's checkpoint (issue 23).
         chain = f"demo-{secrets.token_hex(8)}"
-    init_cluster(directory, nodes, base_port, chain, containers=containers, members=True)
+    init_cluster(directory, nodes, base_port, chain, containers=containers, members=True,
+                 tls=not insecure_plaintext)
+    scheme = "HTTP" if insecure_plaintext else "HTTPS (CA: tls/ca.pem)"
     where = (f"node0..node{nodes - 1} on port {base_port}" if containers
-             else f"HTTP on 127.0.0.1:{base_port}..{base_port + nodes - 1}")
+             else f"{scheme} on 127.0.0.1:{base_port}..{base_port + nodes - 1}")
     click.echo(f"wrote a {nodes}-node cluster for chain {chain!r} to {directory} ({where})")
 
 

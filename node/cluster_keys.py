@@ -21,6 +21,8 @@ from ledger.errors import BadEncoding, GenesisError
 from ledger.genesis import parse_genesis
 from ledger.keys import write_key_file
 
+from .tls_certs import load_or_make_ca, make_node_cert
+
 PUBLIC_SUFFIX = ".pub.json"
 
 
@@ -108,13 +110,27 @@ def assemble_genesis(
 @click.option("--name", required=True, help="the key's name (an organisation, node or service)")
 @click.option("--out", "out", type=click.Path(file_okay=False, path_type=Path), required=True,
               help="directory for NAME.json (private, 0600) and NAME.pub.json")
-def keygen_command(name: str, out: Path) -> None:
+@click.option("--tls-host", "tls_hosts", multiple=True, metavar="HOST",
+              help="also write a TLS certificate for HOST (repeatable; the host of the node's "
+                   "genesis address first): OUT/NAME.pem and OUT/NAME.key (0600)")
+@click.option("--ca", "ca_dir", type=click.Path(file_okay=False, path_type=Path), default=None,
+              help="with --tls-host: the directory of the CA that signs it (ca.pem, ca.key), "
+                   "made there if absent; default OUT/ca")
+def keygen_command(name: str, out: Path, tls_hosts: tuple[str, ...],
+                   ca_dir: Path | None) -> None:
     """Make a key where it will live; only NAME.pub.json leaves this machine."""
+    if ca_dir is not None and not tls_hosts:
+        raise click.UsageError("--ca only applies with --tls-host")
     try:
         private, public = keygen(name, out)
     except (ValueError, FileExistsError) as exc:
         raise click.UsageError(str(exc)) from None
     click.echo(f"wrote {private} (private, 0600) and {public} (public: share this one)")
+    if tls_hosts:
+        ca = load_or_make_ca(ca_dir or out / "ca")
+        cert, key = make_node_cert(ca, out, name, list(tls_hosts))
+        click.echo(f"wrote {cert} (TLS certificate for {', '.join(tls_hosts)}) and {key} "
+                   f"(private, 0600), signed by {(ca_dir or out / 'ca') / 'ca.pem'}")
 
 
 @click.command("genesis")

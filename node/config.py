@@ -17,9 +17,10 @@ from typing import Any
 from ledger.crypto import SigningKey
 from ledger.errors import GenesisError
 from ledger.genesis import Genesis, Validator, load_genesis
-from ledger.keys import KeyFileError, load_key_file
+from ledger.keys import KeyFileError, load_key_file, parse_key_file
 
 from .settings import REQUIRED, Settings, Spec, build_settings
+from .tls import NodeTls
 from .settings import SCHEMA as SCHEMA
 
 
@@ -67,6 +68,8 @@ class NodeConfig:
     settings: Settings
     # RETIRED keys node.toml still sets (ignored; the node warns at start).
     retired: tuple[str, ...] = ()
+    # The TLS contexts node/startup.py loaded; None serves plain HTTP.
+    tls: NodeTls | None = None
 
     @property
     def host(self) -> str:
@@ -98,7 +101,10 @@ def _check_value(section: str, key: str, value: Any, spec: Spec) -> Any:
 def check_value(name: str, value: Any, spec: Spec) -> Any:
     """``value`` if it fits ``spec``, else :class:`ConfigError` naming ``name``."""
     kind, _default, lo, hi = spec
-    if kind is int:
+    if kind is bool:
+        if not isinstance(value, bool):
+            raise ConfigError(name, f"must be true or false, got {type(value).__name__}")
+    elif kind is int:
         if not isinstance(value, int) or isinstance(value, bool):
             raise ConfigError(name, f"must be an integer, got {type(value).__name__}")
         if (lo is not None and value < lo) or (hi is not None and value > hi):
@@ -148,11 +154,14 @@ def retired_keys(doc: Mapping[str, Any]) -> tuple[str, ...]:
 
 
 def load_config(path: str | Path,
-                overrides: Mapping[str, Mapping[str, Any]] | None = None) -> NodeConfig:
+                overrides: Mapping[str, Mapping[str, Any]] | None = None,
+                key_fd: int | None = None) -> NodeConfig:
     """Read ``node.toml`` and everything it points to; raise :class:`ConfigError`.
 
     ``overrides`` (``{section: {key: value}}``, from the environment:
-    node/config_env.py) replace the file's values before validation."""
+    node/config_env.py) replace the file's values before validation.  With
+    ``key_fd`` the validator key file's text is read from that open file
+    descriptor (``LEDGER_KEY_SEED_FD``) instead of ``node.key_file``."""
     cfg_path = Path(path).resolve()
     try:
         doc = tomllib.loads(cfg_path.read_text(encoding="utf-8"))
@@ -175,7 +184,8 @@ def load_config(path: str | Path,
     except GenesisError as exc:
         raise ConfigError("node.genesis", f"{genesis_path}: {exc}") from None
     try:
-        key = load_key_file(base / node.key_file).key
+        key = (load_key_file(base / node.key_file).key if key_fd is None
+               else parse_key_file(read_fd(key_fd), f"the key from file descriptor {key_fd}").key)
     except KeyFileError as exc:
         raise ConfigError("node.key_file", str(exc)) from None
     index = genesis.validator_index(key.public_key)
@@ -203,6 +213,15 @@ def load_config(path: str | Path,
     )
 
 
+def read_fd(fd: int) -> str:
+    """All of an inherited file descriptor's text (then closed)."""
+    try:
+        with open(fd, "r", encoding="utf-8", closefd=True) as fh:
+            return fh.read()
+    except (OSError, ValueError) as exc:
+        raise KeyFileError(f"cannot read the key from file descriptor {fd}: {exc}") from None
+
+
 def _split_address(address: str, what: str) -> tuple[str, int]:
     host, sep, port = address.rpartition(":")
     if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
@@ -210,7 +229,12 @@ def _split_address(address: str, what: str) -> tuple[str, int]:
     return host, int(port)
 
 
-def peer_url(validator: Validator, path: str) -> str:
-    """``http://host:port/path`` for a validator's genesis address."""
+def split_address(address: str, what: str) -> tuple[str, int]:
+    """``(host, port)`` of ``host:port``; :class:`ConfigError` naming ``what``."""
+    return _split_address(address, what)
+
+
+def peer_url(validator: Validator, path: str, tls: bool = False) -> str:
+    """``http(s)://host:port/path`` for a validator's genesis address."""
     host, port = _split_address(validator.address, f"validator {validator.name!r} address")
-    return f"http://{host}:{port}{path}"
+    return f"{'https' if tls else 'http'}://{host}:{port}{path}"

@@ -51,6 +51,10 @@ def env_overrides(environ: Mapping[str, str]) -> dict[str, dict[str, Any]]:
 
 
 def _convert(var: str, text: str, kind: type) -> Any:
+    if kind is bool:
+        if text.strip().lower() not in ("true", "false"):
+            raise ConfigError(var, f"must be true or false, got {text!r}")
+        return text.strip().lower() == "true"
     if kind is int:
         stripped = text.strip()
         # Decimal digits only: int() would also take "1_000" and other spellings

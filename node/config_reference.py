@@ -41,6 +41,7 @@ SECTIONS: dict[str, str] = {
     "storage": "The embedded LevelDB store under `node.data_dir`.",
     "sync": "Catch-up: how a node that is behind pulls certified blocks from its peers, "
             "and how much it serves to one that asks.",
+    "tls": "TLS on the HTTP API and peer links (see TLS and start-up checks below).",
     "log": "Logging (JSON lines on standard error).",
 }
 
@@ -75,6 +76,8 @@ def _default(section: str, key: str, spec: Any) -> str:
             builtin = config.DEFAULT_TIMEOUTS_MS.get(key)
             return f"genesis `params.{key}`, else {builtin}" if builtin is not None else "genesis"
         return "**required**"
+    if kind is bool:
+        return f"`{str(default).lower()}`"
     if kind is str:
         return f'`"{default}"`'
     return _number(key, int(default))
@@ -84,6 +87,8 @@ def _accepts(name: str, spec: Any) -> str:
     kind, _default, lo, hi = spec
     if name in CHOICES:
         return " \\| ".join(f'`"{c}"`' for c in CHOICES[name])
+    if kind is bool:
+        return "`true` \\| `false`"
     if kind is str:
         return "string"
     if lo is not None and hi is not None:

@@ -8,6 +8,14 @@ frame).  The two nonces give the session id.  Each frame carries a sequence
 number and the sender's signature over ``session || seq || body``: a frame
 replayed on this connection fails the sequence check, and one replayed on
 another connection fails the signature check because the session differs.
+
+Over TLS both transcripts also hold ``binding``: the SHA-256 of the
+listener's DER certificate, as each side sees it (node/tls.py).  A man in
+the middle that terminates TLS shows the dialer another certificate, so the
+two sides sign different transcripts and each refuses the other's
+signature; the session, and so every frame, is tied to that TLS connection's
+authenticated listener.  Plaintext links (``tls.insecure_plaintext``) sign
+the transcript without the ``tls`` key, as before.
 """
 
 from __future__ import annotations
@@ -54,11 +62,14 @@ def fresh_nonce() -> bytes:
     return os.urandom(NONCE_LEN)
 
 
-def _transcript(chain: str, dialer: bytes, listener: bytes, nonce: bytes, signer: str) -> bytes:
+def _transcript(chain: str, dialer: bytes, listener: bytes, nonce: bytes, signer: str,
+                binding: bytes = b"") -> bytes:
     # ``signer`` stops a signature made as listener being reflected as a dialer's.
-    return canonical(
-        {"chain": chain, "dialer": dialer, "listener": listener, "nonce": nonce, "signer": signer}
-    )
+    doc: dict[str, Any] = {"chain": chain, "dialer": dialer, "listener": listener,
+                           "nonce": nonce, "signer": signer}
+    if binding:
+        doc["tls"] = binding
+    return canonical(doc)
 
 
 def _decode_map(data: Any, kind: str, keys: set[str]) -> dict[str, Any]:
@@ -92,7 +103,8 @@ def hello(genesis: Genesis, me: SigningKey, listener: bytes, nonce: bytes) -> by
 
 
 def check_challenge(
-    genesis: Genesis, me: SigningKey, listener: bytes, my_nonce: bytes, data: Any
+    genesis: Genesis, me: SigningKey, listener: bytes, my_nonce: bytes, data: Any,
+    binding: bytes = b"",
 ) -> bytes:
     """Verify the listener's answer; return the listener's nonce."""
     msg = _decode_map(data, "challenge", {"t", "from", "nonce", "sig"})
@@ -104,16 +116,18 @@ def check_challenge(
     try:
         verify_signature(
             listener, HANDSHAKE_DOMAIN,
-            _transcript(genesis.chain, me.public_key, listener, my_nonce, "listener"), sig,
+            _transcript(genesis.chain, me.public_key, listener, my_nonce, "listener", binding),
+            sig,
         )
     except BadSignature:
         raise HandshakeError("bad_signature", "listener's handshake signature is bad") from None
     return nonce
 
 
-def auth(genesis: Genesis, me: SigningKey, listener: bytes, their_nonce: bytes) -> bytes:
-    sig = me.sign(HANDSHAKE_DOMAIN,
-                  _transcript(genesis.chain, me.public_key, listener, their_nonce, "dialer"))
+def auth(genesis: Genesis, me: SigningKey, listener: bytes, their_nonce: bytes,
+         binding: bytes = b"") -> bytes:
+    sig = me.sign(HANDSHAKE_DOMAIN, _transcript(genesis.chain, me.public_key, listener,
+                                                their_nonce, "dialer", binding))
     return canonical({"t": "auth", "sig": sig})
 
 
@@ -142,13 +156,15 @@ def check_hello(genesis: Genesis, me: SigningKey, data: Any) -> Hello:
     return Hello(dialer=msg["from"], dialer_index=index, nonce=nonce)
 
 
-def challenge(genesis: Genesis, me: SigningKey, h: Hello, my_nonce: bytes) -> bytes:
-    sig = me.sign(HANDSHAKE_DOMAIN,
-                  _transcript(genesis.chain, h.dialer, me.public_key, h.nonce, "listener"))
+def challenge(genesis: Genesis, me: SigningKey, h: Hello, my_nonce: bytes,
+              binding: bytes = b"") -> bytes:
+    sig = me.sign(HANDSHAKE_DOMAIN, _transcript(genesis.chain, h.dialer, me.public_key,
+                                                h.nonce, "listener", binding))
     return canonical({"t": "challenge", "from": me.public_key, "nonce": my_nonce, "sig": sig})
 
 
-def check_auth(genesis: Genesis, me: SigningKey, h: Hello, my_nonce: bytes, data: Any) -> None:
+def check_auth(genesis: Genesis, me: SigningKey, h: Hello, my_nonce: bytes, data: Any,
+               binding: bytes = b"") -> None:
     msg = _decode_map(data, "auth", {"t", "sig"})
     sig = msg["sig"]
     if not isinstance(sig, bytes):
@@ -156,7 +172,8 @@ def check_auth(genesis: Genesis, me: SigningKey, h: Hello, my_nonce: bytes, data
     try:
         verify_signature(
             h.dialer, HANDSHAKE_DOMAIN,
-            _transcript(genesis.chain, h.dialer, me.public_key, my_nonce, "dialer"), sig,
+            _transcript(genesis.chain, h.dialer, me.public_key, my_nonce, "dialer", binding),
+            sig,
         )
     except BadSignature:
         raise HandshakeError("bad_signature", "dialer's handshake signature is bad") from None

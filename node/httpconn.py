@@ -36,6 +36,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import ssl
 from collections.abc import Awaitable, Callable
 from typing import Any, cast
 
@@ -373,8 +374,10 @@ class GuardedTCPSite(web.TCPSite):
     def __init__(self, runner: web.BaseRunner, host: str, port: int, *, guard: HeadTimeout,
                  reuse_address: bool | None = None,
                  handler_options: dict[str, Any] | None = None,
-                 on_refused: Callable[[], None] | None = None) -> None:
-        super().__init__(runner, host, port, reuse_address=reuse_address)
+                 on_refused: Callable[[], None] | None = None,
+                 ssl_context: ssl.SSLContext | None = None) -> None:
+        super().__init__(runner, host, port, reuse_address=reuse_address,
+                         ssl_context=ssl_context)
         self._guard = guard
         self._handler_options = dict(handler_options or {})
         self._on_refused = on_refused
@@ -391,7 +394,7 @@ class GuardedTCPSite(web.TCPSite):
 
         self._server = await loop.create_server(
             self._guard.wrap(handler), self._host, self._port, backlog=self._backlog,
-            reuse_address=self._reuse_address,
+            reuse_address=self._reuse_address, ssl=self._ssl_context,
         )
         sockets = self._server.sockets
         self._bound_port = sockets[0].getsockname()[1] if sockets else self._port

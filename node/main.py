@@ -9,7 +9,11 @@ stops at once with one CRITICAL log line naming the cause (node/failstop.py).
 
 The file may instead be named by ``LEDGER_CONFIG``, and
 ``LEDGER__SECTION__KEY=value`` variables override its keys
-(``node/config_env.py``).
+(``node/config_env.py``).  ``LEDGER_KEY_SEED_FD=<n>`` reads the validator
+key file's text from inherited descriptor n instead of ``node.key_file``.
+Before serving, node/startup.py refuses (exit 2) a key file readable by
+others, another validator's key, a listen address that is not the genesis
+address, and a TLS certificate that does not match its key or has expired.
 
 ``ledger-node --config node.toml --check`` checks the (stopped) node's store
 instead - every block and index entry (``node/check.py``): 0 clean, 1 damaged,
@@ -23,7 +27,8 @@ import logging
 import os
 import signal
 import sys
-from collections.abc import Callable, Coroutine
+from collections.abc import Callable, Coroutine, Mapping
+from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -38,11 +43,16 @@ from .config import RETIRED, ConfigError, NodeConfig, load_config
 from .config_env import CONFIG_VAR, env_overrides
 from .logs import LogContext, setup_logging
 from .memtune import fix_mmap_threshold, limit_malloc_arenas
+from .startup import startup_checks
 
 if TYPE_CHECKING:
     from .app import Node
 
 log = logging.getLogger("node.main")
+
+# An inherited file descriptor holding the validator key file's text (for
+# secret stores that hand keys over a pipe rather than a file on disk).
+KEY_FD_VAR = "LEDGER_KEY_SEED_FD"
 
 
 # Builds the node _serve runs: node.app.Node itself, or (harness/byzantine.py)
@@ -65,6 +75,10 @@ async def _serve(config: NodeConfig, make_node: NodeFactory | None = None) -> in
     _log_event_loop(config)
     _tune_malloc(config)
     _warn_retired(config)
+    if config.tls is None and config.settings.tls.insecure_plaintext:
+        log.warning("tls.insecure_plaintext = true: the API and peer links are plain HTTP and "
+                    "WebSocket, readable and alterable by anyone on the network; use it for "
+                    "local demos only")
     log.info("records: decoding and signature batches in %s", native_description)
     node = (make_node or Node)(config, ctx)
     stop = asyncio.Event()
@@ -86,7 +100,8 @@ async def _serve(config: NodeConfig, make_node: NodeFactory | None = None) -> in
                   config.data_dir / "chain", exc)
         await node.stop()
         return 1
-    log.info("serving on http://%s:%d", config.host, config.port)
+    log.info("serving on %s://%s:%d", "https" if config.tls else "http", config.host,
+             config.port)
     await stop.wait()
     log.info("stopping")
     await node.stop()
@@ -123,12 +138,24 @@ def main(ctx: click.Context, config_path: Path | None, check: bool, signatures: 
         if check:
             code = _check(config_path, signatures)
         else:
-            config = load_config(config_path, env_overrides(os.environ))
+            key_fd = _key_fd(os.environ)
+            config = load_config(config_path, env_overrides(os.environ), key_fd=key_fd)
+            config = replace(config, tls=startup_checks(config, key_from_fd=key_fd is not None))
             code = run(config)
     except ConfigError as exc:
         click.echo(f"ledger-node: configuration error: {exc}", err=True)
         sys.exit(2)
     sys.exit(code)
+
+
+def _key_fd(environ: Mapping[str, str]) -> int | None:
+    """``LEDGER_KEY_SEED_FD``: an inherited descriptor to read the key file from."""
+    text = environ.get(KEY_FD_VAR)
+    if text is None:
+        return None
+    if not text.strip().isdigit():
+        raise ConfigError(KEY_FD_VAR, "must be a file descriptor number")
+    return int(text)
 
 
 _config_option = click.option(

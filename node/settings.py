@@ -55,6 +55,14 @@ class NodeSettings:
         doc="`\"uvloop\"` (libuv's event loop) or `\"asyncio\"` (the standard library's). Where"
             " uvloop is not installed the node runs on asyncio and its start log warns.")
 
+    # Where peers reach this node when it differs from where it listens
+    # (a proxy, NAT or container port mapping); checked against genesis.
+    advertise_address: str = setting("",
+        doc="`host:port` where peers reach this node, when that is not `http.host:http.port` "
+            "(a proxy, NAT or a container's port mapping). It must equal this validator's "
+            "`address` in genesis; without it the listen address must (a wildcard host such"
+            " as `0.0.0.0` matches any host, the port must still match).")
+
 
 @dataclass(frozen=True, kw_only=True)
 class HttpSettings:
@@ -323,6 +331,34 @@ class SyncSettings:
 
 
 @dataclass(frozen=True, kw_only=True)
+class TlsSettings:
+    """``[tls]`` in node.toml (node/tls.py)."""
+
+    cert_file: str = setting("",
+        doc="PEM certificate the node serves HTTPS and peer links with (from the "
+            "organisation's CA, or made by `ledger-cluster init`). Required unless "
+            "`insecure_plaintext`.")
+
+    key_file: str = setting("",
+        doc="PEM private key of `cert_file`, unencrypted, mode 0600. The node refuses to "
+            "start if the certificate does not match it or has expired.")
+
+    ca_file: str = setting("",
+        doc="PEM trust roots for the certificates of peers (and of other nodes this node "
+            "fetches blocks from). Empty: the system's roots.")
+
+    require: bool = setting(True,
+        doc="Verify peers' certificates against `ca_file` and their `address` host. With "
+            "`false` any certificate is accepted on peer links; peers are still "
+            "authenticated by their validator keys in the handshake, which is bound to the "
+            "certificate.")
+
+    insecure_plaintext: bool = setting(False,
+        doc="Serve plain HTTP and dial peers over plain WebSocket, without TLS: for local "
+            "demos only; the node logs a warning at start.")
+
+
+@dataclass(frozen=True, kw_only=True)
 class LogSettings:
     """``[log]`` in node.toml."""
 
@@ -341,14 +377,15 @@ class Settings:
     peers: PeersSettings
     storage: StorageSettings
     sync: SyncSettings
+    tls: TlsSettings
     log: LogSettings
 
 
 def _kind(annotation: Any) -> type:
-    """``int`` or ``str`` of a field's annotation (``int | None`` is ``int``)."""
+    """``int``, ``bool`` or ``str`` of a field's annotation (``int | None`` is ``int``)."""
     if isinstance(annotation, types.UnionType):
         (annotation,) = [a for a in annotation.__args__ if a is not type(None)]
-    assert annotation in (int, str), annotation
+    assert annotation in (int, bool, str), annotation
     return annotation  # type: ignore[no-any-return]
 
 

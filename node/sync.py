@@ -22,6 +22,7 @@ from __future__ import annotations
 import asyncio
 import http.client
 import logging
+import ssl
 import time
 from collections.abc import Callable, Sequence
 from typing import Any
@@ -176,8 +177,10 @@ class BlockSync:
         batch_blocks: int = 64,
         request_timeout_s: float = 15.0,
         sign: Signer | None = None,
+        tls: ssl.SSLContext | None = None,
     ) -> None:
         self.chain = chain
+        self.tls = tls  # peers are dialed over HTTPS with this context (node/tls.py)
         self.peers = list(peers)
         self.metrics = metrics
         self.batch_blocks = batch_blocks
@@ -196,7 +199,8 @@ class BlockSync:
 
         async def one(peer: Validator) -> None:
             try:
-                async with session.get(peer_url(peer, "/v1/status"), timeout=timeout) as resp:
+                async with session.get(peer_url(peer, "/v1/status", self.tls is not None),
+                                       timeout=timeout, ssl=self.tls or True) as resp:
                     doc = await resp.json() if resp.status == 200 else None
             except (TimeoutError, aiohttp.ClientError, OSError, ValueError):
                 return
@@ -257,9 +261,11 @@ class BlockSync:
         half-read when it is needed.  A thread drains the socket (blocking
         I/O releases the GIL) and decodes the envelopes (pure functions)
         alongside."""
-        url = urlsplit(peer_url(peer, SYNC_PATH))
+        url = urlsplit(peer_url(peer, SYNC_PATH, self.tls is not None))
         deadline = time.monotonic() + self.timeout_s
-        conn = http.client.HTTPConnection(url.hostname or "", url.port, timeout=self.timeout_s)
+        conn = (http.client.HTTPSConnection(url.hostname or "", url.port, timeout=self.timeout_s,
+                                            context=self.tls) if self.tls is not None else
+                http.client.HTTPConnection(url.hostname or "", url.port, timeout=self.timeout_s))
         try:
             target = f"{url.path}?from={first}&limit={limit}"
             conn.request("GET", target,

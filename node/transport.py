@@ -1,6 +1,7 @@
 """Peer transport: persistent, authenticated WebSocket links between validators.
 
-Each node dials every other validator at ``ws://<genesis address>/v1/peer``
+Each node dials every other validator at ``wss://<genesis address>/v1/peer``
+(``ws://`` with ``tls.insecure_plaintext``; node/tls.py)
 and uses that *outbound* link only to send; it receives on the links the
 others dial to it.  One direction per connection means no tie-breaking
 between simultaneous dials and no shared state between sending and receiving.
@@ -36,6 +37,7 @@ from .config import peer_url
 from .settings import PeersSettings
 from .handshake_limit import HandshakeLimiter, HandshakeReport
 from .metrics import Metrics
+from .tls import NodeTls, peer_fingerprint
 
 log = logging.getLogger("node.transport")
 
@@ -92,8 +94,11 @@ class PeerTransport:
         on_frame: FrameHandler,
         on_peer_up: PeerUpHandler | None = None,
         clock: Callable[[], float] = time.monotonic,
+        tls: NodeTls | None = None,
     ) -> None:
         self.genesis = genesis
+        # With TLS: dial wss:// and bind handshakes to the listener's certificate.
+        self.tls = tls
         self.clock = clock
         self.key = key
         self.metrics = metrics
@@ -195,7 +200,7 @@ class PeerTransport:
 
     async def _run_link(self, link: _Link) -> None:
         delay = self.settings.reconnect_initial_s
-        url = peer_url(link.validator, frames.PEER_PATH)
+        url = peer_url(link.validator, frames.PEER_PATH, self.tls is not None)
         while not self._closing:
             try:
                 await self._connect_and_send(link, url)
@@ -224,6 +229,7 @@ class PeerTransport:
             heartbeat=self.settings.heartbeat_s,
             max_msg_size=self.settings.max_frame_bytes,
             timeout=aiohttp.ClientWSTimeout(ws_close=self.settings.handshake_timeout_s),
+            ssl=self.tls.client if self.tls is not None else True,
         ) as ws:
             session = await asyncio.wait_for(
                 self._dial_handshake(ws, peer_key), self.settings.handshake_timeout_s
@@ -262,12 +268,16 @@ class PeerTransport:
             pass
 
     async def _dial_handshake(self, ws: aiohttp.ClientWebSocketResponse, peer_key: bytes) -> bytes:
+        # The certificate this connection's listener showed us (b"" in plaintext).
+        binding = peer_fingerprint(ws.get_extra_info("ssl_object"))
+        if self.tls is not None and not binding:
+            raise frames.HandshakeError("refused", "the peer link is not TLS")
         nonce = frames.fresh_nonce()
         await ws.send_bytes(frames.hello(self.genesis, self.key, peer_key, nonce))
         their_nonce = frames.check_challenge(
-            self.genesis, self.key, peer_key, nonce, await _receive_bytes(ws)
+            self.genesis, self.key, peer_key, nonce, await _receive_bytes(ws), binding
         )
-        await ws.send_bytes(frames.auth(self.genesis, self.key, peer_key, their_nonce))
+        await ws.send_bytes(frames.auth(self.genesis, self.key, peer_key, their_nonce, binding))
         if await _receive_bytes(ws) != frames.READY:
             raise frames.HandshakeError("refused", "listener did not confirm the handshake")
         return frames.session_id(nonce, their_nonce)
@@ -338,10 +348,13 @@ class PeerTransport:
         return self.handshake_report.flush()
 
     async def _listen_handshake(self, ws: web.WebSocketResponse) -> tuple[frames.Hello, bytes]:
+        # Our own certificate: the one the dialer must have seen on this connection.
+        binding = self.tls.fingerprint if self.tls is not None else b""
         hello = frames.check_hello(self.genesis, self.key, await _receive_bytes(ws))
         nonce = frames.fresh_nonce()
-        await ws.send_bytes(frames.challenge(self.genesis, self.key, hello, nonce))
-        frames.check_auth(self.genesis, self.key, hello, nonce, await _receive_bytes(ws))
+        await ws.send_bytes(frames.challenge(self.genesis, self.key, hello, nonce, binding))
+        frames.check_auth(self.genesis, self.key, hello, nonce, await _receive_bytes(ws),
+                          binding)
         await ws.send_bytes(frames.READY)
         return hello, frames.session_id(hello.nonce, nonce)
 

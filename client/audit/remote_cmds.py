@@ -59,8 +59,21 @@ from .show import fingerprint, labels, untrusted, validators_ref
 
 T = TypeVar("T")
 
-node_option = click.option("--node", "nodes", metavar="URL", multiple=True,
-                           help="Node base URL, e.g. http://127.0.0.1:7700 (repeat for failover).")
+_nodes_option = click.option("--node", "nodes", metavar="URL", multiple=True,
+                             help="Node base URL, e.g. https://127.0.0.1:7700 (repeat for "
+                                  "failover).")
+CA_FILE_META = "ledger_audit.ca_file"
+_ca_file_option = click.option(
+    "--ca-file", type=click.Path(dir_okay=False, exists=True, path_type=Path),
+    envvar="LEDGER_CA_FILE", show_envvar=True, expose_value=False,
+    callback=lambda ctx, _param, value: ctx.meta.__setitem__(CA_FILE_META, value),
+    help="PEM trust roots for https:// nodes (a cluster's own CA, e.g. tls/ca.pem); "
+         "default: the system's roots.")
+
+
+def node_option(f: Callable[..., Any]) -> Callable[..., Any]:
+    """``--node URL`` (repeatable) and ``--ca-file``."""
+    return _nodes_option(_ca_file_option(f))
 genesis_option = click.option("--genesis", "genesis_path", metavar="GENESIS.json", required=True,
                               type=click.Path(dir_okay=False, path_type=Path),
                               help="The chain's genesis file: the only thing trusted.")
@@ -76,7 +89,9 @@ def _run(nodes: tuple[str, ...], as_json: bool, work: Callable[[LedgerClient], A
         raise click.UsageError("--node URL is required")
 
     async def go() -> T:
-        async with LedgerClient(list(nodes), retries=2 * len(nodes)) as client:
+        ctx = click.get_current_context(silent=True)
+        ca_file = ctx.meta.get(CA_FILE_META) if ctx is not None else None
+        async with LedgerClient(list(nodes), retries=2 * len(nodes), ca_file=ca_file) as client:
             return await work(client)
 
     try:
