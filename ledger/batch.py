@@ -98,3 +98,82 @@ def batch_tree(record_ids: Sequence[bytes]) -> tuple[bytes, list[BatchPosition]]
     return root(leaves), [
         BatchPosition(i, size, tuple(inclusion_path_by_nodes(i, size, node)))
         for i in range(size)]
+
+
+# canonical({"batch": {"index": i, "path": [...], "size": n}, "record": r,
+# "sig": s}) byte by byte: fixed key strings, the shortest integer and bin
+# headers.  The C decoder does not know batch envelopes; this reads the
+# canonical ones at a fraction of the general decoder's cost (every
+# validator decodes every record it admits) and answers None for anything
+# else, which the general path then decides.
+_BATCH_HEAD = b"\x83\xa5batch\x83\xa5index"
+_PATH_KEY = b"\xa4path"
+_SIZE_KEY = b"\xa4size"
+_RECORD_KEY = b"\xa6record"
+_SIG_PART = b"\xa3sig\xc4\x40"
+
+
+def _uint_at(data: bytes, at: int) -> tuple[int, int] | None:
+    """A canonical MessagePack unsigned integer below 2^16 at ``at``: (value, next)."""
+    if at >= len(data):
+        return None
+    tag = data[at]
+    if tag < 0x80:
+        return tag, at + 1
+    if tag == 0xCC and at + 2 <= len(data) and data[at + 1] >= 0x80:
+        return data[at + 1], at + 2
+    if tag == 0xCD and at + 3 <= len(data):
+        value = int.from_bytes(data[at + 1:at + 3], "big")
+        return (value, at + 3) if value > 0xFF else None
+    return None
+
+
+def canonical_batch_parts(data: bytes, max_size: int
+                          ) -> tuple[BatchPosition, bytes, bytes] | None:
+    """``(position, record_bytes, sig)`` if ``data`` is byte for byte the
+    canonical batch envelope of a well-formed ``batch`` map, else None."""
+    if len(data) > max_size or not data.startswith(_BATCH_HEAD):
+        return None
+    got = _uint_at(data, len(_BATCH_HEAD))
+    if got is None:
+        return None
+    index, at = got
+    if data[at:at + len(_PATH_KEY)] != _PATH_KEY or at + len(_PATH_KEY) >= len(data):
+        return None
+    at += len(_PATH_KEY)
+    count = data[at] - 0x90
+    if not 1 <= count <= min(MAX_PATH_LEN, 15):
+        return None
+    at += 1
+    path = []
+    for _ in range(count):
+        if data[at:at + 2] != b"\xc4\x20" or at + 2 + HASH_LEN > len(data):
+            return None
+        path.append(data[at + 2:at + 2 + HASH_LEN])
+        at += 2 + HASH_LEN
+    if data[at:at + len(_SIZE_KEY)] != _SIZE_KEY:
+        return None
+    got = _uint_at(data, at + len(_SIZE_KEY))
+    if got is None:
+        return None
+    size, at = got
+    if not (MIN_BATCH_SIZE <= size <= MAX_BATCH_SIZE and index < size):
+        return None
+    if data[at:at + len(_RECORD_KEY)] != _RECORD_KEY:
+        return None
+    at += len(_RECORD_KEY)
+    if at + 2 > len(data):
+        return None
+    if data[at] == 0xC4:
+        n, at = data[at + 1], at + 2
+    elif data[at] == 0xC5 and at + 3 <= len(data):
+        n, at = int.from_bytes(data[at + 1:at + 3], "big"), at + 3
+        if n <= 0xFF:
+            return None
+    else:
+        return None
+    end = at + n
+    if len(data) != end + len(_SIG_PART) + 64 or data[end:end + len(_SIG_PART)] != _SIG_PART:
+        return None
+    return (BatchPosition(index, size, tuple(path)), data[at:end],
+            data[end + len(_SIG_PART):])

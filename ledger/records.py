@@ -11,7 +11,14 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from .batch import BATCH_DOMAIN, BatchPosition, batch_message, batch_root, parse_batch
+from .batch import (
+    BATCH_DOMAIN,
+    BatchPosition,
+    batch_message,
+    batch_root,
+    canonical_batch_parts,
+    parse_batch,
+)
 from .crypto import PUBKEY_LEN, RECORD_DOMAIN, SIG_LEN, SigningKey, verify_many, verify_signature
 from .encoding import (
     UINT64_MAX,
@@ -389,11 +396,28 @@ def decode_envelope(envelope_bytes: bytes, *, cosigs: bool = False) -> Envelope:
             return envelope
     parts = _canonical_envelope_parts(envelope_bytes) if type(envelope_bytes) is bytes else None
     if parts is None:
+        batched = _canonical_batch_envelope(envelope_bytes, decode_record)
+        if batched is not None:
+            return batched
         decoded = _decode_envelope_general(envelope_bytes)
         if not cosigs and isinstance(decoded, MultiSignedEnvelope):
             raise BadEncoding("multi-signed envelopes are not admitted by this node version")
         return decoded
     return Envelope(decode_record(parts[0]), parts[1], envelope_bytes)
+
+
+def _canonical_batch_envelope(envelope_bytes: bytes, record_of: Callable[[bytes], Record]
+                              ) -> BatchedEnvelope | None:
+    """The batch envelope, if ``envelope_bytes`` is a canonical one (None for
+    anything else, which the general path decides)."""
+    if type(envelope_bytes) is not bytes:
+        return None
+    parts = canonical_batch_parts(envelope_bytes, MAX_ENVELOPE_BYTES)
+    if parts is None:
+        return None
+    position, record_bytes, sig = parts
+    return BatchedEnvelope(record=record_of(record_bytes), sig=sig,
+                           envelope_bytes=envelope_bytes, batch=position)
 
 
 def _decode_envelope_general(envelope_bytes: bytes) -> Envelope:
@@ -421,6 +445,9 @@ def decode_committed_envelope(envelope_bytes: bytes) -> Envelope:
         envelope: Envelope | None = native.decode_envelope(envelope_bytes)
         if envelope is not None:
             return envelope
+    batched = _canonical_batch_envelope(envelope_bytes, _committed_record)
+    if batched is not None:
+        return batched
     return _envelope_from_map(decode_committed(envelope_bytes), _committed_record,
                               bytes(envelope_bytes))
 

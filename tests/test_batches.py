@@ -289,3 +289,36 @@ def test_bundle_steps_name_a_bad_path_and_a_bad_batch_signature() -> None:
     with pytest.raises(LedgerError) as exc:
         verify_bundle(forged, DOC)
     assert exc.value.step == "signature"
+
+
+def test_batch_fast_path_corner_cases() -> None:
+    """The byte-level reader of canonical batch envelopes (ledger/batch.py)
+    answers exactly as the general decoder: wide integer and bin headers,
+    array 16 for a short path, trailing or missing bytes."""
+    from ledger.batch import canonical_batch_parts
+
+    big = sign_batch(records(300, 1000), SKEY)
+    long_record = sign_batch([make_record(chain="test", submitter=SKEY.public_key, nonce=5000 + i,
+                                          ts=FIXED_TS, kind="payment", body={"memo": "m" * 300})
+                              for i in range(2)], SKEY)
+    for env in (BATCH[0], BATCH[6], big[0], big[200], big[299], long_record[1]):
+        assert canonical_batch_parts(env.envelope_bytes, 8192) is not None
+        assert decode_envelope(env.envelope_bytes) == _decode_envelope_general(env.envelope_bytes)
+    env = big[200]  # index 200 (0xcc 0xc8), size 300 (0xcd 0x01 0x2c)
+    cases = [
+        env.envelope_bytes.replace(b"\xa5index\xcc\xc8", b"\xa5index\xcd\x00\xc8"),
+        env.envelope_bytes.replace(b"\xa4size\xcd\x01\x2c", b"\xa4size\xce\x00\x00\x01\x2c"),
+        BATCH[0].envelope_bytes.replace(b"\xa4size\x07", b"\xa4size\xcc\x07"),
+        BATCH[0].envelope_bytes.replace(b"\xa4path\x93", b"\xdc\x00\x03", 1),
+        BATCH[0].envelope_bytes.replace(b"\xa4path\x93", b"\xa4path\xdc\x00\x03"),
+        BATCH[0].envelope_bytes + b"\x00", BATCH[0].envelope_bytes[:-1],
+    ]
+    record = BATCH[0].record.record_bytes
+    cases.append(BATCH[0].envelope_bytes.replace(
+        b"\xa6record\xc4" + bytes([len(record)]), b"\xa6record\xc5" + len(record).to_bytes(2, "big")))
+    for blob in cases:
+        assert blob not in (env.envelope_bytes, BATCH[0].envelope_bytes)
+        assert canonical_batch_parts(blob, 8192) is None
+        assert outcome(decode_envelope, blob) == outcome(_decode_envelope_general, blob)
+        with pytest.raises(LedgerError):
+            decode_envelope(blob)
