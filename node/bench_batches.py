@@ -27,6 +27,7 @@ from ledger.crypto import RECORD_DOMAIN
 from ledger.keys import load_key_file
 from ledger.records import decode_envelope, verify_signatures
 
+from .bench_measure import cpu_seconds
 from .bench_setup import ORIGINS, new_cluster, post_batch, start_cluster, status
 
 
@@ -94,15 +95,22 @@ async def one_run(root: Path, name: str, sign_batch: int, n: int, duration: floa
                 await post_batch(session, c.url(k % 4), body)
 
         load0 = os.getloadavg()
+        pids = [c.procs[i].pid for i in range(4)]
+        cpu0 = sum(cpu_seconds(p) for p in pids)
         await asyncio.gather(*(feeder() for _ in range(inflight)))
         t_end = time.perf_counter() - t0
         stop.set()
         await sampler
+        cpu = sum(cpu_seconds(p) for p in pids) - cpu0
         steady = [s for s in samples if warmup <= s[0] <= t_end]
         rate = ((steady[-1][1] - steady[0][1]) / (steady[-1][0] - steady[0][0])
                 if len(steady) >= 2 else float("nan"))
         return {"run": name, "sign_batch": sign_batch, "records_per_s_steady": round(rate),
                 "committed": samples[-1][1] if samples else 0,
+                # CPU of the four nodes per committed record and node: less
+                # dependent on the machine's other load than records/s.
+                "cpu_us_per_record_per_node": round(cpu / max(samples[-1][1] if samples else 0,
+                                                              1) / 4 * 1e6, 1),
                 "offered_all": not queue, "seconds": round(t_end, 1),
                 "signing_s": round(sign_s, 1), "load_start": load0, "load_end": os.getloadavg()}
     finally:
