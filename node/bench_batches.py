@@ -92,7 +92,15 @@ async def one_run(root: Path, name: str, sign_batch: int, n: int, duration: floa
         async def feeder() -> None:
             while queue and time.perf_counter() - t0 < duration + warmup:
                 k, body = queue.pop(0)
-                await post_batch(session, c.url(k % 4), body)
+                try:
+                    await post_batch(session, c.url(k % 4), body)
+                except RuntimeError:
+                    # say which envelopes were refused, and why
+                    async with session.post(c.url(k % 4) + "/v1/records", data=body, headers={
+                            "Content-Type": "application/msgpack"}) as r:
+                        doc = await r.json(content_type=None)
+                    bad = [(i, x) for i, x in enumerate(doc.get("results", [])) if "error" in x]
+                    raise RuntimeError(f"request {k}: {len(bad)} refused, e.g. {bad[:3]}") from None
 
         load0 = os.getloadavg()
         pids = [c.procs[i].pid for i in range(4)]
