@@ -29,7 +29,9 @@ import msgpack
 from ledger.encoding import from_hex, to_hex
 from ledger.errors import LedgerError
 from ledger.keys import KeyFile, KeyFileError as _LedgerKeyFileError, load_key_file
-from ledger.records import Envelope, decode_envelope, make_record, sign_record
+from ledger.batch import MAX_BATCH_SIZE
+from ledger.batch_envelopes import sign_batch
+from ledger.records import Envelope, Record, decode_envelope, make_record, sign_record
 from ledger.verify import verify_bundle as _verify_bundle
 
 from .errors import (
@@ -167,6 +169,40 @@ class LedgerClient(NodeTransport):
         ``too_large`` beyond 8 KiB) for a record no node would accept,
         :class:`NonceFileError` if the nonce file cannot be written, and
         :class:`LedgerClientError` without a key file or a known chain."""
+        record = self._record(kind=kind, origin=origin, body=body, parents=parents, ts=ts)
+        assert self._key is not None  # _record checked it
+        try:
+            return sign_record(record, self._key.key)
+        except LedgerError as exc:
+            raise InvalidRecord(exc.code, exc.message) from exc
+
+    def sign_batch(self, records: Sequence[RecordSpec]) -> list[Envelope]:
+        """Build records as :meth:`sign` does and sign them with **one**
+        signature (PROTOCOL §2, batch envelopes): each envelope carries the
+        batch signature and its record's path to the batch root, and is
+        proven and verified on its own like any other.  2..4096 records (one
+        record is signed as by :meth:`sign`).  Raises as :meth:`sign`."""
+        built = [self._record(**_record_spec(n, r)) for n, r in enumerate(records)]
+        assert self._key is not None  # _record checked it
+        try:
+            if len(built) == 1:
+                return [sign_record(built[0], self._key.key)]
+            return list(sign_batch(built, self._key.key))
+        except LedgerError as exc:
+            raise InvalidRecord(exc.code, exc.message) from exc
+        except ValueError as exc:  # more than MAX_BATCH_SIZE, or a record twice
+            raise InvalidArgument(str(exc)) from None
+
+    def _record(
+        self,
+        *,
+        kind: str,
+        origin: Mapping[str, str] | None = None,
+        body: Mapping[str, Any] | None = None,
+        parents: Sequence[str | bytes] = (),
+        ts: int | None = None,
+    ) -> Record:
+        """A new record with a fresh nonce (see :meth:`sign`)."""
         if self._key is None or self._nonces is None:
             raise LedgerClientError("a key_file is needed to sign records")
         if self.chain is None:
@@ -174,7 +210,7 @@ class LedgerClient(NodeTransport):
         try:
             parent_ids = [p if isinstance(p, bytes) else from_hex(p, length=32, what="parent") for p in parents]
             nonce = self._nonces.next()
-            record = make_record(
+            return make_record(
                 chain=self.chain,
                 submitter=self._key.pubkey,
                 nonce=nonce,
@@ -184,7 +220,6 @@ class LedgerClient(NodeTransport):
                 body=body,
                 parents=parent_ids,
             )
-            return sign_record(record, self._key.key)
         except LedgerError as exc:
             raise InvalidRecord(exc.code, exc.message) from exc
         except OSError as exc:
@@ -345,11 +380,16 @@ class LedgerClient(NodeTransport):
             raise LedgerAPIError(result["error"], result.get("message", ""))
         return to_hex(envelope.id)
 
-    async def submit_many(self, records: Sequence[RecordSpec]) -> list[str]:
+    async def submit_many(self, records: Sequence[RecordSpec], *,
+                          batch_sign: bool = True) -> list[str]:
         """Sign and submit many records (dicts with the keywords of
         :meth:`submit`: ``kind``, ``origin``, ``body``, ``parents``, ``ts``) in
         requests of ``batch_size``; returns their ids in order.  Passing
         refusals are retried with the same signed bytes.
+
+        By default the records of each request are signed as one batch
+        (:meth:`sign_batch`, one signature per request of at most 4096
+        records); ``batch_sign=False`` signs each record on its own.
 
         Raises :class:`InvalidRecord` before anything is sent if a record has
         an unknown key or cannot be encoded; :class:`BatchSubmitError` if some
@@ -359,7 +399,12 @@ class LedgerClient(NodeTransport):
         if not records:
             return []
         self._outbox.room_for(len(records))
-        envelopes = [self.sign(**_record_spec(n, r)) for n, r in enumerate(records)]
+        if batch_sign:
+            step = min(self.batch_size, MAX_BATCH_SIZE)
+            envelopes = [e for lo in range(0, len(records), step)
+                         for e in self.sign_batch(records[lo:lo + step])]
+        else:
+            envelopes = [self.sign(**_record_spec(n, r)) for n, r in enumerate(records)]
         kept = self._keep([e.envelope_bytes for e in envelopes])
         ids = [rid for rid, _ in kept]
         results, left, attempts = await self._submit_kept(kept)

@@ -118,9 +118,13 @@ class SyncLedgerClient:
         """See :meth:`LedgerClient.submit`."""
         return self._run(self._client.submit(kind=kind, origin=origin, body=body, parents=parents, ts=ts))
 
-    def submit_many(self, records: Sequence[RecordSpec]) -> list[str]:
+    def sign_batch(self, records: Sequence[RecordSpec]) -> list[Envelope]:
+        """See :meth:`LedgerClient.sign_batch`."""
+        return self._client.sign_batch(records)
+
+    def submit_many(self, records: Sequence[RecordSpec], *, batch_sign: bool = True) -> list[str]:
         """See :meth:`LedgerClient.submit_many`."""
-        return self._run(self._client.submit_many(records))
+        return self._run(self._client.submit_many(records, batch_sign=batch_sign))
 
     def submit_envelopes(self, envelopes: Sequence[bytes]) -> list[SubmitResult]:
         """See :meth:`LedgerClient.submit_envelopes`."""

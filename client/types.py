@@ -89,6 +89,9 @@ class BundleDoc(TypedDict):
     header: str
     inclusion: list[str]
     certificate: CertificateDoc
+    # Version 2 bundles (protocol §9.6): the governance records, each with
+    # its own bundle, that lead from genesis to the record's membership.
+    governance: NotRequired[list[dict[str, Any]]]
 
 
 class TraceDoc(TypedDict):

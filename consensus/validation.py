@@ -15,10 +15,12 @@ from __future__ import annotations
 
 from typing import Protocol, Sequence
 
+from ledger.batch_envelopes import check_batched
 from ledger.blocks import ZERO_HASH, Header
 from ledger.crypto import digest_equal
 from ledger.encoding import to_hex
 from ledger.errors import (
+    BadSignature,
     HeaderError,
     HeightMismatch,
     ValidatorSetMismatch,
@@ -28,7 +30,7 @@ from ledger.errors import (
 from ledger.genesis import Genesis, RecordTimeWindow, record_time_window
 from ledger.membership import Membership, check_envelope
 from ledger.merkle import root
-from ledger.records import Envelope
+from ledger.records import BatchedEnvelope, Envelope
 
 from .params import NIL_ROUND, proposer_for
 
@@ -213,9 +215,25 @@ def _check_roots(header: Header, envelopes: Sequence[Envelope], ctx: ValidationC
 def _check_record_identity(env: Envelope, height: int, ctx: ValidationContext) -> None:
     """PROTOCOL §2 chain, and §9.4 submitter, role, key and scope in force at
     ``height`` (§9.3 for a governance record); the signatures unless
-    already verified."""
+    already verified (batch envelopes: by :func:`_check_batch_signatures`,
+    first)."""
     check_envelope(ctx.membership, env, height,
-                   signatures=not ctx.signature_verified(env.leaf_hash))
+                   signatures=not isinstance(env, BatchedEnvelope)
+                   and not ctx.signature_verified(env.leaf_hash))
+
+
+def _check_batch_signatures(envelopes: Sequence[Envelope], ctx: ValidationContext) -> None:
+    """PROTOCOL §2 batch envelopes not verified before: each one's path to
+    its batch root, and each distinct root's signature once per block."""
+    todo = [(index, env) for index, env in enumerate(envelopes)
+            if isinstance(env, BatchedEnvelope) and not ctx.signature_verified(env.leaf_hash)]
+    if not todo:
+        return
+    verdicts, _ = check_batched([env for _, env in todo])
+    for (index, env), ok in zip(todo, verdicts):
+        if not ok:
+            raise BadSignature(f"record {index} ({to_hex(env.id)[:16]}): batch path does not "
+                               "lead to a root its submitter signed")
 
 
 def _duplicate() -> DuplicateRecord:
@@ -299,4 +317,5 @@ def validate_block(
                        pol_round)
     _check_time(header, ctx)
     _check_roots(header, envelopes, ctx)
+    _check_batch_signatures(envelopes, ctx)
     _check_records(envelopes, ctx, header.height, header.time if record_times else None)

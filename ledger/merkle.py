@@ -182,6 +182,15 @@ def verify_inclusion(
 ) -> None:
     """RFC 9162 §2.1.3.2: raise :class:`InclusionError` unless ``path`` proves
     ``leaf_hash`` at ``index`` in the tree of ``size`` leaves with ``root``."""
+    r = inclusion_root(index, size, leaf_hash, path)
+    if not digest_equal(r, root):
+        raise InclusionError("computed root does not match the expected root")
+
+
+def inclusion_root(index: int, size: int, leaf_hash: bytes, path: Sequence[bytes]) -> bytes:
+    """The root that ``path`` leads to from ``leaf_hash`` at ``index`` in a
+    tree of ``size`` leaves (RFC 9162 §2.1.3.2 without the final comparison);
+    :class:`InclusionError` if the path's length does not fit index and size."""
     _check_hashes(path, InclusionError)
     if index < 0 or index >= size:
         raise InclusionError(f"leaf index {index} is not below tree size {size}")
@@ -201,8 +210,7 @@ def verify_inclusion(
         sn >>= 1
     if sn != 0:
         raise InclusionError("inclusion path is too short")
-    if not digest_equal(r, root):
-        raise InclusionError("computed root does not match the expected root")
+    return r
 
 
 def verify_consistency(

@@ -7,10 +7,18 @@ re-encoding.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from .batch import (
+    BATCH_DOMAIN,
+    BatchPosition,
+    batch_message,
+    batch_root,
+    canonical_batch_parts,
+    parse_batch,
+)
 from .crypto import PUBKEY_LEN, RECORD_DOMAIN, SIG_LEN, SigningKey, verify_many, verify_signature
 from .encoding import (
     UINT64_MAX,
@@ -28,6 +36,7 @@ from .errors import (
     BadSignature,
     DuplicateSignature,
     ForbiddenRole,
+    InclusionError,
     NonCanonical,
     StorageCorruption,
     UnknownSubmitter,
@@ -50,6 +59,7 @@ RECORD_KEYS = frozenset(
 ENVELOPE_KEYS = frozenset({"record", "sig"})
 MULTI_ENVELOPE_KEYS = frozenset({"cosigs", "record", "sig"})
 COSIG_KEYS = frozenset({"key", "sig"})
+BATCH_ENVELOPE_KEYS = frozenset({"batch", "record", "sig"})
 MAX_COSIGS = 32
 
 
@@ -123,6 +133,25 @@ class MultiSignedEnvelope(Envelope):
 
     def signatures(self) -> tuple[tuple[bytes, bytes], ...]:
         return ((self.record.submitter, self.sig),) + self.cosigs
+
+
+@dataclass(frozen=True, slots=True)
+class BatchedEnvelope(Envelope):
+    """A record of a signed batch (PROTOCOL §2, "Batch envelopes"): ``sig``
+    is the submitter's signature over the batch root, and ``batch`` the
+    record's inclusion path to it.  Built by the Python decoder only (the C
+    decoder answers None for these)."""
+
+    batch: BatchPosition
+
+    def signatures(self) -> tuple[tuple[bytes, bytes], ...]:
+        """The submitter's batch signature (over the batch, not the record bytes)."""
+        return ((self.record.submitter, self.sig),)
+
+    def batch_root(self) -> bytes:
+        """The root this envelope's path leads to (recomputed on each call);
+        :class:`InclusionError` if the path does not fit index and size."""
+        return batch_root(self.record.id, self.batch)
 
 
 if native is not None:
@@ -317,6 +346,31 @@ def _cosigs(value: Any) -> tuple[tuple[bytes, bytes], ...]:
     return tuple(out)
 
 
+def _envelope_from_map(value: Any, record_of: Callable[[bytes], Record],
+                       envelope_bytes: bytes) -> Envelope:
+    """The envelope of a decoded map (§2, §9.2, or a batch envelope), its
+    record decoded by ``record_of``."""
+    if isinstance(value, dict) and "batch" in value:
+        if set(value) != BATCH_ENVELOPE_KEYS:
+            # Batches and co-signatures do not combine: a batch signature is
+            # over the batch root, co-signatures over the record bytes.
+            raise BadEncoding("a batch envelope is a map of exactly 'batch', 'record' and 'sig'")
+        record_bytes, sig = value["record"], value["sig"]
+        if type(record_bytes) is not bytes:
+            raise BadEncoding("envelope 'record' must be bytes")
+        if type(sig) is not bytes or len(sig) != SIG_LEN:
+            raise BadEncoding("envelope 'sig' must be 64 bytes")
+        position = parse_batch(value["batch"])
+        return BatchedEnvelope(record=record_of(record_bytes), sig=sig,
+                               envelope_bytes=envelope_bytes, batch=position)
+    record_bytes, sig, cosigs = _envelope_parts(value)
+    return _build_envelope(record_of(record_bytes), sig, cosigs, envelope_bytes)
+
+
+def _committed_record(record_bytes: bytes) -> Record:
+    return _record_from_map(decode_committed(record_bytes), record_bytes)
+
+
 def _build_envelope(record: Record, sig: bytes, cosigs: tuple[tuple[bytes, bytes], ...],
                     envelope_bytes: bytes) -> Envelope:
     if not cosigs:
@@ -342,18 +396,34 @@ def decode_envelope(envelope_bytes: bytes, *, cosigs: bool = False) -> Envelope:
             return envelope
     parts = _canonical_envelope_parts(envelope_bytes) if type(envelope_bytes) is bytes else None
     if parts is None:
+        batched = _canonical_batch_envelope(envelope_bytes, decode_record)
+        if batched is not None:
+            return batched
         decoded = _decode_envelope_general(envelope_bytes)
-        if not cosigs and type(decoded) is not Envelope:
+        if not cosigs and isinstance(decoded, MultiSignedEnvelope):
             raise BadEncoding("multi-signed envelopes are not admitted by this node version")
         return decoded
     return Envelope(decode_record(parts[0]), parts[1], envelope_bytes)
 
 
+def _canonical_batch_envelope(envelope_bytes: bytes, record_of: Callable[[bytes], Record]
+                              ) -> BatchedEnvelope | None:
+    """The batch envelope, if ``envelope_bytes`` is a canonical one (None for
+    anything else, which the general path decides)."""
+    if type(envelope_bytes) is not bytes:
+        return None
+    parts = canonical_batch_parts(envelope_bytes, MAX_ENVELOPE_BYTES)
+    if parts is None:
+        return None
+    position, record_bytes, sig = parts
+    return BatchedEnvelope(record=record_of(record_bytes), sig=sig,
+                           envelope_bytes=envelope_bytes, batch=position)
+
+
 def _decode_envelope_general(envelope_bytes: bytes) -> Envelope:
     """:func:`decode_envelope` without the fast paths (errors come from here)."""
-    record_bytes, sig, cosigs = _envelope_parts(decode(envelope_bytes, max_size=MAX_ENVELOPE_BYTES))
-    return _build_envelope(_decode_record_general(record_bytes), sig, cosigs,
-                           bytes(envelope_bytes))
+    value = decode(envelope_bytes, max_size=MAX_ENVELOPE_BYTES)
+    return _envelope_from_map(value, _decode_record_general, bytes(envelope_bytes))
 
 
 def decode_committed_envelope(envelope_bytes: bytes) -> Envelope:
@@ -375,9 +445,11 @@ def decode_committed_envelope(envelope_bytes: bytes) -> Envelope:
         envelope: Envelope | None = native.decode_envelope(envelope_bytes)
         if envelope is not None:
             return envelope
-    record_bytes, sig, cosigs = _envelope_parts(decode_committed(envelope_bytes))
-    record = _record_from_map(decode_committed(record_bytes), record_bytes)
-    return _build_envelope(record, sig, cosigs, bytes(envelope_bytes))
+    batched = _canonical_batch_envelope(envelope_bytes, _committed_record)
+    if batched is not None:
+        return batched
+    return _envelope_from_map(decode_committed(envelope_bytes), _committed_record,
+                              bytes(envelope_bytes))
 
 
 def stored_record_id(envelope_bytes: bytes, leaf_index: int) -> bytes:
@@ -426,6 +498,14 @@ def verify_signatures(envelope: Envelope) -> None:
     record = envelope.record
     if type(envelope) is Envelope:  # the common case: one signature, as in version 1
         verify_signature(record.submitter, RECORD_DOMAIN, record.record_bytes, envelope.sig)
+        return
+    if isinstance(envelope, BatchedEnvelope):
+        try:
+            root = envelope.batch_root()
+        except InclusionError:
+            raise BadSignature("the batch path does not fit its index and size") from None
+        verify_signature(record.submitter, BATCH_DOMAIN,
+                         batch_message(envelope.batch.size, root), envelope.sig)
         return
     items = [(key, record.record_bytes, sig) for key, sig in envelope.signatures()]
     for ok, (key, _, _) in zip(verify_many(RECORD_DOMAIN, items), items):

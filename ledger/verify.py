@@ -22,6 +22,7 @@ from .errors import (
     ConsistencyError,
     DecodeError,
     HeightMismatch,
+    InclusionError,
     RecordIdMismatch,
     UnsupportedFormat,
     ValidatorSetMismatch,
@@ -30,7 +31,7 @@ from .errors import (
 )
 from .genesis import Genesis, parse_genesis
 from .merkle import HASH_LEN, verify_consistency, verify_inclusion
-from .records import Envelope, decode_envelope, verify_envelope
+from .records import BatchedEnvelope, Envelope, decode_envelope, verify_envelope
 
 BUNDLE_FORMAT = "auditledger-proof/1"
 BUNDLE_KEYS = frozenset(
@@ -53,7 +54,8 @@ STEPS: tuple[str, ...] = (
     "record_chain",  # the record names the genesis chain
     "submitter",     # submitter listed in genesis
     "role",          # ... with the 'submit' role
-    "signature",     # submitter's Ed25519 signature
+    "batch_path",    # batch envelopes: the path fits its index and batch size
+    "signature",     # submitter's Ed25519 signature (of a batch: over its root)
     "header",        # canonical header bytes
     "header_chain",  # header names the genesis chain
     "validators",    # header's validator-set hash is genesis's
@@ -247,12 +249,21 @@ def check_record_id(envelope: Envelope, record_id: bytes) -> None:
 
 
 def check_record(envelope: Envelope, genesis: Genesis) -> str:
-    """Steps ``record_chain``, ``submitter``, ``role``, ``signature``; the submitter's name."""
+    """Steps ``record_chain``, ``submitter``, ``role``, ``batch_path``,
+    ``signature``; the submitter's name."""
     if envelope.record.chain != genesis.chain:
         raise WrongChain(
             f"record is for chain {envelope.record.chain!r}, genesis is {genesis.chain!r}",
             step="record_chain",
         )
+    if isinstance(envelope, BatchedEnvelope):
+        # Role and submitter first, as for any record, then the path: its
+        # root is what the batch signature is checked over.
+        verify_envelope(envelope, genesis, signature=False)
+        try:
+            envelope.batch_root()
+        except InclusionError as exc:
+            raise InclusionError(f"batch path: {exc}", step="batch_path") from None
     verify_envelope(envelope, genesis)
     return genesis.submitters[envelope.record.submitter].name
 

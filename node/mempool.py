@@ -32,6 +32,7 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any, Mapping, NamedTuple, Protocol
 
+from ledger.batch_envelopes import BatchKey, check_batched
 from ledger.crypto import RECORD_DOMAIN, SIGNATURE_FAILS, verify_many
 from ledger.errors import (
     BadSignature,
@@ -45,7 +46,7 @@ from ledger.errors import (
 )
 from ledger.genesis import Genesis, RecordTimeWindow, record_time_window
 from ledger.membership import Membership, check_envelope, is_governance
-from ledger.records import Envelope, decode_envelope
+from ledger.records import BatchedEnvelope, Envelope, decode_envelope
 
 from .durable import PendingWriter
 from .mempool_links import AdmittedLeaves, PeerBacklog
@@ -65,6 +66,10 @@ YIELD_EVERY = 128
 # Client batches whose submit-to-commit time is being measured at once; more
 # wait unmeasured (a stalled chain must not grow this without bound).
 MAX_TIMED = 4096
+# Batch signatures remembered as verified (PROTOCOL §2, batch envelopes): a
+# peer's gossip brings a batch's records in several messages.
+BATCH_SIGNATURE_CACHE = 4096
+BATCH_SIGNATURE_FAILS = "batch path does not lead to a root its submitter signed"
 
 
 def wall_clock_ms() -> int:
@@ -164,6 +169,11 @@ class Mempool:
         self._by_leaf: dict[bytes, Envelope] = {}  # pending, by leaf hash
         self._verified: OrderedDict[bytes, None] = OrderedDict()
         self._verified_cap = verified_cache
+        # Batch signatures verified here, by (submitter, size, root, sig):
+        # the root is recomputed from each envelope's own path before the
+        # lookup, so a forged path never matches a cached signature.
+        self._batch_sigs: OrderedDict[BatchKey, None] = OrderedDict()
+        self._batch_sigs_cap = BATCH_SIGNATURE_CACHE
         self._orphans: OrderedDict[bytes, _Orphan] = OrderedDict()
         self._waiting: dict[bytes, set[bytes]] = {}  # parent id -> orphan ids
         self._gossip: list[bytes] = []  # envelopes admitted from clients, not yet sent
@@ -418,6 +428,7 @@ class Mempool:
         out: list[LedgerError | None] = []
         signed: list[int] = []  # one entry per signature: the envelope's index
         items: list[tuple[bytes, bytes, bytes]] = []
+        batched: list[int] = []
         membership, height = self.chain.membership, self.chain.height + 1
         for i, env in enumerate(envs):
             try:
@@ -426,14 +437,34 @@ class Mempool:
                 out.append(exc.as_value())
                 continue
             out.append(None)
+            if isinstance(env, BatchedEnvelope):  # its signature is over the batch root
+                batched.append(i)
+                continue
             record_bytes = env.record.record_bytes
             for key, sig in env.signatures():
                 signed.append(i)
                 items.append((key, record_bytes, sig))
+        if batched:
+            for i, ok in zip(batched, self._verify_batched([envs[i] for i in batched])):
+                if not ok:
+                    out[i] = BadSignature(BATCH_SIGNATURE_FAILS)
         for i, ok in zip(signed, verify_many(RECORD_DOMAIN, items)):
             if not ok:
                 out[i] = BadSignature(SIGNATURE_FAILS)
         return out
+
+    def _verify_batched(self, envs: Sequence[Envelope]) -> list[bool]:
+        """Batch envelopes (PROTOCOL §2): each path recomputed to its root,
+        each distinct (submitter, size, root, signature) verified once and
+        then remembered, so the other records of a batch (a client's chunk,
+        or their gossip copies) cost a hash path each, not a signature."""
+        verdicts, good = check_batched(
+            [e for e in envs if isinstance(e, BatchedEnvelope)], self._batch_sigs.__contains__)
+        for key in good:
+            self._batch_sigs[key] = None
+        while len(self._batch_sigs) > self._batch_sigs_cap:
+            self._batch_sigs.popitem(last=False)
+        return verdicts
 
     def _lookup(self, env: Envelope, seen: _ChainNonce | None = None
                 ) -> tuple[str | None, bytes | None, _ChainNonce | None]:

@@ -26,6 +26,7 @@ from aiohttp import web
 from browser import browser, free_port, open_page  # noqa: F401 (fixture)
 from test_cluster import Submitter, submit
 
+from ledger.batch_envelopes import sign_batch
 from ledger.blocks import Header, decode_header
 from ledger.crypto import SigningKey
 from ledger.encoding import canonical
@@ -150,8 +151,19 @@ async def test_explorer_pages_verify_live_records(tmp_path: Path, browser: Any) 
         await in_thread(open_page, browser, base + "#/blocks")
         assert len(browser.find_elements("css selector", "#blocks tr")) >= 2
 
+        # A record signed as one of a batch (protocol §2): verified in the page.
+        batched = sign_batch([make_record(
+            chain=c.genesis.chain, submitter=sub.key.public_key, nonce=sub.nonce + 200 + i,
+            ts=int(time.time() * 1000), kind="payment", body={"amount": i}) for i in range(3)],
+            sub.key)
+        await submit(c, 0, list(batched))
+        await c.wait_committed([0], batched[-1].id.hex())
+        await in_thread(open_page, browser, base + f"#/record/{batched[1].id.hex()}")
+        assert attr(browser, "#record-verdict", "data-ok") == "true"
+
         # The page's verifier agrees with ledger/verify.py, step for step.
-        await cross_check(c, browser, base, settle.id.hex(), pays[0].id.hex())
+        await cross_check(c, browser, base, settle.id.hex(), pays[0].id.hex(),
+                          batched[1].id.hex())
 
         # An auditor's own genesis file replaces the node's: one with another
         # validator set makes the same record fail at "validators".
@@ -202,6 +214,30 @@ def signed_by(key: SigningKey, chain: str, nonce: int) -> Any:
     record = make_record(chain=chain, submitter=key.public_key, nonce=nonce, ts=1_700_000_000_000,
                          kind="payment", origin={"system": "x"}, body={"amount": 1})
     return sign_record(record, key)
+
+
+def batch_cases(own: dict[str, Any]) -> dict[str, Any]:
+    """A batched record's bundle, and its batch path or form damaged."""
+    import msgpack
+
+    value = msgpack.unpackb(base64.b64decode(own["envelope"]), raw=False)
+    record_id = bytes.fromhex(own["record_id"])
+
+    def with_batch(**changes: Any) -> dict[str, Any]:
+        return with_envelope(own, canonical({**value, "batch": {**value["batch"], **changes}}),
+                             record_id)
+
+    path = list(value["batch"]["path"])
+    return {
+        "valid batched": own,
+        "batch path too short": with_batch(path=path[:-1] or [bytes(32)] * 2),
+        "batch path forged": with_batch(path=[bytes(32)] + path[1:]),
+        "batch index moved": with_batch(index=(value["batch"]["index"] + 1) % value["batch"]["size"]),
+        "batch size 1": with_batch(size=1, index=0),
+        "batch with cosigs": with_envelope(own, canonical({**value, "cosigs": [
+            {"key": bytes(32), "sig": bytes(64)}]}), record_id),
+        "batch extra key": with_batch(extra=1),
+    }
 
 
 def cases(c: LocalCluster, own: dict[str, Any], parent: dict[str, Any]) -> dict[str, Any]:
@@ -339,10 +375,12 @@ import('/explorer/verify.js').then(async (m) => {
 """
 
 
-async def cross_check(c: LocalCluster, driver: Any, base: str, record: str, parent: str) -> None:
+async def cross_check(c: LocalCluster, driver: Any, base: str, record: str, parent: str,
+                      batched: str) -> None:
     _, own = await c.get(0, f"/v1/records/{record}/proof")
     _, par = await c.get(0, f"/v1/records/{parent}/proof")
-    named = cases(c, own, par)
+    _, bat = await c.get(0, f"/v1/records/{batched}/proof")
+    named = cases(c, own, par) | batch_cases(bat)
     # The cluster's genesis, with one more submitter: the identity point.
     doc = json.loads((c.dir / "genesis.json").read_text())
     doc["submitters"].append({"name": "torsion", "pubkey": TORSION_KEY.hex(), "roles": ["submit"]})
@@ -357,7 +395,7 @@ async def cross_check(c: LocalCluster, driver: Any, base: str, record: str, pare
 
 
 VERIFY_STEPS = ("bundle", "format", "chain", "envelope", "record_id", "record_chain", "submitter",
-                "role", "signature", "header", "header_chain", "validators", "height",
+                "role", "batch_path", "signature", "header", "header_chain", "validators", "height",
                 "inclusion", "certificate_block", "certificate_height", "certificate", "quorum")
 
 

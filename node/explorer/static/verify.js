@@ -11,7 +11,7 @@ import { verifyEd25519 } from "./ed25519.js";
 
 export const STEPS = [
   "bundle", "format", "chain", "envelope", "record_id", "record_chain", "submitter", "role",
-  "signature", "header", "header_chain", "validators", "height", "inclusion",
+  "batch_path", "signature", "header", "header_chain", "validators", "height", "inclusion",
   "certificate_block", "certificate_height", "certificate", "quorum",
 ];
 
@@ -28,6 +28,11 @@ const MAX_INCLUSION_PATH = 64;
 const UINT64_MAX = (1n << 64n) - 1n;
 const RECORD_DOMAIN = utf8("auditledger/record/v1\n");
 const VOTE_DOMAIN = utf8("auditledger/vote/v1\n");
+const BATCH_DOMAIN = utf8("auditledger/batch/v1\n");
+// Batch envelopes (protocol §2): as ledger/batch.py's bounds.
+const MIN_BATCH_SIZE = 2n;
+const MAX_BATCH_SIZE = 4096n;
+const MAX_BATCH_PATH = 12;
 
 export class VerificationError extends Error {
   constructor(step, message) { super(message); this.step = step; }
@@ -178,17 +183,57 @@ function recordFields(value) {
            origin, body: get("body"), parents };
 }
 
+// The ``batch`` map of a batch envelope, its form checked as
+// ledger/batch.py's parse_batch does (the path's fit is step "batch_path").
+function batchFields(value) {
+  const f = (m) => fail("envelope", `envelope: ${m}`);
+  if (!mapHasKeys(value, ["index", "path", "size"])) {
+    f("envelope 'batch' must be a map of exactly 'index', 'path' and 'size'");
+  }
+  const index = value.get("index");
+  const size = value.get("size");
+  const path = value.get("path");
+  if (typeof size !== "bigint" || size < MIN_BATCH_SIZE || size > MAX_BATCH_SIZE) {
+    f("batch 'size' must be an integer in 2..4096");
+  }
+  if (typeof index !== "bigint" || index < 0n || index >= size) {
+    f("batch 'index' must be an integer below 'size'");
+  }
+  if (!Array.isArray(path) || path.length < 1 || path.length > MAX_BATCH_PATH) {
+    f("batch 'path' must be a list of 1..12 hashes");
+  }
+  if (!path.every((h) => isBin(h, 32))) f("each batch 'path' entry must be 32 bytes");
+  return { index, size, path };
+}
+
 function decodeEnvelope(bytes) {
   const value = decodeStep("envelope", bytes, MAX_ENVELOPE_BYTES);
-  if (!mapHasKeys(value, ["record", "sig"])) {
-    fail("envelope", "envelope must be a map with exactly 'record' and 'sig'");
+  const batched = value instanceof Map && value.has("batch");
+  if (batched ? !mapHasKeys(value, ["batch", "record", "sig"])
+              : !mapHasKeys(value, ["record", "sig"])) {
+    fail("envelope", batched
+      ? "a batch envelope is a map of exactly 'batch', 'record' and 'sig'"
+      : "envelope must be a map with exactly 'record' and 'sig'");
   }
   const recordBytes = value.get("record");
   const sig = value.get("sig");
   if (!isBin(recordBytes)) fail("envelope", "envelope 'record' must be bytes");
   if (!isBin(sig, 64)) fail("envelope", "envelope 'sig' must be 64 bytes");
+  const batch = batched ? batchFields(value.get("batch")) : null;
   const record = recordFields(decodeStep("envelope", recordBytes));
-  return { recordBytes, sig, record };
+  return { recordBytes, sig, record, batch };
+}
+
+// What the submitter's signature must sign: the record bytes, or for a
+// batch envelope (step "batch_path" first) uint64_be(size) || batch root.
+async function signedMessage(envelope, recordId) {
+  if (envelope.batch === null) return concat(RECORD_DOMAIN, envelope.recordBytes);
+  const { index, size, path } = envelope.batch;
+  const leaf = await sha256(concat(Uint8Array.of(0), recordId));
+  const root = await inclusionRoot(index, size, leaf, path, "batch_path");
+  const sizeBytes = new Uint8Array(8);
+  new DataView(sizeBytes.buffer).setBigUint64(0, size);
+  return concat(BATCH_DOMAIN, sizeBytes, root);
 }
 
 // -- blocks (steps "header" .. "quorum") ------------------------------------
@@ -215,7 +260,14 @@ async function nodeHash(left, right) {
 
 // RFC 9162 §2.1.3.2, as ledger/merkle.py's verify_inclusion.
 async function checkInclusion(index, size, leafHash, path, root) {
-  const f = (m) => fail("inclusion", m);
+  const r = await inclusionRoot(index, size, leafHash, path, "inclusion");
+  if (!equal(r, root)) fail("inclusion", "computed root does not match the expected root");
+}
+
+// The root ``path`` leads to (ledger/merkle.py's inclusion_root); fails at
+// ``step`` if the path does not fit index and size.
+async function inclusionRoot(index, size, leafHash, path, step) {
+  const f = (m) => fail(step, m);
   if (index >= size) f(`leaf index ${index} is not below tree size ${size}`);
   let fn = index;
   let sn = size - 1n;
@@ -234,7 +286,7 @@ async function checkInclusion(index, size, leafHash, path, root) {
     sn >>= 1n;
   }
   if (sn !== 0n) f("inclusion path is too short");
-  if (!equal(r, root)) f("computed root does not match the expected root");
+  return r;
 }
 
 async function checkCertificate(cert, header, headerHash, genesis) {
@@ -294,8 +346,8 @@ export async function verifyBundle(bundle, genesis) {
   const submitter = genesis.submitters.get(toHex(record.submitter));
   if (submitter === undefined) fail("submitter", "submitter is not in genesis");
   if (!submitter.roles.has("submit")) fail("role", `submitter ${submitter.name} lacks the 'submit' role`);
-  if (!(await verifyEd25519(record.submitter, concat(RECORD_DOMAIN, envelope.recordBytes),
-                            envelope.sig))) {
+  const message = await signedMessage(envelope, recordId);
+  if (!(await verifyEd25519(record.submitter, message, envelope.sig))) {
     fail("signature", "the submitter's signature does not verify");
   }
   const header = decodeHeader(parsed.header);

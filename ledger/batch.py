@@ -1,0 +1,179 @@
+"""Signed batches (PROTOCOL §2, "Batch envelopes"): the bytes a batch
+signature covers, and a record's place in its batch.
+
+A submitter signs once for a batch of records: the signature covers the
+RFC 9162 root over the batch's record ids (leaf ``H(0x00 || id)``, so a
+record id can never pose as an interior node), and each record's envelope
+carries that signature with the record's inclusion path to the root.  The
+path is recomputed for every envelope; only the signature over a root is
+what a verifier may check once for many envelopes.
+
+This module knows nothing of envelopes (``ledger.records`` builds on it):
+it parses the ``batch`` map and computes roots and signed messages.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from .errors import BadEncoding
+from .merkle import HASH_LEN, inclusion_path_by_nodes, inclusion_root, leaf_hash, node_hash, root
+
+BATCH_DOMAIN = b"auditledger/batch/v1\n"
+BATCH_KEYS = frozenset({"index", "path", "size"})
+# A batch of one is an ordinary signed record (§2); the upper bound keeps a
+# path at most 12 hashes (about 400 bytes of an 8 KiB envelope).
+MIN_BATCH_SIZE = 2
+MAX_BATCH_SIZE = 4096
+MAX_PATH_LEN = (MAX_BATCH_SIZE - 1).bit_length()
+
+
+@dataclass(frozen=True, slots=True)
+class BatchPosition:
+    """A record's place in a signed batch: leaf ``index`` of ``size``, and
+    the RFC 9162 inclusion ``path`` of its leaf to the batch root."""
+
+    index: int
+    size: int
+    path: tuple[bytes, ...]
+
+    def to_map(self) -> dict[str, Any]:
+        """The envelope's ``batch`` value (PROTOCOL §2)."""
+        return {"index": self.index, "path": list(self.path), "size": self.size}
+
+
+def parse_batch(value: Any) -> BatchPosition:
+    """The ``batch`` map of an envelope, its form checked (not its path's fit:
+    that is verification, :func:`batch_root`)."""
+    if type(value) is not dict or value.keys() != BATCH_KEYS:
+        raise BadEncoding("envelope 'batch' must be a map of exactly 'index', 'path' and 'size'")
+    index, size, path = value["index"], value["size"], value["path"]
+    if type(size) is not int or not MIN_BATCH_SIZE <= size <= MAX_BATCH_SIZE:
+        raise BadEncoding(f"batch 'size' must be an integer in {MIN_BATCH_SIZE}..{MAX_BATCH_SIZE}")
+    if type(index) is not int or not 0 <= index < size:
+        raise BadEncoding("batch 'index' must be an integer below 'size'")
+    if type(path) is not list or not 1 <= len(path) <= MAX_PATH_LEN:
+        raise BadEncoding(f"batch 'path' must be a list of 1..{MAX_PATH_LEN} hashes")
+    for item in path:
+        if type(item) is not bytes or len(item) != HASH_LEN:
+            raise BadEncoding("each batch 'path' entry must be 32 bytes")
+    return BatchPosition(index, size, tuple(path))
+
+
+def batch_leaf(record_id: bytes) -> bytes:
+    """A record's leaf in its batch tree: ``H(0x00 || record id)``."""
+    return leaf_hash(record_id)
+
+
+def batch_root(record_id: bytes, position: BatchPosition) -> bytes:
+    """The batch root the record's path leads to; :class:`InclusionError`
+    if the path's length does not fit its index and size."""
+    return inclusion_root(position.index, position.size, batch_leaf(record_id), position.path)
+
+
+def batch_message(size: int, batch_root_hash: bytes) -> bytes:
+    """What a batch signature signs, after :data:`BATCH_DOMAIN`:
+    ``uint64 big-endian size || root``."""
+    return size.to_bytes(8, "big") + batch_root_hash
+
+
+def batch_tree(record_ids: Sequence[bytes]) -> tuple[bytes, list[BatchPosition]]:
+    """The root over ``record_ids`` (in order) and each record's position."""
+    size = len(record_ids)
+    if not MIN_BATCH_SIZE <= size <= MAX_BATCH_SIZE:
+        raise ValueError(f"a batch holds {MIN_BATCH_SIZE}..{MAX_BATCH_SIZE} records, not {size}")
+    leaves = [batch_leaf(i) for i in record_ids]
+    # Every perfect subtree's hash, level by level, once: each path is then
+    # read off them (a path per leaf from the leaves would be quadratic).
+    levels = [leaves]
+    while len(levels[-1]) > 1:
+        below = levels[-1]
+        levels.append([node_hash(below[j], below[j + 1]) for j in range(0, len(below) - 1, 2)])
+
+    def node(level: int, i: int) -> bytes:
+        return levels[level][i]
+
+    return root(leaves), [
+        BatchPosition(i, size, tuple(inclusion_path_by_nodes(i, size, node)))
+        for i in range(size)]
+
+
+# canonical({"batch": {"index": i, "path": [...], "size": n}, "record": r,
+# "sig": s}) byte by byte: fixed key strings, the shortest integer and bin
+# headers.  The C decoder does not know batch envelopes; this reads the
+# canonical ones at a fraction of the general decoder's cost (every
+# validator decodes every record it admits) and answers None for anything
+# else, which the general path then decides.
+_BATCH_HEAD = b"\x83\xa5batch\x83\xa5index"
+_PATH_KEY = b"\xa4path"
+_SIZE_KEY = b"\xa4size"
+_RECORD_KEY = b"\xa6record"
+_SIG_PART = b"\xa3sig\xc4\x40"
+
+
+def _uint_at(data: bytes, at: int) -> tuple[int, int] | None:
+    """A canonical MessagePack unsigned integer below 2^16 at ``at``: (value, next)."""
+    if at >= len(data):
+        return None
+    tag = data[at]
+    if tag < 0x80:
+        return tag, at + 1
+    if tag == 0xCC and at + 2 <= len(data) and data[at + 1] >= 0x80:
+        return data[at + 1], at + 2
+    if tag == 0xCD and at + 3 <= len(data):
+        value = int.from_bytes(data[at + 1:at + 3], "big")
+        return (value, at + 3) if value > 0xFF else None
+    return None
+
+
+def canonical_batch_parts(data: bytes, max_size: int
+                          ) -> tuple[BatchPosition, bytes, bytes] | None:
+    """``(position, record_bytes, sig)`` if ``data`` is byte for byte the
+    canonical batch envelope of a well-formed ``batch`` map, else None."""
+    if len(data) > max_size or not data.startswith(_BATCH_HEAD):
+        return None
+    got = _uint_at(data, len(_BATCH_HEAD))
+    if got is None:
+        return None
+    index, at = got
+    if data[at:at + len(_PATH_KEY)] != _PATH_KEY or at + len(_PATH_KEY) >= len(data):
+        return None
+    at += len(_PATH_KEY)
+    count = data[at] - 0x90
+    if not 1 <= count <= min(MAX_PATH_LEN, 15):
+        return None
+    at += 1
+    path = []
+    for _ in range(count):
+        if data[at:at + 2] != b"\xc4\x20" or at + 2 + HASH_LEN > len(data):
+            return None
+        path.append(data[at + 2:at + 2 + HASH_LEN])
+        at += 2 + HASH_LEN
+    if data[at:at + len(_SIZE_KEY)] != _SIZE_KEY:
+        return None
+    got = _uint_at(data, at + len(_SIZE_KEY))
+    if got is None:
+        return None
+    size, at = got
+    if not (MIN_BATCH_SIZE <= size <= MAX_BATCH_SIZE and index < size):
+        return None
+    if data[at:at + len(_RECORD_KEY)] != _RECORD_KEY:
+        return None
+    at += len(_RECORD_KEY)
+    if at + 2 > len(data):
+        return None
+    if data[at] == 0xC4:
+        n, at = data[at + 1], at + 2
+    elif data[at] == 0xC5 and at + 3 <= len(data):
+        n, at = int.from_bytes(data[at + 1:at + 3], "big"), at + 3
+        if n <= 0xFF:
+            return None
+    else:
+        return None
+    end = at + n
+    if len(data) != end + len(_SIG_PART) + 64 or data[end:end + len(_SIG_PART)] != _SIG_PART:
+        return None
+    return (BatchPosition(index, size, tuple(path)), data[at:end],
+            data[end + len(_SIG_PART):])
