@@ -40,7 +40,7 @@ from . import blocks, schema
 from .blocks import ZERO_HASH, Certificate, Header, certificate_from_bytes, decode_header
 from .chain import ChainStore
 from .crypto import digest_equal
-from .errors import HeaderError, VerificationError
+from .errors import HeaderError, Unavailable, VerificationError
 from .genesis import Genesis
 from .log import MerkleLog
 from .merkle import HASH_LEN, node_hash, root
@@ -61,6 +61,19 @@ class Snapshot:
     certificate_bytes: bytes
     log_size: int
     tails: tuple[bytes, ...]  # stratum s's partial tile (b"" when none)
+
+
+def history_reason(gap: range) -> str:
+    """Why a node with a history gap refuses submissions (protocol §6)."""
+    return (f"back-filling history after state sync: blocks {gap.start}..{gap.stop - 1} are "
+            "not verified yet, so this node cannot tell a used nonce from a new one")
+
+
+def below_snapshot(gap: range, what: str) -> Unavailable:
+    """The answer for a read of history a node does not hold yet (protocol §6)."""
+    return Unavailable(f"{what} is not held by this node yet: it joined by state sync at "
+                       f"height {gap.stop - 1} and is back-filling blocks {gap.start}.."
+                       f"{gap.stop - 1}; retry later or ask another validator")
 
 
 def tail_index(size: int, stratum: int) -> int:

@@ -154,6 +154,10 @@ SCHEMA: dict[str, dict[str, _Spec]] = {
         # A signed sync request is accepted this long either side of its
         # timestamp (validators' clocks differ; a replay is only good this long).
         "auth_window_ms": (_INT, 60_000, 1000, 3_600_000),
+        # How a node with an empty store joins: "blocks" replays every block,
+        # "snapshot" starts from a peer's certified snapshot and back-fills
+        # history behind it (node/statesync.py; docs/operators.md says when).
+        "mode": (str, "blocks", None, None),
     },
     "log": {
         "level": (str, "info", None, None),
@@ -169,6 +173,7 @@ RETIRED: dict[str, str] = {
                            "remove the key from node.toml (docs/operators.md, LevelDB table files)",
 }
 EVENT_LOOPS = ("uvloop", "asyncio")
+SYNC_MODES = ("blocks", "snapshot")
 
 # Consensus timeouts when neither genesis params nor node.toml set them.
 DEFAULT_TIMEOUTS_MS = {
@@ -263,6 +268,8 @@ def parse_settings(doc: Mapping[str, Any]) -> dict[str, dict[str, Any]]:
         out[section] = values
     if out["log"]["level"] not in LOG_LEVELS:
         raise ConfigError("log.level", f"must be one of {', '.join(LOG_LEVELS)}")
+    if out["sync"]["mode"] not in SYNC_MODES:
+        raise ConfigError("sync.mode", f"must be one of {', '.join(SYNC_MODES)}")
     if out["node"]["event_loop"] not in EVENT_LOOPS:
         raise ConfigError("node.event_loop", f"must be one of {', '.join(EVENT_LOOPS)}")
     peers = out["peers"]

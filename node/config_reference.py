@@ -161,6 +161,15 @@ DESCRIPTIONS: dict[str, str] = {
                          "batches start at one block and double up to this.",
     "sync.max_response_bytes": "Most bytes of blocks served to a peer in one answer.",
     "sync.lag_blocks": "Accepted and validated, but not read by the node today.",
+    "sync.mode": "How a node whose store is empty joins the chain. `\"blocks\"` fetches and "
+                 "applies every block from height 1 (the node admits records as soon as it is "
+                 "at the tip). `\"snapshot\"` fetches a peer's certified snapshot of the tip "
+                 "(header, certificate, log frontier), serves new blocks and their proofs "
+                 "within seconds, and back-fills the blocks below in the background; until "
+                 "back-fill ends it refuses submissions (`503 unavailable`) and proofs of "
+                 "older records (`503 unavailable`), because only the whole history tells it "
+                 "which nonces are used. A store that already holds blocks ignores this "
+                 "setting.",
     "log.level": "`debug`, `info`, `warning` or `error`.",
 }
 
@@ -168,6 +177,7 @@ DESCRIPTIONS: dict[str, str] = {
 CHOICES: dict[str, tuple[str, ...]] = {
     "log.level": config.LOG_LEVELS,
     "node.event_loop": config.EVENT_LOOPS,
+    "sync.mode": config.SYNC_MODES,
 }
 
 
