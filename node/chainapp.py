@@ -26,7 +26,7 @@ NO_SKEW_LIMIT = 1 << 62
 
 
 class HistoryIncomplete(VerificationError):
-    """A proposal with records reached a node still back-filling history."""
+    """A proposal reached a node still back-filling history (it cannot check nonces)."""
 
     code = "unavailable"
     step = "history"
@@ -61,9 +61,10 @@ class NodeApplication:
     def validate(self, header: Header, envelopes: Sequence[Envelope], *, now_ms: int,
                  certified: bool) -> None:
         gap = self.chain.history_gap
-        if gap and envelopes and not certified:
-            # Nonces used below the snapshot are unknown until back-fill ends:
-            # vote nil; validators holding the whole history decide.
+        if gap and not certified:
+            # Nonces used below the snapshot are unknown until back-fill ends
+            # (every block holds records): vote nil; validators holding the
+            # whole history decide.
             raise HistoryIncomplete(history_reason(gap))
         self.now_ms = now_ms
         self.max_clock_skew_ms = NO_SKEW_LIMIT if certified else self._skew_limit

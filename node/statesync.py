@@ -12,9 +12,9 @@ Until the gap is closed the node does not know every nonce ever used, so:
 
 * ``POST /v1/records`` answers ``503 unavailable`` (``unavailable_reason``),
   and records gossiped by peers are dropped, not admitted;
-* it proposes no block and refuses (votes nil on) every proposal that holds
-  records (:class:`node.chainapp.HistoryIncomplete`): a quorum of validators that know the
-  whole history decides them, and the node applies what they certified;
+* it proposes no block and votes nil on every proposal
+  (:class:`node.chainapp.HistoryIncomplete`): validators that know the whole
+  history decide, and the node applies what they certified;
 * reads of a record or block below the snapshot answer ``503 unavailable``.
 
 An index that came with the snapshot could not be checked without the
