@@ -501,12 +501,12 @@ class Api:
         height = int(raw)
         if height < 1 or height > self.node.chain.height:
             raise NotFound(f"no block at height {height} (tip is {self.node.chain.height})")
-        if height in self.node.chain.history_gap:
-            raise below_snapshot(self.node.chain.history_gap, f"block {height}")
         return json_response(self._block(height, parse_flag(request, "envelopes")))
 
     def _block(self, height: int, with_envelopes: bool) -> dict[str, Any]:
         chain = self.node.chain
+        if height in chain.history_gap:  # also the tip, right after a state sync
+            raise below_snapshot(chain.history_gap, f"block {height}")
         header, cert = chain.header(height), chain.certificate(height)
         if header is None or cert is None:
             raise NotFound(f"no block at height {height}")

@@ -72,6 +72,7 @@ async def test_reads_below_the_snapshot_and_submissions_answer_503(
                           (f"/v1/records/{old}/trace", "/v1/records/{id}/trace"),
                           ("/v1/blocks/2", "/v1/blocks/{height}"),
                           ("/v1/blocks/3", "/v1/blocks/{height}"),
+                          ("/v1/blocks/latest", "/v1/blocks/latest"),
                           ("/v1/consistency?from=1&to=3", "/v1/consistency")):
         err = await call(client, "GET", url, template, 503)
         assert err["error"] == "unavailable" and "back-filling blocks 1..3" in err["message"]
