@@ -66,6 +66,7 @@ class ChainStore:
         self._blocks: OrderedDict[int, tuple[bytes, Header, Certificate]] = OrderedDict()
         self.log = MerkleLog(store)
         self._tip = self._load_tip()
+        self._history_from, self._backfilled = self._load_history()
         # Who may do what at each height (PROTOCOL §9): genesis plus the
         # committed governance records, replayed from their index.
         self.membership = self._load_membership()
@@ -126,10 +127,20 @@ class ChainStore:
         judged against."""
         return self.membership.at(height).as_genesis(self.genesis)
 
+    def _load_history(self) -> tuple[int, int]:
+        """``(history_from, backfilled)``: (1, 0) for a store holding every block."""
+        raw = self._store.get(schema.META_HISTORY_FROM)
+        if raw is None:
+            return 1, 0
+        done = self._store.get(schema.META_BACKFILLED)
+        return (schema.unpack_u64(raw, "history_from"),
+                0 if done is None else schema.unpack_u64(done, "backfilled"))
+
     def _reload(self) -> None:
         """Forget cached state and re-read it from the store."""
         self.log.reload()
         self._tip = self._load_tip()
+        self._history_from, self._backfilled = self._load_history()
         self._blocks.clear()
         self.membership = self._load_membership()
 
@@ -175,6 +186,8 @@ class ChainStore:
             raise StorageCorruption("store was written under another validator set")
 
     def _check_prev_link(self, tip: Header) -> None:
+        if tip.height - 1 in self.history_gap and tip.height - 1 != self._history_from - 1:
+            return  # started from a snapshot at the tip: the block below comes by back-fill
         if tip.height == 1:
             if not digest_equal(tip.prev, ZERO_HASH):
                 raise StorageCorruption("block 1 has a non-zero prev hash")
@@ -195,7 +208,7 @@ class ChainStore:
         if not digest_equal(self.log.root(tip.log_size), tip.log_root):
             raise StorageCorruption(f"log root differs from tip block {tip.height}'s log_root "
                                     "(tree nodes damaged)")
-        if tip.log_size:
+        if tip.log_size and tip.height not in self.history_gap:
             self.envelope_at(tip.log_size - 1)  # the newest leaf matches its hash
 
     # ------------------------------------------------------------------ blocks
@@ -208,11 +221,35 @@ class ChainStore:
     def tip(self) -> Header | None:
         return self._tip
 
+    @property
+    def history_gap(self) -> range:
+        """Heights whose blocks are not stored in full: empty unless the store
+        was started from a snapshot (ledger/statesync.py) and back-fill has
+        not reached it.  The header and certificate of the gap's top (the
+        snapshot height) are stored; nothing else of the gap is."""
+        return range(self._backfilled + 1, self._history_from)
+
+    def write_history(self, batch: WriteBatch, backfilled: int) -> None:
+        """Write a back-fill batch (:class:`ledger.statesync.Backfill`) that
+        completes blocks up to ``backfilled``, and move the gap in the same
+        write; the gap's meta keys go when it closes."""
+        if backfilled >= self._history_from - 1:
+            batch.delete(schema.META_HISTORY_FROM)
+            batch.delete(schema.META_BACKFILLED)
+            self._store.write(batch, sync=True)
+            self._history_from, self._backfilled = 1, 0
+        else:
+            batch.put(schema.META_BACKFILLED, schema.pack_u64(backfilled))
+            self._store.write(batch, sync=True)
+            self._backfilled = backfilled
+
     def _block(self, height: int) -> tuple[bytes, Header, Certificate] | None:
         """Header bytes, header and certificate at ``height``, checked against
         each other (the certificate names the header's hash)."""
         if not 1 <= height <= self.height:
             return None
+        if height in self.history_gap and height != self._history_from - 1:
+            return None  # below a snapshot, not back-filled yet
         cached = self._blocks.get(height)
         if cached is not None:
             self._blocks.move_to_end(height)

@@ -251,6 +251,12 @@ class MerkleLog:
     def size(self) -> int:
         return self._state.size
 
+    def frontier(self) -> tuple[int, tuple[bytes, ...]]:
+        """``(size, partial tile per stratum)`` of one committed state: what
+        a state-sync snapshot carries (:mod:`ledger.statesync`)."""
+        state = self._state
+        return state.size, state.tails
+
     # ------------------------------------------------------------------ reads
 
     def _tile_reader(self, tails: Mapping[int, bytes]) -> Tile:

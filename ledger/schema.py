@@ -27,6 +27,10 @@ range of leaves into one value (the leaf hashes live in stratum 0 tiles);
 anywhere: block ``h`` holds leaf indexes ``[log_size - tx_count, log_size)``
 of its header, so the envelopes under ``e`` are the list.
 
+A store started by state sync (:mod:`ledger.statesync`) lacks the blocks
+below its snapshot until they are back-filled: ``history_from`` and
+``backfilled`` (meta keys) bound that gap.
+
 Entries under ``p`` are not part of the chain: they are envelopes a node
 acknowledged to a client and has not committed yet (:mod:`ledger.pending`),
 numbered in admission order so that a walk of the prefix gives parents
@@ -75,7 +79,15 @@ META_SCHEMA_VERSION = META + b"schema_version"
 META_LOG_SIZE = META + b"log_size"
 META_TIP = META + b"tip_height"
 META_CONSENSUS = META + b"consensus_state"
-META_KEYS = frozenset({META_SCHEMA_VERSION, META_LOG_SIZE, META_TIP, META_CONSENSUS})
+# State sync (ledger/statesync.py): a store started from a snapshot at
+# height H holds blocks in full only from ``history_from`` (H + 1) up, and
+# those back-filled from 1 up to ``backfilled``; both keys are deleted when
+# the gap closes, so a store without them holds every block.
+META_HISTORY_FROM = META + b"history_from"
+META_BACKFILLED = META + b"backfilled"
+
+META_KEYS = frozenset({META_SCHEMA_VERSION, META_LOG_SIZE, META_TIP, META_CONSENSUS,
+                       META_HISTORY_FROM, META_BACKFILLED})
 
 _U64 = struct.Struct(">Q")
 _TILE = struct.Struct(">cBQ")

@@ -39,6 +39,7 @@ from ledger.genesis import Genesis
 from ledger.merkle import EMPTY_ROOT
 from ledger.proofs import build_bundle, build_consistency, build_record_bundle
 from ledger.records import ID_LEN, decode_envelope
+from ledger.statesync import below_snapshot
 
 from . import trace
 from .checkpoints import Checkpoints
@@ -126,6 +127,8 @@ class ApiBackend(Protocol):
     async def sync_blocks(self, request: web.Request) -> web.StreamResponse: ...
 
     def checkpoints(self) -> Checkpoints | None: ...
+
+    async def sync_snapshot(self, request: web.Request) -> web.Response: ...
 
 
 def json_response(doc: Any, status: int = 200) -> web.Response:
@@ -350,6 +353,7 @@ class Api:
             web.get("/v1/membership", self.get_membership),
             web.get("/v1/evidence", self.get_evidence),
             web.get("/v1/sync/blocks", self.sync_blocks),
+            web.get("/v1/sync/snapshot", self.sync_snapshot),
             web.get("/v1/peer", self.peer),
             web.get("/health", self.health),
             web.get("/metrics", self.metrics),
@@ -444,7 +448,7 @@ class Api:
         else:
             pending = self.node.mempool.get(rid)
             if pending is None:
-                raise NotFound(f"no record {to_hex(rid)}")
+                raise self._not_found(rid)
             raw = pending.envelope_bytes
             doc = {"id": to_hex(rid), "status": "pending"}
         env = decode_envelope(raw, cosigs=True)
@@ -458,7 +462,15 @@ class Api:
             return location
         if rid in self.node.mempool:
             raise NotCommitted(f"record {to_hex(rid)} is pending; retry once committed")
-        raise NotFound(f"no record {to_hex(rid)}")
+        raise self._not_found(rid)
+
+    def _not_found(self, rid: bytes) -> LedgerError:
+        """404, or 503 while a node that joined by state sync may simply not
+        hold the record yet (node/statesync.py)."""
+        gap = self.node.chain.history_gap
+        if gap:
+            return below_snapshot(gap, f"record {to_hex(rid)}")
+        return NotFound(f"no record {to_hex(rid)}")
 
     async def get_proof(self, request: web.Request) -> web.Response:
         rid = parse_id(request.match_info["id"])
@@ -549,6 +561,8 @@ class Api:
 
     def _block(self, height: int, with_envelopes: bool) -> dict[str, Any]:
         chain = self.node.chain
+        if height in chain.history_gap:  # also the tip, right after a state sync
+            raise below_snapshot(chain.history_gap, f"block {height}")
         header, cert = chain.header(height), chain.certificate(height)
         if header is None or cert is None:
             raise NotFound(f"no block at height {height}")
@@ -573,6 +587,10 @@ class Api:
         size = tip.log_size if tip is not None else 0
         if new > size:  # a size the log has not reached: nothing to prove yet
             raise NotFound(f"the log has {size} leaves; no consistency proof to size {new}")
+        gap = self.node.chain.history_gap
+        snapshot = self.node.chain.header(gap.stop - 1) if gap else None
+        if snapshot is not None and old < snapshot.log_size:
+            raise below_snapshot(gap, f"the log below size {snapshot.log_size}")
         return json_response(build_consistency(self.node.chain, old, new))
 
     # node ------------------------------------------------------------------
@@ -612,6 +630,9 @@ class Api:
 
     async def sync_blocks(self, request: web.Request) -> web.StreamResponse:
         return await self.node.sync_blocks(request)
+
+    async def sync_snapshot(self, request: web.Request) -> web.Response:
+        return await self.node.sync_snapshot(request)
 
     async def peer(self, request: web.Request) -> web.StreamResponse:
         if request.headers.get("Upgrade", "").lower() != "websocket":

@@ -19,13 +19,15 @@ from consensus import ConsensusConfig, received
 from ledger.blocks import Header
 from ledger.chain import ChainStore
 from ledger.errors import LedgerError
+from ledger.genesis import Validator
+from ledger.statesync import below_snapshot, history_reason
 from ledger.pending import PendingRecords
 from ledger.records import Envelope
 from ledger.storage import LevelDBStore, set_background_nice
 
 from . import peer_messages
 from .aio import cancel_all
-from .api import SERVER_OPTIONS, build_app
+from .api import SERVER_OPTIONS, build_app, parse_uint
 from .assembly import ProposalAssembler, compact_proposal, decode_compact, split_leaves
 from .backup import AdminServer
 from .chainapp import NodeApplication
@@ -43,6 +45,7 @@ from .metrics import ASSEMBLY_OUTCOMES, Metrics
 from .checkpoints import Checkpoints
 from .peer_messages import (CompactProposal, ConsensusMessage, Cosign, Fetched, Records, Status,
                             Want)
+from .statesync import HistoryBackfill, join_by_snapshot, snapshot_response
 from .sync import BlockSync, serve_blocks
 from .syncauth import check_request, sign_request
 from .transport import PeerTransport, settings_from_config
@@ -108,6 +111,14 @@ class Node:
                                max_open_files=storage.max_open_files,
                                block_size=storage.block_size_bytes)
         store = FailStopStore(leveldb, self.fail)
+        me = self.config.validator.index if self.config.validator is not None else -1
+
+        def sign(peer: Validator, target: str) -> dict[str, str]:
+            return sign_request(self.genesis, cfg.key, me, peer.pubkey, target, now_ms())
+
+        if cfg.settings.sync.mode == "snapshot" and next(iter(store.iterate(b"")), None) is None:
+            await join_by_snapshot(store, self.genesis, cfg.peers, sign,
+                                   cfg.tls.client if cfg.tls is not None else None)
         self._chain = ChainStore(store, self.genesis)
         # After a crash LevelDB replays its write-ahead log here, and the
         # tip is re-checked: the part of a restart that grows with the store.
@@ -139,12 +150,9 @@ class Node:
                         cfg.param_int("max_block_records", limits.max_block_records))
         app = NodeApplication(self.genesis, self.chain, self.mempool, max_block_records=max_block,
                               max_clock_skew_ms=max_skew_ms)
-        me = self.config.validator.index if self.config.validator is not None else -1
         self.sync = BlockSync(
             self.chain, cfg.peers, self.metrics, batch_blocks=cfg.settings.sync.batch_blocks,
-            sign=lambda peer, target: sign_request(self.genesis, cfg.key, me, peer.pubkey,
-                                                   target, now_ms()),
-            tls=cfg.tls.client if cfg.tls is not None else None)
+            sign=sign, tls=cfg.tls.client if cfg.tls is not None else None)
         try:
             self._checkpoints = Checkpoints(self.genesis, self.chain, me, cfg.key,
                                             self._send_cosign)
@@ -195,6 +203,9 @@ class Node:
                        asyncio.create_task(self._gossip_admit(), name="gossip-in"),
                        asyncio.create_task(self._assemble(), name="assemble"),
                        asyncio.create_task(self._status_loop(), name="status")]
+        if self.chain.history_gap:
+            self._tasks.append(asyncio.create_task(
+                HistoryBackfill(store, self.chain, self.sync).run(), name="backfill"))
         self._gc.install()
         tune_after_start()
         since_exec = process_age_s()
@@ -315,6 +326,8 @@ class Node:
         while True:
             envs = await self._gossip_in.get()
             try:
+                if self.chain.history_gap:
+                    continue  # nonces unknown until back-fill ends (node/statesync.py)
                 await self.mempool.admit(envs, "gossip")
             finally:
                 self._peer_backlog.admitted(len(envs))
@@ -417,6 +430,9 @@ class Node:
 
     def unavailable_reason(self) -> str | None:
         assert self.transport is not None and self.driver is not None
+        gap = self.chain.history_gap
+        if gap:
+            return history_reason(gap)
         if self.driver.syncing:
             return f"catching up with peers (at height {self.chain.height})"
         reachable = len(self.transport.connected()) + 1
@@ -435,7 +451,7 @@ class Node:
             return Health(self.name, 0, 0, 0, False, stopped=stopped, store_open=False)
         return Health(self.name, self.chain.height, self.driver.peers_height(),
                       max(0, now_ms() - self.driver.last_commit_ms), self.driver.syncing,
-                      stopped=stopped)
+                      stopped=stopped, history_gap=self.chain.history_gap)
 
     def evidence(self) -> list[dict[str, Any]]:
         return [evidence_json(blob) for blob in self.chain.evidence()]
@@ -451,6 +467,15 @@ class Node:
         s = self.config.settings.sync
         check_request(self.genesis, self.config.key.public_key, request.headers,
                       request.raw_path, now_ms(), s.auth_window_ms)
+        gap = self.chain.history_gap
+        if gap and parse_uint(request, "from", minimum=1) < gap.stop:
+            raise below_snapshot(gap, "that block")
         return await serve_blocks(self.chain, request, max_blocks=s.batch_blocks,
                                   max_bytes=s.max_response_bytes,
                                   chunk_bytes=self.config.settings.http.stream_chunk_bytes)
+
+    async def sync_snapshot(self, request: web.Request) -> web.Response:
+        s = self.config.settings.sync
+        check_request(self.genesis, self.config.key.public_key, request.headers,
+                      request.raw_path, now_ms(), s.auth_window_ms)
+        return snapshot_response(self.chain)

@@ -15,13 +15,22 @@ from ledger.blocks import Header
 from ledger.chain import ChainStore
 from ledger.genesis import Genesis
 from ledger.membership import Membership
+from ledger.errors import VerificationError
 from ledger.records import Envelope
+from ledger.statesync import history_reason
 
 from .mempool import Mempool
 
 # Certified blocks skip the clock-skew check (a lagging clock must not stop
 # catch-up): an effectively infinite skew.
 NO_SKEW_LIMIT = 1 << 62
+
+
+class HistoryIncomplete(VerificationError):
+    """A proposal reached a node still back-filling history (it cannot check nonces)."""
+
+    code = "unavailable"
+    step = "history"
 
 
 class NodeApplication:
@@ -43,6 +52,8 @@ class NodeApplication:
 
     def build_block(self, height: int, round: int, time_ms: int, proposer: int
                     ) -> tuple[Header, tuple[Envelope, ...]] | None:
+        if self.chain.history_gap:
+            return None  # back-filling: nothing admitted (node/statesync.py)
         envelopes = self.mempool.select(self.max_block_records, time_ms=time_ms)
         if not envelopes:
             return None
@@ -50,6 +61,12 @@ class NodeApplication:
 
     def validate(self, header: Header, envelopes: Sequence[Envelope], *, now_ms: int,
                  certified: bool) -> None:
+        gap = self.chain.history_gap
+        if gap and not certified:
+            # Nonces used below the snapshot are unknown until back-fill ends
+            # (every block holds records): vote nil; validators holding the
+            # whole history decide.
+            raise HistoryIncomplete(history_reason(gap))
         self.now_ms = now_ms
         self.max_clock_skew_ms = NO_SKEW_LIMIT if certified else self._skew_limit
         # A certified block carries precommits of a quorum, so at least f+1
@@ -90,7 +107,11 @@ class NodeApplication:
     def record_known_committed(self, record_id: bytes) -> bool:
         if record_id in self.mempool:
             return False
-        return self.chain.record_location(record_id) is not None
+        if self.chain.record_location(record_id) is not None:
+            return True
+        # A certified block may name a parent below a state-sync snapshot
+        # that back-fill has not reached: a quorum checked it.
+        return self._trust_certified and bool(self.chain.history_gap)
 
     def signature_verified(self, envelope_id: bytes) -> bool:
         return self._trust_certified or self.mempool.signature_verified(envelope_id)

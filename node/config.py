@@ -43,6 +43,7 @@ RETIRED: dict[str, str] = {
                            "remove the key from node.toml (docs/operators.md, LevelDB table files)",
 }
 EVENT_LOOPS = ("uvloop", "asyncio")
+SYNC_MODES = ("blocks", "snapshot")
 
 # Consensus timeouts when neither genesis params nor node.toml set them.
 DEFAULT_TIMEOUTS_MS = {
@@ -139,6 +140,8 @@ def parse_settings(doc: Mapping[str, Any]) -> Settings:
         out[section] = values
     if out["log"]["level"] not in LOG_LEVELS:
         raise ConfigError("log.level", f"must be one of {', '.join(LOG_LEVELS)}")
+    if out["sync"]["mode"] not in SYNC_MODES:
+        raise ConfigError("sync.mode", f"must be one of {', '.join(SYNC_MODES)}")
     if out["node"]["event_loop"] not in EVENT_LOOPS:
         raise ConfigError("node.event_loop", f"must be one of {', '.join(EVENT_LOOPS)}")
     peers = out["peers"]

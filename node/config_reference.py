@@ -52,6 +52,7 @@ DESCRIPTIONS: dict[str, str] = settings.DESCRIPTIONS
 CHOICES: dict[str, tuple[str, ...]] = {
     "log.level": config.LOG_LEVELS,
     "node.event_loop": config.EVENT_LOOPS,
+    "sync.mode": config.SYNC_MODES,
 }
 
 

@@ -37,6 +37,7 @@ class Health:
     catching_up: bool
     stopped: str | None = None  # the fault that stopped the node, if any
     store_open: bool = True
+    history_gap: range = range(0)  # blocks still to back-fill after state sync
 
     @property
     def serving(self) -> bool:
@@ -70,6 +71,10 @@ class Health:
             "behind": self.behind,
             "since_commit_ms": self.since_commit_ms,
         }
+        if self.history_gap:
+            # Joined by state sync: serving new blocks, not yet the older ones.
+            doc["backfilling"] = {"from": self.history_gap.start,
+                                  "to": self.history_gap.stop - 1}
         reason = self.reason()
         if reason is not None:
             doc["reason"] = reason

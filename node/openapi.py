@@ -154,7 +154,10 @@ def _schemas(max_envelopes: int) -> dict[str, Any]:
         "Health": _obj({"ok": {"type": "boolean"}, "node": {"type": "string"}, "height": UINT,
                         "serving": {"type": "boolean"}, "synced": {"type": "boolean"},
                         "committing": {"type": "boolean"}, "peers_height": UINT,
-                        "behind": UINT, "since_commit_ms": UINT}),
+                        "behind": UINT, "since_commit_ms": UINT,
+                        "backfilling": _obj({"from": UINT, "to": UINT})},
+                       required=["ok", "node", "height", "serving", "synced", "committing",
+                                 "peers_height", "behind", "since_commit_ms"]),
     }
 
 
@@ -302,6 +305,13 @@ def openapi_spec(*, max_envelopes: int = 5000, max_trace_depth: int = 64) -> dic
             [_query("from", "first height", 1, required=True),
              _query("limit", "at most this many blocks", 1)],
             (400, 401, 403, 429)),
+        "/v1/sync/snapshot": _get(
+            "The tip's header, certificate and log frontier, for state sync between "
+            "validators: validators only, signed as /v1/sync/blocks (PROTOCOL §6)",
+            {"description": "one MessagePack map {header, certificate, log_size, tails}",
+             "content": {"application/msgpack": {"schema": {"type": "string",
+                                                            "format": "binary"}}}},
+            [], (401, 403, 404, 429)),
         "/health": _get("200 while the node serves (503 when it cannot); a field per "
                         "capability", _json(_ref("Health"), "serving"),
                         errors=(503,)),

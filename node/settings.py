@@ -329,6 +329,20 @@ class SyncSettings:
             "its timestamp: room for clock differences, and how long a captured request "
             "could be replayed.")
 
+    # How a node with an empty store joins: "blocks" replays every block,
+    # "snapshot" starts from a peer's certified snapshot and back-fills
+    # history behind it (node/statesync.py).
+    mode: str = setting("blocks",
+        doc="How a node whose store is empty joins the chain. `\"blocks\"` fetches and "
+            "applies every block from height 1 (the node admits records as soon as it is "
+            "at the tip). `\"snapshot\"` fetches a peer's certified snapshot of the tip "
+            "(header, certificate, log frontier), serves new blocks and their proofs "
+            "within seconds, and back-fills the blocks below in the background; until "
+            "back-fill ends it refuses submissions (`503 unavailable`) and proofs of "
+            "older records (`503 unavailable`), because only the whole history tells it "
+            "which nonces are used. A store that already holds blocks ignores this "
+            "setting.")
+
 
 @dataclass(frozen=True, kw_only=True)
 class TlsSettings:
