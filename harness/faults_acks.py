@@ -74,8 +74,9 @@ class _Signer:
 
 async def ack_kill_loop(directory: Path, *, duration: float, every: tuple[float, float] = (1.0, 3.0),
                         seed: int = 1, n: int = 4, batch: int = 50, workers: int = 2,
-                        progress: Any = None) -> AckLoopReport:
-    """Run the loop for ``duration`` seconds of load; see the module doc."""
+                        progress: Any = None, min_rounds: int = 0) -> AckLoopReport:
+    """Run the loop for ``duration`` seconds of load, and for at least
+    ``min_rounds`` kill rounds however slow the machine is; see the module doc."""
     from .faults import _chain_ids  # late: faults imports this module for its CLI
 
     rng = random.Random(seed)
@@ -123,7 +124,9 @@ async def ack_kill_loop(directory: Path, *, duration: float, every: tuple[float,
     try:
         await c.start_all(timeout=60)
         loaders = [asyncio.create_task(load(w)) for w in range(workers)]
-        while time.monotonic() - started < duration:
+        rounds = 0
+        while rounds < min_rounds or time.monotonic() - started < duration:
+            rounds += 1
             await asyncio.sleep(rng.uniform(*every))  # picks the moment; decides nothing
             victims = rng.sample(everyone, 2 if rng.random() < 1 / 3 else 1)
             report.double_kills += len(victims) == 2
