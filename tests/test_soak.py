@@ -1,0 +1,50 @@
+"""The soak runner (harness/soak.py, ``scripts/soak``) in a short version: 45 s
+of load at 200 records/s with one SIGKILL and one partition drawn from the
+seed; every acknowledged record commits, no fork, and the summary and plot
+are written.  Skipped where network namespaces cannot be made (not root, no
+iproute2); ``scripts/soak`` runs the hour."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from harness.netns import unavailable_reason
+from harness.soak import schedule
+
+REASON = unavailable_reason()
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def test_schedule_is_drawn_from_the_seed() -> None:
+    a, b = schedule(5, 45, 15), schedule(5, 45, 15)
+    assert a == b
+    assert [f.kind for f in a][0] == "kill" and len(a) == 2
+    assert a[1].kind in ("isolate", "split")
+    assert schedule(6, 3600, 120) != schedule(5, 3600, 120)
+    assert all(f.at <= 3600 - 60 for f in schedule(5, 3600, 120))
+
+
+@pytest.mark.cluster
+@pytest.mark.skipif(REASON is not None, reason=f"netns: {REASON}")
+def test_short_soak(tmp_path: Path) -> None:
+    out = tmp_path / "out"
+    proc = subprocess.run(
+        [sys.executable, "-m", "harness.soak", "--duration", "45", "--rate", "200",
+         "--fault-every", "15", "--seed", "5", "--progress-every", "15", "--out", str(out)],
+        cwd=ROOT, capture_output=True, text=True, timeout=400, stdin=subprocess.DEVNULL)
+    print(proc.stdout[-6000:], proc.stderr[-3000:])
+    summary = json.loads((out / "summary.json").read_text())
+    assert (out / "soak.png").stat().st_size > 0
+    assert summary["kills"] == 1 and summary["partitions"] == 1
+    assert summary["acked"] > 0 and summary["latency_samples"] > 0
+    assert summary["lost"] == 0, summary["failures"]
+    assert summary["forks"] == 0, summary["failures"]
+    assert summary["committed"] >= summary["acked"]
+    assert summary["memory"]["node0_anon_mb"]["max"] > 0
+    assert not summary["failures"], summary["failures"]
+    assert proc.returncode == 0
