@@ -1,0 +1,93 @@
+"""The seam between policy evaluation and the chain (issue 25).
+
+Every validator derives the verdict of every record from committed blocks
+only; this module is the one interface the runtime and the chain code use:
+
+- :class:`Decision` is what a policy says about one record;
+- :class:`RecordInput` is what it is said about (the record and the
+  submitter's roles in force at the record's height);
+- :class:`PolicyEngine` evaluates a block's records in log order
+  (:meth:`PolicyEngine.evaluate_block`, pure: it does not change the engine)
+  and advances its state when that block commits
+  (:meth:`PolicyEngine.commit_block`).
+
+With no policy installed every record is allowed: that is the behaviour of a
+chain that never installed one, and of every chain before policies existed.
+The evaluator behind this interface (CEL rules, velocity windows, lists kept
+by governance) lives in the other modules of this package.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from enum import StrEnum
+
+from ..records import Record
+
+
+class Outcome(StrEnum):
+    """The four verdicts (issue 25 item 2).  A member equals its string."""
+
+    ALLOW = "allow"
+    DENY = "deny"
+    APPROVE = "approve"   # needs ``approvals`` distinct approvers holding ``role``
+    REVIEW = "review"     # held for a person
+
+
+@dataclass(frozen=True, slots=True)
+class Decision:
+    """The verdict on one record and what produced it.
+
+    ``rule`` names the deciding rule ("" when no rule matched and the default
+    applied); ``reason`` is the deny reason (or a rule's note); ``approvals``
+    and ``role`` are set for :attr:`Outcome.APPROVE` only.
+    ``policy_version`` is 0 when no policy is installed."""
+
+    outcome: Outcome
+    rule: str = ""
+    reason: str = ""
+    approvals: int = 0
+    role: str = ""
+    policy_version: int = 0
+
+
+ALLOW_NO_POLICY = Decision(Outcome.ALLOW)
+
+
+@dataclass(frozen=True, slots=True)
+class RecordInput:
+    """One record of a block as the policy sees it."""
+
+    record: Record
+    submitter_roles: frozenset[str]
+
+
+class PolicyEngine:
+    """Verdicts for the records of each block, in log order.
+
+    This base engine has no policy installed: every record is allowed and
+    committing a block changes nothing.  The evaluator of this package keeps
+    the same three methods."""
+
+    @property
+    def version(self) -> int:
+        """The installed policy's version (0: none)."""
+        return 0
+
+    def evaluate_block(self, height: int, time_ms: int,
+                       records: Sequence[RecordInput]) -> list[Decision]:
+        """The verdict of each record of the block at ``height`` with block
+        time ``time_ms``, in order; a record's inputs include the records
+        before it in the same block.  Pure: the engine is unchanged."""
+        return [ALLOW_NO_POLICY] * len(records)
+
+    def evaluate_one(self, height: int, time_ms: int, record: RecordInput) -> Decision:
+        """The verdict ``record`` would get as the only record of the next
+        block (pre-flight, ``POST /v1/evaluate``)."""
+        return self.evaluate_block(height, time_ms, [record])[0]
+
+    def commit_block(self, height: int, time_ms: int, records: Sequence[RecordInput],
+                     decisions: Sequence[Decision]) -> None:
+        """Advance the state (velocity windows, installed policy, lists) past
+        the committed block at ``height``."""
