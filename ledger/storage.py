@@ -14,6 +14,7 @@ store to fail at the one place that matters: the batch write.
 from __future__ import annotations
 
 import bisect
+import functools
 import os
 import sys
 import threading
@@ -341,14 +342,19 @@ class LevelDBStore:
             raise StoreError(f"cannot open LevelDB at {self.path}: {text}") from None
         self._closed = False
         self._plyvel_error: tuple[type[Exception], ...] = (plyvel.Error, OSError)
-        self.get = self._db.get
+        # verify_checksums: LevelDB's default read trusts the table file, and a
+        # flipped byte inside an incompressible value (a signature, a hash)
+        # comes back as a wrong value with no error; checked reads turn it
+        # into plyvel.CorruptionError (a 503 at the API, fail-stop in sync).
+        self.get = functools.partial(self._db.get, verify_checksums=True)
 
     def _check_open(self) -> None:
         if self._closed:
             raise StoreClosed(f"LevelDB at {self.path} is closed")
 
-    # ``get`` is plyvel's own bound method while open: proofs make ~20 reads
-    # each, and a Python wrapper frame per read would cost more than LevelDB.
+    # ``get`` is a partial of plyvel's own bound method while open (no Python
+    # frame): proofs make ~20 reads each, and a wrapper frame per read would
+    # cost more than LevelDB.
     get: Callable[[bytes], bytes | None]
 
     def _get_closed(self, key: bytes) -> bytes | None:
@@ -378,12 +384,13 @@ class LevelDBStore:
     ) -> Iterator[tuple[bytes, bytes]]:
         self._check_open()
         if start is None:
-            it = self._db.iterator(prefix=prefix, reverse=reverse)
+            it = self._db.iterator(prefix=prefix, reverse=reverse, verify_checksums=True)
         else:
             lo, hi, include_hi = _bounds(prefix, reverse, start)
             if hi is not None and (hi < lo or (hi == lo and not include_hi)):
                 return iter(())
-            it = self._db.iterator(start=lo, stop=hi, include_stop=include_hi, reverse=reverse)
+            it = self._db.iterator(start=lo, stop=hi, include_stop=include_hi, reverse=reverse,
+                                   verify_checksums=True)
         result: Iterator[tuple[bytes, bytes]] = it
         return result
 
@@ -408,7 +415,7 @@ class LevelDBStore:
                             block_size=DEFAULT_BLOCK_BYTES)
             try:
                 batch, pending = out.write_batch(), 0
-                for key, value in snapshot.iterator():
+                for key, value in snapshot.iterator(verify_checksums=True):
                     batch.put(key, value)
                     keys += 1
                     pending += len(key) + len(value)
@@ -426,7 +433,7 @@ class LevelDBStore:
                 out.delete(b"\x00backup-sync", sync=True)
             finally:
                 out.close()
-            meta = {k: v for k, v in snapshot.iterator(prefix=b"m")}
+            meta = {k: v for k, v in snapshot.iterator(prefix=b"m", verify_checksums=True)}
         finally:
             snapshot.close()
         return meta.get, keys, size

@@ -153,10 +153,6 @@ def tiny_tmpfs(tmp_path: Path):  # type: ignore[no-untyped-def]
         subprocess.run(["umount", "-l", str(disk)], check=False)
 
 
-# Slow (scripts/test --runslow): alone it passes; in two full-suite runs it
-# saw no ENOSPC from the tmpfs, cause not found yet.  The node-level disk-full
-# test (tests/test_faults_diskfull.py) stays in the suite.
-@pytest.mark.slow
 def test_leveldb_on_a_full_disk_raises_storage_write_failed(tiny_tmpfs: Path) -> None:
     store = LevelDBStore(str(tiny_tmpfs / "db"), write_buffer_size=64 * 1024)
     try:
@@ -167,10 +163,11 @@ def test_leveldb_on_a_full_disk_raises_storage_write_failed(tiny_tmpfs: Path) ->
                 store.write(batch)
         assert "No space left on device" in str(raised.value)
         assert "[ENOSPC]" in describe(raised.value)
-        # LevelDB keeps the error: even a tiny write fails until reopened.
-        batch = WriteBatch()
-        batch.put(b"small", b"1")
-        with pytest.raises(StorageWriteFailed):
-            store.write(batch)
+        # Not asserted: that LevelDB then refuses every later write.  It keeps
+        # an error only from a failed sync or compaction; a failed log append
+        # is not kept, and a later small write may succeed once a compaction
+        # has freed space (one full-suite run saw exactly that).  That is why
+        # the node stops at the first StorageWriteFailed (failstop.py)
+        # instead of relying on the store to keep refusing.
     finally:
         store.close()

@@ -382,3 +382,42 @@ def test_leveldb_background_thread_is_found_at_open_and_reniced(tmp_path: Path) 
 def test_set_background_nice_without_a_known_thread(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(storage_module, "_background_tid", None)
     assert storage_module.set_background_nice(19) is False
+
+
+def test_leveldb_flipped_table_byte_is_an_error_not_a_wrong_value(tmp_path: Path) -> None:
+    """LevelDB's default read does not check block checksums: a byte flipped
+    inside an incompressible value came back as a wrong value with no error
+    (a certificate that then failed an auditor's check).  Every read path of
+    the store must raise instead."""
+    import plyvel
+
+    rng = random.Random(7)
+    values = {i.to_bytes(4, "big"): rng.randbytes(64) for i in range(2000)}
+    store = LevelDBStore(str(tmp_path / "db"))
+    batch = WriteBatch()
+    for key, value in values.items():
+        batch.put(key, value)
+    store.write(batch)
+    store.close()
+    db = plyvel.DB(str(tmp_path / "db"))
+    db.compact_range()
+    db.close()
+    table = sorted((tmp_path / "db").glob("*.ldb"))[0]
+    data = bytearray(table.read_bytes())
+    data[len(data) // 3] ^= 0xFF
+    table.write_bytes(bytes(data))
+
+    store = LevelDBStore(str(tmp_path / "db"), create=False)
+    try:
+        wrong, errors = 0, 0
+        for key, value in values.items():
+            try:
+                wrong += store.get(key) != value
+            except plyvel.CorruptionError:
+                errors += 1
+        assert (wrong, errors > 0) == (0, True)
+        with pytest.raises(plyvel.CorruptionError):
+            for _ in store.iterate(b""):
+                pass
+    finally:
+        store.close()
