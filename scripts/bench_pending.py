@@ -19,18 +19,17 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import hashlib
 import json
 import shutil
+import sys
 import tempfile
 import time
 from pathlib import Path
 from typing import Any
 
-from ledger.blocks import Certificate, Vote
 from ledger.chain import ChainStore
 from ledger.crypto import SigningKey
-from ledger.genesis import Genesis, parse_genesis
+from ledger.genesis import Genesis
 from ledger.pending import PendingRecords
 from ledger.records import Envelope, make_record, sign_record
 from ledger.storage import LevelDBStore
@@ -38,32 +37,16 @@ from node.durable import PendingWriter
 from node.mempool import Mempool
 from node.metrics import Metrics
 
-FIXED_TS = 1_700_000_000_000
+# harness/ is not installed: import it from this source tree.
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from harness.bench_chain import bench_genesis, certify  # noqa: E402
 
-def key(i: int) -> SigningKey:
-    return SigningKey(hashlib.sha256(b"bench-pending/" + i.to_bytes(8, "big")).digest())
+LABEL = "bench-pending"
 
 
 def setup() -> tuple[Genesis, list[SigningKey], SigningKey]:
-    validators = [key(i) for i in range(4)]
-    submitter = key(100)
-    genesis = parse_genesis({
-        "chain": "bench",
-        "validators": [{"name": f"node{i}", "pubkey": k.public_key.hex(),
-                        "address": f"127.0.0.1:{7700 + i}"} for i, k in enumerate(validators)],
-        "submitters": [{"name": "bench", "pubkey": submitter.public_key.hex(),
-                        "roles": ["submit"]}],
-        "params": {},
-    })
-    return genesis, validators, submitter
-
-
-def certify(chain: ChainStore, validators: list[SigningKey], header: Any) -> Certificate:
-    g = chain.genesis
-    vote = Vote("precommit", g.chain, header.height, 0, header.hash)
-    return Certificate(height=header.height, round=0, block=header.hash,
-                       signatures=tuple((i, vote.sign(validators[i])) for i in range(g.quorum)))
+    return bench_genesis(LABEL)
 
 
 async def run(directory: Path, durable: bool, envs: list[Envelope], batch: int,
@@ -80,9 +63,9 @@ async def run(directory: Path, durable: bool, envs: list[Envelope], batch: int,
         results = await mempool.admit(raw[lo:lo + batch], "api")
         assert all(r.status == "accepted" for r in results), results[:2]
         block = mempool.select(batch)
-        header = chain.next_header(block, FIXED_TS + chain.height + 1, 0)
+        header = chain.next_header(block, block[0].record.ts + chain.height + 1, 0)
         done = mempool.take_durable(block)
-        chain.commit_block(header, block, certify(chain, validators, header),
+        chain.commit_block(header, block, certify(chain.genesis, validators, header),
                            verify_certificate=False, pending_done=done)
         mempool.committed(block)
     wall, cpu = time.perf_counter() - wall, time.process_time() - cpu
@@ -104,8 +87,11 @@ def main() -> None:
     parser.add_argument("--dir", type=Path, default=None, help="where the stores go (temp)")
     args = parser.parse_args()
     genesis, validators, submitter = setup()
+    # Records are stamped now: admission refuses a ts outside the node's
+    # window (record_ts_past_ms), so a fixed ts stops working a week later.
+    now_ms = int(time.time() * 1000)
     envs = [sign_record(make_record(chain="bench", submitter=submitter.public_key, nonce=n,
-                                    ts=FIXED_TS, kind="payment", origin={"system": "bench"},
+                                    ts=now_ms, kind="payment", origin={"system": "bench"},
                                     body={"amount": n, "currency": "EUR"}), submitter)
             for n in range(args.records)]
     base = args.dir or Path(tempfile.mkdtemp(prefix="bench-pending-"))

@@ -18,7 +18,6 @@ in ``--dir`` and reused when it already holds the requested records.
 from __future__ import annotations
 
 import argparse
-import hashlib
 import json
 import os
 import random
@@ -27,10 +26,9 @@ import time
 from pathlib import Path
 from typing import Any
 
-from ledger.blocks import Certificate, Vote
 from ledger.chain import ChainStore
 from ledger.crypto import SigningKey
-from ledger.genesis import Genesis, parse_genesis
+from ledger.genesis import Genesis
 from ledger.proofs import build_bundle
 from ledger.records import Record, make_record, sign_record
 from ledger.storage import LevelDBStore
@@ -38,27 +36,14 @@ from ledger.storage import LevelDBStore
 # harness/ is not installed: import it from this source tree.
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from harness.bench_chain import FIXED_TS, bench_genesis, certify  # noqa: E402
 from harness.bench_measure import memory_mb  # noqa: E402
 
-FIXED_TS = 1_700_000_000_000
-
-
-def key(i: int) -> SigningKey:
-    return SigningKey(hashlib.sha256(b"bench-store/" + i.to_bytes(8, "big")).digest())
+LABEL = "bench-store"
 
 
 def setup() -> tuple[Genesis, list[SigningKey], SigningKey]:
-    validators = [key(i) for i in range(4)]
-    submitter = key(100)
-    genesis = parse_genesis({
-        "chain": "bench",
-        "validators": [{"name": f"node{i}", "pubkey": k.public_key.hex(),
-                        "address": f"127.0.0.1:{7700 + i}"} for i, k in enumerate(validators)],
-        "submitters": [{"name": "bench", "pubkey": submitter.public_key.hex(),
-                        "roles": ["submit"]}],
-        "params": {},
-    })
-    return genesis, validators, submitter
+    return bench_genesis(LABEL)
 
 
 def build(path: Path, records: int, block: int) -> None:
@@ -69,10 +54,7 @@ def build(path: Path, records: int, block: int) -> None:
         envelopes = [sign_record(record(submitter, n), submitter)
                      for n in range(b * block, (b + 1) * block)]
         header = chain.next_header(envelopes, time=FIXED_TS + 1000 * (b + 1), proposer=b % 4)
-        vote = Vote("precommit", "bench", header.height, 0, header.hash)
-        cert = Certificate(height=header.height, round=0, block=header.hash,
-                           signatures=tuple((i, vote.sign(validators[i])) for i in range(3)))
-        chain.commit_block(header, envelopes, cert)
+        chain.commit_block(header, envelopes, certify(genesis, validators, header))
         if (b + 1) % max(1, records // block // 10) == 0:
             print(f"  built {(b + 1) * block:,} records in {time.perf_counter() - started:.0f} s",
                   file=sys.stderr)

@@ -1,4 +1,4 @@
-"""scripts/bench_store.py end to end on a small store (the 1M run is on demand)."""
+"""scripts/bench_store.py and scripts/bench_pending.py end to end on small stores (the 1M run is on demand)."""
 
 from __future__ import annotations
 
@@ -26,3 +26,16 @@ def test_bench_store_builds_proves_and_reports(tmp_path: Path) -> None:
     run = subprocess.run(cmd, check=True, capture_output=True, timeout=120, text=True)
     assert "built" not in run.stderr
     assert json.loads(out.read_text())["records"] == 6000
+
+
+def test_bench_pending_admits_and_commits_every_record(tmp_path: Path) -> None:
+    """scripts/bench_pending.py on a few records: every record admitted and
+    committed, the pending keyspace empty afterwards (it had stopped working
+    when its fixed record timestamp fell outside the admission window)."""
+    cmd = [sys.executable, str(ROOT / "scripts" / "bench_pending.py"), "--records", "400",
+           "--batch", "200", "--rounds", "1", "--dir", str(tmp_path)]
+    run = subprocess.run(cmd, check=True, capture_output=True, timeout=120, text=True)
+    rows = [json.loads(line) for line in run.stdout.splitlines()]
+    assert [r["durable"] for r in rows] == [False, True]
+    assert rows[1]["synced_pending_writes"] == 2
+    assert all(r["entries_left"] == 0 for r in rows)
