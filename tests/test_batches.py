@@ -15,6 +15,7 @@ from helpers import FIXED_TS, make_genesis
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from memchain import MemChain
+from mutations import mutated
 
 from ledger.batch import BATCH_DOMAIN, MAX_BATCH_SIZE, batch_message
 from ledger.batch_envelopes import check_batched, sign_batch
@@ -175,27 +176,6 @@ def test_sign_batch_bounds() -> None:
 
 
 # -- fuzz: typed errors only, and the fast path is the general path --------
-
-@st.composite
-def mutated(draw: st.DrawFn, seed: bytes) -> bytes:
-    data = bytearray(seed)
-    for _ in range(draw(st.integers(1, 4))):
-        if not data:
-            break
-        i = draw(st.integers(0, len(data) - 1))
-        op = draw(st.sampled_from(["flip", "set", "cut", "insert", "delete"]))
-        if op == "flip":
-            data[i] ^= 1 << draw(st.integers(0, 7))
-        elif op == "set":
-            data[i] = draw(st.integers(0, 255))
-        elif op == "cut":
-            del data[i:]
-        elif op == "insert":
-            data[i:i] = draw(st.binary(min_size=1, max_size=8))
-        else:
-            del data[i:i + draw(st.integers(1, 8))]
-    return bytes(data)
-
 
 def outcome(fn: Any, blob: bytes) -> Any:
     try:

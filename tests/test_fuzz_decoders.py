@@ -22,6 +22,7 @@ from helpers import certify, make_envelope
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from memchain import build_chain
+from mutations import mutated
 
 from consensus import proposer_for
 from consensus.messages import Decision, decode_message, encode_message, sign_proposal, sign_vote
@@ -107,27 +108,6 @@ def test_valid_inputs_decode() -> None:
 def test_random_bytes(name: str, data: bytes) -> None:
     fn, _ = DECODERS[name]
     only_typed_errors(lambda: fn(data))
-
-
-@st.composite
-def mutated(draw: st.DrawFn, seed: bytes) -> bytes:
-    data = bytearray(seed)
-    for _ in range(draw(st.integers(1, 4))):
-        op = draw(st.sampled_from(["flip", "set", "cut", "insert", "delete"]))
-        if not data:
-            break
-        i = draw(st.integers(0, len(data) - 1))
-        if op == "flip":
-            data[i] ^= 1 << draw(st.integers(0, 7))
-        elif op == "set":
-            data[i] = draw(st.integers(0, 255))
-        elif op == "cut":
-            del data[i:]
-        elif op == "insert":
-            data[i:i] = draw(st.binary(min_size=1, max_size=8))
-        else:
-            del data[i:i + draw(st.integers(1, 8))]
-    return bytes(data)
 
 
 @FUZZ
