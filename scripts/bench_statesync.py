@@ -28,41 +28,14 @@ from typing import Any
 import aiohttp
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from bench_store import FIXED_TS, record, setup  # noqa: E402
-
-from consensus import proposer_for  # noqa: E402
-from ledger.blocks import Certificate, Vote  # noqa: E402
-from ledger.chain import ChainStore  # noqa: E402
-from ledger.records import sign_record  # noqa: E402
-from ledger.storage import LevelDBStore  # noqa: E402
+from bench_store import LABEL, setup  # noqa: E402
 
 from ledger.keys import write_key_file  # noqa: E402
+from harness.bench_chain import build_store  # noqa: E402
 from harness.localnet import LocalCluster  # noqa: E402
 
 JOINER = 3
 SERVERS = (0, 1)
-
-
-def build(path: Path, records: int, block: int) -> None:
-    """bench_store's loader, with the round-0 proposer of each height in the
-    header as consensus rotates it: a node replaying blocks checks that."""
-    genesis, validators, submitter = setup()
-    chain = ChainStore(LevelDBStore(str(path)), genesis)
-    started = time.perf_counter()
-    for b in range(chain.height, records // block):
-        envelopes = [sign_record(record(submitter, n), submitter)
-                     for n in range(b * block, (b + 1) * block)]
-        height = b + 1
-        header = chain.next_header(envelopes, time=FIXED_TS + 1000 * height,
-                                   proposer=proposer_for(genesis.n, height, 0))
-        vote = Vote("precommit", genesis.chain, height, 0, header.hash)
-        cert = Certificate(height=height, round=0, block=header.hash,
-                           signatures=tuple((i, vote.sign(validators[i])) for i in range(3)))
-        chain.commit_block(header, envelopes, cert)
-        if height % max(1, records // block // 10) == 0:
-            print(f"  built {height * block:,} records in {time.perf_counter() - started:.0f} s",
-                  file=sys.stderr)
-    chain.close()
 
 
 def bench_cluster(root: Path) -> LocalCluster:
@@ -141,7 +114,7 @@ async def main() -> None:
     store = args.dir / f"chain-{args.records}"
     store.parent.mkdir(parents=True, exist_ok=True)
     t0 = time.perf_counter()
-    build(store, args.records, args.block)
+    build_store(store, args.records, args.block, LABEL)
     print(f"store ready in {time.perf_counter() - t0:.0f} s", file=sys.stderr)
     c = bench_cluster(args.dir / "cluster")
     for i in SERVERS:

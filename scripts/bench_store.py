@@ -30,13 +30,12 @@ from ledger.chain import ChainStore
 from ledger.crypto import SigningKey
 from ledger.genesis import Genesis
 from ledger.proofs import build_bundle
-from ledger.records import Record, make_record, sign_record
 from ledger.storage import LevelDBStore
 
 # harness/ is not installed: import it from this source tree.
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from harness.bench_chain import FIXED_TS, bench_genesis, certify  # noqa: E402
+from harness.bench_chain import bench_genesis, bench_record, build_store  # noqa: E402
 from harness.bench_measure import memory_mb  # noqa: E402
 
 LABEL = "bench-store"
@@ -46,32 +45,11 @@ def setup() -> tuple[Genesis, list[SigningKey], SigningKey]:
     return bench_genesis(LABEL)
 
 
-def build(path: Path, records: int, block: int) -> None:
-    genesis, validators, submitter = setup()
-    chain = ChainStore(LevelDBStore(str(path)), genesis)
-    started = time.perf_counter()
-    for b in range(chain.height, records // block):
-        envelopes = [sign_record(record(submitter, n), submitter)
-                     for n in range(b * block, (b + 1) * block)]
-        header = chain.next_header(envelopes, time=FIXED_TS + 1000 * (b + 1), proposer=b % 4)
-        chain.commit_block(header, envelopes, certify(genesis, validators, header))
-        if (b + 1) % max(1, records // block // 10) == 0:
-            print(f"  built {(b + 1) * block:,} records in {time.perf_counter() - started:.0f} s",
-                  file=sys.stderr)
-    chain.close()
-
-
-def record(submitter: SigningKey, n: int) -> Record:
-    return make_record(chain="bench", submitter=submitter.public_key, nonce=n, ts=FIXED_TS,
-                       kind="payment", origin={"system": "bench", "country": "DE"},
-                       body={"amount": n % 10_000, "currency": "EUR"})
-
-
 def record_ids(records: int, count: int, rnd: random.Random) -> list[bytes]:
     """``count`` random committed record ids, rebuilt rather than read (so
     choosing them touches no page of the store)."""
     _, _, submitter = setup()
-    return [record(submitter, rnd.randrange(records)).id for _ in range(count)]
+    return [bench_record(submitter, rnd.randrange(records)).id for _ in range(count)]
 
 
 def measure(path: Path, max_open_files: int, proofs: int) -> dict[str, Any]:
@@ -105,7 +83,7 @@ def main() -> None:
     path = args.dir / f"chain-{args.records}"
     path.parent.mkdir(parents=True, exist_ok=True)
     print(f"store {path}: building up to {args.records:,} records", file=sys.stderr)
-    build(path, args.records, args.block)
+    build_store(path, args.records, args.block, LABEL)
     results = []
     for value in (int(v) for v in args.max_open_files.split(",")):
         r = measure(path, value, args.proofs)
