@@ -510,13 +510,14 @@ class Api:
         return cps
 
     async def get_checkpoint(self, request: web.Request) -> web.Response:
-        return _note_response(self._cosigned().latest()[1])
+        height, signed = self._cosigned().latest()
+        return _note_response(signed, height)
 
     async def get_checkpoint_at(self, request: web.Request) -> web.Response:
         raw = request.match_info["height"]
         if not raw.isascii() or not raw.isdigit() or len(raw) > 20:
             raise BadRequest("height must be a positive integer")
-        return _note_response(self._cosigned().note_at(int(raw)))
+        return _note_response(self._cosigned().note_at(int(raw)), int(raw))
 
     async def get_checkpoint_keys(self, request: web.Request) -> web.Response:
         cps = self._cosigned()
@@ -658,9 +659,14 @@ class Api:
         return json_response(self._spec)
 
 
-def _note_response(body: bytes) -> web.Response:
-    return web.Response(body=body, content_type="text/plain", charset="utf-8",
-                        headers={"Cache-Control": "no-cache"})
+def _note_response(body: bytes, height: int | None = None) -> web.Response:
+    # Checkpoint-Height: which block's validator set signed it (the note
+    # itself names only the log size); a verifier checks the note's root
+    # against that block, so the header is a hint it does not trust.
+    headers = {"Cache-Control": "no-cache"}
+    if height is not None:
+        headers["Checkpoint-Height"] = str(height)
+    return web.Response(body=body, content_type="text/plain", charset="utf-8", headers=headers)
 
 
 def build_app(node: ApiBackend, *, max_body_bytes: int, max_inflight: int, max_envelopes: int,

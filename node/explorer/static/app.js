@@ -7,7 +7,8 @@ import { el, fields, link, short } from "./dom.js";
 import { forgetGenesisFile, loadGenesis, useGenesisFile } from "./genesis.js";
 import { verifyCheckpoint } from "./checkpoint.js";
 import { drawLineage } from "./lineage.js";
-import { fingerprint, verdict, verifyCertifiedBlock } from "./verify.js";
+import { VerificationError, fingerprint, verdict, verifyCertifiedBlock } from "./verify.js";
+import { epochAt, epochCache, epochProofOf } from "./verify2.js";
 
 const main = document.getElementById("main");
 const PAGE = 20;
@@ -56,11 +57,42 @@ async function showGenesis() {
 
 // -- pages -------------------------------------------------------------------
 
-function signersLine(signers, genesis) {
+// ``epoch``: the validator set that certified (genesis's, or one derived
+// from genesis through ``walked`` governance records).
+function signersLine(signers, epoch, walked = 0) {
   return el("div", { class: "signers" },
     el("strong", { class: "verified-by" },
-       `verified by ${signers.length} of ${genesis.n} validators`),
+       `verified by ${signers.length} of ${epoch.n} validators`),
+    walked ? el("p", { class: "hint epoch" }, `The validator set in force at this height, derived `
+                + `in this page from genesis through ${walked} governance record(s).`) : "",
     el("ul", {}, signers.map((s) => el("li", {}, `#${s.index} ${s.name} · key ${s.fingerprint}`))));
+}
+
+// The validator set in force at ``height`` (protocol §9.7): genesis's while
+// the header names it, else derived from an epoch proof the node's answers
+// make - the proof of the record that last changed the validators, which
+// carries every earlier change.  Nothing of it is trusted: the walk checks
+// each change under the set before it, and a wrong proof arrives at a set
+// the header does not name.
+const caches = new WeakMap();
+async function epochFor(height, validatorsHex, genesis) {
+  if (validatorsHex === toHex(genesis.validatorsHash)) return { epoch: genesis, walked: 0 };
+  const membership = await api(`/v1/membership?height=${height}`);
+  const rid = membership.made_by && membership.made_by.validators;
+  if (typeof rid !== "string" || !/^[0-9a-f]{64}$/.test(rid)) return { epoch: genesis, walked: 0 };
+  const entries = epochProofOf(await api(`/v1/records/${rid}/proof`));
+  if (!caches.has(genesis)) caches.set(genesis, epochCache(genesis));
+  return { epoch: await epochAt(entries, height, genesis, caches.get(genesis)), walked: entries.length };
+}
+
+// epochFor, a failed walk reported as a verdict.
+async function epochOrFailure(height, validatorsHex, genesis) {
+  try {
+    return await epochFor(height, validatorsHex, genesis);
+  } catch (e) {
+    if (e instanceof VerificationError) return { failure: { ok: false, step: e.step, message: e.message } };
+    throw e;
+  }
 }
 
 function failedLine(result) {
@@ -69,10 +101,11 @@ function failedLine(result) {
 }
 
 async function blockVerdict(block, genesis) {
-  const result = await verifyCertifiedBlock(block.header, block.certificate, genesis);
+  const { epoch, walked, failure } = await epochOrFailure(block.height, block.fields.validators, genesis);
+  const result = failure || await verifyCertifiedBlock(block.header, block.certificate, epoch);
   const box = el("div", { class: `verdict ${result.ok ? "ok" : "failed"}`, id: "block-verdict",
                           "data-ok": String(result.ok), "data-step": result.step || "" });
-  box.append(result.ok ? signersLine(result.signers, genesis) : failedLine(result));
+  box.append(result.ok ? signersLine(result.signers, epoch, walked) : failedLine(result));
   return box;
 }
 
@@ -82,10 +115,18 @@ async function cosignedCheckpoint(genesis) {
   const answer = await fetch("/checkpoint");
   if (!answer.ok) return null;
   const note = await answer.text();
-  const result = await verifyCheckpoint(note, genesis);
+  // Signed by the validators in force at its block (Checkpoint-Height);
+  // a wrong height gives a set that did not sign it, and the check fails.
+  const height = Number(answer.headers.get("Checkpoint-Height"));
+  let found = { epoch: genesis, walked: 0 };
+  if (Number.isSafeInteger(height) && height >= 1) {
+    const block = await api(`/v1/blocks/${height}`);
+    found = await epochOrFailure(height, block.fields.validators, genesis);
+  }
+  const result = found.failure || await verifyCheckpoint(note, found.epoch);
   const box = el("div", { class: `verdict ${result.ok ? "ok" : "failed"}`, id: "checkpoint-verdict",
                           "data-ok": String(result.ok), "data-step": result.step || "" });
-  box.append(result.ok ? signersLine(result.signers, genesis) : failedLine(result));
+  box.append(result.ok ? signersLine(result.signers, found.epoch, found.walked) : failedLine(result));
   return el("div", {},
     result.ok ? fields([["log size", String(result.size)], ["log root", result.root]]) : "",
     box, el("pre", { class: "note" }, note));
@@ -175,7 +216,10 @@ async function recordPage(id, genesis) {
   }
   const trace = await api(`/v1/records/${id}/trace?depth=8&children_limit=50`);
   const info = new Map();
-  const results = await Promise.all(trace.bundles.map(async (b) => [b, await verdict(b, genesis)]));
+  if (!caches.has(genesis)) caches.set(genesis, epochCache(genesis));
+  const cache = caches.get(genesis);
+  const results = [];
+  for (const b of trace.bundles) results.push([b, await verdict(b, genesis, cache)]);  // in order: the cache fills
   for (const [b, r] of results) {
     const kind = r.ok ? r.proven.record.kind : undefined;
     info.set(b.record_id, { state: r.ok ? "verified" : "failed", kind,
@@ -186,7 +230,8 @@ async function recordPage(id, genesis) {
   const [own, ownResult] = results[0];
   const box = el("div", { class: `verdict ${ownResult.ok ? "ok" : "failed"}`, id: "record-verdict",
                           "data-ok": String(ownResult.ok), "data-step": ownResult.step || "" });
-  box.append(ownResult.ok ? signersLine(ownResult.signers, genesis) : failedLine(ownResult));
+  box.append(ownResult.ok ? signersLine(ownResult.signers, ownResult.proven.epoch,
+                                       ownResult.proven.governance) : failedLine(ownResult));
   let decoded = el("p", { class: "bad" }, "The bundle did not verify: its fields are not shown as facts.");
   if (ownResult.ok) {
     const r = ownResult.proven.record;
@@ -202,7 +247,7 @@ async function recordPage(id, genesis) {
                                                         "data-ok": String(r.ok), "data-step": r.step || "" },
     el("td", {}, link(`#/record/${b.record_id}`, short(b.record_id))),
     el("td", {}, r.ok ? r.proven.record.kind : "-"),
-    el("td", {}, r.ok ? `verified by ${r.signers.length} of ${genesis.n}` : `FAILED at ${r.step}`)));
+    el("td", {}, r.ok ? `verified by ${r.signers.length} of ${r.proven.epoch.n}` : `FAILED at ${r.step}`)));
   const more = [];
   if (trace.frontier.length) more.push(el("p", { class: "hint" }, `${trace.frontier.length} further ancestor(s) not in this answer (dashed): open them to continue.`));
   if (trace.children_next) more.push(el("p", { class: "hint" }, "More children exist than shown here (first 50)."));

@@ -16,6 +16,7 @@ export const STEPS = [
 ];
 
 export const BUNDLE_FORMAT = "auditledger-proof/1";
+export const BUNDLE_FORMAT_V2 = "auditledger-proof/2";
 const BUNDLE_KEYS = ["format", "chain", "record_id", "leaf_index", "envelope", "height",
                      "header", "inclusion", "certificate"];
 const CERTIFICATE_KEYS = ["height", "round", "block", "signatures"];
@@ -25,6 +26,7 @@ const HEADER_KEYS = ["v", "chain", "height", "prev", "time", "proposer", "tx_cou
                      "log_size", "log_root", "validators"];
 const MAX_ENVELOPE_BYTES = 8 * 1024;
 const MAX_INCLUSION_PATH = 64;
+const MAX_COSIGS = 32;
 const UINT64_MAX = (1n << 64n) - 1n;
 const RECORD_DOMAIN = utf8("auditledger/record/v1\n");
 const VOTE_DOMAIN = utf8("auditledger/vote/v1\n");
@@ -38,7 +40,7 @@ export class VerificationError extends Error {
   constructor(step, message) { super(message); this.step = step; }
 }
 
-const fail = (step, message) => { throw new VerificationError(step, message); };
+export const fail = (step, message) => { throw new VerificationError(step, message); };
 const chars = (s) => [...s].length;  // code points, as Python's len()
 const isObject = (v) => v !== null && typeof v === "object" && !Array.isArray(v);
 const isUint = (v) => typeof v === "number" && Number.isSafeInteger(v) && v >= 0;
@@ -76,7 +78,8 @@ export async function parseGenesis(doc) {
     const pubkey = key(v.pubkey, `validator ${i}`);
     if (seen.has(v.pubkey)) g(`validator ${i}: duplicate pubkey`);
     seen.add(v.pubkey);
-    return { index: i, name: v.name, pubkey, hex: v.pubkey };
+    const address = typeof v.address === "string" ? v.address : "";
+    return { index: i, name: v.name, pubkey, hex: v.pubkey, address };
   });
   const submitters = new Map();
   const raw = doc.submitters === undefined ? [] : doc.submitters;
@@ -88,11 +91,38 @@ export async function parseGenesis(doc) {
     }
     key(s.pubkey, `submitter ${i}`);
     if (submitters.has(s.pubkey)) g(`submitter ${i}: duplicate pubkey`);
-    submitters.set(s.pubkey, { name: s.name, roles: new Set(s.roles) });
+    submitters.set(s.pubkey, { name: s.name, pubkey: fromHex(s.pubkey), roles: new Set(s.roles) });
   });
+  const { members, threshold } = parseMembers(doc, key);
   const validatorsHash = await sha256(encodeCanonical(validators.map((v) => v.pubkey)));
-  return { chain: doc.chain, validators, submitters, validatorsHash,
+  return { chain: doc.chain, validators, submitters, validatorsHash, members, threshold,
            n: validators.length, quorum: quorum(validators.length) };
+}
+
+// ``members`` and ``governance_threshold`` (protocol §9.1), as
+// ledger/genesis.py's _members: the governance walk starts from them.
+function parseMembers(doc, key) {
+  const g = (m) => fail("genesis", m);
+  const raw = doc.members === undefined ? [] : doc.members;
+  if (!Array.isArray(raw)) g("genesis: members must be a list");
+  const members = new Map();
+  raw.forEach((m, i) => {
+    if (!isObject(m) || !sameKeys(m, ["name", "pubkey"]) || typeof m.name !== "string") {
+      g(`member ${i}: must be an object of exactly name and pubkey`);
+    }
+    const pubkey = key(m.pubkey, `member ${i}`);
+    if (members.has(m.pubkey)) g(`member ${i}: duplicate pubkey`);
+    members.set(m.pubkey, { name: m.name, pubkey });
+  });
+  if (!Object.hasOwn(doc, "governance_threshold")) {
+    return { members, threshold: BigInt(members.size ? Math.floor(members.size / 2) + 1 : 0) };
+  }
+  const t = doc.governance_threshold;
+  if (!Number.isSafeInteger(t)) g("genesis: governance_threshold must be an integer");
+  if (t < 1 || t > members.size) {
+    g(`genesis: governance_threshold ${t} is not in 1..${members.size} (the number of members)`);
+  }
+  return { members, threshold: BigInt(t) };
 }
 
 // Short, stable name of a key for people: its first 8 bytes of SHA-256.
@@ -106,7 +136,7 @@ function parseHex(text, n, what) {
   try { return fromHex(text, n); } catch (e) { return fail("bundle", `${what}: ${e.message}`); }
 }
 
-function parseCertificate(doc) {
+export function parseCertificate(doc) {
   if (!isObject(doc) || !sameKeys(doc, CERTIFICATE_KEYS)) {
     fail("bundle", "certificate keys wrong");
   }
@@ -127,7 +157,7 @@ function parseCertificate(doc) {
   return { height: doc.height, round: doc.round, block, signatures };
 }
 
-function parseBundle(bundle) {
+export function parseBundle(bundle) {
   if (!isObject(bundle)) fail("bundle", "bundle must be a JSON object");
   if (!Object.hasOwn(bundle, "format")) fail("bundle", "bundle has no 'format'");
   if (bundle.format !== BUNDLE_FORMAT) {
@@ -206,22 +236,67 @@ function batchFields(value) {
   return { index, size, path };
 }
 
-function decodeEnvelope(bytes) {
+// The ``cosigs`` of a multi-signed envelope (protocol §9.2): 1..32 maps of
+// exactly key and sig, ascending by key, no key twice.
+function cosigFields(value) {
+  const f = (m) => fail("envelope", `envelope: ${m}`);
+  if (!Array.isArray(value)) f("envelope 'cosigs' must be an array");
+  if (!value.length) f("envelope 'cosigs' is empty: a one-signature envelope has none");
+  if (value.length > MAX_COSIGS) f(`envelope has ${value.length} co-signatures, at most ${MAX_COSIGS}`);
+  const out = value.map((entry) => {
+    if (!mapHasKeys(entry, ["key", "sig"])) f("each co-signature must be a map of exactly 'key' and 'sig'");
+    if (!isBin(entry.get("key"), 32)) f("co-signature 'key' must be 32 bytes");
+    if (!isBin(entry.get("sig"), 64)) f("co-signature 'sig' must be 64 bytes");
+    return [entry.get("key"), entry.get("sig")];
+  });
+  const hex = out.map(([k]) => toHex(k));
+  if (new Set(hex).size !== hex.length) f("a key signs the envelope twice");
+  if (!hex.every((k, i) => i === 0 || hex[i - 1] < k)) f("co-signatures must be in ascending order of key");
+  return out;
+}
+
+export function decodeEnvelope(bytes) {
   const value = decodeStep("envelope", bytes, MAX_ENVELOPE_BYTES);
   const batched = value instanceof Map && value.has("batch");
   if (batched ? !mapHasKeys(value, ["batch", "record", "sig"])
-              : !mapHasKeys(value, ["record", "sig"])) {
+              : !mapHasKeys(value, ["record", "sig"]) && !mapHasKeys(value, ["cosigs", "record", "sig"])) {
     fail("envelope", batched
       ? "a batch envelope is a map of exactly 'batch', 'record' and 'sig'"
-      : "envelope must be a map with exactly 'record' and 'sig'");
+      : "envelope must be a map of 'record' and 'sig' (and 'cosigs')");
   }
   const recordBytes = value.get("record");
   const sig = value.get("sig");
   if (!isBin(recordBytes)) fail("envelope", "envelope 'record' must be bytes");
   if (!isBin(sig, 64)) fail("envelope", "envelope 'sig' must be 64 bytes");
   const batch = batched ? batchFields(value.get("batch")) : null;
+  const cosigs = !batched && value.has("cosigs") ? cosigFields(value.get("cosigs")) : [];
   const record = recordFields(decodeStep("envelope", recordBytes));
-  return { recordBytes, sig, record, batch };
+  if (cosigs.some(([k]) => equal(k, record.submitter))) {
+    fail("envelope", "envelope: the submitter's key is also among the co-signatures");
+  }
+  return { recordBytes, sig, record, batch, signatures: [[record.submitter, sig], ...cosigs] };
+}
+
+// Every signature of the envelope, as ledger/records.py's verify_signatures:
+// the submitter's (of a batch envelope: over its batch root, a path that
+// does not fit failing here too) and each co-signer's over the record bytes.
+export async function verifySignatures(envelope, recordId) {
+  if (envelope.batch !== null) {
+    let message;
+    try { message = await signedMessage(envelope, recordId); } catch (e) {
+      fail("signature", "the batch path does not fit its index and size");
+    }
+    if (!(await verifyEd25519(envelope.record.submitter, message, envelope.sig))) {
+      fail("signature", "the submitter's signature does not verify");
+    }
+    return;
+  }
+  const message = concat(RECORD_DOMAIN, envelope.recordBytes);
+  for (const [key, sig] of envelope.signatures) {
+    if (!(await verifyEd25519(key, message, sig))) {
+      fail("signature", `signature by ${toHex(key)} does not verify`);
+    }
+  }
 }
 
 // What the submitter's signature must sign: the record bytes, or for a
@@ -238,7 +313,7 @@ async function signedMessage(envelope, recordId) {
 
 // -- blocks (steps "header" .. "quorum") ------------------------------------
 
-function decodeHeader(bytes) {
+export function decodeHeader(bytes) {
   const value = decodeStep("header", bytes);
   const h = (m) => fail("header", `header: ${m}`);
   if (!mapHasKeys(value, HEADER_KEYS)) h("header must be a map with exactly the §4 keys");
@@ -259,7 +334,7 @@ async function nodeHash(left, right) {
 }
 
 // RFC 9162 §2.1.3.2, as ledger/merkle.py's verify_inclusion.
-async function checkInclusion(index, size, leafHash, path, root) {
+export async function checkInclusion(index, size, leafHash, path, root) {
   const r = await inclusionRoot(index, size, leafHash, path, "inclusion");
   if (!equal(r, root)) fail("inclusion", "computed root does not match the expected root");
 }
@@ -289,7 +364,7 @@ async function inclusionRoot(index, size, leafHash, path, step) {
   return r;
 }
 
-async function checkCertificate(cert, header, headerHash, genesis) {
+export async function checkCertificate(cert, header, headerHash, genesis) {
   if (!equal(cert.block, headerHash)) {
     fail("certificate_block", `certificate is for block ${toHex(cert.block)}, header hash is `
          + toHex(headerHash));
@@ -329,7 +404,13 @@ async function checkCertificate(cert, header, headerHash, genesis) {
 // Verify ``bundle`` (parsed JSON) against ``genesis`` (from parseGenesis).
 // Resolves to what was proven; rejects with a VerificationError naming the
 // first step that failed.
-export async function verifyBundle(bundle, genesis) {
+export async function verifyBundle(bundle, genesis, cache) {
+  if (isObject(bundle) && bundle.format === BUNDLE_FORMAT_V2 && Object.hasOwn(bundle, "governance")) {
+    // protocol §9.6 (without ``governance`` it is judged as version 1 and
+    // fails at "format"); loaded when needed, as ledger/verify.py does
+    const { verifyBundleV2 } = await import("./verify2.js");
+    return verifyBundleV2(bundle, genesis, cache);
+  }
   const parsed = parseBundle(bundle);
   if (parsed.chain !== genesis.chain) {
     fail("chain", `bundle is for chain ${parsed.chain}, genesis is ${genesis.chain}`);
@@ -346,10 +427,8 @@ export async function verifyBundle(bundle, genesis) {
   const submitter = genesis.submitters.get(toHex(record.submitter));
   if (submitter === undefined) fail("submitter", "submitter is not in genesis");
   if (!submitter.roles.has("submit")) fail("role", `submitter ${submitter.name} lacks the 'submit' role`);
-  const message = await signedMessage(envelope, recordId);
-  if (!(await verifyEd25519(record.submitter, message, envelope.sig))) {
-    fail("signature", "the submitter's signature does not verify");
-  }
+  if (envelope.batch !== null) await signedMessage(envelope, recordId);  // step "batch_path"
+  await verifySignatures(envelope, recordId);
   const header = decodeHeader(parsed.header);
   if (header.chain !== genesis.chain) {
     fail("header_chain", `header is for chain ${header.chain}, genesis is ${genesis.chain}`);
@@ -366,13 +445,15 @@ export async function verifyBundle(bundle, genesis) {
   const headerHash = await sha256(parsed.header);
   const signers = await checkCertificate(parsed.certificate, header, headerHash, genesis);
   return { recordId: toHex(recordId), record, submitterName: submitter.name, header,
-           headerHash: toHex(headerHash), leafIndex: parsed.leafIndex, signers };
+           headerHash: toHex(headerHash), leafIndex: parsed.leafIndex, signers, epoch: genesis,
+           governance: 0 };
 }
 
 // The verdict as plain data: {ok, step?, message?, signers?}.
-export async function verdict(bundle, genesis) {
+// ``cache`` (verify2.js epochCache, optional): governance walks already done.
+export async function verdict(bundle, genesis, cache) {
   try {
-    const proven = await verifyBundle(bundle, genesis);
+    const proven = await verifyBundle(bundle, genesis, cache);
     return { ok: true, proven, signers: proven.signers };
   } catch (e) {
     if (e instanceof VerificationError) return { ok: false, step: e.step, message: e.message };
@@ -381,7 +462,9 @@ export async function verdict(bundle, genesis) {
 }
 
 // A block as GET /v1/blocks answers it: its header (base64) certified by a
-// quorum of the genesis validators (the header and certificate steps).
+// quorum of ``genesis``'s validators (the header and certificate steps):
+// the genesis, or the epoch in force at the block's height that an epoch
+// proof derives (verify2.js epochAt).
 export async function verifyCertifiedBlock(headerB64, certificateDoc, genesis) {
   try {
     let headerBytes;
@@ -393,7 +476,7 @@ export async function verifyCertifiedBlock(headerB64, certificateDoc, genesis) {
       fail("validators", "header validators differ from genesis");
     }
     const signers = await checkCertificate(cert, header, await sha256(headerBytes), genesis);
-    return { ok: true, signers, header };
+    return { ok: true, signers, header, epoch: genesis };
   } catch (e) {
     if (e instanceof VerificationError) return { ok: false, step: e.step, message: e.message };
     return { ok: false, step: "bundle", message: String(e && e.message || e) };
