@@ -121,6 +121,12 @@ class ChainStore:
         return membership.apply(self.height, []) if self.height > membership.height \
             else membership
 
+    def reload_membership(self) -> None:
+        """Rebuild the membership from the ``g`` index: after back-fill wrote
+        governance records below a snapshot (ledger/statesync.py).  Called
+        by the thread that commits, so no commit is in between."""
+        self.membership = self._load_membership()
+
     def epoch_genesis(self, height: int) -> Genesis:
         """The genesis with the validators, submitters, members and params in
         force at ``height``: what certificates and records of that height are

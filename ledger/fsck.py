@@ -21,6 +21,14 @@
   checked against the record it names, to name its stray keys;
 * finally re-runs :meth:`ChainStore.check_integrity` (the check on open).
 
+A store started by state sync and still back-filling (``history_from`` and
+``backfilled``, ledger/statesync.py) lacks the blocks of its gap: they are
+not reported missing.  Blocks back-filled so far are checked as above, their
+leaves read through the back-fill's log; the snapshot block's header,
+certificate and log root are checked; blocks above it are checked without
+the hash chain (the auditor starts from block 1), as the node itself
+accepted them: certified against the snapshot.
+
 The result is a :class:`~ledger.fsck_report.FsckReport` naming each damaged
 key and, per index and problem, the damaged key range.  Nothing is written.
 """
@@ -58,6 +66,7 @@ from .log import MerkleLog
 from .merkle import leaf_hash
 from .membership import is_governance
 from .records import Envelope, decode_envelope
+from .statesync import history_log
 from .storage import KeyValueStore
 
 __all__ = ["FsckReport", "Progress", "fsck"]
@@ -115,6 +124,7 @@ class _Checker:
 
     def run(self) -> None:
         self._read_meta()
+        self._read_gap()
         self._walk_blocks()
         self._walk_keys()
         self._check_open()
@@ -135,6 +145,29 @@ class _Checker:
             self.report.add(TREE, WRONG, TREE_ROOT_KEY + schema.pack_u64(self.log_size),
                             f"the log does not open: {exc}")
 
+    def _read_gap(self) -> None:
+        """The heights a state-synced store does not hold yet, and the log
+        its back-filled blocks are read through."""
+        self.gap = range(0)
+        self.history: MerkleLog | None = None
+        history_from = self._meta_u64(schema.META_HISTORY_FROM, "history_from")
+        if not history_from:
+            return
+        backfilled = self._meta_u64(schema.META_BACKFILLED, "backfilled")
+        self.gap = range(backfilled + 1, history_from)
+        top = self._header_at(history_from - 1)
+        below = self._header_at(backfilled) if backfilled else None
+        if top is not None:
+            self.history = history_log(self.store, top.log_size,
+                                       below.log_size if below is not None else 0)
+
+    def _header_at(self, height: int) -> Header | None:
+        raw = self.store.get(schema.header_key(height))
+        try:
+            return None if raw is None else decode_header(raw)
+        except VerificationError:
+            return None  # reported by the block walk
+
     def _meta_u64(self, key: bytes, what: str) -> int:
         raw = self.store.get(key)
         if raw is None:
@@ -150,7 +183,15 @@ class _Checker:
     def _walk_blocks(self) -> None:
         first_leaf = 0
         for height in range(1, self.tip_height + 1):
+            if height in self.gap and height != self.gap.stop - 1:
+                self.auditor = None  # its hash chain resumes only when back-filled
+                continue
             header = self._check_block(height)
+            if height in self.gap:  # the snapshot block: its leaves are in the gap
+                if header is not None:
+                    self._check_root(header)
+                    first_leaf = header.log_size
+                continue
             if header is not None:
                 first_leaf = header.log_size - header.tx_count
                 self._check_leaves(height, first_leaf, header.log_size)
@@ -229,20 +270,26 @@ class _Checker:
             return None
 
     def _stored_leaf(self, leaf_index: int) -> bytes | None:
-        if self.log is None or leaf_index >= self.log.size:
+        log = self.log
+        if self.history is not None and leaf_index < self.history.size:
+            log = self.history  # a back-filled leaf below a snapshot
+        if log is None or leaf_index >= log.size:
             return None
         try:
-            return self.log.leaf_hash(leaf_index)
+            return log.leaf_hash(leaf_index)
         except StorageCorruption as exc:
             self.report.add(TREE, WRONG, TREE_LEAF_KEY + schema.pack_u64(leaf_index), str(exc))
             return None
 
     def _check_root(self, header: Header) -> None:
-        if self.log is None or header.log_size > self.log.size:
+        log = self.log
+        if self.history is not None and header.height < self.gap.start:
+            log = self.history  # a back-filled block below a snapshot
+        if log is None or header.log_size > log.size:
             return
         key = TREE_ROOT_KEY + schema.pack_u64(header.log_size)
         try:
-            ok = digest_equal(self.log.root(header.log_size), header.log_root)
+            ok = digest_equal(log.root(header.log_size), header.log_root)
         except StorageCorruption as exc:
             self.report.add(TREE, WRONG, key, str(exc))
             return

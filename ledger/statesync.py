@@ -23,6 +23,12 @@ its envelopes must hash to ``tx_root`` and extend the log to its header's
 snapshot's header - so the back-filled history is the hash chain the
 certified snapshot header commits to.
 
+Back-fill also writes the governance index (``g``) of the blocks it
+writes, as commit does; the chain's membership (who may submit, PROTOCOL
+§9) is rebuilt from that index once they are written.  Until the gap is
+closed a node therefore does not know the governance below the snapshot,
+and answers ``GET /v1/membership`` with 503 (node/api_node.py).
+
 No index travels in the snapshot: a (submitter, nonce) or record-id entry
 can only be checked against the envelope it came from, which is the block
 itself.  Until the gap is closed the node therefore does not know every
@@ -43,6 +49,7 @@ from .crypto import digest_equal
 from .errors import HeaderError, Unavailable, VerificationError
 from .genesis import Genesis
 from .log import MerkleLog
+from .membership import is_governance
 from .merkle import HASH_LEN, node_hash, root
 from .records import Envelope
 from .storage import KeyValueStore, MemoryStore, WriteBatch
@@ -207,6 +214,13 @@ class _HistoryView:
         pass
 
 
+def history_log(store: KeyValueStore, top_size: int, size: int) -> MerkleLog:
+    """The log of the ``size`` leaves back-filled so far below a snapshot of
+    ``top_size`` leaves, read-only (what :class:`Backfill` appends to; fsck
+    reads back-filled leaves through it)."""
+    return MerkleLog(_HistoryView(store, top_size, size))
+
+
 Block = tuple[Header, Sequence[Envelope], Certificate]
 
 
@@ -229,6 +243,9 @@ class Backfill:
         top_size = 0 if top_header is None else top_header.log_size
         self._view = _HistoryView(store, top_size, size)
         self._log = MerkleLog(self._view)
+        # Governance records written so far: the caller reloads the chain's
+        # membership when this grows (it was derived without them).
+        self.governance_found = 0
 
     @property
     def next_height(self) -> int:
@@ -242,12 +259,13 @@ class Backfill:
         """Verify and write consecutive blocks from :attr:`next_height` (those
         past the gap are ignored); returns how many were written.  All or
         nothing: a block that fails a check writes none of the batch."""
-        size = self._view.size
+        size, found = self._view.size, self.governance_found
         try:
             return self._apply(fetched)
         except BaseException:
             self._view.size = size  # the log ran ahead in memory: back to the store
             self._log.reload()
+            self.governance_found = found
             raise
 
     def _apply(self, fetched: Sequence[Block]) -> int:
@@ -263,7 +281,14 @@ class Backfill:
                 raise SnapshotError(f"block {height}'s envelopes do not extend the log to "
                                     "its header's log_size/log_root")
             self._keep_history_tiles(tiles, batch)
-            batch.put_many(schema.record_entries(height, size - len(envelopes), envelopes))
+            first = size - len(envelopes)
+            batch.put_many(schema.record_entries(height, first, envelopes))
+            # The governance index, as commit writes it: membership is
+            # rebuilt from it (ChainStore.reload_membership, and on open).
+            for leaf_index, env in enumerate(envelopes, start=first):
+                if is_governance(env):
+                    batch.put(schema.governance_key(height, leaf_index), b"")
+                    self.governance_found += 1
             if height < self.top:  # the snapshot's own header and certificate are stored
                 batch.put(schema.header_key(height), header.header_bytes)
                 batch.put(schema.certificate_key(height), cert.to_bytes())

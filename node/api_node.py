@@ -10,6 +10,7 @@ from aiohttp import web
 from ledger.encoding import to_hex
 from ledger.errors import BadRequest
 from ledger.merkle import EMPTY_ROOT
+from ledger.statesync import below_snapshot
 
 from .api_common import ApiBackend, json_response, parse_uint
 from .metrics import CONTENT_TYPE_LATEST
@@ -69,6 +70,8 @@ class NodeRoutes:
         """PROTOCOL §9.7: the membership in force at ``height`` (default:
         the next block's, which submissions are judged against)."""
         chain = self.node.chain
+        if chain.history_gap:  # governance below a snapshot is not known yet
+            raise below_snapshot(chain.history_gap, "the governance history")
         height = parse_uint(request, "height", default=chain.height + 1, minimum=1,
                             maximum=chain.height + 1)
         doc = {"height": height}

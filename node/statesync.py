@@ -15,7 +15,10 @@ Until the gap is closed the node does not know every nonce ever used, so:
 * it proposes no block and votes nil on every proposal
   (:class:`node.chainapp.HistoryIncomplete`): validators that know the whole
   history decide, and the node applies what they certified;
-* reads of a record or block below the snapshot answer ``503 unavailable``.
+* reads of a record or block below the snapshot answer ``503 unavailable``,
+  and so does ``GET /v1/membership``: governance records below the snapshot
+  are not known until back-fill writes them (their ``g`` index), and the
+  membership is then rebuilt.
 
 An index that came with the snapshot could not be checked without the
 envelopes it was built from (a peer could leave a used nonce out), so the
@@ -153,6 +156,7 @@ class HistoryBackfill:
 
     def __init__(self, store: KeyValueStore, chain: ChainStore, sync: BlockSync) -> None:
         self.fill = Backfill(store, chain)
+        self.chain = chain
         self.sync = sync
 
     async def run(self) -> None:
@@ -164,8 +168,11 @@ class HistoryBackfill:
             if not blocks:
                 await asyncio.sleep(RETRY_S)
                 continue
+            found = fill.governance_found
             try:
                 await in_daemon_thread(fill.apply, blocks)
+                if fill.governance_found != found:  # on the loop, between commits
+                    self.chain.reload_membership()
             except VerificationError as exc:
                 # The peer's blocks are not the certified history: try again
                 # (BlockSync asks the peers in turn).

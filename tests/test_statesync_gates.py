@@ -73,7 +73,8 @@ async def test_reads_below_the_snapshot_and_submissions_answer_503(
                           ("/v1/blocks/2", "/v1/blocks/{height}"),
                           ("/v1/blocks/3", "/v1/blocks/{height}"),
                           ("/v1/blocks/latest", "/v1/blocks/latest"),
-                          ("/v1/consistency?from=1&to=3", "/v1/consistency")):
+                          ("/v1/consistency?from=1&to=3", "/v1/consistency"),
+                          ("/v1/membership", "/v1/membership")):
         err = await call(client, "GET", url, template, 503)
         assert err["error"] == "unavailable" and "back-filling blocks 1..3" in err["message"]
     # A reused nonce of an old record cannot be told from a new one: refused.
