@@ -31,6 +31,7 @@ from ledger.errors import LedgerError
 from ledger.keys import KeyFile, KeyFileError as _LedgerKeyFileError, load_key_file
 from ledger.batch import MAX_BATCH_SIZE
 from ledger.batch_envelopes import sign_batch
+from ledger.reqsig import RequestSigner
 from ledger.records import Envelope, Record, decode_envelope, make_record, sign_record
 from ledger.verify import verify_bundle as _verify_bundle
 
@@ -95,11 +96,16 @@ class LedgerClient(NodeTransport):
         rng: random.Random | None = None,
         ca_file: str | Path | None = None,
         ssl: _ssl.SSLContext | None = None,
+        auth_key_file: str | Path | None = None,
     ) -> None:
         """``ca_file``: PEM trust roots for ``https://`` nodes (a cluster's own
         CA, ``tls/ca.pem`` of ``ledger-cluster init``); ``ssl``: a complete
         ``ssl.SSLContext`` instead.  Without either, https uses the system's
-        roots.  ``retries``: extra tries of each request (each on the next node),
+        roots.  Every request is signed (protocol §11) with the key of
+        ``auth_key_file``, else of ``key_file``: a reader or auditor that
+        submits nothing passes ``auth_key_file`` only (no nonce file is made
+        for it); without either, requests go unsigned, which only a node with
+        ``public_read`` or ``auth.insecure_open`` answers.  ``retries``: extra tries of each request (each on the next node),
         waiting ``backoff_base * 2**try`` seconds (at most ``backoff_max``)
         times a random factor in [0.5, 1.5) between tries.  ``max_pending``:
         how many signed envelopes not yet seen committed the client keeps
@@ -110,17 +116,19 @@ class LedgerClient(NodeTransport):
         Raises :class:`InvalidArgument` for an empty ``nodes`` or a
         ``batch_size`` outside 1..5000, :class:`KeyFileError` for a key file
         that cannot be read, and :class:`SpoolError` for an unusable spool."""
+        try:
+            self._key: KeyFile | None = load_key_file(key_file) if key_file else None
+            auth_key = load_key_file(auth_key_file) if auth_key_file else self._key
+        except _LedgerKeyFileError as exc:
+            raise KeyFileError(str(exc)) from None
         super().__init__(nodes, request_timeout=request_timeout, retries=retries, backoff_base=backoff_base,
                          backoff_max=backoff_max, sleep=sleep, rng=rng, ca_file=ca_file,
-                         ssl_context=ssl)
+                         ssl_context=ssl,
+                         signer=RequestSigner(auth_key.key) if auth_key is not None else None)
         if not 1 <= batch_size <= MAX_BATCH:
             raise InvalidArgument(f"batch_size must be 1..{MAX_BATCH}")
         self.chain = chain
         self.batch_size = batch_size
-        try:
-            self._key: KeyFile | None = load_key_file(key_file) if key_file else None
-        except _LedgerKeyFileError as exc:
-            raise KeyFileError(str(exc)) from None
         self._nonces: NonceAllocator | None = None
         if self._key is not None:
             path = Path(nonce_file) if nonce_file else Path(str(key_file) + ".nonce")
@@ -498,10 +506,12 @@ class LedgerClient(NodeTransport):
                 if doc.get("status") == "committed":
                     return doc
             except LedgerAPIError as exc:
-                if exc.code != "not_found":
+                # not_committed: pending, which a node shows only to the record's
+                # submitter and to auditors (protocol §11.4): wait on.
+                if exc.code not in ("not_found", "not_committed"):
                     raise
                 # Without a kept envelope: another node may not have received the gossip yet.
-                envelope = self._outbox.get(record_id)
+                envelope = self._outbox.get(record_id) if exc.code == "not_found" else None
                 if envelope is not None:
                     after = self.nodes.index(exc.node) + 1 if exc.node in self.nodes else None
                     (result,), _, _ = await self._post_until_accepted([(record_id, envelope)], after)

@@ -56,6 +56,7 @@ class SyncLedgerClient:
         rng: random.Random | None = None,
         ca_file: str | Path | None = None,
         ssl: _ssl.SSLContext | None = None,
+        auth_key_file: str | Path | None = None,
     ) -> None:
         """The options of :class:`LedgerClient` (and its errors)."""
         import asyncio  # with the client, not with the module (see client/sdk.py)
@@ -64,7 +65,7 @@ class SyncLedgerClient:
             nodes, key_file, chain=chain, nonce_file=nonce_file, request_timeout=request_timeout,
             retries=retries, batch_size=batch_size, max_pending=max_pending, spool_file=spool_file,
             backoff_base=backoff_base, backoff_max=backoff_max, sleep=sleep, rng=rng,
-            ca_file=ca_file, ssl=ssl,
+            ca_file=ca_file, ssl=ssl, auth_key_file=auth_key_file,
         )
         self._loop: asyncio.AbstractEventLoop = asyncio.new_event_loop()
 

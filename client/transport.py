@@ -19,6 +19,8 @@ import ssl
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Awaitable, Callable, Iterable, Mapping, Sequence
 
+from ledger.reqsig import RequestSigner
+
 from .errors import InvalidArgument, LedgerAPIError, LedgerClientError, NodesUnavailable
 
 if TYPE_CHECKING:
@@ -49,6 +51,7 @@ class NodeTransport:
         rng: random.Random | None,
         ca_file: str | Path | None = None,
         ssl_context: ssl.SSLContext | None = None,
+        signer: RequestSigner | None = None,
     ) -> None:
         import asyncio
 
@@ -71,6 +74,8 @@ class NodeTransport:
             ssl_context = ssl.create_default_context(cafile=str(ca_file))
             ssl_context.minimum_version = ssl.TLSVersion.TLSv1_2
         self._ssl = ssl_context
+        # Every request (each try) signed with the caller's key (PROTOCOL §11).
+        self._signer = signer
 
     def _open_session(self) -> None:
         import aiohttp
@@ -107,7 +112,8 @@ class NodeTransport:
             raise LedgerClientError("use LedgerClient as 'async with LedgerClient(...)'")
         node = self.nodes[index]
         try:
-            async with self._session.request(method, node + path, params=params, data=data,
+            url, headers = self._signed(method, node + path, params, data, headers)
+            async with self._session.request(method, url, data=data,
                                              headers=headers) as resp:
                 body = await resp.read()
                 if resp.status in set(ok_statuses):
@@ -126,6 +132,23 @@ class NodeTransport:
                 raise Retry(f"{node}{path}: HTTP {resp.status} {code}")
         except (aiohttp.ClientError, TimeoutError, OSError) as exc:  # asyncio.TimeoutError is TimeoutError
             raise Retry(f"{node}{path}: {type(exc).__name__} {exc}") from None
+
+    def _signed(self, method: str, url: str, params: Mapping[str, Any] | None, data: bytes | None,
+                headers: Mapping[str, str] | None) -> tuple[Any, Mapping[str, str] | None]:
+        """The URL exactly as it will be sent and the headers, with the
+        request's signature when this client has a key: the signature covers
+        the path and query as they go on the request line, so the URL is
+        built here, once, not by aiohttp from ``params``."""
+        from yarl import URL
+
+        target = URL(url)
+        if params:
+            target = target.update_query({k: str(v) for k, v in params.items()})
+        if self._signer is None:
+            return target, headers
+        signed = dict(headers or {})
+        signed.update(self._signer.headers(method, str(target), data))
+        return URL(str(target), encoded=True), signed
 
     async def _request(
         self,

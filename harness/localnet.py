@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import json as _json
 import os
 import random
 import signal
@@ -22,13 +23,16 @@ from pathlib import Path
 from typing import Any
 
 import aiohttp
+from yarl import URL
 
 from ledger.crypto import SigningKey
 from ledger.genesis import Genesis, load_genesis
-from ledger.keys import write_key_file
+from ledger.keys import load_key_file, write_key_file
+from ledger.reqsig import RequestSigner
 
 from node.cluster import _die_with_parent, init_cluster, node_command
 
+HARNESS_IDENTITY = "harness"  # the key a cluster with auth signs its own requests with
 # Fast consensus for tests: a dead proposer costs about a second.
 FAST_PARAMS = {"timeout_propose_ms": 1000, "timeout_prevote_ms": 500,
                "timeout_precommit_ms": 500, "timeout_delta_ms": 250}
@@ -88,19 +92,27 @@ class LocalCluster:
     def __init__(self, directory: Path, n: int = 4, *, params: dict[str, Any] | None = None,
                  toml_edits: dict[int, list[tuple[str, str]]] | None = None,
                  submitters: dict[str, list[str]] | None = None, members: bool = False,
-                 tls: bool = False) -> None:
+                 tls: bool = False, auth: bool = False) -> None:
         """``submitters`` adds genesis submitters (name -> roles) with key files;
         ``members`` writes a member key per node (``keys/member<i>.json``, as
         ``ledger-cluster init`` does) for governance.  With ``tls`` the nodes
         serve HTTPS with certificates from a local CA (``ca_file``); otherwise
-        plain HTTP (``tls.insecure_plaintext``)."""
+        plain HTTP (``tls.insecure_plaintext``).  With ``auth`` every request
+        must be signed by a registered key (PROTOCOL §11): the cluster's own
+        requests (``get``, ``post``, ``metric``...) are signed with
+        ``keys/harness.json``, a genesis submitter with the roles ``audit``
+        and ``submit`` (:attr:`harness_key`); otherwise the nodes answer
+        anyone (``auth.insecure_open``)."""
         self.dir = directory
         self.n = n
         self.tls = tls
+        self.auth = auth
         self.base_port = free_base_port(n)
         doc = init_cluster(directory, n, self.base_port,
                            params=dict(FAST_PARAMS, **(params or {})), members=members,
-                           tls=tls)
+                           tls=tls, auth=auth)
+        if auth:
+            submitters = dict(submitters or {}, **{HARNESS_IDENTITY: ["audit", "submit"]})
         for name, roles in (submitters or {}).items():
             key = SigningKey.generate()
             write_key_file(directory / "keys" / f"{name}.json", name, key)
@@ -118,6 +130,16 @@ class LocalCluster:
         self.genesis: Genesis = load_genesis(directory / "genesis.json")
         self.procs: dict[int, subprocess.Popen[bytes]] = {}
         self.session: aiohttp.ClientSession | None = None
+        self._signer = (RequestSigner(load_key_file(self.harness_key).key) if auth else None)
+
+    @property
+    def harness_key(self) -> Path:
+        """The key file the cluster signs its own requests with (with ``auth``)."""
+        return self.dir / "keys" / f"{HARNESS_IDENTITY}.json"
+
+    def signed(self, method: str, url: str, body: bytes | None = None) -> dict[str, str]:
+        """Headers signing ``method url`` with the harness key (none without ``auth``)."""
+        return self._signer.headers(method, url, body) if self._signer is not None else {}
 
     def config(self, i: int) -> Path:
         return self.dir / f"node{i}" / "node.toml"
@@ -199,7 +221,8 @@ class LocalCluster:
         return self.session
 
     async def get(self, i: int, path: str) -> tuple[int, Any]:
-        async with self.http().get(self.url(i) + path) as resp:
+        url = self.url(i) + path
+        async with self.http().get(URL(url, encoded=True), headers=self.signed("GET", url)) as resp:
             body = await resp.read()
             ctype = resp.headers.get("Content-Type", "")
             if ctype.startswith("application/json"):
@@ -212,8 +235,16 @@ class LocalCluster:
         except (TimeoutError, aiohttp.ClientError, OSError):
             return None
 
-    async def post(self, i: int, path: str, **kwargs: Any) -> tuple[int, Any]:
-        async with self.http().post(self.url(i) + path, **kwargs) as resp:
+    async def post(self, i: int, path: str, *, data: bytes | None = None, json: Any = None,
+                   headers: dict[str, str] | None = None) -> tuple[int, Any]:
+        """POST ``data`` (or ``json``, encoded here so that its digest is signed)."""
+        hdrs = dict(headers or {})
+        if json is not None:
+            data = _json.dumps(json).encode()
+            hdrs.setdefault("Content-Type", "application/json")
+        url = self.url(i) + path
+        hdrs.update(self.signed("POST", url, data))
+        async with self.http().post(URL(url, encoded=True), data=data, headers=hdrs) as resp:
             return resp.status, await resp.json(content_type=None)
 
     async def status(self, i: int) -> dict[str, Any] | None:

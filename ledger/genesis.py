@@ -135,6 +135,12 @@ def record_time_window(params: Mapping[str, Any]) -> RecordTimeWindow:
     return RecordTimeWindow(*values)
 
 
+# Chain param (genesis ``params``, ``gov.params.set``): 1 opens the API's read
+# routes to callers without a registered key, 0 (the default) does not
+# (PROTOCOL §11.4; ledger/access.py).
+PUBLIC_READ_PARAM = "public_read"
+
+
 def validators_hash(pubkeys: list[bytes] | tuple[bytes, ...]) -> bytes:
     """``H(canonical([pubkey0, pubkey1, ...]))`` in genesis order (§4)."""
     return H(canonical(list(pubkeys)))
@@ -212,6 +218,9 @@ def parse_genesis(doc: Any) -> Genesis:
     if not isinstance(params, dict):
         raise GenesisError("genesis: params must be an object")
     record_time_window(params)  # refuse a malformed window now, not at the first record
+    public = params.get(PUBLIC_READ_PARAM, 0)
+    if type(public) is not int or public not in (0, 1):
+        raise GenesisError(f"genesis: params.{PUBLIC_READ_PARAM} must be 0 or 1")
     members, threshold = _members(doc)
     keys = [v.pubkey for v in validators]
     return Genesis(

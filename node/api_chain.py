@@ -12,6 +12,7 @@ from ledger.errors import BadRequest, NotFound
 from ledger.proofs import build_consistency
 from ledger.statesync import below_snapshot
 
+from .access import grant_of
 from .api_common import ApiBackend, cosigned, json_response, note_response, parse_flag, parse_uint
 
 
@@ -37,7 +38,7 @@ class ChainRoutes:
         height = self.node.chain.height
         if height < 1:
             raise NotFound("no block has been committed yet")
-        return json_response(self._block(height, parse_flag(request, "envelopes")))
+        return json_response(self._block(height, _envelopes_flag(request)))
 
     async def get_block(self, request: web.Request) -> web.Response:
         raw = request.match_info["height"]
@@ -46,7 +47,7 @@ class ChainRoutes:
         height = int(raw)
         if height < 1 or height > self.node.chain.height:
             raise NotFound(f"no block at height {height} (tip is {self.node.chain.height})")
-        return json_response(self._block(height, parse_flag(request, "envelopes")))
+        return json_response(self._block(height, _envelopes_flag(request)))
 
     def _block(self, height: int, with_envelopes: bool) -> dict[str, Any]:
         chain = self.node.chain
@@ -103,3 +104,12 @@ class ChainRoutes:
             "keys": [{"validator": v.index, "name": v.name, "vkey": v.vkey}
                      for v in cps.verifiers(height)],
         })
+
+
+def _envelopes_flag(request: web.Request) -> bool:
+    """``envelopes=1``: the records' contents, which ``read_own`` may not see
+    (PROTOCOL §11.4)."""
+    wanted = parse_flag(request, "envelopes")
+    if wanted:
+        grant_of(request).check_bodies("a block's envelopes")
+    return wanted

@@ -29,7 +29,9 @@ MSGPACK_TYPES = ("application/msgpack", "application/x-msgpack")
 
 STATUS_FOR_CODE = {
     "unauthorized": 401,
+    "unauthenticated": 401,
     "forbidden": 403,
+    "forbidden_role": 403,
     "too_large": 413,
     "unsupported_media_type": 415,
     "not_found": 404,

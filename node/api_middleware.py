@@ -23,6 +23,7 @@ from .api_common import (
     UnsupportedEncoding,
     error_response,
 )
+from .auth import ACCEPT_SIGNATURE, WWW_AUTHENTICATE
 from .metrics import Metrics
 
 log = logging.getLogger("node.api")
@@ -105,7 +106,10 @@ def make_middlewares(metrics: Metrics, max_inflight: int,
                 resp.force_close()
             if isinstance(exc, UnsupportedEncoding):  # RFC 9110 §15.5.16
                 resp.headers["Accept-Encoding"] = "identity"
-            if resp.status == 401:
+            if exc.code == "unauthenticated":  # PROTOCOL §11: what to sign, and how
+                resp.headers["WWW-Authenticate"] = WWW_AUTHENTICATE
+                resp.headers["Accept-Signature"] = ACCEPT_SIGNATURE
+            elif resp.status == 401:
                 resp.headers["WWW-Authenticate"] = "Ledger-Validator"
             status = resp.status
             return resp

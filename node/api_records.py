@@ -28,6 +28,7 @@ from ledger.records import decode_envelope
 from ledger.statesync import below_snapshot
 
 from . import trace
+from .access import OWN, grant_of
 from .api_common import (
     JSON_TYPES,
     MSGPACK_TYPES,
@@ -154,6 +155,7 @@ class RecordRoutes:
             raw = pending.envelope_bytes
             doc = {"id": to_hex(rid), "status": "pending"}
         env = decode_envelope(raw, cosigs=True)
+        grant_of(request).check_record(env.record.submitter, pending=location is None)
         doc["envelope"] = to_b64(raw)
         doc["record"] = env.record.to_json()
         return json_response(doc)
@@ -177,6 +179,10 @@ class RecordRoutes:
     async def get_proof(self, request: web.Request) -> web.Response:
         rid = parse_id(request.match_info["id"])
         location = self._committed_or_raise(rid)
+        grant = grant_of(request)
+        if grant.scope == OWN:  # read_own: only the caller's own records
+            env = decode_envelope(self.node.chain.envelope_at(location[1]))
+            grant.check_record(env.record.submitter, pending=False)
         height = None
         if request.query_string and "height" in request.query:  # parsed only when present
             height = parse_uint(request, "height", minimum=1)

@@ -28,6 +28,7 @@ from ledger.storage import LevelDBStore, set_background_nice
 from . import peer_messages
 from .aio import cancel_all
 from .api import SERVER_OPTIONS, build_app, parse_uint
+from .auth import Authenticator
 from .assembly import ProposalAssembler, compact_proposal, decode_compact, split_leaves
 from .backup import AdminServer
 from .chainapp import NodeApplication
@@ -178,7 +179,8 @@ class Node:
                             max_trace_nodes=limits.max_trace_nodes,
                             body_timeout_s=http.body_timeout_ms / 1000,
                             genesis_json=cfg.genesis_path.read_bytes(),
-                            max_requests_per_client=http.max_requests_per_client)
+                            max_requests_per_client=http.max_requests_per_client,
+                            auth=self._authenticator())
         guard = HeadTimeout(http.header_timeout_ms / 1000,
                             lambda reason: self.metrics.http_timeouts.labels(reason=reason).inc(),
                             idle_timeout_s=http.idle_timeout_ms / 1000,
@@ -214,6 +216,16 @@ class Node:
                  cfg.validator.index, self.genesis.n, since_exec, self.store_open_s,
                  extra={"start_seconds": round(since_exec, 3),
                         "store_open_seconds": round(self.store_open_s, 3)})
+
+    def _authenticator(self) -> Authenticator | None:
+        """Request authentication against the membership the next block is
+        judged by (PROTOCOL §11), unless ``auth.insecure_open``."""
+        auth = self.config.settings.auth
+        if auth.insecure_open:
+            return None
+        chain = self.chain
+        return Authenticator(lambda: chain.membership.at(chain.height + 1),
+                             window_ms=auth.window_ms, max_nonces=auth.max_nonces)
 
     def _consensus_config(self) -> ConsensusConfig:
         t = self.config.timeout_ms

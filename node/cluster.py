@@ -33,6 +33,7 @@ from .tls_certs import make_ca, make_node_cert
 DEFAULT_BASE_PORT = 7700
 DEFAULT_CHAIN = "demo"
 DEMO_SUBMITTER = "demo"
+DEMO_ROLES = ["read", "submit"]  # submits records and reads them back (PROTOCOL §11.4)
 MEMBER_PREFIX = "member"
 PR_SET_PDEATHSIG = 1
 
@@ -59,7 +60,17 @@ def tls_toml(index: int | None) -> str:
             'ca_file = "../tls/ca.pem"\n')
 
 
-def node_toml(index: int, port: int, host: str = "127.0.0.1", tls: bool = True) -> str:
+def auth_toml(auth: bool) -> str:
+    """The ``[auth]`` table: signed requests (PROTOCOL §11), or none at all."""
+    if not auth:
+        return ("[auth]\n# No request authentication: every route answers anyone. Local demos "
+                "and tests only.\ninsecure_open = true\n")
+    return ("[auth]\n# Every request but /health is signed by a registered key (PROTOCOL §11).\n"
+            "window_ms = 60000\n")
+
+
+def node_toml(index: int, port: int, host: str = "127.0.0.1", tls: bool = True,
+              auth: bool = True) -> str:
     """The TOML of node ``index``; paths are relative to the file itself."""
     return f"""# node{index} of a local auditledger cluster (PROTOCOL §7).
 # Every key is optional except node.name, node.key_file and http.port;
@@ -96,7 +107,7 @@ heartbeat_ms = 5000
 [sync]
 batch_blocks = 64
 
-""" + tls_toml(index if tls else None) + """
+""" + tls_toml(index if tls else None) + "\n" + auth_toml(auth) + """
 [log]
 level = "info"
 """
@@ -112,6 +123,7 @@ def init_cluster(
     containers: bool = False,
     members: bool = False,
     tls: bool = True,
+    auth: bool = True,
 ) -> dict[str, Any]:
     """Write the cluster files into ``directory``; return the genesis document.
 
@@ -124,7 +136,10 @@ def init_cluster(
     ``tls`` (the default) it makes a local CA (``tls/ca.pem``, ``tls/ca.key``)
     and a certificate per node (``tls/node<i>.pem``, ``.key``) for the node's
     address host, ``localhost`` and 127.0.0.1; without it the nodes serve
-    plaintext (``tls.insecure_plaintext``)."""
+    plaintext (``tls.insecure_plaintext``).  With ``auth`` (the default) every
+    request must be signed by a registered key (PROTOCOL §11); the ``demo``
+    submitter may submit and read; without it the nodes answer anyone
+    (``auth.insecure_open``)."""
     if nodes < 1:
         raise ValueError("a cluster needs at least one node")
     if not 1 <= base_port <= 65535 - (0 if containers else nodes):
@@ -143,7 +158,8 @@ def init_cluster(
         node_dir = directory / f"node{i}"
         node_dir.mkdir(parents=True, exist_ok=True)
         listen = "0.0.0.0" if containers else host
-        (node_dir / "node.toml").write_text(node_toml(i, port, listen, tls), encoding="utf-8")
+        (node_dir / "node.toml").write_text(node_toml(i, port, listen, tls, auth),
+                                            encoding="utf-8")
         if ca is not None:
             make_node_cert(ca, tls_dir, f"node{i}",
                            [address.rpartition(":")[0], "localhost", "127.0.0.1"])
@@ -153,7 +169,7 @@ def init_cluster(
         "chain": chain,
         "validators": validators,
         "submitters": [
-            {"name": DEMO_SUBMITTER, "pubkey": demo.public_key.hex(), "roles": ["submit"]}
+            {"name": DEMO_SUBMITTER, "pubkey": demo.public_key.hex(), "roles": DEMO_ROLES}
         ],
         "params": dict(DEFAULT_PARAMS, **(params or {})),
     }
@@ -284,8 +300,15 @@ def main() -> None:
 @click.option("--insecure-plaintext", is_flag=True,
               help="no TLS: plain HTTP and WebSocket (tls.insecure_plaintext), for local demos; "
                    "by default init makes a local CA and a certificate per node under tls/")
+@click.option("--insecure-open", is_flag=True,
+              help="no request authentication (auth.insecure_open), for local demos; by default"
+                   " every request but /health must be signed by a registered key")
+@click.option("--public-read", is_flag=True,
+              help="genesis param public_read = 1: the read routes answer callers without a "
+                   "registered key (a public demo's explorer)")
 def init(nodes: int, directory: Path, base_port: int, chain: str | None, force: bool,
-         containers: bool, insecure_plaintext: bool) -> None:
+         containers: bool, insecure_plaintext: bool, insecure_open: bool,
+         public_read: bool) -> None:
     """Write genesis.json, keys/ and node<i>/node.toml (PROTOCOL §7)."""
     if (directory / "genesis.json").exists() and not force:
         raise click.UsageError(f"{directory} already holds a cluster (use --force or a new --dir)")
@@ -294,7 +317,8 @@ def init(nodes: int, directory: Path, base_port: int, chain: str | None, force: 
         # to an auditor's checkpoint (issue 23).
         chain = f"demo-{secrets.token_hex(8)}"
     init_cluster(directory, nodes, base_port, chain, containers=containers, members=True,
-                 tls=not insecure_plaintext)
+                 tls=not insecure_plaintext, auth=not insecure_open,
+                 params={"public_read": 1} if public_read else None)
     scheme = "HTTP" if insecure_plaintext else "HTTPS (CA: tls/ca.pem)"
     where = (f"node0..node{nodes - 1} on port {base_port}" if containers
              else f"{scheme} on 127.0.0.1:{base_port}..{base_port + nodes - 1}")

@@ -42,6 +42,8 @@ SECTIONS: dict[str, str] = {
     "sync": "Catch-up: how a node that is behind pulls certified blocks from its peers, "
             "and how much it serves to one that asks.",
     "tls": "TLS on the HTTP API and peer links (see TLS and start-up checks below).",
+    "auth": "Request authentication: RFC 9421 signatures by registered keys, and roles per "
+            "route (protocol §11; see Authentication and roles below).",
     "log": "Logging (JSON lines on standard error).",
 }
 

@@ -79,6 +79,9 @@ async def _serve(config: NodeConfig, make_node: NodeFactory | None = None) -> in
         log.warning("tls.insecure_plaintext = true: the API and peer links are plain HTTP and "
                     "WebSocket, readable and alterable by anyone on the network; use it for "
                     "local demos only")
+    if config.settings.auth.insecure_open:
+        log.warning("auth.insecure_open = true: every route answers anyone, without request "
+                    "signatures or roles; use it for local demos and tests only")
     log.info("records: decoding and signature batches in %s", native_description)
     node = (make_node or Node)(config, ctx)
     stop = asyncio.Event()

@@ -18,6 +18,9 @@ ERROR_CODES = [
     "unsupported_media_type", "not_found", "not_committed", "rate_limited", "unavailable",
 ]
 ERROR_CODES += ["unauthorized", "forbidden"]  # block sync is for validators (node/syncauth.py)
+# Request signatures and roles (PROTOCOL §11, node/auth.py, node/access.py);
+# forbidden_role, above, is also a request's 403.
+ERROR_CODES += ["unauthenticated"]
 # Refusals of one submitted envelope under governance (PROTOCOL §9.2-9.4):
 # only inside a 202's results, never a request's status.
 GOVERNANCE_CODES = [
@@ -175,7 +178,11 @@ def _html(description: str) -> dict[str, Any]:
 
 def _errors(*statuses: int) -> dict[str, Any]:
     text = {400: "bad input (bad_request, bad_encoding, too_many, ...)",
-            401: "unauthorized (WWW-Authenticate: Ledger-Validator)", 403: "forbidden",
+            401: "unauthenticated: no valid signature by a registered key (PROTOCOL §11; "
+                 "WWW-Authenticate and Accept-Signature say what to sign); on the validators' "
+                 "sync routes, unauthorized (WWW-Authenticate: Ledger-Validator)",
+            403: "forbidden_role: the caller's roles do not grant the route (PROTOCOL §11.4); "
+                 "on the sync routes, forbidden",
             404: "not_found",
             409: "not_committed", 413: "too_large", 415: "unsupported_media_type",
             429: "rate_limited", 503: "unavailable"}
@@ -322,6 +329,13 @@ def openapi_spec(*, max_envelopes: int = 5000, max_trace_depth: int = 64) -> dic
         "/openapi.json": _get("This document",
                               _json({"type": "object"}, "OpenAPI 3 document"), errors=(503,)),
     }
+    # Every route but /health (and the validators' own, signed their way) is
+    # signed by a registered key and may be refused 401 or 403 (PROTOCOL §11).
+    for path, item in paths.items():
+        if path not in ("/health", "/v1/sync/blocks", "/v1/sync/snapshot"):
+            for op in item.values():
+                op["responses"].update(_errors(401, 403))
+                op["security"] = [{"RequestSignature": []}]
     return {
         "openapi": "3.0.3",
         "info": {"title": "auditledger node API", "version": "1",
@@ -331,7 +345,16 @@ def openapi_spec(*, max_envelopes: int = 5000, max_trace_depth: int = 64) -> dic
                                 "handshake); a plain GET there is answered 400 bad_request."},
         "x-internal-routes": {"/v1/peer": "validator-to-validator WebSocket transport"},
         "paths": paths,
-        "components": {"schemas": _schemas(max_envelopes)},
+        "components": {
+            "schemas": _schemas(max_envelopes),
+            # OpenAPI 3.0 has no scheme for RFC 9421; the header is named, the
+            # rules are PROTOCOL §11.
+            "securitySchemes": {"RequestSignature": {
+                "type": "apiKey", "in": "header", "name": "Signature",
+                "description": "RFC 9421 HTTP Message Signature by the caller's registered "
+                               "Ed25519 key, with Signature-Input and, for a body, "
+                               "Content-Digest (RFC 9530): PROTOCOL §11"}},
+        },
     }
 
 

@@ -373,6 +373,30 @@ class TlsSettings:
 
 
 @dataclass(frozen=True, kw_only=True)
+class AuthSettings:
+    """``[auth]`` in node.toml (node/auth.py, PROTOCOL §11)."""
+
+    # Off only for local demos and tests, like tls.insecure_plaintext.
+    insecure_open: bool = setting(False,
+        doc="Serve every route to anyone, without request signatures or roles: for local "
+            "demos and tests only; the node logs a warning at start. Otherwise every request"
+            " but `/health` must be signed by a registered key (PROTOCOL §11).")
+
+    # The replay window: how far a signature's `created` may lie from the
+    # node's clock, and how long its nonce is remembered.
+    window_ms: int = setting(60_000, lo=1_000, hi=3_600_000,
+        doc="A request signature's `created` must lie within this of the node's clock, "
+            "before or after; its nonce is remembered until then. Older, newer or repeated "
+            "signatures are refused with 401 `unauthenticated`.")
+
+    # Memory bound of the nonces remembered within the window (about 150
+    # bytes each); beyond it requests get 429 rather than a forgotten nonce.
+    max_nonces: int = setting(1_000_000, lo=1_000, hi=100_000_000,
+        doc="Nonces remembered at most (about 150 bytes each); while the window holds this "
+            "many, signed requests are answered 429 `rate_limited`.")
+
+
+@dataclass(frozen=True, kw_only=True)
 class LogSettings:
     """``[log]`` in node.toml."""
 
@@ -392,6 +416,7 @@ class Settings:
     storage: StorageSettings
     sync: SyncSettings
     tls: TlsSettings
+    auth: AuthSettings
     log: LogSettings
 
 

@@ -28,7 +28,7 @@ from node.restore import restore
 
 class Built:
     def __init__(self, tmp_path: Path, blocks: int = 4, per_block: int = 5) -> None:
-        init_cluster(tmp_path, 4, base_port=7900, tls=False)
+        init_cluster(tmp_path, 4, base_port=7900, tls=False, auth=False)
         self.toml = tmp_path / "node0" / "node.toml"
         self.config: NodeConfig = load_config(self.toml)
         self.keys = [load_key_file(tmp_path / "keys" / f"node{i}.json").key for i in range(4)]

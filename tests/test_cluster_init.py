@@ -25,7 +25,7 @@ def test_init_writes_protocol_files(tmp_path: Path) -> None:
     genesis = parse_genesis(doc)
     assert [v.address for v in genesis.validators] == [f"127.0.0.1:{7900 + i}" for i in range(4)]
     assert [s["name"] for s in doc["submitters"]] == ["demo"]
-    assert doc["submitters"][0]["roles"] == ["submit"]
+    assert doc["submitters"][0]["roles"] == ["read", "submit"]
     assert [m["name"] for m in doc["members"]] == [f"member{i}" for i in range(4)]
     assert genesis.governance_threshold == 3
     for name in ["node0", "node1", "node2", "node3", "demo", "member0", "member3"]:

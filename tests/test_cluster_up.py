@@ -78,7 +78,7 @@ def kill_leftovers(runner: subprocess.Popen[bytes], pids: list[int]) -> None:
 def test_up_streams_logs_stops_on_sigterm_and_leaves_no_orphans(tmp_path: Path) -> None:
     base = free_base_port(4)
     d = tmp_path / "c"
-    init_cluster(d, 4, base, params=FAST_PARAMS, tls=False)
+    init_cluster(d, 4, base, params=FAST_PARAMS, tls=False, auth=False)
     log = tmp_path / "up.log"
     runner, pids = start_up(d, log)
     try:

@@ -115,7 +115,7 @@ def test_four_organisations_walk(tmp_path: Path) -> None:
         for i, (o, home) in enumerate(orgs.items()):
             shutil.copy(shared / "genesis.json", home / "genesis.json")
             assert hashlib.sha256((home / "genesis.json").read_bytes()).hexdigest() == digest
-            toml = node_toml(i, base + i, tls=False).replace('name = "node', 'name = "org-').replace(
+            toml = node_toml(i, base + i, tls=False, auth=False).replace('name = "node', 'name = "org-').replace(
                 f'"org-{i}"', f'"org-{o}"').replace(
                 f'key_file = "../keys/node{i}.json"', f'key_file = "keys/org-{o}.json"').replace(
                 'genesis = "../genesis.json"', 'genesis = "genesis.json"')

@@ -236,7 +236,7 @@ def test_lookups_on_damaged_values_raise(chain: ChainStore, store: KeyValueStore
 
 
 def built_node(tmp_path: Path, blocks: int, per_block: int) -> tuple[Path, LevelDBStore]:
-    init_cluster(tmp_path, 4, base_port=7900, tls=False)
+    init_cluster(tmp_path, 4, base_port=7900, tls=False, auth=False)
     toml = tmp_path / "node0" / "node.toml"
     config = load_config(toml)
     keys = [load_key_file(tmp_path / "keys" / f"node{i}.json").key for i in range(4)]
@@ -307,7 +307,7 @@ def test_cli_refuses_another_schema_version(tmp_path: Path) -> None:
 
 
 def test_cli_refuses_a_missing_store(tmp_path: Path) -> None:
-    init_cluster(tmp_path, 4, base_port=7900, tls=False)
+    init_cluster(tmp_path, 4, base_port=7900, tls=False, auth=False)
     result = run_check(tmp_path / "node1" / "node.toml")
     assert result.returncode == 2 and "no store to check" in result.stderr
 

@@ -73,3 +73,56 @@ def test_unknown_bundle_keys_are_rejected() -> None:
     with pytest.raises(BundleFormatError) as caught:
         parse_bundle({"format": "auditledger-proof/1", "extra": 1})
     assert caught.value.step == "bundle"
+
+
+def test_the_signed_request_example() -> None:
+    """§11.3: the request signed by hand is what ledger/reqsig.py signs, and
+    the node's middleware accepts its fields."""
+    import datetime
+
+    from ledger.crypto import SigningKey
+    from ledger.reqsig import COVERED, LABEL, TAG, RequestSigner, _Message
+
+    key = SigningKey(bytes(range(32)))
+    assert f"public key\n`{key.public_key.hex()}`" in PROTOCOL
+    url, body, created, nonce = ("https://node0.example:7700/v1/records", b'{"envelopes": []}',
+                                 1767225600, "ZXhhbXBsZS1ub25jZS0x")
+    signer = RequestSigner(key)
+    headers = signer.headers("POST", url, body, created=created, nonce=nonce)
+    for name, value in headers.items():
+        assert f"    {name}: {value}\n" in PROTOCOL, name
+    prepared = signer._signer.prepare(
+        _Message("POST", url), key_id=signer.keyid, nonce=nonce, label=LABEL, tag=TAG,
+        created=datetime.datetime.fromtimestamp(created, datetime.timezone.utc),
+        covered_component_ids=COVERED, body=body)
+    base = "\n".join("    " + line for line in prepared.signature_base.decode().split("\n"))
+    assert base + "\n" in PROTOCOL
+    # The Signature is Ed25519 over exactly those bytes.
+    import base64
+    sig = base64.b64decode(headers["Signature"].split("=:", 1)[1].rstrip(":"))
+    from ledger.crypto import verify_signature
+    verify_signature(key.public_key, b"", prepared.signature_base, sig)  # raises if not
+
+
+def test_the_roles_table_is_node_access() -> None:
+    """§11.4 lists every route of node/access.py with the roles it takes."""
+    from node.access import ROUTES, VALIDATOR
+
+    section = PROTOCOL[PROTOCOL.index("### 11.4"):]
+    table = section[:section.index("\n\n", section.index("| route"))]
+    rows = {}
+    for line in table.splitlines()[2:]:
+        cells = [c.strip() for c in line.strip("|").split("|")]
+        for route in re.findall(r"`(?:GET|POST) ([^`]+)`", cells[0]):
+            rows[route] = cells[1]
+    for (method, route), rule in ROUTES.items():
+        if method == "HEAD":
+            continue
+        assert route in rows, route
+        if rule.auth == VALIDATOR:
+            assert rows[route].startswith("validators"), route
+            continue
+        for role in rule.roles - {"*"}:
+            assert f"`{role}`" in rows[route], (route, role)
+        if "*" in rule.roles:
+            assert rows[route] == "any registered key", route

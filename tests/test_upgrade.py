@@ -45,7 +45,7 @@ def test_previous_release_store_opens_and_verifies(tmp_path: Path) -> None:
 
 def _node_with_store_version(tmp_path: Path, version: int) -> Path:
     """node0 of a fresh cluster over the fixture's store marked ``version``."""
-    init_cluster(tmp_path, 4, base_port=7900, tls=False)
+    init_cluster(tmp_path, 4, base_port=7900, tls=False, auth=False)
     toml = tmp_path / "node0" / "node.toml"
     unpack_fixture(tmp_path / "fixture")
     (tmp_path / "node0" / "data").mkdir()
