@@ -44,8 +44,8 @@ from .mempool import Mempool
 from .mempool_links import AdmittedLeaves, PeerBacklog
 from .metrics import ASSEMBLY_OUTCOMES, Metrics
 from .checkpoints import Checkpoints
-from .peer_messages import (CompactProposal, ConsensusMessage, Cosign, Fetched, Records, Status,
-                            Want)
+from .peer_messages import (CompactProposal, ConsensusMessage, Cosign, Fetched, Records, Sigs,
+                            Status, Want, WantSigs)
 from .statesync import HistoryBackfill, join_by_snapshot, snapshot_response
 from .sync import BlockSync, serve_blocks
 from .syncauth import check_request, sign_request
@@ -306,6 +306,14 @@ class Node:
             elif isinstance(msg, Cosign):
                 if self._checkpoints is not None:
                     self._checkpoints.offer(peer, msg.height, msg.signature)
+            elif isinstance(msg, WantSigs):
+                if self._checkpoints is not None:
+                    held = self._checkpoints.held(msg.heights)
+                    if held:
+                        self.transport.send(peer, peer_messages.encode(Sigs(tuple(held))))
+            elif isinstance(msg, Sigs):
+                if self._checkpoints is not None and self._checkpoints.relayed(msg.sigs):
+                    self.metrics.frames_dropped.labels(reason="bad_message").inc()
             else:
                 self.driver.peer_height(peer, msg.height)
         except (LedgerError, ValueError, TypeError, KeyError) as exc:
@@ -415,6 +423,9 @@ class Node:
         while True:
             self.transport.broadcast(peer_messages.encode(Status(self.chain.height)))
             self._publish_assembly()
+            if self._checkpoints is not None and (short := self._checkpoints.short_of_quorum()):
+                # signatures missed while down or catching up: peers relay theirs
+                self.transport.broadcast(peer_messages.encode(WantSigs(tuple(short))))
             await asyncio.sleep(STATUS_INTERVAL_S)
 
     # -- commits -------------------------------------------------------------

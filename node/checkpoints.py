@@ -5,12 +5,15 @@ After each commit the node signs its block's checkpoint text
 peer message.  Signatures from peers are verified against the validator set
 in force at that height and kept in the store; a signature for a height the
 node has not committed yet waits (a few heights ahead at most) until it has.
+A node that missed signatures (down, restarting, catching up by block sync)
+asks its peers for those of recent blocks still short of a quorum
+(``want sigs``), and relays what it holds when asked (``sigs``).
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 
 from ledger import note
 from ledger.chain import ChainStore
@@ -23,8 +26,11 @@ log = logging.getLogger("node.checkpoints")
 
 # Signatures for heights up to this far above the tip wait for the commit.
 AHEAD = 16
-# How far below the tip /checkpoint looks for one with a quorum after a restart.
+# How far below the tip /checkpoint looks for one with a quorum after a restart,
+# and how far below the tip a node asks its peers for missing signatures.
 LOOK_BACK = 256
+# Heights asked for in one want sigs (peer_messages.MAX_WANT_SIGS).
+WANT_PER_ASK = 64
 
 
 def validator_keys_at(genesis: Genesis, height: int) -> list[bytes]:
@@ -87,6 +93,37 @@ class Checkpoints:
         if height > self._latest and \
                 len(self.chain.checkpoint_signatures(height)) >= self.quorum(height):
             self._latest = height
+
+    def short_of_quorum(self) -> list[int]:
+        """Recent committed heights holding fewer than a quorum of
+        signatures here, newest first, at most :data:`WANT_PER_ASK` (the tip
+        too: a chain may commit nothing more for a while)."""
+        tip = self.chain.height
+        out: list[int] = []
+        for h in range(tip, max(0, tip - LOOK_BACK), -1):
+            if len(self.chain.checkpoint_signatures(h)) < self.quorum(h):
+                out.append(h)
+                if len(out) == WANT_PER_ASK:
+                    break
+        return out
+
+    def held(self, heights: Sequence[int]) -> list[tuple[int, int, bytes]]:
+        """Every signature kept for ``heights``, as a ``sigs`` answer lists them."""
+        return [(h, v, sig) for h in heights if h <= self.chain.height
+                for v, sig in sorted(self.chain.checkpoint_signatures(h).items())]
+
+    def relayed(self, sigs: Sequence[tuple[int, int, bytes]]) -> int:
+        """Signatures a peer relayed: each verified against its validator's
+        key and kept; the number that did not verify (the caller counts them)."""
+        bad = 0
+        for height, validator, sig in sigs:
+            if height > self.chain.height:
+                continue  # not for a block we hold; asked for committed ones only
+            try:
+                self.offer(validator, height, sig)
+            except BadSignature:
+                bad += 1
+        return bad
 
     def latest_height(self) -> int:
         if not self._scanned:

@@ -17,6 +17,10 @@ want       w     ``l``: concatenated leaf hashes: send me these envelopes
 fetched    f     ``e``: [envelope bytes], the answer to a want
 cosign     k     ``h``: a committed height, ``s``: the sender's 64-byte note
                  signature over that block's C2SP checkpoint (ledger/note.py)
+want sigs  q     ``h``: [heights], at most 64: send me the checkpoint
+                 signatures you hold for these blocks
+sigs       g     ``c``: [[height, validator index, 64-byte signature]], at
+                 most 64 * 64: the answer to a want sigs
 =========  ====  ==========================================================
 
 :func:`decode` checks this layer only (kinds, field types, leaf hash
@@ -47,6 +51,12 @@ class PeerKind(StrEnum):
     WANT = "w"
     FETCHED = "f"
     COSIGN = "k"
+    WANT_SIGS = "q"
+    SIGS = "g"
+
+
+MAX_WANT_SIGS = 64  # heights per want sigs
+MAX_SIGS = 64 * 64  # signatures per answer
 
 
 class BadPeerMessage(BadEncoding):
@@ -99,7 +109,24 @@ class Cosign:
     signature: bytes
 
 
-PeerMessage = Union[ConsensusMessage, CompactProposal, Records, Status, Want, Fetched, Cosign]
+@dataclass(frozen=True)
+class WantSigs:
+    """Ask for every checkpoint signature the peer holds for ``heights``
+    (a node that missed cosign messages while down or catching up)."""
+
+    heights: tuple[int, ...]
+
+
+@dataclass(frozen=True)
+class Sigs:
+    """Checkpoint signatures relayed: ``(height, validator, signature)``;
+    each is verified against that validator's key, so a relay adds no trust."""
+
+    sigs: tuple[tuple[int, int, bytes], ...]
+
+
+PeerMessage = Union[ConsensusMessage, CompactProposal, Records, Status, Want, Fetched, Cosign,
+                    WantSigs, Sigs]
 
 
 def encode(msg: PeerMessage) -> bytes:
@@ -117,6 +144,10 @@ def encode(msg: PeerMessage) -> bytes:
         fields = {"t": PeerKind.WANT.value, "l": msg.leaves}
     elif isinstance(msg, Cosign):
         fields = {"t": PeerKind.COSIGN.value, "h": msg.height, "s": msg.signature}
+    elif isinstance(msg, WantSigs):
+        fields = {"t": PeerKind.WANT_SIGS.value, "h": list(msg.heights)}
+    elif isinstance(msg, Sigs):
+        fields = {"t": PeerKind.SIGS.value, "c": [list(c) for c in msg.sigs]}
     else:
         fields = {"t": PeerKind.FETCHED.value, "e": list(msg.envelopes)}
     return msgpack.packb(fields, use_bin_type=True)  # type: ignore[no-any-return]
@@ -156,7 +187,33 @@ def decode(body: bytes) -> PeerMessage:
         if type(height) is not int or not 1 <= height < 2**64 or len(sig) != 64:
             raise BadPeerMessage("cosign needs a height >= 1 and a 64-byte signature")
         return Cosign(height, sig)
+    if kind is PeerKind.WANT_SIGS:
+        heights = value.get("h")
+        if not isinstance(heights, list) or not 1 <= len(heights) <= MAX_WANT_SIGS \
+                or not all(_is_height(h) for h in heights):
+            raise BadPeerMessage(f"want sigs needs 1..{MAX_WANT_SIGS} heights >= 1")
+        return WantSigs(tuple(heights))
+    if kind is PeerKind.SIGS:
+        return Sigs(_sigs(value))
     return Fetched(_envelopes(value))
+
+
+def _is_height(h: Any) -> bool:
+    return type(h) is int and 1 <= h < 2**64
+
+
+def _sigs(value: dict[Any, Any]) -> tuple[tuple[int, int, bytes], ...]:
+    entries = value.get("c")
+    if not isinstance(entries, list) or len(entries) > MAX_SIGS:
+        raise BadPeerMessage(f"sigs must be a list of at most {MAX_SIGS} entries")
+    out = []
+    for entry in entries:
+        if not (isinstance(entry, list) and len(entry) == 3 and _is_height(entry[0])
+                and type(entry[1]) is int and 0 <= entry[1] < 2**16
+                and isinstance(entry[2], bytes) and len(entry[2]) == 64):
+            raise BadPeerMessage("each sig is [height, validator index, 64-byte signature]")
+        out.append((entry[0], entry[1], entry[2]))
+    return tuple(out)
 
 
 def _bytes(value: dict[Any, Any], key: str) -> bytes:

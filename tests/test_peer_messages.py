@@ -20,8 +20,10 @@ from node.peer_messages import (
     PeerKind,
     PeerMessage,
     Records,
+    Sigs,
     Status,
     Want,
+    WantSigs,
 )
 
 LEAVES = bytes(range(32)) + bytes(range(32, 64))
@@ -42,6 +44,9 @@ CASES: list[tuple[PeerMessage, bytes]] = [
     (Fetched(ENVS), old_peer_message("f", e=list(ENVS))),
     (Fetched(()), old_peer_message("f", e=[])),
     (Cosign(9, b"\x07" * 64), old_peer_message("k", h=9, s=b"\x07" * 64)),
+    (WantSigs((9, 8)), old_peer_message("q", h=[9, 8])),
+    (Sigs(((9, 2, b"\x07" * 64),)), old_peer_message("g", c=[[9, 2, b"\x07" * 64]])),
+    (Sigs(()), old_peer_message("g", c=[])),
 ]
 
 
@@ -54,7 +59,7 @@ def test_each_message_encodes_to_the_old_bytes_and_back(msg: PeerMessage, old: b
 def test_the_layout_is_pinned_byte_for_byte() -> None:
     # fixmap(2) "t" "s" "h" 5: independent of the msgpack library.
     assert peer_messages.encode(Status(5)) == b"\x82\xa1t\xa1s\xa1h\x05"
-    assert {k.value for k in PeerKind} == {"c", "r", "s", "w", "f", "k"}
+    assert {k.value for k in PeerKind} == {"c", "r", "s", "w", "f", "k", "q", "g"}
 
 
 def test_unknown_keys_are_ignored_as_before() -> None:
@@ -77,6 +82,13 @@ def test_unknown_keys_are_ignored_as_before() -> None:
     old_peer_message("r", e=[b"ok", 3]),
     old_peer_message("r"),
     old_peer_message("s", h=-1),
+    old_peer_message("q", h=[]),
+    old_peer_message("q", h=[0]),
+    old_peer_message("q", h=list(range(1, 66))),
+    old_peer_message("g", c=[[1, 0, b"\x00" * 63]]),
+    old_peer_message("g", c=[[0, 0, b"\x00" * 64]]),
+    old_peer_message("g", c=[[1, -1, b"\x00" * 64]]),
+    old_peer_message("g", c="x"),
     old_peer_message("s", h=True),
     old_peer_message("s", h="5"),
     old_peer_message("w", l=b"\x00" * 33),
