@@ -7,8 +7,12 @@ Identities: ``writer`` (submit only), ``reader`` (read), the cluster's own
 
 from __future__ import annotations
 
+import asyncio
 import base64
+import json
+import shutil
 import ssl
+import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -49,8 +53,8 @@ async def raw(c: LocalCluster, method: str, path: str, headers: dict[str, str] |
 
 
 async def test_signed_requests_and_roles_on_a_tls_cluster(tmp_path: Path) -> None:
-    c = LocalCluster(tmp_path, tls=True, auth=True,
-                     submitters={"writer": ["submit"], "reader": ["read"]})
+    c = LocalCluster(tmp_path, tls=True, auth=True, members=True,
+                     submitters={"writer": ["submit"], "reader": ["read"], "auditor": ["audit"]})
     try:
         await c.start_all()
         # Without a key, or with a key the chain does not list: 401 everywhere but /health.
@@ -85,8 +89,10 @@ async def test_signed_requests_and_roles_on_a_tls_cluster(tmp_path: Path) -> Non
                 await reader._request("GET", "/metrics", raw=True)
             assert refused.value.code == "forbidden_role"
 
+        await cli_signs(c, tmp_path, rid)
+
         signer = RequestSigner(SigningKey(bytes.fromhex(
-            __import__("json").loads((keys / "reader.json").read_text())["seed"])))
+            json.loads((keys / "reader.json").read_text())["seed"])))
         path = f"/v1/records/{rid}"
         headers = signer.headers("GET", c.url(0) + path)
         assert (await raw(c, "GET", path, headers))[0] == 200
@@ -121,3 +127,41 @@ async def test_public_read_opens_the_read_routes(tmp_path: Path) -> None:
         assert (status, doc["error"]) == (401, "unauthenticated")
     finally:
         await c.stop_all()
+
+
+def tool(name: str) -> str:
+    return shutil.which(name, path=str(Path(sys.executable).parent)) or name
+
+
+async def run(*argv: str | Path) -> tuple[int, str]:
+    proc = await asyncio.create_subprocess_exec(
+        *[str(a) for a in argv], stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT)
+    out, _ = await asyncio.wait_for(proc.communicate(), 120)
+    return proc.returncode or 0, out.decode()
+
+
+async def cli_signs(c: LocalCluster, tmp_path: Path, rid: str) -> None:
+    """``ledger-audit`` and ``ledger-admin submit`` sign with ``--key``."""
+    keys, genesis = tmp_path / "keys", tmp_path / "genesis.json"
+    audit = [tool("ledger-audit"), "audit", "--node", c.url(1), "--ca-file", c.ca_file,
+             "--genesis", genesis, "--checkpoint-file", tmp_path / "checkpoints.json", "--json"]
+    code, out = await run(*audit, "--key", keys / "auditor.json")
+    assert code == 0 and json.loads(out)["valid"], out
+    code, out = await run(*audit)
+    assert code != 0 and "unauthenticated" in out, out
+    code, out = await run(tool("ledger-audit"), "trace", rid, "--node", c.url(2), "--ca-file",
+                          c.ca_file, "--genesis", genesis, "--key", keys / "reader.json", "--json")
+    assert code == 0, out
+
+    proposal = tmp_path / "proposal.json"
+    code, out = await run(tool("ledger-admin"), "propose", "scope.pause", "scope=kind",
+                          "value=payment", "--key", keys / "member0.json", "--genesis", genesis,
+                          "--expires-height", 1000, "--out", proposal)
+    assert code == 0, out
+    submit = [tool("ledger-admin"), "submit", proposal, "--node", c.url(0), "--ca-file",
+              c.ca_file, "--json"]
+    code, out = await run(*submit)
+    assert code != 0 and "unauthenticated" in out, out
+    # Signed by the member: authenticated, then judged (one signature of the three needed).
+    code, out = await run(*submit, "--key", keys / "member0.json")
+    assert json.loads(out)["error"] == "too_few_signatures", out

@@ -252,8 +252,17 @@ def show_cmd(path: Path, genesis_path: Path | None, membership_path: Path | None
 @click.argument("path", metavar="PROPOSAL", type=click.Path(dir_okay=False, path_type=Path))
 @click.option("--node", "nodes", metavar="URL", multiple=True, required=True,
               help="Node base URL (repeat for failover).")
+@click.option("--key", "key_path", metavar="KEY.json", envvar="LEDGER_KEY_FILE",
+              show_envvar=True, type=click.Path(dir_okay=False, path_type=Path),
+              help="Key file that signs the request (protocol §11): your member key, or a "
+                   "key with the submit role. Nodes refuse unsigned requests unless they run "
+                   "with auth.insecure_open.")
+@click.option("--ca-file", type=click.Path(dir_okay=False, exists=True, path_type=Path),
+              envvar="LEDGER_CA_FILE", show_envvar=True,
+              help="PEM trust roots for https:// nodes (a cluster's own CA, e.g. tls/ca.pem).")
 @json_option
-def submit_cmd(path: Path, nodes: tuple[str, ...], as_json: bool) -> None:
+def submit_cmd(path: Path, nodes: tuple[str, ...], key_path: Path | None, ca_file: Path | None,
+               as_json: bool) -> None:
     """Send PROPOSAL to a node and print its answer.
 
     The chain's height is asked first: an expired proposal is not sent
@@ -262,7 +271,8 @@ def submit_cmd(path: Path, nodes: tuple[str, ...], as_json: bool) -> None:
     proposal = _read(path)
 
     async def go() -> dict[str, Any]:
-        async with LedgerClient(list(nodes), retries=2 * len(nodes)) as client:
+        async with LedgerClient(list(nodes), retries=2 * len(nodes), ca_file=ca_file,
+                                auth_key_file=key_path) as client:
             status = await client.status()
             height = status.get("height") if isinstance(status, dict) else None
             if type(height) is int:

@@ -63,6 +63,13 @@ _nodes_option = click.option("--node", "nodes", metavar="URL", multiple=True,
                              help="Node base URL, e.g. https://127.0.0.1:7700 (repeat for "
                                   "failover).")
 CA_FILE_META = "ledger_audit.ca_file"
+KEY_FILE_META = "ledger_audit.key_file"
+_key_file_option = click.option(
+    "--key", type=click.Path(dir_okay=False, exists=True, path_type=Path),
+    envvar="LEDGER_KEY_FILE", show_envvar=True, expose_value=False,
+    callback=lambda ctx, _param, value: ctx.meta.__setitem__(KEY_FILE_META, value),
+    help="Key file that signs every request (protocol §11): a key the chain registered "
+         "with the audit or read role. Without it only a chain with public_read answers.")
 _ca_file_option = click.option(
     "--ca-file", type=click.Path(dir_okay=False, exists=True, path_type=Path),
     envvar="LEDGER_CA_FILE", show_envvar=True, expose_value=False,
@@ -72,8 +79,8 @@ _ca_file_option = click.option(
 
 
 def node_option(f: Callable[..., Any]) -> Callable[..., Any]:
-    """``--node URL`` (repeatable) and ``--ca-file``."""
-    return _nodes_option(_ca_file_option(f))
+    """``--node URL`` (repeatable), ``--ca-file`` and ``--key``."""
+    return _nodes_option(_ca_file_option(_key_file_option(f)))
 genesis_option = click.option("--genesis", "genesis_path", metavar="GENESIS.json", required=True,
                               type=click.Path(dir_okay=False, path_type=Path),
                               help="The chain's genesis file: the only thing trusted.")
@@ -91,7 +98,9 @@ def _run(nodes: tuple[str, ...], as_json: bool, work: Callable[[LedgerClient], A
     async def go() -> T:
         ctx = click.get_current_context(silent=True)
         ca_file = ctx.meta.get(CA_FILE_META) if ctx is not None else None
-        async with LedgerClient(list(nodes), retries=2 * len(nodes), ca_file=ca_file) as client:
+        key_file = ctx.meta.get(KEY_FILE_META) if ctx is not None else None
+        async with LedgerClient(list(nodes), retries=2 * len(nodes), ca_file=ca_file,
+                                auth_key_file=key_file) as client:
             return await work(client)
 
     try:
