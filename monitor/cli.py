@@ -1,9 +1,13 @@
 """``ledger-monitor``: the risk monitor's command line (docs/monitor.md).
 
-Today it scores offline: ``ledger-monitor score --input records.jsonl
---output scores.jsonl``.  Exit status 0 when every line was read (malformed
-lines are skipped, counted and named on stderr, not an error), 2 for usage
-errors or files that cannot be opened.
+``ledger-monitor score --input records.jsonl --output scores.jsonl`` scores
+offline: exit status 0 when every line was read (malformed lines are
+skipped, counted and named on stderr, not an error), 2 for usage errors or
+files that cannot be opened.
+
+``ledger-monitor follow --node URL`` follows a node's block stream,
+verifying and scoring every block (:mod:`monitor.follow`); exit status 3
+when a streamed block fails verification.
 """
 
 from __future__ import annotations
@@ -55,6 +59,41 @@ def score(input_path: IO[bytes], output_path: IO[bytes], detector: str, flag: fl
         raise click.UsageError(str(exc)) from None
     summary = score_file(input_path, output_path, det, flag)
     print(summary.line(), file=sys.stderr)
+
+
+@main.command()
+@click.option("--node", "node_url", required=True, help="Base URL of a node, e.g. http://127.0.0.1:7700.")
+@click.option("--genesis", "genesis_path", type=click.Path(exists=True, dir_okay=False),
+              help="The chain's genesis.json to verify against (default: the node's "
+                   "GET /v1/genesis, which then is trusted).")
+@click.option("--output", "output_path", type=click.File("ab"), default="-", show_default=True,
+              help="Flagged records as JSON lines {id, height, score, flag, reasons}.")
+@click.option("--flag", default=DEFAULT_FLAG, type=float, show_default=True,
+              help="Score at or above which a record is flagged.")
+@click.option("--thresholds", default=",".join(map(str, DEFAULT_THRESHOLDS)), show_default=True,
+              help="Approval thresholds in minor units, for the just-under-threshold feature.")
+@click.option("--until", "until", type=int, default=None,
+              help="Stop once this height is verified and scored (default: follow forever).")
+@click.option("--metrics-port", type=int, default=None,
+              help="Serve Prometheus metrics on this port (127.0.0.1).")
+@click.option("--ca-file", type=click.Path(exists=True, dir_okay=False),
+              help="PEM trust roots for an https:// node.")
+@click.option("--key", "key_file", type=click.Path(exists=True, dir_okay=False),
+              help="The monitor's key file: requests are signed with it (PROTOCOL §11); its "
+                   "key needs the role monitor, read or audit.")
+def follow(node_url: str, genesis_path: str | None, output_path: IO[bytes], flag: float,
+           thresholds: str, until: int | None, metrics_port: int | None,
+           ca_file: str | None, key_file: str | None) -> None:
+    """Follow a node's committed blocks: verify each, score its records."""
+    from .follow_cli import run_follow
+    try:
+        limits = tuple(int(x) for x in thresholds.split(",") if x)
+    except ValueError as exc:
+        raise click.UsageError(str(exc)) from None
+    code = run_follow(node_url, genesis_path=genesis_path, output=output_path, flag=flag,
+                      detector=BuiltinDetector(thresholds=limits), until=until,
+                      metrics_port=metrics_port, ca_file=ca_file, key_file=key_file)
+    sys.exit(code)
 
 
 if __name__ == "__main__":

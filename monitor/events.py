@@ -12,9 +12,12 @@ record without ``origin.account`` or ``body.amount`` is still an event.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from collections.abc import Mapping
 from typing import Any
 
 import orjson
+
+from ledger.records import Record
 
 KINDS = ("payment", "refund", "settlement", "transfer", "payout")
 MAX_LINE_BYTES = 64 * 1024
@@ -43,7 +46,7 @@ class Event:
     parents: tuple[str, ...]
 
 
-def _opt_str(mapping: dict[str, Any], key: str) -> str | None:
+def _opt_str(mapping: Mapping[str, Any], key: str) -> str | None:
     value = mapping.get(key)
     return value if isinstance(value, str) and value else None
 
@@ -80,15 +83,28 @@ def parse_line(line: bytes | str) -> Event:
     if not isinstance(parents, list) or not all(isinstance(p, str) for p in parents):
         raise MalformedLine("record.parents is not a list of ids")
     submitter = record.get("submitter", "")
+    return _event(rid, height, time, kind, submitter if isinstance(submitter, str) else "",
+                  origin, body, tuple(parents))
+
+
+def _event(rid: str, height: int, time: int, kind: str, submitter: str, origin: Mapping[str, Any],
+           body: Mapping[str, Any], parents: tuple[str, ...]) -> Event:
     amount = body.get("amount")
     return Event(
-        id=rid, height=height, time=time, kind=kind,
-        submitter=submitter if isinstance(submitter, str) else "",
+        id=rid, height=height, time=time, kind=kind, submitter=submitter,
         account=_opt_str(origin, "account"), country=_opt_str(origin, "country"),
         system=_opt_str(origin, "system"), channel=_opt_str(origin, "channel"),
         device=_opt_str(origin, "device"),
         amount=amount if type(amount) is int else None,
         currency=_opt_str(body, "currency"), counterparty=_opt_str(body, "counterparty"),
         merchant_category=_opt_str(body, "merchant_category"),
-        parents=tuple(parents),
+        parents=parents,
     )
+
+
+def event_from_record(record: Record, height: int) -> Event:
+    """A committed record as the detectors see it (``ledger-monitor follow``):
+    the same fields :func:`parse_line` reads from its JSON form, the
+    record's ``ts`` as the event time."""
+    return _event(record.id.hex(), height, record.ts, record.kind, record.submitter.hex(),
+                  record.origin, record.body, tuple(p.hex() for p in record.parents))

@@ -77,6 +77,8 @@ ROUTES: dict[tuple[str, str], Rule] = {
     ("GET", "/explorer/"): rule(ANYONE, public_read=True),
     ("GET", "/explorer/{name}"): rule(ANYONE, public_read=True),
     ("GET", "/metrics"): rule(AUDIT_ROLE, MONITOR_ROLE),
+    # Committed blocks with their envelopes, as GET /v1/blocks/{h}?envelopes=1.
+    ("GET", "/v1/stream"): rule(*RECORDS, MONITOR_ROLE, public_read=True),
     ("GET", "/health"): rule(auth=NONE),
     ("GET", "/v1/sync/blocks"): rule(auth=VALIDATOR),
     ("GET", "/v1/sync/snapshot"): rule(auth=VALIDATOR),

@@ -105,6 +105,8 @@ class ApiBackend(Protocol):
 
     async def sync_snapshot(self, request: web.Request) -> web.Response: ...
 
+    async def stream_blocks(self, request: web.Request) -> web.StreamResponse: ...
+
 
 def json_response(doc: Any, status: int = 200) -> web.Response:
     """A JSON answer, encoded by orjson: proof bundles are the most frequent

@@ -38,6 +38,7 @@ class NodeRoutes:
             web.get("/v1/evidence", self.get_evidence),
             web.get("/v1/sync/blocks", self.sync_blocks),
             web.get("/v1/sync/snapshot", self.sync_snapshot),
+            web.get("/v1/stream", self.stream),
             web.get("/v1/peer", self.peer),
             web.get("/health", self.health),
             web.get("/metrics", self.metrics),
@@ -86,6 +87,9 @@ class NodeRoutes:
 
     async def sync_snapshot(self, request: web.Request) -> web.Response:
         return await self.node.sync_snapshot(request)
+
+    async def stream(self, request: web.Request) -> web.StreamResponse:
+        return await self.node.stream_blocks(request)
 
     async def peer(self, request: web.Request) -> web.StreamResponse:
         if request.headers.get("Upgrade", "").lower() != "websocket":

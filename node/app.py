@@ -46,6 +46,7 @@ from .metrics import ASSEMBLY_OUTCOMES, Metrics
 from .checkpoints import Checkpoints
 from .peer_messages import (CompactProposal, ConsensusMessage, Cosign, Fetched, Records, Sigs,
                             Status, Want, WantSigs)
+from .stream import BlockStream
 from .statesync import HistoryBackfill, join_by_snapshot, snapshot_response
 from .sync import BlockSync, serve_blocks
 from .syncauth import check_request, sign_request
@@ -88,6 +89,7 @@ class Node:
         self.pending_writer: PendingWriter | None = None
         self._admin: AdminServer | None = None
         self._checkpoints: Checkpoints | None = None
+        self.stream = BlockStream(config.settings.stream, self.metrics)
 
     @property
     def chain(self) -> ChainStore:
@@ -439,6 +441,7 @@ class Node:
         self.metrics.blocks_committed.labels(source=source).inc()
         if self._checkpoints is not None:
             self._checkpoints.committed(header)
+        self.stream.committed(header.height)
         log.info("committed block %d: %d records, log size %d", header.height, len(envelopes),
                  header.log_size, extra={"block": header.hash.hex()[:16], "source": source})
 
@@ -496,6 +499,9 @@ class Node:
         return await serve_blocks(self.chain, request, max_blocks=s.batch_blocks,
                                   max_bytes=s.max_response_bytes,
                                   chunk_bytes=self.config.settings.http.stream_chunk_bytes)
+
+    async def stream_blocks(self, request: web.Request) -> web.StreamResponse:
+        return await self.stream.serve(self.chain, request)
 
     async def sync_snapshot(self, request: web.Request) -> web.Response:
         s = self.config.settings.sync

@@ -44,6 +44,7 @@ SECTIONS: dict[str, str] = {
     "tls": "TLS on the HTTP API and peer links (see TLS and start-up checks below).",
     "auth": "Request authentication: RFC 9421 signatures by registered keys, and roles per "
             "route (protocol §11; see Authentication and roles below).",
+    "stream": "The block stream (`GET /v1/stream`, protocol §12.1) that risk monitors follow.",
     "log": "Logging (JSON lines on standard error).",
 }
 

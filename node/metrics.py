@@ -158,6 +158,14 @@ class Metrics:
             "open, no fault stopped it), synced, committing", ["capability"], registry=r,
         )
 
+        self.stream_clients = Gauge("ledger_stream_clients", "Block streams (GET /v1/stream) "
+                                    "being served", registry=r)
+        self.stream_blocks = Counter("ledger_stream_blocks_sent", "Block events sent on block "
+                                     "streams", registry=r)
+        self.stream_cut = Counter(
+            "ledger_stream_cut", "Block streams refused over stream.max_clients (limit) or cut "
+            "for a reader slower than stream.write_timeout_ms (slow)", ["reason"], registry=r)
+
         self._request_children: dict[tuple[str, str, int], Any] = {}
         self._on_scrape: list[Callable[[], None]] = []
         self._assembly_seen: dict[str, int] = {}

@@ -301,6 +301,15 @@ def openapi_spec(*, max_envelopes: int = 5000, max_trace_depth: int = 64) -> dic
             (400, 429)),
         "/v1/evidence": _get("Equivocation evidence seen by consensus",
                              _json(_ref("Evidence"), "evidence")),
+        "/v1/stream": _get(
+            "Committed blocks with their certificates as server-sent events, from a height "
+            "on and then live as they commit (PROTOCOL §12.1)",
+            {"description": "text/event-stream: one `block` event per block (id: its height; "
+                            "data: {height, tip, hash, header, certificate, envelopes})",
+             "content": {"text/event-stream": {"schema": {"type": "string"}}}},
+            [_query("from", "first height (default: Last-Event-ID + 1, else the next block)",
+                    1)],
+            (400, 429, 503)),
         "/v1/sync/blocks": _get(
             "Certified blocks with their envelopes, for catch-up between validators: "
             "validators only, signed with X-Ledger-Validator, X-Ledger-Timestamp and "

@@ -397,6 +397,24 @@ class AuthSettings:
 
 
 @dataclass(frozen=True, kw_only=True)
+class StreamSettings:
+    """``[stream]`` in node.toml: the block stream of monitors (`GET /v1/stream`)."""
+
+    max_clients: int = setting(16, lo=1, hi=10_000,
+        doc="Most block streams served at once; the next request is answered 429 "
+            "`rate_limited` (counted in `ledger_stream_cut_total{reason=\"limit\"}`).")
+
+    write_timeout_ms: int = setting(10_000, lo=100, hi=600_000,
+        doc="A stream whose reader takes no event for this long is cut (counted in "
+            "`ledger_stream_cut_total{reason=\"slow\"}`); the reader resumes from the next "
+            "height.")
+
+    keepalive_ms: int = setting(15_000, lo=100, hi=600_000,
+        doc="A stream at the tip sends a comment line after this long without a block, so "
+            "that proxies and readers see the connection alive.")
+
+
+@dataclass(frozen=True, kw_only=True)
 class LogSettings:
     """``[log]`` in node.toml."""
 
@@ -417,6 +435,7 @@ class Settings:
     sync: SyncSettings
     tls: TlsSettings
     auth: AuthSettings
+    stream: StreamSettings
     log: LogSettings
 
 
