@@ -29,6 +29,7 @@ from . import peer_messages
 from .aio import cancel_all
 from .api import SERVER_OPTIONS, build_app, parse_uint
 from .auth import Authenticator
+from .operator_http import build_operator_app
 from .assembly import ProposalAssembler, compact_proposal, decode_compact, split_leaves
 from .backup import AdminServer
 from .chainapp import NodeApplication
@@ -74,6 +75,7 @@ class Node:
         self.metrics = Metrics()
         self._chain: ChainStore | None = None
         self._runner: web.AppRunner | None = None
+        self._operator: web.AppRunner | None = None
         self.store_open_s = 0.0
         self._compaction_reniced = False
         self._tasks: list[asyncio.Task[None]] = []
@@ -197,6 +199,13 @@ class Node:
             handler_options=options,
             on_refused=lambda: self.metrics.rejected.labels(code="bad_request").inc(),
             ssl_context=cfg.tls.server if cfg.tls is not None else None).start()
+        if http.operator_port:
+            self._operator = web.AppRunner(build_operator_app(self), shutdown_timeout=1.0,
+                                           **options)
+            await self._operator.setup()
+            await web.TCPSite(self._operator, http.operator_host, http.operator_port,
+                              reuse_address=True,
+                              ssl_context=cfg.tls.server if cfg.tls is not None else None).start()
         # The operator socket (node/backup.py): after the store is open, so a
         # second node started on the same data dir never replaces the socket.
         self._admin = AdminServer(leveldb, cfg.data_dir, chain=self.genesis.chain, node=self.name)
@@ -248,6 +257,8 @@ class Node:
             await self.transport.stop()
         if self._runner is not None:
             await self._runner.cleanup()
+        if self._operator is not None:
+            await self._operator.cleanup()
         if self._admin is not None:
             await self._admin.stop()
             self._admin = None

@@ -128,6 +128,19 @@ class HttpSettings:
             " piece.")
 
 
+    # /metrics and /health without signatures, for scrapers and probes that
+    # hold no registered key (node/operator_http.py); 0: not served.
+    operator_port: int = setting(0, lo=0, hi=65535,
+        doc="Port of the operator listener, which serves only `GET /metrics` and `GET /health`"
+            " without request signatures (for a Prometheus scraper or a probe; over TLS when "
+            "the API has it). 0 (the default): no operator listener; `/metrics` is then only "
+            "on the API, signed by a key with the `audit` or `monitor` role.")
+
+    operator_host: str = setting("127.0.0.1",
+        doc="Address the operator listener binds; keep it on a network only monitoring "
+            "reaches.")
+
+
 @dataclass(frozen=True, kw_only=True)
 class ConsensusSettings:
     """``[consensus]`` in node.toml."""

@@ -23,7 +23,7 @@ from yarl import URL
 
 from client.errors import LedgerAPIError
 from client.sdk import LedgerClient
-from harness.localnet import LocalCluster
+from harness.localnet import LocalCluster, free_base_port
 from ledger.crypto import SigningKey
 from ledger.reqsig import RequestSigner
 
@@ -112,7 +112,10 @@ async def test_signed_requests_and_roles_on_a_tls_cluster(tmp_path: Path) -> Non
 
 
 async def test_public_read_opens_the_read_routes(tmp_path: Path) -> None:
-    c = LocalCluster(tmp_path, tls=True, auth=True, params={"public_read": 1})
+    operator = free_base_port(1)
+    c = LocalCluster(tmp_path, tls=True, auth=True, params={"public_read": 1},
+                     toml_edits={0: [("max_body_bytes = 16777216",
+                                      f"max_body_bytes = 16777216\noperator_port = {operator}")]})
     try:
         await c.start_all()
         async with LedgerClient([c.url(0)], tmp_path / "keys" / "demo.json",
@@ -125,6 +128,16 @@ async def test_public_read_opens_the_read_routes(tmp_path: Path) -> None:
         assert (await raw(c, "GET", "/metrics"))[0] == 401
         status, doc = await raw(c, "POST", "/v1/records", body=b'{"envelopes": []}')
         assert (status, doc["error"]) == (401, "unauthenticated")
+        # The operator listener serves /metrics and /health unsigned, and nothing else.
+        ctx = ssl.create_default_context(cafile=str(c.ca_file))
+        async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(ssl=ctx)) as s:
+            base = f"https://127.0.0.1:{operator}"
+            async with s.get(base + "/metrics") as resp:
+                assert resp.status == 200 and b"ledger_height" in await resp.read()
+            async with s.get(base + "/health") as resp:
+                assert resp.status == 200
+            async with s.get(base + f"/v1/records/{rid}") as resp:
+                assert resp.status == 404
     finally:
         await c.stop_all()
 
