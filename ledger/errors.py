@@ -347,3 +347,10 @@ class Paused(VerificationError):
 
     code = "paused"
     step = "submitter"
+
+
+class BadRiskRecord(VerificationError):
+    """A ``risk.*`` record whose kind, body or parents break PROTOCOL §12.2."""
+
+    code = "bad_risk_record"
+    step = "risk"

@@ -31,6 +31,7 @@ from .errors import (
 from .genesis import Genesis, Member, Submitter, Validator, validators_hash
 from .governance import GOV_PREFIX, Action, parse_action
 from .records import SUBMIT_ROLE, Envelope, verify_signatures
+from .risk import RISK_PREFIX, check_risk_record
 
 MIN_VALIDATORS = 4
 VALIDATOR_DELAY = 2  # a validator-set change committed at H is in force from H + 2
@@ -298,6 +299,8 @@ def check_record_in(state: State, envelope: Envelope, height: int, *, signatures
             f"submitter {to_hex(record.submitter)} is not a submitter at height {height}")
     if SUBMIT_ROLE not in submitter.roles:
         raise ForbiddenRole(f"submitter {submitter.name!r} lacks the {SUBMIT_ROLE!r} role")
+    if record.kind.startswith(RISK_PREFIX):
+        check_risk_record(record, submitter)
     scope = state.is_paused(envelope) if paused else None
     if scope is not None:
         raise Paused(f"{scope[0]} {scope[1]!r} is paused at height {height}")

@@ -79,11 +79,13 @@ def score(input_path: IO[bytes], output_path: IO[bytes], detector: str, flag: fl
 @click.option("--ca-file", type=click.Path(exists=True, dir_okay=False),
               help="PEM trust roots for an https:// node.")
 @click.option("--key", "key_file", type=click.Path(exists=True, dir_okay=False),
-              help="The monitor's key file: requests are signed with it (PROTOCOL §11); its "
-                   "key needs the role monitor, read or audit.")
+              help="The monitor's key file: requests are signed with it (PROTOCOL §11) and "
+                   "flagged records become risk.alert records it signs (PROTOCOL §12.2); its "
+                   "key needs the roles monitor and submit.")
+@click.option("--no-alerts", is_flag=True, help="With --key: sign requests, submit no alerts.")
 def follow(node_url: str, genesis_path: str | None, output_path: IO[bytes], flag: float,
            thresholds: str, until: int | None, metrics_port: int | None,
-           ca_file: str | None, key_file: str | None) -> None:
+           ca_file: str | None, key_file: str | None, no_alerts: bool) -> None:
     """Follow a node's committed blocks: verify each, score its records."""
     from .follow_cli import run_follow
     try:
@@ -92,7 +94,8 @@ def follow(node_url: str, genesis_path: str | None, output_path: IO[bytes], flag
         raise click.UsageError(str(exc)) from None
     code = run_follow(node_url, genesis_path=genesis_path, output=output_path, flag=flag,
                       detector=BuiltinDetector(thresholds=limits), until=until,
-                      metrics_port=metrics_port, ca_file=ca_file, key_file=key_file)
+                      metrics_port=metrics_port, ca_file=ca_file, key_file=key_file,
+                      submit_alerts=not no_alerts)
     sys.exit(code)
 
 

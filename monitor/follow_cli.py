@@ -18,6 +18,7 @@ from ledger.genesis import Genesis, parse_genesis
 from ledger.keys import load_key_file
 from ledger.reqsig import RequestSigner
 
+from .alerts import AlertSubmitter
 from .detector import Detector
 from .follow import Alert, Follower, StreamVerificationError, follow, signed_get
 
@@ -45,7 +46,8 @@ def alert_line(alert: Alert) -> bytes:
 
 async def _run(node_url: str, *, genesis_path: str | None, output: IO[bytes], flag: float,
                detector: Detector, until: int | None, metrics_port: int | None,
-               ca_file: str | None, key_file: str | None) -> int:
+               ca_file: str | None, key_file: str | None,
+               submit_alerts: bool = True) -> int:
     import aiohttp
 
     try:
@@ -66,13 +68,24 @@ async def _run(node_url: str, *, genesis_path: str | None, output: IO[bytes], fl
             from prometheus_client import start_http_server
             start_http_server(metrics_port, addr="127.0.0.1", registry=follower.metrics.registry)
 
+        submitter: AlertSubmitter | None = None
+
         async def sink(alerts: list[Alert]) -> None:
             output.write(b"".join(alert_line(a) for a in alerts))
             output.flush()
+            if submitter is not None:
+                await submitter(alerts)
 
         try:
-            await follow(follower, node_url, sink, session=session, signer=signer,
-                         stop_at=until)
+            if key_file is not None and submit_alerts:
+                from client.sdk import LedgerClient
+                async with LedgerClient([node_url], key_file=key_file, ca_file=ca_file) as lc:
+                    submitter = AlertSubmitter(lc, detector.name, follower.metrics)
+                    await follow(follower, node_url, sink, session=session, signer=signer,
+                                 stop_at=until)
+            else:
+                await follow(follower, node_url, sink, session=session, signer=signer,
+                             stop_at=until)
         except StreamVerificationError as exc:
             print(f"ledger-monitor follow: {exc}", file=sys.stderr)
             return 3

@@ -27,6 +27,7 @@ GOVERNANCE_CODES = [
     "duplicate_signature", "bad_governance", "not_a_member", "too_few_signatures",
     "proposal_expired", "conflicting_proposal", "too_few_validators",
     "unreachable_threshold", "key_rotated", "paused",
+    "bad_risk_record",  # a risk.* record's kind, body or parents (PROTOCOL §12.2)
 ]
 
 HEX32 = {"type": "string", "pattern": "^[0-9a-f]{64}$"}
