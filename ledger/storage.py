@@ -315,6 +315,7 @@ class LevelDBStore:
         write_buffer_size: int = DEFAULT_WRITE_BUFFER_BYTES,
         max_open_files: int = DEFAULT_MAX_OPEN_FILES,
         block_size: int = DEFAULT_BLOCK_BYTES,
+        verify_checksums: bool = True,
     ) -> None:
         import plyvel  # imported here: MemoryStore users need not have it
 
@@ -346,7 +347,10 @@ class LevelDBStore:
         # flipped byte inside an incompressible value (a signature, a hash)
         # comes back as a wrong value with no error; checked reads turn it
         # into plyvel.CorruptionError (a 503 at the API, fail-stop in sync).
-        self.get = functools.partial(self._db.get, verify_checksums=True)
+        # ``verify_checksums=False`` exists to measure what the check costs
+        # (scripts/bench-store --verify-checksums off); nodes never pass it.
+        self._verify_checksums = verify_checksums
+        self.get = functools.partial(self._db.get, verify_checksums=verify_checksums)
 
     def _check_open(self) -> None:
         if self._closed:
@@ -384,13 +388,14 @@ class LevelDBStore:
     ) -> Iterator[tuple[bytes, bytes]]:
         self._check_open()
         if start is None:
-            it = self._db.iterator(prefix=prefix, reverse=reverse, verify_checksums=True)
+            it = self._db.iterator(prefix=prefix, reverse=reverse,
+                                   verify_checksums=self._verify_checksums)
         else:
             lo, hi, include_hi = _bounds(prefix, reverse, start)
             if hi is not None and (hi < lo or (hi == lo and not include_hi)):
                 return iter(())
             it = self._db.iterator(start=lo, stop=hi, include_stop=include_hi, reverse=reverse,
-                                   verify_checksums=True)
+                                   verify_checksums=self._verify_checksums)
         result: Iterator[tuple[bytes, bytes]] = it
         return result
 

@@ -52,9 +52,11 @@ def record_ids(records: int, count: int, rnd: random.Random) -> list[bytes]:
     return [bench_record(submitter, rnd.randrange(records)).id for _ in range(count)]
 
 
-def measure(path: Path, max_open_files: int, proofs: int) -> dict[str, Any]:
+def measure(path: Path, max_open_files: int, proofs: int,
+            verify_checksums: bool = True) -> dict[str, Any]:
     genesis, _, _ = setup()
-    chain = ChainStore(LevelDBStore(str(path), create=False, max_open_files=max_open_files),
+    chain = ChainStore(LevelDBStore(str(path), create=False, max_open_files=max_open_files,
+                                    verify_checksums=verify_checksums),
                        genesis, check=False)
     ids = record_ids(chain.log.size, proofs, random.Random(1))
     before = memory_mb(os.getpid())
@@ -64,7 +66,8 @@ def measure(path: Path, max_open_files: int, proofs: int) -> dict[str, Any]:
     seconds = time.perf_counter() - started
     after = memory_mb(os.getpid())
     chain.close()
-    return {"max_open_files": max_open_files, "proofs": proofs,
+    return {"max_open_files": max_open_files, "verify_checksums": verify_checksums,
+            "proofs": proofs,
             "proofs_per_s": round(proofs / seconds), "memory_before_mb": before,
             "memory_after_mb": after,
             "tables": sum(1 for p in path.iterdir() if p.suffix == ".ldb")}
@@ -77,6 +80,9 @@ def main() -> None:
     ap.add_argument("--proofs", type=int, default=40_000)
     ap.add_argument("--max-open-files", default="1000,140,110,74",
                     help="comma-separated values to measure (LevelDB raises < 74 to 74)")
+    ap.add_argument("--verify-checksums", choices=("on", "off", "both"), default="on",
+                    help="LevelDB block checksums on reads (nodes: on); 'both' measures "
+                         "each value of --max-open-files off then on, to price the check")
     ap.add_argument("--dir", type=Path, default=Path("/tmp/auditledger-bench-store"))
     ap.add_argument("--out", type=Path, default=Path("bench-store.json"))
     args = ap.parse_args()
@@ -85,10 +91,12 @@ def main() -> None:
     print(f"store {path}: building up to {args.records:,} records", file=sys.stderr)
     build_store(path, args.records, args.block, LABEL)
     results = []
-    for value in (int(v) for v in args.max_open_files.split(",")):
-        r = measure(path, value, args.proofs)
+    checks = {"on": [True], "off": [False], "both": [False, True]}[args.verify_checksums]
+    for value, check in ((int(v), c) for v in args.max_open_files.split(",") for c in checks):
+        r = measure(path, value, args.proofs, check)
         results.append(r)
-        print(f"max_open_files={value:>5}: {r['proofs_per_s']:>6,} proofs/s, "
+        print(f"max_open_files={value:>5} verify_checksums={'on' if check else 'off'}: "
+              f"{r['proofs_per_s']:>6,} proofs/s, "
               f"RssFile {r['memory_before_mb']['RssFile']} -> "
               f"{r['memory_after_mb']['RssFile']} MB, "
               f"RssAnon {r['memory_after_mb']['RssAnon']} MB ({r['tables']} tables)")
