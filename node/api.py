@@ -20,6 +20,7 @@ from .api_middleware import make_middlewares
 from .auth import Authenticator, make_auth_middleware
 from .api_node import NodeRoutes
 from .api_records import RecordRoutes
+from .ratelimit import ClientLimits
 from .explorer import Explorer
 
 # What other modules and the tests import from here.
@@ -51,16 +52,17 @@ def route_groups(node: ApiBackend, *, max_envelopes: int, max_trace_depth: int,
 def build_app(node: ApiBackend, *, max_body_bytes: int, max_inflight: int, max_envelopes: int,
               max_trace_depth: int, max_trace_nodes: int,
               body_timeout_s: float = 30.0, genesis_json: bytes | None = None,
-              max_requests_per_client: int | None = None,
+              client_limits: ClientLimits | None = None,
               auth: Authenticator | None = None) -> web.Application:
     """The node's aiohttp application; with ``auth``, every request is
     authenticated and authorised (node/auth.py, node/access.py), without it
     every route is open (``auth.insecure_open``, and in-process tests)."""
     middlewares = make_middlewares(node.metrics, max_inflight, body_timeout_s,
                                    max_body_bytes=max_body_bytes,
-                                   max_per_client=max_requests_per_client)
-    if auth is not None:
-        middlewares.append(make_auth_middleware(auth))
+                                   client_limits=client_limits)
+    if auth is not None:  # after the address limits, before the identity ones
+        middlewares.insert(len(middlewares) - (client_limits is not None),
+                           make_auth_middleware(auth))
     app = web.Application(client_max_size=max_body_bytes, middlewares=middlewares)
     for group in route_groups(node, max_envelopes=max_envelopes, max_trace_depth=max_trace_depth,
                               max_trace_nodes=max_trace_nodes, genesis_json=genesis_json):

@@ -15,7 +15,7 @@ from aiohttp import web
 
 from ledger.chain import ChainStore
 from ledger.encoding import UINT64_MAX, from_hex
-from ledger.errors import BadEncoding, BadRequest, LedgerError, NotFound, RateLimited
+from ledger.errors import BadEncoding, BadRequest, LedgerError, NotFound
 from ledger.genesis import Genesis
 from ledger.records import ID_LEN
 
@@ -58,10 +58,6 @@ class BodyTooLarge(LedgerError):
     """The request body is over ``http.max_body_bytes``."""
 
     code = "too_large"
-
-
-class TooManyFromClient(RateLimited):
-    """The client address has ``http.max_requests_per_client`` requests in progress."""
 
 
 # The options of aiohttp's request handler that the node relies on (given to

@@ -19,12 +19,12 @@ from .api_common import (
     CODE_FOR_STATUS,
     BodyTooLarge,
     SlowBody,
-    TooManyFromClient,
     UnsupportedEncoding,
     error_response,
 )
 from .auth import ACCEPT_SIGNATURE, WWW_AUTHENTICATE
 from .metrics import Metrics
+from .ratelimit import EXEMPT_ROUTES, ClientLimits, ClientRateLimited, limit_middlewares
 
 log = logging.getLogger("node.api")
 
@@ -48,14 +48,15 @@ def _content_coded(request: web.Request) -> str | None:
 # Refusals that leave the request body unread: the connection is closed after
 # the answer (SERVER_OPTIONS: no lingering), never drained.
 CLOSES_CONNECTION = (SlowBody, UnsupportedEncoding, BodyTooLarge)
-UNCOUNTED_ROUTES = ("/health", "/metrics", "/v1/peer")
 
 
 def make_middlewares(metrics: Metrics, max_inflight: int,
                      body_timeout_s: float = 30.0, *, max_body_bytes: int | None = None,
-                     max_per_client: int | None = None) -> list[Any]:
+                     client_limits: ClientLimits | None = None) -> list[Any]:
+    """The errors middleware, then (with ``client_limits``) the limits per
+    client address and per identity (node/ratelimit.py); build_app puts
+    authentication between those two."""
     inflight = 0
-    per_client: dict[str, int] = {}
 
     @web.middleware
     async def errors(request: web.Request, handler: Handler) -> web.StreamResponse:
@@ -64,7 +65,6 @@ def make_middlewares(metrics: Metrics, max_inflight: int,
         route = _route_name(request)
         status = 500
         counted = False
-        client: str | None = None
         try:
             coding = _content_coded(request)
             if coding is not None:  # checked before a byte of the body is read
@@ -82,16 +82,9 @@ def make_middlewares(metrics: Metrics, max_inflight: int,
                 except TimeoutError:
                     raise SlowBody(f"body_timeout: request body not received within "
                                    f"{body_timeout_s:g}s") from None
-            if max_per_client is not None and route not in UNCOUNTED_ROUTES:
-                client = request.remote or ""
-                if per_client.get(client, 0) >= max_per_client:
-                    client = None
-                    raise TooManyFromClient(f"more than {max_per_client} requests in progress "
-                                            f"from this address; retry later")
-                per_client[client] = per_client.get(client, 0) + 1
             inflight += 1
             counted = True
-            if inflight > max_inflight and route not in ("/health", "/metrics", "/v1/peer"):
+            if inflight > max_inflight and route not in EXEMPT_ROUTES:
                 raise RateLimited(f"more than {max_inflight} requests in flight; retry later")
             response = await handler(request)
             status = response.status
@@ -111,6 +104,9 @@ def make_middlewares(metrics: Metrics, max_inflight: int,
                 resp.headers["Accept-Signature"] = ACCEPT_SIGNATURE
             elif resp.status == 401:
                 resp.headers["WWW-Authenticate"] = "Ledger-Validator"
+            if resp.status == 429:  # RFC 6585 §4: say when to come back (PROTOCOL §11.5)
+                resp.headers["Retry-After"] = str(
+                    exc.retry_after_s if isinstance(exc, ClientRateLimited) else 1)
             status = resp.status
             return resp
         except web.HTTPException as exc:
@@ -124,6 +120,8 @@ def make_middlewares(metrics: Metrics, max_inflight: int,
                 resp.headers["Allow"] = exc.headers["Allow"]
             if exc.status == 413:  # over client_max_size while reading: body left unread
                 resp.force_close()
+            if exc.status == 429:  # peer handshakes over their allowance (node/transport.py)
+                resp.headers["Retry-After"] = "1"
             status = resp.status
             return resp
         except (asyncio.CancelledError, ConnectionError):
@@ -146,15 +144,15 @@ def make_middlewares(metrics: Metrics, max_inflight: int,
         finally:
             if counted:
                 inflight -= 1
-            if client is not None:
-                left = per_client[client] - 1
-                if left:
-                    per_client[client] = left
-                else:
-                    del per_client[client]
             metrics.observe_request(route, request.method, status, time.perf_counter() - start)
 
-    return [errors]
+    if client_limits is None:
+        return [errors]
+    by_address, by_identity = limit_middlewares(
+        _route_name, client_limits,
+        on_limited=lambda scope, limit: metrics.client_limited.labels(scope=scope,
+                                                                      limit=limit).inc())
+    return [errors, by_address, by_identity]
 
 
 def _route_name(request: web.Request) -> str:

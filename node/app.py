@@ -29,6 +29,7 @@ from . import peer_messages
 from .aio import cancel_all
 from .api import SERVER_OPTIONS, build_app, parse_uint
 from .auth import Authenticator
+from .ratelimit import ClientLimits, identity_key
 from .operator_http import build_operator_app
 from .assembly import ProposalAssembler, compact_proposal, decode_compact, split_leaves
 from .backup import AdminServer
@@ -183,7 +184,8 @@ class Node:
                             max_trace_nodes=limits.max_trace_nodes,
                             body_timeout_s=http.body_timeout_ms / 1000,
                             genesis_json=cfg.genesis_path.read_bytes(),
-                            max_requests_per_client=http.max_requests_per_client,
+                            client_limits=ClientLimits.from_settings(
+                                http, identity_of=identity_key),
                             auth=self._authenticator())
         guard = HeadTimeout(http.header_timeout_ms / 1000,
                             lambda reason: self.metrics.http_timeouts.labels(reason=reason).inc(),

@@ -283,7 +283,8 @@ class HeadTimeout:
                                  f"more than {self.max_per_client} connections from this "
                                  f"address; retry later"})
             transport.write(b"HTTP/1.1 429 Too Many Requests\r\nContent-Type: application/json"
-                            b"; charset=utf-8\r\nConnection: close\r\nContent-Length: "
+                            b"; charset=utf-8\r\nRetry-After: 1\r\nConnection: close\r\n"
+                            b"Content-Length: "
                             + str(len(body)).encode() + b"\r\n\r\n" + body)
             transport.close()
             return None

@@ -24,6 +24,8 @@ import ledger
 from ledger import errors
 from ledger.native import native
 
+from . import ratelimit
+
 __all__ = ["CONTENT_TYPE_LATEST", "Metrics"]
 
 # Prometheus derives a counter's start time from resets; the ``_created``
@@ -125,6 +127,12 @@ class Metrics:
             "staying idle (idle), taking no output within the write timeout (write), or "
             "over the connections per client address (per_client)", ["reason"], registry=r,
         )
+        self.client_limited = Counter(
+            "ledger_http_client_limited",
+            "Requests answered 429 by the limits of one client address or identity "
+            "(scope), for its request rate or its requests in progress (limit)",
+            ["scope", "limit"], registry=r,
+        )
         self.request_latency = Histogram(
             "ledger_http_request_seconds", "HTTP request latency", ["route", "method", "status"],
             buckets=_LATENCY_BUCKETS, registry=r,
@@ -180,6 +188,9 @@ class Metrics:
             self.handshakes_failed.labels(reason=reason)
         for reason in HTTP_TIMEOUT_REASONS:
             self.http_timeouts.labels(reason=reason)
+        for scope in ratelimit.SCOPES:
+            for limit in ratelimit.LIMITS:
+                self.client_limited.labels(scope=scope, limit=limit)
         for source in ADMISSION_SOURCES:
             self.admitted.labels(source=source)
         for source in COMMIT_SOURCES:

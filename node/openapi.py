@@ -186,10 +186,15 @@ def _errors(*statuses: int) -> dict[str, Any]:
                  "on the sync routes, forbidden",
             404: "not_found",
             409: "not_committed", 413: "too_large", 415: "unsupported_media_type",
-            429: "rate_limited", 503: "unavailable"}
+            429: "rate_limited (with Retry-After): in flight, or a client's limits",
+            503: "unavailable"}
     # Any route may be refused while the node is saturated (429) or cannot
     # serve (503, e.g. damaged storage); 500 is a bug, still in the Error shape.
     out = {str(s): _json(_ref("Error"), text[s]) for s in sorted({*statuses, 429, 503})}
+    # Every 429 says when to come back (PROTOCOL §11.5).
+    out["429"]["headers"] = {"Retry-After": {
+        "description": "whole seconds to wait before retrying this node", "required": True,
+        "schema": {"type": "integer", "minimum": 1}}}
     out["500"] = _json(_ref("Error"), "internal error (a bug; logged)")
     return out
 

@@ -118,7 +118,42 @@ class HttpSettings:
     # its connections); more are answered 429 rate_limited.
     max_requests_per_client: int = setting(64, lo=1, hi=100_000,
         doc="Requests one client address may have in progress at once, on all its "
-            "connections; more are answered 429 `rate_limited`.")
+            "connections; more are answered 429 `rate_limited` with `Retry-After: 1`.")
+
+    # Token bucket per client address (node/ratelimit.py), checked before
+    # authentication: a flood costs no signature check.  A node serves a
+    # few thousand proofs a second in all (docs/performance.md), so the
+    # default leaves one address most of a node, and a benchmark or a bulk
+    # auditor behind one address may need more.
+    client_rate_per_s: int = setting(2000, lo=0, hi=1_000_000,
+        doc="Requests per second one client address may make, on average (0: no limit); "
+            "past its allowance a request is answered 429 `rate_limited` with `Retry-After`"
+            " (PROTOCOL §11.5). `/health`, `/metrics` and `/v1/peer` are not counted.")
+
+    client_burst: int = setting(4000, lo=1, hi=10_000_000,
+        doc="Requests one client address may make at once before `client_rate_per_s` "
+            "applies (the size of its token bucket).")
+
+    # The same per authenticated identity (after authentication): one key
+    # may be used from many addresses.
+    identity_rate_per_s: int = setting(1000, lo=0, hi=1_000_000,
+        doc="Requests per second one authenticated identity may make, on average, from all "
+            "its addresses (0: no limit); past it 429 `rate_limited` with `Retry-After`. "
+            "Requests that carry no identity are limited by address only.")
+
+    identity_burst: int = setting(2000, lo=1, hi=10_000_000,
+        doc="Requests one identity may make at once before `identity_rate_per_s` applies.")
+
+    max_requests_per_identity: int = setting(32, lo=1, hi=100_000,
+        doc="Requests one authenticated identity may have in progress at once, from all "
+            "its addresses; more are answered 429 `rate_limited` with `Retry-After: 1`.")
+
+    # Buckets kept per scope; past it full buckets, then the least recently
+    # used, are forgotten (a forgotten key starts again with a full bucket).
+    rate_limit_keys: int = setting(65536, lo=16, hi=10_000_000,
+        doc="Client addresses (and, apart, identities) whose token buckets the node "
+            "remembers; past it it forgets full buckets first, then the least recently "
+            "used (about 100 bytes each).")
 
     # Large answers (block sync) are written in pieces of this size, each
     # after the previous one has been taken by the kernel.

@@ -23,8 +23,14 @@ from test_node_api import MAX_BODY, MAX_ENVELOPES, StubNode
 
 from node.api import SERVER_OPTIONS, build_app
 from node.httpconn import GuardedTCPSite, HeadTimeout
+from node.ratelimit import ClientLimits, KeyLimits
 
 WRITE_TIMEOUT_S = 0.5
+
+
+def concurrency_only(per_client: int) -> ClientLimits:
+    """Requests in progress per address capped, no rate limits."""
+    return ClientLimits(address=KeyLimits(0, 1, per_client), identity=KeyLimits(0, 1, per_client))
 BIG_ANSWER = 4 * 1024 * 1024
 
 
@@ -40,7 +46,8 @@ class Served:
 async def served() -> AsyncIterator[Served]:
     node = StubNode()
     app = build_app(node, max_body_bytes=MAX_BODY, max_inflight=64, max_envelopes=MAX_ENVELOPES,
-                    max_trace_depth=64, max_trace_nodes=1000, max_requests_per_client=1000)
+                    max_trace_depth=64, max_trace_nodes=1000,
+                    client_limits=concurrency_only(1000))
 
     async def big(request: web.Request) -> web.Response:  # a large answer, built whole
         return web.Response(body=b"x" * BIG_ANSWER)
@@ -230,7 +237,8 @@ async def test_per_client_caps_answer_429_in_the_json_format() -> None:
     over ``max_requests_per_client`` get 429 ``rate_limited``."""
     node = StubNode()
     app = build_app(node, max_body_bytes=MAX_BODY, max_inflight=64, max_envelopes=MAX_ENVELOPES,
-                    max_trace_depth=64, max_trace_nodes=1000, max_requests_per_client=1)
+                    max_trace_depth=64, max_trace_nodes=1000,
+                    client_limits=concurrency_only(1))
     release = asyncio.Event()
 
     async def hold(request: web.Request) -> web.Response:
@@ -260,15 +268,17 @@ async def test_per_client_caps_answer_429_in_the_json_format() -> None:
         await writer.drain()
         await open_connections(1)
         await asyncio.sleep(0.05)  # (the request reaches the handler; decides nothing)
-        status, _, body, _ = await exchange(site.port, b"GET /v1/status HTTP/1.1\r\nHost: x"
-                                            b"\r\n\r\n", keep_alive=True)
+        status, headers, body, _ = await exchange(site.port, b"GET /v1/status HTTP/1.1\r\n"
+                                                  b"Host: x\r\n\r\n", keep_alive=True)
         assert (status, json.loads(body)["error"]) == (429, "rate_limited")
+        assert headers["retry-after"] == "1"
         await open_connections(1)  # the probe's connection has closed
         _, w2 = await asyncio.open_connection("127.0.0.1", site.port)
         await open_connections(2)
         # The third connection from this address is refused at once.
         status, headers, body, closed_now = await exchange(site.port, b"")
         assert (status, json.loads(body)["error"], closed_now) == (429, "rate_limited", True)
+        assert headers["retry-after"] == "1"
         assert closed["per_client"] >= 1
         release.set()
         assert (await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), 10)).startswith(
