@@ -14,6 +14,8 @@ from typing import TYPE_CHECKING, Any, Mapping
 from .encoding import UINT64_MAX, to_hex
 from .errors import GovernanceError
 from .genesis import Member, Submitter, Validator
+from .policy.cel import ENGINE_VERSION, BadPolicy
+from .policy.rules import MAX_COST, MAX_POLICY_BYTES, NAME, decode_policy
 from .records import Record
 
 if TYPE_CHECKING:
@@ -23,6 +25,7 @@ GOV_PREFIX = "gov."
 SCOPES = ("submitter", "account", "system", "kind")
 MAX_PARAMS = 16
 MAX_ROLES = 16
+MAX_LIST_ENTRIES = 4096  # per record; an 8 KiB envelope holds far fewer long ones
 _HEX64 = re.compile(r"[0-9a-f]{64}")
 
 # kind -> the body fields besides expires_height, each with its checker's name
@@ -40,6 +43,9 @@ _FIELDS: dict[str, tuple[str, ...]] = {
     "gov.params.set": ("params",),
     "gov.scope.pause": ("scope", "value"),
     "gov.scope.resume": ("scope", "value"),
+    "gov.policy.set": ("policy",),
+    "gov.list.add": ("entries", "list"),
+    "gov.list.remove": ("entries", "list"),
 }
 KINDS = frozenset(_FIELDS)
 
@@ -68,6 +74,17 @@ def _check_field(name: str, value: Any) -> None:
         ok = value in SCOPES
     elif name == "value":
         ok = type(value) is str and 1 <= len(value) <= 255
+    elif name == "policy":
+        if type(value) is not bytes or len(value) > MAX_POLICY_BYTES:
+            raise BadPolicy(f"body field 'policy' is bytes, at most {MAX_POLICY_BYTES}")
+        decode_policy(value)  # raises BadPolicy naming the rule and position
+        ok = True
+    elif name == "list":
+        ok = type(value) is str and NAME.fullmatch(value) is not None
+    elif name == "entries":
+        ok = (type(value) is list and 1 <= len(value) <= MAX_LIST_ENTRIES
+              and all(type(e) is str and 1 <= len(e) <= 255 for e in value)
+              and all(a < b for a, b in zip(value, value[1:])))
     else:  # pragma: no cover - _FIELDS names only the fields above
         raise AssertionError(name)
     if not ok:
@@ -100,6 +117,10 @@ class Action:
             return frozenset(keys)
         if self.kind == "gov.params.set":
             return frozenset(("param", k) for k in b["params"])
+        if self.kind == "gov.policy.set":
+            return frozenset({("policy",)})
+        if self.kind.startswith("gov.list."):
+            return frozenset(("list", b["list"], e) for e in b["entries"])
         return frozenset({("scope", b["scope"], b["value"])})
 
     def apply(self, state: "State", record_id: bytes) -> "State":
@@ -278,6 +299,29 @@ def _scope_resume(state: "State", b: Mapping[str, Any], rid: bytes) -> "State":
     return replace(state, paused=state.paused - {scope}, made_by=made)
 
 
+def _policy_set(state: "State", b: Mapping[str, Any], rid: bytes) -> "State":
+    policy = decode_policy(b["policy"])
+    engine = state.params.get("policy_engine", ENGINE_VERSION)
+    if policy.engine != engine:
+        raise BadPolicy(f"the policy is for engine {policy.engine}, the chain's param "
+                        f"policy_engine is {engine}")
+    max_cost = state.params.get("policy_max_cost", MAX_COST)
+    if policy.cost > max_cost:
+        raise BadPolicy(f"the policy's worst-case cost {policy.cost} exceeds the chain's "
+                        f"param policy_max_cost {max_cost}")
+    if policy.version <= state.policy_version:
+        raise BadPolicy(f"policy version {policy.version} is not above the version "
+                        f"installed, {state.policy_version}")
+    return replace(state, policy_version=policy.version,
+                   made_by=_made(state, ("policy",), rid))
+
+
+def _list_change(state: "State", b: Mapping[str, Any], rid: bytes) -> "State":
+    # Lists live in the policy state (ledger/policy/state.py), not in the
+    # membership: adding an entry twice or removing an absent one is harmless.
+    return state
+
+
 _APPLY = {
     "gov.submitter.add": _submitter_add,
     "gov.submitter.remove": _submitter_remove,
@@ -292,4 +336,7 @@ _APPLY = {
     "gov.params.set": _params_set,
     "gov.scope.pause": _scope_pause,
     "gov.scope.resume": _scope_resume,
+    "gov.policy.set": _policy_set,
+    "gov.list.add": _list_change,
+    "gov.list.remove": _list_change,
 }

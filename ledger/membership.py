@@ -52,6 +52,7 @@ class State:
     paused: frozenset[tuple[str, str]]
     rotated_out: frozenset[bytes]
     made_by: Mapping[tuple[str, ...], bytes] = field(default_factory=dict)
+    policy_version: int = 0  # of the policy installed (PROTOCOL §10.2); 0: none
 
     @property
     def validators_hash(self) -> bytes:

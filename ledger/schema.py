@@ -86,8 +86,13 @@ META_CONSENSUS = META + b"consensus_state"
 META_HISTORY_FROM = META + b"history_from"
 META_BACKFILLED = META + b"backfilled"
 
+# The policy engine's state after the block it names (ledger/policy/state.py,
+# PolicyState.to_bytes): installed policy, lists, risk tiers, velocity
+# windows.  Derived from committed blocks only; a node may drop it and replay.
+META_POLICY_STATE = META + b"policy_state"
+
 META_KEYS = frozenset({META_SCHEMA_VERSION, META_LOG_SIZE, META_TIP, META_CONSENSUS,
-                       META_HISTORY_FROM, META_BACKFILLED})
+                       META_HISTORY_FROM, META_BACKFILLED, META_POLICY_STATE})
 
 _U64 = struct.Struct(">Q")
 _TILE = struct.Struct(">cBQ")

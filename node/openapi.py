@@ -28,6 +28,7 @@ GOVERNANCE_CODES = [
     "proposal_expired", "conflicting_proposal", "too_few_validators",
     "unreachable_threshold", "key_rotated", "paused",
     "bad_risk_record",  # a risk.* record's kind, body or parents (PROTOCOL §12.2)
+    "bad_policy",  # a gov.policy.set whose policy does not compile (PROTOCOL §10.2)
 ]
 
 HEX32 = {"type": "string", "pattern": "^[0-9a-f]{64}$"}

@@ -1,0 +1,299 @@
+"""The CEL policy engine behind :class:`ledger.policy.PolicyEngine` (PROTOCOL §10).
+
+:func:`load_policy_engine` gives the engine of a node or an auditor: fed
+every committed block (:meth:`CelPolicyEngine.commit_block`), it judges the
+records of the next one (:meth:`CelPolicyEngine.evaluate_block`, pure).
+
+Speed (docs/performance.md, "Policy evaluation"): each rule is compiled
+once; a record's inputs are what its rules read and nothing more; and the
+verdict of a record whose inputs equal an earlier record's is taken from a
+memo instead of calling CEL again.  The memo is exact: CEL is a pure
+function of its inputs, the key holds the value of every input path a rule
+of the policy reads, and an integer input that rules only compare with
+integer literals enters the key as its position among those literals
+(every value between two neighbouring literals gives every comparison the
+same answer).  The memo only saves time; what it answers is what CEL
+would.
+"""
+
+from __future__ import annotations
+
+from bisect import bisect_left
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from ..encoding import canonical
+from ..records import Record
+from .cel import analyse, compile_list, compile_rule
+from .engine import Decision, Outcome, PolicyEngine, RecordInput
+from .rules import Policy, Rule
+from .state import PolicyState, amount_of, field_value, state_from_bytes, window_key
+
+MEMO_SIZE = 65_536
+MISSING_FIELD = "missing_field"
+POLICY_ERROR = "policy_error"
+_MISSING = object()
+_BOOL = object()
+_COMPOSITE = object()
+_INTERVAL = object()
+_NOT_MAP = object()
+_RANK = {Outcome.DENY: 0, Outcome.REVIEW: 1, Outcome.APPROVE: 2, Outcome.ALLOW: 3}
+
+
+def _part(value: Any) -> Any:
+    """A hashable stand-in for ``value`` that equals another's only when CEL
+    cannot tell the two apart (``True == 1`` in Python, not in CEL)."""
+    t = type(value)
+    if t is str or t is int or t is bytes or value is None or value is _MISSING:
+        return value
+    if t is bool:
+        return (_BOOL, value)
+    return (_COMPOSITE, canonical(value))
+
+
+def _walk(value: Any, names: Sequence[str]) -> Any:
+    for name in names:
+        if type(value) is not dict:
+            return (_NOT_MAP, _part(value))
+        value = value.get(name, _MISSING)
+        if value is _MISSING:
+            return _MISSING
+    return value
+
+
+@dataclass(frozen=True)
+class _Path:
+    names: tuple[str, ...]
+    literals: tuple[int, ...] | None  # sorted; None: the value itself keys the memo
+
+    def part(self, activation: dict[str, Any]) -> Any:
+        value = _walk(activation, self.names)
+        lits = self.literals
+        if lits is not None and type(value) is int and -(2**63) <= value < 2**63:
+            i = bisect_left(lits, value)
+            return (_INTERVAL, i, i < len(lits) and lits[i] == value)
+        return _part(value)
+
+
+class CompiledPolicy:
+    """A policy's rules compiled, the paths they read, and the memo."""
+
+    def __init__(self, policy: Policy) -> None:
+        self.policy = policy
+        self.rules = policy.rules
+        self.programs = [compile_rule(r.when) for r in policy.rules]
+        reads = [analyse(r.when) for r in policy.rules]
+        paths: set[tuple[str, ...]] = set().union(*(r.paths for r in reads))
+        literals: dict[tuple[str, ...], set[int]] = {}
+        for path in paths:
+            lits: set[int] = set()
+            for r in reads:
+                if path in r.paths:
+                    if path not in r.compared:
+                        break
+                    lits |= r.compared[path]
+            else:
+                literals[path] = lits
+        self.paths = tuple(_Path(p, tuple(sorted(literals[p])) if p in literals else None)
+                           for p in sorted(paths))
+        self.roots = frozenset(p[0] for p in paths)
+        self.windows = sorted({p[1] for p in paths if p[0] == "velocity" and len(p) > 1}
+                              if not ("velocity",) in paths else policy.windows)
+        self.lookups = sorted({p[1] for p in paths if p[0] == "listed" and len(p) > 1}
+                              if not ("listed",) in paths else policy.lookups)
+        self._by_kind: dict[str, tuple[int, ...]] = {}
+        self._combined: dict[tuple[int, ...], Any] = {}
+        self.memo: dict[tuple[Any, ...], Decision] = {}
+        self.errors = 0  # rule evaluations that raised (deny policy_error / missing_field)
+
+    def applicable(self, kind: str) -> tuple[int, ...]:
+        rules = self._by_kind.get(kind)
+        if rules is None:
+            rules = tuple(i for i, r in enumerate(self.rules)
+                          if r.kinds is None or kind in r.kinds)
+            if len(self._by_kind) < 4096:
+                self._by_kind[kind] = rules
+        return rules
+
+    def decide(self, kind: str, activation: dict[str, Any]) -> Decision:
+        rules = self.applicable(kind)
+        key = (kind, *[p.part(activation) for p in self.paths])
+        decision = self.memo.get(key)
+        if decision is None:
+            decision = self._evaluate(rules, activation)
+            if len(self.memo) >= MEMO_SIZE:
+                self.memo.clear()
+            self.memo[key] = decision
+        return decision
+
+    def _evaluate(self, rules: tuple[int, ...], activation: dict[str, Any]) -> Decision:
+        results: list[Any]
+        if not rules:
+            results = []
+        else:
+            program = self._combined.get(rules)
+            if program is None:
+                program = self._combined[rules] = compile_list([self.rules[i].when for i in rules])
+            value = program.eval(data=activation)
+            plain = value.plain_value() if value.type().name().lower() != "error" else None
+            if isinstance(plain, list) and all(type(v) is bool for v in plain):
+                results = plain
+            else:  # one rule failed: ask each for its own answer
+                results = []
+                for i in rules:
+                    v = self.programs[i].eval(data=activation)
+                    results.append(v.value() if v.type().name().lower() == "bool" else
+                                   str(v.value()) if v.type().name().lower() == "error" else
+                                   f"not a boolean: {v.type().name()}")
+        return self._combine([self.rules[i] for i in rules], results)
+
+    def _combine(self, rules: Sequence[Rule], results: Sequence[Any]) -> Decision:
+        version = self.policy.version
+        best: tuple[int, int, Rule] | None = None  # (rank, -approvals, rule)
+        for rule, result in zip(rules, results):
+            if result is True:
+                then = rule.then
+                cand = (_RANK[then.outcome], -then.approvals, rule)
+            elif result is False:
+                continue
+            else:
+                self.errors += 1
+                reason = MISSING_FIELD if str(result).startswith("NOT_FOUND") else POLICY_ERROR
+                return Decision(Outcome.DENY, rule=rule.name, reason=reason,
+                                policy_version=version)
+            if best is None or cand[:2] < best[:2]:
+                best = cand
+        if best is None:
+            d = self.policy.default
+            return Decision(d.outcome, "", d.reason, d.approvals, d.role, version)
+        then = best[2].then
+        return Decision(then.outcome, best[2].name, then.reason, then.approvals, then.role,
+                        version)
+
+
+class CelPolicyEngine(PolicyEngine):
+    """The policy in force and its inputs, derived from committed blocks."""
+
+    def __init__(self, state: PolicyState | None = None) -> None:
+        self.state = state if state is not None else PolicyState()
+        self._compiled: CompiledPolicy | None = None
+        self._recompile()
+
+    def _recompile(self) -> None:
+        policy = self.state.policy
+        self._compiled = CompiledPolicy(policy) if policy is not None else None
+
+    @property
+    def version(self) -> int:
+        return self.state.policy.version if self.state.policy is not None else 0
+
+    @property
+    def errors(self) -> int:
+        """Rule evaluations that failed since this engine started (a metric)."""
+        return self._compiled.errors if self._compiled is not None else 0
+
+    def evaluate_block(self, height: int, time_ms: int,
+                       records: Sequence[RecordInput]) -> list[Decision]:
+        compiled = self._compiled
+        if compiled is None:
+            return super().evaluate_block(height, time_ms, records)
+        policy = compiled.policy
+        allow = Decision(Outcome.ALLOW, policy_version=policy.version)
+        block = {"height": height, "time_ms": time_ms}
+        in_block: dict[tuple[str, str], tuple[int, int]] = {}
+        out: list[Decision] = []
+        windows = [(w, policy.windows[w]) for w in compiled.windows]
+        for item in records:
+            record = item.record
+            if record.kind.startswith("gov."):
+                out.append(allow)  # governance is never held by the policy it governs
+            else:
+                counts = self._velocity(record, time_ms, in_block)
+                out.append(compiled.decide(record.kind, self._activation(
+                    compiled, record, item.submitter_roles, block, counts)))
+            for wname, window in windows:  # the next records see this one
+                key = window_key(record, window)
+                if key is not None:
+                    c, s = in_block.get((wname, key), (0, 0))
+                    in_block[(wname, key)] = (c + 1, s + amount_of(record))
+        return out
+
+    def _velocity(self, record: Record, time_ms: int,
+                  in_block: dict[tuple[str, str], tuple[int, int]]
+                  ) -> dict[str, dict[str, int]]:
+        """Count and sum per referenced window, this record included."""
+        compiled = self._compiled
+        assert compiled is not None
+        out: dict[str, dict[str, int]] = {}
+        for wname in compiled.windows:
+            window = compiled.policy.windows[wname]
+            key = window_key(record, window)
+            if key is None:
+                out[wname] = {"count": 0, "sum": 0}
+                continue
+            wset = self.state.windows.get(wname)
+            w = wset.keys.get(key) if wset is not None else None
+            count, total = w.at(time_ms, window.ms) if w is not None else (0, 0)
+            c, s = in_block.get((wname, key), (0, 0))
+            out[wname] = {"count": count + c + 1, "sum": total + s + amount_of(record)}
+        return out
+
+    def _activation(self, compiled: CompiledPolicy, record: Record, roles: frozenset[str],
+                    block: dict[str, int], velocity: dict[str, dict[str, int]]
+                    ) -> dict[str, Any]:
+        roots = compiled.roots
+        act: dict[str, Any] = {}
+        if "record" in roots:
+            act["record"] = {"kind": record.kind, "origin": dict(record.origin),
+                             "body": dict(record.body), "ts": record.ts,
+                             "nonce": record.nonce, "id": record.id.hex(),
+                             "submitter": record.submitter.hex(),
+                             "parents": [p.hex() for p in record.parents]}
+        if "submitter" in roots:
+            act["submitter"] = {"key": record.submitter.hex(), "roles": sorted(roles)}
+        if "block" in roots:
+            act["block"] = block
+        if "velocity" in roots:
+            act["velocity"] = velocity
+        if "listed" in roots:
+            listed: dict[str, bool] = {}
+            for lname in compiled.lookups:
+                lookup = compiled.policy.lookups[lname]
+                values = [field_value(record, f) for f in lookup.key]
+                entries = self.state.lists.get(lookup.list)
+                listed[lname] = (entries is not None
+                                 and all(type(v) is str for v in values)
+                                 and ":".join(values) in entries)
+            act["listed"] = listed
+        if "risk" in roots:
+            account = record.origin.get("account")
+            act["risk"] = {"tier": self.state.tiers.get(account, 0) if account else 0}
+        return act
+
+    def commit_block(self, height: int, time_ms: int, records: Sequence[RecordInput],
+                     decisions: Sequence[Decision]) -> None:
+        if self.state.commit(height, time_ms, [(r.record, r.submitter_roles) for r in records]):
+            self._recompile()
+
+    def to_bytes(self) -> bytes:
+        return self.state.to_bytes()
+
+
+def load_policy_engine(state: bytes | PolicyState | None = None,
+                       blocks: Iterable[tuple[int, int, Sequence[RecordInput]]] = ()
+                       ) -> CelPolicyEngine:
+    """The engine of a node: from persisted state bytes (or a state, or
+    nothing: no policy, height 0), then every committed block after it in
+    order, as ``(height, time_ms, records)``."""
+    if isinstance(state, bytes):
+        state = state_from_bytes(state)
+    engine = CelPolicyEngine(state)
+    for height, time_ms, records in blocks:
+        if height <= engine.state.height:
+            continue  # already in the persisted state
+        engine.commit_block(height, time_ms, records, ())
+    return engine
+
+
+__all__ = ["CelPolicyEngine", "CompiledPolicy", "load_policy_engine"]

@@ -1,0 +1,223 @@
+"""What a policy reads besides the record, derived from committed blocks only
+(PROTOCOL §10.3, §10.4): the installed policy, the governance lists, the
+risk tiers set by monitors, and the velocity windows.
+
+:class:`PolicyState` changes only in :meth:`PolicyState.commit` (one
+committed block, in log order); :meth:`to_bytes` / :func:`state_from_bytes`
+persist it (``ledger.schema.META_POLICY_STATE``) so a node need not replay
+its chain.  Integers only, no clock: every validator derives the same state.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from ..encoding import canonical, decode
+from ..errors import LedgerError, StorageCorruption
+from ..records import Record
+from .rules import Policy, Window, decode_policy
+
+STATE_DOMAIN = b"auditledger/policy-state/v1\n"
+RISK_TIER_KIND = "risk.tier"
+MONITOR_ROLE = "monitor"
+# PROTOCOL §12.2 names the tiers; rules read their rank (0: none set).
+TIERS = {"low": 1, "medium": 2, "high": 3}
+GOV_POLICY_SET = "gov.policy.set"
+GOV_LIST_ADD = "gov.list.add"
+GOV_LIST_REMOVE = "gov.list.remove"
+
+
+def field_value(record: Record, name: str) -> Any:
+    """The value of a policy field name (``kind``, ``submitter``,
+    ``origin.X``, ``body.X``) in ``record``; None when absent."""
+    if name == "kind":
+        return record.kind
+    if name == "submitter":
+        return record.submitter.hex()
+    if name.startswith("origin."):
+        return record.origin.get(name[7:])
+    return record.body.get(name[5:])
+
+
+def window_key(record: Record, window: Window) -> str | None:
+    """The window entry a record counts in, or None (field absent, or not a
+    str/int, or a kind the window does not count)."""
+    if record.kind.startswith("gov.") or (window.kinds is not None
+                                          and record.kind not in window.kinds):
+        return None
+    value = field_value(record, window.by)
+    if type(value) is str:
+        return value
+    if type(value) is int:
+        return str(value)
+    return None
+
+
+def amount_of(record: Record) -> int:
+    """What a record adds to a window's sum: ``body.amount`` when it is a
+    non-negative integer, else 0."""
+    amount = record.body.get("amount")
+    return amount if type(amount) is int and amount >= 0 else 0
+
+
+@dataclass
+class WindowState:
+    """One key's entries ``(time_ms, amount)`` in time order, with their totals."""
+
+    entries: deque[tuple[int, int]] = field(default_factory=deque)
+    count: int = 0
+    total: int = 0
+
+    def at(self, now: int, ms: int) -> tuple[int, int]:
+        """Count and sum of the entries with ``now - ms < time``; pure."""
+        count, total = self.count, self.total
+        cutoff = now - ms
+        for time, amount in self.entries:
+            if time > cutoff:
+                break
+            count -= 1
+            total -= amount
+        return count, total
+
+
+@dataclass
+class WindowSet:
+    """A window's keys, and every entry in time order (to expire them in
+    the order they were added, without visiting the other keys)."""
+
+    keys: dict[str, WindowState] = field(default_factory=dict)
+    order: deque[tuple[int, str]] = field(default_factory=deque)
+
+    def add(self, key: str, time: int, amount: int) -> None:
+        w = self.keys.get(key)
+        if w is None:
+            w = self.keys[key] = WindowState()
+        w.entries.append((time, amount))
+        w.count += 1
+        w.total += amount
+        self.order.append((time, key))
+
+    def prune(self, now: int, ms: int) -> None:
+        cutoff = now - ms
+        order, keys = self.order, self.keys
+        while order and order[0][0] <= cutoff:
+            _, key = order.popleft()
+            w = keys[key]
+            _, amount = w.entries.popleft()
+            w.count -= 1
+            w.total -= amount
+            if not w.count:
+                del keys[key]
+
+
+@dataclass
+class PolicyState:
+    """The policy inputs derived from the blocks committed up to ``height``."""
+
+    height: int = 0
+    time_ms: int = 0
+    policy: Policy | None = None
+    lists: dict[str, set[str]] = field(default_factory=dict)
+    tiers: dict[str, int] = field(default_factory=dict)
+    windows: dict[str, WindowSet] = field(default_factory=dict)
+
+    def commit(self, height: int, time_ms: int, records: Sequence[tuple[Record, frozenset[str]]]
+               ) -> bool:
+        """Advance past the committed block ``height``: windows count its
+        records; governance and risk-tier records take effect for the next
+        block.  Returns True when the installed policy changed."""
+        policy = self.policy
+        changed = False
+        if policy is not None:
+            for wname, window in policy.windows.items():
+                wset = self.windows.get(wname)
+                if wset is None:
+                    wset = self.windows[wname] = WindowSet()
+                for record, _ in records:
+                    key = window_key(record, window)
+                    if key is not None:
+                        wset.add(key, time_ms, amount_of(record))
+                wset.prune(time_ms, window.ms)
+        for record, roles in records:
+            kind = record.kind
+            if kind == GOV_POLICY_SET:
+                self._install(decode_policy(record.body["policy"]))
+                changed = True
+            elif kind in (GOV_LIST_ADD, GOV_LIST_REMOVE):
+                entries = self.lists.setdefault(record.body["list"], set())
+                if kind == GOV_LIST_ADD:
+                    entries.update(record.body["entries"])
+                else:
+                    entries.difference_update(record.body["entries"])
+            elif kind == RISK_TIER_KIND and MONITOR_ROLE in roles:
+                tier = risk_tier(record)
+                if tier is not None:
+                    account, value = tier
+                    if value:
+                        self.tiers[account] = value
+                    else:
+                        self.tiers.pop(account, None)
+        self.height, self.time_ms = height, time_ms
+        return changed
+
+    def _install(self, policy: Policy) -> None:
+        """A new policy keeps the history of each window it declares the
+        same way (name, field, length and kinds); other windows start empty."""
+        old = self.policy.windows if self.policy is not None else {}
+        self.windows = {name: self.windows[name] for name, w in policy.windows.items()
+                        if name in self.windows and old.get(name) == w}
+        self.policy = policy
+
+    # -- persistence ---------------------------------------------------------
+
+    def to_bytes(self) -> bytes:
+        """``STATE_DOMAIN + canonical(map)``: equal states give equal bytes."""
+        return STATE_DOMAIN + canonical({
+            "height": self.height,
+            "lists": {name: sorted(entries) for name, entries in sorted(self.lists.items())},
+            "policy": self.policy.policy_bytes if self.policy is not None else None,
+            "tiers": dict(sorted(self.tiers.items())),
+            "time_ms": self.time_ms,
+            "windows": {name: {key: [[t, a] for t, a in w.entries]
+                               for key, w in sorted(wset.keys.items())}
+                        for name, wset in sorted(self.windows.items())},
+        })
+
+
+def risk_tier(record: Record) -> tuple[str, int] | None:
+    """``(account, rank)`` of a well-formed ``risk.tier`` record (PROTOCOL
+    §12.2: ``origin.account``, body ``tier`` low/medium/high), else None."""
+    account, tier = record.origin.get("account"), record.body.get("tier")
+    if not account or type(tier) is not str or tier not in TIERS:
+        return None
+    return account, TIERS[tier]
+
+
+def state_from_bytes(data: bytes) -> PolicyState:
+    """The state :meth:`PolicyState.to_bytes` wrote; raises
+    :class:`StorageCorruption` for anything else."""
+    try:
+        if not data.startswith(STATE_DOMAIN):
+            raise StorageCorruption("policy state: wrong domain")
+        doc = decode(data[len(STATE_DOMAIN):])
+        policy = decode_policy(doc["policy"]) if doc["policy"] is not None else None
+        state = PolicyState(height=doc["height"], time_ms=doc["time_ms"], policy=policy,
+                            lists={n: set(e) for n, e in doc["lists"].items()},
+                            tiers=dict(doc["tiers"]))
+        for name, per_key in doc["windows"].items():
+            wset = state.windows[name] = WindowSet()
+            # Entries of one time expire together, so the order among keys
+            # at equal times does not matter.
+            for t, key, a in sorted(((t, key, a) for key, entries in per_key.items()
+                                     for t, a in entries), key=lambda e: e[0]):
+                wset.add(key, t, a)
+    except StorageCorruption:
+        raise
+    except (LedgerError, KeyError, TypeError, ValueError) as exc:
+        raise StorageCorruption(f"policy state: {exc}") from None
+    if state.to_bytes() != data:
+        raise StorageCorruption("policy state: not in canonical form")
+    return state
