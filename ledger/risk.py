@@ -13,7 +13,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from .access import MONITOR_ROLE
+from .access import MONITOR_ROLE, REVIEW_ROLE
 from .encoding import to_hex
 from .errors import BadRiskRecord, ForbiddenRole
 from .genesis import Submitter
@@ -22,7 +22,9 @@ from .records import Record
 RISK_PREFIX = "risk."
 ALERT = "risk.alert"
 TIER = "risk.tier"
-KINDS = (ALERT, TIER)
+BREAKER_CLOSE = "risk.breaker.close"
+KINDS = (ALERT, TIER, BREAKER_CLOSE)
+BREAKER_SCOPES = ("account", "submitter", "system", "kind", "country")
 SCORE_MAX = 1_000_000        # scores are parts per million: no floats in records (§1)
 MAX_REASONS = 16
 MAX_POINTS = 1_000_000
@@ -79,6 +81,13 @@ def check_body(record: Record) -> None:
             raise BadRiskRecord("a risk tier names its account in origin.account")
         if len(record.parents) > 1:
             raise BadRiskRecord("a risk tier names at most one parent")
+    elif record.kind == BREAKER_CLOSE:
+        _exact(body, {"scope", "value"}, BREAKER_CLOSE)
+        if body["scope"] not in BREAKER_SCOPES:
+            raise BadRiskRecord(f"scope must be one of {list(BREAKER_SCOPES)}")
+        _text(body["value"], "value", 255)
+        if len(record.parents) > 1:
+            raise BadRiskRecord("a breaker close names at most one parent")
     else:
         raise BadRiskRecord(f"unknown risk kind {record.kind!r}")
 
@@ -87,6 +96,7 @@ def check_risk_record(record: Record, submitter: Submitter) -> None:
     """PROTOCOL §12.2 for a record of a ``risk.*`` kind by ``submitter``
     (as in force at the record's height)."""
     check_body(record)
-    if MONITOR_ROLE not in submitter.roles:
+    role = REVIEW_ROLE if record.kind == BREAKER_CLOSE else MONITOR_ROLE
+    if role not in submitter.roles:
         raise ForbiddenRole(f"submitter {submitter.name!r} ({to_hex(record.submitter)[:16]}) "
-                            f"lacks the {MONITOR_ROLE!r} role a {record.kind} needs")
+                            f"lacks the {role!r} role a {record.kind} needs")

@@ -79,6 +79,7 @@ ROUTES: dict[tuple[str, str], Rule] = {
     ("GET", "/metrics"): rule(AUDIT_ROLE, MONITOR_ROLE),
     # Committed blocks with their envelopes, as GET /v1/blocks/{h}?envelopes=1.
     ("GET", "/v1/stream"): rule(*RECORDS, MONITOR_ROLE, public_read=True),
+    ("GET", "/v1/breakers"): rule(*RECORDS, MONITOR_ROLE, REVIEW_ROLE, public_read=True),
     ("GET", "/health"): rule(auth=NONE),
     ("GET", "/v1/sync/blocks"): rule(auth=VALIDATOR),
     ("GET", "/v1/sync/snapshot"): rule(auth=VALIDATOR),
@@ -88,9 +89,9 @@ ROUTES: dict[tuple[str, str], Rule] = {
 ROUTES.update({("HEAD", path): r for (method, path), r in list(ROUTES.items()) if method == "GET"})
 # Unknown routes and methods: 404 and 405 only to a registered caller.
 DEFAULT_RULE = rule(ANYONE)
-# Roles that no route of this version takes yet (the policy and risk issues'):
-# named so a genesis may hold them already.
-RESERVED_ROLES = (APPROVE_ROLE, REVIEW_ROLE)
+# Roles that no route of this version takes yet (the policy issue's): named
+# so a genesis may hold them already.
+RESERVED_ROLES = (APPROVE_ROLE,)
 
 
 def rule_for(method: str, route: str) -> Rule:

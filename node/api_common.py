@@ -103,6 +103,8 @@ class ApiBackend(Protocol):
 
     async def stream_blocks(self, request: web.Request) -> web.StreamResponse: ...
 
+    def breakers_doc(self) -> dict[str, Any]: ...
+
 
 def json_response(doc: Any, status: int = 200) -> web.Response:
     """A JSON answer, encoded by orjson: proof bundles are the most frequent

@@ -39,6 +39,7 @@ class NodeRoutes:
             web.get("/v1/sync/blocks", self.sync_blocks),
             web.get("/v1/sync/snapshot", self.sync_snapshot),
             web.get("/v1/stream", self.stream),
+            web.get("/v1/breakers", self.get_breakers),
             web.get("/v1/peer", self.peer),
             web.get("/health", self.health),
             web.get("/metrics", self.metrics),
@@ -87,6 +88,9 @@ class NodeRoutes:
 
     async def sync_snapshot(self, request: web.Request) -> web.Response:
         return await self.node.sync_snapshot(request)
+
+    async def get_breakers(self, request: web.Request) -> web.Response:
+        return json_response(self.node.breakers_doc())
 
     async def stream(self, request: web.Request) -> web.StreamResponse:
         return await self.node.stream_blocks(request)

@@ -18,7 +18,7 @@ from aiohttp import web
 from consensus import ConsensusConfig, received
 from ledger.blocks import Header
 from ledger.chain import ChainStore
-from ledger.errors import LedgerError
+from ledger.errors import LedgerError, Unavailable
 from ledger.genesis import Validator
 from ledger.statesync import below_snapshot, history_reason
 from ledger.pending import PendingRecords
@@ -48,6 +48,7 @@ from .metrics import ASSEMBLY_OUTCOMES, Metrics
 from .checkpoints import Checkpoints
 from .peer_messages import (CompactProposal, ConsensusMessage, Cosign, Fetched, Records, Sigs,
                             Status, Want, WantSigs)
+from .breakers import BreakerTracker
 from .stream import BlockStream
 from .statesync import HistoryBackfill, join_by_snapshot, snapshot_response
 from .sync import BlockSync, serve_blocks
@@ -93,6 +94,7 @@ class Node:
         self._admin: AdminServer | None = None
         self._checkpoints: Checkpoints | None = None
         self.stream = BlockStream(config.settings.stream, self.metrics)
+        self.breakers: BreakerTracker | None = None
 
     @property
     def chain(self) -> ChainStore:
@@ -218,6 +220,8 @@ class Node:
                        asyncio.create_task(self._gossip_admit(), name="gossip-in"),
                        asyncio.create_task(self._assemble(), name="assemble"),
                        asyncio.create_task(self._status_loop(), name="status")]
+        self.breakers = BreakerTracker(self.chain)
+        self._tasks.append(asyncio.create_task(self.breakers.run(), name="breakers"))
         if self.chain.history_gap:
             self._tasks.append(asyncio.create_task(
                 HistoryBackfill(store, self.chain, self.sync).run(), name="backfill"))
@@ -455,6 +459,8 @@ class Node:
         if self._checkpoints is not None:
             self._checkpoints.committed(header)
         self.stream.committed(header.height)
+        if self.breakers is not None:
+            self.breakers.committed(header.height)
         log.info("committed block %d: %d records, log size %d", header.height, len(envelopes),
                  header.log_size, extra={"block": header.hash.hex()[:16], "source": source})
 
@@ -512,6 +518,11 @@ class Node:
         return await serve_blocks(self.chain, request, max_blocks=s.batch_blocks,
                                   max_bytes=s.max_response_bytes,
                                   chunk_bytes=self.config.settings.http.stream_chunk_bytes)
+
+    def breakers_doc(self) -> dict[str, Any]:
+        if self.breakers is None:
+            raise Unavailable("the node has not started")
+        return self.breakers.to_json()
 
     async def stream_blocks(self, request: web.Request) -> web.StreamResponse:
         return await self.stream.serve(self.chain, request)

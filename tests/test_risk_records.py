@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 from aiohttp.test_utils import TestClient, TestServer
 from helpers import FIXED_TS, certify, make_envelope, make_keys
-from test_node_api import MAX_BODY, MAX_ENVELOPES, StubNode, submit
+from test_node_api import MAX_BODY, MAX_ENVELOPES, StubNode, call, submit
 
 from ledger.audit import ChainAuditor
 from ledger.chain import ChainStore
@@ -22,6 +22,7 @@ from ledger.storage import MemoryStore
 from monitor.alerts import alert_spec
 from monitor.follow import Alert
 from node.api import build_app
+from node.breakers import BreakerTracker
 from node.mempool import Mempool
 
 GOOD_ALERT = {"score": 730_000, "reasons": [{"feature": "velocity", "points": 40}],
@@ -136,3 +137,68 @@ def test_the_auditor_refuses_a_block_with_an_alert_by_a_non_monitor() -> None:
     with pytest.raises(ForbiddenRole):
         auditor.check_block(header.header_bytes, cert, [pay.envelope_bytes, forged.envelope_bytes])
     assert isinstance(ForbiddenRole(""), VerificationError)
+
+
+class BreakerNode(RiskNode):
+    """Three monitors; breakers trip at 2 alerts from 2 monitors."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.monitors = [self.monitor] + make_keys(2, 4_100_000)
+        self.reviewer = make_keys(1, 4_200_000)[0]
+        doc = dict(self.genesis.raw)
+        doc["submitters"] = list(doc["submitters"]) + [
+            {"name": f"monitor{i}", "pubkey": k.public_key.hex(), "roles": ["monitor", "submit"]}
+            for i, k in enumerate(self.monitors[1:], 1)] + [
+            {"name": "reviewer", "pubkey": self.reviewer.public_key.hex(),
+             "roles": ["review", "submit"]}]
+        doc["params"] = {"breaker_alerts": 2, "breaker_monitors": 2,
+                         "breaker_window_ms": 60_000, "breaker_cooldown_ms": 600_000}
+        self.genesis = parse_genesis(doc)
+        self.chain = ChainStore(MemoryStore(), self.genesis)
+        self.mempool = Mempool(self.genesis, self.chain, self.metrics, max_size=1000,
+                               clock=lambda: self.clock)
+        self.breakers = BreakerTracker(self.chain)
+
+    def breakers_doc(self) -> dict[str, Any]:
+        return self.breakers.to_json()
+
+
+async def test_breakers_route_trip_and_close() -> None:
+    node = BreakerNode()
+    app = build_app(node, max_body_bytes=MAX_BODY, max_inflight=64, max_envelopes=MAX_ENVELOPES,
+                    max_trace_depth=64, max_trace_nodes=1000)
+    async with TestClient(TestServer(app)) as client:
+        pay = make_envelope(node.submitter, "test", 1, origin={"account": "mule", "system": "shop"})
+        await submit(client, [pay])
+        node.commit()
+        alerts = [make_envelope(m, "test", 1, parents=[pay.id], kind="risk.alert",
+                                body=GOOD_ALERT) for m in node.monitors[:2]]
+        assert [r["status"] for r in await submit(client, alerts)] == ["accepted"] * 2
+        node.commit()
+        doc = await call(client, "GET", "/v1/breakers", "/v1/breakers", 200)
+        assert doc["behind"] == 2 and doc["breakers"] == []  # the tracker has not run
+        while node.breakers.apply_next():
+            pass
+        doc = await call(client, "GET", "/v1/breakers", "/v1/breakers", 200)
+        assert doc["height"] == 2 and doc["behind"] == 0
+        states = {(b["scope"], b["value"]): b["state"] for b in doc["breakers"]}
+        assert states[("account", "mule")] == "open" and states[("system", "shop")] == "open"
+        opened = [t for t in doc["transitions"] if t["scope"] == "account"]
+        assert opened[0]["to"] == "open" and sorted(opened[0]["records"]) \
+            == sorted(a.id.hex() for a in alerts)
+        assert node.breakers.breakers.is_open("account", "mule")
+        shut = make_envelope(node.reviewer, "test", 1, kind="risk.breaker.close",
+                             body={"scope": "account", "value": "mule"})
+        by_monitor = make_envelope(node.monitors[2], "test", 1, kind="risk.breaker.close",
+                                   body={"scope": "account", "value": "mule"})
+        results = await submit(client, [shut, by_monitor])
+        assert [r.get("status", r.get("error")) for r in results] == ["accepted", "forbidden_role"]
+        node.commit()
+        while node.breakers.apply_next():
+            pass
+        assert not node.breakers.breakers.is_open("account", "mule")
+        assert node.breakers.breakers.is_open("system", "shop")
+        doc = await call(client, "GET", "/v1/breakers", "/v1/breakers", 200)
+        assert doc["transitions"][-1]["to"] == "closed" \
+            and doc["transitions"][-1]["records"] == [shut.id.hex()]

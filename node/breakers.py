@@ -1,0 +1,74 @@
+"""The node's circuit breakers (PROTOCOL §12.3): :class:`ledger.breakers.Breakers`
+kept up with the committed blocks, and ``GET /v1/breakers``.
+
+A task walks the committed blocks from height 1 at start (a block is
+decoded only when its bytes hold ``risk.``, the prefix of the kinds that
+change breakers) and then each block as it commits, yielding to the event
+loop between blocks, so a long chain delays nothing else.  The answer says
+the height the breakers are derived to (``height``) and how far that is
+behind the committed tip (``behind``, 0 once caught up).  Code that decides
+with the breakers at height h (a verdict) must see ``height`` = h - 1.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from typing import Any
+
+from ledger.breakers import Breakers
+from ledger.chain import ChainStore
+from ledger.records import Record, decode_committed_envelope
+
+log = logging.getLogger("node.breakers")
+
+RISK_MARK = b"risk."
+
+
+class BreakerTracker:
+    def __init__(self, chain: ChainStore) -> None:
+        self.chain = chain
+        self.breakers = Breakers()
+        self._wake = asyncio.Event()
+
+    def committed(self, height: int) -> None:
+        self._wake.set()
+
+    def _lookup(self, block: dict[bytes, Record]) -> Any:
+        def lookup(record_id: bytes) -> Record | None:
+            if record_id in block:
+                return block[record_id]
+            raw = self.chain.envelope(record_id)
+            return decode_committed_envelope(raw).record if raw is not None else None
+        return lookup
+
+    def apply_next(self) -> bool:
+        """Apply the next committed block; False when there is none (or it
+        is below a state-sync snapshot not back-filled yet)."""
+        height = self.breakers.height + 1
+        if height > self.chain.height or height in self.chain.history_gap:
+            return False
+        header = self.chain.header(height)
+        assert header is not None
+        records = [decode_committed_envelope(raw).record
+                   for raw in self.chain.block_envelopes(height) if RISK_MARK in raw]
+        block = {r.id: r for r in records}
+        self.breakers.apply_block(height, header.time, records,
+                                  self.chain.membership.at(height).params, self._lookup(block))
+        return True
+
+    async def run(self) -> None:
+        try:
+            while True:
+                self._wake.clear()
+                while self.apply_next():
+                    await asyncio.sleep(0)
+                await self._wake.wait()
+        except Exception:
+            log.exception("breakers stopped at height %d", self.breakers.height)
+            raise
+
+    def to_json(self) -> dict[str, Any]:
+        doc = self.breakers.to_json()
+        doc["behind"] = max(0, self.chain.height - self.breakers.height)
+        return doc

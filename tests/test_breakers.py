@@ -1,0 +1,165 @@
+"""Circuit breakers (PROTOCOL §12.3, ledger/breakers.py): k alerts from at
+least m distinct monitors within a window of block time trip a scope's
+breaker; it is open for the cooldown, then half-open (the next alert opens
+it again); a close record closes it.  Property: the state is a function of
+the committed blocks alone - replaying them, at once or resumed after any
+block, gives the same breakers and transitions."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from ledger.breakers import Breakers
+from ledger.records import Record, make_record
+
+CHAIN = "test"
+MONITORS = [bytes([0xA0 + i]) * 32 for i in range(3)]
+SHOP = b"\x01" * 32
+REVIEWER = b"\x02" * 32
+PARAMS = {"breaker_alerts": 3, "breaker_monitors": 2, "breaker_window_ms": 10_000,
+          "breaker_cooldown_ms": 60_000, "breaker_min_score": 500_000}
+
+_nonce = [0]
+
+
+def _rec(submitter: bytes, kind: str, body: dict[str, Any], parents: tuple[bytes, ...] = (),
+         origin: dict[str, str] | None = None) -> Record:
+    _nonce[0] += 1
+    return make_record(chain=CHAIN, submitter=submitter, nonce=_nonce[0], ts=0, kind=kind,
+                       origin=origin or {}, body=body, parents=list(parents))
+
+
+def payment(account: str, country: str = "DE") -> Record:
+    return _rec(SHOP, "payment", {"amount": 1}, origin={"account": account, "system": "shop",
+                                                        "country": country})
+
+
+def alert(monitor: int, flagged: Record, score: int = 900_000) -> Record:
+    return _rec(MONITORS[monitor], "risk.alert",
+                {"score": score, "reasons": [{"feature": "x", "points": 1}],
+                 "detector": "builtin", "version": "1"}, parents=(flagged.id,))
+
+
+def close(scope: str, value: str) -> Record:
+    return _rec(REVIEWER, "risk.breaker.close", {"scope": scope, "value": value})
+
+
+class Chain:
+    def __init__(self, params: dict[str, int] = PARAMS) -> None:
+        self.records: dict[bytes, Record] = {}
+        self.blocks: list[tuple[int, list[Record]]] = []
+        self.params = params
+
+    def block(self, time_ms: int, *records: Record) -> None:
+        for r in records:
+            self.records[r.id] = r
+        self.blocks.append((time_ms, list(records)))
+
+    def replay(self, upto: int | None = None, into: Breakers | None = None) -> Breakers:
+        b = into or Breakers()
+        for height in range(b.height + 1, (upto or len(self.blocks)) + 1):
+            time_ms, records = self.blocks[height - 1]
+            b.apply_block(height, time_ms, records, self.params, self.records.get)
+        return b
+
+
+def test_k_alerts_from_m_monitors_trip_then_half_open_then_close() -> None:
+    c = Chain()
+    p = payment("a1")
+    c.block(1_000, p, alert(0, p), alert(0, p))
+    b = c.replay()
+    assert not b.is_open("account", "a1")  # 2 alerts, one monitor
+    a3 = alert(1, p)
+    c.block(2_000, a3)
+    b = c.replay()
+    assert b.is_open("account", "a1") and b.is_open("country", "DE")
+    assert b.open_for(payment("a1", "FR"), 2_000) == [
+        ("submitter", SHOP.hex()), ("kind", "payment"), ("account", "a1"), ("system", "shop")]
+    opened = [t for t in b.transitions if t.scope == "account"]
+    assert len(opened) == 1 and opened[0].to == "open" and a3.id in opened[0].records
+    assert len(opened[0].records) == 3
+    # Half-open after the cooldown: not open, a further alert re-opens it.
+    assert b.breakers[("account", "a1")].state(62_000) == "half_open"
+    assert not b.is_open("account", "a1", 62_000)
+    c.block(62_000, payment("b2"))
+    assert not c.replay().is_open("account", "a1")
+    again = alert(2, p)
+    c.block(63_000, again)
+    b = c.replay()
+    assert b.is_open("account", "a1")
+    retrip = [t for t in b.transitions if t.scope == "account"][-1]
+    assert retrip.to == "open" and retrip.records == (again.id,) and retrip.height == 4
+    # A review closes it; closing a closed breaker changes nothing.
+    shut = close("account", "a1")
+    c.block(64_000, shut, close("account", "zz"))
+    b = c.replay()
+    assert not b.is_open("account", "a1")
+    assert b.transitions[-1].to == "closed" and b.transitions[-1].records == (shut.id,)
+    doc = b.to_json()
+    assert all(x["scope"] != "account" for x in doc["breakers"])
+
+
+def test_one_rogue_monitor_cannot_trip_when_m_is_two() -> None:
+    c = Chain()
+    p = payment("victim")
+    c.block(1_000, p, *[alert(0, p) for _ in range(10)])
+    assert not c.replay().is_open("account", "victim")
+
+
+def test_window_low_scores_and_no_rule() -> None:
+    c = Chain()
+    p = payment("a1")
+    c.block(1_000, p, alert(0, p), alert(1, p))
+    c.block(20_000, alert(1, p))  # the first two left the 10 s window
+    assert not c.replay().is_open("account", "a1")
+    c.block(21_000, alert(0, p, score=100_000))  # below breaker_min_score
+    assert not c.replay().is_open("account", "a1")
+    off = Chain({})
+    q = payment("a1")
+    off.block(1_000, q, *[alert(i % 3, q) for i in range(9)])
+    assert off.replay().to_json()["breakers"] == []
+
+
+def _events() -> Any:
+    accounts = st.sampled_from(["a1", "a2", "a3"])
+    step = st.one_of(
+        st.tuples(st.just("pay"), accounts, st.integers(0, 2)),
+        st.tuples(st.just("alert"), st.integers(0, 2), st.integers(0, 1_000_000)),
+        st.tuples(st.just("close"), accounts, st.just(0)),
+    )
+    return st.lists(st.tuples(st.integers(0, 30_000), st.lists(step, min_size=1, max_size=6)),
+                    min_size=1, max_size=25)
+
+
+@settings(max_examples=60, deadline=None)
+@given(_events(), st.data())
+def test_state_is_a_function_of_the_committed_blocks(events: Any, data: Any) -> None:
+    c = Chain()
+    payments: list[Record] = [payment("a0")]
+    c.block(0, payments[0])
+    now = 0
+    for gap, steps in events:
+        now += gap
+        block: list[Record] = []
+        for what, x, y in steps:
+            if what == "pay":
+                payments.append(payment(x, ["DE", "FR", "NL"][y]))
+                block.append(payments[-1])
+            elif what == "alert":
+                block.append(alert(x, payments[y * len(payments) // 1_000_001], score=y))
+            else:
+                block.append(close("account", x))
+        c.block(now, *block)
+    whole = c.replay()
+    # Another node, replaying the same blocks, and one restarted after any block.
+    assert c.replay().to_json() == whole.to_json()
+    cut = data.draw(st.integers(1, len(c.blocks)))
+    resumed = c.replay(into=c.replay(cut))
+    assert resumed.to_json() == whole.to_json()
+    # Every transition names records of the chain committed at or before it.
+    heights = {r.id: h + 1 for h, (_, rs) in enumerate(c.blocks) for r in rs}
+    for t in whole.transitions:
+        assert all(heights[r] <= t.height for r in t.records)
