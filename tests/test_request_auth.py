@@ -287,3 +287,31 @@ def test_every_route_has_a_rule(node: AuthNode) -> None:
     for route in [r for g in groups for r in g.routes()]:
         assert isinstance(route.method, str)
         assert (route.method, route.path) in access.ROUTES, (route.method, route.path)
+
+
+def test_genesis_public_read_is_0_or_1(node: AuthNode) -> None:
+    from ledger.errors import GenesisError
+
+    doc = dict(node.genesis.raw)
+    for bad in (2, True, "1", -1):
+        with pytest.raises(GenesisError, match="public_read"):
+            parse_genesis(dict(doc, params=dict(doc["params"], public_read=bad)))
+    parse_genesis(dict(doc, params=dict(doc["params"], public_read=1)))
+
+
+async def test_a_signature_must_cover_method_path_and_query(client: TestClient[Any, Any],
+                                                            node: AuthNode) -> None:
+    import datetime
+
+    from ledger import reqsig
+
+    signer = RequestSigner(node.keys["reader"])
+    for covered in (("@method", "@path"), ("@path", "@query"), ("@method", "@query")):
+        message = reqsig._Message("GET", str(client.make_url("/v1/status")))
+        signer._signer.sign(message, key_id=signer.keyid, nonce=f"partial-{covered[0][1:]}-{covered[1][1:]}",
+                            created=datetime.datetime.fromtimestamp(NOW_MS // 1000,
+                                                                    datetime.timezone.utc),
+                            label="sig", tag=reqsig.TAG, covered_component_ids=covered)
+        status, doc = await Caller(client, None).call("GET", "/v1/status",
+                                                      headers=message.headers)
+        assert status == 401 and "must cover" in doc["message"], (covered, doc)
