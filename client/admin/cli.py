@@ -135,7 +135,9 @@ def propose_cmd(action: str, fields: tuple[str, ...], key_path: Path, genesis_pa
 
     Fields: name, address, scope, value as text; pubkey and new_pubkey as 64
     hex digits or a public key file; roles comma-separated; threshold an
-    integer; params as name:int,name:int.  The genesis file (required)
+    integer; params as name:int,name:int; policy=RULES.yaml a policy file
+    (action policy-set); list=NAME entries=FILE one entry per line (actions
+    list-add, list-remove).  The genesis file (required)
     names the chain; you must be one of its members (or of --membership's).
     """
     if genesis_path is None:

@@ -31,7 +31,8 @@ from ledger.crypto import SigningKey
 from ledger.encoding import from_b64, from_hex, to_b64, to_hex
 from ledger.errors import LedgerError
 from ledger.genesis import Genesis
-from ledger.governance import GOV_PREFIX, KINDS, Action, parse_action
+from ledger.governance import GOV_PREFIX, KINDS, MAX_LIST_ENTRIES, Action, parse_action
+from ledger.policy import BadPolicy, policy_from_json
 from ledger.records import Envelope, cosign, decode_envelope, make_record, sign_record, verify_signatures
 
 PROPOSAL_FORMAT = "auditledger-proposal/1"
@@ -116,6 +117,7 @@ def json_body(action: Action) -> dict[str, Any]:
 
 def normalise_kind(action: str) -> str:
     """``validator.add`` or ``gov.validator.add`` -> ``gov.validator.add``."""
+    action = action.replace("-", ".")  # policy-set, list-add, list-remove
     kind = action if action.startswith(GOV_PREFIX) else GOV_PREFIX + action
     if kind not in KINDS:
         names = ", ".join(sorted(k[len(GOV_PREFIX):] for k in KINDS))
@@ -154,10 +156,40 @@ def _int(value: str, name: str) -> int:
     return out
 
 
+def read_policy(path: str) -> bytes:
+    """The bytes of the policy in a YAML or JSON file (docs/policy.md),
+    checked and compiled as a node will."""
+    import yaml  # JSON is YAML: one reader for both
+
+    try:
+        doc = yaml.safe_load(Path(path).read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, yaml.YAMLError) as exc:
+        raise ProposalError("bad_field", f"policy file {path}: {exc}") from None
+    try:
+        return policy_from_json(doc).policy_bytes
+    except BadPolicy as exc:
+        raise ProposalError("bad_policy", f"{path}: {exc}") from None
+
+
+def read_entries(path: str) -> list[str]:
+    """A list file: one entry per line; blank lines and ``#`` comments skipped."""
+    try:
+        lines = Path(path).read_text(encoding="utf-8").splitlines()
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ProposalError("bad_field", f"list file {path}: {exc}") from None
+    entries = sorted({line.strip() for line in lines
+                      if line.strip() and not line.lstrip().startswith("#")})
+    if len(entries) > MAX_LIST_ENTRIES:
+        raise ProposalError("bad_field", f"{path} has {len(entries)} entries, at most "
+                            f"{MAX_LIST_ENTRIES} per proposal: split it (split -l)")
+    return entries
+
+
 def parse_fields(pairs: Sequence[str]) -> dict[str, Any]:
     """``NAME=VALUE`` words to a body: ``pubkey``/``new_pubkey`` hex or a
     public key file, ``roles`` comma-separated, ``threshold`` an integer,
-    ``params`` as ``name:int,name:int``, anything else a string.  The
+    ``params`` as ``name:int,name:int``, ``policy`` a YAML/JSON policy
+    file, ``entries`` a list file (one per line), anything else a string.  The
     action's own rules (PROTOCOL §9.3 rule 1) are checked after."""
     body: dict[str, Any] = {}
     for pair in pairs:
@@ -174,6 +206,10 @@ def parse_fields(pairs: Sequence[str]) -> dict[str, Any]:
             body[name] = sorted(set(r for r in value.split(",") if r))
         elif name == "threshold":
             body[name] = _int(value, name)
+        elif name == "policy":
+            body[name] = read_policy(value)
+        elif name == "entries":
+            body[name] = read_entries(value)
         elif name == "params":
             params: dict[str, int] = {}
             for item in value.split(","):
