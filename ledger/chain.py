@@ -588,6 +588,17 @@ class ChainStore:
         return {schema.validator_from_checkpoint_sig_key(key): value
                 for key, value in self._store.iterate(schema.checkpoint_sig_prefix(height))}
 
+    def add_witness_cosignature(self, height: int, key_id: bytes, line: bytes) -> None:
+        """Keep a verified witness cosignature line (PROTOCOL §13), synced:
+        a witness sends it once."""
+        batch = WriteBatch()
+        batch.put(schema.witness_cosig_key(height, key_id), line)
+        self._store.write(batch, sync=True)
+
+    def witness_cosignatures(self, height: int) -> list[bytes]:
+        """The witness cosignature lines kept for block ``height``, by key id."""
+        return [value for _, value in self._store.iterate(schema.witness_cosig_prefix(height))]
+
 
 def _absent(key: bytes) -> None:
     """The guard read of a validated block: validation found nothing there."""

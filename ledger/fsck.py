@@ -446,7 +446,8 @@ class _Checker:
         elif prefix == schema.META:
             if key not in schema.META_KEYS:
                 self.report.add(META, STRAY, key, "unknown meta key")
-        elif prefix not in (schema.EVIDENCE, schema.TILE, schema.PENDING, schema.CHECKPOINT_SIG):
+        elif prefix not in (schema.EVIDENCE, schema.TILE, schema.PENDING, schema.CHECKPOINT_SIG,
+                            schema.WITNESS_COSIG):
             # Evidence, pending envelopes (ledger/pending.py) and gathered
             # checkpoint signatures are not implied by blocks; a node
             # re-checks pending ones on start.

@@ -20,6 +20,7 @@ and Merkle tiles of one stratum sort by index.
 | ``p``  | ``p`` + admission sequence u64        | envelope bytes (pending)      |
 | ``g``  | ``g`` + height u64 + leaf_index u64   | empty (a governance record)   |
 | ``k``  | ``k`` + height u64 + validator u32    | checkpoint note signature     |
+| ``w``  | ``w`` + height u64 + witness key id   | witness cosignature line      |
 
 A Merkle tile packs the nodes of several tree levels over an aligned
 range of leaves into one value (the leaf hashes live in stratum 0 tiles);
@@ -73,6 +74,7 @@ EVIDENCE = b"v"
 PENDING = b"p"
 GOVERNANCE = b"g"
 CHECKPOINT_SIG = b"k"
+WITNESS_COSIG = b"w"
 
 # Meta keys (all under the ``m`` prefix).
 META_SCHEMA_VERSION = META + b"schema_version"
@@ -312,6 +314,18 @@ def checkpoint_sig_prefix(height: int) -> bytes:
 def validator_from_checkpoint_sig_key(key: bytes) -> int:
     _check_len(key, 13, "checkpoint signature key")
     return int(struct.unpack(">I", key[9:])[0])
+
+
+def witness_cosig_key(height: int, key_id: bytes) -> bytes:
+    """A witness's cosignature line (PROTOCOL §13, UTF-8) over block
+    ``height``'s checkpoint, by its 4-byte key id; not part of the chain."""
+    if len(key_id) != 4:
+        raise ValueError("a witness key id is 4 bytes")
+    return WITNESS_COSIG + _U64.pack(height) + key_id
+
+
+def witness_cosig_prefix(height: int) -> bytes:
+    return WITNESS_COSIG + _U64.pack(height)
 
 
 # --------------------------------------------------------------------------

@@ -68,6 +68,9 @@ ROUTES: dict[tuple[str, str], Rule] = {
     ("GET", "/checkpoint"): rule(*CHAIN, public_read=True),
     ("GET", "/v1/checkpoints/{height}"): rule(*CHAIN, public_read=True),
     ("GET", "/v1/checkpoint-keys"): rule(*CHAIN, public_read=True),
+    # A witness needs no registered key: its cosignature, checked against
+    # [witness] keys, is what authenticates it (PROTOCOL §13).
+    ("POST", "/v1/checkpoints/{height}/cosignatures"): rule(auth=NONE),
     ("GET", "/v1/evidence"): rule(*RECORDS, public_read=True),
     ("GET", "/v1/status"): rule(ANYONE, public_read=True),
     ("GET", "/v1/genesis"): rule(ANYONE, public_read=True),

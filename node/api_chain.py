@@ -30,6 +30,7 @@ class ChainRoutes:
             web.get("/checkpoint", self.get_checkpoint),
             web.get("/v1/checkpoints/{height}", self.get_checkpoint_at),
             web.get("/v1/checkpoint-keys", self.get_checkpoint_keys),
+            web.post("/v1/checkpoints/{height}/cosignatures", self.post_cosignature),
         ]
 
     # blocks, consistency ---------------------------------------------------
@@ -90,10 +91,18 @@ class ChainRoutes:
         return note_response(signed, height)
 
     async def get_checkpoint_at(self, request: web.Request) -> web.Response:
-        raw = request.match_info["height"]
-        if not raw.isascii() or not raw.isdigit() or len(raw) > 20:
-            raise BadRequest("height must be a positive integer")
-        return note_response(cosigned(self.node).note_at(int(raw)), int(raw))
+        height = _height(request)
+        return note_response(cosigned(self.node).note_at(height), height)
+
+    async def post_cosignature(self, request: web.Request) -> web.Response:
+        """A trusted witness's tlog-cosignature/v1 line (PROTOCOL §13)."""
+        height = _height(request)
+        body = await request.read()  # read by the middleware already, within http limits
+        if len(body) > MAX_COSIGNATURE_BYTES:
+            raise BadRequest(f"a cosignature is one line of at most {MAX_COSIGNATURE_BYTES} bytes")
+        cosig = cosigned(self.node).witness_cosign(height, body)
+        return json_response({"height": height, "witness": cosig.witness.name,
+                              "timestamp": cosig.timestamp})
 
     async def get_checkpoint_keys(self, request: web.Request) -> web.Response:
         cps = cosigned(self.node)
@@ -103,7 +112,18 @@ class ChainRoutes:
             "quorum": cps.quorum(height),
             "keys": [{"validator": v.index, "name": v.name, "vkey": v.vkey}
                      for v in cps.verifiers(height)],
+            "witnesses": [{"name": w.name, "vkey": w.vkey} for w in cps.witnesses],
         })
+
+
+MAX_COSIGNATURE_BYTES = 1024
+
+
+def _height(request: web.Request) -> int:
+    raw = request.match_info["height"]
+    if not raw.isascii() or not raw.isdigit() or len(raw) > 20:
+        raise BadRequest("height must be a positive integer")
+    return int(raw)
 
 
 def _envelopes_flag(request: web.Request) -> bool:

@@ -163,7 +163,7 @@ class Node:
             sign=sign, tls=cfg.tls.client if cfg.tls is not None else None)
         try:
             self._checkpoints = Checkpoints(self.genesis, self.chain, me, cfg.key,
-                                            self._send_cosign)
+                                            self._send_cosign, cfg.witnesses)
         except ValueError as exc:
             log.warning("no C2SP checkpoints: %s", exc)
         self.metrics.on_scrape(self._publish_peer_heights)

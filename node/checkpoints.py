@@ -15,7 +15,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable, Sequence
 
-from ledger import note
+from ledger import note, witness
 from ledger.chain import ChainStore
 from ledger.crypto import SigningKey
 from ledger.errors import BadSignature, NotFound
@@ -39,10 +39,18 @@ def validator_keys_at(genesis: Genesis, height: int) -> list[bytes]:
     return [v.pubkey for v in genesis.validators]
 
 
+def note_blob_id(blob_b64: str) -> bytes:
+    """The key id at the front of a signature line's base64 blob."""
+    import base64
+    return base64.b64decode(blob_b64)[:4]
+
+
 class Checkpoints:
     def __init__(self, genesis: Genesis, chain: ChainStore, me: int, key: SigningKey,
-                 broadcast: Callable[[int, bytes], None]) -> None:
+                 broadcast: Callable[[int, bytes], None],
+                 witnesses: Sequence[witness.Witness] = ()) -> None:
         self.genesis = genesis
+        self.witnesses = list(witnesses)
         self.chain = chain
         self.me = me
         self.key = key
@@ -146,7 +154,33 @@ class Checkpoints:
         if len(sigs) < self.quorum(height):
             raise NotFound(f"the checkpoint of block {height} has {len(sigs)} validator "
                            f"signatures here; {self.quorum(height)} are needed")
-        return note.format_note(self._text(header), sigs, self.verifiers(height))
+        signed = note.format_note(self._text(header), sigs, self.verifiers(height))
+        return signed + b"".join(line + b"\n" for line in self._witnessed(height))
+
+    def _witnessed(self, height: int) -> list[bytes]:
+        """Kept cosignature lines of witnesses still trusted, in key id order."""
+        trusted = {(w.name, w.key_id) for w in self.witnesses}
+        out = []
+        for line in self.chain.witness_cosignatures(height):
+            name, blob = line.decode()[len(witness.SIG_PREFIX):].split(" ")
+            if (name, note_blob_id(blob)) in trusted:
+                out.append(line)
+        return out
+
+    def witness_cosign(self, height: int, body: bytes) -> witness.Cosignature:
+        """A witness's cosignature of block ``height``'s checkpoint (one
+        signature line), verified against the trusted witnesses and kept.
+        NotFound without the block; NoteError or BadSignature if refused."""
+        header = self.chain.header(height)
+        if header is None:
+            raise NotFound(f"no block at height {height} (tip is {self.chain.height})")
+        try:
+            line = body.decode("utf-8").removesuffix("\n")
+        except UnicodeDecodeError:
+            raise note.NoteError("a cosignature is UTF-8 text") from None
+        cosig = witness.verify_line(line, self.witnesses, self._text(header))
+        self.chain.add_witness_cosignature(height, cosig.witness.key_id, line.encode())
+        return cosig
 
     def latest(self) -> tuple[int, bytes]:
         height = self.latest_height()

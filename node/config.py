@@ -18,6 +18,7 @@ from ledger.crypto import SigningKey
 from ledger.errors import GenesisError
 from ledger.genesis import Genesis, Validator, load_genesis
 from ledger.keys import KeyFileError, load_key_file, parse_key_file
+from ledger.witness import Witness, parse_vkey
 
 from .settings import REQUIRED, Settings, Spec, build_settings
 from .tls import NodeTls
@@ -71,6 +72,8 @@ class NodeConfig:
     retired: tuple[str, ...] = ()
     # The TLS contexts node/startup.py loaded; None serves plain HTTP.
     tls: NodeTls | None = None
+    # [witness] keys, parsed (PROTOCOL §13).
+    witnesses: tuple[Witness, ...] = ()
 
     @property
     def host(self) -> str:
@@ -213,7 +216,19 @@ def load_config(path: str | Path,
         peers=tuple(peers),
         settings=settings,
         retired=retired_keys(doc),
+        witnesses=parse_witnesses(settings.witness.keys),
     )
+
+
+def parse_witnesses(text: str) -> tuple[Witness, ...]:
+    """``witness.keys``: verifier keys separated by whitespace, distinct names."""
+    try:
+        witnesses = tuple(parse_vkey(k) for k in text.split())
+    except ValueError as exc:
+        raise ConfigError("witness.keys", str(exc)) from None
+    if len({w.name for w in witnesses}) != len(witnesses):
+        raise ConfigError("witness.keys", "two witness keys have one name")
+    return witnesses
 
 
 def read_fd(fd: int) -> str:

@@ -45,6 +45,8 @@ SECTIONS: dict[str, str] = {
     "auth": "Request authentication: RFC 9421 signatures by registered keys, and roles per "
             "route (protocol §11; see Authentication and roles below).",
     "stream": "The block stream (`GET /v1/stream`, protocol §12.1) that risk monitors follow.",
+    "witness": "Witnesses outside the validators whose C2SP cosignatures of checkpoints the "
+               "node accepts, keeps and serves (protocol §13).",
     "log": "Logging (JSON lines on standard error).",
 }
 

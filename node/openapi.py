@@ -258,8 +258,19 @@ def openapi_spec(*, max_envelopes: int = 5000, max_trace_depth: int = 64) -> dic
             [{"name": "height", "in": "path", "required": True,
               "schema": {"type": "integer", "minimum": 1}}], (400, 404)),
         "/v1/checkpoint-keys": _get(
-            "The validators' C2SP note verifier keys, derived from genesis",
-            _json({"type": "object"}, "origin, quorum and keys"), errors=(404,)),
+            "The validators' C2SP note verifier keys, derived from genesis, and the "
+            "trusted witnesses' keys",
+            _json({"type": "object"}, "origin, quorum, keys and witnesses"), errors=(404,)),
+        "/v1/checkpoints/{height}/cosignatures": {"post": {
+            "summary": "A trusted witness's C2SP tlog-cosignature/v1 of block height's "
+                       "checkpoint (one signature line, PROTOCOL §13); kept and served in the "
+                       "checkpoint notes",
+            "parameters": [{"name": "height", "in": "path", "required": True,
+                            "schema": {"type": "integer", "minimum": 1}}],
+            "requestBody": {"required": True, "content": {
+                "text/plain": {"schema": {"type": "string"}}}},
+            "responses": {"200": _json({"type": "object"}, "height, witness and timestamp"),
+                          **_errors(400, 404, 429)}}},
         "/v1/records/{id}/trace": _get(
             "The record and its ancestors (to depth, within the per-answer bounds), each "
             "with its bundle, and one page of its direct children",

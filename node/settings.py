@@ -463,6 +463,18 @@ class StreamSettings:
 
 
 @dataclass(frozen=True, kw_only=True)
+class WitnessSettings:
+    """``[witness]`` in node.toml (PROTOCOL §13)."""
+
+    # One string: the settings schema has int, bool and str values only.
+    keys: str = setting("",
+        doc="Trusted witnesses, as C2SP verifier keys (`name+<8 hex>+base64(04 || Ed25519 "
+            "key)`, the form PROTOCOL §13 gives) separated by spaces. The node accepts "
+            "their cosignatures of its checkpoints (`POST /v1/checkpoints/{height}/"
+            "cosignatures`), keeps them and serves them in the checkpoint notes; empty: none.")
+
+
+@dataclass(frozen=True, kw_only=True)
 class LogSettings:
     """``[log]`` in node.toml."""
 
@@ -484,6 +496,7 @@ class Settings:
     tls: TlsSettings
     auth: AuthSettings
     stream: StreamSettings
+    witness: WitnessSettings
     log: LogSettings
 
 
