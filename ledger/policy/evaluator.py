@@ -19,7 +19,7 @@ would.
 from __future__ import annotations
 
 from bisect import bisect_left
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -49,6 +49,8 @@ def _part(value: Any) -> Any:
         return value
     if t is bool:
         return (_BOOL, value)
+    if t is tuple:  # a record's parents (bytes): the key view's own tuple, never CEL's
+        return value
     return (_COMPOSITE, canonical(value))
 
 
@@ -105,6 +107,8 @@ class CompiledPolicy:
         self._by_kind: dict[str, tuple[int, ...]] = {}
         self._combined: dict[tuple[int, ...], Any] = {}
         self.memo: dict[tuple[Any, ...], Decision] = {}
+        self.memo_size = MEMO_SIZE  # 0: every record goes to CEL (scripts/bench-policy --no-memo)
+        self.misses = 0
         self.errors = 0  # rule evaluations that raised (deny policy_error / missing_field)
 
     def applicable(self, kind: str) -> tuple[int, ...]:
@@ -116,15 +120,20 @@ class CompiledPolicy:
                 self._by_kind[kind] = rules
         return rules
 
-    def decide(self, kind: str, activation: dict[str, Any]) -> Decision:
+    def decide(self, kind: str, view: dict[str, Any],
+               activation: Callable[[], dict[str, Any]]) -> Decision:
+        """The verdict for the inputs ``view`` (a record's raw values: bytes
+        where CEL sees hex, one to one); ``activation`` builds CEL's input."""
         rules = self.applicable(kind)
-        key = (kind, *[p.part(activation) for p in self.paths])
+        key = (kind, *[p.part(view) for p in self.paths])
         decision = self.memo.get(key)
         if decision is None:
-            decision = self._evaluate(rules, activation)
-            if len(self.memo) >= MEMO_SIZE:
+            self.misses += 1
+            decision = self._evaluate(rules, activation())
+            if len(self.memo) >= self.memo_size:
                 self.memo.clear()
-            self.memo[key] = decision
+            if self.memo_size:
+                self.memo[key] = decision
         return decision
 
     def _evaluate(self, rules: tuple[int, ...], activation: dict[str, Any]) -> Decision:
@@ -210,8 +219,18 @@ class CelPolicyEngine(PolicyEngine):
                 out.append(allow)  # governance is never held by the policy it governs
             else:
                 counts = self._velocity(record, time_ms, in_block)
-                out.append(compiled.decide(record.kind, self._activation(
-                    compiled, record, item.submitter_roles, block, counts)))
+                act = self._inputs(compiled, record, item.submitter_roles, block, counts)
+                view = dict(act)
+                if "record" in compiled.roots:
+                    view["record"] = {"kind": record.kind, "origin": record.origin,
+                                      "body": record.body, "ts": record.ts,
+                                      "nonce": record.nonce, "id": record.id,
+                                      "submitter": record.submitter, "parents": record.parents}
+                if "submitter" in compiled.roots:
+                    view["submitter"] = {"key": record.submitter,
+                                         "roles": tuple(sorted(item.submitter_roles))}
+                out.append(compiled.decide(record.kind, view, lambda: self._cel_input(
+                    record, item.submitter_roles, act)))
             for wname, window in windows:  # the next records see this one
                 key = window_key(record, window)
                 if key is not None:
@@ -239,19 +258,25 @@ class CelPolicyEngine(PolicyEngine):
             out[wname] = {"count": count + c + 1, "sum": total + s + amount_of(record)}
         return out
 
-    def _activation(self, compiled: CompiledPolicy, record: Record, roles: frozenset[str],
-                    block: dict[str, int], velocity: dict[str, dict[str, int]]
-                    ) -> dict[str, Any]:
+    @staticmethod
+    def _cel_input(record: Record, roles: frozenset[str], inputs: dict[str, Any]
+                   ) -> dict[str, Any]:
+        """CEL's input: ``inputs`` with the record and submitter, bytes as hex."""
+        act = dict(inputs)
+        act["record"] = {"kind": record.kind, "origin": dict(record.origin),
+                         "body": dict(record.body), "ts": record.ts,
+                         "nonce": record.nonce, "id": record.id.hex(),
+                         "submitter": record.submitter.hex(),
+                         "parents": [p.hex() for p in record.parents]}
+        act["submitter"] = {"key": record.submitter.hex(), "roles": sorted(roles)}
+        return act
+
+    def _inputs(self, compiled: CompiledPolicy, record: Record, roles: frozenset[str],
+                block: dict[str, int], velocity: dict[str, dict[str, int]]
+                ) -> dict[str, Any]:
+        """The derived inputs the policy reads: block, velocity, listed, risk."""
         roots = compiled.roots
         act: dict[str, Any] = {}
-        if "record" in roots:
-            act["record"] = {"kind": record.kind, "origin": dict(record.origin),
-                             "body": dict(record.body), "ts": record.ts,
-                             "nonce": record.nonce, "id": record.id.hex(),
-                             "submitter": record.submitter.hex(),
-                             "parents": [p.hex() for p in record.parents]}
-        if "submitter" in roots:
-            act["submitter"] = {"key": record.submitter.hex(), "roles": sorted(roles)}
         if "block" in roots:
             act["block"] = block
         if "velocity" in roots:
