@@ -9,11 +9,10 @@ did not make it into the same block.
 
 Signatures are expensive, so the envelopes whose signatures this node has
 checked are remembered by leaf hash (everything pending, plus a bounded set
-of envelopes checked in block validation that were not pending):
+of envelopes checked in block validation that were not pending, kept by
+:mod:`node.signature_checks` with admission's stateless checks):
 :meth:`Mempool.signature_verified` is what block validation consults so that
-no node verifies one record's signature twice.  The key is the leaf
-hash, which covers the signature, not the record id: otherwise a Byzantine
-proposer could pair a known record with a forged signature.
+no node verifies one record's signature twice.
 
 With a :class:`~node.durable.PendingWriter`, every record a client is told
 is held here (``accepted``, or ``duplicate`` for one pending here) is on disk
@@ -32,10 +31,8 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any, Mapping, NamedTuple, Protocol
 
-from ledger.batch_envelopes import BatchKey, check_batched
-from ledger.crypto import RECORD_DOMAIN, SIGNATURE_FAILS, verify_many
+from ledger.crypto import verify_many
 from ledger.errors import (
-    BadSignature,
     BadTimestamp,
     ConflictingProposal,
     LedgerError,
@@ -46,11 +43,12 @@ from ledger.errors import (
 )
 from ledger.genesis import Genesis, RecordTimeWindow, record_time_window
 from ledger.membership import Membership, check_envelope, is_governance
-from ledger.records import BatchedEnvelope, Envelope, decode_envelope
+from ledger.records import Envelope, decode_envelope
 
 from .durable import PendingWriter
 from .mempool_links import AdmittedLeaves, PeerBacklog
 from .metrics import Metrics
+from .signature_checks import SignatureChecks
 
 log = logging.getLogger("node.mempool")
 
@@ -66,10 +64,6 @@ YIELD_EVERY = 128
 # Client batches whose submit-to-commit time is being measured at once; more
 # wait unmeasured (a stalled chain must not grow this without bound).
 MAX_TIMED = 4096
-# Batch signatures remembered as verified (PROTOCOL §2, batch envelopes): a
-# peer's gossip brings a batch's records in several messages.
-BATCH_SIGNATURE_CACHE = 4096
-BATCH_SIGNATURE_FAILS = "batch path does not lead to a root its submitter signed"
 
 
 def wall_clock_ms() -> int:
@@ -167,13 +161,10 @@ class Mempool:
         self._governance: set[bytes] = set()  # ids of pending governance records
         self._nonces: dict[tuple[bytes, int], bytes] = {}
         self._by_leaf: dict[bytes, Envelope] = {}  # pending, by leaf hash
-        self._verified: OrderedDict[bytes, None] = OrderedDict()
-        self._verified_cap = verified_cache
-        # Batch signatures verified here, by (submitter, size, root, sig):
-        # the root is recomputed from each envelope's own path before the
-        # lookup, so a forged path never matches a cached signature.
-        self._batch_sigs: OrderedDict[BatchKey, None] = OrderedDict()
-        self._batch_sigs_cap = BATCH_SIGNATURE_CACHE
+        # Signatures through this module's verify_many, looked up per call
+        # (tests count the checks by replacing it).
+        self._checks = SignatureChecks(verified_cache,
+                                       lambda domain, items: verify_many(domain, items))
         self._orphans: OrderedDict[bytes, _Orphan] = OrderedDict()
         self._waiting: dict[bytes, set[bytes]] = {}  # parent id -> orphan ids
         self._gossip: list[bytes] = []  # envelopes admitted from clients, not yet sent
@@ -223,7 +214,7 @@ class Mempool:
 
     def signature_verified(self, leaf_hash: bytes) -> bool:
         """True if the envelope with this leaf hash had its signature checked here."""
-        return leaf_hash in self._by_leaf or leaf_hash in self._verified
+        return leaf_hash in self._by_leaf or self._checks.verified(leaf_hash)
 
     def by_leaf(self, leaf_hash: bytes) -> Envelope | None:
         """The pending envelope with this leaf hash (saves re-decoding proposals)."""
@@ -231,14 +222,7 @@ class Mempool:
 
     def mark_verified(self, leaf_hashes: Iterable[bytes]) -> None:
         """Remember envelopes whose signatures were checked (here or in block validation)."""
-        verified = self._verified
-        move = verified.move_to_end
-        for leaf in leaf_hashes:
-            verified[leaf] = None
-            move(leaf)
-        excess = len(verified) - self._verified_cap
-        for _ in range(max(0, excess)):
-            verified.popitem(last=False)
+        self._checks.mark_verified(leaf_hashes)
 
     def _refresh_windows(self) -> None:
         """The record ts windows of the params in force at the next block."""
@@ -412,59 +396,17 @@ class Mempool:
 
     def _verify_many(self, envs: list[Envelope], *, paused: bool = True
                      ) -> list[LedgerError | None]:
-        """Admission's stateless checks: chain, and the membership's checks
-        for the next block (PROTOCOL §9.3, §9.4: submitter, role, key, scope,
-        governance signers and threshold) per envelope, then every signature
-        of those that passed - the submitter's and each co-signer's - in one batch.
+        """Admission's stateless checks for the next block
+        (:meth:`node.signature_checks.SignatureChecks.check`).
         ``paused=False`` (restoring what this node acknowledged before a
         restart): records of a paused scope are held again, to wait for the
-        resume, as they would have without the restart
-        (``verify_many``: libsodium per signature, one GIL release for the
-        lot, so a chunk holds the loop only briefly).
+        resume, as they would have without the restart.
 
         On the event loop, not in an executor thread: with every core busy a
         thread adds no parallelism, and the hand-offs cost more than they
         saved (measured: docs/performance.md)."""
-        out: list[LedgerError | None] = []
-        signed: list[int] = []  # one entry per signature: the envelope's index
-        items: list[tuple[bytes, bytes, bytes]] = []
-        batched: list[int] = []
-        membership, height = self.chain.membership, self.chain.height + 1
-        for i, env in enumerate(envs):
-            try:
-                check_envelope(membership, env, height, signatures=False, paused=paused)
-            except LedgerError as exc:
-                out.append(exc.as_value())
-                continue
-            out.append(None)
-            if isinstance(env, BatchedEnvelope):  # its signature is over the batch root
-                batched.append(i)
-                continue
-            record_bytes = env.record.record_bytes
-            for key, sig in env.signatures():
-                signed.append(i)
-                items.append((key, record_bytes, sig))
-        if batched:
-            for i, ok in zip(batched, self._verify_batched([envs[i] for i in batched])):
-                if not ok:
-                    out[i] = BadSignature(BATCH_SIGNATURE_FAILS)
-        for i, ok in zip(signed, verify_many(RECORD_DOMAIN, items)):
-            if not ok:
-                out[i] = BadSignature(SIGNATURE_FAILS)
-        return out
-
-    def _verify_batched(self, envs: Sequence[Envelope]) -> list[bool]:
-        """Batch envelopes (PROTOCOL §2): each path recomputed to its root,
-        each distinct (submitter, size, root, signature) verified once and
-        then remembered, so the other records of a batch (a client's chunk,
-        or their gossip copies) cost a hash path each, not a signature."""
-        verdicts, good = check_batched(
-            [e for e in envs if isinstance(e, BatchedEnvelope)], self._batch_sigs.__contains__)
-        for key in good:
-            self._batch_sigs[key] = None
-        while len(self._batch_sigs) > self._batch_sigs_cap:
-            self._batch_sigs.popitem(last=False)
-        return verdicts
+        return self._checks.check(envs, self.chain.membership, self.chain.height + 1,
+                                  paused=paused)
 
     def _lookup(self, env: Envelope, seen: _ChainNonce | None = None
                 ) -> tuple[str | None, bytes | None, _ChainNonce | None]:
@@ -670,7 +612,7 @@ class Mempool:
                     self._drop(other)
                     conflicts = True
             self._nonces.pop(key, None)
-            self._verified.pop(env.leaf_hash, None)
+            self._checks.forget(env.leaf_hash)
             self._release_orphans(rid)
         if any(is_governance(env) for env in envelopes):
             conflicts |= self._drop_out_of_scope(list(self._pending))
