@@ -67,6 +67,7 @@ class ChainAuditor:
         self._in_force = -1
         self._state: State = genesis_state(genesis)
         self._epoch = genesis
+        self.last_envelopes: list[Envelope] = []
 
     def epoch_at(self, height: int) -> Genesis:
         """The genesis document with the validators, submitters and members
@@ -128,6 +129,9 @@ class ChainAuditor:
         self.membership = membership
         self.frontier = frontier
         self.tip = header
+        # The block's envelopes, decoded once here, for a caller that reads
+        # the records too (the risk monitor scores them).
+        self.last_envelopes = decoded
         self.counts.blocks += 1
         self.counts.records += len(decoded)
         self.counts.certificates_checked += 1

@@ -40,7 +40,6 @@ from ledger.audit import ChainAuditor
 from ledger.blocks import certificate_from_json
 from ledger.errors import VerificationError
 from ledger.genesis import Genesis
-from ledger.records import decode_envelope
 from ledger.reqsig import RequestSigner
 
 from .detector import Detector, Reason
@@ -140,8 +139,8 @@ class Follower:
                 f"block {height} fails verification at step {exc.step}: {exc}") from None
         alerts: list[Alert] = []
         detector, flag = self.detector, self.flag
-        for raw in envelopes:
-            record = decode_envelope(raw, cosigs=True).record
+        for env in self.auditor.last_envelopes:
+            record = env.record
             self.records += 1
             if record.kind.startswith(UNSCORED_PREFIXES):
                 continue

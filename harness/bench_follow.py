@@ -1,0 +1,67 @@
+"""How many records per CPU second ``ledger-monitor follow`` verifies and
+scores (docs/performance.md, "Risk monitor"): a fraudsim stream signed and
+committed in blocks of ``--block`` records on an in-memory chain, each
+block's stream event (``GET /v1/stream``'s bytes) fed to the follower.  The
+measured part is :meth:`monitor.follow.Follower.on_block` alone: JSON and
+base64 decoding, the auditor's block checks (header chain, tx_root, log
+root, a quorum certificate: 3 Ed25519 verifications per block), envelope
+decoding and the built-in detector.
+
+    python -m harness.bench_follow [--seed 1] [--block 1000] [--days 14]
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+
+from harness.bench_chain import bench_genesis, certify
+from ledger.chain import ChainStore
+from ledger.batch_envelopes import sign_batch
+from ledger.records import Envelope, make_record, sign_record
+from ledger.storage import MemoryStore
+from monitor.builtin import BuiltinDetector
+from monitor.follow import Follower, parse_events
+from monitor.fraudsim import generate
+from node.stream import block_event
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--seed", type=int, default=1)
+    ap.add_argument("--block", type=int, default=1000)
+    ap.add_argument("--days", type=int, default=14)
+    ap.add_argument("--accounts", type=int, default=1200)
+    args = ap.parse_args()
+    genesis, validators, submitter = bench_genesis("follow")
+    stream = generate(args.seed, days=args.days, accounts=args.accounts)
+    new_id: dict[str, bytes] = {}
+    records = []
+    for nonce, line in enumerate(stream.lines):
+        r = line["record"]
+        rec = make_record(chain=genesis.chain, submitter=submitter.public_key, nonce=nonce,
+                          ts=line["time"], kind=r["kind"], origin=r["origin"], body=r["body"],
+                          parents=[new_id[p] for p in r["parents"] if p in new_id])
+        new_id[line["id"]] = rec.id
+        records.append(rec)
+    chain = ChainStore(MemoryStore(), genesis, check=False)
+    events = []
+    for start in range(0, len(records), args.block):
+        chunk = records[start:start + args.block]
+        envs: list[Envelope] = list(sign_batch(chunk, submitter)) if len(chunk) > 1 \
+            else [sign_record(chunk[0], submitter)]
+        header = chain.next_header(envs, records[start].ts, 0)
+        chain.commit_block(header, envs, certify(genesis, validators, header))
+        (event,) = parse_events(bytearray(block_event(chain, chain.height)))
+        events.append(event[2])
+    follower = Follower(genesis, BuiltinDetector(), clock=lambda: 0.0)
+    cpu, wall = time.process_time(), time.perf_counter()
+    flagged = sum(len(follower.on_block(data)) for data in events)
+    cpu, wall = time.process_time() - cpu, time.perf_counter() - wall
+    print(f"{follower.records} records in {len(events)} blocks of {args.block}: "
+          f"{cpu:.2f} s CPU, {wall:.2f} s wall; {follower.records / cpu:,.0f} records per CPU "
+          f"second; {flagged} flagged")
+
+
+if __name__ == "__main__":
+    main()
