@@ -20,12 +20,17 @@ from .errors import (
 from .genesis import Genesis
 
 HEADER_VERSION = 1
+# Version 2 (PROTOCOL §10.6) adds ``verdicts``, the root of the block's
+# verdicts and approval transitions; version 1 headers stay valid (a block
+# without a policy in force at or before its height is built as version 1).
+HEADER_VERSION_VERDICTS = 2
 HASH_LEN = 32
 ZERO_HASH = b"\x00" * HASH_LEN
 HEADER_KEYS = frozenset(
     {"v", "chain", "height", "prev", "time", "proposer", "tx_count", "tx_root",
      "log_size", "log_root", "validators"}
 )
+HEADER_KEYS_V2 = HEADER_KEYS | {"verdicts"}
 VOTE_KEYS = frozenset({"type", "chain", "height", "round", "block"})
 
 
@@ -56,15 +61,21 @@ class Header:
     log_size: int
     log_root: bytes
     validators: bytes
+    # The verdict root (PROTOCOL §10.6); None in a version 1 header.
+    verdicts: bytes | None = None
     header_bytes: bytes = field(default=b"", repr=False, compare=False)
 
     def __post_init__(self) -> None:
         if not self.header_bytes:
             object.__setattr__(self, "header_bytes", canonical(self._as_map()))
 
+    @property
+    def version(self) -> int:
+        return HEADER_VERSION if self.verdicts is None else HEADER_VERSION_VERDICTS
+
     def _as_map(self) -> dict[str, Any]:
-        return {
-            "v": HEADER_VERSION,
+        fields: dict[str, Any] = {
+            "v": self.version,
             "chain": self.chain,
             "height": self.height,
             "prev": self.prev,
@@ -76,6 +87,9 @@ class Header:
             "log_root": self.log_root,
             "validators": self.validators,
         }
+        if self.verdicts is not None:
+            fields["verdicts"] = self.verdicts
+        return fields
 
     @property
     def hash(self) -> bytes:
@@ -89,10 +103,14 @@ class Header:
 def decode_header(header_bytes: bytes) -> Header:
     """Decode canonical header bytes, validating every field's type."""
     value = decode(header_bytes)
-    if not isinstance(value, dict) or set(value) != HEADER_KEYS:
+    if not isinstance(value, dict) or "v" not in value:
         raise HeaderError("header must be a map with exactly the §4 keys")
-    if not _is_uint(value["v"]) or value["v"] != HEADER_VERSION:
-        raise HeaderError(f"unsupported header version {value['v']!r}")
+    version = value["v"]
+    if not _is_uint(version) or version not in (HEADER_VERSION, HEADER_VERSION_VERDICTS):
+        raise HeaderError(f"unsupported header version {version!r}")
+    if set(value) != (HEADER_KEYS if version == HEADER_VERSION else HEADER_KEYS_V2):
+        raise HeaderError(f"header version {version} must be a map with exactly its keys "
+                          "(§4, §10.6)")
     if not isinstance(value["chain"], str):
         raise HeaderError("header chain must be a string")
     for key in ("height", "time", "proposer", "tx_count", "log_size"):
@@ -100,8 +118,8 @@ def decode_header(header_bytes: bytes) -> Header:
             raise HeaderError(f"header {key} must be a non-negative integer")
     if value["height"] < 1:
         raise HeaderError("header height starts at 1")
-    for key in ("prev", "tx_root", "log_root", "validators"):
-        if not isinstance(value[key], bytes) or len(value[key]) != HASH_LEN:
+    for key in ("prev", "tx_root", "log_root", "validators", "verdicts"):
+        if key in value and (not isinstance(value[key], bytes) or len(value[key]) != HASH_LEN):
             raise HeaderError(f"header {key} must be 32 bytes")
     return Header(
         chain=value["chain"],
@@ -114,6 +132,7 @@ def decode_header(header_bytes: bytes) -> Header:
         log_size=value["log_size"],
         log_root=value["log_root"],
         validators=value["validators"],
+        verdicts=value.get("verdicts"),
         header_bytes=bytes(header_bytes),
     )
 

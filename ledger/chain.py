@@ -14,7 +14,8 @@ from __future__ import annotations
 from collections import OrderedDict
 from collections.abc import Sequence
 
-from . import blocks, schema
+from . import blocks, schema, verdict_store
+from .approvals import BlockVerdicts, VerdictState
 from .blocks import (
     ZERO_HASH,
     Certificate,
@@ -38,6 +39,7 @@ from .log import MerkleLog
 from .membership import Membership, is_governance
 from .merkle import leaf_hash, root
 from .pending import stage_pending_done
+from .policy import PolicyEngine
 from .records import Envelope, decode_committed_envelope, stored_record_id
 from .storage import KeyValueStore, WriteBatch
 
@@ -70,6 +72,10 @@ class ChainStore:
         # Who may do what at each height (PROTOCOL §9): genesis plus the
         # committed governance records, replayed from their index.
         self.membership = self._load_membership()
+        # Verdicts (PROTOCOL §10.5): the base engine (no policy) until the
+        # node installs its own (set_policy_engine); held records from the store.
+        self.verdicts = self._load_verdicts(PolicyEngine())
+        self._verdict_cache: tuple[bytes, BlockVerdicts] | None = None
         if check:
             self.check_integrity()
 
@@ -127,6 +133,17 @@ class ChainStore:
         by the thread that commits, so no commit is in between."""
         self.membership = self._load_membership()
 
+    def _load_verdicts(self, engine: PolicyEngine) -> VerdictState:
+        tip = self._tip
+        return VerdictState(engine, verdict_store.load_held(self._store),
+                            blocks.HEADER_VERSION if tip is None else tip.version)
+
+    def set_policy_engine(self, engine: PolicyEngine) -> None:
+        """Judge the next blocks with ``engine``, whose state must be that
+        after the tip (node/policy_runtime.py builds it)."""
+        self.verdicts.engine = engine
+        self._verdict_cache = None
+
     def epoch_genesis(self, height: int) -> Genesis:
         """The genesis with the validators, submitters, members and params in
         force at ``height``: what certificates and records of that height are
@@ -149,6 +166,8 @@ class ChainStore:
         self._history_from, self._backfilled = self._load_history()
         self._blocks.clear()
         self.membership = self._load_membership()
+        self.verdicts = self._load_verdicts(self.verdicts.engine)
+        self._verdict_cache = None
 
     def close(self) -> None:
         self._store.close()
@@ -416,7 +435,8 @@ class ChainStore:
         leaves = [env.leaf_hash for env in envelopes]
         log_size, log_root = self.log.preview(leaves)
         tip = self._tip
-        return Header(
+        verdicts = self.next_verdicts(self.height + 1, time, envelopes)
+        header = Header(
             chain=self.genesis.chain,
             height=self.height + 1,
             prev=ZERO_HASH if tip is None else tip.hash,
@@ -427,7 +447,55 @@ class ChainStore:
             log_size=log_size,
             log_root=log_root,
             validators=self.membership.at(self.height + 1).validators_hash,
+            verdicts=verdicts.root,
         )
+        self._verdict_cache = (header.hash, verdicts)
+        return header
+
+    # ---------------------------------------------------------------- verdicts
+
+    def next_verdicts(self, height: int, time: int,
+                      envelopes: Sequence[Envelope]) -> BlockVerdicts:
+        """The verdicts of a next block at ``time`` holding ``envelopes``
+        (PROTOCOL §10.5), derived from committed state only."""
+        return self.verdicts.compute(self.membership.at(height), height, time, envelopes,
+                                     self.log.size)
+
+    def block_verdicts(self, header: Header, envelopes: Sequence[Envelope]) -> BlockVerdicts:
+        """The verdicts of the next block ``header``, raising
+        :class:`~ledger.approvals.VerdictMismatch` unless its header commits
+        exactly them.  Kept for the commit that follows (one evaluation per block)."""
+        cached = self._verdict_cache
+        if cached is not None and digest_equal(cached[0], header.hash):
+            return cached[1]
+        verdicts = self.next_verdicts(header.height, header.time, envelopes)
+        verdicts.check(header)
+        self._verdict_cache = (header.hash, verdicts)
+        return verdicts
+
+    def record_verdict(self, record_id: bytes) -> verdict_store.RecordVerdict | None:
+        """A committed record's verdict and status (PROTOCOL §10.8), or None."""
+        location = self.record_location(record_id)
+        if location is None:
+            return None
+        header = self.header(location[0])
+        if header is None:
+            return None
+        verdict, index = verdict_store.verdict_at(self._store, header, record_id, location[1])
+        final = verdict_store.final_location(self._store, record_id)
+        if final is None:
+            return verdict_store.RecordVerdict(verdict, verdict.status, index)
+        final_header = self.header(final[0])
+        if final_header is None:
+            return verdict_store.RecordVerdict(verdict, verdict.status, index)
+        transition = verdict_store.transition_at(self._store, final_header, final[1], record_id)
+        return verdict_store.RecordVerdict(verdict, transition.status, index, final[0],
+                                           final[1], transition)
+
+    def verdict_entries(self, height: int) -> list[bytes] | None:
+        """The verdict entry bytes of block ``height`` (None: version 1 or no such block)."""
+        header = self.header(height)
+        return None if header is None else verdict_store.entries(self._store, header)
 
     def check_header(self, header: Header, leaves: Sequence[bytes]) -> None:
         """Raise unless ``header`` extends the tip with exactly these leaves
@@ -456,6 +524,7 @@ class ChainStore:
         leaves = [env.leaf_hash for env in envelopes]
         self.check_header(header, leaves)
         _check_log_after(header, *self.log.preview(leaves))
+        self.block_verdicts(header, envelopes)
 
     def commit_block(
         self,
@@ -466,6 +535,7 @@ class ChainStore:
         verify_certificate: bool = True,
         validated: bool = False,
         pending_done: Sequence[int] = (),
+        verdicts: BlockVerdicts | None = None,
     ) -> None:
         """Check ``header`` against the tip and the log, verify the
         certificate (unless the caller already did), then write the whole
@@ -487,6 +557,10 @@ class ChainStore:
         _check_log_after(header, log_size, log_root)
         if verify_certificate:
             blocks.verify_certificate(certificate, header, self.epoch_genesis(header.height))
+        if verdicts is None:
+            verdicts = self.block_verdicts(header, envelopes)
+        else:
+            verdicts.check(header)
         # Raises (the block is invalid) if a governance record does not apply.
         membership = self.membership.apply(header.height, envelopes, signatures=False)
         self._stage_records(header.height, envelopes, batch, read_guards=not validated)
@@ -498,7 +572,10 @@ class ChainStore:
         batch.put(schema.certificate_key(header.height), certificate.to_bytes())
         batch.put(schema.META_TIP, schema.pack_u64(header.height))
         stage_pending_done(batch, pending_done)
+        verdict_store.stage(batch, header, verdicts, self.verdicts.held)
         self._write_block(batch, header, log_size, membership)
+        self.verdicts.commit(header.height, header.time, verdicts)
+        self._verdict_cache = None
 
     def _stage_records(self, height: int, envelopes: Sequence[Envelope], batch: WriteBatch,
                        *, read_guards: bool = True) -> None:

@@ -21,6 +21,9 @@ and Merkle tiles of one stratum sort by index.
 | ``g``  | ``g`` + height u64 + leaf_index u64   | empty (a governance record)   |
 | ``k``  | ``k`` + height u64 + validator u32    | checkpoint note signature     |
 | ``w``  | ``w`` + height u64 + witness key id   | witness cosignature line      |
+| ``j``  | ``j`` + height u64                    | verdict entries (v2 blocks)   |
+| ``a``  | ``a`` + record id                     | a held record's approvals     |
+| ``f``  | ``f`` + record id                     | height u64 + entry index u64  |
 
 A Merkle tile packs the nodes of several tree levels over an aligned
 range of leaves into one value (the leaf hashes live in stratum 0 tiles);
@@ -42,6 +45,15 @@ Entries under ``g`` list where the committed governance records (PROTOCOL
 alone, without scanning the log.  The index was added without a schema
 version change: a store written before it holds no governance record
 (nodes refused them), so its empty index is complete.
+
+Entries under ``j``, ``a`` and ``f`` hold what a block commits about
+verdicts (PROTOCOL §10.5-10.7, ledger/approvals.py): ``j`` the entry bytes
+of each version 2 block (:func:`ledger.verdicts.encode_entries`), ``a`` the
+records held for approval at the tip (written and deleted in the commit
+batch of the block that changes them; a node rebuilds its held set from
+them at start), ``f`` where a held record's transition (approved or
+expired) is.  A store written before verdicts holds none, and needs none:
+its blocks are all version 1.
 """
 
 from __future__ import annotations
@@ -75,6 +87,9 @@ PENDING = b"p"
 GOVERNANCE = b"g"
 CHECKPOINT_SIG = b"k"
 WITNESS_COSIG = b"w"
+VERDICTS = b"j"
+HELD = b"a"
+FINAL = b"f"
 
 # Meta keys (all under the ``m`` prefix).
 META_SCHEMA_VERSION = META + b"schema_version"
@@ -356,6 +371,28 @@ def unpack_governance_key(key: bytes) -> tuple[int, int]:
     _check_len(key, 1 + _LOCATION.size, "governance index key")
     height, leaf_index = _LOCATION.unpack(key[1:])
     return int(height), int(leaf_index)
+
+
+# --------------------------------------------------------------------------
+# Verdicts and approvals
+# --------------------------------------------------------------------------
+
+
+def verdicts_key(height: int) -> bytes:
+    """The verdict entries of version 2 block ``height``."""
+    return VERDICTS + _U64.pack(height)
+
+
+def held_key(record_id: bytes) -> bytes:
+    """A record held for approvals (ledger.approvals.Held bytes)."""
+    _check_len(record_id, ID_LEN, "record id")
+    return HELD + record_id
+
+
+def final_key(record_id: bytes) -> bytes:
+    """Where a held record's transition is: :func:`pack_location` of (height, entry index)."""
+    _check_len(record_id, ID_LEN, "record id")
+    return FINAL + record_id
 
 
 def schema_version_value() -> bytes:

@@ -78,6 +78,12 @@ class NodeApplication:
             validate_block(header, envelopes, self, record_times=not certified)
         finally:
             self._trust_certified = False
+        # Every record's verdict, derived here from committed state, must be
+        # what the header commits (PROTOCOL §10.6): a proposer whose policy
+        # decided otherwise gets no prevote, and a certified block this node
+        # derives other verdicts for is refused (the node stops following
+        # rather than commit verdicts it cannot reproduce).  Kept for the commit.
+        self.chain.block_verdicts(header, envelopes)
         self.mempool.mark_verified(e.leaf_hash for e in envelopes)
 
     # -- ValidationContext -------------------------------------------------

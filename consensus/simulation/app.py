@@ -12,11 +12,14 @@ from __future__ import annotations
 from typing import Sequence
 
 from consensus.validation import validate_block
+from ledger.approvals import BlockVerdicts, VerdictState
 from ledger.blocks import ZERO_HASH, Certificate, Header
 from ledger.errors import LedgerError
 from ledger.genesis import Genesis
 from ledger.membership import Membership, check_envelope
 from ledger.merkle import root
+from ledger.policy import PolicyEngine
+from ledger.policy_replay import PolicyReplay
 from ledger.records import Envelope
 
 # Sim blocks stay small ("3-6 blocks of a handful of records").
@@ -27,8 +30,11 @@ NO_SKEW_LIMIT = 1 << 62
 class SimChain:
     """The durable part of a node: survives crashes."""
 
-    def __init__(self, genesis: Genesis) -> None:
+    def __init__(self, genesis: Genesis, policy: PolicyEngine | None = None) -> None:
         self.genesis = genesis
+        # Verdicts (PROTOCOL §10.5): this node's policy engine and held records.
+        self.verdicts = VerdictState(policy)
+        self.block_verdicts: list[BlockVerdicts] = []
         self.headers: list[Header] = []
         self.blocks: list[tuple[Envelope, ...]] = []
         self.certificates: list[Certificate] = []
@@ -52,6 +58,9 @@ class SimChain:
     def apply(self, header: Header, envelopes: tuple[Envelope, ...], cert: Certificate) -> None:
         if header.height != self.height + 1:
             raise AssertionError(f"driver bug: applying height {header.height} on {self.height}")
+        verdicts = self.next_verdicts(header, envelopes)
+        self.verdicts.commit(header.height, header.time, verdicts)
+        self.block_verdicts.append(verdicts)
         self.membership = self.membership.apply(header.height, envelopes, signatures=False)
         self.headers.append(header)
         self.blocks.append(envelopes)
@@ -60,6 +69,23 @@ class SimChain:
             self.index_of[env.id] = len(self.leaves)
             self.leaves.append(env.leaf_hash)
             self.nonces[(env.record.submitter, env.record.nonce)] = env.id
+
+    def rebuild_verdicts(self, policy: PolicyEngine | None) -> None:
+        """After a crash: a fresh engine fed every committed block again, as a
+        restarted node rebuilds its engine's state from its store; each
+        block's verdicts must come out as committed."""
+        replay = PolicyReplay(self.genesis, policy or PolicyEngine())
+        for header, envelopes, verdicts in zip(self.headers, self.blocks, self.block_verdicts):
+            replay.block(header, envelopes, verdicts.entries if verdicts.root else None)
+        self.verdicts = replay.state
+
+    def next_verdicts(self, header: Header, envelopes: Sequence[Envelope]) -> BlockVerdicts:
+        """The verdicts this node derives for the next block ``header``,
+        raising ``VerdictMismatch`` unless the header commits them."""
+        verdicts = self.verdicts.compute(self.membership.at(header.height), header.height,
+                                         header.time, envelopes, len(self.leaves))
+        verdicts.check(header)
+        return verdicts
 
     def build_header(self, envelopes: Sequence[Envelope], time_ms: int, proposer: int) -> Header:
         leaves = [e.leaf_hash for e in envelopes]
@@ -70,6 +96,8 @@ class SimChain:
             time=time_ms, proposer=proposer, tx_count=len(envelopes), tx_root=root(leaves),
             log_size=size, log_root=log_root,
             validators=self.membership.at(self.height + 1).validators_hash,
+            verdicts=self.verdicts.compute(self.membership.at(self.height + 1), self.height + 1,
+                                           time_ms, envelopes, len(self.leaves)).root,
         )
 
 
@@ -152,6 +180,7 @@ class SimApp:
         self.now_ms = now_ms
         self.max_clock_skew_ms = NO_SKEW_LIMIT if certified else self._skew_limit
         validate_block(header, envelopes, self, record_times=not certified)
+        self.chain.next_verdicts(header, envelopes)
         self.verified.update(e.leaf_hash for e in envelopes)
 
     # -- ValidationContext ------------------------------------------------

@@ -65,7 +65,7 @@ class SimNode:
         self.signer = CachedSigner(self.key)
         self.clock_offset = clock_offset
         self.machine_factory = machine_factory
-        self.chain = SimChain(world.genesis)
+        self.chain = SimChain(world.genesis, world.policy_for(validator))
         # Survives crashes.  Holds the immutable PersistedState itself: encoding
         # it on every Persist would dominate run time; restarts decode
         # ``to_bytes()`` so the codec is exercised on every restart.
@@ -114,6 +114,7 @@ class SimNode:
             return
         self.up = True
         self._synced, self._fetches = {}, {}
+        self.chain.rebuild_verdicts(self.world.policy_for(self.validator))
         self.app = SimApp(self.world.genesis, self.chain, MAX_CLOCK_SKEW_MS)
         retried = tuple(env for env in self.submitted if self.app.admit(env))  # clients retry
         if retried:

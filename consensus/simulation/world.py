@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import random
 from dataclasses import dataclass, field
-from typing import TextIO
+from typing import Callable, TextIO
 
 from consensus.events import Commit
 from consensus.messages import Message
@@ -13,6 +13,7 @@ from consensus.params import ConsensusConfig
 from consensus.state import PersistedState
 from consensus.votes import Evidence
 from ledger.encoding import to_hex
+from ledger.policy import PolicyEngine
 
 from .byzantine import ByzantineNode, TwinNode
 from .clock import Scheduler
@@ -54,9 +55,12 @@ class RunResult:
 
 class World:
     def __init__(self, scenario: Scenario, honest_factory: MachineFactory | None = None,
-                 echo: TextIO | None = None, keep: int = 200) -> None:
+                 echo: TextIO | None = None, keep: int = 200,
+                 policy_for: Callable[[int], PolicyEngine | None] | None = None) -> None:
         from consensus.machine import ConsensusMachine
 
+        # Each validator's policy engine (PROTOCOL §10.5); None: no policy.
+        self.policy_for: Callable[[int], PolicyEngine | None] = policy_for or _no_policy
         self.scenario = scenario
         self.genesis = sim_genesis(scenario.n)
         self.sched = Scheduler()
@@ -230,6 +234,10 @@ class World:
             f"crashes={[(c.endpoint, c.at, c.restart) for c in sc.crashes]} records={len(self.required)}"
             + (f" twins={[sorted(g) for g in sc.twin_groups]}" if sc.twin_groups else "")
         )
+
+
+def _no_policy(validator: int) -> PolicyEngine | None:
+    return None
 
 
 def _fmt_submit(record_id: bytes) -> str:

@@ -1,0 +1,117 @@
+"""What the store keeps about verdicts (keys in ledger/schema.py, bytes in
+ledger/verdicts.py): staged in a block's commit batch, read back for the
+status route and bundles.  ``ChainStore`` owns one :class:`VerdictState`
+and calls these."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+from . import schema
+from .approvals import BlockVerdicts, Held
+from .blocks import HEADER_VERSION_VERDICTS, Header
+from .errors import StorageCorruption, VerificationError
+from .storage import KeyValueStore, WriteBatch
+from .verdicts import (
+    Status,
+    Transition,
+    Verdict,
+    decode_entries,
+    decode_transition,
+    decode_verdict,
+    encode_entries,
+    no_policy_verdict,
+)
+
+
+def load_held(store: KeyValueStore) -> dict[bytes, Held]:
+    held = {}
+    for key, value in store.iterate(schema.HELD):
+        entry = Held.from_bytes(value)
+        if key[1:] != entry.record:
+            raise StorageCorruption("held record entry is under another record's key")
+        held[entry.record] = entry
+    return held
+
+
+def stage(batch: WriteBatch, header: Header, block: BlockVerdicts,
+          before: Mapping[bytes, Held]) -> None:
+    """Put the block's entries, its transitions' locations and the changed
+    held records in the block's commit batch."""
+    if block.version != HEADER_VERSION_VERDICTS:
+        return
+    batch.put(schema.verdicts_key(header.height), encode_entries(block.entries))
+    first = len(block.verdicts)
+    for index, transition in enumerate(block.transitions, start=first):
+        batch.put(schema.final_key(transition.record),
+                  schema.pack_location(header.height, index))
+    for record in before.keys() - block.held.keys():
+        batch.delete(schema.held_key(record))
+    for record, held in block.held.items():
+        if before.get(record) is not held:  # new, or an approval counted
+            batch.put(schema.held_key(record), held.to_bytes())
+
+
+def entries(store: KeyValueStore, header: Header) -> list[bytes] | None:
+    """The entry bytes of a version 2 block (None for version 1)."""
+    if header.version != HEADER_VERSION_VERDICTS:
+        return None
+    raw = store.get(schema.verdicts_key(header.height))
+    if raw is None:
+        raise StorageCorruption(f"verdicts of block {header.height} are missing")
+    try:
+        return decode_entries(raw)
+    except VerificationError as exc:
+        raise StorageCorruption(f"verdicts of block {header.height}: {exc}") from None
+
+
+@dataclass(frozen=True)
+class RecordVerdict:
+    """A committed record's verdict, where it stands, and where that is proven."""
+
+    verdict: Verdict
+    status: Status
+    index: int                     # the verdict's entry index in its block (-1: version 1)
+    final_height: int = 0          # the block holding its transition, when final
+    final_index: int = -1
+    transition: Transition | None = None
+
+
+def verdict_at(store: KeyValueStore, header: Header, record_id: bytes,
+               leaf_index: int) -> tuple[Verdict, int]:
+    """The verdict of the record at ``leaf_index`` of block ``header`` and its entry index."""
+    block = entries(store, header)
+    if block is None:
+        return no_policy_verdict(record_id), -1
+    index = leaf_index - (header.log_size - header.tx_count)
+    if not 0 <= index < header.tx_count or len(block) < header.tx_count:
+        raise StorageCorruption(f"verdicts of block {header.height} do not cover leaf "
+                                f"{leaf_index}")
+    try:
+        verdict = decode_verdict(block[index])
+    except VerificationError as exc:
+        raise StorageCorruption(f"verdict {index} of block {header.height}: {exc}") from None
+    if verdict.record != record_id:
+        raise StorageCorruption(f"verdict {index} of block {header.height} names another record")
+    return verdict, index
+
+
+def final_location(store: KeyValueStore, record_id: bytes) -> tuple[int, int] | None:
+    raw = store.get(schema.final_key(record_id))
+    return None if raw is None else schema.unpack_location(raw)
+
+
+def transition_at(store: KeyValueStore, header: Header, index: int,
+                  record_id: bytes) -> Transition:
+    block = entries(store, header)
+    if block is None or not header.tx_count <= index < len(block):
+        raise StorageCorruption(f"transition {index} of block {header.height} is missing")
+    try:
+        transition = decode_transition(block[index])
+    except VerificationError as exc:
+        raise StorageCorruption(f"transition {index} of block {header.height}: {exc}") from None
+    if transition.record != record_id:
+        raise StorageCorruption(f"transition {index} of block {header.height} names "
+                                "another record")
+    return transition

@@ -1,0 +1,239 @@
+"""Verdict and transition bytes, the verdict root and its proofs (PROTOCOL §10.5-10.7).
+
+A block built while a policy is in force commits, besides its envelopes, one
+**verdict** per record (what the policy decided and what produced it) and
+one **transition** per held record that became approved or expired in it.
+Each is a canonical map; each Merkle leaf is its bytes behind a domain line
+of its own, so a verdict is never taken for a transition, an envelope or a
+signed message.  The version 2 header commits the root of those leaves.
+
+This module is pure bytes: the approval state machine that decides the
+transitions is :mod:`ledger.approvals`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from enum import StrEnum
+from typing import Any
+
+from .encoding import canonical, decode, to_hex
+from .errors import BadEncoding, DecodeError, VerificationError
+from .merkle import inclusion_path, leaf_hash, root, verify_inclusion
+from .policy import Decision, Outcome
+
+VERDICT_DOMAIN = b"auditledger/verdict/v1\n"
+TRANSITION_DOMAIN = b"auditledger/transition/v1\n"
+VERDICT_KEYS = frozenset(
+    {"approvals", "deadline", "outcome", "policy", "reason", "record", "role", "rule"})
+TRANSITION_KEYS = frozenset({"approvals", "record", "status"})
+# Rule, reason and role come from policy text: bounded so that no policy can
+# make a block's verdicts unboundedly large (longer text is cut, the same
+# way on every node, at this many characters).
+MAX_TEXT = 256
+# A held record needs at most this many approvers (and a transition names
+# at most this many approval records).
+MAX_APPROVALS = 64
+ID_LEN = 32
+UINT64_MAX = 2**64 - 1
+
+
+class VerdictError(VerificationError):
+    """A verdict, a transition or their proof does not verify."""
+
+    step = "verdict"
+
+
+class Status(StrEnum):
+    """Where a record stands (PROTOCOL §10.8).  A member equals its string."""
+
+    ALLOWED = "allowed"
+    DENIED = "denied"
+    HELD = "held"          # approve(k, role): waiting for approvals
+    APPROVED = "approved"  # k approvals committed before the deadline
+    EXPIRED = "expired"    # the deadline passed first
+    REVIEW = "review"      # held for a person (the risk review)
+
+
+INITIAL_STATUS = {Outcome.ALLOW: Status.ALLOWED, Outcome.DENY: Status.DENIED,
+                  Outcome.APPROVE: Status.HELD, Outcome.REVIEW: Status.REVIEW}
+FINAL_STATUSES = (Status.APPROVED, Status.EXPIRED)
+
+
+def _text(value: str) -> str:
+    return value[:MAX_TEXT]
+
+
+@dataclass(frozen=True, slots=True)
+class Verdict:
+    """One record's committed verdict."""
+
+    record: bytes
+    outcome: Outcome
+    rule: str = ""
+    reason: str = ""
+    approvals: int = 0
+    role: str = ""
+    policy: int = 0
+    deadline: int = 0  # block time (ms) by which approvals must be committed
+
+    @classmethod
+    def of(cls, record: bytes, decision: Decision, deadline: int = 0) -> "Verdict":
+        approve = decision.outcome == Outcome.APPROVE
+        return cls(record, Outcome(decision.outcome), _text(decision.rule),
+                   _text(decision.reason),
+                   min(decision.approvals, MAX_APPROVALS) if approve else 0,
+                   _text(decision.role) if approve else "", decision.policy_version,
+                   deadline if approve else 0)
+
+    def to_bytes(self) -> bytes:
+        return canonical({"approvals": self.approvals, "deadline": self.deadline,
+                          "outcome": self.outcome.value, "policy": self.policy,
+                          "reason": self.reason, "record": self.record, "role": self.role,
+                          "rule": self.rule})
+
+    @property
+    def status(self) -> Status:
+        """The status this verdict gives its record when committed."""
+        return INITIAL_STATUS[self.outcome]
+
+    def to_json(self) -> dict[str, Any]:
+        return {"outcome": self.outcome.value, "rule": self.rule, "reason": self.reason,
+                "approvals": self.approvals, "role": self.role, "policy_version": self.policy,
+                "deadline": self.deadline}
+
+
+def no_policy_verdict(record: bytes) -> Verdict:
+    """The verdict of every record of a version 1 block: allow, no policy."""
+    return Verdict(record, Outcome.ALLOW)
+
+
+@dataclass(frozen=True, slots=True)
+class Transition:
+    """A held record became approved or expired (PROTOCOL §10.7)."""
+
+    record: bytes
+    status: Status
+    approvals: tuple[bytes, ...]  # the approval records that counted, in log order
+
+    def to_bytes(self) -> bytes:
+        return canonical({"approvals": list(self.approvals), "record": self.record,
+                          "status": self.status.value})
+
+    def to_json(self) -> dict[str, Any]:
+        return {"record": to_hex(self.record), "status": self.status.value,
+                "approvals": [to_hex(a) for a in self.approvals]}
+
+
+def _map(data: bytes, keys: frozenset[str], what: str) -> dict[str, Any]:
+    try:
+        value = decode(data)
+    except DecodeError as exc:
+        raise VerdictError(f"{what}: {exc}") from None
+    if not isinstance(value, dict) or set(value) != keys:
+        raise VerdictError(f"{what} must be a map of exactly {sorted(keys)}")
+    return value
+
+
+def _uint(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and 0 <= value <= UINT64_MAX
+
+
+def _id(value: Any) -> bool:
+    return isinstance(value, bytes) and len(value) == ID_LEN
+
+
+def decode_verdict(data: bytes) -> Verdict:
+    """Canonical verdict bytes (decoders refuse anything else)."""
+    v = _map(data, VERDICT_KEYS, "verdict")
+    if v["outcome"] not in tuple(Outcome):
+        raise VerdictError(f"verdict outcome {v['outcome']!r} is not one of the four")
+    if not _id(v["record"]):
+        raise VerdictError("verdict record must be 32 bytes")
+    for key in ("rule", "reason", "role"):
+        if not isinstance(v[key], str) or len(v[key]) > MAX_TEXT:
+            raise VerdictError(f"verdict {key} must be a string of at most {MAX_TEXT} characters")
+    for key in ("approvals", "deadline", "policy"):
+        if not _uint(v[key]):
+            raise VerdictError(f"verdict {key} must be a non-negative integer")
+    outcome = Outcome(v["outcome"])
+    if outcome != Outcome.APPROVE and (v["approvals"] or v["role"] or v["deadline"]):
+        raise VerdictError("only an approve verdict has approvals, role and deadline")
+    if v["approvals"] > MAX_APPROVALS:
+        raise VerdictError(f"verdict approvals above {MAX_APPROVALS}")
+    return Verdict(v["record"], outcome, v["rule"], v["reason"], v["approvals"], v["role"],
+                   v["policy"], v["deadline"])
+
+
+def decode_transition(data: bytes) -> Transition:
+    t = _map(data, TRANSITION_KEYS, "transition")
+    if t["status"] not in FINAL_STATUSES:
+        raise VerdictError(f"transition status {t['status']!r} is not approved or expired")
+    if not _id(t["record"]):
+        raise VerdictError("transition record must be 32 bytes")
+    approvals = t["approvals"]
+    if not isinstance(approvals, list) or len(approvals) > MAX_APPROVALS \
+            or not all(_id(a) for a in approvals):
+        raise VerdictError(f"transition approvals must be at most {MAX_APPROVALS} ids")
+    return Transition(t["record"], Status(t["status"]), tuple(approvals))
+
+
+def verdict_leaf(verdict_bytes: bytes) -> bytes:
+    return leaf_hash(VERDICT_DOMAIN + verdict_bytes)
+
+
+def transition_leaf(transition_bytes: bytes) -> bytes:
+    return leaf_hash(TRANSITION_DOMAIN + transition_bytes)
+
+
+def entry_leaves(entries: Sequence[bytes], tx_count: int) -> list[bytes]:
+    """The leaf hashes of a block's entries: ``tx_count`` verdicts, then transitions."""
+    return [verdict_leaf(e) if i < tx_count else transition_leaf(e)
+            for i, e in enumerate(entries)]
+
+
+def verdict_root(entries: Sequence[bytes], tx_count: int) -> bytes:
+    """The header's ``verdicts``: RFC 9162 MTH over the block's entry leaves."""
+    return root(entry_leaves(entries, tx_count))
+
+
+def entry_path(entries: Sequence[bytes], tx_count: int, index: int) -> list[bytes]:
+    """The RFC 9162 inclusion path of entry ``index`` in its block's tree."""
+    return inclusion_path(index, entry_leaves(entries, tx_count))
+
+
+def encode_entries(entries: Sequence[bytes]) -> bytes:
+    """Storage and block-route form of a block's entries: a canonical array of bin."""
+    return canonical(list(entries))
+
+
+def decode_entries(data: bytes) -> list[bytes]:
+    try:
+        value = decode(data)
+    except DecodeError as exc:
+        raise BadEncoding(f"verdict entries: {exc}") from None
+    if not isinstance(value, list) or not all(isinstance(e, bytes) for e in value):
+        raise BadEncoding("verdict entries must be an array of bin")
+    return value
+
+
+def check_entry(index: int, size: int, leaf: bytes, path: Sequence[bytes], verdicts: bytes,
+                step: str) -> None:
+    """RFC 9162 inclusion of an entry's leaf in a header's verdict tree."""
+    try:
+        verify_inclusion(index, size, leaf, path, verdicts)
+    except VerificationError as exc:
+        raise VerdictError(f"{exc}", step=step) from None
+
+
+def verdict_lines(verdict: Verdict) -> str:
+    """One line for people: ``allow``, ``deny (rule r: reason)``, ``approve 2 of treasury``."""
+    text = verdict.outcome.value
+    if verdict.outcome == Outcome.APPROVE:
+        text += f" {verdict.approvals} of role {verdict.role}"
+    detail = ", ".join(part for part in (
+        f"rule {verdict.rule}" if verdict.rule else "",
+        verdict.reason,
+        f"policy version {verdict.policy}" if verdict.policy else "no policy") if part)
+    return f"{text} ({detail})"
