@@ -447,8 +447,12 @@ class _Checker:
             if key not in schema.META_KEYS:
                 self.report.add(META, STRAY, key, "unknown meta key")
         elif prefix not in (schema.EVIDENCE, schema.TILE, schema.PENDING, schema.CHECKPOINT_SIG,
-                            schema.WITNESS_COSIG):
-            # Evidence, pending envelopes (ledger/pending.py) and gathered
+                            schema.WITNESS_COSIG, schema.VERDICTS, schema.HELD,
+                            schema.FINAL):
+            # Verdict entries, held records and transition locations are
+            # checked against the blocks' verdict roots by the replay
+            # (ledger/policy_replay.py), not here.  Evidence, pending
+            # envelopes (ledger/pending.py) and gathered
             # checkpoint signatures are not implied by blocks; a node
             # re-checks pending ones on start.
             self.report.add(UNKNOWN, STRAY, key, "no known prefix")

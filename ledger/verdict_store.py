@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import Any
 
 from . import schema
 from .approvals import BlockVerdicts, Held
@@ -115,3 +116,14 @@ def transition_at(store: KeyValueStore, header: Header, index: int,
         raise StorageCorruption(f"transition {index} of block {header.height} names "
                                 "another record")
     return transition
+
+
+def verdict_doc(rv: RecordVerdict, held: Held | None) -> dict[str, Any]:
+    """The ``verdict`` of ``GET /v1/records/{id}`` (PROTOCOL §10.8)."""
+    doc = rv.verdict.to_json()
+    doc["status"] = rv.status.value
+    if rv.final_height:
+        doc["final_height"] = rv.final_height
+    if held is not None and rv.status == Status.HELD:
+        doc["approved_by"] = held.to_json()["approved_by"]
+    return doc

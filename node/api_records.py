@@ -12,6 +12,7 @@ import msgpack
 from aiohttp import web
 
 from ledger import note
+from ledger.verdict_store import verdict_doc
 from ledger.encoding import from_b64, to_b64, to_hex
 from ledger.errors import (
     BadEncoding,
@@ -148,6 +149,9 @@ class RecordRoutes:
             raw = chain.envelope_at(leaf_index)
             doc: dict[str, Any] = {"id": to_hex(rid), "status": "committed", "height": height,
                                    "leaf_index": leaf_index}
+            verdict = chain.record_verdict(rid)
+            if verdict is not None:  # PROTOCOL §10.8: what the policy decided, and where it stands
+                doc["verdict"] = verdict_doc(verdict, chain.verdicts.held.get(rid))
         else:
             pending = self.node.mempool.get(rid)
             if pending is None:

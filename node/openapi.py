@@ -84,6 +84,18 @@ def _schemas(max_envelopes: int) -> dict[str, Any]:
             "leaf_index": UINT,
             "envelope": B64,
             "record": _ref("RecordFields"),
+            "verdict": _obj({
+                "outcome": {"type": "string", "enum": ["allow", "deny", "approve", "review"]},
+                "rule": {"type": "string"}, "reason": {"type": "string"},
+                "approvals": UINT, "role": {"type": "string"}, "policy_version": UINT,
+                "deadline": UINT,
+                "status": {"type": "string", "enum": ["allowed", "denied", "review", "held",
+                                                      "approved", "expired"]},
+                "final_height": {"type": "integer", "minimum": 1},
+                "approved_by": {"type": "array", "items": _obj({
+                    "approver": HEX32, "record": HEX32})},
+            }, required=["outcome", "rule", "reason", "approvals", "role", "policy_version",
+                         "deadline", "status"]),
         }, required=["id", "status", "envelope", "record"]),
         "Certificate": _obj({
             "height": {"type": "integer", "minimum": 1}, "round": UINT, "block": HEX32,

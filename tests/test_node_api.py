@@ -145,6 +145,10 @@ async def test_submit_commit_and_read_back(client: TestClient[Any, Any], node: S
     assert [r["status"] for r in await submit(client, [pay])] == ["committed"]
     rec = await call(client, "GET", f"/v1/records/{settle.id.hex()}", "/v1/records/{id}", 200)
     assert rec["status"] == "committed" and rec["height"] == 1 and rec["leaf_index"] == 1
+    # no policy: every record allowed, nothing decided (PROTOCOL §10.8)
+    assert rec["verdict"] == {"outcome": "allow", "rule": "", "reason": "", "approvals": 0,
+                              "role": "", "policy_version": 0, "deadline": 0,
+                              "status": "allowed"}
     bundle = await call(client, "GET", f"/v1/records/{pay.id.hex()}/proof",
                         "/v1/records/{id}/proof", 200)
     assert verify_bundle(bundle, node.genesis.raw).leaf_index == 0
