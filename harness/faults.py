@@ -25,6 +25,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import json
+import os
 import random
 import re
 import signal
@@ -56,20 +57,38 @@ class FuzzReport:
     output: str = field(repr=False)
 
 
-def run_schemathesis(base_url: str, workdir: Path, examples: int, seed: int) -> FuzzReport:
-    """Run the schemathesis CLI (from this interpreter's venv) against a live node."""
+def run_schemathesis(base_url: str, workdir: Path, examples: int, seed: int, *,
+                     ca_file: Path | None = None,
+                     signing_key: Path | None = None) -> FuzzReport:
+    """Run the schemathesis CLI (from this interpreter's venv) against a live node.
+
+    ``ca_file``: trust roots of an https node; ``signing_key``: a key file
+    every request is signed with (harness/schemathesis_signing.py)."""
     workdir.mkdir(parents=True, exist_ok=True)
     events = workdir / "events.ndjson"
     exe = str(Path(sys.executable).parent / "schemathesis")
-    cmd = [exe, "run", base_url + "/openapi.json", "-n", str(examples), "--seed", str(seed),
+    spec = base_url + "/openapi.json"
+    if signing_key is not None:  # the description is a signed route too
+        from .schemathesis_signing import fetch_spec  # late: imports schemathesis
+        fetch_spec(spec, signing_key, ca_file, workdir / "openapi.json")
+        spec = str(workdir / "openapi.json")
+    cmd = [exe, "run", spec, "--url", base_url, "-n", str(examples), "--seed", str(seed),
            "--checks", SCHEMATHESIS_CHECKS, "--request-timeout", "20",
            "--report", "ndjson", "--report-ndjson-path", str(events),
            "--no-color",
            # The block stream answers for as long as the client reads: a
            # request would only run into the request timeout.
            "--exclude-path", "/v1/stream"]
+    if ca_file is not None:
+        cmd += ["--tls-verify", str(ca_file)]
+    env = dict(os.environ)
+    if signing_key is not None:
+        root = str(Path(__file__).resolve().parent.parent)  # harness/ is not installed
+        env.update(SCHEMATHESIS_HOOKS="harness.schemathesis_signing",
+                   LEDGER_FUZZ_SIGNING_KEY=str(signing_key),
+                   PYTHONPATH=os.pathsep.join(filter(None, [root, env.get("PYTHONPATH")])))
     proc = subprocess.run(cmd, capture_output=True, text=True, timeout=3600,
-                          stdin=subprocess.DEVNULL)
+                          stdin=subprocess.DEVNULL, env=env)
     output = proc.stdout + proc.stderr
     statuses: Counter[int] = Counter()
     if events.exists():
@@ -134,17 +153,20 @@ async def _chain_ids(c: LocalCluster, i: int, height: int) -> list[str]:
 
 async def kill_loop(directory: Path, *, duration: float, every: tuple[float, float] = (2.0, 5.0),
                     seed: int = 1, n: int = 4, batch: int = 25,
-                    progress: Any = None, rolling: bool = False) -> KillLoopReport:
+                    progress: Any = None, rolling: bool = False,
+                    secure: bool = False) -> KillLoopReport:
     """Run the kill loop for ``duration`` seconds of load; see the module doc.
 
     ``rolling``: a rolling restart instead, as for an upgrade - each node in
     turn (0, 1, ...) is stopped with SIGTERM (it must exit 0), started again
-    and waited for, once each; ``duration`` is then unused."""
+    and waited for, once each; ``duration`` is then unused.  ``secure``: the
+    cluster runs with TLS and request authentication (PROTOCOL §11), the
+    load signs its requests with its submitter key."""
     from client.sdk import LedgerClient  # late: node code does not otherwise need the SDK
 
     rng = random.Random(seed)
     report = KillLoopReport()
-    c = LocalCluster(directory, n)
+    c = LocalCluster(directory, n, tls=secure, auth=secure)
     everyone = list(range(n))
     envelopes: dict[str, bytes] = {}  # every envelope ever sent (even if the request failed)
     seen: set[str] = set()
@@ -154,7 +176,7 @@ async def kill_loop(directory: Path, *, duration: float, every: tuple[float, flo
     async def load(worker: int) -> None:
         async with LedgerClient([c.url(i) for i in everyone], c.dir / "keys" / "demo.json",
                                 nonce_file=c.dir / f"nonce{worker}", request_timeout=10,
-                                retries=8) as lc:
+                                retries=8, ca_file=c.ca_file) as lc:
             while not stop.is_set():
                 envs = [lc.sign(kind="payment", origin={"system": "faults"},
                                 body={"amount": rng.randrange(10_000), "w": worker})
@@ -176,9 +198,9 @@ async def kill_loop(directory: Path, *, duration: float, every: tuple[float, flo
                 except Exception:  # noqa: BLE001 - not seen committed: nothing is claimed
                     pass
 
-    started = time.monotonic()
     try:
         await c.start_all(timeout=60)
+        started = time.monotonic()  # the load's duration, not the start's (TLS starts are slower)
         workers = [asyncio.create_task(load(w)) for w in range(2)]
         while (report.kills < n) if rolling else (time.monotonic() - started < duration):
             await asyncio.sleep(rng.uniform(*every))  # picks the moment; decides nothing
@@ -202,7 +224,8 @@ async def kill_loop(directory: Path, *, duration: float, every: tuple[float, flo
 
         # Resubmit everything (idempotent) and wait for every record everywhere.
         say(f"resubmitting {len(envelopes)} records")
-        async with LedgerClient([c.url(0)], request_timeout=30) as lc:
+        async with LedgerClient([c.url(0)], request_timeout=30, ca_file=c.ca_file,
+                                auth_key_file=c.harness_key if secure else None) as lc:
             all_bytes = list(envelopes.values())
             for start in range(0, len(all_bytes), 500):
                 results = await lc.submit_envelopes(all_bytes[start:start + 500])
@@ -293,6 +316,8 @@ def main(argv: list[str] | None = None) -> int:
     k.add_argument("--rolling", action="store_true",
                    help="a rolling restart instead: SIGTERM each node in turn, once "
                         "(as an upgrade does); --duration is unused")
+    k.add_argument("--secure", action="store_true",
+                   help="TLS on every link and every request signed (PROTOCOL §11)")
     a = sub.add_parser("acks", help="SIGKILL validators right after their 202s under load; "
                                     "count acknowledged records that never commit")
     a.add_argument("--duration", type=float, default=300.0, help="seconds of load (default 300)")
@@ -338,7 +363,8 @@ def main(argv: list[str] | None = None) -> int:
     if args.campaign == "killloop":
         rep = asyncio.run(kill_loop(workdir / "cluster", duration=args.duration,
                                     every=(args.min_every, args.max_every), seed=args.seed,
-                                    progress=say, rolling=args.rolling))
+                                    progress=say, rolling=args.rolling,
+                                    secure=args.secure))
         doc = asdict(rep)
         ok = rep.ok()
     elif args.campaign == "acks":

@@ -15,10 +15,14 @@ from harness.faults import kill_loop
 pytestmark = pytest.mark.cluster
 
 
-@pytest.mark.parametrize("duration", [20.0, pytest.param(240.0, marks=pytest.mark.slow)])
-async def test_kill_loop(tmp_path: Path, duration: float) -> None:
+@pytest.mark.parametrize(("duration", "secure"), [
+    (20.0, False),
+    (20.0, True),  # TLS on every link, every request signed (issue 24)
+    pytest.param(240.0, False, marks=pytest.mark.slow),
+    pytest.param(240.0, True, marks=pytest.mark.slow)])
+async def test_kill_loop(tmp_path: Path, duration: float, secure: bool) -> None:
     report = await kill_loop(tmp_path / "cluster", duration=duration, every=(1.5, 4.0), seed=7,
-                             progress=print)
+                             progress=print, secure=secure)
     print(report)
     assert report.kills >= 1
     assert report.seen_committed > 0

@@ -27,20 +27,27 @@ pytestmark = [pytest.mark.cluster,
 EXAMPLES = int(os.environ.get("SCHEMATHESIS_EXAMPLES", "150"))
 
 
-async def test_schemathesis_live_node(tmp_path: Path) -> None:
-    c = LocalCluster(tmp_path / "cluster", 4)
+@pytest.mark.parametrize("secure", [False, True])
+async def test_schemathesis_live_node(tmp_path: Path, secure: bool) -> None:
+    """``secure``: TLS, and every fuzzed request signed by a key with the
+    roles audit and submit (issue 24, "Done when")."""
+    c = LocalCluster(tmp_path / "cluster", 4, tls=secure, auth=secure)
     try:
         everyone = await c.start_all()
         sub = Submitter(c)
         batch = sub.lineage(10)
         await submit(c, 0, batch)
         await c.wait_committed(everyone, batch[-1].id.hex())
-        result = await asyncio.to_thread(run_schemathesis, c.url(0), tmp_path / "st",
-                                         EXAMPLES, 1)
+        result = await asyncio.to_thread(
+            run_schemathesis, c.url(0), tmp_path / "st", EXAMPLES, 1, ca_file=c.ca_file,
+            signing_key=c.harness_key if secure else None)
         print(result.output[-4000:])
         assert result.cases > 0, result.output[-2000:]
         assert result.server_errors == 0, result.output[-4000:]
         assert result.exit_code == 0, result.output[-4000:]
+        # Signed requests got through: reads answered 200, not only refusals.
+        assert result.statuses.get(200, 0) > 0, result.statuses
+        print("statuses:", result.statuses)
         # The nodes are still healthy and committing after the fuzzing.
         more = [sub.envelope() for _ in range(5)]
         await submit(c, 0, more)
