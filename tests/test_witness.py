@@ -117,3 +117,60 @@ async def test_a_node_keeps_and_serves_a_trusted_witness_cosignature(tmp_path: P
         await until(served, 30, "the cosignature after a restart")
     finally:
         await c.stop_all()
+
+
+@pytest.mark.cluster
+async def test_ledger_witness_cosigns_only_a_grown_log(tmp_path: Path) -> None:
+    """ledger-witness: keygen prints the vkey the nodes trust; cosign checks
+    the quorum and the growth from its last checkpoint, submits, and keeps
+    state; a state file of another root at the same size is a fork."""
+    import json
+
+    from click.testing import CliRunner
+    from test_cluster import Submitter, submit
+
+    from client.sdk import LedgerClient
+    from client.witness import WitnessError, cosign_once, main
+    from harness.localnet import LocalCluster, until
+    from ledger.keys import load_key_file
+
+    result = CliRunner().invoke(main, ["keygen", "w.example/1", "--out", str(tmp_path / "w.json")])
+    assert result.exit_code == 0, result.output
+    vkey = result.output.strip()
+    kf = load_key_file(tmp_path / "w.json")
+    assert witness.parse_vkey(vkey) == witness.Witness("w.example/1", kf.key.public_key)
+    edits = {i: [("[log]", f'[witness]\nkeys = "{vkey}"\n\n[log]')] for i in range(4)}
+    c = LocalCluster(tmp_path / "cluster", 4, toml_edits=edits)
+    await c.start_all()
+    state = tmp_path / "state.json"
+    try:
+        sub = Submitter(c)
+
+        async def commit_one() -> None:
+            env = sub.envelope()
+            await submit(c, 0, [env])
+            await c.wait_committed([0, 1, 2, 3], env.id.hex())
+
+            async def quorum() -> bool:
+                st = await c.status(0)
+                got = await c.try_get(0, f"/v1/checkpoints/{st['height']}") if st else None
+                return got is not None and got[0] == 200
+            await until(quorum, 30, "a checkpoint at the tip")
+
+        await commit_one()
+        async with LedgerClient([c.url(0)], retries=1) as client:
+            first = await cosign_once(client, c.genesis, kf.key, kf.name, state, now=1_800_000_000)
+            assert first["witness"] == "w.example/1"
+            await commit_one()
+            second = await cosign_once(client, c.genesis, kf.key, kf.name, state, now=1_800_000_001)
+            assert second["log_size"] > first["log_size"]
+            _, body = await c.get(0, f"/v1/checkpoints/{second['height']}")
+            assert "\u2014 w.example/1 ".encode() in body
+            doc = json.loads(state.read_text())
+            assert doc["size"] == second["log_size"]
+            doc["root"] = "00" * 32  # the same size with another root: a fork
+            state.write_text(json.dumps(doc))
+            with pytest.raises(WitnessError, match="fork"):
+                await cosign_once(client, c.genesis, kf.key, kf.name, state)
+    finally:
+        await c.stop_all()
