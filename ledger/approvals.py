@@ -159,11 +159,8 @@ class VerdictState:
             if self._plain():
                 return BlockVerdicts(HEADER_VERSION, None)
             # No policy in force yet, but the engine must see the block (a
-            # governance record in it may install one).
-            inputs = record_inputs(state, envelopes)
-            return BlockVerdicts(HEADER_VERSION, None, inputs=inputs,
-                                 decisions=tuple(self.engine.evaluate_block(height, time_ms,
-                                                                            inputs)))
+            # governance record in it may install one); nothing to decide.
+            return BlockVerdicts(HEADER_VERSION, None, inputs=record_inputs(state, envelopes))
         inputs = record_inputs(state, envelopes)
         decisions = tuple(self.engine.evaluate_block(height, time_ms, inputs))
         if len(decisions) != len(inputs):

@@ -25,6 +25,7 @@ from ledger.pending import PendingRecords
 from ledger.records import Envelope
 from ledger.storage import LevelDBStore, set_background_nice
 
+from .policy_runtime import install_policy_engine
 from . import peer_messages
 from .aio import cancel_all
 from .api import SERVER_OPTIONS, build_app, parse_uint
@@ -128,6 +129,9 @@ class Node:
             await join_by_snapshot(store, self.genesis, cfg.peers, sign,
                                    cfg.tls.client if cfg.tls is not None else None)
         self._chain = ChainStore(store, self.genesis)
+        # Verdicts of the next blocks (PROTOCOL §10): the policy evaluator,
+        # its state rebuilt from the committed blocks.
+        install_policy_engine(self._chain)
         # After a crash LevelDB replays its write-ahead log here, and the
         # tip is re-checked: the part of a restart that grows with the store.
         self.store_open_s = time.perf_counter() - opening

@@ -1,0 +1,56 @@
+"""The node's policy engine (node/policy_runtime.py): the CEL evaluator of
+ledger/policy behind the verdict machinery, installed by governance, and
+rebuilt from the committed blocks when a node starts."""
+
+from __future__ import annotations
+
+from govhelpers import gov_genesis, gov_record
+from helpers import block_time, certify, make_envelope
+from test_policy_engine import POLICY
+
+from ledger.chain import ChainStore
+from ledger.policy import policy_from_json
+from ledger.records import Envelope
+from ledger.storage import MemoryStore
+from ledger.verdicts import Status
+from node.policy_runtime import install_policy_engine
+
+
+def _commit(chain: ChainStore, validators: list, envelopes: list[Envelope]) -> None:  # type: ignore[type-arg]
+    height = chain.height + 1
+    header = chain.next_header(envelopes, block_time(height), (height - 1) % 4)
+    chain.commit_block(header, envelopes, certify(header, validators, chain.genesis))
+
+
+def test_a_governed_policy_decides_verdicts_and_a_restart_derives_the_same() -> None:
+    genesis, validators, members, submitter = gov_genesis()
+    store = MemoryStore()
+    chain = ChainStore(store, genesis)
+    install_policy_engine(chain)
+    policy = policy_from_json(POLICY).policy_bytes
+    _commit(chain, validators, [gov_record(genesis.chain, members[:2], 1, "gov.policy.set",
+                                           {"policy": policy})])
+    assert chain.header(1).version == 1  # type: ignore[union-attr]
+    big = make_envelope(submitter, genesis.chain, 2, body={"amount": 2_000_000,
+                                                           "currency": "EUR"},
+                        origin={"account": "acc-1", "country": "DE"})
+    other = make_envelope(submitter, genesis.chain, 3, body={"amount": 10, "currency": "EUR"},
+                          origin={"account": "acc-2", "country": "DE"})
+    _commit(chain, validators, [big, other])
+    assert chain.header(2).version == 2  # type: ignore[union-attr]
+    held = chain.record_verdict(big.id)
+    assert held is not None and held.status == Status.HELD
+    assert (held.verdict.rule, held.verdict.approvals, held.verdict.role,
+            held.verdict.policy) == ("large", 2, "treasury", 1)
+    review = chain.record_verdict(other.id)
+    assert review is not None and review.status == Status.REVIEW  # the policy's default
+    # A restarted node rebuilds the engine from its blocks and derives the
+    # same verdicts for the next block as the node that never stopped.
+    reopened = ChainStore(store, genesis)
+    install_policy_engine(reopened)
+    nxt = [make_envelope(submitter, genesis.chain, 4, body={"amount": 5, "currency": "EUR"},
+                         origin={"account": "acc-1", "country": "DE"})]
+    a = chain.next_verdicts(3, block_time(3), nxt)
+    b = reopened.next_verdicts(3, block_time(3), nxt)
+    assert a.version == b.version == 2 and a.root == b.root and a.entries == b.entries
+    assert reopened.verdicts.held.keys() == {big.id}
