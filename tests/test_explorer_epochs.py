@@ -204,6 +204,12 @@ def cases() -> dict[str, Any]:
         "header of another chain": edit(lambda b: b.update(header=header_like(chain="elsewhere"))),
         "genesis validator set": edit(lambda b: b.update(header=header_like(
             validators=GENESIS.validators_hash))),
+        "version 2 header (verdicts)": edit(lambda b: b.update(header=header_like(
+            verdicts=bytes(32)))),  # decodes (§10.6); certified for no block
+        "version 1 header with verdicts": edit(lambda b: b.update(header=raw_header(
+            header, v=1, verdicts=bytes(32)))),
+        "version 2 header without verdicts": edit(lambda b: b.update(header=raw_header(
+            header, v=2))),
         "height off by one": edit(lambda b: b.update(height=b["height"] + 1)),
         "leaf of another block": edit(lambda b: b.update(leaf_index=b["leaf_index"] - 3)),
         "flipped inclusion": edit(lambda b: b["inclusion"].__setitem__(0, flip_hex(b["inclusion"][0]))),
@@ -214,6 +220,16 @@ def cases() -> dict[str, Any]:
         "below quorum": edit(lambda b: b["certificate"].update(
             signatures=b["certificate"]["signatures"][:2])),
     }
+
+
+def raw_header(header: Header, **changes: Any) -> str:
+    """Canonical header bytes with fields set as given, however invalid."""
+    from ledger.encoding import canonical
+
+    fields = {"v": 1, **{k: getattr(header, k) for k in (
+        "chain", "height", "prev", "time", "proposer", "tx_count", "tx_root", "log_size",
+        "log_root", "validators")}}
+    return base64.b64encode(canonical({**fields, **changes})).decode()
 
 
 def with_pause(bundle: dict[str, Any]) -> dict[str, Any]:

@@ -316,15 +316,21 @@ async function signedMessage(envelope, recordId) {
 export function decodeHeader(bytes) {
   const value = decodeStep("header", bytes);
   const h = (m) => fail("header", `header: ${m}`);
-  if (!mapHasKeys(value, HEADER_KEYS)) h("header must be a map with exactly the §4 keys");
-  if (value.get("v") !== 1n) h("unsupported header version");
+  // Version 1 (§4), or 2 (§10.6: a block that commits verdicts) with one
+  // more key, "verdicts", the root of the block's verdicts.
+  if (!(value instanceof Map) || !value.has("v")) h("header must be a map with exactly the §4 keys");
+  const version = value.get("v");
+  if (version !== 1n && version !== 2n) h("unsupported header version");
+  if (!mapHasKeys(value, version === 1n ? HEADER_KEYS : [...HEADER_KEYS, "verdicts"])) {
+    h(`header version ${version} must be a map with exactly its keys (§4, §10.6)`);
+  }
   if (typeof value.get("chain") !== "string") h("header chain must be a string");
   for (const k of ["height", "time", "proposer", "tx_count", "log_size"]) {
     if (!isBigUint(value.get(k))) h(`header ${k} must be a non-negative integer`);
   }
   if (value.get("height") < 1n) h("header height starts at 1");
-  for (const k of ["prev", "tx_root", "log_root", "validators"]) {
-    if (!isBin(value.get(k), 32)) h(`header ${k} must be 32 bytes`);
+  for (const k of ["prev", "tx_root", "log_root", "validators", "verdicts"]) {
+    if ((k !== "verdicts" || value.has(k)) && !isBin(value.get(k), 32)) h(`header ${k} must be 32 bytes`);
   }
   return Object.fromEntries(value.entries());
 }
