@@ -224,7 +224,7 @@ class Node:
                        asyncio.create_task(self._gossip_admit(), name="gossip-in"),
                        asyncio.create_task(self._assemble(), name="assemble"),
                        asyncio.create_task(self._status_loop(), name="status")]
-        self.breakers = BreakerTracker(self.chain)
+        self.breakers = BreakerTracker(self.chain, self.metrics)
         self._tasks.append(asyncio.create_task(self.breakers.run(), name="breakers"))
         if self.chain.history_gap:
             self._tasks.append(asyncio.create_task(

@@ -20,16 +20,28 @@ from ledger.breakers import Breakers
 from ledger.chain import ChainStore
 from ledger.records import Record, decode_committed_envelope
 
+from .metrics import Metrics
+
 log = logging.getLogger("node.breakers")
 
 RISK_MARK = b"risk."
 
 
 class BreakerTracker:
-    def __init__(self, chain: ChainStore) -> None:
+    def __init__(self, chain: ChainStore, metrics: Metrics | None = None) -> None:
         self.chain = chain
         self.breakers = Breakers()
         self._wake = asyncio.Event()
+        self.metrics = metrics
+        if metrics is not None:
+            metrics.on_scrape(self._publish)
+
+    def _publish(self) -> None:
+        assert self.metrics is not None
+        b = self.breakers
+        self.metrics.breakers_open.set(
+            sum(1 for x in b.breakers.values() if x.state(b.time) == "open"))
+        self.metrics.breakers_behind.set(max(0, self.chain.height - b.height))
 
     def committed(self, height: int) -> None:
         self._wake.set()
@@ -53,8 +65,18 @@ class BreakerTracker:
         records = [decode_committed_envelope(raw).record
                    for raw in self.chain.block_envelopes(height) if RISK_MARK in raw]
         block = {r.id: r for r in records}
+        before = len(self.breakers.transitions)
         self.breakers.apply_block(height, header.time, records,
                                   self.chain.membership.at(height).params, self._lookup(block))
+        for t in self.breakers.transitions[before:]:
+            # One line per transition, for incident tooling that reads logs.
+            log.warning("breaker %s %r %s at height %d by %s", t.scope, t.value,
+                        "opened" if t.to == "open" else "closed", t.height,
+                        ",".join(r.hex()[:16] for r in t.records[:4]),
+                        extra={"breaker_scope": t.scope, "breaker_value": t.value,
+                               "breaker_to": t.to, "height": t.height})
+            if self.metrics is not None:
+                self.metrics.breaker_transitions.labels(to=t.to).inc()
         return True
 
     async def run(self) -> None:

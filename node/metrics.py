@@ -174,6 +174,18 @@ class Metrics:
             "ledger_stream_cut", "Block streams refused over stream.max_clients (limit) or cut "
             "for a reader slower than stream.write_timeout_ms (slow)", ["reason"], registry=r)
 
+        self.breakers_open = Gauge(
+            "ledger_breakers_open", "Circuit breakers open at the last derived block's time "
+            "(PROTOCOL §12.3)", registry=r)
+        self.breakers_behind = Gauge(
+            "ledger_breakers_behind_blocks", "Committed blocks the breakers are not derived "
+            "from yet", registry=r)
+        self.breaker_transitions = Counter(
+            "ledger_breaker_transitions", "Breaker transitions derived since start (a restart "
+            "derives the history again)", ["to"], registry=r)
+        for to in ("open", "closed"):
+            self.breaker_transitions.labels(to=to)
+
         self._request_children: dict[tuple[str, str, int], Any] = {}
         self._on_scrape: list[Callable[[], None]] = []
         self._assembly_seen: dict[str, int] = {}
