@@ -58,6 +58,8 @@ CHAIN = (READ_ROLE, READ_OWN_ROLE, AUDIT_ROLE)
 # (method, route as aiohttp names it) -> rule.  PROTOCOL §11.4 is this table.
 ROUTES: dict[tuple[str, str], Rule] = {
     ("POST", "/v1/records"): rule(SUBMIT_ROLE, MEMBER_ROLE),
+    # The verdict a record would get (PROTOCOL §10.9): asked by whoever submits.
+    ("POST", "/v1/evaluate"): rule(SUBMIT_ROLE, MEMBER_ROLE),
     ("GET", "/v1/records/{id}"): rule(*RECORDS, own=(READ_OWN_ROLE,), public_read=True),
     ("GET", "/v1/records/{id}/proof"): rule(*RECORDS, own=(READ_OWN_ROLE,), public_read=True),
     ("GET", "/v1/records/{id}/trace"): rule(*RECORDS, public_read=True),

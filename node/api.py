@@ -14,6 +14,7 @@ from typing import Protocol
 
 from aiohttp import web
 
+from .api_evaluate import EvaluateRoutes
 from .api_chain import ChainRoutes
 from .api_common import CODE_FOR_STATUS, SERVER_OPTIONS, ApiBackend, parse_uint
 from .api_middleware import make_middlewares
@@ -43,6 +44,7 @@ def route_groups(node: ApiBackend, *, max_envelopes: int, max_trace_depth: int,
         RecordRoutes(node, max_envelopes=max_envelopes, max_trace_depth=max_trace_depth,
                      max_trace_nodes=max_trace_nodes),
         ChainRoutes(node),
+        EvaluateRoutes(node),
         NodeRoutes(node, max_envelopes=max_envelopes, max_trace_depth=max_trace_depth,
                    genesis_json=genesis_json),
         Explorer(),

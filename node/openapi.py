@@ -84,7 +84,9 @@ def _schemas(max_envelopes: int) -> dict[str, Any]:
             "leaf_index": UINT,
             "envelope": B64,
             "record": _ref("RecordFields"),
-            "verdict": _obj({
+            "verdict": _ref("Verdict"),
+        }, required=["id", "status", "envelope", "record"]),
+        "Verdict": _obj({
                 "outcome": {"type": "string", "enum": ["allow", "deny", "approve", "review"]},
                 "rule": {"type": "string"}, "reason": {"type": "string"},
                 "approvals": UINT, "role": {"type": "string"}, "policy_version": UINT,
@@ -96,7 +98,6 @@ def _schemas(max_envelopes: int) -> dict[str, Any]:
                     "approver": HEX32, "record": HEX32})},
             }, required=["outcome", "rule", "reason", "approvals", "role", "policy_version",
                          "deadline", "status"]),
-        }, required=["id", "status", "envelope", "record"]),
         "Certificate": _obj({
             "height": {"type": "integer", "minimum": 1}, "round": UINT, "block": HEX32,
             "signatures": {"type": "array", "items": _obj({
@@ -248,6 +249,17 @@ def openapi_spec(*, max_envelopes: int = 5000, max_trace_depth: int = 64) -> dic
     }
     paths: dict[str, Any] = {
         "/v1/records": {"post": submit},
+        "/v1/evaluate": {"post": {
+            "summary": "The verdict an envelope would get now, as the only record of the "
+                       "next block, without committing it (PROTOCOL §10.9)",
+            "requestBody": {"required": True, "content": {"application/json": {
+                "schema": _obj({"envelope": B64}, extra=False)}}},
+            "responses": {"200": _json(_obj({
+                "id": HEX32, "height": {"type": "integer", "minimum": 1}, "time": UINT,
+                "header_version": {"type": "integer", "enum": [1, 2]},
+                "verdict": _ref("Verdict")}), "the verdict"),
+                **_errors(400, 413, 415, 429)},
+        }},
         "/v1/records/{id}": _get("A record, pending or committed",
                                  _json(_ref("Record"), "the record"), [ID_PARAM], (400, 404, 429)),
         "/v1/records/{id}/proof": _get(
