@@ -113,7 +113,11 @@ async def test_explorer_pages_verify_live_records(tmp_path: Path, browser: Any) 
         assert states == {e.id.hex(): "verified" for e in (settle, *pays)}
         assert len(browser.find_elements("css selector", "svg.lineage line.edge")) == 3
         assert "settlement" in text_of(browser, "#main")
-        assert "not available on this chain yet" in text_of(browser, "#main")
+        assert "not available on this chain yet" in text_of(browser, "#main")  # alerts, reviews
+        _, doc = await c.get(0, f"/v1/records/{settle.id.hex()}")
+        if "verdict" in doc:  # PROTOCOL §10.8, shown as the node's word
+            assert attr(browser, "#record-verdict-status", "data-outcome") == \
+                str(doc["verdict"]["outcome"])
         screenshot(browser, "explorer-record.png", 1500)
 
         # The first payment: its children (the settlement and the refund) are drawn.

@@ -259,7 +259,28 @@ async function recordPage(id, genesis) {
     ...more,
     el("table", { id: "lineage-bundles" }, el("tr", {}, ["record", "kind", "in-page verification"].map((h) => el("th", {}, h))), lineageRows),
     el("h2", {}, "Verdict, alerts, review decisions"),
-    fields([["verdict", NOT_YET], ["alerts", NOT_YET], ["review decisions", NOT_YET]]));
+    fields([["verdict", verdictFields(rec.verdict)], ["alerts", NOT_YET],
+            ["review decisions", NOT_YET]]));
+}
+
+// The policy verdict of a committed record as GET /v1/records/{id} reports
+// it (protocol §10.8). Bundles carry no verdict proof yet, so the page shows
+// the node's word and says so.
+function verdictFields(v) {
+  if (v === null || typeof v !== "object") return NOT_YET;
+  const rows = [["outcome", String(v.outcome)], ["status", String(v.status)],
+                ["rule", String(v.rule)], ["reason", String(v.reason || "-")],
+                ["policy version", String(v.policy_version)]];
+  if (v.approvals) rows.push(["approvals needed", `${v.approvals} with role ${v.role}`]);
+  if (v.deadline) rows.push(["deadline", String(v.deadline)]);
+  if (v.final_height) rows.push(["final at block", link(`#/block/${v.final_height}`, String(v.final_height))]);
+  if (Array.isArray(v.approved_by) && v.approved_by.length) {
+    rows.push(["approved by", el("ul", {}, v.approved_by.map((a) => el("li", {},
+      `${String(a.approver)} · `, link(`#/record/${String(a.record)}`, short(String(a.record))))))]);
+  }
+  return el("div", { id: "record-verdict-status", "data-outcome": String(v.outcome) }, fields(rows),
+    el("p", { class: "hint" }, "As this node reports it (GET /v1/records/{id}): proof bundles "
+       + "carry no verdict proof yet, so this page does not verify it."));
 }
 
 // -- routing -----------------------------------------------------------------
