@@ -64,13 +64,48 @@ def _walk(value: Any, names: Sequence[str]) -> Any:
     return value
 
 
+_RECORD_ATTRS = {"kind": "kind", "ts": "ts", "nonce": "nonce", "id": "id",
+                  "submitter": "submitter", "parents": "parents"}
+
+
+def _getter(names: tuple[str, ...]) -> Callable[[Record, tuple[str, ...], dict[str, Any]], Any]:
+    """The raw value of a path for the memo key: the record's own values
+    (bytes where CEL sees hex: one to one), the derived inputs as CEL sees them."""
+    root, rest = names[0], names[1:]
+    if root == "record":
+        if not rest:
+            return lambda r, roles, act: r.id  # the whole record: its id names its content
+        head, tail = rest[0], rest[1:]
+        if head in ("body", "origin"):
+            if len(tail) == 1:
+                name = tail[0]
+                if head == "body":
+                    return lambda r, roles, act: r.body.get(name, _MISSING)
+                return lambda r, roles, act: r.origin.get(name, _MISSING)
+            return lambda r, roles, act: _walk(getattr(r, head), tail)
+        if head in _RECORD_ATTRS and not tail:
+            attr = _RECORD_ATTRS[head]
+            return lambda r, roles, act: getattr(r, attr)
+        return lambda r, roles, act: _MISSING if not tail else (_NOT_MAP, head, tail)
+    if root == "submitter":
+        if rest == ("key",):
+            return lambda r, roles, act: r.submitter
+        if rest == ("roles",):
+            return lambda r, roles, act: roles
+        if not rest:
+            return lambda r, roles, act: (r.submitter, roles)
+        return lambda r, roles, act: (_NOT_MAP, rest)
+    return lambda r, roles, act: _walk(act, names)
+
+
 @dataclass(frozen=True)
 class _Path:
     names: tuple[str, ...]
     literals: tuple[int, ...] | None  # sorted; None: the value itself keys the memo
+    get: Callable[[Record, tuple[str, ...], dict[str, Any]], Any]
 
-    def part(self, activation: dict[str, Any]) -> Any:
-        value = _walk(activation, self.names)
+    def part(self, record: Record, roles: tuple[str, ...], act: dict[str, Any]) -> Any:
+        value = self.get(record, roles, act)
         lits = self.literals
         if lits is not None and type(value) is int and -(2**63) <= value < 2**63:
             i = bisect_left(lits, value)
@@ -97,8 +132,8 @@ class CompiledPolicy:
                     lits |= r.compared[path]
             else:
                 literals[path] = lits
-        self.paths = tuple(_Path(p, tuple(sorted(literals[p])) if p in literals else None)
-                           for p in sorted(paths))
+        self.paths = tuple(_Path(p, tuple(sorted(literals[p])) if p in literals else None,
+                                 _getter(p)) for p in sorted(paths))
         self.roots = frozenset(p[0] for p in paths)
         self.windows = sorted({p[1] for p in paths if p[0] == "velocity" and len(p) > 1}
                               if not ("velocity",) in paths else policy.windows)
@@ -120,12 +155,13 @@ class CompiledPolicy:
                 self._by_kind[kind] = rules
         return rules
 
-    def decide(self, kind: str, view: dict[str, Any],
+    def decide(self, record: Record, roles: tuple[str, ...], act: dict[str, Any],
                activation: Callable[[], dict[str, Any]]) -> Decision:
-        """The verdict for the inputs ``view`` (a record's raw values: bytes
-        where CEL sees hex, one to one); ``activation`` builds CEL's input."""
+        """The verdict for ``record`` with the derived inputs ``act``;
+        ``activation`` builds CEL's input when the memo does not know it."""
+        kind = record.kind
         rules = self.applicable(kind)
-        key = (kind, *[p.part(view) for p in self.paths])
+        key = (kind, *[p.part(record, roles, act) for p in self.paths])
         decision = self.memo.get(key)
         if decision is None:
             self.misses += 1
@@ -212,50 +248,30 @@ class CelPolicyEngine(PolicyEngine):
         block = {"height": height, "time_ms": time_ms}
         in_block: dict[tuple[str, str], tuple[int, int]] = {}
         out: list[Decision] = []
-        windows = [(w, policy.windows[w]) for w in compiled.windows]
+        windows = [(w, policy.windows[w], self.state.windows.get(w)) for w in compiled.windows]
+        zero = {"count": 0, "sum": 0}
         for item in records:
             record = item.record
+            amount = amount_of(record)
+            # Each window's key once: this record's velocity, then the next records'.
+            counts: dict[str, dict[str, int]] = {}
+            for wname, window, wset in windows:
+                key = window_key(record, window)
+                if key is None:
+                    counts[wname] = zero
+                    continue
+                w = wset.keys.get(key) if wset is not None else None
+                count, total = w.at(time_ms, window.ms) if w is not None else (0, 0)
+                c, t = in_block.get((wname, key), (0, 0))
+                in_block[(wname, key)] = (c + 1, t + amount)
+                counts[wname] = {"count": count + c + 1, "sum": total + t + amount}
             if record.kind.startswith("gov."):
                 out.append(allow)  # governance is never held by the policy it governs
-            else:
-                counts = self._velocity(record, time_ms, in_block)
-                act = self._inputs(compiled, record, item.submitter_roles, block, counts)
-                view = dict(act)
-                if "record" in compiled.roots:
-                    view["record"] = {"kind": record.kind, "origin": record.origin,
-                                      "body": record.body, "ts": record.ts,
-                                      "nonce": record.nonce, "id": record.id,
-                                      "submitter": record.submitter, "parents": record.parents}
-                if "submitter" in compiled.roots:
-                    view["submitter"] = {"key": record.submitter,
-                                         "roles": tuple(sorted(item.submitter_roles))}
-                out.append(compiled.decide(record.kind, view, lambda: self._cel_input(
-                    record, item.submitter_roles, act)))
-            for wname, window in windows:  # the next records see this one
-                key = window_key(record, window)
-                if key is not None:
-                    c, s = in_block.get((wname, key), (0, 0))
-                    in_block[(wname, key)] = (c + 1, s + amount_of(record))
-        return out
-
-    def _velocity(self, record: Record, time_ms: int,
-                  in_block: dict[tuple[str, str], tuple[int, int]]
-                  ) -> dict[str, dict[str, int]]:
-        """Count and sum per referenced window, this record included."""
-        compiled = self._compiled
-        assert compiled is not None
-        out: dict[str, dict[str, int]] = {}
-        for wname in compiled.windows:
-            window = compiled.policy.windows[wname]
-            key = window_key(record, window)
-            if key is None:
-                out[wname] = {"count": 0, "sum": 0}
                 continue
-            wset = self.state.windows.get(wname)
-            w = wset.keys.get(key) if wset is not None else None
-            count, total = w.at(time_ms, window.ms) if w is not None else (0, 0)
-            c, s = in_block.get((wname, key), (0, 0))
-            out[wname] = {"count": count + c + 1, "sum": total + s + amount_of(record)}
+            act = self._inputs(compiled, record, item.submitter_roles, block, counts)
+            roles = tuple(sorted(item.submitter_roles)) if "submitter" in compiled.roots else ()
+            out.append(compiled.decide(record, roles, act, lambda: self._cel_input(
+                record, item.submitter_roles, act)))
         return out
 
     @staticmethod
