@@ -1,0 +1,197 @@
+"""TLS and request authentication on against off (issue 24, "Done when"):
+committed throughput, submit-to-commit latency and proof rate of a fresh
+4-validator cluster, in alternating pairs in one invocation so that both
+see the same machine.  "off" is plain HTTP and open routes
+(``tls.insecure_plaintext``, ``auth.insecure_open``); "on" is TLS on every
+link and every request signed (PROTOCOL §11) with the cluster's harness key.
+The per-client rate limits are off in both (one address and one key make
+all the load); everything else is the node's defaults.
+
+    python -m harness.bench_secure --pairs 1 --duration 15
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import statistics
+import tempfile
+import time
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+from typing import Any
+
+import click
+import msgpack
+
+from .bench_batches import signed_load
+from .bench_setup import BENCH_PARAMS
+from .localnet import LocalCluster, until
+
+# One address and one key make all the load: the per-client limits are off.
+NO_CLIENT_LIMITS = [("[http]\n", "[http]\nclient_rate_per_s = 0\nidentity_rate_per_s = 0\n"
+                                 "max_requests_per_client = 100000\n"
+                                 "max_requests_per_identity = 100000\n")]
+
+
+def _cluster(root: Path, name: str, secure: bool) -> LocalCluster:
+    return LocalCluster(root / name, 4, params=dict(BENCH_PARAMS), tls=secure, auth=secure,
+                        toml_edits={i: NO_CLIENT_LIMITS for i in range(4)})
+
+
+async def _throughput(c: LocalCluster, envs: list[bytes], duration: float, warmup: float,
+                      request: int, inflight: int) -> dict[str, Any]:
+    bodies = [msgpack.packb(envs[k:k + request], use_bin_type=True)
+              for k in range(0, len(envs), request)]
+    first = await c.status(0)
+    assert first is not None
+    base = first["log_size"]
+    samples: list[tuple[float, int]] = []
+    stop = asyncio.Event()
+    t0 = time.perf_counter()
+
+    async def sample() -> None:
+        while not stop.is_set():
+            st = await c.status(0)
+            if st is not None:
+                samples.append((time.perf_counter() - t0, st["log_size"] - base))
+            await asyncio.sleep(0.5)
+
+    queue = list(enumerate(bodies))
+
+    async def feeder() -> None:
+        while queue and time.perf_counter() - t0 < duration + warmup:
+            k, body = queue.pop(0)
+            while True:  # until every envelope of the request is admitted
+                status, doc = await c.post(k % 4, "/v1/records", data=body,
+                                           headers={"Content-Type": "application/msgpack"})
+                if status == 202 and not any("error" in r for r in doc["results"]):
+                    break
+                await asyncio.sleep(0.05)  # rate_limited (mempool full): resend the same bytes
+
+    sampler = asyncio.create_task(sample())
+    await asyncio.gather(*(feeder() for _ in range(inflight)))
+    t_end = time.perf_counter() - t0
+    stop.set()
+    await sampler
+    steady = [s for s in samples if warmup <= s[0] <= t_end]
+    rate = ((steady[-1][1] - steady[0][1]) / (steady[-1][0] - steady[0][0])
+            if len(steady) >= 2 else float("nan"))
+    return {"records_per_s": round(rate), "offered_all": not queue}
+
+
+async def _latency(c: LocalCluster, envs: list[bytes], probes: int) -> dict[str, Any]:
+    """Submit one record at a time, on an idle cluster (the throughput load
+    has committed), and poll it until committed (10 ms polls)."""
+    from ledger.records import decode_envelope
+
+    spans = []
+    for env in envs[:probes]:
+        rid = decode_envelope(env).id.hex()
+        t = time.perf_counter()
+        status, _ = await c.post(0, "/v1/records", data=msgpack.packb([env], use_bin_type=True),
+                                 headers={"Content-Type": "application/msgpack"})
+        assert status == 202, status
+        while True:
+            st, doc = await c.get(0, f"/v1/records/{rid}")
+            if st == 200 and doc.get("status") == "committed":
+                break
+            await asyncio.sleep(0.01)
+        spans.append((time.perf_counter() - t) * 1000)
+    spans.sort()
+    return {"latency_p50_ms": round(statistics.median(spans), 1),
+            "latency_p99_ms": round(spans[min(len(spans) - 1, int(len(spans) * 0.99))], 1)}
+
+
+async def _proofs(c: LocalCluster, ids: list[str], seconds: float, clients: int
+                  ) -> dict[str, Any]:
+    done, errors = 0, 0
+    t0 = time.perf_counter()
+
+    async def client(k: int) -> None:
+        nonlocal done, errors
+        j = k
+        while time.perf_counter() - t0 < seconds:
+            st, _ = await c.get(0, f"/v1/records/{ids[j % len(ids)]}/proof")
+            if st == 200:
+                done += 1
+            else:
+                errors += 1
+            j += clients
+
+    await asyncio.gather(*(client(k) for k in range(clients)))
+    return {"proofs_per_s": round(done / (time.perf_counter() - t0)), "proof_errors": errors}
+
+
+def _drained(c: LocalCluster) -> Callable[[], Awaitable[bool]]:
+    async def check() -> bool:
+        st = await c.status(0)
+        return st is not None and st.get("mempool") == 0
+    return check
+
+
+async def one_run(root: Path, name: str, secure: bool, *, records: int, duration: float,
+                  warmup: float, request: int, inflight: int, probes: int,
+                  proof_seconds: float, proof_clients: int) -> dict[str, Any]:
+    c = _cluster(root, name, secure)
+    try:
+        await c.start_all(timeout=90)
+        envs = signed_load(c.dir / "keys" / "demo.json", c.genesis.chain, records + probes, 64)
+        load0 = os.getloadavg()
+        out: dict[str, Any] = {"run": name, "tls_and_auth": secure}
+        out |= await _throughput(c, envs[:records], duration, warmup, request, inflight)
+        await until(_drained(c), 120, "the throughput load to commit", interval=0.2)
+        out |= await _latency(c, envs[records:], probes)
+        committed = []
+        for h in range(1, 4):  # a few committed record ids for the proof load
+            st, doc = await c.get(0, f"/v1/blocks/{h}")
+            if st == 200:
+                committed += doc["records"]
+        out |= await _proofs(c, committed or ["00" * 32], proof_seconds, proof_clients)
+        out["load_start"], out["load_end"] = load0, os.getloadavg()
+        return out
+    finally:
+        await c.stop_all()
+
+
+@click.command()
+@click.option("--pairs", default=1, show_default=True, help="alternating off/on pairs")
+@click.option("--records", default=200_000, show_default=True, help="pre-signed per run")
+@click.option("--duration", default=15.0, show_default=True, help="measured window, s")
+@click.option("--warmup", default=5.0, show_default=True)
+@click.option("--request", default=2000, show_default=True, help="envelopes per POST")
+@click.option("--inflight", default=4, show_default=True)
+@click.option("--probes", default=40, show_default=True, help="latency probes (one at a time)")
+@click.option("--proof-seconds", default=8.0, show_default=True)
+@click.option("--proof-clients", default=16, show_default=True)
+@click.option("--out", type=click.Path(path_type=Path), default=Path("bench-secure.json"),
+              show_default=True)
+def main(pairs: int, records: int, duration: float, warmup: float, request: int, inflight: int,
+         probes: int, proof_seconds: float, proof_clients: int, out: Path) -> None:
+    """TLS and authentication off, then on, ``pairs`` times; the ratio of on to off."""
+
+    async def run() -> list[dict[str, Any]]:
+        results = []
+        with tempfile.TemporaryDirectory(prefix="bench-secure-") as tmp:
+            for p in range(pairs):
+                for secure in (False, True):
+                    r = await one_run(Path(tmp), f"pair{p}-{'on' if secure else 'off'}", secure,
+                                      records=records, duration=duration, warmup=warmup,
+                                      request=request, inflight=inflight, probes=probes,
+                                      proof_seconds=proof_seconds, proof_clients=proof_clients)
+                    click.echo(json.dumps(r))
+                    results.append(r)
+        return results
+
+    results = asyncio.run(run())
+    for k in range(0, len(results) - 1, 2):
+        off, on = results[k], results[k + 1]
+        click.echo(f"pair {k // 2}: throughput on/off "
+                   f"{on['records_per_s'] / max(off['records_per_s'], 1):.2f}, proofs on/off "
+                   f"{on['proofs_per_s'] / max(off['proofs_per_s'], 1):.2f}")
+    out.write_text(json.dumps(results, indent=1) + "\n")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,21 @@
+"""harness/bench_secure.py runs end to end on a TLS + authentication cluster
+and reports every figure (a smoke test; the figures are in docs/performance.md)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from harness.bench_secure import one_run
+
+pytestmark = [pytest.mark.cluster, pytest.mark.slow]
+
+
+async def test_one_secure_run_reports_every_figure(tmp_path: Path) -> None:
+    r = await one_run(tmp_path, "on", True, records=4000, duration=3.0, warmup=1.0,
+                      request=500, inflight=2, probes=3, proof_seconds=1.0, proof_clients=2)
+    assert r["tls_and_auth"] is True
+    assert r["records_per_s"] > 0 and r["offered_all"] in (True, False)
+    assert 0 < r["latency_p50_ms"] <= r["latency_p99_ms"]
+    assert r["proofs_per_s"] > 0 and r["proof_errors"] == 0
