@@ -50,6 +50,7 @@ from .checkpoints import Checkpoints
 from .peer_messages import (CompactProposal, ConsensusMessage, Cosign, Fetched, Records, Sigs,
                             Status, Want, WantSigs)
 from .breakers import BreakerTracker
+from .webhooks import Webhooks
 from .stream import BlockStream
 from .statesync import HistoryBackfill, join_by_snapshot, snapshot_response
 from .sync import BlockSync, serve_blocks
@@ -96,6 +97,7 @@ class Node:
         self._checkpoints: Checkpoints | None = None
         self.stream = BlockStream(config.settings.stream, self.metrics)
         self.breakers: BreakerTracker | None = None
+        self.webhooks: Webhooks | None = None
 
     @property
     def chain(self) -> ChainStore:
@@ -224,8 +226,11 @@ class Node:
                        asyncio.create_task(self._gossip_admit(), name="gossip-in"),
                        asyncio.create_task(self._assemble(), name="assemble"),
                        asyncio.create_task(self._status_loop(), name="status")]
-        self.breakers = BreakerTracker(self.chain, self.metrics)
+        self.webhooks = self._webhooks()
+        self.breakers = BreakerTracker(self.chain, self.metrics, notify=self.webhooks.notify)
         self._tasks.append(asyncio.create_task(self.breakers.run(), name="breakers"))
+        if self.webhooks.urls:
+            self._tasks.append(asyncio.create_task(self.webhooks.run(), name="webhooks"))
         if self.chain.history_gap:
             self._tasks.append(asyncio.create_task(
                 HistoryBackfill(store, self.chain, self.sync).run(), name="backfill"))
@@ -465,6 +470,13 @@ class Node:
         self.stream.committed(header.height)
         if self.breakers is not None:
             self.breakers.committed(header.height)
+        for env in envelopes:
+            if env.record.kind in ("gov.scope.pause", "gov.scope.resume") \
+                    and self.webhooks is not None:
+                self.webhooks.notify({"event": env.record.kind.removeprefix("gov.scope."),
+                                      "height": header.height, "record": env.id.hex(),
+                                      "scope": env.record.body.get("scope"),
+                                      "value": env.record.body.get("value")})
         log.info("committed block %d: %d records, log size %d", header.height, len(envelopes),
                  header.log_size, extra={"block": header.hash.hex()[:16], "source": source})
 
@@ -522,6 +534,16 @@ class Node:
         return await serve_blocks(self.chain, request, max_blocks=s.batch_blocks,
                                   max_bytes=s.max_response_bytes,
                                   chunk_bytes=self.config.settings.http.stream_chunk_bytes)
+
+    def _webhooks(self) -> Webhooks:
+        w = self.config.settings.webhooks
+        urls = [u.strip() for u in w.urls.split(",") if u.strip()]
+        secret = b""
+        if urls:
+            if not w.secret_file:
+                raise RuntimeError("webhooks.urls is set without webhooks.secret_file")
+            secret = (self.config.path.parent / w.secret_file).read_bytes().strip()
+        return Webhooks(urls, secret, self.metrics, max_attempts=w.max_attempts)
 
     def breakers_doc(self) -> dict[str, Any]:
         if self.breakers is None:

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Callable
 from typing import Any
 
 from ledger.breakers import Breakers
@@ -28,8 +29,13 @@ RISK_MARK = b"risk."
 
 
 class BreakerTracker:
-    def __init__(self, chain: ChainStore, metrics: Metrics | None = None) -> None:
+    def __init__(self, chain: ChainStore, metrics: Metrics | None = None,
+                 notify: Callable[[dict[str, Any]], None] | None = None) -> None:
         self.chain = chain
+        # Transitions of blocks committed before this start were notified by
+        # the run that committed them: only later ones go to the webhooks.
+        self.notify_after = chain.height
+        self.notify = notify
         self.breakers = Breakers()
         self._wake = asyncio.Event()
         self.metrics = metrics
@@ -77,6 +83,8 @@ class BreakerTracker:
                                "breaker_to": t.to, "height": t.height})
             if self.metrics is not None:
                 self.metrics.breaker_transitions.labels(to=t.to).inc()
+            if self.notify is not None and t.height > self.notify_after:
+                self.notify(dict(t.to_json(), event="breaker_" + t.to))
         return True
 
     async def run(self) -> None:

@@ -44,6 +44,7 @@ SECTIONS: dict[str, str] = {
     "tls": "TLS on the HTTP API and peer links (see TLS and start-up checks below).",
     "auth": "Request authentication: RFC 9421 signatures by registered keys, and roles per "
             "route (protocol §11; see Authentication and roles below).",
+    "webhooks": "Signed incident webhooks (protocol §12.4): breaker transitions and pauses.",
     "stream": "The block stream (`GET /v1/stream`, protocol §12.1) that risk monitors follow.",
     "witness": "Witnesses outside the validators whose C2SP cosignatures of checkpoints the "
                "node accepts, keeps and serves (protocol §13).",

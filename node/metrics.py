@@ -186,6 +186,10 @@ class Metrics:
         for to in ("open", "closed"):
             self.breaker_transitions.labels(to=to)
 
+        self.webhooks = Counter(
+            "ledger_webhooks", "Incident webhook deliveries by outcome: delivered, failed after "
+            "every attempt, dropped (queue full)", ["outcome"], registry=r)
+
         self._request_children: dict[tuple[str, str, int], Any] = {}
         self._on_scrape: list[Callable[[], None]] = []
         self._assembly_seen: dict[str, int] = {}

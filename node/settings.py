@@ -475,6 +475,22 @@ class WitnessSettings:
 
 
 @dataclass(frozen=True, kw_only=True)
+class WebhooksSettings:
+    """``[webhooks]`` in node.toml: incident notifications (PROTOCOL §12.4)."""
+
+    urls: str = setting("",
+        doc="Comma-separated URLs that receive a signed JSON POST for each circuit breaker "
+            "transition and scope pause this node commits; empty: none.")
+
+    secret_file: str = setting("",
+        doc="File holding the shared secret of the webhooks' HMAC-SHA256 signature "
+            "(`X-Ledger-Signature`); required when `urls` is set.")
+
+    max_attempts: int = setting(5, lo=1, hi=100,
+        doc="Tries per URL and event, with backoff 0.5 s, 1 s, 2 s, ... (at most 30 s).")
+
+
+@dataclass(frozen=True, kw_only=True)
 class LogSettings:
     """``[log]`` in node.toml."""
 
@@ -496,6 +512,7 @@ class Settings:
     tls: TlsSettings
     auth: AuthSettings
     stream: StreamSettings
+    webhooks: WebhooksSettings
     witness: WitnessSettings
     log: LogSettings
 

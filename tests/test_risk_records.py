@@ -158,7 +158,8 @@ class BreakerNode(RiskNode):
         self.chain = ChainStore(MemoryStore(), self.genesis)
         self.mempool = Mempool(self.genesis, self.chain, self.metrics, max_size=1000,
                                clock=lambda: self.clock)
-        self.breakers = BreakerTracker(self.chain)
+        self.notified: list[dict[str, Any]] = []
+        self.breakers = BreakerTracker(self.chain, notify=self.notified.append)
 
     def breakers_doc(self) -> dict[str, Any]:
         return self.breakers.to_json()
@@ -188,6 +189,8 @@ async def test_breakers_route_trip_and_close() -> None:
         assert opened[0]["to"] == "open" and sorted(opened[0]["records"]) \
             == sorted(a.id.hex() for a in alerts)
         assert node.breakers.breakers.is_open("account", "mule")
+        assert {"event": "breaker_open", "scope": "account", "value": "mule"}.items() \
+            <= [n for n in node.notified if n["scope"] == "account"][0].items()
         shut = make_envelope(node.reviewer, "test", 1, kind="risk.breaker.close",
                              body={"scope": "account", "value": "mule"})
         by_monitor = make_envelope(node.monitors[2], "test", 1, kind="risk.breaker.close",
