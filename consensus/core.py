@@ -23,11 +23,16 @@ Deviations from the paper, each for a reason:
 * Catch-up (machine.py): a validator seen still working on the height we
   just decided is sent the Decision; f+1 validators seen ahead ask the
   driver to fetch blocks (NeedCatchUp).
+* Epochs (PROTOCOL §9.9): the validator set, our index in it (or none), n,
+  the quorum and the proposer rotation are those in force at the current
+  height, asked of the ``epochs`` source at every new height.  A validator
+  outside the set follows (counts votes, decides, catches up) but never
+  signs.
 """
 
 from __future__ import annotations
 
-from typing import Sequence
+from typing import Callable, Mapping, Sequence
 
 from ledger.blocks import Certificate, Header, Vote, VoteType
 from ledger.errors import VerificationError
@@ -47,6 +52,9 @@ Block = tuple[Header, tuple[Envelope, ...]]
 # proposer could otherwise make us store unbounded block data); blocks we
 # explicitly fetched are always accepted.
 MAX_PROPOSALS_PER_ROUND = 2
+# The validator set in force at a height, as a genesis of that epoch (see
+# ledger.membership.State.as_genesis): same chain, that epoch's validators.
+EpochSource = Callable[[int], Genesis]
 
 
 class RoundCore:
@@ -57,18 +65,16 @@ class RoundCore:
     def __init__(
         self,
         genesis: Genesis,
-        me: int,
-        signer: Signer,
+        signers: Mapping[bytes, Signer],
         app: Application,
         config: ConsensusConfig,
         check: SignatureCheck,
+        epochs: EpochSource | None = None,
     ) -> None:
-        self.genesis = genesis
-        self.me = me
-        self.n = genesis.n
-        self.quorum = self._quorum_size(genesis)
-        self.weak_quorum = weak_quorum(genesis.n)
-        self.signer = signer
+        self.first_genesis = genesis
+        self.signers = dict(signers)
+        self.epochs: EpochSource = epochs or (lambda _height: genesis)
+        self._enter_epoch(1)
         self.app = app
         self.config = config
         self.check = check
@@ -85,11 +91,46 @@ class RoundCore:
     def _quorum_size(genesis: Genesis) -> int:
         return genesis.quorum  # ledger.genesis.quorum(n): the one definition
 
+    def epoch(self, height: int) -> Genesis:
+        """The validator set in force at ``height`` (PROTOCOL §9.9), for the
+        heights we act on: the previous one (helping a laggard), this one and
+        the next (known for sure: a change committed at h is in force from
+        h + 2).  A message from further ahead is judged by the next height's
+        set: it only hints that we fell behind, and catch-up verifies each
+        block it then fetches against its own set."""
+        height = max(self.height - 1, min(height, self.height + 1))
+        if height == self.height:
+            return self.genesis
+        found = self._epoch_cache.get(height)
+        if found is None:
+            found = self._epoch_cache[height] = self.epochs(height)
+        return found
+
+    def _enter_epoch(self, height: int) -> None:
+        """Take the validator set of ``height``: who we are in it, n, quorums."""
+        genesis = self.epochs(height)
+        self._epoch_cache: dict[int, Genesis] = {}
+        self.genesis = genesis
+        self.n = genesis.n
+        self.quorum = self._quorum_size(genesis)
+        self.weak_quorum = weak_quorum(genesis.n)
+        self.me: int | None = None
+        self.signer: Signer | None = None
+        for v in genesis.validators:
+            signer = self.signers.get(v.pubkey)
+            if signer is not None:
+                self.me, self.signer = v.index, signer
+                break
+
+    def _proposer(self, height: int, round_: int) -> int:
+        return proposer_for(self.epoch(height).n, height, round_)
+
     # ------------------------------------------------------------------
     # Height state
     # ------------------------------------------------------------------
 
     def _reset_height(self, height: int) -> None:
+        self._enter_epoch(height)
         self.height = height
         self.round = 0
         self.step = Step.PROPOSE
@@ -194,6 +235,8 @@ class RoundCore:
         key = (self.round, type_)
         sv = self.own_votes.get(key)
         if sv is None:
+            if self.me is None or self.signer is None:
+                return  # not a validator at this height: we follow, never sign
             vote = Vote(type_, self.genesis.chain, self.height, self.round, block)
             sv = sign_vote(vote, self.me, self.signer)
             self.own_votes[key] = sv
@@ -213,6 +256,8 @@ class RoundCore:
     def _maybe_propose(self) -> None:
         if (
             self._halted
+            or self.me is None
+            or self.signer is None
             or self.step != Step.PROPOSE
             or proposer_for(self.n, self.height, self.round) != self.me
             or self.proposed_round >= self.round

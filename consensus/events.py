@@ -122,10 +122,13 @@ class Broadcast:
 
 @dataclass(frozen=True)
 class SendTo:
-    """Send ``message`` to validator ``validator`` only."""
+    """Send ``message`` to validator ``validator`` only: its index in the set
+    of the height it spoke at, and its public key (indexes move between
+    epochs; the key names the peer, PROTOCOL §9.9)."""
 
     validator: int
     message: Message
+    key: bytes = b""
 
 
 @dataclass(frozen=True)

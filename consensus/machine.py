@@ -29,6 +29,7 @@ peers so that a validator that fell behind while idle learns about it.
 from __future__ import annotations
 
 from collections import deque
+from typing import Mapping
 
 from ledger.blocks import Certificate, Header, verify_certificate
 from ledger.crypto import verify_signature
@@ -36,7 +37,7 @@ from ledger.errors import StorageCorruption, VerificationError
 from ledger.genesis import Genesis
 
 from .app import Application
-from .core import MAX_PROPOSALS_PER_ROUND, RoundCore
+from .core import MAX_PROPOSALS_PER_ROUND, EpochSource, RoundCore
 from .events import (
     BlockApplied,
     Broadcast,
@@ -68,23 +69,34 @@ class ConsensusMachine(RoundCore):
     def __init__(
         self,
         genesis: Genesis,
-        me: int,
-        signer: Signer,
+        me: int | None,
+        signer: Signer | None,
         app: Application,
         *,
         tip: Header | None,
         persisted: PersistedState | None = None,
         config: ConsensusConfig | None = None,
         check: SignatureCheck = verify_signature,
+        epochs: EpochSource | None = None,
+        signers: Mapping[bytes, Signer] | None = None,
     ) -> None:
-        if not 0 <= me < genesis.n:
-            raise ValueError(f"validator index {me} is not in genesis")
-        super().__init__(genesis, me, signer, app, config or ConsensusConfig(), check)
+        """``me``/``signer``: our genesis index and key.  Across validator-set
+        changes pass ``epochs`` (the set in force at a height) and
+        ``signers`` (our keys by public key, e.g. the old and new key around
+        a rotation) instead, with ``me`` and ``signer`` None: at each height
+        we are whichever validator of its set holds one of our keys, or a
+        follower that signs nothing."""
+        keys = dict(signers or {})
+        if me is not None:
+            if not 0 <= me < genesis.n or signer is None:
+                raise ValueError(f"validator index {me} is not in genesis")
+            keys.setdefault(genesis.validators[me].pubkey, signer)
+        super().__init__(genesis, keys, app, config or ConsensusConfig(), check, epochs)
         self.evidence: list[Evidence] = []
         self._evidence_keys: set[tuple[int, int, int, str]] = set()
-        self._seen_height: dict[int, int] = {}
+        self._seen_height: dict[bytes, int] = {}  # by validator key: indexes move
         self._catch_up_sent = 0
-        self._laggards: dict[int, tuple[int, int]] = {}
+        self._laggards: dict[bytes, tuple[int, int]] = {}
         self._next: dict[BufferKey, Proposal | SignedVote] = {}
         self._awaiting_apply: int | None = None
         self._queued: deque[Event] = deque(maxlen=self.config.max_queued_events)
@@ -199,18 +211,24 @@ class ConsensusMachine(RoundCore):
     # Message intake
     # ------------------------------------------------------------------
 
+    def _mine(self, height: int, index: int) -> bool:
+        """Validator ``index`` of ``height``'s set holds one of our keys."""
+        if height == self.height:
+            return index == self.me
+        return self.epoch(height).validators[index].pubkey in self.signers
+
     def _verify(self, msg: Proposal | SignedVote, sender: int) -> bool:
         try:
-            msg.verify(self.genesis, self.check)
+            msg.verify(self.epoch(msg.height), self.check)
         except VerificationError as exc:
             self._emit(Rejected(type(msg).__name__.lower(), exc, sender))
             return False
         return True
 
     def _on_vote(self, sv: SignedVote, verified: bool = False, pol: bool = False) -> None:
-        if sv.vote.chain != self.genesis.chain or not 0 <= sv.validator < self.n:
-            return
-        if sv.validator == self.me:
+        if sv.vote.chain != self.genesis.chain or not 0 <= sv.validator < self.epoch(sv.height).n:
+            return  # (a removed validator's index, or one beyond the set, counts for nothing)
+        if self._mine(sv.height, sv.validator):
             return  # our own votes are counted when cast; an echo adds nothing
         if sv.height != self.height:
             self._other_height(sv, sv.validator, sv.round, verified)
@@ -231,8 +249,8 @@ class ConsensusMachine(RoundCore):
     def _on_proposal(self, p: Proposal, verified: bool = False) -> None:
         if p.header.chain != self.genesis.chain:
             return
-        proposer = proposer_for(self.n, p.height, p.round)
-        if proposer == self.me:
+        proposer = self._proposer(p.height, p.round)
+        if self._mine(p.height, proposer):
             return
         if p.height != self.height:
             self._other_height(p, proposer, p.round, verified)
@@ -273,12 +291,14 @@ class ConsensusMachine(RoundCore):
             return
         if round_ == decision.certificate.round and self.now - self._decided_at < self.config.timeout_precommit_ms:
             return
-        if self._laggards.get(sender, (0, -1)) >= (msg.height, round_):
+        epoch = self.epoch(msg.height)
+        who = epoch.validators[sender].pubkey
+        if self._laggards.get(who, (0, -1)) >= (msg.height, round_):
             return
         if not verified and not self._verify(msg, sender):
             return
-        self._laggards[sender] = (msg.height, round_)
-        self._send(SendTo(sender, decision))
+        self._laggards[who] = (msg.height, round_)
+        self._send(SendTo(sender, decision, who))
 
     def _note_future(self, msg: Proposal | SignedVote, sender: int, verified: bool) -> None:
         if msg.height == self.height + 1:
@@ -289,13 +309,14 @@ class ConsensusMachine(RoundCore):
             mine = sum(1 for k in self._next if k[0] == sender)
             if mine >= self.config.next_height_buffer_per_validator:
                 return
-        elif self._seen_height.get(sender, 0) >= msg.height:
+        who = self.epoch(msg.height).validators[sender].pubkey
+        if msg.height > self.height + 1 and self._seen_height.get(who, 0) >= msg.height:
             return  # tells us nothing new: skip the signature check
         if not verified and not self._verify(msg, sender):
             return
         if msg.height == self.height + 1:
             self._next[key] = msg
-        self._seen_height[sender] = max(self._seen_height.get(sender, 0), msg.height)
+        self._seen_height[who] = max(self._seen_height.get(who, 0), msg.height)
         self._check_catch_up()
 
     def _check_catch_up(self, stuck: bool = False) -> None:

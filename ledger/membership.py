@@ -143,16 +143,22 @@ class Membership:
     one (as does each verifier), applies each committed block to it, and
     asks :meth:`at` for the set that judges a height."""
 
-    def __init__(self, genesis: Genesis, changes: Sequence[Change] = (), height: int = 0) -> None:
+    def __init__(self, genesis: Genesis, changes: Sequence[Change] = (), height: int = 0,
+                 *, validator_changes: bool = False) -> None:
         self.genesis = genesis
         self.changes = tuple(changes)
         self.height = height  # the last block applied (0: none)
+        # Whether the holder's consensus follows validator-set changes (see
+        # check_envelope); kept by every Membership apply derives.
+        self.validator_changes = validator_changes
         self._base = genesis_state(genesis)
         self._cache: dict[int, State] = {}
+        # validators hash -> the first genesis with that set (validator_genesis)
+        self._sets: dict[bytes, Genesis] = {}
 
     @classmethod
-    def from_genesis(cls, genesis: Genesis) -> "Membership":
-        return cls(genesis)
+    def from_genesis(cls, genesis: Genesis, *, validator_changes: bool = False) -> "Membership":
+        return cls(genesis, validator_changes=validator_changes)
 
     def _fold(self, changes: Iterable[Change]) -> State:
         state = self._base
@@ -170,6 +176,23 @@ class Membership:
                 self._cache.clear()
             self._cache[height] = state
         return state
+
+    def validator_genesis(self, height: int) -> Genesis:
+        """The first genesis with the validator set in force at ``height``
+        (indexes renumbered, its hash): what consensus and certificate checks
+        need of an epoch (PROTOCOL §9.9).  Its other fields are the first
+        genesis's; ask :meth:`at` for the rest of the membership."""
+        state = self.at(height)
+        key = state.validators_hash
+        found = self._sets.get(key)
+        if found is None:
+            if key == self.genesis.validators_hash:
+                found = self.genesis
+            else:
+                validators = tuple(replace(v, index=i) for i, v in enumerate(state.validators))
+                found = replace(self.genesis, validators=validators, validators_hash=key)
+            self._sets[key] = found
+        return found
 
     def projected(self) -> State:
         """Every committed change applied, in force yet or not."""
@@ -268,14 +291,18 @@ class Membership:
             if not is_governance(envelope):
                 continue
             change = current.check_governance(envelope, height, signatures=signatures)
-            current = Membership(self.genesis, current.changes + (change,), height)
+            current = Membership(self.genesis, current.changes + (change,), height,
+                                 validator_changes=self.validator_changes)
+            current._sets = self._sets
         if current is self:
             if height == self.height:
                 return self
             # The same changes answer every height the same: keep what was
             # folded (a node applies every block, most without governance).
-            same = Membership(self.genesis, self.changes, height)
+            same = Membership(self.genesis, self.changes, height,
+                              validator_changes=self.validator_changes)
             same._cache = self._cache
+            same._sets = self._sets
             return same
         return current
 
@@ -329,7 +356,8 @@ def check_envelope(membership: Membership, envelope: Envelope, height: int, *,
     if record.chain != membership.genesis.chain:
         raise WrongChain(f"record is for chain {record.chain!r}, "
                          f"not {membership.genesis.chain!r}")
-    if is_governance(envelope) and parse_action(record).changes_validators:
+    if is_governance(envelope) and not membership.validator_changes \
+            and parse_action(record).changes_validators:
         raise ValidatorChangeNotApplied(
             "validator-set changes are not applied by nodes yet (PROTOCOL §9, Status)")
     membership.check(envelope, height, signatures=signatures, paused=paused)

@@ -1,6 +1,9 @@
 """Deterministic consensus simulation: replay one seed, or run a campaign.
 
     simulate --seed S [-v]                 one run; identical output for identical arguments
+    simulate --epochs --seeds N [--byzantine K] [--behaviour B] [--start-seed S] [--json F]
+                                           validator-set changes (n from 4..7, cycling by seed;
+                                           Byzantine default f of each seed's n); --epochs --seed S -v replays one
     simulate --runs N --validators 4|7 --byzantine K [--behaviour B] [--start-seed S] [--json F]
     simulate --enumerate [--validators 4|7] [--bound K] [--steps S] [--cuts C] [--blocks B] [--broken X]
     simulate --scenario SPEC [-v] [--broken X]   replay one enumerated Twins scenario
@@ -30,7 +33,7 @@ from consensus.simulation.broken import BROKEN  # noqa: E402
 from consensus.simulation.byzantine import BEHAVIOURS  # noqa: E402
 from consensus.simulation.enumerator import (  # noqa: E402
     DEFAULT_BLOCKS, DEFAULT_CUTS, DEFAULT_STEPS, FAULTS, EnumerationResult, run_enumeration)
-from consensus.simulation.runner import CampaignStats, percentile, run_scenario  # noqa: E402
+from consensus.simulation.runner import CampaignStats, epoch_shape, percentile, run_scenario  # noqa: E402
 from consensus.simulation.scenario import LIVENESS_BOUND_MS  # noqa: E402
 from consensus.simulation.twins import TwinsPlan, run_plan  # noqa: E402
 from consensus.simulation.world import RunResult  # noqa: E402
@@ -43,6 +46,7 @@ def _print_result(result: RunResult) -> None:
     console.print(
         f"heights={result.heights} records={result.records} messages={result.messages} "
         f"end={result.end_time}ms settled={result.settle_time}ms"
+        + (f" validator sets={result.set_sizes}" if result.set_sizes else "")
     )
     if result.latencies:
         console.print(
@@ -54,9 +58,10 @@ def _print_result(result: RunResult) -> None:
     console.print("ok" if result.ok else "[red]FAILED[/red]")
 
 
-def _single(seed: int, n: int, byzantine: int, behaviour: str, broken: str | None, verbose: bool) -> int:
+def _single(seed: int, n: int, byzantine: int, behaviour: str, broken: str | None, verbose: bool,
+            epochs: bool = False) -> int:
     echo = sys.stdout if verbose else None
-    result = run_scenario(seed, n, byzantine, behaviour, broken=broken, echo=echo)
+    result = run_scenario(seed, n, byzantine, behaviour, broken=broken, echo=echo, epochs=epochs)
     _print_result(result)
     return 0 if result.ok else 1
 
@@ -70,16 +75,21 @@ def _report_failure(result: RunResult) -> None:
     _print_result(result)
 
 
-def _campaign(runs: int, start: int, n: int, byzantine: int, behaviour: str, broken: str | None,
-              json_path: str | None, keep_going: bool) -> int:
+def _campaign(runs: int, start: int, n: int, byzantine: int | None, behaviour: str, broken: str | None,
+              json_path: str | None, keep_going: bool, epochs: bool = False) -> int:
     stats = CampaignStats()
     began = time.perf_counter()
     columns = (TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
                TextColumn("{task.fields[rate]:.1f} runs/s"), TimeRemainingColumn())
     with Progress(*columns, console=console, transient=False) as progress:
-        task = progress.add_task(f"n={n} f={byzantine} {behaviour}", total=runs, rate=0.0)
+        label = "epochs n=4..7" if epochs else f"n={n} f={byzantine}"
+        task = progress.add_task(f"{label} {behaviour}", total=runs, rate=0.0)
         for seed in range(start, start + runs):
-            result = run_scenario(seed, n, byzantine, behaviour, broken=broken)
+            if epochs:
+                size, faulty = epoch_shape(seed, byzantine)
+            else:
+                size, faulty = n, (n - 1) // 3 if byzantine is None else byzantine
+            result = run_scenario(seed, size, faulty, behaviour, broken=broken, epochs=epochs)
             stats.add(result)
             elapsed = time.perf_counter() - began
             progress.update(task, advance=1, rate=stats.runs / elapsed if elapsed else 0.0)
@@ -95,11 +105,13 @@ def _campaign(runs: int, start: int, n: int, byzantine: int, behaviour: str, bro
     elapsed = time.perf_counter() - began
     summary = stats.summary()
     summary.update({"seconds": round(elapsed, 2), "runs_per_second": round(stats.runs / elapsed, 2),
-                    "validators": n, "byzantine": byzantine, "behaviour": behaviour,
+                    "validators": "4..7" if epochs else n, "byzantine": byzantine,
+                    "behaviour": behaviour, "epochs": epochs,
                     "start_seed": start, "broken": broken or ""})
     console.print(
         f"runs={stats.runs} in {elapsed:.1f}s ({summary['runs_per_second']} runs/s) "
         f"violations={stats.violations} blocks={stats.heights} records={stats.records}"
+        + (f" validator-set changes={stats.epochs} set sizes={sorted(stats.sizes)}" if epochs else "")
     )
     console.print(
         f"commit latency in message delays: p50={summary['latency_p50_delays']:.2f} "
@@ -168,7 +180,10 @@ def _enumerate(n: int, bound: int | None, steps: int, cuts: int, blocks: int, fa
 
 @click.command(context_settings={"help_option_names": ["-h", "--help"]})
 @click.option("--seed", type=int, default=None, help="Replay this one seed.")
-@click.option("--runs", type=int, default=None, help="Run a campaign of this many seeds.")
+@click.option("--runs", "--seeds", "runs", type=int, default=None,
+              help="Run a campaign of this many seeds.")
+@click.option("--epochs", is_flag=True,
+              help="Validator-set changes during each run (n from 4..7 by seed).")
 @click.option("--start-seed", type=int, default=0, show_default=True)
 @click.option("--validators", "n", type=click.Choice(["4", "7"]), default="4", show_default=True)
 @click.option("--byzantine", type=int, default=None, help="Byzantine validators (default f).")
@@ -191,7 +206,7 @@ def _enumerate(n: int, bound: int | None, steps: int, cuts: int, blocks: int, fa
               help="Fault models to enumerate: twins, forge (comma-separated).")
 @click.option("--start", type=int, default=0, show_default=True, help="Skip this many enumerated scenarios.")
 @click.option("--scenario", "spec", default=None, help="Replay one enumerated scenario (its printed spec).")
-def main(seed: int | None, runs: int | None, start_seed: int, n: str, byzantine: int | None,
+def main(seed: int | None, runs: int | None, epochs: bool, start_seed: int, n: str, byzantine: int | None,
          behaviour: str, broken: str | None, json_path: str | None, keep_going: bool, verbose: bool,
          enumerate_: bool, bound: int | None, steps: int, cuts: int, blocks: int, faults: str, start: int,
          spec: str | None) -> None:
@@ -205,10 +220,13 @@ def main(seed: int | None, runs: int | None, start_seed: int, n: str, byzantine:
         sys.exit(_enumerate(size, bound, steps, cuts, blocks, chosen, broken, start, json_path, keep_going))
     faulty = (size - 1) // 3 if byzantine is None else byzantine
     if seed is not None:
-        sys.exit(_single(seed, size, faulty, behaviour, broken, verbose))
+        if epochs:
+            size, faulty = epoch_shape(seed, byzantine)
+        sys.exit(_single(seed, size, faulty, behaviour, broken, verbose, epochs))
     if runs is None:
         raise click.UsageError("give --seed S or --runs N")
-    sys.exit(_campaign(runs, start_seed, size, faulty, behaviour, broken, json_path, keep_going))
+    sys.exit(_campaign(runs, start_seed, size, byzantine, behaviour, broken, json_path, keep_going,
+                       epochs))
 
 
 if __name__ == "__main__":

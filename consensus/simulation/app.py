@@ -16,7 +16,7 @@ from ledger.approvals import BlockVerdicts, VerdictState
 from ledger.blocks import ZERO_HASH, Certificate, Header
 from ledger.errors import LedgerError
 from ledger.genesis import Genesis
-from ledger.membership import Membership, check_envelope
+from ledger.membership import Membership, check_envelope, is_governance
 from ledger.merkle import root
 from ledger.policy import PolicyEngine
 from ledger.policy_replay import PolicyReplay
@@ -30,7 +30,8 @@ NO_SKEW_LIMIT = 1 << 62
 class SimChain:
     """The durable part of a node: survives crashes."""
 
-    def __init__(self, genesis: Genesis, policy: PolicyEngine | None = None) -> None:
+    def __init__(self, genesis: Genesis, policy: PolicyEngine | None = None,
+                 validator_changes: bool = False) -> None:
         self.genesis = genesis
         # Verdicts (PROTOCOL §10.5): this node's policy engine and held records.
         self.verdicts = VerdictState(policy)
@@ -41,7 +42,7 @@ class SimChain:
         self.leaves: list[bytes] = []
         self.index_of: dict[bytes, int] = {}
         self.nonces: dict[tuple[bytes, int], bytes] = {}  # -> the record id that used it
-        self.membership = Membership.from_genesis(genesis)
+        self.membership = Membership.from_genesis(genesis, validator_changes=validator_changes)
 
     @property
     def height(self) -> int:
@@ -171,10 +172,25 @@ class SimApp:
 
     def build_block(self, height: int, round: int, time_ms: int, proposer: int
                     ) -> tuple[Header, tuple[Envelope, ...]] | None:
-        envelopes = self.mempool.select(self.chain, MAX_BLOCK_RECORDS)
+        envelopes = self._applicable(height, self.mempool.select(self.chain, MAX_BLOCK_RECORDS))
         if not envelopes:
             return None
         return self.chain.build_header(envelopes, time_ms, proposer), tuple(envelopes)
+
+    def _applicable(self, height: int, envelopes: list[Envelope]) -> list[Envelope]:
+        """Leave out governance records that do not apply after the ones
+        before them (two validator-set changes in one block conflict,
+        PROTOCOL §9.3 rule 6): they wait for a later block, as in the node."""
+        trial = self.chain.membership
+        out: list[Envelope] = []
+        for env in envelopes:
+            if is_governance(env):
+                try:
+                    trial = trial.apply(height, [env], signatures=False)
+                except LedgerError:
+                    continue
+            out.append(env)
+        return out
 
     def validate(self, header: Header, envelopes: Sequence[Envelope], *, now_ms: int, certified: bool) -> None:
         self.now_ms = now_ms

@@ -8,6 +8,8 @@ liveness ingredient, so the tests can show the checkers catch it.
 * NoTimeoutMachine    - ignores its timers (a silent proposer stalls it)
 * SendBeforePersistMachine - sends what it signed before persisting it
 * ForgetfulMachine    - persists its round but not its votes or lock
+* GenesisSetMachine   - ignores validator-set changes: counts votes, quorums
+                        and proposers by the genesis set at every height
 """
 
 from __future__ import annotations
@@ -97,6 +99,18 @@ class ForgetfulMachine(ConsensusMachine):
         return PersistedState(height=self.height, round=self.round, step=Step.PROPOSE)
 
 
+class GenesisSetMachine(ConsensusMachine):
+    def _enter_epoch(self, height: int) -> None:
+        saved, self.epochs = self.epochs, lambda _height: self.first_genesis
+        try:
+            super()._enter_epoch(height)
+        finally:
+            self.epochs = saved
+
+    def epoch(self, height: int) -> Genesis:
+        return self.first_genesis
+
+
 BROKEN = {
     "ignore-lock": IgnoreLockMachine,
     "double-count": DoubleCountMachine,
@@ -105,4 +119,5 @@ BROKEN = {
     "no-timeout": NoTimeoutMachine,
     "send-before-persist": SendBeforePersistMachine,
     "forgetful": ForgetfulMachine,
+    "genesis-set": GenesisSetMachine,
 }

@@ -29,6 +29,7 @@ from ledger.encoding import H
 from ledger.records import Envelope
 
 from .broken import IgnoreLockMachine
+from .crypto_cache import CachedSigner
 from .mutations import ALL_KINDS, mutate
 from .node import MachineFactory, SimNode
 from .wire import decode_frame, encode_frame
@@ -62,7 +63,8 @@ class ByzantineNode(SimNode):
         super().deliver(src, data)
         if "amnesia" in self.behaviours and self.up:
             msg = decode_frame(data)
-            if isinstance(msg, Proposal) and msg.height == self.machine.height:
+            if isinstance(msg, Proposal) and msg.height == self.machine.height \
+                    and self.signer_at(msg.height) is not None:
                 SimNode.broadcast(self, self._vote_for(VoteType.PREVOTE, msg.height, msg.round, msg.block_hash))
                 half, _ = self._halves()
                 self._send_only(self._vote_for(VoteType.PRECOMMIT, msg.height, msg.round, msg.block_hash), half)
@@ -95,7 +97,15 @@ class ByzantineNode(SimNode):
         self.world.net.broadcast(self.endpoint, encode_frame(msg), only=peers)
 
     def _vote_for(self, type_: VoteType, height: int, round_: int, block: bytes | None) -> SignedVote:
-        return sign_vote(Vote(type_, self.world.genesis.chain, height, round_, block), self.validator, self.signer)
+        # Only called for heights it is a validator at (it signs what it
+        # sends, and sends only what its machine signed or a proposal made it vote on).
+        index, signer = self._identity(height)
+        return sign_vote(Vote(type_, self.world.genesis.chain, height, round_, block), index, signer)
+
+    def _identity(self, height: int) -> tuple[int, CachedSigner]:
+        found = self.signer_at(height)
+        # Outside the set, sign as the genesis slot anyway: such votes must count for nothing.
+        return found if found is not None else (self.validator, self.signer)
 
     # ------------------------------------------------------------------
 
@@ -110,7 +120,7 @@ class ByzantineNode(SimNode):
 
     def _equivocate(self, p: Proposal) -> None:
         alt_header = replace(p.header, time=p.header.time + 1, header_bytes=b"")
-        alt = sign_proposal(alt_header, p.envelopes, p.round, NIL_ROUND, self.signer)
+        alt = sign_proposal(alt_header, p.envelopes, p.round, NIL_ROUND, self._identity(p.height)[1])
         self.alternatives[(p.height, p.round)] = alt.block_hash
         a, b = self._halves()
         self._send_only(p, a)
@@ -138,8 +148,10 @@ class ByzantineNode(SimNode):
 
     def _invalid(self, p: Proposal) -> None:
         kind = self.rng.choice(ALL_KINDS)
-        header, envelopes = mutate(kind, p.header, p.envelopes, self.chain, self.rng, self.world.genesis.n)
-        bad = sign_proposal(header, envelopes, p.round, NIL_ROUND, self.signer)
+        _, signer = self._identity(p.height)
+        header, envelopes = mutate(kind, p.header, p.envelopes, self.chain, self.rng,
+                                   self.epoch_genesis(p.height).n)
+        bad = sign_proposal(header, envelopes, p.round, NIL_ROUND, signer)
         self.world.trace.note(self.world.sched.now, self.name, f"INVALID proposal ({kind})")
         super().broadcast(bad)
         for type_ in (VoteType.PREVOTE, VoteType.PRECOMMIT):

@@ -20,6 +20,7 @@ from ledger.encoding import to_hex
 from ledger.errors import LedgerError
 from ledger.genesis import record_time_window
 from ledger.genesis import Genesis
+from ledger.membership import Membership, is_governance
 from ledger.merkle import root
 from ledger.records import Envelope, verify_envelope
 
@@ -32,7 +33,9 @@ class Checker:
     honest_validators: frozenset[int]
     violations: list[str] = field(default_factory=list)
     _first_commit: dict[int, tuple[bytes, str]] = field(default_factory=dict)
-    _signed: dict[tuple[int, int, int, str], bytes | None] = field(default_factory=dict)
+    # Every key an honest endpoint holds (evidence against one is a violation).
+    honest_keys: frozenset[bytes] = frozenset()
+    _signed: dict[tuple[str, int, int, str], bytes | None] = field(default_factory=dict)
     _verified_envelopes: set[bytes] = field(default_factory=set)
     _verified_certs: set[tuple[bytes, bytes]] = field(default_factory=set)
 
@@ -53,15 +56,19 @@ class Checker:
                 f"{first[1]} committed {to_hex(first[0])[:12]}"
             )
 
-    def on_signed(self, who: str, validator: int, msg: Message) -> None:
-        """An honest validator signed (sent or persisted) ``msg``."""
+    def on_signed(self, who: str, validator: int | None, msg: Message) -> None:
+        """An honest validator (index ``validator`` in the set of the
+        message's height; None: not in it) signed (sent or persisted) ``msg``."""
         if isinstance(msg, SignedVote):
             if msg.validator != validator:
                 return  # a forwarded vote of someone else
-            key: tuple[int, int, int, str] = (validator, msg.height, msg.round, msg.type.value)
+            key: tuple[str, int, int, str] = (who, msg.height, msg.round, msg.type.value)
             block = msg.block
         elif isinstance(msg, Proposal):
-            key = (validator, msg.height, msg.round, "proposal")
+            if validator is None:
+                self.fail(f"epochs: {who} proposed at h{msg.height} outside the validator set")
+                return
+            key = (who, msg.height, msg.round, "proposal")
             block = msg.block_hash
         else:
             return
@@ -70,7 +77,7 @@ class Checker:
         elif self._signed[key] != block:
             self.fail(f"double-sign: honest {who} signed two {key[3]}s at h{key[1]} r{key[2]}")
 
-    def on_sent_after_persist(self, who: str, validator: int, msg: Message,
+    def on_sent_after_persist(self, who: str, validator: int | None, msg: Message,
                               stored: PersistedState | None) -> None:
         """What an honest validator signs leaves it only once persisted."""
         if isinstance(msg, SignedVote) and msg.validator == validator:
@@ -81,15 +88,21 @@ class Checker:
                                             or stored.proposed_round < msg.round):
             self.fail(f"persist-before-send: {who} sent a proposal h{msg.height} r{msg.round} before persisting it")
 
-    def on_evidence(self, who: str, ev: Evidence) -> None:
-        if ev.validator in self.honest_validators:
-            self.fail(f"evidence: {who} holds evidence against honest validator v{ev.validator}")
+    def on_evidence(self, who: str, ev: Evidence, accused: bytes) -> None:
+        """``accused``: the key of ``ev.validator`` in the set of its height."""
+        if accused in self.honest_keys:
+            self.fail(f"evidence: {who} holds evidence against honest validator v{ev.validator} "
+                      f"at h{ev.first.height}")
 
     # ------------------------------------------------------------------
     # End-of-run checks
     # ------------------------------------------------------------------
 
     def check_chain(self, who: str, chain: SimChain) -> None:
+        # The membership re-derived from this chain's own blocks (PROTOCOL
+        # §9.3): each header and certificate is judged by the set in force
+        # at its height, each governance record against the rules.
+        membership = Membership.from_genesis(self.genesis, validator_changes=True)
         leaves: list[bytes] = []
         index_of: dict[bytes, int] = {}
         nonces: set[tuple[bytes, int]] = set()
@@ -97,8 +110,8 @@ class Checker:
         for i, header in enumerate(chain.headers):
             envelopes, cert = chain.blocks[i], chain.certificates[i]
             where = f"{who} h{i + 1}"
-            self._check_header_links(where, header, prev, i + 1)
-            self._check_certificate(where, header, cert)
+            self._check_header_links(where, header, prev, i + 1, membership)
+            self._check_certificate(where, header, cert, membership)
             if not envelopes or header.tx_count != len(envelopes):
                 self.fail(f"integrity: {where} has {len(envelopes)} records, tx_count {header.tx_count}")
             block_leaves = [e.leaf_hash for e in envelopes]
@@ -114,24 +127,30 @@ class Checker:
                 leaves.append(env.leaf_hash)
             if header.log_size != len(leaves) or header.log_root != root(leaves):
                 self.fail(f"integrity: {where} log_size/log_root do not match the log")
+            try:
+                membership = membership.apply(i + 1, envelopes)
+            except LedgerError as exc:
+                self.fail(f"validity: {where} governance does not apply: {exc}")
             prev = header
 
-    def _check_header_links(self, where: str, header: Header, prev: Header | None, height: int) -> None:
+    def _check_header_links(self, where: str, header: Header, prev: Header | None, height: int,
+                            membership: Membership) -> None:
         if header.height != height or header.chain != self.genesis.chain:
             self.fail(f"integrity: {where} has height {header.height} / chain {header.chain!r}")
         if header.prev != (prev.hash if prev else ZERO_HASH):
             self.fail(f"integrity: {where} prev does not link to the previous block")
-        if header.validators != self.genesis.validators_hash:
-            self.fail(f"integrity: {where} validators hash differs from genesis")
+        if header.validators != membership.at(height).validators_hash:
+            self.fail(f"integrity: {where} validators hash differs from the set in force")
         if prev is not None and header.time < prev.time:
             self.fail(f"integrity: {where} time goes backwards")
 
-    def _check_certificate(self, where: str, header: Header, cert: Certificate) -> None:
+    def _check_certificate(self, where: str, header: Header, cert: Certificate,
+                           membership: Membership) -> None:
         key = (header.hash, cert.to_bytes())
         if key in self._verified_certs:
             return
         try:
-            verify_certificate(cert, header, self.genesis)
+            verify_certificate(cert, header, membership.validator_genesis(header.height))
         except LedgerError as exc:
             self.fail(f"certificate: {where}: {exc}")
             return
@@ -140,7 +159,7 @@ class Checker:
     def _check_record(self, where: str, env: Envelope, index_of: dict[bytes, int],
                       nonces: set[tuple[bytes, int]], position: int) -> None:
         rid = to_hex(env.id)[:12]
-        if env.leaf_hash not in self._verified_envelopes:
+        if env.leaf_hash not in self._verified_envelopes and not is_governance(env):
             try:
                 verify_envelope(env, self.genesis)
                 self._verified_envelopes.add(env.leaf_hash)

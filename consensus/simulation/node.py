@@ -37,13 +37,14 @@ from consensus.messages import Decision, Message
 from consensus.params import Timer
 from consensus.state import PersistedState, decode_state
 from ledger.errors import VerificationError
+from ledger.genesis import Genesis
 from ledger.records import Envelope
 
 from .app import SimApp, SimChain
 from .crypto_cache import CachedSigner, cached_verify
 from .trace import describe, short
 from .wire import FetchRequest, Frame, Gossip, Status, SyncRequest, decode_frame, encode_frame
-from .workload import MAX_CLOCK_SKEW_MS, validator_keys
+from .workload import MAX_CLOCK_SKEW_MS, MAX_ROTATIONS, slot_key, validator_keys
 
 if TYPE_CHECKING:
     from .world import World
@@ -61,11 +62,17 @@ class SimNode:
         self.endpoint = endpoint
         self.validator = validator
         self.name = f"n{endpoint}" if endpoint == validator else f"n{validator}'"
-        self.key = validator_keys(world.genesis.n)[validator]
+        self.key = validator_keys(world.genesis.n)[validator] if validator < world.genesis.n \
+            else slot_key(validator, 0)
         self.signer = CachedSigner(self.key)
+        # Every key of this validator slot (epoch runs: its rotations too), by public key.
+        rotations = MAX_ROTATIONS + 1 if world.epochs else 1
+        self.signers = {slot_key(validator, r).public_key: CachedSigner(slot_key(validator, r))
+                        for r in range(rotations)}
+        self.signers[self.key.public_key] = self.signer
         self.clock_offset = clock_offset
         self.machine_factory = machine_factory
-        self.chain = SimChain(world.genesis, world.policy_for(validator))
+        self.chain = SimChain(world.genesis, world.policy_for(validator), world.epochs)
         # Survives crashes.  Holds the immutable PersistedState itself: encoding
         # it on every Persist would dominate run time; restarts decode
         # ``to_bytes()`` so the codec is exercised on every restart.
@@ -92,9 +99,28 @@ class SimNode:
         stored = self.storage.get("state")
         persisted = decode_state(stored.to_bytes()) if stored is not None else None
         return self.machine_factory(
-            self.world.genesis, self.validator, self.signer, self.app, tip=self.chain.tip,
+            self.world.genesis, None, None, self.app, tip=self.chain.tip,
             persisted=persisted, config=self.world.consensus_config, check=cached_verify,
+            epochs=self.epoch_genesis, signers=self.signers,
         )
+
+    def epoch_genesis(self, height: int) -> Genesis:
+        """The validator set in force at ``height``, from this node's chain."""
+        return self.chain.membership.validator_genesis(height)
+
+    def index_at(self, height: int) -> int | None:
+        """This slot's index in the set in force at ``height`` (None: not in it)."""
+        for v in self.epoch_genesis(height).validators:
+            if v.pubkey in self.signers:
+                return v.index
+        return None
+
+    def signer_at(self, height: int) -> tuple[int, CachedSigner] | None:
+        for v in self.epoch_genesis(height).validators:
+            signer = self.signers.get(v.pubkey)
+            if signer is not None:
+                return v.index, signer
+        return None
 
     def start(self) -> None:
         self._feed(Start(self.now))
@@ -195,7 +221,7 @@ class SimNode:
         elif isinstance(effect, Broadcast):
             self.broadcast(effect.message)
         elif isinstance(effect, SendTo):
-            self.send_to_validator(effect.validator, effect.message)
+            self.send_to_validator(effect.key, effect.message)
         elif isinstance(effect, SetTimer):
             self.world.sched.after(effect.delay_ms, self._timer_fired, self.epoch, effect.timer)
         elif isinstance(effect, Commit):
@@ -226,11 +252,12 @@ class SimNode:
         self.world.on_send(self, msg)
         self.world.net.broadcast(self.endpoint, encode_frame(msg))
 
-    def send_to_validator(self, validator: int, msg: Message) -> None:
+    def send_to_validator(self, key: bytes, msg: Message) -> None:
         self.world.on_send(self, msg)
         data = encode_frame(msg)
-        for dst in self.world.net.peers_of_validator(self.endpoint, validator):
-            self.world.net.send(self.endpoint, dst, data)
+        for dst in self.world.net.links[self.endpoint]:
+            if key in self.world.nodes[dst].signers:
+                self.world.net.send(self.endpoint, dst, data)
 
     def _send_frame(self, dst: int, msg: Frame) -> None:
         self.world.net.send(self.endpoint, dst, encode_frame(msg))

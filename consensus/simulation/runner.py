@@ -5,17 +5,29 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import TextIO
 
+from ledger.genesis import max_faulty
+
 from .broken import BROKEN
 from .scenario import make_scenario
 from .world import RunResult, World
 
 
 def run_scenario(seed: int, n: int = 4, byzantine: int = 1, behaviour: str = "mixed",
-                 broken: str | None = None, echo: TextIO | None = None, keep: int = 200) -> RunResult:
-    """Run seed ``seed`` to completion; identical inputs give identical results."""
-    scenario = make_scenario(seed, n, byzantine, behaviour)
+                 broken: str | None = None, echo: TextIO | None = None, keep: int = 200,
+                 epochs: bool = False) -> RunResult:
+    """Run seed ``seed`` to completion; identical inputs give identical results.
+    ``epochs``: the validator set changes during the run (epochs.py)."""
+    scenario = make_scenario(seed, n, byzantine, behaviour, epochs=epochs)
     factory = BROKEN[broken] if broken else None
     return World(scenario, factory, echo=echo, keep=keep).run()
+
+
+def epoch_shape(seed: int, byzantine: int | None = None) -> tuple[int, int]:
+    """(genesis validators, Byzantine) of an epoch campaign's seed: n cycles
+    through 4..7; Byzantine defaults to f of n (the plan keeps it within f)."""
+    n = 4 + seed % 4
+    f = max_faulty(n)
+    return n, f if byzantine is None else min(byzantine, f)
 
 
 def percentile(values: list[float], p: float) -> float:
@@ -38,6 +50,8 @@ class CampaignStats:
     max_settle_to_end: int = 0
     slowest_seed: int = -1
     failed_seeds: list[int] = field(default_factory=list)
+    epochs: int = 0            # validator sets entered after genesis, over all runs
+    sizes: set[int] = field(default_factory=set)
 
     def add(self, result: RunResult) -> None:
         self.runs += 1
@@ -46,6 +60,8 @@ class CampaignStats:
         self.heights += result.heights
         self.records += result.records
         self.messages += result.messages
+        self.epochs += max(0, len(result.set_sizes) - 1)
+        self.sizes.update(result.set_sizes)
         if result.violations:
             self.violations += 1
             self.failed_seeds.append(result.seed)
@@ -67,4 +83,6 @@ class CampaignStats:
             "stable_latency_p99_delays": percentile(self.stable_latencies, 99),
             "max_settle_to_done_ms": self.max_settle_to_end,
             "slowest_seed": self.slowest_seed,
+            "validator_set_changes": self.epochs,
+            "validator_set_sizes": sorted(self.sizes),
         }

@@ -14,8 +14,9 @@ from dataclasses import dataclass, field
 from ledger.genesis import max_faulty
 
 from .byzantine import BEHAVIOURS
+from .epochs import PlannedChange, plan_changes
 from .network import NetConfig, Partition
-from .workload import Client, Submission
+from .workload import EPOCH_SLOTS, Client, Submission
 
 MEAN_DELAY_MS = 100
 # After the network is stable and every record submitted, all honest
@@ -43,6 +44,9 @@ class Scenario:
     twin_of: int | None = None
     twin_groups: tuple[frozenset[int], frozenset[int]] | None = None
     links: dict[int, list[int]] = field(default_factory=dict)
+    # Epoch runs (epochs.py): the validator-set changes, in order; None for
+    # a run with the genesis set throughout.
+    changes: list[PlannedChange] | None = None
 
     @property
     def gst(self) -> int:
@@ -50,15 +54,19 @@ class Scenario:
 
     @property
     def endpoints(self) -> int:
+        if self.changes is not None:
+            return EPOCH_SLOTS
         return self.n + (1 if self.twin_of is not None else 0)
 
     def honest_endpoints(self) -> list[int]:
-        return [e for e in range(self.n) if e not in self.byzantine]
+        return [e for e in range(self.endpoints if self.changes is not None else self.n)
+                if e not in self.byzantine]
 
     @property
     def settle_time(self) -> int:
         """When the run becomes "stable": network healed, nodes back, all submitted."""
-        last = max([s.time for s in self.submissions] + [c.restart for c in self.crashes] + [self.gst])
+        last = max([s.time for s in self.submissions] + [c.restart for c in self.crashes] + [self.gst]
+                   + [c.earliest for c in self.changes or ()])
         return last
 
     @property
@@ -66,7 +74,8 @@ class Scenario:
         return self.settle_time + LIVENESS_BOUND_MS
 
 
-def _behaviours(rng: random.Random, count: int, behaviour: str) -> list[frozenset[str]]:
+def _behaviours(rng: random.Random, count: int, behaviour: str,
+                twins: bool = True) -> list[frozenset[str]]:
     if behaviour == "twins":
         # One twinned validator; further faulty ones forget their locks the
         # way a twin does (amnesia), which keeps f of them adversarial.
@@ -75,7 +84,7 @@ def _behaviours(rng: random.Random, count: int, behaviour: str) -> list[frozense
         return [frozenset({behaviour})] * count
     out: list[frozenset[str]] = []
     for i in range(count):
-        pool = [b for b in BEHAVIOURS if b != "twins" or i == 0]
+        pool = [b for b in BEHAVIOURS if b != "twins" or (i == 0 and twins)]
         picked = {rng.choice(pool)}
         if "twins" not in picked and rng.random() < 0.3:
             picked.add(rng.choice([b for b in BEHAVIOURS if b != "twins"]))
@@ -148,9 +157,12 @@ def _twin_links(n: int, twin: int, byzantine: list[int], rng: random.Random
     return links, (group_a, group_b)
 
 
-def make_scenario(seed: int, n: int, byzantine: int, behaviour: str = "mixed") -> Scenario:
+def make_scenario(seed: int, n: int, byzantine: int, behaviour: str = "mixed",
+                  epochs: bool = False) -> Scenario:
     if byzantine > max_faulty(n):
         raise ValueError(f"at most {max_faulty(n)} Byzantine validators among {n}")
+    if epochs:
+        return _epoch_scenario(seed, n, byzantine, behaviour)
     rng = random.Random(seed)
     byz = sorted(rng.sample(range(n), byzantine))
     kinds = _behaviours(rng, byzantine, behaviour)
@@ -171,3 +183,25 @@ def make_scenario(seed: int, n: int, byzantine: int, behaviour: str = "mixed") -
     else:
         scenario.links = {e: [x for x in range(n) if x != e] for e in range(n)}
     return scenario
+
+
+def _epoch_scenario(seed: int, n: int, byzantine: int, behaviour: str) -> Scenario:
+    """A run over ``EPOCH_SLOTS`` endpoints whose validator set changes
+    (epochs.py): genesis validators ``0..n-1``, Byzantine ones among them."""
+    if behaviour == "twins":
+        raise ValueError("epoch runs have no twins (every endpoint is one validator slot)")
+    rng = random.Random(seed * 2 + 1)
+    byz = sorted(rng.sample(range(n), byzantine))
+    byz_map = dict(zip(byz, _behaviours(rng, byzantine, behaviour, twins=False), strict=True))
+    honest = [e for e in range(EPOCH_SLOTS) if e not in byz_map]
+    net = _network(rng, EPOCH_SLOTS)
+    workload = _workload(rng, honest, byz, net.gst)
+    horizon = max([s.time for s in workload] + [net.gst])
+    return Scenario(
+        seed=seed, n=n, byzantine=byz_map, net=net,
+        offsets=[rng.randint(-500, 500) for _ in range(EPOCH_SLOTS)],
+        crashes=_crashes(rng, honest, net.gst),
+        submissions=workload,
+        links={e: [x for x in range(EPOCH_SLOTS) if x != e] for e in range(EPOCH_SLOTS)},
+        changes=plan_changes(rng, n, byz, horizon),
+    )

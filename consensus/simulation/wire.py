@@ -74,7 +74,8 @@ def _decode_driver(body: bytes) -> DriverMessage:
     if kind == "fetch" and isinstance(value.get("height"), int) and isinstance(value.get("block"), bytes):
         return FetchRequest(value["height"], value["block"])
     if kind == "gossip" and isinstance(value.get("envelopes"), list):
-        return Gossip(tuple(decode_envelope(e) for e in value["envelopes"] if isinstance(e, bytes)))
+        return Gossip(tuple(decode_envelope(e, cosigs=True) for e in value["envelopes"]
+                        if isinstance(e, bytes)))
     raise BadEncoding("unknown driver frame")
 
 

@@ -34,8 +34,28 @@ def submitter_key(name: str) -> SigningKey:
     return _key(f"submitter/{name}")
 
 
+# Epoch runs (consensus/simulation/epochs.py): up to this many validator
+# slots, each endpoint one slot; a slot's key after its r-th rotation.
+EPOCH_SLOTS = 7
+MAX_ROTATIONS = 3
+MEMBERS = 3
+
+
 @lru_cache(maxsize=None)
-def sim_genesis(n: int) -> Genesis:
+def slot_key(slot: int, rotation: int) -> SigningKey:
+    """Validator slot ``slot``'s key; rotation 0 is ``validator_keys(n)[slot]``."""
+    return _key(f"validator/{slot}") if rotation == 0 else _key(f"validator/{slot}/r{rotation}")
+
+
+@lru_cache(maxsize=None)
+def member_keys() -> tuple[SigningKey, ...]:
+    return tuple(_key(f"member/{i}") for i in range(MEMBERS))
+
+
+@lru_cache(maxsize=None)
+def sim_genesis(n: int, members: bool = False) -> Genesis:
+    """The simulation's genesis; with ``members`` it also names three members
+    (threshold 2) so governance records can change the validator set."""
     submitters = [
         {"name": name, "pubkey": to_hex(submitter_key(name).public_key), "roles": ["submit"]}
         for name in HONEST_SUBMITTERS + (ROGUE_SUBMITTER,)
@@ -52,6 +72,9 @@ def sim_genesis(n: int) -> Genesis:
         "submitters": submitters,
         "params": {"max_clock_skew_ms": MAX_CLOCK_SKEW_MS},
     }
+    if members:
+        doc["members"] = [{"name": f"m{i}", "pubkey": to_hex(k.public_key)}
+                          for i, k in enumerate(member_keys())]
     return parse_genesis(doc)
 
 

@@ -8,12 +8,13 @@ from dataclasses import dataclass, field
 from typing import Callable, TextIO
 
 from consensus.events import Commit
-from consensus.messages import Message
+from consensus.messages import Message, Proposal, SignedVote
 from consensus.params import ConsensusConfig
 from consensus.state import PersistedState
 from consensus.votes import Evidence
 from ledger.encoding import to_hex
 from ledger.policy import PolicyEngine
+from ledger.records import Envelope, sign_record
 
 from .byzantine import ByzantineNode, TwinNode
 from .clock import Scheduler
@@ -22,7 +23,8 @@ from .network import Network
 from .node import MachineFactory, SimNode
 from .scenario import MEAN_DELAY_MS, Scenario
 from .trace import Trace, describe, short
-from .workload import sim_genesis
+from .epochs import PlannedChange, describe_plan
+from .workload import member_keys, sim_genesis
 
 SIM_CONFIG = ConsensusConfig(
     timeout_propose_ms=3 * MEAN_DELAY_MS,
@@ -47,6 +49,8 @@ class RunResult:
     messages: int = 0
     trace: list[str] = field(default_factory=list)
     summary: str = ""
+    # Epoch runs: the sizes of the validator sets the longest honest chain went through.
+    set_sizes: list[int] = field(default_factory=list)
 
     @property
     def ok(self) -> bool:
@@ -62,7 +66,8 @@ class World:
         # Each validator's policy engine (PROTOCOL §10.5); None: no policy.
         self.policy_for: Callable[[int], PolicyEngine | None] = policy_for or _no_policy
         self.scenario = scenario
-        self.genesis = sim_genesis(scenario.n)
+        self.epochs = scenario.changes is not None
+        self.genesis = sim_genesis(scenario.n, members=self.epochs)
         self.sched = Scheduler()
         self.rng = random.Random(scenario.seed * 7919 + 1)
         self.net = self._make_network(scenario)
@@ -73,6 +78,9 @@ class World:
         honest = frozenset(v for v in range(scenario.n) if v not in scenario.byzantine)
         self.checker = Checker(self.genesis, honest)
         self.nodes = self._build_nodes(honest_factory or ConsensusMachine)
+        self.checker.honest_keys = frozenset(k for node in self.nodes if node.honest
+                                             for k in node.signers)
+        self.governance = GovernancePlan(scenario.changes or [])
         self.net.connect(scenario.links)
         self.honest_nodes = [node for node in self.nodes if node.honest]
         self.required = self._required()
@@ -94,7 +102,7 @@ class World:
         sc = self.scenario
         nodes: list[SimNode] = []
         for e in range(sc.endpoints):
-            validator = e if e < sc.n else sc.twin_of
+            validator = e if e < sc.n or sc.changes is not None else sc.twin_of
             assert validator is not None
             kinds = sc.byzantine.get(validator)
             node: SimNode
@@ -111,7 +119,8 @@ class World:
 
     def _required(self) -> list[bytes]:
         honest = {n.endpoint for n in self.honest_nodes}
-        return [s.envelope.id for s in self.scenario.submissions if honest & set(s.targets)]
+        ids = [s.envelope.id for s in self.scenario.submissions if honest & set(s.targets)]
+        return ids + [env.id for env in GovernancePlan(self.scenario.changes or []).chained]
 
     def _schedule(self) -> None:
         sc = self.scenario
@@ -120,6 +129,11 @@ class World:
         for sub in sc.submissions:
             for target in sub.targets:
                 self.sched.at(sub.time, self._submit, target, sub)
+        for node in self.honest_nodes:
+            self._release_governance(node, 0)
+        for at, env in self.governance.refused:
+            for node in self.honest_nodes:
+                self.sched.at(at, self._submit_governance, node.endpoint, env)
         for crash in sc.crashes:
             self.sched.at(crash.at, self._crash, crash.endpoint, crash.mid_effects)
             self.sched.at(crash.restart, self.nodes[crash.endpoint].restart)
@@ -133,6 +147,20 @@ class World:
         env = sub.envelope  # type: ignore[attr-defined]
         self._submitted_at.setdefault(env.id, self.sched.now)
         self.trace.add(self.sched.now, self.nodes[endpoint].name, _fmt_submit, env.id)
+        self.nodes[endpoint].submit(env)
+
+    def _release_governance(self, node: SimNode, index: int) -> None:
+        """Submit the plan's ``index``-th validator-set change to ``node``, not
+        before its planned time nor before ``node`` committed the previous
+        one (admission judges it against the membership after that one)."""
+        if index >= len(self.governance.chained):
+            return
+        at = max(self.sched.now + self.mean_delay, self.governance.earliest[index])
+        self.sched.at(at, self._submit_governance, node.endpoint, self.governance.chained[index])
+
+    def _submit_governance(self, endpoint: int, env: Envelope) -> None:
+        self._submitted_at.setdefault(env.id, self.sched.now)
+        self.trace.add(self.sched.now, self.nodes[endpoint].name, _fmt_governance, env)
         self.nodes[endpoint].submit(env)
 
     def _crash(self, endpoint: int, mid_effects: bool) -> None:
@@ -151,14 +179,16 @@ class World:
 
     def on_send(self, node: SimNode, msg: Message) -> None:
         self.trace.add(self.sched.now, node.name, describe, msg)
-        if node.honest:
-            self.checker.on_signed(node.name, node.validator, msg)
-            self.checker.on_sent_after_persist(node.name, node.validator, msg, node.storage.get("state"))
+        if node.honest and isinstance(msg, (SignedVote, Proposal)):
+            index = node.index_at(msg.height)
+            self.checker.on_signed(node.name, index, msg)
+            self.checker.on_sent_after_persist(node.name, index, msg, node.storage.get("state"))
 
     def on_persist(self, node: SimNode, state: PersistedState) -> None:
         if node.honest:
+            index = node.index_at(state.height)
             for sv in state.votes:
-                self.checker.on_signed(node.name, node.validator, sv)
+                self.checker.on_signed(node.name, index, sv)
 
     def on_commit(self, node: SimNode, effect: Commit) -> None:
         self.trace.add(self.sched.now, node.name, _fmt_commit, effect)
@@ -166,6 +196,9 @@ class World:
             return
         self.checker.on_commit(node.name, effect.header)
         for env in effect.envelopes:
+            step = self.governance.position.get(env.id)
+            if step is not None:
+                self._release_governance(node, step + 1)
             key = (node.endpoint, env.id)
             if key in self._committed:
                 continue
@@ -179,7 +212,8 @@ class World:
         self.trace.note(self.sched.now, node.name, f"EVIDENCE against v{ev.validator} "
                         f"({ev.first.type} h{ev.first.height} r{ev.first.round})")
         if node.honest:
-            self.checker.on_evidence(node.name, ev)
+            accused = node.epoch_genesis(ev.first.height).validators[ev.validator].pubkey
+            self.checker.on_evidence(node.name, ev, accused)
 
     # ------------------------------------------------------------------
     # Running
@@ -216,7 +250,15 @@ class World:
             stable_latencies=stable, heights=max((n.chain.height for n in self.honest_nodes), default=0),
             records=len(self.required), end_time=self.sched.now, settle_time=self._settle,
             messages=self.net.sent, trace=self.trace.lines(), summary=self.describe(),
+            set_sizes=self._set_sizes(),
         )
+
+    def _set_sizes(self) -> list[int]:
+        if not self.epochs or not self.honest_nodes:
+            return []
+        chain = max((n.chain for n in self.honest_nodes), key=lambda c: c.height)
+        return [len(chain.membership.at(first).validators)
+                for first, _ in chain.membership.epochs()]
 
     def _behaviour(self, validator: int) -> str:
         node = self.nodes[validator]
@@ -233,11 +275,36 @@ class World:
             f"dup={net.duplicate:.2f} spike={net.spike:.2f} partitions={len(net.partitions)} "
             f"crashes={[(c.endpoint, c.at, c.restart) for c in sc.crashes]} records={len(self.required)}"
             + (f" twins={[sorted(g) for g in sc.twin_groups]}" if sc.twin_groups else "")
+            + (f" changes=[{describe_plan(sc.changes)}]" if sc.changes is not None else "")
         )
 
 
 def _no_policy(validator: int) -> PolicyEngine | None:
     return None
+
+
+class GovernancePlan:
+    """A run's validator-set changes as records: ``chained`` ones commit one
+    after another; ``refused`` ones (signed by one member of a threshold of
+    two) must never commit."""
+
+    def __init__(self, changes: list[PlannedChange]) -> None:
+        self.chained: list[Envelope] = []
+        self.earliest: list[int] = []
+        self.refused: list[tuple[int, Envelope]] = []
+        for nonce, change in enumerate(changes, start=1):
+            env = change.envelope(nonce)
+            if change.kind == "refused":
+                self.refused.append((change.earliest, sign_record(env.record, member_keys()[0])))
+            else:
+                self.chained.append(env)
+                self.earliest.append(change.earliest)
+        self.position = {env.id: i for i, env in enumerate(self.chained)}
+
+
+def _fmt_governance(env: Envelope) -> str:
+    return (f"client submits governance {env.record.kind} {to_hex(env.id)[:8]} "
+            f"({len(env.signatures())} member signatures)")
 
 
 def _fmt_submit(record_id: bytes) -> str:
