@@ -29,7 +29,7 @@ ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-from consensus.simulation.broken import BROKEN  # noqa: E402
+from consensus.simulation.broken import BROKEN, EPOCH_BROKEN  # noqa: E402
 from consensus.simulation.byzantine import BEHAVIOURS  # noqa: E402
 from consensus.simulation.enumerator import (  # noqa: E402
     DEFAULT_BLOCKS, DEFAULT_CUTS, DEFAULT_STEPS, FAULTS, EnumerationResult, run_enumeration)
@@ -188,7 +188,7 @@ def _enumerate(n: int, bound: int | None, steps: int, cuts: int, blocks: int, fa
 @click.option("--validators", "n", type=click.Choice(["4", "7"]), default="4", show_default=True)
 @click.option("--byzantine", type=int, default=None, help="Byzantine validators (default f).")
 @click.option("--behaviour", type=click.Choice(BEHAVIOURS + ("mixed",)), default="mixed", show_default=True)
-@click.option("--broken", type=click.Choice(sorted(BROKEN)), default=None,
+@click.option("--broken", type=click.Choice(sorted(BROKEN) + sorted(EPOCH_BROKEN)), default=None,
               help="Run a deliberately broken replica in every honest slot (checker self-test).")
 @click.option("--json", "json_path", type=click.Path(dir_okay=False), default=None)
 @click.option("--keep-going", is_flag=True, help="Do not stop at the first violation.")

@@ -88,9 +88,12 @@ class Checker:
                                             or stored.proposed_round < msg.round):
             self.fail(f"persist-before-send: {who} sent a proposal h{msg.height} r{msg.round} before persisting it")
 
-    def on_evidence(self, who: str, ev: Evidence, accused: bytes) -> None:
-        """``accused``: the key of ``ev.validator`` in the set of its height."""
-        if accused in self.honest_keys:
+    def on_evidence(self, who: str, ev: Evidence, accused: bytes | None = None) -> None:
+        """``accused``: the key of ``ev.validator`` in the set of its height
+        (without it, the index is judged against the genesis set)."""
+        honest = accused in self.honest_keys if accused is not None \
+            else ev.validator in self.honest_validators
+        if honest:
             self.fail(f"evidence: {who} holds evidence against honest validator v{ev.validator} "
                       f"at h{ev.first.height}")
 

@@ -7,7 +7,7 @@ from typing import TextIO
 
 from ledger.genesis import max_faulty
 
-from .broken import BROKEN
+from .broken import BROKEN, EPOCH_BROKEN
 from .scenario import make_scenario
 from .world import RunResult, World
 
@@ -18,7 +18,7 @@ def run_scenario(seed: int, n: int = 4, byzantine: int = 1, behaviour: str = "mi
     """Run seed ``seed`` to completion; identical inputs give identical results.
     ``epochs``: the validator set changes during the run (epochs.py)."""
     scenario = make_scenario(seed, n, byzantine, behaviour, epochs=epochs)
-    factory = BROKEN[broken] if broken else None
+    factory = {**BROKEN, **EPOCH_BROKEN}[broken] if broken else None
     return World(scenario, factory, echo=echo, keep=keep).run()
 
 
