@@ -116,3 +116,23 @@ def verify_line(line: str, witnesses: list[Witness], text: bytes) -> Cosignature
     except BadSignature:
         raise BadSignature(f"the cosignature of witness {name!r} does not verify") from None
     return Cosignature(match[0], timestamp, line)
+
+
+def cosigners(signed: bytes, witnesses: list[Witness], text: bytes) -> list[Cosignature]:
+    """The witnesses among ``witnesses`` whose cosignature lines in
+    ``signed`` (a signed note, or a tlog-proof holding one) verify over
+    checkpoint ``text``; lines of other keys are skipped, and a line of a
+    listed witness that does not verify raises BadSignature."""
+    found: dict[str, Cosignature] = {}
+    trusted = {(w.name, w.key_id) for w in witnesses}
+    for raw in signed.decode("utf-8", errors="replace").split("\n"):
+        if not raw.startswith(SIG_PREFIX) or raw.count(" ") != 2:
+            continue
+        name, blob_b64 = raw[len(SIG_PREFIX):].split(" ")
+        try:
+            blob = base64.b64decode(blob_b64, validate=True)
+        except (binascii.Error, ValueError):
+            continue
+        if (name, blob[:4]) in trusted and len(blob) == 76:
+            found[name] = verify_line(raw, witnesses, text)
+    return list(found.values())

@@ -124,6 +124,7 @@ async def test_ledger_witness_cosigns_only_a_grown_log(tmp_path: Path) -> None:
     """ledger-witness: keygen prints the vkey the nodes trust; cosign checks
     the quorum and the growth from its last checkpoint, submits, and keeps
     state; a state file of another root at the same size is a fork."""
+    import asyncio
     import json
 
     from click.testing import CliRunner
@@ -146,8 +147,11 @@ async def test_ledger_witness_cosigns_only_a_grown_log(tmp_path: Path) -> None:
     try:
         sub = Submitter(c)
 
+        sub_last: list[str] = [""]
+
         async def commit_one() -> None:
             env = sub.envelope()
+            sub_last[0] = env.id.hex()
             await submit(c, 0, [env])
             await c.wait_committed([0, 1, 2, 3], env.id.hex())
 
@@ -168,6 +172,19 @@ async def test_ledger_witness_cosigns_only_a_grown_log(tmp_path: Path) -> None:
             assert "\u2014 w.example/1 ".encode() in body
             doc = json.loads(state.read_text())
             assert doc["size"] == second["log_size"]
+            # ledger-audit export --require-witnesses: the tlog-proof's note
+            # carries the witness line, checked against the key given.
+            from client.audit.cli import main as audit
+            genesis_file = str(c.dir / "genesis.json")
+            args = ["export", sub_last[0], "--genesis", genesis_file, "--node", c.url(0),
+                    "--format", "tlog-proof", "--witness", vkey, "-o", str(tmp_path / "p.txt")]
+            ok = await asyncio.to_thread(CliRunner().invoke, audit, [*args, "--require-witnesses", "1"])
+            assert ok.exit_code == 0, ok.output
+            assert "witness w.example/1" in ok.output
+            other = witness.Witness("w.example/2", SigningKey(bytes(32)).public_key).vkey
+            short = await asyncio.to_thread(CliRunner().invoke, audit,
+                                            [*args, "--witness", other, "--require-witnesses", "2"])
+            assert short.exit_code != 0 and "1 of the trusted witnesses" in short.output
             doc["root"] = "00" * 32  # the same size with another root: a fork
             state.write_text(json.dumps(doc))
             with pytest.raises(WitnessError, match="fork"):

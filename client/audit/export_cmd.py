@@ -16,7 +16,7 @@ from pathlib import Path
 import click
 from rich.text import Text
 
-from ledger import note
+from ledger import note, witness
 from ledger.encoding import from_b64
 from ledger.verify import verify_bundle
 
@@ -33,11 +33,26 @@ from .remote_cmds import _run, genesis_option, json_option, node_option
               show_default=True, help="The PROTOCOL §5 bundle, or a c2sp.org/tlog-proof@v1 file.")
 @click.option("--output", "-o", type=click.Path(dir_okay=False, path_type=Path), default=None,
               help="Write here instead of standard output.")
+@click.option("--witness", "witness_keys", multiple=True, metavar="VKEY",
+              help="A witness verifier key you trust (PROTOCOL §13); repeatable.")
+@click.option("--require-witnesses", type=click.IntRange(min=0), default=0, show_default=True,
+              help="With tlog-proof: refuse unless this many of the --witness keys cosigned "
+                   "the checkpoint.")
 @json_option
 def export(record_id: str, genesis_path: Path, nodes: tuple[str, ...], fmt: str,
-           output: Path | None, as_json: bool) -> None:
+           output: Path | None, witness_keys: tuple[str, ...], require_witnesses: int,
+           as_json: bool) -> None:
     """Fetch a record's proof, verify it against the genesis file, write it."""
     genesis = load_genesis_file(genesis_path).genesis
+    try:
+        trusted = [witness.parse_vkey(k) for k in witness_keys]
+    except ValueError as exc:
+        raise click.BadParameter(str(exc), param_hint="--witness") from None
+    if require_witnesses and fmt != "tlog-proof":
+        raise click.UsageError("--require-witnesses needs --format tlog-proof (a checkpoint)")
+    if require_witnesses > len(trusted):
+        raise click.UsageError(f"--require-witnesses {require_witnesses} with "
+                               f"{len(trusted)} --witness keys")
 
     async def work(client: LedgerClient) -> tuple[bytes, str]:
         bundle = await client.proof(record_id)
@@ -52,8 +67,13 @@ def export(record_id: str, genesis_path: Path, nodes: tuple[str, ...], fmt: str,
         if proof.index != bundle["leaf_index"]:
             raise note.NoteError(f"tlog-proof index {proof.index}; the record is leaf "
                                  f"{bundle['leaf_index']}")
+        cosigned = witness.cosigners(data, trusted, cp.text)
+        if len(cosigned) < require_witnesses:
+            raise note.NoteError(f"{len(cosigned)} of the trusted witnesses cosigned the "
+                                 f"checkpoint; {require_witnesses} are required")
+        names = "".join(f", witness {c.witness.name}" for c in cosigned)
         return data, (f"checkpoint size {cp.log_size} signed by validators "
-                      f"{', '.join(map(str, cp.signers))}")
+                      f"{', '.join(map(str, cp.signers))}{names}")
 
     data, what = _run(nodes, as_json, work)
     if output is None:
