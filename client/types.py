@@ -52,6 +52,21 @@ class RecordFields(TypedDict):
     parents: list[str]
 
 
+class VerdictDoc(TypedDict):
+    """A record's verdict (PROTOCOL §10.8, §10.9)."""
+
+    outcome: str  # allow, deny, approve, review
+    rule: str
+    reason: str
+    approvals: int
+    role: str
+    policy_version: int
+    deadline: int
+    status: str  # allowed, denied, review, held, approved, expired
+    final_height: NotRequired[int]
+    approved_by: NotRequired[list[dict[str, str]]]
+
+
 class RecordDoc(TypedDict):
     """``GET /v1/records/{id}``."""
 
@@ -61,6 +76,7 @@ class RecordDoc(TypedDict):
     leaf_index: NotRequired[int]  # committed records only: its position in the log
     envelope: str
     record: RecordFields
+    verdict: NotRequired[VerdictDoc]  # committed records (PROTOCOL §10.8)
 
 
 class SignatureDoc(TypedDict):
