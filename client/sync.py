@@ -24,7 +24,7 @@ from .outbox import DEFAULT_MAX_PENDING, PendingEnvelope
 from .sdk import DEFAULT_BATCH, LedgerClient
 from .trace import DEFAULT_MAX_CHILDREN, DEFAULT_MAX_RECORDS
 from .transport import Sleep
-from .types import BlockDoc, BundleDoc, ConsistencyDoc, RecordDoc, RecordSpec, StatusDoc, SubmitResult, TraceDoc
+from .types import BlockDoc, BundleDoc, ConsistencyDoc, RecordDoc, RecordSpec, StatusDoc, SubmitResult, TraceDoc, VerdictDoc
 
 if TYPE_CHECKING:
     import asyncio
@@ -164,6 +164,30 @@ class SyncLedgerClient:
     def wait_committed(self, record_id: str, timeout: float = 30.0) -> RecordDoc:
         """See :meth:`LedgerClient.wait_committed`."""
         return self._run(self._client.wait_committed(record_id, timeout))
+
+    def submit_for_verdict(self, *, timeout: float = 30.0, **record: Any
+                           ) -> tuple[str, VerdictDoc]:
+        """See :meth:`LedgerClient.submit_for_verdict`."""
+        return self._run(self._client.submit_for_verdict(timeout=timeout, **record))
+
+    def verdict(self, record_id: str, timeout: float = 30.0) -> VerdictDoc:
+        """See :meth:`LedgerClient.verdict`."""
+        return self._run(self._client.verdict(record_id, timeout))
+
+    def wait_final(self, record_id: str, timeout: float = 60.0) -> VerdictDoc:
+        """See :meth:`LedgerClient.wait_final`."""
+        return self._run(self._client.wait_final(record_id, timeout))
+
+    def approve(self, record_id: str, *, origin: Mapping[str, str] | None = None) -> str:
+        """See :meth:`LedgerClient.approve`."""
+        return self._run(self._client.approve(record_id, origin=origin))
+
+    def evaluate(self, *, kind: str, origin: Mapping[str, str] | None = None,
+                 body: Mapping[str, Any] | None = None, parents: Sequence[str | bytes] = (),
+                 ts: int | None = None) -> VerdictDoc:
+        """See :meth:`LedgerClient.evaluate`."""
+        return self._run(self._client.evaluate(kind=kind, origin=origin, body=body,
+                                               parents=parents, ts=ts))
 
     def proof(self, record_id: str, height: int | None = None) -> BundleDoc:
         """See :meth:`LedgerClient.proof`."""
