@@ -133,7 +133,9 @@ class NetnsLab:
 # -- the scenario runner (inside the hub namespace) ---------------------------------
 
 
-def _cluster(directory: Path, lab: NetnsLab) -> Any:
+def _cluster(directory: Path, lab: NetnsLab, secure: bool = False) -> Any:
+    """The lab's cluster; ``secure``: TLS (certificates for the lab's
+    addresses, from the cluster's CA) and every request signed."""
     from ledger.genesis import load_genesis
 
     from node.cluster import _die_with_parent, node_command
@@ -141,7 +143,8 @@ def _cluster(directory: Path, lab: NetnsLab) -> Any:
 
     class NetnsCluster(LocalCluster):
         def url(self, i: int) -> str:
-            return f"http://{lab.addr(i)}:{self.base_port + i}"
+            scheme = "https" if self.tls else "http"
+            return f"{scheme}://{lab.addr(i)}:{self.base_port + i}"
 
         def start(self, i: int, command: list[str] | None = None) -> None:
             assert i not in self.procs or self.procs[i].poll() is not None
@@ -154,7 +157,12 @@ def _cluster(directory: Path, lab: NetnsLab) -> Any:
                 preexec_fn=lambda: _die_with_parent(parent))
             log.close()
 
-    c = NetnsCluster(directory, lab.n)
+    c = NetnsCluster(directory, lab.n, tls=secure, auth=secure)
+    if secure:  # init made certificates for 127.0.0.1; the lab's nodes have their own address
+        from node.tls_certs import load_or_make_ca, make_node_cert
+        ca = load_or_make_ca(directory / "tls")
+        for i in range(lab.n):
+            make_node_cert(ca, directory / "tls", f"node{i}", [lab.addr(i), "127.0.0.1"])
     doc = json.loads((directory / "genesis.json").read_text())
     for i, v in enumerate(doc["validators"]):
         v["address"] = f"{lab.addr(i)}:{c.base_port + i}"
@@ -181,12 +189,13 @@ async def post_envelopes(c: LocalCluster, node: int, envs: list[Any],
     return True
 
 
-async def run_scenarios(directory: Path, lab: NetnsLab, which: list[str]) -> dict[str, Any]:
+async def run_scenarios(directory: Path, lab: NetnsLab, which: list[str],
+                        secure: bool = False) -> dict[str, Any]:
     from ledger.records import make_record, sign_record
 
     from .localnet import until
 
-    c = _cluster(directory, lab)
+    c = _cluster(directory, lab, secure)
     everyone = list(range(lab.n))
     report: dict[str, Any] = {"partitions_healed": 0, "forks": 0, "scenarios": {}}
     from ledger.keys import load_key_file
@@ -316,7 +325,7 @@ async def run_scenarios(directory: Path, lab: NetnsLab, which: list[str]) -> dic
 
 
 def run_in_lab(directory: Path, which: list[str], timeout: float = 600,
-               module: str = "harness.netns") -> dict[str, Any]:
+               module: str = "harness.netns", secure: bool = False) -> dict[str, Any]:
     """Create a lab, run the scenarios (``module``'s ``run``) inside its hub
     namespace, remove the lab."""
     lab = NetnsLab(4)
@@ -325,7 +334,7 @@ def run_in_lab(directory: Path, which: list[str], timeout: float = 600,
         proc = subprocess.run(
             ["ip", "netns", "exec", lab.hub, sys.executable, "-m", module, "run",
              "--tag", lab.tag, "--subnet", str(lab.subnet), "--dir", str(directory),
-             *sum((["--scenario", w] for w in which), [])],
+             *sum((["--scenario", w] for w in which), []), *(["--secure"] if secure else [])],
             capture_output=True, text=True, timeout=timeout, stdin=subprocess.DEVNULL,
             cwd=str(Path(__file__).resolve().parent.parent))
         lines = [ln for ln in proc.stdout.splitlines() if ln.startswith("{")]
@@ -338,7 +347,8 @@ def run_in_lab(directory: Path, which: list[str], timeout: float = 600,
         lab.down()
 
 
-ScenarioRunner = Callable[[Path, NetnsLab, list[str]], Coroutine[Any, Any, dict[str, Any]]]
+# (directory, lab, scenarios[, secure=True]) -> report
+ScenarioRunner = Callable[..., Coroutine[Any, Any, dict[str, Any]]]
 
 
 def lab_main(prog: str, scenarios: list[str], run: ScenarioRunner,
@@ -352,9 +362,11 @@ def lab_main(prog: str, scenarios: list[str], run: ScenarioRunner,
     r.add_argument("--subnet", type=int, required=True)
     r.add_argument("--dir", type=Path, required=True)
     r.add_argument("--scenario", action="append", choices=scenarios)
+    r.add_argument("--secure", action="store_true", help="TLS and signed requests")
     args = p.parse_args(argv)
     lab = NetnsLab(4, tag=args.tag, subnet=args.subnet)
-    report = asyncio.run(run(args.dir, lab, args.scenario or scenarios))
+    extra = {"secure": True} if args.secure else {}
+    report = asyncio.run(run(args.dir, lab, args.scenario or scenarios, **extra))
     print(json.dumps(report))
     return 0
 

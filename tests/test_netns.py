@@ -16,8 +16,11 @@ pytestmark = [pytest.mark.cluster,
               pytest.mark.skipif(REASON is not None, reason=f"netns: {REASON}")]
 
 
-def test_partitions(tmp_path: Path) -> None:
-    report = run_in_lab(tmp_path / "cluster", ["isolate", "split", "proposer"], timeout=240)
+@pytest.mark.parametrize("secure", [False, True])
+def test_partitions(tmp_path: Path, secure: bool) -> None:
+    """``secure``: TLS on every link and every request signed (issue 24)."""
+    report = run_in_lab(tmp_path / "cluster", ["isolate", "split", "proposer"], timeout=240,
+                        secure=secure)
     print(report)
     assert report["partitions_healed"] == 3
     assert report["forks"] == 0
