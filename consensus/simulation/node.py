@@ -273,6 +273,12 @@ class SimNode:
         if epoch != self.epoch or not self.up:
             return
         self._send_frame_all(Status(self.chain.height))
+        if self.world.epochs and self.app.mempool.pending \
+                and self.index_at(self.chain.height + 1) is None:
+            # Outside the validator set nothing we hold gets proposed by us:
+            # forward it again (the first gossip may have been lost), so a
+            # follower or a removed validator never sits on a record alone.
+            self.gossip(tuple(self.app.mempool.pending.values()))
         for block, height in self._fetches.items():
             if height == self.machine.height:
                 self._send_frame_all(FetchRequest(height, block))
