@@ -69,6 +69,9 @@ class ChainRoutes:
         if with_envelopes:
             first = header.log_size - header.tx_count
             doc["envelopes"] = [to_b64(chain.envelope_at(first + i)) for i in range(header.tx_count)]
+            entries = chain.verdict_entries(height)
+            if entries is not None:  # PROTOCOL §10.5: what the version 2 header's root covers
+                doc["verdicts"] = [to_b64(e) for e in entries]
         return doc
 
     async def get_consistency(self, request: web.Request) -> web.Response:

@@ -145,12 +145,16 @@ def _schemas(max_envelopes: int) -> dict[str, Any]:
             "height": {"type": "integer", "minimum": 1}, "prev": HEX32, "time": UINT,
             "proposer": UINT, "tx_count": UINT, "tx_root": HEX32, "log_size": UINT,
             "log_root": HEX32, "validators": HEX32,
-        }),
+            "verdicts": HEX32,  # version 2 headers (PROTOCOL §10.6)
+        }, required=["v", "chain", "height", "prev", "time", "proposer", "tx_count", "tx_root",
+                     "log_size", "log_root", "validators"]),
         "Block": _obj({
             "height": {"type": "integer", "minimum": 1}, "hash": HEX32, "header": B64,
             "fields": _ref("HeaderFields"), "certificate": _ref("Certificate"),
             "records": {"type": "array", "items": HEX32},
             "envelopes": {"type": "array", "items": B64},
+            # with envelopes=1, for a version 2 block: its verdict entries (§10.5)
+            "verdicts": {"type": "array", "items": B64},
         }, required=["height", "hash", "header", "fields", "certificate", "records"]),
         "Consistency": _obj({"from": {"type": "integer", "minimum": 1},
                              "to": {"type": "integer", "minimum": 1},

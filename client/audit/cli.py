@@ -19,6 +19,7 @@ COMMANDS: dict[str, str] = {
     "audit": "client.audit.remote_cmds:audit",
     "checkpoint": "client.audit.remote_cmds:checkpoint",
     "export": "client.audit.export_cmd:export",
+    "replay-policy": "client.audit.replay_cmd:replay_policy",
 }
 
 
