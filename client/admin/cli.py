@@ -301,3 +301,9 @@ def submit_cmd(path: Path, nodes: tuple[str, ...], key_path: Path | None, ca_fil
     else:
         console().print(Text.assemble(("SUBMITTED", "bold green"), f" {record_id}: ",
                                       untrusted(result.get("status"))))
+
+
+# An approver's command (PROTOCOL §10.7); its own module, as it signs records.
+from .approve_cmd import approve as _approve  # noqa: E402
+
+main.add_command(_approve)
