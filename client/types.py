@@ -137,6 +137,7 @@ class HeaderFields(TypedDict):
     log_size: int
     log_root: str
     validators: str
+    verdicts: NotRequired[str]  # version 2 headers: the verdict root (protocol §10.6)
 
 
 class BlockDoc(TypedDict):
@@ -149,6 +150,7 @@ class BlockDoc(TypedDict):
     certificate: CertificateDoc
     records: list[str]  # the block's record ids, in log order
     envelopes: NotRequired[list[str]]  # with envelopes=True only
+    verdicts: NotRequired[list[str]]  # with envelopes=True, version 2 blocks: verdict entries (§10.5)
 
 
 # "from" is a keyword, so this one is spelled the functional way.

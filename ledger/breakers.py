@@ -27,7 +27,8 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from .encoding import to_hex
+from .encoding import canonical, decode, to_hex
+from .errors import LedgerError, StorageCorruption
 from .records import Record
 from .risk import ALERT, BREAKER_CLOSE, BREAKER_SCOPES as SCOPES
 # Governance params (gov.params.set, genesis params) and their defaults.
@@ -39,6 +40,9 @@ PARAM_DEFAULTS = {
     "breaker_min_score": 500_000,     # alerts below this score (ppm) do not count
 }
 MAX_TRIPPED_BY = 64  # alert ids kept per trip (the first ones that made it)
+# Persisted breaker state (schema.META_BREAKERS): a node restarts from it
+# rather than from block 1 (node/breakers.py).
+STATE_DOMAIN = b"ledger:breakers:v1\x00"
 
 
 def scopes_of(record: Record) -> list[tuple[str, str]]:
@@ -168,6 +172,17 @@ class Breakers:
         del self.breakers[key]
         self.transitions.append(Transition(height, t, key[0], key[1], "closed", (record.id,)))
 
+    def to_bytes(self) -> bytes:
+        """``STATE_DOMAIN + canonical(map)``: equal states give equal bytes."""
+        return STATE_DOMAIN + canonical({
+            "height": self.height, "time": self.time,
+            "breakers": [[b.scope, b.value, b.opened_at, b.opened_height, b.tripped_by,
+                          b.cooldown_ms, [list(x) for x in b.recent]]
+                         for _, b in sorted(self.breakers.items())],
+            "transitions": [[t.height, t.time, t.scope, t.value, t.to, list(t.records)]
+                            for t in self.transitions],
+        })
+
     def to_json(self) -> dict[str, Any]:
         """``GET /v1/breakers`` (PROTOCOL §12.3): every breaker not closed, and
         every transition so far."""
@@ -175,3 +190,27 @@ class Breakers:
                 "breakers": [b.to_json(self.time) for _, b in sorted(self.breakers.items())
                              if b.opened_at >= 0],
                 "transitions": [t.to_json() for t in self.transitions]}
+
+
+def breakers_from_bytes(data: bytes) -> Breakers:
+    """The breakers :meth:`Breakers.to_bytes` wrote; raises
+    :class:`StorageCorruption` for anything else."""
+    try:
+        if not data.startswith(STATE_DOMAIN):
+            raise StorageCorruption("breaker state: wrong domain")
+        doc = decode(data[len(STATE_DOMAIN):])
+        out = Breakers()
+        out.height, out.time = doc["height"], doc["time"]
+        for scope, value, opened_at, opened_height, tripped_by, cooldown, recent in doc["breakers"]:
+            out.breakers[(scope, value)] = Breaker(
+                scope, value, opened_at, opened_height, list(tripped_by), cooldown,
+                deque((t, m, a) for t, m, a in recent))
+        out.transitions = [Transition(h, t, scope, value, to, tuple(records))
+                           for h, t, scope, value, to, records in doc["transitions"]]
+        if type(out.height) is not int or out.height < 0:
+            raise StorageCorruption("breaker state: bad height")
+        return out
+    except StorageCorruption:
+        raise
+    except (LedgerError, KeyError, TypeError, ValueError) as exc:
+        raise StorageCorruption(f"breaker state does not decode: {exc}") from None

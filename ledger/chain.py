@@ -47,6 +47,10 @@ Location = tuple[int, int]  # (height, leaf_index)
 
 
 BLOCK_CACHE = 1024  # decoded (header, certificate) pairs kept for proofs
+# Blocks between persisted policy states (schema.META_POLICY_STATE): a
+# restart replays at most this many blocks' records into the policy engine,
+# plus those after a crash's last save.
+POLICY_STATE_EVERY = 256
 
 
 class ChainStore:
@@ -170,7 +174,32 @@ class ChainStore:
         self._verdict_cache = None
 
     def close(self) -> None:
+        self.save_policy_state()
         self._store.close()
+
+    def save_policy_state(self) -> None:
+        """Persist the policy engine's state after the tip (its own height
+        inside): a restart then replays only the blocks after it.  Written
+        after the block it follows, so it never runs ahead of the tip."""
+        data = self.verdicts.engine.state_bytes()
+        if data is not None:
+            batch = WriteBatch()
+            batch.put(schema.META_POLICY_STATE, data)
+            self._store.write(batch, sync=False)
+
+    def policy_state_bytes(self) -> bytes | None:
+        """What :meth:`save_policy_state` wrote last, if anything."""
+        return self._store.get(schema.META_POLICY_STATE)
+
+    def put_breaker_state(self, data: bytes) -> None:
+        """Persist the circuit breakers' state (node/breakers.py); not synced:
+        a crash only means replaying from an older one."""
+        batch = WriteBatch()
+        batch.put(schema.META_BREAKERS, data)
+        self._store.write(batch, sync=False)
+
+    def breaker_state_bytes(self) -> bytes | None:
+        return self._store.get(schema.META_BREAKERS)
 
     # -------------------------------------------------------------- integrity
 
@@ -576,6 +605,8 @@ class ChainStore:
         self._write_block(batch, header, log_size, membership)
         self.verdicts.commit(header.height, header.time, verdicts)
         self._verdict_cache = None
+        if header.height % POLICY_STATE_EVERY == 0:
+            self.save_policy_state()
 
     def _stage_records(self, height: int, envelopes: Sequence[Envelope], batch: WriteBatch,
                        *, read_guards: bool = True) -> None:

@@ -107,9 +107,13 @@ META_BACKFILLED = META + b"backfilled"
 # PolicyState.to_bytes): installed policy, lists, risk tiers, velocity
 # windows.  Derived from committed blocks only; a node may drop it and replay.
 META_POLICY_STATE = META + b"policy_state"
+# The circuit breakers after the block they name (ledger/breakers.py,
+# Breakers.to_bytes); derived from committed blocks, dropped and replayed
+# if they do not load.
+META_BREAKERS = META + b"breakers"
 
 META_KEYS = frozenset({META_SCHEMA_VERSION, META_LOG_SIZE, META_TIP, META_CONSENSUS,
-                       META_HISTORY_FROM, META_BACKFILLED, META_POLICY_STATE})
+                       META_HISTORY_FROM, META_BACKFILLED, META_POLICY_STATE, META_BREAKERS})
 
 _U64 = struct.Struct(">Q")
 _TILE = struct.Struct(">cBQ")

@@ -280,6 +280,8 @@ class Node:
         if self.pending_writer is not None:
             await self.pending_writer.stop()
         if self._chain is not None:
+            if self.breakers is not None:
+                self.breakers.save()
             self._chain.close()
             self._chain = None
 

@@ -1,7 +1,8 @@
 """The node's circuit breakers (PROTOCOL §12.3): :class:`ledger.breakers.Breakers`
 kept up with the committed blocks, and ``GET /v1/breakers``.
 
-A task walks the committed blocks from height 1 at start (a block is
+A task walks the committed blocks from the persisted state (saved every
+few hundred blocks and at a clean stop; height 1 without one) at start (a block is
 decoded only when its bytes hold ``risk.``, the prefix of the kinds that
 change breakers) and then each block as it commits, yielding to the event
 loop between blocks, so a long chain delays nothing else.  The answer says
@@ -17,8 +18,9 @@ import logging
 from collections.abc import Callable
 from typing import Any
 
-from ledger.breakers import Breakers
-from ledger.chain import ChainStore
+from ledger.breakers import Breakers, breakers_from_bytes
+from ledger.chain import POLICY_STATE_EVERY, ChainStore
+from ledger.errors import StorageCorruption
 from ledger.records import Record, decode_committed_envelope
 
 from .metrics import Metrics
@@ -36,7 +38,7 @@ class BreakerTracker:
         # the run that committed them: only later ones go to the webhooks.
         self.notify_after = chain.height
         self.notify = notify
-        self.breakers = Breakers()
+        self.breakers = self._load()
         self._wake = asyncio.Event()
         self.metrics = metrics
         if metrics is not None:
@@ -48,6 +50,25 @@ class BreakerTracker:
         self.metrics.breakers_open.set(
             sum(1 for x in b.breakers.values() if x.state(b.time) == "open"))
         self.metrics.breakers_behind.set(max(0, self.chain.height - b.height))
+
+    def _load(self) -> Breakers:
+        raw = self.chain.breaker_state_bytes()
+        if raw is None:
+            return Breakers()
+        try:
+            loaded = breakers_from_bytes(raw)
+        except StorageCorruption as exc:
+            log.warning("persisted breaker state dropped (%s): replaying from block 1", exc)
+            return Breakers()
+        if loaded.height > self.chain.height:
+            log.warning("persisted breaker state is at height %d, past the tip %d: "
+                        "replaying from block 1", loaded.height, self.chain.height)
+            return Breakers()
+        return loaded
+
+    def save(self) -> None:
+        """Persist the breakers (at a clean stop, and every few hundred blocks)."""
+        self.chain.put_breaker_state(self.breakers.to_bytes())
 
     def committed(self, height: int) -> None:
         self._wake.set()
@@ -85,6 +106,8 @@ class BreakerTracker:
                 self.metrics.breaker_transitions.labels(to=t.to).inc()
             if self.notify is not None and t.height > self.notify_after:
                 self.notify(dict(t.to_json(), event="breaker_" + t.to))
+        if height % POLICY_STATE_EVERY == 0:
+            self.save()
         return True
 
     async def run(self) -> None:

@@ -37,11 +37,13 @@ disable_created_metrics()  # type: ignore[no-untyped-call]  # untyped in the lib
 # Every value a labelled counter can take is set to 0 at start, so that the
 # series exist before the first event and rate()/increase() see it.
 # Codes of ledger/errors.py, plus those the HTTP edge adds: a wrong
-# Content-Type (node/api.py) and block sync's refusals (node/syncauth.py).
+# Content-Type (node/api.py), block sync's refusals (node/syncauth.py), an
+# unsigned request (node/auth.py) and a policy that does not compile
+# (ledger/policy/cel.py).  tests/test_node_metrics.py checks none is missing.
 REJECTION_CODES = tuple(sorted(
     {c.code for c in vars(errors).values()
      if isinstance(c, type) and issubclass(c, errors.LedgerError)}
-    | {"unsupported_media_type", "unauthorized", "forbidden"}))
+    | {"unsupported_media_type", "unauthorized", "forbidden", "unauthenticated", "bad_policy"}))
 FRAME_DROP_REASONS = ("bad_message", "bad_signature", "consensus_backlog", "gossip_backlog",
                       "malformed", "not_binary", "replay")
 HANDSHAKE_FAIL_REASONS = ("bad_signature", "malformed", "rate_limited", "refused", "timeout",

@@ -8,6 +8,12 @@ header version come from the store (ledger/chain.py); together they give
 the verdicts of the next block exactly as the validators that never
 stopped derive them.
 
+The state is persisted every few hundred blocks and at a clean stop
+(``ChainStore.save_policy_state``): a restart loads it and replays only
+the blocks after it, so neither start time nor a damaged old envelope
+depends on the chain's length.  A persisted state that does not load is
+dropped with a warning and the whole chain replayed.
+
 A node started from a state-sync snapshot holds no blocks below it until
 back-fill ends: its engine is rebuilt from the blocks it holds, and if
 that state differs from its peers' the node refuses their blocks (it
@@ -22,16 +28,20 @@ from collections.abc import Iterator, Sequence
 
 from ledger.approvals import record_inputs
 from ledger.chain import ChainStore
+from ledger.errors import StorageCorruption
 from ledger.policy import PolicyEngine, RecordInput, load_policy_engine
+from ledger.policy.state import PolicyState, state_from_bytes
 from ledger.records import decode_committed_envelope
 
 log = logging.getLogger(__name__)
 
 
-def committed_inputs(chain: ChainStore) -> Iterator[tuple[int, int, Sequence[RecordInput]]]:
-    """``(height, time_ms, records)`` of every block the store holds, in order."""
+def committed_inputs(chain: ChainStore, after: int = 0
+                     ) -> Iterator[tuple[int, int, Sequence[RecordInput]]]:
+    """``(height, time_ms, records)`` of every block the store holds above
+    ``after``, in order."""
     gap = chain.history_gap
-    for height in range(1, chain.height + 1):
+    for height in range(after + 1, chain.height + 1):
         if height in gap:
             continue
         header = chain.header(height)
@@ -41,13 +51,33 @@ def committed_inputs(chain: ChainStore) -> Iterator[tuple[int, int, Sequence[Rec
         yield height, header.time, record_inputs(chain.membership.at(height), envelopes)
 
 
+def persisted_state(chain: ChainStore) -> PolicyState | None:
+    """The persisted policy state, if there is one at or below the tip."""
+    raw = chain.policy_state_bytes()
+    if raw is None:
+        return None
+    try:
+        state = state_from_bytes(raw)
+    except StorageCorruption as exc:
+        log.warning("persisted policy state dropped (%s): replaying every block", exc)
+        return None
+    if state.height > chain.height:
+        log.warning("persisted policy state is at height %d, past the tip %d: "
+                    "replaying every block", state.height, chain.height)
+        return None
+    return state
+
+
 def make_policy_engine(chain: ChainStore) -> PolicyEngine:
     """The policy evaluator with its state after ``chain``'s tip."""
     started = time.perf_counter()
-    engine = load_policy_engine(None, committed_inputs(chain))
+    state = persisted_state(chain)
+    after = state.height if state is not None else 0
+    engine = load_policy_engine(state, committed_inputs(chain, after))
     if chain.height:
-        log.info("policy state rebuilt from %d blocks in %.2fs (policy version %d)",
-                 chain.height, time.perf_counter() - started, engine.version)
+        log.info("policy state at height %d loaded, %d blocks replayed in %.2fs "
+                 "(policy version %d)", after, chain.height - after,
+                 time.perf_counter() - started, engine.version)
     return engine
 
 

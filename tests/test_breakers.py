@@ -12,7 +12,7 @@ from typing import Any
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from ledger.breakers import Breakers
+from ledger.breakers import Breakers, breakers_from_bytes
 from ledger.records import Record, make_record
 
 CHAIN = "test"
@@ -159,7 +159,20 @@ def test_state_is_a_function_of_the_committed_blocks(events: Any, data: Any) -> 
     cut = data.draw(st.integers(1, len(c.blocks)))
     resumed = c.replay(into=c.replay(cut))
     assert resumed.to_json() == whole.to_json()
+    # ...or restarted from the state it persisted after that block.
+    persisted = breakers_from_bytes(c.replay(cut).to_bytes())
+    assert persisted.to_bytes() == c.replay(cut).to_bytes()
+    assert c.replay(into=persisted).to_bytes() == whole.to_bytes()
     # Every transition names records of the chain committed at or before it.
     heights = {r.id: h + 1 for h, (_, rs) in enumerate(c.blocks) for r in rs}
     for t in whole.transitions:
         assert all(heights[r] <= t.height for r in t.records)
+
+
+def test_a_damaged_persisted_state_is_refused() -> None:
+    import pytest
+
+    from ledger.errors import StorageCorruption
+    for junk in (b"", b"nonsense", Breakers().to_bytes()[:-1]):
+        with pytest.raises(StorageCorruption):
+            breakers_from_bytes(junk)

@@ -31,5 +31,6 @@ def test_malformed_keys_parse_to_none() -> None:
 def test_meta_keys_are_the_meta_constants() -> None:
     assert schema.META_KEYS == {schema.META_SCHEMA_VERSION, schema.META_LOG_SIZE,
                                 schema.META_TIP, schema.META_CONSENSUS,
-                                schema.META_HISTORY_FROM, schema.META_BACKFILLED}
+                                schema.META_HISTORY_FROM, schema.META_BACKFILLED,
+                                schema.META_POLICY_STATE, schema.META_BREAKERS}
     assert all(schema.key_prefix(k) == schema.META for k in schema.META_KEYS)

@@ -87,6 +87,11 @@ class PolicyEngine:
         block (pre-flight, ``POST /v1/evaluate``)."""
         return self.evaluate_block(height, time_ms, [record])[0]
 
+    def state_bytes(self) -> bytes | None:
+        """The state to persist (``ledger.schema.META_POLICY_STATE``) so a
+        restart replays only the blocks after it; None: nothing to persist."""
+        return None
+
     def commit_block(self, height: int, time_ms: int, records: Sequence[RecordInput],
                      decisions: Sequence[Decision]) -> None:
         """Advance the state (velocity windows, installed policy, lists) past

@@ -233,6 +233,9 @@ class CelPolicyEngine(PolicyEngine):
     def version(self) -> int:
         return self.state.policy.version if self.state.policy is not None else 0
 
+    def state_bytes(self) -> bytes | None:
+        return self.state.to_bytes()
+
     @property
     def errors(self) -> int:
         """Rule evaluations that failed since this engine started (a metric)."""
