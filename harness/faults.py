@@ -327,6 +327,8 @@ def main(argv: list[str] | None = None) -> int:
     f = sub.add_parser("fuzz", help="schemathesis against a live 4-node cluster")
     f.add_argument("--examples", type=int, default=1000, help="cases per operation and phase")
     f.add_argument("--seed", type=int, default=1)
+    f.add_argument("--secure", action="store_true",
+                   help="TLS on every link and every request signed (PROTOCOL §11)")
     pt = sub.add_parser("partitions", help="netns partitions (root): isolate, 2|2 split, "
                                            "proposer mid-round, repeated")
     pt.add_argument("--rounds", type=int, default=5)
@@ -400,7 +402,7 @@ def main(argv: list[str] | None = None) -> int:
         doc = asdict(dr)
         ok = dr.ok
     else:
-        fr = asyncio.run(_fuzz_cluster(workdir, args.examples, args.seed))
+        fr = asyncio.run(_fuzz_cluster(workdir, args.examples, args.seed, secure=args.secure))
         doc = {"cases": fr.cases, "server_errors": fr.server_errors,
                "statuses": fr.statuses, "exit_code": fr.exit_code}
         ok = fr.exit_code == 0 and fr.server_errors == 0 and fr.cases > 0
@@ -452,14 +454,18 @@ def _decoders(examples: int, say: Any) -> tuple[dict[str, Any], bool]:
     return doc, proc.returncode == 0
 
 
-async def _fuzz_cluster(workdir: Path, examples: int, seed: int) -> FuzzReport:
-    c = LocalCluster(workdir / "cluster", 4)
+async def _fuzz_cluster(workdir: Path, examples: int, seed: int, *,
+                        secure: bool = False) -> FuzzReport:
+    """``secure``: the cluster runs TLS and authenticates requests, and
+    schemathesis signs every request with the harness's key (role admin)."""
+    c = LocalCluster(workdir / "cluster", 4, tls=secure, auth=secure)
     try:
         for i in range(4):
             c.start(i)
         await c.wait_connected(list(range(4)), timeout=60)
         return await asyncio.to_thread(run_schemathesis, c.url(0), workdir / "schemathesis",
-                                       examples, seed)
+                                       examples, seed, ca_file=c.ca_file,
+                                       signing_key=c.harness_key if secure else None)
     finally:
         await c.stop_all()
 
