@@ -24,7 +24,8 @@ from .api_common import (
 )
 from .auth import ACCEPT_SIGNATURE, WWW_AUTHENTICATE
 from .metrics import Metrics
-from .ratelimit import EXEMPT_ROUTES, ClientLimits, ClientRateLimited, limit_middlewares
+from .ratelimit import (EXEMPT_ROUTES, LONG_LIVED_ROUTES, ClientLimits, ClientRateLimited,
+                        limit_middlewares)
 
 log = logging.getLogger("node.api")
 
@@ -86,6 +87,9 @@ def make_middlewares(metrics: Metrics, max_inflight: int,
             counted = True
             if inflight > max_inflight and route not in EXEMPT_ROUTES:
                 raise RateLimited(f"more than {max_inflight} requests in flight; retry later")
+            if route in LONG_LIVED_ROUTES:  # bounded by its own limit, not by a slot
+                inflight -= 1
+                counted = False
             response = await handler(request)
             status = response.status
             return response

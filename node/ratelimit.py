@@ -53,6 +53,11 @@ LIMITS = ("rate", "concurrent")
 # Routes never limited here: probes, the scrape, and peer links (a
 # long-lived WebSocket; handshakes have their own bucket, node/handshake_limit.py).
 EXEMPT_ROUTES = ("/health", "/metrics", "/v1/peer")
+# Routes whose answer lasts as long as the client reads (the block stream):
+# limited like any request when they start, but they hold no in-flight or
+# concurrency slot while they stream - node/stream.py bounds them with
+# ``stream.max_clients`` - so a follower never starves its own requests.
+LONG_LIVED_ROUTES = ("/v1/stream",)
 
 
 class ClientRateLimited(RateLimited):
@@ -234,6 +239,9 @@ def limit_middlewares(route_of: Callable[[web.Request], str], limits: ClientLimi
             refused = _limited(scope, limiter, key, on_limited)
             if refused is not None:
                 raise _refusal(scope, refused[0], limiter.limits, refused[1])
+            if route_of(request) in LONG_LIVED_ROUTES:
+                limiter.leave(key)
+                return await handler(request)
             try:
                 return await handler(request)
             finally:

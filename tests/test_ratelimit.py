@@ -115,12 +115,13 @@ def _identity(request: web.Request) -> str | None:
     return request.headers.get("X-Test-Identity")
 
 
-async def _serve(address: KeyLimits, identity: KeyLimits) -> Served:
+async def _serve(address: KeyLimits, identity: KeyLimits, max_inflight: int = 1000) -> Served:
     clock, metrics, release = Clock(), Metrics(), asyncio.Event()
     entered: asyncio.Queue[None] = asyncio.Queue()
     limits = ClientLimits(address=address, identity=identity, identity_of=_identity,
                           clock=clock)
-    app = web.Application(middlewares=make_middlewares(metrics, 1000, client_limits=limits))
+    app = web.Application(middlewares=make_middlewares(metrics, max_inflight,
+                                                           client_limits=limits))
 
     async def ok(request: web.Request) -> web.Response:
         return web.json_response({"ok": True})
@@ -135,6 +136,7 @@ async def _serve(address: KeyLimits, identity: KeyLimits) -> Served:
 
     app.router.add_get("/v1/status", ok)
     app.router.add_get("/hold", hold)
+    app.router.add_get("/v1/stream", hold)  # a block stream: answers while the client reads
     app.router.add_get("/health", health)
     client = TestClient(TestServer(app))
     await client.start_server()
@@ -233,6 +235,29 @@ async def test_in_progress_caps_per_address_and_identity() -> None:
         s.release.set()
         assert [r.status for r in await asyncio.gather(*held)] == [200, 200, 200]
         assert (await s.client.get("/v1/status", headers=alice)).status == 200
+    finally:
+        await s.client.close()
+
+
+async def test_an_open_stream_holds_no_slot() -> None:
+    """A follower's block stream is limited when it starts but then holds no
+    in-flight or concurrency slot (node/stream.py bounds streams): the same
+    client's other requests still get through."""
+    s = await _serve(KeyLimits(rate_per_s=0, burst=1, max_concurrent=1),
+                     KeyLimits(rate_per_s=0, burst=1, max_concurrent=1), max_inflight=1)
+    try:
+        alice = {"X-Test-Identity": "alice"}
+        streams = [asyncio.create_task(s.client.get("/v1/stream", headers=alice))
+                   for _ in range(2)]
+        await s.entered.get()
+        await s.entered.get()
+        assert (await s.client.get("/v1/status", headers=alice)).status == 200
+        held = asyncio.create_task(s.client.get("/hold", headers=alice))
+        await s.entered.get()  # an ordinary request does hold a slot (the node's only one)
+        resp = await s.client.get("/v1/status", headers=alice)
+        assert resp.status == 429 and "in flight" in (await resp.json())["message"]
+        s.release.set()
+        assert [r.status for r in await asyncio.gather(*streams, held)] == [200, 200, 200]
     finally:
         await s.client.close()
 
