@@ -62,9 +62,11 @@ class VerdictDoc(TypedDict):
     role: str
     policy_version: int
     deadline: int
-    status: str  # allowed, denied, review, held, approved, expired
+    status: str  # allowed, denied, review, held, approved, expired, rejected
     final_height: NotRequired[int]
-    approved_by: NotRequired[list[dict[str, str]]]
+    approved_by: NotRequired[list[dict[str, str]]]   # held or review
+    approvals_needed: NotRequired[int]                # held or review: k plus escalations
+    escalated_by: NotRequired[list[dict[str, str]]]  # held or review, once escalated
 
 
 class RecordDoc(TypedDict):

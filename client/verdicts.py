@@ -16,8 +16,9 @@ from .errors import CommitTimeout
 from .transport import NodeTransport
 from .types import RecordDoc, VerdictDoc
 
-# Statuses a record stays in for good (held waits for its approvals).
-FINAL_STATUSES = frozenset({"allowed", "denied", "review", "approved", "expired"})
+# Statuses a record stays in for good (held waits for its approvals, review
+# for a reviewer's decision, PROTOCOL §10.10).
+FINAL_STATUSES = frozenset({"allowed", "denied", "approved", "expired", "rejected"})
 APPROVAL_KIND = "approval"
 
 
@@ -61,9 +62,10 @@ class VerdictCalls(NodeTransport):
         return record_id, await self.verdict(record_id, timeout)
 
     async def wait_final(self, record_id: str, timeout: float = 60.0) -> VerdictDoc:
-        """Poll until the record's status is final: allowed, denied, review,
-        or, for a held record, approved or expired (a transition committed in
-        a block).  Raises :class:`CommitTimeout` after ``timeout`` seconds."""
+        """Poll until the record's status is final: allowed, denied, or, for
+        a held record or one in review, approved, expired or rejected (a
+        transition committed in a block).  Raises :class:`CommitTimeout`
+        after ``timeout`` seconds."""
         deadline = time.monotonic() + timeout
         delay = 0.05
         while True:

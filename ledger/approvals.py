@@ -18,17 +18,21 @@ every record is allowed, as before policies existed.
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from .blocks import HEADER_VERSION, HEADER_VERSION_VERDICTS, Header
 from .crypto import digest_equal
-from .encoding import canonical, decode, to_hex
-from .errors import DecodeError, HeaderError, StorageCorruption
+from .errors import HeaderError
+from .held import Held
 from .membership import State, is_governance
 from .policy import Decision, Outcome, PolicyEngine, RecordInput
 from .records import Envelope
+from .reviews import judge_decision, review_entry
+from .risk import DECISION
 from .verdicts import Status, Transition, Verdict, verdict_root
+
+__all__ = ["Held", "VerdictState", "BlockVerdicts", "VerdictMismatch"]
 
 APPROVAL_KIND = "approval"
 APPROVAL_WINDOW_PARAM = "approval_window_ms"
@@ -50,41 +54,6 @@ class VerdictMismatch(HeaderError):
     validator derives for the block from committed state."""
 
     step = "verdicts"
-
-
-@dataclass(frozen=True, slots=True)
-class Held:
-    """A record with verdict approve(k, role), waiting for its approvals."""
-
-    record: bytes
-    submitter: bytes
-    leaf_index: int
-    approvals: int
-    role: str
-    deadline: int
-    approvers: tuple[tuple[bytes, bytes], ...] = ()  # (approver key, approval record id)
-
-    def to_bytes(self) -> bytes:
-        return canonical({"approvals": self.approvals, "approvers": [list(a) for a in
-                                                                      self.approvers],
-                          "deadline": self.deadline, "leaf_index": self.leaf_index,
-                          "record": self.record, "role": self.role,
-                          "submitter": self.submitter})
-
-    @classmethod
-    def from_bytes(cls, data: bytes) -> "Held":
-        try:
-            v = decode(data)
-            return cls(v["record"], v["submitter"], v["leaf_index"], v["approvals"], v["role"],
-                       v["deadline"], tuple((a[0], a[1]) for a in v["approvers"]))
-        except (DecodeError, KeyError, TypeError, IndexError) as exc:
-            raise StorageCorruption(f"held record entry is damaged: {exc}") from None
-
-    def to_json(self) -> dict[str, Any]:
-        return {"approvals_needed": self.approvals, "role": self.role,
-                "deadline": self.deadline,
-                "approved_by": [{"approver": to_hex(k), "record": to_hex(r)}
-                                for k, r in self.approvers]}
 
 
 @dataclass(frozen=True)
@@ -199,6 +168,8 @@ class _Judge:
         record = env.record
         if record.kind == APPROVAL_KIND:
             return self._approval(env)
+        if record.kind == DECISION:
+            return judge_decision(self.held, self.state, self.time_ms, env, self.policy)
         if is_governance(env):
             # Governance is judged by §9 alone: a policy can never stop its own replacement.
             return Verdict(env.id, Outcome.ALLOW, RULE_GOVERNANCE, policy=self.policy)
@@ -206,7 +177,9 @@ class _Judge:
         verdict = Verdict.of(env.id, decision, deadline)
         if verdict.outcome == Outcome.APPROVE:
             self.held[env.id] = Held(env.id, record.submitter, leaf, verdict.approvals,
-                                     verdict.role, deadline)
+                                     verdict.role, deadline, since=self.time_ms)
+        elif verdict.outcome == Outcome.REVIEW:
+            self.held[env.id] = review_entry(env, leaf, self.time_ms, self.state.params)
         return verdict
 
     def _deny(self, env: Envelope, reason: str) -> Verdict:
@@ -217,7 +190,9 @@ class _Judge:
         if len(record.parents) != 1:
             return self._deny(env, REASON_BAD_APPROVAL)
         held = self.held.get(record.parents[0])
-        if held is None:
+        # An approval record counts for approve entries only: review entries
+        # are decided by review decisions (§10.10).
+        if held is None or held.review or held.rejected_by:
             return self._deny(env, REASON_NOT_HELD)
         if self.time_ms > held.deadline:
             return self._deny(env, REASON_EXPIRED)
@@ -226,21 +201,24 @@ class _Judge:
         sub = self.state.submitters.get(record.submitter)
         if sub is None or held.role not in sub.roles:
             return self._deny(env, REASON_NOT_APPROVER)
-        if any(key == record.submitter for key, _ in held.approvers):
+        if held.acted(record.submitter):
             return self._deny(env, REASON_REPEAT)
-        self.held[held.record] = Held(held.record, held.submitter, held.leaf_index,
-                                      held.approvals, held.role, held.deadline,
-                                      held.approvers + ((record.submitter, env.id),))
+        self.held[held.record] = replace(held, approvers=held.approvers
+                                         + ((record.submitter, env.id),))
         return Verdict(env.id, Outcome.ALLOW, RULE_APPROVAL, policy=self.policy)
 
     def transitions(self) -> tuple[Transition, ...]:
-        """Held records approved in this block, or whose deadline it passed,
-        in the log order of the held records."""
+        """Held records rejected or approved in this block, or whose deadline
+        it passed, in the log order of the held records."""
         out = []
         for held in sorted(self.held.values(), key=lambda h: h.leaf_index):
-            if len(held.approvers) >= held.approvals:
+            if held.rejected_by:
+                out.append(Transition(held.record, Status.REJECTED, (held.rejected_by,)))
+                del self.held[held.record]
+                continue
+            if len(held.approvers) >= held.needed:
                 status = Status.APPROVED
-            elif held.deadline < self.time_ms:
+            elif not held.review and held.deadline < self.time_ms:
                 status = Status.EXPIRED
             else:
                 continue

@@ -23,7 +23,13 @@ RISK_PREFIX = "risk."
 ALERT = "risk.alert"
 TIER = "risk.tier"
 BREAKER_CLOSE = "risk.breaker.close"
-KINDS = (ALERT, TIER, BREAKER_CLOSE)
+DECISION = "risk.decision"   # a reviewer's decision on a held record (PROTOCOL §10.10)
+KINDS = (ALERT, TIER, BREAKER_CLOSE, DECISION)
+# Kinds a reviewer submits (role review instead of monitor).
+REVIEW_KINDS = (BREAKER_CLOSE, DECISION)
+DECISIONS = ("approve", "reject", "escalate")
+MAX_NOTE = 256
+MAX_DECISION_PARENTS = 16   # the decided record and at most 15 records it rests on
 BREAKER_SCOPES = ("account", "submitter", "system", "kind", "country")
 SCORE_MAX = 1_000_000        # scores are parts per million: no floats in records (§1)
 MAX_REASONS = 16
@@ -88,6 +94,15 @@ def check_body(record: Record) -> None:
         _text(body["value"], "value", 255)
         if len(record.parents) > 1:
             raise BadRiskRecord("a breaker close names at most one parent")
+    elif record.kind == DECISION:
+        _exact(body, {"decision", "note"}, DECISION)
+        if body["decision"] not in DECISIONS:
+            raise BadRiskRecord(f"decision must be one of {list(DECISIONS)}")
+        if type(body["note"]) is not str or len(body["note"]) > MAX_NOTE:
+            raise BadRiskRecord(f"note must be a string of at most {MAX_NOTE} characters")
+        if not 1 <= len(record.parents) <= MAX_DECISION_PARENTS:
+            raise BadRiskRecord("a decision names the decided record first, then at most "
+                                f"{MAX_DECISION_PARENTS - 1} records it rests on")
     else:
         raise BadRiskRecord(f"unknown risk kind {record.kind!r}")
 
@@ -96,7 +111,7 @@ def check_risk_record(record: Record, submitter: Submitter) -> None:
     """PROTOCOL §12.2 for a record of a ``risk.*`` kind by ``submitter``
     (as in force at the record's height)."""
     check_body(record)
-    role = REVIEW_ROLE if record.kind == BREAKER_CLOSE else MONITOR_ROLE
+    role = REVIEW_ROLE if record.kind in REVIEW_KINDS else MONITOR_ROLE
     if role not in submitter.roles:
         raise ForbiddenRole(f"submitter {submitter.name!r} ({to_hex(record.submitter)[:16]}) "
                             f"lacks the {role!r} role a {record.kind} needs")

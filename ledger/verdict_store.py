@@ -10,7 +10,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from . import schema
-from .approvals import BlockVerdicts, Held
+from .approvals import BlockVerdicts
+from .held import Held
 from .blocks import HEADER_VERSION_VERDICTS, Header
 from .errors import StorageCorruption, VerificationError
 from .storage import KeyValueStore, WriteBatch
@@ -124,6 +125,10 @@ def verdict_doc(rv: RecordVerdict, held: Held | None) -> dict[str, Any]:
     doc["status"] = rv.status.value
     if rv.final_height:
         doc["final_height"] = rv.final_height
-    if held is not None and rv.status == Status.HELD:
-        doc["approved_by"] = held.to_json()["approved_by"]
+    if held is not None and rv.status in (Status.HELD, Status.REVIEW):
+        open_doc = held.to_json()
+        doc["approved_by"] = open_doc["approved_by"]
+        doc["approvals_needed"] = open_doc["approvals_needed"]
+        if held.escalations:
+            doc["escalated_by"] = open_doc["escalated_by"]
     return doc

@@ -53,12 +53,13 @@ class Status(StrEnum):
     HELD = "held"          # approve(k, role): waiting for approvals
     APPROVED = "approved"  # k approvals committed before the deadline
     EXPIRED = "expired"    # the deadline passed first
-    REVIEW = "review"      # held for a person (the risk review)
+    REVIEW = "review"      # held for a person (the risk review): open until decided
+    REJECTED = "rejected"  # a reviewer's reject decision (PROTOCOL §10.10)
 
 
 INITIAL_STATUS = {Outcome.ALLOW: Status.ALLOWED, Outcome.DENY: Status.DENIED,
                   Outcome.APPROVE: Status.HELD, Outcome.REVIEW: Status.REVIEW}
-FINAL_STATUSES = (Status.APPROVED, Status.EXPIRED)
+FINAL_STATUSES = (Status.APPROVED, Status.EXPIRED, Status.REJECTED)
 
 
 def _text(value: str) -> str:
@@ -111,11 +112,13 @@ def no_policy_verdict(record: bytes) -> Verdict:
 
 @dataclass(frozen=True, slots=True)
 class Transition:
-    """A held record became approved or expired (PROTOCOL §10.7)."""
+    """A held record became approved, expired or rejected (PROTOCOL §10.7, §10.10)."""
 
     record: bytes
     status: Status
-    approvals: tuple[bytes, ...]  # the approval records that counted, in log order
+    # approved, expired: the approval records that counted, in log order;
+    # rejected: the one reject decision
+    approvals: tuple[bytes, ...]
 
     def to_bytes(self) -> bytes:
         return canonical({"approvals": list(self.approvals), "record": self.record,
@@ -169,13 +172,16 @@ def decode_verdict(data: bytes) -> Verdict:
 def decode_transition(data: bytes) -> Transition:
     t = _map(data, TRANSITION_KEYS, "transition")
     if t["status"] not in FINAL_STATUSES:
-        raise VerdictError(f"transition status {t['status']!r} is not approved or expired")
+        raise VerdictError(f"transition status {t['status']!r} is not approved, expired or "
+                           "rejected")
     if not _id(t["record"]):
         raise VerdictError("transition record must be 32 bytes")
     approvals = t["approvals"]
     if not isinstance(approvals, list) or len(approvals) > MAX_APPROVALS \
             or not all(_id(a) for a in approvals):
         raise VerdictError(f"transition approvals must be at most {MAX_APPROVALS} ids")
+    if t["status"] == Status.REJECTED and len(approvals) != 1:
+        raise VerdictError("a rejected transition names exactly its reject decision")
     return Transition(t["record"], Status(t["status"]), tuple(approvals))
 
 

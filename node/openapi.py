@@ -92,10 +92,13 @@ def _schemas(max_envelopes: int) -> dict[str, Any]:
                 "approvals": UINT, "role": {"type": "string"}, "policy_version": UINT,
                 "deadline": UINT,
                 "status": {"type": "string", "enum": ["allowed", "denied", "review", "held",
-                                                      "approved", "expired"]},
+                                                      "approved", "expired", "rejected"]},
                 "final_height": {"type": "integer", "minimum": 1},
                 "approved_by": {"type": "array", "items": _obj({
                     "approver": HEX32, "record": HEX32})},
+                "approvals_needed": UINT,
+                "escalated_by": {"type": "array", "items": _obj({
+                    "reviewer": HEX32, "record": HEX32})},
             }, required=["outcome", "rule", "reason", "approvals", "role", "policy_version",
                          "deadline", "status"]),
         "Certificate": _obj({

@@ -57,7 +57,9 @@ def test_a_governed_policy_decides_verdicts_and_a_restart_derives_the_same() -> 
     a = chain.next_verdicts(3, block_time(3), nxt)
     b = reopened.next_verdicts(3, block_time(3), nxt)
     assert a.version == b.version == 2 and a.root == b.root and a.entries == b.entries
-    assert reopened.verdicts.held.keys() == {big.id}
+    # Both wait for people: the held payment and the record in review (§10.10).
+    assert reopened.verdicts.held.keys() == {big.id, other.id}
+    assert reopened.verdicts.held[other.id].review
 
 
 def test_a_restart_loads_the_persisted_state_and_replays_only_the_blocks_after_it() -> None:
