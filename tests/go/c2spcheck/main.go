@@ -3,17 +3,29 @@
 // of the ledger's.  It exits 0 and prints "ok ..." when the check passes,
 // 1 with the reason otherwise.  tests/test_c2sp_go.py builds and runs it.
 //
-//	c2spcheck checkpoint  VKEYS QUORUM NOTE
+//	c2spcheck [-witnesses WKEYS -wquorum N] checkpoint  VKEYS QUORUM NOTE
 //	c2spcheck inclusion   VKEYS QUORUM TLOGPROOF ENTRY
 //	c2spcheck consistency VKEYS QUORUM OLDNOTE NEWNOTE PROOF
 //
 // VKEYS holds one C2SP verifier key per line; PROOF one base64 hash per line.
+//
+// With -witnesses WKEYS -wquorum N before the command, every note must also
+// carry C2SP tlog-cosignature/v1 cosignatures (Ed25519, key type 0x04) of N
+// distinct witnesses among WKEYS (one vkey per line).  x/mod 0.7.0 has no
+// verifier for type 0x04, so cosigVerifier implements note.Verifier for it
+// with crypto/ed25519 over the spec's message; note.Open does the rest.
 package main
 
 import (
+	"crypto/ed25519"
+	"crypto/sha256"
 	"encoding/base64"
+	"encoding/binary"
+	"encoding/hex"
 	"errors"
+	"flag"
 	"fmt"
+	"math"
 	"os"
 	"strconv"
 	"strings"
@@ -41,16 +53,94 @@ func fail(err error) {
 	os.Exit(1)
 }
 
+// cosigVerifier checks C2SP tlog-cosignature/v1 Ed25519 cosignatures: the
+// signature is an 8-byte big-endian timestamp then an Ed25519 signature over
+// "cosignature/v1\ntime <timestamp>\n" followed by the note text.
+type cosigVerifier struct {
+	name  string
+	hash  uint32
+	key   ed25519.PublicKey
+	times *[]uint64 // timestamps of the cosignatures that verified
+}
+
+func (v cosigVerifier) Name() string    { return v.name }
+func (v cosigVerifier) KeyHash() uint32 { return v.hash }
+
+func (v cosigVerifier) Verify(msg, sig []byte) bool {
+	if len(sig) != 8+ed25519.SignatureSize {
+		return false
+	}
+	ts := binary.BigEndian.Uint64(sig[:8])
+	if ts > math.MaxInt64 {
+		return false
+	}
+	signed := append([]byte(fmt.Sprintf("cosignature/v1\ntime %d\n", ts)), msg...)
+	if !ed25519.Verify(v.key, signed, sig[8:]) {
+		return false
+	}
+	*v.times = append(*v.times, ts)
+	return true
+}
+
+// newCosigVerifier parses a witness vkey "name+<8 hex id>+base64(0x04 || key)"
+// and checks its id: SHA-256(name || "\n" || 0x04 || key)[:4].
+func newCosigVerifier(vkey string) (cosigVerifier, error) {
+	name, rest, ok1 := strings.Cut(vkey, "+")
+	id, b64, ok2 := strings.Cut(rest, "+")
+	raw, err := base64.StdEncoding.DecodeString(b64)
+	if !ok1 || !ok2 || len(id) != 8 || err != nil || name == "" {
+		return cosigVerifier{}, fmt.Errorf("witness key %q is not name+id+base64", vkey)
+	}
+	if len(raw) != 1+ed25519.PublicKeySize || raw[0] != 0x04 {
+		return cosigVerifier{}, fmt.Errorf("witness key %q is not a type 0x04 Ed25519 key", name)
+	}
+	sum := sha256.Sum256(append([]byte(name+"\n"), raw...))
+	if hex.EncodeToString(sum[:4]) != id {
+		return cosigVerifier{}, fmt.Errorf("witness key %q: id %s does not match its name and key", name, id)
+	}
+	return cosigVerifier{name, binary.BigEndian.Uint32(sum[:4]), ed25519.PublicKey(raw[1:]), new([]uint64)}, nil
+}
+
+func keyLines(path string) []string {
+	var out []string
+	for _, line := range strings.Split(strings.TrimSpace(string(readFile(path))), "\n") {
+		if strings.TrimSpace(line) != "" {
+			out = append(out, strings.TrimSpace(line))
+		}
+	}
+	return out
+}
+
+// Set by -witnesses and -wquorum.
+var (
+	witnessKeys   = flag.String("witnesses", "", "file of trusted witness vkeys (type 0x04), one per line")
+	witnessQuorum = flag.Int("wquorum", 0, "distinct witness cosignatures required")
+)
+
 // openQuorum opens a signed note with the validators' keys and requires
-// signatures from at least quorum distinct keys (note.Open has no threshold).
+// signatures from at least quorum distinct keys (note.Open has no threshold),
+// and cosignatures of -wquorum distinct witnesses among -witnesses.
 func openQuorum(vkeysPath string, quorum int, msg []byte) (*checkpoint, error) {
 	var verifiers []note.Verifier
-	for _, line := range strings.Split(strings.TrimSpace(string(readFile(vkeysPath))), "\n") {
-		v, err := note.NewVerifier(strings.TrimSpace(line))
+	validators := map[string]bool{}
+	for _, line := range keyLines(vkeysPath) {
+		v, err := note.NewVerifier(line)
 		if err != nil {
 			return nil, fmt.Errorf("verifier key %q: %v", line, err)
 		}
 		verifiers = append(verifiers, v)
+		validators[fmt.Sprintf("%s+%08x", v.Name(), v.KeyHash())] = true
+	}
+	var witnesses []cosigVerifier
+	if *witnessKeys != "" {
+		for _, line := range keyLines(*witnessKeys) {
+			w, err := newCosigVerifier(line)
+			if err != nil {
+				return nil, err
+			}
+			witnesses = append(witnesses, w)
+			verifiers = append(verifiers, w)
+		}
 	}
 	n, err := note.Open(msg, note.VerifierList(verifiers...))
 	if err != nil {
@@ -58,10 +148,22 @@ func openQuorum(vkeysPath string, quorum int, msg []byte) (*checkpoint, error) {
 	}
 	distinct := map[string]bool{}
 	for _, s := range n.Sigs {
-		distinct[fmt.Sprintf("%s+%08x", s.Name, s.Hash)] = true
+		if id := fmt.Sprintf("%s+%08x", s.Name, s.Hash); validators[id] {
+			distinct[id] = true
+		}
 	}
 	if len(distinct) < quorum {
 		return nil, fmt.Errorf("%d validator signatures verify, %d needed", len(distinct), quorum)
+	}
+	cosigned := 0
+	for _, w := range witnesses {
+		if len(*w.times) > 0 {
+			cosigned++
+			fmt.Printf("witness %s cosigned at %d\n", w.name, (*w.times)[len(*w.times)-1])
+		}
+	}
+	if cosigned < *witnessQuorum {
+		return nil, fmt.Errorf("%d witness cosignatures verify, %d needed", cosigned, *witnessQuorum)
 	}
 	lines := strings.Split(n.Text, "\n")
 	if len(lines) != 4 || lines[3] != "" {
@@ -134,23 +236,25 @@ func parseTlogProof(data []byte) (int64, []tlog.Hash, []byte, error) {
 }
 
 func main() {
-	if len(os.Args) < 5 {
-		fail(errors.New("usage: c2spcheck checkpoint|inclusion|consistency VKEYS QUORUM ..."))
+	flag.Parse()
+	args := append([]string{os.Args[0]}, flag.Args()...)
+	if len(args) < 5 {
+		fail(errors.New("usage: c2spcheck [-witnesses WKEYS -wquorum N] checkpoint|inclusion|consistency VKEYS QUORUM ..."))
 	}
-	quorum, err := strconv.Atoi(os.Args[3])
+	quorum, err := strconv.Atoi(args[3])
 	if err != nil {
 		fail(err)
 	}
-	vkeys := os.Args[2]
-	switch os.Args[1] {
+	vkeys := args[2]
+	switch args[1] {
 	case "checkpoint":
-		c, err := openQuorum(vkeys, quorum, readFile(os.Args[4]))
+		c, err := openQuorum(vkeys, quorum, readFile(args[4]))
 		if err != nil {
 			fail(err)
 		}
 		fmt.Printf("ok checkpoint %s size %d\n", c.origin, c.size)
 	case "inclusion":
-		index, path, msg, err := parseTlogProof(readFile(os.Args[4]))
+		index, path, msg, err := parseTlogProof(readFile(args[4]))
 		if err != nil {
 			fail(fmt.Errorf("tlog-proof: %v", err))
 		}
@@ -158,21 +262,21 @@ func main() {
 		if err != nil {
 			fail(err)
 		}
-		leaf := tlog.RecordHash(readFile(os.Args[5]))
+		leaf := tlog.RecordHash(readFile(args[5]))
 		if err := tlog.CheckRecord(tlog.RecordProof(path), c.size, c.root, index, leaf); err != nil {
 			fail(fmt.Errorf("tlog.CheckRecord: %v", err))
 		}
 		fmt.Printf("ok inclusion index %d in size %d\n", index, c.size)
 	case "consistency":
-		old, err := openQuorum(vkeys, quorum, readFile(os.Args[4]))
+		old, err := openQuorum(vkeys, quorum, readFile(args[4]))
 		if err != nil {
 			fail(fmt.Errorf("old: %v", err))
 		}
-		cur, err := openQuorum(vkeys, quorum, readFile(os.Args[5]))
+		cur, err := openQuorum(vkeys, quorum, readFile(args[5]))
 		if err != nil {
 			fail(fmt.Errorf("new: %v", err))
 		}
-		proof, err := parseHashes(strings.Split(string(readFile(os.Args[6])), "\n"))
+		proof, err := parseHashes(strings.Split(string(readFile(args[6])), "\n"))
 		if err != nil {
 			fail(err)
 		}
@@ -181,6 +285,6 @@ func main() {
 		}
 		fmt.Printf("ok consistency %d -> %d\n", old.size, cur.size)
 	default:
-		fail(fmt.Errorf("unknown command %q", os.Args[1]))
+		fail(fmt.Errorf("unknown command %q", args[1]))
 	}
 }
