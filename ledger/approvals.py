@@ -11,26 +11,37 @@ derived from committed blocks only:
 - :meth:`VerdictState.commit` advances the state past the committed block.
 
 With no policy ever in force (the policy engine's version 0 and every
-header so far version 1) a block is version 1 and nothing is computed:
-every record is allowed, as before policies existed.
+header so far version 1) and circuit breakers off (the param
+``breaker_alerts`` 0) a block is version 1 and nothing is computed: every
+record is allowed, as before policies existed.
+
+The circuit breakers (:mod:`ledger.breakers`) are part of this state: the
+breakers after block h - 1 turn the ``allow`` (or ``approve``) of a record
+of block h that lies in the scope of an open breaker into ``review``, rule
+``breaker:<scope>:<value>`` (PROTOCOL §10.5, §12.3); :meth:`commit`
+advances them past each block.  ``lookup`` finds a committed record by id
+(the record an alert flags); without one the state keeps an index of the
+records it has committed (an auditor's replay, the simulator).
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any
 
 from .blocks import HEADER_VERSION, HEADER_VERSION_VERDICTS, Header
+from .breakers import REASON_OPEN, RULE_PREFIX, Breakers
+from .breakers import rules as breaker_rules
 from .crypto import digest_equal
 from .errors import HeaderError
 from .held import Held
 from .membership import State, is_governance
 from .policy import Decision, Outcome, PolicyEngine, RecordInput
-from .records import Envelope
+from .records import Envelope, Record
 from .reviews import judge_decision, review_entry
-from .risk import DECISION
-from .verdicts import Status, Transition, Verdict, verdict_root
+from .risk import BREAKER_SCOPES, DECISION, RISK_PREFIX
+from .verdicts import MAX_TEXT, Status, Transition, Verdict, verdict_root
 
 __all__ = ["Held", "VerdictState", "BlockVerdicts", "VerdictMismatch"]
 
@@ -67,6 +78,8 @@ class BlockVerdicts:
     held: Mapping[bytes, Held] = field(default_factory=dict)  # after the block
     inputs: tuple[RecordInput, ...] = ()      # what the engine saw (for commit_block)
     decisions: tuple[Decision, ...] = ()
+    envelopes: Sequence[Envelope] = ()        # the block's (the breakers read its alerts)
+    params: Mapping[str, Any] = field(default_factory=dict)  # in force at its height
 
     @property
     def entries(self) -> list[bytes]:
@@ -103,18 +116,27 @@ class VerdictState:
 
     def __init__(self, engine: PolicyEngine | None = None,
                  held: Mapping[bytes, Held] | None = None,
-                 version: int = HEADER_VERSION) -> None:
+                 version: int = HEADER_VERSION, breakers: Breakers | None = None,
+                 lookup: Callable[[bytes], Record | None] | None = None) -> None:
         self.engine = engine if engine is not None else PolicyEngine()
         self.held: dict[bytes, Held] = dict(held or {})
         self.version = version
+        self.breakers = breakers if breakers is not None else Breakers()
+        self._index: dict[bytes, Record] | None = None if lookup is not None else {}
+        self.lookup: Callable[[bytes], Record | None] = (
+            lookup if lookup is not None else self._index.get)  # type: ignore[union-attr]
 
     def _plain(self) -> bool:
         """The base engine (no policy can ever be installed): nothing to tell it."""
         return type(self.engine) is PolicyEngine
 
-    def next_version(self) -> int:
-        """Version 2 from the first height a policy is in force, for good."""
+    def next_version(self, params: Mapping[str, Any] | None = None) -> int:
+        """Version 2 from the first height a policy is in force or the
+        breakers are on (``params``, in force at that height, with
+        ``breaker_alerts`` above 0), for good (PROTOCOL §10.6)."""
         if self.version == HEADER_VERSION_VERDICTS or self.engine.version != 0 or self.held:
+            return HEADER_VERSION_VERDICTS
+        if params is not None and breaker_rules(params)["breaker_alerts"] > 0:
             return HEADER_VERSION_VERDICTS
         return HEADER_VERSION
 
@@ -123,26 +145,29 @@ class VerdictState:
         """The verdicts of the block at ``height`` (time ``time_ms``) holding
         ``envelopes`` from leaf ``first_leaf`` on, judged with ``state``, the
         membership in force at ``height``.  Pure."""
-        version = self.next_version()
+        version = self.next_version(state.params)
         if version == HEADER_VERSION:
             if self._plain():
-                return BlockVerdicts(HEADER_VERSION, None)
+                return BlockVerdicts(HEADER_VERSION, None, envelopes=envelopes,
+                                     params=state.params)
             # No policy in force yet, but the engine must see the block (a
             # governance record in it may install one); nothing to decide.
-            return BlockVerdicts(HEADER_VERSION, None, inputs=record_inputs(state, envelopes))
+            return BlockVerdicts(HEADER_VERSION, None, inputs=record_inputs(state, envelopes),
+                                 envelopes=envelopes, params=state.params)
         inputs = record_inputs(state, envelopes)
         decisions = tuple(self.engine.evaluate_block(height, time_ms, inputs))
         if len(decisions) != len(inputs):
             raise RuntimeError("policy engine returned a verdict count unlike the records'")
         judge = _Judge(self.held, state, time_ms, approval_window(state.params),
-                       self.engine.version)
+                       self.engine.version, self.breakers.open_at(time_ms))
         verdicts = tuple(judge.verdict(env, leaf, decision)
                          for leaf, (env, decision) in enumerate(zip(envelopes, decisions),
                                                                 start=first_leaf))
         transitions = judge.transitions()
         entries = [v.to_bytes() for v in verdicts] + [t.to_bytes() for t in transitions]
         return BlockVerdicts(version, verdict_root(entries, len(verdicts)), verdicts,
-                             transitions, judge.held, inputs, decisions)
+                             transitions, judge.held, inputs, decisions, envelopes,
+                             state.params)
 
     def commit(self, height: int, time_ms: int, block: BlockVerdicts) -> None:
         """Advance past the committed block whose verdicts are ``block``."""
@@ -151,18 +176,41 @@ class VerdictState:
         if block.version == HEADER_VERSION_VERDICTS:
             self.held = dict(block.held)
         self.version = block.version
+        self.commit_breakers(height, time_ms, block.envelopes, block.params)
+
+    def commit_breakers(self, height: int, time_ms: int, envelopes: Sequence[Envelope],
+                        params: Mapping[str, Any]) -> None:
+        """Advance the breakers (and the record index, if kept) past block ``height``."""
+        if self._index is not None:
+            for env in envelopes:
+                self._index[env.id] = env.record
+        risk = [env.record for env in envelopes if env.record.kind.startswith(RISK_PREFIX)]
+        lookup = self.lookup
+        if risk:
+            block = {env.id: env.record for env in envelopes}
+            outer = self.lookup
+
+            def lookup(record_id: bytes) -> Record | None:
+                found = block.get(record_id)
+                return found if found is not None else outer(record_id)
+        self.breakers.apply_block(height, time_ms, risk, params, lookup)
+
+
+def _text(value: str) -> str:
+    return value[:MAX_TEXT]
 
 
 class _Judge:
     """One block's pass over its records: policy verdicts, approvals counted."""
 
     def __init__(self, held: Mapping[bytes, Held], state: State, time_ms: int,
-                 window: int, policy: int) -> None:
+                 window: int, policy: int, open_breakers: set[tuple[str, str]]) -> None:
         self.held = dict(held)  # copied: compute stays pure
         self.state = state
         self.time_ms = time_ms
         self.window = window
         self.policy = policy
+        self.open = open_breakers
 
     def verdict(self, env: Envelope, leaf: int, decision: Decision) -> Verdict:
         record = env.record
@@ -175,6 +223,13 @@ class _Judge:
             return Verdict(env.id, Outcome.ALLOW, RULE_GOVERNANCE, policy=self.policy)
         deadline = self.time_ms + self.window
         verdict = Verdict.of(env.id, decision, deadline)
+        if self.open and verdict.outcome in (Outcome.ALLOW, Outcome.APPROVE) \
+                and not record.kind.startswith(RISK_PREFIX):
+            breaker = _open_breaker(record, self.open)
+            if breaker is not None:
+                # Held for a person like a policy's review (§10.10).
+                verdict = Verdict(env.id, Outcome.REVIEW, _text(RULE_PREFIX + ":".join(breaker)),
+                                  REASON_OPEN, policy=self.policy)
         if verdict.outcome == Outcome.APPROVE:
             self.held[env.id] = Held(env.id, record.submitter, leaf, verdict.approvals,
                                      verdict.role, deadline, since=self.time_ms)
@@ -225,3 +280,18 @@ class _Judge:
             out.append(Transition(held.record, status, tuple(r for _, r in held.approvers)))
             del self.held[held.record]
         return tuple(out)
+
+
+def _open_breaker(record: Record, open_breakers: set[tuple[str, str]]) -> tuple[str, str] | None:
+    """The first open breaker, in the order of :data:`BREAKER_SCOPES`, whose
+    scope holds ``record``."""
+    for scope in BREAKER_SCOPES:
+        if scope == "submitter":
+            value: Any = record.submitter.hex()
+        elif scope == "kind":
+            value = record.kind
+        else:
+            value = record.origin.get(scope)
+        if value and (scope, value) in open_breakers:
+            return scope, value
+    return None

@@ -38,11 +38,18 @@ PARAM_DEFAULTS = {
     "breaker_window_ms": 600_000,     # the window, in block time
     "breaker_cooldown_ms": 3_600_000,  # open for this long, then half-open
     "breaker_min_score": 500_000,     # alerts below this score (ppm) do not count
+    # A monitor's alerts counted in one window, over every scope; its further
+    # alerts in the window are not counted (a flood moves no breaker).  0: no limit.
+    "breaker_monitor_alerts": 0,
 }
 MAX_TRIPPED_BY = 64  # alert ids kept per trip (the first ones that made it)
 # Persisted breaker state (schema.META_BREAKERS): a node restarts from it
 # rather than from block 1 (node/breakers.py).
-STATE_DOMAIN = b"ledger:breakers:v1\x00"
+STATE_DOMAIN = b"ledger:breakers:v2\x00"
+# The rule a verdict names when an open breaker turns ``allow`` into
+# ``review`` (PROTOCOL §10.5, §12.3): ``breaker:<scope>:<value>``.
+RULE_PREFIX = "breaker:"
+REASON_OPEN = "breaker_open"
 
 
 def scopes_of(record: Record) -> list[tuple[str, str]]:
@@ -113,6 +120,19 @@ class Breakers:
         self.time = 0
         self.breakers: dict[tuple[str, str], Breaker] = {}
         self.transitions: list[Transition] = []
+        # Per monitor, the block times of its alerts counted in the window
+        # (breaker_monitor_alerts); ``flooded``: alerts not counted for it.
+        self.monitors: dict[bytes, deque[int]] = {}
+        self.flooded = 0
+
+    def open_at(self, time_ms: int) -> set[tuple[str, str]]:
+        """Every ``(scope, value)`` open at block time ``time_ms``."""
+        return {k for k, b in self.breakers.items() if b.state(time_ms) == "open"}
+
+    def monitor_alerts(self, monitor: bytes, time_ms: int, window_ms: int) -> int:
+        """The monitor's alerts counted in the window ending at ``time_ms``."""
+        times = self.monitors.get(monitor)
+        return 0 if times is None else sum(1 for t in times if t >= time_ms - window_ms)
 
     def is_open(self, scope: str, value: str, time_ms: int | None = None) -> bool:
         """Whether the breaker of ``(scope, value)`` is open at block time
@@ -131,6 +151,8 @@ class Breakers:
         if height != self.height + 1:
             raise ValueError(f"block {height} applied after block {self.height}")
         r = rules(params)
+        if self.monitors and r["breaker_alerts"] > 0:
+            self._expire_monitors(time_ms - r["breaker_window_ms"])
         for record in records:
             if record.kind == ALERT and r["breaker_alerts"] > 0:
                 self._alert(height, time_ms, record, r, lookup)
@@ -145,6 +167,13 @@ class Breakers:
         flagged = lookup(alert.parents[0])
         if flagged is None:  # a valid alert's parent is committed: never for valid blocks
             return
+        limit = r["breaker_monitor_alerts"]
+        if limit:
+            times = self.monitors.setdefault(alert.submitter, deque())
+            if len(times) >= limit:
+                self.flooded += 1
+                return
+            times.append(t)
         for scope, value in scopes_of(flagged):
             b = self.breakers.get((scope, value))
             if b is None:
@@ -164,6 +193,14 @@ class Breakers:
                 b.cooldown_ms = r["breaker_cooldown_ms"]
                 self.transitions.append(Transition(height, t, scope, value, "open", tuple(trip)))
 
+    def _expire_monitors(self, cutoff: int) -> None:
+        for monitor in list(self.monitors):
+            times = self.monitors[monitor]
+            while times and times[0] < cutoff:
+                times.popleft()
+            if not times:
+                del self.monitors[monitor]
+
     def _close(self, height: int, t: int, record: Record) -> None:
         key = (record.body["scope"], record.body["value"])
         b = self.breakers.get(key)
@@ -181,6 +218,8 @@ class Breakers:
                          for _, b in sorted(self.breakers.items())],
             "transitions": [[t.height, t.time, t.scope, t.value, t.to, list(t.records)]
                             for t in self.transitions],
+            "monitors": [[m, list(times)] for m, times in sorted(self.monitors.items())],
+            "flooded": self.flooded,
         })
 
     def to_json(self) -> dict[str, Any]:
@@ -189,7 +228,8 @@ class Breakers:
         return {"height": self.height, "time": self.time,
                 "breakers": [b.to_json(self.time) for _, b in sorted(self.breakers.items())
                              if b.opened_at >= 0],
-                "transitions": [t.to_json() for t in self.transitions]}
+                "transitions": [t.to_json() for t in self.transitions],
+                "flooded_alerts": self.flooded}
 
 
 def breakers_from_bytes(data: bytes) -> Breakers:
@@ -207,8 +247,12 @@ def breakers_from_bytes(data: bytes) -> Breakers:
                 deque((t, m, a) for t, m, a in recent))
         out.transitions = [Transition(h, t, scope, value, to, tuple(records))
                            for h, t, scope, value, to, records in doc["transitions"]]
+        out.monitors = {m: deque(times) for m, times in doc["monitors"]}
+        out.flooded = doc["flooded"]
         if type(out.height) is not int or out.height < 0:
             raise StorageCorruption("breaker state: bad height")
+        if out.to_bytes() != data:
+            raise StorageCorruption("breaker state: not in canonical form")
         return out
     except StorageCorruption:
         raise

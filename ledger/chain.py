@@ -16,6 +16,8 @@ from collections.abc import Sequence
 
 from . import blocks, schema, verdict_store
 from .approvals import BlockVerdicts, VerdictState
+from .breaker_state import derive_breakers
+from .breakers import Breakers
 from .blocks import (
     ZERO_HASH,
     Certificate,
@@ -40,7 +42,7 @@ from .membership import Membership, is_governance
 from .merkle import leaf_hash, root
 from .pending import stage_pending_done
 from .policy import PolicyEngine
-from .records import Envelope, decode_committed_envelope, stored_record_id
+from .records import Envelope, Record, decode_committed_envelope, stored_record_id
 from .storage import KeyValueStore, WriteBatch
 
 Location = tuple[int, int]  # (height, leaf_index)
@@ -134,13 +136,44 @@ class ChainStore:
     def reload_membership(self) -> None:
         """Rebuild the membership from the ``g`` index: after back-fill wrote
         governance records below a snapshot (ledger/statesync.py).  Called
-        by the thread that commits, so no commit is in between."""
+        by the thread that commits, so no commit is in between.  The
+        breakers, derived without those blocks, are derived again from
+        every block (the persisted ones are dropped)."""
         self.membership = self._load_membership()
+        batch = WriteBatch()
+        batch.delete(schema.META_BREAKERS)
+        self._store.write(batch, sync=False)
+        self._breakers_ready = False
+        self._verdict_cache = None
 
     def _load_verdicts(self, engine: PolicyEngine) -> VerdictState:
         tip = self._tip
+        # The breakers are derived when first needed (:attr:`breakers`): a
+        # store opened only to be read never replays blocks for them.
+        self._breakers_ready = False
         return VerdictState(engine, verdict_store.load_held(self._store),
-                            blocks.HEADER_VERSION if tip is None else tip.version)
+                            blocks.HEADER_VERSION if tip is None else tip.version,
+                            lookup=self.committed_record)
+
+    @property
+    def breakers(self) -> Breakers:
+        """The circuit breakers after the tip (PROTOCOL §12.3), part of the
+        verdict state: derived from the persisted state and the blocks after
+        it on first use, then advanced by each commit."""
+        self.derive_breakers()
+        return self.verdicts.breakers
+
+    def derive_breakers(self) -> None:
+        """Bring the breakers up to the tip if they are not yet (a node does
+        at start; otherwise the first verdict or commit does)."""
+        if not self._breakers_ready:
+            self.verdicts.breakers = derive_breakers(self, self.committed_record)
+            self._breakers_ready = True
+
+    def committed_record(self, record_id: bytes) -> Record | None:
+        """A committed record by id, or None."""
+        raw = self.envelope(record_id)
+        return decode_committed_envelope(raw).record if raw is not None else None
 
     def set_policy_engine(self, engine: PolicyEngine) -> None:
         """Judge the next blocks with ``engine``, whose state must be that
@@ -182,21 +215,17 @@ class ChainStore:
         inside): a restart then replays only the blocks after it.  Written
         after the block it follows, so it never runs ahead of the tip."""
         data = self.verdicts.engine.state_bytes()
+        batch = WriteBatch()
         if data is not None:
-            batch = WriteBatch()
             batch.put(schema.META_POLICY_STATE, data)
+        if self._breakers_ready:
+            batch.put(schema.META_BREAKERS, self.verdicts.breakers.to_bytes())
+        if data is not None or self._breakers_ready:
             self._store.write(batch, sync=False)
 
     def policy_state_bytes(self) -> bytes | None:
         """What :meth:`save_policy_state` wrote last, if anything."""
         return self._store.get(schema.META_POLICY_STATE)
-
-    def put_breaker_state(self, data: bytes) -> None:
-        """Persist the circuit breakers' state (node/breakers.py); not synced:
-        a crash only means replaying from an older one."""
-        batch = WriteBatch()
-        batch.put(schema.META_BREAKERS, data)
-        self._store.write(batch, sync=False)
 
     def breaker_state_bytes(self) -> bytes | None:
         return self._store.get(schema.META_BREAKERS)
@@ -487,6 +516,7 @@ class ChainStore:
                       envelopes: Sequence[Envelope]) -> BlockVerdicts:
         """The verdicts of a next block at ``time`` holding ``envelopes``
         (PROTOCOL §10.5), derived from committed state only."""
+        self.derive_breakers()
         return self.verdicts.compute(self.membership.at(height), height, time, envelopes,
                                      self.log.size)
 
@@ -581,6 +611,7 @@ class ChainStore:
         batch: never both gone from the pending keyspace and uncommitted."""
         leaves = [env.leaf_hash for env in envelopes]
         self.check_header(header, leaves)
+        self.derive_breakers()  # up to the tip, before this block advances them
         batch = WriteBatch()
         log_size, log_root = self.log.stage(leaves, batch)
         _check_log_after(header, log_size, log_root)

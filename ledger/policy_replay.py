@@ -4,13 +4,16 @@
 fresh policy engine, recomputes each block's verdicts and transitions
 exactly as validators do (ledger/approvals.py) and compares them with what
 the block commits.  ``ledger-audit replay-policy`` runs it over blocks a
-node serves; a node runs it at start to rebuild its engine's state
-(velocity windows, installed policy) from its own store.
+node serves; the simulator runs it to rebuild a crashed node's state.
+The circuit breakers (PROTOCOL §12.3) are replayed with the verdicts: they
+need the record each alert flags, which ``lookup`` returns (the auditor's
+fetches it from the node and checks its id); without one the replay keeps
+every replayed record in memory.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 from .approvals import BlockVerdicts, VerdictMismatch, VerdictState
@@ -20,7 +23,7 @@ from .encoding import to_hex
 from .genesis import Genesis
 from .membership import Membership
 from .policy import PolicyEngine
-from .records import Envelope
+from .records import Envelope, Record
 from .verdicts import VerdictError, verdict_root
 
 
@@ -51,9 +54,10 @@ class PolicyDisagreement(VerdictMismatch):
 class PolicyReplay:
     """Blocks 1, 2, ... in order; :meth:`block` raises at the first disagreement."""
 
-    def __init__(self, genesis: Genesis, engine: PolicyEngine) -> None:
+    def __init__(self, genesis: Genesis, engine: PolicyEngine,
+                 lookup: Callable[[bytes], Record | None] | None = None) -> None:
         self.membership = Membership.from_genesis(genesis)
-        self.state = VerdictState(engine)
+        self.state = VerdictState(engine, lookup=lookup)
         self.height = 0
         self.records = 0
         self.verdicts = 0

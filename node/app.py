@@ -134,6 +134,8 @@ class Node:
         # Verdicts of the next blocks (PROTOCOL §10): the policy evaluator,
         # its state rebuilt from the committed blocks.
         install_policy_engine(self._chain)
+        # ... and the circuit breakers, brought up to the tip the same way.
+        self._chain.derive_breakers()
         # After a crash LevelDB replays its write-ahead log here, and the
         # tip is re-checked: the part of a restart that grows with the store.
         self.store_open_s = time.perf_counter() - opening
@@ -228,7 +230,6 @@ class Node:
                        asyncio.create_task(self._status_loop(), name="status")]
         self.webhooks = self._webhooks()
         self.breakers = BreakerTracker(self.chain, self.metrics, notify=self.webhooks.notify)
-        self._tasks.append(asyncio.create_task(self.breakers.run(), name="breakers"))
         if self.webhooks.urls:
             self._tasks.append(asyncio.create_task(self.webhooks.run(), name="webhooks"))
         if self.chain.history_gap:
@@ -280,8 +281,6 @@ class Node:
         if self.pending_writer is not None:
             await self.pending_writer.stop()
         if self._chain is not None:
-            if self.breakers is not None:
-                self.breakers.save()
             self._chain.close()
             self._chain = None
 

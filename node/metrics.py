@@ -179,12 +179,9 @@ class Metrics:
         self.breakers_open = Gauge(
             "ledger_breakers_open", "Circuit breakers open at the last derived block's time "
             "(PROTOCOL §12.3)", registry=r)
-        self.breakers_behind = Gauge(
-            "ledger_breakers_behind_blocks", "Committed blocks the breakers are not derived "
-            "from yet", registry=r)
         self.breaker_transitions = Counter(
-            "ledger_breaker_transitions", "Breaker transitions derived since start (a restart "
-            "derives the history again)", ["to"], registry=r)
+            "ledger_breaker_transitions", "Breaker transitions of the blocks committed since "
+            "start", ["to"], registry=r)
         for to in ("open", "closed"):
             self.breaker_transitions.labels(to=to)
 

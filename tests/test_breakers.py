@@ -123,6 +123,29 @@ def test_window_low_scores_and_no_rule() -> None:
     assert off.replay().to_json()["breakers"] == []
 
 
+def test_a_monitor_flood_is_not_counted() -> None:
+    flood = dict(PARAMS, breaker_monitors=1, breaker_alerts=3, breaker_monitor_alerts=2)
+    c = Chain(flood)
+    p = payment("a1")
+    c.block(1_000, p, *[alert(0, p) for _ in range(5)])
+    b = c.replay()
+    assert not b.is_open("account", "a1") and b.flooded == 3
+    assert b.monitor_alerts(MONITORS[0], 1_000, 10_000) == 2
+    assert b.to_json()["flooded_alerts"] == 3
+    c.block(2_000, alert(1, p))  # a second monitor's alert is the third counted
+    assert c.replay().is_open("account", "a1")
+    # Once the window has passed, the first monitor's alerts count again.
+    q = payment("a2")
+    c.block(20_000, q, alert(0, q), alert(0, q), alert(0, q))
+    b = c.replay()
+    assert b.flooded == 4 and not b.is_open("account", "a2")
+    assert [len(x.recent) for k, x in b.breakers.items() if k == ("account", "a2")] == [2]
+    # 0 (the default) is no limit.
+    c = Chain(dict(flood, breaker_monitor_alerts=0))
+    c.block(1_000, p, *[alert(0, p) for _ in range(3)])
+    assert c.replay().is_open("account", "a1") and c.replay().flooded == 0
+
+
 def _events() -> Any:
     accounts = st.sampled_from(["a1", "a2", "a3"])
     step = st.one_of(
@@ -135,9 +158,10 @@ def _events() -> Any:
 
 
 @settings(max_examples=60, deadline=None)
-@given(_events(), st.data())
-def test_state_is_a_function_of_the_committed_blocks(events: Any, data: Any) -> None:
-    c = Chain()
+@given(_events(), st.data(), st.integers(0, 3))
+def test_state_is_a_function_of_the_committed_blocks(events: Any, data: Any,
+                                                     flood_limit: int) -> None:
+    c = Chain(dict(PARAMS, breaker_monitor_alerts=flood_limit))
     payments: list[Record] = [payment("a0")]
     c.block(0, payments[0])
     now = 0

@@ -84,6 +84,22 @@ async def test_monitors_alert_and_the_breaker_trips_on_every_node(tmp_path: Path
         heights = {d["height"] for d in docs}
         if len(heights) == 1:
             assert all(d["transitions"] == docs[0]["transitions"] for d in docs)
+        # Breakers are consensus state: the mule's next record is held for
+        # review on every node, naming the breaker (verdict roots agree, or
+        # the block would not have been certified).
+        async with LedgerClient([cluster.url(0)], key_file=shop) as lc:
+            held = await lc.submit(kind="payment", origin={"account": "mule"},
+                                   body={"amount": 5, "currency": "EUR"})
+            await lc.wait_committed(held)
+        for i in everyone:
+            for _ in range(300):
+                status, rec = await cluster.get(i, f"/v1/records/{held}")
+                if status == 200 and rec["status"] == "committed":
+                    break
+                await asyncio.sleep(0.1)
+            verdict = rec["verdict"]
+            assert verdict["outcome"] == "review" and verdict["status"] == "review"
+            assert verdict["rule"].startswith("breaker:")
         async with LedgerClient([cluster.url(3)],
                                 key_file=cluster.dir / "keys" / "reviewer.json") as lc:
             shut = await lc.submit(kind="risk.breaker.close",
