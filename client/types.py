@@ -95,6 +95,27 @@ class CertificateDoc(TypedDict):
     signatures: list[SignatureDoc]
 
 
+class TransitionProofDoc(TypedDict):
+    """The transition that decided a held record, in its own certified block (protocol §10.10)."""
+
+    height: int
+    header: str
+    certificate: CertificateDoc
+    entry: str  # base64 transition bytes
+    index: int
+    size: int
+    path: list[str]
+
+
+class VerdictProofDoc(TypedDict):
+    """A record's verdict entry and its path to the header's verdict root (protocol §10.10)."""
+
+    entry: str  # base64 verdict bytes
+    size: int  # the block's entry count
+    path: list[str]
+    transition: NotRequired[TransitionProofDoc]
+
+
 class BundleDoc(TypedDict):
     """A proof bundle (protocol §5), what ``verify_bundle`` checks offline."""
 
@@ -110,6 +131,8 @@ class BundleDoc(TypedDict):
     # Version 2 bundles (protocol §9.6): the governance records, each with
     # its own bundle, that lead from genesis to the record's membership.
     governance: NotRequired[list[dict[str, Any]]]
+    # The record's verdict proof (protocol §10.10), when its block is version 2.
+    verdict: NotRequired[VerdictProofDoc]
 
 
 class TraceDoc(TypedDict):

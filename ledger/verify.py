@@ -9,8 +9,8 @@ of :func:`verify_bundle` in the order they run.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import Any, Mapping, Sequence
+from dataclasses import dataclass, replace
+from typing import TYPE_CHECKING, Any, Mapping, Sequence
 
 from .blocks import Certificate, Header, certificate_from_json, decode_header, verify_certificate
 from .crypto import digest_equal
@@ -32,6 +32,9 @@ from .errors import (
 from .genesis import Genesis, parse_genesis
 from .merkle import HASH_LEN, verify_consistency, verify_inclusion
 from .records import BatchedEnvelope, Envelope, decode_envelope, verify_envelope
+
+if TYPE_CHECKING:
+    from .verify_verdicts import VerifiedVerdict
 
 BUNDLE_FORMAT = "auditledger-proof/1"
 BUNDLE_KEYS = frozenset(
@@ -81,6 +84,10 @@ class VerifiedBundle:
     # submitters and members in force at the record's height, which name
     # the certificate's signer indexes.  None for version 1 (genesis's own).
     epoch: Genesis | None = None
+    # What the bundle proves about the record's verdict (PROTOCOL §10.10):
+    # None when it proves nothing (no ``verdict`` and a version 2 block, or
+    # a bundle against a later block).
+    verdict: VerifiedVerdict | None = None
 
     @property
     def record_id(self) -> bytes:
@@ -341,8 +348,12 @@ def verify_bundle(bundle: Any, genesis: Genesis | Mapping[str, Any]) -> Verified
         from .verify_epochs import verify_bundle_v2
 
         return verify_bundle_v2(bundle, genesis)
+    from .verify_verdicts import check_verdict_proof, parse_verdict_proof, split_verdict
+
     g = as_genesis(genesis)
-    parsed = parse_bundle(bundle)
+    own, has_verdict, raw_verdict = split_verdict(bundle)
+    parsed = parse_bundle(own)
+    proof = parse_verdict_proof(raw_verdict) if has_verdict else None
     check_bundle_chain(parsed.chain, g)
     envelope = check_envelope(parsed.envelope)
     check_record_id(envelope, parsed.record_id)
@@ -354,13 +365,16 @@ def verify_bundle(bundle: Any, genesis: Genesis | Mapping[str, Any]) -> Verified
         parsed.leaf_index, header.log_size, envelope.leaf_hash, parsed.inclusion, header.log_root
     )
     check_certificate(parsed.certificate, header, g)
-    return VerifiedBundle(
+    verified = VerifiedBundle(
         envelope=envelope,
         header=header,
         certificate=parsed.certificate,
         leaf_index=parsed.leaf_index,
         submitter_name=submitter_name,
     )
+    # PROTOCOL §10.10: the verdict, against the now certified header
+    found = check_verdict_proof(proof, envelope.id, parsed.leaf_index, header, lambda h: g)
+    return replace(verified, verdict=found)
 
 
 # --------------------------------------------------------------------------

@@ -45,6 +45,7 @@ from .verify import (
     check_record_id,
     parse_bundle,
 )
+from .verify_verdicts import check_verdict_proof, parse_verdict_proof, split_verdict
 
 BUNDLE_FORMAT_V2 = "auditledger-proof/2"
 BUNDLE_KEYS_V2 = BUNDLE_KEYS | {"governance"}
@@ -216,9 +217,12 @@ def _check_signers(envelope: Envelope, membership: Membership, height: int) -> s
 def verify_bundle_v2(bundle: Any, genesis: Genesis | Mapping[str, Any],
                      cache: EpochCache | None = None) -> VerifiedBundle:
     """Verify an ``auditledger-proof/2`` bundle from the first genesis,
-    running :data:`V2_STEPS` in order."""
+    running :data:`V2_STEPS` in order, then the verdict steps of PROTOCOL
+    §10.10 (:data:`ledger.verify_verdicts.VERDICT_STEPS`)."""
     g = as_genesis(genesis)
-    parsed, entries = parse_bundle_v2(bundle)
+    own, has_verdict, raw_verdict = split_verdict(bundle)
+    parsed, entries = parse_bundle_v2(own)
+    proof = parse_verdict_proof(raw_verdict) if has_verdict else None
     check_bundle_chain(parsed.chain, g)
     membership = walk_governance(entries, g, cache)
     envelope = check_envelope(parsed.envelope)
@@ -240,6 +244,8 @@ def verify_bundle_v2(bundle: Any, genesis: Genesis | Mapping[str, Any],
     verify_inclusion(parsed.leaf_index, header.log_size, envelope.leaf_hash, parsed.inclusion,
                      header.log_root)
     check_certificate(parsed.certificate, header, epoch)
+    found = check_verdict_proof(proof, envelope.id, parsed.leaf_index, header,
+                                lambda h: membership.at(h).as_genesis(g))
     return VerifiedBundle(envelope=envelope, header=header, certificate=parsed.certificate,
                           leaf_index=parsed.leaf_index, submitter_name=submitter_name,
-                          epoch=epoch)
+                          epoch=epoch, verdict=found)

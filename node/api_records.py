@@ -24,7 +24,8 @@ from ledger.errors import (
     TooMany,
     Unavailable,
 )
-from ledger.proofs import build_bundle, build_record_bundle
+from ledger.proofs import build_bundle
+from ledger.proofs_verdicts import build_served_bundle
 from ledger.records import decode_envelope
 from ledger.statesync import below_snapshot
 
@@ -196,8 +197,8 @@ class RecordRoutes:
         if fmt != "json":
             raise BadRequest("format must be json or tlog-proof")
         chain = self.node.chain
-        if height is None:  # version 1 or 2, as PROTOCOL §6 says
-            return json_response(build_record_bundle(chain, chain.membership, rid,
+        if height is None:  # version 1 or 2, with the verdict proof, as PROTOCOL §6 says
+            return json_response(build_served_bundle(chain, chain.membership, rid,
                                                      location=location))
         return json_response(build_bundle(chain, rid, height, location=location))
 

@@ -115,8 +115,17 @@ def _schemas(max_envelopes: int) -> dict[str, Any]:
             "certificate": _ref("Certificate"),
             # Version 2 only (PROTOCOL §9.6): version 1 bundles of governance records.
             "governance": {"type": "array", "items": {"type": "object"}},
+            # The record's verdict proof (PROTOCOL §10.10), when its block is version 2.
+            "verdict": _ref("VerdictProof"),
         }, required=["format", "chain", "record_id", "leaf_index", "envelope", "height",
                      "header", "inclusion", "certificate"]),
+        "VerdictProof": _obj({
+            "entry": B64, "size": UINT, "path": {"type": "array", "items": HEX32},
+            "transition": _obj({
+                "height": {"type": "integer", "minimum": 1}, "header": B64,
+                "certificate": _ref("Certificate"), "entry": B64, "index": UINT,
+                "size": UINT, "path": {"type": "array", "items": HEX32}}),
+        }, required=["entry", "size", "path"]),
         "Membership": _obj({
             "height": {"type": "integer", "minimum": 1},
             "validators": {"type": "array", "items": _obj({

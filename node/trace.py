@@ -29,7 +29,7 @@ import orjson
 from ledger.chain import ChainStore
 from ledger.encoding import to_hex
 from ledger.errors import StorageCorruption
-from ledger.proofs import build_record_bundle
+from ledger.proofs_verdicts import build_served_bundle
 from ledger.records import decode_envelope
 
 # Children per page when the client does not say, and at most.
@@ -88,7 +88,7 @@ async def _walk(chain: ChainStore, query: TraceQuery, limits: TraceLimits,
         if len(bundles) >= limits.max_nodes:
             truncated = True
             break
-        bundle = build_record_bundle(chain, chain.membership, current)
+        bundle = build_served_bundle(chain, chain.membership, current)
         parents = _parents(chain, current)
         cost = len(orjson.dumps(bundle)) + EDGE_BYTES * len(parents)
         if bundles and size + cost > limits.max_bytes:
