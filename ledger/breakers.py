@@ -41,7 +41,10 @@ PARAM_DEFAULTS = {
     # A monitor's alerts counted in one window, over every scope; its further
     # alerts in the window are not counted (a flood moves no breaker).  0: no limit.
     "breaker_monitor_alerts": 0,
+    # Which scopes alerts trip: a bit per scope of SCOPE_BITS (31: all five).
+    "breaker_scopes": 31,
 }
+SCOPE_BITS = {"account": 1, "submitter": 2, "system": 4, "kind": 8, "country": 16}
 MAX_TRIPPED_BY = 64  # alert ids kept per trip (the first ones that made it)
 # Persisted breaker state (schema.META_BREAKERS): a node restarts from it
 # rather than from block 1 (node/breakers.py).
@@ -174,7 +177,10 @@ class Breakers:
                 self.flooded += 1
                 return
             times.append(t)
+        mask = r["breaker_scopes"]
         for scope, value in scopes_of(flagged):
+            if not mask & SCOPE_BITS[scope]:
+                continue
             b = self.breakers.get((scope, value))
             if b is None:
                 b = self.breakers[(scope, value)] = Breaker(scope, value)

@@ -146,6 +146,19 @@ def test_a_monitor_flood_is_not_counted() -> None:
     assert c.replay().is_open("account", "a1") and c.replay().flooded == 0
 
 
+def test_breaker_scopes_chooses_what_trips() -> None:
+    c = Chain(dict(PARAMS, breaker_scopes=1))  # accounts only
+    p = payment("a1")
+    c.block(1_000, p, alert(0, p), alert(1, p), alert(2, p))
+    b = c.replay()
+    assert b.open_for(payment("a1"), 1_000) == [("account", "a1")]
+    assert b.open_for(payment("a2"), 1_000) == []  # same submitter, kind, system, country
+    c = Chain(dict(PARAMS, breaker_scopes=8 | 16))  # kind and country
+    c.block(1_000, p, alert(0, p), alert(1, p), alert(2, p))
+    assert sorted(k for k, x in c.replay().breakers.items() if x.opened_at >= 0) == [
+        ("country", "DE"), ("kind", "payment")]
+
+
 def _events() -> Any:
     accounts = st.sampled_from(["a1", "a2", "a3"])
     step = st.one_of(
