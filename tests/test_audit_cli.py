@@ -53,8 +53,10 @@ def test_iso8601() -> None:
 def test_valid_bundle_one_line_summary(files: dict[str, Path]) -> None:
     result = run("verify", files["bundle"], "--genesis", files["genesis"])
     assert result.exit_code == 0, result.output
-    line, *labels = result.output.strip().splitlines()
+    line, verdict, *labels = result.output.strip().splitlines()
     assert line.startswith("VALID")
+    # a version 1 block commits no verdicts: allow, no policy (PROTOCOL §10.11)
+    assert verdict.startswith("  verdict: allow (no policy), status allowed (verified: block 3")
     assert RECORD_ID in line and "height 3" in line
     assert f"by submitter key {SKEY.public_key.hex()[:16]}" in line
     assert BLOCK_TIME in line and BLOCK_TIME == "2023-11-14T22:13:23.000Z"

@@ -361,3 +361,48 @@ def test_the_documented_verdict_steps_are_the_verifiers() -> None:
     section = text.split("### 10.11 Verdict proofs in bundles", 1)[1].split("\n## ", 1)[0]
     listed = re.findall(r"^\d\. `([a-z_]+)`", section, re.M)
     assert tuple(listed) == VERDICT_STEPS
+
+
+# ------------------------------------------------------------------ ledger-audit verify
+
+
+def _cli(world: World, bundle: Any, tmp_path: Any, *extra: str) -> Any:
+    from click.testing import CliRunner
+
+    from client.audit.cli import main
+
+    (tmp_path / "b.json").write_text(json.dumps(bundle))
+    (tmp_path / "g.json").write_text(json.dumps(world.genesis.raw))
+    return CliRunner().invoke(main, ["verify", str(tmp_path / "b.json"), "--genesis",
+                                     str(tmp_path / "g.json"), *extra])
+
+
+def test_ledger_audit_verify_prints_the_verified_verdict(world: World, tmp_path: Any) -> None:
+    result = _cli(world, world.bundle(world.denied), tmp_path)
+    assert result.exit_code == 0, result.output
+    line = result.output.splitlines()[1]
+    assert line.startswith("  verdict: deny (rule no_blocked, blocked_kind, policy version 1), "
+                           "status denied (verified: its entry 1 under the verdict root of "
+                           "block 1)"), line
+    result = _cli(world, world.bundle(world.approved), tmp_path, "--json")
+    assert result.exit_code == 0, result.output
+    verdict = json.loads(result.output)["verdict"]
+    assert (verdict["outcome"], verdict["rule"], verdict["policy_version"], verdict["status"],
+            verdict["final_height"], verdict["proven_by"]) == (
+        "approve", "large", 1, "approved", 3, "verdict_root")
+    assert len(verdict["approved_by"]) == 2
+    plain = json.loads(json.dumps(build_bundle(world.chain, world.allowed.id)))
+    result = _cli(world, plain, tmp_path)
+    assert result.exit_code == 0 and "verdict: not proven by this bundle" in result.output
+    assert json.loads(_cli(world, plain, tmp_path, "--json").output)["verdict"] is None
+
+
+def test_ledger_audit_verify_exits_1_on_a_bad_verdict_proof(world: World, tmp_path: Any) -> None:
+    bad = world.bundle(world.denied)
+    bad["verdict"]["entry"] = _retarget(bad["verdict"], outcome="allow", rule="", reason="")
+    result = _cli(world, bad, tmp_path)
+    assert result.exit_code == 1 and "INVALID at step 'verdict_inclusion'" in result.output
+    bad = world.bundle(world.expired)
+    bad["verdict"]["transition"]["path"] = []
+    doc = json.loads(_cli(world, bad, tmp_path, "--json").output)
+    assert (doc["valid"], doc["step"]) == (False, "transition_inclusion")

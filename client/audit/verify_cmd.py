@@ -1,9 +1,11 @@
 """``ledger-audit verify BUNDLE.json --genesis GENESIS.json [--json]``.
 
 Checks a PROTOCOL §5 proof bundle offline, with nothing but the genesis file
-(:func:`ledger.verify.verify_bundle`).  Exit 0 and a one-line summary when
-valid; exit 1 naming the failed step when not; exit 2 when an input file is
-unreadable, not JSON, or the genesis is malformed.
+(:func:`ledger.verify.verify_bundle`), with its verdict proof (§10.11) when
+it carries one.  Exit 0, a one-line summary and the verified verdict when
+valid; exit 1 naming the failed step when not (a bad verdict proof too);
+exit 2 when an input file is unreadable, not JSON, or the genesis is
+malformed.
 """
 
 from __future__ import annotations
@@ -15,10 +17,12 @@ import click
 from rich.text import Text
 
 from ledger.errors import VerificationError
+from ledger.verdicts import verdict_lines
 from ledger.verify import VerifiedBundle, verify_bundle
+from ledger.verify_verdicts import VerifiedVerdict
 
 from .common import console, fail_invalid, iso8601_ms, load_genesis_file, print_json, read_json
-from .show import fingerprint, labels, validators_ref
+from .show import fingerprint, labels, untrusted, validators_ref
 
 
 def summary(verified: VerifiedBundle, genesis_sha256: str | None = None) -> dict[str, Any]:
@@ -41,9 +45,35 @@ def summary(verified: VerifiedBundle, genesis_sha256: str | None = None) -> dict
         "signers": len(verified.certificate.signatures),
         "certified_by": [v for v, _ in verified.certificate.signatures],
     }
+    # PROTOCOL §10.11: what the bundle proves about the record's verdict (null: nothing)
+    doc["verdict"] = None if verified.verdict is None else verdict_doc(verified.verdict)
     if genesis_sha256 is not None:
         doc["genesis_sha256"] = genesis_sha256
     return doc
+
+
+def verdict_doc(found: VerifiedVerdict) -> dict[str, Any]:
+    """The verified verdict as JSON; ``proven_by`` says how: ``verdict_root``
+    (its entry under the header's root) or ``header_version_1`` (a block
+    that commits no verdicts: allow, policy 0)."""
+    doc = found.to_json()
+    doc["proven_by"] = "verdict_root" if found.committed else "header_version_1"
+    return doc
+
+
+def verdict_text(verified: VerifiedBundle) -> Text:
+    """One line: the verified verdict and status, or that none is proven."""
+    found = verified.verdict
+    if found is None:
+        return Text("  verdict: not proven by this bundle (no verdict proof, or a bundle "
+                    "against a later block; GET /v1/records/{id} gives the node's word)",
+                    style="dim")
+    where = (f"its entry {found.index} under the verdict root of block {verified.height}"
+             if found.committed else f"block {verified.height} is version 1: no policy")
+    final = (f" at block {found.transition_height} by a proven transition"
+             if found.transition is not None else "")
+    return Text.assemble("  verdict: ", untrusted(verdict_lines(found.verdict)),
+                         f", status {found.status.value}{final} (verified: {where})")
 
 
 @click.command("verify")
@@ -58,7 +88,10 @@ def verify(bundle_path: Path, genesis_path: Path, as_json: bool) -> None:
 
     Checks the envelope's canonical encoding, record id, chain, submitter
     role and signature, the RFC 9162 inclusion of the envelope in the
-    block's log, the header's validator set, and the quorum certificate.
+    block's log, the header's validator set, and the quorum certificate;
+    then the record's verdict entry and its path to the header's verdict
+    root, and the transition that decided it, when the bundle carries them.
+    Prints the verified verdict (outcome, rule, policy version, status).
     BUNDLE.json may be '-' for standard input.
     """
     genesis_file = load_genesis_file(genesis_path)
@@ -79,6 +112,7 @@ def verify(bundle_path: Path, genesis_path: Path, as_json: bool) -> None:
         f" record {doc['record_id']} by submitter key {fingerprint(submitter)} "
         f"at height {doc['height']} ({doc['block_time']}), certified by validators "
         f"{validators_ref(verified.epoch or genesis, doc['certified_by'])}"))
+    out.print(verdict_text(verified))
     for line in labels(genesis, genesis_file.sha256, validators=doc["certified_by"], submitters=[submitter],
                        epoch=verified.epoch):
         out.print(line)
