@@ -64,3 +64,51 @@ def test_replay_names_the_first_disagreement(
     assert out.exit_code != 0
     blocked = chain.block_record_ids(2)[0].hex()
     assert "block 2, entry 0" in out.output and blocked in out.output.replace("\n", "")
+
+
+class RecordClient(FakeClient):
+    """Also ``GET /v1/records/{id}``'s envelope (what the replay fetches for
+    the records alerts flag); ``lie`` serves another record instead."""
+
+    def __init__(self, chain: Any, lie: bool = False) -> None:
+        super().__init__(chain)
+        self.lie = lie
+        self.fetched: list[str] = []
+
+    async def record(self, record_id: str) -> dict[str, Any]:
+        from ledger.encoding import to_b64
+        self.fetched.append(record_id)
+        raw = self.chain.envelope_at(0) if self.lie else self.chain.envelope(
+            bytes.fromhex(record_id))
+        return {"id": record_id, "envelope": to_b64(raw)}
+
+
+@pytest.mark.parametrize("lie", [False, True])
+def test_replay_derives_breaker_reviews_fetching_the_flagged_records(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, lie: bool) -> None:
+    from test_breaker_verdicts import MON_A, MON_B, PAYER, SHOP, _alert, _env
+    from test_breaker_verdicts import _chain as breaker_chain
+    from test_breaker_verdicts import _commit as breaker_commit
+
+    from ledger.policy import PolicyEngine
+    chain = breaker_chain()
+    first = _env(SHOP, account="other")
+    flagged = _env(SHOP, account="mule")
+    breaker_commit(chain, [first, flagged])
+    breaker_commit(chain, [_alert(MON_A, flagged), _alert(MON_B, flagged)])
+    held = _env(PAYER, "transfer", account="mule")
+    breaker_commit(chain, [held])
+    assert chain.record_verdict(held.id).verdict.rule == "breaker:account:mule"  # type: ignore[union-attr]
+    path = tmp_path / "genesis.json"
+    path.write_text(json.dumps(chain.genesis.raw))
+    fake = RecordClient(chain, lie)
+    monkeypatch.setattr(replay_cmd, "_run", lambda nodes, as_json, work: asyncio.run(work(fake)))
+    monkeypatch.setattr(replay_cmd, "load_policy_engine", PolicyEngine)
+    out = CliRunner().invoke(main, ["replay-policy", "--genesis", str(path), "--node",
+                                    "http://x", "--json"])
+    assert fake.fetched == [flagged.id.hex()]  # once, for both alerts
+    if lie:
+        assert out.exit_code == 1 and "another record" in out.output
+    else:
+        assert out.exit_code == 0, out.output
+        assert json.loads(out.output)["records_compared"] == 5

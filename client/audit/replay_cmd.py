@@ -13,7 +13,8 @@ from ledger.encoding import from_b64
 from ledger.errors import VerificationError
 from ledger.policy import load_policy_engine
 from ledger.policy_replay import PolicyDisagreement, PolicyReplay
-from ledger.records import decode_committed_envelope
+from ledger.records import Envelope, Record, decode_committed_envelope
+from ledger.risk import ALERT
 from ledger.verify import verify_certified_header
 
 from ..sdk import LedgerClient
@@ -39,7 +40,8 @@ def replay_policy(genesis_path: Path, nodes: tuple[str, ...], first: int, last: 
 
     async def work(client: LedgerClient) -> dict[str, Any]:
         top = last if last is not None else (await client.block("latest"))["height"]
-        replay = PolicyReplay(genesis, load_policy_engine())
+        flagged: dict[bytes, Record] = {}
+        replay = PolicyReplay(genesis, load_policy_engine(), lookup=flagged.get)
         compared = 0
         for height in range(1, top + 1):
             doc: Any = await client.block(height, envelopes=True)
@@ -47,6 +49,7 @@ def replay_policy(genesis_path: Path, nodes: tuple[str, ...], first: int, last: 
                                              doc["certificate"], genesis)
             envelopes = [decode_committed_envelope(from_b64(e, what="envelope"))
                          for e in doc.get("envelopes", [])]
+            await _fetch_flagged(client, envelopes, flagged)
             entries = doc.get("verdicts")
             raw = None if entries is None else [from_b64(e, what="verdict") for e in entries]
             replay.block(header, envelopes, raw, compare=height >= first)
@@ -75,3 +78,25 @@ def replay_policy(genesis_path: Path, nodes: tuple[str, ...], first: int, last: 
         console().print(f"[bold green]AGREE[/] every verdict of blocks {doc['from']}.."
                         f"{doc['to']} ({doc['records_compared']} records) is what the policy "
                         "in force gives")
+
+
+async def _fetch_flagged(client: LedgerClient, envelopes: list[Envelope],
+                         flagged: dict[bytes, Record]) -> None:
+    """The records the block's alerts flag in earlier blocks (the circuit
+    breakers read their scopes, PROTOCOL §12.3), fetched from the node: a
+    record id is the hash of the record, so a record whose id matches is
+    the committed one, whoever served it.  Kept for later alerts."""
+    here = {env.id for env in envelopes}
+    for env in envelopes:
+        record = env.record
+        if record.kind != ALERT or len(record.parents) != 1:
+            continue
+        parent = record.parents[0]
+        if parent in here or parent in flagged:
+            continue
+        doc: Any = await client.record(parent.hex())
+        found = decode_committed_envelope(from_b64(doc["envelope"], what="envelope")).record
+        if found.id != parent:
+            raise VerificationError(f"the node served another record for {parent.hex()}",
+                                    step="verdicts")
+        flagged[parent] = found
