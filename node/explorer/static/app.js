@@ -7,6 +7,7 @@ import { el, fields, link, short } from "./dom.js";
 import { forgetGenesisFile, loadGenesis, useGenesisFile } from "./genesis.js";
 import { verifyCheckpoint } from "./checkpoint.js";
 import { drawLineage } from "./lineage.js";
+import { riskSummary } from "./risk.js";
 import { VerificationError, fingerprint, verdict, verifyCertifiedBlock } from "./verify.js";
 import { epochAt, epochCache, epochProofOf } from "./verify2.js";
 
@@ -230,7 +231,9 @@ async function recordPage(id, genesis) {
   let decoded = el("p", { class: "bad" }, "The bundle did not verify: its fields are not shown as facts.");
   if (ownResult.ok) {
     const r = ownResult.proven.record;
+    const meaning = riskSummary(r);
     decoded = fields([
+      ...(meaning ? [["meaning", el("span", { id: "record-meaning" }, meaning)]] : []),
       ["kind", r.kind], ["origin", mapList(r.origin)], ["body", mapList(r.body)],
       ["parents", r.parents.length ? el("ul", {}, r.parents.map((p) => el("li", {}, link(`#/record/${toHex(p)}`, toHex(p))))) : "(none)"],
       ["submitter", `${ownResult.proven.submitterName} · key ${toHex(r.submitter)}`],

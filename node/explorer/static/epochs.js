@@ -8,6 +8,8 @@
 import { equal, sha256, toHex } from "./bytes.js";
 import { encodeCanonical } from "./msgpack.js";
 import { verifySignatures } from "./verify.js";
+import { RISK_PREFIX, RiskError, checkRiskRecord } from "./risk.js";
+import { ENGINE_VERSION, MAX_COST, NAME, PolicyError, decodePolicy } from "./policy.js";
 
 const UINT64_MAX = (1n << 64n) - 1n;
 export const GOV_PREFIX = "gov.";
@@ -18,6 +20,7 @@ const SCOPES = ["submitter", "account", "system", "kind"];
 const MAX_PARAMS = 16;
 const MAX_ROLES = 16;
 const HEX64 = /^[0-9a-f]{64}$/;
+const MAX_LIST_ENTRIES = 4096;
 
 // kind -> the body fields besides expires_height
 const FIELDS = {
@@ -34,6 +37,9 @@ const FIELDS = {
   "gov.params.set": ["params"],
   "gov.scope.pause": ["scope", "value"],
   "gov.scope.resume": ["scope", "value"],
+  "gov.policy.set": ["policy"],
+  "gov.list.add": ["entries", "list"],
+  "gov.list.remove": ["entries", "list"],
 };
 
 // A refusal with the code ledger/errors.py gives it; the caller names the step.
@@ -57,6 +63,17 @@ function cmpStr(a, b) {
 
 export const isGovernance = (record) => record.kind.startsWith(GOV_PREFIX);
 
+// A gov.policy.set body's policy (policy.js), refused with the code
+// ledger/policy/cel.py's BadPolicy has.
+function policyOf(bytes) {
+  try {
+    return decodePolicy(bytes);
+  } catch (e) {
+    if (e instanceof PolicyError) refuse("bad_policy", e.message);
+    throw e;
+  }
+}
+
 // -- rule 1: the action -------------------------------------------------------
 
 function fieldOk(name, value) {
@@ -75,6 +92,12 @@ function fieldOk(name, value) {
         && [...value].every(([k, v]) => chars(k) >= 1 && chars(k) <= 64 && isUint(v));
     case "scope": return SCOPES.includes(value);
     case "value": return typeof value === "string" && chars(value) >= 1 && chars(value) <= 255;
+    case "policy": policyOf(value); return true;
+    case "list": return typeof value === "string" && NAME.test(value);
+    case "entries":
+      return Array.isArray(value) && value.length >= 1 && value.length <= MAX_LIST_ENTRIES
+        && value.every((e) => typeof e === "string" && chars(e) >= 1 && chars(e) <= 255)
+        && value.every((e, i) => i === 0 || cmpStr(value[i - 1], e) < 0);
     default: throw new Error(name);
   }
 }
@@ -111,6 +134,8 @@ function targets(action) {
     return keys;
   }
   if (action.kind === "gov.params.set") return [...b.get("params").keys()].map((k) => `param/${k}`);
+  if (action.kind === "gov.policy.set") return ["policy"];
+  if (action.kind.startsWith("gov.list.")) return b.get("entries").map((e) => `list\0${b.get("list")}\0${e}`);
   return [`scope/${b.get("scope")}/${b.get("value")}`];
 }
 
@@ -118,10 +143,12 @@ function targets(action) {
 
 // A state: {validators: [{name, pubkey, address}], submitters: Map(hex ->
 // {name, pubkey, roles: Set}), members: Map(hex -> {name, pubkey}),
-// threshold: BigInt, paused: Set("scope\0value"), rotatedOut: Set(hex)}.
+// threshold: BigInt, paused: Set("scope\0value"), rotatedOut: Set(hex),
+// params: Map(name -> value), policyVersion: BigInt (0n: none installed)}.
 const copy = (s) => ({ validators: [...s.validators], submitters: new Map(s.submitters),
                        members: new Map(s.members), threshold: s.threshold,
-                       paused: new Set(s.paused), rotatedOut: new Set(s.rotatedOut) });
+                       paused: new Set(s.paused), rotatedOut: new Set(s.rotatedOut),
+                       params: new Map(s.params), policyVersion: s.policyVersion });
 
 function existingSubmitter(s, hex) {
   if (!s.submitters.has(hex)) bad(`${hex} is not a submitter`);
@@ -183,7 +210,7 @@ const APPLY = {
     s.members.delete(hex);
   },
   "gov.threshold.set": (s, b) => { s.threshold = b.get("threshold"); },
-  "gov.params.set": () => {},  // params judge nothing a verifier checks
+  "gov.params.set": (s, b) => { for (const [k, v] of b.get("params")) s.params.set(k, v); },
   "gov.scope.pause": (s, b) => {
     const scope = `${b.get("scope")}\0${b.get("value")}`;
     if (s.paused.has(scope)) bad(`${b.get("scope")} ${b.get("value")} is already paused`);
@@ -194,6 +221,26 @@ const APPLY = {
     if (!s.paused.has(scope)) bad(`${b.get("scope")} ${b.get("value")} is not paused`);
     s.paused.delete(scope);
   },
+  "gov.policy.set": (s, b) => {  // ledger/governance.py's _policy_set
+    const policy = policyOf(b.get("policy"));
+    const param = (name, dflt) => (s.params.has(name) ? s.params.get(name) : dflt);
+    const engine = param("policy_engine", ENGINE_VERSION);
+    const numeric = typeof engine === "bigint" || typeof engine === "number";
+    if (!numeric || policy.engine != engine) {  // eslint-disable-line eqeqeq -- Python's int == float
+      refuse("bad_policy", `the policy is for engine ${policy.engine}, the chain's param policy_engine is ${engine}`);
+    }
+    const maxCost = param("policy_max_cost", MAX_COST);
+    if (policy.cost > maxCost) {
+      refuse("bad_policy", `the policy's worst-case cost ${policy.cost} exceeds the chain's param policy_max_cost ${maxCost}`);
+    }
+    if (policy.version <= s.policyVersion) {
+      refuse("bad_policy", `policy version ${policy.version} is not above the version installed, ${s.policyVersion}`);
+    }
+    s.policyVersion = policy.version;
+  },
+  // Lists live in the policy state, not in the membership (ledger/governance.py).
+  "gov.list.add": () => {},
+  "gov.list.remove": () => {},
 };
 
 function applyAction(state, action) {
@@ -212,6 +259,8 @@ export function genesisState(genesis) {
     threshold: genesis.threshold,
     paused: new Set(),
     rotatedOut: new Set(),
+    params: new Map(genesis.params || []),
+    policyVersion: 0n,
   };
 }
 
@@ -286,6 +335,12 @@ export function checkRecordIn(state, envelope, height) {
   const submitter = state.submitters.get(hex);
   if (submitter === undefined) refuse("unknown_submitter", `submitter ${hex} is not a submitter at height ${height}`);
   if (!submitter.roles.has("submit")) refuse("forbidden_role", `submitter ${submitter.name} lacks the 'submit' role`);
+  if (record.kind.startsWith(RISK_PREFIX)) {
+    try { checkRiskRecord(record, submitter); } catch (e) {
+      if (e instanceof RiskError) refuse(e.code, e.message);
+      throw e;
+    }
+  }
   const candidates = [["submitter", hex], ["kind", record.kind]];
   if (record.origin.has("account")) candidates.push(["account", record.origin.get("account")]);
   if (record.origin.has("system")) candidates.push(["system", record.origin.get("system")]);

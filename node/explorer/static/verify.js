@@ -94,8 +94,13 @@ export async function parseGenesis(doc) {
     submitters.set(s.pubkey, { name: s.name, pubkey: fromHex(s.pubkey), roles: new Set(s.roles) });
   });
   const { members, threshold } = parseMembers(doc, key);
+  if (doc.params !== undefined && !isObject(doc.params)) g("genesis: params must be an object");
+  // Chain params (gov.policy.set reads policy_engine and policy_max_cost);
+  // integers as BigInt, as the governance records' params decode.
+  const params = new Map(Object.entries(doc.params || {}).map(([k, v]) =>
+    [k, Number.isInteger(v) ? BigInt(v) : v]));
   const validatorsHash = await sha256(encodeCanonical(validators.map((v) => v.pubkey)));
-  return { chain: doc.chain, validators, submitters, validatorsHash, members, threshold,
+  return { chain: doc.chain, validators, submitters, validatorsHash, members, threshold, params,
            n: validators.length, quorum: quorum(validators.length) };
 }
 

@@ -165,7 +165,9 @@ async function checkSigners(envelope, recordId, membership, height) {
   try {
     name = checkRecordIn(state, envelope, height);
   } catch (e) {
-    if (e instanceof GovernanceError) fail(e.code === "forbidden_role" ? "role" : "submitter", e.message);
+    // The step each refusal's class names in ledger/errors.py.
+    const step = { forbidden_role: "role", bad_risk_record: "risk" }[e.code] || "submitter";
+    if (e instanceof GovernanceError) fail(step, e.message);
     throw e;
   }
   await verifySignatures(envelope, recordId);
