@@ -184,6 +184,9 @@ class VerdictState:
         if self._index is not None:
             for env in envelopes:
                 self._index[env.id] = env.record
+        elif self.breakers.idle(params):
+            self.breakers.skip_block(height, time_ms)  # breakers off: no record read
+            return
         risk = [env.record for env in envelopes if env.record.kind.startswith(RISK_PREFIX)]
         lookup = self.lookup
         if risk:

@@ -128,6 +128,18 @@ class Breakers:
         self.monitors: dict[bytes, deque[int]] = {}
         self.flooded = 0
 
+    def idle(self, params: Mapping[str, Any]) -> bool:
+        """Whether no record of a block under ``params`` can change anything
+        but the height: alerts are not counted (``breaker_alerts`` 0) and no
+        breaker holds state for a close record to change."""
+        return not self.breakers and rules(params)["breaker_alerts"] == 0
+
+    def skip_block(self, height: int, time_ms: int) -> None:
+        """Advance past block ``height`` when :meth:`idle` (its records unread)."""
+        if height != self.height + 1:
+            raise ValueError(f"block {height} applied after block {self.height}")
+        self.height, self.time = height, time_ms
+
     def open_at(self, time_ms: int) -> set[tuple[str, str]]:
         """Every ``(scope, value)`` open at block time ``time_ms``."""
         return {k for k, b in self.breakers.items() if b.state(time_ms) == "open"}

@@ -360,14 +360,15 @@ def openapi_spec(*, max_envelopes: int = 5000, max_trace_depth: int = 64) -> dic
         "/v1/evidence": _get("Equivocation evidence seen by consensus",
                              _json(_ref("Evidence"), "evidence")),
         "/v1/breakers": _get(
-            "Circuit breakers not closed and every transition, derived from committed blocks "
-            "(PROTOCOL §12.3)",
+            "Circuit breakers not closed, every transition and the alerts the flood limit left "
+            "uncounted, derived from committed blocks up to the tip (PROTOCOL §12.3)",
             {"description": "breakers", "content": {"application/json": {"schema": _obj({
                 "height": {"type": "integer", "minimum": 0},
                 "time": {"type": "integer", "minimum": 0},
                 "behind": {"type": "integer", "minimum": 0},
                 "breakers": {"type": "array", "items": {"type": "object"}},
                 "transitions": {"type": "array", "items": {"type": "object"}},
+                "flooded_alerts": {"type": "integer", "minimum": 0},
             })}}}),
         "/v1/stream": _get(
             "Committed blocks with their certificates as server-sent events, from a height "
