@@ -259,6 +259,14 @@ class RateLimited(AdmissionError):
     code = "rate_limited"
 
 
+class AlertFlood(AdmissionError):
+    """A monitor's alerts counted in the breaker window are at the chain
+    param ``breaker_monitor_alerts`` already (PROTOCOL §12.3): further
+    alerts would not count; retry once the window has moved on."""
+
+    code = "alert_flood"
+
+
 class Unavailable(AdmissionError):
     """The node cannot serve this now."""
 

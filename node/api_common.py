@@ -37,6 +37,7 @@ STATUS_FOR_CODE = {
     "not_found": 404,
     "not_committed": 409,
     "rate_limited": 429,
+    "alert_flood": 429,  # one envelope's refusal in a 202's results (PROTOCOL §12.3)
     "unavailable": 503,
 }
 # aiohttp's own refusals (no route, wrong method, body over the limit).

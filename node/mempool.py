@@ -31,8 +31,11 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any, Mapping, NamedTuple, Protocol
 
+from ledger.breakers import Breakers
+from ledger.breakers import rules as breaker_rules
 from ledger.crypto import verify_many
 from ledger.errors import (
+    AlertFlood,
     BadTimestamp,
     ConflictingProposal,
     LedgerError,
@@ -44,6 +47,7 @@ from ledger.errors import (
 from ledger.genesis import Genesis, RecordTimeWindow, record_time_window
 from ledger.membership import Membership, check_envelope, is_governance
 from ledger.records import Envelope, decode_envelope
+from ledger.risk import ALERT
 
 from .durable import PendingWriter
 from .mempool_links import AdmittedLeaves, PeerBacklog
@@ -85,6 +89,10 @@ class ChainView(Protocol):
     @property
     def membership(self) -> Membership:
         """Genesis plus the committed governance records (PROTOCOL §9)."""
+
+    @property
+    def breakers(self) -> Breakers:
+        """The circuit breakers after the tip (PROTOCOL §12.3)."""
 
 
 class Admission(NamedTuple):
@@ -436,6 +444,20 @@ class Mempool:
             return "committed", None, seen
         return None, seen.record_id, seen
 
+    def _check_alert_flood(self, monitor: bytes) -> None:
+        """Refuse a client's alert when its monitor's alerts counted in the
+        breaker window at the tip reach ``breaker_monitor_alerts`` (PROTOCOL
+        §12.3): it would not count.  From committed alerts only."""
+        r = breaker_rules(self.chain.membership.at(self.chain.height + 1).params)
+        limit = r["breaker_monitor_alerts"]
+        if not limit or not r["breaker_alerts"]:
+            return
+        b = self.chain.breakers
+        counted = b.monitor_alerts(monitor, b.time, r["breaker_window_ms"])
+        if counted >= limit:
+            raise AlertFlood(f"this monitor's alerts counted in the last "
+                             f"{r['breaker_window_ms']} ms are at the limit ({limit})")
+
     def _same_as_known(self, env: Envelope, status: str) -> bool:
         """Whether ``env`` is byte for byte the envelope this node holds (or
         committed) for its record id, so its signature was checked already."""
@@ -464,6 +486,8 @@ class Mempool:
                    if p not in self._pending and self.chain.record_location(p) is None]
         if missing:
             raise UnknownParent(f"parent {missing[0].hex()} is not known to this node")
+        if source == "api" and rec.kind == ALERT:
+            self._check_alert_flood(rec.submitter)
         # Clients are pushed back at max_size.  A peer's records get twice
         # the room: they are already in its mempool and will be proposed, and
         # refusing them here only means fetching them again later (node/assembly.py).

@@ -28,6 +28,7 @@ GOVERNANCE_CODES = [
     "proposal_expired", "conflicting_proposal", "too_few_validators",
     "unreachable_threshold", "key_rotated", "paused",
     "bad_risk_record",  # a risk.* record's kind, body or parents (PROTOCOL §12.2)
+    "alert_flood",  # a monitor over breaker_monitor_alerts (PROTOCOL §12.3)
     "bad_policy",  # a gov.policy.set whose policy does not compile (PROTOCOL §10.2)
 ]
 

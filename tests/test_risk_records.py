@@ -142,6 +142,9 @@ def test_the_auditor_refuses_a_block_with_an_alert_by_a_non_monitor() -> None:
 class BreakerNode(RiskNode):
     """Three monitors; breakers trip at 2 alerts from 2 monitors."""
 
+    PARAMS = {"breaker_alerts": 2, "breaker_monitors": 2, "breaker_window_ms": 60_000,
+              "breaker_cooldown_ms": 600_000}
+
     def __init__(self) -> None:
         super().__init__()
         self.monitors = [self.monitor] + make_keys(2, 4_100_000)
@@ -152,8 +155,7 @@ class BreakerNode(RiskNode):
             for i, k in enumerate(self.monitors[1:], 1)] + [
             {"name": "reviewer", "pubkey": self.reviewer.public_key.hex(),
              "roles": ["review", "submit"]}]
-        doc["params"] = {"breaker_alerts": 2, "breaker_monitors": 2,
-                         "breaker_window_ms": 60_000, "breaker_cooldown_ms": 600_000}
+        doc["params"] = dict(self.PARAMS)
         self.genesis = parse_genesis(doc)
         self.chain = ChainStore(MemoryStore(), self.genesis)
         self.mempool = Mempool(self.genesis, self.chain, self.metrics, max_size=1000,
@@ -215,3 +217,40 @@ async def test_breakers_route_trip_and_close() -> None:
         doc = await call(client, "GET", "/v1/breakers", "/v1/breakers", 200)
         assert doc["transitions"][-1]["to"] == "closed" \
             and doc["transitions"][-1]["records"] == [shut.id.hex()]
+
+
+class FloodNode(BreakerNode):
+    """At most one alert per monitor counts in the 60 s window."""
+
+    PARAMS = dict(BreakerNode.PARAMS, breaker_monitor_alerts=1)
+
+
+async def test_a_flooding_monitors_alerts_are_refused_at_admission() -> None:
+    node = FloodNode()
+    app = build_app(node, max_body_bytes=MAX_BODY, max_inflight=64, max_envelopes=MAX_ENVELOPES,
+                    max_trace_depth=64, max_trace_nodes=1000)
+    async with TestClient(TestServer(app)) as client:
+        pay = make_envelope(node.submitter, "test", 1, origin={"account": "a1"})
+        await submit(client, [pay])
+        node.commit()
+
+        def alert(monitor: int, nonce: int) -> Any:
+            return make_envelope(node.monitors[monitor], "test", nonce, parents=[pay.id],
+                                 kind="risk.alert", body=GOOD_ALERT, ts=node.clock)
+        # Counted from committed alerts: both pass admission, one counts.
+        results = await submit(client, [alert(0, 1), alert(0, 2)])
+        assert [r["status"] for r in results] == ["accepted"] * 2
+        node.commit()
+        assert node.chain.breakers.flooded == 1
+        results = await submit(client, [alert(0, 3), alert(1, 1)])
+        assert [r.get("status", r.get("error")) for r in results] == ["alert_flood", "accepted"]
+        node.commit()
+        doc = await call(client, "GET", "/v1/breakers", "/v1/breakers", 200)
+        assert doc["flooded_alerts"] == 1
+        assert any(b["scope"] == "account" and b["value"] == "a1" for b in doc["breakers"])
+        # The window moves on with the tip's block time: the monitor may alert again.
+        node.clock += 60_001
+        await submit(client, [make_envelope(node.submitter, "test", 2, ts=node.clock)])
+        node.commit()
+        results = await submit(client, [alert(0, 4)])
+        assert results[0].get("status", results[0].get("error")) == "accepted"
