@@ -115,9 +115,11 @@ async def test_explorer_pages_verify_live_records(tmp_path: Path, browser: Any) 
         assert "settlement" in text_of(browser, "#main")
         assert "not available on this chain yet" in text_of(browser, "#main")  # alerts, reviews
         _, doc = await c.get(0, f"/v1/records/{settle.id.hex()}")
-        if "verdict" in doc:  # PROTOCOL §10.8, shown as the node's word
+        if "verdict" in doc:  # PROTOCOL §10.8, and proven by the bundle (§10.11)
             assert attr(browser, "#record-verdict-status", "data-outcome") == \
                 str(doc["verdict"]["outcome"])
+            # no policy on this chain: a version 1 block proves allow, verified in the page
+            assert attr(browser, "#record-verdict-status", "data-verified") == "true"
         screenshot(browser, "explorer-record.png", 1500)
 
         # The first payment: its children (the settlement and the refund) are drawn.

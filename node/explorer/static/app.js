@@ -257,15 +257,19 @@ async function recordPage(id, genesis) {
     ...more,
     el("table", { id: "lineage-bundles" }, el("tr", {}, ["record", "kind", "in-page verification"].map((h) => el("th", {}, h))), lineageRows),
     el("h2", {}, "Verdict, alerts, review decisions"),
-    fields([["verdict", verdictFields(rec.verdict)], ["alerts", NOT_YET],
+    fields([["verdict", verdictFields(ownResult, rec.verdict)], ["alerts", NOT_YET],
             ["review decisions", NOT_YET]]));
 }
 
-// The policy verdict of a committed record as GET /v1/records/{id} reports
-// it (protocol §10.8). Bundles carry no verdict proof yet, so the page shows
-// the node's word and says so.
-function verdictFields(v) {
-  if (v === null || typeof v !== "object") return NOT_YET;
+// The policy verdict of a committed record (protocol §10.8): verified in
+// this page when the record's bundle proves it (§10.11: its entry under the
+// certified header's verdict root, or a version 1 block: no policy), and
+// otherwise shown as GET /v1/records/{id} reports it, saying so.
+function verdictFields(result, nodeWord) {
+  const proven = result.ok ? result.proven.verdict : null;
+  if (proven) return provenVerdict(proven, result.proven.header);
+  if (nodeWord === null || typeof nodeWord !== "object") return NOT_YET;
+  const v = nodeWord;
   const rows = [["outcome", String(v.outcome)], ["status", String(v.status)],
                 ["rule", String(v.rule)], ["reason", String(v.reason || "-")],
                 ["policy version", String(v.policy_version)]];
@@ -276,9 +280,34 @@ function verdictFields(v) {
     rows.push(["approved by", el("ul", {}, v.approved_by.map((a) => el("li", {},
       `${String(a.approver)} · `, link(`#/record/${String(a.record)}`, short(String(a.record))))))]);
   }
-  return el("div", { id: "record-verdict-status", "data-outcome": String(v.outcome) }, fields(rows),
-    el("p", { class: "hint" }, "As this node reports it (GET /v1/records/{id}): proof bundles "
-       + "carry no verdict proof yet, so this page does not verify it."));
+  return el("div", { id: "record-verdict-status", "data-outcome": String(v.outcome),
+                     "data-verified": "false" }, fields(rows),
+    el("p", { class: "hint" }, "The node's word, not verified (GET /v1/records/{id}): "
+       + (result.ok ? "this record's bundle carries no verdict proof."
+                    : "the record's bundle did not verify.")));
+}
+
+function provenVerdict(proven, header) {
+  const v = proven.verdict;
+  const rows = [["outcome", v.outcome], ["status", proven.status],
+                ["rule", v.rule || "(the policy's default)"], ["reason", v.reason || "-"],
+                ["policy version", v.policy ? v.policy.toString() : "0 (no policy)"]];
+  if (v.approvals) rows.push(["approvals needed", `${v.approvals} with role ${v.role}`]);
+  if (v.deadline) rows.push(["deadline", `${new Date(Number(v.deadline)).toISOString()} (${v.deadline})`]);
+  const t = proven.transition;
+  if (t) {
+    rows.push(["final at block", link(`#/block/${proven.transitionHeight}`, String(proven.transitionHeight))]);
+    rows.push([t.status === "rejected" ? "rejected by" : "approvals counted", t.approvals.length
+      ? el("ul", {}, t.approvals.map((a) => el("li", {}, link(`#/record/${toHex(a)}`, short(toHex(a))))))
+      : "(none)"]);
+  }
+  let how = proven.committed
+    ? `Verified in this page: the verdict's entry ${proven.index} and its path to the verdict root of block ${header.height}, whose certificate is checked above`
+    : `Verified in this page: block ${header.height} is version 1, so no policy was in force there and every record in it is allowed`;
+  if (t) how += `; its ${t.status} transition and path to the verdict root of block ${proven.transitionHeight}, with that block's certificate`;
+  if (!t && (proven.status === "held" || proven.status === "review")) how += ". A later decision is not excluded: reload to see one";
+  return el("div", { id: "record-verdict-status", "data-outcome": v.outcome, "data-status": proven.status,
+                     "data-verified": "true" }, fields(rows), el("p", { class: "verified" }, `${how}.`));
 }
 
 // -- routing -----------------------------------------------------------------

@@ -352,7 +352,7 @@ export async function checkInclusion(index, size, leafHash, path, root) {
 
 // The root ``path`` leads to (ledger/merkle.py's inclusion_root); fails at
 // ``step`` if the path does not fit index and size.
-async function inclusionRoot(index, size, leafHash, path, step) {
+export async function inclusionRoot(index, size, leafHash, path, step) {
   const f = (m) => fail(step, m);
   if (index >= size) f(`leaf index ${index} is not below tree size ${size}`);
   let fn = index;
@@ -412,10 +412,16 @@ export async function checkCertificate(cert, header, headerHash, genesis) {
 
 // -- the bundle -------------------------------------------------------------
 
-// Verify ``bundle`` (parsed JSON) against ``genesis`` (from parseGenesis).
-// Resolves to what was proven; rejects with a VerificationError naming the
-// first step that failed.
+// Verify ``bundle`` (parsed JSON) against ``genesis`` (from parseGenesis),
+// with its verdict proof (§10.11, verdict.js: ``proven.verdict``). Resolves
+// to what was proven; rejects with a VerificationError naming the first step
+// that failed.
 export async function verifyBundle(bundle, genesis, cache) {
+  const { withVerdict } = await import("./verdict.js");
+  return withVerdict(bundle, genesis, cache, verifyOwn);
+}
+
+async function verifyOwn(bundle, genesis, cache) {
   if (isObject(bundle) && bundle.format === BUNDLE_FORMAT_V2 && Object.hasOwn(bundle, "governance")) {
     // protocol §9.6 (without ``governance`` it is judged as version 1 and
     // fails at "format"); loaded when needed, as ledger/verify.py does

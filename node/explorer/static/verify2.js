@@ -36,7 +36,7 @@ async function as(step, label, fn) {
 }
 
 // Steps "bundle" and "format": the bundle's own fields, and governance as a list.
-function parseBundleV2(bundle) {
+export function parseBundleV2(bundle) {
   if (!isObject(bundle)) fail("bundle", "bundle must be a JSON object");
   if (!Object.hasOwn(bundle, "format")) fail("bundle", "bundle has no 'format'");
   if (bundle.format !== BUNDLE_FORMAT_V2) {
@@ -202,7 +202,7 @@ export async function verifyBundleV2(bundle, genesis, cache) {
   const signers = await checkCertificate(parsed.certificate, header, headerHash, epoch);
   return { recordId: toHex(recordId), record: envelope.record, submitterName, header,
            headerHash: toHex(headerHash), leafIndex: parsed.leafIndex, signers, epoch,
-           governance: entries.length };
+           governance: entries.length, membership };
 }
 
 // The epoch proof (§9.7) a node's proof of the record that last changed the
