@@ -259,3 +259,28 @@ def test_a_restarted_validator_derives_the_same_verdict_roots(
         steady.commit_block(header, envs, cert)
         restarted.commit_block(header, envs, cert)
     assert restarted.breakers.to_bytes() == steady.breakers.to_bytes()
+
+
+def test_governance_turning_breakers_on_makes_the_next_blocks_version_2() -> None:
+    from govhelpers import MEMBER_SEED_BASE, gov_record
+
+    members = make_keys(2, MEMBER_SEED_BASE)
+    doc = genesis_doc(VALIDATORS, SUBS, "test")
+    for sub, roles in zip(doc["submitters"], ROLES):
+        sub["roles"] = roles
+    doc["members"] = [{"name": f"org{i}", "pubkey": k.public_key.hex()}
+                      for i, k in enumerate(members)]
+    chain = ChainStore(MemoryStore(), as_genesis(doc))
+    turn_on = gov_record("test", members, 1, "gov.params.set",
+                         {"params": {"breaker_alerts": 2, "breaker_monitors": 2}})
+    flagged = _env(SHOP, account="mule")
+    assert _commit(chain, [turn_on, flagged]).version == HEADER_VERSION  # in force from 2
+    alerts = [_alert(MON_A, flagged), _alert(MON_B, flagged)]
+    assert _commit(chain, alerts).version == HEADER_VERSION_VERDICTS
+    held = _env(PAYER, "transfer", account="mule")
+    assert _commit(chain, [held]).version == HEADER_VERSION_VERDICTS
+    assert _verdict(chain, held) == ("review", "breaker:account:mule", REASON_OPEN)
+    # The replay derives the same version rule.
+    replay = PolicyReplay(chain.genesis, PolicyEngine())
+    for height, envs in enumerate([[turn_on, flagged], alerts, [held]], start=1):
+        replay.block(chain.header(height), envs, chain.verdict_entries(height))  # type: ignore[arg-type]
