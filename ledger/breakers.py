@@ -124,7 +124,8 @@ class Breakers:
         self.breakers: dict[tuple[str, str], Breaker] = {}
         self.transitions: list[Transition] = []
         # Per monitor, the block times of its alerts counted in the window
-        # (breaker_monitor_alerts); ``flooded``: alerts not counted for it.
+        # (for breaker_monitor_alerts); ``flooded``: alerts that limit left
+        # uncounted.
         self.monitors: dict[bytes, deque[int]] = {}
         self.flooded = 0
 
@@ -182,13 +183,14 @@ class Breakers:
         flagged = lookup(alert.parents[0])
         if flagged is None:  # a valid alert's parent is committed: never for valid blocks
             return
+        # Every counted alert is kept per monitor (for the window), so a
+        # limit set later counts the alerts before it too.
+        times = self.monitors.setdefault(alert.submitter, deque())
         limit = r["breaker_monitor_alerts"]
-        if limit:
-            times = self.monitors.setdefault(alert.submitter, deque())
-            if len(times) >= limit:
-                self.flooded += 1
-                return
-            times.append(t)
+        if limit and len(times) >= limit:
+            self.flooded += 1
+            return
+        times.append(t)
         mask = r["breaker_scopes"]
         for scope, value in scopes_of(flagged):
             if not mask & SCOPE_BITS[scope]:

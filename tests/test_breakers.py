@@ -144,6 +144,14 @@ def test_a_monitor_flood_is_not_counted() -> None:
     c = Chain(dict(flood, breaker_monitor_alerts=0))
     c.block(1_000, p, *[alert(0, p) for _ in range(3)])
     assert c.replay().is_open("account", "a1") and c.replay().flooded == 0
+    # A limit set later (gov.params.set) counts the alerts of the window before it.
+    b = Breakers()
+    records = {p.id: p}
+    no_limit = dict(flood, breaker_alerts=9, breaker_monitor_alerts=0)
+    b.apply_block(1, 1_000, [p, alert(0, p), alert(0, p)], no_limit, records.get)
+    b.apply_block(2, 2_000, [alert(0, p), alert(1, p)],
+                  dict(no_limit, breaker_monitor_alerts=2), records.get)
+    assert b.flooded == 1 and b.monitor_alerts(MONITORS[1], 2_000, 10_000) == 1
 
 
 def test_breaker_scopes_chooses_what_trips() -> None:
