@@ -16,16 +16,22 @@ Pure functions over a chain store (:class:`VerdictSource`); verification is
 
 from __future__ import annotations
 
+from collections import OrderedDict
+from dataclasses import dataclass
 from typing import Any, Protocol
 
 from .blocks import HEADER_VERSION_VERDICTS, Header
+from .crypto import digest_equal
 from .encoding import to_b64, to_hex
-from .errors import NotFound, StorageCorruption
+from .errors import NotFound, StorageCorruption, VerificationError
 from .membership import Membership
+from .merkle import inclusion_path_by_nodes, node_hash, perfect_subtrees
+from .native import native
+from .policy import Outcome
 from .proofs import ProofSource, build_bundle, build_bundle_v2
 from .records import decode_committed_envelope
 from .verdict_store import RecordVerdict
-from .verdicts import entry_path
+from .verdicts import decode_verdict, entry_leaves
 
 
 class VerdictSource(ProofSource, Protocol):
@@ -36,36 +42,117 @@ class VerdictSource(ProofSource, Protocol):
     def verdict_entries(self, height: int, /) -> list[bytes] | None: ...
 
 
-def _entries(chain: VerdictSource, header: Header) -> list[bytes]:
+# A block's entries and the perfect nodes of its verdict tree, kept for the
+# blocks whose records' bundles were asked for last: a block's entries
+# decode and hash in time linear in its size, and an auditor asks for the
+# bundles of a block's records one after another.  Keyed by the header's
+# hash, which commits to the entries (through ``verdicts``), so an entry
+# never outlives its block's content.  Bounded in entries, not blocks.
+MAX_CACHED_ENTRIES = 1 << 16
+
+
+@dataclass(frozen=True)
+class _BlockTree:
+    entries: list[bytes]
+    levels: list[list[bytes]]  # levels[k][i]: MTH of entries [i * 2^k, (i + 1) * 2^k)
+
+    def path(self, index: int) -> list[bytes]:
+        return inclusion_path_by_nodes(index, len(self.entries),
+                                       lambda level, i: self.levels[level][i])
+
+    def root(self) -> bytes:
+        peaks = [self.levels[level][i] for level, i in perfect_subtrees(len(self.entries))]
+        acc = peaks[-1]
+        for peak in reversed(peaks[:-1]):
+            acc = node_hash(peak, acc)
+        return acc
+
+
+_trees: OrderedDict[bytes, _BlockTree] = OrderedDict()
+_cached = [0]  # entries held by _trees
+
+
+def _pairs(level: list[bytes]) -> list[bytes]:
+    even = level[: len(level) // 2 * 2]
+    if native is not None:
+        return native.pair_up(even)
+    return [node_hash(even[i], even[i + 1]) for i in range(0, len(even), 2)]
+
+
+def _tree(chain: VerdictSource, header: Header) -> _BlockTree:
+    """The verdict tree of version 2 block ``header``, checked against its root."""
+    tree = _trees.get(header.hash)
+    if tree is not None:
+        _trees.move_to_end(header.hash)
+        return tree
     entries = chain.verdict_entries(header.height)
-    if entries is None or len(entries) < header.tx_count:
+    if entries is None or len(entries) < max(header.tx_count, 1) or header.verdicts is None:
         raise StorageCorruption(f"verdicts of block {header.height} are missing")
-    return entries
+    levels = [entry_leaves(entries, header.tx_count)]
+    while len(levels[-1]) > 1:
+        levels.append(_pairs(levels[-1]))
+    tree = _BlockTree(entries, levels)
+    if not digest_equal(tree.root(), header.verdicts):
+        raise StorageCorruption(f"verdicts of block {header.height} do not hash to its root")
+    _trees[header.hash] = tree
+    _cached[0] += len(entries)
+    while _cached[0] > MAX_CACHED_ENTRIES and len(_trees) > 1:
+        _cached[0] -= len(_trees.popitem(last=False)[1].entries)
+    return tree
 
 
-def _entry_proof(chain: VerdictSource, header: Header, index: int) -> dict[str, Any]:
-    entries = _entries(chain, header)
-    if not 0 <= index < len(entries):
-        raise StorageCorruption(f"block {header.height} has no verdict entry {index}")
-    return {"entry": to_b64(entries[index]), "size": len(entries),
-            "path": [to_hex(h) for h in entry_path(entries, header.tx_count, index)]}
+def _entry_proof(tree: _BlockTree, index: int, height: int) -> dict[str, Any]:
+    if not 0 <= index < len(tree.entries):
+        raise StorageCorruption(f"block {height} has no verdict entry {index}")
+    return {"entry": to_b64(tree.entries[index]), "size": len(tree.entries),
+            "path": [to_hex(h) for h in tree.path(index)]}
 
 
-def verdict_proof(chain: VerdictSource, header: Header,
-                  rv: RecordVerdict | None) -> dict[str, Any] | None:
-    """The ``verdict`` field of a bundle against the record's own block
-    ``header`` (None for a version 1 block: it commits no verdicts)."""
-    if header.version != HEADER_VERSION_VERDICTS or rv is None or rv.index < 0:
+@dataclass(frozen=True)
+class _Found:
+    """A record's verdict entry in its block's tree, and for a held record or
+    one in review what the store says of its transition."""
+
+    tree: _BlockTree
+    index: int
+    decided: RecordVerdict | None
+
+    @property
+    def final_height(self) -> int:
+        rv = self.decided
+        return rv.final_height if rv is not None and rv.transition is not None else 0
+
+
+def _find(chain: VerdictSource, record_id: bytes, leaf_index: int,
+          header: Header) -> _Found | None:
+    """None for a version 1 block (it commits no verdicts)."""
+    if header.version != HEADER_VERSION_VERDICTS:
         return None
-    doc = _entry_proof(chain, header, rv.index)
-    if rv.transition is not None and rv.final_height:
+    tree = _tree(chain, header)
+    index = leaf_index - (header.log_size - header.tx_count)
+    if not 0 <= index < header.tx_count:
+        raise StorageCorruption(f"leaf {leaf_index} is not in block {header.height}")
+    try:
+        outcome = decode_verdict(tree.entries[index]).outcome
+    except VerificationError as exc:
+        raise StorageCorruption(f"verdict {index} of block {header.height}: {exc}") from None
+    # only a held record or one in review can have a transition
+    held = outcome in (Outcome.APPROVE, Outcome.REVIEW)
+    return _Found(tree, index, chain.record_verdict(record_id) if held else None)
+
+
+def verdict_proof(chain: VerdictSource, found: _Found, height: int) -> dict[str, Any]:
+    """The ``verdict`` field of a bundle against the record's own block."""
+    doc = _entry_proof(found.tree, found.index, height)
+    rv = found.decided
+    if rv is not None and found.final_height:
         final = chain.header(rv.final_height)
         certificate = chain.certificate(rv.final_height)
         if final is None or certificate is None:
             raise StorageCorruption(f"block {rv.final_height} is below the tip but not stored")
         doc["transition"] = {"height": final.height, "header": to_b64(final.header_bytes),
                              "certificate": certificate.to_json(), "index": rv.final_index,
-                             **_entry_proof(chain, final, rv.final_index)}
+                             **_entry_proof(_tree(chain, final), rv.final_index, final.height)}
     return doc
 
 
@@ -85,17 +172,16 @@ def build_served_bundle(chain: VerdictSource, membership: Membership, record_id:
     header = chain.header(height)
     if header is None:
         raise StorageCorruption(f"block {height} is below the tip but not stored")
-    rv = chain.record_verdict(rid) if header.version == HEADER_VERSION_VERDICTS else None
+    found = _find(chain, rid, leaf_index, header)
     bundle: dict[str, Any] | None = None
     if membership.changes:  # a chain governance never touched: no decode
         submitter = decode_committed_envelope(chain.envelope_at(leaf_index)).record.submitter
-        upto = max(height, rv.final_height if rv is not None and rv.transition else 0)
+        upto = max(height, found.final_height if found is not None else 0)
         ids = membership.proof_ids(submitter, upto)
         if ids:
             bundle = build_bundle_v2(chain, rid, ids)
     if bundle is None:
         bundle = build_bundle(chain, rid, location=location)
-    proof = verdict_proof(chain, header, rv)
-    if proof is not None:
-        bundle["verdict"] = proof
+    if found is not None:
+        bundle["verdict"] = verdict_proof(chain, found, height)
     return bundle

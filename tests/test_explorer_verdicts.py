@@ -29,6 +29,7 @@ from test_verdict_proofs import (
     _pay,
     _retarget,
     _served,
+    review_bundles,
 )
 
 from ledger.errors import VerificationError
@@ -226,6 +227,12 @@ def test_page_and_ledger_agree_on_verdict_proofs(browser: Any, origin: str) -> N
     got_more = browser.execute_async_script(JS_ANSWERS, json.dumps(genesis.raw), more)
     assert got_more == expected_more == {"epoch_v2": "ok:approve:approved:5",
                                          "epoch_as_v1": "transition_header"}
+    genesis, reviews = review_bundles()
+    expected_reviews = {name: python_answer(b, genesis) for name, b in reviews.items()}
+    got_reviews = browser.execute_async_script(JS_ANSWERS, json.dumps(genesis.raw), reviews)
+    assert got_reviews == expected_reviews == {"review_approved": "ok:review:approved:2",
+                                               "review_rejected": "ok:review:rejected:2",
+                                               "held_rejected": "ok:approve:rejected:3"}
     # The cases reach every verdict step, so agreeing means something.
     steps = set(expected.values()) | set(expected_more.values())
     assert set(VERDICT_STEPS) <= steps, sorted(set(VERDICT_STEPS) - steps)

@@ -45,7 +45,9 @@ KEYS_BY_PUB = {k.public_key: k for k in [*VALIDATORS, NEW_VALIDATOR]}
 def _genesis(members: bool = False) -> Genesis:
     doc = genesis_doc(VALIDATORS, SUBS, "test")
     for i, sub in enumerate(doc["submitters"]):
-        sub["roles"] = ["submit", "treasury"] if i in (0, 1, 2, 3) else ["submit"]
+        # 1-3 are also reviewers (PROTOCOL §10.10)
+        sub["roles"] = (["submit", "treasury"] if i == 0 else
+                        ["submit", "treasury", "review"] if i in (1, 2, 3) else ["submit"])
     if members:
         doc["members"] = [{"name": f"org{i}", "pubkey": k.public_key.hex()}
                           for i, k in enumerate(MEMBERS)]
@@ -289,6 +291,48 @@ def test_verdict_steps_follow_the_bundle_steps() -> None:
     assert not set(VERDICT_STEPS) & (set(STEPS) | set(V2_STEPS))
 
 
+# ------------------------------------------------------------------ review decisions
+
+
+def _decide(key: SigningKey, nonce: int, target: bytes, decision: str) -> Envelope:
+    return make_envelope(key, "test", nonce, parents=[target], kind="risk.decision",
+                         body={"decision": decision, "note": f"{decision} by test"})
+
+
+def review_bundles() -> tuple[Genesis, dict[str, dict[str, Any]]]:
+    """Records decided by reviewers (PROTOCOL §10.10): one in review approved,
+    one in review rejected, a held one rejected before its deadline."""
+    chain = _chain()
+    approved = make_envelope(SUBS[4], "test", 1, kind="flagged", body={})
+    rejected = make_envelope(SUBS[4], "test", 2, kind="flagged", body={})
+    held = _pay(SUBS[0], 1, 50_000)
+    _commit(chain, [approved, rejected, held])
+    _commit(chain, [_decide(SUBS[1], 1, approved.id, "approve"),
+                    _decide(SUBS[2], 1, rejected.id, "reject")])
+    _commit(chain, [_decide(SUBS[3], 1, held.id, "reject")])
+    return chain.genesis, {"review_approved": _served(chain, approved.id),
+                           "review_rejected": _served(chain, rejected.id),
+                           "held_rejected": _served(chain, held.id)}
+
+
+def test_review_decisions_are_proven_transitions() -> None:
+    genesis, bundles = review_bundles()
+    got = {}
+    for name, bundle in bundles.items():
+        found = verify_bundle(bundle, genesis).verdict
+        assert found is not None and found.transition is not None
+        got[name] = (found.verdict.outcome.value, found.status.value, found.transition_height,
+                     len(found.transition.approvals))
+    assert got == {"review_approved": ("review", "approved", 2, 1),
+                   "review_rejected": ("review", "rejected", 2, 1),
+                   "held_rejected": ("approve", "rejected", 3, 1)}
+    # a review verdict never expires
+    bad = copy.deepcopy(bundles["review_rejected"])
+    bad["verdict"]["transition"]["entry"] = _retarget(bad["verdict"]["transition"],
+                                                      status="expired")
+    _fails_at(bad, genesis, "transition")
+
+
 # ------------------------------------------------------------------ epochs
 
 
@@ -406,3 +450,22 @@ def test_ledger_audit_verify_exits_1_on_a_bad_verdict_proof(world: World, tmp_pa
     bad["verdict"]["transition"]["path"] = []
     doc = json.loads(_cli(world, bad, tmp_path, "--json").output)
     assert (doc["valid"], doc["step"]) == (False, "transition_inclusion")
+
+
+@settings(max_examples=60, deadline=None, derandomize=True)
+@given(st.integers(1, 70), st.integers(0, 70), st.data())
+def test_the_served_trees_paths_are_rfc_9162_paths(records: int, transitions: int,
+                                                   data: st.DataObject) -> None:
+    """The bundle builder's cached tree of perfect nodes gives the same root
+    and paths as ledger/verdicts.py's list functions, for every block shape."""
+    from ledger.proofs_verdicts import _BlockTree, _pairs
+    from ledger.verdicts import entry_leaves, entry_path, verdict_root
+
+    entries = [bytes([i % 256, i // 256]) for i in range(records + transitions)]
+    levels = [entry_leaves(entries, records)]
+    while len(levels[-1]) > 1:
+        levels.append(_pairs(levels[-1]))
+    tree = _BlockTree(entries, levels)
+    assert tree.root() == verdict_root(entries, records)
+    index = data.draw(st.integers(0, len(entries) - 1))
+    assert tree.path(index) == entry_path(entries, records, index)
