@@ -113,7 +113,8 @@ async def test_explorer_pages_verify_live_records(tmp_path: Path, browser: Any) 
         assert states == {e.id.hex(): "verified" for e in (settle, *pays)}
         assert len(browser.find_elements("css selector", "svg.lineage line.edge")) == 3
         assert "settlement" in text_of(browser, "#main")
-        assert "not available on this chain yet" in text_of(browser, "#main")  # alerts, reviews
+        # No risk.alert or risk.decision among its children (test_explorer_alerts has some).
+        assert text_of(browser, "#record-alerts") == text_of(browser, "#record-decisions") == "none"
         _, doc = await c.get(0, f"/v1/records/{settle.id.hex()}")
         if "verdict" in doc:  # PROTOCOL §10.8, and proven by the bundle (§10.11)
             assert attr(browser, "#record-verdict-status", "data-outcome") == \
@@ -122,12 +123,13 @@ async def test_explorer_pages_verify_live_records(tmp_path: Path, browser: Any) 
             assert attr(browser, "#record-verdict-status", "data-verified") == "true"
         screenshot(browser, "explorer-record.png", 1500)
 
-        # The first payment: its children (the settlement and the refund) are drawn.
+        # The first payment: its children (the settlement and the refund) are
+        # drawn, their bundles verified in the page too (looking for alerts).
         await in_thread(open_page, browser, base + f"#/record/{pays[0].id.hex()}")
         nodes = browser.find_elements("css selector", "svg.lineage g.node")
         states = {n.get_attribute("data-id"): n.get_attribute("data-state") for n in nodes}
-        assert states == {pays[0].id.hex(): "verified", settle.id.hex(): "child",
-                          refund.id.hex(): "child"}
+        assert states == {pays[0].id.hex(): "verified", settle.id.hex(): "verified",
+                          refund.id.hex(): "verified"}
 
         # Record text is shown as text: markup in a kind, origin or body
         # creates no element and runs nothing.

@@ -241,6 +241,7 @@ async function recordPage(id, genesis) {
       ["ts", `${new Date(Number(r.ts)).toISOString()} (${r.ts})`],
       ["block", link(`#/block/${rec.height}`, String(rec.height))], ["leaf index", String(own.leaf_index)]]);
   }
+  const risk = await riskRows(id, trace, genesis, cache, info);
   const lineageRows = results.map(([b, r]) => el("tr", { class: "bundle", "data-record-id": b.record_id,
                                                         "data-ok": String(r.ok), "data-step": r.step || "" },
     el("td", {}, link(`#/record/${b.record_id}`, short(b.record_id))),
@@ -257,8 +258,42 @@ async function recordPage(id, genesis) {
     ...more,
     el("table", { id: "lineage-bundles" }, el("tr", {}, ["record", "kind", "in-page verification"].map((h) => el("th", {}, h))), lineageRows),
     el("h2", {}, "Verdict, alerts, review decisions"),
-    fields([["verdict", verdictFields(ownResult, rec.verdict)], ["alerts", NOT_YET],
-            ["review decisions", NOT_YET]]));
+    fields([["verdict", verdictFields(ownResult, rec.verdict)], ...risk]));
+}
+
+// Alerts and review decisions on a record are risk.alert and risk.decision
+// records naming it as their (first) parent (protocol §12.2, §10.10): its
+// children in the trace answer. Each child's bundle is fetched and verified
+// in this page; only verified ones are shown, failed ones are named, and
+// the lineage graph (``info``) shows each child verified or failed.
+async function riskRows(id, trace, genesis, cache, info) {
+  const found = { "risk.alert": [], "risk.decision": [] };
+  const failed = [];
+  for (const child of trace.children) {
+    let result;
+    try { result = await verdict(await api(`/v1/records/${child}/proof`), genesis, cache); } catch (e) {
+      result = { ok: false, step: "bundle", message: e.message };
+    }
+    if (!result.ok) {
+      failed.push(el("li", {}, link(`#/record/${child}`, short(child)), ` FAILED at ${result.step}`));
+      info.set(child, { state: "failed", note: `child: failed at ${result.step}` });
+      continue;
+    }
+    const r = result.proven.record;
+    info.set(child, { state: "verified", kind: r.kind, note: `child ${r.kind}: verified` });
+    if (Object.hasOwn(found, r.kind) && r.parents.length && toHex(r.parents[0]) === id) {
+      found[r.kind].push(el("li", { class: "risk", "data-kind": r.kind, "data-record-id": child },
+        link(`#/record/${child}`, short(child)), ` by ${result.proven.submitterName}: ${riskSummary(r)} · `
+        + `verified by ${result.signers.length} of ${result.proven.epoch.n} validators`));
+    }
+  }
+  const more = trace.children_next ? " (among its first 50 children; open the record again for more)" : "";
+  const list = (items, none, idName) => el("div", { id: idName },
+    items.length ? el("ul", {}, items) : el("span", { class: "hint" }, `${none}${more}`));
+  const rows = [["alerts", list(found["risk.alert"], "none", "record-alerts")],
+                ["review decisions", list(found["risk.decision"], "none", "record-decisions")]];
+  if (failed.length) rows.push(["children that failed", el("ul", {}, failed)]);
+  return rows;
 }
 
 // The policy verdict of a committed record (protocol §10.8): verified in
