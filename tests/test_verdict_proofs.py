@@ -17,6 +17,7 @@ from helpers import as_genesis, block_time, certify, genesis_doc, make_envelope,
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from policy_fakes import LimitPolicy
+from test_fuzz_decoders import _paths, json_values
 
 from ledger.approvals import DEFAULT_APPROVAL_WINDOW_MS
 from ledger.blocks import Header
@@ -469,3 +470,35 @@ def test_the_served_trees_paths_are_rfc_9162_paths(records: int, transitions: in
     assert tree.root() == verdict_root(entries, records)
     index = data.draw(st.integers(0, len(entries) - 1))
     assert tree.path(index) == entry_path(entries, records, index)
+
+
+_FUZZ_WORLD: list[World] = []
+
+
+@settings(max_examples=200, deadline=None, derandomize=True)
+@given(st.data())
+def test_mutated_verdict_proofs_raise_typed_errors_only(data: st.DataObject) -> None:
+    """A verdict proof with any field replaced or dropped (a transition's
+    too): verification passes or raises a VerificationError, nothing else."""
+    if not _FUZZ_WORLD:
+        _FUZZ_WORLD.append(World())
+    w = _FUZZ_WORLD[0]
+    good = w.bundle(w.approved)
+    doc = copy.deepcopy(good)
+    paths = [p for p in _paths(good) if p and p[0] == "verdict"]
+    for _ in range(data.draw(st.integers(1, 3))):
+        path = data.draw(st.sampled_from(paths))
+        target: Any = doc
+        try:
+            for key in path[:-1]:
+                target = target[key]
+            if data.draw(st.booleans()) and isinstance(target, dict):
+                target.pop(path[-1], None)
+            else:
+                target[path[-1]] = data.draw(json_values)
+        except (KeyError, IndexError, TypeError):
+            continue
+    try:
+        verify_bundle(doc, w.genesis)
+    except VerificationError:
+        pass
