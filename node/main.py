@@ -211,8 +211,8 @@ def restore(config_path: Path, source: Path, data_dir: Path | None, force: bool)
     from .restore import restore as run_restore
 
     config = _load_or_exit(config_path)
-    sys.exit(run_restore(source, data_dir or config.data_dir, config.genesis, Console(),
-                         force=force))
+    sys.exit(run_restore(source, data_dir or config.data_dir, config.genesis,
+                         Console(soft_wrap=True), force=force))
 
 
 def _load_or_exit(config_path: Path) -> NodeConfig:
@@ -273,8 +273,9 @@ def _check(config_path: Path, signatures: bool) -> int:
 
     from .check import run_check
 
-    return run_check(load_config(config_path, env_overrides(os.environ)), Console(),
-                     signatures=signatures)
+    # soft_wrap: a path or key is never broken in two (the terminal wraps).
+    return run_check(load_config(config_path, env_overrides(os.environ)),
+                     Console(soft_wrap=True), signatures=signatures)
 
 
 if __name__ == "__main__":
