@@ -51,3 +51,37 @@ async def test_the_proof_and_trace_routes_carry_verified_verdicts(
         trace = await payer.trace(big)
         assert all("verdict" in b for b in trace["bundles"])
         assert payer.verify_bundle(trace["bundles"][0], node.genesis).verdict == final
+
+
+async def test_ledger_audit_trace_shows_each_hops_verified_verdict(
+        served: Any, tmp_path: Path) -> None:  # noqa: F811
+    import json
+
+    from click.testing import CliRunner
+
+    from client.audit.cli import main
+
+    node, url = served
+
+    async def commit_then_wait(delay: float) -> None:
+        if len(node.mempool):
+            node.commit()
+        await asyncio.sleep(0)
+
+    async with LedgerClient([url], _key_file(tmp_path, "payer", node.submitter), chain="test",
+                            sleep=commit_then_wait, nonce_file=tmp_path / "n") as payer:
+        denied, _ = await payer.submit_for_verdict(kind="blocked", body={})
+        child, _ = await payer.submit_for_verdict(kind="payment", body={"amount": 5},
+                                                  parents=[denied])
+    genesis = tmp_path / "genesis.json"
+    genesis.write_text(json.dumps(node.genesis.raw))
+    args = ["trace", child, "--node", url, "--genesis", str(genesis)]
+    result = await asyncio.to_thread(CliRunner().invoke, main, args)
+    assert result.exit_code == 0, result.output
+    assert "; verdict deny (rule no_blocked, blocked_kind, policy version 1), denied" \
+        in result.output
+    assert "; verdict allow (rule default, policy version 1), allowed" in result.output
+    result = await asyncio.to_thread(CliRunner().invoke, main, [*args, "--json"])
+    hops = {h["id"]: h["verdict"] for h in json.loads(result.output)["hops"]}
+    assert (hops[denied]["outcome"], hops[denied]["status"], hops[denied]["proven_by"]) == (
+        "deny", "denied", "verdict_root")

@@ -27,6 +27,7 @@ from ledger.checkpoint import CertifiedHead, ForkDetected
 from ledger.encoding import from_hex
 from ledger.errors import VerificationError
 from ledger.genesis import Genesis
+from ledger.verdicts import verdict_lines
 from ledger.verify import parse_consistency
 
 from ..errors import LedgerClientError
@@ -56,6 +57,7 @@ from .remote import (
 )
 from .lineage_dot import FORMATS, RenderError, render, to_dot
 from .show import fingerprint, labels, untrusted, validators_ref
+from .verify_cmd import verdict_doc
 
 T = TypeVar("T")
 
@@ -244,6 +246,16 @@ def consistency(old: str, new: str, genesis_path: Path, nodes: tuple[str, ...],
 # --------------------------------------------------------------------------
 
 
+def _verdict_suffix(verified: Any) -> tuple[Text, ...]:
+    """``; verdict deny (rule r, ..., policy version 1), denied`` when the
+    hop's bundle proves its verdict (PROTOCOL §10.11), else nothing."""
+    found = verified.verdict
+    if found is None:
+        return ()
+    return (Text("; verdict "), untrusted(verdict_lines(found.verdict)),
+            Text(f", {found.status.value}"))
+
+
 def _trace_tree(report: TraceReport, genesis: Genesis) -> Tree:
     def _epoch(hop: Any) -> Genesis:
         # the validator set the hop's certificate indexes refer to
@@ -256,7 +268,8 @@ def _trace_tree(report: TraceReport, genesis: Genesis) -> Tree:
         return Text.assemble(
             untrusted(rec.kind, "bold"), f" {rid[:16]}… by key ", (fingerprint(rec.submitter), "cyan"),
             " origin(", origin, f") block {hop.verified.height} at {iso8601_ms(hop.verified.header.time)} "
-            f"certified by validators {validators_ref(_epoch(hop), _signer_indices(hop.verified.certificate, _epoch(hop)))}")
+            f"certified by validators {validators_ref(_epoch(hop), _signer_indices(hop.verified.certificate, _epoch(hop)))}",
+            *_verdict_suffix(hop.verified))
 
     def grow(node: Tree, rid: str, seen: frozenset[str]) -> None:
         for parent in report.hops[rid].parents:
@@ -308,7 +321,9 @@ def trace(record_id: str, genesis_path: Path, nodes: tuple[str, ...], depth: int
                               "origin": dict(h.verified.envelope.record.origin),
                               "height": h.verified.height, "time": iso8601_ms(h.verified.header.time),
                               "parents": h.parents,
-                              "certified_by": [v for v, _ in h.verified.certificate.signatures]}
+                              "certified_by": [v for v, _ in h.verified.certificate.signatures],
+                              "verdict": None if h.verified.verdict is None
+                              else verdict_doc(h.verified.verdict)}
                              for rid, h in report.hops.items()]})
         return
     out = console()
