@@ -19,6 +19,7 @@ from .blocks import Certificate, Header
 from .crypto import digest_equal
 from .encoding import to_b64, to_hex
 from .errors import BadRequest, NotFound, StorageCorruption
+from .governance import GOV_PREFIX
 from .membership import Membership
 from .records import decode_committed_envelope, stored_record_id
 
@@ -161,16 +162,18 @@ def build_record_bundle(chain: ProofSource, membership: Membership, record_id: b
     2 (:func:`build_bundle_v2`) exactly when the governance records §9.6 has
     it carry are not none - governance changed the validators, the members or
     the threshold before the record's block, or added, re-keyed or changed
-    the roles of its submitter - and the §5 bundle otherwise, so that
-    auditors of a chain governance never touched see version 1 only."""
+    the roles of its submitter - or the record is itself a governance record
+    (its signers are members, which only the version 2 walk judges: its list
+    may be empty), and the §5 bundle otherwise, so that auditors of a chain
+    governance never touched see version 1 only."""
     if location is None:
         location = chain.record_location(bytes(record_id))
     if location is None:
         raise NotFound(f"record {to_hex(bytes(record_id))} is not committed")
     if membership.changes:  # a chain governance never touched: no decode
         height, leaf_index = location
-        submitter = decode_committed_envelope(chain.envelope_at(leaf_index)).record.submitter
-        ids = membership.proof_ids(submitter, height)
-        if ids:
+        record = decode_committed_envelope(chain.envelope_at(leaf_index)).record
+        ids = membership.proof_ids(record.submitter, height)
+        if ids or record.kind.startswith(GOV_PREFIX):
             return build_bundle_v2(chain, record_id, ids)
     return build_bundle(chain, record_id, location=location)

@@ -24,6 +24,7 @@ from .blocks import HEADER_VERSION_VERDICTS, Header
 from .crypto import digest_equal
 from .encoding import to_b64, to_hex
 from .errors import NotFound, StorageCorruption, VerificationError
+from .governance import GOV_PREFIX
 from .membership import Membership
 from .merkle import inclusion_path_by_nodes, node_hash, perfect_subtrees
 from .native import native
@@ -161,7 +162,7 @@ def build_served_bundle(chain: VerdictSource, membership: Membership, record_id:
     """The bundle ``GET /v1/records/{id}/proof`` serves (PROTOCOL §6):
     version 2 exactly when §9.6 has it carry governance records (those
     before the record's block, or before its transition's block when it
-    carries one), version 1 otherwise, with ``verdict`` when the record's
+    carries one) or the record is a governance record, version 1 otherwise, with ``verdict`` when the record's
     block is version 2 (§10.10)."""
     rid = bytes(record_id)
     if location is None:
@@ -175,10 +176,12 @@ def build_served_bundle(chain: VerdictSource, membership: Membership, record_id:
     found = _find(chain, rid, leaf_index, header)
     bundle: dict[str, Any] | None = None
     if membership.changes:  # a chain governance never touched: no decode
-        submitter = decode_committed_envelope(chain.envelope_at(leaf_index)).record.submitter
+        record = decode_committed_envelope(chain.envelope_at(leaf_index)).record
         upto = max(height, found.final_height if found is not None else 0)
-        ids = membership.proof_ids(submitter, upto)
-        if ids:
+        ids = membership.proof_ids(record.submitter, upto)
+        # A governance record's signers are members, which only the version
+        # 2 walk judges (§9.6): version 2 even with an empty list.
+        if ids or record.kind.startswith(GOV_PREFIX):
             bundle = build_bundle_v2(chain, rid, ids)
     if bundle is None:
         bundle = build_bundle(chain, rid, location=location)

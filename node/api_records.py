@@ -26,7 +26,7 @@ from ledger.errors import (
 )
 from ledger.proofs import build_bundle
 from ledger.proofs_verdicts import build_served_bundle
-from ledger.records import decode_envelope
+from ledger.records import decode_committed_envelope, decode_envelope
 from ledger.statesync import below_snapshot
 
 from . import trace
@@ -186,7 +186,7 @@ class RecordRoutes:
         location = self._committed_or_raise(rid)
         grant = grant_of(request)
         if grant.scope == OWN:  # read_own: only the caller's own records
-            env = decode_envelope(self.node.chain.envelope_at(location[1]))
+            env = decode_committed_envelope(self.node.chain.envelope_at(location[1]))
             grant.check_record(env.record.submitter, pending=False)
         height = None
         if request.query_string and "height" in request.query:  # parsed only when present

@@ -30,7 +30,7 @@ from ledger.chain import ChainStore
 from ledger.encoding import to_hex
 from ledger.errors import StorageCorruption
 from ledger.proofs_verdicts import build_served_bundle
-from ledger.records import decode_envelope
+from ledger.records import decode_committed_envelope
 
 # Children per page when the client does not say, and at most.
 CHILDREN_DEFAULT = 100
@@ -147,4 +147,6 @@ def _parents(chain: ChainStore, record_id: bytes) -> tuple[bytes, ...]:
     raw = chain.envelope(record_id)
     if raw is None:  # an ancestor of a committed record is committed
         raise StorageCorruption(f"ancestor {to_hex(record_id)} is not stored")
-    return decode_envelope(raw).record.parents
+    # A committed envelope, maybe multi-signed (governance, PROTOCOL §9.2):
+    # decode_envelope refuses those, as admission does.
+    return decode_committed_envelope(raw).record.parents

@@ -348,3 +348,27 @@ def test_the_chain_reads_one_page_of_children_from_a_cursor(kind: str, tmp_path:
         assert pages == ids
     finally:
         chain.close()
+
+
+async def test_a_governance_record_and_its_children_trace() -> None:
+    """A governance record's envelope is multi-signed (PROTOCOL §9.2): the
+    trace decoded stored envelopes as admission does, which refuses those,
+    so the trace of a governance record, or of any record descending from
+    one, answered 400 bad_encoding (the explorer could not show it)."""
+    from govhelpers import gov_genesis, gov_record
+
+    genesis, validators, members, submitter = gov_genesis(chain="test")
+    node = StubNode()
+    node.genesis, node.validator_keys = genesis, validators
+    node.chain = ChainStore(MemoryStore(), genesis)
+    gov = gov_record("test", members[:2], 1, "gov.params.set", {"params": {"x": 1}})
+    child = make_envelope(submitter, "test", 5, parents=[gov.id])
+    commit_envelopes(node.chain, [gov, child], validators)
+    async with TestClient(TestServer(app_for(node))) as c:
+        for rid, lineage_ids in ((gov.id, {gov.id}), (child.id, {child.id, gov.id})):
+            answer = await c.get(TRACE.format(id=rid.hex()))
+            doc = await answer.json()
+            assert answer.status == 200, doc
+            assert {b["record_id"] for b in doc["bundles"]} == {i.hex() for i in lineage_ids}
+            for bundle in doc["bundles"]:
+                verify_bundle(bundle, genesis.raw)
