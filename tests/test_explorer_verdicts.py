@@ -212,6 +212,42 @@ def epoch_cases() -> tuple[Any, dict[str, dict[str, Any]]]:
     return chain.genesis, {"epoch_v2": v2, "epoch_as_v1": v1}
 
 
+JS_EPOCH = """
+const [genesisText, proof, height, done] = arguments;
+Promise.all([import('/explorer/verify.js'), import('/explorer/verify2.js'), import('/explorer/bytes.js')])
+.then(async ([v, v2, b]) => {
+  const genesis = await v.parseGenesis(JSON.parse(genesisText));
+  const entries = v2.epochProofOf(proof);
+  const epoch = await v2.epochAt(entries, height, genesis);
+  done({keys: entries.map((e) => Object.keys(e).sort().join(",")),
+        validators: b.toHex(epoch.validatorsHash)});
+}).catch((e) => done({error: String(e && e.stack || e)}));
+"""
+
+
+def test_an_epoch_proof_from_a_bundle_with_a_verdict_proof(browser: Any, origin: str) -> None:  # noqa: F811
+    """The block page builds an epoch proof from the served bundle of the
+    governance record that changed the validators; under a policy that
+    bundle carries ``verdict``, which is no part of the epoch proof."""
+    chain = _chain(members=True)
+    from govhelpers import gov_record
+
+    add = gov_record("test", MEMBERS[:2], 1, "gov.validator.add",
+                     {"name": "v4", "pubkey": NEW_VALIDATOR.public_key,
+                      "address": "10.0.0.4:7700"})
+    _commit(chain, [_pay(SUBS[4], 1, 1)])
+    _commit(chain, [add])
+    _commit(chain, [_pay(SUBS[4], 2, 1)])
+    _commit(chain, [_pay(SUBS[4], 3, 1)])
+    proof = _served(chain, add.id)
+    assert "verdict" in proof
+    browser.get(origin + "/")
+    got = browser.execute_async_script(JS_EPOCH, json.dumps(chain.genesis.raw), proof, 4)
+    assert "error" not in got, got
+    assert all("verdict" not in keys for keys in got["keys"])
+    assert got["validators"] == chain.membership.at(4).validators_hash.hex()
+
+
 def test_page_and_ledger_agree_on_verdict_proofs(browser: Any, origin: str) -> None:  # noqa: F811
     w = World()
     named = cases(w)

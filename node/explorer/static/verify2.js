@@ -210,8 +210,10 @@ export async function verifyBundleV2(bundle, genesis, cache) {
 // version 1.  Nothing in it is trusted: the walk proves or refuses it.
 export function epochProofOf(proof) {
   if (!isObject(proof)) fail("bundle", "the proof of a governance record must be a JSON object");
-  if (proof.format === BUNDLE_FORMAT) return [proof];
-  const { governance, ...own } = proof;
+  // its verdict proof (§10.11) is no part of an epoch proof's §5 entries
+  const { verdict: _verdict, ...rest } = proof;
+  if (proof.format === BUNDLE_FORMAT) return [rest];
+  const { governance, ...own } = rest;
   if (proof.format !== BUNDLE_FORMAT_V2 || !Array.isArray(governance)) {
     fail("format", "the proof of a governance record is not a version 1 or 2 bundle");
   }
