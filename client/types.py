@@ -96,7 +96,7 @@ class CertificateDoc(TypedDict):
 
 
 class TransitionProofDoc(TypedDict):
-    """The transition that decided a held record, in its own certified block (protocol §10.10)."""
+    """The transition that decided a held record, in its own certified block (protocol §10.11)."""
 
     height: int
     header: str
@@ -108,7 +108,7 @@ class TransitionProofDoc(TypedDict):
 
 
 class VerdictProofDoc(TypedDict):
-    """A record's verdict entry and its path to the header's verdict root (protocol §10.10)."""
+    """A record's verdict entry and its path to the header's verdict root (protocol §10.11)."""
 
     entry: str  # base64 verdict bytes
     size: int  # the block's entry count
@@ -131,7 +131,7 @@ class BundleDoc(TypedDict):
     # Version 2 bundles (protocol §9.6): the governance records, each with
     # its own bundle, that lead from genesis to the record's membership.
     governance: NotRequired[list[dict[str, Any]]]
-    # The record's verdict proof (protocol §10.10), when its block is version 2.
+    # The record's verdict proof (protocol §10.11), when its block is version 2.
     verdict: NotRequired[VerdictProofDoc]
 
 

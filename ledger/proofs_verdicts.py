@@ -1,5 +1,5 @@
 """The bundle a node serves for a committed record, with its verdict proof
-(PROTOCOL §6, §9.6 and §10.10).
+(PROTOCOL §6, §9.6 and §10.11).
 
 :func:`build_served_bundle` is :func:`ledger.proofs.build_record_bundle`
 plus the optional ``verdict`` field: when the record's block is version 2,
@@ -162,8 +162,9 @@ def build_served_bundle(chain: VerdictSource, membership: Membership, record_id:
     """The bundle ``GET /v1/records/{id}/proof`` serves (PROTOCOL §6):
     version 2 exactly when §9.6 has it carry governance records (those
     before the record's block, or before its transition's block when it
-    carries one) or the record is a governance record, version 1 otherwise, with ``verdict`` when the record's
-    block is version 2 (§10.10)."""
+    carries one) or the record is a governance record, version 1
+    otherwise; with ``verdict`` when the record's block is version 2
+    (§10.11)."""
     rid = bytes(record_id)
     if location is None:
         location = chain.record_location(rid)

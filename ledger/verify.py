@@ -84,7 +84,7 @@ class VerifiedBundle:
     # submitters and members in force at the record's height, which name
     # the certificate's signer indexes.  None for version 1 (genesis's own).
     epoch: Genesis | None = None
-    # What the bundle proves about the record's verdict (PROTOCOL §10.10):
+    # What the bundle proves about the record's verdict (PROTOCOL §10.11):
     # None when it proves nothing (no ``verdict`` and a version 2 block, or
     # a bundle against a later block).
     verdict: VerifiedVerdict | None = None
@@ -372,7 +372,7 @@ def verify_bundle(bundle: Any, genesis: Genesis | Mapping[str, Any]) -> Verified
         leaf_index=parsed.leaf_index,
         submitter_name=submitter_name,
     )
-    # PROTOCOL §10.10: the verdict, against the now certified header
+    # PROTOCOL §10.11: the verdict, against the now certified header
     found = check_verdict_proof(proof, envelope.id, parsed.leaf_index, header, lambda h: g)
     return replace(verified, verdict=found)
 

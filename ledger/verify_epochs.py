@@ -218,7 +218,7 @@ def verify_bundle_v2(bundle: Any, genesis: Genesis | Mapping[str, Any],
                      cache: EpochCache | None = None) -> VerifiedBundle:
     """Verify an ``auditledger-proof/2`` bundle from the first genesis,
     running :data:`V2_STEPS` in order, then the verdict steps of PROTOCOL
-    §10.10 (:data:`ledger.verify_verdicts.VERDICT_STEPS`)."""
+    §10.11 (:data:`ledger.verify_verdicts.VERDICT_STEPS`)."""
     g = as_genesis(genesis)
     own, has_verdict, raw_verdict = split_verdict(bundle)
     parsed, entries = parse_bundle_v2(own)

@@ -1,4 +1,4 @@
-"""Offline verification of a bundle's verdict proof (PROTOCOL §10.10).
+"""Offline verification of a bundle's verdict proof (PROTOCOL §10.11).
 
 A bundle against a record's own block whose header is version 2 may carry
 ``verdict``: the record's verdict entry bytes (§10.5) with their RFC 9162
@@ -153,7 +153,7 @@ def _exact(doc: Any, keys: frozenset[str], what: str) -> Mapping[str, Any]:
 
 
 def parse_verdict_proof(doc: Any) -> ParsedVerdictProof:
-    """Step ``bundle``: a bundle's ``verdict`` has exactly the §10.10 keys and types."""
+    """Step ``bundle``: a bundle's ``verdict`` has exactly the §10.11 keys and types."""
     if not isinstance(doc, Mapping):
         raise BundleFormatError("verdict must be a JSON object")
     keys = VERDICT_PROOF_KEYS | ({"transition"} if "transition" in doc else set())

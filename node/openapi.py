@@ -116,7 +116,7 @@ def _schemas(max_envelopes: int) -> dict[str, Any]:
             "certificate": _ref("Certificate"),
             # Version 2 only (PROTOCOL §9.6): version 1 bundles of governance records.
             "governance": {"type": "array", "items": {"type": "object"}},
-            # The record's verdict proof (PROTOCOL §10.10), when its block is version 2.
+            # The record's verdict proof (PROTOCOL §10.11), when its block is version 2.
             "verdict": _ref("VerdictProof"),
         }, required=["format", "chain", "record_id", "leaf_index", "envelope", "height",
                      "header", "inclusion", "certificate"]),
