@@ -50,6 +50,7 @@ from .nonces import NonceAllocator
 from .outbox import DEFAULT_MAX_PENDING, Outbox, PendingEnvelope
 from .trace import DEFAULT_MAX_CHILDREN, DEFAULT_MAX_RECORDS, follow_trace
 from .transport import NodeTransport, Retry, Sleep
+from .reviews import ReviewCalls
 from .verdicts import VerdictCalls
 from .types import BlockDoc, BundleDoc, ConsistencyDoc, RecordDoc, RecordSpec, StatusDoc, SubmitResult, TraceDoc
 
@@ -63,7 +64,7 @@ ACCEPTED = frozenset({"accepted", "duplicate", "committed"})
 SCAN_BLOCKS_MAX = 256
 
 
-class LedgerClient(VerdictCalls):
+class LedgerClient(VerdictCalls, ReviewCalls):
     """Talks to one or more nodes of a cluster; fails over between them.
 
     Use it as ``async with LedgerClient(nodes, key_file=...) as lc:``; every

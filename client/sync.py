@@ -24,7 +24,8 @@ from .outbox import DEFAULT_MAX_PENDING, PendingEnvelope
 from .sdk import DEFAULT_BATCH, LedgerClient
 from .trace import DEFAULT_MAX_CHILDREN, DEFAULT_MAX_RECORDS
 from .transport import Sleep
-from .types import BlockDoc, BundleDoc, ConsistencyDoc, RecordDoc, RecordSpec, StatusDoc, SubmitResult, TraceDoc, VerdictDoc
+from .types import (BlockDoc, BundleDoc, ConsistencyDoc, RecordDoc, RecordSpec, ReviewItemDoc,
+                    ReviewsDoc, StatusDoc, SubmitResult, TraceDoc, VerdictDoc)
 
 if TYPE_CHECKING:
     import asyncio
@@ -188,6 +189,21 @@ class SyncLedgerClient:
         """See :meth:`LedgerClient.evaluate`."""
         return self._run(self._client.evaluate(kind=kind, origin=origin, body=body,
                                                parents=parents, ts=ts))
+
+    def reviews(self, state: str = "open", *, limit: int = 50,
+                after: str | None = None) -> ReviewsDoc:
+        """See :meth:`LedgerClient.reviews`."""
+        return self._run(self._client.reviews(state, limit=limit, after=after))
+
+    def review_case(self, record_id: str) -> ReviewItemDoc:
+        """See :meth:`LedgerClient.review_case`."""
+        return self._run(self._client.review_case(record_id))
+
+    def decide(self, record_id: str, decision: str, *, note: str = "",
+               rests_on: Sequence[str] = (), origin: Mapping[str, str] | None = None) -> str:
+        """See :meth:`LedgerClient.decide`."""
+        return self._run(self._client.decide(record_id, decision, note=note,
+                                             rests_on=rests_on, origin=origin))
 
     def proof(self, record_id: str, height: int | None = None) -> BundleDoc:
         """See :meth:`LedgerClient.proof`."""

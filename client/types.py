@@ -69,6 +69,61 @@ class VerdictDoc(TypedDict):
     escalated_by: NotRequired[list[dict[str, str]]]  # held or review, once escalated
 
 
+class ReviewAlertDoc(TypedDict):
+    """A ``risk.alert`` naming a queued record (PROTOCOL §10.10)."""
+
+    record: str
+    height: int
+    monitor: str  # the alert's submitter key
+    score: int    # parts per million
+    detector: str
+    version: str
+
+
+class ReviewDecisionDoc(TypedDict):
+    """A ``risk.decision`` or ``approval`` naming a queued record first."""
+
+    record: str
+    height: int
+    kind: str      # risk.decision or approval
+    decision: str  # approve, reject or escalate (an approval record: approve)
+    reviewer: str  # the decision's submitter key
+    note: str
+    counted: bool  # its verdict was allow
+    reason: str    # its verdict's reason when it did not count
+
+
+class ReviewItemDoc(TypedDict):
+    """One record of ``GET /v1/reviews``; only ``record`` when the node does
+    not hold the record's block (state sync)."""
+
+    record: str
+    height: NotRequired[int]
+    kind: NotRequired[str]
+    submitter: NotRequired[str]
+    origin: NotRequired[dict[str, str]]
+    amount: NotRequired[int]       # body.amount, when an integer
+    currency: NotRequired[str]     # body.currency, when a string
+    since: NotRequired[int]        # block time (ms) of its block
+    age_ms: NotRequired[int]       # tip time - since; decided: decided_time - since
+    decided_time: NotRequired[int]  # decided: block time of its transition's block
+    verdict: NotRequired[VerdictDoc]
+    alerts: NotRequired[list[ReviewAlertDoc]]
+    decisions: NotRequired[list[ReviewDecisionDoc]]
+    children_truncated: NotRequired[bool]
+
+
+class ReviewsDoc(TypedDict):
+    """``GET /v1/reviews`` (PROTOCOL §10.10): one page of the review queue."""
+
+    state: str   # open or decided
+    height: int  # the node's tip
+    time: int    # the tip's block time (ms)
+    open: int    # records open at the tip
+    reviews: list[ReviewItemDoc]
+    next: str | None  # pass as after= for the next page
+
+
 class RecordDoc(TypedDict):
     """``GET /v1/records/{id}``."""
 

@@ -551,6 +551,11 @@ class ChainStore:
         return verdict_store.RecordVerdict(verdict, transition.status, index, final[0],
                                            final[1], transition)
 
+    def decided(self, limit: int, after: bytes | None = None) -> list[bytes]:
+        """A page of the records that reached a final status by a transition
+        (PROTOCOL §10.7, §10.10), in id order past ``after``."""
+        return verdict_store.decided(self._store, limit, after) if limit > 0 else []
+
     def verdict_entries(self, height: int) -> list[bytes] | None:
         """The verdict entry bytes of block ``height`` (None: version 1 or no such block)."""
         header = self.header(height)

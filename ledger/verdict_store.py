@@ -104,6 +104,23 @@ def final_location(store: KeyValueStore, record_id: bytes) -> tuple[int, int] | 
     return None if raw is None else schema.unpack_location(raw)
 
 
+def decided(store: KeyValueStore, limit: int, after: bytes | None = None) -> list[bytes]:
+    """Ids of records with a transition (approved, expired, rejected), in id
+    order, past ``after``, at most ``limit``: one page of the ``f`` index."""
+    out: list[bytes] = []
+    start = None if after is None else schema.final_key(after)
+    for key, _ in store.iterate(schema.FINAL, start=start):
+        record = key[len(schema.FINAL):]
+        if record == after:
+            continue
+        if len(record) != schema.ID_LEN:
+            raise StorageCorruption("final index key is not a record id")
+        out.append(record)
+        if len(out) >= limit:
+            break
+    return out
+
+
 def transition_at(store: KeyValueStore, header: Header, index: int,
                   record_id: bytes) -> Transition:
     block = entries(store, header)

@@ -85,6 +85,8 @@ ROUTES: dict[tuple[str, str], Rule] = {
     # Committed blocks with their envelopes, as GET /v1/blocks/{h}?envelopes=1.
     ("GET", "/v1/stream"): rule(*RECORDS, MONITOR_ROLE, public_read=True),
     ("GET", "/v1/breakers"): rule(*RECORDS, MONITOR_ROLE, REVIEW_ROLE, public_read=True),
+    # The review queue (PROTOCOL §10.10): reviewers, and readers and auditors.
+    ("GET", "/v1/reviews"): rule(*RECORDS, REVIEW_ROLE),
     ("GET", "/health"): rule(auth=NONE),
     ("GET", "/v1/sync/blocks"): rule(auth=VALIDATOR),
     ("GET", "/v1/sync/snapshot"): rule(auth=VALIDATOR),

@@ -21,6 +21,7 @@ from .api_middleware import make_middlewares
 from .auth import Authenticator, make_auth_middleware
 from .api_node import NodeRoutes
 from .api_records import RecordRoutes
+from .api_reviews import ReviewRoutes
 from .ratelimit import ClientLimits
 from .explorer import Explorer
 
@@ -45,6 +46,7 @@ def route_groups(node: ApiBackend, *, max_envelopes: int, max_trace_depth: int,
                      max_trace_nodes=max_trace_nodes),
         ChainRoutes(node),
         EvaluateRoutes(node),
+        ReviewRoutes(node),
         NodeRoutes(node, max_envelopes=max_envelopes, max_trace_depth=max_trace_depth,
                    genesis_json=genesis_json),
         Explorer(),

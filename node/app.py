@@ -50,6 +50,7 @@ from .checkpoints import Checkpoints
 from .peer_messages import (CompactProposal, ConsensusMessage, Cosign, Fetched, Records, Sigs,
                             Status, Want, WantSigs)
 from .breakers import BreakerTracker
+from .reviews import ReviewMetrics
 from .webhooks import Webhooks
 from .stream import BlockStream
 from .statesync import HistoryBackfill, join_by_snapshot, snapshot_response
@@ -97,6 +98,7 @@ class Node:
         self._checkpoints: Checkpoints | None = None
         self.stream = BlockStream(config.settings.stream, self.metrics)
         self.breakers: BreakerTracker | None = None
+        self.reviews: ReviewMetrics | None = None
         self.webhooks: Webhooks | None = None
 
     @property
@@ -230,6 +232,7 @@ class Node:
                        asyncio.create_task(self._status_loop(), name="status")]
         self.webhooks = self._webhooks()
         self.breakers = BreakerTracker(self.chain, self.metrics, notify=self.webhooks.notify)
+        self.reviews = ReviewMetrics(self.chain, self.metrics)
         if self.webhooks.urls:
             self._tasks.append(asyncio.create_task(self.webhooks.run(), name="webhooks"))
         if self.chain.history_gap:
@@ -471,6 +474,8 @@ class Node:
         self.stream.committed(header.height)
         if self.breakers is not None:
             self.breakers.committed(header.height)
+        if self.reviews is not None:
+            self.reviews.committed(header.height, header.time)
         for env in envelopes:
             if env.record.kind in ("gov.scope.pause", "gov.scope.resume") \
                     and self.webhooks is not None:

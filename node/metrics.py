@@ -52,6 +52,10 @@ OUTBOUND_DROP_REASONS = ("full", "stale")
 HTTP_TIMEOUT_REASONS = ("head", "idle")
 ADMISSION_SOURCES = ("api", "gossip")
 COMMIT_SOURCES = ("consensus", "sync")
+REVIEW_FINAL_STATUSES = ("approved", "expired", "rejected")
+# Seconds a record waits for people: a second to a week.
+REVIEW_QUEUE_BUCKETS = (1.0, 10.0, 60.0, 300.0, 900.0, 3600.0, 14_400.0, 86_400.0,
+                        259_200.0, 604_800.0)
 ASSEMBLY_OUTCOMES = ("immediate", "parked", "completed", "dropped", "fetches", "fetched")
 
 # Request-latency children kept at hand (route, method, status); past this
@@ -184,6 +188,20 @@ class Metrics:
             "start", ["to"], registry=r)
         for to in ("open", "closed"):
             self.breaker_transitions.labels(to=to)
+
+        self.review_open = Gauge(
+            "ledger_review_queue_open", "Records waiting for people at the tip: held for "
+            "approvals (held) or open for review (review), PROTOCOL §10.10", ["status"],
+            registry=r)
+        self.review_time_in_queue = Histogram(
+            "ledger_review_time_in_queue_seconds", "Block time from a held or in-review "
+            "record's commit to the block deciding it (approved, expired, rejected), for "
+            "blocks committed since start", ["status"], buckets=REVIEW_QUEUE_BUCKETS,
+            registry=r)
+        for status in ("held", "review"):
+            self.review_open.labels(status=status)
+        for status in REVIEW_FINAL_STATUSES:
+            self.review_time_in_queue.labels(status=status)
 
         self.webhooks = Counter(
             "ledger_webhooks", "Incident webhook deliveries by outcome: delivered, failed after "

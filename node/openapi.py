@@ -102,6 +102,28 @@ def _schemas(max_envelopes: int) -> dict[str, Any]:
                     "reviewer": HEX32, "record": HEX32})},
             }, required=["outcome", "rule", "reason", "approvals", "role", "policy_version",
                          "deadline", "status"]),
+        "Reviews": _obj({
+            "state": {"type": "string", "enum": ["open", "decided"]},
+            "height": UINT, "time": UINT, "open": UINT,
+            "reviews": {"type": "array", "items": _obj({
+                "record": HEX32, "height": {"type": "integer", "minimum": 1},
+                "kind": {"type": "string"}, "submitter": HEX32,
+                "origin": {"type": "object", "additionalProperties": {"type": "string"}},
+                "amount": {"type": "integer"}, "currency": {"type": "string"},
+                "since": UINT, "age_ms": UINT, "decided_time": UINT,
+                "verdict": _ref("Verdict"),
+                "alerts": {"type": "array", "items": _obj({
+                    "record": HEX32, "height": UINT, "monitor": HEX32, "score": UINT,
+                    "detector": {"type": "string"}, "version": {"type": "string"}})},
+                "decisions": {"type": "array", "items": _obj({
+                    "record": HEX32, "height": UINT, "kind": {"type": "string"},
+                    "decision": {"type": "string", "enum": ["approve", "reject", "escalate"]},
+                    "reviewer": HEX32, "note": {"type": "string"},
+                    "counted": {"type": "boolean"}, "reason": {"type": "string"}})},
+                "children_truncated": {"type": "boolean"},
+            }, required=["record"])},
+            "next": {"type": ["string", "null"]},
+        }),
         "Certificate": _obj({
             "height": {"type": "integer", "minimum": 1}, "round": UINT, "block": HEX32,
             "signatures": {"type": "array", "items": _obj({
@@ -371,6 +393,20 @@ def openapi_spec(*, max_envelopes: int = 5000, max_trace_depth: int = 64) -> dic
                 "transitions": {"type": "array", "items": {"type": "object"}},
                 "flooded_alerts": {"type": "integer", "minimum": 0},
             })}}}),
+        "/v1/reviews": _get(
+            "The review queue: records held for approvals or open for review (state=open), "
+            "or decided (state=decided), with verdict, age, alerts and decisions "
+            "(PROTOCOL §10.10)",
+            _json(_ref("Reviews"), "one page of the queue"),
+            [{"name": "state", "in": "query", "required": False,
+              "schema": {"type": "string", "enum": ["open", "decided"]}},
+             _query("limit", "records per page (default 50)", 1, 200),
+             {"name": "after", "in": "query", "required": False,
+              "description": "the previous page's next",
+              "schema": {"type": "string", "pattern": "^([0-9]{1,20}|[0-9a-f]{64})$"}},
+             {"name": "record", "in": "query", "required": False,
+              "description": "one committed record instead of a page", "schema": HEX32}],
+            (400, 404, 429, 503)),
         "/v1/stream": _get(
             "Committed blocks with their certificates as server-sent events, from a height "
             "on and then live as they commit (PROTOCOL §12.1)",

@@ -192,6 +192,13 @@ def test_result_types_match_the_node_openapi_description() -> None:
         (types.ConsistencyDoc, schemas["Consistency"]),
         (types.PeerDoc, schemas["Peer"]),
         (types.StatusDoc, schemas["Status"]),
+        (types.ReviewsDoc, schemas["Reviews"]),
+        (types.ReviewItemDoc, schemas["Reviews"]["properties"]["reviews"]["items"]),
+        (types.ReviewAlertDoc,
+         schemas["Reviews"]["properties"]["reviews"]["items"]["properties"]["alerts"]["items"]),
+        (types.ReviewDecisionDoc,
+         schemas["Reviews"]["properties"]["reviews"]["items"]["properties"]["decisions"]["items"]),
+        (types.VerdictDoc, schemas["Verdict"]),
     ]
     for typed, schema in pairs:
         keys = typed.__required_keys__ | typed.__optional_keys__
