@@ -59,13 +59,13 @@ log = logging.getLogger("harness.byzantine")
 MODES = ("equivocate", "withhold-gossip")
 
 
-Send = Callable[[int | None, bytes], None]
+Send = Callable[[bytes | None, bytes], None]  # (a peer's validator key or None, message)
 
 
-def wrap_send(send: Send, *, key: SigningKey, me: int, n: int, chain: str,
+def wrap_send(send: Send, *, key: SigningKey, me: int, peers: list[bytes], chain: str,
               stats: dict[str, int] | None = None) -> Send:
-    """A consensus ``send(peer, message)`` that equivocates (see the module doc)."""
-    peers = [i for i in range(n) if i != me]
+    """A consensus ``send(peer, message)`` that equivocates (see the module doc):
+    ``peers`` are the other validators' keys, in genesis order."""
     counts = stats if stats is not None else {}
 
     def conflicting_vote(sv: SignedVote) -> bytes:
@@ -80,21 +80,22 @@ def wrap_send(send: Send, *, key: SigningKey, me: int, n: int, chain: str,
         return encode_message(sign_proposal(header, p.envelopes, p.round, p.pol_round, key,
                                             p.pol))
 
-    def byzantine_send(peer: int | None, message: bytes) -> None:
+    def byzantine_send(peer: bytes | None, message: bytes) -> None:
         try:
             msg: Any = decode_message(message)
         except Exception:  # noqa: BLE001 - not ours to judge: pass it on unchanged
             send(peer, message)
             return
         targets = peers if peer is None else [peer]
+        half = {p for i, p in enumerate(peers) if i % 2 == 1}
         if isinstance(msg, Proposal):
             alt = conflicting_proposal(msg)
             for t in targets:
-                send(t, message if t % 2 == 0 else alt)
+                send(t, message if t not in half else alt)
         elif isinstance(msg, SignedVote):
             alt = conflicting_vote(msg)
             for t in targets:
-                first, second = (message, alt) if t % 2 == 0 else (alt, message)
+                first, second = (message, alt) if t not in half else (alt, message)
                 send(t, first)
                 send(t, second)
         else:
@@ -118,9 +119,10 @@ def install(node: Any, mode: str = "equivocate") -> dict[str, int]:
         log.warning("TEST-ONLY Byzantine mode: validator %d withholds gossip",
                     cfg.validator.index)
         return stats
-    node._send_consensus = wrap_send(node._send_consensus, key=cfg.key,
-                                     me=cfg.validator.index, n=node.genesis.n,
-                                     chain=node.genesis.chain, stats=stats)
+    node._send_consensus = wrap_send(
+        node._send_consensus, key=cfg.key, me=cfg.validator.index,
+        peers=[v.pubkey for v in node.genesis.validators if v.index != cfg.validator.index],
+        chain=node.genesis.chain, stats=stats)
     return stats
 
 

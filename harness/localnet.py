@@ -30,7 +30,7 @@ from ledger.genesis import Genesis, load_genesis
 from ledger.keys import load_key_file, write_key_file
 from ledger.reqsig import RequestSigner
 
-from node.cluster import _die_with_parent, init_cluster, node_command
+from node.cluster import _die_with_parent, init_cluster, node_command, node_toml
 
 HARNESS_IDENTITY = "harness"  # the key a cluster with auth signs its own requests with
 # Fast consensus for tests: a dead proposer costs about a second.
@@ -92,7 +92,7 @@ class LocalCluster:
     def __init__(self, directory: Path, n: int = 4, *, params: dict[str, Any] | None = None,
                  toml_edits: dict[int, list[tuple[str, str]]] | None = None,
                  submitters: dict[str, list[str]] | None = None, members: bool = False,
-                 tls: bool = False, auth: bool = False) -> None:
+                 tls: bool = False, auth: bool = False, spare: int = 0) -> None:
         """``submitters`` adds genesis submitters (name -> roles) with key files;
         ``members`` writes a member key per node (``keys/member<i>.json``, as
         ``ledger-cluster init`` does) for governance.  With ``tls`` the nodes
@@ -102,12 +102,13 @@ class LocalCluster:
         requests (``get``, ``post``, ``metric``...) are signed with
         ``keys/harness.json``, a genesis submitter with the roles ``audit``
         and ``submit`` (:attr:`harness_key`); otherwise the nodes answer
-        anyone (``auth.insecure_open``)."""
+        anyone (``auth.insecure_open``).  ``spare`` reserves ports for that
+        many validators governance adds later (:meth:`add_validator`)."""
         self.dir = directory
         self.n = n
         self.tls = tls
         self.auth = auth
-        self.base_port = free_base_port(n)
+        self.base_port = free_base_port(n + spare)
         doc = init_cluster(directory, n, self.base_port,
                            params=dict(FAST_PARAMS, **(params or {})), members=members,
                            tls=tls, auth=auth)
@@ -140,6 +141,24 @@ class LocalCluster:
     def signed(self, method: str, url: str, body: bytes | None = None) -> dict[str, str]:
         """Headers signing ``method url`` with the harness key (none without ``auth``)."""
         return self._signer.headers(method, url, body) if self._signer is not None else {}
+
+    def add_validator(self) -> tuple[int, SigningKey, str]:
+        """Files for one more node, not in genesis: its key, ``node<n>/node.toml``
+        (an empty data directory).  Returns ``(index, key, address)``: a
+        ``gov.validator.add`` with that key and address makes it a validator;
+        :meth:`start` runs it (it joins by catching up from the others).
+        Plaintext clusters only (no certificate is made for it)."""
+        if self.tls:
+            raise ValueError("add_validator makes no TLS certificate")
+        i = self.n
+        key = SigningKey.generate()
+        write_key_file(self.dir / "keys" / f"node{i}.json", f"node{i}", key)
+        node_dir = self.dir / f"node{i}"
+        node_dir.mkdir(parents=True, exist_ok=True)
+        (node_dir / "node.toml").write_text(
+            node_toml(i, self.base_port + i, tls=False, auth=self.auth), encoding="utf-8")
+        self.n += 1
+        return i, key, f"127.0.0.1:{self.base_port + i}"
 
     def config(self, i: int) -> Path:
         return self.dir / f"node{i}" / "node.toml"

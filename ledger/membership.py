@@ -143,22 +143,18 @@ class Membership:
     one (as does each verifier), applies each committed block to it, and
     asks :meth:`at` for the set that judges a height."""
 
-    def __init__(self, genesis: Genesis, changes: Sequence[Change] = (), height: int = 0,
-                 *, validator_changes: bool = False) -> None:
+    def __init__(self, genesis: Genesis, changes: Sequence[Change] = (), height: int = 0) -> None:
         self.genesis = genesis
         self.changes = tuple(changes)
         self.height = height  # the last block applied (0: none)
-        # Whether the holder's consensus follows validator-set changes (see
-        # check_envelope); kept by every Membership apply derives.
-        self.validator_changes = validator_changes
         self._base = genesis_state(genesis)
         self._cache: dict[int, State] = {}
         # validators hash -> the first genesis with that set (validator_genesis)
         self._sets: dict[bytes, Genesis] = {}
 
     @classmethod
-    def from_genesis(cls, genesis: Genesis, *, validator_changes: bool = False) -> "Membership":
-        return cls(genesis, validator_changes=validator_changes)
+    def from_genesis(cls, genesis: Genesis) -> "Membership":
+        return cls(genesis)
 
     def _fold(self, changes: Iterable[Change]) -> State:
         state = self._base
@@ -291,16 +287,14 @@ class Membership:
             if not is_governance(envelope):
                 continue
             change = current.check_governance(envelope, height, signatures=signatures)
-            current = Membership(self.genesis, current.changes + (change,), height,
-                                 validator_changes=self.validator_changes)
+            current = Membership(self.genesis, current.changes + (change,), height)
             current._sets = self._sets
         if current is self:
             if height == self.height:
                 return self
             # The same changes answer every height the same: keep what was
             # folded (a node applies every block, most without governance).
-            same = Membership(self.genesis, self.changes, height,
-                              validator_changes=self.validator_changes)
+            same = Membership(self.genesis, self.changes, height)
             same._cache = self._cache
             same._sets = self._sets
             return same
@@ -340,24 +334,12 @@ def check_record_in(state: State, envelope: Envelope, height: int, *, signatures
         verify_signatures(envelope)
 
 
-class ValidatorChangeNotApplied(GovernanceError):
-    """A validator-set change offered to a node: nodes do not yet switch
-    their consensus to a new validator set (PROTOCOL §9, Status), so such a
-    record is refused at admission and a block holding one is invalid."""
-
-
 def check_envelope(membership: Membership, envelope: Envelope, height: int, *,
                    signatures: bool = True, paused: bool = True) -> None:
     """What a node checks of one record for a block of ``height`` (PROTOCOL
-    §2 and §9.4): the chain, then :meth:`Membership.check`.  Validator-set
-    changes are refused until consensus follows them (see
-    :class:`ValidatorChangeNotApplied`)."""
+    §2 and §9.4): the chain, then :meth:`Membership.check`."""
     record = envelope.record
     if record.chain != membership.genesis.chain:
         raise WrongChain(f"record is for chain {record.chain!r}, "
                          f"not {membership.genesis.chain!r}")
-    if is_governance(envelope) and not membership.validator_changes \
-            and parse_action(record).changes_validators:
-        raise ValidatorChangeNotApplied(
-            "validator-set changes are not applied by nodes yet (PROTOCOL §9, Status)")
     membership.check(envelope, height, signatures=signatures, paused=paused)

@@ -79,7 +79,9 @@ class ApiBackend(Protocol):
     genesis: Genesis
     mempool: Mempool
     metrics: Metrics
-    validator_index: int | None
+
+    @property
+    def validator_index(self) -> int | None: ...
 
     @property
     def chain(self) -> ChainStore: ...

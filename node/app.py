@@ -15,10 +15,10 @@ from typing import Any
 
 from aiohttp import web
 
-from consensus import ConsensusConfig, received
+from consensus import ConsensusConfig
 from ledger.blocks import Header
 from ledger.chain import ChainStore
-from ledger.errors import LedgerError, Unavailable
+from ledger.errors import Unavailable
 from ledger.genesis import Validator
 from ledger.statesync import below_snapshot, history_reason
 from ledger.pending import PendingRecords
@@ -32,7 +32,7 @@ from .api import SERVER_OPTIONS, build_app, parse_uint
 from .auth import Authenticator
 from .ratelimit import ClientLimits, identity_key
 from .operator_http import build_operator_app
-from .assembly import ProposalAssembler, compact_proposal, decode_compact, split_leaves
+from .assembly import ProposalAssembler
 from .backup import AdminServer
 from .chainapp import NodeApplication
 from .config import NodeConfig
@@ -47,8 +47,7 @@ from .mempool import Mempool
 from .mempool_links import AdmittedLeaves, PeerBacklog
 from .metrics import ASSEMBLY_OUTCOMES, Metrics
 from .checkpoints import Checkpoints
-from .peer_messages import (CompactProposal, ConsensusMessage, Cosign, Fetched, Records, Sigs,
-                            Status, Want, WantSigs)
+from .peer_messages import Status, WantSigs
 from .breakers import BreakerTracker
 from .reviews import ReviewMetrics
 from .webhooks import Webhooks
@@ -57,17 +56,17 @@ from .statesync import HistoryBackfill, join_by_snapshot, snapshot_response
 from .sync import BlockSync, serve_blocks
 from .syncauth import check_request, sign_request
 from .transport import PeerTransport, settings_from_config
-from .wire import decode_consensus
+from .validator_set import ValidatorLinks
+from .app_peers import PeerRouting
 
 log = logging.getLogger("node.app")
 
 STATUS_INTERVAL_S = 1.0
 MAX_GOSSIP_BACKLOG = 64  # batches of gossiped envelopes waiting for admission (up to 500 each)
 
-class Node:
+class Node(PeerRouting):
     def __init__(self, config: NodeConfig, log_ctx: LogContext,
                  fail: FailStop | None = None) -> None:
-        assert config.validator is not None
         # Every write to the store and every commit/persist effect ends here
         # on failure: the process exits (node/failstop.py).
         self.fail = fail or FailStop()
@@ -76,7 +75,6 @@ class Node:
         self.log_ctx = log_ctx
         self.name = config.name
         self.genesis = config.genesis
-        self.validator_index: int | None = config.validator.index
         self.metrics = Metrics()
         self._chain: ChainStore | None = None
         self._runner: web.AppRunner | None = None
@@ -100,6 +98,15 @@ class Node:
         self.breakers: BreakerTracker | None = None
         self.reviews: ReviewMetrics | None = None
         self.webhooks: Webhooks | None = None
+        self.links: ValidatorLinks | None = None
+
+    @property
+    def validator_index(self) -> int | None:
+        """Our index in the validator set of the height being decided (None:
+        following), or our genesis index before the node started."""
+        if self.driver is not None:
+            return self.driver.machine.me
+        return self.config.validator.index if self.config.validator is not None else None
 
     @property
     def chain(self) -> ChainStore:
@@ -127,12 +134,16 @@ class Node:
         me = self.config.validator.index if self.config.validator is not None else -1
 
         def sign(peer: Validator, target: str) -> dict[str, str]:
+            if self.links is not None:
+                return self.links.sign_sync(peer, target, now_ms())
             return sign_request(self.genesis, cfg.key, me, peer.pubkey, target, now_ms())
 
         if cfg.settings.sync.mode == "snapshot" and next(iter(store.iterate(b"")), None) is None:
             await join_by_snapshot(store, self.genesis, cfg.peers, sign,
                                    cfg.tls.client if cfg.tls is not None else None)
         self._chain = ChainStore(store, self.genesis)
+        # Who we link with and sign as, following the validator set (§9.9).
+        self.links = ValidatorLinks(self.genesis, cfg.keys, self._chain)
         # Verdicts of the next blocks (PROTOCOL §10): the policy evaluator,
         # its state rebuilt from the committed blocks.
         install_policy_engine(self._chain)
@@ -172,18 +183,20 @@ class Node:
             self.chain, cfg.peers, self.metrics, batch_blocks=cfg.settings.sync.batch_blocks,
             sign=sign, tls=cfg.tls.client if cfg.tls is not None else None)
         try:
+            if me < 0:
+                raise ValueError("this node's key is not a genesis validator's")
             self._checkpoints = Checkpoints(self.genesis, self.chain, me, cfg.key,
                                             self._send_cosign, cfg.witnesses)
         except ValueError as exc:
             log.warning("no C2SP checkpoints: %s", exc)
         self.metrics.on_scrape(self._publish_peer_heights)
         self.metrics.on_scrape(self._publish_health)
-        self.transport = PeerTransport(self.genesis, cfg.key, cfg.peers, self.metrics,
+        self.transport = PeerTransport(self.genesis, cfg.key, self.links.peers(), self.metrics,
                                        settings_from_config(cfg.settings.peers),
                                        self._on_frame, self._on_peer_up, tls=cfg.tls)
-        assert cfg.validator is not None
+        self.links.attach(self.transport, self.sync)
         self.driver = Driver(
-            genesis=self.genesis, me=cfg.validator.index, key=cfg.key, chain=self.chain,
+            genesis=self.genesis, keys=cfg.keys, chain=self.chain,
             mempool=self.mempool, app=app, sync=self.sync, metrics=self.metrics,
             log_ctx=self.log_ctx, config=self._consensus_config(), send=self._send_consensus,
             on_committed=self._committed, fail=self.fail,
@@ -241,9 +254,9 @@ class Node:
         self._gc.install()
         tune_after_start()
         since_exec = process_age_s()
-        log.info("node %s started at height %d (validator %d of %d) %.2f s after exec "
+        log.info("node %s started at height %d (validator %s of %d) %.2f s after exec "
                  "(store opened in %.2f s)", self.name, self.chain.height,
-                 cfg.validator.index, self.genesis.n, since_exec, self.store_open_s,
+                 self.validator_index, self.driver.machine.n, since_exec, self.store_open_s,
                  extra={"start_seconds": round(since_exec, 3),
                         "store_open_seconds": round(self.store_open_s, 3)})
 
@@ -287,135 +300,6 @@ class Node:
             self._chain.close()
             self._chain = None
 
-    # -- peer messages -----------------------------------------------------
-
-    def _send_consensus(self, peer: int | None, message: bytes) -> None:
-        assert self.transport is not None
-        compact = compact_proposal(message)
-        if compact is None:
-            body = peer_messages.encode(ConsensusMessage(message))
-        else:
-            # Proposals name their envelopes by leaf hash (node/assembly.py).
-            # Flush gossip first: frames to a peer stay in order, so the
-            # records of the block reach it before the proposal does.
-            self._flush_gossip()
-            body = peer_messages.encode(CompactProposal(*compact))
-        if peer is None:
-            self.transport.broadcast(body)
-        else:
-            self.transport.send(peer, body)
-
-    def _on_frame(self, peer: int, body: bytes) -> None:
-        assert self.driver is not None and self.transport is not None
-        try:
-            msg = peer_messages.decode(body)
-            if isinstance(msg, CompactProposal):
-                proposal, leaves = decode_compact(msg.message, msg.leaves)
-                whole = self.assembler.offer(peer, proposal, leaves, now_ms())
-                if whole is not None:
-                    self.driver.feed_peer(received(whole, now_ms()))
-                else:
-                    self._admitted_leaves.start()
-                    self._assembly_wake.set()
-            elif isinstance(msg, ConsensusMessage):
-                decoded = decode_consensus(msg.message, self.mempool.by_leaf)
-                self.driver.feed_peer(received(decoded, now_ms()))
-            elif isinstance(msg, Records):
-                envs = list(msg.envelopes)
-                try:
-                    self._gossip_in.put_nowait(envs)
-                    self._peer_backlog.queued(len(envs))
-                except asyncio.QueueFull:
-                    self.metrics.frames_dropped.labels(reason="gossip_backlog").inc()
-            elif isinstance(msg, Want):
-                have = [env.envelope_bytes for leaf in split_leaves(msg.leaves)
-                        if (env := self.mempool.by_leaf(leaf)) is not None]
-                self.metrics.envelopes_fetch_served.inc(len(have))
-                self.transport.send(peer, peer_messages.encode(Fetched(tuple(have))))
-            elif isinstance(msg, Fetched):
-                self.assembler.deliver(msg.envelopes)
-                self._assembly_wake.set()
-            elif isinstance(msg, Cosign):
-                if self._checkpoints is not None:
-                    self._checkpoints.offer(peer, msg.height, msg.signature)
-            elif isinstance(msg, WantSigs):
-                if self._checkpoints is not None:
-                    held = self._checkpoints.held(msg.heights)
-                    if held:
-                        self.transport.send(peer, peer_messages.encode(Sigs(tuple(held))))
-            elif isinstance(msg, Sigs):
-                if self._checkpoints is not None and self._checkpoints.relayed(msg.sigs):
-                    self.metrics.frames_dropped.labels(reason="bad_message").inc()
-            else:
-                self.driver.peer_height(peer, msg.height)
-        except (LedgerError, ValueError, TypeError, KeyError) as exc:
-            # BadPeerMessage (a LedgerError) for the peer layer; the
-            # consensus and envelope decoders raise their own.
-            self.metrics.frames_dropped.labels(reason="bad_message").inc()
-            log.info("dropped a bad message from validator %d: %s", peer, exc)
-
-    def _send_cosign(self, height: int, sig: bytes) -> None:
-        if self.transport is not None:
-            self.transport.broadcast(peer_messages.encode(Cosign(height, sig)))
-
-    def _on_peer_up(self, peer: int) -> None:
-        assert self.transport is not None
-        self.transport.send(peer, peer_messages.encode(Status(self.chain.height)))
-
-    def _flush_gossip(self) -> None:
-        assert self.transport is not None
-        limit = self.config.settings.gossip.batch
-        while batch := self.mempool.take_gossip(limit):
-            self.transport.broadcast(peer_messages.encode(Records(tuple(batch))))
-
-    async def _gossip_out(self) -> None:
-        interval_s = self.config.settings.gossip.interval_ms / 1000
-        while True:
-            await asyncio.sleep(interval_s)
-            self._flush_gossip()
-
-    async def _gossip_admit(self) -> None:
-        while True:
-            envs = await self._gossip_in.get()
-            try:
-                if self.chain.history_gap:
-                    continue  # nonces unknown until back-fill ends (node/statesync.py)
-                await self.mempool.admit(envs, "gossip")
-            finally:
-                self._peer_backlog.admitted(len(envs))
-            if len(self.assembler):
-                self._assembly_wake.set()
-
-    async def _assemble(self) -> None:
-        """Complete parked proposals as their envelopes arrive; fetch the
-        ones that do not arrive in time (node/assembly.py)."""
-        assert self.driver is not None and self.transport is not None
-        while True:
-            due = self.assembler.next_due_ms(admission_busy=self._peer_backlog.busy)
-            # A timer that sets the wake event, rather than wait_for: this
-            # loop wakes for every admitted gossip batch while a proposal is
-            # parked, and wait_for costs a task and a cancellation each time.
-            timer = None if due is None else asyncio.get_running_loop().call_later(
-                max(0, due - now_ms()) / 1000, self._assembly_wake.set)
-            await self._assembly_wake.wait()
-            if timer is not None:
-                timer.cancel()
-            self._assembly_wake.clear()
-            if leaves := self._admitted_leaves.take():
-                self.assembler.admitted(leaves)
-            ready, fetches = self.assembler.poll(now_ms(), self.driver.machine.height,
-                                                 admission_busy=self._peer_backlog.busy)
-            for proposal in ready:
-                self.driver.feed_peer(received(proposal, now_ms()))
-            for fetch in fetches:
-                log.info("asking validator %d for %d envelopes of a proposal at height %d",
-                         fetch.peer, len(fetch.leaves), self.driver.machine.height)
-                self.transport.send(fetch.peer, peer_messages.encode(Want(b"".join(fetch.leaves))))
-            if not len(self.assembler):
-                self._admitted_leaves.stop()
-            if ready or fetches:
-                self._publish_assembly()
-
     def _renice_compaction_at_tip(self, source: str) -> None:
         """At the first block committed by consensus (the node is at the tip),
         LevelDB's flushes start waiting for idle CPU: ``storage.compaction_nice``.
@@ -444,7 +328,7 @@ class Node:
         if self._chain is None:
             return
         ours = self._chain.height
-        for peer in self.config.peers:
+        for peer in self.links.book.known() if self.links is not None else ():
             height = self.sync.peer_heights.get(peer.index)
             if height is not None:
                 self.metrics.peer_height.labels(peer=peer.name).set(height)
@@ -454,6 +338,11 @@ class Node:
         assert self.transport is not None
         while True:
             self.transport.broadcast(peer_messages.encode(Status(self.chain.height)))
+            if self.driver is not None and self.links is not None \
+                    and (self.links.following or not self.transport.connected()):
+                # Nobody dials a node outside the set (nor one whose links
+                # all dropped): ask the peers' heights over HTTP.
+                await self.driver.probe_peers()
             self._publish_assembly()
             if self._checkpoints is not None and (short := self._checkpoints.short_of_quorum()):
                 # signatures missed while down or catching up: peers relay theirs
@@ -465,6 +354,8 @@ class Node:
     def _committed(self, header: Header, envelopes: Sequence[Envelope], source: str) -> None:
         self._renice_compaction_at_tip(source)
         self.mempool.committed(envelopes)
+        if self.links is not None:
+            self.links.committed(header.height)
         self.metrics.height.set(header.height)
         self.metrics.log_size.set(header.log_size)
         self.metrics.records_committed.inc(len(envelopes))
@@ -502,10 +393,14 @@ class Node:
             return history_reason(gap)
         if self.driver.syncing:
             return f"catching up with peers (at height {self.chain.height})"
-        reachable = len(self.transport.connected()) + 1
-        if reachable < self.genesis.quorum:
-            return (f"connected to {reachable} of {self.genesis.n} validators; "
-                    f"{self.genesis.quorum} are needed to commit")
+        if self.links is not None and self.links.following:
+            return ("this node follows the chain: none of its keys is in the validator set "
+                    "in force; submit to a validator")
+        machine = self.driver.machine
+        reachable = len(self.transport.connected()) + (0 if machine.me is None else 1)
+        if reachable < machine.quorum:
+            return (f"connected to {reachable} of {machine.n} validators; "
+                    f"{machine.quorum} are needed to commit")
         return None
 
     def consensus_status(self) -> dict[str, Any]:
@@ -532,8 +427,7 @@ class Node:
 
     async def sync_blocks(self, request: web.Request) -> web.StreamResponse:
         s = self.config.settings.sync
-        check_request(self.genesis, self.config.key.public_key, request.headers,
-                      request.raw_path, now_ms(), s.auth_window_ms)
+        self._check_sync(request)
         gap = self.chain.history_gap
         if gap and parse_uint(request, "from", minimum=1) < gap.stop:
             raise below_snapshot(gap, "that block")
@@ -560,7 +454,13 @@ class Node:
         return await self.stream.serve(self.chain, request)
 
     async def sync_snapshot(self, request: web.Request) -> web.Response:
-        s = self.config.settings.sync
-        check_request(self.genesis, self.config.key.public_key, request.headers,
-                      request.raw_path, now_ms(), s.auth_window_ms)
+        self._check_sync(request)
         return snapshot_response(self.chain)
+
+    def _check_sync(self, request: web.Request) -> None:
+        window = self.config.settings.sync.auth_window_ms
+        if self.links is None:
+            check_request(self.genesis, self.config.key.public_key, request.headers,
+                          request.raw_path, now_ms(), window)
+        else:
+            self.links.check_sync(request.headers, request.raw_path, now_ms(), window)

@@ -74,6 +74,14 @@ class NodeConfig:
     tls: NodeTls | None = None
     # [witness] keys, parsed (PROTOCOL §13).
     witnesses: tuple[Witness, ...] = ()
+    # node.rotation_key_files, loaded (PROTOCOL §9.9): with ``key``, every
+    # validator key this node may sign with.
+    rotation_keys: tuple[SigningKey, ...] = ()
+
+    @property
+    def keys(self) -> tuple[SigningKey, ...]:
+        """``key`` then the rotation keys."""
+        return (self.key,) + self.rotation_keys
 
     @property
     def host(self) -> str:
@@ -194,14 +202,25 @@ def load_config(path: str | Path,
                else parse_key_file(read_fd(key_fd), f"the key from file descriptor {key_fd}").key)
     except KeyFileError as exc:
         raise ConfigError("node.key_file", str(exc)) from None
-    index = genesis.validator_index(key.public_key)
-    validator = genesis.validators[index] if index is not None else None
-    if validator is None:
-        # Observers are not part of the contract yet: a node is a validator.
-        raise ConfigError("node.key_file", "the key is not one of the genesis validators")
+    rotation_keys = []
+    for name in node.rotation_key_files.split():
+        try:
+            rotation_keys.append(load_key_file(base / name).key)
+        except KeyFileError as exc:
+            raise ConfigError("node.rotation_key_files", str(exc)) from None
+    own = {k.public_key for k in [key, *rotation_keys]}
+    if len(own) != 1 + len(rotation_keys):
+        raise ConfigError("node.rotation_key_files", "a key is listed twice")
+    # The genesis validator holding one of our keys; none: a validator that
+    # governance added (or will add), which joins the running chain.
+    validator = next((v for v in genesis.validators if v.pubkey in own), None)
+    if validator is None and (key.public_key in genesis.submitters
+                              or key.public_key in genesis.members):
+        raise ConfigError("node.key_file", "the key is a genesis submitter's or member's, "
+                          "not a validator's")
     peers = []
     for v in genesis.validators:
-        if v.index == index:
+        if v.pubkey in own:
             continue
         _split_address(v.address, f"genesis validator {v.name!r} address")
         peers.append(v)
@@ -217,6 +236,7 @@ def load_config(path: str | Path,
         settings=settings,
         retired=retired_keys(doc),
         witnesses=parse_witnesses(settings.witness.keys),
+        rotation_keys=tuple(rotation_keys),
     )
 
 

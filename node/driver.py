@@ -57,7 +57,7 @@ from consensus import (
 )
 from ledger.blocks import Header
 from ledger.chain import ChainStore
-from ledger.crypto import SigningKey, verify_signature
+from ledger.crypto import SigningKey
 from ledger.encoding import canonical
 from ledger.errors import LedgerError
 from ledger.genesis import Genesis, max_faulty
@@ -70,10 +70,11 @@ from .logs import LogContext
 from .mempool import Mempool
 from .metrics import Metrics
 from .sync import BlockSync, FetchedBlock
+from .sigcache import SignatureCache
 
 log = logging.getLogger("node.driver")
 
-Send = Callable[[int | None, bytes], None]  # peer index or None for everyone
+Send = Callable[[bytes | None, bytes], None]  # a peer's validator key, or None for everyone
 Committed = Callable[[Header, Sequence[Envelope], str], None]
 
 # Peer events beyond this many waiting are dropped (timers and our own
@@ -112,36 +113,12 @@ class LoopClock:
         return asyncio.get_running_loop().call_later(delay_s, callback)
 
 
-class SignatureCache:
-    """Successful Ed25519 verifications of consensus messages, remembered.
-
-    A vote reaches us directly, inside a proposal's POL and inside
-    certificates: each distinct (key, domain, message, signature) is checked
-    once.  Only successes are cached, keyed by the exact bytes, so a forged
-    signature is checked (and refused) every time.
-    """
-
-    def __init__(self, capacity: int = 20_000) -> None:
-        self.capacity = capacity  # entries are ~400 bytes: a few MB at most
-        self._ok: set[tuple[bytes, bytes, bytes, bytes]] = set()
-
-    def __call__(self, public_key: bytes, domain: bytes, message: bytes, sig: bytes) -> None:
-        key = (public_key, domain, message, sig)
-        if key in self._ok:
-            return
-        verify_signature(public_key, domain, message, sig)
-        if len(self._ok) >= self.capacity:
-            self._ok.clear()  # cheap bound; the working set is one or two heights
-        self._ok.add(key)
-
-
 class Driver:
     def __init__(
         self,
         *,
         genesis: Genesis,
-        me: int,
-        key: SigningKey,
+        keys: Sequence[SigningKey],
         chain: ChainStore,
         mempool: Mempool,
         app: NodeApplication,
@@ -168,9 +145,14 @@ class Driver:
         self.stall_ms = stall_ms
         stored = chain.get_consensus_state()
         persisted = decode_state(stored) if stored is not None else None
-        self.machine = ConsensusMachine(genesis, me, key, app, tip=chain.tip(),
+        # The set in force at each height, from the committed governance
+        # records (PROTOCOL §9.9); we sign with whichever of our keys is in
+        # it, and follow without signing when none is.
+        self.machine = ConsensusMachine(genesis, None, None, app, tip=chain.tip(),
                                         persisted=persisted, config=config,
-                                        check=SignatureCache())
+                                        check=SignatureCache(),
+                                        epochs=lambda h: chain.membership.validator_genesis(h),
+                                        signers={k.public_key: k for k in keys})
         if persisted is not None and persisted.height == self.machine.height:
             log.info("restored consensus state at height %d round %d", persisted.height,
                      persisted.round)
@@ -196,10 +178,10 @@ class Driver:
             asyncio.create_task(self._run(), name="consensus"),
             asyncio.create_task(self._watch_mempool(), name="records-available"),
             asyncio.create_task(self._catch_up_loop(), name="catch-up"),
-            asyncio.create_task(self._probe_peers(), name="probe-peers"),
+            asyncio.create_task(self.probe_peers(), name="probe-peers"),
         ]
 
-    async def _probe_peers(self) -> None:
+    async def probe_peers(self) -> None:
         """On start, learn the peers' heights now rather than from the next
         status gossip, so a node that was down starts catching up at once."""
         assert self._session is not None
@@ -234,7 +216,7 @@ class Driver:
 
     def _height_peers_reached(self) -> int:
         """The height f+1 peers report, so at least one honest node has it."""
-        return self.sync.height_of_at_least(max_faulty(self.genesis.n) + 1)
+        return self.sync.height_of_at_least(max_faulty(self.machine.n) + 1)
 
     def peer_height(self, peer: int, height: int) -> None:
         """A peer's committed height (status gossip): catch up if we fell behind."""
@@ -313,7 +295,9 @@ class Driver:
         elif isinstance(effect, Broadcast):
             self.send(None, encode_message(effect.message))
         elif isinstance(effect, SendTo):
-            self.send(effect.validator, encode_message(effect.message))
+            key = effect.key or self.machine.epoch(self.machine.height).validators[
+                effect.validator].pubkey
+            self.send(key, encode_message(effect.message))
         elif isinstance(effect, SetTimer):
             self._set_timer(effect)
         elif isinstance(effect, Commit):

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import os
 import struct
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -84,12 +85,17 @@ def _decode_map(data: Any, kind: str, keys: set[str]) -> dict[str, Any]:
     return value
 
 
-def _validator_key(genesis: Genesis, value: Any, what: str) -> int:
+# A peer key -> the id a node knows it by (None: not a validator it links with).
+PeerIndex = Callable[[bytes], "int | None"]
+
+
+def _validator_key(genesis: Genesis, value: Any, what: str,
+                   index_of: PeerIndex | None = None) -> int:
     if not isinstance(value, bytes):
         raise HandshakeError("malformed", f"{what} must be a public key")
-    index = genesis.validator_index(value)
+    index = (index_of or genesis.validator_index)(value)
     if index is None:
-        raise HandshakeError("unknown_peer", f"{what} is not a genesis validator")
+        raise HandshakeError("unknown_peer", f"{what} is not a validator of the sets in force")
     return index
 
 
@@ -141,19 +147,33 @@ class Hello:
     nonce: bytes
 
 
-def check_hello(genesis: Genesis, me: SigningKey, data: Any) -> Hello:
+def check_hello(genesis: Genesis, me: SigningKey, data: Any,
+                index_of: PeerIndex | None = None) -> Hello:
+    """The dialer's hello, checked; ``index_of`` names the validators this
+    node links with (default: the genesis set, by genesis index)."""
     msg = _decode_map(data, "hello", {"t", "chain", "from", "to", "nonce"})
     if msg["chain"] != genesis.chain:
         raise HandshakeError("wrong_chain", f"peer is on chain {msg['chain']!r}")
     if msg["to"] != me.public_key:
         raise HandshakeError("wrong_peer", "hello is addressed to another validator")
-    index = _validator_key(genesis, msg["from"], "dialer")
+    index = _validator_key(genesis, msg["from"], "dialer", index_of)
     if msg["from"] == me.public_key:
         raise HandshakeError("wrong_peer", "a node cannot dial itself")
     nonce = msg["nonce"]
     if not isinstance(nonce, bytes) or len(nonce) != NONCE_LEN:
         raise HandshakeError("malformed", "hello nonce must be 32 bytes")
     return Hello(dialer=msg["from"], dialer_index=index, nonce=nonce)
+
+
+def addressed_to(data: Any) -> bytes | None:
+    """The ``to`` key of what looks like a hello (None otherwise): which of
+    its keys a node holding several (around a rotation) answers with."""
+    try:
+        value = decode(bytes(data)) if isinstance(data, (bytes, bytearray)) else None
+    except LedgerError:
+        return None
+    to = value.get("to") if isinstance(value, dict) else None
+    return to if isinstance(to, bytes) else None
 
 
 def challenge(genesis: Genesis, me: SigningKey, h: Hello, my_nonce: bytes,

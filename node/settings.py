@@ -41,7 +41,15 @@ class NodeSettings:
 
     key_file: str = setting(
         doc="Path of this validator's key file (`{\"name\", \"pubkey\", \"seed\"}`, mode 0600). "
-            "Its public key must be one of the genesis validators.")
+            "Its public key is a genesis validator's, or one a `gov.validator.add` record "
+            "added (the node then joins: it catches up from the genesis validators and "
+            "takes part from the height the addition is in force).")
+
+    rotation_key_files: str = setting("",
+        doc="Further validator key files, separated by spaces (each like `key_file`, mode "
+            "0600): the keys this validator rotates to or from (`gov.validator.rotate`, "
+            "PROTOCOL §9.9). At each height the node signs with whichever of its keys is in "
+            "the validator set in force there; with none in force it follows the chain.")
 
     data_dir: str = setting("data",
         doc="Directory of the LevelDB store (blocks, log, indexes, consensus state). "

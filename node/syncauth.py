@@ -17,7 +17,7 @@ that strangers cannot make a node write large answers.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 
 from ledger.crypto import SigningKey, verify_signature
 from ledger.encoding import canonical
@@ -43,18 +43,21 @@ class SyncForbidden(LedgerError):
     code = "forbidden"
 
 
-def _message(chain: str, index: int, server: bytes, target: str, ts_ms: int) -> bytes:
+def _message(chain: str, index: int | bytes, server: bytes, target: str, ts_ms: int) -> bytes:
     return canonical({"chain": chain, "validator": index, "server": server,
                       "target": target, "ts": ts_ms})
 
 
-def sign_request(genesis: Genesis, key: SigningKey, index: int, server: bytes, target: str,
-                 now_ms: int) -> dict[str, str]:
+def sign_request(genesis: Genesis, key: SigningKey, index: int | None, server: bytes,
+                 target: str, now_ms: int) -> dict[str, str]:
     """The headers that authenticate ``GET target`` (path and query) to the
-    validator whose public key is ``server``."""
-    sig = key.sign(SYNC_AUTH_DOMAIN, _message(genesis.chain, index, server, target, now_ms))
-    return {HEADER_VALIDATOR: str(index), HEADER_TIMESTAMP: str(now_ms),
-            HEADER_SIGNATURE: sig.hex()}
+    validator whose public key is ``server``: as genesis validator ``index``,
+    or (``index`` None: a validator added by governance, PROTOCOL §9.9) by
+    public key."""
+    who: int | bytes = key.public_key if index is None or index < 0 else index
+    sig = key.sign(SYNC_AUTH_DOMAIN, _message(genesis.chain, who, server, target, now_ms))
+    return {HEADER_VALIDATOR: who.hex() if isinstance(who, bytes) else str(who),
+            HEADER_TIMESTAMP: str(now_ms), HEADER_SIGNATURE: sig.hex()}
 
 
 def _int_header(headers: Mapping[str, str], name: str, limit: int) -> int:
@@ -67,17 +70,35 @@ def _int_header(headers: Mapping[str, str], name: str, limit: int) -> int:
     return int(raw)
 
 
-def check_request(genesis: Genesis, me: bytes, headers: Mapping[str, str], target: str,
-                  now_ms: int, window_ms: int) -> int:
-    """The index of the validator that signed this request; raises
-    :class:`SyncUnauthorized` (missing, stale or bad signature) or
-    :class:`SyncForbidden` (not another genesis validator)."""
+def _signer(genesis: Genesis, headers: Mapping[str, str],
+            was_validator: Callable[[bytes], bool] | None) -> tuple[int | bytes, bytes]:
+    """``(the signed validator field, its public key)`` of the request."""
+    raw = headers.get(HEADER_VALIDATOR, "")
+    if len(raw) == 64 and raw.isascii() and not raw.isdigit():
+        try:
+            pubkey = bytes.fromhex(raw)
+        except ValueError:
+            raise SyncUnauthorized(f"{HEADER_VALIDATOR} must be an index or a public key "
+                                   "in hex") from None
+        if was_validator is None or not was_validator(pubkey):
+            raise SyncForbidden(f"{raw} is not a validator of this chain")
+        return pubkey, pubkey
     index = _int_header(headers, HEADER_VALIDATOR, 1 << 32)
-    ts_ms = _int_header(headers, HEADER_TIMESTAMP, (1 << 64) - 1)
-    raw_sig = headers.get(HEADER_SIGNATURE, "")
     if not 0 <= index < genesis.n:
         raise SyncForbidden(f"validator {index} is not in genesis")
-    pubkey = genesis.validators[index].pubkey
+    return index, genesis.validators[index].pubkey
+
+
+def check_request(genesis: Genesis, me: bytes, headers: Mapping[str, str], target: str,
+                  now_ms: int, window_ms: int,
+                  was_validator: Callable[[bytes], bool] | None = None) -> int | bytes:
+    """The validator that signed this request (its genesis index, or its
+    public key); raises :class:`SyncUnauthorized` (missing, stale or bad
+    signature) or :class:`SyncForbidden` (not another validator: a genesis
+    index, or a key ``was_validator`` knows)."""
+    ts_ms = _int_header(headers, HEADER_TIMESTAMP, (1 << 64) - 1)
+    raw_sig = headers.get(HEADER_SIGNATURE, "")
+    who, pubkey = _signer(genesis, headers, was_validator)
     if pubkey == me:
         raise SyncForbidden("a node does not sync from itself")
     if abs(now_ms - ts_ms) > window_ms:
@@ -86,7 +107,7 @@ def check_request(genesis: Genesis, me: bytes, headers: Mapping[str, str], targe
     try:
         sig = bytes.fromhex(raw_sig)
         verify_signature(pubkey, SYNC_AUTH_DOMAIN,
-                         _message(genesis.chain, index, me, target, ts_ms), sig)
+                         _message(genesis.chain, who, me, target, ts_ms), sig)
     except (ValueError, BadSignature):
-        raise SyncUnauthorized(f"the signature is not validator {index}'s") from None
-    return index
+        raise SyncUnauthorized(f"the signature is not validator {raw_sig and who!r}'s") from None
+    return who

@@ -21,7 +21,7 @@ import asyncio
 import logging
 import random
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -108,6 +108,13 @@ class PeerTransport:
         self.links: dict[int, _Link] = {
             v.index: _Link(v, asyncio.Queue(settings.queue_size)) for v in peers
         }
+        # The ids of the validators this node links with (node/peers.py); by
+        # default the genesis set by genesis index.
+        self.index_of: Callable[[bytes], int | None] = (
+            lambda key: next((v.index for v in peers if v.pubkey == key), None))
+        self._inbound_of: dict[int, set[web.WebSocketResponse]] = {}
+        # Every key of ours a dialer may address (around a rotation, both).
+        self.own_keys: dict[bytes, SigningKey] = {key.public_key: key}
         self._session: aiohttp.ClientSession | None = None
         self._inbound: set[web.WebSocketResponse] = set()
         self._closing = False
@@ -125,6 +132,44 @@ class PeerTransport:
         self._session = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=None))
         for index, link in self.links.items():
             link.task = asyncio.create_task(self._run_link(link), name=f"peer-link-{index}")
+
+    def set_peers(self, added: Sequence[Validator], removed: Sequence[Validator]) -> None:
+        """The validator set moved (PROTOCOL §9.9): dial ``added`` (by peer
+        id, at their address), stop the links with ``removed`` and close
+        their inbound connections (their frames count for nothing now)."""
+        for v in removed:
+            link = self.links.pop(v.index, None)
+            if link is not None:
+                if link.task is not None:
+                    link.task.cancel()
+                self._set_up(link, False)
+            for ws in list(self._inbound_of.pop(v.index, ())):
+                asyncio.ensure_future(ws.close())
+            log.info("validator %s left the sets in force: link closed", v.name)
+        for v in added:
+            if v.index in self.links:
+                continue
+            link = self.links[v.index] = _Link(v, asyncio.Queue(self.settings.queue_size))
+            self.metrics.init_peer(v.name)
+            if self._session is not None and not self._closing:
+                link.task = asyncio.create_task(self._run_link(link),
+                                                name=f"peer-link-{v.index}")
+            log.info("validator %s joined the sets in force: dialing %s", v.name, v.address)
+
+    def set_key(self, key: SigningKey) -> None:
+        """Sign handshakes and frames with ``key`` from now on (a rotation of
+        our own validator key is in force): links made with the old key are
+        redialed."""
+        if key.public_key == self.key.public_key:
+            return
+        self.key = key
+        for link in self.links.values():
+            if link.task is not None and not self._closing:
+                link.task.cancel()
+                link.task = asyncio.create_task(self._run_link(link),
+                                                name=f"peer-link-{link.validator.index}")
+        for ws in list(self._inbound):
+            asyncio.ensure_future(ws.close())
 
     async def stop(self) -> None:
         self._closing = True
@@ -224,6 +269,7 @@ class PeerTransport:
     async def _connect_and_send(self, link: _Link, url: str) -> None:
         assert self._session is not None
         peer_key = link.validator.pubkey
+        key = self.key  # this connection's, whatever set_key does meanwhile
         async with self._session.ws_connect(
             url,
             heartbeat=self.settings.heartbeat_s,
@@ -232,7 +278,7 @@ class PeerTransport:
             ssl=self.tls.client if self.tls is not None else True,
         ) as ws:
             session = await asyncio.wait_for(
-                self._dial_handshake(ws, peer_key), self.settings.handshake_timeout_s
+                self._dial_handshake(ws, peer_key, key), self.settings.handshake_timeout_s
             )
             self._set_up(link, True)
             log.info("connected to %s", link.validator.name)
@@ -253,7 +299,7 @@ class PeerTransport:
                         raise ConnectionError("peer closed the connection")
                     body = getter.result()
                     seq += 1
-                    await ws.send_bytes(frames.seal(self.key, session, seq, body))
+                    await ws.send_bytes(frames.seal(key, session, seq, body))
                     self.metrics.frames_sent.labels(peer=link.validator.name).inc()
             finally:
                 closed.cancel()
@@ -267,17 +313,18 @@ class PeerTransport:
         async for _msg in ws:
             pass
 
-    async def _dial_handshake(self, ws: aiohttp.ClientWebSocketResponse, peer_key: bytes) -> bytes:
+    async def _dial_handshake(self, ws: aiohttp.ClientWebSocketResponse, peer_key: bytes,
+                              key: SigningKey) -> bytes:
         # The certificate this connection's listener showed us (b"" in plaintext).
         binding = peer_fingerprint(ws.get_extra_info("ssl_object"))
         if self.tls is not None and not binding:
             raise frames.HandshakeError("refused", "the peer link is not TLS")
         nonce = frames.fresh_nonce()
-        await ws.send_bytes(frames.hello(self.genesis, self.key, peer_key, nonce))
+        await ws.send_bytes(frames.hello(self.genesis, key, peer_key, nonce))
         their_nonce = frames.check_challenge(
-            self.genesis, self.key, peer_key, nonce, await _receive_bytes(ws), binding
+            self.genesis, key, peer_key, nonce, await _receive_bytes(ws), binding
         )
-        await ws.send_bytes(frames.auth(self.genesis, self.key, peer_key, their_nonce, binding))
+        await ws.send_bytes(frames.auth(self.genesis, key, peer_key, their_nonce, binding))
         if await _receive_bytes(ws) != frames.READY:
             raise frames.HandshakeError("refused", "listener did not confirm the handshake")
         return frames.session_id(nonce, their_nonce)
@@ -325,10 +372,12 @@ class PeerTransport:
             if link is None:  # our own key: check_hello refuses it, but be explicit
                 return ws
             link.inbound += 1
+            self._inbound_of.setdefault(hello.dialer_index, set()).add(ws)
             await self._receive_frames(ws, hello, session, link.validator.name)
         finally:
             if link is not None:
                 link.inbound -= 1
+                self._inbound_of.get(hello.dialer_index, set()).discard(ws)
             self._inbound.discard(ws)
             await ws.close()
         return ws
@@ -350,10 +399,12 @@ class PeerTransport:
     async def _listen_handshake(self, ws: web.WebSocketResponse) -> tuple[frames.Hello, bytes]:
         # Our own certificate: the one the dialer must have seen on this connection.
         binding = self.tls.fingerprint if self.tls is not None else b""
-        hello = frames.check_hello(self.genesis, self.key, await _receive_bytes(ws))
+        data = await _receive_bytes(ws)
+        me = self.own_keys.get(frames.addressed_to(data) or b"", self.key)
+        hello = frames.check_hello(self.genesis, me, data, self.index_of)
         nonce = frames.fresh_nonce()
-        await ws.send_bytes(frames.challenge(self.genesis, self.key, hello, nonce, binding))
-        frames.check_auth(self.genesis, self.key, hello, nonce, await _receive_bytes(ws),
+        await ws.send_bytes(frames.challenge(self.genesis, me, hello, nonce, binding))
+        frames.check_auth(self.genesis, me, hello, nonce, await _receive_bytes(ws),
                           binding)
         await ws.send_bytes(frames.READY)
         return hello, frames.session_id(hello.nonce, nonce)

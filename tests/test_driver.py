@@ -140,7 +140,7 @@ class Cluster:
                                   max_clock_skew_ms=10_000)
             node = Validator(i, store, chain, mempool, None, fail, exits)  # type: ignore[arg-type]
             node.driver = Driver(
-                genesis=genesis, me=i, key=keys[i], chain=chain, mempool=mempool, app=app,
+                genesis=genesis, keys=[keys[i]], chain=chain, mempool=mempool, app=app,
                 sync=BlockSync(chain, [], metrics), metrics=metrics,
                 log_ctx=LogContext(node=f"node{i}"),
                 config=ConsensusConfig(timeout_propose_ms=1000, timeout_prevote_ms=500,
@@ -149,11 +149,12 @@ class Cluster:
                 clock=clock)
             self.nodes.append(node)
 
-    def _sender(self, me: int) -> Callable[[int | None, bytes], None]:
-        def send(peer: int | None, message: bytes) -> None:
+    def _sender(self, me: int) -> Callable[[bytes | None, bytes], None]:
+        def send(peer: bytes | None, message: bytes) -> None:
             self.nodes[me].sent += 1
             for node in self.nodes:
-                if node.index != me and peer in (None, node.index):
+                key = self.genesis.validators[node.index].pubkey
+                if node.index != me and peer in (None, key):
                     decoded = decode_consensus(message, node.mempool.by_leaf)
                     node.driver.feed_peer(received(decoded, self.clock.now_ms()))
         return send

@@ -55,8 +55,8 @@ async def test_membership_route_and_bundle_versions(client: TestClient[Any, Any]
     old = make_envelope(node.submitter, chain, 1)
     alone = gov_record(chain, node.members[:1], 1, "gov.submitter.add",
                        {"name": "newco", "pubkey": new.public_key, "roles": ["submit"]})
-    grow = gov_record(chain, node.members[:2], 2, "gov.validator.add",
-                      {"name": "v4", "pubkey": new.public_key, "address": "127.0.0.1:1"})
+    grow = gov_record(chain, node.members[:2], 2, "gov.validator.remove",  # not a validator
+                      {"pubkey": new.public_key})
     results = await submit(client, [alone, grow, gov, old, make_envelope(new, chain, 1)])
     assert [r.get("status", r.get("error")) for r in results] \
         == ["too_few_signatures", "bad_governance", "accepted", "accepted", "unknown_submitter"]

@@ -164,12 +164,17 @@ def test_validation_refuses_bad_governance_records() -> None:
     assert code_of(sim, [a, b]) == "conflicting_proposal"
 
 
-def test_validation_refuses_validator_set_changes_nodes_do_not_follow_yet() -> None:
+def test_validation_takes_one_validator_set_change_per_block() -> None:
+    """Nodes follow validator-set changes (PROTOCOL §9.9): one is valid in a
+    block; a second in the same block would take effect at the same height."""
     sim = Sim()
-    extra = make_keys(1, 3_300_000)[0]
+    extra, other = make_keys(2, 3_300_000)
     add = gov_record(sim.genesis.chain, sim.members[:2], 1, "gov.validator.add",
                      {"name": "v4", "pubkey": extra.public_key, "address": "127.0.0.1:1"})
-    assert code_of(sim, [add]) == "bad_governance"
+    sim.validate([add])
+    second = gov_record(sim.genesis.chain, sim.members[:2], 2, "gov.validator.add",
+                        {"name": "v5", "pubkey": other.public_key, "address": "127.0.0.1:2"})
+    assert code_of(sim, [add, second]) == "conflicting_proposal"
 
 
 def test_validation_checks_every_cosignature() -> None:

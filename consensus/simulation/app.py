@@ -30,8 +30,7 @@ NO_SKEW_LIMIT = 1 << 62
 class SimChain:
     """The durable part of a node: survives crashes."""
 
-    def __init__(self, genesis: Genesis, policy: PolicyEngine | None = None,
-                 validator_changes: bool = False) -> None:
+    def __init__(self, genesis: Genesis, policy: PolicyEngine | None = None) -> None:
         self.genesis = genesis
         # Verdicts (PROTOCOL §10.5): this node's policy engine and held records.
         self.verdicts = VerdictState(policy)
@@ -42,7 +41,7 @@ class SimChain:
         self.leaves: list[bytes] = []
         self.index_of: dict[bytes, int] = {}
         self.nonces: dict[tuple[bytes, int], bytes] = {}  # -> the record id that used it
-        self.membership = Membership.from_genesis(genesis, validator_changes=validator_changes)
+        self.membership = Membership.from_genesis(genesis)
 
     @property
     def height(self) -> int:

@@ -105,7 +105,7 @@ class Checker:
         # The membership re-derived from this chain's own blocks (PROTOCOL
         # §9.3): each header and certificate is judged by the set in force
         # at its height, each governance record against the rules.
-        membership = Membership.from_genesis(self.genesis, validator_changes=True)
+        membership = Membership.from_genesis(self.genesis)
         leaves: list[bytes] = []
         index_of: dict[bytes, int] = {}
         nonces: set[tuple[bytes, int]] = set()

@@ -72,7 +72,7 @@ class SimNode:
         self.signers[self.key.public_key] = self.signer
         self.clock_offset = clock_offset
         self.machine_factory = machine_factory
-        self.chain = SimChain(world.genesis, world.policy_for(validator), world.epochs)
+        self.chain = SimChain(world.genesis, world.policy_for(validator))
         # Survives crashes.  Holds the immutable PersistedState itself: encoding
         # it on every Persist would dominate run time; restarts decode
         # ``to_bytes()`` so the codec is exercised on every restart.
