@@ -436,6 +436,8 @@ def test_ledger_audit_verify_prints_the_verified_verdict(world: World, tmp_path:
             verdict["final_height"], verdict["proven_by"]) == (
         "approve", "large", 1, "approved", 3, "verdict_root")
     assert len(verdict["approved_by"]) == 2
+    result = _cli(world, world.bundle(world.held), tmp_path)
+    assert "status held as of this bundle (a later decision is not excluded)" in result.output
     plain = json.loads(json.dumps(build_bundle(world.chain, world.allowed.id)))
     result = _cli(world, plain, tmp_path)
     assert result.exit_code == 0 and "verdict: not proven by this bundle" in result.output

@@ -17,7 +17,7 @@ import click
 from rich.text import Text
 
 from ledger.errors import VerificationError
-from ledger.verdicts import verdict_lines
+from ledger.verdicts import Status, verdict_lines
 from ledger.verify import VerifiedBundle, verify_bundle
 from ledger.verify_verdicts import VerifiedVerdict
 
@@ -71,7 +71,9 @@ def verdict_text(verified: VerifiedBundle) -> Text:
     where = (f"its entry {found.index} under the verdict root of block {verified.height}"
              if found.committed else f"block {verified.height} is version 1: no policy")
     final = (f" at block {found.transition_height} by a proven transition"
-             if found.transition is not None else "")
+             if found.transition is not None else
+             " as of this bundle (a later decision is not excluded)"
+             if found.status in (Status.HELD, Status.REVIEW) else "")
     return Text.assemble("  verdict: ", untrusted(verdict_lines(found.verdict)),
                          f", status {found.status.value}{final} (verified: {where})")
 
