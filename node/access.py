@@ -78,9 +78,12 @@ ROUTES: dict[tuple[str, str], Rule] = {
     ("GET", "/v1/genesis"): rule(ANYONE, public_read=True),
     ("GET", "/v1/membership"): rule(ANYONE, public_read=True),
     ("GET", "/openapi.json"): rule(ANYONE, public_read=True),
-    ("GET", "/explorer"): rule(ANYONE, public_read=True),
-    ("GET", "/explorer/"): rule(ANYONE, public_read=True),
-    ("GET", "/explorer/{name}"): rule(ANYONE, public_read=True),
+    # The explorer's page and modules: the same static code on every node,
+    # no chain data; a browser cannot sign the request that loads them. The
+    # page signs its API requests with the key the auditor loads (§11.4).
+    ("GET", "/explorer"): rule(auth=NONE),
+    ("GET", "/explorer/"): rule(auth=NONE),
+    ("GET", "/explorer/{name}"): rule(auth=NONE),
     ("GET", "/metrics"): rule(AUDIT_ROLE, MONITOR_ROLE),
     # Committed blocks with their envelopes, as GET /v1/blocks/{h}?envelopes=1.
     ("GET", "/v1/stream"): rule(*RECORDS, MONITOR_ROLE, public_read=True),

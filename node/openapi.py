@@ -444,10 +444,12 @@ def openapi_spec(*, max_envelopes: int = 5000, max_trace_depth: int = 64) -> dic
         "/openapi.json": _get("This document",
                               _json({"type": "object"}, "OpenAPI 3 document"), errors=(503,)),
     }
-    # Every route but /health (and the validators' own, signed their way) is
-    # signed by a registered key and may be refused 401 or 403 (PROTOCOL §11).
+    # Every route but /health, the explorer's static files (and the
+    # validators' own, signed their way) is signed by a registered key and
+    # may be refused 401 or 403 (PROTOCOL §11).
     for path, item in paths.items():
-        if path not in ("/health", "/v1/sync/blocks", "/v1/sync/snapshot"):
+        if path not in ("/health", "/explorer/", "/explorer/{name}", "/v1/sync/blocks",
+                        "/v1/sync/snapshot"):
             for op in item.values():
                 op["responses"].update(_errors(401, 403))
                 op["security"] = [{"RequestSignature": []}]

@@ -8,6 +8,7 @@ import { forgetGenesisFile, loadGenesis, useGenesisFile } from "./genesis.js";
 import { verifyCheckpoint } from "./checkpoint.js";
 import { drawLineage } from "./lineage.js";
 import { riskSummary } from "./risk.js";
+import { UNAUTHENTICATED_HINT, authFetch, keyPanel } from "./sign.js";
 import { VerificationError, fingerprint, verdict, verifyCertifiedBlock } from "./verify.js";
 import { epochAt, epochCache, epochProofOf } from "./verify2.js";
 
@@ -16,8 +17,9 @@ const PAGE = 20;
 const NOT_YET = "not available on this chain yet";
 
 async function api(path) {
-  const answer = await fetch(path, { headers: { Accept: "application/json" } });
+  const answer = await authFetch(path, { Accept: "application/json" });
   const doc = await answer.json().catch(() => ({}));
+  if (answer.status === 401) throw new Error(`${path}: 401 ${doc.message || ""}: ${UNAUTHENTICATED_HINT}`);
   if (!answer.ok) throw new Error(`${path}: ${answer.status} ${doc.error || ""} ${doc.message || ""}`);
   return doc;
 }
@@ -27,21 +29,23 @@ async function api(path) {
 async function showGenesis() {
   const box = document.getElementById("genesis");
   box.replaceChildren();
-  let g;
-  try {
-    g = await loadGenesis();
-  } catch (e) {
-    box.append(el("p", { class: "bad" }, `No genesis to verify against: ${e.message}`));
-    return null;
-  }
-  const validators = await Promise.all(g.parsed.validators.map(async (v) =>
-    el("li", {}, `#${v.index} ${v.name} · key ${await fingerprint(v.pubkey)}`)));
   const input = el("input", { type: "file", id: "genesis-file", accept: ".json,application/json" });
   input.addEventListener("change", async () => {
     if (!input.files.length) return;
     try { await useGenesisFile(input.files[0]); } catch (e) { alert(`Not a genesis file: ${e.message}`); }
     await route();
   });
+  const loadFile = el("label", {}, "Load your genesis file: ", input);
+  let g;
+  try {
+    g = await loadGenesis();
+  } catch (e) {
+    box.append(el("p", { class: "bad" }, `No genesis to verify against: ${e.message}`), loadFile,
+               keyPanel(route));
+    return null;
+  }
+  const validators = await Promise.all(g.parsed.validators.map(async (v) =>
+    el("li", {}, `#${v.index} ${v.name} · key ${await fingerprint(v.pubkey)}`)));
   const reset = el("button", { type: "button" }, "use the node's genesis");
   reset.addEventListener("click", async () => { forgetGenesisFile(); await route(); });
   box.append(
@@ -52,7 +56,7 @@ async function showGenesis() {
     el("ul", { class: "validators" }, validators),
     el("p", { class: "hint" }, "Compare the SHA-256 with your own copy (sha256sum genesis.json), "
        + "or load it here; a node could serve a genesis of its own making."),
-    el("label", {}, "Load your genesis file: ", input), " ", reset);
+    loadFile, " ", reset, keyPanel(route));
   return g.parsed;
 }
 
@@ -113,7 +117,7 @@ async function blockVerdict(block, genesis) {
 // The latest C2SP checkpoint (protocol.md "Checkpoints (C2SP)"), its
 // signatures checked in this page; null when the node serves none yet.
 async function cosignedCheckpoint(genesis) {
-  const answer = await fetch("/checkpoint");
+  const answer = await authFetch("/checkpoint");
   if (!answer.ok) return null;
   const note = await answer.text();
   // Protocol §6 "Checkpoints (C2SP)": nodes sign checkpoints with the

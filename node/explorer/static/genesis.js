@@ -4,6 +4,7 @@
 // bytes is shown so it can be compared with the auditor's copy.
 
 import { sha256, toHex } from "./bytes.js";
+import { UNAUTHENTICATED_HINT, authFetch } from "./sign.js";
 import { parseGenesis } from "./verify.js";
 
 const STORE = "auditledger.genesis";
@@ -23,7 +24,8 @@ export async function loadGenesis() {
     current = await fromBytes(new TextEncoder().encode(text), source);
     return current;
   }
-  const answer = await fetch("/v1/genesis");
+  const answer = await authFetch("/v1/genesis");
+  if (answer.status === 401) throw new Error(`GET /v1/genesis answered 401: ${UNAUTHENTICATED_HINT}`);
   if (!answer.ok) throw new Error(`GET /v1/genesis answered ${answer.status}`);
   current = await fromBytes(new Uint8Array(await answer.arrayBuffer()),
                             "served by this node (GET /v1/genesis)");
