@@ -237,3 +237,31 @@ def test_malloc_mmap_threshold_stays_fixed(threshold: int, took: str, mapped: st
         pytest.skip("no glibc mallinfo2 (glibc < 2.33 or another C library)")
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.split() == [took, mapped]
+
+
+def test_rotation_keys_and_a_validator_not_in_genesis(cluster: Path) -> None:
+    """node.rotation_key_files (PROTOCOL §9.9): further keys, loaded; a key
+    listed twice is refused; a key genesis does not list makes a joining
+    validator (no genesis index, every genesis validator a peer)."""
+    from ledger.crypto import SigningKey
+    from ledger.keys import write_key_file
+
+    path = cluster / "node1" / "node.toml"
+    text = path.read_text()
+    nxt = SigningKey.generate()
+    write_key_file(cluster / "keys" / "next.json", "node1", nxt)
+    path.write_text(text.replace('data_dir = "data"',
+                                 'data_dir = "data"\nrotation_key_files = "../keys/next.json"'))
+    cfg = load_config(path)
+    assert [k.public_key for k in cfg.keys] == [cfg.key.public_key, nxt.public_key]
+    assert cfg.validator is not None and cfg.validator.index == 1 and len(cfg.peers) == 3
+    path.write_text(text.replace('data_dir = "data"',
+                                 'data_dir = "data"\nrotation_key_files = '
+                                 '"../keys/next.json ../keys/next.json"'))
+    with pytest.raises(ConfigError) as info:
+        load_config(path)
+    assert info.value.key == "node.rotation_key_files"
+    path.write_text(text.replace('key_file = "../keys/node1.json"',
+                                 'key_file = "../keys/next.json"'))
+    joining = load_config(path)
+    assert joining.validator is None and [p.index for p in joining.peers] == [0, 1, 2, 3]

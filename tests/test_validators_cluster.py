@@ -3,8 +3,10 @@
 Under a steady trickle of records: a fifth validator is added by a record
 signed by a quorum of members and joins from an empty data directory
 (catching up across the epoch change); with one genesis validator down the
-chain still commits, so the new one signs; then a genesis validator is
-removed (back to four) and follows without signing.  Nothing acknowledged is
+chain still commits, so the new one signs; a validator's key is rotated
+(the node holds both keys, ``node.rotation_key_files``) and the chain again
+needs its new key's votes; then a genesis validator is removed (back to
+four) and follows without signing.  Nothing acknowledged is
 lost, and an auditor holding only the original genesis verifies a bundle
 from each epoch with ``ledger-audit verify``.
 """
@@ -25,7 +27,8 @@ from click.testing import CliRunner
 
 from client.audit.cli import main as audit_main
 from harness.localnet import LocalCluster, until
-from ledger.keys import load_key_file
+from ledger.crypto import SigningKey
+from ledger.keys import load_key_file, write_key_file
 from ledger.records import Envelope, cosign, make_record, sign_record
 from test_governance_cluster import Signer, submit
 
@@ -135,8 +138,35 @@ async def test_add_and_remove_validators_under_load(cluster: LocalCluster,
         epoch_records.append(await commit_one(4, [0, 1, 2, 4]))          # epoch 2: 5 validators
         c.start(3)
         await c.wait_connected([0, 1, 2, 3, 4], 60.0)
+        trickle.targets[:] = [0, 1, 2, 3, 4]
 
-        # 2. Remove node1: back to four; node1 follows, signing nothing.
+        # 2. Rotate node2's key: it holds both (node.rotation_key_files) and
+        # signs with the new one from the height the rotation is in force.
+        new2 = SigningKey.generate()
+        write_key_file(keys / "node2-next.json", "node2", new2)
+        toml = c.config(2).read_text()
+        c.config(2).write_text(toml.replace('data_dir = "data"',
+                                            'data_dir = "data"\n'
+                                            'rotation_key_files = "../keys/node2-next.json"'))
+        c.kill(2)
+        c.start(2)
+        await c.wait_connected([0, 1, 2, 3, 4], 60.0)
+        rotate = gov(3, "gov.validator.rotate", pubkey=c.genesis.validators[2].pubkey,
+                     new_pubkey=new2.public_key)
+        assert await submit(c, 0, [rotate]) == ["accepted"]
+        await c.wait_committed([0, 1, 2, 3, 4], rotate.id.hex())
+        await until(lambda: _rotated_everywhere(c, new2.public_key.hex()), 30.0,
+                    "the rotation in force")
+        await until(lambda: _links(c, [0, 1, 3, 4], 4), 30.0, "links to node2's new key")
+        # With node3 down node2 is needed again: its votes must carry the new key.
+        c.kill(3)
+        trickle.targets[:] = [0, 1, 2, 4]
+        epoch_records.append(await commit_one(2, [0, 1, 2, 4]))          # epoch 3: re-keyed
+        c.start(3)
+        trickle.targets[:] = [0, 1, 2, 3, 4]
+        await until(lambda: _links(c, [0, 1, 2, 3, 4], 4), 60.0, "node3 back")
+
+        # 3. Remove node1: back to four; node1 follows, signing nothing.
         remove = gov(2, "gov.validator.remove", pubkey=c.genesis.validators[1].pubkey)
         assert await submit(c, 2, [remove]) == ["accepted"]
         await c.wait_committed([0, 1, 2, 3, 4], remove.id.hex())
@@ -150,10 +180,10 @@ async def test_add_and_remove_validators_under_load(cluster: LocalCluster,
         # With node2 down the three left (0, 3, 4) are the quorum of four.
         c.kill(2)
         trickle.targets[:] = [0, 3, 4]
-        epoch_records.append(await commit_one(3, [0, 1, 3, 4]))          # epoch 3: 0, 2, 3, 4
+        epoch_records.append(await commit_one(3, [0, 1, 3, 4]))          # epoch 4: 0, 2, 3, 4
         c.start(2)
         trickle.targets[:] = [0, 2, 3, 4]
-        await c.wait_connected([0, 2, 3, 4], 60.0)
+        await until(lambda: _links(c, [0, 2, 3, 4], 3), 60.0, "node2 back")
     finally:
         trickle.running = False
         await loader
@@ -175,6 +205,25 @@ async def test_add_and_remove_validators_under_load(cluster: LocalCluster,
         path.write_text(json.dumps(bundle))
         result = CliRunner().invoke(audit_main, ["verify", str(path), "--genesis", str(genesis)])
         assert result.exit_code == 0, result.output
+
+
+async def _rotated_everywhere(c: LocalCluster, key_hex: str) -> bool:
+    for i in range(c.n):
+        got = await c.try_get(i, "/v1/membership")
+        if got is None or got[0] != 200 or \
+                got[1]["validators"][2]["pubkey"] != key_hex:
+            return False
+    return True
+
+
+async def _links(c: LocalCluster, nodes: list[int], count: int) -> bool:
+    """Each of ``nodes`` has ``count`` peer links up (peer ids move with keys:
+    count them rather than name them)."""
+    for i in nodes:
+        st = await c.status(i)
+        if st is None or sum(1 for p in st["peers"] if p["connected"]) < count:
+            return False
+    return True
 
 
 async def _is_validator(c: LocalCluster, i: int, index: int | None) -> bool:
