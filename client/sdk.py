@@ -145,7 +145,11 @@ class LedgerClient(VerdictCalls, ReviewCalls):
         node for the chain id."""
         self._open_session()
         if self._key is not None and self.chain is None:
-            st = await self.status()
+            try:
+                st = await self.status()
+            except BaseException:
+                await self._close_session()  # no node answered: nothing left open
+                raise
             self.chain = st["chain"]
             self._scanned = int(st["height"])
         return self

@@ -1,0 +1,1 @@
+"""``ledger-review``: the reviewers' console (PROTOCOL §10.10)."""
