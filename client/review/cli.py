@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import time
 from collections.abc import Awaitable, Callable
 from datetime import datetime, timezone
 from pathlib import Path
@@ -223,6 +224,21 @@ def show(record_id: str, key_path: Path, nodes: tuple[str, ...], ca_file: Path |
         out.print("  (more than 256 records name it; its trace lists them all)")
 
 
+async def _committed_case(client: LedgerClient, record_id: str,
+                          timeout: float) -> ReviewItemDoc:
+    """The queue's view of a record just submitted, once it is committed."""
+    deadline = time.monotonic() + timeout
+    delay = 0.05
+    while True:
+        try:
+            return await client.review_case(record_id)
+        except LedgerAPIError as exc:
+            if exc.code != "not_found" or time.monotonic() + delay > deadline:
+                raise
+        await asyncio.sleep(delay)
+        delay = min(delay * 2, 1.0)
+
+
 def _decide(decision: str) -> click.Command:
     @click.command(decision)
     @click.argument("record_id", metavar="ID")
@@ -253,11 +269,16 @@ def _decide(decision: str) -> click.Command:
                 else:
                     rests_on = [a["record"] for a in case.get("alerts", [])][:MAX_RESTS_ON]
             decision_id = await client.decide(rid, decision, note=note, rests_on=rests_on)
-            mine = await client.verdict(decision_id, timeout)
-            target = await client.verdict(rid, timeout)
+            # Read through the queue route, which the role review may read
+            # (GET /v1/records needs read): the decision's verdict once committed.
+            mine = await _committed_case(client, decision_id, timeout)
+            target = await client.review_case(rid)
+            verdict, status = mine.get("verdict"), target.get("verdict")
+            if verdict is None or status is None:
+                raise LedgerClientError("the node does not hold the records' blocks yet")
             return {"decision": decision_id, "kind": decision, "record": rid,
-                    "counted": mine["outcome"] == "allow", "reason": mine["reason"],
-                    "status": target["status"], "rests_on": rests_on}
+                    "counted": verdict["outcome"] == "allow", "reason": verdict["reason"],
+                    "status": status["status"], "rests_on": rests_on}
 
         doc = _run(key_path, nodes, ca_file, go)
         if as_json:
