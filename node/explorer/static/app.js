@@ -7,6 +7,7 @@ import { el, fields, link, short } from "./dom.js";
 import { forgetGenesisFile, loadGenesis, useGenesisFile } from "./genesis.js";
 import { verifyCheckpoint } from "./checkpoint.js";
 import { drawLineage } from "./lineage.js";
+import { reviewsPage } from "./reviews.js";
 import { riskSummary } from "./risk.js";
 import { UNAUTHENTICATED_HINT, authFetch, keyPanel } from "./sign.js";
 import { VerificationError, fingerprint, verdict, verifyCertifiedBlock } from "./verify.js";
@@ -359,6 +360,11 @@ async function route() {
     if (!genesis) throw new Error("load a genesis file to verify anything");
     if (parts[0] === "block" && /^\d+$/.test(parts[1])) await blockPage(Number(parts[1]), genesis);
     else if (parts[0] === "blocks") await blocksPage(Number(parts[1]) || 0);
+    else if (parts[0] === "reviews") {
+      if (!caches.has(genesis)) caches.set(genesis, epochCache(genesis));
+      await reviewsPage(main, api, genesis, caches.get(genesis), parts[1] === "decided" ? "decided" : "open",
+                        /^[0-9a-f]+$/.test(parts[2] || "") ? parts[2] : "");
+    }
     else if (parts[0] === "record" && /^[0-9a-f]{64}$/.test(parts[1])) await recordPage(parts[1], genesis);
     else await headPage(genesis);
   } catch (e) {
