@@ -166,6 +166,12 @@ async def test_queue_decisions_metrics_and_the_case_trace(served: tuple[ReviewNo
     assert set(hops) == {last, flagged, alert}
     assert hops[last]["kind"] == "risk.decision" and hops[last]["parents"] == [flagged, alert]
     assert hops[alert]["parents"] == [flagged]
+    # Their verdict proofs (PROTOCOL §10.11): the decision counted, and the
+    # record's transition to approved names it.
+    assert (hops[last]["verdict"]["outcome"], hops[last]["verdict"]["rule"]) == \
+        ("allow", "review")
+    assert hops[flagged]["verdict"]["status"] == "approved"
+    assert last in hops[flagged]["verdict"]["approved_by"]
 
 
 async def test_queue_refusals(served: tuple[ReviewNode, str], tmp_path: Path) -> None:
