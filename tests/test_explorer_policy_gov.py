@@ -222,3 +222,43 @@ def test_the_page_does_not_compile_cel(browser: Any, origin: str) -> None:  # no
     browser.get(origin + "/")
     got = browser.execute_async_script(JS_VERDICTS, json.dumps(GENESIS.raw), named)
     assert got == {"no_compile": "ok"}
+
+
+RULES = [
+    "record.body.amount > 5000", "record.body.amount > 1.5", "record.body.amount > 1e3",
+    "record.body.amount > .5", "record.body.amount > 0x1F && record.body.amount < 10u",
+    'record.body.note == "a \\" b" || record.origin.system.startsWith("pos")',
+    "record.body.note == 'it''s'", 'record.kind == """multi\nline"""', "r'raw\\d' == record.kind",
+    "record.body.items.exists(x, x > 1 && x < 9)", "record.body.items.map(x, x * 2).size() > 1",
+    "record.body.items.all(p, p.exists(q, q == 1))", "record.body.items.exists(record, true)",
+    "size(record.parents) > 2 && has(record.body.amount)", "timestamp(record.ts) > 1",
+    "matches(record.kind, 'x')", "velocity.acct_1m.count > 3 && velocity.acct_1m.sum < 9",
+    "listed.sanctioned || listed.known", "risk.tier >= 2 && block.time > 0",
+    "record.body.amount > \u0661\u0662", "record.body.amount\u00a0> 3", "record.body.amount\u2028> 3",
+    "record.kind == '\u00e9t\u00e9' && record.body.amount > 3", "record.body.amount > 3 # x",
+    "   ", "", "x" * 2049, "record.body[\"amount\"] > 3", "int(record.body.amount) != 3",
+    "(record.body.amount > 3) ? true : false", "record.body.items.filter(x, (x > 1)).size() == 2",
+]
+
+
+def test_the_page_lexes_rules_as_ledger_policy_does(browser: Any, origin: str) -> None:  # noqa: F811
+    """policy.js's port of ledger/policy/cel.py's lexer: the same rules pass
+    or fail its checks, with the same paths and the same static cost."""
+    from ledger.policy.cel import BadPolicy, analyse, rule_cost
+
+    expected = []
+    for rule in RULES:
+        try:
+            reads = analyse(rule)
+        except BadPolicy:
+            expected.append({"ok": False})
+            continue
+        expected.append({"ok": True, "paths": sorted(".".join(p) for p in reads.paths),
+                         "cost": rule_cost(rule)})
+    assert {e["ok"] for e in expected} == {True, False}
+    browser.get(origin + "/")
+    got = browser.execute_async_script("""
+        const [rules, done] = arguments;
+        import('/explorer/policy.js').then((m) => done(rules.map((r) => m.lexRule(r))))
+          .catch((e) => done({error: String(e && e.stack || e)}));""", RULES)
+    assert got == expected

@@ -157,6 +157,18 @@ function analyse(source) {
   return paths;
 }
 
+// One rule's lexical verdict and cost, for tests/test_explorer_policy_gov.py
+// (ledger/policy/cel.py's analyse and rule_cost): {ok, cost} or {ok, error}.
+export function lexRule(source) {
+  try {
+    const paths = [...new Set(analyse(source).map((p) => p.join(".")))].sort();
+    return { ok: true, paths, cost: Number(ruleCost(source)) };
+  } catch (e) {
+    if (e instanceof PolicyError) return { ok: false };
+    throw e;
+  }
+}
+
 export function ruleCost(source) {
   let cost = 0n;
   const toks = tokenize(source);
