@@ -1,7 +1,8 @@
 """``ledger-witness``: a C2SP witness of one chain (docs/protocol.md §13).
 
 ``cosign`` fetches a recent checkpoint from a node, checks that a quorum of
-the genesis validators signed it, checks that the log grew from the last
+the validators in force at its height signed it (derived from genesis,
+PROTOCOL §9.7), checks that the log grew from the last
 checkpoint this witness cosigned (an RFC 9162 consistency proof from the
 node, verified here; the same size needs the same root), cosigns it
 (tlog-cosignature/v1) and submits the cosignature to the node.  The last
@@ -60,9 +61,13 @@ def write_state(path: Path, doc: dict[str, Any]) -> None:
 
 async def latest_checkpoint(client: LedgerClient, genesis: Genesis) -> tuple[int, note.Checkpoint]:
     """The highest checkpoint among the last heights that carries a quorum
-    of the genesis validators' signatures, verified."""
+    of the validators in force at its height, verified: that set is derived
+    from genesis through the block's epoch proof (PROTOCOL §9.7; genesis's
+    set until a validator change), and the note must state the certified
+    block's log."""
+    from .audit.remote import fetch_head
+
     origin = note.origin(genesis.chain)
-    keys = note.verifiers(origin, list(genesis.validator_keys))
     tip = int((await client.status())["height"])
     for height in range(tip, max(0, tip - LOOK_BACK), -1):
         try:
@@ -71,9 +76,16 @@ async def latest_checkpoint(client: LedgerClient, genesis: Genesis) -> tuple[int
             if exc.code == "not_found":
                 continue
             raise
-        checkpoint = note.open_note(body, keys, genesis.quorum)
+        head = await fetch_head(client, height, genesis)
+        epoch = head.verify(genesis)
+        keys = note.verifiers(origin, [v.pubkey for v in epoch.validators])
+        checkpoint = note.open_note(body, keys, epoch.quorum)
         if checkpoint.origin != origin:
             raise WitnessError(f"checkpoint origin {checkpoint.origin!r} is not {origin!r}")
+        if checkpoint.log_size != head.header.log_size \
+                or not digest_equal(checkpoint.log_root, head.header.log_root):
+            raise WitnessError(f"the checkpoint of height {height} does not state its "
+                               "certified block's log")
         return height, checkpoint
     raise WitnessError(f"no checkpoint with a quorum in the last {LOOK_BACK} heights")
 

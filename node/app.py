@@ -183,9 +183,7 @@ class Node(PeerRouting):
             self.chain, cfg.peers, self.metrics, batch_blocks=cfg.settings.sync.batch_blocks,
             sign=sign, tls=cfg.tls.client if cfg.tls is not None else None)
         try:
-            if me < 0:
-                raise ValueError("this node's key is not a genesis validator's")
-            self._checkpoints = Checkpoints(self.genesis, self.chain, me, cfg.key,
+            self._checkpoints = Checkpoints(self.genesis, self.chain, cfg.keys,
                                             self._send_cosign, cfg.witnesses)
         except ValueError as exc:
             log.warning("no C2SP checkpoints: %s", exc)

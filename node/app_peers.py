@@ -104,8 +104,9 @@ class PeerRouting:
                 self.assembler.deliver(msg.envelopes)
                 self._assembly_wake.set()
             elif isinstance(msg, Cosign):
-                if self._checkpoints is not None:
-                    self._checkpoints.offer(peer, msg.height, msg.signature)
+                signer = self.links.book.key_of(peer) if self.links is not None else None
+                if self._checkpoints is not None and signer is not None:
+                    self._checkpoints.offer_from(signer, msg.height, msg.signature)
             elif isinstance(msg, WantSigs):
                 if self._checkpoints is not None:
                     held = self._checkpoints.held(msg.heights)

@@ -3,8 +3,9 @@
 After each commit the node signs its block's checkpoint text
 (ledger/note.py), keeps the signature and broadcasts it in a ``cosign``
 peer message.  Signatures from peers are verified against the validator set
-in force at that height and kept in the store; a signature for a height the
-node has not committed yet waits (a few heights ahead at most) until it has.
+in force at that height (PROTOCOL §9.9: a validator's key name is its index
+in that set) and kept in the store; a signature for a height the node has
+not committed yet waits (a few heights ahead at most) until it has.
 A node that missed signatures (down, restarting, catching up by block sync)
 asks its peers for those of recent blocks still short of a quorum
 (``want sigs``), and relays what it holds when asked (``sigs``).
@@ -19,7 +20,7 @@ from ledger import note, witness
 from ledger.chain import ChainStore
 from ledger.crypto import SigningKey
 from ledger.errors import BadSignature, NotFound
-from ledger.genesis import Genesis
+from ledger.genesis import Genesis, quorum
 from ledger.blocks import Header
 
 log = logging.getLogger("node.checkpoints")
@@ -33,10 +34,10 @@ LOOK_BACK = 256
 WANT_PER_ASK = 64
 
 
-def validator_keys_at(genesis: Genesis, height: int) -> list[bytes]:
-    """The public keys of the validators in force at ``height``: the genesis
-    set until membership per height lands here (the one place to switch)."""
-    return [v.pubkey for v in genesis.validators]
+def validator_keys_at(chain: ChainStore, height: int) -> list[bytes]:
+    """The public keys of the validators in force at ``height`` (PROTOCOL §9.9),
+    in their order there: a checkpoint's key names count in that set."""
+    return [v.pubkey for v in chain.membership.at(height).validators]
 
 
 def note_blob_id(blob_b64: str) -> bytes:
@@ -46,44 +47,64 @@ def note_blob_id(blob_b64: str) -> bytes:
 
 
 class Checkpoints:
-    def __init__(self, genesis: Genesis, chain: ChainStore, me: int, key: SigningKey,
+    def __init__(self, genesis: Genesis, chain: ChainStore, keys: Sequence[SigningKey],
                  broadcast: Callable[[int, bytes], None],
                  witnesses: Sequence[witness.Witness] = ()) -> None:
+        """``keys``: this node's validator keys; it signs a block's checkpoint
+        with the one in the set in force at the block's height, if any."""
         self.genesis = genesis
         self.witnesses = list(witnesses)
         self.chain = chain
-        self.me = me
-        self.key = key
+        self.keys = {k.public_key: k for k in keys}
         self.origin = note.origin(genesis.chain)
         self._broadcast = broadcast
-        self._waiting: dict[tuple[int, int], bytes] = {}
+        self._waiting: dict[tuple[int, bytes], bytes] = {}  # (height, signer key) -> sig
         self._latest = 0  # highest height known to carry a quorum (0: none yet)
         self._scanned = False
 
     def verifiers(self, height: int) -> list[note.Verifier]:
-        return note.verifiers(self.origin, validator_keys_at(self.genesis, height))
+        return note.verifiers(self.origin, validator_keys_at(self.chain, height))
 
     def quorum(self, height: int) -> int:
-        return self.genesis.quorum
+        return quorum(len(self.chain.membership.at(height).validators))
 
     def _text(self, header: Header) -> bytes:
         return note.checkpoint_text(self.origin, header.log_size, header.log_root)
 
     def committed(self, header: Header) -> None:
-        """Sign our block's checkpoint, keep it, send it to every validator."""
-        sig = note.sign_text(self.key, self._text(header))
-        self._keep(header.height, self.me, sig)
-        self._broadcast(header.height, sig)
-        for (height, validator) in [k for k in self._waiting if k[0] <= header.height]:
-            waiting = self._waiting.pop((height, validator))
+        """Sign our block's checkpoint (with our key in force at its height:
+        a node outside that set signs nothing), keep it, send it to every
+        validator; then check the signatures that waited for this block."""
+        keys = validator_keys_at(self.chain, header.height)
+        for index, pubkey in enumerate(keys):
+            if pubkey in self.keys:
+                sig = note.sign_text(self.keys[pubkey], self._text(header))
+                self._keep(header.height, index, sig)
+                self._broadcast(header.height, sig)
+                break
+        for (height, signer) in [k for k in self._waiting if k[0] <= header.height]:
+            waiting = self._waiting.pop((height, signer))
             if height == header.height:
-                self.offer(validator, height, waiting)
+                self.offer_from(signer, height, waiting)
+
+    def offer_from(self, signer: bytes, height: int, sig: bytes) -> None:
+        """A peer's own signature (``cosign``), named by the key its frames
+        are signed with; BadSignature if it does not verify.  A key outside
+        the set in force at ``height`` counts for nothing."""
+        if height > self.chain.height:
+            if height <= self.chain.height + AHEAD and \
+                    len(self._waiting) < AHEAD * len(self.verifiers(self.chain.height + 1)):
+                self._waiting[(height, signer)] = sig
+            return
+        keys = validator_keys_at(self.chain, height)
+        if signer in keys:
+            self.offer(keys.index(signer), height, sig)
 
     def offer(self, validator: int, height: int, sig: bytes) -> None:
-        """A peer's signature; BadSignature if it does not verify."""
+        """The signature of validator ``validator`` (its index in the set in
+        force at ``height``) over that block's checkpoint, for a committed
+        block; BadSignature if it does not verify."""
         if height > self.chain.height:
-            if height <= self.chain.height + AHEAD and len(self._waiting) < AHEAD * self.genesis.n:
-                self._waiting[(height, validator)] = sig
             return
         header = self.chain.header(height)
         keys = self.verifiers(height)

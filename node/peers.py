@@ -100,6 +100,10 @@ class PeerBook:
                 return v.pubkey
         return None
 
+    def key_of(self, peer: int) -> bytes | None:
+        v = self._known.get(peer)
+        return v.pubkey if v is not None else None
+
     def name(self, peer: int) -> str:
         v = self._known.get(peer)
         return v.name if v is not None else f"peer {peer}"

@@ -26,6 +26,8 @@ import pytest
 from click.testing import CliRunner
 
 from client.audit.cli import main as audit_main
+from client.sdk import LedgerClient
+from client.witness import latest_checkpoint
 from harness.localnet import LocalCluster, until
 from ledger.crypto import SigningKey
 from ledger.keys import load_key_file, write_key_file
@@ -195,6 +197,15 @@ async def test_add_and_remove_validators_under_load(cluster: LocalCluster,
     await c.wait_height([0, 1, 2, 3, 4], tip, 60.0)
     assert len({tuple(await c.header_hashes(i, tip)) for i in range(5)}) == 1
 
+    # The latest C2SP checkpoint is signed by the set in force at its height
+    # (the fourth epoch's: 0, 2, node2's new key, 4), as derived from genesis.
+    async with LedgerClient([c.url(4)], retries=1) as client:
+        cp_height, checkpoint = await latest_checkpoint(client, c.genesis)
+    assert cp_height > (await c.get(0, f"/v1/records/{remove.id.hex()}"))[1]["height"] + 1
+    keys = await _keys_at(c, cp_height)
+    assert c.genesis.validators[1].pubkey.hex() not in keys and new2.public_key.hex() in keys
+    assert len(checkpoint.signers) >= 3
+
     # An auditor holding only the original genesis verifies each epoch's record.
     genesis = c.dir / "genesis.json"
     for n, record in enumerate(epoch_records):
@@ -205,6 +216,13 @@ async def test_add_and_remove_validators_under_load(cluster: LocalCluster,
         path.write_text(json.dumps(bundle))
         result = CliRunner().invoke(audit_main, ["verify", str(path), "--genesis", str(genesis)])
         assert result.exit_code == 0, result.output
+
+
+async def _keys_at(c: LocalCluster, height: int) -> list[str]:
+    """The validator keys in force at ``height`` (hex), as node0 says."""
+    status, doc = await c.get(0, f"/v1/membership?height={height}")
+    assert status == 200, doc
+    return [v["pubkey"] for v in doc["validators"]]
 
 
 async def _rotated_everywhere(c: LocalCluster, key_hex: str) -> bool:

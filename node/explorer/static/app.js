@@ -121,13 +121,19 @@ async function cosignedCheckpoint(genesis) {
   const answer = await authFetch("/checkpoint");
   if (!answer.ok) return null;
   const note = await answer.text();
-  // Protocol §6 "Checkpoints (C2SP)": nodes sign checkpoints with the
-  // genesis validator set (key names by genesis index) until membership
-  // changes apply to checkpoints, so the note is checked against genesis.
-  const result = await verifyCheckpoint(note, genesis);
+  // Signed by the validators in force at its block (Checkpoint-Height,
+  // protocol §6 and §9.9); a wrong height gives a set that did not sign
+  // it, and the check fails.
+  const height = Number(answer.headers.get("Checkpoint-Height"));
+  let found = { epoch: genesis, walked: 0 };
+  if (Number.isSafeInteger(height) && height >= 1) {
+    const block = await api(`/v1/blocks/${height}`);
+    found = await epochOrFailure(height, block.fields.validators, genesis);
+  }
+  const result = found.failure || await verifyCheckpoint(note, found.epoch);
   const box = el("div", { class: `verdict ${result.ok ? "ok" : "failed"}`, id: "checkpoint-verdict",
                           "data-ok": String(result.ok), "data-step": result.step || "" });
-  box.append(result.ok ? signersLine(result.signers, genesis) : failedLine(result));
+  box.append(result.ok ? signersLine(result.signers, found.epoch, found.walked) : failedLine(result));
   return el("div", {},
     result.ok ? fields([["log size", String(result.size)], ["log root", result.root]]) : "",
     box, el("pre", { class: "note" }, note));
