@@ -5,7 +5,7 @@
 import { toHex } from "./bytes.js";
 import { el, fields, link, short } from "./dom.js";
 import { forgetGenesisFile, loadGenesis, useGenesisFile } from "./genesis.js";
-import { verifyCheckpoint } from "./checkpoint.js";
+import { verifyCheckpoint, verifyCosignatures } from "./checkpoint.js";
 import { drawLineage } from "./lineage.js";
 import { reviewsPage } from "./reviews.js";
 import { riskSummary } from "./risk.js";
@@ -136,7 +136,28 @@ async function cosignedCheckpoint(genesis) {
   box.append(result.ok ? signersLine(result.signers, found.epoch, found.walked) : failedLine(result));
   return el("div", {},
     result.ok ? fields([["log size", String(result.size)], ["log root", result.root]]) : "",
-    box, el("pre", { class: "note" }, note));
+    box, result.ok ? await witnessLines(note) : "", el("pre", { class: "note" }, note));
+}
+
+// The witnesses' cosignatures on the note (protocol §13), checked in this
+// page against the witness keys the node lists (GET /v1/checkpoint-keys):
+// the keys are the node's word, so compare them with the witnesses' own.
+async function witnessLines(note) {
+  let keys;
+  try { keys = await api("/v1/checkpoint-keys"); } catch (e) { return ""; }
+  const listed = Array.isArray(keys.witnesses) ? keys.witnesses.filter((w) => typeof w.vkey === "string") : [];
+  if (!listed.length) return "";
+  const found = await verifyCosignatures(note, listed.map((w) => w.vkey));
+  const items = found.map((f, i) => {
+    const name = listed[i].name;
+    if (f === null) return el("li", { "data-witness": name, "data-ok": "absent" }, `${name}: no cosignature on this checkpoint`);
+    const when = f.timestamp === null ? "" : ` at ${new Date(Number(f.timestamp) * 1000).toISOString()} (${f.timestamp})`;
+    return el("li", { "data-witness": name, "data-ok": String(f.ok), class: f.ok ? "" : "bad" },
+              f.ok ? `${name} cosigned${when}: verified in this page` : `${name}: FAILED: ${f.message}`);
+  });
+  return el("div", { id: "checkpoint-witnesses" }, el("strong", {}, "Witness cosignatures"),
+    el("p", { class: "hint" }, "Checked against the witness keys this node lists (GET /v1/checkpoint-keys): "
+       + "compare them with the keys the witnesses publish."), el("ul", {}, items));
 }
 
 async function headPage(genesis) {

@@ -54,3 +54,38 @@ export async function verifyCheckpoint(noteText, genesis) {
     return { ok: false, step: "checkpoint", message: e.message };
   }
 }
+
+// Witness cosignatures (docs/protocol.md §13, C2SP tlog-cosignature/v1) on a
+// checkpoint note, checked against witness verifier keys ``name+<8 hex
+// id>+base64(04 || Ed25519 key)``: for each witness, null (no line of its
+// key) or {name, timestamp, ok, message?}. A line signs "cosignature/v1\n",
+// "time <t>\n" and the note text; its blob is id || t (8 bytes, big-endian)
+// || signature.
+export async function verifyCosignatures(noteText, vkeys) {
+  const sep = noteText.lastIndexOf("\n\n");
+  const text = noteText.slice(0, sep + 1);
+  const lines = sep < 0 ? [] : noteText.slice(sep + 2, -1).split("\n");
+  return Promise.all(vkeys.map(async (vkey) => {
+    const [name, idHex, b64] = [vkey.split("+")[0], vkey.split("+")[1], vkey.split("+").slice(2).join("+")];
+    let key;
+    try { key = fromB64(b64); } catch (e) { return { name, ok: false, timestamp: null, message: "key is not base64" }; }
+    const id = (await sha256(concat(utf8(name), Uint8Array.of(0x0a), key))).subarray(0, 4);
+    if (key.length !== 33 || key[0] !== 0x04 || toHex(id) !== idHex) {
+      return { name, ok: false, timestamp: null, message: "not a cosignature/v1 key (type 04) with its id" };
+    }
+    for (const line of lines) {
+      const parts = line.startsWith(DASH) ? line.slice(DASH.length).split(" ") : [];
+      if (parts.length !== 2 || parts[0] !== name) continue;
+      let blob;
+      try { blob = fromB64(parts[1]); } catch (e) { continue; }
+      if (!equal(blob.subarray(0, 4), id)) continue;  // another key of that name
+      if (blob.length !== 76) return { name, ok: false, timestamp: null, message: "a cosignature is 76 bytes" };
+      const t = new DataView(blob.buffer, blob.byteOffset + 4, 8).getBigUint64(0);
+      if (t > (1n << 63n) - 1n) return { name, ok: false, timestamp: t, message: "timestamp above 2^63 - 1" };
+      const signed = concat(utf8(`cosignature/v1\ntime ${t}\n`), utf8(text));
+      const ok = await verifyEd25519(key.subarray(1), signed, blob.subarray(12));
+      return { name, ok, timestamp: t, message: ok ? "" : "the cosignature does not verify" };
+    }
+    return null;
+  }));
+}
