@@ -217,6 +217,16 @@ async def test_add_and_remove_validators_under_load(cluster: LocalCluster,
         result = CliRunner().invoke(audit_main, ["verify", str(path), "--genesis", str(genesis)])
         assert result.exit_code == 0, result.output
 
+    # ledger-audit export --format tlog-proof checks the latest checkpoint
+    # against the set in force at its block (the fourth epoch's, derived from
+    # genesis through that block's epoch proof), not genesis's.
+    out = tmp_path / "last.tlog-proof"
+    result = await asyncio.to_thread(CliRunner().invoke, audit_main, [
+        "export", epoch_records[-1].id.hex(), "--genesis", str(genesis), "--node", c.url(4),
+        "--format", "tlog-proof", "-o", str(out)])
+    assert result.exit_code == 0, result.output
+    assert out.read_bytes().startswith(b"c2sp.org/tlog-proof@v1\nindex ")
+
 
 async def _keys_at(c: LocalCluster, height: int) -> list[str]:
     """The validator keys in force at ``height`` (hex), as node0 says."""

@@ -17,11 +17,14 @@ import click
 from rich.text import Text
 
 from ledger import note, witness
+from ledger.checkpoint import CertifiedHead
+from ledger.crypto import digest_equal
 from ledger.encoding import from_b64
 from ledger.verify import verify_bundle
 
 from ..sdk import LedgerClient
 from .common import console, load_genesis_file, print_json
+from .remote import fetch_head
 from .remote_cmds import _run, genesis_option, json_option, node_option
 
 
@@ -61,9 +64,14 @@ def export(record_id: str, genesis_path: Path, nodes: tuple[str, ...], fmt: str,
             return json.dumps(bundle, indent=2).encode() + b"\n", f"height {bundle['height']}"
         data = await client.tlog_proof(record_id)
         origin = note.origin(genesis.chain)
-        keys = note.verifiers(origin, [v.pubkey for v in genesis.validators])
+        head = await _checkpoint_head(client, note.parse_tlog_proof(data).note)
+        epoch = head.verify(genesis)  # genesis's set, or the one its epoch proof derives
+        keys = note.verifiers(origin, [v.pubkey for v in epoch.validators])
         proof, cp = note.verify_tlog_proof(data, from_b64(bundle["envelope"], what="envelope"),
-                                           origin, keys, genesis.quorum)
+                                           origin, keys, epoch.quorum)
+        if cp.log_size != head.header.log_size \
+                or not digest_equal(cp.log_root, head.header.log_root):
+            raise note.NoteError(f"the checkpoint does not state block {head.height}'s log")
         if proof.index != bundle["leaf_index"]:
             raise note.NoteError(f"tlog-proof index {proof.index}; the record is leaf "
                                  f"{bundle['leaf_index']}")
@@ -74,6 +82,22 @@ def export(record_id: str, genesis_path: Path, nodes: tuple[str, ...], fmt: str,
         names = "".join(f", witness {c.witness.name}" for c in cosigned)
         return data, (f"checkpoint size {cp.log_size} signed by validators "
                       f"{', '.join(map(str, cp.signers))}{names}")
+
+    async def _checkpoint_head(client: LedgerClient, signed: bytes) -> CertifiedHead:
+        """The certified head (with its epoch proof) of the block whose log
+        the checkpoint states: validators sign a block's checkpoint with
+        their keys in force at its height (PROTOCOL §6, §9.9).  Blocks hold
+        at least one record, so one block has that log size; found by
+        bisection over the node's blocks, then checked against the note."""
+        size = note.parse_text(signed[:signed.find(b"\n\n") + 1])[1]
+        low, high = 1, int((await client.status())["height"])
+        while low < high:
+            mid = (low + high) // 2
+            if int((await client.block(mid))["fields"]["log_size"]) < size:
+                low = mid + 1
+            else:
+                high = mid
+        return await fetch_head(client, low, genesis)
 
     data, what = _run(nodes, as_json, work)
     if output is None:
