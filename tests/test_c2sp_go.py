@@ -98,8 +98,13 @@ async def test_go_verifies_checkpoints_inclusion_and_consistency(
     status, keys = await c.get(1, "/v1/checkpoint-keys")
     assert status == 200 and keys["quorum"] == 3 and len(keys["keys"]) == 4
     assert keys["origin"] == c.genesis.chain + ".auditledger"
+    # The auditor's keys, derived by the Go program from the genesis file
+    # alone; the node serves the same strings.
+    derived = run(c2spcheck, "vkeys", c.dir / "genesis.json")
+    assert derived.returncode == 0 and derived.stderr == "quorum 3\n", derived.stderr
+    assert derived.stdout == "".join(k["vkey"] + "\n" for k in keys["keys"])
     vkeys = tmp_path / "vkeys"
-    vkeys.write_text("".join(k["vkey"] + "\n" for k in keys["keys"]))
+    vkeys.write_text(derived.stdout)
     old = await cosigned(c, 2, 3)
     (tmp_path / "old").write_bytes(old)
     ok = run(c2spcheck, "checkpoint", vkeys, 3, tmp_path / "old")

@@ -3,11 +3,16 @@
 // of the ledger's.  It exits 0 and prints "ok ..." when the check passes,
 // 1 with the reason otherwise.  tests/test_c2sp_go.py builds and runs it.
 //
+//	c2spcheck vkeys GENESIS
 //	c2spcheck [-witnesses WKEYS -wquorum N] checkpoint  VKEYS QUORUM NOTE
 //	c2spcheck inclusion   VKEYS QUORUM TLOGPROOF ENTRY
 //	c2spcheck consistency VKEYS QUORUM OLDNOTE NEWNOTE PROOF
 //
 // VKEYS holds one C2SP verifier key per line; PROOF one base64 hash per line.
+// "vkeys" prints the validators' verifier keys from a genesis file alone
+// (key name "<chain>.auditledger/validator-<i>", note.NewEd25519VerifierKey)
+// and the quorum 2f+1 on stderr: the keys of checkpoints until governance
+// changes the validator set.
 //
 // With -witnesses WKEYS -wquorum N before the command, every note must also
 // carry C2SP tlog-cosignature/v1 cosignatures (Ed25519, key type 0x04) of N
@@ -22,6 +27,7 @@ import (
 	"encoding/base64"
 	"encoding/binary"
 	"encoding/hex"
+	"encoding/json"
 	"errors"
 	"flag"
 	"fmt"
@@ -235,9 +241,39 @@ func parseTlogProof(data []byte) (int64, []tlog.Hash, []byte, error) {
 	return index, path, []byte(s[i+2:]), nil
 }
 
+// genesisVkeys: the verifier keys of the genesis validators, one per line.
+func genesisVkeys(path string) {
+	var doc struct {
+		Chain      string `json:"chain"`
+		Validators []struct {
+			Pubkey string `json:"pubkey"`
+		} `json:"validators"`
+	}
+	if err := json.Unmarshal(readFile(path), &doc); err != nil {
+		fail(fmt.Errorf("genesis: %v", err))
+	}
+	for i, v := range doc.Validators {
+		pub, err := hex.DecodeString(v.Pubkey)
+		if err != nil || len(pub) != ed25519.PublicKeySize {
+			fail(fmt.Errorf("genesis validator %d: pubkey is not 32 bytes of hex", i))
+		}
+		name := fmt.Sprintf("%s.auditledger/validator-%d", doc.Chain, i)
+		vkey, err := note.NewEd25519VerifierKey(name, ed25519.PublicKey(pub))
+		if err != nil {
+			fail(err)
+		}
+		fmt.Println(vkey)
+	}
+	fmt.Fprintf(os.Stderr, "quorum %d\n", 2*len(doc.Validators)/3+1)
+}
+
 func main() {
 	flag.Parse()
 	args := append([]string{os.Args[0]}, flag.Args()...)
+	if len(args) == 3 && args[1] == "vkeys" {
+		genesisVkeys(args[2])
+		return
+	}
 	if len(args) < 5 {
 		fail(errors.New("usage: c2spcheck [-witnesses WKEYS -wquorum N] checkpoint|inclusion|consistency VKEYS QUORUM ..."))
 	}
