@@ -128,8 +128,10 @@ class Cluster:
         self.genesis = genesis
         self.submitter = submitter
         self.clock = clock
+        self.keys = keys
+        self.down: set[int] = set()  # nodes taken out: nothing is delivered to them
         self.nodes: list[Validator] = []
-        for i in range(N):
+        for i in range(len(keys)):
             store = FlakyStore()
             exits = Exits()
             fail = FailStop(exit=exits)
@@ -153,8 +155,8 @@ class Cluster:
         def send(peer: bytes | None, message: bytes) -> None:
             self.nodes[me].sent += 1
             for node in self.nodes:
-                key = self.genesis.validators[node.index].pubkey
-                if node.index != me and peer in (None, key):
+                key = self.keys[node.index].public_key
+                if node.index != me and node.index not in self.down and peer in (None, key):
                     decoded = decode_consensus(message, node.mempool.by_leaf)
                     node.driver.feed_peer(received(decoded, self.clock.now_ms()))
         return send
@@ -170,7 +172,8 @@ class Cluster:
         idle = 0
         while idle < 3:
             await asyncio.sleep(0)
-            busy = any(n.driver._events for n in self.nodes if n.fail.stopped is None)
+            busy = any(n.driver._events for n in self.nodes
+                       if n.fail.stopped is None and n.index not in self.down)
             idle = 0 if busy else idle + 1
 
     async def run_until(self, done: Callable[[], bool], step_ms: int = 10) -> None:
@@ -302,3 +305,48 @@ async def test_a_commit_that_raises_stops_the_validator(world, caplog, monkeypat
         await _assert_stopped_for_good(cluster, faulty)
     finally:
         await stop(cluster)
+
+
+async def test_an_added_validator_signs_from_its_epoch_in_process() -> None:
+    """PROTOCOL §9.9 through the production driver: a fifth node, not in
+    genesis, follows from block 1 (signing nothing); a gov.validator.add
+    makes it validator 4 two blocks after its commit, and then, with a
+    genesis validator stopped, the five-validator quorum (4) needs its votes."""
+    from govhelpers import gov_genesis, gov_record
+    from helpers import make_keys
+
+    genesis, vkeys, members, submitter = gov_genesis()
+    extra = make_keys(1, 3_900_000)[0]
+    cluster = Cluster(genesis, vkeys + [extra], submitter, FakeClock())
+    for node in cluster.nodes:
+        await node.driver.start()
+    try:
+        fifth = cluster.nodes[4]
+        assert fifth.driver.machine.me is None
+        add = gov_record(genesis.chain, members[:2], 1, "gov.validator.add",
+                         {"name": "v4", "pubkey": extra.public_key, "address": "127.0.0.1:1"})
+        await cluster.submit([add])
+        await cluster.run_until(lambda: all(n.chain.record_location(add.id) is not None
+                                            for n in cluster.nodes))
+        committed = cluster.nodes[0].chain.record_location(add.id)
+        assert committed is not None
+        nonce = 100
+        while fifth.chain.height < committed[0] + 2:
+            nonce += 1
+            await cluster.submit([make_envelope(submitter, genesis.chain, nonce)])
+            await cluster.run_until(lambda: fifth.chain.height >= cluster.nodes[0].chain.height)
+        assert fifth.driver.machine.me == 4 and fifth.driver.machine.n == 5
+        await cluster.nodes[3].driver.stop()
+        cluster.down.add(3)
+        live = [n for n in cluster.nodes if n.index != 3]
+        late = make_envelope(submitter, genesis.chain, 999)
+        await cluster.submit([late])
+        await cluster.run_until(lambda: all(n.chain.record_location(late.id) is not None
+                                            for n in live))
+        height = live[0].chain.record_location(late.id)[0]  # type: ignore[index]
+        cert = live[0].chain.certificate(height)
+        assert cert is not None and 4 in {i for i, _ in cert.signatures}
+        assert len({n.chain.header(height).hash for n in live}) == 1  # type: ignore[union-attr]
+    finally:
+        for node in cluster.nodes:
+            await node.driver.stop()
