@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass, field
+from functools import lru_cache
 from pathlib import Path
 from typing import Any, Mapping
 
@@ -143,6 +144,11 @@ PUBLIC_READ_PARAM = "public_read"
 
 def validators_hash(pubkeys: list[bytes] | tuple[bytes, ...]) -> bytes:
     """``H(canonical([pubkey0, pubkey1, ...]))`` in genesis order (§4)."""
+    return _validators_hash(tuple(pubkeys))
+
+
+@lru_cache(maxsize=1024)
+def _validators_hash(pubkeys: tuple[bytes, ...]) -> bytes:
     return H(canonical(list(pubkeys)))
 
 

@@ -11,6 +11,7 @@ live in :mod:`ledger.governance`; this module keeps the history and answers
 from __future__ import annotations
 
 from dataclasses import dataclass, field, replace
+from functools import cached_property
 from typing import Any, Iterable, Mapping, Sequence
 
 from .encoding import to_hex
@@ -54,8 +55,10 @@ class State:
     made_by: Mapping[tuple[str, ...], bytes] = field(default_factory=dict)
     policy_version: int = 0  # of the policy installed (PROTOCOL §10.2); 0: none
 
-    @property
+    @cached_property
     def validators_hash(self) -> bytes:
+        # A State is immutable: computed once (a node asks for it on every
+        # vote, header and epoch lookup).
         return validators_hash([v.pubkey for v in self.validators])
 
     def is_paused(self, envelope: Envelope) -> tuple[str, str] | None:

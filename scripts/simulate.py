@@ -6,6 +6,7 @@
                                            Byzantine default f of each seed's n); --epochs --seed S -v replays one
     simulate --runs N --validators 4|7 --byzantine K [--behaviour B] [--start-seed S] [--json F]
     simulate --enumerate [--validators 4|7] [--bound K] [--steps S] [--cuts C] [--blocks B] [--broken X]
+                                           [--workers W]: W processes, the same result
     simulate --scenario SPEC [-v] [--broken X]   replay one enumerated Twins scenario
 
 A campaign stops at the first invariant violation, prints its seed and the
@@ -33,6 +34,7 @@ from consensus.simulation.broken import BROKEN, EPOCH_BROKEN  # noqa: E402
 from consensus.simulation.byzantine import BEHAVIOURS  # noqa: E402
 from consensus.simulation.enumerator import (  # noqa: E402
     DEFAULT_BLOCKS, DEFAULT_CUTS, DEFAULT_STEPS, FAULTS, EnumerationResult, run_enumeration)
+from consensus.simulation.parallel import run_enumeration_parallel  # noqa: E402
 from consensus.simulation.runner import CampaignStats, epoch_shape, percentile, run_scenario  # noqa: E402
 from consensus.simulation.scenario import LIVENESS_BOUND_MS  # noqa: E402
 from consensus.simulation.twins import TwinsPlan, run_plan  # noqa: E402
@@ -137,7 +139,8 @@ def _replay(spec: str, broken: str | None, verbose: bool) -> int:
 
 
 def _enumerate(n: int, bound: int | None, steps: int, cuts: int, blocks: int, faults: tuple[str, ...],
-               broken: str | None, start: int, json_path: str | None, keep_going: bool) -> int:
+               broken: str | None, start: int, json_path: str | None, keep_going: bool,
+               workers: int = 1) -> int:
     # A long campaign stopped with Ctrl-C or SIGTERM (e.g. `timeout 1200 ...`) still
     # reports, and writes --json for, the scenarios it ran.
     signal.signal(signal.SIGINT, signal.default_int_handler)
@@ -146,9 +149,15 @@ def _enumerate(n: int, bound: int | None, steps: int, cuts: int, blocks: int, fa
     def progress(r: EnumerationResult) -> None:
         print(f"{r.scenarios} scenarios, {r.rate:.1f}/s", flush=True)
 
-    result = run_enumeration(n, bound, BROKEN[broken] if broken else None, max_steps=steps, max_blocks=blocks,
-                             faults=faults, max_cuts=cuts, start=start, progress=progress, every=5000,
-                             keep_going=keep_going)
+    factory = BROKEN[broken] if broken else None
+    if workers > 1:
+        result = run_enumeration_parallel(n, bound, factory, workers, max_steps=steps, max_blocks=blocks,
+                                          faults=faults, max_cuts=cuts, start=start, progress=progress,
+                                          every=5000, keep_going=keep_going)
+    else:
+        result = run_enumeration(n, bound, factory, max_steps=steps, max_blocks=blocks, faults=faults,
+                                 max_cuts=cuts, start=start, progress=progress, every=5000,
+                                 keep_going=keep_going)
     print(f"enumerated n={n} steps<={steps} cuts<={cuts} blocks<={blocks} faults={','.join(faults)} "
                   f"bound={bound if bound is not None else 'all'} broken={broken or '-'}: "
                   f"{result.scenarios} scenarios in {result.seconds:.1f}s ({result.rate:.1f} scenarios/s), "
@@ -205,11 +214,13 @@ def _enumerate(n: int, bound: int | None, steps: int, cuts: int, blocks: int, fa
 @click.option("--faults", default=",".join(FAULTS), show_default=True,
               help="Fault models to enumerate: twins, forge (comma-separated).")
 @click.option("--start", type=int, default=0, show_default=True, help="Skip this many enumerated scenarios.")
+@click.option("--workers", type=click.IntRange(1, 64), default=1, show_default=True,
+              help="Enumerate on this many processes (same result as one).")
 @click.option("--scenario", "spec", default=None, help="Replay one enumerated scenario (its printed spec).")
 def main(seed: int | None, runs: int | None, epochs: bool, start_seed: int, n: str, byzantine: int | None,
          behaviour: str, broken: str | None, json_path: str | None, keep_going: bool, verbose: bool,
          enumerate_: bool, bound: int | None, steps: int, cuts: int, blocks: int, faults: str, start: int,
-         spec: str | None) -> None:
+         spec: str | None, workers: int) -> None:
     size = int(n)
     if spec is not None:
         sys.exit(_replay(spec, broken, verbose))
@@ -217,7 +228,8 @@ def main(seed: int | None, runs: int | None, epochs: bool, start_seed: int, n: s
         chosen = tuple(f for f in faults.split(",") if f)
         if not chosen or any(f not in FAULTS for f in chosen):
             raise click.BadParameter(f"choose from {', '.join(FAULTS)}", param_hint="--faults")
-        sys.exit(_enumerate(size, bound, steps, cuts, blocks, chosen, broken, start, json_path, keep_going))
+        sys.exit(_enumerate(size, bound, steps, cuts, blocks, chosen, broken, start, json_path, keep_going,
+                           workers))
     faulty = (size - 1) // 3 if byzantine is None else byzantine
     if seed is not None:
         if epochs:

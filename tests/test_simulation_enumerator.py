@@ -176,3 +176,19 @@ def test_cli_enumerates_and_replays() -> None:
     assert done.returncode == 1 and "VIOLATION agreement" in done.stdout and "PROPOSAL h1 r0" in done.stdout
     done = _simulate("--scenario", spec)
     assert done.returncode == 0, done.stdout
+
+
+def test_workers_give_the_serial_result() -> None:
+    """--workers splits the index range; the summary is the serial one, the
+    first violation included (the worker that overshoots it is cut back)."""
+    from consensus.simulation.parallel import run_enumeration_parallel
+
+    serial = run_enumeration(4, 120, start=3)
+    split = run_enumeration_parallel(4, 120, workers=2, start=3)
+    assert (split.scenarios, split.by_cuts, split.violating) == (serial.scenarios, serial.by_cuts, 0)
+    bad = run_enumeration(4, 200, BROKEN["double-count"], faults=("twins",))
+    bad_split = run_enumeration_parallel(4, 200, BROKEN["double-count"], workers=3, faults=("twins",))
+    assert bad.violation is not None and bad_split.violation is not None
+    assert bad_split.violation[0] == bad.violation[0] and bad_split.scenarios == bad.scenarios
+    assert bad_split.violation[2].violations == bad.violation[2].violations
+    assert bad_split.by_cuts == bad.by_cuts and bad_split.violating == 1

@@ -49,7 +49,7 @@ from __future__ import annotations
 import itertools
 import time
 from dataclasses import dataclass, field, replace
-from functools import lru_cache
+from functools import lru_cache, partial
 from typing import Callable, Iterator
 
 from ledger.genesis import max_faulty
@@ -188,6 +188,14 @@ def enumerate_plans(n: int, max_steps: int = DEFAULT_STEPS, max_blocks: int = DE
                 forged += 1
 
 
+PlanSource = Callable[[], Iterator[TwinsPlan]]  # a fresh iterator of the scenarios, in order
+
+
+def default_plans(n: int, max_steps: int = DEFAULT_STEPS, max_blocks: int = DEFAULT_BLOCKS,
+                  faults: tuple[str, ...] = FAULTS, max_cuts: int = DEFAULT_CUTS) -> PlanSource:
+    return partial(enumerate_plans, n, max_steps, max_blocks, faults, max_cuts)
+
+
 @dataclass
 class EnumerationResult:
     scenarios: int = 0
@@ -206,13 +214,16 @@ def run_enumeration(n: int, bound: int | None, broken: MachineFactory | None = N
                     max_steps: int = DEFAULT_STEPS, max_blocks: int = DEFAULT_BLOCKS,
                     faults: tuple[str, ...] = FAULTS, max_cuts: int = DEFAULT_CUTS, start: int = 0,
                     progress: Callable[[EnumerationResult], None] | None = None,
-                    every: int = 1000, keep_going: bool = False) -> EnumerationResult:
+                    every: int = 1000, keep_going: bool = False,
+                    plans_from: PlanSource | None = None) -> EnumerationResult:
     """Run scenarios ``start .. start + bound - 1`` (all from ``start`` if
-    ``bound`` is None); stop at the first violation unless ``keep_going``."""
+    ``bound`` is None); stop at the first violation unless ``keep_going``.
+    ``plans_from`` replaces the scenario list (default: :func:`enumerate_plans`)."""
     result = EnumerationResult()
     began = time.perf_counter()
     stop = None if bound is None else start + bound
-    plans = itertools.islice(enumerate_plans(n, max_steps, max_blocks, faults, max_cuts), start, stop)
+    source = plans_from or default_plans(n, max_steps, max_blocks, faults, max_cuts)
+    plans = itertools.islice(source(), start, stop)
     try:
         for index, plan in enumerate(plans, start):
             outcome = run_plan(plan, broken)
