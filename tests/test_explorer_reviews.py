@@ -27,12 +27,14 @@ from ledger.records import Envelope, cosign, make_record, sign_record
 pytestmark = pytest.mark.cluster
 
 POLICY = {"name": "payments", "version": 1, "default": "review",
-          "rules": [{"name": "small", "when": "record.body.amount < 100", "then": "allow"}]}
+          "rules": [{"name": "small", "when": "record.body.amount < 100", "then": "allow"},
+                    {"name": "huge", "when": "record.body.amount > 1000000",
+                     "then": {"outcome": "approve", "approvals": 1, "role": "treasury"}}]}
 
 
 async def test_review_queue_and_decisions_verified_in_the_page(tmp_path: Path, browser: Any) -> None:  # noqa: F811
     c = LocalCluster(tmp_path / "cluster", 4, members=True,
-                     submitters={"rev": ["review", "submit"]})
+                     submitters={"rev": ["review", "submit"], "tre": ["treasury", "submit"]})
     try:
         everyone = await c.start_all()
         members = [load_key_file(c.dir / "keys" / f"member{i}.json").key for i in range(c.n)]
@@ -45,19 +47,22 @@ async def test_review_queue_and_decisions_verified_in_the_page(tmp_path: Path, b
         policy: Envelope = cosign(sign_record(record, quorum[0]), quorum[1:])
         await submit(c, 0, [policy])
         await c.wait_committed(everyone, policy.id.hex())
-        shop, rev = Submitter(c), Submitter(c, "rev")
-        small, big1, big2 = (shop.envelope(amount=5), shop.envelope(amount=5_000),
-                             shop.envelope(amount=7_000))
-        await submit(c, 1, [small, big1, big2])
-        for e in (small, big1, big2):
+        shop, rev, tre = Submitter(c), Submitter(c, "rev"), Submitter(c, "tre")
+        small, big1, big2, huge = (shop.envelope(amount=5), shop.envelope(amount=5_000),
+                                   shop.envelope(amount=7_000), shop.envelope(amount=2_000_000))
+        await submit(c, 1, [small, big1, big2, huge])
+        for e in (small, big1, big2, huge):
             await c.wait_committed(everyone, e.id.hex())
         decision = rev.envelope("risk.decision", [big1.id], decision="approve", note="checked")
-        await submit(c, 2, [decision])
-        await c.wait_committed(everyone, decision.id.hex())
+        approval = tre.envelope("approval", [huge.id], note="ok")
+        self_approval = shop.envelope("approval", [huge.id], note="mine")  # not counted
+        await submit(c, 2, [decision, self_approval, approval])
+        for e in (decision, self_approval, approval):
+            await c.wait_committed(everyone, e.id.hex())
 
         async def decided() -> bool:
             got = await c.try_get(0, "/v1/reviews?state=decided")
-            return got is not None and got[0] == 200 and len(got[1]["reviews"]) == 1
+            return got is not None and got[0] == 200 and len(got[1]["reviews"]) == 2
         await until(decided, 30, "the approval in the queue")
         base = c.url(0) + "/explorer/"
 
@@ -71,8 +76,8 @@ async def test_review_queue_and_decisions_verified_in_the_page(tmp_path: Path, b
 
         await asyncio.to_thread(open_page, browser, base + "#/reviews/decided")
         rows = browser.find_elements("css selector", "#reviews tr.review")
-        assert [(r.get_attribute("data-record-id"), r.get_attribute("data-status")) for r in rows] \
-            == [(big1.id.hex(), "approved")]
+        assert sorted((r.get_attribute("data-record-id"), r.get_attribute("data-status"))
+                      for r in rows) == sorted([(big1.id.hex(), "approved"), (huge.id.hex(), "approved")])
 
         await asyncio.to_thread(open_page, browser, base + f"#/record/{big1.id.hex()}")
         assert attr(browser, "#record-verdict", "data-ok") == "true"
@@ -80,6 +85,17 @@ async def test_review_queue_and_decisions_verified_in_the_page(tmp_path: Path, b
         assert [(i.get_attribute("data-kind"), i.get_attribute("data-record-id")) for i in items] \
             == [("risk.decision", decision.id.hex())]
         assert "by rev" in items[0].text and "approve (checked)" in items[0].text
+        assert items[0].get_attribute("data-counted") == "true" and "; counted" in items[0].text
         assert text_of(browser, "#record-alerts") == "none"
+
+        # The held payment: two approvals, the submitter's own not counted.
+        await asyncio.to_thread(open_page, browser, base + f"#/record/{huge.id.hex()}")
+        items = browser.find_elements("css selector", "#record-decisions li.risk")
+        got = {i.get_attribute("data-record-id"): (i.get_attribute("data-kind"),
+                                                   i.get_attribute("data-counted")) for i in items}
+        assert got == {approval.id.hex(): ("approval", "true"),
+                       self_approval.id.hex(): ("approval", "false")}
+        mine = next(i for i in items if i.get_attribute("data-record-id") == self_approval.id.hex())
+        assert "not counted: self_approval" in mine.text, mine.text
     finally:
         await c.stop_all()

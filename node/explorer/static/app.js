@@ -299,7 +299,7 @@ async function recordPage(id, genesis) {
 // in this page; only verified ones are shown, failed ones are named, and
 // the lineage graph (``info``) shows each child verified or failed.
 async function riskRows(id, trace, genesis, cache, info) {
-  const found = { "risk.alert": [], "risk.decision": [] };
+  const found = { "risk.alert": [], "risk.decision": [], approval: [] };
   const failed = [];
   for (const child of trace.children) {
     let result;
@@ -314,18 +314,37 @@ async function riskRows(id, trace, genesis, cache, info) {
     const r = result.proven.record;
     info.set(child, { state: "verified", kind: r.kind, note: `child ${r.kind}: verified` });
     if (Object.hasOwn(found, r.kind) && r.parents.length && toHex(r.parents[0]) === id) {
-      found[r.kind].push(el("li", { class: "risk", "data-kind": r.kind, "data-record-id": child },
-        link(`#/record/${child}`, short(child)), ` by ${result.proven.submitterName}: ${riskSummary(r)} · `
-        + `verified by ${result.signers.length} of ${result.proven.epoch.n} validators`));
+      const what = r.kind === "approval" ? "approval of this record" : riskSummary(r);
+      found[r.kind].push(el("li", { class: "risk", "data-kind": r.kind, "data-record-id": child,
+                                    "data-counted": counted(r, result) },
+        link(`#/record/${child}`, short(child)), ` by ${result.proven.submitterName}: ${what} · `
+        + `verified by ${result.signers.length} of ${result.proven.epoch.n} validators${countedNote(r, result)}`));
     }
   }
   const more = trace.children_next ? " (among its first 50 children; open the record again for more)" : "";
   const list = (items, none, idName) => el("div", { id: idName },
     items.length ? el("ul", {}, items) : el("span", { class: "hint" }, `${none}${more}`));
   const rows = [["alerts", list(found["risk.alert"], "none", "record-alerts")],
-                ["review decisions", list(found["risk.decision"], "none", "record-decisions")]];
+                ["review decisions", list([...found["risk.decision"], ...found.approval], "none",
+                                          "record-decisions")]];
   if (failed.length) rows.push(["children that failed", el("ul", {}, failed)]);
   return rows;
+}
+
+// Whether a decision or approval counted (protocol §10.10, §10.7): its own
+// verdict, proven by its bundle - allowed counts, denied does not (with the
+// reason). "" for an alert, or when its bundle proves no verdict.
+function counted(record, result) {
+  const v = result.proven.verdict;
+  if (record.kind === "risk.alert" || !v) return "";
+  return String(v.verdict.outcome === "allow");
+}
+
+function countedNote(record, result) {
+  const c = counted(record, result);
+  if (c === "") return record.kind === "risk.alert" ? "" : "; whether it counted is not proven (no verdict proof)";
+  return c === "true" ? "; counted (its verdict, verified)"
+    : `; not counted: ${result.proven.verdict.verdict.reason || "denied"} (its verdict, verified)`;
 }
 
 // The policy verdict of a committed record (protocol §10.8): verified in
