@@ -25,6 +25,7 @@ from typing import Any
 from ledger.crypto import SigningKey
 from ledger.policy import RecordInput, load_policy_engine, policy_from_json
 from ledger.records import make_record
+from node.gctune import tune_after_start
 
 POLICY: dict[str, Any] = {
     "name": "bench", "version": 1, "default": "review",
@@ -69,6 +70,8 @@ def main() -> None:
     ap.add_argument("--list-size", type=int, default=100_000)
     ap.add_argument("--no-memo", action="store_true")
     ap.add_argument("--seed", type=int, default=7)
+    ap.add_argument("--default-gc", action="store_true",
+                    help="keep CPython's collector thresholds (a node tunes them: node/gctune.py)")
     args = ap.parse_args()
     rng = random.Random(args.seed)
     subs = [SigningKey(bytes([i + 1]) * 32) for i in range(4)]
@@ -112,6 +115,8 @@ def main() -> None:
             block.append(RecordInput(record, frozenset({"submit"})))
             n += 1
         blocks.append(block)
+    if not args.default_gc:
+        tune_after_start()  # what a node does once started (node/gctune.py)
     evaluate = commit = 0.0
     outcomes: dict[str, int] = {}
     for h, block in enumerate(blocks, start=2):
@@ -126,7 +131,7 @@ def main() -> None:
             outcomes[v.outcome.value] = outcomes.get(v.outcome.value, 0) + 1
     print(json.dumps({
         "records": n, "block": args.block, "list_size": args.list_size, "rules": 10,
-        "memo": not args.no_memo,
+        "memo": not args.no_memo, "gc": "default" if args.default_gc else "node",
         "evaluate_us_per_record": round(evaluate / n * 1e6, 2),
         "commit_us_per_record": round(commit / n * 1e6, 2),
         "cel_calls_per_record": round(compiled.misses / n, 4),

@@ -14,6 +14,11 @@ integer literals enters the key as its position among those literals
 (every value between two neighbouring literals gives every comparison the
 same answer).  The memo only saves time; what it answers is what CEL
 would.
+
+Each policy's per-record pass is specialised once (:mod:`.fastpath`): one
+generated function per policy judges a block, and keeps each record's window
+keys so that committing the block does not compute them again.  The path
+below (``fast=False``) is its reference: the differential test runs both.
 """
 
 from __future__ import annotations
@@ -23,10 +28,10 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from ..encoding import canonical
 from ..records import Record
 from .cel import analyse, compile_list, compile_rule
 from .engine import Decision, Outcome, PolicyEngine, RecordInput
+from .fastpath import FastPass, build
 from .rules import Policy, Rule
 from .state import PolicyState, amount_of, field_value, state_from_bytes, window_key
 
@@ -36,6 +41,8 @@ POLICY_ERROR = "policy_error"
 _MISSING = object()
 _BOOL = object()
 _COMPOSITE = object()
+_LIST = object()
+_OTHER = object()
 _INTERVAL = object()
 _NOT_MAP = object()
 _RANK = {Outcome.DENY: 0, Outcome.REVIEW: 1, Outcome.APPROVE: 2, Outcome.ALLOW: 3}
@@ -43,7 +50,9 @@ _RANK = {Outcome.DENY: 0, Outcome.REVIEW: 1, Outcome.APPROVE: 2, Outcome.ALLOW: 
 
 def _part(value: Any) -> Any:
     """A hashable stand-in for ``value`` that equals another's only when CEL
-    cannot tell the two apart (``True == 1`` in Python, not in CEL)."""
+    cannot tell the two apart (``True == 1`` in Python, not in CEL).  Maps
+    and lists part by part (never by encoding them: a window's sum can be
+    beyond what canonical bytes hold)."""
     t = type(value)
     if t is str or t is int or t is bytes or value is None or value is _MISSING:
         return value
@@ -51,7 +60,11 @@ def _part(value: Any) -> Any:
         return (_BOOL, value)
     if t is tuple:  # a record's parents (bytes): the key view's own tuple, never CEL's
         return value
-    return (_COMPOSITE, canonical(value))
+    if t is dict:  # keys are str (canonical maps, the derived inputs)
+        return (_COMPOSITE, tuple(sorted((k, _part(v)) for k, v in value.items())))
+    if t is list:
+        return (_LIST, tuple(_part(v) for v in value))
+    return (_OTHER, repr(value))  # nothing else is in a record or the inputs
 
 
 def _walk(value: Any, names: Sequence[str]) -> Any:
@@ -62,6 +75,16 @@ def _walk(value: Any, names: Sequence[str]) -> Any:
         if value is _MISSING:
             return _MISSING
     return value
+
+
+def _beyond_int64(act: dict[str, Any]) -> bool:
+    """Whether an int of the derived inputs is beyond int64 (a window's sum
+    can be): CEL then refuses the whole input, so every rule fails, also
+    one that reads none of them, and the memo key must say so."""
+    block = act.get("block")
+    if block is not None and any(v >= 2**63 for v in block.values()):
+        return True
+    return any(v >= 2**63 for w in act.get("velocity", {}).values() for v in w.values())
 
 
 _RECORD_ATTRS = {"kind": "kind", "ts": "ts", "nonce": "nonce", "id": "id",
@@ -116,7 +139,7 @@ class _Path:
 class CompiledPolicy:
     """A policy's rules compiled, the paths they read, and the memo."""
 
-    def __init__(self, policy: Policy) -> None:
+    def __init__(self, policy: Policy, fast: bool = True) -> None:
         self.policy = policy
         self.rules = policy.rules
         self.programs = [compile_rule(r.when) for r in policy.rules]
@@ -145,6 +168,7 @@ class CompiledPolicy:
         self.memo_size = MEMO_SIZE  # 0: every record goes to CEL (scripts/bench-policy --no-memo)
         self.misses = 0
         self.errors = 0  # rule evaluations that raised (deny policy_error / missing_field)
+        self.fast: FastPass | None = build(self, _part, _MISSING) if fast else None
 
     def applicable(self, kind: str) -> tuple[int, ...]:
         rules = self._by_kind.get(kind)
@@ -161,7 +185,7 @@ class CompiledPolicy:
         ``activation`` builds CEL's input when the memo does not know it."""
         kind = record.kind
         rules = self.applicable(kind)
-        key = (kind, *[p.part(record, roles, act) for p in self.paths])
+        key = (kind, _beyond_int64(act), *[p.part(record, roles, act) for p in self.paths])
         decision = self.memo.get(key)
         if decision is None:
             self.misses += 1
@@ -170,6 +194,18 @@ class CompiledPolicy:
                 self.memo.clear()
             if self.memo_size:
                 self.memo[key] = decision
+        return decision
+
+    def miss(self, record: Record, roles: frozenset[str], key: tuple[Any, ...],
+             inputs: dict[str, Any]) -> Decision:
+        """The fast pass's memo miss: CEL decides, the memo keeps it under ``key``."""
+        self.misses += 1
+        decision = self._evaluate(self.applicable(record.kind),
+                                  cel_input(record, roles, inputs))
+        if len(self.memo) >= self.memo_size:
+            self.memo.clear()
+        if self.memo_size:
+            self.memo[key] = decision
         return decision
 
     def _evaluate(self, rules: tuple[int, ...], activation: dict[str, Any]) -> Decision:
@@ -220,14 +256,19 @@ class CompiledPolicy:
 class CelPolicyEngine(PolicyEngine):
     """The policy in force and its inputs, derived from committed blocks."""
 
-    def __init__(self, state: PolicyState | None = None) -> None:
+    def __init__(self, state: PolicyState | None = None, fast: bool = True) -> None:
         self.state = state if state is not None else PolicyState()
+        self._fast = fast
         self._compiled: CompiledPolicy | None = None
+        # The last block the fast pass judged: its records, the policy, and
+        # each window's (key, amount) pairs, for commit_block.
+        self._last: tuple[Sequence[RecordInput], Policy, list[list[tuple[str, int]]]] | None = None
         self._recompile()
 
     def _recompile(self) -> None:
         policy = self.state.policy
-        self._compiled = CompiledPolicy(policy) if policy is not None else None
+        self._compiled = CompiledPolicy(policy, self._fast) if policy is not None else None
+        self._last = None
 
     @property
     def version(self) -> int:
@@ -247,6 +288,11 @@ class CelPolicyEngine(PolicyEngine):
         if compiled is None:
             return super().evaluate_block(height, time_ms, records)
         policy = compiled.policy
+        if compiled.fast is not None:
+            decisions, pairs = compiled.fast(self.state, height, time_ms, records,
+                                             compiled.miss, compiled.memo)
+            self._last = (tuple(records), policy, pairs)
+            return decisions
         allow = Decision(Outcome.ALLOW, policy_version=policy.version)
         block = {"height": height, "time_ms": time_ms}
         in_block: dict[tuple[str, str], tuple[int, int]] = {}
@@ -273,22 +319,9 @@ class CelPolicyEngine(PolicyEngine):
                 continue
             act = self._inputs(compiled, record, item.submitter_roles, block, counts)
             roles = tuple(sorted(item.submitter_roles)) if "submitter" in compiled.roots else ()
-            out.append(compiled.decide(record, roles, act, lambda: self._cel_input(
+            out.append(compiled.decide(record, roles, act, lambda: cel_input(
                 record, item.submitter_roles, act)))
         return out
-
-    @staticmethod
-    def _cel_input(record: Record, roles: frozenset[str], inputs: dict[str, Any]
-                   ) -> dict[str, Any]:
-        """CEL's input: ``inputs`` with the record and submitter, bytes as hex."""
-        act = dict(inputs)
-        act["record"] = {"kind": record.kind, "origin": dict(record.origin),
-                         "body": dict(record.body), "ts": record.ts,
-                         "nonce": record.nonce, "id": record.id.hex(),
-                         "submitter": record.submitter.hex(),
-                         "parents": [p.hex() for p in record.parents]}
-        act["submitter"] = {"key": record.submitter.hex(), "roles": sorted(roles)}
-        return act
 
     def _inputs(self, compiled: CompiledPolicy, record: Record, roles: frozenset[str],
                 block: dict[str, int], velocity: dict[str, dict[str, int]]
@@ -317,11 +350,30 @@ class CelPolicyEngine(PolicyEngine):
 
     def commit_block(self, height: int, time_ms: int, records: Sequence[RecordInput],
                      decisions: Sequence[Decision]) -> None:
-        if self.state.commit(height, time_ms, [(r.record, r.submitter_roles) for r in records]):
+        pairs = None
+        last = self._last
+        if last is not None and last[1] is self.state.policy and len(last[0]) == len(records) \
+                and all(a is b for a, b in zip(last[0], records)):
+            pairs = last[2]  # the window keys the fast pass computed for these very records
+        self._last = None
+        if self.state.commit(height, time_ms, [(r.record, r.submitter_roles) for r in records],
+                             pairs):
             self._recompile()
 
     def to_bytes(self) -> bytes:
         return self.state.to_bytes()
+
+
+def cel_input(record: Record, roles: frozenset[str], inputs: dict[str, Any]) -> dict[str, Any]:
+    """CEL's input: ``inputs`` with the record and submitter, bytes as hex."""
+    act = dict(inputs)
+    act["record"] = {"kind": record.kind, "origin": dict(record.origin),
+                     "body": dict(record.body), "ts": record.ts,
+                     "nonce": record.nonce, "id": record.id.hex(),
+                     "submitter": record.submitter.hex(),
+                     "parents": [p.hex() for p in record.parents]}
+    act["submitter"] = {"key": record.submitter.hex(), "roles": sorted(roles)}
+    return act
 
 
 def load_policy_engine(state: bytes | PolicyState | None = None,

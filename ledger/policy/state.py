@@ -63,11 +63,11 @@ def amount_of(record: Record) -> int:
     return amount if type(amount) is int and amount >= 0 else 0
 
 
-@dataclass
+@dataclass(slots=True)
 class WindowState:
     """One key's entries ``(time_ms, amount)`` in time order, with their totals."""
 
-    entries: deque[tuple[int, int]] = field(default_factory=deque)
+    entries: list[tuple[int, int]] = field(default_factory=list)
     count: int = 0
     total: int = 0
 
@@ -85,11 +85,13 @@ class WindowState:
 
 @dataclass
 class WindowSet:
-    """A window's keys, and every entry in time order (to expire them in
-    the order they were added, without visiting the other keys)."""
+    """A window's keys, and the keys of every entry grouped by time, in time
+    order (to expire entries in the order they were added, without visiting
+    the other keys).  Each key's entries are a list (most keys hold one or
+    two: a deque each was most of the cost of adding them)."""
 
     keys: dict[str, WindowState] = field(default_factory=dict)
-    order: deque[tuple[int, str]] = field(default_factory=deque)
+    order: deque[tuple[int, list[str]]] = field(default_factory=deque)
 
     def add(self, key: str, time: int, amount: int) -> None:
         w = self.keys.get(key)
@@ -98,19 +100,53 @@ class WindowSet:
         w.entries.append((time, amount))
         w.count += 1
         w.total += amount
-        self.order.append((time, key))
+        order = self.order
+        if order and order[-1][0] == time:
+            order[-1][1].append(key)
+        else:
+            order.append((time, [key]))
+
+    def add_all(self, time: int, pairs: Sequence[tuple[str, int]]) -> None:
+        """:meth:`add` of each ``(key, amount)`` in order, at ``time``."""
+        if not pairs:
+            return
+        keys = self.keys
+        get = keys.get
+        for key, amount in pairs:
+            w = get(key)
+            if w is None:
+                keys[key] = WindowState([(time, amount)], 1, amount)
+            else:
+                w.entries.append((time, amount))
+                w.count += 1
+                w.total += amount
+        added = [key for key, _ in pairs]
+        order = self.order
+        if order and order[-1][0] == time:
+            order[-1][1].extend(added)
+        else:
+            order.append((time, added))
 
     def prune(self, now: int, ms: int) -> None:
+        """Drop the entries with ``time <= now - ms``: each key's oldest."""
         cutoff = now - ms
-        order, keys = self.order, self.keys
+        order = self.order
+        if not order or order[0][0] > cutoff:
+            return
+        gone: dict[str, int] = {}
         while order and order[0][0] <= cutoff:
-            _, key = order.popleft()
+            for key in order.popleft()[1]:
+                gone[key] = gone.get(key, 0) + 1
+        keys = self.keys
+        for key, n in gone.items():
             w = keys[key]
-            _, amount = w.entries.popleft()
-            w.count -= 1
-            w.total -= amount
-            if not w.count:
+            if n == w.count:
                 del keys[key]
+                continue
+            entries = w.entries
+            w.count -= n
+            w.total -= sum(a for _, a in entries[:n])
+            del entries[:n]
 
 
 @dataclass
@@ -124,22 +160,28 @@ class PolicyState:
     tiers: dict[str, int] = field(default_factory=dict)
     windows: dict[str, WindowSet] = field(default_factory=dict)
 
-    def commit(self, height: int, time_ms: int, records: Sequence[tuple[Record, frozenset[str]]]
-               ) -> bool:
+    def commit(self, height: int, time_ms: int, records: Sequence[tuple[Record, frozenset[str]]],
+               pairs: Sequence[Sequence[tuple[str, int]]] | None = None) -> bool:
         """Advance past the committed block ``height``: windows count its
         records; governance and risk-tier records take effect for the next
-        block.  Returns True when the installed policy changed."""
+        block.  Returns True when the installed policy changed.  ``pairs``:
+        for each window of the policy in order, the ``(window_key, amount)``
+        of the records that count in it, in log order, when the caller
+        computed them already (the evaluator's fast pass)."""
         policy = self.policy
         changed = False
         if policy is not None:
-            for wname, window in policy.windows.items():
+            for i, (wname, window) in enumerate(policy.windows.items()):
                 wset = self.windows.get(wname)
                 if wset is None:
                     wset = self.windows[wname] = WindowSet()
-                for record, _ in records:
-                    key = window_key(record, window)
-                    if key is not None:
-                        wset.add(key, time_ms, amount_of(record))
+                if pairs is not None:
+                    wset.add_all(time_ms, pairs[i])
+                else:
+                    for record, _ in records:
+                        key = window_key(record, window)
+                        if key is not None:
+                            wset.add(key, time_ms, amount_of(record))
                 wset.prune(time_ms, window.ms)
         for record, roles in records:
             kind = record.kind
