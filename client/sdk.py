@@ -12,7 +12,9 @@ record committed, and only ever resends those exact bytes: retrying never
 signs a second record.
 
 Results are the node's JSON documents, typed by the TypedDicts of
-client/types.py; the HTTP layer (failover, backoff) is client/transport.py.
+client/types.py; the HTTP layer (failover, backoff) is client/transport.py,
+the read calls client/reads.py, and the batching and resending of kept
+envelopes client/sender.py.
 """
 
 from __future__ import annotations
@@ -24,15 +26,13 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any, Iterable, Mapping, Self, Sequence, cast
 
-import msgpack
-
 from ledger.encoding import from_hex, to_hex
 from ledger.errors import LedgerError
 from ledger.keys import KeyFile, KeyFileError as _LedgerKeyFileError, load_key_file
 from ledger.batch import MAX_BATCH_SIZE
 from ledger.batch_envelopes import sign_batch
 from ledger.reqsig import RequestSigner
-from ledger.records import Envelope, Record, decode_envelope, make_record, sign_record
+from ledger.records import Envelope, Record, make_record, sign_record
 from ledger.verify import verify_bundle as _verify_bundle
 
 from .errors import (
@@ -48,23 +48,21 @@ from .errors import (
 )
 from .nonces import NonceAllocator
 from .outbox import DEFAULT_MAX_PENDING, Outbox, PendingEnvelope
-from .trace import DEFAULT_MAX_CHILDREN, DEFAULT_MAX_RECORDS, follow_trace
-from .transport import NodeTransport, Retry, Sleep
+from .reads import ChainReads
+from .sender import RETRYABLE_CODES, EnvelopeSender
+from .transport import Sleep
 from .reviews import ReviewCalls
 from .verdicts import VerdictCalls
-from .types import BlockDoc, BundleDoc, ConsistencyDoc, RecordDoc, RecordSpec, StatusDoc, SubmitResult, TraceDoc
+from .types import RecordDoc, RecordSpec, SubmitResult
 
 MAX_BATCH = 5000
 DEFAULT_BATCH = 1000
-# Per-envelope refusals inside a 202 that another try (later, or elsewhere) can turn into an acceptance.
-RETRYABLE_CODES = frozenset({"rate_limited", "unavailable"})
-ACCEPTED = frozenset({"accepted", "duplicate", "committed"})
 # Beyond this many new blocks, confirm_committed asks the nodes about each
 # kept envelope (one resubmission) instead of reading every block.
 SCAN_BLOCKS_MAX = 256
 
 
-class LedgerClient(VerdictCalls, ReviewCalls):
+class LedgerClient(VerdictCalls, ReviewCalls, ChainReads, EnvelopeSender):
     """Talks to one or more nodes of a cluster; fails over between them.
 
     Use it as ``async with LedgerClient(nodes, key_file=...) as lc:``; every
@@ -239,115 +237,6 @@ class LedgerClient(VerdictCalls, ReviewCalls):
         except OSError as exc:
             raise NonceFileError(f"cannot reserve nonces in {self._nonces.path}: {exc}") from exc
 
-    async def _post_until_accepted(
-        self, envelopes: list[tuple[str, bytes]], first_node: int | None = None
-    ) -> tuple[list[SubmitResult], list[int], list[str]]:
-        """POST one batch (at most MAX_BATCH), resending the same bytes of
-        each envelope refused for a passing reason, each try to the next node,
-        with backoff.  Returns one result per envelope, the indexes still not
-        accepted when the retries ran out, and what went wrong on each try."""
-        results: list[SubmitResult] = [{} for _ in envelopes]
-        todo = list(range(len(envelopes)))
-        attempts: list[str] = []
-        start = self._preferred if first_node is None else first_node % len(self.nodes)
-        for attempt in range(self.retries + 1):
-            index = (start + attempt) % len(self.nodes)
-            payload = msgpack.packb([envelopes[i][1] for i in todo], use_bin_type=True)
-            try:
-                doc = await self._call(index, "POST", "/v1/records", data=payload,
-                                       headers={"Content-Type": "application/msgpack"}, ok_statuses=(202,))
-                got = doc.get("results") if isinstance(doc, dict) else None
-                if not isinstance(got, list) or len(got) != len(todo):
-                    raise Retry(f"{self.nodes[index]}: results do not match the envelopes sent")
-            except Retry as exc:
-                attempts.append(str(exc))
-                for i in todo:
-                    results[i] = {"error": "unavailable", "message": str(exc)}
-            except LedgerAPIError as exc:
-                # The whole request was refused for good (4xx): so is each envelope.
-                for i in todo:
-                    results[i] = {"error": exc.code, "message": exc.message}
-                todo = []
-            else:
-                self._preferred = index
-                retry = []
-                for i, result in zip(todo, got):
-                    results[i] = result
-                    if self._worth_retrying(result, envelopes[i][1]):
-                        retry.append(i)
-                if retry:
-                    attempts.append(f"{self.nodes[index]}: {len(retry)} of {len(todo)} envelopes refused "
-                                    f"({results[retry[0]].get('error')})")
-                todo = retry
-            if not todo:
-                break
-            if attempt < self.retries:
-                await self._sleep(self._backoff(attempt))
-        self._settle(envelopes, results, set(todo))
-        return results, todo, attempts
-
-    def _worth_retrying(self, result: Mapping[str, Any], envelope: bytes) -> bool:
-        code = result.get("error")
-        if code in RETRYABLE_CODES:
-            return True
-        if code == "unknown_parent":
-            # A parent this client is still sending (refused in the same
-            # batch, or not yet gossiped to this node) arrives on a later try.
-            try:
-                parents = decode_envelope(envelope, cosigs=True).record.parents
-            except LedgerError:
-                return False
-            return any(to_hex(p) in self._outbox for p in parents)
-        return False
-
-    def _settle(self, envelopes: list[tuple[str, bytes]], results: list[SubmitResult], left: set[int]) -> None:
-        """Update the outbox from final results: committed and refused-for-good
-        envelopes are released, accepted ones stay until seen committed."""
-        release, accepted = [], []
-        for i, ((rid, _), result) in enumerate(zip(envelopes, results)):
-            if i in left:
-                continue
-            status = result.get("status")
-            if status == "committed" or "error" in result:
-                release.append(rid)
-            elif status in ACCEPTED:
-                accepted.append(rid)
-        self._outbox.mark_accepted(accepted)
-        self._outbox.release(release)
-
-    async def _submit_kept(
-        self, envelopes: list[tuple[str, bytes]], first_node: int | None = None
-    ) -> tuple[list[SubmitResult], list[int], list[str]]:
-        """Submit kept envelopes in batches of ``batch_size``.  Stops at the
-        first batch whose retries run out: that batch's and every later
-        batch's envelopes are returned (as indexes) as not accepted; they
-        stay kept."""
-        results: list[SubmitResult] = []
-        unaccepted: list[int] = []
-        attempts: list[str] = []
-        for lo in range(0, len(envelopes), self.batch_size):
-            chunk = envelopes[lo: lo + self.batch_size]
-            if unaccepted:
-                results.extend({"error": "unavailable", "message": "not sent: an earlier batch failed"}
-                               for _ in chunk)
-                unaccepted.extend(range(lo, lo + len(chunk)))
-                continue
-            got, left, tries = await self._post_until_accepted(chunk, first_node)
-            results.extend(got)
-            attempts.extend(tries)
-            unaccepted.extend(lo + i for i in left)
-        return results, unaccepted, attempts
-
-    def _keep(self, envelopes: Sequence[bytes]) -> list[tuple[str, bytes]]:
-        pairs = []
-        for n, raw in enumerate(envelopes):
-            try:
-                pairs.append((to_hex(decode_envelope(bytes(raw), cosigs=True).id), bytes(raw)))
-            except LedgerError as exc:
-                raise InvalidRecord(exc.code, f"envelope #{n} cannot be decoded: {exc}") from None
-        self._outbox.keep(pairs)
-        return pairs
-
     async def submit_envelopes(self, envelopes: Sequence[bytes]) -> list[SubmitResult]:
         """POST already-signed envelopes (MessagePack, in batches); one result
         each, in order: ``{"id", "status"}`` or ``{"error", "message"}`` for
@@ -485,16 +374,6 @@ class LedgerClient(VerdictCalls, ReviewCalls):
         self._scanned = tip
         return len(self._outbox)
 
-    async def record(self, record_id: str) -> RecordDoc:
-        """The record document: status ``pending`` or ``committed`` (then
-        with ``height`` and ``leaf_index``), the envelope and the decoded
-        record.  Raises :class:`LedgerAPIError` (``not_found``) for a record
-        the node does not know."""
-        doc: RecordDoc = await self._request("GET", f"/v1/records/{record_id}")
-        if doc.get("status") == "committed":
-            self._outbox.release([record_id])
-        return doc
-
     async def wait_committed(self, record_id: str, timeout: float = 30.0) -> RecordDoc:
         """Poll until the record is committed; returns its record document.
 
@@ -527,90 +406,6 @@ class LedgerClient(VerdictCalls, ReviewCalls):
                 raise CommitTimeout(f"record {record_id} not committed within {timeout}s")
             await self._sleep(delay)
             delay = min(delay * 2, 0.5)
-
-    async def proof(self, record_id: str, height: int | None = None) -> BundleDoc:
-        """The proof bundle of a committed record (protocol §5), against its
-        own block or, with ``height``, a later one; check it with
-        :meth:`verify_bundle`.  Raises :class:`LedgerAPIError`
-        (``not_committed`` while pending, ``not_found``, ``bad_request`` for
-        a bad ``height``)."""
-        params = {"height": str(height)} if height is not None else None
-        doc: BundleDoc = await self._request("GET", f"/v1/records/{record_id}/proof", params=params)
-        self._outbox.release([record_id])  # a bundle exists only for a committed record
-        return doc
-
-    async def tlog_proof(self, record_id: str) -> bytes:
-        """The record's inclusion in the node's latest cosigned checkpoint as
-        a c2sp.org/tlog-proof@v1 file (protocol §6.1), unverified: check it
-        with :func:`ledger.note.verify_tlog_proof`."""
-        body: bytes = await self._request("GET", f"/v1/records/{record_id}/proof",
-                                          params={"format": "tlog-proof"}, raw=True)
-        return body
-
-    async def trace(self, record_id: str, depth: int | None = None, *,
-                    max_records: int = DEFAULT_MAX_RECORDS,
-                    max_children: int = DEFAULT_MAX_CHILDREN) -> TraceDoc:
-        """The record's lineage (every ancestor, or ``depth`` generations)
-        with a proof bundle each, and its direct children: the node's pages
-        and cut ancestries followed up to the caps (see client/trace.py).
-        Raises :class:`LedgerAPIError` (``not_committed``, ``not_found``,
-        ``bad_request``)."""
-        return cast(TraceDoc, await follow_trace(self.trace_page, record_id, depth,
-                                                 max_records=max_records,
-                                                 max_children=max_children))
-
-    async def trace_page(self, record_id: str, depth: int | None = None,
-                         children_limit: int | None = None,
-                         children_after: str | None = None) -> TraceDoc:
-        """One trace answer as the node gives it (PROTOCOL §6 "The trace
-        answer"), without following its pages."""
-        params: dict[str, str] = {}
-        if depth is not None:
-            params["depth"] = str(depth)
-        if children_limit is not None:
-            params["children_limit"] = str(children_limit)
-        if children_after is not None:
-            params["children_after"] = children_after
-        doc: TraceDoc = await self._request("GET", f"/v1/records/{record_id}/trace",
-                                            params=params or None)
-        return doc
-
-    # -- chain -------------------------------------------------------------
-
-    async def status(self) -> StatusDoc:
-        """The node's status document: chain id, height, log size and root,
-        peers, mempool."""
-        doc: StatusDoc = await self._request("GET", "/v1/status")
-        return doc
-
-    async def block(self, height: int | str = "latest", *, envelopes: bool = False) -> BlockDoc:
-        """A block (``height`` or ``"latest"``) with its certificate and
-        record ids; ``envelopes=True`` also returns the block's envelopes
-        (base64), which auditors need to recompute roots.  Raises
-        :class:`LedgerAPIError` (``not_found`` beyond the tip)."""
-        params = {"envelopes": "1"} if envelopes else None
-        doc: BlockDoc = await self._request("GET", f"/v1/blocks/{height}", params=params)
-        return doc
-
-    async def consistency(self, old_size: int, new_size: int) -> ConsistencyDoc:
-        """The RFC 9162 proof that the log of ``old_size`` leaves is a prefix
-        of the one of ``new_size`` (an auditor checks it against the two
-        certified headers with ``ledger.verify.verify_consistency_between``).  Raises
-        :class:`LedgerAPIError` (``not_found`` beyond the log size,
-        ``bad_request`` for ``old_size`` > ``new_size`` or 0)."""
-        doc: ConsistencyDoc = await self._request(
-            "GET", "/v1/consistency", params={"from": str(old_size), "to": str(new_size)}
-        )
-        return doc
-
-    async def membership(self, height: int | None = None) -> dict[str, Any]:
-        """``GET /v1/membership``: the validators, submitters, members,
-        threshold and paused scopes in force at ``height`` (default: the
-        next block's), with the governance records that made them
-        (protocol §9).  The node's word: verify what matters with proofs."""
-        params = {"height": str(height)} if height is not None else None
-        doc: dict[str, Any] = await self._request("GET", "/v1/membership", params=params)
-        return doc
 
 
 _RECORD_KEYS = frozenset(RecordSpec.__annotations__)
