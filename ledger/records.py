@@ -3,32 +3,29 @@
 Decoded objects keep their exact canonical bytes next to them: ids, leaf
 hashes and signatures are always computed over those bytes, never over a
 re-encoding.
+
+This module decodes, verifies and builds envelopes.  The types are
+ledger/record_types.py and a record's own decoding ledger/record_decode.py;
+both are re-exported here, the import path every caller uses.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
 from typing import Any
 
 from .batch import (
     BATCH_DOMAIN,
-    BatchPosition,
     batch_message,
-    batch_root,
     canonical_batch_parts,
     parse_batch,
 )
 from .crypto import PUBKEY_LEN, RECORD_DOMAIN, SIG_LEN, SigningKey, verify_many, verify_signature
 from .encoding import (
-    UINT64_MAX,
     H,
-    _check_decoded,
-    _unpack,
     canonical,
     decode,
     decode_committed,
-    packb_plain,
     to_hex,
 )
 from .errors import (
@@ -44,237 +41,32 @@ from .errors import (
 )
 from .genesis import Genesis
 from .native import native
-
-RECORD_VERSION = 1
-MAX_ENVELOPE_BYTES = 8 * 1024
-MAX_KIND_CHARS = 64
-MAX_ORIGIN_ENTRIES = 16
-MAX_PARENTS = 16
-ID_LEN = 32
-SUBMIT_ROLE = "submit"
-
-RECORD_KEYS = frozenset(
-    {"v", "chain", "submitter", "nonce", "ts", "kind", "origin", "body", "parents"}
+from .record_decode import (
+    _decode_canonical_record as _decode_canonical_record,
+    _decode_record_general as _decode_record_general,
+    _record_from_map as _record_from_map,
+    decode_record as decode_record,
 )
+from .record_types import (
+    ID_LEN as ID_LEN,
+    MAX_KIND_CHARS as MAX_KIND_CHARS,
+    MAX_ORIGIN_ENTRIES as MAX_ORIGIN_ENTRIES,
+    MAX_PARENTS as MAX_PARENTS,
+    RECORD_KEYS as RECORD_KEYS,
+    RECORD_VERSION as RECORD_VERSION,
+    BatchedEnvelope as BatchedEnvelope,
+    Envelope as Envelope,
+    MultiSignedEnvelope as MultiSignedEnvelope,
+    Record as Record,
+)
+
+MAX_ENVELOPE_BYTES = 8 * 1024
+SUBMIT_ROLE = "submit"
 ENVELOPE_KEYS = frozenset({"record", "sig"})
 MULTI_ENVELOPE_KEYS = frozenset({"cosigs", "record", "sig"})
 COSIG_KEYS = frozenset({"key", "sig"})
 BATCH_ENVELOPE_KEYS = frozenset({"batch", "record", "sig"})
 MAX_COSIGS = 32
-
-
-@dataclass(frozen=True, slots=True)
-class Record:
-    """A decoded record together with its canonical bytes.
-
-    Slotted, as :class:`Envelope`: a node holds tens of thousands of them
-    (mempool, proposals, sync), and an instance dict per object was a large
-    share of a decoded envelope's memory."""
-
-    chain: str
-    submitter: bytes
-    nonce: int
-    ts: int
-    kind: str
-    origin: Mapping[str, str]
-    body: Mapping[str, Any]
-    parents: tuple[bytes, ...]
-    record_bytes: bytes = field(repr=False)
-    id: bytes = field(repr=False)
-
-    def to_json(self) -> dict[str, Any]:
-        """The record as JSON, bytes as lowercase hex (API ``record`` field)."""
-        return {
-            "v": RECORD_VERSION,
-            "chain": self.chain,
-            "submitter": to_hex(self.submitter),
-            "nonce": self.nonce,
-            "ts": self.ts,
-            "kind": self.kind,
-            "origin": dict(self.origin),
-            "body": _bytes_to_hex(self.body),
-            "parents": [to_hex(p) for p in self.parents],
-        }
-
-
-@dataclass(frozen=True, slots=True)
-class Envelope:
-    """A signed record: the Merkle leaf of the log."""
-
-    record: Record
-    sig: bytes
-    envelope_bytes: bytes = field(repr=False)
-    # Asked for many times per record on a node (mempool, block roots,
-    # validation, commit), so computed once, with the object: a plain
-    # attribute, not a property.
-    leaf_hash: bytes = field(init=False, repr=False, compare=False)
-
-    def __post_init__(self) -> None:
-        object.__setattr__(self, "leaf_hash", H(b"\x00" + self.envelope_bytes))
-
-    @property
-    def id(self) -> bytes:
-        return self.record.id
-
-    def signatures(self) -> tuple[tuple[bytes, bytes], ...]:
-        """Every ``(key, sig)`` of the envelope, the submitter's first."""
-        return ((self.record.submitter, self.sig),)
-
-
-@dataclass(frozen=True, slots=True)
-class MultiSignedEnvelope(Envelope):
-    """An envelope with co-signatures over the same record bytes (PROTOCOL §9.2).
-
-    A subclass, not a field of :class:`Envelope`: the C decoder builds
-    one-signature envelopes without running ``__init__``, and never builds
-    these (it answers None for them and the Python decoder decides)."""
-
-    cosigs: tuple[tuple[bytes, bytes], ...] = ()
-
-    def signatures(self) -> tuple[tuple[bytes, bytes], ...]:
-        return ((self.record.submitter, self.sig),) + self.cosigs
-
-
-@dataclass(frozen=True, slots=True)
-class BatchedEnvelope(Envelope):
-    """A record of a signed batch (PROTOCOL §2, "Batch envelopes"): ``sig``
-    is the submitter's signature over the batch root, and ``batch`` the
-    record's inclusion path to it.  Built by the Python decoder only (the C
-    decoder answers None for these)."""
-
-    batch: BatchPosition
-
-    def signatures(self) -> tuple[tuple[bytes, bytes], ...]:
-        """The submitter's batch signature (over the batch, not the record bytes)."""
-        return ((self.record.submitter, self.sig),)
-
-    def batch_root(self) -> bytes:
-        """The root this envelope's path leads to (recomputed on each call);
-        :class:`InclusionError` if the path does not fit index and size."""
-        return batch_root(self.record.id, self.batch)
-
-
-if native is not None:
-    native.set_classes(Record, Envelope)
-
-
-def _bytes_to_hex(value: Any) -> Any:
-    if isinstance(value, bytes):
-        return to_hex(value)
-    if isinstance(value, dict):
-        return {k: _bytes_to_hex(v) for k, v in value.items()}
-    if isinstance(value, list):
-        return [_bytes_to_hex(v) for v in value]
-    return value
-
-
-def _record_from_map(value: Any, record_bytes: bytes) -> Record:
-    # Hot: every record a node admits or syncs comes through here, so the
-    # checks test exact types inline (``type(x) is int`` also refuses bool).
-    if not isinstance(value, dict):
-        raise BadEncoding("record must be a map")
-    if value.keys() != RECORD_KEYS:
-        keys = set(value)
-        missing = sorted(RECORD_KEYS - keys)
-        extra = sorted(keys - RECORD_KEYS)
-        raise BadEncoding(f"record keys wrong: missing {missing}, extra {extra}")
-    if type(value["v"]) is not int or value["v"] != RECORD_VERSION:
-        raise BadEncoding(f"unsupported record version {value['v']!r}")
-    chain = value["chain"]
-    if type(chain) is not str or not 1 <= len(chain) <= 64:
-        raise BadEncoding("chain must be a string of 1..64 characters")
-    submitter = value["submitter"]
-    if type(submitter) is not bytes or len(submitter) != PUBKEY_LEN:
-        raise BadEncoding("submitter must be 32 bytes")
-    nonce = value["nonce"]
-    if type(nonce) is not int or not 0 <= nonce <= UINT64_MAX:
-        raise BadEncoding("nonce must be an integer in 0..2^64-1")
-    ts = value["ts"]
-    if type(ts) is not int or ts < 0:
-        raise BadEncoding("ts must be a non-negative integer (ms since epoch)")
-    kind = value["kind"]
-    if type(kind) is not str or not 1 <= len(kind) <= MAX_KIND_CHARS:
-        raise BadEncoding(f"kind must be a string of 1..{MAX_KIND_CHARS} characters")
-    origin = value["origin"]
-    if type(origin) is not dict or len(origin) > MAX_ORIGIN_ENTRIES:
-        raise BadEncoding(f"origin must be a map of at most {MAX_ORIGIN_ENTRIES} entries")
-    for text in origin.values():
-        if type(text) is not str:
-            raise BadEncoding("origin values must be strings")
-    body = value["body"]
-    if type(body) is not dict:
-        raise BadEncoding("body must be a map")
-    parents = value["parents"]
-    if type(parents) is not list or len(parents) > MAX_PARENTS:
-        raise BadEncoding(f"parents must be a list of at most {MAX_PARENTS} ids")
-    if parents:
-        for parent in parents:
-            if type(parent) is not bytes or len(parent) != ID_LEN:
-                raise BadEncoding("each parent must be a 32-byte record id")
-        if len(set(parents)) != len(parents):
-            raise BadEncoding("parents must be distinct")
-    return Record(chain, submitter, nonce, ts, kind, origin, body, tuple(parents),
-                  record_bytes, H(record_bytes))
-
-
-def decode_record(record_bytes: bytes) -> Record:
-    """Decode and structurally validate canonical record bytes."""
-    record = _decode_canonical_record(record_bytes)
-    if record is None:  # not a well-formed record: the general path names the fault
-        record = _decode_record_general(record_bytes)
-    return record
-
-
-def _decode_record_general(record_bytes: bytes) -> Record:
-    """:func:`decode_record` without the fast path (errors come from here)."""
-    return _record_from_map(decode(record_bytes), record_bytes)
-
-
-# The fast paths below accept exactly what the general path (decode, then
-# the field checks) accepts, and hand everything else to it, so errors are
-# the general path's own.  Every validator decodes every record it admits:
-# this was a third of a node's event-loop time at full load.
-
-_RECORD_KEY_ORDER = sorted(RECORD_KEYS)  # canonical map order: code-point order of str
-
-
-def _decode_canonical_record(record_bytes: bytes) -> Record | None:
-    """The record, if ``record_bytes`` is a canonical, well-formed record
-    (None for anything else: the general path names the fault).
-
-    The general path walks every value for what canonical MessagePack never
-    holds (floats, non-string keys, unsorted keys, the timestamp extension).
-    Here the top-level keys are compared with their canonical order in one
-    step, and only ``origin`` and ``body`` are walked: every other field's
-    exact type is checked by :func:`_record_from_map`.  The re-pack
-    comparison is the same as :func:`ledger.encoding.decode`'s.
-    """
-    if type(record_bytes) is not bytes:
-        return None
-    if native is not None:
-        # The same acceptance in C (ledger/_native.c): fields, or None for
-        # anything it does not handle, which the Python path then decides.
-        fields = native.decode_record(record_bytes)
-        if fields is not None:
-            return Record(*fields, record_bytes, H(record_bytes))
-    try:
-        value = _unpack(record_bytes)
-        if type(value) is not dict or list(value) != _RECORD_KEY_ORDER:
-            return None
-        origin, body = value["origin"], value["body"]
-        if (type(origin) is not dict or type(body) is not dict
-                or not _check_decoded(origin, 1) or not _check_decoded(body, 1)):
-            return None
-    except BadEncoding:  # NonCanonical included
-        return None
-    if packb_plain(value) != record_bytes:
-        return None
-    try:
-        # With every field's exact type checked here, the general path's
-        # walk of the other fields could find nothing: the same record.
-        return _record_from_map(value, record_bytes)
-    except BadEncoding:
-        return None  # a float in ``parents`` is non_canonical there, say
 
 
 # canonical({"record": r, "sig": s}) for a 64-byte s: the map header and the
