@@ -59,7 +59,9 @@ V2_STEPS: tuple[str, ...] = (
     "epoch_inclusion",     # its envelope's inclusion
     "epoch_certificate",   # a quorum of the set in force at its height signed it
     "governance_record",   # a valid governance record under the derived membership
-    "envelope", "record_id", "record_chain", "submitter", "role", "signature",
+    "envelope", "record_id", "record_chain", "submitter", "role",
+    "risk",                # a risk.* record's body and parents (PROTOCOL §12.2)
+    "signature",
     "header", "header_chain", "validators", "height",
     "record_block",        # the bundle's block holds the record's leaf
     "inclusion", "certificate_block", "certificate_height", "certificate", "quorum",

@@ -15,7 +15,7 @@ import { GovernanceError, Membership, checkRecordIn, epochOf, isGovernance } fro
 export const V2_STEPS = [
   "bundle", "format", "chain", "governance_bundle", "governance_order", "epoch_header",
   "epoch_inclusion", "epoch_certificate", "governance_record", "envelope", "record_id",
-  "record_chain", "submitter", "role", "signature", "header", "header_chain", "validators",
+  "record_chain", "submitter", "role", "risk", "signature", "header", "header_chain", "validators",
   "height", "record_block", "inclusion", "certificate_block", "certificate_height",
   "certificate", "quorum",
 ];
