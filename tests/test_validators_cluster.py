@@ -186,6 +186,13 @@ async def test_add_and_remove_validators_under_load(cluster: LocalCluster,
         c.start(2)
         trickle.targets[:] = [0, 2, 3, 4]
         await until(lambda: _links(c, [0, 2, 3, 4], 3), 60.0, "node2 back")
+        # The joined node restarts like any other (genesis does not list its
+        # key): index 3 of the set in force now.
+        c.kill(4)
+        c.start(4)
+        await until(lambda: _is_validator(c, 4, 3), 60.0, "node4 back as validator 3")
+        await until(lambda: _links(c, [0, 2, 3, 4], 3), 60.0, "node4's links back")
+        epoch_records.append(await commit_one(4, [0, 2, 3, 4]))
     finally:
         trickle.running = False
         await loader
@@ -226,6 +233,20 @@ async def test_add_and_remove_validators_under_load(cluster: LocalCluster,
         "--format", "tlog-proof", "-o", str(out)])
     assert result.exit_code == 0, result.output
     assert out.read_bytes().startswith(b"c2sp.org/tlog-proof@v1\nindex ")
+
+    # A full audit from block 1 walks the four validator sets from genesis;
+    # the head it stores is checked again by checkpoint, across the changes.
+    cp_file = tmp_path / "checkpoints.json"
+    result = await asyncio.to_thread(CliRunner().invoke, audit_main, [
+        "audit", "--node", c.url(0), "--genesis", str(genesis), "--json",
+        "--checkpoint-file", str(cp_file)])
+    assert result.exit_code == 0, result.output
+    doc = json.loads(result.output)
+    assert doc["valid"] is True and len(doc["validator_sets"]) == 4, doc["validator_sets"]
+    result = await asyncio.to_thread(CliRunner().invoke, audit_main, [
+        "checkpoint", "--node", c.url(3), "--genesis", str(genesis),
+        "--checkpoint-file", str(cp_file)])
+    assert result.exit_code == 0, result.output
 
 
 async def _keys_at(c: LocalCluster, height: int) -> list[str]:
