@@ -89,6 +89,13 @@ def _field_expr(src: _Source, name: str) -> str:
     return f"body.get({src.const(name[5:])})"
 
 
+def _interval_code(src: _Source, lits: tuple[int, ...]) -> str:
+    """:func:`interval` of the local ``v`` (an int), as an expression."""
+    if len(lits) <= _INLINE_LITERALS:
+        return " + ".join(f"(v > {c}) + (v >= {c})" for c in lits) or "0"
+    return f"bl({src.const(lits)}, v) + br({src.const(lits)}, v)"
+
+
 def build(compiled: CompiledPolicy, part: Callable[[Any], Any],
           missing: object) -> FastPass | None:
     """The block pass of ``compiled`` (see the module text), or None when a
@@ -183,9 +190,11 @@ def build(compiled: CompiledPolicy, part: Callable[[Any], Any],
             e(4, f"c{i} = 0; s{i} = 0")
             e(3, "else:")
             e(4, f"c{i} = w.count; s{i} = w.total")
-            e(4, "for t_, a_ in w.entries:")
-            e(5, f"if t_ > cut{i}: break")
-            e(5, f"c{i} -= 1; s{i} -= a_")
+            e(4, "entries = w.entries")
+            e(4, f"if entries[0][0] <= cut{i}:")  # a key's entries are never empty
+            e(5, "for t_, a_ in entries:")
+            e(6, f"if t_ > cut{i}: break")
+            e(6, f"c{i} -= 1; s{i} -= a_")
             e(3, f"p = ib{i}.get(k{i})")
             e(3, f"p = (1, a) if p is None else (p[0] + 1, p[1] + a)")
             e(3, f"ib{i}[k{i}] = p")
@@ -215,33 +224,36 @@ def build(compiled: CompiledPolicy, part: Callable[[Any], Any],
         if root == "block":
             parts.append(block_parts[n])
             continue
-        known_type = True  # the value's type is fixed at this position (bool or int)
+        # "int": always an int (a window sum beyond int64 is in the key's
+        # last part, where every rule fails); "same": a value that parts as itself.
+        known_type = "int"
         if root == "velocity":
             i = window_index[names[1]]
             value = f"c{i}" if names[2] == "count" else f"s{i}"
         elif root == "listed":
-            value = lookup_vars[names[1]]
+            value, known_type = lookup_vars[names[1]], "same"
         elif root == "risk":
             value = "tier"
         else:
-            known_type = False
+            known_type = ""
             if root == "record" and len(names) == 3 and names[1] in ("body", "origin"):
                 value = f"{names[1]}.get({src.const(names[2])}, MISSING)"
             elif root == "record" and len(names) == 2 and names[1] in _RECORD_ATTRS:
-                value = f"r.{names[1]}"
+                value = f"r.{names[1]}"  # str, int (never bool), bytes or a tuple of bytes
+                known_type = "same" if p.literals is None else ""
             else:  # record.* and submitter.* read only the record and roles
                 value = f"{src.const(p.get)}(r, roles, None)"
+        if known_type == "same" or (known_type == "int" and p.literals is None):
+            parts.append(value)
+            continue
         e(2, f"v = {value}")
-        if p.literals is not None:
-            lits = p.literals
-            if len(lits) <= _INLINE_LITERALS:
-                code = " + ".join(f"(v > {c}) + (v >= {c})" for c in lits) or "0"
-            else:
-                code = f"bl({src.const(lits)}, v) + br({src.const(lits)}, v)"
+        if known_type == "int":
+            assert p.literals is not None
+            e(2, f"q{n} = {_interval_code(src, p.literals)}")
+        elif p.literals is not None:
+            code = _interval_code(src, p.literals)
             e(2, f"if type(v) is int and {-INT64} <= v < {INT64}: q{n} = {code}")
             e(2, f"else: q{n} = (RAW, part(v))")
-        elif known_type:
-            e(2, f"q{n} = v")
         else:
             e(2, f"q{n} = v if type(v) is str else part(v)")
         parts.append(f"q{n}")
