@@ -93,7 +93,8 @@ class Checkpoints:
         the set in force at ``height`` counts for nothing."""
         if height > self.chain.height:
             if height <= self.chain.height + AHEAD and \
-                    len(self._waiting) < AHEAD * len(self.verifiers(self.chain.height + 1)):
+                    len(self._waiting) < AHEAD * len(validator_keys_at(self.chain,
+                                                                       self.chain.height + 1)):
                 self._waiting[(height, signer)] = sig
             return
         keys = validator_keys_at(self.chain, height)

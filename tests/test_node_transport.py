@@ -296,3 +296,28 @@ def test_handshake_buckets_refill_and_stay_bounded() -> None:
     assert not limiter.allow("a", 50.0)  # a clock stepping back refills nothing
     limiter.allow("c", 100.0)  # a third address forgets the least recent ("b")
     assert len(limiter._buckets) == 2 and "b" not in limiter._buckets
+
+
+async def test_links_follow_the_validator_set(trio: Any) -> None:
+    """PROTOCOL §9.9 (node/peers.py decides, the transport carries it out):
+    a validator that left the set is no longer dialed, its inbound link is
+    closed and its handshakes refused; one that (re-)enters is dialed."""
+    genesis, _, peers = trio
+    await until(lambda: all(len(p.transport.connected()) == 2 for p in peers))
+    node = peers[0].transport
+    gone = genesis.validators[2]
+    linked = {v.pubkey: v.index for v in genesis.validators[1:]}
+    node.index_of = linked.get
+    del linked[gone.pubkey]
+    node.set_peers([], [gone])
+    assert node.connected() == [1] and [s["index"] for s in node.status()] == [1]
+    await until(lambda: peers[0].counter("ledger_peer_handshakes_failed_total",
+                                         reason="unknown_peer") >= 1)
+    node.send(2, b"nothing")  # no link: dropped, never sent
+    linked[gone.pubkey] = gone.index
+    node.set_peers([gone], [])
+    await until(lambda: node.connected() == [1, 2])
+    await until(lambda: 0 in peers[2].transport.connected())
+    node.send(2, b"back")
+    await until(lambda: (0, b"back") in peers[2].received)
+    assert (0, b"nothing") not in peers[2].received
