@@ -3,12 +3,38 @@
 Written by hand next to :mod:`node.api` and kept strict (closed error-code
 enum, hex/base64 patterns, required fields) so that a fuzzer such as
 schemathesis can check every answer against it.
+
+The shapes and helpers it is built from are node/openapi_parts.py; the
+checker tests hold answers to it with (``check``, ``response_schema``,
+re-exported here) is node/openapi_check.py.
 """
 
 from __future__ import annotations
 
 from typing import Any
 
+from .openapi_check import (
+    SchemaMismatch as SchemaMismatch,
+    check as check,
+    response_schema as response_schema,
+)
+from .openapi_parts import (
+    B64,
+    ENVELOPES_PARAM,
+    HEX32,
+    HEX64B,
+    ID_PARAM,
+    UINT,
+    UINT64_MAX,
+    _errors,
+    _get,
+    _html,
+    _json,
+    _obj,
+    _query,
+    _ref,
+    _text,
+)
 from .trace import CHILDREN_DEFAULT, CHILDREN_MAX
 
 ERROR_CODES = [
@@ -31,25 +57,6 @@ GOVERNANCE_CODES = [
     "alert_flood",  # a monitor over breaker_monitor_alerts (PROTOCOL §12.3)
     "bad_policy",  # a gov.policy.set whose policy does not compile (PROTOCOL §10.2)
 ]
-
-HEX32 = {"type": "string", "pattern": "^[0-9a-f]{64}$"}
-HEX64B = {"type": "string", "pattern": "^[0-9a-f]{128}$"}
-B64 = {"type": "string", "pattern": "^[A-Za-z0-9+/]*={0,2}$"}
-UINT64_MAX = 2**64 - 1
-UINT = {"type": "integer", "minimum": 0}
-
-
-def _ref(name: str) -> dict[str, str]:
-    return {"$ref": f"#/components/schemas/{name}"}
-
-
-def _obj(props: dict[str, Any], required: list[str] | None = None,
-         extra: bool = True) -> dict[str, Any]:
-    out: dict[str, Any] = {"type": "object", "properties": props,
-                           "required": list(props) if required is None else required}
-    if not extra:
-        out["additionalProperties"] = False
-    return out
 
 
 def _schemas(max_envelopes: int) -> dict[str, Any]:
@@ -216,63 +223,6 @@ def _schemas(max_envelopes: int) -> dict[str, Any]:
                        required=["ok", "node", "height", "serving", "synced", "committing",
                                  "peers_height", "behind", "since_commit_ms"]),
     }
-
-
-def _json(schema: dict[str, Any], description: str) -> dict[str, Any]:
-    return {"description": description, "content": {"application/json": {"schema": schema}}}
-
-
-def _text(description: str) -> dict[str, Any]:
-    return {"description": description, "content": {"text/plain": {"schema": {"type": "string"}}}}
-
-
-def _html(description: str) -> dict[str, Any]:
-    return {"description": description, "content": {"text/html": {"schema": {"type": "string"}}}}
-
-
-def _errors(*statuses: int) -> dict[str, Any]:
-    text = {400: "bad input (bad_request, bad_encoding, too_many, ...)",
-            401: "unauthenticated: no valid signature by a registered key (PROTOCOL §11; "
-                 "WWW-Authenticate and Accept-Signature say what to sign); on the validators' "
-                 "sync routes, unauthorized (WWW-Authenticate: Ledger-Validator)",
-            403: "forbidden_role: the caller's roles do not grant the route (PROTOCOL §11.4); "
-                 "on the sync routes, forbidden",
-            404: "not_found",
-            409: "not_committed", 413: "too_large", 415: "unsupported_media_type",
-            429: "rate_limited (with Retry-After): in flight, or a client's limits",
-            503: "unavailable"}
-    # Any route may be refused while the node is saturated (429) or cannot
-    # serve (503, e.g. damaged storage); 500 is a bug, still in the Error shape.
-    out = {str(s): _json(_ref("Error"), text[s]) for s in sorted({*statuses, 429, 503})}
-    # Every 429 says when to come back (PROTOCOL §11.5).
-    out["429"]["headers"] = {"Retry-After": {
-        "description": "whole seconds to wait before retrying this node", "required": True,
-        "schema": {"type": "integer", "minimum": 1}}}
-    out["500"] = _json(_ref("Error"), "internal error (a bug; logged)")
-    return out
-
-
-def _get(summary: str, ok: dict[str, Any], params: list[dict[str, Any]] | None = None,
-         errors: tuple[int, ...] = (400, 429)) -> dict[str, Any]:
-    op: dict[str, Any] = {"summary": summary, "responses": {"200": ok, **_errors(*errors)}}
-    if params:
-        op["parameters"] = params
-    return {"get": op}
-
-
-def _query(name: str, description: str, minimum: int, maximum: int | None = None,
-           required: bool = False) -> dict[str, Any]:
-    schema: dict[str, Any] = {"type": "integer", "minimum": minimum,
-                              "maximum": UINT64_MAX if maximum is None else maximum}
-    return {"name": name, "in": "query", "required": required, "description": description,
-            "schema": schema}
-
-
-ID_PARAM = {"name": "id", "in": "path", "required": True, "description": "record id (hex)",
-            "schema": HEX32}
-ENVELOPES_PARAM = {"name": "envelopes", "in": "query", "required": False,
-                   "description": "1 to include the block's envelopes (base64)",
-                   "schema": {"type": "string", "enum": ["0", "1", "true", "false"]}}
 
 
 def openapi_spec(*, max_envelopes: int = 5000, max_trace_depth: int = 64) -> dict[str, Any]:
@@ -473,73 +423,3 @@ def openapi_spec(*, max_envelopes: int = 5000, max_trace_depth: int = 64) -> dic
                                "Content-Digest (RFC 9530): PROTOCOL §11"}},
         },
     }
-
-
-class SchemaMismatch(AssertionError):
-    """A document does not match its OpenAPI schema (used by the tests)."""
-
-
-def check(instance: Any, schema: dict[str, Any], spec: dict[str, Any], where: str = "$") -> None:
-    """Validate ``instance`` against the subset of OpenAPI 3.0 schema used above."""
-    if "$ref" in schema:
-        name = schema["$ref"].rsplit("/", 1)[-1]
-        check(instance, spec["components"]["schemas"][name], spec, where)
-        return
-    if "oneOf" in schema:
-        matches = 0
-        for option in schema["oneOf"]:
-            try:
-                check(instance, option, spec, where)
-                matches += 1
-            except SchemaMismatch:
-                pass
-        if matches != 1:
-            raise SchemaMismatch(f"{where}: matches {matches} of the oneOf options")
-        return
-    if instance is None:
-        if not schema.get("nullable"):
-            raise SchemaMismatch(f"{where}: null is not allowed")
-        return
-    kind = schema.get("type")
-    types = {"object": dict, "array": list, "string": str, "boolean": bool}
-    if kind == "integer":
-        if not isinstance(instance, int) or isinstance(instance, bool):
-            raise SchemaMismatch(f"{where}: expected integer, got {instance!r}")
-        if "minimum" in schema and instance < schema["minimum"]:
-            raise SchemaMismatch(f"{where}: {instance} < minimum {schema['minimum']}")
-        if "maximum" in schema and instance > schema["maximum"]:
-            raise SchemaMismatch(f"{where}: {instance} > maximum {schema['maximum']}")
-    elif kind in types and not isinstance(instance, types[kind]):
-        raise SchemaMismatch(f"{where}: expected {kind}, got {type(instance).__name__}")
-    if "enum" in schema and instance not in schema["enum"]:
-        raise SchemaMismatch(f"{where}: {instance!r} not in {schema['enum']}")
-    if kind == "string" and "pattern" in schema:
-        import re
-
-        if not re.search(schema["pattern"], instance):
-            raise SchemaMismatch(f"{where}: {instance!r} does not match {schema['pattern']}")
-    if kind == "array":
-        if len(instance) < schema.get("minItems", 0) or len(instance) > schema.get("maxItems", 1 << 62):
-            raise SchemaMismatch(f"{where}: array length {len(instance)} out of bounds")
-        for i, item in enumerate(instance):
-            check(item, schema.get("items", {}), spec, f"{where}[{i}]")
-    if kind == "object":
-        for key in schema.get("required", []):
-            if key not in instance:
-                raise SchemaMismatch(f"{where}: missing {key!r}")
-        props = schema.get("properties", {})
-        extra = schema.get("additionalProperties", True)
-        for key, value in instance.items():
-            if key in props:
-                check(value, props[key], spec, f"{where}.{key}")
-            elif extra is False:
-                raise SchemaMismatch(f"{where}: unexpected key {key!r}")
-            elif isinstance(extra, dict):
-                check(value, extra, spec, f"{where}.{key}")
-
-
-def response_schema(spec: dict[str, Any], path: str, method: str, status: int) -> dict[str, Any]:
-    """The JSON schema the spec declares for one response (KeyError if undeclared)."""
-    op = spec["paths"][path][method.lower()]
-    resp = op["responses"][str(status)]
-    return resp["content"]["application/json"]["schema"]  # type: ignore[no-any-return]
