@@ -8,6 +8,15 @@ The per-client rate limits are off in both (one address and one key make
 all the load); everything else is the node's defaults.
 
     python -m harness.bench_secure --pairs 1 --duration 15
+
+With ``--policy`` the pairs compare instead a cluster without a policy and
+one with the 10-rule policy of scripts/bench-policy installed by
+governance before the load (harness/bench_policy_setup.py: the policy, a
+100,000-entry list of known accounts and the others, co-signed by a quorum
+of members), TLS and authentication off in both, the same kind of load in
+both (payments, transfers and refunds from the listed accounts).
+
+    python -m harness.bench_secure --policy --pairs 1 --duration 15
 """
 
 from __future__ import annotations
@@ -25,7 +34,10 @@ from typing import Any
 import click
 import msgpack
 
+from ledger.keys import load_key_file
+
 from .bench_batches import signed_load
+from .bench_policy_setup import governance_envelopes, policy_load
 from .bench_setup import BENCH_PARAMS
 from .localnet import LocalCluster, until
 
@@ -35,9 +47,23 @@ NO_CLIENT_LIMITS = [("[http]\n", "[http]\nclient_rate_per_s = 0\nidentity_rate_p
                                  "max_requests_per_identity = 100000\n")]
 
 
-def _cluster(root: Path, name: str, secure: bool) -> LocalCluster:
+def _cluster(root: Path, name: str, secure: bool, members: bool = False) -> LocalCluster:
     return LocalCluster(root / name, 4, params=dict(BENCH_PARAMS), tls=secure, auth=secure,
-                        toml_edits={i: NO_CLIENT_LIMITS for i in range(4)})
+                        toml_edits={i: NO_CLIENT_LIMITS for i in range(4)}, members=members)
+
+
+async def _install_policy(c: LocalCluster, list_size: int, corridors: int) -> int:
+    """The policy and its lists by governance; returns how many records that took."""
+    members = [load_key_file(c.dir / "keys" / f"member{i}.json").key for i in range(c.n)]
+    envs = governance_envelopes(c.genesis.chain, members[:c.genesis.governance_threshold],
+                                list_size, corridors)
+    for k in range(0, len(envs), 50):
+        body = msgpack.packb([e.envelope_bytes for e in envs[k:k + 50]], use_bin_type=True)
+        status, doc = await c.post(0, "/v1/records", data=body,
+                                   headers={"Content-Type": "application/msgpack"})
+        assert status == 202 and not any("error" in r for r in doc["results"]), doc
+    await c.wait_committed(list(range(c.n)), envs[-1].id.hex(), timeout=300)
+    return len(envs)
 
 
 async def _throughput(c: LocalCluster, envs: list[bytes], duration: float, warmup: float,
@@ -133,16 +159,32 @@ def _drained(c: LocalCluster) -> Callable[[], Awaitable[bool]]:
 
 async def one_run(root: Path, name: str, secure: bool, *, records: int, duration: float,
                   warmup: float, request: int, inflight: int, probes: int,
-                  proof_seconds: float, proof_clients: int) -> dict[str, Any]:
-    c = _cluster(root, name, secure)
+                  proof_seconds: float, proof_clients: int, policy: bool | None = None,
+                  list_size: int = 100_000) -> dict[str, Any]:
+    """One fresh cluster measured; ``policy`` None: the TLS and auth
+    comparison's load; True/False: the policy comparison's, with or without
+    the policy installed."""
+    c = _cluster(root, name, secure, members=policy is not None)
     try:
         await c.start_all(timeout=90)
-        envs = signed_load(c.dir / "keys" / "demo.json", c.genesis.chain, records + probes, 64)
-        load0 = os.getloadavg()
         out: dict[str, Any] = {"run": name, "tls_and_auth": secure}
+        if policy is None:
+            envs = signed_load(c.dir / "keys" / "demo.json", c.genesis.chain, records + probes,
+                               64)
+        else:
+            key = load_key_file(c.dir / "keys" / "demo.json").key
+            envs = policy_load(key, c.genesis.chain, records + probes, list_size)
+            out["policy"] = policy
+            if policy:
+                out["governance_records"] = await _install_policy(c, list_size, 10_000)
+        load0 = os.getloadavg()
         out |= await _throughput(c, envs[:records], duration, warmup, request, inflight)
         await until(_drained(c), 120, "the throughput load to commit", interval=0.2)
         out |= await _latency(c, envs[records:], probes)
+        if policy is not None:  # the last probe's verdict: the policy was (not) in force
+            from ledger.records import decode_envelope
+            st, doc = await c.get(0, f"/v1/records/{decode_envelope(envs[-1]).id.hex()}")
+            out["probe_verdict"] = doc.get("verdict") if st == 200 else st
         committed = []
         for h in range(1, 4):  # a few committed record ids for the proof load
             st, doc = await c.get(0, f"/v1/blocks/{h}")
@@ -167,19 +209,28 @@ async def one_run(root: Path, name: str, secure: bool, *, records: int, duration
 @click.option("--proof-clients", default=16, show_default=True)
 @click.option("--out", type=click.Path(path_type=Path), default=Path("bench-secure.json"),
               show_default=True)
+@click.option("--policy", "compare_policy", is_flag=True,
+              help="compare no policy with the 10-rule policy (TLS and auth off in both)")
+@click.option("--list-size", default=100_000, show_default=True,
+              help="--policy: entries of the known-accounts list")
 def main(pairs: int, records: int, duration: float, warmup: float, request: int, inflight: int,
-         probes: int, proof_seconds: float, proof_clients: int, out: Path) -> None:
-    """TLS and authentication off, then on, ``pairs`` times; the ratio of on to off."""
+         probes: int, proof_seconds: float, proof_clients: int, out: Path,
+         compare_policy: bool, list_size: int) -> None:
+    """TLS and authentication off, then on, ``pairs`` times; the ratio of on to off
+    (with ``--policy``: no policy, then the policy)."""
 
     async def run() -> list[dict[str, Any]]:
         results = []
         with tempfile.TemporaryDirectory(prefix="bench-secure-") as tmp:
             for p in range(pairs):
-                for secure in (False, True):
-                    r = await one_run(Path(tmp), f"pair{p}-{'on' if secure else 'off'}", secure,
+                for on in (False, True):
+                    r = await one_run(Path(tmp), f"pair{p}-{'on' if on else 'off'}",
+                                      on and not compare_policy,
                                       records=records, duration=duration, warmup=warmup,
                                       request=request, inflight=inflight, probes=probes,
-                                      proof_seconds=proof_seconds, proof_clients=proof_clients)
+                                      proof_seconds=proof_seconds, proof_clients=proof_clients,
+                                      policy=on if compare_policy else None,
+                                      list_size=list_size)
                     click.echo(json.dumps(r))
                     results.append(r)
         return results
@@ -187,7 +238,7 @@ def main(pairs: int, records: int, duration: float, warmup: float, request: int,
     results = asyncio.run(run())
     for k in range(0, len(results) - 1, 2):
         off, on = results[k], results[k + 1]
-        click.echo(f"pair {k // 2}: throughput on/off "
+        click.echo(f"pair {k // 2}: throughput {'policy/none' if compare_policy else 'on/off'} "
                    f"{on['records_per_s'] / max(off['records_per_s'], 1):.2f}, proofs on/off "
                    f"{on['proofs_per_s'] / max(off['proofs_per_s'], 1):.2f}")
     out.write_text(json.dumps(results, indent=1) + "\n")

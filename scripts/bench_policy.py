@@ -19,48 +19,20 @@ from __future__ import annotations
 import argparse
 import json
 import random
+import sys
 import time
+from pathlib import Path
 from typing import Any
 
-from ledger.crypto import SigningKey
-from ledger.policy import RecordInput, load_policy_engine, policy_from_json
-from ledger.records import make_record
-from node.gctune import tune_after_start
+# harness/ is not installed: import it from this source tree.
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-POLICY: dict[str, Any] = {
-    "name": "bench", "version": 1, "default": "review",
-    "windows": {"acct_1m": {"by": "origin.account", "ms": 60_000, "kinds": ["payment"]},
-                "acct_1h": {"by": "origin.account", "ms": 3_600_000},
-                "sub_1s": {"by": "submitter", "ms": 1_000}},
-    "lookups": {"known": {"list": "known_accounts", "key": ["origin.account"]},
-                "sanctioned_account": {"list": "sanctioned_accounts", "key": ["origin.account"]},
-                "sanctioned_country": {"list": "sanctioned_countries", "key": ["origin.country"]},
-                "corridor": {"list": "licensed_corridors",
-                             "key": ["origin.account", "origin.country", "body.to_country"]}},
-    "rules": [
-        {"name": "sanctioned_country", "when": "listed.sanctioned_country",
-         "then": {"outcome": "deny", "reason": "sanctioned_country"}},
-        {"name": "sanctioned_account", "when": "listed.sanctioned_account",
-         "then": {"outcome": "deny", "reason": "sanctioned_account"}},
-        {"name": "small_known", "kinds": ["payment"],
-         "when": 'listed.known && record.body.currency == "EUR" && record.body.amount < 5000',
-         "then": "allow"},
-        {"name": "medium_known", "kinds": ["payment"],
-         "when": "listed.known && record.body.amount <= 1000000", "then": "allow"},
-        {"name": "large", "kinds": ["payment"], "when": "record.body.amount > 1000000",
-         "then": {"outcome": "approve", "approvals": 2, "role": "treasury"}},
-        {"name": "too_fast", "kinds": ["payment"], "when": "velocity.acct_1m.count > 20",
-         "then": "review"},
-        {"name": "hourly_sum", "when": "velocity.acct_1h.sum > 5000000", "then": "review"},
-        {"name": "corridor", "kinds": ["transfer"], "when": "!listed.corridor",
-         "then": {"outcome": "deny", "reason": "unlicensed_corridor"}},
-        {"name": "risky", "when": "risk.tier >= 3 && record.body.amount > 100000",
-         "then": "review"},
-        {"name": "refund_parent", "kinds": ["refund"], "when": "size(record.parents) == 0",
-         "then": {"outcome": "deny", "reason": "refund_without_payment"}},
-    ],
-}
-COUNTRIES = ["DE", "FR", "NL", "IT", "ES", "PL", "SE", "AT", "BE", "IE", "US", "GB", "IR", "KP"]
+from harness.bench_policy_setup import COUNTRIES, POLICY  # noqa: E402
+from ledger.crypto import SigningKey  # noqa: E402
+from ledger.policy import RecordInput, load_policy_engine, policy_from_json  # noqa: E402
+from ledger.records import make_record  # noqa: E402
+from node.gctune import tune_after_start  # noqa: E402
+
 
 
 def main() -> None:
