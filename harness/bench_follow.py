@@ -13,7 +13,9 @@ decoding and the built-in detector.
 from __future__ import annotations
 
 import argparse
+import cProfile
 import time
+from pathlib import Path
 
 from harness.bench_chain import bench_genesis, certify
 from ledger.chain import ChainStore
@@ -32,6 +34,8 @@ def main() -> None:
     ap.add_argument("--block", type=int, default=1000)
     ap.add_argument("--days", type=int, default=14)
     ap.add_argument("--accounts", type=int, default=1200)
+    ap.add_argument("--profile", type=Path, default=None,
+                    help="write a cProfile of the measured part to this file")
     args = ap.parse_args()
     genesis, validators, submitter = bench_genesis("follow")
     stream = generate(args.seed, days=args.days, accounts=args.accounts)
@@ -55,9 +59,16 @@ def main() -> None:
         (event,) = parse_events(bytearray(block_event(chain, chain.height)))
         events.append(event[2])
     follower = Follower(genesis, BuiltinDetector(), clock=lambda: 0.0)
+    profile = cProfile.Profile() if args.profile is not None else None
     cpu, wall = time.process_time(), time.perf_counter()
+    if profile is not None:
+        profile.enable()
     flagged = sum(len(follower.on_block(data)) for data in events)
+    if profile is not None:
+        profile.disable()
     cpu, wall = time.process_time() - cpu, time.perf_counter() - wall
+    if profile is not None and args.profile is not None:
+        profile.dump_stats(str(args.profile))
     print(f"{follower.records} records in {len(events)} blocks of {args.block}: "
           f"{cpu:.2f} s CPU, {wall:.2f} s wall; {follower.records / cpu:,.0f} records per CPU "
           f"second; {flagged} flagged")
