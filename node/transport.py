@@ -130,8 +130,20 @@ class PeerTransport:
 
     async def start(self) -> None:
         self._session = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=None))
-        for index, link in self.links.items():
-            link.task = asyncio.create_task(self._run_link(link), name=f"peer-link-{index}")
+        for link in self.links.values():
+            self._dial(link)
+
+    def _dial(self, link: _Link) -> None:
+        """Start the task that keeps ``link`` connected, unless its address
+        cannot be dialed (a ``gov.validator.add`` may carry any text)."""
+        try:
+            peer_url(link.validator, frames.PEER_PATH, self.tls is not None)
+        except ValueError:
+            log.warning("validator %s's address %r is not host:port: not dialed (its own "
+                        "links are accepted)", link.validator.name, link.validator.address)
+            return
+        link.task = asyncio.create_task(self._run_link(link),
+                                        name=f"peer-link-{link.validator.index}")
 
     def set_peers(self, added: Sequence[Validator], removed: Sequence[Validator]) -> None:
         """The validator set moved (PROTOCOL §9.9): dial ``added`` (by peer
@@ -151,10 +163,9 @@ class PeerTransport:
                 continue
             link = self.links[v.index] = _Link(v, asyncio.Queue(self.settings.queue_size))
             self.metrics.init_peer(v.name)
-            if self._session is not None and not self._closing:
-                link.task = asyncio.create_task(self._run_link(link),
-                                                name=f"peer-link-{v.index}")
             log.info("validator %s joined the sets in force: dialing %s", v.name, v.address)
+            if self._session is not None and not self._closing:
+                self._dial(link)
 
     def set_key(self, key: SigningKey) -> None:
         """Sign handshakes and frames with ``key`` from now on (a rotation of
@@ -166,8 +177,7 @@ class PeerTransport:
         for link in self.links.values():
             if link.task is not None and not self._closing:
                 link.task.cancel()
-                link.task = asyncio.create_task(self._run_link(link),
-                                                name=f"peer-link-{link.validator.index}")
+                self._dial(link)
         for ws in list(self._inbound):
             asyncio.ensure_future(ws.close())
 

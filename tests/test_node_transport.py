@@ -321,3 +321,15 @@ async def test_links_follow_the_validator_set(trio: Any) -> None:
     node.send(2, b"back")
     await until(lambda: (0, b"back") in peers[2].received)
     assert (0, b"nothing") not in peers[2].received
+
+
+async def test_an_added_validator_whose_address_cannot_be_dialed_is_not(trio: Any) -> None:
+    """A gov.validator.add may carry any address text: the link is kept (its
+    own dials are accepted) but never dialed, and nothing else breaks."""
+    genesis, _, peers = trio
+    node = peers[0].transport
+    odd = dataclasses.replace(genesis.validators[2], index=7, name="odd", address="no-port")
+    node.set_peers([odd], [])
+    assert node.links[7].task is None and not node.links[7].up
+    node.set_key(make_keys(1, 6_000_000)[0])  # redials every dialable link, not this one
+    assert node.links[7].task is None and node.links[1].task is not None
