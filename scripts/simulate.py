@@ -31,6 +31,8 @@ if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
 from consensus.simulation.broken import BROKEN, EPOCH_BROKEN  # noqa: E402
+
+ALL_BROKEN = {**BROKEN, **EPOCH_BROKEN}
 from consensus.simulation.byzantine import BEHAVIOURS  # noqa: E402
 from consensus.simulation.enumerator import (  # noqa: E402
     DEFAULT_BLOCKS, DEFAULT_CUTS, DEFAULT_STEPS, FAULTS, EnumerationResult, run_enumeration)
@@ -133,7 +135,7 @@ def _replay(spec: str, broken: str | None, verbose: bool) -> int:
         plan = TwinsPlan.parse(spec)
     except (ValueError, KeyError) as exc:
         raise click.BadParameter(f"{exc}", param_hint="--scenario") from None
-    result = run_plan(plan, BROKEN[broken] if broken else None, echo=sys.stdout if verbose else None)
+    result = run_plan(plan, ALL_BROKEN[broken] if broken else None, echo=sys.stdout if verbose else None)
     _print_result(result)
     return 0 if result.ok else 1
 
@@ -149,7 +151,7 @@ def _enumerate(n: int, bound: int | None, steps: int, cuts: int, blocks: int, fa
     def progress(r: EnumerationResult) -> None:
         print(f"{r.scenarios} scenarios, {r.rate:.1f}/s", flush=True)
 
-    factory = BROKEN[broken] if broken else None
+    factory = ALL_BROKEN[broken] if broken else None
     if workers > 1:
         result = run_enumeration_parallel(n, bound, factory, workers, max_steps=steps, max_blocks=blocks,
                                           faults=faults, max_cuts=cuts, start=start, progress=progress,
@@ -212,7 +214,7 @@ def _enumerate(n: int, bound: int | None, steps: int, cuts: int, blocks: int, fa
 @click.option("--blocks", type=int, default=DEFAULT_BLOCKS, show_default=True,
               help="At most this many blocks per partition.")
 @click.option("--faults", default=",".join(FAULTS), show_default=True,
-              help="Fault models to enumerate: twins, forge (comma-separated).")
+              help="Fault models to enumerate: twins, forge, epochs (comma-separated).")
 @click.option("--start", type=int, default=0, show_default=True, help="Skip this many enumerated scenarios.")
 @click.option("--workers", type=click.IntRange(1, 64), default=1, show_default=True,
               help="Enumerate on this many processes (same result as one).")

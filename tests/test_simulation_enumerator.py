@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from consensus.simulation.broken import BROKEN
+from consensus.simulation.broken import BROKEN, EPOCH_BROKEN
 from consensus.simulation.enumerator import (
     STEPS,
     cuts,
@@ -38,22 +38,28 @@ CAUGHT = {
     "no-timeout": (("liveness",), ("twins",), 100),
     "send-before-persist": (("persist-before-send",), ("twins",), 10),
     "forgetful": (("persist-before-send",), ("twins",), 10),
+    # a forger's block with a verdict root no honest engine derives, certified
+    "verdict-blind": (("verdicts",), ("twins", "forge"), 400),
+    # validator-set changes at height 1, in force (and partitioned) at height 3
+    "genesis-set": (("certificate",), ("epochs",), 10),
+    "stale-set": (("certificate",), ("epochs",), 10),
 }
+ALL_BROKEN = {**BROKEN, **EPOCH_BROKEN}
 
 
 def test_every_broken_replica_has_a_case() -> None:
-    assert set(CAUGHT) == set(BROKEN)
+    assert set(CAUGHT) == set(ALL_BROKEN)
 
 
 @pytest.mark.parametrize("broken", sorted(CAUGHT))
 def test_enumerator_catches_broken_replica(broken: str) -> None:
     kinds, faults, bound = CAUGHT[broken]
-    result = run_enumeration(4, bound, BROKEN[broken], faults=faults)
+    result = run_enumeration(4, bound, ALL_BROKEN[broken], faults=faults)
     assert result.violation is not None, f"{broken} survived {result.scenarios} scenarios"
     index, plan, outcome = result.violation
     assert outcome.violations[0].split(":")[0] in kinds, outcome.violations
     # the replay identifier reproduces it, and the correct replica passes that scenario
-    replayed = run_plan(TwinsPlan.parse(plan.spec()), BROKEN[broken])
+    replayed = run_plan(TwinsPlan.parse(plan.spec()), ALL_BROKEN[broken])
     assert replayed.violations == outcome.violations
     assert run_plan(plan).ok
 
@@ -62,6 +68,31 @@ def test_correct_replica_passes_the_first_scenarios() -> None:
     result = run_enumeration(4, 300)
     assert result.violation is None and result.scenarios == 300
     assert set(result.by_cuts) == {0, 1}
+
+
+def test_correct_replica_passes_epoch_plans() -> None:
+    """The first epoch plans of each change (n = 4: add, rotate; n = 7:
+    remove, rotate), whole and with one cut step at height 3."""
+    for n, stride in ((4, 97), (7, 4001)):
+        plans = list(itertools.islice(enumerate_plans(n, faults=("epochs",)), 0, None, stride))
+        assert {p.change for p in plans} == ({"add", "rotate"} if n == 4 else {"remove", "rotate"})
+        assert {sum(1 for r in p.rounds if len(r) > 1) for p in plans} == {0, 1}
+        for plan in plans:
+            assert TwinsPlan.parse(plan.spec()) == plan
+            result = run_plan(plan)
+            assert result.ok and result.set_sizes[-1] == n + (plan.change == "add") - (plan.change == "remove"), \
+                (plan.spec(), result.violations)
+
+
+def test_epoch_plans_partition_the_first_height_of_the_new_set() -> None:
+    plan = TwinsPlan.parse("n=4;twins=3;rounds=0,1,2,3'|3,4;change=add")
+    assert plan.endpoints == 6 and plan.height == 3 and plan.label(5) == "4"
+    good = run_plan(plan)
+    assert good.ok and good.set_sizes == [4, 5] and good.heights >= 4
+    bad = run_plan(plan, EPOCH_BROKEN["stale-set"])
+    assert bad.violations[0].startswith("certificate: ")
+    with pytest.raises(ValueError):
+        TwinsPlan.parse("n=4;twins=0;rounds=;change=remove")
 
 
 def test_correct_replica_passes_the_first_n7_scenarios() -> None:
@@ -153,7 +184,8 @@ def test_symmetry_reduction_keeps_a_scenario_of_every_class() -> None:
 
 def test_normal_form_of_an_enumerated_plan_is_itself() -> None:
     for plan in itertools.islice(enumerate_plans(4), 0, 5000, 37):
-        assert is_normal(plan, leaders(plan.n, len(plan.rounds)))
+        lead = frozenset(range(plan.n)) if plan.change else leaders(plan.n, len(plan.rounds))
+        assert is_normal(plan, lead)
 
 
 def _simulate(*args: str) -> subprocess.CompletedProcess[str]:

@@ -10,9 +10,17 @@ liveness ingredient, so the tests can show the checkers catch it.
 * ForgetfulMachine    - persists its round but not its votes or lock
 * GenesisSetMachine   - ignores validator-set changes: counts votes, quorums
                         and proposers by the genesis set at every height
+* VerdictBlindMachine - votes for a block whose verdict root (PROTOCOL §10.6)
+                        differs from the one it derives (the node refuses
+                        it: VerdictMismatch)
+* StaleSetMachine     - applies each validator-set change one height late:
+                        for a height it still counts a removed validator's
+                        votes (and not an added one's, nor a rotated key's)
 """
 
 from __future__ import annotations
+
+from typing import Any
 
 from consensus.events import Broadcast, SendTo
 from consensus.machine import ConsensusMachine
@@ -20,6 +28,7 @@ from consensus.messages import SignedVote
 from consensus.params import NIL_ROUND, Step, Timer
 from consensus.state import PersistedState
 from consensus.votes import BlockId, VoteTally
+from ledger.approvals import VerdictMismatch
 from ledger.genesis import Genesis
 
 
@@ -111,6 +120,21 @@ class GenesisSetMachine(ConsensusMachine):
         return self.first_genesis
 
 
+class VerdictBlindMachine(ConsensusMachine):
+    def _block_valid(self, block_hash: bytes, proposer: int | None = None) -> bool:
+        if super()._block_valid(block_hash, proposer):
+            return True
+        return isinstance(self.validity.get(block_hash), VerdictMismatch)
+
+
+class StaleSetMachine(ConsensusMachine):
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        epochs = kwargs.get("epochs")
+        if epochs is not None:
+            kwargs["epochs"] = lambda height: epochs(max(1, height - 1))
+        super().__init__(*args, **kwargs)
+
+
 BROKEN = {
     "ignore-lock": IgnoreLockMachine,
     "double-count": DoubleCountMachine,
@@ -119,7 +143,8 @@ BROKEN = {
     "no-timeout": NoTimeoutMachine,
     "send-before-persist": SendBeforePersistMachine,
     "forgetful": ForgetfulMachine,
+    "verdict-blind": VerdictBlindMachine,
 }
 # Broken only across validator-set changes: caught by epoch runs
-# (scripts/simulate --epochs), not by the Twins enumerator's fixed set.
-EPOCH_BROKEN = {"genesis-set": GenesisSetMachine}
+# (scripts/simulate --epochs) and the enumerator's epoch plans (change=...).
+EPOCH_BROKEN = {"genesis-set": GenesisSetMachine, "stale-set": StaleSetMachine}

@@ -24,13 +24,20 @@ What is enumerated, for ``n`` validators of which ``f`` are twinned:
 * the fault model: honest-code twins, and (``faults`` containing "forge")
   for scenarios with at most one cut, the same with the first twin's second
   instance forging its proposals, the defect cycling through
-  ``mutations.ALL_KINDS``.
+  ``mutations.FORGE_KINDS`` (a wrong verdict root among them);
+* epoch plans (``faults`` containing "epochs", at most ``EPOCH_CUTS`` cuts):
+  a validator-set change committed at height 1 - n = 4: add, rotate;
+  n = 7: remove (a twinned validator, whose second instance keeps signing
+  as if still in the set), rotate - with the steps of height 3, the first
+  of the new set, partitioned (see ``twins.py``); every twin set (no
+  relabelling of validators: leaders and the changed one differ per set).
 
-Order: fewer cuts first, then fewer steps, then the positions of the cuts,
-then the cuts themselves (fewest blocks, smallest split-off part first),
-then twin placement, then fault model.  ``bound`` caps how many scenarios
-run, so the first violation found is a smallest one, and its
-:meth:`TwinsPlan.spec` replays it (``scripts/simulate --scenario SPEC -v``).
+Order: fewer cuts first; within a number of cuts, the plain plans (fewer
+steps, then the positions of the cuts, then the cuts themselves - fewest
+blocks, smallest split-off part first - then twin placement, then fault
+model), then the epoch plans (by change, then the same).  ``bound`` caps
+how many scenarios run, so the first violation found is a smallest one, and
+its :meth:`TwinsPlan.spec` replays it (``scripts/simulate --scenario SPEC -v``).
 
 Symmetry reduction.  Validators that lead none of the covered rounds (nor
 the first healed one) play interchangeable parts, and so do the two
@@ -54,7 +61,7 @@ from typing import Callable, Iterator
 
 from ledger.genesis import max_faulty
 
-from .mutations import ALL_KINDS
+from .mutations import FORGE_KINDS
 from .node import MachineFactory
 from .twins import STEPS, Partition, TwinsPlan, run_plan
 from .world import RunResult
@@ -62,7 +69,8 @@ from .world import RunResult
 DEFAULT_STEPS = 6  # rounds 0 and 1
 DEFAULT_BLOCKS = 2
 DEFAULT_CUTS = 2  # n=4: 20,371 scenarios, every one with at most two cut steps in rounds 0-1
-FAULTS = ("twins", "forge")
+FAULTS = ("twins", "forge", "epochs")
+EPOCH_CUTS = 1  # epoch plans: at most this many cut steps (they have one more endpoint to cut)
 PRECOMMIT = 2
 
 Shape = tuple[Partition, bool]  # a step's blocks; True: block 0 is heard by block 1, not back
@@ -150,21 +158,49 @@ def is_normal(plan: TwinsPlan, lead: frozenset[int]) -> bool:
     return all(a <= b for a, b in zip(pairs, pairs[1:]))
 
 
-def _schedules(endpoints: int, max_steps: int, max_blocks: int, max_cuts: int
+def _schedules(endpoints: int, max_steps: int, max_blocks: int, c: int
                ) -> Iterator[tuple[Shape, ...]]:
-    """Step shapes in enumeration order: cuts, steps, cut positions, cuts."""
+    """Step shapes with ``c`` cuts in enumeration order: steps, cut positions, cuts."""
     whole: Shape = ((frozenset(range(endpoints)),), False)
-    yield ()
-    for c in range(1, max_cuts + 1):
-        for steps in range(c, max_steps + 1):
-            for earlier in itertools.combinations(range(steps - 1), c - 1):
-                positions = earlier + (steps - 1,)
-                menus = [cuts(endpoints, max_blocks, s % STEPS) for s in positions]
-                for chosen in itertools.product(*menus):
-                    shapes = [whole] * steps
-                    for s, shape in zip(positions, chosen):
-                        shapes[s] = shape
-                    yield tuple(shapes)
+    if c == 0:
+        yield ()
+        return
+    for steps in range(c, max_steps + 1):
+        for earlier in itertools.combinations(range(steps - 1), c - 1):
+            positions = earlier + (steps - 1,)
+            menus = [cuts(endpoints, max_blocks, s % STEPS) for s in positions]
+            for chosen in itertools.product(*menus):
+                shapes = [whole] * steps
+                for s, shape in zip(positions, chosen):
+                    shapes[s] = shape
+                yield tuple(shapes)
+
+
+def _split(shapes: tuple[Shape, ...]) -> tuple[tuple[Partition, ...], tuple[bool, ...]]:
+    rounds = tuple(p for p, _ in shapes)
+    return rounds, tuple(d for _, d in shapes) if any(d for _, d in shapes) else ()
+
+
+def epoch_changes(n: int) -> tuple[str, ...]:
+    """The validator-set changes epoch plans enumerate (a removal needs n > 4)."""
+    return ("add", "rotate") if n == 4 else ("remove", "rotate")
+
+
+def _epoch_plans(n: int, max_steps: int, max_blocks: int, c: int) -> Iterator[TwinsPlan]:
+    """Epoch plans with ``c`` cuts at height 3: every twin set (leaders and
+    the changed validator differ per set, so only twin instances are
+    interchangeable here)."""
+    f = max_faulty(n)
+    everyone = frozenset(range(n))
+    for change in epoch_changes(n):
+        sets = [t for t in twin_sets(n, f, everyone) if change != "remove" or t]
+        endpoints = TwinsPlan(n, sets[0], change=change).endpoints
+        for shapes in _schedules(endpoints, max_steps, max_blocks, c):
+            rounds, oneway = _split(shapes)
+            for twins in sets:
+                plan = TwinsPlan(n, twins, rounds, oneway=oneway, change=change)
+                if is_normal(plan, everyone):
+                    yield plan
 
 
 def enumerate_plans(n: int, max_steps: int = DEFAULT_STEPS, max_blocks: int = DEFAULT_BLOCKS,
@@ -172,20 +208,22 @@ def enumerate_plans(n: int, max_steps: int = DEFAULT_STEPS, max_blocks: int = DE
     """Every scenario up to the bound, in the order described in the module doc."""
     f = max_faulty(n)
     forged = 0
-    for shapes in _schedules(n + f, max_steps, max_blocks, max_cuts):
-        lead = leaders(n, len(shapes))
-        rounds = tuple(p for p, _ in shapes)
-        oneway = tuple(d for _, d in shapes) if any(d for _, d in shapes) else ()
-        few_cuts = sum(1 for p in rounds if len(p) > 1) <= 1
-        for twins in twin_sets(n, f, lead):
-            plan = TwinsPlan(n, twins, rounds, oneway=oneway)
-            if not is_normal(plan, lead):
-                continue
-            if "twins" in faults:
-                yield plan
-            if "forge" in faults and few_cuts:
-                yield replace(plan, forge=ALL_KINDS[forged % len(ALL_KINDS)])
-                forged += 1
+    for c in range(max_cuts + 1):
+        plain = "twins" in faults or "forge" in faults and c <= 1
+        for shapes in _schedules(n + f, max_steps, max_blocks, c) if plain else ():
+            lead = leaders(n, len(shapes))
+            rounds, oneway = _split(shapes)
+            for twins in twin_sets(n, f, lead):
+                plan = TwinsPlan(n, twins, rounds, oneway=oneway)
+                if not is_normal(plan, lead):
+                    continue
+                if "twins" in faults:
+                    yield plan
+                if "forge" in faults and c <= 1:
+                    yield replace(plan, forge=FORGE_KINDS[forged % len(FORGE_KINDS)])
+                    forged += 1
+        if "epochs" in faults and c <= EPOCH_CUTS:
+            yield from _epoch_plans(n, max_steps, max_blocks, c)
 
 
 PlanSource = Callable[[], Iterator[TwinsPlan]]  # a fresh iterator of the scenarios, in order

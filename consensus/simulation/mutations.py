@@ -108,7 +108,12 @@ def mutate(kind: str, header: Header, envelopes: tuple[Envelope, ...], chain: Si
         return replace(header, proposer=(header.proposer + 1) % n, header_bytes=b""), envelopes
     if kind == "tx-count":
         return replace(header, tx_count=header.tx_count + 1, header_bytes=b""), envelopes
+    if kind == "wrong-verdicts":  # a verdict root (PROTOCOL §10.6) no honest engine derives
+        return replace(header, verdicts=H(b"bogus verdicts"), header_bytes=b""), envelopes
     return MUTATIONS.get(kind, MUTATIONS["bad-tx-root"])(header, envelopes, chain, rng, n)
 
 
 ALL_KINDS = tuple(MUTATIONS) + ("future-time", "time-before-prev", "wrong-proposer", "tx-count")
+# The enumerator's forgers cycle through these (random campaigns keep ALL_KINDS,
+# so their seeds replay as before).
+FORGE_KINDS = ALL_KINDS + ("wrong-verdicts",)

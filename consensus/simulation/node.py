@@ -36,6 +36,7 @@ from consensus.machine import ConsensusMachine
 from consensus.messages import Decision, Message
 from consensus.params import Timer
 from consensus.state import PersistedState, decode_state
+from ledger.approvals import VerdictMismatch
 from ledger.errors import VerificationError
 from ledger.genesis import Genesis
 from ledger.records import Envelope
@@ -237,7 +238,13 @@ class SimNode:
             self.world.trace.add(self.world.sched.now, self.name, _rejected, effect)
 
     def _commit(self, effect: Commit) -> None:
-        self.chain.apply(effect.header, effect.envelopes, effect.certificate)
+        try:
+            self.chain.apply(effect.header, effect.envelopes, effect.certificate)
+        except VerdictMismatch as exc:
+            # A certified block whose verdicts this node does not derive: the
+            # node refuses to apply it (and stalls there); the checker fails.
+            self.world.on_refused_commit(self, effect, exc)
+            return
         self.app.applied()
         self._fetches = {h: ht for h, ht in self._fetches.items() if ht > effect.height}
         self.world.on_commit(self, effect)

@@ -23,6 +23,16 @@ come back through the machines' resend timers).  Optionally the second
 instance of the first twin *forges*: its fresh proposals carry one named
 defect from ``mutations.py`` (validity, which honest code cannot break).
 
+An *epoch* plan (``change=add|rotate|remove``) also changes the validator
+set (PROTOCOL §9.9): the governance record goes in with the first records,
+commits at height 1 and is in force from height ``EPOCH_HEIGHT`` = 3, and
+the partitioned steps are those of height 3 - the first height of the new
+set - instead of height 1 (the change makes block 1, the two first records
+block 2; two more records, at ``EPOCH_RECORD_MS``, make heights 3 and 4).  ``add`` adds validator ``n`` (an extra endpoint, a
+follower until then, label ``n``), ``rotate`` gives the first proposer of
+height 3 a new key, ``remove`` removes the highest twinned validator (n = 7:
+the set left keeps its tolerance).
+
 The run is an ordinary :class:`World` with the random simulator's invariant
 checker: agreement, validity, integrity, certificates, double-signing,
 persist-before-send, evidence against honest validators, and liveness by
@@ -42,9 +52,11 @@ from ledger.blocks import VoteType
 from ledger.genesis import max_faulty
 from ledger.records import Envelope
 
+from .broken import GenesisSetMachine
 from .byzantine import ByzantineNode, TwinNode
+from .epochs import PlannedChange
 from .clock import Scheduler
-from .mutations import ALL_KINDS, mutate
+from .mutations import FORGE_KINDS, mutate
 from .network import NetConfig, Network
 from .node import MachineFactory, SimNode
 from .scenario import MEAN_DELAY_MS, Scenario
@@ -55,6 +67,9 @@ from .world import RunResult, World
 Partition = tuple[frozenset[int], ...]  # blocks of endpoint ids
 RECORDS = 2
 STEPS = 3  # a round's proposals, prevotes, precommits: each step is one Twins "round" here
+CHANGES = ("add", "rotate", "remove")
+EPOCH_HEIGHT = 3  # a validator-set change committed at height 1 is in force from here
+EPOCH_RECORD_MS = (30 * MEAN_DELAY_MS, 60 * MEAN_DELAY_MS)  # the records of heights 2 and 3
 
 
 def round_span_ms(round_: int) -> int:
@@ -73,6 +88,19 @@ class TwinsPlan:
     forge: str | None = None  # mutation kind of the forging instance, if any
     # per step: True if the first of its two blocks is heard by the second, not back
     oneway: tuple[bool, ...] = ()
+    change: str | None = None  # epoch plans: the validator-set change committed at height 1
+
+    @property
+    def height(self) -> int:
+        """The height whose steps ``rounds`` partition."""
+        return EPOCH_HEIGHT if self.change else 1
+
+    def planned_change(self) -> PlannedChange | None:
+        if self.change is None:
+            return None
+        slot = {"add": self.n, "rotate": EPOCH_HEIGHT % self.n,
+                "remove": max(self.twins, default=self.n - 1)}[self.change]
+        return PlannedChange(self.change, slot, 0, 0)
 
     def is_oneway(self, r: int) -> bool:
         return r < len(self.oneway) and self.oneway[r]
@@ -81,12 +109,18 @@ class TwinsPlan:
 
     @property
     def endpoints(self) -> int:
-        return self.n + len(self.twins)
+        return self.n + len(self.twins) + (self.change == "add")
 
     def validator_of(self, endpoint: int) -> int:
-        return endpoint if endpoint < self.n else self.twins[endpoint - self.n]
+        if endpoint < self.n:
+            return endpoint
+        if endpoint < self.n + len(self.twins):
+            return self.twins[endpoint - self.n]
+        return self.n  # the validator an "add" plan adds
 
     def sibling(self, endpoint: int) -> int | None:
+        if endpoint >= self.n + len(self.twins):
+            return None
         if endpoint >= self.n:
             return self.twins[endpoint - self.n]
         if endpoint in self.twins:
@@ -94,16 +128,23 @@ class TwinsPlan:
         return None
 
     def label(self, endpoint: int) -> str:
-        return str(endpoint) if endpoint < self.n else f"{self.validator_of(endpoint)}'"
+        if endpoint < self.n or endpoint >= self.n + len(self.twins):
+            return str(self.validator_of(endpoint))
+        return f"{self.validator_of(endpoint)}'"
 
     def endpoint_of(self, label: str) -> int:
         if label.endswith("'"):
             return self.n + self.twins.index(int(label[:-1]))
+        if int(label) >= self.n:
+            if self.change != "add" or int(label) != self.n:
+                raise ValueError(f"no endpoint {label!r}")
+            return self.n + len(self.twins)
         return int(label)
 
     @property
     def gst(self) -> int:
-        return sum(round_span_ms(r) for r in range(-(-len(self.rounds) // STEPS)))
+        spans = sum(round_span_ms(r) for r in range(-(-len(self.rounds) // STEPS)))
+        return spans + (EPOCH_RECORD_MS[0] if self.change else 0)
 
     # -- text form -----------------------------------------------------------
 
@@ -116,6 +157,8 @@ class TwinsPlan:
         parts = [f"n={self.n}", "twins=" + ",".join(map(str, self.twins)), f"rounds={rounds}"]
         if self.forge:
             parts.append(f"forge={self.forge}")
+        if self.change:
+            parts.append(f"change={self.change}")
         return ";".join(parts)
 
     @classmethod
@@ -124,13 +167,16 @@ class TwinsPlan:
         n = int(fields["n"])
         twins = tuple(sorted(int(v) for v in fields.get("twins", "").split(",") if v))
         forge = fields.get("forge") or None
-        if forge is not None and forge not in ALL_KINDS:
+        if forge is not None and forge not in FORGE_KINDS:
             raise ValueError(f"unknown forge kind {forge!r}")
         if len(twins) != len(set(twins)) or not all(0 <= v < n for v in twins):
             raise ValueError("twins must be distinct validators")
         if len(twins) > max_faulty(n):
             raise ValueError(f"at most {max_faulty(n)} twinned validators among {n}")
-        shell = cls(n, twins)
+        change = fields.get("change") or None
+        if change is not None and (change not in CHANGES or change == "remove" and (n < 5 or not twins)):
+            raise ValueError(f"unknown or impossible change {change!r} (remove: n > 4, a twin)")
+        shell = cls(n, twins, change=change)
         rounds, oneway = [], []
         for text_round in filter(None, fields.get("rounds", "").split("/")):
             directed = ">" in text_round
@@ -142,19 +188,24 @@ class TwinsPlan:
             if sorted(e for b in blocks for e in b) != list(range(shell.endpoints)):
                 raise ValueError(f"round {text_round!r} is not a partition of the {shell.endpoints} endpoints")
             rounds.append(blocks)
-        return cls(n, twins, tuple(rounds), forge, tuple(oneway) if any(oneway) else ())
+        return cls(n, twins, tuple(rounds), forge, tuple(oneway) if any(oneway) else (), change)
 
     # -- the run's plan ---------------------------------------------------------
 
     def scenario(self) -> "TwinsScenario":
         everyone = range(self.endpoints)
         links = {e: [x for x in everyone if x != e and x != self.sibling(e)] for e in everyone}
+        submissions = [Submission(env, 0, tuple(everyone)) for env in _records()]
+        change = self.planned_change()
+        if change is not None:  # first: height 1's proposer proposes what it holds at once
+            submissions.insert(0, Submission(change.envelope(1), 0, tuple(everyone)))
+            submissions += [Submission(env, env.record.ts, tuple(everyone)) for env in _epoch_records()]
         return TwinsScenario(
             seed=0, n=self.n, byzantine={v: frozenset({"twins"}) for v in self.twins},
             net=NetConfig(mean_delay=MEAN_DELAY_MS, gst=self.gst),
-            offsets=[1 if e >= self.n else 0 for e in everyone], crashes=[],
-            submissions=[Submission(env, 0, tuple(everyone)) for env in _records()],
-            links=links, plan=self,
+            offsets=[1 if self.sibling(e) is not None and e >= self.n else 0 for e in everyone],
+            crashes=[], submissions=submissions, links=links, plan=self,
+            changes=[] if change is not None else None,
         )
 
 
@@ -168,9 +219,20 @@ class TwinsScenario(Scenario):
 
 
 @lru_cache(maxsize=1)
-def _records() -> tuple[Envelope, ...]:
+def _client_records() -> tuple[tuple[Envelope, ...], tuple[Envelope, ...]]:
+    """The records of every plan (time 0), and the later ones of epoch plans
+    (one client: nonces never repeat)."""
     client = Client(random.Random(20220101))
-    return tuple(client.record(ts=0) for _ in range(RECORDS))
+    first = tuple(client.record(ts=0) for _ in range(RECORDS))
+    return first, tuple(client.record(ts=at) for at in EPOCH_RECORD_MS)
+
+
+def _records() -> tuple[Envelope, ...]:
+    return _client_records()[0]
+
+
+def _epoch_records() -> tuple[Envelope, ...]:
+    return _client_records()[1]
 
 
 class RoundPartitionNetwork(Network):
@@ -183,6 +245,7 @@ class RoundPartitionNetwork(Network):
         # block id of every endpoint, per round
         self.block_of = [{e: i for i, b in enumerate(p) for e in b} for p in plan.rounds]
         self.oneway = [plan.is_oneway(r) for r in range(len(plan.rounds))]
+        self.height = plan.height
 
     def attach(self, endpoint_id: int, endpoint: object) -> None:
         assert isinstance(endpoint, SimNode)
@@ -208,16 +271,17 @@ class RoundPartitionNetwork(Network):
 
     def _slot(self, receiver: SimNode, data: bytes) -> int:
         """Which step's partition judges this frame: a proposal or vote of
-        height 1 by its own round and type; anything else by the step the
-        receiver is in (past height 1: none, everything passes)."""
+        the plan's height by its own round and type; anything else by the
+        step the receiver is in (at another height: none, everything passes)."""
         frame = decode_frame(data)
         if isinstance(frame, (Proposal, SignedVote)):
-            if frame.height != 1:
+            if frame.height != self.height:
                 return len(self.block_of)
             kind = 0 if isinstance(frame, Proposal) else 1 if frame.type == "prevote" else 2
             return STEPS * frame.round + kind
         machine = receiver.machine
-        return STEPS * machine.round + int(machine.step) if machine.height == 1 else len(self.block_of)
+        return STEPS * machine.round + int(machine.step) if machine.height == self.height \
+            else len(self.block_of)
 
 
 class ForgerNode(ByzantineNode):
@@ -257,6 +321,8 @@ class TwinsWorld(World):
 
     def _build_nodes(self, honest_factory: MachineFactory) -> list[SimNode]:
         plan, sc = self.plan, self.scenario
+        change = plan.planned_change()
+        removed = change.slot if change is not None and change.kind == "remove" else None
         nodes: list[SimNode] = []
         for e in range(plan.endpoints):
             v = plan.validator_of(e)
@@ -265,8 +331,14 @@ class TwinsWorld(World):
                 node = SimNode(self, e, v, sc.offsets[e], honest_factory)
             elif e >= plan.n and plan.forge and v == plan.twins[0]:
                 node = ForgerNode(self, e, v, sc.offsets[e], plan.forge)
+            elif e >= plan.n and v == removed:
+                # The removed validator's second instance still believes it is
+                # one (GenesisSetMachine): it keeps signing at the new heights.
+                node = TwinNode(self, e, v, sc.offsets[e], GenesisSetMachine)
             else:
                 node = TwinNode(self, e, v, sc.offsets[e])
+            if e >= plan.n + len(plan.twins):
+                node.name = f"n{v}"  # the validator an "add" plan adds
             self.net.attach(e, node)
             nodes.append(node)
         return nodes

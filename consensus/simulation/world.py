@@ -208,6 +208,12 @@ class World:
                 self._commit_count += 1
                 self.latencies.append((submitted, self.sched.now))
 
+    def on_refused_commit(self, node: SimNode, effect: Commit, error: Exception) -> None:
+        self.trace.note(self.sched.now, node.name, f"CANNOT APPLY h{effect.height}: {error}")
+        if node.honest:
+            self.checker.fail(f"verdicts: {node.name} h{effect.height} was certified with verdicts "
+                              f"it does not derive: {error}")
+
     def on_evidence(self, node: SimNode, ev: Evidence) -> None:
         self.trace.note(self.sched.now, node.name, f"EVIDENCE against v{ev.validator} "
                         f"({ev.first.type} h{ev.first.height} r{ev.first.round})")
