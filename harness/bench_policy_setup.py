@@ -2,8 +2,8 @@
 
 scripts/bench-policy and scripts/bench-verdicts judge records with
 :data:`POLICY` in one process; ``python -m harness.bench_secure --policy``
-installs it on a cluster by governance (:func:`governance_envelopes`: the
-policy and its lists, co-signed by a quorum of members) and offers
+installs it on a cluster by governance (:func:`governance_bodies`: the
+policy and its lists, in records co-signed by a quorum of members) and offers
 :func:`policy_load`, payments, transfers and refunds from the listed
 accounts.
 """
@@ -63,12 +63,11 @@ def accounts(n: int) -> list[str]:
     return [f"acc-{i:06d}" for i in range(n)]
 
 
-def governance_envelopes(chain: str, quorum: Sequence[SigningKey], list_size: int,
-                         corridors: int, seed: int = 7) -> list[Envelope]:
+def governance_bodies(list_size: int, corridors: int, seed: int = 7
+                      ) -> list[tuple[str, dict[str, Any]]]:
     """``gov.policy.set`` of :data:`POLICY`, then its lists (``list_size``
     known accounts, 100 sanctioned ones, two countries, ``corridors``
-    licensed corridors) in records of at most :data:`LIST_CHUNK_BYTES`, each
-    signed by ``quorum``."""
+    licensed corridors) in records of at most :data:`LIST_CHUNK_BYTES`."""
     rng = random.Random(seed)
     names = accounts(list_size)
     lists = [("known_accounts", sorted(names)),
@@ -87,10 +86,17 @@ def governance_envelopes(chain: str, quorum: Sequence[SigningKey], list_size: in
             chunk.append(entry)
             size += len(entry) + 1
         bodies.append(("gov.list.add", {"list": name, "entries": chunk}))
+    return bodies
+
+
+def governance_envelopes(chain: str, quorum: Sequence[SigningKey],
+                         bodies: Sequence[tuple[str, dict[str, Any]]], nonce: int
+                         ) -> list[Envelope]:
+    """``bodies`` as records signed now by ``quorum``, nonces from ``nonce``."""
     now = int(time.time() * 1000)
     out = []
-    for n, (kind, body) in enumerate(bodies, start=1):
-        record = make_record(chain=chain, submitter=quorum[0].public_key, nonce=now + n, ts=now,
+    for n, (kind, body) in enumerate(bodies, start=nonce):
+        record = make_record(chain=chain, submitter=quorum[0].public_key, nonce=n, ts=now,
                              kind=kind, origin={"system": "ledger-admin"},
                              body=dict(body, expires_height=2**63))
         out.append(cosign(sign_record(record, quorum[0]), quorum[1:]))
