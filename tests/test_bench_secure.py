@@ -19,3 +19,14 @@ async def test_one_secure_run_reports_every_figure(tmp_path: Path) -> None:
     assert r["records_per_s"] > 0 and r["offered_all"] in (True, False)
     assert 0 < r["latency_p50_ms"] <= r["latency_p99_ms"]
     assert r["proofs_per_s"] > 0 and r["proof_errors"] == 0
+
+
+async def test_one_policy_run_installs_the_policy_and_reports(tmp_path: Path) -> None:
+    """``--policy``: the policy and its lists installed by governance before
+    the load, in force for the load (the last probe's verdict names its version)."""
+    r = await one_run(tmp_path, "policy", False, records=3000, duration=3.0, warmup=1.0,
+                      request=500, inflight=2, probes=3, proof_seconds=1.0, proof_clients=2,
+                      policy=True, list_size=3000)
+    assert r["policy"] is True and r["governance_records"] > 5
+    assert r["probe_verdict"]["policy_version"] == 1
+    assert r["records_per_s"] >= 0 and 0 < r["latency_p50_ms"] <= r["latency_p99_ms"]
