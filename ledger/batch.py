@@ -14,6 +14,7 @@ it parses the ``batch`` map and computes roots and signed messages.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -106,74 +107,62 @@ def batch_tree(record_ids: Sequence[bytes]) -> tuple[bytes, list[BatchPosition]]
 # canonical ones at a fraction of the general decoder's cost (every
 # validator decodes every record it admits) and answers None for anything
 # else, which the general path then decides.
-_BATCH_HEAD = b"\x83\xa5batch\x83\xa5index"
-_PATH_KEY = b"\xa4path"
-_SIZE_KEY = b"\xa4size"
-_RECORD_KEY = b"\xa6record"
+# A canonical unsigned integer below 2^16: a positive fixint, 0xCC with a
+# byte of at least 0x80, or 0xCD with two bytes (whose value must exceed
+# 0xFF: checked after the match).
+_UINT16 = rb"(?:([\x00-\x7f])|\xcc([\x80-\xff])|\xcd(..))"
+_HEAD = re.compile(rb"\x83\xa5batch\x83\xa5index" + _UINT16 + rb"\xa4path([\x91-\x9f])", re.DOTALL)
+_TAIL = re.compile(rb"\xa4size" + _UINT16 + rb"\xa6record(?:\xc4(.)|\xc5(..))", re.DOTALL)
 _SIG_PART = b"\xa3sig\xc4\x40"
+_HASH_ITEM = 2 + HASH_LEN  # b"\xc4\x20" and the hash
 
 
-def _uint_at(data: bytes, at: int) -> tuple[int, int] | None:
-    """A canonical MessagePack unsigned integer below 2^16 at ``at``: (value, next)."""
-    if at >= len(data):
-        return None
-    tag = data[at]
-    if tag < 0x80:
-        return tag, at + 1
-    if tag == 0xCC and at + 2 <= len(data) and data[at + 1] >= 0x80:
-        return data[at + 1], at + 2
-    if tag == 0xCD and at + 3 <= len(data):
-        value = int.from_bytes(data[at + 1:at + 3], "big")
-        return (value, at + 3) if value > 0xFF else None
-    return None
+def _uint16(fix: bytes | None, u8: bytes | None, u16: bytes | None) -> int | None:
+    if fix is not None:
+        return fix[0]
+    if u8 is not None:
+        return u8[0]
+    assert u16 is not None
+    value = int.from_bytes(u16, "big")
+    return value if value > 0xFF else None
 
 
 def canonical_batch_parts(data: bytes, max_size: int
                           ) -> tuple[BatchPosition, bytes, bytes] | None:
     """``(position, record_bytes, sig)`` if ``data`` is byte for byte the
-    canonical batch envelope of a well-formed ``batch`` map, else None."""
-    if len(data) > max_size or not data.startswith(_BATCH_HEAD):
+    canonical batch envelope of a well-formed ``batch`` map, else None.
+    (Two regular-expression matches and slices: the follower and every
+    validator call this once per batched record.)"""
+    if len(data) > max_size:
         return None
-    got = _uint_at(data, len(_BATCH_HEAD))
-    if got is None:
+    head = _HEAD.match(data)
+    if head is None:
         return None
-    index, at = got
-    if data[at:at + len(_PATH_KEY)] != _PATH_KEY or at + len(_PATH_KEY) >= len(data):
+    index = _uint16(head[1], head[2], head[3])
+    count = head[4][0] - 0x90
+    if index is None or count > MAX_PATH_LEN:
         return None
-    at += len(_PATH_KEY)
-    count = data[at] - 0x90
-    if not 1 <= count <= min(MAX_PATH_LEN, 15):
+    at = head.end()
+    end = at + count * _HASH_ITEM
+    items = data[at:end]
+    if len(items) != count * _HASH_ITEM or items[0::_HASH_ITEM] != b"\xc4" * count \
+            or items[1::_HASH_ITEM] != b"\x20" * count:
         return None
-    at += 1
-    path = []
-    for _ in range(count):
-        if data[at:at + 2] != b"\xc4\x20" or at + 2 + HASH_LEN > len(data):
-            return None
-        path.append(data[at + 2:at + 2 + HASH_LEN])
-        at += 2 + HASH_LEN
-    if data[at:at + len(_SIZE_KEY)] != _SIZE_KEY:
+    tail = _TAIL.match(data, end)
+    if tail is None:
         return None
-    got = _uint_at(data, at + len(_SIZE_KEY))
-    if got is None:
+    size = _uint16(tail[1], tail[2], tail[3])
+    if size is None or not (MIN_BATCH_SIZE <= size <= MAX_BATCH_SIZE and index < size):
         return None
-    size, at = got
-    if not (MIN_BATCH_SIZE <= size <= MAX_BATCH_SIZE and index < size):
-        return None
-    if data[at:at + len(_RECORD_KEY)] != _RECORD_KEY:
-        return None
-    at += len(_RECORD_KEY)
-    if at + 2 > len(data):
-        return None
-    if data[at] == 0xC4:
-        n, at = data[at + 1], at + 2
-    elif data[at] == 0xC5 and at + 3 <= len(data):
-        n, at = int.from_bytes(data[at + 1:at + 3], "big"), at + 3
+    if tail[4] is not None:
+        n = tail[4][0]
+    else:
+        n = int.from_bytes(tail[5], "big")
         if n <= 0xFF:
             return None
-    else:
+    at = tail.end()
+    stop = at + n
+    if len(data) != stop + len(_SIG_PART) + 64 or data[stop:stop + len(_SIG_PART)] != _SIG_PART:
         return None
-    end = at + n
-    if len(data) != end + len(_SIG_PART) + 64 or data[end:end + len(_SIG_PART)] != _SIG_PART:
-        return None
-    return (BatchPosition(index, size, tuple(path)), data[at:end],
-            data[end + len(_SIG_PART):])
+    path = tuple(items[i + 2:i + _HASH_ITEM] for i in range(0, len(items), _HASH_ITEM))
+    return BatchPosition(index, size, path), data[at:stop], data[stop + len(_SIG_PART):]

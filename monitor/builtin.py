@@ -22,6 +22,7 @@ HOUR = 60 * MIN
 DAY = 24 * HOUR
 SPENDING = frozenset({"payment", "transfer", "payout"})
 MONEY_OUT = frozenset({"transfer", "payout"})
+LATE_REFUND = 7 * DAY  # a refund later than this after its payment is unusual
 DEFAULT_THRESHOLDS = (5_000, 10_000, 100_000)  # approval thresholds, minor units
 
 
@@ -69,7 +70,7 @@ class _Rec:
     children: int = 0  # transfers and payouts naming it as parent
 
 
-@dataclass
+@dataclass(slots=True)
 class _Rate:
     """Events per 10 minutes of one entity (system, channel, country,
     submitter) against its long-run average."""
@@ -85,6 +86,11 @@ class BuiltinDetector:
 
     def __init__(self, thresholds: tuple[int, ...] = DEFAULT_THRESHOLDS, horizon_ms: int = 90 * DAY) -> None:
         self.thresholds = tuple(sorted(thresholds))
+        # "just under" a threshold: from 95% of it up to it; amounts outside
+        # [_near_low, _near_high) are under none
+        self._bands = tuple((th * 95 // 100, th) for th in self.thresholds)
+        self._near_low = min((lo for lo, _ in self._bands), default=0)
+        self._near_high = max(self.thresholds, default=0)
         self.horizon = horizon_ms
         self.accounts: dict[str, _Account] = {}
         self.counterparties: dict[str, _Counterparty] = {}
@@ -92,7 +98,11 @@ class BuiltinDetector:
         self.records: dict[str, _Rec] = {}  # insertion order is (roughly) time order
         self.country_counts: dict[str, int] = {}
         self.total = 0
-        self.rates: dict[tuple[str, str], _Rate] = {}
+        # events per ten minutes of each system, channel, country and submitter
+        self.system_rates: dict[str, _Rate] = {}
+        self.channel_rates: dict[str, _Rate] = {}
+        self.country_rates: dict[str, _Rate] = {}
+        self.submitter_rates: dict[str, _Rate] = {}
         # per merchant category: the last amounts paid by anyone, and their
         # median and MAD (refreshed every 64 amounts: sorting is the cost)
         self.category_amounts: dict[str, deque[int]] = {}
@@ -228,10 +238,14 @@ class BuiltinDetector:
                 reasons.append(reason("refund_of_non_payment", 40, rec.kind))
             elif rec.refunded + amount > rec.amount:
                 reasons.append(reason("refund_exceeds_payment", 80, rec.refunded + amount, rec.amount))
+            elif ev.time - rec.time > LATE_REFUND:
+                # merchants refund within days of the sale; a refund of an old
+                # payment is how a refund of something long consumed looks
+                reasons.append(reason("late_refund", 30, (ev.time - rec.time) // DAY, LATE_REFUND // DAY))
         if acct is not None:
             n = 1 + count_since(acct.refunds, ev.time - DAY)
             if n >= 2:
-                reasons.append(reason("refund_velocity", min(60, 25 * (n - 1)), n))
+                reasons.append(reason("refund_velocity", min(90, 35 * (n - 1)), n))
 
     def _lineage(self, ev: Event, reasons: list[Reason]) -> None:
         if len(ev.parents) >= 3:
@@ -243,8 +257,10 @@ class BuiltinDetector:
 
     def _near_threshold(self, ev: Event, acct: _Account | None, reasons: list[Reason]) -> None:
         amount = ev.amount or 0
-        for th in self.thresholds:
-            if th * 95 // 100 <= amount < th:
+        if not self._near_low <= amount < self._near_high:
+            return
+        for low, th in self._bands:
+            if low <= amount < th:
                 points = 8
                 med = median(acct.all_amounts) if acct is not None else 0
                 if acct is not None:
@@ -260,8 +276,8 @@ class BuiltinDetector:
     def _device(self, ev: Event, reasons: list[Reason]) -> None:
         assert ev.device is not None and ev.account is not None
         users = self.devices.get(ev.device)
-        if not users:
-            return
+        if users is None or len(users) - (ev.account in users) < 2:
+            return  # fewer than two other accounts ever used it
         since = ev.time - DAY
         k = sum(1 for a, last in users.items() if last > since and a != ev.account) + 1
         if k >= 3:
@@ -280,11 +296,13 @@ class BuiltinDetector:
             reasons.append(reason("counterparty_new_payers", min(80, 20 * (c - 1)), c, before))
 
     def _surges(self, ev: Event, reasons: list[Reason]) -> None:
-        for key in (("system", ev.system), ("channel", ev.channel), ("country", ev.country),
-                    ("submitter", ev.submitter)):
-            if not key[1]:
+        for entity, value, rates in (("system", ev.system, self.system_rates),
+                                     ("channel", ev.channel, self.channel_rates),
+                                     ("country", ev.country, self.country_rates),
+                                     ("submitter", ev.submitter, self.submitter_rates)):
+            if not value:
                 continue
-            rate = self.rates.get(key)  # type: ignore[arg-type]
+            rate = rates.get(value)
             if rate is None or ev.time - rate.first < DAY:
                 continue
             recent = rate.recent
@@ -292,7 +310,7 @@ class BuiltinDetector:
             n10 = 1 + (len(recent) if recent and recent[0] > ev.time - 10 * MIN
                        else count_since(recent, ev.time - 10 * MIN))
             if n10 > 2 * rate.peak + 30:  # above twice its busiest ten minutes so far
-                reasons.append(reason(f"{key[0]}_surge", 10, n10, rate.peak))
+                reasons.append(reason(f"{entity}_surge", 10, n10, rate.peak))
 
     # -- learning ------------------------------------------------------------
 
@@ -303,16 +321,20 @@ class BuiltinDetector:
         self.total += 1
         if ev.country:
             self.country_counts[ev.country] = self.country_counts.get(ev.country, 0) + 1
-        for key in (("system", ev.system), ("channel", ev.channel), ("country", ev.country),
-                    ("submitter", ev.submitter)):
-            if key[1]:
-                rate = self.rates.get(key)  # type: ignore[arg-type]
+        since = t - 10 * MIN
+        for value, rates in ((ev.system, self.system_rates), (ev.channel, self.channel_rates),
+                             (ev.country, self.country_rates), (ev.submitter, self.submitter_rates)):
+            if value:
+                rate = rates.get(value)
                 if rate is None:
-                    rate = self.rates[key] = _Rate(t)  # type: ignore[index]
+                    rate = rates[value] = _Rate(t)
                 rate.count += 1
-                rate.recent.append(t)
-                prune(rate.recent, t - 10 * MIN)
-                rate.peak = max(rate.peak, len(rate.recent))
+                recent = rate.recent
+                recent.append(t)
+                while recent[0] <= since:
+                    recent.popleft()
+                if len(recent) > rate.peak:
+                    rate.peak = len(recent)
         self._learn_lineage(ev)
         if ev.account:
             self._learn_account(ev)
@@ -386,7 +408,8 @@ class BuiltinDetector:
                 self.category_seen[key] = seen = self.category_seen.get(key, 0) + 1
                 if seen % 64 == 0:
                     self.category_stats[key] = median_mad(ring)
-            if any(th * 95 // 100 <= ev.amount < th for th in self.thresholds):
+            if self._near_low <= ev.amount < self._near_high and any(
+                    low <= ev.amount < th for low, th in self._bands):
                 acct.near.append(t)
                 prune(acct.near, t - DAY)
         if ev.counterparty and ev.kind in SPENDING:

@@ -20,7 +20,7 @@ from ledger.reqsig import RequestSigner
 
 from .alerts import AlertSubmitter
 from .detector import Detector
-from .follow import Alert, Follower, StreamVerificationError, follow, signed_get
+from .follow import Alert, Follower, StreamVerificationError, follow, signed_get, tune_gc
 
 log = logging.getLogger("monitor.follow")
 
@@ -96,6 +96,7 @@ async def _run(node_url: str, *, genesis_path: str | None, output: IO[bytes], fl
 
 def run_follow(node_url: str, **options: Any) -> int:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
+    tune_gc()
     try:
         return asyncio.run(_run(node_url, **options))
     except KeyboardInterrupt:

@@ -21,7 +21,9 @@ def median_mad(values: Iterable[int]) -> tuple[int, int]:
     if not ordered:
         return 0, 0
     med = ordered[(len(ordered) - 1) // 2]
-    return med, median(abs(v - med) for v in ordered)
+    deviations = [v - med if v >= med else med - v for v in ordered]
+    deviations.sort()
+    return med, deviations[(len(deviations) - 1) // 2]
 
 
 def robust_z10(value: int, med: int, mad: int) -> int:

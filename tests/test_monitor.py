@@ -181,6 +181,21 @@ def test_refund_abuse_is_flagged_and_a_fair_refund_is_not() -> None:
     assert score >= 0.5 and "refund_without_parent" in {r["feature"] for r in reasons}
 
 
+def test_a_late_refund_and_a_second_refund_in_a_day_add_up() -> None:
+    det = BuiltinDetector()
+    n = _habit(det)  # r{2k} is day k-1's grocery payment at 18:00
+    recent = _ev(n + 1, 20 * DAY + 10 * HOUR, "refund", amount=2500, counterparty="grocer", parents=(f"r{n}",))
+    score, reasons = det.score(recent)
+    assert score < 0.2 and not reasons, reasons  # a refund of yesterday's payment, the day's first
+    det.learn(recent)
+    old = _ev(n + 2, 20 * DAY + 11 * HOUR, "refund", amount=2500, counterparty="grocer", parents=("r4",))
+    score, reasons = det.score(old)
+    points = {r["feature"]: r["points"] for r in reasons}
+    # a refund of a payment 18 days old, and the account's second refund today
+    assert points == {"late_refund": 30, "refund_velocity": 35}, reasons
+    assert score >= 0.5
+
+
 def test_parse_line_reads_the_api_record_shape(small_stream: Any) -> None:
     line = small_stream.lines[0]
     ev = parse_line(orjson.dumps(line))
