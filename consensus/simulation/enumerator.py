@@ -68,7 +68,7 @@ from .world import RunResult
 
 DEFAULT_STEPS = 6  # rounds 0 and 1
 DEFAULT_BLOCKS = 2
-DEFAULT_CUTS = 2  # n=4: 20,371 scenarios, every one with at most two cut steps in rounds 0-1
+DEFAULT_CUTS = 2  # n=4: at most two cut steps in rounds 0-1 (docs/design.md gives the count)
 FAULTS = ("twins", "forge", "epochs")
 EPOCH_CUTS = 1  # epoch plans: at most this many cut steps (they have one more endpoint to cut)
 PRECOMMIT = 2
