@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import itertools
 import multiprocessing
+import os
 import queue
 import signal
 import time
@@ -51,11 +52,14 @@ class _WorkerResult:
 def _worker(w: int, workers: int, plans: PlanSource, start: int, stop: int | None,
             broken: MachineFactory | None, keep_going: bool, first_bad: Any, halt: Any,
             done: Any, out: Any) -> None:
-    signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent decides when to stop
-    signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    # The parent decides when to stop (Ctrl-C and `timeout` may signal the
+    # whole process group); a worker whose parent is gone stops too.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    parent = os.getppid()
     result = _WorkerResult()
     for index, plan in enumerate(itertools.islice(plans(), start, stop), start):
-        if halt.value or (not keep_going and index > first_bad.value):
+        if halt.value or (not keep_going and index > first_bad.value) or os.getppid() != parent:
             break
         if ((index - start) // CHUNK) % workers != w:
             continue
@@ -111,7 +115,12 @@ def run_enumeration_parallel(
             interrupted = True
             halt.value = 1
     for p in procs:
-        p.join()
+        while p.is_alive():
+            try:
+                p.join()
+            except KeyboardInterrupt:
+                interrupted = True
+                halt.value = 1
     result = _merge(parts.values(), start, keep_going)
     result.interrupted = interrupted or len(parts) < workers
     result.seconds = time.perf_counter() - began
