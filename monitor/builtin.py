@@ -66,6 +66,7 @@ class _Rec:
     kind: str
     amount: int
     time: int
+    counterparty: str | None = None
     refunded: int = 0
     children: int = 0  # transfers and payouts naming it as parent
 
@@ -254,6 +255,12 @@ class BuiltinDetector:
                       default=0)
         if fan_out >= 1:
             reasons.append(reason("lineage_fan_out", min(60, 20 * fan_out), fan_out + 1))
+        # money paid to this account in the last day, sent on naming it: a pass-through
+        forwarded = sum(1 for p in ev.parents
+                        if (rec := self.records.get(p)) is not None and rec.kind in MONEY_OUT
+                        and rec.counterparty == ev.account and ev.time - rec.time < DAY)
+        if forwarded:
+            reasons.append(reason("forwards_received", 50, forwarded))
 
     def _near_threshold(self, ev: Event, acct: _Account | None, reasons: list[Reason]) -> None:
         amount = ev.amount or 0
@@ -353,7 +360,7 @@ class BuiltinDetector:
                 rec = self.records.get(parent)
                 if rec is not None:
                     rec.children += 1
-        self.records[ev.id] = _Rec(ev.kind, ev.amount or 0, ev.time)
+        self.records[ev.id] = _Rec(ev.kind, ev.amount or 0, ev.time, ev.counterparty)
 
     def _learn_account(self, ev: Event) -> None:
         assert ev.account is not None

@@ -196,6 +196,23 @@ def test_a_late_refund_and_a_second_refund_in_a_day_add_up() -> None:
     assert score >= 0.5
 
 
+def test_money_received_and_sent_on_naming_it_is_flagged() -> None:
+    det = BuiltinDetector()
+    n = _habit(det)
+    incoming = _ev(n + 1, 20 * DAY + 10 * HOUR, "transfer", account="bob", amount=90_000,
+                   counterparty="alice", mcc=None)
+    det.score(incoming)
+    det.learn(incoming)
+    onward = _ev(n + 2, 20 * DAY + 10 * HOUR + 3 * MIN, "transfer", amount=9_000, counterparty="acct-r1",
+                 parents=(f"r{n + 1}",), mcc=None)
+    points = {r["feature"]: r["points"] for r in det.score(onward)[1]}
+    assert points["forwards_received"] == 50, points
+    # a day later it is no longer money just received
+    later = _ev(n + 3, 21 * DAY + 11 * HOUR, "transfer", amount=9_000, counterparty="acct-r2",
+                parents=(f"r{n + 1}",), mcc=None)
+    assert "forwards_received" not in {r["feature"] for r in det.score(later)[1]}
+
+
 def test_parse_line_reads_the_api_record_shape(small_stream: Any) -> None:
     line = small_stream.lines[0]
     ev = parse_line(orjson.dumps(line))
