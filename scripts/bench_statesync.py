@@ -123,7 +123,16 @@ async def main() -> None:
     try:
         for i in SERVERS:
             c.start(i)
-        await asyncio.sleep(3)
+        # The joiner starts once the serving nodes answer: a store without a
+        # saved policy state makes their first start replay every block.
+        t_serve = time.monotonic()
+        async with aiohttp.ClientSession() as session:
+            for i in SERVERS:
+                while await health(session, c.url(i)) is None:
+                    if time.monotonic() - t_serve > args.timeout:
+                        raise SystemExit(f"node{i} did not start within {args.timeout:g} s")
+                    await asyncio.sleep(0.5)
+        print(f"serving nodes up in {time.monotonic() - t_serve:.1f} s", file=sys.stderr)
         for mode in args.modes.split(","):
             results.append(await join(c, mode, args.records // args.block, args.timeout))
     finally:
