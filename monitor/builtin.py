@@ -42,7 +42,7 @@ class _Account:
         self.countries: set[str] = set()
         self.devices: set[str] = set()
         self.channels: set[str] = set()
-        self.counterparties: set[str] = set()
+        self.counterparties: dict[str, int] = {}  # counterparty -> when first paid
         self.amounts: dict[str, deque[int]] = {}  # per merchant category (or kind)
         self.all_amounts: deque[int] = deque(maxlen=32)
         self.hours = [0] * 24
@@ -274,9 +274,15 @@ class BuiltinDetector:
                     # merchants price just under round numbers all the time (4,999):
                     # repeats weigh most on transfers and payouts
                     per = 35 if ev.kind in MONEY_OUT else 15
-                    points += min(70, per * count_since(acct.near, ev.time - DAY))
+                    recent = count_since(acct.near, ev.time - DAY)
+                    points += min(70, per * recent)
                     if len(acct.all_amounts) >= 5 and med * 4 < th:
                         points += 10
+                    first_paid = (acct.counterparties.get(ev.counterparty, -1)
+                                  if ev.counterparty is not None else -1)
+                    if ev.kind in MONEY_OUT and recent and ev.time - first_paid < DAY:
+                        # another one to a payee first paid today (one split in parts)
+                        points += 35
                 reasons.append(reason("just_under_threshold", points, amount, th))
                 return
 
@@ -420,7 +426,7 @@ class BuiltinDetector:
                 acct.near.append(t)
                 prune(acct.near, t - DAY)
         if ev.counterparty and ev.kind in SPENDING:
-            acct.counterparties.add(ev.counterparty)
+            acct.counterparties.setdefault(ev.counterparty, t)
             cp = self.counterparties.get(ev.counterparty)
             if cp is None:
                 cp = self.counterparties[ev.counterparty] = _Counterparty(t)

@@ -213,6 +213,24 @@ def test_money_received_and_sent_on_naming_it_is_flagged() -> None:
     assert "forwards_received" not in {r["feature"] for r in det.score(later)[1]}
 
 
+def test_transfers_just_under_a_threshold_to_a_payee_first_paid_today() -> None:
+    det = BuiltinDetector()
+    n = _habit(det)
+    parts = []
+    for i in range(3):
+        ev = _ev(n + 1 + i, 20 * DAY + (10 + 2 * i) * HOUR, "transfer", amount=9_700 + 50 * i,
+                 counterparty="acct-s1", mcc=None)
+        score, reasons = det.score(ev)
+        det.learn(ev)
+        parts.append((score, {r["feature"]: r["points"] for r in reasons}))
+    # 8, +35 per earlier one today, +35 (a payee first paid today); the first one
+    # also had +10 (far above the median, which the 9,700 then lifts to 2,5xx)
+    assert parts[0][1]["just_under_threshold"] == 8 + 10, parts
+    assert parts[1][1]["just_under_threshold"] == 8 + 35 + 35, parts
+    assert parts[2][1]["just_under_threshold"] == 8 + 70 + 35, parts
+    assert all(score >= 0.5 for score, _ in parts[1:]), parts
+
+
 def test_parse_line_reads_the_api_record_shape(small_stream: Any) -> None:
     line = small_stream.lines[0]
     ev = parse_line(orjson.dumps(line))
