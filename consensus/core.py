@@ -55,6 +55,9 @@ MAX_PROPOSALS_PER_ROUND = 2
 # The validator set in force at a height, as a genesis of that epoch (see
 # ledger.membership.State.as_genesis): same chain, that epoch's validators.
 EpochSource = Callable[[int], Genesis]
+# The consensus config (timeouts) in force at a height: a node takes the
+# chain params of the membership in force there (PROTOCOL §9).
+ConfigSource = Callable[[int], ConsensusConfig]
 
 
 class RoundCore:
@@ -70,8 +73,10 @@ class RoundCore:
         config: ConsensusConfig,
         check: SignatureCheck,
         epochs: EpochSource | None = None,
+        configs: ConfigSource | None = None,
     ) -> None:
         self.first_genesis = genesis
+        self.configs = configs
         self.signers = dict(signers)
         self.epochs: EpochSource = epochs or (lambda _height: genesis)
         self._enter_epoch(1)
@@ -131,6 +136,8 @@ class RoundCore:
 
     def _reset_height(self, height: int) -> None:
         self._enter_epoch(height)
+        if self.configs is not None:
+            self.config = self.configs(height)
         self.height = height
         self.round = 0
         self.step = Step.PROPOSE

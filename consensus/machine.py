@@ -37,7 +37,7 @@ from ledger.errors import StorageCorruption, VerificationError
 from ledger.genesis import Genesis
 
 from .app import Application
-from .core import MAX_PROPOSALS_PER_ROUND, EpochSource, RoundCore
+from .core import MAX_PROPOSALS_PER_ROUND, ConfigSource, EpochSource, RoundCore
 from .events import (
     BlockApplied,
     Broadcast,
@@ -79,19 +79,22 @@ class ConsensusMachine(RoundCore):
         check: SignatureCheck = verify_signature,
         epochs: EpochSource | None = None,
         signers: Mapping[bytes, Signer] | None = None,
+        configs: ConfigSource | None = None,
     ) -> None:
         """``me``/``signer``: our genesis index and key.  Across validator-set
         changes pass ``epochs`` (the set in force at a height) and
         ``signers`` (our keys by public key, e.g. the old and new key around
         a rotation) instead, with ``me`` and ``signer`` None: at each height
         we are whichever validator of its set holds one of our keys, or a
-        follower that signs nothing."""
+        follower that signs nothing.  ``configs``: the timeouts in force at
+        a height (``config`` holds at every height without it)."""
         keys = dict(signers or {})
         if me is not None:
             if not 0 <= me < genesis.n or signer is None:
                 raise ValueError(f"validator index {me} is not in genesis")
             keys.setdefault(genesis.validators[me].pubkey, signer)
-        super().__init__(genesis, keys, app, config or ConsensusConfig(), check, epochs)
+        super().__init__(genesis, keys, app, config or ConsensusConfig(), check, epochs,
+                         configs)
         self.evidence: list[Evidence] = []
         self._evidence_keys: set[tuple[int, int, int, str]] = set()
         self._seen_height: dict[bytes, int] = {}  # by validator key: indexes move

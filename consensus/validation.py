@@ -13,7 +13,7 @@ verifies each once at mempool admission; only the others are verified here.
 
 from __future__ import annotations
 
-from typing import Protocol, Sequence
+from typing import Any, Mapping, Protocol, Sequence
 
 from ledger.batch_envelopes import check_batched
 from ledger.blocks import ZERO_HASH, Header
@@ -108,6 +108,11 @@ class TxCountMismatch(HeaderError):
     """tx_count differs from the number of envelopes."""
 
 
+class TooManyRecords(HeaderError):
+    """More records than the chain param ``max_block_records`` in force at
+    the block's height."""
+
+
 class TxRootMismatch(HeaderError):
     """tx_root differs from the Merkle root of the envelopes."""
 
@@ -199,11 +204,22 @@ def _check_time(header: Header, ctx: ValidationContext) -> None:
         )
 
 
+def block_records_cap(params: Mapping[str, Any], default: int) -> int:
+    """The chain param ``max_block_records`` (genesis ``params``, changed by
+    ``gov.params.set``) in ``params``, else ``default``."""
+    value = params.get("max_block_records")
+    return value if type(value) is int and value >= 0 else default
+
+
 def _check_roots(header: Header, envelopes: Sequence[Envelope], ctx: ValidationContext) -> None:
     if not envelopes:
         raise EmptyBlock("a block must carry at least one record")
     if header.tx_count != len(envelopes):
         raise TxCountMismatch(f"tx_count {header.tx_count}, block has {len(envelopes)} records")
+    cap = block_records_cap(ctx.membership.at(header.height).params, len(envelopes))
+    if len(envelopes) > cap:
+        raise TooManyRecords(f"block has {len(envelopes)} records, the chain param "
+                             f"max_block_records in force at height {header.height} is {cap}")
     leaves = [e.leaf_hash for e in envelopes]
     if not digest_equal(header.tx_root, root(leaves)):
         raise TxRootMismatch("tx_root is not the Merkle root of the block's envelopes")

@@ -277,6 +277,9 @@ def _params_set(state: "State", b: Mapping[str, Any], rid: bytes) -> "State":
     params = dict(state.params)
     made = dict(state.made_by)
     for name, value in sorted(b["params"].items()):
+        if name == "max_block_records" and value < 1:
+            # Blocks are never empty: a cap of 0 would stop the chain for good.
+            raise GovernanceError("param max_block_records must be at least 1")
         params[name] = value
         made[("param", name)] = rid
     return replace(state, params=params, made_by=made)

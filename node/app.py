@@ -175,9 +175,9 @@ class Node(PeerRouting):
         self.assembler = ProposalAssembler(self.mempool.by_leaf,
                                            fetch_after_ms=gossip.fetch_after_ms,
                                            refetch_ms=gossip.refetch_ms)
-        max_block = min(limits.max_block_records,
-                        cfg.param_int("max_block_records", limits.max_block_records))
-        app = NodeApplication(self.genesis, self.chain, self.mempool, max_block_records=max_block,
+        # Capped again per height by the chain param in force (chainapp.py).
+        app = NodeApplication(self.genesis, self.chain, self.mempool,
+                              max_block_records=limits.max_block_records,
                               max_clock_skew_ms=max_skew_ms)
         self.sync = BlockSync(
             self.chain, cfg.peers, self.metrics, batch_blocks=cfg.settings.sync.batch_blocks,
@@ -196,7 +196,8 @@ class Node(PeerRouting):
         self.driver = Driver(
             genesis=self.genesis, keys=cfg.keys, chain=self.chain,
             mempool=self.mempool, app=app, sync=self.sync, metrics=self.metrics,
-            log_ctx=self.log_ctx, config=self._consensus_config(), send=self._send_consensus,
+            log_ctx=self.log_ctx, config=self._consensus_config(),
+            config_at=self._consensus_config, send=self._send_consensus,
             on_committed=self._committed, fail=self.fail,
         )
         http = cfg.settings.http
@@ -268,14 +269,11 @@ class Node(PeerRouting):
         return Authenticator(lambda: chain.membership.at(chain.height + 1),
                              window_ms=auth.window_ms, max_nonces=auth.max_nonces)
 
-    def _consensus_config(self) -> ConsensusConfig:
-        t = self.config.timeout_ms
-        return ConsensusConfig(
-            timeout_propose_ms=t("timeout_propose_ms"),
-            timeout_prevote_ms=t("timeout_prevote_ms"),
-            timeout_precommit_ms=t("timeout_precommit_ms"),
-            timeout_delta_ms=t("timeout_delta_ms"),
-        )
+    def _consensus_config(self, height: int = 1) -> ConsensusConfig:
+        """The timeouts of ``height``: node.toml, else the chain params in
+        force there (``gov.params.set`` from H + 1, PROTOCOL §9), else the
+        defaults."""
+        return self.config.consensus_config(self.chain.membership.at(height).params)
 
     async def stop(self) -> None:
         self._gc.uninstall()

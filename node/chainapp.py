@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from consensus.validation import validate_block
+from consensus.validation import block_records_cap, validate_block
 from ledger.blocks import Header
 from ledger.chain import ChainStore
 from ledger.genesis import Genesis
@@ -54,10 +54,18 @@ class NodeApplication:
                     ) -> tuple[Header, tuple[Envelope, ...]] | None:
         if self.chain.history_gap:
             return None  # back-filling: nothing admitted (node/statesync.py)
-        envelopes = self.mempool.select(self.max_block_records, time_ms=time_ms)
+        envelopes = self.mempool.select(self.block_cap(height), time_ms=time_ms)
         if not envelopes:
             return None
         return self.chain.next_header(envelopes, time_ms, proposer), tuple(envelopes)
+
+    def block_cap(self, height: int) -> int:
+        """Records in a block this node proposes at ``height``: node.toml's
+        ``limits.max_block_records``, lowered by the chain param in force
+        there (PROTOCOL §9; validators refuse a block above the param)."""
+        return min(self.max_block_records,
+                   block_records_cap(self.chain.membership.at(height).params,
+                                     self.max_block_records))
 
     def validate(self, header: Header, envelopes: Sequence[Envelope], *, now_ms: int,
                  certified: bool) -> None:

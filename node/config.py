@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from consensus.params import ConsensusConfig
 from ledger.crypto import SigningKey
 from ledger.errors import GenesisError
 from ledger.genesis import Genesis, Validator, load_genesis
@@ -93,17 +94,36 @@ class NodeConfig:
 
     def timeout_ms(self, key: str) -> int:
         """A consensus timeout: node.toml, else genesis params, else the default."""
-        own = getattr(self.settings.consensus, key)
-        if own is not None:
-            return int(own)
-        param = self.genesis.params.get(key)
-        if isinstance(param, int) and not isinstance(param, bool) and param >= 0:
-            return param
-        return DEFAULT_TIMEOUTS_MS[key]
+        return _timeout_ms(key, self.genesis.params, self.settings.consensus)
+
+    def consensus_config(self, params: Mapping[str, Any]) -> ConsensusConfig:
+        """The timeouts under the chain ``params`` in force at a height."""
+        return consensus_timeouts(params, self.settings.consensus)
 
     def param_int(self, key: str, default: int) -> int:
         value = self.genesis.params.get(key, default)
         return value if isinstance(value, int) and not isinstance(value, bool) else default
+
+
+def _timeout_ms(key: str, params: Mapping[str, Any], own: object) -> int:
+    mine = getattr(own, key, None)
+    if mine is not None:
+        return int(mine)
+    param = params.get(key)
+    if isinstance(param, int) and not isinstance(param, bool) and param >= 0:
+        return param
+    return DEFAULT_TIMEOUTS_MS[key]
+
+
+def consensus_timeouts(params: Mapping[str, Any], own: object = None) -> ConsensusConfig:
+    """The consensus timeouts: node.toml's ``[consensus]`` (``own``; unset
+    keys are None), else the chain ``params`` (genesis, or those in force at
+    a height after ``gov.params.set``, PROTOCOL §9), else the defaults."""
+    t = {key: _timeout_ms(key, params, own) for key in DEFAULT_TIMEOUTS_MS}
+    return ConsensusConfig(timeout_propose_ms=t["timeout_propose_ms"],
+                           timeout_prevote_ms=t["timeout_prevote_ms"],
+                           timeout_precommit_ms=t["timeout_precommit_ms"],
+                           timeout_delta_ms=t["timeout_delta_ms"])
 
 
 def _check_value(section: str, key: str, value: Any, spec: Spec) -> Any:

@@ -81,7 +81,9 @@ def _default(section: str, key: str, spec: Any) -> str:
     if default is None:
         if section == "consensus":
             builtin = config.DEFAULT_TIMEOUTS_MS.get(key)
-            return f"genesis `params.{key}`, else {builtin}" if builtin is not None else "genesis"
+            if builtin is None:
+                return "genesis"
+            return f"chain param `{key}` in force, else {builtin}"
         return "**required**"
     if kind is bool:
         return f"`{str(default).lower()}`"

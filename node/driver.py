@@ -131,6 +131,7 @@ class Driver:
         fail: FailStop,
         clock: Clock | None = None,
         stall_ms: int = 3000,
+        config_at: Callable[[int], ConsensusConfig] | None = None,
     ) -> None:
         self.genesis = genesis
         self.chain = chain
@@ -152,7 +153,8 @@ class Driver:
                                         persisted=persisted, config=config,
                                         check=SignatureCache(),
                                         epochs=lambda h: chain.membership.validator_genesis(h),
-                                        signers={k.public_key: k for k in keys})
+                                        signers={k.public_key: k for k in keys},
+                                        configs=config_at)
         if persisted is not None and persisted.height == self.machine.height:
             log.info("restored consensus state at height %d round %d", persisted.height,
                      persisted.round)

@@ -17,8 +17,9 @@ from .settings_fields import setting
 class ConsensusSettings:
     """``[consensus]`` in node.toml."""
 
-    # Overrides of the genesis params; every validator should agree on them
-    # but a mismatch only costs liveness, never safety.
+    # Overrides of the chain params in force at each height (genesis, then
+    # gov.params.set); every validator should agree on them but a mismatch
+    # only costs liveness, never safety.
     timeout_propose_ms: int | None = setting(None, lo=10, hi=600_000,
         doc="How long a validator waits for the round's proposal.")
 
@@ -54,8 +55,8 @@ class LimitsSettings:
             "ceiling is 5000.")
 
     max_block_records: int = setting(1000, lo=1, hi=100_000,
-        doc="Records in a block this node proposes (the lower of this and genesis "
-            "`params.max_block_records`).")
+        doc="Records in a block this node proposes (the lower of this and the chain param "
+            "`max_block_records` in force at the block's height).")
 
     max_orphans: int = setting(10_000, lo=0, hi=1_000_000,
         doc="Gossiped records whose parent has not arrived yet, held until it does (oldest "

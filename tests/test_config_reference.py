@@ -51,7 +51,8 @@ def test_the_reference_states_each_default_and_range() -> None:
     assert "storage.table_reads" not in rows  # retired (node.config.RETIRED)
     cache = config.SCHEMA["storage"]["block_cache_bytes"][1]
     assert f"| {cache} (" in rows["storage.block_cache_bytes"]
-    assert "genesis `params.timeout_propose_ms`, else 3000" in rows["consensus.timeout_propose_ms"]
+    assert "chain param `timeout_propose_ms` in force, else 3000" \
+        in rows["consensus.timeout_propose_ms"]
 
 
 def test_check_mode_reports_a_stale_file(tmp_path: Path) -> None:

@@ -32,6 +32,7 @@ from ledger.errors import HeaderError, StorageWriteFailed
 from ledger.genesis import Genesis, parse_genesis
 from ledger.storage import MemoryStore, WriteBatch
 from node.chainapp import NodeApplication
+from node.config import consensus_timeouts
 from node.driver import Driver
 from node.failstop import EXIT_INTERNAL, EXIT_STORAGE_WRITE, FailStop, FailStopStore
 from node.logs import LogContext
@@ -124,7 +125,9 @@ class Validator:
 
 class Cluster:
     def __init__(self, genesis: Genesis, keys: list, submitter: SigningKey,
-                 clock: FakeClock) -> None:
+                 clock: FakeClock, *, follow_params: bool = False) -> None:
+        """``follow_params``: timeouts from the chain params in force at each
+        height, as a node takes them (node/app.py), instead of fixed ones."""
         self.genesis = genesis
         self.submitter = submitter
         self.clock = clock
@@ -148,7 +151,9 @@ class Cluster:
                 config=ConsensusConfig(timeout_propose_ms=1000, timeout_prevote_ms=500,
                                        timeout_precommit_ms=500, timeout_delta_ms=250),
                 send=self._sender(i), on_committed=self._committed(mempool), fail=fail,
-                clock=clock)
+                clock=clock,
+                config_at=(lambda h, chain=chain: consensus_timeouts(chain.membership.at(h).params))
+                if follow_params else None)
             self.nodes.append(node)
 
     def _sender(self, me: int) -> Callable[[bytes | None, bytes], None]:
