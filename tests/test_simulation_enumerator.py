@@ -40,6 +40,8 @@ CAUGHT = {
     "forgetful": (("persist-before-send",), ("twins",), 10),
     # a forger's block with a verdict root no honest engine derives, certified
     "verdict-blind": (("verdicts",), ("twins", "forge"), 400),
+    # verdicts from local state: no two validators derive the same root, nothing commits
+    "verdict-drift": (("liveness",), ("twins",), 10),
     # validator-set changes at height 1, in force (and partitioned) at height 3
     "genesis-set": (("certificate",), ("epochs",), 10),
     "stale-set": (("certificate",), ("epochs",), 10),

@@ -13,6 +13,9 @@ liveness ingredient, so the tests can show the checkers catch it.
 * VerdictBlindMachine - votes for a block whose verdict root (PROTOCOL §10.6)
                         differs from the one it derives (the node refuses
                         it: VerdictMismatch)
+* VerdictDriftMachine - derives verdicts from local state (its policy's
+                        rule names the validator evaluating it), so its
+                        verdict root is its own: a nondeterministic policy
 * StaleSetMachine     - applies each validator-set change one height late:
                         for a height it still counts a removed validator's
                         votes (and not an added one's, nor a rotated key's)
@@ -20,7 +23,7 @@ liveness ingredient, so the tests can show the checkers catch it.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Sequence
 
 from consensus.events import Broadcast, SendTo
 from consensus.machine import ConsensusMachine
@@ -30,6 +33,9 @@ from consensus.state import PersistedState
 from consensus.votes import BlockId, VoteTally
 from ledger.approvals import VerdictMismatch
 from ledger.genesis import Genesis
+from ledger.policy import Decision, Outcome, PolicyEngine, RecordInput
+
+from .app import SimApp
 
 
 class IgnoreLockMachine(ConsensusMachine):
@@ -127,6 +133,29 @@ class VerdictBlindMachine(ConsensusMachine):
         return isinstance(self.validity.get(block_hash), VerdictMismatch)
 
 
+class LocalRuleEngine(PolicyEngine):
+    """A policy (version 1) whose every verdict names who evaluated it."""
+
+    def __init__(self, evaluator: str) -> None:
+        self.evaluator = evaluator
+
+    @property
+    def version(self) -> int:
+        return 1
+
+    def evaluate_block(self, height: int, time_ms: int,
+                       records: Sequence[RecordInput]) -> list[Decision]:
+        return [Decision(Outcome.ALLOW, f"default@{self.evaluator}", policy_version=1)] * len(records)
+
+
+class VerdictDriftMachine(ConsensusMachine):
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        if isinstance(self.app, SimApp):
+            me = min(self.signers, default=b"").hex()[:8]
+            self.app.chain.verdicts.engine = LocalRuleEngine(me)
+
+
 class StaleSetMachine(ConsensusMachine):
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         epochs = kwargs.get("epochs")
@@ -144,6 +173,7 @@ BROKEN = {
     "send-before-persist": SendBeforePersistMachine,
     "forgetful": ForgetfulMachine,
     "verdict-blind": VerdictBlindMachine,
+    "verdict-drift": VerdictDriftMachine,
 }
 # Broken only across validator-set changes: caught by epoch runs
 # (scripts/simulate --epochs) and the enumerator's epoch plans (change=...).
