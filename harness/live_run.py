@@ -1,0 +1,149 @@
+"""A scripted live run of the risk pipeline (docs/performance.md, "Risk
+monitor"; ``scripts/live-run``): fraudsim feeds a local 4-node cluster with
+request authentication through the SDK; two ``ledger-monitor follow``
+processes with different keys (two organisations, role ``monitor``) follow
+different nodes and submit alerts; the genesis breaker rule needs alerts
+from both monitors (``breaker_alerts`` 2, ``breaker_monitors`` 2) to trip
+an account's breaker; records of tripped accounts go to review; two
+reviewers decide cases through ``ledger-review`` (approve, reject,
+alternately); each decision's case is traced with ``ledger-audit trace``
+and must verify.  Prints a JSON summary.
+
+    python -m harness.live_run [--seed 7] [--accounts 100] [--rate 200] [--cases 6] [--dir DIR]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+from harness.localnet import LocalCluster
+from monitor.fraudsim import simulate
+from monitor.fraudsim.feed import feed
+
+RULE = {"breaker_alerts": 2, "breaker_monitors": 2, "breaker_window_ms": 3_600_000,
+        "breaker_cooldown_ms": 3_600_000, "breaker_min_score": 500_000, "breaker_scopes": 1}
+ROLES = {"shop": ["submit", "read_own"], "mon-a": ["monitor", "submit", "read_own"],
+         "mon-b": ["monitor", "submit", "read_own"], "ra": ["review", "submit"], "rb": ["review", "submit"]}
+
+
+def _tool(name: str) -> str:
+    return str(Path(sys.executable).with_name(name))
+
+
+async def _run(argv: list[str]) -> tuple[int, str]:
+    done = await asyncio.to_thread(subprocess.run, argv, capture_output=True, text=True, timeout=120)
+    return done.returncode, done.stdout + done.stderr
+
+
+def _lines(path: Path) -> int:
+    return len(path.read_bytes().splitlines()) if path.exists() else 0
+
+
+async def live(directory: Path, *, seed: int = 7, accounts: int = 100, rate: float = 200.0,
+               cases: int = 6) -> dict[str, Any]:
+    cluster = LocalCluster(directory, 4, auth=True, params=RULE, submitters=ROLES)
+    keys = {name: directory / "keys" / f"{name}.json" for name in ROLES}
+    genesis = str(directory / "genesis.json")
+    monitors: list[subprocess.Popen[bytes]] = []
+    out: dict[str, Any] = {"seed": seed, "accounts": accounts, "target_rate": rate}
+    try:
+        await cluster.start_all()
+        out["loadavg_start"] = os.getloadavg()
+        for name, node in (("mon-a", 1), ("mon-b", 2)):
+            log = open(directory / f"{name}.log", "ab")
+            monitors.append(subprocess.Popen(
+                [_tool("ledger-monitor"), "follow", "--node", cluster.url(node), "--genesis", genesis,
+                 "--key", str(keys[name]), "--output", str(directory / f"{name}.alerts.jsonl")],
+                stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL))
+            log.close()
+        txs = simulate(seed, accounts=accounts, anomaly_rate=0.02)
+        start = time.monotonic()
+        ids = await feed(txs, [cluster.url(0), cluster.url(3)], keys["shop"], rate=rate, batch=100)
+        await cluster.wait_committed([0], ids[-1], timeout=120)
+        elapsed = time.monotonic() - start
+        out.update(records=len(ids), anomalous=sum(tx.label != "normal" for tx in txs),
+                   feed_seconds=round(elapsed, 1), committed_rate=round(len(ids) / elapsed, 1))
+        # The monitors are done when their alert files stop growing.
+        alerts = [directory / f"{n}.alerts.jsonl" for n in ("mon-a", "mon-b")]
+        last, still = [-1, -1], 0
+        for _ in range(240):
+            now = [_lines(p) for p in alerts]
+            still = still + 1 if now == last else 0
+            last = now
+            if still >= 10:
+                break
+            await asyncio.sleep(0.5)
+        out["alerts_flagged"] = dict(zip(("mon-a", "mon-b"), last))
+        _, breakers = await cluster.get(0, "/v1/breakers")
+        out["breakers_tripped"] = sum(t["to"] == "open" for t in breakers["transitions"])
+
+        def at(i: int) -> list[str]:
+            return ["--node", cluster.url(i)]
+
+        code, text = await _run([_tool("ledger-review"), "list", "--key", str(keys["ra"]), *at(1),
+                                 "--json", "--limit", "200"])
+        if code != 0:
+            raise RuntimeError(f"ledger-review list: {text}")
+        queue = json.loads(text)
+        out["review_open"] = len(queue["reviews"])
+        decided = []
+        for n, case in enumerate(queue["reviews"][:cases]):
+            verb, who = ("approve", "ra") if n % 2 == 0 else ("reject", "rb")
+            code, text = await _run([_tool("ledger-review"), verb, case["record"], "--key", str(keys[who]),
+                                     *at(1 + n % 3), "--json", "--note", "live run"])
+            if code != 0:
+                raise RuntimeError(f"ledger-review {verb}: {text}")
+            doc = json.loads(text)
+            decided.append({"record": case["record"], "verb": verb, "decision": doc["decision"],
+                            "status": doc.get("status"), "alerts": len(case.get("alerts", []))})
+        traces = []
+        for case in decided:
+            await cluster.wait_committed([0], case["decision"], timeout=60)
+            code, text = await _run([_tool("ledger-audit"), "trace", case["decision"], "--genesis", genesis,
+                                     "--node", cluster.url(0), "--key", str(cluster.harness_key), "--json"])
+            doc = json.loads(text) if code == 0 else {"valid": False}
+            traces.append({"decision": case["decision"], "valid": bool(doc.get("valid")),
+                           "hops": len(doc.get("hops", []))})
+        out["decisions"] = decided
+        out["traces"] = traces
+        out["traces_valid"] = sum(t["valid"] for t in traces)
+        out["loadavg_end"] = os.getloadavg()
+        return out
+    finally:
+        for proc in monitors:
+            proc.terminate()
+        for proc in monitors:
+            try:
+                proc.wait(10)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+        await cluster.stop_all()
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--seed", type=int, default=7)
+    ap.add_argument("--accounts", type=int, default=100, help="fraudsim accounts (14 days of their records)")
+    ap.add_argument("--rate", type=float, default=200.0, help="records a second fed")
+    ap.add_argument("--cases", type=int, default=6, help="review cases decided (approve, reject, ...)")
+    ap.add_argument("--dir", type=Path, default=None, help="cluster directory (default: a temporary one)")
+    args = ap.parse_args(argv)
+    with tempfile.TemporaryDirectory(prefix="live-run-") as tmp:
+        out = asyncio.run(live(args.dir or Path(tmp), seed=args.seed, accounts=args.accounts,
+                               rate=args.rate, cases=args.cases))
+    print(json.dumps(out, indent=2))
+    ok = out["breakers_tripped"] > 0 and out["decisions"] and out["traces_valid"] == len(out["traces"])
+    return 0 if ok else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
