@@ -46,6 +46,10 @@ def bench_cluster(root: Path) -> LocalCluster:
     genesis, validators, submitter = setup()
     doc = json.loads((root / "genesis.json").read_text())
     doc["chain"] = genesis.chain
+    # The store's own genesis params (none): the cluster's defaults would cap
+    # blocks at 1,000 records, and validators refuse a block above the cap in
+    # force (the loader writes blocks of --block records).
+    doc["params"] = dict(genesis.params)
     for i, key in enumerate(validators):
         write_key_file(root / "keys" / f"node{i}.json", f"node{i}", key)
         doc["validators"][i]["pubkey"] = key.public_key.hex()
