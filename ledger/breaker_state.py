@@ -20,16 +20,14 @@ derived again from every block (``ChainStore.reload_membership``).
 
 from __future__ import annotations
 
-import logging
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any, Protocol
 
 from .breakers import Breakers, breakers_from_bytes
 from .blocks import Header
-from .errors import StorageCorruption
 from .records import Record, decode_committed_envelope
+from .saved_state import load_saved
 
-log = logging.getLogger(__name__)
 
 RISK_MARK = b"risk."
 
@@ -55,19 +53,8 @@ class BreakerSource(Protocol):
 
 def persisted(chain: BreakerSource) -> Breakers | None:
     """The persisted breakers, if they load and are not past the tip."""
-    raw = chain.breaker_state_bytes()
-    if raw is None:
-        return None
-    try:
-        loaded = breakers_from_bytes(raw)
-    except StorageCorruption as exc:
-        log.warning("persisted breaker state dropped (%s): deriving from block 1", exc)
-        return None
-    if loaded.height > chain.height:
-        log.warning("persisted breaker state is at height %d, past the tip %d: "
-                    "deriving from block 1", loaded.height, chain.height)
-        return None
-    return loaded
+    return load_saved(chain.breaker_state_bytes(), breakers_from_bytes, chain.height,
+                      "breaker state")
 
 
 def apply_stored_block(breakers: Breakers, height: int, time_ms: int, raws: Sequence[bytes],

@@ -28,10 +28,10 @@ from collections.abc import Iterator, Sequence
 
 from ledger.approvals import record_inputs
 from ledger.chain import ChainStore
-from ledger.errors import StorageCorruption
 from ledger.policy import PolicyEngine, RecordInput, load_policy_engine
 from ledger.policy.state import PolicyState, state_from_bytes
 from ledger.records import decode_committed_envelope
+from ledger.saved_state import load_saved
 
 log = logging.getLogger(__name__)
 
@@ -53,19 +53,8 @@ def committed_inputs(chain: ChainStore, after: int = 0
 
 def persisted_state(chain: ChainStore) -> PolicyState | None:
     """The persisted policy state, if there is one at or below the tip."""
-    raw = chain.policy_state_bytes()
-    if raw is None:
-        return None
-    try:
-        state = state_from_bytes(raw)
-    except StorageCorruption as exc:
-        log.warning("persisted policy state dropped (%s): replaying every block", exc)
-        return None
-    if state.height > chain.height:
-        log.warning("persisted policy state is at height %d, past the tip %d: "
-                    "replaying every block", state.height, chain.height)
-        return None
-    return state
+    return load_saved(chain.policy_state_bytes(), state_from_bytes, chain.height,
+                      "policy state")
 
 
 def make_policy_engine(chain: ChainStore) -> PolicyEngine:
