@@ -344,6 +344,12 @@ class UnreachableThreshold(GovernanceError):
     code = "unreachable_threshold"
 
 
+class ParamOutOfRange(GovernanceError):
+    """A consensus param outside its bounds (ledger/params.py, PROTOCOL §9.3)."""
+
+    code = "param_out_of_range"
+
+
 class KeyRotated(UnknownSubmitter):
     """A record signed by a submitter key that was rotated out before its height."""
 

@@ -13,7 +13,8 @@ from pathlib import Path
 from typing import Any, Mapping
 
 from .encoding import H, canonical, from_hex
-from .errors import BadEncoding, GenesisError
+from .errors import BadEncoding, GenesisError, ParamOutOfRange
+from .params import check_params
 
 
 def quorum(n: int) -> int:
@@ -224,6 +225,10 @@ def parse_genesis(doc: Any) -> Genesis:
     if not isinstance(params, dict):
         raise GenesisError("genesis: params must be an object")
     record_time_window(params)  # refuse a malformed window now, not at the first record
+    try:
+        check_params(params)
+    except ParamOutOfRange as exc:
+        raise GenesisError(f"genesis: {exc}") from None
     public = params.get(PUBLIC_READ_PARAM, 0)
     if type(public) is not int or public not in (0, 1):
         raise GenesisError(f"genesis: params.{PUBLIC_READ_PARAM} must be 0 or 1")

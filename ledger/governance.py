@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any, Mapping
 from .encoding import UINT64_MAX, to_hex
 from .errors import GovernanceError
 from .genesis import Member, Submitter, Validator
+from .params import check_params
 from .policy.cel import ENGINE_VERSION, BadPolicy
 from .policy.rules import MAX_COST, MAX_POLICY_BYTES, NAME, decode_policy
 from .records import Record
@@ -148,6 +149,8 @@ def parse_action(record: Record) -> Action:
         raise GovernanceError("a submitter scope's value is its key in lowercase hex")
     if "new_pubkey" in body and body["new_pubkey"] == body["pubkey"]:
         raise GovernanceError("a rotation needs a different key")
+    if record.kind == "gov.params.set":
+        check_params(body["params"])  # ParamOutOfRange: the bounds of ledger/params.py
     return Action(kind=record.kind, body=body, expires_height=body["expires_height"])
 
 
@@ -277,10 +280,7 @@ def _params_set(state: "State", b: Mapping[str, Any], rid: bytes) -> "State":
     params = dict(state.params)
     made = dict(state.made_by)
     for name, value in sorted(b["params"].items()):
-        if name == "max_block_records" and value < 1:
-            # Blocks are never empty: a cap of 0 would stop the chain for good.
-            raise GovernanceError("param max_block_records must be at least 1")
-        params[name] = value
+        params[name] = value  # within ledger/params.py's bounds: parse_action checked
         made[("param", name)] = rid
     return replace(state, params=params, made_by=made)
 

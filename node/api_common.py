@@ -38,6 +38,7 @@ STATUS_FOR_CODE = {
     "not_committed": 409,
     "rate_limited": 429,
     "alert_flood": 429,  # one envelope's refusal in a 202's results (PROTOCOL §12.3)
+    "param_out_of_range": 400,  # likewise (PROTOCOL §9.3); 400 wherever it is a status
     "unavailable": 503,
 }
 # aiohttp's own refusals (no route, wrong method, body over the limit).

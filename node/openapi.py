@@ -53,6 +53,7 @@ GOVERNANCE_CODES = [
     "duplicate_signature", "bad_governance", "not_a_member", "too_few_signatures",
     "proposal_expired", "conflicting_proposal", "too_few_validators",
     "unreachable_threshold", "key_rotated", "paused",
+    "param_out_of_range",  # a gov.params.set outside ledger/params.py's bounds (PROTOCOL §9.3)
     "bad_risk_record",  # a risk.* record's kind, body or parents (PROTOCOL §12.2)
     "alert_flood",  # a monitor over breaker_monitor_alerts (PROTOCOL §12.3)
     "bad_policy",  # a gov.policy.set whose policy does not compile (PROTOCOL §10.2)

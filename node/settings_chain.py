@@ -9,6 +9,13 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from ledger import storage
+from ledger.params import (
+    BLOCK_RECORDS_MAX,
+    BLOCK_RECORDS_MIN,
+    DELTA_MIN_MS,
+    TIMEOUT_MAX_MS,
+    TIMEOUT_MIN_MS,
+)
 
 from .settings_fields import setting
 
@@ -20,16 +27,16 @@ class ConsensusSettings:
     # Overrides of the chain params in force at each height (genesis, then
     # gov.params.set); every validator should agree on them but a mismatch
     # only costs liveness, never safety.
-    timeout_propose_ms: int | None = setting(None, lo=10, hi=600_000,
+    timeout_propose_ms: int | None = setting(None, lo=TIMEOUT_MIN_MS, hi=TIMEOUT_MAX_MS,
         doc="How long a validator waits for the round's proposal.")
 
-    timeout_prevote_ms: int | None = setting(None, lo=10, hi=600_000,
+    timeout_prevote_ms: int | None = setting(None, lo=TIMEOUT_MIN_MS, hi=TIMEOUT_MAX_MS,
         doc="How long it waits for prevotes after seeing 2/3 of them for different values.")
 
-    timeout_precommit_ms: int | None = setting(None, lo=10, hi=600_000,
+    timeout_precommit_ms: int | None = setting(None, lo=TIMEOUT_MIN_MS, hi=TIMEOUT_MAX_MS,
         doc="How long it waits for precommits likewise.")
 
-    timeout_delta_ms: int | None = setting(None, lo=0, hi=600_000,
+    timeout_delta_ms: int | None = setting(None, lo=DELTA_MIN_MS, hi=TIMEOUT_MAX_MS,
         doc="Added to each timeout per round, so that rounds grow until the network's delay"
             " fits.")
 
@@ -54,7 +61,7 @@ class LimitsSettings:
         doc="Envelopes in one `POST /v1/records`; more is 400 `too_many`. The contract's "
             "ceiling is 5000.")
 
-    max_block_records: int = setting(1000, lo=1, hi=100_000,
+    max_block_records: int = setting(1000, lo=BLOCK_RECORDS_MIN, hi=BLOCK_RECORDS_MAX,
         doc="Records in a block this node proposes (the lower of this and the chain param "
             "`max_block_records` in force at the block's height).")
 

@@ -58,7 +58,8 @@ def test_a_zero_block_cap_is_refused() -> None:
     zero = params_set(sim.genesis, sim.members, 1, max_block_records=0)
     with pytest.raises(GovernanceError) as info:
         sim.validate([zero])
-    assert "max_block_records must be at least 1" in str(info.value)
+    assert info.value.code == "param_out_of_range"
+    assert "max_block_records must be an integer in 1..100000" in str(info.value)
     sim.commit([params_set(sim.genesis, sim.members, 2, max_block_records=1)])
 
 

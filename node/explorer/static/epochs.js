@@ -21,6 +21,15 @@ const MAX_PARAMS = 16;
 const MAX_ROLES = 16;
 const HEX64 = /^[0-9a-f]{64}$/;
 const MAX_LIST_ENTRIES = 4096;
+// The bounds of the consensus params (ledger/params.py PARAM_BOUNDS; rule 1,
+// param_out_of_range): tests/test_param_bounds.py checks this copy.
+const PARAM_BOUNDS = {
+  timeout_propose_ms: [10n, 600000n],
+  timeout_prevote_ms: [10n, 600000n],
+  timeout_precommit_ms: [10n, 600000n],
+  timeout_delta_ms: [0n, 600000n],
+  max_block_records: [1n, 100000n],
+};
 
 // kind -> the body fields besides expires_height
 const FIELDS = {
@@ -118,6 +127,16 @@ export function parseAction(record) {
   }
   if (body.has("new_pubkey") && equal(body.get("new_pubkey"), body.get("pubkey"))) {
     bad("a rotation needs a different key");
+  }
+  if (record.kind === "gov.params.set") {
+    for (const name of [...body.get("params").keys()].sort(cmpStr)) {
+      if (!Object.hasOwn(PARAM_BOUNDS, name)) continue;
+      const [lo, hi] = PARAM_BOUNDS[name];
+      const v = body.get("params").get(name);
+      if (v < lo || v > hi) {
+        refuse("param_out_of_range", `param ${name} must be an integer in ${lo}..${hi}, got ${v}`);
+      }
+    }
   }
   return { kind: record.kind, body, expiresHeight: body.get("expires_height"),
            changesValidators: record.kind.startsWith("gov.validator.") };
