@@ -2,10 +2,9 @@
 
 Admission checks each envelope once: canonical form, chain, submitter and
 role, signature, nonce unused (in the chain and here), every parent known
-(pending here or committed).  Records are kept in admission order, and since
-a parent must be known before its child is admitted, that order already puts
-parents first; :meth:`Mempool.select` only has to stop a child whose parent
-did not make it into the same block.
+(pending here or committed).  Records are kept in admission order; blocks
+take them in that order (:mod:`node.mempool_blocks`).  A peer's record whose
+parent has not arrived yet waits among the orphans (:mod:`node.mempool_orphans`).
 
 Signatures are expensive, so the envelopes whose signatures this node has
 checked are remembered by leaf hash (everything pending, plus a bounded set
@@ -17,8 +16,9 @@ no node verifies one record's signature twice.
 With a :class:`~node.durable.PendingWriter`, every record a client is told
 is held here (``accepted``, or ``duplicate`` for one pending here) is on disk
 before :meth:`Mempool.admit` returns, and :meth:`Mempool.restore` admits them
-again after a restart.  Peers' records are not written: nobody was promised
-anything by this node, and their sender holds them durably.
+again after a restart (:mod:`node.mempool_acks`).  Peers' records are not
+written: nobody was promised anything by this node, and their sender holds
+them durably.
 """
 
 from __future__ import annotations
@@ -28,31 +28,25 @@ import logging
 import time
 from collections import OrderedDict
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass
-from typing import Any, Mapping, NamedTuple, Protocol
 
-from ledger.breakers import Breakers
-from ledger.breakers import rules as breaker_rules
 from ledger.crypto import verify_many
-from ledger.errors import (
-    AlertFlood,
-    BadTimestamp,
-    ConflictingProposal,
-    LedgerError,
-    NonceReused,
-    Paused,
-    RateLimited,
-    UnknownParent,
-)
-from ledger.genesis import Genesis, RecordTimeWindow, record_time_window
-from ledger.membership import Membership, check_envelope, is_governance
-from ledger.records import Envelope, decode_envelope
+from ledger.errors import BadTimestamp, LedgerError, NonceReused, RateLimited, UnknownParent
+from ledger.genesis import Genesis, RecordTimeWindow
+from ledger.membership import is_governance
+from ledger.records import Envelope
 from ledger.risk import ALERT
 
 from .durable import PendingWriter
+from .mempool_acks import AckedRecords
+from .mempool_blocks import out_of_scope, select_for_block, unreachable
 from .mempool_links import AdmittedLeaves, PeerBacklog
+from .mempool_orphans import Orphans
+from .mempool_rules import YIELD_EVERY, RecordWindows, check_alert_flood, decode_batch
+from .mempool_types import Admission, ChainNonce, ChainView, wall_clock_ms
 from .metrics import Metrics
 from .signature_checks import SignatureChecks
+
+__all__ = ["MAX_TIMED", "Admission", "ChainView", "Mempool", "wall_clock_ms"]
 
 log = logging.getLogger("node.mempool")
 
@@ -62,63 +56,9 @@ log = logging.getLogger("node.mempool")
 # longer per signature, and a chunk must stay short for consensus messages
 # to get in between (docs/performance.md, 2026-12-06).
 VERIFY_CHUNK = 64
-# Decoding and state checks yield to the event loop this often: admission is
-# the bulk of a node's work under load and must not delay consensus messages.
-YIELD_EVERY = 128
 # Client batches whose submit-to-commit time is being measured at once; more
 # wait unmeasured (a stalled chain must not grow this without bound).
 MAX_TIMED = 4096
-
-
-def wall_clock_ms() -> int:
-    return time.time_ns() // 1_000_000
-
-
-class ChainView(Protocol):
-    """What admission needs from the chain store."""
-
-    def record_location(self, record_id: bytes) -> tuple[int, int] | None: ...
-
-    def id_for_nonce(self, submitter: bytes, nonce: int) -> bytes | None: ...
-
-    def committed_leaf_hash(self, record_id: bytes) -> bytes | None: ...
-
-    @property
-    def height(self) -> int: ...
-
-    @property
-    def membership(self) -> Membership:
-        """Genesis plus the committed governance records (PROTOCOL §9)."""
-
-    @property
-    def breakers(self) -> Breakers:
-        """The circuit breakers after the tip (PROTOCOL §12.3)."""
-
-
-class Admission(NamedTuple):
-    """The outcome for one submitted envelope: a status or an error.
-
-    A named tuple, not a frozen dataclass: one is built per record admitted,
-    and the dataclass's ``__init__`` sets each field through
-    ``object.__setattr__``."""
-
-    id: bytes | None
-    status: str | None = None  # "accepted" | "duplicate" | "committed"
-    error: LedgerError | None = None
-
-
-class _ChainNonce(NamedTuple):
-    """The chain's nonce index entry for one record, read at ``height``."""
-
-    height: int
-    record_id: bytes | None
-
-
-@dataclass
-class _Orphan:
-    envelope: Envelope
-    missing: set[bytes]
-    source: str  # "gossip", or "restore": acknowledged by this node before a restart
 
 
 class Mempool:
@@ -143,20 +83,11 @@ class Mempool:
         peer_backlog: PeerBacklog | None = None,
     ) -> None:
         self.genesis = genesis
-        # Record ts window (PROTOCOL §2): a client's record is judged against
-        # this node's clock; a peer's record with the validators' allowed
-        # clock skew added, so that one a peer admitted, or a proposer put in
-        # a block, is not refused here for a few ms of clock difference
-        # (block validation decides against the header's time).
-        self.clock = clock
-        self._peer_slack_ms = peer_clock_slack_ms
+        self.clock = clock  # for the record ts window (node.mempool_rules)
         self.chain = chain
-        # The window is a chain param: governance may change it (gov.params.set).
-        self._windows_params: Mapping[str, Any] | None = None
-        self._refresh_windows()
+        self._windows = RecordWindows(chain, peer_clock_slack_ms)
         self.metrics = metrics
         self.max_size = max_size
-        self.max_orphans = max_orphans
         self.max_peer_backlog = max_peer_backlog
         # Peers' envelopes queued for admit(); the node counts them.
         self._peer_backlog = PeerBacklog() if peer_backlog is None else peer_backlog
@@ -173,17 +104,14 @@ class Mempool:
         # (tests count the checks by replacing it).
         self._checks = SignatureChecks(verified_cache,
                                        lambda domain, items: verify_many(domain, items))
-        self._orphans: OrderedDict[bytes, _Orphan] = OrderedDict()
-        self._waiting: dict[bytes, set[bytes]] = {}  # parent id -> orphan ids
+        self._orphans = Orphans(max_orphans)
         self._gossip: list[bytes] = []  # envelopes admitted from clients, not yet sent
         self.changed = asyncio.Event()
         # Admissions counted per record here, published per batch (labels()
         # costs microseconds; no per-record Python work that can be per-batch).
         self._admitted: dict[str, int] = {}
         self.durable = durable
-        # Record id -> number of its entry in the pending keyspace, for the
-        # records (pending or orphans) a client was told are held here.
-        self._seq: dict[bytes, int] = {}
+        self._acks = AckedRecords(durable)
         # Submit-to-commit latency, sampled: the first record a client batch
         # added, with the batch's admission time (one clock read and one
         # entry per batch; a dict lookup per committed record while any wait).
@@ -194,6 +122,10 @@ class Mempool:
 
     def __len__(self) -> int:
         return len(self._pending)
+
+    @property
+    def max_orphans(self) -> int:
+        return self._orphans.limit
 
     def __contains__(self, record_id: bytes) -> bool:
         return record_id in self._pending
@@ -232,15 +164,11 @@ class Mempool:
         """Remember envelopes whose signatures were checked (here or in block validation)."""
         self._checks.mark_verified(leaf_hashes)
 
-    def _refresh_windows(self) -> None:
-        """The record ts windows of the params in force at the next block."""
-        params = self.chain.membership.at(self.chain.height + 1).params
-        if params is self._windows_params:
-            return
-        self._windows_params = params
-        self.time_window = record_time_window(params)
-        self._peer_window = RecordTimeWindow(self.time_window.past_ms + self._peer_slack_ms,
-                                             self.time_window.future_ms + self._peer_slack_ms)
+    @property
+    def time_window(self) -> RecordTimeWindow:
+        """The record ts window for clients' records at the next block."""
+        self._windows.refresh()
+        return self._windows.client
 
     # -- admission ---------------------------------------------------------
 
@@ -251,16 +179,7 @@ class Mempool:
         From a client (``source`` "api"), returns once every record answered
         ``accepted`` or ``duplicate`` is durable (see the module doc).
         ``seqs``: for "restore", each item's number in the pending keyspace."""
-        decoded: list[Envelope | LedgerError] = []
-        for i, raw in enumerate(items):
-            try:
-                # Multi-signed envelopes (PROTOCOL §9.2): every signature
-                # is verified below before anything is admitted.
-                decoded.append(decode_envelope(raw, cosigs=True))
-            except LedgerError as exc:
-                decoded.append(exc.as_value())
-            if i % YIELD_EVERY == YIELD_EVERY - 1:
-                await asyncio.sleep(0)  # let consensus messages in between
+        decoded = await decode_batch(items)
         # Stateless checks (chain, submitter, role, signature) off the loop,
         # only for envelopes whose id is new to this node: resubmissions are
         # answered from state without touching a signature again.
@@ -271,11 +190,11 @@ class Mempool:
         # A known record id sent with other envelope bytes (another
         # signature) has that signature checked too: answering "duplicate"
         # or "committed" unchecked would vouch for a forged envelope.
-        seen: dict[int, _ChainNonce | None] = {}
+        seen: dict[int, ChainNonce | None] = {}
         todo = []
-        self._refresh_windows()
+        self._windows.refresh()
         now = self.clock()
-        window = self.time_window if source == "api" else self._peer_window
+        window = self._windows.client if source == "api" else self._windows.peer
         for i, d in enumerate(decoded):
             if isinstance(d, Envelope):
                 status, _, seen[i] = self._lookup(d)
@@ -325,38 +244,11 @@ class Mempool:
             self._leaves.admitted()
         self._publish_admitted()
         self.metrics.mempool_size.set(len(self._pending))
-        need = self._keep_durably(source, decoded, results, seqs)
-        if need >= 0 and self.durable is not None:
-            await self.durable.wait(need)
+        await self._acks.wait(self._acks.keep(source, decoded, results, seqs, self._held))
         return results
 
-    def _keep_durably(self, source: str, decoded: Sequence[Envelope | LedgerError],
-                      results: Sequence[Admission], seqs: Sequence[int]) -> int:
-        """Number in the pending keyspace what admit() tells a client is held
-        here (or, restoring, keep or drop each stored entry); the highest
-        number the answer must wait for (-1: none)."""
-        durable = self.durable
-        if durable is None or source == "gossip":
-            return -1
-        kept, need = self._seq, -1
-        for i, (d, r) in enumerate(zip(decoded, results)):
-            # Still held: admit() yields between admitting and this pass, and
-            # a block may have committed the record meanwhile.
-            rid = d.id if isinstance(d, Envelope) else None
-            held = rid is not None and (rid in self._pending or rid in self._orphans)
-            if source == "restore":
-                if rid is not None and held and r.status == "accepted" and rid not in kept:
-                    kept[rid] = seqs[i]
-                else:  # committed meanwhile, refused now, or stored twice
-                    durable.discard([seqs[i]])
-            elif held and r.status in ("accepted", "duplicate"):
-                assert isinstance(d, Envelope) and rid is not None
-                seq = kept.get(rid)
-                if seq is None:
-                    # New here, or a peer's record this client is now told we hold.
-                    seq = kept[rid] = durable.add(d.envelope_bytes)
-                need = max(need, seq)
-        return need
+    def _held(self, record_id: bytes) -> bool:
+        return record_id in self._pending or record_id in self._orphans
 
     async def restore(self) -> tuple[int, int]:
         """Admit the pending keyspace's envelopes again, in their order (on
@@ -364,9 +256,7 @@ class Mempool:
         and dropped from the keyspace (committed meanwhile or refused now)."""
         if self.durable is None:
             return 0, 0
-        entries = self.durable.records.load()
-        for seq, _ in entries:
-            self.durable.restored(seq)
+        entries = self._acks.load()
         results = await self.admit([raw for _, raw in entries], "restore",
                                    [seq for seq, _ in entries])
         restored = sum(1 for r in results if r.status == "accepted")
@@ -375,17 +265,7 @@ class Mempool:
     def take_durable(self, envelopes: Sequence[Envelope]) -> list[int]:
         """Before a block with ``envelopes`` commits: the pending-keyspace
         entries it commits that its write batch must delete."""
-        if self.durable is None or not self._seq:
-            return []
-        kept = self._seq
-        seqs = [seq for env in envelopes if (seq := kept.pop(env.id, None)) is not None]
-        return self.durable.forget(seqs) if seqs else []
-
-    def _discard_durable(self, record_id: bytes) -> None:
-        """``record_id`` left the mempool for good: drop its entry, if any."""
-        seq = self._seq.pop(record_id, None)
-        if seq is not None and self.durable is not None:
-            self.durable.discard([seq])
+        return self._acks.take(envelopes)
 
     def _publish_admitted(self) -> None:
         for src, n in self._admitted.items():
@@ -416,8 +296,8 @@ class Mempool:
         return self._checks.check(envs, self.chain.membership, self.chain.height + 1,
                                   paused=paused)
 
-    def _lookup(self, env: Envelope, seen: _ChainNonce | None = None
-                ) -> tuple[str | None, bytes | None, _ChainNonce | None]:
+    def _lookup(self, env: Envelope, seen: ChainNonce | None = None
+                ) -> tuple[str | None, bytes | None, ChainNonce | None]:
         """``(status, other, seen)``: "duplicate"/"committed" for a known
         envelope (None for a new one), for a new one the id of whichever
         record holds its nonce, pending or committed (None: free), and what
@@ -439,24 +319,10 @@ class Mempool:
             return None, other, None
         height = self.chain.height
         if seen is None or seen.height != height:
-            seen = _ChainNonce(height, self.chain.id_for_nonce(rec.submitter, rec.nonce))
+            seen = ChainNonce(height, self.chain.id_for_nonce(rec.submitter, rec.nonce))
         if seen.record_id == rid:
             return "committed", None, seen
         return None, seen.record_id, seen
-
-    def _check_alert_flood(self, monitor: bytes) -> None:
-        """Refuse a client's alert when its monitor's alerts counted in the
-        breaker window at the tip reach ``breaker_monitor_alerts`` (PROTOCOL
-        §12.3): it would not count.  From committed alerts only."""
-        r = breaker_rules(self.chain.membership.at(self.chain.height + 1).params)
-        limit = r["breaker_monitor_alerts"]
-        if not limit or not r["breaker_alerts"]:
-            return
-        b = self.chain.breakers
-        counted = b.monitor_alerts(monitor, b.time, r["breaker_window_ms"])
-        if counted >= limit:
-            raise AlertFlood(f"this monitor's alerts counted in the last "
-                             f"{r['breaker_window_ms']} ms are at the limit ({limit})")
 
     def _same_as_known(self, env: Envelope, status: str) -> bool:
         """Whether ``env`` is byte for byte the envelope this node holds (or
@@ -470,7 +336,7 @@ class Mempool:
             held = orphan.envelope if orphan is not None else None
         return held is not None and held.leaf_hash == env.leaf_hash
 
-    def _admit_one(self, env: Envelope, source: str, seen: _ChainNonce | None = None) -> str:
+    def _admit_one(self, env: Envelope, source: str, seen: ChainNonce | None = None) -> str:
         # State is read again here, not carried over from the check before
         # signature verification: records may have been admitted and blocks
         # committed in between (``seen`` is only reused at the same height).
@@ -487,7 +353,7 @@ class Mempool:
         if missing:
             raise UnknownParent(f"parent {missing[0].hex()} is not known to this node")
         if source == "api" and rec.kind == ALERT:
-            self._check_alert_flood(rec.submitter)
+            check_alert_flood(self.chain, rec.submitter)
         # Clients are pushed back at max_size.  A peer's records get twice
         # the room: they are already in its mempool and will be proposed, and
         # refusing them here only means fetching them again later (node/assembly.py).
@@ -510,47 +376,27 @@ class Mempool:
     # -- orphans (gossip only: a peer's child may overtake its parent) --------
 
     def _hold_orphan(self, env: Envelope, source: str) -> bool:
-        if self.max_orphans == 0:
+        if self._orphans.limit == 0:
             return False
         missing = {p for p in env.record.parents
                    if p not in self._pending and self.chain.record_location(p) is None}
-        while len(self._orphans) >= self.max_orphans:
-            old_id, old = self._orphans.popitem(last=False)
-            self._unwait(old_id, old)
-            self._discard_durable(old_id)
-        self._orphans[env.id] = _Orphan(env, missing, source)
-        for p in missing:
-            self._waiting.setdefault(p, set()).add(env.id)
+        for old_id in self._orphans.hold(env, missing, source):
+            self._acks.discard(old_id)
         self.metrics.orphans.set(len(self._orphans))
         return True
 
-    def _unwait(self, orphan_id: bytes, orphan: _Orphan) -> None:
-        for p in orphan.missing:
-            ids = self._waiting.get(p)
-            if ids is not None:
-                ids.discard(orphan_id)
-                if not ids:
-                    del self._waiting[p]
-
     def _release_orphans(self, parent: bytes) -> None:
-        ready: list[bytes] = []
-        for oid in self._waiting.pop(parent, ()):
-            orphan = self._orphans.get(oid)
-            if orphan is not None:
-                orphan.missing.discard(parent)
-                if not orphan.missing:
-                    ready.append(oid)
-        for oid in ready:
-            orphan = self._orphans.pop(oid)
+        ready = self._orphans.release(parent)
+        for oid, orphan in ready:
             try:
                 # One a client was told is held here (restored) is gossiped.
-                source = "restore" if orphan.source == "restore" or oid in self._seq \
+                source = "restore" if orphan.source == "restore" or oid in self._acks \
                     else "gossip"
                 if self._admit_one(orphan.envelope, source) != "accepted":
-                    self._discard_durable(oid)  # committed meanwhile
+                    self._acks.discard(oid)  # committed meanwhile
             except LedgerError as exc:
                 self.metrics.rejected.labels(code=exc.code).inc()
-                self._discard_durable(oid)
+                self._acks.discard(oid)
         if ready:
             self.metrics.orphans.set(len(self._orphans))
 
@@ -565,45 +411,12 @@ class Mempool:
 
     def select(self, max_records: int, max_bytes: int | None = None, *,
                time_ms: int | None = None) -> list[Envelope]:
-        """Records for the next block, in admission order, parents first.
-
-        With ``time_ms`` (the block's time) only records whose ts is in the
-        window around it: those too old are dropped (block times only grow,
-        so they can never commit), those ahead of it wait."""
-        chosen: list[Envelope] = []
-        chosen_ids: set[bytes] = set()
-        expired: list[bytes] = []
-        self._refresh_windows()
-        window = self.time_window
-        size = 0
-        # Once governance changed anything, a record admitted earlier may be
-        # out of scope for the next block (paused, key rotated): it is left
-        # out rather than make the block invalid.  Governance records are
-        # applied in turn, so two conflicting ones never share a block.
-        trial = self.chain.membership
-        judge = bool(trial.changes) or bool(self._governance)
-        height = self.chain.height + 1
-        for rid, env in self._pending.items():
-            if len(chosen) >= max_records:
-                break
-            if max_bytes is not None and size + len(env.envelope_bytes) > max_bytes:
-                break
-            if time_ms is not None and not window.contains(env.record.ts, time_ms):
-                if window.expired(env.record.ts, time_ms):
-                    expired.append(rid)
-                continue
-            if all(p in chosen_ids or self.chain.record_location(p) is not None
-                   for p in env.record.parents):
-                if judge:
-                    try:
-                        check_envelope(trial, env, height, signatures=False)
-                        if is_governance(env):
-                            trial = trial.apply(height, [env], signatures=False)
-                    except LedgerError:
-                        continue
-                chosen.append(env)
-                chosen_ids.add(rid)
-                size += len(env.envelope_bytes)
+        """Records for the next block, in admission order, parents first
+        (:func:`node.mempool_blocks.select_for_block`); those too old for
+        any later block are dropped, with their descendants."""
+        chosen, expired = select_for_block(
+            self._pending.items(), self.chain, self.time_window, max_records, max_bytes,
+            time_ms, governance_pending=bool(self._governance))
         if expired:
             self._drop_expired(expired, time_ms)
         return chosen
@@ -611,9 +424,7 @@ class Mempool:
     def _drop_expired(self, record_ids: list[bytes], time_ms: int | None) -> None:
         """Drop pending records too old for any later block, and their descendants."""
         for rid in record_ids:
-            env = self._drop(rid)
-            if env is not None:
-                self._nonces.pop((env.record.submitter, env.record.nonce), None)
+            self._drop_with_nonce(rid)
         self._drop_unreachable()
         log.info("dropped %d pending records whose ts is more than %d ms before block time %s",
                  len(record_ids), self.time_window.past_ms, time_ms)
@@ -647,46 +458,37 @@ class Mempool:
         self._publish_admitted()
         self.metrics.mempool_size.set(len(self._pending))
 
-    def _drop_out_of_scope(self, record_ids: list[bytes]) -> bool:
+    def _drop_out_of_scope(self, record_ids: Iterable[bytes]) -> bool:
         """After a block: drop the pending records among ``record_ids`` that
-        the membership now refuses for good (submitter removed, key rotated
-        out, proposal expired or unsound); a record of a paused scope, or a
-        proposal in conflict with another pending one, waits.  True if any
-        was dropped."""
-        membership, height = self.chain.membership, self.chain.height + 1
-        dropped = 0
-        for rid in record_ids:
-            env = self._pending.get(rid)
-            if env is None:
-                continue
-            try:
-                check_envelope(membership, env, height, signatures=False)
-            except (Paused, ConflictingProposal):
-                continue
-            except LedgerError as exc:
-                self.metrics.rejected.labels(code=exc.code).inc()
-                self._drop(rid)
-                self._nonces.pop((env.record.submitter, env.record.nonce), None)
-                dropped += 1
-        if dropped:
+        the membership now refuses for good (:func:`node.mempool_blocks.out_of_scope`).
+        True if any was dropped."""
+        height = self.chain.height + 1
+        refused = out_of_scope(self._pending, record_ids, self.chain.membership, height)
+        for rid, exc in refused:
+            self.metrics.rejected.labels(code=exc.code).inc()
+            self._drop_with_nonce(rid)
+        if refused:
             log.info("dropped %d pending records the membership at height %d refuses",
-                     dropped, height)
-        return dropped > 0
+                     len(refused), height)
+        return bool(refused)
 
     def _drop_unreachable(self) -> None:
         """Remove pending records whose parent was dropped (they can never commit)."""
-        for rid, env in list(self._pending.items()):
-            if any(p not in self._pending and self.chain.record_location(p) is None
-                   for p in env.record.parents):
-                self._drop(rid)
-                self._nonces.pop((env.record.submitter, env.record.nonce), None)
+        for rid in unreachable(self._pending, self.chain):
+            self._drop_with_nonce(rid)
+
+    def _drop_with_nonce(self, record_id: bytes) -> None:
+        """Drop a pending record that will never commit, freeing its nonce."""
+        env = self._drop(record_id)
+        if env is not None:
+            self._nonces.pop((env.record.submitter, env.record.nonce), None)
 
     def _drop(self, record_id: bytes) -> Envelope | None:
         env = self._pending.pop(record_id, None)
         if env is not None:
             self._governance.discard(record_id)
             self._by_leaf.pop(env.leaf_hash, None)
-            self._discard_durable(record_id)
+            self._acks.discard(record_id)
             if self._timed:
                 self._timed.pop(record_id, None)
         return env
