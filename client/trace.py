@@ -18,6 +18,10 @@ from collections import deque
 from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
 
+from ledger.breaker_entries import BreakerEntryError, decode_breaker_entry
+from ledger.encoding import from_b64
+from ledger.errors import BadEncoding
+
 # Ancestry bundles collected before giving up, and direct children listed.
 DEFAULT_MAX_RECORDS = 10_000
 DEFAULT_MAX_CHILDREN = 10_000
@@ -95,6 +99,7 @@ class _Merged:
         self.bundles: dict[str, Any] = {}
         self.edges: dict[tuple[str, str], None] = {}
         self.levels: dict[str, int] = {root: 0}
+        self.breakers: dict[str, Any] = {}  # by the record in review
 
     def add(self, doc: Mapping[str, Any]) -> None:
         bundles = doc.get("bundles")
@@ -107,12 +112,23 @@ class _Merged:
             if not (isinstance(edge, list) and len(edge) == 2
                     and all(isinstance(e, str) for e in edge)):
                 continue
-            child, parent = edge
-            self.edges[(child, parent)] = None
-            if child in self.levels:
-                level = self.levels[child] + 1
-                if level < self.levels.get(parent, level + 1):
-                    self.levels[parent] = level
+            self._link(*edge)
+            self.edges[(edge[0], edge[1])] = None
+        trips = doc.get("breakers")
+        for trip in trips if isinstance(trips, list) else []:
+            rid = trip.get("record") if isinstance(trip, dict) else None
+            if not isinstance(rid, str) or rid in self.breakers:
+                continue
+            self.breakers[rid] = trip
+            # The alerts the trip names are walked like the record's parents.
+            for alert in _trip_alerts(trip):
+                self._link(rid, alert)
+
+    def _link(self, child: str, parent: str) -> None:
+        if child in self.levels:
+            level = self.levels[child] + 1
+            if level < self.levels.get(parent, level + 1):
+                self.levels[parent] = level
 
     def document(self, depth: int | None) -> dict[str, Any]:
         """The merged answer; with ``depth``, without what lies beyond it."""
@@ -121,9 +137,24 @@ class _Merged:
 
         bundles = {rid: b for rid, b in self.bundles.items() if within(rid)}
         edges = [[c, p] for c, p in self.edges if c in bundles]
-        frontier = {p: None for _, p in edges if p not in bundles}
-        return {"record": self.root, "bundles": list(bundles.values()), "edges": edges,
-                "children": [], "frontier": list(frontier)}
+        trips = [t for rid, t in self.breakers.items() if rid in bundles]
+        frontier = {p: None for p in [p for _, p in edges]
+                    + [a for t in trips for a in _trip_alerts(t)] if p not in bundles}
+        doc: dict[str, Any] = {"record": self.root, "bundles": list(bundles.values()),
+                               "edges": edges, "children": [], "frontier": list(frontier)}
+        if trips:
+            doc["breakers"] = trips
+        return doc
+
+
+def _trip_alerts(trip: Mapping[str, Any]) -> list[str]:
+    """The alert ids a trip's entry names (nothing verified: the auditor does)."""
+    entry = trip.get("entry")
+    try:
+        return [r.hex() for r in decode_breaker_entry(from_b64(entry)).records] \
+            if isinstance(entry, str) else []
+    except (BreakerEntryError, BadEncoding):
+        return []
 
 
 def _ask(depth: int | None) -> int | None:

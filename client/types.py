@@ -190,6 +190,20 @@ class BundleDoc(TypedDict):
     verdict: NotRequired[VerdictProofDoc]
 
 
+class BreakerTripDoc(TypedDict):
+    """The trip of the breaker that sent ``record`` to review: its breaker
+    entry in the certified block that committed it (protocol §6, §10.5)."""
+
+    record: str
+    height: int
+    header: str
+    certificate: CertificateDoc
+    entry: str  # base64 breaker entry bytes
+    index: int
+    size: int
+    path: list[str]
+
+
 class TraceDoc(TypedDict):
     """``GET /v1/records/{id}/trace``: a record and its ancestors."""
 
@@ -201,6 +215,9 @@ class TraceDoc(TypedDict):
     # From nodes that page traces (protocol §6 "The trace answer"):
     frontier: NotRequired[list[str]]  # parents whose bundles are not in this answer
     children_next: NotRequired[str]  # cursor: more children follow this id
+    # Records in the trace that a breaker sent to review: the trip, whose
+    # alerts' bundles are in ``bundles`` (protocol §6 "The trace answer").
+    breakers: NotRequired[list[BreakerTripDoc]]
 
 
 class HeaderFields(TypedDict):

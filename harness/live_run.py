@@ -7,7 +7,8 @@ from both monitors (``breaker_alerts`` 2, ``breaker_monitors`` 2) to trip
 an account's breaker; records of tripped accounts go to review; two
 reviewers decide cases through ``ledger-review`` (approve, reject,
 alternately); each decision's case is traced with ``ledger-audit trace``
-and must verify.  Prints a JSON summary.
+and must verify, the breaker's trip included (its committed entry and the
+alerts that tripped it).  Prints a JSON summary.
 
     python -m harness.live_run [--seed 7] [--accounts 100] [--rate 200] [--cases 6] [--dir DIR]
 """
@@ -111,8 +112,10 @@ async def live(directory: Path, *, seed: int = 7, accounts: int = 100, rate: flo
             code, text = await _run([_tool("ledger-audit"), "trace", case["decision"], "--genesis", genesis,
                                      "--node", cluster.url(0), "--key", str(cluster.harness_key), "--json"])
             doc = json.loads(text) if code == 0 else {"valid": False}
+            # "breakers": the trips the trace proves (the breaker that sent the case to review)
             traces.append({"decision": case["decision"], "valid": bool(doc.get("valid")),
-                           "hops": len(doc.get("hops", []))})
+                           "hops": len(doc.get("hops", [])),
+                           "breakers": len(doc.get("breakers", []))})
         out["decisions"] = decided
         out["traces"] = traces
         out["traces_valid"] = sum(t["valid"] for t in traces)

@@ -32,6 +32,7 @@ from typing import Any
 
 from .blocks import HEADER_VERSION, HEADER_VERSION_VERDICTS, Header
 from .breakers import REASON_OPEN, RULE_PREFIX, Breakers
+from .breakers import Transition as BreakerTransition
 from .breakers import rules as breaker_rules
 from .crypto import digest_equal
 from .errors import HeaderError
@@ -80,11 +81,14 @@ class BlockVerdicts:
     decisions: tuple[Decision, ...] = ()
     envelopes: Sequence[Envelope] = ()        # the block's (the breakers read its alerts)
     params: Mapping[str, Any] = field(default_factory=dict)  # in force at its height
+    breakers: tuple[BreakerTransition, ...] = ()  # the breaker transitions its records make
 
     @property
     def entries(self) -> list[bytes]:
-        """The block's entry bytes: its verdicts in log order, then its transitions."""
-        return [v.to_bytes() for v in self.verdicts] + [t.to_bytes() for t in self.transitions]
+        """The block's entry bytes: its verdicts in log order, then its
+        transitions, then its breaker entries (PROTOCOL §10.5)."""
+        return ([v.to_bytes() for v in self.verdicts] + [t.to_bytes() for t in self.transitions]
+                + [b.entry().to_bytes() for b in self.breakers])
 
     def check(self, header: Header) -> None:
         """Raise :class:`VerdictMismatch` unless ``header`` commits exactly these."""
@@ -164,10 +168,16 @@ class VerdictState:
                          for leaf, (env, decision) in enumerate(zip(envelopes, decisions),
                                                                 start=first_leaf))
         transitions = judge.transitions()
-        entries = [v.to_bytes() for v in verdicts] + [t.to_bytes() for t in transitions]
+        breakers: tuple[BreakerTransition, ...] = ()
+        if not self.breakers.idle(state.params):
+            risk, lookup = self._risk_records(envelopes)
+            if risk:
+                breakers = self.breakers.preview(height, time_ms, risk, state.params, lookup)
+        entries = ([v.to_bytes() for v in verdicts] + [t.to_bytes() for t in transitions]
+                   + [b.entry().to_bytes() for b in breakers])
         return BlockVerdicts(version, verdict_root(entries, len(verdicts)), verdicts,
                              transitions, judge.held, inputs, decisions, envelopes,
-                             state.params)
+                             state.params, breakers)
 
     def commit(self, height: int, time_ms: int, block: BlockVerdicts) -> None:
         """Advance past the committed block whose verdicts are ``block``."""
@@ -187,16 +197,24 @@ class VerdictState:
         elif self.breakers.idle(params):
             self.breakers.skip_block(height, time_ms)  # breakers off: no record read
             return
-        risk = [env.record for env in envelopes if env.record.kind.startswith(RISK_PREFIX)]
-        lookup = self.lookup
-        if risk:
-            block = {env.id: env.record for env in envelopes}
-            outer = self.lookup
-
-            def lookup(record_id: bytes) -> Record | None:
-                found = block.get(record_id)
-                return found if found is not None else outer(record_id)
+        risk, lookup = self._risk_records(envelopes)
         self.breakers.apply_block(height, time_ms, risk, params, lookup)
+
+    def _risk_records(self, envelopes: Sequence[Envelope]
+                      ) -> tuple[list[Record], Callable[[bytes], Record | None]]:
+        """The block's ``risk.*`` records, and a lookup that finds the
+        block's records as well as committed ones (an alert may flag a
+        record earlier in its block)."""
+        risk = [env.record for env in envelopes if env.record.kind.startswith(RISK_PREFIX)]
+        if not risk:
+            return risk, self.lookup
+        block = {env.id: env.record for env in envelopes}
+        outer = self.lookup
+
+        def lookup(record_id: bytes) -> Record | None:
+            found = block.get(record_id)
+            return found if found is not None else outer(record_id)
+        return risk, lookup
 
 
 def _text(value: str) -> str:

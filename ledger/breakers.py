@@ -23,10 +23,11 @@ returns a committed (or earlier in the same block) record by id.
 from __future__ import annotations
 
 from collections import deque
-from collections.abc import Callable, Iterable, Mapping
-from dataclasses import dataclass, field
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field, replace
 from typing import Any
 
+from .breaker_entries import BreakerEntry
 from .encoding import canonical, decode, to_hex
 from .errors import LedgerError, StorageCorruption
 from .records import Record
@@ -45,7 +46,7 @@ PARAM_DEFAULTS = {
     "breaker_scopes": 31,
 }
 SCOPE_BITS = {"account": 1, "submitter": 2, "system": 4, "kind": 8, "country": 16}
-MAX_TRIPPED_BY = 64  # alert ids kept per trip (the first ones that made it)
+MAX_TRIPPED_BY = 64  # alert ids kept per trip (the last ones in the window)
 # Persisted breaker state (schema.META_BREAKERS): a node restarts from it
 # rather than from block 1 (node/breakers.py).
 STATE_DOMAIN = b"ledger:breakers:v2\x00"
@@ -114,6 +115,10 @@ class Transition:
         return {"height": self.height, "time": self.time, "scope": self.scope,
                 "value": self.value, "to": self.to, "records": [to_hex(r) for r in self.records]}
 
+    def entry(self) -> BreakerEntry:
+        """What its block commits of it (PROTOCOL §10.5): the header gives height and time."""
+        return BreakerEntry(self.scope, self.value, self.to, self.records)
+
 
 class Breakers:
     """The breakers after the blocks applied so far (one block at a time, in order)."""
@@ -176,6 +181,40 @@ class Breakers:
                 self._close(height, time_ms, record)
         self.height, self.time = height, time_ms
 
+    def preview(self, height: int, time_ms: int, records: Sequence[Record],
+                params: Mapping[str, Any],
+                lookup: Callable[[bytes], Record | None]) -> tuple[Transition, ...]:
+        """The transitions :meth:`apply_block` would make for the same block,
+        leaving ``self`` as it is (a proposer's and a validator's verdicts of a
+        candidate block): the breakers and monitors the block's records can
+        touch are copied and the block is applied to the copies."""
+        r = rules(params)
+        keys: set[tuple[str, str]] = set()
+        monitors: set[bytes] = set()
+        for record in records:
+            if record.kind == ALERT and r["breaker_alerts"] > 0 and len(record.parents) == 1:
+                flagged = lookup(record.parents[0])
+                if flagged is not None:
+                    monitors.add(record.submitter)
+                    keys.update(scopes_of(flagged))
+            elif record.kind == BREAKER_CLOSE:
+                keys.add((record.body["scope"], record.body["value"]))
+        if not keys:
+            return ()
+        fork = Breakers()
+        fork.height, fork.time = self.height, self.time
+        for key in keys:
+            b = self.breakers.get(key)
+            if b is not None:
+                fork.breakers[key] = replace(b, tripped_by=list(b.tripped_by),
+                                             recent=deque(b.recent))
+        for monitor in monitors:
+            times = self.monitors.get(monitor)
+            if times is not None:
+                fork.monitors[monitor] = deque(times)
+        fork.apply_block(height, time_ms, records, params, lookup)
+        return tuple(fork.transitions)
+
     def _alert(self, height: int, t: int, alert: Record, r: dict[str, int],
                lookup: Callable[[bytes], Record | None]) -> None:
         if alert.body.get("score", 0) < r["breaker_min_score"] or len(alert.parents) != 1:
@@ -207,7 +246,9 @@ class Breakers:
             monitors = {m for _, m, _ in b.recent}
             if state == "half_open" or (len(b.recent) >= r["breaker_alerts"]
                                         and len(monitors) >= r["breaker_monitors"]):
-                trip = [a for _, _, a in b.recent][:MAX_TRIPPED_BY] if state == "closed" \
+                # The last alerts of the window: the one that tripped it is
+                # named last, and is in the block that commits the trip.
+                trip = [a for _, _, a in b.recent][-MAX_TRIPPED_BY:] if state == "closed" \
                     else [alert.id]
                 b.opened_at, b.opened_height, b.tripped_by = t, height, trip
                 b.cooldown_ms = r["breaker_cooldown_ms"]

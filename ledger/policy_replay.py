@@ -99,7 +99,8 @@ def _compare(header: Header, computed: BlockVerdicts, entries: Sequence[bytes] |
         ours = mine[index] if index < len(mine) else None
         theirs = entries[index] if index < len(entries) else None
         if ours != theirs:
-            record = (computed.verdicts[index].record if index < len(computed.verdicts)
-                      else computed.transitions[index - len(computed.verdicts)].record
-                      if index < len(mine) else None)
+            t = index - len(computed.verdicts)  # past the transitions: a breaker entry
+            record = (computed.verdicts[index].record if t < 0
+                      else computed.transitions[t].record
+                      if t < len(computed.transitions) else None)
             raise PolicyDisagreement(Disagreement(header.height, index, record, theirs, ours))

@@ -80,7 +80,7 @@ def _pairs(level: list[bytes]) -> list[bytes]:
     return [node_hash(even[i], even[i + 1]) for i in range(0, len(even), 2)]
 
 
-def _tree(chain: VerdictSource, header: Header) -> _BlockTree:
+def block_tree(chain: VerdictSource, header: Header) -> _BlockTree:
     """The verdict tree of version 2 block ``header``, checked against its root."""
     tree = _trees.get(header.hash)
     if tree is not None:
@@ -102,7 +102,7 @@ def _tree(chain: VerdictSource, header: Header) -> _BlockTree:
     return tree
 
 
-def _entry_proof(tree: _BlockTree, index: int, height: int) -> dict[str, Any]:
+def entry_proof(tree: _BlockTree, index: int, height: int) -> dict[str, Any]:
     if not 0 <= index < len(tree.entries):
         raise StorageCorruption(f"block {height} has no verdict entry {index}")
     return {"entry": to_b64(tree.entries[index]), "size": len(tree.entries),
@@ -129,7 +129,7 @@ def _find(chain: VerdictSource, record_id: bytes, leaf_index: int,
     """None for a version 1 block (it commits no verdicts)."""
     if header.version != HEADER_VERSION_VERDICTS:
         return None
-    tree = _tree(chain, header)
+    tree = block_tree(chain, header)
     index = leaf_index - (header.log_size - header.tx_count)
     if not 0 <= index < header.tx_count:
         raise StorageCorruption(f"leaf {leaf_index} is not in block {header.height}")
@@ -144,7 +144,7 @@ def _find(chain: VerdictSource, record_id: bytes, leaf_index: int,
 
 def verdict_proof(chain: VerdictSource, found: _Found, height: int) -> dict[str, Any]:
     """The ``verdict`` field of a bundle against the record's own block."""
-    doc = _entry_proof(found.tree, found.index, height)
+    doc = entry_proof(found.tree, found.index, height)
     rv = found.decided
     if rv is not None and found.final_height:
         final = chain.header(rv.final_height)
@@ -153,7 +153,7 @@ def verdict_proof(chain: VerdictSource, found: _Found, height: int) -> dict[str,
             raise StorageCorruption(f"block {rv.final_height} is below the tip but not stored")
         doc["transition"] = {"height": final.height, "header": to_b64(final.header_bytes),
                              "certificate": certificate.to_json(), "index": rv.final_index,
-                             **_entry_proof(_tree(chain, final), rv.final_index, final.height)}
+                             **entry_proof(block_tree(chain, final), rv.final_index, final.height)}
     return doc
 
 

@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any
 
+from .breaker_entries import BREAKER_DOMAIN, is_breaker_entry
 from .encoding import canonical, decode, to_hex
 from .errors import BadEncoding, DecodeError, VerificationError
 from .merkle import inclusion_path, leaf_hash, root, verify_inclusion
@@ -224,9 +225,16 @@ def transition_leaf(transition_bytes: bytes) -> bytes:
     return leaf_hash(TRANSITION_DOMAIN + transition_bytes)
 
 
+def breaker_leaf(entry_bytes: bytes) -> bytes:
+    return leaf_hash(BREAKER_DOMAIN + entry_bytes)
+
+
 def entry_leaves(entries: Sequence[bytes], tx_count: int) -> list[bytes]:
-    """The leaf hashes of a block's entries: ``tx_count`` verdicts, then transitions."""
-    return [verdict_leaf(e) if i < tx_count else transition_leaf(e)
+    """The leaf hashes of a block's entries: ``tx_count`` verdicts, then
+    transitions of held records and breaker entries (told apart by their
+    keys, ledger/breaker_entries.py)."""
+    return [verdict_leaf(e) if i < tx_count
+            else breaker_leaf(e) if is_breaker_entry(e) else transition_leaf(e)
             for i, e in enumerate(entries)]
 
 

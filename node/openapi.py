@@ -182,6 +182,11 @@ def _schemas(max_envelopes: int) -> dict[str, Any]:
             "children_next": HEX32,
             "frontier": {"type": "array", "items": HEX32},
             "truncated": {"type": "boolean"},
+            # Records a breaker sent to review: the trip's entry and proof (PROTOCOL §6).
+            "breakers": {"type": "array", "items": _obj({
+                "record": HEX32, "height": {"type": "integer", "minimum": 1}, "header": B64,
+                "certificate": _ref("Certificate"), "entry": B64, "index": UINT,
+                "size": UINT, "path": {"type": "array", "items": HEX32}})},
         }, required=["record", "bundles", "edges", "children", "frontier"]),
         "HeaderFields": _obj({
             "v": {"type": "integer"}, "chain": {"type": "string"},

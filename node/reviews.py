@@ -21,6 +21,7 @@ from ledger.risk import ALERT, DECISION
 from ledger.verdict_store import verdict_doc
 
 from .metrics import Metrics
+from ledger.breaker_entries import is_breaker_entry
 from ledger.verdicts import decode_transition
 
 STATES = ("open", "decided")
@@ -168,6 +169,8 @@ class ReviewMetrics:
         if not entries or header is None:
             return
         for raw in entries[header.tx_count:]:
+            if is_breaker_entry(raw):  # a breaker's transition, not a held record's
+                continue
             transition = decode_transition(raw)
             location = self.chain.record_location(transition.record)
             held_at = self.chain.header(location[0]) if location is not None else None

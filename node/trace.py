@@ -29,8 +29,11 @@ import orjson
 from ledger.chain import ChainStore
 from ledger.encoding import to_hex
 from ledger.errors import StorageCorruption
+from ledger.proofs_breakers import breaker_of, breaker_proof, trip_in_force
 from ledger.proofs_verdicts import build_served_bundle
-from ledger.records import decode_committed_envelope
+from ledger.records import Record, decode_committed_envelope
+from ledger.verdicts import decode_verdict
+from ledger.encoding import from_b64
 
 # Children per page when the client does not say, and at most.
 CHILDREN_DEFAULT = 100
@@ -78,6 +81,8 @@ async def _walk(chain: ChainStore, query: TraceQuery, limits: TraceLimits,
                 slot: _Slot) -> dict[str, Any]:
     bundles: list[dict[str, Any]] = []
     edges: list[tuple[bytes, bytes]] = []
+    breakers: list[dict[str, Any]] = []  # the trips of records a breaker sent to review
+    links: list[bytes] = []              # the alerts those trips name
     included: set[bytes] = set()
     seen = {query.record}
     queue: deque[tuple[bytes, int]] = deque([(query.record, 0)])
@@ -89,8 +94,11 @@ async def _walk(chain: ChainStore, query: TraceQuery, limits: TraceLimits,
             truncated = True
             break
         bundle = build_served_bundle(chain, chain.membership, current)
-        parents = _parents(chain, current)
-        cost = len(orjson.dumps(bundle)) + EDGE_BYTES * len(parents)
+        record = _record(chain, current)
+        parents = record.parents
+        trip = _trip(chain, bundle, record)
+        cost = len(orjson.dumps(bundle)) + EDGE_BYTES * len(parents) \
+            + (len(orjson.dumps(trip[0])) if trip is not None else 0)
         if bundles and size + cost > limits.max_bytes:
             truncated = True
             break
@@ -103,10 +111,19 @@ async def _walk(chain: ChainStore, query: TraceQuery, limits: TraceLimits,
             if level < query.depth and parent not in seen:
                 seen.add(parent)
                 queue.append((parent, level + 1))
+        if trip is not None:
+            # The alerts that tripped the breaker are walked like parents.
+            proof, alerts = trip
+            breakers.append(proof)
+            links.extend(alerts)
+            for alert in alerts:
+                if level < query.depth and alert not in seen:
+                    seen.add(alert)
+                    queue.append((alert, level + 1))
         if len(bundles) % SLICE_BUNDLES == 0 and queue:
             await slot.take()
             await asyncio.sleep(0)
-    frontier = dict.fromkeys(parent for _, parent in edges if parent not in included)
+    frontier = dict.fromkeys(r for r in [p for _, p in edges] + links if r not in included)
     page = chain.children(query.record, limit=query.children_limit + 1,
                           after=query.children_after)
     doc: dict[str, Any] = {
@@ -115,6 +132,8 @@ async def _walk(chain: ChainStore, query: TraceQuery, limits: TraceLimits,
         "children": [to_hex(c) for c in page[:query.children_limit]],
         "frontier": [to_hex(p) for p in frontier],
     }
+    if breakers:
+        doc["breakers"] = breakers
     if len(page) > query.children_limit:
         doc["children_next"] = doc["children"][-1]
     if truncated:
@@ -143,10 +162,27 @@ class _Slot:
             self._held = False
 
 
-def _parents(chain: ChainStore, record_id: bytes) -> tuple[bytes, ...]:
+def _record(chain: ChainStore, record_id: bytes) -> Record:
     raw = chain.envelope(record_id)
     if raw is None:  # an ancestor of a committed record is committed
         raise StorageCorruption(f"ancestor {to_hex(record_id)} is not stored")
     # A committed envelope, maybe multi-signed (governance, PROTOCOL §9.2):
     # decode_envelope refuses those, as admission does.
-    return decode_committed_envelope(raw).record.parents
+    return decode_committed_envelope(raw).record
+
+
+def _trip(chain: ChainStore, bundle: dict[str, Any],
+          record: Record) -> tuple[dict[str, Any], tuple[bytes, ...]] | None:
+    """For a record a breaker sent to review: the proof of the trip in force
+    at its block (``{"record", ...}``, PROTOCOL §6) and the alerts it names."""
+    proven = bundle.get("verdict")
+    if proven is None:
+        return None
+    breaker = breaker_of(decode_verdict(from_b64(proven["entry"])), record)
+    if breaker is None:
+        return None
+    trip = trip_in_force(chain.breakers.transitions, *breaker, before=bundle["height"])
+    proof = breaker_proof(chain, trip) if trip is not None else None
+    if trip is None or proof is None:
+        return None  # a trip below a state-sync snapshot, or from before breaker entries
+    return {"record": to_hex(record.id), **proof}, trip.records

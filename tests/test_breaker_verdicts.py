@@ -188,12 +188,13 @@ def test_the_replay_derives_the_breaker_verdicts() -> None:
         if height == 3:
             assert computed.verdicts[0].outcome == Outcome.REVIEW
     assert replay.state.breakers.to_bytes() == chain.breakers.to_bytes()
-    # Without the breakers the replay disagrees at block 3.
+    # Without the flagged record the replay derives no trip: it disagrees at
+    # block 2, whose entries commit the trip (PROTOCOL §10.5).
     blind = PolicyReplay(chain.genesis, PolicyEngine(), lookup=lambda _: None)
     blind.block(chain.header(1), blocks[0], chain.verdict_entries(1))  # type: ignore[arg-type]
-    blind.block(chain.header(2), blocks[1], chain.verdict_entries(2))  # type: ignore[arg-type]
-    with pytest.raises(VerdictMismatch):
-        blind.block(chain.header(3), blocks[2], chain.verdict_entries(3))  # type: ignore[arg-type]
+    with pytest.raises(VerdictMismatch) as caught:
+        blind.block(chain.header(2), blocks[1], chain.verdict_entries(2))  # type: ignore[arg-type]
+    assert "entry 2" in str(caught.value)  # after the block's two verdicts
 
 
 def test_breakers_are_persisted_with_the_policy_state() -> None:

@@ -20,3 +20,5 @@ async def test_live_run_trips_breakers_and_every_case_traces(tmp_path: Path) -> 
     assert [d["verb"] for d in out["decisions"]] == ["approve", "reject"]
     assert [d["status"] for d in out["decisions"]] == ["approved", "rejected"]
     assert out["traces_valid"] == 2 and all(t["hops"] >= 3 for t in out["traces"]), out["traces"]
+    # Each case was sent to review by a breaker: its trace proves the trip.
+    assert all(t["breakers"] >= 1 for t in out["traces"]), out["traces"]

@@ -3,7 +3,7 @@
 account's next payments go to review, one reviewer approves one through
 ``ledger-review`` and another rejects the other; every validator derives the
 same final statuses, and the approved case - decision, alert, record - is
-one ``ledger-audit trace`` that verifies offline."""
+one ``ledger-audit trace`` that verifies offline, the breaker's trip included."""
 
 from __future__ import annotations
 
@@ -101,7 +101,14 @@ async def test_reviewers_decide_breaker_reviews_on_every_node(tmp_path: Path) ->
         assert traced.exit_code == 0, traced.output
         doc = json.loads(traced.output)
         hops = {h["id"]: h for h in doc["hops"]}
-        assert doc["valid"] and set(hops) == {decision["decision"], one, alert}
+        # The whole case: the decision, the record, the alert on it, and the
+        # breaker that sent it to review - its trip proven, with the alert
+        # that tripped it and the record that alert flags.
+        assert doc["valid"] and set(hops) == {decision["decision"], one, alert, trip, first}
         assert hops[decision["decision"]]["parents"] == [one, alert]
+        (proven,) = doc["breakers"]
+        assert (proven["record"], proven["scope"], proven["to"], proven["records"]) == \
+            (one, "account", "open", [trip])
+        assert proven["height"] == hops[trip]["height"] < hops[one]["height"]
     finally:
         await cluster.stop_all()

@@ -27,6 +27,7 @@ from ledger.encoding import from_b64, from_hex
 from ledger.errors import BundleFormatError, VerificationError
 from ledger.genesis import Genesis
 from ledger.verify import BUNDLE_FORMAT, BUNDLE_KEYS, VerifiedBundle, verify_bundle
+from ledger.verify_breakers import AlertNotInTrace, VerifiedTrip, check_breaker_proof
 from ledger.verify_epochs import BUNDLE_FORMAT_V2, EpochCache, verify_bundle_v2
 
 from ..sdk import LedgerClient
@@ -76,6 +77,9 @@ class TraceReport:
     # not fetched), or more children exist than were listed.
     stopped: bool = False
     more_children: bool = False
+    # Records a breaker sent to review, by id: the trip the trace proves
+    # (PROTOCOL §6, §12.3), its alerts among ``hops``.
+    trips: dict[str, VerifiedTrip] = field(default_factory=dict)
 
 
 async def trace_and_verify(client: LedgerClient, record_id: str, genesis: Genesis, depth: int | None,
@@ -113,8 +117,30 @@ async def trace_and_verify(client: LedgerClient, record_id: str, genesis: Genesi
     if depth is None and missing and not stopped:
         raise BundleFormatError(f"trace is missing ancestors: {', '.join(m[:16] for m in missing)}")
     children = [c for c in children if isinstance(c, str)]
+    trips = _trips(doc.get("breakers", []), hops, genesis, partial=depth is not None or stopped)
     return TraceReport(root=record_id, hops=hops, children=children, missing=missing,
-                       stopped=stopped, more_children=isinstance(doc.get("children_next"), str))
+                       stopped=stopped, more_children=isinstance(doc.get("children_next"), str),
+                       trips=trips)
+
+
+def _trips(items: Any, hops: dict[str, TraceHop], genesis: Genesis,
+           partial: bool) -> dict[str, VerifiedTrip]:
+    """Every breaker trip of the trace verified (PROTOCOL §6): a trip whose
+    alerts lie beyond the depth asked for, or were not fetched, is left out
+    (``partial``); otherwise any failure names its step."""
+    if not isinstance(items, list):
+        raise BundleFormatError("trace 'breakers' must be a list")
+    by_id = {bytes.fromhex(rid): hop.verified for rid, hop in hops.items()}
+    out: dict[str, VerifiedTrip] = {}
+    for item in items:
+        try:
+            trip = check_breaker_proof(item, by_id, genesis)
+        except AlertNotInTrace:
+            if partial:
+                continue
+            raise
+        out[trip.record.hex()] = trip
+    return out
 
 
 # --------------------------------------------------------------------------

@@ -278,6 +278,16 @@ def _trace_tree(report: TraceReport, genesis: Genesis) -> Tree:
             elif parent not in report.hops:
                 why = "not fetched" if report.stopped else "beyond depth"
                 node.add(Text(f"{parent[:16]}… ({why})", style="dim"))
+        trip = report.trips.get(rid)
+        if trip is not None:
+            e = trip.entry
+            branch = node.add(Text.assemble(
+                ("breaker ", "bold"), untrusted(f"{e.scope}:{e.value}"),
+                f" opened in block {trip.header.height} at {iso8601_ms(trip.header.time)} "
+                f"(entry {trip.index}, proven) by {len(e.records)} alerts:"))
+            for alert in (a.hex() for a in e.records):
+                if alert in report.hops and alert not in seen:
+                    grow(branch.add(label(alert)), alert, seen | {alert})
 
     tree = Tree(label(report.root))
     grow(tree, report.root, frozenset({report.root}))
@@ -324,7 +334,8 @@ def trace(record_id: str, genesis_path: Path, nodes: tuple[str, ...], depth: int
                               "certified_by": [v for v, _ in h.verified.certificate.signatures],
                               "verdict": None if h.verified.verdict is None
                               else verdict_doc(h.verified.verdict)}
-                             for rid, h in report.hops.items()]})
+                             for rid, h in report.hops.items()],
+                    "breakers": [t.to_json() for t in report.trips.values()]})
         return
     out = console()
     out.print(_trace_tree(report, genesis))
