@@ -112,7 +112,22 @@ class ChainStore:
 
     def _load_membership(self) -> Membership:
         """Genesis plus every committed governance record, block by block,
-        found through the ``g`` index (not a scan of the log)."""
+        found through the ``g`` index (not a scan of the log).
+
+        While a gap below a snapshot is open, only the blocks above the
+        snapshot count: the snapshot's header names the genesis validator
+        set (ledger/statesync.py), and a part of the history below it would
+        give a set that is neither genesis's nor the one in force.  The
+        node rebuilds the membership when back-fill closes the gap."""
+        gap = self.history_gap
+        membership = self.membership_through(self.height, above=gap.stop - 1 if gap else 0)
+        return membership.apply(self.height, []) if self.height > membership.height \
+            else membership
+
+    def membership_through(self, top: int, above: int = 0) -> Membership:
+        """Genesis plus the committed governance records of blocks
+        ``above + 1``..``top`` (from the ``g`` index); back-fill walks the
+        validator sets below a snapshot from ``membership_through(H)``."""
         membership = Membership.from_genesis(self.genesis)
         by_height: dict[int, list[int]] = {}
         for key, _ in self._store.iterate(schema.GOVERNANCE):
@@ -120,7 +135,8 @@ class ChainStore:
             if not 1 <= height <= self.height or leaf_index >= self.log.size:
                 raise StorageCorruption(f"governance index entry ({height}, {leaf_index}) "
                                         "is past the tip")
-            by_height.setdefault(height, []).append(leaf_index)
+            if above < height <= top:
+                by_height.setdefault(height, []).append(leaf_index)
         for height in sorted(by_height):
             try:
                 envelopes = [decode_committed_envelope(self.envelope_at(i))
@@ -130,12 +146,11 @@ class ChainStore:
                 raise StorageCorruption(
                     f"committed governance record of block {height} does not apply: {exc}"
                 ) from None
-        return membership.apply(self.height, []) if self.height > membership.height \
-            else membership
+        return membership
 
     def reload_membership(self) -> None:
-        """Rebuild the membership from the ``g`` index: after back-fill wrote
-        governance records below a snapshot (ledger/statesync.py).  Called
+        """Rebuild the membership from the ``g`` index: when back-fill has
+        closed the gap below a snapshot (ledger/statesync.py).  Called
         by the thread that commits, so no commit is in between.  The
         breakers, derived without those blocks, are derived again from
         every block (the persisted ones are dropped)."""

@@ -6,8 +6,12 @@ size and the log's right frontier as stored: one partial tile per stratum
 RFC 9162 tree at that size and the nodes under the smaller peaks.  It is
 accepted only when
 
-* the certificate carries a quorum of genesis validators' precommits for
-  the header (so the header is the chain's, not the peer's);
+* the header names the genesis validator set and the certificate carries
+  a quorum of their precommits for it (so the header is the chain's, not
+  the peer's).  A header naming another set (governance changed it,
+  PROTOCOL §9.9) raises :class:`ValidatorSetChanged`: the snapshot carries
+  no governance history to derive the set in force from, so the node
+  joins by blocks instead (node/statesync.py);
 * every partial tile is internally consistent (each stored node is the hash
   of its two children), so the nodes under the peaks are the tree's;
 * the peaks fold to ``header.log_root`` at ``header.log_size``.
@@ -17,7 +21,8 @@ Installed, the store has the tip, the frontier and nothing below: blocks
 indexes and the complete tiles) are missing.  The store records that gap
 (``history_from``: the lowest height whose block is stored in full) and the
 node back-fills it with :class:`Backfill`, oldest block first: each block's
-certificate is verified, its ``prev`` must be the hash of the block below,
+certificate is verified against the validator set in force at its height
+(walked from genesis over the blocks back-filled before it), its ``prev`` must be the hash of the block below,
 its envelopes must hash to ``tx_root`` and extend the log to its header's
 ``log_size`` / ``log_root``, and the last one must be byte-for-byte the
 snapshot's header - so the back-filled history is the hash chain the
@@ -25,7 +30,7 @@ certified snapshot header commits to.
 
 Back-fill also writes the governance index (``g``) of the blocks it
 writes, as commit does; the chain's membership (who may submit, PROTOCOL
-§9) is rebuilt from that index once they are written.  Until the gap is
+§9) is rebuilt from that index once the gap is closed.  Until the gap is
 closed a node therefore does not know the governance below the snapshot,
 and answers ``GET /v1/membership`` with 503 (node/api_node.py).
 
@@ -60,6 +65,13 @@ class SnapshotError(VerificationError):
     """A state-sync snapshot or back-filled block failed a check."""
 
     step = "snapshot"
+
+
+class ValidatorSetChanged(SnapshotError):
+    """The snapshot's header names a validator set other than genesis's: the
+    set changed by governance (PROTOCOL §9.9) and the snapshot, which
+    carries no governance history, cannot be checked against the set in
+    force at its height.  The node joins by blocks instead."""
 
 
 @dataclass(frozen=True)
@@ -146,7 +158,10 @@ def verify_snapshot(snapshot: Snapshot, genesis: Genesis) -> tuple[Header, Certi
     if header.chain != genesis.chain:
         raise SnapshotError(f"snapshot is of chain {header.chain!r}")
     if not digest_equal(header.validators, genesis.validators_hash):
-        raise SnapshotError("snapshot header names another validator set")
+        raise ValidatorSetChanged(
+            f"snapshot header at height {header.height} names another validator set than "
+            "genesis (changed by governance); a snapshot is checked against the genesis set "
+            "only")
     try:
         blocks.verify_certificate(cert, header, genesis)
     except VerificationError as exc:
@@ -243,6 +258,10 @@ class Backfill:
         top_size = 0 if top_header is None else top_header.log_size
         self._view = _HistoryView(store, top_size, size)
         self._log = MerkleLog(self._view)
+        # The validator sets in force below the snapshot, walked from genesis
+        # over the blocks back-filled so far (as block sync does): each
+        # block's certificate is checked against the set of its height.
+        self._membership = chain.membership_through(below)
         # Governance records written so far: the caller reloads the chain's
         # membership when this grows (it was derived without them).
         self.governance_found = 0
@@ -259,13 +278,14 @@ class Backfill:
         """Verify and write consecutive blocks from :attr:`next_height` (those
         past the gap are ignored); returns how many were written.  All or
         nothing: a block that fails a check writes none of the batch."""
-        size, found = self._view.size, self.governance_found
+        size, found, membership = self._view.size, self.governance_found, self._membership
         try:
             return self._apply(fetched)
         except BaseException:
             self._view.size = size  # the log ran ahead in memory: back to the store
             self._log.reload()
             self.governance_found = found
+            self._membership = membership
             raise
 
     def _apply(self, fetched: Sequence[Block]) -> int:
@@ -285,10 +305,15 @@ class Backfill:
             batch.put_many(schema.record_entries(height, first, envelopes))
             # The governance index, as commit writes it: membership is
             # rebuilt from it (ChainStore.reload_membership, and on open).
+            governance = []
             for leaf_index, env in enumerate(envelopes, start=first):
                 if is_governance(env):
                     batch.put(schema.governance_key(height, leaf_index), b"")
                     self.governance_found += 1
+                    governance.append(env)
+            if governance:  # certified: the signatures were checked by its validators
+                self._membership = self._membership.apply(height, governance,
+                                                          signatures=False)
             if height < self.top:  # the snapshot's own header and certificate are stored
                 batch.put(schema.header_key(height), header.header_bytes)
                 batch.put(schema.certificate_key(height), cert.to_bytes())
@@ -306,8 +331,12 @@ class Backfill:
             raise SnapshotError(f"back-fill got block {header.height}, expected {height}")
         if not digest_equal(header.prev, prev_hash):
             raise SnapshotError(f"block {height}'s prev is not the hash of block {height - 1}")
+        epoch = self._membership.validator_genesis(height)
+        if not digest_equal(header.validators, epoch.validators_hash):
+            raise SnapshotError(f"block {height} names another validator set than the one in "
+                                "force at its height")
         try:
-            blocks.verify_certificate(cert, header, self._chain.genesis)
+            blocks.verify_certificate(cert, header, epoch)
         except VerificationError as exc:
             raise SnapshotError(f"certificate of block {height} does not verify: {exc}") from None
         leaves = [e.leaf_hash for e in envelopes]

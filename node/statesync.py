@@ -4,7 +4,10 @@ A validator whose store is empty and whose ``sync.mode`` is ``"snapshot"``
 asks every peer for ``GET /v1/sync/snapshot`` (signed like block sync,
 node/syncauth.py: only validators are served), verifies each answer
 (ledger/statesync.py: certificate against genesis, frontier against the
-header's ``log_root``), installs the highest one and starts from it.  Then
+header's ``log_root``), installs the highest one and starts from it.  When
+the peers' headers name a validator set other than genesis's (governance
+changed it), no snapshot can be checked and the node joins by blocks,
+saying so in its log.  Then
 :class:`HistoryBackfill` fetches blocks 1..H over block sync and writes them
 below the snapshot, oldest first.
 
@@ -17,8 +20,10 @@ Until the gap is closed the node does not know every nonce ever used, so:
   history decide, and the node applies what they certified;
 * reads of a record or block below the snapshot answer ``503 unavailable``,
   and so does ``GET /v1/membership``: governance records below the snapshot
-  are not known until back-fill writes them (their ``g`` index), and the
-  membership is then rebuilt.
+  are not known until back-fill has written them all (their ``g`` index),
+  and the membership is then rebuilt.  Meanwhile blocks above the snapshot
+  are judged by genesis plus the governance committed above it; back-fill
+  checks each block below by the validator set walked from genesis.
 
 An index that came with the snapshot could not be checked without the
 envelopes it was built from (a peer could leave a used nonce out), so the
@@ -42,7 +47,7 @@ from aiohttp import web
 from ledger.chain import ChainStore
 from ledger.errors import BadEncoding, LedgerError, NotFound, Unavailable, VerificationError
 from ledger.genesis import Genesis, Validator
-from ledger.statesync import Backfill, Snapshot, verify_snapshot
+from ledger.statesync import Backfill, Snapshot, ValidatorSetChanged, verify_snapshot
 from ledger.storage import KeyValueStore
 
 from .aio import in_daemon_thread
@@ -112,8 +117,13 @@ def _fetch_one(peer: Validator, sign: Signer, timeout_s: float,
 
 def fetch_snapshot(genesis: Genesis, peers: Sequence[Validator], sign: Signer,
                    timeout_s: float = 10.0, tls: ssl.SSLContext | None = None) -> Snapshot | None:
-    """The highest snapshot a peer serves that verifies, or None.  Blocking."""
+    """The highest snapshot a peer serves that verifies, or None.  Blocking.
+
+    Raises :class:`ValidatorSetChanged` when none verifies and some peer's
+    header names a validator set other than genesis's: the set changed by
+    governance, and no later round can do better."""
     best: tuple[int, Snapshot] | None = None
+    changed: ValidatorSetChanged | None = None
     for peer in peers:
         try:
             snapshot = parse_snapshot(_fetch_one(peer, sign, timeout_s, tls))
@@ -121,11 +131,17 @@ def fetch_snapshot(genesis: Genesis, peers: Sequence[Validator], sign: Signer,
         except (TimeoutError, OSError, http.client.HTTPException) as exc:
             log.info("no snapshot from %s: %s", peer.name, exc)
             continue
+        except ValidatorSetChanged as exc:
+            log.info("snapshot from %s: %s", peer.name, exc)
+            changed = exc
+            continue
         except LedgerError as exc:
             log.warning("peer %s served a snapshot that does not verify: %s", peer.name, exc)
             continue
         if best is None or header.height > best[0]:
             best = header.height, snapshot
+    if best is None and changed is not None:
+        raise changed
     return None if best is None else best[1]
 
 
@@ -136,7 +152,14 @@ async def join_by_snapshot(store: KeyValueStore, genesis: Genesis, peers: Sequen
     from ledger.statesync import install_snapshot
 
     for _ in range(SNAPSHOT_ROUNDS):
-        snapshot = await in_daemon_thread(fetch_snapshot, genesis, peers, sign, 10.0, tls)
+        try:
+            snapshot = await in_daemon_thread(fetch_snapshot, genesis, peers, sign, 10.0, tls)
+        except ValidatorSetChanged:
+            log.warning("state sync: the validator set has changed since genesis (governance), "
+                        "and a snapshot can only be checked against the genesis set; "
+                        "sync.mode \"snapshot\" falls back to blocks: replaying blocks from "
+                        "height 1", extra={"sync_mode": "blocks"})
+            return 0
         if snapshot is not None:
             header = install_snapshot(store, snapshot, genesis)
             log.info("state sync: started from the snapshot at height %d (log size %d); "
@@ -168,16 +191,16 @@ class HistoryBackfill:
             if not blocks:
                 await asyncio.sleep(RETRY_S)
                 continue
-            found = fill.governance_found
             try:
                 await in_daemon_thread(fill.apply, blocks)
-                if fill.governance_found != found:  # on the loop, between commits
-                    self.chain.reload_membership()
             except VerificationError as exc:
                 # The peer's blocks are not the certified history: try again
                 # (BlockSync asks the peers in turn).
                 log.warning("back-fill refused blocks from %d: %s", first, exc)
                 await asyncio.sleep(RETRY_S)
+        # The governance below the snapshot counts from now on (ChainStore
+        # ._load_membership); on the loop, between commits.
+        self.chain.reload_membership()
         log.info("state sync: history back-filled to height %d in %.1f s", fill.top,
                  time.perf_counter() - started,
                  extra={"backfill_seconds": round(time.perf_counter() - started, 3)})

@@ -92,3 +92,33 @@ def test_highest_verified_snapshot_wins_and_tampered_ones_are_skipped(
     # Every peer lying (or not MessagePack): none chosen, the node replays blocks.
     bodies[1] = b"\xc1not msgpack"
     assert fetch_snapshot(world.genesis, validators, lambda peer, target: {}, timeout_s=5) is None
+
+
+async def test_a_changed_validator_set_makes_the_node_join_by_blocks_at_once(
+        peers: tuple[list[bytes], list[Validator], list[list[str]]],
+        caplog: pytest.LogCaptureFixture) -> None:
+    """Every peer's tip names the set governance made (5 validators): no
+    snapshot can be checked against genesis, so the node replays blocks,
+    without the rounds of retries a missing snapshot gets, and says why."""
+    from test_statesync_governance import set_change_chain
+
+    from ledger.statesync import ValidatorSetChanged
+    from node.statesync import join_by_snapshot
+
+    bodies, validators, seen = peers
+    genesis, src, _ = set_change_chain()
+    header, cert = src.header(5), src.certificate(5)
+    assert header is not None and cert is not None
+    changed = Snapshot(header.header_bytes, cert.to_bytes(), header.log_size, ())
+    for i in range(3):
+        bodies[i] = body(changed)
+    with pytest.raises(ValidatorSetChanged):
+        fetch_snapshot(genesis, validators, lambda peer, target: {}, timeout_s=5)
+    bodies[0] = b"\xc1not msgpack"  # one liar among them changes nothing
+    store = MemoryStore()
+    caplog.set_level("INFO", logger="node.statesync")
+    assert await join_by_snapshot(store, genesis, validators, lambda peer, target: {}) == 0
+    assert next(iter(store.iterate(b"")), None) is None
+    assert [len(s) for s in seen] == [2, 2, 2]  # one round each, not SNAPSHOT_ROUNDS
+    assert any("the validator set has changed since genesis" in r.getMessage()
+               and "falls back to blocks" in r.getMessage() for r in caplog.records)

@@ -1,0 +1,94 @@
+"""State sync after a validator-set change, on a live cluster (PROTOCOL
+§9.9, docs/operators.md "Adding a validator"): a validator added by
+governance, started with ``sync.mode = "snapshot"`` and an empty data
+directory, finds that the peers' tips name a set other than genesis's,
+says so in its log and joins by blocks at once; it catches up across the
+epoch change, signs as the new validator and holds the same chain."""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from test_governance_cluster import Signer, submit
+from test_validators_cluster import NO_EXPIRY, _is_validator, validators_everywhere
+
+from harness.localnet import LocalCluster, until
+from ledger.keys import load_key_file
+from ledger.records import Envelope, cosign, make_record, sign_record
+
+pytestmark = pytest.mark.cluster
+
+
+@pytest.fixture
+async def cluster(tmp_path: Path) -> AsyncIterator[LocalCluster]:
+    c = LocalCluster(tmp_path / "cluster", 4, members=True, spare=1)
+    try:
+        yield c
+    finally:
+        await c.stop_all()
+        for i in range(c.n):
+            print(f"---- node{i} log tail ----\n{c.tail(i, 20)}")
+
+
+def log_lines(c: LocalCluster, i: int, msg: str) -> list[dict[str, Any]]:
+    return [json.loads(line) for line in c.log_path(i).read_text().splitlines()
+            if f'"msg":"{msg}' in line]
+
+
+async def test_an_added_validator_in_snapshot_mode_joins_by_blocks(
+        cluster: LocalCluster) -> None:
+    c = cluster
+    chain = c.genesis.chain
+    keys = c.dir / "keys"
+    members = [load_key_file(keys / f"member{i}.json").key for i in range(4)]
+    quorum = members[:c.genesis.governance_threshold]
+    demo = Signer(chain, load_key_file(keys / "demo.json").key)
+    await c.start_all()
+
+    def gov(nonce: int, kind: str, **body: Any) -> Envelope:
+        record = make_record(chain=chain, submitter=quorum[0].public_key, nonce=nonce,
+                             ts=int(time.time() * 1000), kind=kind,
+                             origin={"system": "ledger-admin"},
+                             body=dict(body, expires_height=NO_EXPIRY))
+        return cosign(sign_record(record, quorum[0]), quorum[1:])
+
+    first = demo.envelope()
+    assert await submit(c, 0, [first]) == ["accepted"]
+    await c.wait_committed([0, 1, 2, 3], first.id.hex())
+    index, new_key, address = c.add_validator()
+    add = gov(1, "gov.validator.add", name=f"node{index}", pubkey=new_key.public_key,
+              address=address)
+    assert await submit(c, 1, [add]) == ["accepted"]
+    await c.wait_committed([0, 1, 2, 3], add.id.hex())
+    for _ in range(4):  # blocks into the new epoch, so the tips name the new set
+        env = demo.envelope()
+        assert await submit(c, 2, [env]) == ["accepted"]
+        await c.wait_committed([0, 1, 2, 3], env.id.hex())
+    await validators_everywhere(c, [0, 1, 2, 3], 5)
+
+    toml = c.config(index).read_text()
+    assert "batch_blocks = 64" in toml
+    c.config(index).write_text(toml.replace("batch_blocks = 64",
+                                            'batch_blocks = 64\nmode = "snapshot"'))
+    c.start(index)
+    await until(lambda: _is_validator(c, index, 4), 60.0, "node4 signing as validator 4")
+    fallback = log_lines(c, index, "state sync: the validator set has changed since genesis")
+    assert fallback and fallback[0]["sync_mode"] == "blocks", c.tail(index)
+    assert not log_lines(c, index, "state sync: started from the snapshot")
+
+    # It signs: with node3 down, 4 of 5 is the quorum.
+    c.kill(3)
+    late = demo.envelope()
+    assert await submit(c, index, [late]) == ["accepted"]
+    await c.wait_committed([0, 1, 2, index], late.id.hex(), 60.0)
+    for env in (first, add):  # the history below came by blocks, not back-fill
+        status, _ = await c.get(index, f"/v1/records/{env.id.hex()}/proof")
+        assert status == 200
+    tip = (await c.status(0) or {})["height"]
+    await c.wait_height([index], tip, 60.0)
+    assert await c.header_hashes(index, tip) == await c.header_hashes(0, tip)
