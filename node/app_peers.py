@@ -86,8 +86,9 @@ class PeerRouting:
                     self._admitted_leaves.start()
                     self._assembly_wake.set()
             elif isinstance(msg, ConsensusMessage):
-                decoded = decode_consensus(msg.message, self.mempool.by_leaf)
-                self.driver.feed_peer(received(decoded, now_ms()))
+                decoded = decode_consensus(msg.message, self.mempool.by_leaf, self.chain.height)
+                if decoded is not None:  # None: a decision for a block committed here
+                    self.driver.feed_peer(received(decoded, now_ms()))
             elif isinstance(msg, Records):
                 envs = list(msg.envelopes)
                 try:
