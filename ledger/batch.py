@@ -19,7 +19,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from .errors import BadEncoding
+from .errors import BadEncoding, InclusionError
 from .merkle import HASH_LEN, inclusion_path_by_nodes, inclusion_root, leaf_hash, node_hash, root
 
 BATCH_DOMAIN = b"auditledger/batch/v1\n"
@@ -72,6 +72,72 @@ def batch_root(record_id: bytes, position: BatchPosition) -> bytes:
     """The batch root the record's path leads to; :class:`InclusionError`
     if the path's length does not fit its index and size."""
     return inclusion_root(position.index, position.size, batch_leaf(record_id), position.path)
+
+
+# A node of a batch tree reached while walking a path up: (tree size, the
+# walk's fn and sn after the step, the node's hash) -> (the rest of the path
+# from there, the root it led to).  See :func:`batch_roots`.
+RootMemo = dict[tuple[int, int, int, bytes], tuple[tuple[bytes, ...], bytes]]
+
+
+def batch_roots(items: Sequence[tuple[bytes, BatchPosition]]) -> list[bytes | None]:
+    """:func:`batch_root` of each ``(record id, position)``, None where the
+    path does not fit its index and size; the same answers, computed with
+    the work shared between paths of one tree.
+
+    Records of a batch arrive together, and their paths climb through the
+    same nodes: sibling leaves meet after one hash.  Each walk remembers
+    every node it reached with the rest of its path and the root that rest
+    led to; a later walk that reaches a node with the same hash at the same
+    place (tree size, and the RFC 9162 walk's ``fn``, ``sn``) and holds the
+    same rest of path would compute the same root from there, so it stops.
+    Nothing is trusted that the walk would not recompute: the node's hash is
+    this record's own, and its remaining path entries are compared byte for
+    byte.  A batch of 64 costs about two hashes per record instead of seven.
+    """
+    memo: RootMemo = {}
+    out: list[bytes | None] = []
+    for record_id, position in items:
+        try:
+            out.append(_shared_root(record_id, position, memo))
+        except InclusionError:
+            out.append(None)
+    return out
+
+
+def _shared_root(record_id: bytes, position: BatchPosition, memo: RootMemo) -> bytes:
+    """:func:`ledger.merkle.inclusion_root` for a parsed position (entries
+    of 32 bytes, index below size: :func:`parse_batch`), through ``memo``."""
+    size, path = position.size, position.path
+    fn, sn, r = position.index, size - 1, batch_leaf(record_id)
+    reached: list[tuple[tuple[int, int, int, bytes], int]] = []
+    root = None
+    for k, p in enumerate(path):
+        if sn == 0:
+            raise InclusionError("inclusion path is too long")
+        if fn & 1 or fn == sn:
+            r = node_hash(p, r)
+            if not fn & 1:
+                while fn and not fn & 1:
+                    fn >>= 1
+                    sn >>= 1
+        else:
+            r = node_hash(r, p)
+        fn >>= 1
+        sn >>= 1
+        key = (size, fn, sn, r)
+        hit = memo.get(key)
+        if hit is not None and hit[0] == path[k + 1:]:
+            root = hit[1]
+            break
+        reached.append((key, k + 1))
+    if root is None:
+        if sn != 0:
+            raise InclusionError("inclusion path is too short")
+        root = r
+    for key, k in reached:
+        memo[key] = (path[k:], root)
+    return root
 
 
 def batch_message(size: int, batch_root_hash: bytes) -> bytes:
