@@ -31,6 +31,7 @@ from ledger.keys import load_key_file, write_key_file
 from ledger.reqsig import RequestSigner
 
 from node.cluster import _die_with_parent, init_cluster, node_command, node_toml
+from node.tls_certs import make_ca, make_node_cert
 
 HARNESS_IDENTITY = "harness"  # the key a cluster with auth signs its own requests with
 # Fast consensus for tests: a dead proposer costs about a second.
@@ -131,6 +132,8 @@ class LocalCluster:
         self.genesis: Genesis = load_genesis(directory / "genesis.json")
         self.procs: dict[int, subprocess.Popen[bytes]] = {}
         self.session: aiohttp.ClientSession | None = None
+        self._client_ssl: ssl.SSLContext | None = None
+        self._org_cas: list[Path] = []  # CAs of validators added later (add_validator)
         self._signer = (RequestSigner(load_key_file(self.harness_key).key) if auth else None)
 
     @property
@@ -147,16 +150,25 @@ class LocalCluster:
         (an empty data directory).  Returns ``(index, key, address)``: a
         ``gov.validator.add`` with that key and address makes it a validator;
         :meth:`start` runs it (it joins by catching up from the others).
-        Plaintext clusters only (no certificate is made for it)."""
-        if self.tls:
-            raise ValueError("add_validator makes no TLS certificate")
+
+        With TLS the new organisation has its own CA (``tls/org<n>/ca.pem``),
+        which no other node's ``tls.ca_file`` holds: its certificate
+        ``tls/node<n>.pem`` is signed by it, and its own ``ca_file`` is the
+        cluster's (it trusts the others).  The cluster's own HTTPS client
+        trusts the new CA too."""
         i = self.n
         key = SigningKey.generate()
         write_key_file(self.dir / "keys" / f"node{i}.json", f"node{i}", key)
         node_dir = self.dir / f"node{i}"
         node_dir.mkdir(parents=True, exist_ok=True)
+        if self.tls:
+            org = make_ca(self.dir / "tls" / f"org{i}", f"organisation {i} CA")
+            make_node_cert(org, self.dir / "tls", f"node{i}", ["127.0.0.1", "localhost"])
+            self._org_cas.append(self.dir / "tls" / f"org{i}" / "ca.pem")
+            if self._client_ssl is not None:
+                self._client_ssl.load_verify_locations(cafile=str(self._org_cas[-1]))
         (node_dir / "node.toml").write_text(
-            node_toml(i, self.base_port + i, tls=False, auth=self.auth), encoding="utf-8")
+            node_toml(i, self.base_port + i, tls=self.tls, auth=self.auth), encoding="utf-8")
         self.n += 1
         return i, key, f"127.0.0.1:{self.base_port + i}"
 
@@ -233,8 +245,12 @@ class LocalCluster:
 
     def http(self) -> aiohttp.ClientSession:
         if self.session is None:
-            connector = (aiohttp.TCPConnector(ssl=ssl.create_default_context(
-                cafile=str(self.ca_file))) if self.ca_file is not None else None)
+            if self.ca_file is not None:
+                self._client_ssl = ssl.create_default_context(cafile=str(self.ca_file))
+                for org in self._org_cas:
+                    self._client_ssl.load_verify_locations(cafile=str(org))
+            connector = (aiohttp.TCPConnector(ssl=self._client_ssl)
+                         if self._client_ssl is not None else None)
             self.session = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=20),
                                                  connector=connector)
         return self.session

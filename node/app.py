@@ -139,8 +139,7 @@ class Node(PeerRouting):
             return sign_request(self.genesis, cfg.key, me, peer.pubkey, target, now_ms())
 
         if cfg.settings.sync.mode == "snapshot" and next(iter(store.iterate(b"")), None) is None:
-            await join_by_snapshot(store, self.genesis, cfg.peers, sign,
-                                   cfg.tls.client if cfg.tls is not None else None)
+            await join_by_snapshot(store, self.genesis, cfg.peers, sign, cfg.tls)
         self._chain = ChainStore(store, self.genesis)
         # Who we link with and sign as, following the validator set (§9.9).
         self.links = ValidatorLinks(self.genesis, cfg.keys, self._chain)
@@ -181,7 +180,7 @@ class Node(PeerRouting):
                               max_clock_skew_ms=max_skew_ms)
         self.sync = BlockSync(
             self.chain, cfg.peers, self.metrics, batch_blocks=cfg.settings.sync.batch_blocks,
-            sign=sign, tls=cfg.tls.client if cfg.tls is not None else None)
+            sign=sign, tls=cfg.tls)
         try:
             self._checkpoints = Checkpoints(self.genesis, self.chain, cfg.keys,
                                             self._send_cosign, cfg.witnesses)

@@ -137,14 +137,16 @@ class TlsSettings:
             "start if the certificate does not match it or has expired.")
 
     ca_file: str = setting("",
-        doc="PEM trust roots for the certificates of peers (and of other nodes this node "
-            "fetches blocks from). Empty: the system's roots.")
+        doc="PEM trust roots for the certificates of the validators this node fetches blocks"
+            ", snapshots and status from before a peer handshake has pinned their "
+            "certificate. Peer links do not use it. Empty: the system's roots.")
 
     require: bool = setting(True,
-        doc="Verify peers' certificates against `ca_file` and their `address` host. With "
-            "`false` any certificate is accepted on peer links; peers are still "
-            "authenticated by their validator keys in the handshake, which is bound to the "
-            "certificate.")
+        doc="Verify against `ca_file` and the `address` host the certificate of a validator "
+            "this node fetches from before a peer handshake has pinned it. Peer links never "
+            "check a CA: peers are authenticated by the validator keys the membership lists,"
+            " in the handshake, which is bound to the certificate. With `false` any "
+            "certificate is accepted until pinned.")
 
     insecure_plaintext: bool = setting(False,
         doc="Serve plain HTTP and dial peers over plain WebSocket, without TLS: for local "

@@ -35,7 +35,6 @@ from __future__ import annotations
 import asyncio
 import http.client
 import logging
-import ssl
 import time
 from collections.abc import Sequence
 from typing import Any
@@ -53,6 +52,7 @@ from ledger.storage import KeyValueStore
 from .aio import in_daemon_thread
 from .config import peer_url
 from .sync import MSGPACK, BlockSync, Signer, SyncError, _read_bounded
+from .tls import NodeTls
 
 log = logging.getLogger("node.statesync")
 
@@ -100,10 +100,10 @@ def parse_snapshot(body: bytes) -> Snapshot:
 
 
 def _fetch_one(peer: Validator, sign: Signer, timeout_s: float,
-               tls: ssl.SSLContext | None = None) -> bytes:
+               tls: NodeTls | None = None) -> bytes:
     url = urlsplit(peer_url(peer, SNAPSHOT_PATH, tls is not None))
-    conn = (http.client.HTTPSConnection(url.hostname or "", url.port, timeout=timeout_s,
-                                        context=tls) if tls is not None else
+    conn = (tls.https(peer.pubkey, url.hostname or "", url.port, timeout_s)
+            if tls is not None else
             http.client.HTTPConnection(url.hostname or "", url.port, timeout=timeout_s))
     try:
         conn.request("GET", url.path, headers=sign(peer, url.path))
@@ -116,7 +116,7 @@ def _fetch_one(peer: Validator, sign: Signer, timeout_s: float,
 
 
 def fetch_snapshot(genesis: Genesis, peers: Sequence[Validator], sign: Signer,
-                   timeout_s: float = 10.0, tls: ssl.SSLContext | None = None) -> Snapshot | None:
+                   timeout_s: float = 10.0, tls: NodeTls | None = None) -> Snapshot | None:
     """The highest snapshot a peer serves that verifies, or None.  Blocking.
 
     Raises :class:`ValidatorSetChanged` when none verifies and some peer's
@@ -146,7 +146,7 @@ def fetch_snapshot(genesis: Genesis, peers: Sequence[Validator], sign: Signer,
 
 
 async def join_by_snapshot(store: KeyValueStore, genesis: Genesis, peers: Sequence[Validator],
-                           sign: Signer, tls: ssl.SSLContext | None = None) -> int:
+                           sign: Signer, tls: NodeTls | None = None) -> int:
     """Install a peer's snapshot into the empty ``store``; its height, or 0
     when no peer served one (the node then replays blocks)."""
     from ledger.statesync import install_snapshot

@@ -22,7 +22,6 @@ from __future__ import annotations
 import asyncio
 import http.client
 import logging
-import ssl
 import time
 from collections.abc import Callable, Sequence
 from typing import Any
@@ -43,6 +42,7 @@ from .aio import in_daemon_thread
 from .api import parse_uint
 from .config import peer_url
 from .metrics import Metrics
+from .tls import NodeTls
 
 log = logging.getLogger("node.sync")
 
@@ -177,10 +177,10 @@ class BlockSync:
         batch_blocks: int = 64,
         request_timeout_s: float = 15.0,
         sign: Signer | None = None,
-        tls: ssl.SSLContext | None = None,
+        tls: NodeTls | None = None,
     ) -> None:
         self.chain = chain
-        self.tls = tls  # peers are dialed over HTTPS with this context (node/tls.py)
+        self.tls = tls  # peers are fetched from over HTTPS (node/tls.py NodeTls.https)
         self.peers = list(peers)
         self.metrics = metrics
         self.batch_blocks = batch_blocks
@@ -200,7 +200,9 @@ class BlockSync:
         async def one(peer: Validator) -> None:
             try:
                 async with session.get(peer_url(peer, "/v1/status", self.tls is not None),
-                                       timeout=timeout, ssl=self.tls or True) as resp:
+                                       timeout=timeout,
+                                       ssl=self.tls.aiohttp_ssl(peer.pubkey)
+                                       if self.tls is not None else True) as resp:
                     doc = await resp.json() if resp.status == 200 else None
             except (TimeoutError, aiohttp.ClientError, OSError, ValueError):
                 return
@@ -263,8 +265,8 @@ class BlockSync:
         alongside."""
         url = urlsplit(peer_url(peer, SYNC_PATH, self.tls is not None))
         deadline = time.monotonic() + self.timeout_s
-        conn = (http.client.HTTPSConnection(url.hostname or "", url.port, timeout=self.timeout_s,
-                                            context=self.tls) if self.tls is not None else
+        conn = (self.tls.https(peer.pubkey, url.hostname or "", url.port, self.timeout_s)
+                if self.tls is not None else
                 http.client.HTTPConnection(url.hostname or "", url.port, timeout=self.timeout_s))
         try:
             target = f"{url.path}?from={first}&limit={limit}"

@@ -12,17 +12,30 @@ the middle presents its own certificate, so the two sides sign different
 transcripts and the handshake fails.  (Python's ``ssl`` has no keying
 material exporter and ``tls-unique`` does not exist in TLS 1.3, hence the
 certificate fingerprint.)
+
+So peer links are dialed without consulting ``tls.ca_file`` (:attr:`NodeTls.peer`):
+the certificate is bound to the validator key the membership in force
+lists, and a validator added by governance with a certificate from its own
+organisation's CA is linked to at once, without a restart.  A handshake
+that completes proves the listener's certificate is that validator's: its
+fingerprint is kept (:class:`PeerPins`) and the node's HTTPS fetches from
+that validator (block sync, snapshots, status) accept exactly that
+certificate; before any handshake with it they verify against ``ca_file``
+(``tls.require``).
 """
 
 from __future__ import annotations
 
 import datetime
 import hashlib
+import hmac
+import http.client
 import ssl
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import aiohttp
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 
@@ -37,14 +50,59 @@ class TlsConfigError(ValueError):
         self.key = key
 
 
+class PeerPins:
+    """Validator key -> SHA-256 of the certificate that validator proved its
+    own in a peer handshake (its listener's, bound into the transcript its
+    key signed).  Written on the event loop, read by sync threads: one dict
+    assignment or lookup at a time."""
+
+    def __init__(self) -> None:
+        self._by_key: dict[bytes, bytes] = {}
+
+    def learn(self, pubkey: bytes, fingerprint: bytes) -> None:
+        self._by_key[pubkey] = fingerprint
+
+    def get(self, pubkey: bytes) -> bytes | None:
+        return self._by_key.get(pubkey)
+
+
+class PinMismatch(ssl.SSLError):
+    """A validator served a certificate other than the one its key proved."""
+
+
 @dataclass(frozen=True)
 class NodeTls:
     """The node's TLS material, loaded once at start."""
 
     server: ssl.SSLContext
+    # Verifies against tls.ca_file (or not, with tls.require = false): HTTPS
+    # fetches from a validator before a handshake has pinned its certificate.
     client: ssl.SSLContext
     # SHA-256 of the node's own DER certificate: its handshake binding as listener.
     fingerprint: bytes
+    # Peer links: TLS without CA checks, the handshake authenticates (module doc).
+    peer: ssl.SSLContext = field(default_factory=lambda: client_context(None, verify=False))
+    pins: PeerPins = field(default_factory=PeerPins)
+
+    def https(self, peer_key: bytes, host: str, port: int | None,
+              timeout: float) -> http.client.HTTPSConnection:
+        """A connected HTTPS connection to the validator of ``peer_key``: its
+        pinned certificate if a handshake proved one (else
+        :class:`PinMismatch`, an ``OSError``), else verified by :attr:`client`."""
+        pin = self.pins.get(peer_key)
+        conn = http.client.HTTPSConnection(host, port, timeout=timeout,
+                                           context=self.client if pin is None else self.peer)
+        conn.connect()
+        if pin is not None and not hmac.compare_digest(peer_fingerprint(conn.sock), pin):
+            conn.close()
+            raise PinMismatch(f"{host}:{port} served a certificate other than the one its "
+                              "validator key proved in the peer handshake")
+        return conn
+
+    def aiohttp_ssl(self, peer_key: bytes) -> "ssl.SSLContext | aiohttp.Fingerprint":
+        """The ``ssl=`` argument of an aiohttp request to that validator."""
+        pin = self.pins.get(peer_key)
+        return self.client if pin is None else aiohttp.Fingerprint(pin)
 
 
 def fingerprint_der(der: bytes) -> bytes:
@@ -127,4 +185,4 @@ def load_node_tls(settings: TlsSettings, base: Path) -> NodeTls | None:
     if ca is not None and not ca.is_file():
         raise TlsConfigError("tls.ca_file", f"cannot read the CA file {ca}")
     return NodeTls(server=server, client=client_context(ca, verify=settings.require),
-                   fingerprint=fingerprint_der(der))
+                   fingerprint=fingerprint_der(der), peer=client_context(None, verify=False))

@@ -285,7 +285,8 @@ class PeerTransport:
             heartbeat=self.settings.heartbeat_s,
             max_msg_size=self.settings.max_frame_bytes,
             timeout=aiohttp.ClientWSTimeout(ws_close=self.settings.handshake_timeout_s),
-            ssl=self.tls.client if self.tls is not None else True,
+            # No CA check: the handshake binds the certificate to the key (node/tls.py).
+            ssl=self.tls.peer if self.tls is not None else True,
         ) as ws:
             session = await asyncio.wait_for(
                 self._dial_handshake(ws, peer_key, key), self.settings.handshake_timeout_s
@@ -337,6 +338,8 @@ class PeerTransport:
         await ws.send_bytes(frames.auth(self.genesis, key, peer_key, their_nonce, binding))
         if await _receive_bytes(ws) != frames.READY:
             raise frames.HandshakeError("refused", "listener did not confirm the handshake")
+        if self.tls is not None:  # peer_key signed over this certificate: it is theirs
+            self.tls.pins.learn(peer_key, binding)
         return frames.session_id(nonce, their_nonce)
 
     def _set_up(self, link: _Link, up: bool) -> None:

@@ -82,3 +82,63 @@ def test_keygen_tls_host_writes_a_certificate_for_the_key(tmp_path: Path) -> Non
     ctx = client_context(out / "ca" / "ca.pem")
     assert ctx.minimum_version == ssl.TLSVersion.TLSv1_2
     assert ctx.verify_mode == ssl.CERT_REQUIRED and ctx.check_hostname
+
+
+def _tls_server(directory: Path, name: str) -> tuple[object, int, bytes]:
+    """An HTTPS server (own CA) answering 200 to GET; (server, port, cert fingerprint)."""
+    import threading
+    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+    from node.tls_certs import make_ca, make_node_cert
+
+    ca = make_ca(directory / f"{name}-ca", f"{name} CA")
+    cert, key = make_node_cert(ca, directory, name, ["127.0.0.1"])
+
+    class H(BaseHTTPRequestHandler):
+        def do_GET(self) -> None:  # noqa: N802
+            self.send_response(200)
+            self.send_header("Content-Length", "2")
+            self.end_headers()
+            self.wfile.write(b"ok")
+
+        def log_message(self, format: str, *args: object) -> None:
+            pass
+
+    srv = ThreadingHTTPServer(("127.0.0.1", 0), H)
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    ctx.load_cert_chain(str(cert), str(key))
+    srv.socket = ctx.wrap_socket(srv.socket, server_side=True)
+    threading.Thread(target=srv.serve_forever, daemon=True).start()
+    fingerprint = hashlib.sha256(ssl.PEM_cert_to_DER_cert(cert.read_text())).digest()
+    return srv, srv.server_address[1], fingerprint
+
+
+def test_fetches_from_a_validator_use_the_certificate_its_handshake_proved(
+        tmp_path: Path) -> None:
+    """NodeTls.https: before a handshake, the CA of tls.ca_file decides (a
+    new organisation's CA is not in it); once a handshake pinned the
+    certificate, exactly that one is accepted, and another is refused."""
+    from node.tls import NodeTls, PinMismatch, PeerPins
+
+    srv, port, fingerprint = _tls_server(tmp_path, "neworg")
+    ours = _tls_server(tmp_path, "cluster")  # only for its CA file
+    try:
+        tls = NodeTls(server=ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER),
+                      client=client_context(tmp_path / "cluster-ca" / "ca.pem"),
+                      fingerprint=b"", pins=PeerPins())
+        key, other = b"\x01" * 32, b"\x02" * 32
+        with pytest.raises(ssl.SSLCertVerificationError):
+            tls.https(key, "127.0.0.1", port, 5.0)
+        tls.pins.learn(key, fingerprint)
+        conn = tls.https(key, "127.0.0.1", port, 5.0)
+        conn.request("GET", "/")
+        assert conn.getresponse().status == 200
+        conn.close()
+        tls.pins.learn(other, hashlib.sha256(b"another certificate").digest())
+        with pytest.raises(PinMismatch) as info:
+            tls.https(other, "127.0.0.1", port, 5.0)
+        assert isinstance(info.value, OSError)  # sync skips the peer like any failure
+    finally:
+        for s in (srv, ours[0]):
+            s.shutdown()  # type: ignore[attr-defined]
+            s.server_close()  # type: ignore[attr-defined]
