@@ -14,6 +14,8 @@ from __future__ import annotations
 from collections import OrderedDict
 from collections.abc import Sequence
 
+import msgpack
+
 from . import blocks, schema, verdict_store
 from .approvals import BlockVerdicts, VerdictState
 from .breaker_state import derive_breakers
@@ -44,6 +46,8 @@ from .pending import stage_pending_done
 from .policy import PolicyEngine
 from .records import Envelope, Record, decode_committed_envelope, stored_record_id
 from .storage import KeyValueStore, WriteBatch
+from .verify import check_envelope
+from .verify_epochs import parse_entry
 
 Location = tuple[int, int]  # (height, leaf_index)
 
@@ -114,21 +118,42 @@ class ChainStore:
         """Genesis plus every committed governance record, block by block,
         found through the ``g`` index (not a scan of the log).
 
-        While a gap below a snapshot is open, only the blocks above the
-        snapshot count: the snapshot's header names the genesis validator
-        set (ledger/statesync.py), and a part of the history below it would
-        give a set that is neither genesis's nor the one in force.  The
+        While a gap below a snapshot is open, the governance below it is
+        what the snapshot carried (verified at install, ledger/statesync.py)
+        and the ``g`` index counts only above the snapshot: a part of the
+        history below would give a set that is not the one in force.  The
         node rebuilds the membership when back-fill closes the gap."""
         gap = self.history_gap
-        membership = self.membership_through(self.height, above=gap.stop - 1 if gap else 0)
+        base = self._snapshot_membership() if gap else None
+        membership = self.membership_through(self.height, above=gap.stop - 1 if gap else 0,
+                                             base=base)
         return membership.apply(self.height, []) if self.height > membership.height \
             else membership
 
-    def membership_through(self, top: int, above: int = 0) -> Membership:
-        """Genesis plus the committed governance records of blocks
-        ``above + 1``..``top`` (from the ``g`` index); back-fill walks the
-        validator sets below a snapshot from ``membership_through(H)``."""
+    def _snapshot_membership(self) -> Membership:
+        """Genesis plus the governance records the state-sync snapshot carried
+        (``META_SNAPSHOT_GOVERNANCE``, verified when installed): the
+        membership below the snapshot until back-fill closes the gap."""
         membership = Membership.from_genesis(self.genesis)
+        raw = self._store.get(schema.META_SNAPSHOT_GOVERNANCE)
+        if raw is None:
+            return membership
+        try:
+            for entry in msgpack.unpackb(raw, raw=False):
+                parsed = parse_entry(entry)
+                membership = membership.apply(parsed.height, [check_envelope(parsed.envelope)],
+                                              signatures=False)
+        except (VerificationError, ValueError, TypeError, msgpack.UnpackException) as exc:
+            raise StorageCorruption(f"the snapshot's governance records do not apply: {exc}") \
+                from None
+        return membership
+
+    def membership_through(self, top: int, above: int = 0,
+                           base: Membership | None = None) -> Membership:
+        """``base`` (default genesis) plus the committed governance records of
+        blocks ``above + 1``..``top`` (from the ``g`` index); back-fill walks
+        the validator sets below a snapshot from ``membership_through(H)``."""
+        membership = Membership.from_genesis(self.genesis) if base is None else base
         by_height: dict[int, list[int]] = {}
         for key, _ in self._store.iterate(schema.GOVERNANCE):
             height, leaf_index = schema.unpack_governance_key(key)
@@ -334,6 +359,7 @@ class ChainStore:
         if backfilled >= self._history_from - 1:
             batch.delete(schema.META_HISTORY_FROM)
             batch.delete(schema.META_BACKFILLED)
+            batch.delete(schema.META_SNAPSHOT_GOVERNANCE)  # the blocks hold them now
             self._store.write(batch, sync=True)
             self._history_from, self._backfilled = 1, 0
         else:

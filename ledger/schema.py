@@ -102,6 +102,10 @@ META_CONSENSUS = META + b"consensus_state"
 # the gap closes, so a store without them holds every block.
 META_HISTORY_FROM = META + b"history_from"
 META_BACKFILLED = META + b"backfilled"
+# The governance records a state-sync snapshot carried, each as its §5
+# bundle (MessagePack list of maps, verified at install): the membership
+# below the snapshot until back-fill closes the gap; deleted with it.
+META_SNAPSHOT_GOVERNANCE = META + b"snapshot_governance"
 
 # The policy engine's state after the block it names (ledger/policy/state.py,
 # PolicyState.to_bytes): installed policy, lists, risk tiers, velocity
@@ -113,7 +117,8 @@ META_POLICY_STATE = META + b"policy_state"
 META_BREAKERS = META + b"breakers"
 
 META_KEYS = frozenset({META_SCHEMA_VERSION, META_LOG_SIZE, META_TIP, META_CONSENSUS,
-                       META_HISTORY_FROM, META_BACKFILLED, META_POLICY_STATE, META_BREAKERS})
+                       META_HISTORY_FROM, META_BACKFILLED, META_POLICY_STATE, META_BREAKERS,
+                       META_SNAPSHOT_GOVERNANCE})
 
 _U64 = struct.Struct(">Q")
 _TILE = struct.Struct(">cBQ")

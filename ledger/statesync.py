@@ -6,12 +6,17 @@ size and the log's right frontier as stored: one partial tile per stratum
 RFC 9162 tree at that size and the nodes under the smaller peaks.  It is
 accepted only when
 
-* the header names the genesis validator set and the certificate carries
-  a quorum of their precommits for it (so the header is the chain's, not
-  the peer's).  A header naming another set (governance changed it,
-  PROTOCOL §9.9) raises :class:`ValidatorSetChanged`: the snapshot carries
-  no governance history to derive the set in force from, so the node
-  joins by blocks instead (node/statesync.py);
+* the header names the validator set in force at its height and the
+  certificate carries a quorum of that set's precommits for it (so the
+  header is the chain's, not the peer's).  The set is genesis's, changed by
+  the governance records the snapshot carries: every one committed up to
+  the snapshot, each proven in its block and certified by the set in force
+  there, walked from genesis as an auditor walks a version 2 bundle
+  (:func:`snapshot_membership`).  A record left out that changed the
+  validators shows as a header naming a set the walk does not reach.  A
+  header naming another set than genesis's with no governance at all (a
+  peer of an earlier version) raises :class:`ValidatorSetChanged`, and the
+  node joins by blocks instead (node/statesync.py);
 * every partial tile is internally consistent (each stored node is the hash
   of its two children), so the nodes under the peaks are the tree's;
 * the peaks fold to ``header.log_root`` at ``header.log_size``.
@@ -46,6 +51,9 @@ from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
+from typing import Any
+
+import msgpack
 
 from . import blocks, schema
 from .blocks import ZERO_HASH, Certificate, Header, certificate_from_bytes, decode_header
@@ -54,11 +62,12 @@ from .crypto import digest_equal
 from .errors import HeaderError, Unavailable, VerificationError
 from .genesis import Genesis
 from .log import MerkleLog
-from .membership import is_governance
+from .membership import Membership, is_governance
 from .merkle import HASH_LEN, node_hash, root
 from .records import Envelope
 from .storage import KeyValueStore, MemoryStore, WriteBatch
 from .tiles import TILE_BYTES, TILE_HEIGHT, UNIT_MASK, strata, tile_entries, tile_offset
+from .verify_epochs import MAX_GOVERNANCE, walk_governance
 
 
 class SnapshotError(VerificationError):
@@ -68,10 +77,10 @@ class SnapshotError(VerificationError):
 
 
 class ValidatorSetChanged(SnapshotError):
-    """The snapshot's header names a validator set other than genesis's: the
-    set changed by governance (PROTOCOL §9.9) and the snapshot, which
-    carries no governance history, cannot be checked against the set in
-    force at its height.  The node joins by blocks instead."""
+    """The snapshot's header names a validator set other than genesis's (it
+    changed by governance, PROTOCOL §9.9) and the snapshot carries no
+    governance records to derive that set from (a peer of an earlier
+    version): it cannot be checked.  The node joins by blocks instead."""
 
 
 @dataclass(frozen=True)
@@ -80,6 +89,12 @@ class Snapshot:
     certificate_bytes: bytes
     log_size: int
     tails: tuple[bytes, ...]  # stratum s's partial tile (b"" when none)
+    # Every governance record committed at or below the header's height, in
+    # log order, each as its PROTOCOL §5 bundle against its own block (the
+    # entries of a version 2 bundle's ``governance``): the membership in
+    # force at the snapshot, walked from genesis.  Empty on a chain without
+    # governance (and from peers of an earlier version).
+    governance: tuple[Any, ...] = ()
 
 
 def history_reason(gap: range) -> str:
@@ -151,19 +166,47 @@ def stage_frontier(batch: WriteBatch, log_size: int, tails: Sequence[bytes]) -> 
     batch.put(schema.META_LOG_SIZE, schema.pack_u64(log_size))
 
 
+def snapshot_membership(governance: Sequence[Any], genesis: Genesis,
+                        height: int) -> Membership:
+    """The membership the snapshot's governance entries make, each proven in
+    its block and certified by the set in force there as walked so far
+    (ledger/verify_epochs.py, as an auditor walks a version 2 bundle); none
+    may lie above the snapshot's ``height``."""
+    if len(governance) > MAX_GOVERNANCE:
+        raise SnapshotError(f"snapshot carries {len(governance)} governance records, at most "
+                            f"{MAX_GOVERNANCE}")
+    try:
+        membership = walk_governance(list(governance), genesis)
+    except VerificationError as exc:
+        raise SnapshotError(f"snapshot governance ({exc.step}): {exc}") from None
+    for change in membership.changes:
+        if change.committed > height:
+            raise SnapshotError(f"snapshot governance record of block {change.committed} is "
+                                f"above the snapshot's height {height}")
+    return membership
+
+
 def verify_snapshot(snapshot: Snapshot, genesis: Genesis) -> tuple[Header, Certificate]:
     """The snapshot's header and certificate, every check of the module doc passed."""
     header = decode_header(snapshot.header_bytes)
     cert = certificate_from_bytes(snapshot.certificate_bytes)
     if header.chain != genesis.chain:
         raise SnapshotError(f"snapshot is of chain {header.chain!r}")
-    if not digest_equal(header.validators, genesis.validators_hash):
+    epoch = genesis
+    if snapshot.governance:
+        epoch = snapshot_membership(snapshot.governance, genesis,
+                                    header.height).validator_genesis(header.height)
+        if not digest_equal(header.validators, epoch.validators_hash):
+            raise SnapshotError(
+                f"the governance records the snapshot carries do not lead to the validator "
+                f"set its header at height {header.height} names (one is missing)")
+    elif not digest_equal(header.validators, genesis.validators_hash):
         raise ValidatorSetChanged(
             f"snapshot header at height {header.height} names another validator set than "
-            "genesis (changed by governance); a snapshot is checked against the genesis set "
-            "only")
+            "genesis (changed by governance) and carries no governance records to derive it "
+            "from (a peer of an earlier version)")
     try:
-        blocks.verify_certificate(cert, header, genesis)
+        blocks.verify_certificate(cert, header, epoch)
     except VerificationError as exc:
         raise SnapshotError(f"snapshot certificate does not verify: {exc}") from None
     if snapshot.log_size != header.log_size:
@@ -185,6 +228,9 @@ def install_snapshot(store: KeyValueStore, snapshot: Snapshot, genesis: Genesis)
     batch.put(schema.certificate_key(header.height), cert.to_bytes())
     batch.put(schema.META_TIP, schema.pack_u64(header.height))
     batch.put(schema.META_HISTORY_FROM, schema.pack_u64(header.height + 1))
+    if snapshot.governance:  # verified above: the membership until back-fill ends
+        batch.put(schema.META_SNAPSHOT_GOVERNANCE,
+                  msgpack.packb(list(snapshot.governance), use_bin_type=True))
     store.write(batch, sync=True)
     return header
 

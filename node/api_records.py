@@ -198,8 +198,14 @@ class RecordRoutes:
             raise BadRequest("format must be json or tlog-proof")
         chain = self.node.chain
         if height is None:  # version 1 or 2, with the verdict proof, as PROTOCOL §6 says
-            return json_response(build_served_bundle(chain, chain.membership, rid,
-                                                     location=location))
+            try:
+                return json_response(build_served_bundle(chain, chain.membership, rid,
+                                                         location=location))
+            except NotFound:  # a governance record it carries is below a state-sync snapshot
+                gap = chain.history_gap
+                if not gap:
+                    raise
+                raise below_snapshot(gap, "a governance record this proof carries") from None
         return json_response(build_bundle(chain, rid, height, location=location))
 
     def _tlog_proof(self, rid: bytes, location: tuple[int, int]) -> web.Response:

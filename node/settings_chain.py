@@ -233,10 +233,10 @@ class SyncSettings:
             "within seconds, and back-fills the blocks below in the background; until "
             "back-fill ends it refuses submissions (`503 unavailable`) and proofs of "
             "older records (`503 unavailable`), because only the whole history tells it "
-            "which nonces are used. Once governance has changed the validator set, "
-            "no snapshot can be checked against genesis and the node replays blocks, "
-            "saying so in its log. A store that already holds blocks ignores this "
-            "setting.")
+            "which nonces are used. After validator-set changes the snapshot is checked "
+            "with the governance records it carries (from peers of an earlier version, "
+            "which send none, the node replays blocks and says so in its log). A store "
+            "that already holds blocks ignores this setting.")
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -5,9 +5,10 @@ asks every peer for ``GET /v1/sync/snapshot`` (signed like block sync,
 node/syncauth.py: only validators are served), verifies each answer
 (ledger/statesync.py: certificate against genesis, frontier against the
 header's ``log_root``), installs the highest one and starts from it.  When
-the peers' headers name a validator set other than genesis's (governance
-changed it), no snapshot can be checked and the node joins by blocks,
-saying so in its log.  Then
+governance changed the validator set, the snapshot carries the governance
+records (each with its proof) from which the set in force at its height is
+walked from genesis; from peers of an earlier version, which send none, no
+snapshot can be checked and the node joins by blocks, saying so in its log.  Then
 :class:`HistoryBackfill` fetches blocks 1..H over block sync and writes them
 below the snapshot, oldest first.
 
@@ -22,8 +23,9 @@ Until the gap is closed the node does not know every nonce ever used, so:
   and so does ``GET /v1/membership``: governance records below the snapshot
   are not known until back-fill has written them all (their ``g`` index),
   and the membership is then rebuilt.  Meanwhile blocks above the snapshot
-  are judged by genesis plus the governance committed above it; back-fill
-  checks each block below by the validator set walked from genesis.
+  are judged by genesis with the governance records the snapshot carried
+  (verified at install) and those committed above it; back-fill checks each
+  block below by the validator set walked from genesis.
 
 An index that came with the snapshot could not be checked without the
 envelopes it was built from (a peer could leave a used nonce out), so the
@@ -44,6 +46,7 @@ import msgpack
 from aiohttp import web
 
 from ledger.chain import ChainStore
+from ledger.proofs import build_bundle
 from ledger.errors import BadEncoding, LedgerError, NotFound, Unavailable, VerificationError
 from ledger.genesis import Genesis, Validator
 from ledger.statesync import Backfill, Snapshot, ValidatorSetChanged, verify_snapshot
@@ -57,8 +60,10 @@ from .tls import NodeTls
 log = logging.getLogger("node.statesync")
 
 SNAPSHOT_PATH = "/v1/sync/snapshot"
-# A snapshot is a header, a certificate and at most 8 partial tiles (16 KiB each).
-MAX_SNAPSHOT_BYTES = 1 << 20
+# A snapshot is a header, a certificate, at most 8 partial tiles (16 KiB
+# each) and up to MAX_GOVERNANCE governance records with their proofs (a
+# few KiB each).
+MAX_SNAPSHOT_BYTES = 32 << 20
 # Rounds of asking every peer before a node with an empty store falls back to
 # replaying blocks (peers still starting, or a chain with no block yet).
 SNAPSHOT_ROUNDS = 5
@@ -69,7 +74,13 @@ RETRY_S = 1.0
 
 
 def snapshot_response(chain: ChainStore) -> web.Response:
-    """``{header, certificate, log_size, tails}`` of the tip (MessagePack)."""
+    """``{header, certificate, log_size, tails[, governance]}`` of the tip
+    (MessagePack): ``governance`` the §5 bundle of every governance record
+    committed so far, in log order, when there is any (PROTOCOL §6)."""
+    gap = chain.history_gap
+    if gap:  # it would pass on governance it has not verified block by block
+        raise Unavailable(f"this node is back-filling blocks {gap.start}..{gap.stop - 1} "
+                          "after state sync and serves no snapshot; ask another validator")
     tip = chain.tip()
     if tip is None:
         raise NotFound("no block has been committed yet")
@@ -77,9 +88,13 @@ def snapshot_response(chain: ChainStore) -> web.Response:
     cert = chain.certificate(tip.height)
     if size != tip.log_size or cert is None:
         raise Unavailable("a block is being committed; retry")
-    body = msgpack.packb({"header": tip.header_bytes, "certificate": cert.to_bytes(),
-                          "log_size": size, "tails": list(tails)}, use_bin_type=True)
-    return web.Response(body=body, content_type=MSGPACK)
+    doc: dict[str, Any] = {"header": tip.header_bytes, "certificate": cert.to_bytes(),
+                           "log_size": size, "tails": list(tails)}
+    changes = [c for c in chain.membership.changes if c.committed <= tip.height]
+    if changes:
+        entries = [build_bundle(chain, c.record_id) for c in changes]
+        doc["governance"] = sorted(entries, key=lambda e: int(e["leaf_index"]))
+    return web.Response(body=msgpack.packb(doc, use_bin_type=True), content_type=MSGPACK)
 
 
 def parse_snapshot(body: bytes) -> Snapshot:
@@ -87,13 +102,16 @@ def parse_snapshot(body: bytes) -> Snapshot:
         doc = msgpack.unpackb(body, raw=False)
     except (ValueError, TypeError, msgpack.UnpackException) as exc:
         raise BadEncoding(f"snapshot is not MessagePack: {exc}") from None
-    if not isinstance(doc, dict) or set(doc) != {"header", "certificate", "log_size", "tails"} \
+    keys = {"header", "certificate", "log_size", "tails"}
+    if not isinstance(doc, dict) or set(doc) - {"governance"} != keys \
             or not isinstance(doc["header"], bytes) or not isinstance(doc["certificate"], bytes) \
             or not isinstance(doc["log_size"], int) or doc["log_size"] < 0 \
             or not isinstance(doc["tails"], list) \
-            or not all(isinstance(t, bytes) for t in doc["tails"]):
-        raise BadEncoding("snapshot must be {header, certificate, log_size, tails}")
-    return Snapshot(doc["header"], doc["certificate"], doc["log_size"], tuple(doc["tails"]))
+            or not all(isinstance(t, bytes) for t in doc["tails"]) \
+            or not isinstance(doc.get("governance", []), list):
+        raise BadEncoding("snapshot must be {header, certificate, log_size, tails[, governance]}")
+    return Snapshot(doc["header"], doc["certificate"], doc["log_size"], tuple(doc["tails"]),
+                    tuple(doc.get("governance", ())))
 
 
 # ---------------------------------------------------------------- fetching
@@ -156,15 +174,17 @@ async def join_by_snapshot(store: KeyValueStore, genesis: Genesis, peers: Sequen
             snapshot = await in_daemon_thread(fetch_snapshot, genesis, peers, sign, 10.0, tls)
         except ValidatorSetChanged:
             log.warning("state sync: the validator set has changed since genesis (governance), "
-                        "and a snapshot can only be checked against the genesis set; "
-                        "sync.mode \"snapshot\" falls back to blocks: replaying blocks from "
-                        "height 1", extra={"sync_mode": "blocks"})
+                        "and the peers' snapshots carry no governance records to check it "
+                        "(peers of an earlier version); sync.mode \"snapshot\" falls back to "
+                        "blocks: replaying blocks from height 1", extra={"sync_mode": "blocks"})
             return 0
         if snapshot is not None:
             header = install_snapshot(store, snapshot, genesis)
-            log.info("state sync: started from the snapshot at height %d (log size %d); "
-                     "back-filling blocks 1..%d", header.height, header.log_size,
-                     header.height, extra={"snapshot_height": header.height})
+            log.info("state sync: started from the snapshot at height %d (log size %d, %d "
+                     "governance records); back-filling blocks 1..%d", header.height,
+                     header.log_size, len(snapshot.governance), header.height,
+                     extra={"snapshot_height": header.height,
+                            "snapshot_governance": len(snapshot.governance)})
             return header.height
         await asyncio.sleep(RETRY_S)
     log.warning("state sync: no peer served a snapshot; replaying blocks from height 1")

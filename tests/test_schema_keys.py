@@ -32,5 +32,6 @@ def test_meta_keys_are_the_meta_constants() -> None:
     assert schema.META_KEYS == {schema.META_SCHEMA_VERSION, schema.META_LOG_SIZE,
                                 schema.META_TIP, schema.META_CONSENSUS,
                                 schema.META_HISTORY_FROM, schema.META_BACKFILLED,
-                                schema.META_POLICY_STATE, schema.META_BREAKERS}
+                                schema.META_POLICY_STATE, schema.META_BREAKERS,
+                                schema.META_SNAPSHOT_GOVERNANCE}
     assert all(schema.key_prefix(k) == schema.META for k in schema.META_KEYS)

@@ -6,6 +6,7 @@ store whose history is still being back-filled (ledger/fsck.py)."""
 
 from __future__ import annotations
 
+import dataclasses
 from typing import Any
 
 import pytest
@@ -19,6 +20,7 @@ from ledger.fsck import fsck
 from ledger.fsck_report import ENVELOPES, MISSING
 from ledger.proofs import build_record_bundle
 from ledger.crypto import SigningKey
+from ledger.records import Envelope, decode_committed_envelope
 from ledger.statesync import (
     Backfill,
     Snapshot,
@@ -123,63 +125,116 @@ def commit_in_epoch(chain: ChainStore, envs: list, keys: dict[bytes, Any],  # ty
     chain.commit_block(header, envs, cert)
 
 
-def set_change_chain() -> tuple[Any, ChainStore, list[SigningKey]]:
+FIFTH = make_keys(1, EXTRA_SEED_BASE + 88)[0]
+
+
+def set_change_chain(upto: int = 8) -> tuple[Any, ChainStore, list[SigningKey]]:
     """4 validators; a fifth added at block 2 (in force 4..6, where blocks are
     certified with the fifth's vote), removed at block 5 (back to the genesis
-    set from 7); blocks up to 8."""
+    set from 7); blocks up to ``upto`` (at most 8)."""
     genesis, validators, members, submitter = gov_genesis()
-    fifth = make_keys(1, EXTRA_SEED_BASE + 88)[0]
-    keys = {k.public_key: k for k in [*validators, fifth]}
+    keys = {k.public_key: k for k in [*validators, FIFTH]}
+    with_fifth = [1, 2, 3, 4]
+    add = gov_record("test", members[:2], 1, "gov.validator.add",
+                     {"name": "v4", "pubkey": FIFTH.public_key, "address": "127.0.0.1:1"})
+    remove = gov_record("test", members[:2], 2, "gov.validator.remove",
+                        {"pubkey": FIFTH.public_key})
+    plan: list[tuple[list[Envelope], list[int] | None]] = [
+        ([make_envelope(submitter, "test", 0)], None),                # 1
+        ([add], None),                                                # 2
+        ([make_envelope(submitter, "test", 1)], None),                # 3
+        ([make_envelope(submitter, "test", 2)], with_fifth),          # 4: five validators
+        ([remove], with_fifth),                                       # 5
+        ([make_envelope(submitter, "test", 3)], with_fifth),          # 6
+        ([make_envelope(submitter, "test", 4)], None),                # 7: genesis set again
+        ([make_envelope(submitter, "test", 5)], None),                # 8
+    ]
     src = ChainStore(MemoryStore(), genesis)
-    commit_in_epoch(src, [make_envelope(submitter, "test", 0)], keys)                # 1
-    commit_in_epoch(src, [gov_record("test", members[:2], 1, "gov.validator.add",
-                                     {"name": "v4", "pubkey": fifth.public_key,
-                                      "address": "127.0.0.1:1"})], keys)              # 2
-    commit_in_epoch(src, [make_envelope(submitter, "test", 1)], keys)                # 3
-    assert src.epoch_genesis(4).n == 5
-    commit_in_epoch(src, [make_envelope(submitter, "test", 2)], keys, [1, 2, 3, 4])  # 4
-    commit_in_epoch(src, [gov_record("test", members[:2], 2, "gov.validator.remove",
-                                     {"pubkey": fifth.public_key})], keys, [1, 2, 3, 4])  # 5
-    commit_in_epoch(src, [make_envelope(submitter, "test", 3)], keys, [1, 2, 3, 4])  # 6
-    assert src.epoch_genesis(7).validators_hash == genesis.validators_hash
-    commit_in_epoch(src, [make_envelope(submitter, "test", 4)], keys)                # 7
-    commit_in_epoch(src, [make_envelope(submitter, "test", 5)], keys)                # 8
+    for envs, signers in plan[:upto]:
+        commit_in_epoch(src, envs, keys, signers)
+    assert upto < 4 or src.epoch_genesis(4).n == 5
+    assert upto < 7 or src.epoch_genesis(7).validators_hash == genesis.validators_hash
     return genesis, src, validators
 
 
-def test_a_snapshot_naming_a_changed_validator_set_is_refused_as_such() -> None:
-    genesis, src, _ = set_change_chain()
+def served_snapshot(src: ChainStore) -> Snapshot:
+    """The snapshot ``src`` serves (GET /v1/sync/snapshot), as a joiner parses it."""
+    from node.statesync import parse_snapshot, snapshot_response
+
+    body = snapshot_response(src).body
+    assert isinstance(body, bytes)
+    return parse_snapshot(body)
+
+
+def test_a_changed_set_without_governance_records_is_refused_as_such() -> None:
+    """A peer of an earlier version sends no governance: the set its header
+    names cannot be checked (the node then joins by blocks)."""
+    genesis, src, _ = set_change_chain(5)
     store = MemoryStore()
-    at_five = Snapshot(src.header(5).header_bytes,  # type: ignore[union-attr]
-                       src.certificate(5).to_bytes(), 0, ())  # type: ignore[union-attr]
+    bare = dataclasses.replace(served_snapshot(src), governance=())
     with pytest.raises(ValidatorSetChanged, match="another validator set than genesis"):
-        verify_snapshot(at_five, genesis)
+        verify_snapshot(bare, genesis)
     with pytest.raises(ValidatorSetChanged):
-        install_snapshot(store, at_five, genesis)
+        install_snapshot(store, bare, genesis)
     assert next(iter(store.iterate(b"")), None) is None
 
 
-@pytest.mark.parametrize("batch", [8, 1])
-def test_backfill_checks_each_block_against_the_set_in_force_at_its_height(batch: int) -> None:
-    """The snapshot's header names the genesis set again, but blocks 4..6
-    below it were certified by a set of five (the fifth's vote among them):
-    back-fill walks the sets from genesis and accepts them, and refuses a
-    block certified by the wrong set."""
-    genesis, src, validators = set_change_chain()
+def test_a_snapshot_of_a_changed_set_is_checked_with_the_governance_it_carries() -> None:
+    """The tip names the set of five: the snapshot's governance walk from
+    genesis reaches it, the certificate is checked against it, and the node
+    then follows, back-fills and ends as the source."""
+    genesis, src, validators = set_change_chain(5)
+    snap = served_snapshot(src)
+    # The addition (block 2) and the removal (block 5 itself, in force from
+    # 7): the snapshot's walk knows the set of the blocks after it too.
+    assert [e["height"] for e in snap.governance] == [2, 5]
+    header, _ = verify_snapshot(snap, genesis)
+    assert header.height == 5
     store = MemoryStore()
-    install_snapshot(store, take_snapshot(src), genesis)
+    install_snapshot(store, snap, genesis)
     chain = ChainStore(store, genesis)
-    fill = Backfill(store, chain)
-    blocks = fetched(src, 1, 8)
-    # Block 4 re-certified by the genesis set: not the set in force at 4.
-    header4 = blocks[3][0]
-    forged = (header4, blocks[3][1], certify(header4, validators, genesis))
-    assert fill.apply(blocks[:3]) == 3
-    with pytest.raises(SnapshotError, match="block 4 names another validator set|certificate"):
-        fill.apply([forged, *blocks[4:]])
-    for start in range(3, 8, batch):
-        fill.apply(blocks[start:start + batch])
-        if start == 3 and batch == 1:  # a restart mid-way walks the sets from the store
-            fill = Backfill(store, ChainStore(store, genesis))
-    assert fill.done
+    assert chain.history_gap == range(1, 6)
+    for h in (5, 6, 7):
+        assert chain.membership.at(h).to_json() == src.membership.at(h).to_json()
+    # Blocks above the snapshot, certified by the five, then by the four again.
+    keys = {k.public_key: k for k in [*validators, FIFTH]}
+    for n, signers in ((3, [1, 2, 3, 4]), (4, None)):
+        commit_in_epoch(src, [make_envelope(make_keys(1, 1_000_000)[0], "test", 10 + n)], keys,
+                        signers)
+        header, cert = src.header(src.height), src.certificate(src.height)
+        assert header is not None and cert is not None
+        chain.commit_block(header, [decode_committed_envelope(e)
+                                    for e in src.block_envelopes(src.height)], cert)
+    from ledger.errors import Unavailable
+    from node.statesync import snapshot_response
+    with pytest.raises(Unavailable, match="serves no snapshot"):
+        snapshot_response(chain)  # governance it has not verified block by block
+    reopened = ChainStore(store, genesis)  # a restart during back-fill
+    assert reopened.membership.at(8).to_json() == src.membership.at(8).to_json()
+    fill = Backfill(store, reopened)
+    assert fill.apply(fetched(src, 1, 5)) == 5 and fill.done
+    assert store.get(schema.META_SNAPSHOT_GOVERNANCE) is None
+    reopened.reload_membership()
+    assert reopened.membership.at(8).to_json() == src.membership.at(8).to_json()
     assert list(store.iterate(b"")) == list(src._store.iterate(b""))
+
+
+def test_snapshot_governance_that_does_not_reach_the_header_set_is_refused() -> None:
+    genesis, src, _ = set_change_chain(8)
+    snap = served_snapshot(src)
+    assert len(snap.governance) == 2
+    verify_snapshot(snap, genesis)  # the set came back to genesis's
+    # The removal left out: the walk ends at five, the header names four.
+    with pytest.raises(SnapshotError, match="do not lead to the validator set"):
+        verify_snapshot(dataclasses.replace(snap, governance=snap.governance[:1]), genesis)
+    # An entry tampered with: its proof fails, naming the walk's step.
+    bad = dict(snap.governance[0])
+    bad["inclusion"] = ["00" * 32, *bad["inclusion"]]
+    with pytest.raises(SnapshotError, match="snapshot governance"):
+        verify_snapshot(dataclasses.replace(snap, governance=(bad, snap.governance[1])), genesis)
+    # A snapshot of block 3 cannot carry a record of a later block.
+    _, short, _ = set_change_chain(3)
+    early = served_snapshot(short)
+    assert len(early.governance) == 1
+    with pytest.raises(SnapshotError, match="above the snapshot's height"):
+        verify_snapshot(dataclasses.replace(early, governance=snap.governance), genesis)
