@@ -384,12 +384,14 @@ def openapi_spec(*, max_envelopes: int = 5000, max_trace_depth: int = 64) -> dic
              _query("limit", "at most this many blocks", 1)],
             (400, 401, 403, 429)),
         "/v1/sync/snapshot": _get(
-            "The tip's header, certificate and log frontier, for state sync between "
-            "validators: validators only, signed as /v1/sync/blocks (PROTOCOL §6)",
-            {"description": "one MessagePack map {header, certificate, log_size, tails}",
+            "The tip's header, certificate and log frontier, and the governance records "
+            "up to it with their proofs, for state sync between validators: validators "
+            "only, signed as /v1/sync/blocks (PROTOCOL §6)",
+            {"description": "one MessagePack map {header, certificate, log_size, tails"
+                            "[, governance]}",
              "content": {"application/msgpack": {"schema": {"type": "string",
                                                             "format": "binary"}}}},
-            [], (401, 403, 404, 429)),
+            [], (401, 403, 404, 429, 503)),
         "/health": _get("200 while the node serves (503 when it cannot); a field per "
                         "capability", _json(_ref("Health"), "serving"),
                         errors=(503,)),
