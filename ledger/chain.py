@@ -39,8 +39,9 @@ from .errors import (
     WrongChain,
 )
 from .genesis import Genesis
+from .governance import GOV_PREFIX
 from .log import MerkleLog
-from .membership import Membership, is_governance
+from .membership import Membership
 from .merkle import leaf_hash, root
 from .pending import stage_pending_done
 from .policy import PolicyEngine
@@ -667,13 +668,17 @@ class ChainStore:
             verdicts = self.block_verdicts(header, envelopes)
         else:
             verdicts.check(header)
-        # Raises (the block is invalid) if a governance record does not apply.
-        membership = self.membership.apply(header.height, envelopes, signatures=False)
-        self._stage_records(header.height, envelopes, batch, read_guards=not validated)
+        # The block's governance records, found in one pass (most blocks have none).
         first = log_size - len(envelopes)
-        for leaf_index, env in enumerate(envelopes, start=first):
-            if is_governance(env):
-                batch.put(schema.governance_key(header.height, leaf_index), b"")
+        governance = [(leaf_index, env) for leaf_index, env in enumerate(envelopes, start=first)
+                      if env.record.kind.startswith(GOV_PREFIX)]
+        # Raises (the block is invalid) if a governance record does not apply;
+        # only governance records change the membership.
+        membership = self.membership.apply(header.height, [env for _, env in governance],
+                                           signatures=False)
+        self._stage_records(header.height, envelopes, batch, read_guards=not validated)
+        for leaf_index, _ in governance:
+            batch.put(schema.governance_key(header.height, leaf_index), b"")
         batch.put(schema.header_key(header.height), header.header_bytes)
         batch.put(schema.certificate_key(header.height), certificate.to_bytes())
         batch.put(schema.META_TIP, schema.pack_u64(header.height))

@@ -206,6 +206,10 @@ class MerkleLog:
         self._state = self._load()
         self._cache_stratum = cache_min_stratum(self._state.size, node_cache)
         self._pending: _Frontier | None = None
+        # The last append computed (its base state, leaf hashes, result): a
+        # block's validation previews exactly what its commit then stages,
+        # so the commit reuses the nodes instead of hashing them again.
+        self._grown: tuple[_Frontier, list[bytes], _Growth] | None = None
 
     # ------------------------------------------------------------------ state
 
@@ -433,12 +437,17 @@ class MerkleLog:
 
     def _grow_checked(self, leaf_hashes: Sequence[bytes]) -> _Growth:
         hashes = list(leaf_hashes)
+        grown, state = self._grown, self._state
+        if grown is not None and grown[0] is state and grown[1] == hashes:
+            return grown[2]
         for h in hashes:
             if not isinstance(h, bytes) or len(h) != HASH_LEN:
                 raise ValueError("leaf hashes must be 32-byte bytes")
-        if self._state.size + len(hashes) > MAX_SIZE:
+        if state.size + len(hashes) > MAX_SIZE:
             raise ValueError("the log would exceed 2^64 - 1 leaves")
-        return _grow(self._state, hashes)
+        growth = _grow(state, hashes)
+        self._grown = (state, hashes, growth)
+        return growth
 
     def preview(self, leaf_hashes: Sequence[bytes]) -> tuple[int, bytes]:
         """``(new_size, new_root)`` after appending ``leaf_hashes``; writes nothing."""

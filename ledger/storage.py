@@ -18,6 +18,9 @@ import functools
 import os
 import sys
 import threading
+from collections import deque
+from itertools import groupby, starmap
+from operator import itemgetter
 from typing import Any, Callable, Iterable, Iterator, Protocol, runtime_checkable
 
 from .errors import LedgerError, StorageWriteFailed
@@ -68,11 +71,12 @@ class WriteBatch:
     Later operations on the same key win, exactly as in LevelDB.
     """
 
-    __slots__ = ("_ops",)
+    __slots__ = ("_ops", "_deletes")
 
     def __init__(self) -> None:
         # (key, value) for a put, (key, None) for a delete.
         self._ops: list[tuple[bytes, bytes | None]] = []
+        self._deletes = False  # any delete among the ops (else: puts only)
 
     def put(self, key: bytes, value: bytes) -> None:
         self._ops.append((bytes(key), bytes(value)))
@@ -83,16 +87,26 @@ class WriteBatch:
 
     def delete(self, key: bytes) -> None:
         self._ops.append((bytes(key), None))
+        self._deletes = True
 
     @property
     def ops(self) -> list[tuple[bytes, bytes | None]]:
         return self._ops
+
+    @property
+    def puts_only(self) -> bool:
+        """No delete among the operations (a block's commit, nearly always)."""
+        return not self._deletes
 
     def __len__(self) -> int:
         return len(self._ops)
 
     def __bool__(self) -> bool:
         return bool(self._ops)
+
+
+def _is_delete(op: tuple[bytes, bytes | None]) -> bool:
+    return op[1] is None
 
 
 @runtime_checkable
@@ -368,11 +382,18 @@ class LevelDBStore:
         self._check_open()
         wb = self._db.write_batch(sync=sync)
         put, delete = wb.put, wb.delete
-        for key, value in batch.ops:
-            if value is None:
-                delete(key)
-            else:
-                put(key, value)
+        if batch.puts_only:
+            # A block's batch (several puts per record): plyvel's put called
+            # from C, without a Python loop iteration per operation.
+            deque(starmap(put, batch.ops), 0)
+        else:
+            # Runs of puts and of deletes, in order (a block's batch deletes
+            # the pending entries it commits in one run).
+            for deleting, run in groupby(batch.ops, _is_delete):
+                if deleting:
+                    deque(map(delete, map(itemgetter(0), run)), 0)
+                else:
+                    deque(starmap(put, run), 0)
         # One LevelDB write: applied atomically, and with sync=True durable
         # before we return (the log record is fsynced).  A failed write
         # (ENOSPC, EIO, or an earlier background error LevelDB keeps until

@@ -362,13 +362,16 @@ class Node(PeerRouting):
             self.breakers.committed(header.height)
         if self.reviews is not None:
             self.reviews.committed(header.height, header.time)
-        for env in envelopes:
-            if env.record.kind in ("gov.scope.pause", "gov.scope.resume") \
-                    and self.webhooks is not None:
-                self.webhooks.notify({"event": env.record.kind.removeprefix("gov.scope."),
-                                      "height": header.height, "record": env.id.hex(),
-                                      "scope": env.record.body.get("scope"),
-                                      "value": env.record.body.get("value")})
+        # Pauses and resumes go to the webhooks: a node without webhooks
+        # does not look at every record of the block for them.
+        webhooks = self.webhooks
+        if webhooks is not None and webhooks.urls:
+            for env in envelopes:
+                if env.record.kind in ("gov.scope.pause", "gov.scope.resume"):
+                    webhooks.notify({"event": env.record.kind.removeprefix("gov.scope."),
+                                     "height": header.height, "record": env.id.hex(),
+                                     "scope": env.record.body.get("scope"),
+                                     "value": env.record.body.get("value")})
         log.info("committed block %d: %d records, log size %d", header.height, len(envelopes),
                  header.log_size, extra={"block": header.hash.hex()[:16], "source": source})
 

@@ -1,0 +1,184 @@
+"""What applying certified blocks costs one node, in process: the commit
+side of a validator and the catch-up (block sync) path, stage by stage.
+
+Builds ``--blocks`` blocks of ``--block`` payment records (signed in
+batches of ``--sign-batch``, as ``harness.bench_batches`` loads a cluster;
+1: one signature per record) on a first chain store, certified by a quorum
+of the bench validators, then applies them to a second, empty store the
+way a node catching up does: the served block packed as the sync answer
+carries it, decoded as the fetching thread decodes it (header, certificate,
+``decode_committed_envelope``), the certificate verified, the block
+validated as certified (``NodeApplication.validate``), then
+``ChainStore.commit_block`` in one synced batch and ``Mempool.committed``.
+Reports CPU µs per record for each stage (this thread's) and records/s of the whole apply
+(one core; no network, no consensus messages).  ``--profile F`` writes a
+cProfile of the apply loop.  ``--source DIR`` applies the blocks of a store
+that scripts/bench-store or scripts/bench-statesync built instead, and
+``--measure N`` counts only the last N blocks (the store grown before them).
+
+    python scripts/bench_apply.py --blocks 50 --block 2000
+    python scripts/bench_apply.py --source /tmp/auditledger-bench-statesync/chain-400000 \
+        --label bench-store --measure 20
+"""
+
+from __future__ import annotations
+
+import argparse
+import cProfile
+import hashlib
+import json
+import shutil
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import msgpack
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from consensus import proposer_for  # noqa: E402
+from ledger.batch import BATCH_DOMAIN, batch_message, batch_tree  # noqa: E402
+from ledger.blocks import certificate_from_bytes, decode_header, verify_certificate  # noqa: E402
+from ledger.chain import ChainStore  # noqa: E402
+from ledger.crypto import RECORD_DOMAIN  # noqa: E402
+from ledger.records import decode_committed_envelope, decode_envelope  # noqa: E402
+from ledger.storage import LevelDBStore  # noqa: E402
+from node.chainapp import NodeApplication  # noqa: E402
+from node.mempool import Mempool  # noqa: E402
+from node.metrics import Metrics  # noqa: E402
+from node.sync import _packed_block  # noqa: E402
+from harness.bench_chain import FIXED_TS, bench_genesis, bench_record, certify  # noqa: E402
+
+LABEL = "bench-apply"
+
+
+def envelopes_for(submitter, lo: int, hi: int, sign_batch: int) -> list[bytes]:
+    records = [bench_record(submitter, n).record_bytes for n in range(lo, hi)]
+    if sign_batch <= 1:
+        return [msgpack.packb({"record": r, "sig": submitter.sign(RECORD_DOMAIN, r)},
+                              use_bin_type=True) for r in records]
+    out = []
+    for k in range(0, len(records), sign_batch):
+        chunk = records[k:k + sign_batch]
+        root, positions = batch_tree([hashlib.sha256(r).digest() for r in chunk])
+        sig = submitter.sign(BATCH_DOMAIN, batch_message(len(chunk), root))
+        out += [msgpack.packb({"batch": p.to_map(), "record": r, "sig": sig}, use_bin_type=True)
+                for r, p in zip(chunk, positions)]
+    return out
+
+
+def build(path: Path, blocks: int, block: int, sign_batch: int) -> list[bytes]:
+    """The blocks as a sync answer carries them (one packed value each)."""
+    genesis, validators, submitter = bench_genesis(LABEL)
+    chain = ChainStore(LevelDBStore(str(path)), genesis)
+    packed = []
+    for b in range(blocks):
+        raw = envelopes_for(submitter, b * block, (b + 1) * block, sign_batch)
+        envelopes = [decode_envelope(e) for e in raw]
+        height = b + 1
+        header = chain.next_header(envelopes, time=FIXED_TS + 1000 * height,
+                                   proposer=proposer_for(genesis.n, height, 0))
+        cert = certify(genesis, validators, header)
+        chain.commit_block(header, envelopes, cert)
+        packed.append(msgpack.packb({"header": header.header_bytes,
+                                     "certificate": cert.to_bytes(),
+                                     "envelopes": chain.block_envelopes(height)},
+                                    use_bin_type=True))
+    chain.close()
+    return packed
+
+
+def read_source(path: Path, label: str) -> list[bytes]:
+    """The blocks of an existing bench store, packed as a sync answer carries them."""
+    genesis, _, _ = bench_genesis(label)
+    chain = ChainStore(LevelDBStore(str(path)), genesis)
+    try:
+        return [_packed_block(chain, height) for height in range(1, chain.height + 1)]
+    finally:
+        chain.close()
+
+
+def apply(path: Path, packed: list[bytes], profile: Path | None, label: str = LABEL,
+          measure: int = 0) -> dict[str, float]:
+    genesis, _, _ = bench_genesis(label)
+    chain = ChainStore(LevelDBStore(str(path)), genesis)
+    mempool = Mempool(genesis, chain, Metrics(), max_size=100_000)
+    app = NodeApplication(genesis, chain, mempool, max_block_records=100_000,
+                          max_clock_skew_ms=10_000)
+    stages = dict.fromkeys(("decode", "certificate", "validate", "commit", "mempool"), 0.0)
+    records = 0
+    # Stages in this thread's CPU time: the machine's other load moves wall
+    # time, and LevelDB's compaction thread is not the apply's.
+    clock = time.thread_time
+    prof = cProfile.Profile(clock) if profile is not None else None
+    warm = len(packed) - measure if measure else 0
+    for blob in packed[:warm]:  # grows the store, not measured
+        raw = msgpack.unpackb(blob, raw=False)
+        header = decode_header(raw["header"])
+        envelopes = tuple(decode_committed_envelope(e) for e in raw["envelopes"])
+        app.validate(header, envelopes, now_ms=header.time, certified=True)
+        chain.commit_block(header, envelopes, certificate_from_bytes(raw["certificate"]),
+                           verify_certificate=False, validated=True)
+        mempool.committed(envelopes)
+    cpu0, t0 = time.process_time(), time.perf_counter()
+    if prof is not None:
+        prof.enable()
+    for blob in packed[warm:]:
+        a = clock()
+        raw = msgpack.unpackb(blob, raw=False)
+        header = decode_header(raw["header"])
+        envelopes = tuple(decode_committed_envelope(e) for e in raw["envelopes"])
+        cert = certificate_from_bytes(raw["certificate"])
+        b = clock()
+        verify_certificate(cert, header, chain.epoch_genesis(header.height))
+        c = clock()
+        app.validate(header, envelopes, now_ms=header.time, certified=True)
+        d = clock()
+        done = mempool.take_durable(envelopes)
+        chain.commit_block(header, envelopes, cert, verify_certificate=False, validated=True,
+                           pending_done=done)
+        e = clock()
+        mempool.committed(envelopes)
+        f = clock()
+        for name, dt in zip(stages, (b - a, c - b, d - c, e - d, f - e)):
+            stages[name] += dt
+        records += len(envelopes)
+    if prof is not None:
+        prof.disable()
+        prof.dump_stats(str(profile))
+    wall, cpu = time.perf_counter() - t0, time.process_time() - cpu0
+    chain.close()
+    out = {f"{k}_us": round(v / records * 1e6, 2) for k, v in stages.items()}
+    out.update(records=records, records_per_s=round(records / wall),
+               process_cpu_us_per_record=round(cpu / records * 1e6, 2))
+    return out
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--blocks", type=int, default=50)
+    ap.add_argument("--block", type=int, default=2000, help="records per block")
+    ap.add_argument("--sign-batch", type=int, default=64)
+    ap.add_argument("--rounds", type=int, default=3, help="applies into fresh stores")
+    ap.add_argument("--profile", type=Path, default=None)
+    ap.add_argument("--source", type=Path, default=None,
+                    help="apply this bench store's blocks instead of building some")
+    ap.add_argument("--label", default=LABEL, help="the keys the --source store was built with")
+    ap.add_argument("--measure", type=int, default=0, help="measure only the last N blocks")
+    a = ap.parse_args()
+    tmp = Path(tempfile.mkdtemp(prefix="bench-apply-"))
+    try:
+        packed = (read_source(a.source, a.label) if a.source is not None
+                  else build(tmp / "source", a.blocks, a.block, a.sign_batch))
+        for r in range(a.rounds):
+            print(json.dumps(apply(tmp / f"dest{r}", packed,
+                                   a.profile if r == a.rounds - 1 else None,
+                                   a.label if a.source is not None else LABEL, a.measure)))
+            shutil.rmtree(tmp / f"dest{r}", ignore_errors=True)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()
