@@ -193,6 +193,15 @@ def nonce_key(submitter: bytes, nonce: int) -> bytes:
     return NONCE + submitter + _U64.pack(nonce)
 
 
+def nonce_prefix(submitter: bytes) -> bytes:
+    _check_len(submitter, PUBKEY_LEN, "submitter")
+    return NONCE + submitter
+
+
+def nonce_from_key(key: bytes) -> int:
+    return unpack_u64(key[1 + PUBKEY_LEN:], "nonce index key")
+
+
 def child_key(parent: bytes, child: bytes) -> bytes:
     _check_len(parent, ID_LEN, "parent id")
     _check_len(child, ID_LEN, "child id")

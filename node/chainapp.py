@@ -44,6 +44,7 @@ class NodeApplication:
         self.max_clock_skew_ms = max_clock_skew_ms
         self.now_ms = 0
         self._trust_certified = False
+        self._nonce_holders: dict[tuple[bytes, int], bytes] | None = None
 
     # -- Application -------------------------------------------------------
 
@@ -82,10 +83,17 @@ class NodeApplication:
         # re-checking them would only slow catch-up down.  Everything else
         # (header chain, roots, nonces, parents) is still recomputed here.
         self._trust_certified = certified
+        # The chain's holders of the block's nonces the mempool does not
+        # hold, looked up together (a range walk per submitter, not a read
+        # per record: a block caught up holds thousands, none pending here).
+        self._nonce_holders = self.chain.nonce_holders(
+            key for env in envelopes
+            if not self.mempool.holds_nonce(*(key := (env.record.submitter, env.record.nonce))))
         try:
             validate_block(header, envelopes, self, record_times=not certified)
         finally:
             self._trust_certified = False
+            self._nonce_holders = None
         # Every record's verdict, derived here from committed state, must be
         # what the header commits (PROTOCOL §10.6): a proposer whose policy
         # decided otherwise gets no prevote, and a certified block this node
@@ -116,6 +124,9 @@ class NodeApplication:
     def nonce_holder(self, submitter: bytes, nonce: int) -> bytes | None:
         if self.mempool.holds_nonce(submitter, nonce):
             return None
+        known = self._nonce_holders
+        if known is not None:  # validating a block: its nonces were looked up together
+            return known.get((submitter, nonce))
         return self.chain.id_for_nonce(submitter, nonce)
 
     def record_known_committed(self, record_id: bytes) -> bool:

@@ -352,3 +352,30 @@ def test_every_key_comes_from_schema(world: World) -> None:
                 schema.NONCE, schema.CHILD, schema.SUBMITTER, schema.HEADER,
                 schema.CERTIFICATE, schema.EVIDENCE}
     assert {key[:1] for key, _ in store.iterate(b"")} <= prefixes
+
+
+@pytest.mark.parametrize("leveldb", [False, True])
+def test_nonce_holders_answers_as_a_read_per_nonce(world: World, tmp_path: Path,
+                                                   leveldb: bool) -> None:
+    """The batched lookup (a range walk for close nonces, reads for scattered
+    ones) finds exactly the committed holders, whatever the mix asked."""
+    store = LevelDBStore(str(tmp_path / "db")) if leveldb else MemoryStore()
+    chain = ChainStore(store, world.genesis)
+    nonces = [*range(10), 20, 22, 40, 1000, 1003]
+    envelopes = [make_envelope(world.submitter, world.genesis.chain, n) for n in nonces]
+    commit_envelopes(chain, envelopes[:8], world.validators)
+    commit_envelopes(chain, envelopes[8:], world.validators)
+    sub, other = world.submitter.public_key, b"\x07" * 32
+    asks = [
+        [(sub, n) for n in range(12)],                      # a dense range, past the end
+        [(sub, n) for n in (3, 4, 5, 6, 21, 22)],           # close, with a gap
+        [(sub, n) for n in (0, 40, 1003, 5000, 10**12)],     # scattered: reads
+        [(sub, n) for n in (999, 1000, 1001, 1002, 1003)],  # a walk from a missing nonce
+        [(sub, n) for n in (1004, 1005, 1006, 1007)],       # past every committed nonce
+        [(other, n) for n in range(6)] + [(sub, 9)],        # a submitter with nothing
+        [],
+    ]
+    for ask in asks:
+        expected = {key: chain.id_for_nonce(*key) for key in ask}
+        assert chain.nonce_holders(ask) == {k: v for k, v in expected.items() if v is not None}
+    assert chain.nonce_holders([(sub, 5)]) == {(sub, 5): envelopes[5].id}
