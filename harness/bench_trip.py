@@ -4,7 +4,10 @@ alert trips its breaker, on a local 4-node cluster.
 
 The genesis sets the breaker params (one alert from one monitor trips an
 account's breaker; :data:`RULE`).  A real ``ledger-monitor follow`` process
-follows node 1 with the role ``monitor`` and submits its alerts.  A steady
+follows node 1 with the role ``monitor`` and submits its alerts.  With
+``--monitors 2`` the rule needs k = 2 alerts from m = 2 distinct monitors,
+and a second monitor process with a key of its own (another organisation)
+follows node 2: the breaker trips when the later of the two alerts commits.  A steady
 trickle of ordinary payments keeps blocks coming; every ``--interval``
 seconds one anomaly is injected: a refund naming no payment, for an account
 of its own (the built-in detector flags it: ``refund_without_parent``).
@@ -16,7 +19,7 @@ same way.  For each anomaly: the height of its record (``GET
 transition (``GET /v1/breakers``); the latency is the difference of the two
 blocks' arrival times.
 
-    python -m harness.bench_trip [--trips 10] [--interval 3] [--rate 20] [--dir DIR]
+    python -m harness.bench_trip [--trips 10] [--interval 3] [--rate 20] [--monitors 1|2] [--dir DIR]
 """
 
 from __future__ import annotations
@@ -42,7 +45,9 @@ from monitor.follow import parse_events
 # (account scope only: breaker_scopes 1); open for an hour.
 RULE = {"breaker_alerts": 1, "breaker_monitors": 1, "breaker_window_ms": 600_000,
         "breaker_cooldown_ms": 3_600_000, "breaker_min_score": 500_000, "breaker_scopes": 1}
-ROLES = {"shop": ["submit", "read_own"], "mon": ["monitor", "submit", "read_own"]}
+ROLES = {"shop": ["submit", "read_own"], "mon": ["monitor", "submit", "read_own"],
+         "mon-b": ["monitor", "submit", "read_own"]}
+MONITORS = (("mon", 1), ("mon-b", 2))  # key name, node followed
 
 
 @dataclass
@@ -60,6 +65,7 @@ class Run:
     arrivals: dict[int, float] = field(default_factory=dict)  # height -> monotonic time at node 0
     load: list[tuple[float, float, float]] = field(default_factory=list)
     cpu_monitor_s: float = 0.0
+    monitors: int = 1
 
 
 def percentile(values: list[float], q: float) -> float:
@@ -108,23 +114,27 @@ def _monitor_cpu(pid: int) -> float:
 
 
 async def bench(directory: Path, trips: int = 10, interval: float = 3.0, rate: float = 20.0,
-                timeout: float = 60.0) -> Run:
-    cluster = LocalCluster(directory, 4, params=RULE, submitters=ROLES)
-    run = Run()
+                timeout: float = 60.0, monitors: int = 1) -> Run:
+    if monitors not in (1, 2):
+        raise ValueError("monitors must be 1 or 2")
+    rule = dict(RULE, breaker_alerts=monitors, breaker_monitors=monitors)
+    cluster = LocalCluster(directory, 4, params=rule, submitters=ROLES)
+    run = Run(monitors=monitors)
     stop = asyncio.Event()
-    monitor: subprocess.Popen[bytes] | None = None
+    procs: list[subprocess.Popen[bytes]] = []
     tasks: list[asyncio.Task[None]] = []
     try:
         await cluster.start_all()
         run.load.append(os.getloadavg())
         tasks.append(asyncio.create_task(_watch(cluster, run, stop)))
-        log = open(directory / "monitor.log", "ab")
-        monitor = subprocess.Popen(
-            [str(Path(sys.executable).with_name("ledger-monitor")), "follow", "--node", cluster.url(1),
-             "--genesis", str(directory / "genesis.json"), "--key", str(directory / "keys" / "mon.json"),
-             "--output", str(directory / "alerts.jsonl")],
-            stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
-        log.close()
+        for name, node in MONITORS[:monitors]:
+            log = open(directory / f"{name}.log", "ab")
+            procs.append(subprocess.Popen(
+                [str(Path(sys.executable).with_name("ledger-monitor")), "follow", "--node", cluster.url(node),
+                 "--genesis", str(directory / "genesis.json"), "--key", str(directory / "keys" / f"{name}.json"),
+                 "--output", str(directory / f"{name}.alerts.jsonl")],
+                stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL))
+            log.close()
         async with LedgerClient([cluster.url(0), cluster.url(2)], key_file=directory / "keys" / "shop.json") as shop:
             tasks.append(asyncio.create_task(_trickle(shop, rate, stop)))
             await asyncio.sleep(2 * interval)  # the monitor is connected and following
@@ -149,7 +159,7 @@ async def bench(directory: Path, trips: int = 10, interval: float = 3.0, rate: f
                 if all(t.trip_height and t.trip_height in run.arrivals for t in run.trips):
                     break
                 await asyncio.sleep(0.5)
-        run.cpu_monitor_s = _monitor_cpu(monitor.pid)
+        run.cpu_monitor_s = sum(_monitor_cpu(p.pid) for p in procs)
         run.load.append(os.getloadavg())
         for trip in run.trips:
             if trip.trip_height and trip.record_height in run.arrivals and trip.trip_height in run.arrivals:
@@ -160,18 +170,20 @@ async def bench(directory: Path, trips: int = 10, interval: float = 3.0, rate: f
         for task in tasks:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
-        if monitor is not None:
-            monitor.terminate()
+        for proc in procs:
+            proc.terminate()
+        for proc in procs:
             try:
-                monitor.wait(10)
+                proc.wait(10)
             except subprocess.TimeoutExpired:
-                monitor.kill()
+                proc.kill()
         await cluster.stop_all()
 
 
 def report(run: Run) -> dict[str, Any]:
     done = [t.latency_s for t in run.trips if t.latency_s >= 0]
     return {
+        "monitors": run.monitors, "rule": f"{run.monitors} alerts from {run.monitors} monitors",
         "trips": len(run.trips), "measured": len(done),
         "p50_s": round(percentile(done, 50), 3), "p99_s": round(percentile(done, 99), 3),
         "max_s": round(max(done), 3) if done else None,
@@ -179,7 +191,7 @@ def report(run: Run) -> dict[str, Any]:
         "latencies_s": [round(x, 3) for x in done],
         "loadavg_start": run.load[0] if run.load else None,
         "loadavg_end": run.load[-1] if len(run.load) > 1 else None,
-        "monitor_cpu_s": round(run.cpu_monitor_s, 2),
+        "monitor_cpu_s": round(run.cpu_monitor_s, 2),  # all monitors together
     }
 
 
@@ -188,11 +200,14 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--trips", type=int, default=10)
     ap.add_argument("--interval", type=float, default=3.0, help="seconds between injected anomalies")
     ap.add_argument("--rate", type=float, default=20.0, help="ordinary payments a second")
+    ap.add_argument("--monitors", type=int, choices=(1, 2), default=1,
+                    help="2: the rule needs alerts from two distinct monitors, two monitor processes")
     ap.add_argument("--dir", type=Path, default=None, help="cluster directory (default: a temporary one)")
     args = ap.parse_args(argv)
     with tempfile.TemporaryDirectory(prefix="bench-trip-") as tmp:
         directory = args.dir or Path(tmp)
-        run = asyncio.run(bench(directory, args.trips, args.interval, args.rate))
+        run = asyncio.run(bench(directory, args.trips, args.interval, args.rate,
+                                monitors=args.monitors))
     print(orjson.dumps(report(run), option=orjson.OPT_INDENT_2).decode())
     return 0 if all(t.latency_s >= 0 for t in run.trips) else 1
 

@@ -45,17 +45,31 @@ async def _run(argv: list[str]) -> tuple[int, str]:
     return done.returncode, done.stdout + done.stderr
 
 
+def _cpu_seconds(pid: int) -> float:
+    """User + system CPU seconds of a running process (Linux /proc)."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return 0.0
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def _lines(path: Path) -> int:
     return len(path.read_bytes().splitlines()) if path.exists() else 0
 
 
 async def live(directory: Path, *, seed: int = 7, accounts: int = 100, rate: float = 200.0,
-               cases: int = 6) -> dict[str, Any]:
-    cluster = LocalCluster(directory, 4, auth=True, params=RULE, submitters=ROLES)
+               cases: int = 6, batch: int = 100, stream_time: bool = True,
+               inflight: int = 4) -> dict[str, Any]:
+    # With stream_time the records carry fraudsim's own times (14 days back
+    # from now), so the chain takes records up to 15 days old.
+    params = dict(RULE, record_ts_past_ms=15 * 86_400_000) if stream_time else RULE
+    cluster = LocalCluster(directory, 4, auth=True, params=params, submitters=ROLES)
     keys = {name: directory / "keys" / f"{name}.json" for name in ROLES}
     genesis = str(directory / "genesis.json")
     monitors: list[subprocess.Popen[bytes]] = []
-    out: dict[str, Any] = {"seed": seed, "accounts": accounts, "target_rate": rate}
+    out: dict[str, Any] = {"seed": seed, "accounts": accounts, "target_rate": rate,
+                           "batch": batch, "inflight": inflight, "stream_time": stream_time}
     try:
         await cluster.start_all()
         out["loadavg_start"] = os.getloadavg()
@@ -67,12 +81,19 @@ async def live(directory: Path, *, seed: int = 7, accounts: int = 100, rate: flo
                 stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL))
             log.close()
         txs = simulate(seed, accounts=accounts, anomaly_rate=0.02)
+        pids = {f"node{i}": p.pid for i, p in cluster.procs.items()}
+        pids.update({"mon-a": monitors[0].pid, "mon-b": monitors[1].pid})
+        cpu0 = {name: _cpu_seconds(pid) for name, pid in pids.items()}
+        cpu0["feeder"] = time.process_time()
         start = time.monotonic()
-        ids = await feed(txs, [cluster.url(0), cluster.url(3)], keys["shop"], rate=rate, batch=100)
+        ids = await feed(txs, [cluster.url(0), cluster.url(3)], keys["shop"], rate=rate, batch=batch,
+                         stream_time=stream_time, inflight=inflight)
+        fed = time.monotonic() - start
         await cluster.wait_committed([0], ids[-1], timeout=120)
         elapsed = time.monotonic() - start
         out.update(records=len(ids), anomalous=sum(tx.label != "normal" for tx in txs),
-                   feed_seconds=round(elapsed, 1), committed_rate=round(len(ids) / elapsed, 1))
+                   submit_seconds=round(fed, 1), feed_seconds=round(elapsed, 1),
+                   committed_rate=round(len(ids) / elapsed, 1))
         # The monitors are done when their alert files stop growing.
         alerts = [directory / f"{n}.alerts.jsonl" for n in ("mon-a", "mon-b")]
         last, still = [-1, -1], 0
@@ -84,6 +105,12 @@ async def live(directory: Path, *, seed: int = 7, accounts: int = 100, rate: flo
                 break
             await asyncio.sleep(0.5)
         out["alerts_flagged"] = dict(zip(("mon-a", "mon-b"), last))
+        # Where the CPU went, from the feed's start until the monitors were
+        # done: per process, in microseconds per fed record (the feeder is
+        # this process: fraudsim records, SDK signing and submission).
+        cpu = {name: _cpu_seconds(pid) - cpu0[name] for name, pid in pids.items()}
+        cpu["feeder"] = time.process_time() - cpu0["feeder"]
+        out["cpu_us_per_record"] = {k: round(v * 1e6 / max(len(ids), 1)) for k, v in cpu.items()}
         _, breakers = await cluster.get(0, "/v1/breakers")
         out["breakers_tripped"] = sum(t["to"] == "open" for t in breakers["transitions"])
 
@@ -99,6 +126,8 @@ async def live(directory: Path, *, seed: int = 7, accounts: int = 100, rate: flo
         decided = []
         for n, case in enumerate(queue["reviews"][:cases]):
             verb, who = ("approve", "ra") if n % 2 == 0 else ("reject", "rb")
+            # The deciding node may lag the one that listed the case.
+            await cluster.wait_committed([1 + n % 3], case["record"], timeout=120)
             code, text = await _run([_tool("ledger-review"), verb, case["record"], "--key", str(keys[who]),
                                      *at(1 + n % 3), "--json", "--note", "live run"])
             if code != 0:
@@ -138,11 +167,16 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--accounts", type=int, default=100, help="fraudsim accounts (14 days of their records)")
     ap.add_argument("--rate", type=float, default=200.0, help="records a second fed")
     ap.add_argument("--cases", type=int, default=6, help="review cases decided (approve, reject, ...)")
+    ap.add_argument("--batch", type=int, default=100, help="records per signed batch the feeder submits")
+    ap.add_argument("--inflight", type=int, default=4, help="signed batches submitted at once")
+    ap.add_argument("--signing-time", action="store_true",
+                    help="records carry the signing time (days of traffic within seconds), not fraudsim's times")
     ap.add_argument("--dir", type=Path, default=None, help="cluster directory (default: a temporary one)")
     args = ap.parse_args(argv)
     with tempfile.TemporaryDirectory(prefix="live-run-") as tmp:
         out = asyncio.run(live(args.dir or Path(tmp), seed=args.seed, accounts=args.accounts,
-                               rate=args.rate, cases=args.cases))
+                               rate=args.rate, cases=args.cases, batch=args.batch,
+                               stream_time=not args.signing_time, inflight=args.inflight))
     print(json.dumps(out, indent=2))
     ok = out["breakers_tripped"] > 0 and out["decisions"] and out["traces_valid"] == len(out["traces"])
     return 0 if ok else 1

@@ -23,6 +23,7 @@ from monitor.events import Event, parse_line
 from monitor.fraudsim import generate, simulate
 from monitor.fraudsim.feed import feed
 from monitor.fraudsim.typologies import TYPOLOGIES
+from monitor.fraudsim.world import Tx
 from monitor.score import Summary, score_lines
 from sdk_fakes import FakeNode, key_file, serve
 
@@ -274,15 +275,19 @@ async def test_fraudsim_feeds_a_cluster_through_the_sdk(tmp_path: Path) -> None:
     async with serve(node) as urls:
         ids = await feed(txs, urls, key_file(tmp_path), rate=1e9, batch=64)
     assert len(ids) == len(txs) == len(node.received)
-    records = [decode_envelope(raw).record for raw in node.received]
-    assert [r.id.hex() for r in records] == ids
-    position = {rid: i for i, rid in enumerate(ids)}
+    # Batches go out several at a time: the node sees them in any order,
+    # but every parent before its child (nodes refuse a client's orphan).
+    arrived = [decode_envelope(raw).record for raw in node.received]
+    by_id = {r.id.hex(): r for r in arrived}
+    assert sorted(by_id) == sorted(ids)
+    position = {r.id.hex(): i for i, r in enumerate(arrived)}
     linked = 0
-    for i, (tx, rec) in enumerate(zip(txs, records)):
+    for tx, rid in zip(txs, ids):
+        rec = by_id[rid]
         assert rec.kind == tx.kind and rec.body["amount"] == tx.amount
         assert rec.origin["account"] == tx.account and rec.origin["system"] == tx.system
+        assert len(rec.parents) == sum(isinstance(p, Tx) for p in tx.parents)
         for parent in rec.parents:
-            if parent.hex() in position:
-                assert position[parent.hex()] < i
-                linked += 1
+            assert position[parent.hex()] < position[rid]
+            linked += 1
     assert linked > 0
