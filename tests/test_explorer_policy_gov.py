@@ -137,12 +137,15 @@ def build() -> tuple[LaxChain, dict[str, Envelope]]:
     e["bad_list_name"] = gov(31, "gov.list.add", list="Blocked", entries=["a"])
     e["list_extra_field"] = gov(32, "gov.list.remove", list="blocked", entries=["a"], note="x")
     e["no_compile"] = gov(33, "gov.policy.set", policy=raw_policy(2, "record.body.amount > "))
+    # Consensus params outside their bounds (ledger/params.py): param_out_of_range.
+    e["zero_timeout"] = gov(34, "gov.params.set", params={"timeout_propose_ms": 0})
+    e["huge_block"] = gov(35, "gov.params.set", params={"max_block_records": 100_001})
     c.commit([e[k] for k in ("alert", "tier", "close", "alert_by_reviewer", "alert_no_parent",
                              "tier_no_account", "close_by_monitor", "alert_big_score",
                              "same_version", "too_costly", "float_rule", "bad_function",
                              "nested", "unknown_window", "no_domain", "not_normal", "engine_2",
                              "unsorted_entries", "bad_list_name", "list_extra_field",
-                             "no_compile")])                                     # 4
+                             "no_compile", "zero_timeout", "huge_block")])       # 4
     e["policy2"] = gov(41, "gov.policy.set", policy=policy(2, "record.body.amount > 10"))
     e["list_a"] = gov(42, "gov.list.add", list="blocked", entries=["acct:9"])
     e["list_b"] = gov(43, "gov.list.add", list="blocked", entries=["acct:8", "acct:9"])
@@ -169,7 +172,7 @@ def bundle(name: str, governance: Sequence[str] = ()) -> dict[str, Any]:
 def cases() -> dict[str, Any]:
     refused = ["same_version", "too_costly", "float_rule", "bad_function", "nested",
                "unknown_window", "no_domain", "not_normal", "engine_2", "unsorted_entries",
-               "bad_list_name", "list_extra_field"]
+               "bad_list_name", "list_extra_field", "zero_timeout", "huge_block"]
     out = {
         "payment with policy and list governance": bundle("payment", POLICY_GOV[:2]),
         "late with every valid policy record": bundle("late", [*POLICY_GOV, "policy2", "list_a"]),

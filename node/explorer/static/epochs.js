@@ -22,7 +22,8 @@ const MAX_ROLES = 16;
 const HEX64 = /^[0-9a-f]{64}$/;
 const MAX_LIST_ENTRIES = 4096;
 // The bounds of the consensus params (ledger/params.py PARAM_BOUNDS; rule 1,
-// param_out_of_range): tests/test_param_bounds.py checks this copy.
+// param_out_of_range): tests/test_param_bounds.py checks this copy,
+// tests/test_explorer_policy_gov.py that the page refuses as the ledger does.
 const PARAM_BOUNDS = {
   timeout_propose_ms: [10n, 600000n],
   timeout_prevote_ms: [10n, 600000n],
