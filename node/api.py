@@ -10,6 +10,7 @@ except through a bug, which is logged with its traceback.
 
 from __future__ import annotations
 
+from functools import partial
 from typing import Protocol
 
 from aiohttp import web
@@ -20,7 +21,7 @@ from .api_common import CODE_FOR_STATUS, SERVER_OPTIONS, ApiBackend, parse_uint
 from .api_middleware import make_middlewares
 from .auth import Authenticator, make_auth_middleware
 from .api_node import NodeRoutes
-from .api_records import RecordRoutes
+from .api_records import RecordRoutes, refuse_unread_submission
 from .api_reviews import ReviewRoutes
 from .ratelimit import ClientLimits
 from .explorer import Explorer
@@ -63,7 +64,8 @@ def build_app(node: ApiBackend, *, max_body_bytes: int, max_inflight: int, max_e
     every route is open (``auth.insecure_open``, and in-process tests)."""
     middlewares = make_middlewares(node.metrics, max_inflight, body_timeout_s,
                                    max_body_bytes=max_body_bytes,
-                                   client_limits=client_limits)
+                                   client_limits=client_limits,
+                                   refuse_unread=partial(refuse_unread_submission, node))
     if auth is not None:  # after the address limits, before the identity ones
         middlewares.insert(len(middlewares) - (client_limits is not None),
                            make_auth_middleware(auth))

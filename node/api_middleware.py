@@ -51,12 +51,20 @@ def _content_coded(request: web.Request) -> str | None:
 CLOSES_CONNECTION = (SlowBody, UnsupportedEncoding, BodyTooLarge)
 
 
+# Asked before a request's body is read: a refusal that does not depend on
+# the body (node/api_records.py: a saturated node's pushback), or None.
+EarlyRefusal = Callable[[web.Request], LedgerError | None]
+
+
 def make_middlewares(metrics: Metrics, max_inflight: int,
                      body_timeout_s: float = 30.0, *, max_body_bytes: int | None = None,
-                     client_limits: ClientLimits | None = None) -> list[Any]:
+                     client_limits: ClientLimits | None = None,
+                     refuse_unread: EarlyRefusal | None = None) -> list[Any]:
     """The errors middleware, then (with ``client_limits``) the limits per
     client address and per identity (node/ratelimit.py); build_app puts
-    authentication between those two."""
+    authentication between those two.  ``refuse_unread`` answers before
+    the body is read; the connection is then closed, as for the other
+    refusals that leave a body unread."""
     inflight = 0
 
     @web.middleware
@@ -66,6 +74,7 @@ def make_middlewares(metrics: Metrics, max_inflight: int,
         route = _route_name(request)
         status = 500
         counted = False
+        unread = False
         try:
             coding = _content_coded(request)
             if coding is not None:  # checked before a byte of the body is read
@@ -74,6 +83,15 @@ def make_middlewares(metrics: Metrics, max_inflight: int,
             length = request.content_length
             if max_body_bytes is not None and length is not None and length > max_body_bytes:
                 raise BodyTooLarge(f"body of {length} bytes; at most {max_body_bytes}")
+            if refuse_unread is not None and request.can_read_body:
+                # A saturated node refuses a submission before reading it: the
+                # client retries anyway, and reading megabytes only to refuse
+                # them was a tenth of a node's CPU under sustained overload
+                # (docs/performance.md).
+                early = refuse_unread(request)
+                if early is not None:
+                    unread = True
+                    raise early
             if request.can_read_body and route != "/v1/peer":
                 # The whole body first, within a deadline and before taking an
                 # inflight slot: slow-loris clients hold neither a slot nor a task.
@@ -99,7 +117,7 @@ def make_middlewares(metrics: Metrics, max_inflight: int,
                 log.error("storage corruption while serving %s %s: %s", request.method,
                           request.path, exc, extra={"damaged": exc.message})
             resp = error_response(exc.code, exc.message)
-            if isinstance(exc, CLOSES_CONNECTION):
+            if unread or isinstance(exc, CLOSES_CONNECTION):
                 resp.force_close()
             if isinstance(exc, UnsupportedEncoding):  # RFC 9110 §15.5.16
                 resp.headers["Accept-Encoding"] = "identity"

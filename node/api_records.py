@@ -44,6 +44,29 @@ from .api_common import (
 )
 
 
+def _busy(node: ApiBackend) -> LedgerError | None:
+    """Why this node takes no submission now (503, 429), or None."""
+    reason = node.unavailable_reason()
+    if reason is not None:
+        return Unavailable(reason)
+    pushback = node.mempool.pushback()
+    if pushback is not None:
+        return RateLimited(pushback)
+    return None
+
+
+def refuse_unread_submission(node: ApiBackend, request: web.Request) -> LedgerError | None:
+    """For the error middleware, before a body is read: a submission in a
+    media type this route takes, to a node that would refuse it whatever it
+    holds (unavailable, or pushing back), is refused unread."""
+    if request.method != "POST" or request.path != "/v1/records":
+        return None
+    ctype = request.content_type
+    if ctype not in JSON_TYPES and ctype not in MSGPACK_TYPES:
+        return None  # the handler says 415
+    return _busy(node)
+
+
 class RecordRoutes:
     """``/v1/records`` and everything under it."""
 
@@ -73,12 +96,9 @@ class RecordRoutes:
             raise UnsupportedMediaType(
                 f"Content-Type {ctype!r}: send application/json or application/msgpack"
             )
-        reason = self.node.unavailable_reason()
-        if reason is not None:
-            raise Unavailable(reason)
-        pushback = self.node.mempool.pushback()
-        if pushback is not None:
-            raise RateLimited(pushback)
+        busy = _busy(self.node)  # asked again: the body took time to arrive
+        if busy is not None:
+            raise busy
         body = await request.read()
         items = self._json_items(body) if ctype in JSON_TYPES else self._msgpack_items(body)
         if not items:

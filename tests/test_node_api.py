@@ -315,6 +315,50 @@ async def test_rate_limited_and_unavailable(node: StubNode) -> None:
         assert doc["error"] == "unavailable"
 
 
+async def test_a_saturated_node_refuses_submissions_unread(
+        node: StubNode, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Pushback and unavailability are answered before the body is read (and
+    the connection closed); any other route, a media type the route does not
+    take, and a node with room read the body as before."""
+    reads: list[str] = []
+    real_read = web.BaseRequest.read
+
+    async def counted(self: web.BaseRequest) -> bytes:
+        if self._read_bytes is None:  # read from the connection, not the cached body
+            reads.append(self.path)
+        return await real_read(self)
+
+    monkeypatch.setattr(web.BaseRequest, "read", counted)
+    node.mempool.max_size = 1
+    app = build_app(node, max_body_bytes=MAX_BODY, max_inflight=64, max_envelopes=MAX_ENVELOPES,
+                    max_trace_depth=64, max_trace_nodes=1000)
+    async with TestClient(TestServer(app)) as client:
+        envs = [make_envelope(node.submitter, "test", n) for n in range(3)]
+        assert [r["status"] for r in await submit(client, envs[:1])] == ["accepted"]
+        assert reads == ["/v1/records"]
+        body = msgpack.packb([e.envelope_bytes for e in envs[1:]] * 200, use_bin_type=True)
+        for headers, status, code in (
+                ({"Content-Type": "application/msgpack"}, 429, "rate_limited"),
+                ({"Content-Type": "application/json"}, 429, "rate_limited")):
+            resp = await client.post("/v1/records", data=body, headers=headers)
+            doc = await resp.json()
+            assert (resp.status, doc["error"]) == (status, code)
+            assert resp.headers["Retry-After"] == "1"
+            assert resp.headers.get("Connection", "").lower() == "close"
+        assert reads == ["/v1/records"]
+        resp = await client.post("/v1/records", data=b"x", headers={"Content-Type": "text/plain"})
+        assert resp.status == 415 and reads[-1] == "/v1/records" and len(reads) == 2
+        node.commit()
+        node.unavailable = "catching up"
+        resp = await client.post("/v1/records", data=body,
+                                 headers={"Content-Type": "application/msgpack"})
+        assert resp.status == 503 and (await resp.json())["error"] == "unavailable"
+        assert len(reads) == 2
+        node.unavailable = None
+        results = await submit(client, envs[1:2])
+        assert [r["status"] for r in results] == ["accepted"] and len(reads) == 3
+
+
 async def test_peers_records_get_twice_the_room_of_clients(node: StubNode) -> None:
     """A full mempool pushes clients back at max_size but still takes a
     peer's records up to twice that: refusing them would only mean fetching
