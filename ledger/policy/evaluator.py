@@ -31,7 +31,7 @@ from typing import Any
 from ..records import Record
 from .cel import analyse, compile_list, compile_rule
 from .engine import Decision, Outcome, PolicyEngine, RecordInput
-from .fastpath import FastPass, build
+from .fastpath import FastPass, Pairs, build
 from .rules import Policy, Rule
 from .state import PolicyState, amount_of, field_value, state_from_bytes, window_key
 
@@ -144,6 +144,7 @@ class CompiledPolicy:
         self.rules = policy.rules
         self.programs = [compile_rule(r.when) for r in policy.rules]
         reads = [analyse(r.when) for r in policy.rules]
+        self.rule_paths = [r.paths for r in reads]  # what each rule reads
         paths: set[tuple[str, ...]] = set().union(*(r.paths for r in reads))
         literals: dict[tuple[str, ...], set[int]] = {}
         for path in paths:
@@ -260,9 +261,11 @@ class CelPolicyEngine(PolicyEngine):
         self.state = state if state is not None else PolicyState()
         self._fast = fast
         self._compiled: CompiledPolicy | None = None
-        # The last block the fast pass judged: its records, the policy, and
-        # each window's (key, amount) pairs, for commit_block.
-        self._last: tuple[Sequence[RecordInput], Policy, list[list[tuple[str, int]]]] | None = None
+        # The last block the fast pass judged, for commit_block: its height,
+        # time, records, the policy, each window's (key, entry) pairs and the
+        # block's governance and risk-tier records.
+        self._last: tuple[int, int, Sequence[RecordInput], Policy, Pairs,
+                          list[RecordInput]] | None = None
         self._recompile()
 
     def _recompile(self) -> None:
@@ -289,9 +292,9 @@ class CelPolicyEngine(PolicyEngine):
             return super().evaluate_block(height, time_ms, records)
         policy = compiled.policy
         if compiled.fast is not None:
-            decisions, pairs = compiled.fast(self.state, height, time_ms, records,
-                                             compiled.miss, compiled.memo)
-            self._last = (tuple(records), policy, pairs)
+            decisions, pairs, special = compiled.fast(self.state, height, time_ms, records,
+                                                      compiled.miss, compiled.memo)
+            self._last = (height, time_ms, records, policy, pairs, special)
             return decisions
         allow = Decision(Outcome.ALLOW, policy_version=policy.version)
         block = {"height": height, "time_ms": time_ms}
@@ -350,14 +353,19 @@ class CelPolicyEngine(PolicyEngine):
 
     def commit_block(self, height: int, time_ms: int, records: Sequence[RecordInput],
                      decisions: Sequence[Decision]) -> None:
-        pairs = None
         last = self._last
-        if last is not None and last[1] is self.state.policy and len(last[0]) == len(records) \
-                and all(a is b for a, b in zip(last[0], records)):
-            pairs = last[2]  # the window keys the fast pass computed for these very records
         self._last = None
-        if self.state.commit(height, time_ms, [(r.record, r.submitter_roles) for r in records],
-                             pairs):
+        if last is not None and last[:2] == (height, time_ms) and last[3] is self.state.policy \
+                and (last[2] is records or (len(last[2]) == len(records) and all(
+                    a is b for a, b in zip(last[2], records)))):
+            # The fast pass judged these very records: its window keys and
+            # entries, and the only records that change anything else.
+            changed = self.state.commit(height, time_ms, [(r.record, r.submitter_roles)
+                                                          for r in last[5]], last[4])
+        else:
+            changed = self.state.commit(height, time_ms, [(r.record, r.submitter_roles)
+                                                          for r in records])
+        if changed:
             self._recompile()
 
     def to_bytes(self) -> bytes:

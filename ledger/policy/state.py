@@ -65,11 +65,14 @@ def amount_of(record: Record) -> int:
 
 @dataclass(slots=True)
 class WindowState:
-    """One key's entries ``(time_ms, amount)`` in time order, with their totals."""
+    """One key's entries ``(time_ms, amount)`` in time order, with their
+    totals and the oldest entry's time (``first``: whether any entry has
+    left a window is read without touching the entries)."""
 
     entries: list[tuple[int, int]] = field(default_factory=list)
     count: int = 0
     total: int = 0
+    first: int = 0
 
     def at(self, now: int, ms: int) -> tuple[int, int]:
         """Count and sum of the entries with ``now - ms < time``; pure."""
@@ -88,44 +91,53 @@ class WindowSet:
     """A window's keys, and the keys of every entry grouped by time, in time
     order (to expire entries in the order they were added, without visiting
     the other keys).  Each key's entries are a list (most keys hold one or
-    two: a deque each was most of the cost of adding them)."""
+    two: a deque each was most of the cost of adding them).  ``total`` is
+    the sum of every entry's amount (a bound the fast pass reads: no key's
+    sum is beyond it)."""
 
     keys: dict[str, WindowState] = field(default_factory=dict)
     order: deque[tuple[int, list[str]]] = field(default_factory=deque)
+    total: int = 0
 
     def add(self, key: str, time: int, amount: int) -> None:
         w = self.keys.get(key)
         if w is None:
-            w = self.keys[key] = WindowState()
+            w = self.keys[key] = WindowState(first=time)
         w.entries.append((time, amount))
         w.count += 1
         w.total += amount
+        self.total += amount
         order = self.order
         if order and order[-1][0] == time:
             order[-1][1].append(key)
         else:
             order.append((time, [key]))
 
-    def add_all(self, time: int, pairs: Sequence[tuple[str, int]]) -> None:
-        """:meth:`add` of each ``(key, amount)`` in order, at ``time``."""
+    def add_all(self, time: int, pairs: Sequence[tuple[str, tuple[int, int]]]) -> None:
+        """:meth:`add` of each ``(key, (time, amount))`` in order (every
+        entry's time is ``time``; one entry tuple may serve several windows)."""
         if not pairs:
             return
         keys = self.keys
         get = keys.get
-        for key, amount in pairs:
+        added = 0
+        for key, entry in pairs:
+            amount = entry[1]
+            added += amount
             w = get(key)
             if w is None:
-                keys[key] = WindowState([(time, amount)], 1, amount)
+                keys[key] = WindowState([entry], 1, amount, time)
             else:
-                w.entries.append((time, amount))
+                w.entries.append(entry)
                 w.count += 1
                 w.total += amount
-        added = [key for key, _ in pairs]
+        self.total += added
+        names = [key for key, _ in pairs]
         order = self.order
         if order and order[-1][0] == time:
-            order[-1][1].extend(added)
+            order[-1][1].extend(names)
         else:
-            order.append((time, added))
+            order.append((time, names))
 
     def prune(self, now: int, ms: int) -> None:
         """Drop the entries with ``time <= now - ms``: each key's oldest."""
@@ -138,15 +150,21 @@ class WindowSet:
             for key in order.popleft()[1]:
                 gone[key] = gone.get(key, 0) + 1
         keys = self.keys
+        dropped = 0
         for key, n in gone.items():
             w = keys[key]
             if n == w.count:
+                dropped += w.total
                 del keys[key]
                 continue
             entries = w.entries
+            amount = sum(a for _, a in entries[:n])
+            dropped += amount
             w.count -= n
-            w.total -= sum(a for _, a in entries[:n])
+            w.total -= amount
             del entries[:n]
+            w.first = entries[0][0]
+        self.total -= dropped
 
 
 @dataclass
@@ -161,13 +179,15 @@ class PolicyState:
     windows: dict[str, WindowSet] = field(default_factory=dict)
 
     def commit(self, height: int, time_ms: int, records: Sequence[tuple[Record, frozenset[str]]],
-               pairs: Sequence[Sequence[tuple[str, int]]] | None = None) -> bool:
+               pairs: Sequence[Sequence[tuple[str, tuple[int, int]]]] | None = None) -> bool:
         """Advance past the committed block ``height``: windows count its
         records; governance and risk-tier records take effect for the next
         block.  Returns True when the installed policy changed.  ``pairs``:
-        for each window of the policy in order, the ``(window_key, amount)``
-        of the records that count in it, in log order, when the caller
-        computed them already (the evaluator's fast pass)."""
+        for each window of the policy in order, the ``(window_key, (time_ms,
+        amount))`` of the records that count in it, in log order, when the
+        caller computed them already (the evaluator's fast pass); with them,
+        ``records`` need only hold the block's governance and ``risk.tier``
+        records (no other record changes anything else)."""
         policy = self.policy
         changed = False
         if policy is not None:
