@@ -100,7 +100,10 @@ class NodeApplication:
         # derives other verdicts for is refused (the node stops following
         # rather than commit verdicts it cannot reproduce).  Kept for the commit.
         self.chain.block_verdicts(header, envelopes)
-        self.mempool.mark_verified(e.leaf_hash for e in envelopes)
+        if not certified:
+            # Signatures this validation checked; a certified block's were
+            # trusted, not checked (and it is committed next: nothing to keep).
+            self.mempool.mark_verified(e.leaf_hash for e in envelopes)
 
     # -- ValidationContext -------------------------------------------------
 
