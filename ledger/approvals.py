@@ -39,6 +39,7 @@ from .errors import HeaderError
 from .held import Held
 from .membership import State, is_governance
 from .policy import Decision, Outcome, PolicyEngine, RecordInput
+from .policy.state import STATE_KINDS
 from .records import Envelope, Record
 from .reviews import judge_decision, review_entry
 from .risk import BREAKER_SCOPES, DECISION, RISK_PREFIX
@@ -154,9 +155,13 @@ class VerdictState:
             if self._plain():
                 return BlockVerdicts(HEADER_VERSION, None, envelopes=envelopes,
                                      params=state.params)
-            # No policy in force yet, but the engine must see the block (a
-            # governance record in it may install one); nothing to decide.
-            return BlockVerdicts(HEADER_VERSION, None, inputs=record_inputs(state, envelopes),
+            # No policy in force yet, but the engine must see the records that
+            # may install one or change its lists and tiers (PolicyState.commit
+            # passes over every other); nothing to decide.
+            return BlockVerdicts(HEADER_VERSION, None,
+                                 inputs=record_inputs(state, [
+                                     env for env in envelopes
+                                     if env.record.kind in STATE_KINDS]),
                                  envelopes=envelopes, params=state.params)
         inputs = record_inputs(state, envelopes)
         decisions = tuple(self.engine.evaluate_block(height, time_ms, inputs))

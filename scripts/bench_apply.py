@@ -8,7 +8,8 @@ of the bench validators, then applies them to a second, empty store the
 way a node catching up does: the served block packed as the sync answer
 carries it, decoded as the fetching thread decodes it (header, certificate,
 ``decode_committed_envelope``), the certificate verified, the block
-validated as certified (``NodeApplication.validate``), then
+validated as certified (``NodeApplication.validate``, with the node's
+policy engine installed, no policy in force), then
 ``ChainStore.commit_block`` in one synced batch and ``Mempool.committed``.
 Reports CPU µs per record for each stage (this thread's) and records/s of the whole apply
 (one core; no network, no consensus messages).  ``--profile F`` writes a
@@ -47,6 +48,7 @@ from ledger.storage import LevelDBStore  # noqa: E402
 from node.chainapp import NodeApplication  # noqa: E402
 from node.mempool import Mempool  # noqa: E402
 from node.metrics import Metrics  # noqa: E402
+from node.policy_runtime import install_policy_engine  # noqa: E402
 from node.sync import _packed_block  # noqa: E402
 from harness.bench_chain import FIXED_TS, bench_genesis, bench_record, certify  # noqa: E402
 
@@ -103,6 +105,7 @@ def apply(path: Path, packed: list[bytes], profile: Path | None, label: str = LA
           measure: int = 0) -> dict[str, float]:
     genesis, _, _ = bench_genesis(label)
     chain = ChainStore(LevelDBStore(str(path)), genesis)
+    install_policy_engine(chain)  # the node's own engine, as node/app.py installs it
     mempool = Mempool(genesis, chain, Metrics(), max_size=100_000)
     app = NodeApplication(genesis, chain, mempool, max_block_records=100_000,
                           max_clock_skew_ms=10_000)

@@ -95,4 +95,6 @@ class PolicyEngine:
     def commit_block(self, height: int, time_ms: int, records: Sequence[RecordInput],
                      decisions: Sequence[Decision]) -> None:
         """Advance the state (velocity windows, installed policy, lists) past
-        the committed block at ``height``."""
+        the committed block at ``height``.  While no policy is installed
+        (``version`` 0) ``records`` may hold only the block's records of
+        ``state.STATE_KINDS``, in order: no other one changes the state then."""

@@ -28,6 +28,9 @@ TIERS = {"low": 1, "medium": 2, "high": 3}
 GOV_POLICY_SET = "gov.policy.set"
 GOV_LIST_ADD = "gov.list.add"
 GOV_LIST_REMOVE = "gov.list.remove"
+# The only records that change the state while no policy is installed (no
+# windows to count in): PolicyState.commit passes over every other one.
+STATE_KINDS = frozenset({GOV_POLICY_SET, GOV_LIST_ADD, GOV_LIST_REMOVE, RISK_TIER_KIND})
 
 
 def field_value(record: Record, name: str) -> Any:
