@@ -45,6 +45,7 @@ from .httpconn import GuardedTCPSite, HeadTimeout
 from .logs import LogContext, process_age_s
 from .mempool import Mempool
 from .mempool_links import AdmittedLeaves, PeerBacklog
+from .memtune import trim_every, trimmer
 from .metrics import ASSEMBLY_OUTCOMES, Metrics
 from .checkpoints import Checkpoints
 from .peer_messages import Status, WantSigs
@@ -249,6 +250,11 @@ class Node(PeerRouting):
         if self.chain.history_gap:
             self._tasks.append(asyncio.create_task(
                 HistoryBackfill(store, self.chain, self.sync).run(), name="backfill"))
+        trim_interval = self.config.settings.limits.malloc_trim_interval_s
+        trim = trimmer() if trim_interval else None
+        if trim is not None:
+            self._tasks.append(asyncio.create_task(trim_every(trim_interval, trim),
+                                                   name="malloc-trim"))
         self._gc.install()
         tune_after_start()
         since_exec = process_age_s()

@@ -23,11 +23,21 @@ and docs/operators.md when to set the threshold back to glibc's.
 Both must be set before the node's threads start: a thread takes its arena
 at its first allocation.  Elsewhere than glibc (musl, macOS) there are no
 such knobs and the calls report that they did nothing.
+
+Even so, a heap only shrinks from its top: the free chunks below a block
+still in use stay in the process, however many there are.  After a backlog
+(a partition, a catch-up, a burst of requests) they are most of what the
+node has freed; ``malloc_trim(0)`` hands their
+whole pages back.  The node calls it (:func:`trim_every`) every
+``limits.malloc_trim_interval_s`` (30 s), on a thread
+(docs/performance.md, 2026-12-06/07).
 """
 
 from __future__ import annotations
 
+import asyncio
 import ctypes
+from collections.abc import Callable
 
 # mallopt parameters (glibc's malloc.h).
 M_MMAP_THRESHOLD = -3
@@ -57,3 +67,24 @@ def fix_mmap_threshold(threshold: int) -> bool:
     """Map every block of ``threshold`` bytes or more on its own, and keep
     the threshold there (0: leave glibc's moving default).  True if taken."""
     return threshold > 0 and _mallopt(M_MMAP_THRESHOLD, threshold)
+
+
+def trimmer() -> Callable[[], int] | None:
+    """``malloc_trim(0)`` of the C library the process runs on (it returns 1
+    if it released memory), or None where there is none (not glibc)."""
+    try:
+        fn = ctypes.CDLL(None).malloc_trim
+    except (OSError, AttributeError):
+        return None
+    fn.argtypes = [ctypes.c_size_t]
+    fn.restype = ctypes.c_int
+    return lambda: int(fn(0))
+
+
+async def trim_every(interval_s: float, trim: Callable[[], int]) -> None:
+    """Call ``trim`` every ``interval_s`` seconds, until cancelled, on a
+    thread: ctypes releases the GIL, so the event loop goes on meanwhile
+    (the heap walk took up to 0.1 s on a loaded machine)."""
+    while True:
+        await asyncio.sleep(interval_s)
+        await asyncio.to_thread(trim)

@@ -92,6 +92,11 @@ class LimitsSettings:
             "write batches and request bodies fragment the heap). Try 0 on a node that "
             "mostly serves proofs.")
 
+    malloc_trim_interval_s: int = setting(30, lo=0, hi=86_400,
+        doc="Every this many seconds the node hands the free memory inside glibc's heaps "
+            "back to the system (`malloc_trim`); without it, memory freed after a backlog "
+            "(a partition, a catch-up) stays in the process's RssAnon (0: never).")
+
 
 @dataclass(frozen=True, kw_only=True)
 class GossipSettings:
