@@ -58,6 +58,8 @@ def compact_proposal(message: bytes) -> tuple[bytes, bytes] | None:
     node's own ``encode_message`` output, so they are not proven canonical
     again here (the receiver's decoder does that).
     """
+    if message[:1] == b"\x84":  # a map of 4 keys: a vote or a decision, not decoded here
+        return None
     value = decode_committed(message)
     if not isinstance(value, dict) or value.get("t") != "proposal":
         return None

@@ -67,6 +67,14 @@ def test_other_messages_travel_unchanged(block):
     _, keys, _ = make_genesis()
     vote = sign_vote(Vote("prevote", proposal.header.chain, 1, 0, proposal.block_hash), 0, keys[0])
     assert compact_proposal(encode_message(vote)) is None
+    # a decision travels whole, and is not decoded to find that out
+    from consensus import Decision
+    from helpers import certify
+
+    decision = encode_message(Decision(proposal.header, proposal.envelopes,
+                                       certify(proposal.header, keys, make_genesis()[0])))
+    assert decision[:1] == b"\x84"
+    assert compact_proposal(decision) is None
 
 
 def test_missing_envelopes_park_the_proposal_until_gossip_admits_them(block):
