@@ -24,6 +24,7 @@ import operator
 import struct
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from itertools import cycle, islice
 
 from . import schema
 from .errors import StorageCorruption
@@ -99,22 +100,50 @@ class Run:
     hashes: list[bytes]
 
 
+def _unit_levels(unit: int) -> tuple[int, ...]:
+    """The relative levels a stratum's ``unit``-th unit (0-based) appends:
+    itself, then one node per trailing zero of its 1-based position, capped
+    below the stratum's top (the tile root belongs to the stratum above)."""
+    count = unit + 1
+    return (0, *range(1, min((count & -count).bit_length() - 1, TILE_HEIGHT - 1) + 1))
+
+
+# One full tile's stream as relative levels (TILE_NODES of them), and where
+# each unit's part of it starts: every tile repeats the same pattern.
+_TILE_LEVELS = tuple(level for unit in range(TILE_WIDTH) for level in _unit_levels(unit))
+_UNIT_START = [tile_entries(unit) for unit in range(TILE_WIDTH)]
+
+
+def _missing_run() -> bytes:
+    raise RuntimeError("a Merkle append completes a node of a level it computed none of")
+
+
 def _stratum_stream(runs: dict[int, Run], stratum: int) -> list[bytes]:
     """The new nodes of ``stratum`` in tile (append) order: each new unit,
     then the nodes of the stratum it completes (one per trailing zero of its
-    1-based position, capped below the stratum's top)."""
+    1-based position, capped below the stratum's top).
+
+    Each level's new nodes are consumed in order, so the stream is the
+    tile's fixed level pattern read from the first new unit's place in it,
+    each entry taking the next node of its level - one pass in C."""
     base_level = stratum * TILE_HEIGHT
     base = runs[base_level]
-    out: list[bytes] = []
-    append = out.append
-    count = base.first
-    for unit in base.hashes:
-        append(unit)
-        count += 1
-        for rel in range(1, min((count & -count).bit_length() - 1, TILE_HEIGHT - 1) + 1):
-            run = runs[base_level + rel]  # completed by this append, so it is in a run
-            append(run.hashes[(count >> rel) - 1 - run.first])
+    levels = [runs.get(base_level + rel) for rel in range(TILE_HEIGHT)]
+    iters = [iter(run.hashes) if run is not None else None for run in levels]
+    takes = [it.__next__ if it is not None else _missing_run for it in iters]
+    first, end = base.first, base.first + len(base.hashes)
+    start = _UNIT_START[first & UNIT_MASK]
+    total = _entries_before(end) - _entries_before(first)
+    pattern = islice(cycle(_TILE_LEVELS), start, start + total)
+    out = list(map(operator.call, map(takes.__getitem__, pattern)))
+    if len(out) != total or any(next(it, None) is not None for it in iters if it is not None):
+        raise RuntimeError("a Merkle append's new nodes do not fill its tiles exactly")
     return out
+
+
+def _entries_before(units: int) -> int:
+    """Entries of a stratum's stream before its unit ``units`` (0-based)."""
+    return (units >> TILE_HEIGHT) * TILE_NODES + _UNIT_START[units & UNIT_MASK]
 
 
 def stage_tiles(old_tails: Sequence[bytes], new_runs: Sequence[Run], new_size: int,
