@@ -142,3 +142,31 @@ def test_fetches_from_a_validator_use_the_certificate_its_handshake_proved(
         for s in (srv, ours[0]):
             s.shutdown()  # type: ignore[attr-defined]
             s.server_close()  # type: ignore[attr-defined]
+
+
+async def test_status_probes_use_the_pinned_certificate_too(tmp_path: Path) -> None:
+    """NodeTls.aiohttp_ssl (BlockSync.probe_heights): the CA context before a
+    pin, then exactly the pinned certificate."""
+    import aiohttp
+
+    from node.tls import NodeTls, PeerPins
+
+    srv, port, fingerprint = _tls_server(tmp_path, "neworg")
+    try:
+        tls = NodeTls(server=ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER),
+                      client=client_context(tmp_path / "neworg-ca" / "ca.pem"),
+                      fingerprint=b"", pins=PeerPins())
+        key = b"\x01" * 32
+        url = f"https://127.0.0.1:{port}/"
+        async with aiohttp.ClientSession() as session:
+            assert tls.aiohttp_ssl(key) is tls.client
+            tls.pins.learn(key, fingerprint)
+            async with session.get(url, ssl=tls.aiohttp_ssl(key)) as resp:
+                assert resp.status == 200
+            tls.pins.learn(key, hashlib.sha256(b"another certificate").digest())
+            with pytest.raises(aiohttp.ServerFingerprintMismatch):
+                async with session.get(url, ssl=tls.aiohttp_ssl(key)):
+                    pass
+    finally:
+        srv.shutdown()  # type: ignore[attr-defined]
+        srv.server_close()  # type: ignore[attr-defined]
