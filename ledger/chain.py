@@ -7,12 +7,16 @@ holds the whole block or none of it.  Nothing here trusts what it reads back
 more than it must: envelopes are checked against their leaf hashes, headers
 against their certificates, and :meth:`ChainStore.check_integrity` re-checks
 the tip (certificate, hash link, log root) on open.
+
+The record-index reads are in :mod:`ledger.chain_records` and what the node
+keeps beside the blocks (consensus state, evidence, checkpoint and witness
+signatures) in :mod:`ledger.chain_side`: :class:`ChainStore` inherits both.
 """
 
 from __future__ import annotations
 
 from collections import OrderedDict
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 
 import msgpack
 
@@ -27,6 +31,8 @@ from .blocks import (
     certificate_from_bytes,
     decode_header,
 )
+from .chain_records import ChainRecords, matching_leaf
+from .chain_side import ChainSideData
 from .crypto import digest_equal
 from .encoding import H
 from .errors import (
@@ -42,7 +48,7 @@ from .genesis import Genesis
 from .governance import GOV_PREFIX
 from .log import MerkleLog
 from .membership import Membership
-from .merkle import leaf_hash, root
+from .merkle import root
 from .pending import stage_pending_done
 from .policy import PolicyEngine
 from .records import Envelope, Record, decode_committed_envelope, stored_record_id
@@ -50,22 +56,14 @@ from .storage import KeyValueStore, WriteBatch
 from .verify import check_envelope
 from .verify_epochs import parse_entry
 
-Location = tuple[int, int]  # (height, leaf_index)
-
-
 BLOCK_CACHE = 1024  # decoded (header, certificate) pairs kept for proofs
-# nonce_holders walks a submitter's nonce range when it is asked at least
-# NONCE_WALK_MIN of them and the range holds at most NONCE_WALK_SPAN keys per
-# nonce asked (else it reads each nonce: a walk costs a few reads to start).
-NONCE_WALK_MIN = 4
-NONCE_WALK_SPAN = 4
 # Blocks between persisted policy states (schema.META_POLICY_STATE): a
 # restart replays at most this many blocks' records into the policy engine,
 # plus those after a crash's last save.
 POLICY_STATE_EVERY = 256
 
 
-class ChainStore:
+class ChainStore(ChainRecords, ChainSideData):
     """Blocks, certificates, envelopes and indexes over a :class:`KeyValueStore`.
 
     One writer at a time: callers serialize ``commit_block`` (the consensus
@@ -444,122 +442,9 @@ class ChainStore:
         for index, expected, (key, envelope) in zip(leaves, hashes, scan):
             if key != schema.envelope_key(index):
                 break  # a gap: reported below with the first missing index
-            out.append(_matching_leaf(index, envelope, expected))
+            out.append(matching_leaf(index, envelope, expected))
         if len(out) != len(leaves):
             raise StorageCorruption(f"envelope at leaf {leaves.start + len(out)} is missing")
-        return out
-
-    # ----------------------------------------------------------------- records
-
-    def envelope_at(self, leaf_index: int) -> bytes:
-        """The envelope at ``leaf_index``, checked against its stored leaf hash."""
-        if not 0 <= leaf_index < self.log.size:
-            raise NotFound(f"no leaf {leaf_index} in a log of {self.log.size}")
-        envelope = self._store.get(schema.envelope_key(leaf_index))
-        if envelope is None:
-            raise StorageCorruption(f"envelope at leaf {leaf_index} is missing")
-        return _matching_leaf(leaf_index, envelope, self.log.leaf_hash(leaf_index))
-
-    def record_location(self, record_id: bytes) -> Location | None:
-        """``(height, leaf_index)`` of a committed record, or None."""
-        raw = self._store.get(schema.record_location_key(record_id))
-        if raw is None:
-            return None
-        height, leaf_index = schema.unpack_location(raw)
-        if not (1 <= height <= self.height and leaf_index < self.log.size):
-            raise StorageCorruption(f"record location ({height}, {leaf_index}) is past the tip")
-        return height, leaf_index
-
-    def envelope(self, record_id: bytes) -> bytes | None:
-        location = self.record_location(record_id)
-        if location is None:
-            return None
-        envelope = self.envelope_at(location[1])
-        if not digest_equal(stored_record_id(envelope, location[1]), record_id):
-            raise StorageCorruption(f"record index points to leaf {location[1]}, "
-                                    "which holds another record")
-        return envelope
-
-    def committed_leaf_hash(self, record_id: bytes) -> bytes | None:
-        """The leaf hash of a committed record's envelope, or None: tells a
-        resubmission of the same bytes from another envelope of the record."""
-        location = self.record_location(record_id)
-        return None if location is None else self.log.leaf_hash(location[1])
-
-    def id_for_nonce(self, submitter: bytes, nonce: int) -> bytes | None:
-        record_id = self._store.get(schema.nonce_key(submitter, nonce))
-        if record_id is not None:
-            _check_stored_id(record_id, f"nonce index entry for nonce {nonce}")
-        return record_id
-
-    def nonce_holders(self, keys: Iterable[tuple[bytes, int]]) -> dict[tuple[bytes, int], bytes]:
-        """The committed record ids holding any of these ``(submitter,
-        nonce)`` pairs: :meth:`id_for_nonce` for many at once.  A submitter's
-        nonces that lie close together (a block's usually do) are found by
-        ONE walk of the nonce index over their range rather than a read each;
-        the walk is bounded by ``NONCE_WALK_SPAN`` keys per nonce asked.
-        Reads only: the same answers as a read per pair."""
-        by_submitter: dict[bytes, set[int]] = {}
-        for submitter, nonce in keys:
-            by_submitter.setdefault(submitter, set()).add(nonce)
-        found: dict[tuple[bytes, int], bytes] = {}
-        for submitter, nonces in by_submitter.items():
-            lo, hi = min(nonces), max(nonces)
-            if len(nonces) < NONCE_WALK_MIN or hi - lo >= NONCE_WALK_SPAN * len(nonces):
-                for nonce in nonces:  # few or scattered: one read each
-                    record_id = self.id_for_nonce(submitter, nonce)
-                    if record_id is not None:
-                        found[(submitter, nonce)] = record_id
-                continue
-            prefix = schema.nonce_prefix(submitter)
-            for key, record_id in self._store.iterate(prefix, start=prefix + schema.pack_u64(lo)):
-                nonce = schema.nonce_from_key(key)
-                if nonce > hi:
-                    break
-                if nonce in nonces:
-                    _check_stored_id(record_id, f"nonce index entry for nonce {nonce}")
-                    found[(submitter, nonce)] = record_id
-        return found
-
-    def children(self, record_id: bytes, *, limit: int | None = None,
-                 after: bytes | None = None) -> list[bytes]:
-        """Ids of committed records naming ``record_id`` as a parent (id order).
-
-        ``after`` (an id) starts the walk past that id and ``limit`` stops it:
-        one page is a range scan from the cursor, however many children the
-        record has (anyone may name any committed record as a parent).
-        """
-        prefix = schema.children_prefix(record_id)
-        start = None if after is None else schema.child_key(record_id, after)
-        children: list[bytes] = []
-        if limit is not None and limit <= 0:
-            return children
-        for key, _ in self._store.iterate(prefix, start=start):
-            child = schema.child_from_key(key)
-            if child == after:  # ``start`` is inclusive; the cursor itself was served
-                continue
-            _check_stored_id(child, "children index key")
-            children.append(child)
-            if limit is not None and len(children) >= limit:
-                break
-        return children
-
-    def records_by_submitter(
-        self, submitter: bytes, limit: int = 100, after_index: int = -1
-    ) -> list[tuple[int, bytes]]:
-        """``(leaf_index, id)`` of the submitter's records with leaf index above
-        ``after_index``, in log order, at most ``limit`` (a page, not a scan)."""
-        first = after_index + 1
-        if limit <= 0 or first > schema.U64_MAX:
-            return []
-        prefix = schema.submitter_prefix(submitter)
-        start = schema.submitter_key(submitter, max(first, 0))
-        out: list[tuple[int, bytes]] = []
-        for key, record_id in self._store.iterate(prefix, start=start):
-            _check_stored_id(record_id, "submitter index entry")
-            out.append((schema.leaf_index_from_submitter_key(key), record_id))
-            if len(out) >= limit:
-                break
         return out
 
     # ------------------------------------------------------------------ commit
@@ -779,50 +664,6 @@ class ChainStore:
         self._tip = header
         self.membership = membership
 
-    # ------------------------------------------------------- consensus state
-
-    def put_consensus_state(self, blob: bytes) -> None:
-        """Durably replace the consensus engine's persisted state."""
-        batch = WriteBatch()
-        batch.put(schema.META_CONSENSUS, blob)
-        self._store.write(batch, sync=True)
-
-    def get_consensus_state(self) -> bytes | None:
-        return self._store.get(schema.META_CONSENSUS)
-
-    def add_evidence(self, key: bytes, blob: bytes) -> None:
-        """Durably record misbehaviour evidence under ``key`` (idempotent)."""
-        batch = WriteBatch()
-        batch.put(schema.evidence_key(key), blob)
-        self._store.write(batch, sync=True)
-
-    def evidence(self) -> list[bytes]:
-        """Every evidence blob, in key order."""
-        return [value for _, value in self._store.iterate(schema.EVIDENCE)]
-
-    def add_checkpoint_signature(self, height: int, validator: int, sig: bytes) -> None:
-        """Keep a verified checkpoint signature (not synced: a lost one is
-        gathered again or simply missing; it certifies nothing new)."""
-        batch = WriteBatch()
-        batch.put(schema.checkpoint_sig_key(height, validator), sig)
-        self._store.write(batch, sync=False)
-
-    def checkpoint_signatures(self, height: int) -> dict[int, bytes]:
-        """Validator index -> note signature over block ``height``'s checkpoint."""
-        return {schema.validator_from_checkpoint_sig_key(key): value
-                for key, value in self._store.iterate(schema.checkpoint_sig_prefix(height))}
-
-    def add_witness_cosignature(self, height: int, key_id: bytes, line: bytes) -> None:
-        """Keep a verified witness cosignature line (PROTOCOL §13), synced:
-        a witness sends it once."""
-        batch = WriteBatch()
-        batch.put(schema.witness_cosig_key(height, key_id), line)
-        self._store.write(batch, sync=True)
-
-    def witness_cosignatures(self, height: int) -> list[bytes]:
-        """The witness cosignature lines kept for block ``height``, by key id."""
-        return [value for _, value in self._store.iterate(schema.witness_cosig_prefix(height))]
-
 
 def _absent(key: bytes) -> None:
     """The guard read of a validated block: validation found nothing there."""
@@ -844,17 +685,3 @@ def _decode_stored_header(header_bytes: bytes, height: int) -> Header:
     if header.height != height:
         raise StorageCorruption(f"header stored at height {height} says {header.height}")
     return header
-
-
-def _matching_leaf(leaf_index: int, envelope: bytes, expected: bytes) -> bytes:
-    """``envelope`` if it hashes to the log's leaf ``expected``; else the damage, named."""
-    if not digest_equal(leaf_hash(envelope), expected):
-        raise StorageCorruption(f"envelope at leaf {leaf_index} does not match its leaf hash")
-    return envelope
-
-
-def _check_stored_id(record_id: bytes, what: str) -> None:
-    """An index value or key part read back as a record id must be one."""
-    if len(record_id) != schema.ID_LEN:
-        raise StorageCorruption(f"{what}: a record id must be {schema.ID_LEN} bytes, "
-                                f"found {len(record_id)} (run ledger-node --check)")
