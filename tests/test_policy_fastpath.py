@@ -178,10 +178,10 @@ def _check_windows(state: PolicyState) -> None:
     key's count, sum and oldest time, each window's total."""
     for wset in state.windows.values():
         total = 0
-        for w in wset.keys.values():
-            assert w.entries and w.count == len(w.entries)
-            assert w.total == sum(a for _, a in w.entries) and w.first == w.entries[0][0]
-            total += w.total
+        for count, sum_, first, entries in wset.keys.values():
+            assert entries and count == len(entries)
+            assert sum_ == sum(a for _, a in entries) and first == entries[0][0]
+            total += sum_
         assert wset.total == total
 
 

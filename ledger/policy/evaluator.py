@@ -33,7 +33,7 @@ from .cel import analyse, compile_list, compile_rule
 from .engine import Decision, Outcome, PolicyEngine, RecordInput
 from .fastpath import FastPass, Pairs, build
 from .rules import Policy, Rule
-from .state import PolicyState, amount_of, field_value, state_from_bytes, window_key
+from .state import PolicyState, amount_of, field_value, state_from_bytes, window_at, window_key
 
 MEMO_SIZE = 65_536
 MISSING_FIELD = "missing_field"
@@ -313,7 +313,7 @@ class CelPolicyEngine(PolicyEngine):
                     counts[wname] = zero
                     continue
                 w = wset.keys.get(key) if wset is not None else None
-                count, total = w.at(time_ms, window.ms) if w is not None else (0, 0)
+                count, total = window_at(w, time_ms, window.ms) if w is not None else (0, 0)
                 c, t = in_block.get((wname, key), (0, 0))
                 in_block[(wname, key)] = (c + 1, t + amount)
                 counts[wname] = {"count": count + c + 1, "sum": total + t + amount}

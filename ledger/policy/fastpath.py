@@ -51,7 +51,7 @@ from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
 from .engine import Decision, Outcome, RecordInput
-from .state import RISK_TIER_KIND, PolicyState, WindowState
+from .state import COUNT, ENTRIES, FIRST, RISK_TIER_KIND, TOTAL, PolicyState, WindowState
 
 if TYPE_CHECKING:
     from .evaluator import CompiledPolicy
@@ -89,8 +89,8 @@ def velocity(keys: dict[str, WindowState], in_block: dict[str, tuple[int, int]],
     w = keys.get(key)
     if w is None:
         return p
-    count, total = w.count + p[0], w.total + p[1]
-    for t, a in w.entries:
+    count, total = w[COUNT] + p[0], w[TOTAL] + p[1]
+    for t, a in w[ENTRIES]:
         if t > cut:
             break
         count -= 1
@@ -300,9 +300,9 @@ class _Builder:
                 e(depth + 1, "if w is None:")
                 e(depth + 2, f"c{i}, s{i} = p")
                 e(depth + 1, "else:")
-                e(depth + 2, f"c{i} = w.count + p[0]; s{i} = w.total + p[1]")
-                e(depth + 2, f"if w.first <= cut{i}:")
-                e(depth + 3, "for t_, a_ in w.entries:")
+                e(depth + 2, f"c{i} = w[{COUNT}] + p[0]; s{i} = w[{TOTAL}] + p[1]")
+                e(depth + 2, f"if w[{FIRST}] <= cut{i}:")
+                e(depth + 3, f"for t_, a_ in w[{ENTRIES}]:")
                 e(depth + 4, f"if t_ > cut{i}: break")
                 e(depth + 4, f"c{i} -= 1; s{i} -= a_")
                 e(depth, f"else: c{i} = 0; s{i} = 0")

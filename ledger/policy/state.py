@@ -66,27 +66,25 @@ def amount_of(record: Record) -> int:
     return amount if type(amount) is int and amount >= 0 else 0
 
 
-@dataclass(slots=True)
-class WindowState:
-    """One key's entries ``(time_ms, amount)`` in time order, with their
-    totals and the oldest entry's time (``first``: whether any entry has
-    left a window is read without touching the entries)."""
+# One key's state in a window: ``[count, total, first, entries]``, the
+# entries ``(time_ms, amount)`` in time order, their count and sum, and the
+# oldest entry's time (whether any entry has left a window is read without
+# touching the entries).  A list, not an object: the fast pass creates one per
+# new key at commit and reads them per record (docs/performance.md).
+WindowState = list[Any]
+COUNT, TOTAL, FIRST, ENTRIES = range(4)
 
-    entries: list[tuple[int, int]] = field(default_factory=list)
-    count: int = 0
-    total: int = 0
-    first: int = 0
 
-    def at(self, now: int, ms: int) -> tuple[int, int]:
-        """Count and sum of the entries with ``now - ms < time``; pure."""
-        count, total = self.count, self.total
-        cutoff = now - ms
-        for time, amount in self.entries:
-            if time > cutoff:
-                break
-            count -= 1
-            total -= amount
-        return count, total
+def window_at(w: WindowState, now: int, ms: int) -> tuple[int, int]:
+    """Count and sum of the entries of ``w`` with ``now - ms < time``."""
+    count, total = w[COUNT], w[TOTAL]
+    cutoff = now - ms
+    for time, amount in w[ENTRIES]:
+        if time > cutoff:
+            break
+        count -= 1
+        total -= amount
+    return count, total
 
 
 @dataclass
@@ -105,10 +103,11 @@ class WindowSet:
     def add(self, key: str, time: int, amount: int) -> None:
         w = self.keys.get(key)
         if w is None:
-            w = self.keys[key] = WindowState(first=time)
-        w.entries.append((time, amount))
-        w.count += 1
-        w.total += amount
+            self.keys[key] = [1, amount, time, [(time, amount)]]
+        else:
+            w[ENTRIES].append((time, amount))
+            w[COUNT] += 1
+            w[TOTAL] += amount
         self.total += amount
         order = self.order
         if order and order[-1][0] == time:
@@ -129,11 +128,11 @@ class WindowSet:
             added += amount
             w = get(key)
             if w is None:
-                keys[key] = WindowState([entry], 1, amount, time)
+                keys[key] = [1, amount, time, [entry]]
             else:
-                w.entries.append(entry)
-                w.count += 1
-                w.total += amount
+                w[3].append(entry)  # ENTRIES, COUNT, TOTAL
+                w[0] += 1
+                w[1] += amount
         self.total += added
         names = [key for key, _ in pairs]
         order = self.order
@@ -156,17 +155,17 @@ class WindowSet:
         dropped = 0
         for key, n in gone.items():
             w = keys[key]
-            if n == w.count:
-                dropped += w.total
+            if n == w[COUNT]:
+                dropped += w[TOTAL]
                 del keys[key]
                 continue
-            entries = w.entries
+            entries = w[ENTRIES]
             amount = sum(a for _, a in entries[:n])
             dropped += amount
-            w.count -= n
-            w.total -= amount
+            w[COUNT] -= n
+            w[TOTAL] -= amount
             del entries[:n]
-            w.first = entries[0][0]
+            w[FIRST] = entries[0][0]
         self.total -= dropped
 
 
@@ -246,7 +245,7 @@ class PolicyState:
             "policy": self.policy.policy_bytes if self.policy is not None else None,
             "tiers": dict(sorted(self.tiers.items())),
             "time_ms": self.time_ms,
-            "windows": {name: {key: [[t, a] for t, a in w.entries]
+            "windows": {name: {key: [[t, a] for t, a in w[ENTRIES]]
                                for key, w in sorted(wset.keys.items())}
                         for name, wset in sorted(self.windows.items())},
         })
