@@ -22,6 +22,12 @@ HOUR = 60 * MIN
 DAY = 24 * HOUR
 SPENDING = frozenset({"payment", "transfer", "payout"})
 MONEY_OUT = frozenset({"transfer", "payout"})
+# weights of the takeover and structuring features (docs/monitor.md)
+SESSION_POINTS = 40  # money out from a country and a device both new within 24 h
+YOUNG = 2  # records from which a new country and a new device at once count
+UNKNOWN_PAYEE = 20  # a transfer to an account the ledger has never seen
+NEAR_OUT_EACH, NEAR_OUT_MAX = 40, 80  # per other near-threshold transfer or payout within 24 h
+NEAR_NEW_PAYEE = 40  # a near-threshold transfer to an account the ledger has never seen
 LATE_REFUND = 7 * DAY  # a refund later than this after its payment is unusual
 DEFAULT_THRESHOLDS = (5_000, 10_000, 100_000)  # approval thresholds, minor units
 
@@ -29,7 +35,7 @@ DEFAULT_THRESHOLDS = (5_000, 10_000, 100_000)  # approval thresholds, minor unit
 class _Account:
     __slots__ = ("count", "first", "last", "gaps", "recent", "near", "refunds", "countries", "devices",
                  "channels", "counterparties", "amounts", "all_amounts", "hours", "reactivated_at",
-                 "novelty_at", "novel", "since_reactivation")
+                 "novelty_at", "novel", "since_reactivation", "near_out", "new_country", "new_device")
 
     def __init__(self, t: int) -> None:
         self.count = 0
@@ -37,7 +43,9 @@ class _Account:
         self.last = t
         self.gaps: deque[int] = deque(maxlen=16)
         self.recent: deque[int] = deque()  # event times in the last hour
-        self.near: deque[int] = deque()  # times of amounts just under a threshold, last day
+        self.near: deque[int] = deque()  # times of payments just under a threshold, last day
+        # transfers and payouts just under a threshold, last day: (time, payee)
+        self.near_out: deque[tuple[int, str | None]] = deque()
         self.refunds: deque[int] = deque()  # refund times, last day
         self.countries: set[str] = set()
         self.devices: set[str] = set()
@@ -50,6 +58,10 @@ class _Account:
         self.novelty_at = -1
         self.since_reactivation = 0  # records since the last reactivation
         self.novel: deque[int] = deque()  # times of payments to new counterparties, last 30 min
+        # the last country and device new to the account, and when (from its 6th record;
+        # from its 3rd when both are new at once)
+        self.new_country: tuple[str, int] | None = None
+        self.new_device: tuple[str, int] | None = None
 
 
 class _Counterparty:
@@ -131,6 +143,8 @@ class BuiltinDetector:
             self._refund(ev, acct, reasons)
         if ev.kind in MONEY_OUT:
             self._lineage(ev, reasons)
+            if self._unknown_payee(ev):
+                reasons.append(reason("unknown_payee", UNKNOWN_PAYEE, ev.counterparty))
             if acct is None and ev.account and self.start >= 0 and t - self.start >= DAY:
                 reasons.append(reason("first_seen_money_out", 25, ev.kind))
             received = self.counterparties.get(ev.account) if ev.account else None
@@ -194,10 +208,20 @@ class BuiltinDetector:
                                   {"median": med, "mad": mad, "robust_z": z10 / 10}))
 
     def _novelty(self, ev: Event, acct: _Account, reasons: list[Reason]) -> None:
-        if acct.count < 5:
+        if ev.kind in MONEY_OUT and acct.novelty_at >= 0 and ev.time - acct.novelty_at < DAY:
+            reasons.append(reason("money_out_after_novelty", 35, ev.kind, (ev.time - acct.novelty_at) // MIN))
+            since = ev.time - DAY
+            nc, nd = acct.new_country, acct.new_device
+            if (nc is not None and nd is not None and nc[0] == ev.country and nd[0] == ev.device
+                    and nc[1] > since and nd[1] > since):
+                # still on the country and the device that were both new today: a takeover's session
+                reasons.append(reason("money_out_from_new_session", SESSION_POINTS, ev.country, ev.device))
+        if acct.count < YOUNG:
             return
         new_country = ev.country is not None and ev.country not in acct.countries
         new_device = ev.device is not None and ev.device not in acct.devices
+        if acct.count < 5 and not (new_country and new_device):
+            return  # a young account: only a new country and a new device at once
         if new_country:
             reasons.append(reason("new_country", 25, ev.country, sorted(acct.countries)))
         if new_device:
@@ -212,8 +236,6 @@ class BuiltinDetector:
             k = 1 + count_since(acct.novel, ev.time - 30 * MIN)
             if k >= 2:
                 reasons.append(reason("new_counterparties_burst", min(60, 20 * (k - 1)), k))
-        if ev.kind in MONEY_OUT and acct.novelty_at >= 0 and ev.time - acct.novelty_at < DAY:
-            reasons.append(reason("money_out_after_novelty", 35, ev.kind, (ev.time - acct.novelty_at) // MIN))
 
     def _dormancy(self, ev: Event, acct: _Account, reasons: list[Reason]) -> None:
         t = ev.time
@@ -269,22 +291,40 @@ class BuiltinDetector:
         for low, th in self._bands:
             if low <= amount < th:
                 points = 8
-                med = median(acct.all_amounts) if acct is not None else 0
                 if acct is not None:
-                    # merchants price just under round numbers all the time (4,999):
-                    # repeats weigh most on transfers and payouts
-                    per = 35 if ev.kind in MONEY_OUT else 15
-                    recent = count_since(acct.near, ev.time - DAY)
-                    points += min(70, per * recent)
-                    if len(acct.all_amounts) >= 5 and med * 4 < th:
+                    t = ev.time
+                    if len(acct.all_amounts) >= 5 and median(acct.all_amounts) * 4 < th:
                         points += 10
-                    first_paid = (acct.counterparties.get(ev.counterparty, -1)
-                                  if ev.counterparty is not None else -1)
-                    if ev.kind in MONEY_OUT and recent and ev.time - first_paid < DAY:
-                        # another one to a payee first paid today (one split in parts)
-                        points += 35
+                    if ev.kind in MONEY_OUT:
+                        # the account's other transfers and payouts just under a threshold
+                        # today: one sum sent in parts (shops' 4,999 prices do not count)
+                        since = t - DAY
+                        recent = same = 0
+                        for when, payee in reversed(acct.near_out):
+                            if when <= since:
+                                break
+                            recent += 1
+                            same += payee == ev.counterparty
+                        points += min(NEAR_OUT_MAX, NEAR_OUT_EACH * recent)
+                        first_paid = (acct.counterparties.get(ev.counterparty, -1)
+                                      if ev.counterparty is not None else -1)
+                        if same or (recent and t - first_paid < DAY):
+                            points += 35  # another one to the same payee, or to a payee first paid today
+                        elif self._unknown_payee(ev):
+                            points += NEAR_NEW_PAYEE  # to an account the ledger has never seen
+                    else:
+                        # merchants price just under round numbers all the time (4,999)
+                        points += min(45, 15 * count_since(acct.near, t - DAY))
                 reasons.append(reason("just_under_threshold", points, amount, th))
                 return
+
+    def _unknown_payee(self, ev: Event) -> bool:
+        """A transfer, on a warm stream, to an account the ledger has never seen as
+        origin or counterparty: transfers go to other accounts on the ledger, which
+        normally have records (payouts leave it and do not count)."""
+        cp = ev.counterparty
+        return (ev.kind == "transfer" and cp is not None and self.start >= 0 and ev.time - self.start >= DAY
+                and cp not in self.accounts and cp not in self.counterparties)
 
     def _device(self, ev: Event, reasons: list[Reason]) -> None:
         assert ev.device is not None and ev.account is not None
@@ -381,9 +421,16 @@ class BuiltinDetector:
                 acct.since_reactivation = 0
             acct.since_reactivation += 1
             acct.gaps.append(max(gap, 0))
-        if acct.count >= 5 and ((ev.country and ev.country not in acct.countries)
-                                or (ev.device and ev.device not in acct.devices)):
-            acct.novelty_at = t
+        if acct.count >= YOUNG:
+            country = ev.country if ev.country and ev.country not in acct.countries else None
+            device = ev.device if ev.device and ev.device not in acct.devices else None
+            if acct.count >= 5 or (country and device):
+                if country:
+                    acct.novelty_at = t
+                    acct.new_country = (country, t)
+                if device:
+                    acct.novelty_at = t
+                    acct.new_device = (device, t)
         acct.count += 1
         acct.last = max(acct.last, t)
         if ev.kind in SPENDING:
@@ -423,8 +470,13 @@ class BuiltinDetector:
                     self.category_stats[key] = median_mad(ring)
             if self._near_low <= ev.amount < self._near_high and any(
                     low <= ev.amount < th for low, th in self._bands):
-                acct.near.append(t)
-                prune(acct.near, t - DAY)
+                if ev.kind in MONEY_OUT:
+                    acct.near_out.append((t, ev.counterparty))
+                    while acct.near_out[0][0] <= t - DAY:
+                        acct.near_out.popleft()
+                else:
+                    acct.near.append(t)
+                    prune(acct.near, t - DAY)
         if ev.counterparty and ev.kind in SPENDING:
             acct.counterparties.setdefault(ev.counterparty, t)
             cp = self.counterparties.get(ev.counterparty)

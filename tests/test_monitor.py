@@ -161,10 +161,48 @@ def test_an_account_takeover_is_flagged() -> None:
     score, reasons = det.score(login)
     det.learn(login)
     assert score >= 0.5 and {"new_country", "new_device"} <= {r["feature"] for r in reasons}
-    payout = _ev(n + 2, 20 * DAY + 3 * HOUR + 5 * MIN, "payout", country="BR", device="dev-x", amount=60_000,
-                 counterparty="bank-x", mcc=None)
-    score, reasons = det.score(payout)
-    assert score >= 0.5 and "money_out_after_novelty" in {r["feature"] for r in reasons}
+    payouts = []
+    for i in range(3):
+        payout = _ev(n + 2 + i, 20 * DAY + 3 * HOUR + (5 + 10 * i) * MIN, "payout", country="BR", device="dev-x",
+                     amount=60_000 - 20_000 * i, counterparty="bank-x", mcc=None)
+        score, reasons = det.score(payout)
+        det.learn(payout)
+        payouts.append((score, {r["feature"]: r["points"] for r in reasons}))
+    # each payout from the country and device that were both new today, whatever its amount
+    assert all(score >= 0.5 for score, _ in payouts), payouts
+    assert all(p["money_out_after_novelty"] == 35 and p["money_out_from_new_session"] == 40
+               for _, p in payouts), payouts
+
+
+def test_a_payout_after_travel_is_not_a_new_session() -> None:
+    det = BuiltinDetector()
+    n = _habit(det)
+    abroad = _ev(n + 1, 20 * DAY + 9 * HOUR, country="PT", amount=460)  # the usual phone, another country
+    det.score(abroad)
+    det.learn(abroad)
+    payout = _ev(n + 2, 20 * DAY + 12 * HOUR, "payout", country="PT", amount=2_000, counterparty="bank-alice",
+                 mcc=None)
+    features = {r["feature"] for r in det.score(payout)[1]}
+    assert "money_out_after_novelty" in features and "money_out_from_new_session" not in features
+
+
+def test_a_takeover_of_a_young_account_is_flagged() -> None:
+    det = BuiltinDetector()
+    for i in range(2):  # two records so far: too few for a lone new country or device
+        ev = _ev(i + 1, (5 + i) * DAY + 9 * HOUR, amount=450)
+        det.score(ev)
+        det.learn(ev)
+    travel = _ev(3, 7 * DAY + 9 * HOUR, country="PT", amount=450)
+    assert not det.score(travel)[1]
+    login = _ev(4, 7 * DAY + 9 * HOUR, "payout", country="BR", device="dev-x", amount=40_000,
+                counterparty="bank-x", mcc=None)
+    score, reasons = det.score(login)
+    det.learn(login)
+    assert score >= 0.5 and "new_country_and_device" in {r["feature"] for r in reasons}, reasons
+    again = _ev(5, 7 * DAY + 9 * HOUR + 20 * MIN, "payout", country="BR", device="dev-x", amount=30_000,
+                counterparty="bank-x", mcc=None)
+    score, reasons = det.score(again)
+    assert score >= 0.5 and "money_out_from_new_session" in {r["feature"] for r in reasons}, reasons
 
 
 def test_refund_abuse_is_flagged_and_a_fair_refund_is_not() -> None:
@@ -224,12 +262,37 @@ def test_transfers_just_under_a_threshold_to_a_payee_first_paid_today() -> None:
         score, reasons = det.score(ev)
         det.learn(ev)
         parts.append((score, {r["feature"]: r["points"] for r in reasons}))
-    # 8, +35 per earlier one today, +35 (a payee first paid today); the first one
-    # also had +10 (far above the median, which the 9,700 then lifts to 2,5xx)
-    assert parts[0][1]["just_under_threshold"] == 8 + 10, parts
-    assert parts[1][1]["just_under_threshold"] == 8 + 35 + 35, parts
-    assert parts[2][1]["just_under_threshold"] == 8 + 70 + 35, parts
-    assert all(score >= 0.5 for score, _ in parts[1:]), parts
+    # the first: 8, +10 (far above the median, which the 9,700 then lifts to
+    # 2,5xx), +40 (to an account the ledger has never seen); then +40 per
+    # earlier one today (up to 80) and +35 (the same payee)
+    assert parts[0][1]["just_under_threshold"] == 8 + 10 + 40, parts
+    assert parts[0][1]["unknown_payee"] == 20, parts
+    assert parts[1][1]["just_under_threshold"] == 8 + 40 + 35, parts
+    assert parts[2][1]["just_under_threshold"] == 8 + 80 + 35, parts
+    assert all(score >= 0.5 for score, _ in parts), parts
+
+
+def test_near_threshold_repeats_to_a_known_payee_and_shop_prices() -> None:
+    det = BuiltinDetector()
+    n = _habit(det)
+    bob = _ev(n + 1, 15 * DAY, account="bob", amount=500)  # bob has records: not an unknown payee
+    det.learn(bob)
+    old = _ev(n + 2, 18 * DAY, "transfer", amount=1_000, counterparty="bob", mcc=None)  # paid before
+    det.learn(old)
+    for i in range(3):  # shops' 4,999 prices: payments, not counted for transfers
+        shop = _ev(n + 3 + i, 20 * DAY + 8 * HOUR + i * MIN, amount=4_999, counterparty="tv", mcc="electronics")
+        det.learn(shop)
+    first = _ev(n + 6, 20 * DAY + 10 * HOUR, "transfer", amount=9_800, counterparty="bob", mcc=None)
+    points = {r["feature"]: r["points"] for r in det.score(first)[1]}
+    assert points["just_under_threshold"] == 8 and "unknown_payee" not in points, points
+    det.learn(first)
+    second = _ev(n + 7, 20 * DAY + 12 * HOUR, "transfer", amount=9_650, counterparty="bob", mcc=None)
+    score, reasons = det.score(second)
+    points = {r["feature"]: r["points"] for r in reasons}
+    assert points["just_under_threshold"] == 8 + 40 + 35 and score >= 0.5, points
+    # a day later the first one no longer counts
+    later = _ev(n + 8, 21 * DAY + 11 * HOUR, "transfer", amount=9_650, counterparty="bob", mcc=None)
+    assert {r["feature"]: r["points"] for r in det.score(later)[1]}["just_under_threshold"] == 8
 
 
 def test_parse_line_reads_the_api_record_shape(small_stream: Any) -> None:
