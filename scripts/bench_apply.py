@@ -11,7 +11,8 @@ carries it, decoded as the fetching thread decodes it (header, certificate,
 validated as certified (``NodeApplication.validate``, with the node's
 policy engine installed, no policy in force), then
 ``ChainStore.commit_block`` in one synced batch and ``Mempool.committed``.
-Reports CPU µs per record for each stage (this thread's) and records/s of the whole apply
+Reports CPU µs per record for each stage (this thread's; ``gc_us``: the
+part of them spent in the cyclic collector) and records/s of the whole apply
 (one core; no network, no consensus messages).  ``--profile F`` writes a
 cProfile of the apply loop.  ``--source DIR`` applies the blocks of a store
 that scripts/bench-store or scripts/bench-statesync built instead, and
@@ -26,6 +27,7 @@ from __future__ import annotations
 
 import argparse
 import cProfile
+import gc
 import hashlib
 import json
 import shutil
@@ -47,6 +49,7 @@ from ledger.records import decode_committed_envelope, decode_envelope  # noqa: E
 from ledger.storage import LevelDBStore  # noqa: E402
 from node.chainapp import NodeApplication  # noqa: E402
 from node.mempool import Mempool  # noqa: E402
+from node.gctune import GEN0_THRESHOLD, GEN1_THRESHOLD, GEN2_THRESHOLD, tune_after_start  # noqa: E402,E501
 from node.metrics import Metrics  # noqa: E402
 from node.policy_runtime import install_policy_engine  # noqa: E402
 from node.sync import _packed_block  # noqa: E402
@@ -115,6 +118,15 @@ def apply(path: Path, packed: list[bytes], profile: Path | None, label: str = LA
     # time, and LevelDB's compaction thread is not the apply's.
     clock = time.thread_time
     prof = cProfile.Profile(clock) if profile is not None else None
+    gc_time = [0.0, 0.0, 0]  # CPU in the cyclic collector while measuring, its start, runs
+
+    def on_gc(phase: str, info: dict[str, int]) -> None:
+        if phase == "start":
+            gc_time[1] = time.thread_time()
+        else:
+            gc_time[0] += time.thread_time() - gc_time[1]
+            gc_time[2] += 1
+
     warm = len(packed) - measure if measure else 0
     for blob in packed[:warm]:  # grows the store, not measured
         raw = msgpack.unpackb(blob, raw=False)
@@ -125,6 +137,7 @@ def apply(path: Path, packed: list[bytes], profile: Path | None, label: str = LA
                            verify_certificate=False, validated=True)
         mempool.committed(envelopes)
     cpu0, t0 = time.process_time(), time.perf_counter()
+    gc.callbacks.append(on_gc)
     if prof is not None:
         prof.enable()
     for blob in packed[warm:]:
@@ -147,12 +160,14 @@ def apply(path: Path, packed: list[bytes], profile: Path | None, label: str = LA
         for name, dt in zip(stages, (b - a, c - b, d - c, e - d, f - e)):
             stages[name] += dt
         records += len(envelopes)
+    gc.callbacks.remove(on_gc)
     if prof is not None:
         prof.disable()
         prof.dump_stats(str(profile))
     wall, cpu = time.perf_counter() - t0, time.process_time() - cpu0
     chain.close()
     out = {f"{k}_us": round(v / records * 1e6, 2) for k, v in stages.items()}
+    out.update(gc_us=round(gc_time[0] / records * 1e6, 2), gc_runs=gc_time[2])
     out.update(records=records, records_per_s=round(records / wall),
                process_cpu_us_per_record=round(cpu / records * 1e6, 2))
     return out
@@ -169,11 +184,16 @@ def main() -> None:
                     help="apply this bench store's blocks instead of building some")
     ap.add_argument("--label", default=LABEL, help="the keys the --source store was built with")
     ap.add_argument("--measure", type=int, default=0, help="measure only the last N blocks")
+    ap.add_argument("--gen0", type=int, default=GEN0_THRESHOLD,
+                    help="the collector's young-generation threshold (a node's by default)")
     a = ap.parse_args()
     tmp = Path(tempfile.mkdtemp(prefix="bench-apply-"))
     try:
         packed = (read_source(a.source, a.label) if a.source is not None
                   else build(tmp / "source", a.blocks, a.block, a.sign_batch))
+        # The collector as a started node sets it (node/gctune.py).
+        tune_after_start()
+        gc.set_threshold(a.gen0, GEN1_THRESHOLD, GEN2_THRESHOLD)
         for r in range(a.rounds):
             print(json.dumps(apply(tmp / f"dest{r}", packed,
                                    a.profile if r == a.rounds - 1 else None,
