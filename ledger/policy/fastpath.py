@@ -196,7 +196,7 @@ class _Builder:
 
     def tier(self, depth: int, done: set[str]) -> None:
         acc = self.read_field(depth, "origin.account", done)
-        self.src.emit(depth, f"tier = tiers.get({acc}, 0) if {acc} else 0")
+        self.src.emit(depth, f"tier = tiers.get({acc}, 0) if {acc} and tiers else 0")
 
     def header(self) -> None:
         e, src = self.src.emit, self.src
@@ -312,8 +312,9 @@ class _Builder:
             self.tier(depth, done)
         if any(p[0] == "submitter" for p in reads):
             e(depth, "roles = tuple(sorted(item.submitter_roles))")
-        else:
-            e(depth, "roles = ()")
+        elif any(p[0] == "record" and not (len(p) == 3 and p[1] in ("body", "origin")) and
+                 not (len(p) == 2 and p[1] in _RECORD_ATTRS) for p in reads):
+            e(depth, "roles = ()")  # a getter's argument
         parts = self.parts(depth, reads)
         if self.over:
             over: list[str] = []
