@@ -8,7 +8,7 @@ more than it must: envelopes are checked against their leaf hashes, headers
 against their certificates, and :meth:`ChainStore.check_integrity` re-checks
 the tip (certificate, hash link, log root) on open.
 
-The record-index reads are in :mod:`ledger.chain_records` and what the node
+The block and record reads are in :mod:`ledger.chain_records` and what the node
 keeps beside the blocks (consensus state, evidence, checkpoint and witness
 signatures) in :mod:`ledger.chain_side`: :class:`ChainStore` inherits both.
 """
@@ -24,20 +24,13 @@ from . import blocks, schema, verdict_store
 from .approvals import BlockVerdicts, VerdictState
 from .breaker_state import derive_breakers
 from .breakers import Breakers
-from .blocks import (
-    ZERO_HASH,
-    Certificate,
-    Header,
-    certificate_from_bytes,
-    decode_header,
-)
-from .chain_records import ChainRecords, matching_leaf
+from .blocks import ZERO_HASH, Certificate, Header
+from .chain_records import ChainRecords, decode_stored_header
 from .chain_side import ChainSideData
 from .crypto import digest_equal
 from .encoding import H
 from .errors import (
     HeaderError,
-    NotFound,
     SchemaUnsupported,
     StorageCorruption,
     ValidatorSetMismatch,
@@ -51,12 +44,11 @@ from .membership import Membership
 from .merkle import root
 from .pending import stage_pending_done
 from .policy import PolicyEngine
-from .records import Envelope, Record, decode_committed_envelope, stored_record_id
+from .records import Envelope, Record, decode_committed_envelope
 from .storage import KeyValueStore, WriteBatch
 from .verify import check_envelope
 from .verify_epochs import parse_entry
 
-BLOCK_CACHE = 1024  # decoded (header, certificate) pairs kept for proofs
 # Blocks between persisted policy states (schema.META_POLICY_STATE): a
 # restart replays at most this many blocks' records into the policy engine,
 # plus those after a crash's last save.
@@ -77,7 +69,7 @@ class ChainStore(ChainRecords, ChainSideData):
         self.genesis = genesis
         self._init_schema()
         # Committed blocks never change, and every proof needs its block's
-        # header and certificate: the last BLOCK_CACHE blocks read stay
+        # header and certificate: the last chain_records.BLOCK_CACHE blocks read stay
         # decoded (checked against each other once, when first read).
         self._blocks: OrderedDict[int, tuple[bytes, Header, Certificate]] = OrderedDict()
         self.log = MerkleLog(store)
@@ -116,7 +108,7 @@ class ChainStore(ChainRecords, ChainSideData):
         header_bytes = self._store.get(schema.header_key(height))
         if header_bytes is None:
             raise StorageCorruption(f"tip header at height {height} is missing")
-        return _decode_stored_header(header_bytes, height)
+        return decode_stored_header(header_bytes, height)
 
     def _load_membership(self) -> Membership:
         """Genesis plus every committed governance record, block by block,
@@ -371,82 +363,6 @@ class ChainStore(ChainRecords, ChainSideData):
             self._store.write(batch, sync=True)
             self._backfilled = backfilled
 
-    def _block(self, height: int) -> tuple[bytes, Header, Certificate] | None:
-        """Header bytes, header and certificate at ``height``, checked against
-        each other (the certificate names the header's hash)."""
-        if not 1 <= height <= self.height:
-            return None
-        if height in self.history_gap and height != self._history_from - 1:
-            return None  # below a snapshot, not back-filled yet
-        cached = self._blocks.get(height)
-        if cached is not None:
-            self._blocks.move_to_end(height)
-            return cached
-        header_bytes, cert = self._read_block(height)
-        block = (header_bytes, _decode_stored_header(header_bytes, height), cert)
-        self._blocks[height] = block
-        if len(self._blocks) > BLOCK_CACHE:
-            self._blocks.popitem(last=False)
-        return block
-
-    def _read_block(self, height: int) -> tuple[bytes, Certificate]:
-        header_bytes = self._store.get(schema.header_key(height))
-        cert_bytes = self._store.get(schema.certificate_key(height))
-        if header_bytes is None or cert_bytes is None:
-            raise StorageCorruption(f"block {height} is not fully stored "
-                                    "(header or certificate missing)")
-        try:
-            cert = certificate_from_bytes(cert_bytes)
-        except VerificationError as exc:
-            raise StorageCorruption(f"certificate of block {height} is damaged: {exc}") from None
-        if cert.height != height or not digest_equal(cert.block, H(header_bytes)):
-            raise StorageCorruption(f"header of block {height} does not match its certificate")
-        return header_bytes, cert
-
-    def header_bytes(self, height: int) -> bytes | None:
-        block = self._block(height)
-        return None if block is None else block[0]
-
-    def header(self, height: int) -> Header | None:
-        block = self._block(height)
-        return None if block is None else block[1]
-
-    def certificate(self, height: int) -> Certificate | None:
-        block = self._block(height)
-        return None if block is None else block[2]
-
-    def _leaf_range(self, height: int) -> range:
-        header = self.header(height)
-        if header is None:
-            raise NotFound(f"no block at height {height}")
-        return range(header.log_size - header.tx_count, header.log_size)
-
-    def block_envelopes(self, height: int) -> list[bytes]:
-        """The envelopes of block ``height`` in log order (NotFound if none),
-        each checked against its leaf hash as :meth:`envelope_at` does."""
-        return self._envelopes(self._leaf_range(height))
-
-    def block_record_ids(self, height: int) -> list[bytes]:
-        """The record ids of block ``height`` in log order (NotFound if none)."""
-        leaves = self._leaf_range(height)
-        return [stored_record_id(env, i) for i, env in zip(leaves, self._envelopes(leaves))]
-
-    def _envelopes(self, leaves: range) -> list[bytes]:
-        """The envelopes at ``leaves`` in one range scan (whole blocks are
-        read to serve catch-up and block listings), leaf hashes tile by tile."""
-        if not leaves:
-            return []
-        hashes = self.log.leaf_hashes(leaves.start, leaves.stop)
-        out: list[bytes] = []
-        scan = self._store.iterate(schema.ENVELOPE, start=schema.envelope_key(leaves.start))
-        for index, expected, (key, envelope) in zip(leaves, hashes, scan):
-            if key != schema.envelope_key(index):
-                break  # a gap: reported below with the first missing index
-            out.append(matching_leaf(index, envelope, expected))
-        if len(out) != len(leaves):
-            raise StorageCorruption(f"envelope at leaf {leaves.start + len(out)} is missing")
-        return out
-
     # ------------------------------------------------------------------ commit
 
     def next_header(self, envelopes: Sequence[Envelope], time: int, proposer: int) -> Header:
@@ -675,13 +591,3 @@ def _check_log_after(header: Header, log_size: int, log_root: bytes) -> None:
         raise HeaderError(f"log_size {header.log_size}, appending gives {log_size}")
     if not digest_equal(header.log_root, log_root):
         raise HeaderError("log_root is not the log's root after appending the block")
-
-
-def _decode_stored_header(header_bytes: bytes, height: int) -> Header:
-    try:
-        header = decode_header(header_bytes)
-    except VerificationError as exc:
-        raise StorageCorruption(f"header {height} is damaged: {exc}") from None
-    if header.height != height:
-        raise StorageCorruption(f"header stored at height {height} says {header.height}")
-    return header

@@ -1,5 +1,7 @@
-"""The record indexes of a chain store, read: a record's location and
-envelope, the nonce, children and submitter indexes (keys in
+"""What a chain store reads back of its blocks and records: headers and
+certificates (the last ``BLOCK_CACHE`` blocks read kept decoded), a block's
+envelopes, a record's location and envelope, the nonce, children and
+submitter indexes (keys in
 :mod:`ledger.schema`, written with each block by :class:`ledger.chain.ChainStore`,
 which these methods are part of).  Everything read back is checked as far
 as it can be: an envelope against its leaf hash, an index value that must be
@@ -7,12 +9,14 @@ a record id against its length; damage is :class:`StorageCorruption`, named."""
 
 from __future__ import annotations
 
+from collections import OrderedDict
 from collections.abc import Iterable
 
 from . import schema
-from .blocks import Header
+from .blocks import Certificate, Header, certificate_from_bytes, decode_header
 from .crypto import digest_equal
-from .errors import NotFound, StorageCorruption
+from .encoding import H
+from .errors import NotFound, StorageCorruption, VerificationError
 from .log import MerkleLog
 from .merkle import leaf_hash
 from .records import stored_record_id
@@ -25,14 +29,95 @@ Location = tuple[int, int]  # (height, leaf_index)
 # nonce asked (else it reads each nonce: a walk costs a few reads to start).
 NONCE_WALK_MIN = 4
 NONCE_WALK_SPAN = 4
+BLOCK_CACHE = 1024  # decoded (header, certificate) pairs kept for proofs
 
 
 class ChainRecords:
-    """The record-index reads of :class:`ledger.chain.ChainStore`."""
+    """The block and record reads of :class:`ledger.chain.ChainStore`."""
 
     _store: KeyValueStore
     log: MerkleLog
     _tip: Header | None
+    _blocks: OrderedDict[int, tuple[bytes, Header, Certificate]]
+    _history_from: int  # (1, 0) for a store holding every block; see ChainStore.history_gap
+    _backfilled: int
+
+    def _block(self, height: int) -> tuple[bytes, Header, Certificate] | None:
+        """Header bytes, header and certificate at ``height``, checked against
+        each other (the certificate names the header's hash)."""
+        tip = self._tip
+        if not 1 <= height <= (0 if tip is None else tip.height):
+            return None
+        if self._backfilled < height < self._history_from - 1:
+            return None  # below a snapshot, not back-filled yet
+        cached = self._blocks.get(height)
+        if cached is not None:
+            self._blocks.move_to_end(height)
+            return cached
+        header_bytes, cert = self._read_block(height)
+        block = (header_bytes, decode_stored_header(header_bytes, height), cert)
+        self._blocks[height] = block
+        if len(self._blocks) > BLOCK_CACHE:
+            self._blocks.popitem(last=False)
+        return block
+
+    def _read_block(self, height: int) -> tuple[bytes, Certificate]:
+        header_bytes = self._store.get(schema.header_key(height))
+        cert_bytes = self._store.get(schema.certificate_key(height))
+        if header_bytes is None or cert_bytes is None:
+            raise StorageCorruption(f"block {height} is not fully stored "
+                                    "(header or certificate missing)")
+        try:
+            cert = certificate_from_bytes(cert_bytes)
+        except VerificationError as exc:
+            raise StorageCorruption(f"certificate of block {height} is damaged: {exc}") from None
+        if cert.height != height or not digest_equal(cert.block, H(header_bytes)):
+            raise StorageCorruption(f"header of block {height} does not match its certificate")
+        return header_bytes, cert
+
+    def header_bytes(self, height: int) -> bytes | None:
+        block = self._block(height)
+        return None if block is None else block[0]
+
+    def header(self, height: int) -> Header | None:
+        block = self._block(height)
+        return None if block is None else block[1]
+
+    def certificate(self, height: int) -> Certificate | None:
+        block = self._block(height)
+        return None if block is None else block[2]
+
+    def _leaf_range(self, height: int) -> range:
+        header = self.header(height)
+        if header is None:
+            raise NotFound(f"no block at height {height}")
+        return range(header.log_size - header.tx_count, header.log_size)
+
+    def block_envelopes(self, height: int) -> list[bytes]:
+        """The envelopes of block ``height`` in log order (NotFound if none),
+        each checked against its leaf hash as :meth:`envelope_at` does."""
+        return self._envelopes(self._leaf_range(height))
+
+    def block_record_ids(self, height: int) -> list[bytes]:
+        """The record ids of block ``height`` in log order (NotFound if none)."""
+        leaves = self._leaf_range(height)
+        return [stored_record_id(env, i) for i, env in zip(leaves, self._envelopes(leaves))]
+
+    def _envelopes(self, leaves: range) -> list[bytes]:
+        """The envelopes at ``leaves`` in one range scan (whole blocks are
+        read to serve catch-up and block listings), leaf hashes tile by tile."""
+        if not leaves:
+            return []
+        hashes = self.log.leaf_hashes(leaves.start, leaves.stop)
+        out: list[bytes] = []
+        scan = self._store.iterate(schema.ENVELOPE, start=schema.envelope_key(leaves.start))
+        for index, expected, (key, envelope) in zip(leaves, hashes, scan):
+            if key != schema.envelope_key(index):
+                break  # a gap: reported below with the first missing index
+            out.append(matching_leaf(index, envelope, expected))
+        if len(out) != len(leaves):
+            raise StorageCorruption(f"envelope at leaf {leaves.start + len(out)} is missing")
+        return out
 
     def envelope_at(self, leaf_index: int) -> bytes:
         """The envelope at ``leaf_index``, checked against its stored leaf hash."""
@@ -145,6 +230,16 @@ class ChainRecords:
             if len(out) >= limit:
                 break
         return out
+
+
+def decode_stored_header(header_bytes: bytes, height: int) -> Header:
+    try:
+        header = decode_header(header_bytes)
+    except VerificationError as exc:
+        raise StorageCorruption(f"header {height} is damaged: {exc}") from None
+    if header.height != height:
+        raise StorageCorruption(f"header stored at height {height} says {header.height}")
+    return header
 
 
 def matching_leaf(leaf_index: int, envelope: bytes, expected: bytes) -> bytes:
