@@ -7,6 +7,7 @@
     simulate --runs N --validators 4|7 --byzantine K [--behaviour B] [--start-seed S] [--json F]
     simulate --enumerate [--validators 4|7] [--bound K] [--steps S] [--cuts C] [--blocks B] [--broken X]
                                            [--workers W]: W processes, the same result
+                                           [--one-by-one]: each scenario from scratch (no shared prefixes)
     simulate --scenario SPEC [-v] [--broken X]   replay one enumerated Twins scenario
 
 A campaign stops at the first invariant violation, prints its seed and the
@@ -142,7 +143,7 @@ def _replay(spec: str, broken: str | None, verbose: bool) -> int:
 
 def _enumerate(n: int, bound: int | None, steps: int, cuts: int, blocks: int, faults: tuple[str, ...],
                broken: str | None, start: int, json_path: str | None, keep_going: bool,
-               workers: int = 1) -> int:
+               workers: int = 1, one_by_one: bool = False) -> int:
     # A long campaign stopped with Ctrl-C or SIGTERM (e.g. `timeout 1200 ...`) still
     # reports, and writes --json for, the scenarios it ran.
     signal.signal(signal.SIGINT, signal.default_int_handler)
@@ -155,11 +156,11 @@ def _enumerate(n: int, bound: int | None, steps: int, cuts: int, blocks: int, fa
     if workers > 1:
         result = run_enumeration_parallel(n, bound, factory, workers, max_steps=steps, max_blocks=blocks,
                                           faults=faults, max_cuts=cuts, start=start, progress=progress,
-                                          every=5000, keep_going=keep_going)
+                                          every=5000, keep_going=keep_going, one_by_one=one_by_one)
     else:
         result = run_enumeration(n, bound, factory, max_steps=steps, max_blocks=blocks, faults=faults,
                                  max_cuts=cuts, start=start, progress=progress, every=5000,
-                                 keep_going=keep_going)
+                                 keep_going=keep_going, one_by_one=one_by_one)
     print(f"enumerated n={n} steps<={steps} cuts<={cuts} blocks<={blocks} faults={','.join(faults)} "
                   f"bound={bound if bound is not None else 'all'} broken={broken or '-'}: "
                   f"{result.scenarios} scenarios in {result.seconds:.1f}s ({result.rate:.1f} scenarios/s), "
@@ -218,11 +219,13 @@ def _enumerate(n: int, bound: int | None, steps: int, cuts: int, blocks: int, fa
 @click.option("--start", type=int, default=0, show_default=True, help="Skip this many enumerated scenarios.")
 @click.option("--workers", type=click.IntRange(1, 64), default=1, show_default=True,
               help="Enumerate on this many processes (same result as one).")
+@click.option("--one-by-one", is_flag=True,
+              help="Enumerate: run each scenario from scratch instead of sharing prefixes (same result, slower).")
 @click.option("--scenario", "spec", default=None, help="Replay one enumerated scenario (its printed spec).")
 def main(seed: int | None, runs: int | None, epochs: bool, start_seed: int, n: str, byzantine: int | None,
          behaviour: str, broken: str | None, json_path: str | None, keep_going: bool, verbose: bool,
          enumerate_: bool, bound: int | None, steps: int, cuts: int, blocks: int, faults: str, start: int,
-         spec: str | None, workers: int) -> None:
+         spec: str | None, workers: int, one_by_one: bool) -> None:
     size = int(n)
     if spec is not None:
         sys.exit(_replay(spec, broken, verbose))
@@ -231,7 +234,7 @@ def main(seed: int | None, runs: int | None, epochs: bool, start_seed: int, n: s
         if not chosen or any(f not in FAULTS for f in chosen):
             raise click.BadParameter(f"choose from {', '.join(FAULTS)}", param_hint="--faults")
         sys.exit(_enumerate(size, bound, steps, cuts, blocks, chosen, broken, start, json_path, keep_going,
-                           workers))
+                           workers, one_by_one))
     faulty = (size - 1) // 3 if byzantine is None else byzantine
     if seed is not None:
         if epochs:

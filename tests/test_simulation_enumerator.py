@@ -226,3 +226,61 @@ def test_workers_give_the_serial_result() -> None:
     assert bad_split.violation[0] == bad.violation[0] and bad_split.scenarios == bad.scenarios
     assert bad_split.violation[2].violations == bad.violation[2].violations
     assert bad_split.by_cuts == bad.by_cuts and bad_split.violating == 1
+
+
+def test_shared_prefixes_give_every_scenario_its_own_result() -> None:
+    """Differential: the shared-prefix run (shared.py: each common prefix
+    simulated once, a fork where plans part) gives every plan exactly the
+    result it gets alone - violations, trace and all - across plain, forged
+    and epoch plans, one and two twins, the correct and a broken replica."""
+    from consensus.simulation.shared import run_plans
+
+    sources = [
+        (enumerate_plans(4), 1950, 120, None),  # one and two cut steps, forgers
+        (enumerate_plans(4, faults=("epochs",)), 0, 40, None),
+        (enumerate_plans(7, max_steps=3, max_cuts=1), 0, 30, None),
+        (enumerate_plans(4, faults=("twins",)), 0, 80, BROKEN["double-count"]),
+        (enumerate_plans(4, faults=("twins",)), 2400, 60, BROKEN["ignore-lock"]),
+    ]
+    violating = 0
+    for (plans_in, start, count, broken), fork_after in zip(sources, (None, 0, 40, None, 150)):
+        plans = list(itertools.islice(plans_in, start, start + count))
+        shared, runs = run_plans(plans, broken, fork_after=fork_after)
+        alone = [run_plan(p, broken) for p in plans]
+        for plan, a, b in zip(plans, alone, shared):
+            assert a == b, plan.spec()
+        assert 0 < runs <= len(plans)
+        violating += sum(1 for r in alone if not r.ok)
+    assert violating > 0  # the comparison covered violations too
+
+
+def test_scenarios_the_network_never_tells_apart_share_a_run() -> None:
+    """One cut step after a whole round 0: height 1 is decided in round 0,
+    no frame is judged by a later step's partition, and one run serves
+    every such plan (each still gets its own result, naming it)."""
+    from consensus.simulation.shared import run_group
+
+    plans = [p for p in itertools.islice(enumerate_plans(4, faults=("twins",)), 137, 300)
+             if p.twins == (2,)][:12]
+    cut_steps = [[k for k, part in enumerate(p.rounds) if len(part) > 1] for p in plans]
+    assert len(plans) == 12 and all(len(c) == 1 and c[0] >= 3 for c in cut_steps)
+    results, runs = run_group(plans)
+    assert runs == 1
+    assert [r.summary for r in results] == [f"twins scenario {p.spec()}" for p in plans]
+    assert all(r == run_plan(p) for p, r in zip(plans, results))
+
+
+def test_shared_enumeration_gives_the_one_by_one_summary() -> None:
+    for broken, bound in ((None, 150), (BROKEN["double-count"], 200)):
+        shared = run_enumeration(4, bound, broken, faults=("twins",), keep_going=True, start=20)
+        alone = run_enumeration(4, bound, broken, faults=("twins",), keep_going=True, start=20,
+                                one_by_one=True)
+        assert (shared.scenarios, shared.by_cuts, shared.violating) == \
+            (alone.scenarios, alone.by_cuts, alone.violating)
+        assert shared.runs < alone.runs == alone.scenarios
+        if broken is None:
+            assert shared.violation is None and alone.violation is None
+        else:
+            assert shared.violation is not None and alone.violation is not None
+            assert shared.violation[:2] == alone.violation[:2]
+            assert shared.violation[2] == alone.violation[2]  # trace included

@@ -63,6 +63,7 @@ from ledger.genesis import max_faulty
 
 from .mutations import FORGE_KINDS
 from .node import MachineFactory
+from .shared import run_plans
 from .twins import STEPS, Partition, TwinsPlan, run_plan
 from .world import RunResult
 
@@ -242,10 +243,26 @@ class EnumerationResult:
     violating: int = 0  # scenarios with a violation (more than one only with keep_going)
     interrupted: bool = False  # stopped by Ctrl-C / SIGINT before the bound
     by_cuts: dict[int, int] = field(default_factory=dict)
+    runs: int = 0  # runs simulated for them: scenarios the network never tells apart share one (shared.py)
 
     @property
     def rate(self) -> float:
         return self.scenarios / self.seconds if self.seconds else 0.0
+
+
+FIRST_CHUNK = 16  # the shared-prefix run takes scenarios in chunks this size, doubling up to
+MAX_CHUNK = 4096  # this: early violations are found early, long runs share the most
+
+
+def chunks(plans: Iterator[TwinsPlan], first: int = FIRST_CHUNK, largest: int = MAX_CHUNK
+           ) -> Iterator[list[TwinsPlan]]:
+    size = first
+    while True:
+        chunk = list(itertools.islice(plans, size))
+        if not chunk:
+            return
+        yield chunk
+        size = min(2 * size, largest)
 
 
 def run_enumeration(n: int, bound: int | None, broken: MachineFactory | None = None,
@@ -253,31 +270,53 @@ def run_enumeration(n: int, bound: int | None, broken: MachineFactory | None = N
                     faults: tuple[str, ...] = FAULTS, max_cuts: int = DEFAULT_CUTS, start: int = 0,
                     progress: Callable[[EnumerationResult], None] | None = None,
                     every: int = 1000, keep_going: bool = False,
-                    plans_from: PlanSource | None = None) -> EnumerationResult:
+                    plans_from: PlanSource | None = None, one_by_one: bool = False) -> EnumerationResult:
     """Run scenarios ``start .. start + bound - 1`` (all from ``start`` if
     ``bound`` is None); stop at the first violation unless ``keep_going``.
-    ``plans_from`` replaces the scenario list (default: :func:`enumerate_plans`)."""
+    ``plans_from`` replaces the scenario list (default: :func:`enumerate_plans`).
+    Scenarios run in chunks with shared prefixes (``shared.py``: the same
+    results, each shared prefix simulated once); ``one_by_one`` runs each
+    from scratch with :func:`~.twins.run_plan` instead."""
     result = EnumerationResult()
     began = time.perf_counter()
     stop = None if bound is None else start + bound
     source = plans_from or default_plans(n, max_steps, max_blocks, faults, max_cuts)
     plans = itertools.islice(source(), start, stop)
+    batches: Iterator[list[TwinsPlan]] = ([p] for p in plans) if one_by_one else chunks(plans)
+    index = start
     try:
-        for index, plan in enumerate(plans, start):
-            outcome = run_plan(plan, broken)
-            result.scenarios += 1
-            c = sum(1 for p in plan.rounds if len(p) > 1)
-            result.by_cuts[c] = result.by_cuts.get(c, 0) + 1
-            if not outcome.ok:
-                result.violating += 1
-                if result.violation is None:
-                    result.violation = (index, plan, outcome)
-                if not keep_going:
-                    break
-            if progress is not None and result.scenarios % every == 0:
-                result.seconds = time.perf_counter() - began
-                progress(result)
+        for batch in batches:
+            outcomes, runs = ([run_plan(batch[0], broken)], 1) if one_by_one else \
+                run_plans(batch, broken, passing_traces=False)
+            result.runs += runs
+            for plan, outcome in zip(batch, outcomes):
+                if _count(result, index, plan, outcome, keep_going):
+                    raise _Stop
+                index += 1
+                if progress is not None and result.scenarios % every == 0:
+                    result.seconds = time.perf_counter() - began
+                    progress(result)
+    except _Stop:
+        pass
     except KeyboardInterrupt:  # a long campaign stopped by hand still reports what it ran
         result.interrupted = True
     result.seconds = time.perf_counter() - began
     return result
+
+
+class _Stop(Exception):
+    pass
+
+
+def _count(result: EnumerationResult, index: int, plan: TwinsPlan, outcome: RunResult,
+           keep_going: bool) -> bool:
+    """Add one scenario's outcome; True: stop here (its violation ends the run)."""
+    result.scenarios += 1
+    c = sum(1 for p in plan.rounds if len(p) > 1)
+    result.by_cuts[c] = result.by_cuts.get(c, 0) + 1
+    if outcome.ok:
+        return False
+    result.violating += 1
+    if result.violation is None:
+        result.violation = (index, plan, outcome)
+    return not keep_going
