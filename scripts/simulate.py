@@ -165,11 +165,12 @@ def _enumerate(n: int, bound: int | None, steps: int, cuts: int, blocks: int, fa
                   f"bound={bound if bound is not None else 'all'} broken={broken or '-'}: "
                   f"{result.scenarios} scenarios in {result.seconds:.1f}s ({result.rate:.1f} scenarios/s), "
                   f"by number of cut steps {dict(sorted(result.by_cuts.items()))}, "
-                  f"{result.violating} with a violation" + (" (interrupted)" if result.interrupted else ""))
+                  f"{result.runs} runs simulated for them, {result.violating} with a violation" + (" (interrupted)" if result.interrupted else ""))
     summary: dict[str, object] = {"validators": n, "bound": bound, "steps": steps, "cuts": cuts, "blocks": blocks,
                                   "faults": list(faults), "broken": broken or "", "start": start,
                                   "scenarios": result.scenarios, "seconds": round(result.seconds, 2),
-                                  "scenarios_per_second": round(result.rate, 2), "violating": result.violating,
+                                  "scenarios_per_second": round(result.rate, 2), "runs": result.runs,
+                                  "violating": result.violating,
                                   "interrupted": result.interrupted,
                                   "violation": None}
     if result.violation is not None:

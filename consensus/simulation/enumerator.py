@@ -131,16 +131,21 @@ def twin_sets(n: int, f: int, lead: frozenset[int]) -> list[tuple[int, ...]]:
 BlockKey = tuple[int, tuple[int, ...], int, int]
 
 
+@lru_cache(maxsize=1 << 16)
+def _block_key(n: int, twins: tuple[int, ...], lead: frozenset[int], block: frozenset[int],
+               role: int) -> BlockKey:
+    """What relabelling non-leaders or twin instances cannot change about a block."""
+    vals = [e if e < n else twins[e - n] if e < n + len(twins) else n for e in block]  # validator_of
+    led = tuple(sorted(v for v in vals if v in lead))
+    free_twins = sum(1 for v in vals if v not in lead and v in twins)
+    free_honest = sum(1 for v in vals if v not in lead and v not in twins)
+    return role, led, free_honest, free_twins
+
+
 def is_normal(plan: TwinsPlan, lead: frozenset[int]) -> bool:
     """The scenario is the normal form of its symmetry class (see module doc)."""
     n, twins = plan.n, plan.twins
-
-    def key(block: frozenset[int], role: int) -> BlockKey:
-        vals = [plan.validator_of(e) for e in block]
-        led = tuple(sorted(v for v in vals if v in lead))
-        free_twins = sum(1 for v in vals if v not in lead and v in twins)
-        free_honest = sum(1 for v in vals if v not in lead and v not in twins)
-        return role, led, free_honest, free_twins
+    key = partial(_block_key, n, twins, lead)
 
     column: dict[int, tuple[BlockKey, ...]] = {e: () for e in range(plan.endpoints)}
     for r, partition in enumerate(plan.rounds):
