@@ -217,3 +217,33 @@ def test_a_tampered_trip_fails_at_its_step() -> None:
     with pytest.raises(AlertNotInTrace):
         check_breaker_proof(item, without, chain.genesis)
     assert step({**item, "extra": 1}) == "bundle"
+
+
+def test_the_sdk_follows_a_cut_trace_through_the_trip_alerts() -> None:
+    """A node's bounded answers (one bundle each) name the trip's alerts in
+    ``frontier``; the SDK asks again from them (client/trace.py) and the
+    merged trace holds the whole case, which verifies."""
+    from client.trace import follow_trace
+
+    chain, held, (flagged, last) = _case()
+
+    async def fetch(rid: str, depth: int | None, limit: int, after: str | None) -> dict[str, Any]:
+        query = trace.TraceQuery(bytes.fromhex(rid), 64 if depth is None else depth, limit,
+                                 None if after is None else bytes.fromhex(after))
+        return await trace.build_trace(chain, query, trace.TraceLimits(max_nodes=1))
+
+    doc = asyncio.run(follow_trace(fetch, held.id.hex()))
+    assert [t["record"] for t in doc["breakers"]] == [held.id.hex()]
+    assert doc["frontier"] == [] and "truncated" not in doc
+    hops = _hops(doc, chain)
+    assert {held.id, last.id, flagged.id} <= set(hops)
+    by_hex = {rid.hex(): TraceHop(rid.hex(), v, []) for rid, v in hops.items()}
+    assert set(_trips(doc["breakers"], by_hex, chain.genesis, partial=False)) == {held.id.hex()}
+    # With depth 0 the alerts lie beyond it: the trip is left unchecked, not invalid.
+    shallow = asyncio.run(follow_trace(fetch, held.id.hex(), 0))
+    assert [b["record_id"] for b in shallow["bundles"]] == [held.id.hex()]
+    shallow_hops = {rid.hex(): TraceHop(rid.hex(), v, [])
+                    for rid, v in _hops(shallow, chain).items()}
+    assert _trips(shallow.get("breakers", []), shallow_hops, chain.genesis, partial=True) == {}
+    with pytest.raises(AlertNotInTrace):
+        _trips(shallow.get("breakers", []), shallow_hops, chain.genesis, partial=False)
