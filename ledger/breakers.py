@@ -12,8 +12,10 @@ States: ``closed``; ``open`` from the block whose alerts trip it until
 ``breaker_cooldown_ms`` of block time later; then ``half_open`` (records in
 scope pass again, and the next qualifying alert in the scope opens it
 again); ``closed`` again by a ``risk.breaker.close`` record naming it.  Each
-transition is kept with the ids of the records that caused it, so it is
-provable from their bundles.
+transition is kept with the ids of the records that caused it, and the
+block that makes it commits it as a breaker entry under its verdict root
+(:mod:`ledger.breaker_entries`; :meth:`Breakers.preview` gives a candidate
+block's transitions without applying it).
 
 :meth:`Breakers.is_open` is the input a policy's verdict reads (open:
 ``review`` instead of ``allow``).  The caller supplies ``lookup``, which
