@@ -1,4 +1,4 @@
-"""Routing peer frames: consensus messages, compact proposals, gossip and
+"""Routing peer frames: consensus messages, compact proposals and decisions, gossip and
 checkpoint signatures between the transport and the node's components.
 
 A mixin of :class:`node.app.Node` (kept apart to keep that module short);
@@ -11,9 +11,10 @@ import asyncio
 import logging
 from typing import TYPE_CHECKING
 
-from consensus import received
+from consensus import Decision, received
 from ledger.chain import ChainStore
 from ledger.errors import LedgerError
+from ledger.records import Envelope
 
 from . import peer_messages
 from .assembly import ProposalAssembler, compact_proposal, decode_compact, split_leaves
@@ -79,6 +80,8 @@ class PeerRouting:
             msg = peer_messages.decode(body)
             if isinstance(msg, CompactProposal):
                 proposal, leaves = decode_compact(msg.message, msg.leaves)
+                if isinstance(proposal, Decision) and proposal.height <= self.chain.height:
+                    return  # a decision for a block committed here (node/wire.py)
                 whole = self.assembler.offer(peer, proposal, leaves, now_ms())
                 if whole is not None:
                     self.driver.feed_peer(received(whole, now_ms()))
@@ -97,8 +100,7 @@ class PeerRouting:
                 except asyncio.QueueFull:
                     self.metrics.frames_dropped.labels(reason="gossip_backlog").inc()
             elif isinstance(msg, Want):
-                have = [env.envelope_bytes for leaf in split_leaves(msg.leaves)
-                        if (env := self.mempool.by_leaf(leaf)) is not None]
+                have = self._wanted(split_leaves(msg.leaves))
                 self.metrics.envelopes_fetch_served.inc(len(have))
                 self.transport.send(peer, peer_messages.encode(Fetched(tuple(have))))
             elif isinstance(msg, Fetched):
@@ -123,6 +125,24 @@ class PeerRouting:
             # consensus and envelope decoders raise their own.
             self.metrics.frames_dropped.labels(reason="bad_message").inc()
             log.info("dropped a bad message from validator %d: %s", peer, exc)
+
+    def _wanted(self, leaves: list[bytes]) -> list[bytes]:
+        """The envelopes with these leaf hashes this node can send: pending
+        here, or in the block it decided last (a compact decision's
+        receiver asks for those, node/assembly.py)."""
+        assert self.driver is not None
+        decided: dict[bytes, Envelope] | None = None
+        have = []
+        for leaf in leaves:
+            env = self.mempool.by_leaf(leaf)
+            if env is None:
+                if decided is None:
+                    last = self.driver.machine.last_decision
+                    decided = {} if last is None else {e.leaf_hash: e for e in last.envelopes}
+                env = decided.get(leaf)
+            if env is not None:
+                have.append(env.envelope_bytes)
+        return have
 
     def _send_cosign(self, height: int, sig: bytes) -> None:
         if self.transport is not None:

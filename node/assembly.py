@@ -21,6 +21,13 @@ sent the proposal.  A proposal that never completes is simply never seen by
 the consensus machine, which then times out of the round as it would for a
 lost proposal.
 
+A decision (the block and certificate a validator sends a peer still at the
+height it decided) travels compact the same way: the laggard validated the
+block's proposal, so its mempool holds the envelopes unless it has committed
+the block meanwhile (then the decision is stale and dropped on arrival).
+Its missing envelopes are fetched like a proposal's; the sender answers from
+its mempool or, the block being committed there, from the decision it keeps.
+
 :class:`ProposalAssembler` is sans-I/O like the consensus machine: the node
 feeds it frames, admissions and clock ticks and carries out what it returns.
 """
@@ -32,7 +39,7 @@ from collections import OrderedDict
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 
-from consensus import Proposal, decode_message
+from consensus import Decision, Proposal, decode_message
 from consensus.messages import MAX_BLOCK_ENVELOPES, MAX_MESSAGE_BYTES
 from ledger.encoding import canonical, decode_committed
 from ledger.errors import BadEncoding
@@ -50,18 +57,19 @@ MAX_BUSY_WAIT_MS = 2_000
 
 
 def compact_proposal(message: bytes) -> tuple[bytes, bytes] | None:
-    """Split an encoded proposal into (message with no envelopes, leaf hashes).
+    """Split an encoded proposal or decision into (message with no
+    envelopes, leaf hashes).
 
-    Returns None for any other consensus message, which travels unchanged.
+    Returns None for a vote, which travels unchanged.
     Works on bytes, not on a :class:`Proposal`, so that it also applies to
     whatever a test-only Byzantine sender re-encodes.  The bytes are this
     node's own ``encode_message`` output, so they are not proven canonical
     again here (the receiver's decoder does that).
     """
-    if message[:1] == b"\x84":  # a map of 4 keys: a vote or a decision, not decoded here
+    if message[:2] == b"\x84\xa3":  # a map of 4 keys, "sig" first: a vote, not decoded here
         return None
     value = decode_committed(message)
-    if not isinstance(value, dict) or value.get("t") != "proposal":
+    if not isinstance(value, dict) or value.get("t") not in ("proposal", "decision"):
         return None
     envelopes = value["envelopes"]
     value["envelopes"] = []
@@ -81,19 +89,29 @@ def split_leaves(leaves: bytes) -> list[bytes]:
     return [leaves[i:i + HASH_LEN] for i in range(0, len(leaves), HASH_LEN)]
 
 
-def decode_compact(message: bytes, leaves: bytes) -> tuple[Proposal, list[bytes]]:
-    """Decode a compact proposal: the message (checked by the consensus
-    decoder, envelope list empty) and its leaf hashes."""
+Block = Proposal | Decision
+
+
+def decode_compact(message: bytes, leaves: bytes) -> tuple[Block, list[bytes]]:
+    """Decode a compact proposal or decision: the message (checked by the
+    consensus decoder, envelope list empty) and its leaf hashes."""
     decoded = decode_message(message, max_size=MAX_MESSAGE_BYTES)
-    if not isinstance(decoded, Proposal) or decoded.envelopes:
+    if not isinstance(decoded, (Proposal, Decision)) or decoded.envelopes:
         raise BadEncoding("a compact proposal carries leaf hashes, not envelopes")
     return decoded, split_leaves(leaves)
+
+
+def _key(block: Block) -> tuple[int, int, bytes]:
+    """What tells parked messages apart: height, round, block hash."""
+    if isinstance(block, Proposal):
+        return block.height, block.round, block.block_hash
+    return block.height, block.certificate.round, block.header.hash
 
 
 @dataclass
 class _Parked:
     peer: int
-    proposal: Proposal
+    proposal: Block
     leaves: list[bytes]
     missing: set[bytes]
     found: dict[bytes, Envelope] = field(default_factory=dict)
@@ -139,9 +157,10 @@ class ProposalAssembler:
     def __len__(self) -> int:
         return len(self._parked)
 
-    def offer(self, peer: int, proposal: Proposal, leaves: list[bytes],
-              now_ms: int) -> Proposal | None:
-        """The complete proposal if every leaf is known here; otherwise park it."""
+    def offer(self, peer: int, proposal: Block, leaves: list[bytes],
+              now_ms: int) -> Block | None:
+        """The complete proposal (or decision) if every leaf is known here;
+        otherwise park it."""
         found: dict[bytes, Envelope] = {}
         missing: set[bytes] = set()
         for leaf in leaves:
@@ -153,7 +172,7 @@ class ProposalAssembler:
         if not missing:
             self.stats.immediate += 1
             return _complete(proposal, leaves, found)
-        key = (proposal.height, proposal.round, proposal.block_hash)
+        key = _key(proposal)
         if key in self._parked:
             return None  # a duplicate of one already waiting
         parked = _Parked(peer, proposal, leaves, missing, found, now_ms,
@@ -185,12 +204,12 @@ class ProposalAssembler:
                 parked.found[leaf] = env
 
     def poll(self, now_ms: int, height: int, *, admission_busy: bool = False
-             ) -> tuple[list[Proposal], list[Fetch]]:
+             ) -> tuple[list[Block], list[Fetch]]:
         """Hand over completed proposals; drop those below ``height`` (the
         machine's current height) or too old; and return the fetches that
         are due (none while ``admission_busy``, unless a proposal has waited
         :data:`MAX_BUSY_WAIT_MS`)."""
-        ready: list[Proposal] = []
+        ready: list[Block] = []
         fetches: list[Fetch] = []
         for key, parked in list(self._parked.items()):
             if parked.proposal.height < height or now_ms - parked.parked_ms > MAX_PARKED_AGE_MS:
@@ -272,6 +291,6 @@ class ProposalAssembler:
                         del self._wanted[leaf]
 
 
-def _complete(proposal: Proposal, leaves: list[bytes], found: dict[bytes, Envelope]) -> Proposal:
+def _complete(proposal: Block, leaves: list[bytes], found: dict[bytes, Envelope]) -> Block:
     return dataclasses.replace(proposal, envelopes=tuple(found[leaf] for leaf in leaves))
 

@@ -9,7 +9,7 @@ sends and expects:
 kind       t     fields
 =========  ====  ==========================================================
 consensus  c     ``m``: a consensus message (consensus/messages.py)
-compact    c     ``m``: a proposal with no envelopes, ``l``: the leaf hashes
+compact    c     ``m``: a proposal or decision with no envelopes, ``l``: the leaf hashes
                  of its envelopes, concatenated (node/assembly.py)
 records    r     ``e``: [envelope bytes] gossiped by a validator
 status     s     ``h``: the sender's committed height

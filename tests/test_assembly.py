@@ -67,14 +67,40 @@ def test_other_messages_travel_unchanged(block):
     _, keys, _ = make_genesis()
     vote = sign_vote(Vote("prevote", proposal.header.chain, 1, 0, proposal.block_hash), 0, keys[0])
     assert compact_proposal(encode_message(vote)) is None
-    # a decision travels whole, and is not decoded to find that out
-    from consensus import Decision
-    from helpers import certify
+    assert encode_message(vote)[:2] == b"\x84\xa3"  # told apart without decoding it
 
-    decision = encode_message(Decision(proposal.header, proposal.envelopes,
-                                       certify(proposal.header, keys, make_genesis()[0])))
-    assert decision[:1] == b"\x84"
-    assert compact_proposal(decision) is None
+
+def test_a_decision_travels_compact_and_reassembles_to_the_same_decision(block):
+    from consensus import Decision
+    from tests.helpers import certify
+
+    _, proposal, envs = block
+    doc, keys, _ = make_genesis()
+    decision = Decision(proposal.header, proposal.envelopes,
+                        certify(proposal.header, keys, doc, round=3))
+    message = encode_message(decision)
+    compact = compact_proposal(message)
+    assert compact is not None
+    bare, leaves = compact
+    assert len(bare) + len(leaves) < len(message)
+    parsed, leaf_list = decode_compact(bare, leaves)
+    assert isinstance(parsed, Decision) and parsed.envelopes == ()
+    # every envelope known here: complete at once
+    whole = assembler({e.leaf_hash: e for e in envs}).offer(1, parsed, leaf_list, now_ms=0)
+    assert whole is not None and encode_message(whole) == message
+    # some missing: parked apart from a proposal of the same block, fetched, completed
+    asm = assembler({e.leaf_hash: e for e in envs[2:]})
+    assert asm.offer(1, parsed, leaf_list, now_ms=0) is None
+    assert asm.offer(2, proposal.__class__(proposal.header, (), proposal.round, proposal.pol_round,
+                                           proposal.sig, proposal.pol),
+                     leaf_list, now_ms=0) is None
+    assert len(asm) == 2
+    ready, fetches = asm.poll(FETCH_AFTER, 1)
+    assert ready == [] and {f.peer for f in fetches} == {1, 2}
+    assert asm.deliver([e.envelope_bytes for e in envs[:2]]) == 2
+    ready, _ = asm.poll(FETCH_AFTER + 1, 1)
+    assert sorted(encode_message(m) for m in ready) == sorted(
+        [message, encode_message(proposal)])
 
 
 def test_missing_envelopes_park_the_proposal_until_gossip_admits_them(block):
