@@ -59,8 +59,13 @@ REVIEW_QUEUE_BUCKETS = (1.0, 10.0, 60.0, 300.0, 900.0, 3600.0, 14_400.0, 86_400.
 ASSEMBLY_OUTCOMES = ("immediate", "parked", "completed", "dropped", "fetches", "fetched")
 
 # Request-latency children kept at hand (route, method, status); past this
-# many label sets (clients choose methods) the registry's own lookup is used.
+# many label sets the registry's own lookup is used.
 _REQUEST_CHILDREN = 1024
+# The method label: RFC 9110's methods and PATCH; any other method a client
+# sends is "other".  aiohttp's parser passes dozens more (WebDAV's, RTSP's,
+# ...), and each would be a label set on every route, kept for good.
+REQUEST_METHODS = frozenset(("GET", "HEAD", "POST", "PUT", "DELETE", "CONNECT", "OPTIONS",
+                             "TRACE", "PATCH"))
 _LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
 # Submit-to-commit spans at least one consensus round and, under load or
 # during a view change, tens of seconds.
@@ -256,6 +261,8 @@ class Metrics:
     def observe_request(self, route: str, method: str, status: int, seconds: float) -> None:
         """One HTTP request's latency.  The labelled child is looked up once per
         label set: ``labels()`` builds a key and takes a lock on every call."""
+        if method not in REQUEST_METHODS:
+            method = "other"
         key = (route, method, status)
         child = self._request_children.get(key)
         if child is None:
