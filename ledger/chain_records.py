@@ -39,8 +39,16 @@ class ChainRecords:
     log: MerkleLog
     _tip: Header | None
     _blocks: OrderedDict[int, tuple[bytes, Header, Certificate]]
-    _history_from: int  # (1, 0) for a store holding every block; see ChainStore.history_gap
+    _history_from: int  # with _backfilled: (1, 0) for a store holding every block
     _backfilled: int
+
+    @property
+    def history_gap(self) -> range:
+        """Heights whose blocks are not stored in full: empty unless the store
+        was started from a snapshot (ledger/statesync.py) and back-fill has
+        not reached it.  The header and certificate of the gap's top (the
+        snapshot height) are stored; nothing else of the gap is."""
+        return range(self._backfilled + 1, self._history_from)
 
     def _block(self, height: int) -> tuple[bytes, Header, Certificate] | None:
         """Header bytes, header and certificate at ``height``, checked against
@@ -48,7 +56,7 @@ class ChainRecords:
         tip = self._tip
         if not 1 <= height <= (0 if tip is None else tip.height):
             return None
-        if self._backfilled < height < self._history_from - 1:
+        if height in self.history_gap and height != self._history_from - 1:
             return None  # below a snapshot, not back-filled yet
         cached = self._blocks.get(height)
         if cached is not None:
