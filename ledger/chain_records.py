@@ -29,7 +29,7 @@ Location = tuple[int, int]  # (height, leaf_index)
 # nonce asked (else it reads each nonce: a walk costs a few reads to start).
 NONCE_WALK_MIN = 4
 NONCE_WALK_SPAN = 4
-BLOCK_CACHE = 1024  # decoded (header, certificate) pairs kept for proofs
+BLOCK_CACHE = 4096  # decoded (header, certificate) pairs kept for proofs
 
 
 class ChainRecords:

@@ -169,10 +169,19 @@ def _new_peaks(old: _Frontier, runs: list[Run], new_size: int) -> dict[tuple[int
     return peaks
 
 
-DEFAULT_NODE_CACHE = 1 << 16
+# 2^18 nodes (8 MiB of hashes): every stratum above 0 up to 2^25 leaves
+# (33M), stratum 1 being 152 tiles at 10M leaves - with 2^16, a proof at 10M
+# read a stratum-1 tile from the store too (docs/performance.md).
+DEFAULT_NODE_CACHE = 1 << 18
 # Past log sizes whose peak hashes and right folds are kept (a block's proofs
-# are against its own log size).  ~2 KB each at a million leaves.
-PAST_SIZE_CACHE = 1024
+# are against its own log size).  ~2 KB each at a million leaves; at 4000
+# records a block, 4096 sizes cover every block of a 16M-record log.
+PAST_SIZE_CACHE = 4096
+# Full tiles below the cached strata kept after a read, newest last: a
+# bundle reads its leaf's stratum-0 tile for the envelope's leaf hash and
+# again for the inclusion path (two calls), and an auditor asks for records
+# that lie close together.  Full tiles never change.  16 KiB each.
+RECENT_TILES = 64
 
 
 def cache_min_stratum(size: int, capacity: int) -> int:
@@ -197,10 +206,13 @@ class MerkleLog:
     reads one stratum-0 tile.
     """
 
-    def __init__(self, store: KeyValueStore, *, node_cache: int = DEFAULT_NODE_CACHE) -> None:
+    def __init__(self, store: KeyValueStore, *, node_cache: int = DEFAULT_NODE_CACHE,
+                 recent_tiles: int = RECENT_TILES) -> None:
         self._store = store
         self._cache_capacity = node_cache
         self._cache: dict[int, bytes] = {}
+        self._recent: dict[int, bytes] = {}
+        self._recent_capacity = recent_tiles
         self._cache_stratum = 1 << 8  # nothing is cached while loading
         self._past: dict[int, tuple[list[bytes], list[bytes | None]]] = {}
         self._state = self._load()
@@ -238,6 +250,7 @@ class MerkleLog:
         self._state = self._load()
         self._pending = None
         self._cache.clear()
+        self._recent.clear()
         self._past.clear()
         self._cache_stratum = cache_min_stratum(self._state.size, self._cache_capacity)
 
@@ -275,18 +288,23 @@ class MerkleLog:
         memo: dict[int, bytes] = {}
         cache, min_stratum, get, key = (self._cache, self._cache_stratum,
                                         self._store.get, schema.tile_key)
+        recent, recent_capacity = self._recent, self._recent_capacity
 
         def tile(stratum: int, index: int) -> bytes:
             slot = index << SLOT_SHIFT | stratum
             value = memo.get(slot)
             if value is None:
-                value = tails.get(slot) or cache.get(slot)
+                value = tails.get(slot) or cache.get(slot) or recent.get(slot)
                 if value is None:
                     value = get(key(stratum, index))
                     if value is None or len(value) != TILE_BYTES:
                         raise tile_error(value, stratum, index, TILE_BYTES)
                     if stratum >= min_stratum:
                         cache[slot] = value
+                    elif recent_capacity:
+                        if len(recent) >= recent_capacity:
+                            recent.pop(next(iter(recent), slot), None)  # the oldest
+                        recent[slot] = value
                 memo[slot] = value
             return value
 

@@ -580,7 +580,7 @@ def test_past_size_peaks_are_cached_bounded_and_cleared_on_reload(
     monkeypatch.setattr(ledger.log, "PAST_SIZE_CACHE", 4)
     counting = CountingStore(MemoryStore())
     leaves = build(counting, [700, 300, 1, 57, 2000])[1]
-    log = MerkleLog(counting, node_cache=0)  # every tile from the store
+    log = MerkleLog(counting, node_cache=0, recent_tiles=0)  # every tile from the store
     sizes = [700, 1000, 1001, 1058, 2222, 2700]
     for size in sizes:
         counting.reads = 0
@@ -594,3 +594,28 @@ def test_past_size_peaks_are_cached_bounded_and_cleared_on_reload(
     log.reload()
     assert not log._past
     assert log.inclusion_path(3, 700) == merkle.inclusion_path(3, leaves[:700])
+
+
+def test_recent_tiles_are_bounded_and_change_no_proof() -> None:
+    """Full tiles below the cached strata are kept after a read (newest
+    RECENT_TILES): paths and leaf hashes stay those of a log that reads
+    every tile from the store, and the memo never exceeds its bound."""
+    counting = CountingStore(MemoryStore())
+    leaves = build(counting, [5000, 3000, 1, 2000])[1]
+    memo = MerkleLog(counting, node_cache=0, recent_tiles=4)
+    plain = MerkleLog(counting, node_cache=0, recent_tiles=0)
+    rng = random.Random(11)
+    for _ in range(300):
+        i = rng.randrange(len(leaves))
+        size = rng.randrange(i + 1, len(leaves) + 1)
+        assert memo.leaf_hash(i) == plain.leaf_hash(i) == leaves[i]
+        assert memo.inclusion_path(i, size) == plain.inclusion_path(i, size)
+        assert len(memo._recent) <= 4
+    assert memo._recent and not plain._recent
+    # The second read of the same leaf's tile comes from the memo.
+    memo.leaf_hash(9)
+    counting.reads = 0
+    assert memo.inclusion_path(9, 4096) == merkle.inclusion_path(9, leaves[:4096])
+    assert counting.reads == 0
+    memo.reload()
+    assert not memo._recent
