@@ -38,6 +38,7 @@ from .chainapp import NodeApplication
 from .config import NodeConfig
 from .driver import Driver, evidence_json, now_ms
 from .failstop import FailStop, FailStopStore
+from .fdlimit import table_files_allowed
 from .durable import PendingWriter
 from .gctune import GcAccounting, tune_after_start
 from .health import Health
@@ -129,7 +130,7 @@ class Node(PeerRouting):
         leveldb = LevelDBStore(str(self.chain_dir),
                                lru_cache_size=storage.block_cache_bytes,
                                write_buffer_size=storage.write_buffer_bytes,
-                               max_open_files=storage.max_open_files,
+                               max_open_files=table_files_allowed(storage.max_open_files),
                                block_size=storage.block_size_bytes)
         store = FailStopStore(leveldb, self.fail)
         me = self.config.validator.index if self.config.validator is not None else -1

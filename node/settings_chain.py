@@ -187,14 +187,17 @@ class StorageSettings:
             "node's reads are random point lookups, so small blocks waste less; it applies "
             "to tables written from then on.")
 
-    # LevelDB keeps this many table files open (each memory-mapped, as
-    # LevelDB reads tables on 64-bit Linux); lower bounds the mapped
-    # pages at the cost of reopening tables on reads.  LevelDB raises
-    # anything below 74.
+    # LevelDB keeps this many table files open (the first 1000
+    # memory-mapped, as LevelDB reads tables on 64-bit Linux); a table
+    # past it is reopened on a read.  LevelDB raises anything below 74.
     max_open_files: int = setting(storage.DEFAULT_MAX_OPEN_FILES, lo=74, hi=50_000,
-        doc="Table files LevelDB keeps open (LevelDB raises anything below 74). Each open "
-            "table is memory-mapped, so lower values bound the mapped pages (page cache, "
-            "not the node's own memory) at a cost in proof rate.")
+        doc="Table files LevelDB keeps open (LevelDB raises anything below 74; ~170 per "
+            "million records). A table past it is reopened on each read, which costs a "
+            "proof several times its CPU once the store has more tables than this. The "
+            "first 1000 open tables are memory-mapped: lower values bound the mapped pages "
+            "(page cache, not the node's own memory). The node raises its open-files limit "
+            "to this plus 1024 (up to the hard limit; below it, fewer tables stay open and "
+            "the node warns at start).")
 
     # Nice value of LevelDB's flush/compaction thread once the node is at
     # the tip (Linux; 0 = as the node).  Flushes then use CPU the node

@@ -34,7 +34,7 @@ def test_overrides_replace_the_files_values(cluster: Path, tmp_path: Path) -> No
     assert cfg.data_dir == tmp_path / "store"
     assert cfg.timeout_ms("timeout_propose_ms") == 250
     # Keys not overridden keep the file's values or the defaults.
-    assert cfg.settings.gossip.batch == 500 and cfg.settings.storage.max_open_files == 1000
+    assert cfg.settings.gossip.batch == 500 and cfg.settings.storage.max_open_files == 4096
 
 
 def test_no_variables_change_nothing(cluster: Path) -> None:

@@ -31,7 +31,7 @@ def test_cluster_node_config_loads(cluster: Path) -> None:
     assert cfg.settings.limits.max_mempool == 20_000
     assert cfg.timeout_ms("timeout_propose_ms") == 3000  # from genesis params
     assert cfg.settings.http.header_timeout_ms == 10_000
-    assert cfg.settings.storage.max_open_files == 1000
+    assert cfg.settings.storage.max_open_files == 4096
     assert cfg.settings.storage.block_size_bytes == 1024
     assert cfg.settings.storage.compaction_nice == 19
     assert cfg.settings.limits.malloc_arenas == 2
