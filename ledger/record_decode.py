@@ -18,6 +18,7 @@ from .record_types import (
     RECORD_KEYS,
     RECORD_VERSION,
     Record,
+    new_record,
 )
 
 
@@ -109,7 +110,7 @@ def _decode_canonical_record(record_bytes: bytes) -> Record | None:
         # anything it does not handle, which the Python path then decides.
         fields = native.decode_record(record_bytes)
         if fields is not None:
-            return Record(*fields, record_bytes, H(record_bytes))
+            return new_record(*fields, record_bytes, H(record_bytes))
     try:
         value = _unpack(record_bytes)
         if type(value) is not dict or list(value) != _RECORD_KEY_ORDER:

@@ -122,6 +122,54 @@ if native is not None:
     native.set_classes(Record, Envelope)
 
 
+# Building the objects of a decoded record and batch envelope without the
+# dataclasses' ``__init__``: a frozen class's generated one sets each field
+# through ``object.__setattr__``, looked up again for every field, which was
+# a fifth of decoding a batch envelope (every validator decodes every record
+# it admits: docs/performance.md).  The slots' own descriptors set the same
+# fields in the same order, as the C decoder does for one-signature
+# envelopes (ledger/_native_decode.c); the objects are equal, field for
+# field, to those ``__init__`` builds (tests/test_batches.py).
+_new = object.__new__
+(_r_chain, _r_submitter, _r_nonce, _r_ts, _r_kind, _r_origin, _r_body, _r_parents,
+ _r_bytes, _r_id) = (getattr(Record, name).__set__ for name in (
+    "chain", "submitter", "nonce", "ts", "kind", "origin", "body", "parents",
+    "record_bytes", "id"))
+_e_record, _e_sig, _e_bytes, _e_leaf, _e_batch = (
+    getattr(BatchedEnvelope, name).__set__
+    for name in ("record", "sig", "envelope_bytes", "leaf_hash", "batch"))
+
+
+def new_record(chain: str, submitter: bytes, nonce: int, ts: int, kind: str,
+               origin: Mapping[str, str], body: Mapping[str, Any], parents: tuple[bytes, ...],
+               record_bytes: bytes, record_id: bytes) -> Record:
+    """``Record(...)`` for fields a decoder has checked."""
+    record: Record = _new(Record)
+    _r_chain(record, chain)
+    _r_submitter(record, submitter)
+    _r_nonce(record, nonce)
+    _r_ts(record, ts)
+    _r_kind(record, kind)
+    _r_origin(record, origin)
+    _r_body(record, body)
+    _r_parents(record, parents)
+    _r_bytes(record, record_bytes)
+    _r_id(record, record_id)
+    return record
+
+
+def new_batched_envelope(record: Record, sig: bytes, envelope_bytes: bytes,
+                         batch: BatchPosition) -> BatchedEnvelope:
+    """``BatchedEnvelope(...)`` (its leaf hash computed as ``__post_init__`` does)."""
+    envelope: BatchedEnvelope = _new(BatchedEnvelope)
+    _e_record(envelope, record)
+    _e_sig(envelope, sig)
+    _e_bytes(envelope, envelope_bytes)
+    _e_leaf(envelope, H(b"\x00" + envelope_bytes))
+    _e_batch(envelope, batch)
+    return envelope
+
+
 def _bytes_to_hex(value: Any) -> Any:
     if isinstance(value, bytes):
         return to_hex(value)

@@ -58,6 +58,7 @@ from .record_types import (
     Envelope as Envelope,
     MultiSignedEnvelope as MultiSignedEnvelope,
     Record as Record,
+    new_batched_envelope,
 )
 
 MAX_ENVELOPE_BYTES = 8 * 1024
@@ -208,8 +209,7 @@ def _canonical_batch_envelope(envelope_bytes: bytes, record_of: Callable[[bytes]
     if parts is None:
         return None
     position, record_bytes, sig = parts
-    return BatchedEnvelope(record=record_of(record_bytes), sig=sig,
-                           envelope_bytes=envelope_bytes, batch=position)
+    return new_batched_envelope(record_of(record_bytes), sig, envelope_bytes, position)
 
 
 def _decode_envelope_general(envelope_bytes: bytes) -> Envelope:

@@ -302,3 +302,32 @@ def test_batch_fast_path_corner_cases() -> None:
         assert outcome(decode_envelope, blob) == outcome(_decode_envelope_general, blob)
         with pytest.raises(LedgerError):
             decode_envelope(blob)
+
+
+def test_fast_built_objects_equal_those_init_builds() -> None:
+    """ledger.record_types.new_record / new_batched_envelope (the decoders'
+    constructors without ``__init__``): the same objects, field for field,
+    with the leaf hash ``__post_init__`` computes, and as frozen."""
+    import dataclasses
+
+    from ledger.record_types import Record, new_batched_envelope, new_record
+
+    for env in (BATCH[0], BATCH[6]):
+        fast = decode_envelope(env.envelope_bytes)
+        general = _decode_envelope_general(env.envelope_bytes)
+        assert type(fast) is type(general) is BatchedEnvelope
+        assert type(fast.record) is type(general.record) is Record
+        for a, b in ((fast, general), (fast.record, general.record)):
+            assert a == b and repr(a) == repr(b)
+            assert all(getattr(a, f.name) == getattr(b, f.name) for f in dataclasses.fields(a))
+        assert fast.leaf_hash == general.leaf_hash == env.leaf_hash
+        with pytest.raises(dataclasses.FrozenInstanceError):
+            fast.sig = b""  # type: ignore[misc]
+        with pytest.raises(dataclasses.FrozenInstanceError):
+            fast.record.nonce = 1  # type: ignore[misc]
+        r = general.record
+        rebuilt = new_record(r.chain, r.submitter, r.nonce, r.ts, r.kind, r.origin, r.body,
+                             r.parents, r.record_bytes, r.id)
+        assert rebuilt == r and repr(rebuilt) == repr(r)
+        again = new_batched_envelope(rebuilt, general.sig, general.envelope_bytes, general.batch)
+        assert again == general and again.leaf_hash == general.leaf_hash
