@@ -172,6 +172,7 @@ def test_an_account_takeover_is_flagged() -> None:
     assert all(score >= 0.5 for score, _ in payouts), payouts
     assert all(p["money_out_after_novelty"] == 35 and p["money_out_from_new_session"] == 40
                for _, p in payouts), payouts
+    assert not any("unknown_payee" in p for _, p in payouts)  # payouts leave the ledger: not counted
 
 
 def test_a_payout_after_travel_is_not_a_new_session() -> None:
