@@ -96,7 +96,9 @@ class _Rate:
 
 class BuiltinDetector:
     name = "builtin"
-    version = "1"
+    # Alerts carry it: a reviewer or auditor must know which scoring made an
+    # alert, so it changes whenever the same input would score differently.
+    version = "2"
 
     def __init__(self, thresholds: tuple[int, ...] = DEFAULT_THRESHOLDS, horizon_ms: int = 90 * DAY) -> None:
         self.thresholds = tuple(sorted(thresholds))
