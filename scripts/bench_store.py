@@ -18,6 +18,7 @@ in ``--dir`` and reused when it already holds the requested records.
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import os
 import random
@@ -53,23 +54,32 @@ def record_ids(records: int, count: int, rnd: random.Random) -> list[bytes]:
 
 
 def measure(path: Path, max_open_files: int, proofs: int,
-            verify_checksums: bool = True) -> dict[str, Any]:
+            verify_checksums: bool = True, bundles_digest: bool = False) -> dict[str, Any]:
     genesis, _, _ = setup()
     chain = ChainStore(LevelDBStore(str(path), create=False, max_open_files=max_open_files,
                                     verify_checksums=verify_checksums),
                        genesis, check=False)
     ids = record_ids(chain.log.size, proofs, random.Random(1))
     before = memory_mb(os.getpid())
-    started = time.perf_counter()
-    for record_id in ids:
-        build_bundle(chain, record_id)
-    seconds = time.perf_counter() - started
+    digest = hashlib.sha256()
+    started, cpu = time.perf_counter(), time.process_time()
+    if bundles_digest:  # the bundles' bytes, to compare two versions of the code
+        for record_id in ids:
+            digest.update(json.dumps(build_bundle(chain, record_id), sort_keys=True).encode())
+    else:
+        for record_id in ids:
+            build_bundle(chain, record_id)
+    seconds, cpu = time.perf_counter() - started, time.process_time() - cpu
     after = memory_mb(os.getpid())
     chain.close()
+    # CPU per bundle: on a machine shared with other work the wall-clock
+    # rate measures the share of the cores the process got.
     return {"max_open_files": max_open_files, "verify_checksums": verify_checksums,
             "proofs": proofs,
-            "proofs_per_s": round(proofs / seconds), "memory_before_mb": before,
-            "memory_after_mb": after,
+            "proofs_per_s": round(proofs / seconds),
+            "cpu_us_per_proof": round(cpu / proofs * 1e6, 1),
+            **({"bundles_sha256": digest.hexdigest()} if bundles_digest else {}),
+            "memory_before_mb": before, "memory_after_mb": after,
             "tables": sum(1 for p in path.iterdir() if p.suffix == ".ldb")}
 
 
@@ -83,6 +93,9 @@ def main() -> None:
     ap.add_argument("--verify-checksums", choices=("on", "off", "both"), default="on",
                     help="LevelDB block checksums on reads (nodes: on); 'both' measures "
                          "each value of --max-open-files off then on, to price the check")
+    ap.add_argument("--digest", action="store_true",
+                    help="also report the SHA-256 of the bundles (each JSON with sorted keys, "
+                         "in order): equal before and after a change = the same bytes served")
     ap.add_argument("--dir", type=Path, default=Path("/tmp/auditledger-bench-store"))
     ap.add_argument("--out", type=Path, default=Path("bench-store.json"))
     args = ap.parse_args()
@@ -93,10 +106,10 @@ def main() -> None:
     results = []
     checks = {"on": [True], "off": [False], "both": [False, True]}[args.verify_checksums]
     for value, check in ((int(v), c) for v in args.max_open_files.split(",") for c in checks):
-        r = measure(path, value, args.proofs, check)
+        r = measure(path, value, args.proofs, check, args.digest)
         results.append(r)
         print(f"max_open_files={value:>5} verify_checksums={'on' if check else 'off'}: "
-              f"{r['proofs_per_s']:>6,} proofs/s, "
+              f"{r['proofs_per_s']:>6,} proofs/s ({r['cpu_us_per_proof']} µs CPU each), "
               f"RssFile {r['memory_before_mb']['RssFile']} -> "
               f"{r['memory_after_mb']['RssFile']} MB, "
               f"RssAnon {r['memory_after_mb']['RssAnon']} MB ({r['tables']} tables)")
