@@ -9,9 +9,11 @@ against their certificates, and :meth:`ChainStore.check_integrity` re-checks
 the tip (certificate, hash link, log root) on open.
 
 The block and record reads are in :mod:`ledger.chain_records`, the checks of
-the tip on open in :mod:`ledger.chain_integrity` and what the node keeps
-beside the blocks (consensus state, evidence, checkpoint and witness
-signatures) in :mod:`ledger.chain_side`: :class:`ChainStore` inherits them.
+the tip on open in :mod:`ledger.chain_integrity`, the membership replayed
+from the committed governance records in :mod:`ledger.chain_membership` and
+what the node keeps beside the blocks (consensus state, evidence,
+checkpoint and witness signatures) in :mod:`ledger.chain_side`:
+:class:`ChainStore` inherits them.
 """
 
 from __future__ import annotations
@@ -19,14 +21,13 @@ from __future__ import annotations
 from collections import OrderedDict
 from collections.abc import Sequence
 
-import msgpack
-
 from . import blocks, schema, verdict_store
 from .approvals import BlockVerdicts, VerdictState
 from .breaker_state import derive_breakers
 from .breakers import Breakers
 from .blocks import ZERO_HASH, Certificate, Header
 from .chain_integrity import ChainIntegrity
+from .chain_membership import ChainMembership
 from .chain_records import decode_stored_header
 from .chain_side import ChainSideData
 from .crypto import digest_equal
@@ -35,7 +36,6 @@ from .errors import (
     SchemaUnsupported,
     StorageCorruption,
     ValidatorSetMismatch,
-    VerificationError,
     WrongChain,
 )
 from .genesis import Genesis
@@ -47,8 +47,6 @@ from .pending import stage_pending_done
 from .policy import PolicyEngine
 from .records import Envelope, Record, decode_committed_envelope
 from .storage import KeyValueStore, WriteBatch
-from .verify import check_envelope
-from .verify_epochs import parse_entry
 
 # Blocks between persisted policy states (schema.META_POLICY_STATE): a
 # restart replays at most this many blocks' records into the policy engine,
@@ -56,7 +54,7 @@ from .verify_epochs import parse_entry
 POLICY_STATE_EVERY = 256
 
 
-class ChainStore(ChainIntegrity, ChainSideData):
+class ChainStore(ChainMembership, ChainIntegrity, ChainSideData):
     """Blocks, certificates, envelopes and indexes over a :class:`KeyValueStore`.
 
     One writer at a time: callers serialize ``commit_block`` (the consensus
@@ -110,65 +108,6 @@ class ChainStore(ChainIntegrity, ChainSideData):
         if header_bytes is None:
             raise StorageCorruption(f"tip header at height {height} is missing")
         return decode_stored_header(header_bytes, height)
-
-    def _load_membership(self) -> Membership:
-        """Genesis plus every committed governance record, block by block,
-        found through the ``g`` index (not a scan of the log).
-
-        While a gap below a snapshot is open, the governance below it is
-        what the snapshot carried (verified at install, ledger/statesync.py)
-        and the ``g`` index counts only above the snapshot: a part of the
-        history below would give a set that is not the one in force.  The
-        node rebuilds the membership when back-fill closes the gap."""
-        gap = self.history_gap
-        base = self._snapshot_membership() if gap else None
-        membership = self.membership_through(self.height, above=gap.stop - 1 if gap else 0,
-                                             base=base)
-        return membership.apply(self.height, []) if self.height > membership.height \
-            else membership
-
-    def _snapshot_membership(self) -> Membership:
-        """Genesis plus the governance records the state-sync snapshot carried
-        (``META_SNAPSHOT_GOVERNANCE``, verified when installed): the
-        membership below the snapshot until back-fill closes the gap."""
-        membership = Membership.from_genesis(self.genesis)
-        raw = self._store.get(schema.META_SNAPSHOT_GOVERNANCE)
-        if raw is None:
-            return membership
-        try:
-            for entry in msgpack.unpackb(raw, raw=False):
-                parsed = parse_entry(entry)
-                membership = membership.apply(parsed.height, [check_envelope(parsed.envelope)],
-                                              signatures=False)
-        except (VerificationError, ValueError, TypeError, msgpack.UnpackException) as exc:
-            raise StorageCorruption(f"the snapshot's governance records do not apply: {exc}") \
-                from None
-        return membership
-
-    def membership_through(self, top: int, above: int = 0,
-                           base: Membership | None = None) -> Membership:
-        """``base`` (default genesis) plus the committed governance records of
-        blocks ``above + 1``..``top`` (from the ``g`` index); back-fill walks
-        the validator sets below a snapshot from ``membership_through(H)``."""
-        membership = Membership.from_genesis(self.genesis) if base is None else base
-        by_height: dict[int, list[int]] = {}
-        for key, _ in self._store.iterate(schema.GOVERNANCE):
-            height, leaf_index = schema.unpack_governance_key(key)
-            if not 1 <= height <= self.height or leaf_index >= self.log.size:
-                raise StorageCorruption(f"governance index entry ({height}, {leaf_index}) "
-                                        "is past the tip")
-            if above < height <= top:
-                by_height.setdefault(height, []).append(leaf_index)
-        for height in sorted(by_height):
-            try:
-                envelopes = [decode_committed_envelope(self.envelope_at(i))
-                             for i in sorted(by_height[height])]
-                membership = membership.apply(height, envelopes, signatures=False)
-            except VerificationError as exc:
-                raise StorageCorruption(
-                    f"committed governance record of block {height} does not apply: {exc}"
-                ) from None
-        return membership
 
     def reload_membership(self) -> None:
         """Rebuild the membership from the ``g`` index: when back-fill has
@@ -262,14 +201,6 @@ class ChainStore(ChainIntegrity, ChainSideData):
         return self._store.get(schema.META_BREAKERS)
 
     # ------------------------------------------------------------------ blocks
-
-    @property
-    def height(self) -> int:
-        tip = self._tip
-        return 0 if tip is None else tip.height
-
-    def tip(self) -> Header | None:
-        return self._tip
 
     def write_history(self, batch: WriteBatch, backfilled: int) -> None:
         """Write a back-fill batch (:class:`ledger.statesync.Backfill`) that

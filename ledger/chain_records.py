@@ -43,6 +43,14 @@ class ChainRecords:
     _backfilled: int
 
     @property
+    def height(self) -> int:
+        tip = self._tip
+        return 0 if tip is None else tip.height
+
+    def tip(self) -> Header | None:
+        return self._tip
+
+    @property
     def history_gap(self) -> range:
         """Heights whose blocks are not stored in full: empty unless the store
         was started from a snapshot (ledger/statesync.py) and back-fill has
