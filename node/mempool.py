@@ -370,7 +370,8 @@ class Mempool:
         self._admitted[source] = self._admitted.get(source, 0) + 1
         if source != "gossip":  # a client's, or a client's restored after a restart
             self._gossip.append(env.envelope_bytes)
-        self._release_orphans(rid)
+        if self._orphans:  # none held (the usual case): none waits for this record
+            self._release_orphans(rid)
         return "accepted"
 
     # -- orphans (gossip only: a peer's child may overtake its parent) --------
