@@ -177,8 +177,8 @@ DEFAULT_NODE_CACHE = 1 << 18
 # are against its own log size).  ~2 KB each at a million leaves; at 4000
 # records a block, 4096 sizes cover every block of a 16M-record log.
 PAST_SIZE_CACHE = 4096
-# Full tiles below the cached strata kept after a read, newest last: a
-# bundle reads its leaf's stratum-0 tile for the envelope's leaf hash and
+# Full tiles below the cached strata kept after a read (emptied when full):
+# a bundle reads its leaf's stratum-0 tile for the envelope's leaf hash and
 # again for the inclusion path (two calls), and an auditor asks for records
 # that lie close together.  Full tiles never change.  16 KiB each.
 RECENT_TILES = 64
@@ -303,7 +303,7 @@ class MerkleLog:
                         cache[slot] = value
                     elif recent_capacity:
                         if len(recent) >= recent_capacity:
-                            recent.pop(next(iter(recent), slot), None)  # the oldest
+                            recent.clear()  # one C call: safe beside a reader on another thread
                         recent[slot] = value
                 memo[slot] = value
             return value
