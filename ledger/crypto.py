@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-import ctypes
 import hmac
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 
-import nacl.bindings
 import nacl.exceptions
 import nacl.signing
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from .errors import BadSignature
 from .native import native
@@ -20,37 +19,14 @@ SIG_LEN = 64
 # BadSignature's message for a signature that fails, however it was checked.
 SIGNATURE_FAILS = "signature does not verify"
 
-Detached = Callable[[bytes, bytes], bytes]
-
-
-def _libsodium_sign_detached() -> Detached | None:
-    """libsodium's ``crypto_sign_detached`` in the copy PyNaCl loaded (and
-    initialised), or None.  PyNaCl's ``SigningKey.sign`` ends in the same
-    function (``crypto_sign`` is it plus a copy of the message behind the
-    signature) but exposes only the combined form, whose output buffer is
-    allocated, zeroed and copied for every message: for a peer frame of
-    800 KB that was half the cost of signing it (docs/performance.md).
-    Ed25519 is deterministic: both give the same signature, byte for byte."""
-    try:
-        import nacl._sodium
-
-        function = ctypes.CDLL(nacl._sodium.__file__).crypto_sign_detached
-    except (ImportError, OSError, AttributeError):
-        return None
-    function.argtypes = [ctypes.c_char_p, ctypes.c_void_p, ctypes.c_char_p,
-                         ctypes.c_ulonglong, ctypes.c_char_p]
-    function.restype = ctypes.c_int
-
-    def sign(secret_key: bytes, message: bytes) -> bytes:
-        out = ctypes.create_string_buffer(SIG_LEN)
-        if function(out, None, message, len(message), secret_key) != 0:
-            raise ValueError("crypto_sign_detached failed")
-        return out.raw
-
-    return sign
-
-
-_sign_detached = _libsodium_sign_detached()
+# Messages from this size on are signed through OpenSSL (the ``cryptography``
+# package): PyNaCl exposes only libsodium's combined ``crypto_sign``, whose
+# output (signature plus a copy of the message) is allocated, zeroed and
+# copied for every message - for an 800 KB peer frame about half the cost of
+# signing it.  Below it PyNaCl is as fast or faster.  Ed25519 is
+# deterministic: both give the same signature, byte for byte
+# (tests/test_signing_detached.py); figures in docs/performance.md.
+LARGE_MESSAGE = 16 * 1024
 
 
 class SigningKey:
@@ -62,17 +38,17 @@ class SigningKey:
         self._key = nacl.signing.SigningKey(seed)
         self.seed = bytes(seed)
         self.public_key: bytes = bytes(self._key.verify_key)
-        # libsodium's 64-byte secret key (seed || public key), for _sign_detached.
-        self._secret = nacl.bindings.crypto_sign_seed_keypair(self.seed)[1]
+        self._openssl = Ed25519PrivateKey.from_private_bytes(self.seed)
 
     @classmethod
     def generate(cls) -> "SigningKey":
         return cls(bytes(nacl.signing.SigningKey.generate()))
 
     def sign(self, domain: bytes, message: bytes) -> bytes:
-        if _sign_detached is not None:
-            return _sign_detached(self._secret, domain + message)
-        return bytes(self._key.sign(domain + message).signature)
+        signed = domain + message
+        if len(signed) >= LARGE_MESSAGE:
+            return self._openssl.sign(signed)
+        return bytes(self._key.sign(signed).signature)
 
 
 def verify_signature(public_key: bytes, domain: bytes, message: bytes, sig: bytes) -> None:
