@@ -21,7 +21,15 @@ from dataclasses import dataclass
 from typing import Any
 
 from .errors import BadEncoding, InclusionError
-from .merkle import HASH_LEN, inclusion_path_by_nodes, inclusion_root, leaf_hash, node_hash, root
+from .merkle import (
+    HASH_LEN,
+    inclusion_path_by_nodes,
+    inclusion_root,
+    inclusion_steps,
+    leaf_hash,
+    node_hash,
+    root,
+)
 
 BATCH_DOMAIN = b"auditledger/batch/v1\n"
 BATCH_KEYS = frozenset({"index", "path", "size"})
@@ -110,22 +118,10 @@ def _shared_root(record_id: bytes, position: BatchPosition, memo: RootMemo) -> b
     """:func:`ledger.merkle.inclusion_root` for a parsed position (entries
     of 32 bytes, index below size: :func:`parse_batch`), through ``memo``."""
     size, path = position.size, position.path
-    fn, sn, r = position.index, size - 1, batch_leaf(record_id)
+    sn, r = size - 1, batch_leaf(record_id)
     reached: list[tuple[tuple[int, int, int, bytes], int]] = []
     root = None
-    for k, p in enumerate(path):
-        if sn == 0:
-            raise InclusionError("inclusion path is too long")
-        if fn & 1 or fn == sn:
-            r = node_hash(p, r)
-            if not fn & 1:
-                while fn and not fn & 1:
-                    fn >>= 1
-                    sn >>= 1
-        else:
-            r = node_hash(r, p)
-        fn >>= 1
-        sn >>= 1
+    for k, (fn, sn, r) in enumerate(inclusion_steps(position.index, size, r, path)):
         key = (size, fn, sn, r)
         hit = memo.get(key)
         if hit is not None and hit[0] == path[k + 1:]:

@@ -10,7 +10,7 @@ letter and raise; they never return ``False``.
 from __future__ import annotations
 
 import hashlib
-from typing import Callable, Sequence
+from typing import Callable, Iterator, Sequence
 
 from .crypto import digest_equal
 from .errors import ConsistencyError, InclusionError
@@ -194,7 +194,23 @@ def inclusion_root(index: int, size: int, leaf_hash: bytes, path: Sequence[bytes
     _check_hashes(path, InclusionError)
     if index < 0 or index >= size:
         raise InclusionError(f"leaf index {index} is not below tree size {size}")
-    fn, sn, r = index, size - 1, bytes(leaf_hash)
+    sn, r = size - 1, bytes(leaf_hash)
+    for _, sn, r in inclusion_steps(index, size, r, path):
+        pass
+    if sn != 0:
+        raise InclusionError("inclusion path is too short")
+    return r
+
+
+def inclusion_steps(index: int, size: int, leaf_hash: bytes,
+                    path: Sequence[bytes]) -> Iterator[tuple[int, int, bytes]]:
+    """RFC 9162 §2.1.3.2's walk, one ``(fn, sn, r)`` after each path entry
+    (the caller checks index, size and entries first, and ``sn == 0`` at the
+    end: :func:`inclusion_root`); :class:`InclusionError` when the path is
+    longer than the tree is deep.  Step by step so that a caller may stop
+    where an earlier walk of the same tree already went on
+    (:func:`ledger.batch.batch_roots`)."""
+    fn, sn, r = index, size - 1, leaf_hash
     for p in path:
         if sn == 0:
             raise InclusionError("inclusion path is too long")
@@ -208,9 +224,7 @@ def inclusion_root(index: int, size: int, leaf_hash: bytes, path: Sequence[bytes
             r = node_hash(r, p)
         fn >>= 1
         sn >>= 1
-    if sn != 0:
-        raise InclusionError("inclusion path is too short")
-    return r
+        yield fn, sn, r
 
 
 def verify_consistency(
