@@ -35,11 +35,12 @@ def gov_genesis(
 
 def gov_record(
     chain: str, signers: Sequence[SigningKey], nonce: int, kind: str,
-    body: Mapping[str, Any], *, expires_height: int = NO_EXPIRY,
+    body: Mapping[str, Any], *, expires_height: int = NO_EXPIRY, ts: int = FIXED_TS,
 ) -> Envelope:
-    """A governance record proposed by ``signers[0]`` and co-signed by the rest."""
+    """A governance record proposed by ``signers[0]`` and co-signed by the rest
+    (``ts``: a live cluster's nodes want the clock's)."""
     record = make_record(
-        chain=chain, submitter=signers[0].public_key, nonce=nonce, ts=FIXED_TS, kind=kind,
+        chain=chain, submitter=signers[0].public_key, nonce=nonce, ts=ts, kind=kind,
         origin={"system": "ledger-admin"}, body=dict(body, expires_height=expires_height),
     )
     return cosign(sign_record(record, signers[0]), list(signers[1:]))

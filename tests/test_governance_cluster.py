@@ -21,13 +21,11 @@ from click.testing import CliRunner
 from client.audit.cli import main as audit_main
 from ledger.crypto import SigningKey
 from ledger.keys import load_key_file
-from ledger.records import Envelope, cosign, make_record, sign_record
+from ledger.records import Envelope, make_record, sign_record
+from govhelpers import gov_record
 from harness.localnet import LocalCluster, until
 
 pytestmark = pytest.mark.cluster
-
-NO_EXPIRY = 2**63
-
 
 class Signer:
     """Signs records with one key; nonces count up from the clock."""
@@ -43,6 +41,21 @@ class Signer:
                              origin={"system": "pytest"},
                              body={"amount": self.nonce % 10_000, "currency": "EUR"})
         return sign_record(record, self.key)
+
+
+class Quorum:
+    """The quorum of genesis members of a cluster made with ``members=True``
+    (``keys/member<i>.json``, one per node) and its governance records
+    (:func:`govhelpers.gov_record` at the clock's time)."""
+
+    def __init__(self, c: LocalCluster) -> None:
+        keys = c.dir / "keys"
+        members = [load_key_file(keys / f"member{i}.json").key for i in range(c.n)]
+        self.chain = c.genesis.chain
+        self.keys = members[:c.genesis.governance_threshold]
+
+    def envelope(self, nonce: int, kind: str, **body: Any) -> Envelope:
+        return gov_record(self.chain, self.keys, nonce, kind, body, ts=int(time.time() * 1000))
 
 
 def b64(envs: list[Envelope]) -> dict[str, list[str]]:
@@ -118,17 +131,10 @@ async def test_governance_under_load(cluster: LocalCluster, tmp_path: Path) -> N
     c = cluster
     chain = c.genesis.chain
     keys = c.dir / "keys"
-    members = [load_key_file(keys / f"member{i}.json").key for i in range(c.n)]
-    quorum = members[:c.genesis.governance_threshold]
+    quorum = Quorum(c)
+    gov = quorum.envelope
     demo = Signer(chain, load_key_file(keys / "demo.json").key)
     await c.start_all()
-
-    def gov(nonce: int, kind: str, **body: Any) -> Envelope:
-        record = make_record(chain=chain, submitter=quorum[0].public_key, nonce=nonce,
-                             ts=int(time.time() * 1000), kind=kind,
-                             origin={"system": "ledger-admin"},
-                             body=dict(body, expires_height=NO_EXPIRY))
-        return cosign(sign_record(record, quorum[0]), quorum[1:])
 
     load = Load(c, demo)
     loader = asyncio.create_task(load.run())
@@ -137,7 +143,7 @@ async def test_governance_under_load(cluster: LocalCluster, tmp_path: Path) -> N
         newco = SigningKey.generate()
         add = gov(1, "gov.submitter.add", name="newco", pubkey=newco.public_key,
                   roles=["submit"])
-        too_few = sign_record(add.record, quorum[0])  # the proposer's signature alone
+        too_few = sign_record(add.record, quorum.keys[0])  # the proposer's signature alone
         assert await submit(c, 1, [too_few]) == ["too_few_signatures"]
         assert await submit(c, 1, [add]) == ["accepted"]
         await c.wait_committed(list(range(c.n)), add.id.hex())

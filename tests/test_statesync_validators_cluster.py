@@ -9,18 +9,16 @@ back-fills the history below and holds the same chain."""
 from __future__ import annotations
 
 import json
-import time
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
 import pytest
-from test_governance_cluster import Signer, submit
-from test_validators_cluster import NO_EXPIRY, _is_validator, validators_everywhere
+from test_governance_cluster import Quorum, Signer, submit
+from test_validators_cluster import _is_validator, validators_everywhere
 
 from harness.localnet import LocalCluster, until
 from ledger.keys import load_key_file
-from ledger.records import Envelope, cosign, make_record, sign_record
 
 pytestmark = pytest.mark.cluster
 
@@ -46,17 +44,10 @@ async def test_an_added_validator_joins_by_snapshot_after_the_set_changed(
     c = cluster
     chain = c.genesis.chain
     keys = c.dir / "keys"
-    members = [load_key_file(keys / f"member{i}.json").key for i in range(4)]
-    quorum = members[:c.genesis.governance_threshold]
+    quorum = Quorum(c)
+    gov = quorum.envelope
     demo = Signer(chain, load_key_file(keys / "demo.json").key)
     await c.start_all()
-
-    def gov(nonce: int, kind: str, **body: Any) -> Envelope:
-        record = make_record(chain=chain, submitter=quorum[0].public_key, nonce=nonce,
-                             ts=int(time.time() * 1000), kind=kind,
-                             origin={"system": "ledger-admin"},
-                             body=dict(body, expires_height=NO_EXPIRY))
-        return cosign(sign_record(record, quorum[0]), quorum[1:])
 
     first = demo.envelope()
     assert await submit(c, 0, [first]) == ["accepted"]

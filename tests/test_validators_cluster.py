@@ -16,7 +16,6 @@ from __future__ import annotations
 import asyncio
 import base64
 import json
-import time
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -31,13 +30,10 @@ from client.witness import latest_checkpoint
 from harness.localnet import LocalCluster, until
 from ledger.crypto import SigningKey
 from ledger.keys import load_key_file, write_key_file
-from ledger.records import Envelope, cosign, make_record, sign_record
-from test_governance_cluster import Signer, submit
+from ledger.records import Envelope
+from test_governance_cluster import Quorum, Signer, submit
 
 pytestmark = pytest.mark.cluster
-
-NO_EXPIRY = 2**63
-
 
 class Trickle:
     """A few records a second to the nodes in ``targets``; remembers the
@@ -96,17 +92,10 @@ async def test_add_and_remove_validators_under_load(cluster: LocalCluster,
     c = cluster
     chain = c.genesis.chain
     keys = c.dir / "keys"
-    members = [load_key_file(keys / f"member{i}.json").key for i in range(4)]
-    quorum = members[:c.genesis.governance_threshold]
+    quorum = Quorum(c)
+    gov = quorum.envelope
     demo = Signer(chain, load_key_file(keys / "demo.json").key)
     await c.start_all()
-
-    def gov(nonce: int, kind: str, **body: Any) -> Envelope:
-        record = make_record(chain=chain, submitter=quorum[0].public_key, nonce=nonce,
-                             ts=int(time.time() * 1000), kind=kind,
-                             origin={"system": "ledger-admin"},
-                             body=dict(body, expires_height=NO_EXPIRY))
-        return cosign(sign_record(record, quorum[0]), quorum[1:])
 
     async def commit_one(node: int, on: list[int]) -> Envelope:
         env = demo.envelope()

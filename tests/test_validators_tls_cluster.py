@@ -9,15 +9,12 @@ by a block that needs the changed validator's vote."""
 
 from __future__ import annotations
 
-import time
 from collections.abc import AsyncIterator
 from pathlib import Path
-from typing import Any
 
 import pytest
-from test_governance_cluster import Signer, submit
+from test_governance_cluster import Quorum, Signer, submit
 from test_validators_cluster import (
-    NO_EXPIRY,
     _is_validator,
     _links,
     _rotated_everywhere,
@@ -27,7 +24,6 @@ from test_validators_cluster import (
 from harness.localnet import LocalCluster, until
 from ledger.crypto import SigningKey
 from ledger.keys import load_key_file, write_key_file
-from ledger.records import Envelope, cosign, make_record, sign_record
 
 pytestmark = pytest.mark.cluster
 
@@ -48,18 +44,11 @@ async def test_join_and_rotation_with_tls_need_no_restart_of_the_others(
     c = cluster
     chain = c.genesis.chain
     keys = c.dir / "keys"
-    members = [load_key_file(keys / f"member{i}.json").key for i in range(4)]
-    quorum = members[:c.genesis.governance_threshold]
+    quorum = Quorum(c)
+    gov = quorum.envelope
     demo = Signer(chain, load_key_file(keys / "demo.json").key)
     await c.start_all()
     started = {i: c.procs[i].pid for i in range(4)}
-
-    def gov(nonce: int, kind: str, **body: Any) -> Envelope:
-        record = make_record(chain=chain, submitter=quorum[0].public_key, nonce=nonce,
-                             ts=int(time.time() * 1000), kind=kind,
-                             origin={"system": "ledger-admin"},
-                             body=dict(body, expires_height=NO_EXPIRY))
-        return cosign(sign_record(record, quorum[0]), quorum[1:])
 
     async def commit(node: int, on: list[int], blocks: int = 1) -> None:
         for _ in range(blocks):
