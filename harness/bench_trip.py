@@ -39,6 +39,7 @@ import orjson
 
 from client.sdk import LedgerClient
 from harness.localnet import LocalCluster
+from harness.monitor_procs import start_monitor, stop_processes
 from monitor.follow import parse_events
 
 # k=1 alert from m=1 monitor within 10 minutes trips an account's breaker
@@ -128,13 +129,7 @@ async def bench(directory: Path, trips: int = 10, interval: float = 3.0, rate: f
         run.load.append(os.getloadavg())
         tasks.append(asyncio.create_task(_watch(cluster, run, stop)))
         for name, node in MONITORS[:monitors]:
-            log = open(directory / f"{name}.log", "ab")
-            procs.append(subprocess.Popen(
-                [str(Path(sys.executable).with_name("ledger-monitor")), "follow", "--node", cluster.url(node),
-                 "--genesis", str(directory / "genesis.json"), "--key", str(directory / "keys" / f"{name}.json"),
-                 "--output", str(directory / f"{name}.alerts.jsonl")],
-                stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL))
-            log.close()
+            procs.append(start_monitor(directory, name, cluster.url(node)))
         async with LedgerClient([cluster.url(0), cluster.url(2)], key_file=directory / "keys" / "shop.json") as shop:
             tasks.append(asyncio.create_task(_trickle(shop, rate, stop)))
             await asyncio.sleep(2 * interval)  # the monitor is connected and following
@@ -170,13 +165,7 @@ async def bench(directory: Path, trips: int = 10, interval: float = 3.0, rate: f
         for task in tasks:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
-        for proc in procs:
-            proc.terminate()
-        for proc in procs:
-            try:
-                proc.wait(10)
-            except subprocess.TimeoutExpired:
-                proc.kill()
+        stop_processes(procs)
         await cluster.stop_all()
 
 

@@ -27,6 +27,7 @@ from pathlib import Path
 from typing import Any
 
 from harness.localnet import LocalCluster
+from harness.monitor_procs import start_monitor, stop_processes
 from monitor.fraudsim import simulate
 from monitor.fraudsim.feed import feed
 
@@ -74,12 +75,7 @@ async def live(directory: Path, *, seed: int = 7, accounts: int = 100, rate: flo
         await cluster.start_all()
         out["loadavg_start"] = os.getloadavg()
         for name, node in (("mon-a", 1), ("mon-b", 2)):
-            log = open(directory / f"{name}.log", "ab")
-            monitors.append(subprocess.Popen(
-                [_tool("ledger-monitor"), "follow", "--node", cluster.url(node), "--genesis", genesis,
-                 "--key", str(keys[name]), "--output", str(directory / f"{name}.alerts.jsonl")],
-                stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL))
-            log.close()
+            monitors.append(start_monitor(directory, name, cluster.url(node)))
         txs = simulate(seed, accounts=accounts, anomaly_rate=0.02)
         pids = {f"node{i}": p.pid for i, p in cluster.procs.items()}
         pids.update({"mon-a": monitors[0].pid, "mon-b": monitors[1].pid})
@@ -156,13 +152,7 @@ async def live(directory: Path, *, seed: int = 7, accounts: int = 100, rate: flo
         out["loadavg_end"] = os.getloadavg()
         return out
     finally:
-        for proc in monitors:
-            proc.terminate()
-        for proc in monitors:
-            try:
-                proc.wait(10)
-            except subprocess.TimeoutExpired:
-                proc.kill()
+        stop_processes(monitors)
         await cluster.stop_all()
 
 
