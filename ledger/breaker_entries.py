@@ -21,7 +21,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from .encoding import canonical, decode, to_hex
+from .encoding import canonical, decode, decode_exact_map, to_hex
 from .errors import DecodeError, VerificationError
 from .risk import BREAKER_SCOPES
 
@@ -56,12 +56,7 @@ class BreakerEntry:
 
 def decode_breaker_entry(data: bytes) -> BreakerEntry:
     """Canonical breaker entry bytes; raises :class:`BreakerEntryError` for anything else."""
-    try:
-        doc = decode(data)
-    except DecodeError as exc:
-        raise BreakerEntryError(f"breaker entry: {exc}") from None
-    if not isinstance(doc, dict) or set(doc) != BREAKER_KEYS:
-        raise BreakerEntryError(f"breaker entry must be a map of exactly {sorted(BREAKER_KEYS)}")
+    doc = decode_exact_map(data, BREAKER_KEYS, "breaker entry", BreakerEntryError)
     if doc["scope"] not in BREAKER_SCOPES:
         raise BreakerEntryError(f"breaker entry scope {doc['scope']!r} is not a breaker scope")
     if doc["to"] not in BREAKER_TO:

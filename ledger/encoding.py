@@ -16,7 +16,7 @@ from typing import Any
 
 import msgpack
 
-from .errors import BadEncoding, NonCanonical
+from .errors import BadEncoding, DecodeError, NonCanonical
 from .native import native
 
 UINT64_MAX = 2**64 - 1
@@ -163,6 +163,20 @@ def decode(data: bytes, *, max_size: int | None = None) -> Any:
         raise NonCanonical("bytes are not in canonical form")
     if packb_plain(value) != data:
         raise NonCanonical("bytes are not in canonical form")
+    return value
+
+
+
+def decode_exact_map(data: bytes, keys: frozenset[str], what: str,
+                     error: type[Exception]) -> dict[str, Any]:
+    """Canonical bytes of a map with exactly ``keys``; ``error`` naming
+    ``what`` for anything else (verdict, transition and breaker entries)."""
+    try:
+        value = decode(data)
+    except DecodeError as exc:
+        raise error(f"{what}: {exc}") from None
+    if not isinstance(value, dict) or set(value) != keys:
+        raise error(f"{what} must be a map of exactly {sorted(keys)}")
     return value
 
 

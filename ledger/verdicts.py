@@ -19,7 +19,7 @@ from enum import StrEnum
 from typing import Any
 
 from .breaker_entries import BREAKER_DOMAIN, is_breaker_entry
-from .encoding import canonical, decode, to_hex
+from .encoding import canonical, decode, decode_exact_map, to_hex
 from .errors import BadEncoding, DecodeError, VerificationError
 from .merkle import inclusion_path, leaf_hash, root, verify_inclusion
 from .policy import Decision, Outcome
@@ -161,16 +161,6 @@ class Transition:
                 "approvals": [to_hex(a) for a in self.approvals]}
 
 
-def _map(data: bytes, keys: frozenset[str], what: str) -> dict[str, Any]:
-    try:
-        value = decode(data)
-    except DecodeError as exc:
-        raise VerdictError(f"{what}: {exc}") from None
-    if not isinstance(value, dict) or set(value) != keys:
-        raise VerdictError(f"{what} must be a map of exactly {sorted(keys)}")
-    return value
-
-
 def _uint(value: Any) -> bool:
     return isinstance(value, int) and not isinstance(value, bool) and 0 <= value <= UINT64_MAX
 
@@ -181,7 +171,7 @@ def _id(value: Any) -> bool:
 
 def decode_verdict(data: bytes) -> Verdict:
     """Canonical verdict bytes (decoders refuse anything else)."""
-    v = _map(data, VERDICT_KEYS, "verdict")
+    v = decode_exact_map(data, VERDICT_KEYS, "verdict", VerdictError)
     if v["outcome"] not in tuple(Outcome):
         raise VerdictError(f"verdict outcome {v['outcome']!r} is not one of the four")
     if not _id(v["record"]):
@@ -202,7 +192,7 @@ def decode_verdict(data: bytes) -> Verdict:
 
 
 def decode_transition(data: bytes) -> Transition:
-    t = _map(data, TRANSITION_KEYS, "transition")
+    t = decode_exact_map(data, TRANSITION_KEYS, "transition", VerdictError)
     if t["status"] not in FINAL_STATUSES:
         raise VerdictError(f"transition status {t['status']!r} is not approved, expired or "
                            "rejected")
