@@ -22,8 +22,8 @@ SIGNATURE_FAILS = "signature does not verify"
 # Messages from this size on are signed through OpenSSL (the ``cryptography``
 # package): PyNaCl exposes only libsodium's combined ``crypto_sign``, whose
 # output (signature plus a copy of the message) is allocated, zeroed and
-# copied for every message - for an 800 KB peer frame about half the cost of
-# signing it.  Below it PyNaCl is as fast or faster.  Ed25519 is
+# copied for every message, a large share of signing a peer frame.  Below it
+# PyNaCl is as fast or faster (docs/performance.md has the figures).  Ed25519 is
 # deterministic: both give the same signature, byte for byte
 # (tests/test_signing_detached.py); figures in docs/performance.md.
 LARGE_MESSAGE = 16 * 1024

@@ -43,10 +43,10 @@ DEFAULT_BLOOM_BITS = 10
 # Applies to tables written from then on; older ones keep theirs.
 DEFAULT_BLOCK_BYTES = 1024
 # Table files kept open.  A table past the cache is reopened on a read (its
-# index and filter read and parsed again), and at 10M records (1,722 tables
-# of ~2 MiB) 1000 made that most of a proof's CPU; all open cost ~22 MB of
-# anonymous memory there (docs/performance.md).  4096 keeps ~24M records'
-# tables open; the node raises its open-files limit to fit (node/fdlimit.py).
+# index and filter read and parsed again): at 10M records 1000 made that most
+# of a proof's CPU (docs/performance.md has the figures, and the memory the
+# open tables cost).  4096 keeps about 24M records' tables of ~2 MiB open;
+# the node raises its open-files limit to fit (node/fdlimit.py).
 DEFAULT_MAX_OPEN_FILES = 4096
 # Nice value for LevelDB's flush-and-compaction thread once a node has caught
 # up (see set_background_nice).  19, the lowest priority, as RocksDB's

@@ -52,8 +52,8 @@ from .world import RunResult
 GroupKey = tuple[int, tuple[int, ...], str | None, str | None, int]
 _LEN = struct.Struct("<Q")
 # Fork only past this many deliveries into a run; None: never, every set of
-# plans that parts runs again from scratch.  On this machine a fork (about
-# 1.5 ms of CPU) cost about what it saved (docs/performance.md).
+# plans that parts runs again from scratch.  Off by default: on this machine
+# a fork cost about what it saved (docs/performance.md has the figures).
 FORK_AFTER: int | None = None
 
 
