@@ -10,7 +10,8 @@ setup(
     ext_modules=[
         Extension(
             "ledger._native",
-            ["ledger/_native.c", "ledger/_native_decode.c", "ledger/_native_verify.c"],
+            ["ledger/_native.c", "ledger/_native_decode.c", "ledger/_native_batch.c",
+             "ledger/_native_verify.c"],
             depends=["ledger/_native.h"],
             optional=True,
             extra_compile_args=["-O2", "-std=c99", "-Wall", "-Wextra", "-Wno-unused-parameter"],

@@ -2,13 +2,15 @@
  * ledger._native: C versions of the per-record hot spots of a node.
  *
  *   decode_record(b)   the fields of a canonical, well-formed record, or None
- *   decode_envelope(b) the ledger.records.Envelope of a canonical envelope, or None
+ *   decode_envelope(b) the ledger.records.Envelope of a canonical envelope (a
+ *                      BatchedEnvelope for a batch envelope), or None
  *   pair_up(nodes)     RFC 9162 interior nodes of consecutive pairs of hashes
  *   sha256(data)       H, with OpenSSL's own SHA-256 code (ledger.encoding.H)
  *   verify_ed25519(domain, items)
  *                      many signature checks by libsodium, GIL released once
  *
- * Files: _native_decode.c (the decoders), _native_verify.c (signature
+ * Files: _native_decode.c (the decoders), _native_batch.c (batch
+ * envelopes), _native_verify.c (signature
  * batches, each signature checked by libsodium), this one (hashing, the
  * module) and _native.h (what they share).
  *
@@ -126,6 +128,8 @@ static PyMethodDef native_methods[] = {
     {"sha256", sha256, METH_O, "sha256(data) -> the 32-byte SHA-256 of data"},
     {"set_classes", native_set_classes, METH_VARARGS,
      "set_classes(Record, Envelope): the classes decode_envelope builds"},
+    {"set_batch_classes", native_set_batch_classes, METH_VARARGS,
+     "set_batch_classes(BatchedEnvelope, BatchPosition): what decode_envelope builds for batches"},
     {"pair_up", pair_up, METH_O,
      "pair_up(nodes) -> [H(0x01 || nodes[2i] || nodes[2i+1])]: RFC 9162 interior nodes"},
     {"decode_envelope", native_decode_envelope, METH_O,

@@ -20,6 +20,17 @@ int native_hash_ready(void);
 PyObject *native_decode_record(PyObject *self, PyObject *arg);
 PyObject *native_decode_envelope(PyObject *self, PyObject *arg);
 PyObject *native_set_classes(PyObject *self, PyObject *args);
+/* The largest envelope a node admits (ledger.records.MAX_ENVELOPE_BYTES). */
+#define MAX_ENVELOPE_BYTES 8192
+/* What _native_batch.c builds on: a new instance of a frozen, slotted class
+ * without __init__, and a canonical record's Record (Py_None if the fast
+ * path does not handle the bytes). */
+PyObject *native_new_instance(PyObject *cls, PyObject *const *names, PyObject *const *values, int n);
+PyObject *native_record_object(const unsigned char *p, Py_ssize_t n);
+
+/* _native_batch.c: canonical batch envelopes. */
+PyObject *native_set_batch_classes(PyObject *self, PyObject *args);
+PyObject *native_decode_batch_envelope(PyObject *arg);
 
 /* _native_verify.c: signature batches, checked by libsodium. */
 PyObject *native_set_sodium(PyObject *self, PyObject *args);

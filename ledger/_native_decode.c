@@ -436,8 +436,6 @@ static PyObject *record_cls, *envelope_cls;
 static PyObject *s_chain, *s_submitter, *s_nonce, *s_ts, *s_kind, *s_origin, *s_body,
     *s_parents, *s_record_bytes, *s_id, *s_record, *s_sig, *s_envelope_bytes, *s_leaf_hash;
 
-#define MAX_ENVELOPE_BYTES 8192
-
 static int intern_names(void) {
 #define INTERN(var, text) if (var == NULL && (var = PyUnicode_InternFromString(text)) == NULL) return -1
     INTERN(s_chain, "chain"); INTERN(s_submitter, "submitter"); INTERN(s_nonce, "nonce");
@@ -463,7 +461,7 @@ PyObject *native_set_classes(PyObject *self, PyObject *args) {
 
 /* A new instance of cls (object.__new__, no __init__) with these attributes,
  * set as object.__setattr__ does (the classes are frozen, slotted dataclasses). */
-static PyObject *new_instance(PyObject *cls, PyObject *const *names, PyObject *const *values, int n) {
+PyObject *native_new_instance(PyObject *cls, PyObject *const *names, PyObject *const *values, int n) {
     /* what object.__new__(cls) does: the type's tp_new, no arguments */
     PyTypeObject *tp = (PyTypeObject *)cls;
     PyObject *no_args = PyTuple_New(0);
@@ -480,6 +478,32 @@ static PyObject *new_instance(PyObject *cls, PyObject *const *names, PyObject *c
     return obj;
 }
 
+/* The Record of the canonical record bytes [p, p + n): a new reference,
+ * Py_None (a new reference) for bytes the fast path does not handle, NULL
+ * with an exception set. */
+PyObject *native_record_object(const unsigned char *p, Py_ssize_t n) {
+    record_fields f;
+    int r = parse_record(p, p + n, &f);
+    if (r == PY_ERROR) return NULL;
+    if (r) Py_RETURN_NONE;
+    PyObject *record_bytes = NULL, *record_id = NULL, *record = NULL;
+    record_bytes = PyBytes_FromStringAndSize((const char *)p, n);
+    if (record_bytes == NULL) goto done;
+    record_id = native_sha256_bytes(-1, p, (size_t)n);
+    if (record_id == NULL) goto done;
+    {
+        PyObject *names[] = {s_chain, s_submitter, s_nonce, s_ts, s_kind, s_origin, s_body,
+                             s_parents, s_record_bytes, s_id};
+        PyObject *values[] = {f.chain, f.submitter, f.nonce, f.ts, f.kind, f.origin, f.body,
+                              f.parents, record_bytes, record_id};
+        record = native_new_instance(record_cls, names, values, 10);
+    }
+done:
+    clear_fields(&f);
+    Py_XDECREF(record_bytes); Py_XDECREF(record_id);
+    return record;
+}
+
 PyObject *native_decode_envelope(PyObject *self, PyObject *arg) {
     if (!native_hash_ready()) return NULL;
     if (record_cls == NULL) {
@@ -489,6 +513,7 @@ PyObject *native_decode_envelope(PyObject *self, PyObject *arg) {
     if (!PyBytes_CheckExact(arg)) Py_RETURN_NONE;
     const unsigned char *data = (const unsigned char *)PyBytes_AS_STRING(arg);
     Py_ssize_t size = PyBytes_GET_SIZE(arg);
+    if (size > 0 && data[0] == 0x83) return native_decode_batch_envelope(arg);
     /* canonical({"record": r, "sig": s}): map header, "record", r as bin 8
      * or bin 16 (bin 32 cannot fit in 8 KiB), "sig", bin 8 of 64 bytes. */
     static const unsigned char head[] = {0x82, 0xa6, 'r', 'e', 'c', 'o', 'r', 'd'};
@@ -507,25 +532,9 @@ PyObject *native_decode_envelope(PyObject *self, PyObject *arg) {
         || memcmp(data + end, sig_key, sizeof sig_key) != 0)
         Py_RETURN_NONE;
 
-    record_fields f;
-    int r = parse_record(data + start, data + end, &f);
-    if (r == PY_ERROR) return NULL;
-    if (r) Py_RETURN_NONE;
-
-    PyObject *record_bytes = NULL, *record_id = NULL, *sig = NULL, *record = NULL;
-    PyObject *leaf = NULL, *envelope = NULL;
-    record_bytes = PyBytes_FromStringAndSize((const char *)data + start, n);
-    if (record_bytes == NULL) goto done;
-    record_id = native_sha256_bytes(-1, data + start, (size_t)n);
-    if (record_id == NULL) goto done;
-    {
-        PyObject *names[] = {s_chain, s_submitter, s_nonce, s_ts, s_kind, s_origin, s_body,
-                             s_parents, s_record_bytes, s_id};
-        PyObject *values[] = {f.chain, f.submitter, f.nonce, f.ts, f.kind, f.origin, f.body,
-                              f.parents, record_bytes, record_id};
-        record = new_instance(record_cls, names, values, 10);
-        if (record == NULL) goto done;
-    }
+    PyObject *sig = NULL, *leaf = NULL, *envelope = NULL;
+    PyObject *record = native_record_object(data + start, n);
+    if (record == NULL || record == Py_None) return record;
     sig = PyBytes_FromStringAndSize((const char *)data + size - SIG_LEN, SIG_LEN);
     if (sig == NULL) goto done;
     leaf = native_sha256_bytes(0, data, (size_t)size);
@@ -533,12 +542,10 @@ PyObject *native_decode_envelope(PyObject *self, PyObject *arg) {
     {
         PyObject *names[] = {s_record, s_sig, s_envelope_bytes, s_leaf_hash};
         PyObject *values[] = {record, sig, arg, leaf};
-        envelope = new_instance(envelope_cls, names, values, 4);
+        envelope = native_new_instance(envelope_cls, names, values, 4);
     }
 done:
-    clear_fields(&f);
-    Py_XDECREF(record_bytes); Py_XDECREF(record_id); Py_XDECREF(sig); Py_XDECREF(record);
-    Py_XDECREF(leaf);
+    Py_XDECREF(sig); Py_XDECREF(record); Py_XDECREF(leaf);
     return envelope;
 }
 

@@ -166,10 +166,10 @@ def batch_tree(record_ids: Sequence[bytes]) -> tuple[bytes, list[BatchPosition]]
 
 # canonical({"batch": {"index": i, "path": [...], "size": n}, "record": r,
 # "sig": s}) byte by byte: fixed key strings, the shortest integer and bin
-# headers.  The C decoder does not know batch envelopes; this reads the
-# canonical ones at a fraction of the general decoder's cost (every
-# validator decodes every record it admits) and answers None for anything
-# else, which the general path then decides.
+# headers.  The Python reference of ledger/_native_batch.c and the path
+# without the C module: it reads the canonical ones at a fraction of the
+# general decoder's cost (every validator decodes every record it admits)
+# and answers None for anything else, which the general path then decides.
 # A canonical unsigned integer below 2^16: a positive fixint, 0xCC with a
 # byte of at least 0x80, or 0xCD with two bytes (whose value must exceed
 # 0xFF: checked after the match).

@@ -103,8 +103,8 @@ class MultiSignedEnvelope(Envelope):
 class BatchedEnvelope(Envelope):
     """A record of a signed batch (PROTOCOL §2, "Batch envelopes"): ``sig``
     is the submitter's signature over the batch root, and ``batch`` the
-    record's inclusion path to it.  Built by the Python decoder only (the C
-    decoder answers None for these)."""
+    record's inclusion path to it.  Built by the C decoder for canonical
+    batch envelopes (ledger/_native_batch.c) and by the Python one."""
 
     batch: BatchPosition
 
@@ -120,6 +120,7 @@ class BatchedEnvelope(Envelope):
 
 if native is not None:
     native.set_classes(Record, Envelope)
+    native.set_batch_classes(BatchedEnvelope, BatchPosition)
 
 
 # Building the objects of a decoded record and batch envelope without the
@@ -127,8 +128,8 @@ if native is not None:
 # through ``object.__setattr__``, looked up again for every field, which was
 # a fifth of decoding a batch envelope (every validator decodes every record
 # it admits: docs/performance.md).  The slots' own descriptors set the same
-# fields in the same order, as the C decoder does for one-signature
-# envelopes (ledger/_native_decode.c); the objects are equal, field for
+# fields in the same order, as the C decoder does (ledger/_native_decode.c,
+# ledger/_native_batch.c); the objects are equal, field for
 # field, to those ``__init__`` builds (tests/test_batches.py).
 _new = object.__new__
 (_r_chain, _r_submitter, _r_nonce, _r_ts, _r_kind, _r_origin, _r_body, _r_parents,
