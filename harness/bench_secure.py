@@ -38,13 +38,9 @@ from ledger.keys import load_key_file
 
 from .bench_batches import signed_load
 from .bench_policy_setup import governance_bodies, governance_envelopes, policy_load
-from .bench_setup import BENCH_PARAMS
+from .bench_setup import BENCH_PARAMS, NO_CLIENT_LIMITS
 from .localnet import LocalCluster, until
 
-# One address and one key make all the load: the per-client limits are off.
-NO_CLIENT_LIMITS = [("[http]\n", "[http]\nclient_rate_per_s = 0\nidentity_rate_per_s = 0\n"
-                                 "max_requests_per_client = 100000\n"
-                                 "max_requests_per_identity = 100000\n")]
 
 
 def _cluster(root: Path, name: str, secure: bool, members: bool = False) -> LocalCluster:
