@@ -120,7 +120,10 @@ class BatchedEnvelope(Envelope):
 
 if native is not None:
     native.set_classes(Record, Envelope)
-    native.set_batch_classes(BatchedEnvelope, BatchPosition)
+    # A build from before ledger/_native_batch.c lacks it and answers None
+    # for batch envelopes (the Python reader decides) until rebuilt.
+    if hasattr(native, "set_batch_classes"):
+        native.set_batch_classes(BatchedEnvelope, BatchPosition)
 
 
 # Building the objects of a decoded record and batch envelope without the
