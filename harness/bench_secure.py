@@ -35,8 +35,10 @@ import click
 import msgpack
 
 from ledger.keys import load_key_file
+from ledger.records import decode_envelope
 
 from .bench_batches import signed_load
+from .bench_measure import Profiler, cpu_seconds
 from .bench_policy_setup import governance_bodies, governance_envelopes, policy_load
 from .bench_setup import BENCH_PARAMS, NO_CLIENT_LIMITS
 from .localnet import LocalCluster, until
@@ -67,6 +69,9 @@ async def _install_policy(c: LocalCluster, list_size: int, corridors: int) -> in
 
 async def _throughput(c: LocalCluster, envs: list[bytes], duration: float, warmup: float,
                       request: int, inflight: int) -> dict[str, Any]:
+    """Records/s committed in the steady window, and the nodes' CPU per
+    record committed during the load (less dependent on the machine's other
+    load than records/s)."""
     bodies = [msgpack.packb(envs[k:k + request], use_bin_type=True)
               for k in range(0, len(envs), request)]
     first = await c.status(0)
@@ -95,22 +100,25 @@ async def _throughput(c: LocalCluster, envs: list[bytes], duration: float, warmu
                     break
                 await asyncio.sleep(0.05)  # rate_limited (mempool full): resend the same bytes
 
+    pids = [c.procs[i].pid for i in range(c.n)]
+    cpu0 = sum(cpu_seconds(p) for p in pids)
     sampler = asyncio.create_task(sample())
     await asyncio.gather(*(feeder() for _ in range(inflight)))
     t_end = time.perf_counter() - t0
     stop.set()
     await sampler
+    cpu = sum(cpu_seconds(p) for p in pids) - cpu0
     steady = [s for s in samples if warmup <= s[0] <= t_end]
     rate = ((steady[-1][1] - steady[0][1]) / (steady[-1][0] - steady[0][0])
             if len(steady) >= 2 else float("nan"))
-    return {"records_per_s": round(rate), "offered_all": not queue}
+    committed = samples[-1][1] if samples else 0
+    return {"records_per_s": round(rate), "offered_all": not queue,
+            "cpu_us_per_record_per_node": round(cpu / max(committed, 1) / c.n * 1e6, 1)}
 
 
 async def _latency(c: LocalCluster, envs: list[bytes], probes: int) -> dict[str, Any]:
     """Submit one record at a time, on an idle cluster (the throughput load
     has committed), and poll it until committed (10 ms polls)."""
-    from ledger.records import decode_envelope
-
     spans = []
     for env in envs[:probes]:
         rid = decode_envelope(env).id.hex()
@@ -132,6 +140,8 @@ async def _latency(c: LocalCluster, envs: list[bytes], probes: int) -> dict[str,
 async def _proofs(c: LocalCluster, ids: list[str], seconds: float, clients: int
                   ) -> dict[str, Any]:
     done, errors = 0, 0
+    pid = c.procs[0].pid
+    cpu0 = cpu_seconds(pid)
     t0 = time.perf_counter()
 
     async def client(k: int) -> None:
@@ -146,7 +156,9 @@ async def _proofs(c: LocalCluster, ids: list[str], seconds: float, clients: int
             j += clients
 
     await asyncio.gather(*(client(k) for k in range(clients)))
-    return {"proofs_per_s": round(done / (time.perf_counter() - t0)), "proof_errors": errors}
+    cpu = cpu_seconds(pid) - cpu0
+    return {"proofs_per_s": round(done / (time.perf_counter() - t0)), "proof_errors": errors,
+            "proof_cpu_us": round(cpu / max(done, 1) * 1e6, 1)}
 
 
 def _drained(c: LocalCluster) -> Callable[[], Awaitable[bool]]:
@@ -159,10 +171,11 @@ def _drained(c: LocalCluster) -> Callable[[], Awaitable[bool]]:
 async def one_run(root: Path, name: str, secure: bool, *, records: int, duration: float,
                   warmup: float, request: int, inflight: int, probes: int,
                   proof_seconds: float, proof_clients: int, policy: bool | None = None,
-                  list_size: int = 100_000) -> dict[str, Any]:
+                  list_size: int = 100_000, profile: Path | None = None) -> dict[str, Any]:
     """One fresh cluster measured; ``policy`` None: the TLS and auth
     comparison's load; True/False: the policy comparison's, with or without
-    the policy installed."""
+    the policy installed.  With ``profile`` (a directory), py-spy samples
+    node 0 during the load and during the proofs (raw stacks kept there)."""
     c = _cluster(root, name, secure, members=policy is not None)
     try:
         await c.start_all(timeout=90)
@@ -177,19 +190,30 @@ async def one_run(root: Path, name: str, secure: bool, *, records: int, duration
             if policy:
                 out["governance_records"] = await _install_policy(c, list_size, 10_000)
         load0 = os.getloadavg()
+        spy = (Profiler(c.procs[0].pid, int(duration + warmup), profile / f"{name}-load.txt")
+               if profile is not None else None)
         out |= await _throughput(c, envs[:records], duration, warmup, request, inflight)
+        if spy is not None:
+            out["profile_load"] = spy.finish()
         await until(_drained(c), 120, "the throughput load to commit", interval=0.2)
         out |= await _latency(c, envs[records:], probes)
         if policy is not None:  # the last probe's verdict: the policy was (not) in force
-            from ledger.records import decode_envelope
             st, doc = await c.get(0, f"/v1/records/{decode_envelope(envs[-1]).id.hex()}")
             out["probe_verdict"] = doc.get("verdict") if st == 200 else st
+        # The proof load: the records of the load's first three blocks (with
+        # the policy, the blocks before them hold its governance records).
+        st, doc = await c.get(0, f"/v1/records/{decode_envelope(envs[0]).id.hex()}")
+        first = doc["height"] if st == 200 else 1
         committed = []
-        for h in range(1, 4):  # a few committed record ids for the proof load
+        for h in range(first, first + 3):
             st, doc = await c.get(0, f"/v1/blocks/{h}")
             if st == 200:
                 committed += doc["records"]
+        spy = (Profiler(c.procs[0].pid, int(proof_seconds), profile / f"{name}-proofs.txt")
+               if profile is not None else None)
         out |= await _proofs(c, committed or ["00" * 32], proof_seconds, proof_clients)
+        if spy is not None:
+            out["profile_proofs"] = spy.finish()
         out["load_start"], out["load_end"] = load0, os.getloadavg()
         return out
     finally:
@@ -212,11 +236,16 @@ async def one_run(root: Path, name: str, secure: bool, *, records: int, duration
               help="compare no policy with the 10-rule policy (TLS and auth off in both)")
 @click.option("--list-size", default=100_000, show_default=True,
               help="--policy: entries of the known-accounts list")
+@click.option("--profile", type=click.Path(path_type=Path), default=None,
+              help="a directory: py-spy on node 0 during the load and the proofs")
 def main(pairs: int, records: int, duration: float, warmup: float, request: int, inflight: int,
          probes: int, proof_seconds: float, proof_clients: int, out: Path,
-         compare_policy: bool, list_size: int) -> None:
+         compare_policy: bool, list_size: int, profile: Path | None) -> None:
     """TLS and authentication off, then on, ``pairs`` times; the ratio of on to off
     (with ``--policy``: no policy, then the policy)."""
+
+    if profile is not None:
+        profile.mkdir(parents=True, exist_ok=True)
 
     async def run() -> list[dict[str, Any]]:
         results = []
@@ -229,7 +258,7 @@ def main(pairs: int, records: int, duration: float, warmup: float, request: int,
                                       request=request, inflight=inflight, probes=probes,
                                       proof_seconds=proof_seconds, proof_clients=proof_clients,
                                       policy=on if compare_policy else None,
-                                      list_size=list_size)
+                                      list_size=list_size, profile=profile)
                     click.echo(json.dumps(r))
                     results.append(r)
         return results

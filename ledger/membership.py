@@ -154,6 +154,7 @@ class Membership:
         self._cache: dict[int, State] = {}
         # validators hash -> the first genesis with that set (validator_genesis)
         self._sets: dict[bytes, Genesis] = {}
+        self._bundle_changes: tuple[tuple[Change, bool, frozenset[str]], ...] | None = None
 
     @classmethod
     def from_genesis(cls, genesis: Genesis) -> "Membership":
@@ -213,14 +214,35 @@ class Membership:
         through its rotations)."""
         keys = {to_hex(submitter)}
         chosen: list[bytes] = []
-        for change in reversed([c for c in self.changes if c.committed < height]):
-            targets = change.action.targets()
-            if targets & {("validators",), ("members",)}:
+        for change, everyone, made in reversed(self._changes_for_bundles()):
+            if change.committed >= height:
+                continue
+            if everyone:
                 chosen.append(change.record_id)
-            elif any(t[0] == "submitter" and t[1] in keys for t in targets):
+            elif made & keys:
                 chosen.append(change.record_id)
-                keys.update(t[1] for t in targets if t[0] == "submitter")
+                keys.update(made)
         return chosen[::-1]
+
+    def _changes_for_bundles(self) -> tuple[tuple[Change, bool, frozenset[str]], ...]:
+        """The changes :meth:`proof_ids` may pick, in log order, each with
+        whether it changed the validators or members (every bundle after it
+        carries it) and the submitter keys (hex) it made or re-keyed.  Its
+        other kinds (parameters, policy, lists, scopes) no bundle carries: a
+        list's change targets each of its entries, so :meth:`Action.targets`
+        over them is work per entry.  Computed once (a Membership is immutable)."""
+        if self._bundle_changes is None:
+            out = []
+            for change in self.changes:
+                action = change.action
+                if action.changes_validators or action.kind.startswith("gov.member.") \
+                        or action.kind == "gov.threshold.set":
+                    out.append((change, True, frozenset[str]()))
+                elif action.kind.startswith("gov.submitter."):
+                    out.append((change, False, frozenset(
+                        t[1] for t in action.targets() if t[0] == "submitter")))
+            self._bundle_changes = tuple(out)
+        return self._bundle_changes
 
     # -- judging records -----------------------------------------------------
 
