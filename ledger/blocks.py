@@ -4,11 +4,12 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from functools import cached_property
 from enum import StrEnum
 from typing import Any
 
 from .crypto import SIG_LEN, VOTE_DOMAIN, SigningKey, digest_equal, verify_signature
-from .encoding import H, UINT64_MAX, canonical, decode, from_hex, to_hex
+from .encoding import H, UINT64_MAX, canonical, decode, from_hex, to_b64, to_hex
 from .errors import (
     BadEncoding,
     BadSignature,
@@ -94,6 +95,13 @@ class Header:
     @property
     def hash(self) -> bytes:
         return H(self.header_bytes)
+
+    @cached_property
+    def header_b64(self) -> str:
+        """``header_bytes`` in base64, as every proof bundle of the block
+        carries it: encoded once per decoded header (the chain store keeps
+        recent blocks' headers)."""
+        return to_b64(self.header_bytes)
 
     def to_json(self) -> dict[str, Any]:
         """Decoded fields for the API, bytes as hex."""
@@ -196,12 +204,21 @@ class Certificate:
     signatures: tuple[tuple[int, bytes], ...]
 
     def to_json(self) -> dict[str, Any]:
+        """A new dict each call (callers may change theirs); the hex of the
+        hash and signatures is computed once per certificate, which the
+        chain store keeps for recent blocks and every proof bundle of the
+        block carries."""
+        block, sigs = self._hex
         return {
             "height": self.height,
             "round": self.round,
-            "block": to_hex(self.block),
-            "signatures": [{"validator": v, "sig": to_hex(s)} for v, s in self.signatures],
+            "block": block,
+            "signatures": [{"validator": v, "sig": s} for v, s in sigs],
         }
+
+    @cached_property
+    def _hex(self) -> tuple[str, tuple[tuple[int, str], ...]]:
+        return to_hex(self.block), tuple((v, to_hex(s)) for v, s in self.signatures)
 
     def to_bytes(self) -> bytes:
         """Storage/wire form: canonical MessagePack."""

@@ -120,8 +120,8 @@ def build_bundle(chain: ProofSource, record_id: bytes, height: int | None = None
         "leaf_index": leaf_index,
         "envelope": to_b64(envelope),
         "height": header.height,
-        "header": to_b64(header.header_bytes),
-        "inclusion": [to_hex(h) for h in inclusion],
+        "header": header.header_b64,
+        "inclusion": [h.hex() for h in inclusion],
         "certificate": certificate.to_json(),
     }
 

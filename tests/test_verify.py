@@ -139,6 +139,20 @@ def test_bundle_has_exactly_the_protocol_shape() -> None:
     assert build_bundle(MEM, ENVS[0].id, 4) == MEM.raw_bundle(ENVS[0].id, 0, 4)
 
 
+def test_bundles_of_one_block_share_no_mutable_part() -> None:
+    """The header's base64 and the certificate's hex are encoded once per
+    block; a caller that changes its bundle changes no later bundle."""
+    first = build_bundle(MEM, ENVS[5].id)
+    first["certificate"]["signatures"][0]["sig"] = "00" * 64
+    first["certificate"]["signatures"].append({"validator": 9, "sig": "11"})
+    first["certificate"]["block"] = "22" * 32
+    first["inclusion"].clear()
+    again = build_bundle(MEM, ENVS[5].id)
+    assert again == MEM.raw_bundle(ENVS[5].id, 5, 3)
+    assert again["certificate"] == MEM.certificate(3).to_json()
+    assert MEM.header(3).header_b64 == b64(MEM.header(3).header_bytes)
+
+
 def test_every_record_verifies_at_its_block_and_every_later_one() -> None:
     for i, env in enumerate(ENVS):
         block_height = MEM.record_location(env.id)[0]
