@@ -5,7 +5,7 @@
 seconds, and on a schedule drawn from ``--seed`` SIGKILLs and restarts a
 validator or partitions the cluster (one node isolated, or a 2|2 split) for
 a while and heals it.  Meanwhile it samples every node's memory (RssAnon and
-RssFile, every 10 s) and, for 1 in 50 acknowledged records, the time from
+RssFile, every 10 s), with its thread count and its store's table files, and, for 1 in 50 acknowledged records, the time from
 the 202 to the record reading ``committed`` (GET /v1/records/{id}).
 
 In the end, with every node up and connected and every mempool drained:
@@ -194,8 +194,11 @@ class _Run:
         row: dict[str, Any] = {"t": round(self.now(), 1)}
         for i in range(self.c.n):
             proc = self.c.procs.get(i)
-            mem = memory_mb(proc.pid) if proc is not None and proc.poll() is None else {}
-            row[f"node{i}"] = {"anon": mem.get("RssAnon"), "file": mem.get("RssFile")}
+            alive = proc is not None and proc.poll() is None
+            mem = memory_mb(proc.pid) if alive and proc is not None else {}
+            row[f"node{i}"] = {"anon": mem.get("RssAnon"), "file": mem.get("RssFile"),
+                               "threads": _threads(proc.pid) if alive and proc is not None else None,
+                               "tables": _table_files(self.c.config(i).parent / "data" / "chain")}
         self.report.memory_samples.append(row)
         return row
 
@@ -223,6 +226,7 @@ class _Run:
             mem = self.report.memory_samples[-1] if self.report.memory_samples else {}
             rss = " ".join(f"n{i}={(mem.get(f'node{i}') or {}).get('anon')}/"
                            f"{(mem.get(f'node{i}') or {}).get('file')}" for i in range(self.c.n))
+            tables = [(mem.get(f"node{i}") or {}).get("tables") for i in range(self.c.n)]
             recent = [ms for t, ms in self.latencies if t > self.now() - every]
             rate = (len(self.acked) - self.acked_at_progress) / every
             self.acked_at_progress = len(self.acked)
@@ -230,7 +234,8 @@ class _Run:
                     f"acked={len(self.acked)} rate={rate:.0f}/s "
                     f"kills={self.report.kills} partitions={self.report.partitions} "
                     f"mempool={mempools} lat_p50/p99_ms(last {every:.0f}s)="
-                    f"{pct(recent, 50):.0f}/{pct(recent, 99):.0f} rss_anon/file_mb {rss}")
+                    f"{pct(recent, 50):.0f}/{pct(recent, 99):.0f} rss_anon/file_mb {rss} "
+                    f"table_files={tables}")
             self.report.progress.append(line)
             self.say(line)
 
@@ -392,13 +397,35 @@ def _latency(rep: SoakReport, samples: list[tuple[float, float]]) -> None:
                                "p99_ms": round(pct(v, 99), 1)} for m, v in sorted(minutes.items())]
 
 
+def _threads(pid: int) -> int | None:
+    """The process's thread count (/proc), None if it is gone."""
+    try:
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            if line.startswith("Threads:"):
+                return int(line.split()[1])
+    except OSError:
+        pass
+    return None
+
+
+def _table_files(chain: Path) -> int | None:
+    """LevelDB table files in a node's store: LevelDB keeps each open table's
+    index in anonymous memory (up to ``storage.max_open_files`` tables), so
+    RssAnon follows this count (docs/operators.md, memory)."""
+    try:
+        return sum(1 for name in chain.iterdir() if name.suffix == ".ldb")
+    except OSError:
+        return None
+
+
 def _memory_summary(rep: SoakReport) -> None:
     for node in (f"node{i}" for i in range(4)):
-        for part in ("anon", "file"):
+        for part in ("anon", "file", "threads", "tables"):
             vals = [s[node][part] for s in rep.memory_samples
-                    if node in s and s[node][part] is not None]
+                    if node in s and s[node].get(part) is not None]
             if vals:
-                rep.memory[f"{node}_{part}_mb"] = {"start": vals[0], "end": vals[-1],
+                key = f"{node}_{part}_mb" if part in ("anon", "file") else f"{node}_{part}"
+                rep.memory[key] = {"start": vals[0], "end": vals[-1],
                                                    "max": max(vals),
                                                    "growth": round(vals[-1] - vals[0], 1)}
 

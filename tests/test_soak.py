@@ -7,6 +7,7 @@ iproute2); ``scripts/soak`` runs the hour."""
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -14,7 +15,7 @@ from pathlib import Path
 import pytest
 
 from harness.netns import unavailable_reason
-from harness.soak import schedule
+from harness.soak import SoakReport, _memory_summary, _table_files, _threads, schedule
 
 REASON = unavailable_reason()
 ROOT = Path(__file__).resolve().parent.parent
@@ -27,6 +28,26 @@ def test_schedule_is_drawn_from_the_seed() -> None:
     assert a[1].kind in ("isolate", "split")
     assert schedule(6, 3600, 120) != schedule(5, 3600, 120)
     assert all(f.at <= 3600 - 60 for f in schedule(5, 3600, 120))
+
+
+def test_samples_count_threads_and_table_files(tmp_path: Path) -> None:
+    chain = tmp_path / "chain"
+    chain.mkdir()
+    for name in ("000005.ldb", "000007.ldb", "000009.log", "MANIFEST-000002"):
+        (chain / name).write_bytes(b"")
+    assert _table_files(chain) == 2
+    assert _table_files(tmp_path / "missing") is None
+    threads = _threads(os.getpid())
+    assert threads is not None and threads >= 1
+    rep = SoakReport(memory_samples=[
+        {"t": 0, "node0": {"anon": 50.0, "file": 20.0, "threads": 8, "tables": 3}},
+        {"t": 10, "node0": {"anon": None, "file": None, "threads": None, "tables": 3}},
+        {"t": 20, "node0": {"anon": 70.0, "file": 25.0, "threads": 9, "tables": 5}},
+    ])
+    _memory_summary(rep)
+    assert rep.memory["node0_anon_mb"] == {"start": 50.0, "end": 70.0, "max": 70.0, "growth": 20.0}
+    assert rep.memory["node0_threads"] == {"start": 8, "end": 9, "max": 9, "growth": 1}
+    assert rep.memory["node0_tables"] == {"start": 3, "end": 5, "max": 5, "growth": 2}
 
 
 @pytest.mark.cluster
@@ -46,5 +67,7 @@ def test_short_soak(tmp_path: Path) -> None:
     assert summary["forks"] == 0, summary["failures"]
     assert summary["committed"] >= summary["acked"]
     assert summary["memory"]["node0_anon_mb"]["max"] > 0
+    assert summary["memory"]["node0_threads"]["max"] > 0
+    assert summary["memory"]["node0_tables"]["max"] >= 0
     assert not summary["failures"], summary["failures"]
     assert proc.returncode == 0
