@@ -20,12 +20,16 @@ class ChainReads(NodeTransport):
 
     # -- records -----------------------------------------------------------
 
-    async def record(self, record_id: str) -> RecordDoc:
+    async def record(self, record_id: str, wait_ms: int = 0) -> RecordDoc:
         """The record document: status ``pending`` or ``committed`` (then
         with ``height`` and ``leaf_index``), the envelope and the decoded
-        record.  Raises :class:`LedgerAPIError` (``not_found``) for a record
-        the node does not know."""
-        doc: RecordDoc = await self._request("GET", f"/v1/records/{record_id}")
+        record.  With ``wait_ms`` (at most 10,000) a node holding the record
+        pending answers when it commits, or after ``wait_ms`` (protocol §6).
+        Raises :class:`LedgerAPIError` (``not_found``) for a record the node
+        does not know."""
+        doc: RecordDoc = await self._request(
+            "GET", f"/v1/records/{record_id}",
+            params={"wait_ms": str(wait_ms)} if wait_ms else None)
         if doc.get("status") == "committed":
             self._outbox.release([record_id])
         return doc

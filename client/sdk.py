@@ -60,6 +60,9 @@ DEFAULT_BATCH = 1000
 # Beyond this many new blocks, confirm_committed asks the nodes about each
 # kept envelope (one resubmission) instead of reading every block.
 SCAN_BLOCKS_MAX = 256
+# wait_committed's long poll: the longest a node is asked to hold one request
+# (well inside the default request timeout, and the node's 10 s limit).
+LONG_POLL_S = 5.0
 
 
 class LedgerClient(VerdictCalls, ReviewCalls, ChainReads, EnvelopeSender):
@@ -375,7 +378,10 @@ class LedgerClient(VerdictCalls, ReviewCalls, ChainReads, EnvelopeSender):
         return len(self._outbox)
 
     async def wait_committed(self, record_id: str, timeout: float = 30.0) -> RecordDoc:
-        """Poll until the record is committed; returns its record document.
+        """Wait until the record is committed; returns its record document.
+        Each request asks the node to answer when the record commits (a long
+        poll, ``wait_ms``), so the commit is learnt as it happens; a node
+        that answers ``pending`` sooner is asked again after a backoff.
 
         If a node does not know a record whose envelope this client keeps
         (it may have accepted it and been killed before passing it on), the
@@ -387,7 +393,9 @@ class LedgerClient(VerdictCalls, ReviewCalls, ChainReads, EnvelopeSender):
         delay = 0.02
         while True:
             try:
-                doc = await self.record(record_id)
+                budget = min(deadline - time.monotonic(), LONG_POLL_S,
+                             (self._timeout.total or LONG_POLL_S * 2) / 2)
+                doc = await self.record(record_id, wait_ms=max(0, int(budget * 1000)))
                 if doc.get("status") == "committed":
                     return doc
             except LedgerAPIError as exc:

@@ -158,9 +158,9 @@ class SyncLedgerClient:
         """See :meth:`LedgerClient.confirm_committed`."""
         return self._run(self._client.confirm_committed())
 
-    def record(self, record_id: str) -> RecordDoc:
+    def record(self, record_id: str, wait_ms: int = 0) -> RecordDoc:
         """See :meth:`LedgerClient.record`."""
-        return self._run(self._client.record(record_id))
+        return self._run(self._client.record(record_id, wait_ms))
 
     def wait_committed(self, record_id: str, timeout: float = 30.0) -> RecordDoc:
         """See :meth:`LedgerClient.wait_committed`."""

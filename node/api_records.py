@@ -42,6 +42,7 @@ from .api_common import (
     parse_id,
     parse_uint,
 )
+from .commit_waiters import MAX_WAIT_MS
 
 
 def _busy(node: ApiBackend) -> LedgerError | None:
@@ -163,8 +164,16 @@ class RecordRoutes:
 
     async def get_record(self, request: web.Request) -> web.Response:
         rid = parse_id(request.match_info["id"])
+        wait_ms = parse_uint(request, "wait_ms", default=0, maximum=MAX_WAIT_MS)
         chain = self.node.chain
         location = chain.record_location(rid)
+        if location is None and wait_ms and (waiting := self.node.mempool.get(rid)) is not None:
+            # Long poll (PROTOCOL §6): answer when the record commits, or
+            # after wait_ms with it pending.  Who may not see it pending is
+            # refused before waiting.
+            grant_of(request).check_record(waiting.record.submitter, pending=True)
+            await self.node.mempool.waiters.wait(rid, wait_ms / 1000)
+            location = chain.record_location(rid)
         if location is not None:
             height, leaf_index = location
             raw = chain.envelope_at(leaf_index)

@@ -159,10 +159,16 @@ class PeerRouting:
             self.transport.broadcast(peer_messages.encode(Records(tuple(batch))))
 
     async def _gossip_out(self) -> None:
+        # A client's records go to the peers as soon as they are admitted
+        # (the next proposer may be a peer: waiting for a tick was up to a
+        # tick of latency on every record), and then not again for
+        # interval_ms, so that under load a frame carries many records.
         interval_s = self.config.settings.gossip.interval_ms / 1000
+        ready = self.mempool.gossip_ready
         while True:
-            await asyncio.sleep(interval_s)
+            await ready.wait()
             self._flush_gossip()
+            await asyncio.sleep(interval_s)
 
     async def _gossip_admit(self) -> None:
         while True:

@@ -36,6 +36,7 @@ from ledger.membership import is_governance
 from ledger.records import Envelope
 from ledger.risk import ALERT
 
+from .commit_waiters import CommitWaiters
 from .durable import PendingWriter
 from .mempool_acks import AckedRecords
 from .mempool_blocks import out_of_scope, select_for_block, unreachable
@@ -106,6 +107,8 @@ class Mempool:
                                        lambda domain, items: verify_many(domain, items))
         self._orphans = Orphans(max_orphans)
         self._gossip: list[bytes] = []  # envelopes admitted from clients, not yet sent
+        self.gossip_ready = asyncio.Event()  # set while _gossip is not empty
+        self.waiters = CommitWaiters()  # GET /v1/records/{id}?wait_ms=N
         self.changed = asyncio.Event()
         # Admissions counted per record here, published per batch (labels()
         # costs microseconds; no per-record Python work that can be per-batch).
@@ -370,6 +373,7 @@ class Mempool:
         self._admitted[source] = self._admitted.get(source, 0) + 1
         if source != "gossip":  # a client's, or a client's restored after a restart
             self._gossip.append(env.envelope_bytes)
+            self.gossip_ready.set()
         if self._orphans:  # none held (the usual case): none waits for this record
             self._release_orphans(rid)
         return "accepted"
@@ -406,6 +410,8 @@ class Mempool:
     def take_gossip(self, limit: int) -> list[bytes]:
         """Envelopes admitted from clients that peers have not been sent yet."""
         batch, self._gossip = self._gossip[:limit], self._gossip[limit:]
+        if not self._gossip:
+            self.gossip_ready.clear()
         return batch
 
     # -- blocks ------------------------------------------------------------
@@ -450,6 +456,8 @@ class Mempool:
             self._nonces.pop(key, None)
             self._checks.forget(env.leaf_hash)
             self._release_orphans(rid)
+        if self.waiters:
+            self.waiters.committed(env.id for env in envelopes)
         if any(is_governance(env) for env in envelopes):
             conflicts |= self._drop_out_of_scope(list(self._pending))
         elif self._governance:

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from .commit_waiters import MAX_WAIT_MS
 from .openapi_check import (
     SchemaMismatch as SchemaMismatch,
     check as check,
@@ -255,8 +256,12 @@ def openapi_spec(*, max_envelopes: int = 5000, max_trace_depth: int = 64) -> dic
                 "verdict": _ref("Verdict")}), "the verdict"),
                 **_errors(400, 413, 415, 429)},
         }},
-        "/v1/records/{id}": _get("A record, pending or committed",
-                                 _json(_ref("Record"), "the record"), [ID_PARAM], (400, 404, 429)),
+        "/v1/records/{id}": _get("A record, pending or committed; with wait_ms, answered when a "
+                                 "record pending here commits, or after wait_ms",
+                                 _json(_ref("Record"), "the record"),
+                                 [ID_PARAM, _query("wait_ms", "wait up to this long for a pending "
+                                                   "record's commit (long poll)", 0, MAX_WAIT_MS)],
+                                 (400, 404, 429)),
         "/v1/records/{id}/proof": _get(
             "The proof bundle of a committed record: PROTOCOL §5, or §9.6 (version 2) "
             "when governance changed what judges the record; with format=tlog-proof a "

@@ -105,7 +105,8 @@ class GossipSettings:
     batch: int = setting(500, lo=1, hi=5000, doc="Most envelopes in one gossip frame.")
 
     interval_ms: int = setting(20, lo=1, hi=10_000,
-        doc="How often new records are gossiped to peers.")
+        doc="Least time between two gossip frames to peers: a client's records admitted "
+            "after a quiet interval are sent at once, the rest gathered until it ends.")
 
     # A proposal names its records by leaf hash; those not admitted here
     # this long after it arrived are fetched from its sender.

@@ -46,6 +46,7 @@ class FakeNode:
     records: dict[str, str] = field(default_factory=dict)  # id -> status
     lookups: dict[str, int] = field(default_factory=dict)
     blocks: list[list[str]] = field(default_factory=list)
+    waits: list[str | None] = field(default_factory=list)  # wait_ms of every record lookup
 
     def app(self) -> web.Application:
         app = web.Application()
@@ -93,6 +94,7 @@ class FakeNode:
 
     async def _get(self, request: web.Request) -> web.Response:
         rid = request.match_info["rid"]
+        self.waits.append(request.query.get("wait_ms"))
         if rid not in self.records:
             return web.json_response({"error": "not_found", "message": "unknown record"}, status=404)
         self.lookups[rid] = self.lookups.get(rid, 0) + 1

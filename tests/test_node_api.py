@@ -8,6 +8,7 @@ Every answer is checked against the node's own OpenAPI document.
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import gc
 import json
@@ -28,6 +29,7 @@ from ledger.records import Envelope, make_record, sign_record
 from ledger.storage import MemoryStore
 from ledger.verify import verify_bundle
 from node.api import build_app
+from node.commit_waiters import CommitWaiters
 from node.driver import evidence_json, store_evidence
 from node.health import Health
 from node.mempool import Mempool
@@ -295,6 +297,47 @@ async def test_request_level_errors(client: TestClient[Any, Any], node: StubNode
         assert resp.status == 400 and (await resp.json())["error"] == "bad_request", url
 
 
+async def test_record_long_poll_answers_when_the_record_commits(
+        client: TestClient[Any, Any], node: StubNode) -> None:
+    """GET /v1/records/{id}?wait_ms=N (PROTOCOL §6): held while the record is
+    pending here, answered by the commit, not by a timer."""
+    pay = make_envelope(node.submitter, "test", 1)
+    await submit(client, [pay])
+    url = f"/v1/records/{pay.id.hex()}?wait_ms=10000"
+    waiting = asyncio.create_task(call(client, "GET", url, "/v1/records/{id}", 200))
+    for _ in range(1000):
+        if node.mempool.waiters:
+            break
+        await asyncio.sleep(0)
+    assert len(node.mempool.waiters) == 1 and not waiting.done()
+    node.commit()
+    rec = await asyncio.wait_for(waiting, 10)
+    assert rec["status"] == "committed" and rec["height"] == 1
+    assert len(node.mempool.waiters) == 0
+    # committed, or unknown: answered at once; still pending after wait_ms: pending
+    assert (await call(client, "GET", url, "/v1/records/{id}", 200))["status"] == "committed"
+    await call(client, "GET", f"/v1/records/{'ab' * 32}?wait_ms=10000", "/v1/records/{id}", 404)
+    other = make_envelope(node.submitter, "test", 2)
+    await submit(client, [other])
+    rec = await call(client, "GET", f"/v1/records/{other.id.hex()}?wait_ms=1",
+                     "/v1/records/{id}", 200)
+    assert rec["status"] == "pending" and len(node.mempool.waiters) == 0
+    for bad in ("10001", "-1", "x"):
+        resp = await client.get(f"/v1/records/{other.id.hex()}?wait_ms={bad}")
+        assert resp.status == 400 and (await resp.json())["error"] == "bad_request"
+
+
+async def test_commit_waiters_are_bounded() -> None:
+    waiters = CommitWaiters(limit=1)
+    first = asyncio.create_task(waiters.wait(b"a", 10))
+    await asyncio.sleep(0)
+    assert len(waiters) == 1
+    assert await waiters.wait(b"b", 10) is False  # over the limit: at once
+    waiters.committed([b"b", b"a"])
+    assert await first is True and len(waiters) == 0
+    assert await waiters.wait(b"a", 0.001) is False  # timed out
+
+
 async def test_rate_limited_and_unavailable(node: StubNode) -> None:
     node.mempool.max_size = 3
     app = build_app(node, max_body_bytes=MAX_BODY, max_inflight=64, max_envelopes=MAX_ENVELOPES,
@@ -477,6 +520,21 @@ async def test_gossip_orphans_wait_for_their_parent(node: StubNode) -> None:
     await node.mempool.admit([parent.envelope_bytes], "gossip")
     assert [e.id for e in node.mempool.select(10)] == [parent.id, child.id]
     assert node.mempool.take_gossip(10) == []  # gossip is not re-gossiped
+    assert not node.mempool.gossip_ready.is_set()
+
+
+async def test_gossip_ready_while_clients_records_wait_to_be_sent(node: StubNode) -> None:
+    """node.app_peers sends a client's records to the peers when this event
+    is set (at once after a quiet interval), not at the next tick."""
+    envs = [make_envelope(node.submitter, "test", n) for n in range(3)]
+    await node.mempool.admit([envs[0].envelope_bytes], "gossip")
+    assert not node.mempool.gossip_ready.is_set()
+    await node.mempool.admit([e.envelope_bytes for e in envs[1:]], "api")
+    assert node.mempool.gossip_ready.is_set()
+    assert node.mempool.take_gossip(1) == [envs[1].envelope_bytes]
+    assert node.mempool.gossip_ready.is_set()  # one left
+    assert node.mempool.take_gossip(10) == [envs[2].envelope_bytes]
+    assert not node.mempool.gossip_ready.is_set()
 
 
 async def test_select_keeps_parents_first_and_commit_prunes(node: StubNode) -> None:

@@ -131,6 +131,17 @@ async def test_wait_committed_resubmits_what_a_node_forgot(tmp_path: Path) -> No
     assert good.records == {rid: "committed"}
 
 
+async def test_wait_committed_asks_the_node_to_answer_at_the_commit(tmp_path: Path) -> None:
+    """A long poll (wait_ms, PROTOCOL §6) within the time left and the
+    request timeout; a pending answer is asked again."""
+    node = FakeNode(commit_after=2)
+    async with serve(node) as urls, client(urls, tmp_path, Sleeps()) as lc:
+        rid = await lc.submit(kind="payment", body={"amount": 7})
+        assert (await lc.wait_committed(rid, timeout=30))["status"] == "committed"
+        assert (await lc.record(rid))["status"] == "committed"
+    assert node.waits == ["5000", "5000", None]
+
+
 async def test_confirm_committed_releases_by_reading_blocks(tmp_path: Path) -> None:
     node = FakeNode()
     async with serve(node) as urls, client(urls, tmp_path, Sleeps()) as lc:

@@ -1,0 +1,169 @@
+"""Submit -> commit latency at fixed offered rates, with one signature per
+record or signed batches (issue 28), commits learned by push.
+
+Each run is a fresh 4-validator cluster (:func:`harness.bench_setup.new_cluster`,
+the benchmark's consensus parameters).  The load is signed before the clock
+starts (:func:`harness.bench_batches.signed_load`) and offered open-loop: every
+``--tick`` seconds one POST of ``rate x tick`` envelopes, to the nodes in
+turn.  A record's latency runs from just before its POST to the moment node 0
+pushes the block that commits it on ``GET /v1/stream`` (server-sent events,
+sent as the block is committed): no polling period is added to the figure,
+which :mod:`harness.bench`'s latency scenario (a 10 ms status poll and a block
+read) does add.  The event's envelopes are decoded after the run, so the
+measuring process does little while it times.
+
+Runs go in the order given, ``--repeat`` times (rates x sign batches each
+round), so that two code versions can be compared in alternation: run the
+same command from a checkout of the other version with ``PYTHONPATH`` set to
+it (the nodes are started with this interpreter and inherit the variable).
+
+    python -m harness.bench_latency --rate 500 --sign-batch 1 --sign-batch 64 --seconds 20
+    python -m harness.bench_latency --rate 10000 --sign-batch 64 --seconds 20
+
+One JSON line per run on stdout (percentiles, committed records/s while
+offering, load averages); ``--out`` collects them.  Harness code: nothing in
+the runtime imports it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import hashlib
+import json
+import os
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import click
+import msgpack
+import orjson
+
+from .bench_batches import signed_load
+from .bench_measure import pct, quiet_collector
+from .bench_setup import new_cluster, post_batch, start_cluster
+
+
+def record_id(envelope: bytes) -> bytes:
+    """A record's id: SHA-256 of its canonical record bytes."""
+    return hashlib.sha256(msgpack.unpackb(envelope, raw=True)[b"record"]).digest()
+
+
+async def one_run(root: Path, name: str, rate: float, sign_batch: int, seconds: float,
+                  tick: float, block_records: int) -> dict[str, Any]:
+    c = new_cluster(root, name, block_records)
+    try:
+        await start_cluster(c)
+        per_tick = max(1, round(rate * tick))
+        ticks = max(1, int(seconds / tick))
+        envs = signed_load(c.dir / "keys" / "demo.json", c.genesis.chain, per_tick * ticks,
+                           sign_batch)
+        ids = [record_id(e) for e in envs]
+        bodies = [(ids[k:k + per_tick], msgpack.packb(envs[k:k + per_tick], use_bin_type=True))
+                  for k in range(0, len(envs), per_tick)]
+        del envs
+        session = c.http()
+        first = await c.status(0)
+        if first is None:
+            raise RuntimeError("node0 does not answer /v1/status")
+        events: list[tuple[float, int, list[str]]] = []
+        connected = asyncio.Event()
+        quiet_collector()
+
+        async def follow() -> None:
+            url = f"{c.url(0)}/v1/stream?from={first['height'] + 1}"
+            async with session.get(url, timeout=None) as r:
+                if r.status != 200:
+                    raise RuntimeError(f"GET /v1/stream: {r.status}")
+                connected.set()
+                async for line in r.content:
+                    if line.startswith(b"data:"):
+                        now = time.perf_counter()
+                        doc = orjson.loads(line[5:])
+                        events.append((now, doc["height"], doc["envelopes"]))
+
+        follower = asyncio.create_task(follow())
+        await asyncio.wait_for(connected.wait(), 10)
+        sent: dict[bytes, float] = {}
+        load0 = os.getloadavg()
+        t0 = time.perf_counter()
+        posts = []
+        for k, (batch_ids, body) in enumerate(bodies):
+            delay = t0 + k * tick - time.perf_counter()
+            if delay > 0:
+                await asyncio.sleep(delay)
+            now = time.perf_counter()
+            for rid in batch_ids:
+                sent[rid] = now
+            posts.append(asyncio.create_task(post_batch(session, c.url(k % 4), body)))
+        offer_s = time.perf_counter() - t0
+        load_offered = os.getloadavg()
+        retries = sum(await asyncio.gather(*posts))
+        total = len(sent)
+        deadline = time.perf_counter() + 30
+        while time.perf_counter() < deadline and sum(len(e[2]) for e in events) < total:
+            await asyncio.sleep(0.1)
+        follower.cancel()
+        await asyncio.gather(follower, return_exceptions=True)
+        lat: list[float] = []
+        committed_by_offer_end = 0
+        for t, _, envelopes in events:
+            for b64 in envelopes:
+                s = sent.pop(record_id(base64.b64decode(b64)), None)
+                if s is not None:
+                    lat.append((t - s) * 1000)
+                    if t <= t0 + offer_s:
+                        committed_by_offer_end += 1
+        last = max((t for t, _, _ in events), default=t0)
+        heights = len(events)
+        return {"run": name, "offered_per_s": rate, "sign_batch": sign_batch,
+                "records_per_post": per_tick, "offered": total,
+                "offer_s": round(offer_s, 2), "post_retries": retries,
+                "committed_seen": len(lat), "not_seen_30s_after_offer": len(sent),
+                "committed_per_s_while_offering": round(committed_by_offer_end / offer_s),
+                "last_commit_after_offer_s": round(last - t0 - offer_s, 2),
+                "blocks": heights, "records_per_block": round(len(lat) / max(heights, 1), 1),
+                "p50_ms": round(pct(lat, 50), 1), "p90_ms": round(pct(lat, 90), 1),
+                "p99_ms": round(pct(lat, 99), 1), "max_ms": round(max(lat, default=0), 1),
+                "load_start": load0, "load_offered": load_offered,
+                "load_end": os.getloadavg()}
+    finally:
+        await c.stop_all()
+
+
+@click.command()
+@click.option("--rate", "rates", type=float, multiple=True, default=(500.0,), show_default=True,
+              help="offered records/s (repeatable)")
+@click.option("--sign-batch", "sign_batches", type=int, multiple=True, default=(1, 64),
+              show_default=True, help="records per signature (repeatable; 1: per record)")
+@click.option("--seconds", type=float, default=20.0, show_default=True, help="offered for")
+@click.option("--tick", type=float, default=0.05, show_default=True,
+              help="one POST every tick, of rate x tick records")
+@click.option("--repeat", type=int, default=1, show_default=True)
+@click.option("--block-records", type=int, default=1000, show_default=True)
+@click.option("--out", type=click.Path(path_type=Path), help="all runs as a JSON list")
+def main(rates: tuple[float, ...], sign_batches: tuple[int, ...], seconds: float, tick: float,
+         repeat: int, block_records: int, out: Path | None) -> None:
+    """Open-loop offer at each rate; submit -> commit percentiles per run."""
+
+    async def run() -> list[dict[str, Any]]:
+        results = []
+        with tempfile.TemporaryDirectory(prefix="bench-latency-") as tmp:
+            for k in range(repeat):
+                for rate in rates:
+                    for sb in sign_batches:
+                        r = await one_run(Path(tmp), f"r{k}-{rate:.0f}-sb{sb}", rate, sb,
+                                          seconds, tick, block_records)
+                        click.echo(json.dumps(r), nl=True)
+                        results.append(r)
+        return results
+
+    results = asyncio.run(run())
+    if out is not None:
+        out.write_text(json.dumps(results, indent=1) + "\n")
+
+
+if __name__ == "__main__":
+    main()
