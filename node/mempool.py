@@ -42,7 +42,13 @@ from .mempool_acks import AckedRecords
 from .mempool_blocks import out_of_scope, select_for_block, unreachable
 from .mempool_links import AdmittedLeaves, PeerBacklog
 from .mempool_orphans import Orphans
-from .mempool_rules import YIELD_EVERY, RecordWindows, check_alert_flood, decode_batch
+from .mempool_rules import (
+    YIELD_EVERY,
+    RecordWindows,
+    check_alert_flood,
+    decode_batch,
+    read_chain_nonces,
+)
 from .mempool_types import Admission, ChainNonce, ChainView, wall_clock_ms
 from .metrics import Metrics
 from .signature_checks import SignatureChecks
@@ -186,9 +192,9 @@ class Mempool:
         # Stateless checks (chain, submitter, role, signature) off the loop,
         # only for envelopes whose id is new to this node: resubmissions are
         # answered from state without touching a signature again.
-        # What the chain's nonce index said is kept with the height it was
-        # read at: if no block committed before the admission step, that
-        # step reuses it instead of reading LevelDB again.
+        # The chain's nonce index is read once for the request's new records
+        # (read_chain_nonces), what it said kept with its height: if no block
+        # committed before the admission step, that step reuses it.
         # A new record's ts must be in the window around this node's clock.
         # A known record id sent with other envelope bytes (another
         # signature) has that signature checked too: answering "duplicate"
@@ -198,9 +204,13 @@ class Mempool:
         self._windows.refresh()
         now = self.clock()
         window = self._windows.client if source == "api" else self._windows.peer
+        pending, orphans, nonces = self._pending, self._orphans, self._nonces
+        chain_nonces = read_chain_nonces(self.chain, decoded, lambda d: (
+            (d.record.submitter, d.record.nonce) not in nonces
+            and d.id not in pending and d.id not in orphans))
         for i, d in enumerate(decoded):
             if isinstance(d, Envelope):
-                status, _, seen[i] = self._lookup(d)
+                status, _, seen[i] = self._lookup(d, chain_nonces.get(i))
                 if status is None and not window.contains(d.record.ts, now):
                     decoded[i] = BadTimestamp(window.explain(d.record.ts, now)).as_value()
                     continue

@@ -6,7 +6,7 @@ the next block: the record ts window (PROTOCOL §2) and the alert flood limit
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any, Mapping
 
 from ledger.breakers import rules as breaker_rules
@@ -14,7 +14,7 @@ from ledger.errors import AlertFlood, LedgerError
 from ledger.genesis import RecordTimeWindow, record_time_window
 from ledger.records import Envelope, decode_envelope
 
-from .mempool_types import ChainView
+from .mempool_types import ChainNonce, ChainView
 
 # Decoding and state checks yield to the event loop this often: admission is
 # the bulk of a node's work under load and must not delay consensus messages.
@@ -34,6 +34,22 @@ async def decode_batch(items: Sequence[bytes]) -> list[Envelope | LedgerError]:
         if i % YIELD_EVERY == YIELD_EVERY - 1:
             await asyncio.sleep(0)  # let consensus messages in between
     return decoded
+
+
+def read_chain_nonces(chain: ChainView, decoded: Sequence[Envelope | LedgerError],
+                      reads: Callable[[Envelope], bool]) -> dict[int, ChainNonce]:
+    """What the chain's nonce index holds for the records of one request
+    that admission would look it up for (``reads``), by item, read together
+    (``nonce_holders``: one walk of the index per submitter over the
+    request's nonces instead of a read per record).  ``Mempool._lookup``
+    takes each as what the index said at this height."""
+    asked = {i: (d.record.submitter, d.record.nonce) for i, d in enumerate(decoded)
+             if isinstance(d, Envelope) and reads(d)}
+    if len(asked) < 2:
+        return {}
+    height = chain.height
+    found = chain.nonce_holders(asked.values())
+    return {i: ChainNonce(height, found.get(key)) for i, key in asked.items()}
 
 
 class RecordWindows:

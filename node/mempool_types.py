@@ -6,6 +6,7 @@ it was read at (:class:`ChainNonce`)."""
 from __future__ import annotations
 
 import time
+from collections.abc import Iterable
 from typing import NamedTuple, Protocol
 
 from ledger.breakers import Breakers
@@ -23,6 +24,9 @@ class ChainView(Protocol):
     def record_location(self, record_id: bytes) -> tuple[int, int] | None: ...
 
     def id_for_nonce(self, submitter: bytes, nonce: int) -> bytes | None: ...
+
+    def nonce_holders(self, keys: Iterable[tuple[bytes, int]]
+                      ) -> dict[tuple[bytes, int], bytes]: ...
 
     def committed_leaf_hash(self, record_id: bytes) -> bytes | None: ...
 

@@ -132,3 +132,30 @@ async def test_resubmitting_the_same_bytes_checks_no_signature(
     assert checked == []
     assert outcome((await w.admit(forged(env)))[0]) == "bad_signature"
     assert checked == [1]
+
+
+async def test_a_requests_nonces_are_read_together(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The chain's nonce index is read once per request
+    (``ChainStore.nonce_holders``), not once per record, with the same
+    answers: committed, nonce used by another committed record, new."""
+    w = World()
+    done = [make_envelope(w.submitter, "test", n) for n in range(1, 9)]
+    await w.admit(*done)
+    w.commit_pending()
+    reads: list[int] = []
+    asked: list[list[tuple[bytes, int]]] = []
+    real_read, real_walk = w.chain.id_for_nonce, w.chain.nonce_holders
+    monkeypatch.setattr(w.chain, "id_for_nonce", lambda s, n: reads.append(n) or real_read(s, n))
+    monkeypatch.setattr(w.chain, "nonce_holders",
+                        lambda keys: asked.append(list(keys)) or real_walk(asked[-1]))
+    reused = make_envelope(w.submitter, "test", 3, body={"amount": 99})  # nonce 3 is taken
+    assert reused.id != done[2].id
+    new = [make_envelope(w.submitter, "test", n) for n in range(20, 30)]
+    results = await w.admit(done[1], reused, *new, done[5])
+    assert [outcome(r) for r in results] == (
+        ["committed", "nonce_reused"] + ["accepted"] * 10 + ["committed"])
+    assert len(asked) == 1 and sorted(n for _, n in asked[0]) == [2, 3, 6] + list(range(20, 30))
+    assert reads == []  # nonce_holders walked the range: no read per record
+    assert [outcome(r) for r in await w.admit(new[0], make_envelope(w.submitter, "test", 40))] == [
+        "duplicate", "accepted"]  # a single new record: one read, as before
+    assert reads == [40] and len(asked) == 1
