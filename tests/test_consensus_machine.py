@@ -542,3 +542,36 @@ def test_only_state_behind_a_send_is_persisted() -> None:
         kinds = [type(e).__name__ for e in node.effects]
         first_send = min(kinds.index(k) for k in ("Broadcast", "SendTo") if k in kinds)
         assert "Persist" in kinds[:first_send]
+
+
+def test_persisted_state_bytes_are_the_canonical_map() -> None:
+    """PersistedState.to_bytes packs its map without the canonical walk:
+    the same bytes as ``canonical`` of it, with and without a valid value,
+    and they decode back to the same state."""
+    from dataclasses import replace
+
+    from consensus.messages import encode_message
+    from consensus.params import NIL_ROUND
+    from consensus.state import STATE_VERSION, decode_state
+    from ledger.encoding import canonical
+
+    bench = Bench()
+    bench.start()
+    bench.submit(bench.records(3))
+    bench.deliver(keep=lambda e, dst: isinstance(e.message, Proposal) or dst == 0)
+    state = bench.nodes[0].last_persisted
+    assert state is not None and state.valid is not None and state.votes
+    for s in (state, replace(state, valid=None, locked_block=None, locked_round=NIL_ROUND),
+              replace(state, votes=())):
+        valid = s.valid
+        expected = canonical({
+            "v": STATE_VERSION, "height": s.height, "round": s.round, "step": int(s.step),
+            "locked_round": s.locked_round, "locked_block": s.locked_block,
+            "valid_round": valid.round if valid else NIL_ROUND,
+            "valid_header": valid.header.header_bytes if valid else None,
+            "valid_envelopes": [e.envelope_bytes for e in valid.envelopes] if valid else [],
+            "valid_pol": [encode_message(v) for v in valid.pol] if valid else [],
+            "proposed_round": s.proposed_round,
+            "votes": [encode_message(v) for v in s.votes]})
+        assert s.to_bytes() == expected
+        assert decode_state(expected) == s
