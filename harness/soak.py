@@ -5,8 +5,9 @@
 seconds, and on a schedule drawn from ``--seed`` SIGKILLs and restarts a
 validator or partitions the cluster (one node isolated, or a 2|2 split) for
 a while and heals it.  Meanwhile it samples every node's memory (RssAnon and
-RssFile, every 10 s), with its thread count and its store's table files, and, for 1 in 50 acknowledged records, the time from
-the 202 to the record reading ``committed`` (GET /v1/records/{id}).
+RssFile, every 10 s) with its thread count and its store's table files, and,
+for 1 in 50 acknowledged records, the time from the 202 to the record
+reading ``committed`` (GET /v1/records/{id}).
 
 In the end, with every node up and connected and every mempool drained:
 ``lost`` counts records some node acknowledged (202 ``accepted`` or
