@@ -76,7 +76,8 @@ async def _throughput(c: LocalCluster, envs: list[bytes], duration: float, warmu
               for k in range(0, len(envs), request)]
     first = await c.status(0)
     assert first is not None
-    base = first["log_size"]
+    base, base_height = first["log_size"], first["height"]
+    last_height = [base_height]
     samples: list[tuple[float, int]] = []
     stop = asyncio.Event()
     t0 = time.perf_counter()
@@ -86,6 +87,7 @@ async def _throughput(c: LocalCluster, envs: list[bytes], duration: float, warmu
             st = await c.status(0)
             if st is not None:
                 samples.append((time.perf_counter() - t0, st["log_size"] - base))
+                last_height[0] = st["height"]
             await asyncio.sleep(0.5)
 
     queue = list(enumerate(bodies))
@@ -102,18 +104,22 @@ async def _throughput(c: LocalCluster, envs: list[bytes], duration: float, warmu
 
     pids = [c.procs[i].pid for i in range(c.n)]
     cpu0 = sum(cpu_seconds(p) for p in pids)
+    own0 = sum(os.times()[:2])
     sampler = asyncio.create_task(sample())
     await asyncio.gather(*(feeder() for _ in range(inflight)))
     t_end = time.perf_counter() - t0
     stop.set()
     await sampler
     cpu = sum(cpu_seconds(p) for p in pids) - cpu0
+    own = sum(os.times()[:2]) - own0
     steady = [s for s in samples if warmup <= s[0] <= t_end]
     rate = ((steady[-1][1] - steady[0][1]) / (steady[-1][0] - steady[0][0])
             if len(steady) >= 2 else float("nan"))
     committed = samples[-1][1] if samples else 0
     return {"records_per_s": round(rate), "offered_all": not queue,
-            "cpu_us_per_record_per_node": round(cpu / max(committed, 1) / c.n * 1e6, 1)}
+            "cpu_us_per_record_per_node": round(cpu / max(committed, 1) / c.n * 1e6, 1),
+            "harness_cpu_us_per_record": round(own / max(committed, 1) * 1e6, 1),
+            "records_per_block": round(committed / max(last_height[0] - base_height, 1))}
 
 
 async def _latency(c: LocalCluster, envs: list[bytes], probes: int) -> dict[str, Any]:

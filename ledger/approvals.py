@@ -36,7 +36,7 @@ from .breakers import Transition as BreakerTransition
 from .breakers import rules as breaker_rules
 from .crypto import digest_equal
 from .errors import HeaderError
-from .held import Held
+from .held import Deadlines, Held, HeldOverlay
 from .membership import State, is_governance
 from .policy import Decision, Outcome, PolicyEngine, RecordInput
 from .policy.state import STATE_KINDS
@@ -77,17 +77,22 @@ class BlockVerdicts:
     root: bytes | None
     verdicts: tuple[Verdict, ...] = ()       # empty in a version 1 block
     transitions: tuple[Transition, ...] = ()
-    held: Mapping[bytes, Held] = field(default_factory=dict)  # after the block
+    # The open records the block changes: opened, counted for, escalated
+    # (the entry after the block) or ended (None).
+    held: Mapping[bytes, Held | None] = field(default_factory=dict)
     inputs: tuple[RecordInput, ...] = ()      # what the engine saw (for commit_block)
     decisions: tuple[Decision, ...] = ()
     envelopes: Sequence[Envelope] = ()        # the block's (the breakers read its alerts)
     params: Mapping[str, Any] = field(default_factory=dict)  # in force at its height
     breakers: tuple[BreakerTransition, ...] = ()  # the breaker transitions its records make
+    encoded: tuple[bytes, ...] | None = None  # :attr:`entries`, when compute made them
 
     @property
     def entries(self) -> list[bytes]:
         """The block's entry bytes: its verdicts in log order, then its
         transitions, then its breaker entries (PROTOCOL §10.5)."""
+        if self.encoded is not None:
+            return list(self.encoded)
         return ([v.to_bytes() for v in self.verdicts] + [t.to_bytes() for t in self.transitions]
                 + [b.entry().to_bytes() for b in self.breakers])
 
@@ -125,6 +130,7 @@ class VerdictState:
                  lookup: Callable[[bytes], Record | None] | None = None) -> None:
         self.engine = engine if engine is not None else PolicyEngine()
         self.held: dict[bytes, Held] = dict(held or {})
+        self._deadlines = Deadlines(self.held)
         self.version = version
         self.breakers = breakers if breakers is not None else Breakers()
         self._index: dict[bytes, Record] | None = None if lookup is not None else {}
@@ -167,8 +173,9 @@ class VerdictState:
         decisions = tuple(self.engine.evaluate_block(height, time_ms, inputs))
         if len(decisions) != len(inputs):
             raise RuntimeError("policy engine returned a verdict count unlike the records'")
-        judge = _Judge(self.held, state, time_ms, approval_window(state.params),
-                       self.engine.version, self.breakers.open_at(time_ms))
+        judge = _Judge(self.held, self._deadlines, state, time_ms,
+                       approval_window(state.params), self.engine.version,
+                       self.breakers.open_at(time_ms))
         verdicts = tuple(judge.verdict(env, leaf, decision)
                          for leaf, (env, decision) in enumerate(zip(envelopes, decisions),
                                                                 start=first_leaf))
@@ -181,15 +188,22 @@ class VerdictState:
         entries = ([v.to_bytes() for v in verdicts] + [t.to_bytes() for t in transitions]
                    + [b.entry().to_bytes() for b in breakers])
         return BlockVerdicts(version, verdict_root(entries, len(verdicts)), verdicts,
-                             transitions, judge.held, inputs, decisions, envelopes,
-                             state.params, breakers)
+                             transitions, judge.held.changes, inputs, decisions, envelopes,
+                             state.params, breakers, tuple(entries))
 
     def commit(self, height: int, time_ms: int, block: BlockVerdicts) -> None:
         """Advance past the committed block whose verdicts are ``block``."""
         if block.inputs or not self._plain():
             self.engine.commit_block(height, time_ms, block.inputs, block.decisions)
         if block.version == HEADER_VERSION_VERDICTS:
-            self.held = dict(block.held)
+            for record, entry in block.held.items():
+                if entry is None:
+                    self.held.pop(record, None)
+                    continue
+                if record not in self.held:
+                    self._deadlines.add(entry)
+                self.held[record] = entry
+            self._deadlines.advance(time_ms, self.held)
         self.version = block.version
         self.commit_breakers(height, time_ms, block.envelopes, block.params)
 
@@ -229,9 +243,11 @@ def _text(value: str) -> str:
 class _Judge:
     """One block's pass over its records: policy verdicts, approvals counted."""
 
-    def __init__(self, held: Mapping[bytes, Held], state: State, time_ms: int,
-                 window: int, policy: int, open_breakers: set[tuple[str, str]]) -> None:
-        self.held = dict(held)  # copied: compute stays pure
+    def __init__(self, held: Mapping[bytes, Held], deadlines: Deadlines, state: State,
+                 time_ms: int, window: int, policy: int,
+                 open_breakers: set[tuple[str, str]]) -> None:
+        self.held = HeldOverlay(held)  # the committed ones never written: compute stays pure
+        self.deadlines = deadlines
         self.state = state
         self.time_ms = time_ms
         self.window = window
@@ -301,10 +317,15 @@ class _Judge:
         # Only records an approval or decision named, and expired ones, can
         # end here: a breaker can keep thousands open for review, so the
         # others are neither checked nor sorted (the same transitions, in
-        # the same order, as a pass over every held record).
+        # the same order, as a pass over every held record).  The expired
+        # ones: the committed approve entries of deadline below t (the
+        # deadline index), and any this block opened.
         ending = {r: self.held[r] for r in self.touched if r in self.held}
-        ending.update((h.record, h) for h in self.held.values()
-                      if not h.review and h.deadline < t)
+        opened = [r for r, h in self.held.changes.items() if h is not None]
+        for record in self.deadlines.due(t) + opened:
+            held = self.held.get(record)
+            if held is not None and not held.review and held.deadline < t:
+                ending[record] = held
         for held in sorted(ending.values(), key=lambda h: h.leaf_index):
             if held.rejected_by:
                 out.append(Transition(held.record, Status.REJECTED, (held.rejected_by,)))

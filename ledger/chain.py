@@ -378,7 +378,7 @@ class ChainStore(ChainMembership, ChainIntegrity, ChainSideData):
         batch.put(schema.certificate_key(header.height), certificate.to_bytes())
         batch.put(schema.META_TIP, schema.pack_u64(header.height))
         stage_pending_done(batch, pending_done)
-        verdict_store.stage(batch, header, verdicts, self.verdicts.held)
+        verdict_store.stage(batch, header, verdicts)
         self._write_block(batch, header, log_size, membership, sync)
         self.verdicts.commit(header.height, header.time, verdicts)
         self._verdict_cache = None

@@ -5,7 +5,6 @@ and calls these."""
 
 from __future__ import annotations
 
-from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -37,10 +36,10 @@ def load_held(store: KeyValueStore) -> dict[bytes, Held]:
     return held
 
 
-def stage(batch: WriteBatch, header: Header, block: BlockVerdicts,
-          before: Mapping[bytes, Held]) -> None:
-    """Put the block's entries, its transitions' locations and the changed
-    held records in the block's commit batch."""
+def stage(batch: WriteBatch, header: Header, block: BlockVerdicts) -> None:
+    """Put the block's entries, its transitions' locations and the held
+    records it changed (opened, counted for, escalated, ended) in the
+    block's commit batch."""
     if block.version != HEADER_VERSION_VERDICTS:
         return
     batch.put(schema.verdicts_key(header.height), encode_entries(block.entries))
@@ -48,10 +47,10 @@ def stage(batch: WriteBatch, header: Header, block: BlockVerdicts,
     for index, transition in enumerate(block.transitions, start=first):
         batch.put(schema.final_key(transition.record),
                   schema.pack_location(header.height, index))
-    for record in before.keys() - block.held.keys():
-        batch.delete(schema.held_key(record))
     for record, held in block.held.items():
-        if before.get(record) is not held:  # new, or an approval counted
+        if held is None:
+            batch.delete(schema.held_key(record))
+        else:
             batch.put(schema.held_key(record), held.to_bytes())
 
 
