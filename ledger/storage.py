@@ -48,6 +48,7 @@ DEFAULT_BLOCK_BYTES = 1024
 # open tables cost).  4096 keeps about 24M records' tables of ~2 MiB open;
 # the node raises its open-files limit to fit (node/fdlimit.py).
 DEFAULT_MAX_OPEN_FILES = 4096
+LEVELDB_LEVELS = 7  # LevelDB's config::kNumLevels
 # Nice value for LevelDB's flush-and-compaction thread once a node has caught
 # up (see set_background_nice).  19, the lowest priority, as RocksDB's
 # LowerThreadPoolCPUPriority: a flush is never urgent, the node's own work is.
@@ -468,6 +469,14 @@ class LevelDBStore:
         finally:
             snapshot.close()
         return meta.get, keys, size
+
+    def table_files(self) -> int | None:
+        """Table files in the store, over LevelDB's levels (None once closed).
+        Each open one holds its index in memory (docs/operators.md)."""
+        if self._closed:
+            return None
+        return sum(int(self._db.get_property(b"leveldb.num-files-at-level%d" % level) or 0)
+                   for level in range(LEVELDB_LEVELS))
 
     def close(self) -> None:
         if not self._closed:

@@ -133,6 +133,12 @@ class Node(PeerRouting):
                                max_open_files=table_files_allowed(storage.max_open_files),
                                block_size=storage.block_size_bytes)
         store = FailStopStore(leveldb, self.fail)
+
+        def publish_table_files() -> None:
+            files = leveldb.table_files()
+            if files is not None:
+                self.metrics.store_table_files.set(files)
+        self.metrics.on_scrape(publish_table_files)
         me = self.config.validator.index if self.config.validator is not None else -1
 
         def sign(peer: Validator, target: str) -> dict[str, str]:

@@ -208,6 +208,10 @@ class Metrics:
         for status in REVIEW_FINAL_STATUSES:
             self.review_time_in_queue.labels(status=status)
 
+        self.store_table_files = Gauge(
+            "ledger_store_table_files", "LevelDB table files in the store; each open one "
+            "(up to storage.max_open_files) holds its index in the node's memory", registry=r)
+
         self.webhooks = Counter(
             "ledger_webhooks", "Incident webhook deliveries by outcome: delivered, failed after "
             "every attempt, dropped (queue full)", ["outcome"], registry=r)

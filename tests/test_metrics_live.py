@@ -82,6 +82,7 @@ async def test_live_node_exposes_what_dashboard_and_rules_name(cluster: LocalClu
     assert build[0].labels["native"] in ("c", "python") and build[0].labels["python"]
     assert value(samples, "ledger_health", capability="serving") == 1
     assert value(samples, "ledger_mempool_capacity") is not None
+    assert value(samples, "ledger_store_table_files") is not None
 
     # Records from a client commit: one submit-to-commit sample per batch.
     sub = Submitter(c)

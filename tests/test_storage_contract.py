@@ -248,6 +248,22 @@ def test_leveldb_persists_across_reopen(tmp_path: Path) -> None:
         again.close()
 
 
+def test_leveldb_counts_its_table_files(tmp_path: Path) -> None:
+    path = tmp_path / "db"
+    store = LevelDBStore(str(path))
+    assert store.table_files() == 0  # everything still in the memtable
+    put(store, *((b"k%04d" % i, b"v" * 100) for i in range(1000)))
+    store.close()
+    assert store.table_files() is None
+    again = LevelDBStore(str(path))  # reopening writes the recovered log to a table
+    try:
+        files = again.table_files()
+        assert files is not None and files >= 1
+        assert files == len(list(path.glob("*.ldb")))
+    finally:
+        again.close()
+
+
 def test_leveldb_second_handle_is_locked(tmp_path: Path) -> None:
     path = str(tmp_path / "db")
     store = LevelDBStore(path)
