@@ -66,6 +66,7 @@ from ledger.records import Envelope
 from .aio import cancel_all, wait_event
 from .chainapp import NodeApplication
 from .failstop import FailStop
+from .gctune import catching_up
 from .logs import LogContext
 from .mempool import Mempool
 from .metrics import Metrics
@@ -377,7 +378,8 @@ class Driver:
             await self._sync_wanted.wait()
             self._sync_wanted.clear()
             try:
-                await self._catch_up()
+                with catching_up():  # the collector's young generation widened
+                    await self._catch_up()
             except asyncio.CancelledError:
                 raise
             except Exception:

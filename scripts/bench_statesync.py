@@ -9,7 +9,10 @@ validator with an empty store once per ``sync.mode`` and reports the wall
 time from process start to ``"synced": true`` in ``/health`` (and, for
 ``snapshot``, to the end of back-fill: ``backfilling`` gone from
 ``/health``).  Two serving peers are enough: they are the f+1 whose height
-the joiner trusts, and nothing needs to commit meanwhile.
+the joiner trusts, and nothing needs to commit meanwhile.  Each result also
+gives the joiner's CPU seconds (user + system of all its threads, read
+from ``/proc`` just before it is stopped, so they include its start) and
+the 1-minute load average when it started and when it was stopped.
 
     scripts/bench-statesync --records 1000000
 """
@@ -19,6 +22,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import os
 import shutil
 import sys
 import time
@@ -61,6 +65,15 @@ def bench_cluster(root: Path) -> LocalCluster:
     return c
 
 
+def process_cpu_s(pid: int) -> float | None:
+    """User + system CPU seconds of a running process (all its threads)."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return None
+    return round((int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK"), 2)
+
+
 async def health(session: aiohttp.ClientSession, url: str) -> dict[str, Any] | None:
     try:
         async with session.get(url + "/health", timeout=aiohttp.ClientTimeout(total=2)) as r:
@@ -79,9 +92,10 @@ async def join(c: LocalCluster, mode: str, target: int, timeout_s: float) -> dic
     text = text.replace('mode = "blocks"\n', "").replace('mode = "snapshot"\n', "")
     toml.write_text(text.replace("[sync]\n", f'[sync]\nmode = "{mode}"\n', 1))
     started = time.monotonic()
+    load_start = os.getloadavg()[0]
     c.start(JOINER)
     synced_s = None
-    out: dict[str, Any] = {"mode": mode}
+    out: dict[str, Any] = {"mode": mode, "load_avg_start": load_start}
     async with aiohttp.ClientSession() as session:
         while time.monotonic() - started < timeout_s:
             doc = await health(session, c.url(JOINER))
@@ -97,6 +111,8 @@ async def join(c: LocalCluster, mode: str, target: int, timeout_s: float) -> dic
                     out["history_complete_s"] = round(time.monotonic() - started, 2)
                     break
             await asyncio.sleep(0.2)
+    out["cpu_s"] = process_cpu_s(c.procs[JOINER].pid)
+    out["load_avg_end"] = os.getloadavg()[0]
     c.kill(JOINER)
     # The process's own start (imports, store open), as it logged it.
     for line in c.log_path(JOINER).read_text().splitlines()[::-1]:
