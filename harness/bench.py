@@ -12,7 +12,9 @@ validator), records signed before any clock starts:
                  (``ledger.crypto.verify_many``, several times faster) is
                  measured too, and reported beside it.
 * ``latency``    fresh cluster, open-loop offer at ``--rate`` records/s;
-                 submit -> commit (observed on node 0) percentiles.
+                 submit -> commit percentiles, the commit as node 0 pushes
+                 it on ``GET /v1/stream`` (before 2026-12-07: a 10 ms status
+                 poll and a block read, which added 5 ms or more).
 * ``throughput`` fresh cluster, offer as fast as admission takes it for
                  ``--duration`` s; committed records/s (steady window after
                  a warm-up) and its fraction of the ceiling.

@@ -37,6 +37,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+import aiohttp
 import click
 import msgpack
 import orjson
@@ -49,6 +50,70 @@ from .bench_setup import new_cluster, post_batch, start_cluster
 def record_id(envelope: bytes) -> bytes:
     """A record's id: SHA-256 of its canonical record bytes."""
     return hashlib.sha256(msgpack.unpackb(envelope, raw=True)[b"record"]).digest()
+
+
+# (when node 0 pushed it, height, its envelopes in base64)
+Event = tuple[float, int, list[str]]
+
+
+async def start_following(session: aiohttp.ClientSession, url: str, first_height: int,
+                          events: list[Event]) -> asyncio.Task[None]:
+    """Follow ``GET /v1/stream`` from ``first_height``, appending each block
+    as it arrives; returns once connected (cancel the task to stop)."""
+    connected = asyncio.Event()
+
+    async def follow() -> None:
+        async with session.get(f"{url}/v1/stream?from={first_height}", timeout=None) as r:
+            if r.status != 200:
+                raise RuntimeError(f"GET /v1/stream: {r.status}")
+            connected.set()
+            # By chunks, not by line: a block's one data line is far longer
+            # than aiohttp's line limit.
+            buf = bytearray()
+            async for chunk in r.content.iter_any():
+                now = time.perf_counter()
+                buf += chunk
+                while (end := buf.find(b"\n\n")) >= 0:
+                    event = bytes(buf[:end])
+                    del buf[:end + 2]
+                    for line in event.split(b"\n"):
+                        if line.startswith(b"data:"):
+                            doc = orjson.loads(line[5:])
+                            events.append((now, doc["height"], doc["envelopes"]))
+
+    task = asyncio.create_task(follow())
+    waiter = asyncio.create_task(connected.wait())
+    done, _ = await asyncio.wait([task, waiter], timeout=10, return_when=asyncio.FIRST_COMPLETED)
+    waiter.cancel()
+    if task in done or not connected.is_set():
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
+        raise RuntimeError(f"could not follow {url}/v1/stream")
+    return task
+
+
+async def stop_following(task: asyncio.Task[None]) -> None:
+    """Stop a follower; raise what stopped it early, if anything did."""
+    if task.done():
+        task.result()  # raises the follower's error
+        raise RuntimeError("the stream ended before the run did")
+    task.cancel()
+    await asyncio.gather(task, return_exceptions=True)
+
+
+def latencies_ms(events: list[Event], sent: dict[bytes, float], by: float
+                 ) -> tuple[list[float], int]:
+    """Submit -> commit of every record in ``sent`` (popped as found), and
+    how many of them were committed by time ``by``."""
+    lat: list[float] = []
+    early = 0
+    for t, _, envelopes in events:
+        for b64 in envelopes:
+            s = sent.pop(record_id(base64.b64decode(b64)), None)
+            if s is not None:
+                lat.append((t - s) * 1000)
+                early += t <= by
+    return lat, early
 
 
 async def one_run(root: Path, name: str, rate: float, sign_batch: int, seconds: float,
@@ -68,24 +133,9 @@ async def one_run(root: Path, name: str, rate: float, sign_batch: int, seconds: 
         first = await c.status(0)
         if first is None:
             raise RuntimeError("node0 does not answer /v1/status")
-        events: list[tuple[float, int, list[str]]] = []
-        connected = asyncio.Event()
+        events: list[Event] = []
         quiet_collector()
-
-        async def follow() -> None:
-            url = f"{c.url(0)}/v1/stream?from={first['height'] + 1}"
-            async with session.get(url, timeout=None) as r:
-                if r.status != 200:
-                    raise RuntimeError(f"GET /v1/stream: {r.status}")
-                connected.set()
-                async for line in r.content:
-                    if line.startswith(b"data:"):
-                        now = time.perf_counter()
-                        doc = orjson.loads(line[5:])
-                        events.append((now, doc["height"], doc["envelopes"]))
-
-        follower = asyncio.create_task(follow())
-        await asyncio.wait_for(connected.wait(), 10)
+        follower = await start_following(session, c.url(0), first["height"] + 1, events)
         sent: dict[bytes, float] = {}
         load0 = os.getloadavg()
         t0 = time.perf_counter()
@@ -105,17 +155,8 @@ async def one_run(root: Path, name: str, rate: float, sign_batch: int, seconds: 
         deadline = time.perf_counter() + 30
         while time.perf_counter() < deadline and sum(len(e[2]) for e in events) < total:
             await asyncio.sleep(0.1)
-        follower.cancel()
-        await asyncio.gather(follower, return_exceptions=True)
-        lat: list[float] = []
-        committed_by_offer_end = 0
-        for t, _, envelopes in events:
-            for b64 in envelopes:
-                s = sent.pop(record_id(base64.b64decode(b64)), None)
-                if s is not None:
-                    lat.append((t - s) * 1000)
-                    if t <= t0 + offer_s:
-                        committed_by_offer_end += 1
+        await stop_following(follower)
+        lat, committed_by_offer_end = latencies_ms(events, sent, t0 + offer_s)
         last = max((t for t, _, _ in events), default=t0)
         heights = len(events)
         return {"run": name, "offered_per_s": rate, "sign_batch": sign_batch,

@@ -30,6 +30,7 @@ from .bench_measure import (
     pct,
     quiet_collector,
 )
+from .bench_latency import Event, latencies_ms, start_following, stop_following
 from .bench_proofs import proofs, settle
 from .bench_setup import (
     Opts,
@@ -101,36 +102,17 @@ async def scenario_latency(root: Path, o: Opts, progress: Progress, rate: float,
         batches = pack_batches(envs, per_tick)
         quiet_collector()
         la0 = loadavg()
-        sent: dict[str, float] = {}
-        lat: list[float] = []
+        sent: dict[bytes, float] = {}
         session = c.http()
-        done = asyncio.Event()
+        first = await c.status(0)
+        assert first is not None
+        # Commits learnt as node 0 pushes them (GET /v1/stream): polling its
+        # status every 10 ms and then reading the block added 5 ms or more.
+        events: list[Event] = []
+        follower = await start_following(session, c.url(0), first["height"] + 1, events)
         task = progress.add_task(f"latency @ {rate:.0f}/s", total=len(envs))
-
-        async def watch() -> None:
-            seen = (await c.status(0))["height"]  # type: ignore[index]
-            while not (done.is_set() and len(lat) >= len(envs)):
-                st = await status(session, c.url(0))
-                now = time.perf_counter()
-                if st is not None and st["height"] > seen:
-                    for h in range(seen + 1, st["height"] + 1):
-                        code, doc = await c.get(0, f"/v1/blocks/{h}")
-                        if code != 200:
-                            break
-                        for rid in doc["records"]:
-                            t = sent.pop(rid, None)
-                            if t is not None:
-                                lat.append(now - t)
-                        seen = h
-                    progress.update(task, completed=len(lat))
-                if done.is_set() and time.perf_counter() > deadline:
-                    break
-                await asyncio.sleep(0.01)
-
-        deadline = float("inf")
         # Never profiled, even with --profile: py-spy sampling node0 at 100 Hz
         # raised p99 at 2,500/s from 120-125 to 180-190 ms (two quick pairs).
-        watcher = asyncio.create_task(watch())
         t0 = time.perf_counter()
         posts = []
         for k, (ids, body) in enumerate(batches):
@@ -140,14 +122,17 @@ async def scenario_latency(root: Path, o: Opts, progress: Progress, rate: float,
                 await asyncio.sleep(delay)
             now = time.perf_counter()
             for rid in ids:
-                sent[rid.hex()] = now
+                sent[rid] = now
             posts.append(asyncio.create_task(post_batch(session, c.url(k % 4), body)))
         offered_secs = time.perf_counter() - t0
         await asyncio.gather(*posts)
         deadline = time.perf_counter() + 30
-        done.set()
-        await watcher
+        while time.perf_counter() < deadline and sum(len(e[2]) for e in events) < len(envs):
+            progress.update(task, completed=sum(len(e[2]) for e in events))
+            await asyncio.sleep(0.1)
+        await stop_following(follower)
         progress.remove_task(task)
+        lat = [x / 1000 for x in latencies_ms(events, sent, float("inf"))[0]]
         counters = await node_counters(c)
         ms = [x * 1000 for x in lat]
         return {"offered_per_s": rate, "offered_records": len(envs),
