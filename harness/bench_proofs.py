@@ -87,9 +87,15 @@ async def proofs(c: LocalCluster, o: Opts, progress: Progress, ids: list[bytes]
     wrk = shutil.which("wrk")
     if wrk is not None:
         task = progress.add_task("proofs from node0 (wrk)", total=None)
+        cpu0 = cpu_seconds(c.procs[0].pid)
         res = await proofs_wrk(c, o, ids, wrk)
+        node_cpu = cpu_seconds(c.procs[0].pid) - cpu0
         progress.remove_task(task)
+        # Node0's CPU per answer: on a shared machine the wall rate is the
+        # share of the cores it got (docs/performance.md, 2026-12-07).
         return {"log_size": st["log_size"] if st else None, **res,
+                "node_cpu_s": round(node_cpu, 2),
+                "proofs_per_node_cpu_s": round(res["proofs"] / node_cpu) if node_cpu else None,
                 "load_start": la0, "load_end": loadavg()}
     rng = random.Random(2)
     conn = aiohttp.TCPConnector(limit=32)
