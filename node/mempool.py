@@ -42,13 +42,8 @@ from .mempool_acks import AckedRecords
 from .mempool_blocks import out_of_scope, select_for_block, unreachable
 from .mempool_links import AdmittedLeaves, PeerBacklog
 from .mempool_orphans import Orphans
-from .mempool_rules import (
-    YIELD_EVERY,
-    RecordWindows,
-    check_alert_flood,
-    decode_batch,
-    read_chain_nonces,
-)
+from .mempool_rules import (YIELD_EVERY, RecordWindows, check_alert_flood, decode_batch,
+                            read_chain_nonces)
 from .mempool_types import Admission, ChainNonce, ChainView, wall_clock_ms
 from .metrics import Metrics
 from .signature_checks import SignatureChecks
@@ -449,10 +444,11 @@ class Mempool:
 
     def committed(self, envelopes: Sequence[Envelope]) -> None:
         """Drop what a block committed, and whatever it made invalid."""
-        conflicts = False
-        timed = self._timed
+        conflicts = governance = False
+        timed, orphans = self._timed, self._orphans
         for env in envelopes:
             rid = env.id
+            governance = governance or is_governance(env)
             if timed and (admitted := timed.pop(rid, None)) is not None:
                 self.metrics.submit_to_commit.observe(self.latency_clock() - admitted)
             key = (env.record.submitter, env.record.nonce)
@@ -465,10 +461,11 @@ class Mempool:
                     conflicts = True
             self._nonces.pop(key, None)
             self._checks.forget(env.leaf_hash)
-            self._release_orphans(rid)
+            if orphans:  # none held (the usual case): none waits for this record
+                self._release_orphans(rid)
         if self.waiters:
             self.waiters.committed(env.id for env in envelopes)
-        if any(is_governance(env) for env in envelopes):
+        if governance:
             conflicts |= self._drop_out_of_scope(list(self._pending))
         elif self._governance:
             conflicts |= self._drop_out_of_scope(list(self._governance))

@@ -159,3 +159,16 @@ async def test_a_requests_nonces_are_read_together(monkeypatch: pytest.MonkeyPat
     assert [outcome(r) for r in await w.admit(new[0], make_envelope(w.submitter, "test", 40))] == [
         "duplicate", "accepted"]  # a single new record: one read, as before
     assert reads == [40] and len(asked) == 1
+
+
+async def test_a_commit_releases_the_orphans_waiting_for_its_records() -> None:
+    """A parent committed by a block this mempool never admitted still
+    releases the gossip child held for it (Mempool.committed)."""
+    w = World()
+    parent = make_envelope(w.submitter, "test", 1)
+    child = make_envelope(w.submitter, "test", 2, parents=[parent.id])
+    assert outcome((await w.admit(child, source="gossip"))[0]) == "accepted"  # held
+    assert w.mempool.get(child.id) is None
+    commit_envelopes(w.chain, [parent], w.validator_keys)
+    w.mempool.committed([parent])
+    assert w.mempool.get(child.id) is not None
