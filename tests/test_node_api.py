@@ -13,6 +13,7 @@ import base64
 import gc
 import json
 from collections.abc import AsyncIterator
+from types import SimpleNamespace
 from typing import Any
 
 import msgpack
@@ -28,7 +29,9 @@ from ledger.genesis import parse_genesis
 from ledger.records import Envelope, make_record, sign_record
 from ledger.storage import MemoryStore
 from ledger.verify import verify_bundle
+from node import peer_messages
 from node.api import build_app
+from node.app_peers import PeerRouting
 from node.commit_waiters import CommitWaiters
 from node.driver import evidence_json, store_evidence
 from node.health import Health
@@ -36,6 +39,7 @@ from node.mempool import Mempool
 from node.mempool_links import AdmittedLeaves, PeerBacklog
 from node.metrics import Metrics
 from node.openapi import check, openapi_spec, response_schema
+from node.peer_messages import Records
 from node.sync import serve_blocks
 
 MAX_ENVELOPES = 50
@@ -535,6 +539,48 @@ async def test_gossip_ready_while_clients_records_wait_to_be_sent(node: StubNode
     assert node.mempool.gossip_ready.is_set()  # one left
     assert node.mempool.take_gossip(10) == [envs[2].envelope_bytes]
     assert not node.mempool.gossip_ready.is_set()
+
+
+class GossipHost:
+    """The part of a Node that gossips (node.app_peers.PeerRouting), over a
+    real mempool and a transport that keeps what it broadcasts."""
+
+    _flush_gossip = PeerRouting._flush_gossip
+    _gossip_out = PeerRouting._gossip_out
+
+    def __init__(self, mempool: Mempool, interval_ms: int) -> None:
+        self.mempool = mempool
+        self.frames: list[bytes] = []
+        self.transport = SimpleNamespace(broadcast=self.frames.append)
+        self.config = SimpleNamespace(settings=SimpleNamespace(
+            gossip=SimpleNamespace(batch=500, interval_ms=interval_ms)))
+
+
+async def test_clients_records_are_gossiped_at_once_then_not_before_the_interval(
+        node: StubNode) -> None:
+    """After a quiet interval a client's records leave at once (the next
+    proposer may be a peer); records admitted within gossip.interval_ms of
+    a frame wait for it to end, so that frames stay large under load."""
+    host = GossipHost(node.mempool, interval_ms=60_000)
+    task = asyncio.create_task(host._gossip_out())  # type: ignore[arg-type]
+    try:
+        envs = [make_envelope(node.submitter, "test", n) for n in range(3)]
+        await node.mempool.admit([e.envelope_bytes for e in envs[:2]], "api")
+        for _ in range(100):
+            if host.frames:
+                break
+            await asyncio.sleep(0)
+        assert len(host.frames) == 1
+        frame = peer_messages.decode(host.frames[0])
+        assert isinstance(frame, Records)
+        assert list(frame.envelopes) == [e.envelope_bytes for e in envs[:2]]
+        await node.mempool.admit([envs[2].envelope_bytes], "api")
+        for _ in range(100):
+            await asyncio.sleep(0)
+        assert len(host.frames) == 1 and node.mempool.gossip_ready.is_set()
+    finally:
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
 
 
 async def test_select_keeps_parents_first_and_commit_prunes(node: StubNode) -> None:
