@@ -169,9 +169,10 @@ class RecordRoutes:
         location = chain.record_location(rid)
         if location is None and wait_ms and (waiting := self.node.mempool.get(rid)) is not None:
             # Long poll (PROTOCOL §6): answer when the record commits, or
-            # after wait_ms with it pending.  Who may not see it pending is
-            # refused before waiting.
-            grant_of(request).check_record(waiting.record.submitter, pending=True)
+            # after wait_ms as without it.  Who may not read the record even
+            # once committed is refused before waiting; who may not see it
+            # pending waits too, and is answered 409 if it still is.
+            grant_of(request).check_record(waiting.record.submitter, pending=False)
             await self.node.mempool.waiters.wait(rid, wait_ms / 1000)
             location = chain.record_location(rid)
         if location is not None:

@@ -8,6 +8,7 @@ the chain does not list.
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import json
 from collections.abc import AsyncIterator
@@ -166,7 +167,21 @@ async def test_roles_per_route(client: TestClient[Any, Any], node: AuthNode) -> 
     assert (await as_["auditor"].call("GET", path))[0] == 200
     status, doc = await as_["reader"].call("GET", path)
     assert (status, doc["error"]) == (409, "not_committed") and "record" not in doc
+    # Waiting for the commit (wait_ms): refused at once to who may not read
+    # the record at all; a reader who may not see it pending may wait for it.
+    status, doc = await as_["own"].call("GET", f"/v1/records/{theirs.id.hex()}?wait_ms=10000")
+    assert (status, doc["error"]) == (403, "forbidden_role")
+    status, doc = await as_["reader"].call("GET", path + "?wait_ms=1")
+    assert (status, doc["error"]) == (409, "not_committed") and "record" not in doc
+    waiting = asyncio.create_task(as_["reader"].call("GET", path + "?wait_ms=10000"))
+    for _ in range(1000):
+        if node.mempool.waiters:
+            break
+        await asyncio.sleep(0)
+    assert len(node.mempool.waiters) == 1
     node.commit()
+    status, doc = await asyncio.wait_for(waiting, 10)
+    assert status == 200 and doc["status"] == "committed"
 
     # A submitter without a read role cannot read, even its own records.
     for p in (f"/v1/records/{theirs.id.hex()}", f"/v1/records/{theirs.id.hex()}/proof",
