@@ -67,17 +67,31 @@ async def _install_policy(c: LocalCluster, list_size: int, corridors: int) -> in
     return len(bodies)
 
 
+async def _admission_counts(c: LocalCluster) -> dict[str, float]:
+    """Over the four nodes: records admitted from clients and from peers,
+    and refusals for want of room (a record refused so, or a request
+    refused unread)."""
+    out = {"admitted_api": 0.0, "admitted_gossip": 0.0, "refused_rate_limited": 0.0}
+    for i in range(c.n):
+        out["admitted_api"] += await c.metric(i, "ledger_records_admitted_total", source="api")
+        out["admitted_gossip"] += await c.metric(i, "ledger_records_admitted_total",
+                                                 source="gossip")
+        out["refused_rate_limited"] += await c.metric(i, "ledger_inputs_rejected_total",
+                                                      code="rate_limited")
+    return out
+
+
 async def _throughput(c: LocalCluster, envs: list[bytes], duration: float, warmup: float,
                       request: int, inflight: int) -> dict[str, Any]:
-    """Records/s committed in the steady window, and the nodes' CPU per
-    record committed during the load (less dependent on the machine's other
-    load than records/s)."""
+    """Records/s committed in the steady window; the nodes' CPU per record
+    from the load's start until every record admitted is committed (less
+    dependent on the machine's other load than records/s), the harness's
+    own, what was admitted and refused, how often requests were resent."""
     bodies = [msgpack.packb(envs[k:k + request], use_bin_type=True)
               for k in range(0, len(envs), request)]
     first = await c.status(0)
     assert first is not None
     base, base_height = first["log_size"], first["height"]
-    last_height = [base_height]
     samples: list[tuple[float, int]] = []
     stop = asyncio.Event()
     t0 = time.perf_counter()
@@ -87,10 +101,10 @@ async def _throughput(c: LocalCluster, envs: list[bytes], duration: float, warmu
             st = await c.status(0)
             if st is not None:
                 samples.append((time.perf_counter() - t0, st["log_size"] - base))
-                last_height[0] = st["height"]
             await asyncio.sleep(0.5)
 
     queue = list(enumerate(bodies))
+    posts = {"posts": 0, "posts_partly_refused": 0, "posts_refused": 0}
 
     async def feeder() -> None:
         while queue and time.perf_counter() - t0 < duration + warmup:
@@ -98,11 +112,15 @@ async def _throughput(c: LocalCluster, envs: list[bytes], duration: float, warmu
             while True:  # until every envelope of the request is admitted
                 status, doc = await c.post(k % 4, "/v1/records", data=body,
                                            headers={"Content-Type": "application/msgpack"})
+                posts["posts"] += 1
                 if status == 202 and not any("error" in r for r in doc["results"]):
                     break
+                posts["posts_partly_refused" if status == 202 else "posts_refused"] += 1
                 await asyncio.sleep(0.05)  # rate_limited (mempool full): resend the same bytes
 
     pids = [c.procs[i].pid for i in range(c.n)]
+    counts0 = await _admission_counts(c)
+    threads0 = _thread_cpu(pids)
     cpu0 = sum(cpu_seconds(p) for p in pids)
     own0 = sum(os.times()[:2])
     sampler = asyncio.create_task(sample())
@@ -110,16 +128,52 @@ async def _throughput(c: LocalCluster, envs: list[bytes], duration: float, warmu
     t_end = time.perf_counter() - t0
     stop.set()
     await sampler
+    # Every admitted record committed: the CPU counted is all the work for
+    # the records counted (with the mempool filling during the load, CPU
+    # over the records committed by its end would count work for others).
+    await until(_drained(c), 120, "the throughput load to commit", interval=0.2)
     cpu = sum(cpu_seconds(p) for p in pids) - cpu0
+    threads = _thread_cpu(pids)
     own = sum(os.times()[:2]) - own0
+    last = await c.status(0)
+    assert last is not None
     steady = [s for s in samples if warmup <= s[0] <= t_end]
     rate = ((steady[-1][1] - steady[0][1]) / (steady[-1][0] - steady[0][0])
             if len(steady) >= 2 else float("nan"))
-    committed = samples[-1][1] if samples else 0
-    return {"records_per_s": round(rate), "offered_all": not queue,
+    committed = last["log_size"] - base
+    counts = {k: v - counts0[k] for k, v in (await _admission_counts(c)).items()}
+    return {**counts, **posts, "records_per_s": round(rate), "offered_all": not queue,
+            "committed": committed,
             "cpu_us_per_record_per_node": round(cpu / max(committed, 1) / c.n * 1e6, 1),
             "harness_cpu_us_per_record": round(own / max(committed, 1) * 1e6, 1),
-            "records_per_block": round(committed / max(last_height[0] - base_height, 1))}
+            "records_per_block": round(committed / max(last["height"] - base_height, 1)),
+            # the nodes' CPU by thread name (main: the event loop; LevelDB's
+            # compaction; executors), per record and node
+            "threads_us_per_record_per_node": {
+                name: round((t - threads0.get(name, 0.0)) / max(committed, 1) / c.n * 1e6, 1)
+                for name, t in sorted(threads.items())}}
+
+
+def _thread_cpu(pids: list[int]) -> dict[str, float]:
+    """utime + stime of the processes' threads, summed by thread name."""
+    out: dict[str, float] = {}
+    tick = os.sysconf("SC_CLK_TCK")
+    for pid in pids:
+        try:
+            tasks = list(Path(f"/proc/{pid}/task").iterdir())
+        except OSError:
+            continue
+        for task in tasks:
+            try:
+                text = (task / "stat").read_text()
+            except OSError:
+                continue
+            name = text[text.index("(") + 1:text.rindex(")")]
+            fields = text.rpartition(")")[2].split()
+            main = task.name == str(pid)
+            key = "main" if main else name
+            out[key] = out.get(key, 0.0) + (int(fields[11]) + int(fields[12])) / tick
+    return out
 
 
 async def _latency(c: LocalCluster, envs: list[bytes], probes: int) -> dict[str, Any]:
@@ -201,7 +255,6 @@ async def one_run(root: Path, name: str, secure: bool, *, records: int, duration
         out |= await _throughput(c, envs[:records], duration, warmup, request, inflight)
         if spy is not None:
             out["profile_load"] = spy.finish()
-        await until(_drained(c), 120, "the throughput load to commit", interval=0.2)
         out |= await _latency(c, envs[records:], probes)
         if policy is not None:  # the last probe's verdict: the policy was (not) in force
             st, doc = await c.get(0, f"/v1/records/{decode_envelope(envs[-1]).id.hex()}")

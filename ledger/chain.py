@@ -282,6 +282,10 @@ class ChainStore(ChainMembership, ChainIntegrity, ChainSideData):
         return verdict_store.RecordVerdict(verdict, transition.status, index, final[0],
                                            final[1], transition)
 
+    def final_location(self, record_id: bytes) -> tuple[int, int] | None:
+        """Where a held record's transition is committed (height, entry index), or None."""
+        return verdict_store.final_location(self._store, record_id)
+
     def decided(self, limit: int, after: bytes | None = None) -> list[bytes]:
         """A page of the records that reached a final status by a transition
         (PROTOCOL §10.7, §10.10), in id order past ``after``."""

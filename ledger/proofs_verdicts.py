@@ -31,14 +31,13 @@ from .native import native
 from .policy import Outcome
 from .proofs import ProofSource, build_bundle, build_bundle_v2
 from .records import decode_committed_envelope
-from .verdict_store import RecordVerdict
-from .verdicts import decode_verdict, entry_leaves
+from .verdicts import decode_transition, decode_verdict, entry_leaves
 
 
 class VerdictSource(ProofSource, Protocol):
     """What the verdict proof needs besides :class:`ProofSource` (``ChainStore``)."""
 
-    def record_verdict(self, record_id: bytes, /) -> RecordVerdict | None: ...
+    def final_location(self, record_id: bytes, /) -> tuple[int, int] | None: ...
 
     def verdict_entries(self, height: int, /) -> list[bytes] | None: ...
 
@@ -112,16 +111,16 @@ def entry_proof(tree: _BlockTree, index: int, height: int) -> dict[str, Any]:
 @dataclass(frozen=True)
 class _Found:
     """A record's verdict entry in its block's tree, and for a held record or
-    one in review what the store says of its transition."""
+    one in review where the store says its transition is (height, index)."""
 
     tree: _BlockTree
     index: int
-    decided: RecordVerdict | None
+    record: bytes
+    decided: tuple[int, int] | None
 
     @property
     def final_height(self) -> int:
-        rv = self.decided
-        return rv.final_height if rv is not None and rv.transition is not None else 0
+        return self.decided[0] if self.decided is not None else 0
 
 
 def _find(chain: VerdictSource, record_id: bytes, leaf_index: int,
@@ -134,27 +133,45 @@ def _find(chain: VerdictSource, record_id: bytes, leaf_index: int,
     if not 0 <= index < header.tx_count:
         raise StorageCorruption(f"leaf {leaf_index} is not in block {header.height}")
     try:
-        outcome = decode_verdict(tree.entries[index]).outcome
+        verdict = decode_verdict(tree.entries[index])
     except VerificationError as exc:
         raise StorageCorruption(f"verdict {index} of block {header.height}: {exc}") from None
+    if verdict.record != record_id:
+        raise StorageCorruption(f"verdict {index} of block {header.height} names another record")
+    outcome = verdict.outcome
     # only a held record or one in review can have a transition
     held = outcome in (Outcome.APPROVE, Outcome.REVIEW)
-    return _Found(tree, index, chain.record_verdict(record_id) if held else None)
+    return _Found(tree, index, record_id, chain.final_location(record_id) if held else None)
 
 
 def verdict_proof(chain: VerdictSource, found: _Found, height: int) -> dict[str, Any]:
     """The ``verdict`` field of a bundle against the record's own block."""
     doc = entry_proof(found.tree, found.index, height)
-    rv = found.decided
-    if rv is not None and found.final_height:
-        final = chain.header(rv.final_height)
-        certificate = chain.certificate(rv.final_height)
+    if found.decided is not None:
+        final_height, final_index = found.decided
+        final = chain.header(final_height)
+        certificate = chain.certificate(final_height)
         if final is None or certificate is None:
-            raise StorageCorruption(f"block {rv.final_height} is below the tip but not stored")
+            raise StorageCorruption(f"block {final_height} is below the tip but not stored")
+        tree = block_tree(chain, final)
+        _check_transition(tree, final, final_index, found.record)
         doc["transition"] = {"height": final.height, "header": to_b64(final.header_bytes),
-                             "certificate": certificate.to_json(), "index": rv.final_index,
-                             **entry_proof(block_tree(chain, final), rv.final_index, final.height)}
+                             "certificate": certificate.to_json(), "index": final_index,
+                             **entry_proof(tree, final_index, final.height)}
     return doc
+
+
+def _check_transition(tree: _BlockTree, header: Header, index: int, record_id: bytes) -> None:
+    """Raise unless entry ``index`` of block ``header`` is a transition of ``record_id``."""
+    if not header.tx_count <= index < len(tree.entries):
+        raise StorageCorruption(f"transition {index} of block {header.height} is missing")
+    try:
+        transition = decode_transition(tree.entries[index])
+    except VerificationError as exc:
+        raise StorageCorruption(f"transition {index} of block {header.height}: {exc}") from None
+    if transition.record != record_id:
+        raise StorageCorruption(f"transition {index} of block {header.height} names "
+                                "another record")
 
 
 def build_served_bundle(chain: VerdictSource, membership: Membership, record_id: bytes, *,
