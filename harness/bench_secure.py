@@ -92,6 +92,11 @@ async def _throughput(c: LocalCluster, envs: list[bytes], duration: float, warmu
     first = await c.status(0)
     assert first is not None
     base, base_height = first["log_size"], first["height"]
+    pids = [c.procs[i].pid for i in range(c.n)]
+    counts0 = await _admission_counts(c)
+    threads0 = _thread_cpu(pids)
+    cpu0 = sum(cpu_seconds(p) for p in pids)
+    own0 = sum(os.times()[:2])
     samples: list[tuple[float, int]] = []
     stop = asyncio.Event()
     t0 = time.perf_counter()
@@ -118,11 +123,6 @@ async def _throughput(c: LocalCluster, envs: list[bytes], duration: float, warmu
                 posts["posts_partly_refused" if status == 202 else "posts_refused"] += 1
                 await asyncio.sleep(0.05)  # rate_limited (mempool full): resend the same bytes
 
-    pids = [c.procs[i].pid for i in range(c.n)]
-    counts0 = await _admission_counts(c)
-    threads0 = _thread_cpu(pids)
-    cpu0 = sum(cpu_seconds(p) for p in pids)
-    own0 = sum(os.times()[:2])
     sampler = asyncio.create_task(sample())
     await asyncio.gather(*(feeder() for _ in range(inflight)))
     t_end = time.perf_counter() - t0
@@ -132,15 +132,18 @@ async def _throughput(c: LocalCluster, envs: list[bytes], duration: float, warmu
     # the records counted (with the mempool filling during the load, CPU
     # over the records committed by its end would count work for others).
     await until(_drained(c), 120, "the throughput load to commit", interval=0.2)
+    t_drained = time.perf_counter() - t0
     cpu = sum(cpu_seconds(p) for p in pids) - cpu0
     threads = _thread_cpu(pids)
     own = sum(os.times()[:2]) - own0
     last = await c.status(0)
     assert last is not None
     steady = [s for s in samples if warmup <= s[0] <= t_end]
-    rate = ((steady[-1][1] - steady[0][1]) / (steady[-1][0] - steady[0][0])
-            if len(steady) >= 2 else float("nan"))
     committed = last["log_size"] - base
+    # A load offered within the warm-up has no steady window: its rate is
+    # over the whole run, until drained.
+    rate = ((steady[-1][1] - steady[0][1]) / (steady[-1][0] - steady[0][0])
+            if len(steady) >= 2 else committed / t_drained)
     counts = {k: v - counts0[k] for k, v in (await _admission_counts(c)).items()}
     return {**counts, **posts, "records_per_s": round(rate), "offered_all": not queue,
             "committed": committed,
