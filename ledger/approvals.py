@@ -36,6 +36,7 @@ from .breakers import Transition as BreakerTransition
 from .breakers import rules as breaker_rules
 from .crypto import digest_equal
 from .errors import HeaderError
+from .governance import GOV_PREFIX
 from .held import Deadlines, Held, HeldOverlay
 from .membership import State, is_governance
 from .policy import Decision, Outcome, PolicyEngine, RecordInput
@@ -43,11 +44,12 @@ from .policy.state import STATE_KINDS
 from .records import Envelope, Record
 from .reviews import judge_decision, review_entry
 from .risk import BREAKER_SCOPES, DECISION, RISK_PREFIX
-from .verdicts import MAX_TEXT, Status, Transition, Verdict, verdict_root
+from .verdicts import MAX_TEXT, Status, Transition, Verdict, VerdictTemplate, verdict_root
 
 __all__ = ["Held", "VerdictState", "BlockVerdicts", "VerdictMismatch"]
 
 APPROVAL_KIND = "approval"
+_SPECIAL_KINDS = frozenset({APPROVAL_KIND, DECISION})  # judged by the chain, not the policy
 APPROVAL_WINDOW_PARAM = "approval_window_ms"
 DEFAULT_APPROVAL_WINDOW_MS = 24 * 3600 * 1000
 
@@ -179,14 +181,15 @@ class VerdictState:
         verdicts = tuple(judge.verdict(env, leaf, decision)
                          for leaf, (env, decision) in enumerate(zip(envelopes, decisions),
                                                                 start=first_leaf))
+        entries = judge.entries
         transitions = judge.transitions()
         breakers: tuple[BreakerTransition, ...] = ()
         if not self.breakers.idle(state.params):
             risk, lookup = self._risk_records(envelopes)
             if risk:
                 breakers = self.breakers.preview(height, time_ms, risk, state.params, lookup)
-        entries = ([v.to_bytes() for v in verdicts] + [t.to_bytes() for t in transitions]
-                   + [b.entry().to_bytes() for b in breakers])
+        entries += [t.to_bytes() for t in transitions]
+        entries += [b.entry().to_bytes() for b in breakers]
         return BlockVerdicts(version, verdict_root(entries, len(verdicts)), verdicts,
                              transitions, judge.held.changes, inputs, decisions, envelopes,
                              state.params, breakers, tuple(entries))
@@ -256,8 +259,34 @@ class _Judge:
         # Records an approval or a decision of this block named: with the
         # expired ones, the only held records that can end in the block.
         self.touched: set[bytes] = set()
+        self.entries: list[bytes] = []  # the verdicts' bytes, in order
+        # The block's decisions (the engine shares one object among the
+        # records it decides alike): id -> (the decision, its verdicts).
+        self._templates: dict[int, tuple[Decision, VerdictTemplate]] = {}
 
     def verdict(self, env: Envelope, leaf: int, decision: Decision) -> Verdict:
+        """``env``'s verdict (its bytes appended to :attr:`entries`)."""
+        record = env.record
+        kind = record.kind
+        if kind in _SPECIAL_KINDS or kind.startswith(GOV_PREFIX) or self.open:
+            verdict = self._verdict(env, leaf, decision)
+            self.entries.append(verdict.to_bytes())
+            return verdict
+        # The common case: a policy's decision on a record, no breaker open.
+        found = self._templates.get(id(decision))
+        if found is None or found[0] is not decision:
+            found = (decision, VerdictTemplate(
+                Verdict.of(env.id, decision, self.time_ms + self.window)))
+            self._templates[id(decision)] = found
+        template = found[1]
+        verdict = template.verdict(env.id)
+        self.entries.append(template.entry(verdict))
+        outcome = verdict.outcome
+        if outcome == Outcome.APPROVE or outcome == Outcome.REVIEW:
+            self._hold(env, leaf, verdict)
+        return verdict
+
+    def _verdict(self, env: Envelope, leaf: int, decision: Decision) -> Verdict:
         record = env.record
         if record.kind in (APPROVAL_KIND, DECISION) and record.parents:
             self.touched.add(record.parents[0])
@@ -268,8 +297,7 @@ class _Judge:
         if is_governance(env):
             # Governance is judged by §9 alone: a policy can never stop its own replacement.
             return Verdict(env.id, Outcome.ALLOW, RULE_GOVERNANCE, policy=self.policy)
-        deadline = self.time_ms + self.window
-        verdict = Verdict.of(env.id, decision, deadline)
+        verdict = Verdict.of(env.id, decision, self.time_ms + self.window)
         if self.open and verdict.outcome in (Outcome.ALLOW, Outcome.APPROVE) \
                 and not record.kind.startswith(RISK_PREFIX):
             breaker = _open_breaker(record, self.open)
@@ -277,12 +305,18 @@ class _Judge:
                 # Held for a person like a policy's review (§10.10).
                 verdict = Verdict(env.id, Outcome.REVIEW, _text(RULE_PREFIX + ":".join(breaker)),
                                   REASON_OPEN, policy=self.policy)
+        self._hold(env, leaf, verdict)
+        return verdict
+
+    def _hold(self, env: Envelope, leaf: int, verdict: Verdict) -> None:
+        """Open ``env``'s entry if its verdict holds it (approve, review)."""
+        record = env.record
+        deadline = self.time_ms + self.window
         if verdict.outcome == Outcome.APPROVE:
             self.held[env.id] = Held(env.id, record.submitter, leaf, verdict.approvals,
                                      verdict.role, deadline, since=self.time_ms)
         elif verdict.outcome == Outcome.REVIEW:
             self.held[env.id] = review_entry(env, leaf, self.time_ms, self.state.params)
-        return verdict
 
     def _deny(self, env: Envelope, reason: str) -> Verdict:
         return Verdict(env.id, Outcome.DENY, RULE_APPROVAL, reason, policy=self.policy)

@@ -137,6 +137,52 @@ def _around(key: tuple[Any, ...]) -> tuple[bytes, bytes]:
     return before, after
 
 
+_VERDICT_FIELDS = ("outcome", "rule", "reason", "approvals", "role", "policy", "deadline")
+(_set_record, _set_outcome, _set_rule, _set_reason, _set_approvals, _set_role, _set_policy,
+ _set_deadline) = (getattr(Verdict, name).__set__ for name in ("record", *_VERDICT_FIELDS))
+_new = object.__new__
+
+
+class VerdictTemplate:
+    """The verdicts that differ only in their record: one decision of the
+    policy in one block.  :meth:`verdict` is ``Verdict(record, ...)`` with
+    this template's other fields, set through the slots (the frozen
+    dataclass's ``__init__`` costs several times as much, once per record of
+    every block); :meth:`entry` is its :meth:`Verdict.to_bytes`."""
+
+    __slots__ = ("outcome", "rule", "reason", "approvals", "role", "policy", "deadline",
+                 "before", "after")
+
+    def __init__(self, like: Verdict) -> None:
+        self.outcome, self.rule, self.reason = like.outcome, like.rule, like.reason
+        self.approvals, self.role = like.approvals, like.role
+        self.policy, self.deadline = like.policy, like.deadline
+        key = (like.approvals, like.deadline, like.outcome.value, like.policy, like.reason,
+               like.role, like.rule)
+        fast = (type(like.approvals) is int and type(like.deadline) is int
+                and type(like.policy) is int)
+        self.before, self.after = (_AROUND.get(key) or _around(key)) if fast else (b"", b"")
+
+    def verdict(self, record: bytes) -> Verdict:
+        v: Verdict = _new(Verdict)
+        _set_record(v, record)
+        _set_outcome(v, self.outcome)
+        _set_rule(v, self.rule)
+        _set_reason(v, self.reason)
+        _set_approvals(v, self.approvals)
+        _set_role(v, self.role)
+        _set_policy(v, self.policy)
+        _set_deadline(v, self.deadline)
+        return v
+
+    def entry(self, verdict: Verdict) -> bytes:
+        """``verdict.to_bytes()`` of a verdict :meth:`verdict` made."""
+        record = verdict.record
+        if self.before and type(record) is bytes and len(record) == ID_LEN:
+            return self.before + record + self.after
+        return verdict.to_bytes()
+
+
 def no_policy_verdict(record: bytes) -> Verdict:
     """The verdict of every record of a version 1 block: allow, no policy."""
     return Verdict(record, Outcome.ALLOW)
