@@ -216,8 +216,7 @@ class SyncSettings:
 
     batch_blocks: int = setting(64, lo=1, hi=10_000,
         doc="Most blocks fetched (and served to a peer) per catch-up request; batches start"
-            " at one block and double up to this. Catch-up syncs the store once per fetched"
-            " batch, with its last block.")
+            " at one block and double up to this.")
 
     max_response_bytes: int = setting(8 * 1024 * 1024, lo=1024, hi=1 << 30,
         doc="Most bytes of blocks served to a peer in one answer.")
