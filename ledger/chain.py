@@ -335,16 +335,10 @@ class ChainStore(ChainMembership, ChainIntegrity, ChainSideData):
         validated: bool = False,
         pending_done: Sequence[int] = (),
         verdicts: BlockVerdicts | None = None,
-        sync: bool = True,
     ) -> None:
         """Check ``header`` against the tip and the log, verify the
         certificate (unless the caller already did), then write the whole
         block in one synced batch.
-
-        ``sync=False``: the batch is written without an fsync, for catch-up,
-        which syncs once per group of fetched blocks (the group's last block
-        is written synced).  The store stays a prefix of the chain on disk
-        in any case: docs/design.md, "Catch-up syncs once per group".
 
         ``validated``: the caller ran ``consensus.validation.validate_block``
         on this tip (the consensus driver always has), so no id or nonce of
@@ -383,7 +377,7 @@ class ChainStore(ChainMembership, ChainIntegrity, ChainSideData):
         batch.put(schema.META_TIP, schema.pack_u64(header.height))
         stage_pending_done(batch, pending_done)
         verdict_store.stage(batch, header, verdicts)
-        self._write_block(batch, header, log_size, membership, sync)
+        self._write_block(batch, header, log_size, membership)
         self.verdicts.commit(header.height, header.time, verdicts)
         self._verdict_cache = None
         if header.height % POLICY_STATE_EVERY == 0:
@@ -428,9 +422,9 @@ class ChainStore(ChainMembership, ChainIntegrity, ChainSideData):
         batch.put_many(ops)
 
     def _write_block(self, batch: WriteBatch, header: Header, log_size: int,
-                     membership: Membership, sync: bool = True) -> None:
+                     membership: Membership) -> None:
         try:
-            self._store.write(batch, sync=sync)
+            self._store.write(batch, sync=True)
         except BaseException:
             # The write may have landed before failing (e.g. an fsync error):
             # re-read rather than guess; if the store is gone, keep the

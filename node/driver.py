@@ -169,7 +169,6 @@ class Driver:
         self._height_changed = asyncio.Event()
         self._last_commit_ms = self.clock.now_ms()
         self.syncing = False
-        self._sync_group_end = 0  # the last height of the fetched group being applied
         self._stopping = False
         self._session: aiohttp.ClientSession | None = None
 
@@ -344,13 +343,8 @@ class Driver:
         # The entries this node keeps for the block's records it acknowledged
         # go in the same batch as the block: never both gone and uncommitted.
         done = self.mempool.take_durable(effect.envelopes)
-        # Catch-up writes a fetched group's blocks unsynced and syncs with its
-        # last (docs/design.md, "Catch-up syncs once per group"); any other
-        # commit, and any block past the group, is synced.
-        sync = not (self.syncing and effect.height < self._sync_group_end)
         self.chain.commit_block(effect.header, effect.envelopes, effect.certificate,
-                                verify_certificate=False, validated=True, pending_done=done,
-                                sync=sync)
+                                verify_certificate=False, validated=True, pending_done=done)
         self.metrics.commit_latency.observe(time.perf_counter() - start)
         self._last_commit_ms = self.clock.now_ms()
         self.on_committed(effect.header, effect.envelopes,
@@ -414,7 +408,6 @@ class Driver:
                     await asyncio.sleep(min(0.05 * idle_rounds, 0.5))
                     continue
                 idle_rounds = 0
-                self._sync_group_end = fetched[-1][0].height
                 for header, envelopes, cert in fetched:
                     self.feed(CommittedBlock(header, tuple(envelopes), cert,
                                              self.clock.now_ms()))

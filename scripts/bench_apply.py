@@ -17,8 +17,6 @@ part of them spent in the cyclic collector) and records/s of the whole apply
 cProfile of the apply loop.  ``--source DIR`` applies the blocks of a store
 that scripts/bench-store or scripts/bench-statesync built instead, and
 ``--measure N`` counts only the last N blocks (the store grown before them).
-``--group G`` writes G-1 of every G blocks unsynced, as catch-up does
-within a fetched group (node/driver.py).
 
     python scripts/bench_apply.py --blocks 50 --block 2000
     python scripts/bench_apply.py --source /tmp/auditledger-bench-statesync/chain-400000 \
@@ -107,7 +105,7 @@ def read_source(path: Path, label: str) -> list[bytes]:
 
 
 def apply(path: Path, packed: list[bytes], profile: Path | None, label: str = LABEL,
-          measure: int = 0, group: int = 1) -> dict[str, float]:
+          measure: int = 0) -> dict[str, float]:
     genesis, _, _ = bench_genesis(label)
     chain = ChainStore(LevelDBStore(str(path)), genesis)
     install_policy_engine(chain)  # the node's own engine, as node/app.py installs it
@@ -142,7 +140,7 @@ def apply(path: Path, packed: list[bytes], profile: Path | None, label: str = LA
     gc.callbacks.append(on_gc)
     if prof is not None:
         prof.enable()
-    for k, blob in enumerate(packed[warm:], start=1):
+    for blob in packed[warm:]:
         a = clock()
         raw = msgpack.unpackb(blob, raw=False)
         header = decode_header(raw["header"])
@@ -155,7 +153,7 @@ def apply(path: Path, packed: list[bytes], profile: Path | None, label: str = LA
         d = clock()
         done = mempool.take_durable(envelopes)
         chain.commit_block(header, envelopes, cert, verify_certificate=False, validated=True,
-                           pending_done=done, sync=k % group == 0 or k == len(packed) - warm)
+                           pending_done=done)
         e = clock()
         mempool.committed(envelopes)
         f = clock()
@@ -186,8 +184,6 @@ def main() -> None:
                     help="apply this bench store's blocks instead of building some")
     ap.add_argument("--label", default=LABEL, help="the keys the --source store was built with")
     ap.add_argument("--measure", type=int, default=0, help="measure only the last N blocks")
-    ap.add_argument("--group", type=int, default=1,
-                    help="sync once per this many blocks, as catch-up does per fetched group")
     ap.add_argument("--gen0", type=int, default=GEN0_THRESHOLD,
                     help="the collector's young-generation threshold (a node's by default)")
     a = ap.parse_args()
@@ -201,8 +197,7 @@ def main() -> None:
         for r in range(a.rounds):
             print(json.dumps(apply(tmp / f"dest{r}", packed,
                                    a.profile if r == a.rounds - 1 else None,
-                                   a.label if a.source is not None else LABEL, a.measure,
-                                   a.group)))
+                                   a.label if a.source is not None else LABEL, a.measure)))
             shutil.rmtree(tmp / f"dest{r}", ignore_errors=True)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
