@@ -444,6 +444,16 @@ class Mempool:
 
     def committed(self, envelopes: Sequence[Envelope]) -> None:
         """Drop what a block committed, and whatever it made invalid."""
+        if not (self._pending or self._nonces or self._timed or self._orphans):
+            # Nothing pending or held (catch-up): nothing to drop, no nonce
+            # to free, no orphan to release; only the verified-signature
+            # cache may hold these envelopes.
+            self._checks.forget_many(env.leaf_hash for env in envelopes)
+            if self.waiters:
+                self.waiters.committed(env.id for env in envelopes)
+            self._publish_admitted()
+            self.metrics.mempool_size.set(0)
+            return
         conflicts = governance = False
         timed, orphans = self._timed, self._orphans
         for env in envelopes:

@@ -48,6 +48,14 @@ class SignatureChecks:
         """A committed envelope: block validation will not meet it again."""
         self._verified.pop(leaf_hash, None)
 
+    def forget_many(self, leaf_hashes: Iterable[bytes]) -> None:
+        """:meth:`forget` for each (nothing to do while none is remembered)."""
+        verified = self._verified
+        if verified:
+            pop = verified.pop
+            for leaf in leaf_hashes:
+                pop(leaf, None)
+
     def mark_verified(self, leaf_hashes: Iterable[bytes]) -> None:
         """Remember envelopes whose signatures were checked (here or in block validation)."""
         verified = self._verified

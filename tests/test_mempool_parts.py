@@ -60,3 +60,12 @@ def test_unreachable_takes_descendants_of_a_dropped_parent() -> None:
     pending = {e.id: e for e in (child, grandchild, fine)}
     assert unreachable(pending, Committed({root.id})) == [child.id, grandchild.id]
     assert unreachable({fine.id: fine}, Committed({root.id})) == []
+
+
+def test_signature_checks_forget_many_drops_only_the_given_leaves() -> None:
+    from node.signature_checks import SignatureChecks
+    checks = SignatureChecks(8, lambda domain, items: [True] * len(items))
+    checks.forget_many([b"a" * 32])  # nothing remembered: nothing to do
+    checks.mark_verified([b"a" * 32, b"b" * 32, b"c" * 32])
+    checks.forget_many(iter([b"a" * 32, b"c" * 32, b"d" * 32]))
+    assert [checks.verified(x * 32) for x in (b"a", b"b", b"c")] == [False, True, False]
