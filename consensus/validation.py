@@ -28,7 +28,7 @@ from ledger.errors import (
     WrongChain,
 )
 from ledger.genesis import Genesis, RecordTimeWindow, record_time_window
-from ledger.membership import Membership, check_envelope
+from ledger.membership import Membership, State, check_envelope, is_governance
 from ledger.merkle import root
 from ledger.records import BatchedEnvelope, Envelope
 
@@ -228,14 +228,16 @@ def _check_roots(header: Header, envelopes: Sequence[Envelope], ctx: ValidationC
         raise LogMismatch(f"log_size/log_root do not match the log after this block (size {size})")
 
 
-def _check_record_identity(env: Envelope, height: int, ctx: ValidationContext) -> None:
+def _check_record_identity(env: Envelope, height: int, ctx: ValidationContext,
+                           governance: bool, state: State) -> None:
     """PROTOCOL §2 chain, and §9.4 submitter, role, key and scope in force at
-    ``height`` (§9.3 for a governance record); the signatures unless
+    ``height`` (``state``; §9.3 for a governance record); the signatures unless
     already verified (batch envelopes: by :func:`_check_batch_signatures`,
     first)."""
     check_envelope(ctx.membership, env, height,
                    signatures=not isinstance(env, BatchedEnvelope)
-                   and not ctx.signature_verified(env.leaf_hash))
+                   and not ctx.signature_verified(env.leaf_hash),
+                   governance=governance, state=state)
 
 
 def _check_batch_signatures(envelopes: Sequence[Envelope], ctx: ValidationContext) -> None:
@@ -291,23 +293,28 @@ def _check_records(envelopes: Sequence[Envelope], ctx: ValidationContext, height
                    block_time: int | None) -> None:
     ids: set[bytes] = set()
     nonces: set[tuple[bytes, int]] = set()
-    params = ctx.membership.at(height).params
-    window = record_time_window(params) if block_time is not None else None
+    governance_records: list[Envelope] = []
+    state = ctx.membership.at(height)  # in force for every record of the block
+    window = record_time_window(state.params) if block_time is not None else None
     for index, env in enumerate(envelopes):
+        governance = is_governance(env)
         try:
             if window is not None and block_time is not None:
                 _check_record_time(env, block_time, window)
-            _check_record_identity(env, height, ctx)
+            _check_record_identity(env, height, ctx, governance, state)
             _check_record_state(env, ctx, ids, nonces)
         except VerificationError as exc:
             # Same type, so callers can dispatch on it; the message says which record.
             raise type(exc)(f"record {index} ({to_hex(env.id)[:16]}): {exc}") from None
         ids.add(env.id)
         nonces.add((env.record.submitter, env.record.nonce))
+        if governance:
+            governance_records.append(env)
     # Each governance record was checked against the membership before the
     # block; applying them in order also checks them against each other
-    # (two changing the same target at the same height conflict).
-    ctx.membership.apply(height, envelopes, signatures=False)
+    # (two changing the same target at the same height conflict).  apply()
+    # skips every other record.
+    ctx.membership.apply(height, governance_records, signatures=False)
 
 
 def validate_block(

@@ -360,11 +360,21 @@ def check_record_in(state: State, envelope: Envelope, height: int, *, signatures
 
 
 def check_envelope(membership: Membership, envelope: Envelope, height: int, *,
-                   signatures: bool = True, paused: bool = True) -> None:
+                   signatures: bool = True, paused: bool = True,
+                   governance: bool | None = None, state: State | None = None) -> None:
     """What a node checks of one record for a block of ``height`` (PROTOCOL
-    §2 and §9.4): the chain, then :meth:`Membership.check`."""
+    §2 and §9.4): the chain, then :meth:`Membership.check`.  A caller
+    checking a whole block may pass what it knows already: ``governance``,
+    :func:`is_governance` of the envelope, and ``state``,
+    ``membership.at(height)``."""
     record = envelope.record
     if record.chain != membership.genesis.chain:
         raise WrongChain(f"record is for chain {record.chain!r}, "
                          f"not {membership.genesis.chain!r}")
-    membership.check(envelope, height, signatures=signatures, paused=paused)
+    if governance is None:
+        governance = is_governance(envelope)
+    if governance:
+        membership.check_governance(envelope, height, signatures=signatures)
+    else:
+        check_record_in(membership.at(height) if state is None else state, envelope, height,
+                        signatures=signatures, paused=paused)
