@@ -86,9 +86,11 @@ class NodeApplication:
         # The chain's holders of the block's nonces the mempool does not
         # hold, looked up together (a range walk per submitter, not a read
         # per record: a block caught up holds thousands, none pending here).
-        self._nonce_holders = self.chain.nonce_holders(
-            key for env in envelopes
-            if not self.mempool.holds_nonce(*(key := (env.record.submitter, env.record.nonce))))
+        keys = ((env.record.submitter, env.record.nonce) for env in envelopes)
+        if self.mempool.holds_nonces():
+            holds = self.mempool.holds_nonce
+            keys = (key for key in keys if not holds(*key))
+        self._nonce_holders = self.chain.nonce_holders(keys)
         try:
             validate_block(header, envelopes, self, record_times=not certified)
         finally:
@@ -125,11 +127,13 @@ class NodeApplication:
     # pending records is checked without a store read per record.
 
     def nonce_holder(self, submitter: bytes, nonce: int) -> bytes | None:
+        known = self._nonce_holders
+        if known is not None:
+            # Validating a block: its nonces were looked up together, those a
+            # pending record holds left out (so absent here, None).
+            return known.get((submitter, nonce))
         if self.mempool.holds_nonce(submitter, nonce):
             return None
-        known = self._nonce_holders
-        if known is not None:  # validating a block: its nonces were looked up together
-            return known.get((submitter, nonce))
         return self.chain.id_for_nonce(submitter, nonce)
 
     def record_known_committed(self, record_id: bytes) -> bool:

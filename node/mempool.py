@@ -134,6 +134,10 @@ class Mempool:
     def __contains__(self, record_id: bytes) -> bool:
         return record_id in self._pending
 
+    def holds_nonces(self) -> bool:
+        """Whether any pending record holds a nonce (none while catching up)."""
+        return bool(self._nonces)
+
     def holds_nonce(self, submitter: bytes, nonce: int) -> bool:
         """Whether a pending record holds this nonce (so the chain has not used it)."""
         return (submitter, nonce) in self._nonces
