@@ -1,7 +1,6 @@
-"""A validator SIGKILLed while it catches up (catch-up writes a fetched
-batch's blocks unsynced and syncs with the last: docs/design.md, "Catch-up
-syncs once per group") restarts on a store that passes ``fsck``, catches up
-the rest, and holds the same chain as the others."""
+"""A validator SIGKILLed while it catches up (docs/design.md, "Catch-up
+syncs every block") restarts on a store that passes ``fsck``, catches up the
+rest, and holds the same chain as the others."""
 
 from __future__ import annotations
 
@@ -47,9 +46,8 @@ async def test_sigkill_mid_catch_up(tmp_path: Path) -> None:
         target = await _height(c, 0)
 
         # Fetched batches start at one block and double (1, 2, 4, 8, ...), so
-        # from 9 blocks on it is most likely inside the batch of 8, written
-        # unsynced but for its last block.  Where exactly decides nothing:
-        # every moment must leave a prefix.
+        # from 9 blocks on it is most likely inside the batch of 8.  Where
+        # exactly decides nothing: every moment must leave a prefix.
         c.start(JOINER)
         for _ in range(3000):
             if await _height(c, JOINER) >= start + 9:
