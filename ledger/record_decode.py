@@ -8,7 +8,7 @@ from typing import Any
 
 from .crypto import PUBKEY_LEN
 from .encoding import UINT64_MAX, H, _check_decoded, _unpack, decode, packb_plain
-from .errors import BadEncoding
+from .errors import BadEncoding, DecodeError
 from .native import native
 from .record_types import (
     ID_LEN,
@@ -119,7 +119,7 @@ def _decode_canonical_record(record_bytes: bytes) -> Record | None:
         if (type(origin) is not dict or type(body) is not dict
                 or not _check_decoded(origin, 1) or not _check_decoded(body, 1)):
             return None
-    except BadEncoding:  # NonCanonical included
+    except DecodeError:  # BadEncoding and NonCanonical: the general path names the fault
         return None
     if packb_plain(value) != record_bytes:
         return None

@@ -272,6 +272,18 @@ def _record_value() -> dict[str, Any]:
     return dict(msgpack.unpackb(ENV.record.record_bytes, raw=False, strict_map_key=False))
 
 
+def test_two_faults_are_named_as_the_general_path_names_them() -> None:
+    """Found by the field fuzzer below: a non-string key in ``origin`` and a
+    float in ``chain`` (earlier in the record) made the record fast path
+    answer the key, the general path the float."""
+    value = _record_value()
+    value["origin"] = {0: None}
+    value["chain"] = 0.0
+    blob = _envelope_of(value)
+    _same_as_general(blob)
+    assert _outcome(decode_envelope, blob)[2] == "floats are not allowed"
+
+
 @FUZZ
 @given(st.data())
 def test_envelope_fast_path_is_the_general_path_on_mutations(data: st.DataObject) -> None:
