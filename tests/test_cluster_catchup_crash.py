@@ -1,6 +1,8 @@
 """A validator SIGKILLed while it catches up (docs/design.md, "Catch-up
 syncs every block") restarts on a store that passes ``fsck``, catches up the
-rest, and holds the same chain as the others."""
+rest, and holds the same chain as the others.  Slow (about 33 s): the kill
+loops (tests/test_faults_killloop.py) restart killed validators that catch
+up in every CI run; this one aims the kill inside a fetched batch."""
 
 from __future__ import annotations
 
@@ -14,7 +16,7 @@ from harness.localnet import LocalCluster
 from ledger.fsck import fsck
 from ledger.storage import LevelDBStore
 
-pytestmark = pytest.mark.cluster
+pytestmark = [pytest.mark.cluster, pytest.mark.slow]
 
 JOINER = 3
 BEHIND = 60  # blocks the joiner misses while it is down
