@@ -44,7 +44,7 @@ import orjson
 
 from .bench_batches import signed_load
 from .bench_measure import pct, quiet_collector
-from .bench_setup import new_cluster, post_batch, start_cluster
+from .bench_setup import new_cluster, offer_at_ticks, start_cluster
 
 
 def record_id(envelope: bytes) -> bytes:
@@ -138,17 +138,8 @@ async def one_run(root: Path, name: str, rate: float, sign_batch: int, seconds: 
         follower = await start_following(session, c.url(0), first["height"] + 1, events)
         sent: dict[bytes, float] = {}
         load0 = os.getloadavg()
-        t0 = time.perf_counter()
-        posts = []
-        for k, (batch_ids, body) in enumerate(bodies):
-            delay = t0 + k * tick - time.perf_counter()
-            if delay > 0:
-                await asyncio.sleep(delay)
-            now = time.perf_counter()
-            for rid in batch_ids:
-                sent[rid] = now
-            posts.append(asyncio.create_task(post_batch(session, c.url(k % 4), body)))
-        offer_s = time.perf_counter() - t0
+        t0, offer_s, posts = await offer_at_ticks(
+            session, [c.url(i) for i in range(4)], bodies, tick, sent)
         load_offered = os.getloadavg()
         retries = sum(await asyncio.gather(*posts))
         total = len(sent)

@@ -36,6 +36,7 @@ from .bench_setup import (
     Opts,
     Signer,
     new_cluster,
+    offer_at_ticks,
     pack_batches,
     post_batch,
     sign_with_progress,
@@ -113,18 +114,8 @@ async def scenario_latency(root: Path, o: Opts, progress: Progress, rate: float,
         task = progress.add_task(f"latency @ {rate:.0f}/s", total=len(envs))
         # Never profiled, even with --profile: py-spy sampling node0 at 100 Hz
         # raised p99 at 2,500/s from 120-125 to 180-190 ms (two quick pairs).
-        t0 = time.perf_counter()
-        posts = []
-        for k, (ids, body) in enumerate(batches):
-            target = t0 + k * tick
-            delay = target - time.perf_counter()
-            if delay > 0:
-                await asyncio.sleep(delay)
-            now = time.perf_counter()
-            for rid in ids:
-                sent[rid] = now
-            posts.append(asyncio.create_task(post_batch(session, c.url(k % 4), body)))
-        offered_secs = time.perf_counter() - t0
+        t0, offered_secs, posts = await offer_at_ticks(
+            session, [c.url(i) for i in range(4)], batches, tick, sent)
         await asyncio.gather(*posts)
         deadline = time.perf_counter() + 30
         while time.perf_counter() < deadline and sum(len(e[2]) for e in events) < len(envs):

@@ -151,6 +151,27 @@ async def post_batch(session: aiohttp.ClientSession, url: str, body: bytes,
         await asyncio.sleep(0.05)
 
 
+async def offer_at_ticks(session: aiohttp.ClientSession, urls: list[str],
+                         batches: list[tuple[list[bytes], bytes]], tick: float,
+                         sent: dict[bytes, float]) -> tuple[float, float, list[asyncio.Task[int]]]:
+    """Open-loop load: batch ``k`` (its record ids, its MessagePack body) is
+    posted at ``t0 + k * tick`` to ``urls[k % len(urls)]``, whatever the
+    answers so far, and its ids' send time noted in ``sent``.  Returns
+    ``(t0, seconds offering, the posts' tasks)``: each task's result is its
+    retries (:func:`post_batch`)."""
+    t0 = time.perf_counter()
+    posts = []
+    for k, (ids, body) in enumerate(batches):
+        delay = t0 + k * tick - time.perf_counter()
+        if delay > 0:
+            await asyncio.sleep(delay)
+        now = time.perf_counter()
+        for rid in ids:
+            sent[rid] = now
+        posts.append(asyncio.create_task(post_batch(session, urls[k % len(urls)], body)))
+    return t0, time.perf_counter() - t0, posts
+
+
 async def status(session: aiohttp.ClientSession, url: str) -> dict[str, Any] | None:
     try:
         async with session.get(url + "/v1/status") as r:
