@@ -18,7 +18,7 @@ from __future__ import annotations
 
 from collections import OrderedDict
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Any, Callable, Protocol, TypeVar
 
 from .blocks import HEADER_VERSION_VERDICTS, Header
 from .crypto import digest_equal
@@ -132,12 +132,7 @@ def _find(chain: VerdictSource, record_id: bytes, leaf_index: int,
     index = leaf_index - (header.log_size - header.tx_count)
     if not 0 <= index < header.tx_count:
         raise StorageCorruption(f"leaf {leaf_index} is not in block {header.height}")
-    try:
-        verdict = decode_verdict(tree.entries[index])
-    except VerificationError as exc:
-        raise StorageCorruption(f"verdict {index} of block {header.height}: {exc}") from None
-    if verdict.record != record_id:
-        raise StorageCorruption(f"verdict {index} of block {header.height} names another record")
+    verdict = _record_entry(tree, header, index, record_id, decode_verdict, "verdict")
     outcome = verdict.outcome
     # only a held record or one in review can have a transition
     held = outcome in (Outcome.APPROVE, Outcome.REVIEW)
@@ -165,13 +160,7 @@ def _check_transition(tree: _BlockTree, header: Header, index: int, record_id: b
     """Raise unless entry ``index`` of block ``header`` is a transition of ``record_id``."""
     if not header.tx_count <= index < len(tree.entries):
         raise StorageCorruption(f"transition {index} of block {header.height} is missing")
-    try:
-        transition = decode_transition(tree.entries[index])
-    except VerificationError as exc:
-        raise StorageCorruption(f"transition {index} of block {header.height}: {exc}") from None
-    if transition.record != record_id:
-        raise StorageCorruption(f"transition {index} of block {header.height} names "
-                                "another record")
+    _record_entry(tree, header, index, record_id, decode_transition, "transition")
 
 
 def build_served_bundle(chain: VerdictSource, membership: Membership, record_id: bytes, *,
@@ -206,3 +195,24 @@ def build_served_bundle(chain: VerdictSource, membership: Membership, record_id:
     if found is not None:
         bundle["verdict"] = verdict_proof(chain, found, height)
     return bundle
+
+
+class _OfRecord(Protocol):
+    @property
+    def record(self) -> bytes: ...
+
+
+_E = TypeVar("_E", bound=_OfRecord)
+
+
+def _record_entry(tree: _BlockTree, header: Header, index: int, record_id: bytes,
+                  decode: Callable[[bytes], _E], what: str) -> _E:
+    """Entry ``index`` of block ``header``'s verdict tree decoded by ``decode``,
+    raising :class:`StorageCorruption` unless it is ``record_id``'s."""
+    try:
+        entry = decode(tree.entries[index])
+    except VerificationError as exc:
+        raise StorageCorruption(f"{what} {index} of block {header.height}: {exc}") from None
+    if entry.record != record_id:
+        raise StorageCorruption(f"{what} {index} of block {header.height} names another record")
+    return entry
