@@ -289,12 +289,17 @@ class Membership:
         check_record_in(self.at(height), envelope, height, signatures=signatures, paused=paused)
 
     def check(self, envelope: Envelope, height: int, *, signatures: bool = True,
-              paused: bool = True) -> None:
-        """Either check, by the record's kind."""
-        if is_governance(envelope):
+              paused: bool = True, governance: bool | None = None,
+              state: State | None = None) -> None:
+        """Either check, by the record's kind.  A caller checking a whole
+        block may pass what it knows already: ``governance``,
+        :func:`is_governance` of the envelope, and ``state``,
+        ``self.at(height)``."""
+        if is_governance(envelope) if governance is None else governance:
             self.check_governance(envelope, height, signatures=signatures)
         else:
-            self.check_record(envelope, height, signatures=signatures, paused=paused)
+            check_record_in(self.at(height) if state is None else state, envelope, height,
+                            signatures=signatures, paused=paused)
 
     # -- committing ----------------------------------------------------------
 
@@ -363,18 +368,11 @@ def check_envelope(membership: Membership, envelope: Envelope, height: int, *,
                    signatures: bool = True, paused: bool = True,
                    governance: bool | None = None, state: State | None = None) -> None:
     """What a node checks of one record for a block of ``height`` (PROTOCOL
-    §2 and §9.4): the chain, then :meth:`Membership.check`.  A caller
-    checking a whole block may pass what it knows already: ``governance``,
-    :func:`is_governance` of the envelope, and ``state``,
-    ``membership.at(height)``."""
+    §2 and §9.4): the chain, then :meth:`Membership.check` (``governance``
+    and ``state`` as there)."""
     record = envelope.record
     if record.chain != membership.genesis.chain:
         raise WrongChain(f"record is for chain {record.chain!r}, "
                          f"not {membership.genesis.chain!r}")
-    if governance is None:
-        governance = is_governance(envelope)
-    if governance:
-        membership.check_governance(envelope, height, signatures=signatures)
-    else:
-        check_record_in(membership.at(height) if state is None else state, envelope, height,
-                        signatures=signatures, paused=paused)
+    membership.check(envelope, height, signatures=signatures, paused=paused,
+                     governance=governance, state=state)
