@@ -15,7 +15,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from ..encoding import canonical, decode
+from ..encoding import decode, packb_plain
 from ..errors import LedgerError, StorageCorruption
 from ..records import Record
 from .rules import Policy, Window, decode_policy
@@ -179,6 +179,12 @@ class PolicyState:
     lists: dict[str, set[str]] = field(default_factory=dict)
     tiers: dict[str, int] = field(default_factory=dict)
     windows: dict[str, WindowSet] = field(default_factory=dict)
+    # Each list's entries sorted, as :meth:`to_bytes` writes them: lists
+    # change only by governance, and sorting 100,000s of entries at each
+    # save was most of its cost.  :meth:`commit` drops a list's when it
+    # changes the list.
+    _sorted_lists: dict[str, list[str]] = field(default_factory=dict, repr=False,
+                                                compare=False)
 
     def commit(self, height: int, time_ms: int, records: Sequence[tuple[Record, frozenset[str]]],
                pairs: Sequence[Sequence[tuple[str, tuple[int, int]]]] | None = None) -> bool:
@@ -212,6 +218,7 @@ class PolicyState:
                 changed = True
             elif kind in (GOV_LIST_ADD, GOV_LIST_REMOVE):
                 entries = self.lists.setdefault(record.body["list"], set())
+                self._sorted_lists.pop(record.body["list"], None)
                 if kind == GOV_LIST_ADD:
                     entries.update(record.body["entries"])
                 else:
@@ -238,16 +245,29 @@ class PolicyState:
     # -- persistence ---------------------------------------------------------
 
     def to_bytes(self) -> bytes:
-        """``STATE_DOMAIN + canonical(map)``: equal states give equal bytes."""
-        return STATE_DOMAIN + canonical({
+        """``STATE_DOMAIN + canonical(map)``: equal states give equal bytes.
+
+        Packed as it stands (``packb_plain``), not through the canonical
+        walk: every map is built with its keys in canonical order (``str``
+        sorts by code point, the order of its UTF-8 bytes) and every value
+        is already normal (strings and integers from canonical records, an
+        entry's ``(time, amount)`` tuple packs as the array it stands for).
+        The walk over a 100,000-entry list and the windows' entries took
+        most of a second at each save (tests/test_policy_state_bytes.py
+        compares the two)."""
+        done = self._sorted_lists
+        for name, entries in self.lists.items():
+            if name not in done:
+                done[name] = sorted(entries)
+        return STATE_DOMAIN + packb_plain({
             "height": self.height,
-            "lists": {name: sorted(entries) for name, entries in sorted(self.lists.items())},
+            "lists": {name: done[name] for name in sorted(self.lists)},
             "policy": self.policy.policy_bytes if self.policy is not None else None,
-            "tiers": dict(sorted(self.tiers.items())),
+            "tiers": {account: self.tiers[account] for account in sorted(self.tiers)},
             "time_ms": self.time_ms,
-            "windows": {name: {key: [[t, a] for t, a in w[ENTRIES]]
-                               for key, w in sorted(wset.keys.items())}
-                        for name, wset in sorted(self.windows.items())},
+            "windows": {name: {key: keys[key][ENTRIES] for key in sorted(keys)}
+                        for name, keys in ((n, self.windows[n].keys)
+                                           for n in sorted(self.windows))},
         })
 
 
