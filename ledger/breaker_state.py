@@ -4,7 +4,7 @@ brought up to the tip from the blocks it holds (PROTOCOL §12.3).
 The breakers are part of the verdict state (ledger/approvals.py): the
 breakers after block h - 1 decide the verdicts of block h.  A store keeps
 them under ``schema.META_BREAKERS``, written with the policy state every
-``POLICY_STATE_EVERY`` blocks and at a clean stop; :func:`derive_breakers`
+``POLICY_STATE_EVERY`` blocks or more (ledger/chain.py) and at a clean stop; :func:`derive_breakers`
 loads that and applies every block after it, decoding only the envelopes
 whose bytes hold ``risk.`` (the prefix of the kinds that move breakers), so
 a restart replays at most a few hundred blocks' risk records.  A persisted

@@ -49,8 +49,13 @@ from .records import Envelope, Record, decode_committed_envelope
 from .storage import KeyValueStore, WriteBatch
 
 # Blocks between persisted policy states (schema.META_POLICY_STATE): a
-# restart replays at most this many blocks' records into the policy engine,
-# plus those after a crash's last save.
+# restart replays this many blocks' records into the policy engine, plus
+# those after a crash's last save.  A save costs in proportion to the
+# windows' entries (an hour's window at thousands of records/s holds
+# millions), so it also waits until the records committed since the last
+# save are at least as many: its cost stays under about one entry's
+# encoding per record, and a restart replays at most an hour's windows of
+# records more.
 POLICY_STATE_EVERY = 256
 
 
@@ -81,6 +86,7 @@ class ChainStore(ChainMembership, ChainIntegrity, ChainSideData):
         # node installs its own (set_policy_engine); held records from the store.
         self.verdicts = self._load_verdicts(PolicyEngine())
         self._verdict_cache: tuple[bytes, BlockVerdicts] | None = None
+        self._saved_at = (self.height, self.log.size)  # height, log size of the last save
         if check:
             self.check_integrity()
 
@@ -184,6 +190,7 @@ class ChainStore(ChainMembership, ChainIntegrity, ChainSideData):
         """Persist the policy engine's state after the tip (its own height
         inside): a restart then replays only the blocks after it.  Written
         after the block it follows, so it never runs ahead of the tip."""
+        self._saved_at = (self.height, self.log.size)
         data = self.verdicts.engine.state_bytes()
         batch = WriteBatch()
         if data is not None:
@@ -380,7 +387,9 @@ class ChainStore(ChainMembership, ChainIntegrity, ChainSideData):
         self._write_block(batch, header, log_size, membership)
         self.verdicts.commit(header.height, header.time, verdicts)
         self._verdict_cache = None
-        if header.height % POLICY_STATE_EVERY == 0:
+        saved_height, saved_size = self._saved_at
+        if (header.height - saved_height >= POLICY_STATE_EVERY
+                and self.log.size - saved_size >= self.verdicts.engine.state_entries()):
             self.save_policy_state()
 
     def _stage_records(self, height: int, envelopes: Sequence[Envelope], batch: WriteBatch,

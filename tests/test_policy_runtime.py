@@ -95,3 +95,41 @@ def test_a_restart_loads_the_persisted_state_and_replays_only_the_blocks_after_i
     store.write(junk)
     with pytest.raises(StorageCorruption):  # ...which now meets the missing envelopes
         install_policy_engine(ChainStore(store, genesis, check=False))
+
+
+def test_the_state_is_saved_once_the_records_since_the_last_save_outnumber_its_entries(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """A save costs in proportion to the windows' entries, so after
+    ``POLICY_STATE_EVERY`` blocks it also waits until the records committed
+    since the last save are at least as many (ledger/chain.py)."""
+    from ledger import chain as chain_module
+    from ledger.policy.state import state_from_bytes
+
+    monkeypatch.setattr(chain_module, "POLICY_STATE_EVERY", 2)
+    genesis, validators, members, submitter = gov_genesis()
+    chain = ChainStore(MemoryStore(), genesis)
+    install_policy_engine(chain)
+    nonce = iter(range(2, 1000))
+
+    def records(kind: str, n: int) -> list[Envelope]:
+        return [make_envelope(submitter, genesis.chain, next(nonce), kind=kind,
+                              body={"amount": 10, "currency": "EUR"},
+                              origin={"account": f"acc-{i}", "country": "DE"})
+                for i in range(n)]
+
+    def saved_height() -> int | None:
+        data = chain.policy_state_bytes()
+        return None if data is None else state_from_bytes(data).height
+
+    _commit(chain, validators, [gov_record(genesis.chain, members[:2], 1, "gov.policy.set",
+                                           {"policy": policy_from_json(POLICY).policy_bytes})])
+    assert saved_height() is None  # one block since the start
+    _commit(chain, validators, records("payment", 10))  # 10 window entries, 11 records
+    assert saved_height() == 2 and chain.verdicts.engine.state_entries() == 10
+    _commit(chain, validators, records("payment", 1))
+    _commit(chain, validators, records("payment", 1))  # 2 blocks, 2 records, 12 entries
+    assert saved_height() == 2
+    _commit(chain, validators, records("transfer", 9))  # 11 records: the window counts
+    assert saved_height() == 2                           # payments only
+    _commit(chain, validators, records("transfer", 1))  # 12 records, 12 entries
+    assert saved_height() == 6 and chain.verdicts.engine.state_entries() == 12

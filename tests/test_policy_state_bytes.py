@@ -13,6 +13,7 @@ from hypothesis import strategies as st
 from ledger.encoding import canonical
 from ledger.policy import policy_from_json
 from ledger.policy.state import (
+    COUNT,
     ENTRIES,
     STATE_DOMAIN,
     PolicyState,
@@ -50,18 +51,23 @@ uint64 = st.integers(min_value=0, max_value=2**64 - 1)
 @given(height=uint64, time_ms=uint64, with_policy=st.booleans(),
        lists=st.dictionaries(names, st.sets(names, max_size=8), max_size=4),
        tiers=st.dictionaries(names, st.integers(min_value=1, max_value=3), max_size=5),
-       windows=st.dictionaries(names, st.lists(st.tuples(names, st.integers(0, 10**13), uint64),
-                                               max_size=10), max_size=3))
+       windows=st.dictionaries(names, st.lists(st.tuples(names, st.integers(0, 100), uint64),
+                                               max_size=10), max_size=3),
+       prune_at=st.none() | st.integers(0, 150))
 def test_state_bytes_are_the_canonical_map(height: int, time_ms: int, with_policy: bool,
                                            lists: dict[str, set[str]], tiers: dict[str, int],
-                                           windows: dict[str, list[tuple[str, int, int]]]
-                                           ) -> None:
+                                           windows: dict[str, list[tuple[str, int, int]]],
+                                           prune_at: int | None) -> None:
     state = PolicyState(height=height, time_ms=time_ms, lists=lists, tiers=tiers,
                         policy=POLICY if with_policy else None)
     for wname, entries in windows.items():
         wset = state.windows[wname] = WindowSet()
         for key, t, amount in sorted(entries, key=lambda e: e[1]):
             wset.add(key, t, amount)
+        if prune_at is not None:
+            wset.prune(prune_at, 50)
+        assert wset.entries == sum(w[COUNT] for w in wset.keys.values())
+    assert state.entries() == sum(len(e) for e in windows.values()) or prune_at is not None
     data = state.to_bytes()
     assert data == walked(state)
     assert state.to_bytes() == data  # the kept sorted lists give the same bytes again

@@ -94,6 +94,13 @@ class PolicyEngine:
         restart replays only the blocks after it; None: nothing to persist."""
         return None
 
+    def state_entries(self) -> int:
+        """About how many entries :meth:`state_bytes` writes (the windows'):
+        the node saves the state less often than every
+        ``ledger.chain.POLICY_STATE_EVERY`` blocks while it holds more
+        entries than the records committed since the last save."""
+        return 0
+
     def commit_block(self, height: int, time_ms: int, records: Sequence[RecordInput],
                      decisions: Sequence[Decision]) -> None:
         """Advance the state (velocity windows, installed policy, lists) past

@@ -280,6 +280,9 @@ class CelPolicyEngine(PolicyEngine):
     def state_bytes(self) -> bytes | None:
         return self.state.to_bytes()
 
+    def state_entries(self) -> int:
+        return self.state.entries()
+
     @property
     def errors(self) -> int:
         """Rule evaluations that failed since this engine started (a metric)."""

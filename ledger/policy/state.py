@@ -94,11 +94,12 @@ class WindowSet:
     the other keys).  Each key's entries are a list (most keys hold one or
     two: a deque each was most of the cost of adding them).  ``total`` is
     the sum of every entry's amount (a bound the fast pass reads: no key's
-    sum is beyond it)."""
+    sum is beyond it); ``entries`` how many entries it holds."""
 
     keys: dict[str, WindowState] = field(default_factory=dict)
     order: deque[tuple[int, list[str]]] = field(default_factory=deque)
     total: int = 0
+    entries: int = 0
 
     def add(self, key: str, time: int, amount: int) -> None:
         w = self.keys.get(key)
@@ -109,6 +110,7 @@ class WindowSet:
             w[COUNT] += 1
             w[TOTAL] += amount
         self.total += amount
+        self.entries += 1
         order = self.order
         if order and order[-1][0] == time:
             order[-1][1].append(key)
@@ -134,6 +136,7 @@ class WindowSet:
                 w[0] += 1
                 w[1] += amount
         self.total += added
+        self.entries += len(pairs)
         names = [key for key, _ in pairs]
         order = self.order
         if order and order[-1][0] == time:
@@ -149,7 +152,9 @@ class WindowSet:
             return
         gone: dict[str, int] = {}
         while order and order[0][0] <= cutoff:
-            for key in order.popleft()[1]:
+            group = order.popleft()[1]
+            self.entries -= len(group)
+            for key in group:
                 gone[key] = gone.get(key, 0) + 1
         keys = self.keys
         dropped = 0
@@ -233,6 +238,11 @@ class PolicyState:
                         self.tiers.pop(account, None)
         self.height, self.time_ms = height, time_ms
         return changed
+
+    def entries(self) -> int:
+        """The windows' entries: what :meth:`to_bytes` grows with (each
+        list is kept sorted between saves)."""
+        return sum(wset.entries for wset in self.windows.values())
 
     def _install(self, policy: Policy) -> None:
         """A new policy keeps the history of each window it declares the
