@@ -41,6 +41,7 @@ def select_for_block(pending: Iterable[tuple[bytes, Envelope]], chain: ChainView
     trial = chain.membership
     judge = bool(trial.changes) or governance_pending
     height = chain.height + 1
+    state = trial.at(height) if judge else None  # what a record is checked against
     for rid, env in pending:
         if len(chosen) >= max_records:
             break
@@ -54,9 +55,12 @@ def select_for_block(pending: Iterable[tuple[bytes, Envelope]], chain: ChainView
                for p in env.record.parents):
             if judge:
                 try:
-                    check_envelope(trial, env, height, signatures=False)
-                    if is_governance(env):
+                    governance = is_governance(env)
+                    check_envelope(trial, env, height, signatures=False,
+                                   governance=governance, state=state)
+                    if governance:
                         trial = trial.apply(height, [env], signatures=False)
+                        state = trial.at(height)
                 except LedgerError:
                     continue
             chosen.append(env)
