@@ -19,7 +19,7 @@ from enum import StrEnum
 from typing import Any
 
 from .breaker_entries import BREAKER_DOMAIN, is_breaker_entry
-from .encoding import canonical, decode, decode_exact_map, to_hex
+from .encoding import canonical, decode, decode_exact_map, packb_plain, to_hex
 from .errors import BadEncoding, DecodeError, VerificationError
 from .merkle import inclusion_path, leaf_hash, root, verify_inclusion
 from .policy import Decision, Outcome
@@ -285,8 +285,9 @@ def entry_path(entries: Sequence[bytes], tx_count: int, index: int) -> list[byte
 
 
 def encode_entries(entries: Sequence[bytes]) -> bytes:
-    """Storage and block-route form of a block's entries: a canonical array of bin."""
-    return canonical(list(entries))
+    """Storage and block-route form of a block's entries: a canonical array
+    of bin (each entry is ``bytes``: packed as it stands, no canonical walk)."""
+    return packb_plain(list(entries))
 
 
 def decode_entries(data: bytes) -> list[bytes]:
