@@ -38,6 +38,7 @@ MIN_VALIDATORS = 4
 VALIDATOR_DELAY = 2  # a validator-set change committed at H is in force from H + 2
 OTHER_DELAY = 1      # every other action from H + 1
 CACHED_HEIGHTS = 256  # states kept by Membership.at (shared along a chain of apply)
+_ALL_IN_FORCE = -1  # Membership.at's cache key of the state with every change in force
 
 
 @dataclass(frozen=True)
@@ -152,6 +153,10 @@ class Membership:
         self.height = height  # the last block applied (0: none)
         self._base = genesis_state(genesis)
         self._cache: dict[int, State] = {}
+        # From this height on every change is in force: one state for all of
+        # them (cached under _ALL_IN_FORCE), not a fold of every change per
+        # new height (a node asks for each height it judges).
+        self._all_in_force = max((c.effective for c in self.changes), default=0)
         # validators hash -> the first genesis with that set (validator_genesis)
         self._sets: dict[bytes, Genesis] = {}
         self._bundle_changes: tuple[tuple[Change, bool, frozenset[str]], ...] | None = None
@@ -169,12 +174,20 @@ class Membership:
     def at(self, height: int) -> State:
         """The membership in force at ``height``: every change effective at
         or below it, applied in log order."""
-        state = self._cache.get(height)
+        cache = self._cache
+        state = cache.get(height)
         if state is None:
-            state = self._fold(c for c in self.changes if c.effective <= height)
-            if len(self._cache) >= CACHED_HEIGHTS:  # a node asks about ever new heights
-                self._cache.clear()
-            self._cache[height] = state
+            if height >= self._all_in_force:
+                state = cache.get(_ALL_IN_FORCE)
+                if state is None:
+                    state = self._fold(self.changes)
+            else:
+                state = self._fold(c for c in self.changes if c.effective <= height)
+            if len(cache) >= CACHED_HEIGHTS:  # a node asks about ever new heights
+                cache.clear()
+            cache[height] = state
+            if height >= self._all_in_force:
+                cache[_ALL_IN_FORCE] = state
         return state
 
     def validator_genesis(self, height: int) -> Genesis:

@@ -295,6 +295,13 @@ def test_random_histories(steps: list[tuple[int, str, int, int, set[int]]]) -> N
     for height in sorted(committed):
         replay = replay.apply(height, committed[height])
     assert _membership_json(replay, top) == _membership_json(m, top)
+    # asked from the top down (Membership.at keeps one state for the heights
+    # where every change is in force), and past that, the same answers
+    again = Membership.from_genesis(GENESIS)
+    for height in sorted(committed):
+        again = again.apply(height, committed[height])
+    assert [again.at(h).to_json() for h in reversed(range(0, top + 6))] \
+        == list(reversed(_membership_json(replay, top + 3)))
     # in force at h = the changes effective by h, applied one by one in log order
     for h in range(0, top + 3):
         state = replay._base
