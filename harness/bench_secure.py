@@ -69,10 +69,14 @@ async def _install_policy(c: LocalCluster, list_size: int, corridors: int) -> in
 
 async def _admission_counts(c: LocalCluster) -> dict[str, float]:
     """Over the four nodes: records admitted from clients and from peers,
-    and refusals for want of room (a record refused so, or a request
-    refused unread)."""
-    out = {"admitted_api": 0.0, "admitted_gossip": 0.0, "refused_rate_limited": 0.0}
+    refusals for want of room (a record refused so, or a request refused
+    unread), and seconds in the cyclic collector by generation."""
+    out = {"admitted_api": 0.0, "admitted_gossip": 0.0, "refused_rate_limited": 0.0,
+           **{f"gc_s_gen{g}": 0.0 for g in range(3)}}
     for i in range(c.n):
+        for g in range(3):
+            out[f"gc_s_gen{g}"] += await c.metric(i, "ledger_gc_seconds_total",
+                                                  generation=str(g))
         out["admitted_api"] += await c.metric(i, "ledger_records_admitted_total", source="api")
         out["admitted_gossip"] += await c.metric(i, "ledger_records_admitted_total",
                                                  source="gossip")
@@ -145,8 +149,12 @@ async def _throughput(c: LocalCluster, envs: list[bytes], duration: float, warmu
     rate = ((steady[-1][1] - steady[0][1]) / (steady[-1][0] - steady[0][0])
             if len(steady) >= 2 else committed / t_drained)
     counts = {k: v - counts0[k] for k, v in (await _admission_counts(c)).items()}
+    gc_s = [counts.pop(f"gc_s_gen{g}") for g in range(3)]
     return {**counts, **posts, "records_per_s": round(rate), "offered_all": not queue,
             "committed": committed,
+            # wall time in the collector (node/gctune.py), per record and node
+            "gc_us_per_record_per_node": [round(s / max(committed, 1) / c.n * 1e6, 1)
+                                          for s in gc_s],
             "cpu_us_per_record_per_node": round(cpu / max(committed, 1) / c.n * 1e6, 1),
             "harness_cpu_us_per_record": round(own / max(committed, 1) * 1e6, 1),
             "records_per_block": round(committed / max(last["height"] - base_height, 1)),

@@ -18,7 +18,16 @@ cProfile of the apply loop.  ``--source DIR`` applies the blocks of a store
 that scripts/bench-store or scripts/bench-statesync built instead, and
 ``--measure N`` counts only the last N blocks (the store grown before them).
 
+``--compare-policy`` applies, in two arms, blocks of the load of
+``python -m harness.bench_secure --policy`` (payments, transfers and refunds
+from 100,000 accounts, one signature per record, 100 ms of block time
+apart) on a genesis with members: without a policy, then after the blocks
+that install the 10-rule policy and its lists by governance (not measured).
+What the policy costs a validator per record is the difference, stage by
+stage (issue 25).
+
     python scripts/bench_apply.py --blocks 50 --block 2000
+    python scripts/bench_apply.py --compare-policy --blocks 30 --block 1000
     python scripts/bench_apply.py --source /tmp/auditledger-bench-statesync/chain-400000 \
         --label bench-store --measure 20
 """
@@ -53,7 +62,20 @@ from node.gctune import GEN0_THRESHOLD, GEN1_THRESHOLD, GEN2_THRESHOLD, tune_aft
 from node.metrics import Metrics  # noqa: E402
 from node.policy_runtime import install_policy_engine  # noqa: E402
 from node.sync import _packed_block  # noqa: E402
-from harness.bench_chain import FIXED_TS, bench_genesis, bench_record, certify  # noqa: E402
+from harness.bench_chain import (  # noqa: E402
+    CHAIN,
+    FIXED_TS,
+    bench_genesis,
+    bench_key,
+    bench_record,
+    certify,
+)
+from harness.bench_policy_setup import (  # noqa: E402
+    governance_bodies,
+    governance_envelopes,
+    policy_load,
+)
+from ledger.genesis import Genesis, parse_genesis  # noqa: E402
 
 LABEL = "bench-apply"
 
@@ -94,6 +116,46 @@ def build(path: Path, blocks: int, block: int, sign_batch: int) -> list[bytes]:
     return packed
 
 
+def policy_arm(path: Path, blocks: int, block: int, policy: bool) -> tuple[Genesis, list[bytes]]:
+    """A genesis with three members and the blocks of one ``--compare-policy``
+    arm: with ``policy``, first the governance records of the policy and its
+    lists (50 a block), then ``blocks`` blocks of the policy load."""
+    validators = [bench_key(LABEL, i) for i in range(4)]
+    submitter = bench_key(LABEL, 100)
+    members = [bench_key(LABEL, 200 + i) for i in range(3)]
+    genesis = parse_genesis({
+        "chain": CHAIN,
+        "validators": [{"name": f"node{i}", "pubkey": k.public_key.hex(),
+                        "address": f"127.0.0.1:{7700 + i}"} for i, k in enumerate(validators)],
+        "submitters": [{"name": "bench", "pubkey": submitter.public_key.hex(),
+                        "roles": ["submit"]}],
+        "members": [{"name": f"org{i}", "pubkey": k.public_key.hex()}
+                    for i, k in enumerate(members)],
+        "params": {}})
+    batches = []
+    if policy:
+        gov = governance_envelopes(CHAIN, members[:genesis.governance_threshold],
+                                   governance_bodies(100_000, 10_000), 1)
+        batches += [gov[k:k + 50] for k in range(0, len(gov), 50)]
+    load = [decode_envelope(e) for e in policy_load(submitter, CHAIN, blocks * block, 100_000)]
+    batches += [load[k:k + block] for k in range(0, len(load), block)]
+    chain = ChainStore(LevelDBStore(str(path)), genesis)
+    install_policy_engine(chain)
+    start = load[0].record.ts
+    packed = []
+    for height, envelopes in enumerate(batches, start=1):
+        header = chain.next_header(envelopes, time=start + 100 * height,
+                                   proposer=proposer_for(genesis.n, height, 0))
+        cert = certify(genesis, validators, header)
+        chain.commit_block(header, envelopes, cert)
+        packed.append(msgpack.packb({"header": header.header_bytes,
+                                     "certificate": cert.to_bytes(),
+                                     "envelopes": chain.block_envelopes(height)},
+                                    use_bin_type=True))
+    chain.close()
+    return genesis, packed
+
+
 def read_source(path: Path, label: str) -> list[bytes]:
     """The blocks of an existing bench store, packed as a sync answer carries them."""
     genesis, _, _ = bench_genesis(label)
@@ -104,9 +166,8 @@ def read_source(path: Path, label: str) -> list[bytes]:
         chain.close()
 
 
-def apply(path: Path, packed: list[bytes], profile: Path | None, label: str = LABEL,
+def apply(path: Path, packed: list[bytes], profile: Path | None, genesis: Genesis,
           measure: int = 0) -> dict[str, float]:
-    genesis, _, _ = bench_genesis(label)
     chain = ChainStore(LevelDBStore(str(path)), genesis)
     install_policy_engine(chain)  # the node's own engine, as node/app.py installs it
     mempool = Mempool(genesis, chain, Metrics(), max_size=100_000)
@@ -184,21 +245,34 @@ def main() -> None:
                     help="apply this bench store's blocks instead of building some")
     ap.add_argument("--label", default=LABEL, help="the keys the --source store was built with")
     ap.add_argument("--measure", type=int, default=0, help="measure only the last N blocks")
+    ap.add_argument("--compare-policy", action="store_true",
+                    help="the policy load without, then with the 10-rule policy")
     ap.add_argument("--gen0", type=int, default=GEN0_THRESHOLD,
                     help="the collector's young-generation threshold (a node's by default)")
     a = ap.parse_args()
     tmp = Path(tempfile.mkdtemp(prefix="bench-apply-"))
     try:
-        packed = (read_source(a.source, a.label) if a.source is not None
-                  else build(tmp / "source", a.blocks, a.block, a.sign_batch))
+        if a.compare_policy:
+            arms = [(name, *policy_arm(tmp / f"source-{name}", a.blocks, a.block, on))
+                    for name, on in (("none", False), ("policy", True))]
+        elif a.source is not None:
+            arms = [("", bench_genesis(a.label)[0], read_source(a.source, a.label))]
+        else:
+            arms = [("", bench_genesis(LABEL)[0],
+                     build(tmp / "source", a.blocks, a.block, a.sign_batch))]
         # The collector as a started node sets it (node/gctune.py).
         tune_after_start()
         gc.set_threshold(a.gen0, GEN1_THRESHOLD, GEN2_THRESHOLD)
+        measure = a.blocks if a.compare_policy else a.measure
         for r in range(a.rounds):
-            print(json.dumps(apply(tmp / f"dest{r}", packed,
-                                   a.profile if r == a.rounds - 1 else None,
-                                   a.label if a.source is not None else LABEL, a.measure)))
-            shutil.rmtree(tmp / f"dest{r}", ignore_errors=True)
+            for name, genesis, packed in arms:
+                out: dict[str, object] = {"arm": name} if name else {}
+                profile = a.profile if r == a.rounds - 1 else None
+                if profile is not None and name:  # one profile per arm
+                    profile = profile.with_name(f"{profile.stem}-{name}{profile.suffix}")
+                out.update(apply(tmp / f"dest{r}", packed, profile, genesis, measure))
+                print(json.dumps(out), flush=True)
+                shutil.rmtree(tmp / f"dest{r}", ignore_errors=True)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
 
