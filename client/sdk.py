@@ -63,6 +63,7 @@ SCAN_BLOCKS_MAX = 256
 # wait_committed's long poll: the longest a node is asked to hold one request
 # (well inside the default request timeout, and the node's 10 s limit).
 LONG_POLL_S = 5.0
+MAX_LONG_POLL_S = 10.0  # the node's limit on wait_ms (node/commit_waiters.py)
 
 
 class LedgerClient(VerdictCalls, ReviewCalls, ChainReads, EnvelopeSender):
@@ -100,6 +101,7 @@ class LedgerClient(VerdictCalls, ReviewCalls, ChainReads, EnvelopeSender):
         ca_file: str | Path | None = None,
         ssl: _ssl.SSLContext | None = None,
         auth_key_file: str | Path | None = None,
+        long_poll: float = LONG_POLL_S,
     ) -> None:
         """``ca_file``: PEM trust roots for ``https://`` nodes (a cluster's own
         CA, ``tls/ca.pem`` of ``ledger-cluster init``); ``ssl``: a complete
@@ -114,9 +116,15 @@ class LedgerClient(VerdictCalls, ReviewCalls, ChainReads, EnvelopeSender):
         how many signed envelopes not yet seen committed the client keeps
         (:class:`OutboxFull` beyond).  ``spool_file``: mirror them on disk so
         that a restarted process can finish them (``resubmit_pending``).
-        ``sleep`` and ``rng`` replace ``asyncio.sleep`` and ``random`` (tests).
+        ``long_poll``: the longest each request of :meth:`wait_committed`
+        asks a node to hold its answer until the record commits (``wait_ms``,
+        at most 10 s); 0 asks without waiting and polls with backoff instead
+        (a proxy that cuts idle requests, or a test whose node commits only
+        between polls).  ``sleep`` and ``rng`` replace ``asyncio.sleep`` and
+        ``random`` (tests).
 
-        Raises :class:`InvalidArgument` for an empty ``nodes`` or a
+        Raises :class:`InvalidArgument` for an empty ``nodes``, a ``long_poll``
+        outside 0..10 s or a
         ``batch_size`` outside 1..5000, :class:`KeyFileError` for a key file
         that cannot be read, and :class:`SpoolError` for an unusable spool."""
         try:
@@ -130,6 +138,9 @@ class LedgerClient(VerdictCalls, ReviewCalls, ChainReads, EnvelopeSender):
                          signer=RequestSigner(auth_key.key) if auth_key is not None else None)
         if not 1 <= batch_size <= MAX_BATCH:
             raise InvalidArgument(f"batch_size must be 1..{MAX_BATCH}")
+        if not 0 <= long_poll <= MAX_LONG_POLL_S:
+            raise InvalidArgument(f"long_poll must be 0..{MAX_LONG_POLL_S} seconds")
+        self._long_poll = long_poll
         self.chain = chain
         self.batch_size = batch_size
         self._nonces: NonceAllocator | None = None
@@ -393,7 +404,7 @@ class LedgerClient(VerdictCalls, ReviewCalls, ChainReads, EnvelopeSender):
         delay = 0.02
         while True:
             try:
-                budget = min(deadline - time.monotonic(), LONG_POLL_S,
+                budget = min(deadline - time.monotonic(), self._long_poll,
                              (self._timeout.total or LONG_POLL_S * 2) / 2)
                 doc = await self.record(record_id, wait_ms=max(0, int(budget * 1000)))
                 if doc.get("status") == "committed":

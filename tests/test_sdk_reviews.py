@@ -96,7 +96,7 @@ async def test_queue_decisions_metrics_and_the_case_trace(served: tuple[ReviewNo
 
     def client(name: str, key: Any) -> LedgerClient:
         return LedgerClient([url], _key_file(tmp_path, name, key), chain="test",
-                            sleep=commit_then_wait, nonce_file=tmp_path / f"{name}.nonce")
+                            sleep=commit_then_wait, long_poll=0, nonce_file=tmp_path / f"{name}.nonce")
 
     k = node.keys
     async with client("payer", node.submitter) as payer, client("mon", k["monitor"]) as mon, \

@@ -244,7 +244,8 @@ def test_bad_arguments_and_key_files_are_sdk_errors(tmp_path: Path) -> None:
     with pytest.raises(KeyFileError) as missing:
         LedgerClient(["http://127.0.0.1:9"], tmp_path / "nope.json")
     assert isinstance(missing.value, LedgerClientError) and isinstance(missing.value, ValueError)
-    for bad in ({"nodes": []}, {"batch_size": 0}, {"max_pending": 0}):
+    for bad in ({"nodes": []}, {"batch_size": 0}, {"max_pending": 0}, {"long_poll": -1},
+                {"long_poll": 10.5}):
         options: dict[str, Any] = {"nodes": ["http://127.0.0.1:9"], **bad}
         with pytest.raises(InvalidArgument):
             LedgerClient(**options)

@@ -73,7 +73,7 @@ async def test_submit_evaluate_approve_and_wait_final(served: tuple[PolicyNode, 
 
     def client(name: str, key: Any) -> LedgerClient:
         return LedgerClient([url], _key_file(tmp_path, name, key), chain="test",
-                            sleep=commit_then_wait, nonce_file=tmp_path / f"{name}.nonce")
+                            sleep=commit_then_wait, long_poll=0, nonce_file=tmp_path / f"{name}.nonce")
 
     async with client("payer", node.submitter) as payer, \
             client("t0", node.approvers[0]) as t0, client("t1", node.approvers[1]) as t1:

@@ -26,7 +26,7 @@ async def test_the_proof_and_trace_routes_carry_verified_verdicts(
 
     def client(name: str, key: Any) -> LedgerClient:
         return LedgerClient([url], _key_file(tmp_path, name, key), chain="test",
-                            sleep=commit_then_wait, nonce_file=tmp_path / f"{name}.nonce")
+                            sleep=commit_then_wait, long_poll=0, nonce_file=tmp_path / f"{name}.nonce")
 
     async with client("payer", node.submitter) as payer, \
             client("t0", node.approvers[0]) as t0, client("t1", node.approvers[1]) as t1:
@@ -69,7 +69,7 @@ async def test_ledger_audit_trace_shows_each_hops_verified_verdict(
         await asyncio.sleep(0)
 
     async with LedgerClient([url], _key_file(tmp_path, "payer", node.submitter), chain="test",
-                            sleep=commit_then_wait, nonce_file=tmp_path / "n") as payer:
+                            sleep=commit_then_wait, long_poll=0, nonce_file=tmp_path / "n") as payer:
         denied, _ = await payer.submit_for_verdict(kind="blocked", body={})
         child, _ = await payer.submit_for_verdict(kind="payment", body={"amount": 5},
                                                   parents=[denied])
