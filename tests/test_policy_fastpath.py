@@ -20,7 +20,7 @@ from hypothesis import strategies as st
 
 from ledger.policy import RecordInput, policy_from_json
 from ledger.policy.evaluator import CelPolicyEngine, load_policy_engine
-from ledger.policy.state import PolicyState
+from ledger.policy.state import COUNT, ENTRIES, FIRST, TOTAL, PolicyState, entry_pairs
 from ledger.records import make_record
 
 T0 = 1_700_000_000_000
@@ -178,11 +178,14 @@ def _check_windows(state: PolicyState) -> None:
     key's count, sum and oldest time, each window's total."""
     for wset in state.windows.values():
         total = 0
-        for count, sum_, first, entries in wset.keys.values():
-            assert entries and count == len(entries)
-            assert sum_ == sum(a for _, a in entries) and first == entries[0][0]
+        for w in wset.keys.values():
+            count, sum_, entries = w[COUNT], w[TOTAL], entry_pairs(w)
+            assert entries and count == len(entries) and len(w) == ENTRIES + 2 * count
+            assert sum_ == sum(a for _, a in entries) and w[FIRST] == entries[0][0]
+            assert [t for t, _ in entries] == sorted(t for t, _ in entries)
             total += sum_
         assert wset.total == total
+        assert wset.entries == sum(w[COUNT] for w in wset.keys.values())
 
 
 def test_a_sum_beyond_int64_fails_every_rule_memo_or_not() -> None:

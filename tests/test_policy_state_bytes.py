@@ -36,7 +36,7 @@ def walked(state: PolicyState) -> bytes:
         "policy": state.policy.policy_bytes if state.policy is not None else None,
         "tiers": dict(state.tiers),
         "time_ms": state.time_ms,
-        "windows": {name: {key: [[t, a] for t, a in w[ENTRIES]]
+        "windows": {name: {key: [[t, a] for t, a in zip(w[ENTRIES::2], w[ENTRIES + 1::2])]
                            for key, w in wset.keys.items()}
                     for name, wset in state.windows.items()},
     })

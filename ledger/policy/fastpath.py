@@ -90,11 +90,11 @@ def velocity(keys: dict[str, WindowState], in_block: dict[str, tuple[int, int]],
     if w is None:
         return p
     count, total = w[COUNT] + p[0], w[TOTAL] + p[1]
-    for t, a in w[ENTRIES]:
-        if t > cut:
+    for i in range(ENTRIES, len(w), 2):
+        if w[i] > cut:
             break
         count -= 1
-        total -= a
+        total -= w[i + 1]
     return count, total
 
 
@@ -242,7 +242,7 @@ class _Builder:
     def branch(self, depth: int, kind: str | None) -> None:
         """The code judging a record of ``kind`` (None: a kind no rule or
         window names, governance excluded by the caller)."""
-        e, src, c = self.src.emit, self.src, self.c
+        e, c = self.src.emit, self.c
         rules = [i for i, r in enumerate(c.rules)
                  if r.kinds is None or (kind is not None and kind in r.kinds)]
         reads: set[tuple[str, ...]] = set()
@@ -302,9 +302,9 @@ class _Builder:
                 e(depth + 1, "else:")
                 e(depth + 2, f"c{i} = w[{COUNT}] + p[0]; s{i} = w[{TOTAL}] + p[1]")
                 e(depth + 2, f"if w[{FIRST}] <= cut{i}:")
-                e(depth + 3, f"for t_, a_ in w[{ENTRIES}]:")
-                e(depth + 4, f"if t_ > cut{i}: break")
-                e(depth + 4, f"c{i} -= 1; s{i} -= a_")
+                e(depth + 3, f"for i_ in range({ENTRIES}, len(w), 2):")
+                e(depth + 4, f"if w[i_] > cut{i}: break")
+                e(depth + 4, f"c{i} -= 1; s{i} -= w[i_ + 1]")
                 e(depth, f"else: c{i} = 0; s{i} = 0")
         for lname in my_lookups:
             self.lookup(depth, lname, done)

@@ -66,24 +66,32 @@ def amount_of(record: Record) -> int:
     return amount if type(amount) is int and amount >= 0 else 0
 
 
-# One key's state in a window: ``[count, total, first, entries]``, the
-# entries ``(time_ms, amount)`` in time order, their count and sum, and the
-# oldest entry's time (whether any entry has left a window is read without
-# touching the entries).  A list, not an object: the fast pass creates one per
-# new key at commit and reads them per record (docs/performance.md).
+# One key's state in a window: ``[count, total, t1, a1, t2, a2, ...]``, its
+# entries' count and sum, then each entry's time (ms) and amount, in time
+# order, flat: so ``w[FIRST]`` is the oldest entry's time (whether any entry
+# has left a window is read without touching the others).  One flat list,
+# not an object or a list of entries: the fast pass creates one per new key
+# at commit and reads them per record, and every such list lives as long as
+# the window, scanned by the cyclic collector (docs/performance.md).
 WindowState = list[Any]
-COUNT, TOTAL, FIRST, ENTRIES = range(4)
+COUNT, TOTAL = 0, 1
+FIRST = ENTRIES = 2  # the oldest entry's time; where the entries start
+
+
+def entry_pairs(w: WindowState) -> list[tuple[int, int]]:
+    """The ``(time, amount)`` entries of ``w``, in time order."""
+    return list(zip(w[ENTRIES::2], w[ENTRIES + 1::2]))
 
 
 def window_at(w: WindowState, now: int, ms: int) -> tuple[int, int]:
     """Count and sum of the entries of ``w`` with ``now - ms < time``."""
     count, total = w[COUNT], w[TOTAL]
     cutoff = now - ms
-    for time, amount in w[ENTRIES]:
-        if time > cutoff:
+    for i in range(ENTRIES, len(w), 2):
+        if w[i] > cutoff:
             break
         count -= 1
-        total -= amount
+        total -= w[i + 1]
     return count, total
 
 
@@ -91,8 +99,8 @@ def window_at(w: WindowState, now: int, ms: int) -> tuple[int, int]:
 class WindowSet:
     """A window's keys, and the keys of every entry grouped by time, in time
     order (to expire entries in the order they were added, without visiting
-    the other keys).  Each key's entries are a list (most keys hold one or
-    two: a deque each was most of the cost of adding them).  ``total`` is
+    the other keys).  Each key's entries are in its one list (most keys hold
+    one or two: a deque each was most of the cost of adding them).  ``total`` is
     the sum of every entry's amount (a bound the fast pass reads: no key's
     sum is beyond it); ``entries`` how many entries it holds."""
 
@@ -104,9 +112,9 @@ class WindowSet:
     def add(self, key: str, time: int, amount: int) -> None:
         w = self.keys.get(key)
         if w is None:
-            self.keys[key] = [1, amount, time, [(time, amount)]]
+            self.keys[key] = [1, amount, time, amount]
         else:
-            w[ENTRIES].append((time, amount))
+            w += (time, amount)
             w[COUNT] += 1
             w[TOTAL] += amount
         self.total += amount
@@ -130,9 +138,9 @@ class WindowSet:
             added += amount
             w = get(key)
             if w is None:
-                keys[key] = [1, amount, time, [entry]]
+                keys[key] = [1, amount, time, amount]
             else:
-                w[3].append(entry)  # ENTRIES, COUNT, TOTAL
+                w += entry  # its time and amount (COUNT, TOTAL below)
                 w[0] += 1
                 w[1] += amount
         self.total += added
@@ -164,13 +172,12 @@ class WindowSet:
                 dropped += w[TOTAL]
                 del keys[key]
                 continue
-            entries = w[ENTRIES]
-            amount = sum(a for _, a in entries[:n])
+            end = ENTRIES + 2 * n
+            amount = sum(w[ENTRIES + 1:end:2])
             dropped += amount
             w[COUNT] -= n
             w[TOTAL] -= amount
-            del entries[:n]
-            w[FIRST] = entries[0][0]
+            del w[ENTRIES:end]  # w[FIRST] is the oldest one left
         self.total -= dropped
 
 
@@ -275,7 +282,7 @@ class PolicyState:
             "policy": self.policy.policy_bytes if self.policy is not None else None,
             "tiers": {account: self.tiers[account] for account in sorted(self.tiers)},
             "time_ms": self.time_ms,
-            "windows": {name: {key: keys[key][ENTRIES] for key in sorted(keys)}
+            "windows": {name: {key: entry_pairs(keys[key]) for key in sorted(keys)}
                         for name, keys in ((n, self.windows[n].keys)
                                            for n in sorted(self.windows))},
         })
