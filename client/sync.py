@@ -21,7 +21,7 @@ from ledger.records import Envelope
 from ledger.verify import verify_bundle as _verify_bundle
 
 from .outbox import DEFAULT_MAX_PENDING, PendingEnvelope
-from .sdk import DEFAULT_BATCH, LedgerClient
+from .sdk import DEFAULT_BATCH, LONG_POLL_S, LedgerClient
 from .trace import DEFAULT_MAX_CHILDREN, DEFAULT_MAX_RECORDS
 from .transport import Sleep
 from .types import (BlockDoc, BundleDoc, ConsistencyDoc, RecordDoc, RecordSpec, ReviewItemDoc,
@@ -58,6 +58,7 @@ class SyncLedgerClient:
         ca_file: str | Path | None = None,
         ssl: _ssl.SSLContext | None = None,
         auth_key_file: str | Path | None = None,
+        long_poll: float = LONG_POLL_S,
     ) -> None:
         """The options of :class:`LedgerClient` (and its errors)."""
         import asyncio  # with the client, not with the module (see client/sdk.py)
@@ -66,7 +67,7 @@ class SyncLedgerClient:
             nodes, key_file, chain=chain, nonce_file=nonce_file, request_timeout=request_timeout,
             retries=retries, batch_size=batch_size, max_pending=max_pending, spool_file=spool_file,
             backoff_base=backoff_base, backoff_max=backoff_max, sleep=sleep, rng=rng,
-            ca_file=ca_file, ssl=ssl, auth_key_file=auth_key_file,
+            ca_file=ca_file, ssl=ssl, auth_key_file=auth_key_file, long_poll=long_poll,
         )
         self._loop: asyncio.AbstractEventLoop = asyncio.new_event_loop()
 
