@@ -9,7 +9,9 @@ from __future__ import annotations
 import hashlib
 import sys
 import time
+from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 from consensus import proposer_for
 from ledger.blocks import Certificate, Header, Vote, VoteType
@@ -28,20 +30,25 @@ def bench_key(label: str, i: int) -> SigningKey:
     return SigningKey(hashlib.sha256(label.encode() + b"/" + i.to_bytes(8, "big")).digest())
 
 
-def bench_genesis(label: str) -> tuple[Genesis, list[SigningKey], SigningKey]:
-    """A 4-validator genesis with one submitter (role ``submit``): the
-    genesis, the validators' keys and the submitter's key."""
+def bench_genesis(label: str, members: Sequence[SigningKey] = ()
+                  ) -> tuple[Genesis, list[SigningKey], SigningKey]:
+    """A 4-validator genesis with one submitter (role ``submit``), and
+    ``members`` (governance) if any: the genesis, the validators' keys and
+    the submitter's key."""
     validators = [bench_key(label, i) for i in range(4)]
     submitter = bench_key(label, 100)
-    genesis = parse_genesis({
+    doc: dict[str, Any] = {
         "chain": CHAIN,
         "validators": [{"name": f"node{i}", "pubkey": k.public_key.hex(),
                         "address": f"127.0.0.1:{7700 + i}"} for i, k in enumerate(validators)],
         "submitters": [{"name": "bench", "pubkey": submitter.public_key.hex(),
                         "roles": ["submit"]}],
         "params": {},
-    })
-    return genesis, validators, submitter
+    }
+    if members:
+        doc["members"] = [{"name": f"org{i}", "pubkey": k.public_key.hex()}
+                          for i, k in enumerate(members)]
+    return parse_genesis(doc), validators, submitter
 
 
 def certify(genesis: Genesis, validators: list[SigningKey], header: Header) -> Certificate:

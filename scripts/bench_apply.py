@@ -53,7 +53,7 @@ from consensus import proposer_for  # noqa: E402
 from ledger.batch import BATCH_DOMAIN, batch_message, batch_tree  # noqa: E402
 from ledger.blocks import certificate_from_bytes, decode_header, verify_certificate  # noqa: E402
 from ledger.chain import ChainStore  # noqa: E402
-from ledger.crypto import RECORD_DOMAIN  # noqa: E402
+from ledger.crypto import RECORD_DOMAIN, SigningKey  # noqa: E402
 from ledger.records import decode_committed_envelope, decode_envelope  # noqa: E402
 from ledger.storage import LevelDBStore  # noqa: E402
 from node.chainapp import NodeApplication  # noqa: E402
@@ -70,12 +70,13 @@ from harness.bench_chain import (  # noqa: E402
     bench_record,
     certify,
 )
+from ledger.records import Envelope  # noqa: E402
 from harness.bench_policy_setup import (  # noqa: E402
     governance_bodies,
     governance_envelopes,
     policy_load,
 )
-from ledger.genesis import Genesis, parse_genesis  # noqa: E402
+from ledger.genesis import Genesis  # noqa: E402
 
 LABEL = "bench-apply"
 
@@ -102,36 +103,32 @@ def build(path: Path, blocks: int, block: int, sign_batch: int) -> list[bytes]:
     packed = []
     for b in range(blocks):
         raw = envelopes_for(submitter, b * block, (b + 1) * block, sign_batch)
-        envelopes = [decode_envelope(e) for e in raw]
-        height = b + 1
-        header = chain.next_header(envelopes, time=FIXED_TS + 1000 * height,
-                                   proposer=proposer_for(genesis.n, height, 0))
-        cert = certify(genesis, validators, header)
-        chain.commit_block(header, envelopes, cert)
-        packed.append(msgpack.packb({"header": header.header_bytes,
-                                     "certificate": cert.to_bytes(),
-                                     "envelopes": chain.block_envelopes(height)},
-                                    use_bin_type=True))
+        packed.append(commit_packed(chain, validators, [decode_envelope(e) for e in raw],
+                                    FIXED_TS + 1000 * (b + 1)))
     chain.close()
     return packed
+
+
+def commit_packed(chain: ChainStore, validators: list[SigningKey], envelopes: list[Envelope],
+                  time_ms: int) -> bytes:
+    """Commit the next block of ``envelopes`` at ``time_ms``, certified by a
+    quorum; the block as a sync answer carries it."""
+    height = chain.height + 1
+    genesis = chain.genesis
+    header = chain.next_header(envelopes, time=time_ms,
+                               proposer=proposer_for(genesis.n, height, 0))
+    cert = certify(genesis, validators, header)
+    chain.commit_block(header, envelopes, cert)
+    return msgpack.packb({"header": header.header_bytes, "certificate": cert.to_bytes(),
+                          "envelopes": chain.block_envelopes(height)}, use_bin_type=True)
 
 
 def policy_arm(path: Path, blocks: int, block: int, policy: bool) -> tuple[Genesis, list[bytes]]:
     """A genesis with three members and the blocks of one ``--compare-policy``
     arm: with ``policy``, first the governance records of the policy and its
     lists (50 a block), then ``blocks`` blocks of the policy load."""
-    validators = [bench_key(LABEL, i) for i in range(4)]
-    submitter = bench_key(LABEL, 100)
     members = [bench_key(LABEL, 200 + i) for i in range(3)]
-    genesis = parse_genesis({
-        "chain": CHAIN,
-        "validators": [{"name": f"node{i}", "pubkey": k.public_key.hex(),
-                        "address": f"127.0.0.1:{7700 + i}"} for i, k in enumerate(validators)],
-        "submitters": [{"name": "bench", "pubkey": submitter.public_key.hex(),
-                        "roles": ["submit"]}],
-        "members": [{"name": f"org{i}", "pubkey": k.public_key.hex()}
-                    for i, k in enumerate(members)],
-        "params": {}})
+    genesis, validators, submitter = bench_genesis(LABEL, members)
     batches = []
     if policy:
         gov = governance_envelopes(CHAIN, members[:genesis.governance_threshold],
@@ -142,16 +139,8 @@ def policy_arm(path: Path, blocks: int, block: int, policy: bool) -> tuple[Genes
     chain = ChainStore(LevelDBStore(str(path)), genesis)
     install_policy_engine(chain)
     start = load[0].record.ts
-    packed = []
-    for height, envelopes in enumerate(batches, start=1):
-        header = chain.next_header(envelopes, time=start + 100 * height,
-                                   proposer=proposer_for(genesis.n, height, 0))
-        cert = certify(genesis, validators, header)
-        chain.commit_block(header, envelopes, cert)
-        packed.append(msgpack.packb({"header": header.header_bytes,
-                                     "certificate": cert.to_bytes(),
-                                     "envelopes": chain.block_envelopes(height)},
-                                    use_bin_type=True))
+    packed = [commit_packed(chain, validators, envelopes, start + 100 * height)
+              for height, envelopes in enumerate(batches, start=1)]
     chain.close()
     return genesis, packed
 
