@@ -54,7 +54,7 @@ from .storage import KeyValueStore, WriteBatch
 # windows' entries (an hour's window at thousands of records/s holds
 # millions), so it also waits until the records committed since the last
 # save are at least as many: its cost stays under about one entry's
-# encoding per record, and a restart replays at most an hour's windows of
+# encoding per record, and a restart replays at most the longest window's
 # records more.
 POLICY_STATE_EVERY = 256
 
