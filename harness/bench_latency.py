@@ -44,7 +44,7 @@ import orjson
 
 from .bench_batches import signed_load
 from .bench_measure import pct, quiet_collector
-from .bench_setup import new_cluster, offer_at_ticks, start_cluster
+from .bench_setup import RESEND_S, new_cluster, offer_at_ticks, start_cluster
 
 
 def record_id(envelope: bytes) -> bytes:
@@ -117,7 +117,7 @@ def latencies_ms(events: list[Event], sent: dict[bytes, float], by: float
 
 
 async def one_run(root: Path, name: str, rate: float, sign_batch: int, seconds: float,
-                  tick: float, block_records: int) -> dict[str, Any]:
+                  tick: float, block_records: int, backoff_max: float) -> dict[str, Any]:
     c = new_cluster(root, name, block_records)
     try:
         await start_cluster(c)
@@ -139,7 +139,7 @@ async def one_run(root: Path, name: str, rate: float, sign_batch: int, seconds: 
         sent: dict[bytes, float] = {}
         load0 = os.getloadavg()
         t0, offer_s, posts = await offer_at_ticks(
-            session, [c.url(i) for i in range(4)], bodies, tick, sent)
+            session, [c.url(i) for i in range(4)], bodies, tick, sent, backoff_max)
         load_offered = os.getloadavg()
         retries = sum(await asyncio.gather(*posts))
         total = len(sent)
@@ -153,6 +153,7 @@ async def one_run(root: Path, name: str, rate: float, sign_batch: int, seconds: 
         return {"run": name, "offered_per_s": rate, "sign_batch": sign_batch,
                 "records_per_post": per_tick, "offered": total,
                 "offer_s": round(offer_s, 2), "post_retries": retries,
+                "resend_backoff_max_s": backoff_max,
                 "committed_seen": len(lat), "not_seen_30s_after_offer": len(sent),
                 "committed_per_s_while_offering": round(committed_by_offer_end / offer_s),
                 "last_commit_after_offer_s": round(last - t0 - offer_s, 2),
@@ -175,9 +176,11 @@ async def one_run(root: Path, name: str, rate: float, sign_batch: int, seconds: 
               help="one POST every tick, of rate x tick records")
 @click.option("--repeat", type=int, default=1, show_default=True)
 @click.option("--block-records", type=int, default=1000, show_default=True)
+@click.option("--backoff-max", type=float, default=RESEND_S, show_default=True,
+              help="a refused POST is sent again after 50 ms, doubling up to this (s)")
 @click.option("--out", type=click.Path(path_type=Path), help="all runs as a JSON list")
 def main(rates: tuple[float, ...], sign_batches: tuple[int, ...], seconds: float, tick: float,
-         repeat: int, block_records: int, out: Path | None) -> None:
+         repeat: int, block_records: int, backoff_max: float, out: Path | None) -> None:
     """Open-loop offer at each rate; submit -> commit percentiles per run."""
 
     async def run() -> list[dict[str, Any]]:
@@ -187,7 +190,7 @@ def main(rates: tuple[float, ...], sign_batches: tuple[int, ...], seconds: float
                 for rate in rates:
                     for sb in sign_batches:
                         r = await one_run(Path(tmp), f"r{k}-{rate:.0f}-sb{sb}", rate, sb,
-                                          seconds, tick, block_records)
+                                          seconds, tick, block_records, backoff_max)
                         click.echo(json.dumps(r), nl=True)
                         results.append(r)
         return results

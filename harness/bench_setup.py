@@ -123,9 +123,15 @@ def sign_with_progress(signer: Signer, n: int, progress: Progress, what: str
 # -- HTTP and clusters ------------------------------------------------------
 
 
+RESEND_S = 0.05  # a refused batch is sent again after this long
+
+
 async def post_batch(session: aiohttp.ClientSession, url: str, body: bytes,
-                     envs: list[bytes] | None = None) -> int:
-    """POST one MessagePack batch until every envelope is admitted; returns retries."""
+                     envs: list[bytes] | None = None, backoff_max: float = RESEND_S) -> int:
+    """POST one MessagePack batch until every envelope is admitted; returns
+    retries.  A refused batch is sent again after :data:`RESEND_S`, doubling
+    per retry up to ``backoff_max`` (by default: every 50 ms, a client that
+    does not back off; the SDK doubles up to 2 s)."""
     retries = 0
     while True:
         try:
@@ -147,18 +153,19 @@ async def post_batch(session: aiohttp.ClientSession, url: str, body: bytes,
                     await r.read()
         except (aiohttp.ClientError, OSError, asyncio.TimeoutError):
             pass
+        await asyncio.sleep(min(RESEND_S * 2 ** min(retries, 16), max(backoff_max, RESEND_S)))
         retries += 1
-        await asyncio.sleep(0.05)
 
 
 async def offer_at_ticks(session: aiohttp.ClientSession, urls: list[str],
                          batches: list[tuple[list[bytes], bytes]], tick: float,
-                         sent: dict[bytes, float]) -> tuple[float, float, list[asyncio.Task[int]]]:
+                         sent: dict[bytes, float], backoff_max: float = RESEND_S
+                         ) -> tuple[float, float, list[asyncio.Task[int]]]:
     """Open-loop load: batch ``k`` (its record ids, its MessagePack body) is
     posted at ``t0 + k * tick`` to ``urls[k % len(urls)]``, whatever the
     answers so far, and its ids' send time noted in ``sent``.  Returns
     ``(t0, seconds offering, the posts' tasks)``: each task's result is its
-    retries (:func:`post_batch`)."""
+    retries (:func:`post_batch`, with ``backoff_max``)."""
     t0 = time.perf_counter()
     posts = []
     for k, (ids, body) in enumerate(batches):
@@ -168,7 +175,8 @@ async def offer_at_ticks(session: aiohttp.ClientSession, urls: list[str],
         now = time.perf_counter()
         for rid in ids:
             sent[rid] = now
-        posts.append(asyncio.create_task(post_batch(session, urls[k % len(urls)], body)))
+        posts.append(asyncio.create_task(post_batch(session, urls[k % len(urls)], body,
+                                                    backoff_max=backoff_max)))
     return t0, time.perf_counter() - t0, posts
 
 
