@@ -31,7 +31,7 @@ from typing import Any
 from ..records import Record
 from .cel import analyse, compile_list, compile_rule
 from .engine import Decision, Outcome, PolicyEngine, RecordInput
-from .fastpath import FastPass, Pairs, build
+from .fastpath import BlockEntries, FastPass, build
 from .rules import Policy, Rule
 from .state import PolicyState, amount_of, field_value, state_from_bytes, window_at, window_key
 
@@ -262,9 +262,9 @@ class CelPolicyEngine(PolicyEngine):
         self._fast = fast
         self._compiled: CompiledPolicy | None = None
         # The last block the fast pass judged, for commit_block: its height,
-        # time, records, the policy, each window's (key, entry) pairs and the
-        # block's governance and risk-tier records.
-        self._last: tuple[int, int, Sequence[RecordInput], Policy, Pairs,
+        # time, records, the policy, each window's entries and the block's
+        # governance and risk-tier records.
+        self._last: tuple[int, int, Sequence[RecordInput], Policy, BlockEntries,
                           list[RecordInput]] | None = None
         self._recompile()
 
@@ -295,9 +295,9 @@ class CelPolicyEngine(PolicyEngine):
             return super().evaluate_block(height, time_ms, records)
         policy = compiled.policy
         if compiled.fast is not None:
-            decisions, pairs, special = compiled.fast(self.state, height, time_ms, records,
-                                                      compiled.miss, compiled.memo)
-            self._last = (height, time_ms, records, policy, pairs, special)
+            decisions, entries, special = compiled.fast(self.state, height, time_ms, records,
+                                                        compiled.miss, compiled.memo)
+            self._last = (height, time_ms, records, policy, entries, special)
             return decisions
         allow = Decision(Outcome.ALLOW, policy_version=policy.version)
         block = {"height": height, "time_ms": time_ms}

@@ -64,12 +64,14 @@ _RECORD_ATTRS = ("kind", "ts", "nonce", "id", "submitter", "parents")
 _INLINE_LITERALS = 4
 _HEX_CACHE = 4096
 
-Pairs = list[list[tuple[str, tuple[int, int]]]]
-# run(state, height, time_ms, records, miss, memo) -> (decisions, window pairs,
-# the governance and risk-tier records)
+# Each window's entries of a block, in log order: the records' window keys
+# and amounts (every entry's time is the block's).
+BlockEntries = list[tuple[list[str], list[int]]]
+# run(state, height, time_ms, records, miss, memo) -> (decisions, each
+# window's entries, the governance and risk-tier records)
 FastPass = Callable[[PolicyState, int, int, Sequence[RecordInput], Callable[..., Decision],
                      dict[tuple[Any, ...], Decision]],
-                    tuple[list[Decision], Pairs, list[RecordInput]]]
+                    tuple[list[Decision], BlockEntries, list[RecordInput]]]
 
 
 def interval(lits: tuple[int, ...], value: Any, part: Callable[[Any], Any]) -> Any:
@@ -79,17 +81,19 @@ def interval(lits: tuple[int, ...], value: Any, part: Callable[[Any], Any]) -> A
     return (_RAW, part(value))
 
 
-def velocity(keys: dict[str, WindowState], in_block: dict[str, tuple[int, int]], cut: int,
-             key: str | None) -> tuple[int, int]:
+def velocity(keys: dict[str, WindowState], counts: dict[str, int], sums: dict[str, int],
+             cut: int, key: str | None) -> tuple[int, int]:
     """Count and sum of a window for a record counted under ``key`` (None:
-    not counted), ``in_block`` holding the block's records up to it."""
+    not counted), ``counts`` and ``sums`` holding the block's records up to
+    it by key."""
     if key is None:
         return 0, 0
-    p = in_block[key]
+    count, total = counts[key], sums[key]
     w = keys.get(key)
     if w is None:
-        return p
-    count, total = w[COUNT] + p[0], w[TOTAL] + p[1]
+        return count, total
+    count += w[COUNT]
+    total += w[TOTAL]
     for i in range(ENTRIES, len(w), 2):
         if w[i] > cut:
             break
@@ -211,14 +215,18 @@ class _Builder:
         e(1, "tiers = state.tiers")
         totals = []
         for i, (wname, window) in enumerate(self.windows):
-            e(1, f"pairs{i} = []")
-            e(1, f"add{i} = pairs{i}.append")
+            # Each window's entries of the block as two lists (keys, amounts;
+            # every entry's time is the block's): no object per entry.
+            e(1, f"keys{i} = []; ka{i} = keys{i}.append")
+            e(1, f"amts{i} = []; aa{i} = amts{i}.append")
             if wname in self.read_windows:
                 e(1, f"ws = windows.get({src.const(wname)})")
                 e(1, f"K{i} = ws.keys if ws is not None else EMPTY")
                 e(1, f"T{i} = ws.total if ws is not None else 0")
                 e(1, f"cut{i} = time_ms - {window.ms}")
-                e(1, f"ib{i} = {{}}")
+                # The block's records so far by key: count and sum (ints only,
+                # so the dicts stay out of the cyclic collector's sight).
+                e(1, f"ibc{i} = {{}}; ibs{i} = {{}}")
                 totals.append(f"T{i}")
         if totals:
             # No key's sum (committed entries + the block's so far) can
@@ -265,7 +273,6 @@ class _Builder:
             else:
                 e(depth, "a = body.get('amount')")
                 e(depth, "if type(a) is not int or a < 0: a = 0")
-            e(depth, "ent = (time_ms, a)")
             if any(self.windows[i][0] in self.read_windows for i in counting):
                 e(depth, "bs += a")
         keyvar: dict[int, str] = {}
@@ -290,17 +297,16 @@ class _Builder:
                 continue
             kv = keyvar[i]
             e(depth, f"if {kv} is not None:")
-            e(depth + 1, f"add{i}(({kv}, ent))")
+            e(depth + 1, f"ka{i}({kv}); aa{i}(a)")
             if wname in self.read_windows:
-                e(depth + 1, f"p = ib{i}.get({kv})")
-                e(depth + 1, "p = (1, a) if p is None else (p[0] + 1, p[1] + a)")
-                e(depth + 1, f"ib{i}[{kv}] = p")
+                e(depth + 1, f"pc = ibc{i}.get({kv}, 0) + 1; ibc{i}[{kv}] = pc")
+                e(depth + 1, f"ps = ibs{i}.get({kv}, 0) + a; ibs{i}[{kv}] = ps")
             if mine:
                 e(depth + 1, f"w = K{i}.get({kv})")
                 e(depth + 1, "if w is None:")
-                e(depth + 2, f"c{i}, s{i} = p")
+                e(depth + 2, f"c{i} = pc; s{i} = ps")
                 e(depth + 1, "else:")
-                e(depth + 2, f"c{i} = w[{COUNT}] + p[0]; s{i} = w[{TOTAL}] + p[1]")
+                e(depth + 2, f"c{i} = w[{COUNT}] + pc; s{i} = w[{TOTAL}] + ps")
                 e(depth + 2, f"if w[{FIRST}] <= cut{i}:")
                 e(depth + 3, f"for i_ in range({ENTRIES}, len(w), 2):")
                 e(depth + 4, f"if w[i_] > cut{i}: break")
@@ -322,7 +328,7 @@ class _Builder:
                 over.append("bover")
             if "velocity" in c.roots:
                 exact = [f"s{i} >= {INT64}" if wname in my_windows else
-                         f"velocity(K{i}, ib{i}, cut{i}, {keyvar[i]})[1] >= {INT64}"
+                         f"velocity(K{i}, ibc{i}, ibs{i}, cut{i}, {keyvar[i]})[1] >= {INT64}"
                          for i, (wname, _) in enumerate(self.windows)
                          if wname in self.read_windows and i in counting]
                 if exact:
@@ -394,7 +400,7 @@ class _Builder:
             if wname in my_windows:
                 continue
             if i in counting:
-                e(depth, f"c{i}, s{i} = velocity(K{i}, ib{i}, cut{i}, {keyvar[i]})")
+                e(depth, f"c{i}, s{i} = velocity(K{i}, ibc{i}, ibs{i}, cut{i}, {keyvar[i]})")
             else:
                 e(depth, f"c{i} = 0; s{i} = 0")
         inner = set(done)
@@ -444,7 +450,7 @@ class _Builder:
                 e(3, "append(allow)")
             else:
                 self.branch(3, kind)
-        e(1, f"return out, [{''.join(f'pairs{i}, ' for i in range(len(self.windows)))}], special")
+        e(1, f"return out, [{''.join(f'(keys{i}, amts{i}), ' for i in range(len(self.windows)))}], special")
         return "\n".join(src.lines) + "\n"
 
 

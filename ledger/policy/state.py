@@ -125,32 +125,28 @@ class WindowSet:
         else:
             order.append((time, [key]))
 
-    def add_all(self, time: int, pairs: Sequence[tuple[str, tuple[int, int]]]) -> None:
-        """:meth:`add` of each ``(key, (time, amount))`` in order (every
-        entry's time is ``time``; one entry tuple may serve several windows)."""
-        if not pairs:
+    def add_all(self, time: int, keys: list[str], amounts: Sequence[int]) -> None:
+        """:meth:`add` of each ``keys[i]`` with ``amounts[i]`` in order, all
+        at ``time``.  Keeps ``keys`` (the caller's, not changed after)."""
+        if not keys:
             return
-        keys = self.keys
-        get = keys.get
-        added = 0
-        for key, entry in pairs:
-            amount = entry[1]
-            added += amount
+        windows = self.keys
+        get = windows.get
+        for key, amount in zip(keys, amounts):
             w = get(key)
             if w is None:
-                keys[key] = [1, amount, time, amount]
+                windows[key] = [1, amount, time, amount]
             else:
-                w += entry  # its time and amount (COUNT, TOTAL below)
-                w[0] += 1
-                w[1] += amount
-        self.total += added
-        self.entries += len(pairs)
-        names = [key for key, _ in pairs]
+                w += (time, amount)
+                w[COUNT] += 1
+                w[TOTAL] += amount
+        self.total += sum(amounts)
+        self.entries += len(keys)
         order = self.order
         if order and order[-1][0] == time:
-            order[-1][1].extend(names)
+            order[-1][1].extend(keys)
         else:
-            order.append((time, names))
+            order.append((time, keys))
 
     def prune(self, now: int, ms: int) -> None:
         """Drop the entries with ``time <= now - ms``: each key's oldest."""
@@ -199,12 +195,12 @@ class PolicyState:
                                                 compare=False)
 
     def commit(self, height: int, time_ms: int, records: Sequence[tuple[Record, frozenset[str]]],
-               pairs: Sequence[Sequence[tuple[str, tuple[int, int]]]] | None = None) -> bool:
+               block_entries: Sequence[tuple[list[str], list[int]]] | None = None) -> bool:
         """Advance past the committed block ``height``: windows count its
         records; governance and risk-tier records take effect for the next
-        block.  Returns True when the installed policy changed.  ``pairs``:
-        for each window of the policy in order, the ``(window_key, (time_ms,
-        amount))`` of the records that count in it, in log order, when the
+        block.  Returns True when the installed policy changed.  ``block_entries``:
+        for each window of the policy in order, the window keys and the
+        amounts of the records that count in it, in log order, when the
         caller computed them already (the evaluator's fast pass); with them,
         ``records`` need only hold the block's governance and ``risk.tier``
         records (no other record changes anything else)."""
@@ -215,8 +211,8 @@ class PolicyState:
                 wset = self.windows.get(wname)
                 if wset is None:
                     wset = self.windows[wname] = WindowSet()
-                if pairs is not None:
-                    wset.add_all(time_ms, pairs[i])
+                if block_entries is not None:
+                    wset.add_all(time_ms, *block_entries[i])
                 else:
                     for record, _ in records:
                         key = window_key(record, window)
