@@ -44,7 +44,15 @@ from .policy.state import STATE_KINDS
 from .records import Envelope, Record
 from .reviews import judge_decision, review_entry
 from .risk import BREAKER_SCOPES, DECISION, RISK_PREFIX
-from .verdicts import MAX_TEXT, Status, Transition, Verdict, VerdictTemplate, verdict_root
+from .verdicts import (
+    MAX_TEXT,
+    BlockVerdictList,
+    Status,
+    Transition,
+    Verdict,
+    VerdictTemplate,
+    verdict_root,
+)
 
 __all__ = ["Held", "VerdictState", "BlockVerdicts", "VerdictMismatch"]
 
@@ -77,7 +85,7 @@ class BlockVerdicts:
 
     version: int
     root: bytes | None
-    verdicts: tuple[Verdict, ...] = ()       # empty in a version 1 block
+    verdicts: Sequence[Verdict] = ()         # empty in a version 1 block
     transitions: tuple[Transition, ...] = ()
     # The open records the block changes: opened, counted for, escalated
     # (the entry after the block) or ended (None).
@@ -116,11 +124,20 @@ def approval_window(params: Mapping[str, Any]) -> int:
 
 def record_inputs(state: State, envelopes: Sequence[Envelope]) -> tuple[RecordInput, ...]:
     """What the policy sees of each record: it and its submitter's roles in force."""
-    out = []
+    out: list[RecordInput] = []
+    append = out.append
+    submitters = state.submitters
+    none: frozenset[str] = frozenset()
     for env in envelopes:
-        sub = state.submitters.get(env.record.submitter)
-        out.append(RecordInput(env.record, sub.roles if sub is not None else frozenset()))
+        record = env.record
+        sub = submitters.get(record.submitter)
+        # RecordInput(record, roles) without the named tuple's Python __new__
+        # (once per record of every block).
+        append(_new_tuple(RecordInput, (record, sub.roles if sub is not None else none)))
     return tuple(out)
+
+
+_new_tuple = tuple.__new__
 
 
 class VerdictState:
@@ -178,9 +195,7 @@ class VerdictState:
         judge = _Judge(self.held, self._deadlines, state, time_ms,
                        approval_window(state.params), self.engine.version,
                        self.breakers.open_at(time_ms))
-        verdicts = tuple(judge.verdict(env, leaf, decision)
-                         for leaf, (env, decision) in enumerate(zip(envelopes, decisions),
-                                                                start=first_leaf))
+        verdicts = judge.verdicts(envelopes, decisions, first_leaf)
         entries = judge.entries
         transitions = judge.transitions()
         breakers: tuple[BreakerTransition, ...] = ()
@@ -264,27 +279,36 @@ class _Judge:
         # records it decides alike): id -> (the decision, its verdicts).
         self._templates: dict[int, tuple[Decision, VerdictTemplate]] = {}
 
-    def verdict(self, env: Envelope, leaf: int, decision: Decision) -> Verdict:
-        """``env``'s verdict (its bytes appended to :attr:`entries`)."""
-        record = env.record
-        kind = record.kind
-        if kind in _SPECIAL_KINDS or kind.startswith(GOV_PREFIX) or self.open:
-            verdict = self._verdict(env, leaf, decision)
-            self.entries.append(verdict.to_bytes())
-            return verdict
-        # The common case: a policy's decision on a record, no breaker open.
-        found = self._templates.get(id(decision))
-        if found is None or found[0] is not decision:
-            found = (decision, VerdictTemplate(
-                Verdict.of(env.id, decision, self.time_ms + self.window)))
-            self._templates[id(decision)] = found
-        template = found[1]
-        verdict = template.verdict(env.id)
-        self.entries.append(template.entry(verdict))
-        outcome = verdict.outcome
-        if outcome == Outcome.APPROVE or outcome == Outcome.REVIEW:
-            self._hold(env, leaf, verdict)
-        return verdict
+    def verdicts(self, envelopes: Sequence[Envelope], decisions: Sequence[Decision],
+                 first_leaf: int) -> BlockVerdictList:
+        """The block's verdicts, from leaf ``first_leaf`` on (their bytes
+        appended to :attr:`entries`)."""
+        ids: list[bytes] = []
+        items: list[Verdict | VerdictTemplate] = []
+        add_id, add_item, add_entry = ids.append, items.append, self.entries.append
+        templates = self._templates
+        expiry = self.time_ms + self.window
+        for leaf, (env, decision) in enumerate(zip(envelopes, decisions), start=first_leaf):
+            rid = env.id
+            add_id(rid)
+            kind = env.record.kind
+            if kind in _SPECIAL_KINDS or kind.startswith(GOV_PREFIX) or self.open:
+                verdict = self._verdict(env, leaf, decision)
+                add_item(verdict)
+                add_entry(verdict.to_bytes())
+                continue
+            # The common case: a policy's decision on a record, no breaker open.
+            found = templates.get(id(decision))
+            if found is None or found[0] is not decision:
+                found = (decision, VerdictTemplate(Verdict.of(rid, decision, expiry)))
+                templates[id(decision)] = found
+            template = found[1]
+            add_item(template)
+            add_entry(template.entry(rid))
+            outcome = template.outcome
+            if outcome == Outcome.APPROVE or outcome == Outcome.REVIEW:
+                self._hold(env, leaf, template.verdict(rid))
+        return BlockVerdictList(ids, items)
 
     def _verdict(self, env: Envelope, leaf: int, decision: Decision) -> Verdict:
         record = env.record

@@ -13,6 +13,7 @@ import hashlib
 from typing import Callable, Iterator, Sequence
 
 from .crypto import digest_equal
+from .encoding import H
 from .errors import ConsistencyError, InclusionError
 from .native import native
 
@@ -26,12 +27,12 @@ SubtreeHash = Callable[[int, int], bytes]
 
 def leaf_hash(data: bytes) -> bytes:
     """``H(0x00 || data)``: the hash of one leaf."""
-    return hashlib.sha256(LEAF_PREFIX + data).digest()
+    return H(LEAF_PREFIX + data)
 
 
 def node_hash(left: bytes, right: bytes) -> bytes:
     """``H(0x01 || left || right)``: the hash of an interior node."""
-    return hashlib.sha256(NODE_PREFIX + left + right).digest()
+    return H(NODE_PREFIX + left + right)
 
 
 def split_point(n: int) -> int:

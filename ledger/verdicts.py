@@ -16,12 +16,12 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 from enum import StrEnum
-from typing import Any
+from typing import Any, overload
 
 from .breaker_entries import BREAKER_DOMAIN, is_breaker_entry
-from .encoding import canonical, decode, decode_exact_map, packb_plain, to_hex
+from .encoding import H, canonical, decode, decode_exact_map, packb_plain, to_hex
 from .errors import BadEncoding, DecodeError, VerificationError
-from .merkle import inclusion_path, leaf_hash, root, verify_inclusion
+from .merkle import LEAF_PREFIX, inclusion_path, leaf_hash, root, verify_inclusion
 from .policy import Decision, Outcome
 
 VERDICT_DOMAIN = b"auditledger/verdict/v1\n"
@@ -175,12 +175,52 @@ class VerdictTemplate:
         _set_deadline(v, self.deadline)
         return v
 
-    def entry(self, verdict: Verdict) -> bytes:
-        """``verdict.to_bytes()`` of a verdict :meth:`verdict` made."""
-        record = verdict.record
+    def entry(self, record: bytes) -> bytes:
+        """``self.verdict(record).to_bytes()``, without the verdict."""
         if self.before and type(record) is bytes and len(record) == ID_LEN:
             return self.before + record + self.after
-        return verdict.to_bytes()
+        return self.verdict(record).to_bytes()
+
+
+class BlockVerdictList(Sequence[Verdict]):
+    """A block's verdicts in log order, each made when it is read.  The
+    verdict pass (ledger/approvals.py) keeps per record its id and either
+    its verdict or the :class:`VerdictTemplate` of the policy decision it
+    shares with other records: a :class:`Verdict` object per record of every
+    block cost as much as the rest of the pass (docs/performance.md), and a
+    block commits its entry bytes, which the pass makes without one."""
+
+    __slots__ = ("_ids", "_items")
+
+    def __init__(self, ids: list[bytes], items: list[Verdict | VerdictTemplate]) -> None:
+        if len(ids) != len(items):
+            raise ValueError("one record id per verdict")
+        self._ids, self._items = ids, items
+
+    def __len__(self) -> int:
+        return len(self._items)
+
+    @overload
+    def __getitem__(self, index: int) -> Verdict: ...
+
+    @overload
+    def __getitem__(self, index: slice) -> list[Verdict]: ...
+
+    def __getitem__(self, index: int | slice) -> Verdict | list[Verdict]:
+        if isinstance(index, slice):
+            return [self[i] for i in range(*index.indices(len(self)))]
+        item = self._items[index]
+        return item.verdict(self._ids[index]) if isinstance(item, VerdictTemplate) else item
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, Sequence) or isinstance(other, (str, bytes)):
+            return NotImplemented
+        return len(self) == len(other) and all(a == b for a, b in zip(self, other))
+
+    __hash__ = None  # type: ignore[assignment]
+
+    def __repr__(self) -> str:
+        return f"BlockVerdictList({list(self)!r})"
 
 
 def no_policy_verdict(record: bytes) -> Verdict:
@@ -269,9 +309,12 @@ def entry_leaves(entries: Sequence[bytes], tx_count: int) -> list[bytes]:
     """The leaf hashes of a block's entries: ``tx_count`` verdicts, then
     transitions of held records and breaker entries (told apart by their
     keys, ledger/breaker_entries.py)."""
-    return [verdict_leaf(e) if i < tx_count
-            else breaker_leaf(e) if is_breaker_entry(e) else transition_leaf(e)
-            for i, e in enumerate(entries)]
+    # The verdicts (one per record of the block): :func:`verdict_leaf` inline.
+    prefix = LEAF_PREFIX + VERDICT_DOMAIN
+    leaves = [H(prefix + e) for e in entries[:tx_count]]
+    leaves += [breaker_leaf(e) if is_breaker_entry(e) else transition_leaf(e)
+               for e in entries[tx_count:]]
+    return leaves
 
 
 def verdict_root(entries: Sequence[bytes], tx_count: int) -> bytes:

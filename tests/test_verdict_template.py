@@ -10,6 +10,7 @@ from __future__ import annotations
 import random
 from collections.abc import Sequence
 
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from policy_fakes import LimitPolicy
@@ -17,7 +18,7 @@ from test_held_incremental import _history, _no_record, _state
 
 from ledger.approvals import VerdictState, _Judge, approval_window
 from ledger.policy import Decision, Outcome, RecordInput
-from ledger.verdicts import Verdict, VerdictTemplate, verdict_root
+from ledger.verdicts import BlockVerdictList, Verdict, VerdictTemplate, verdict_root
 
 texts = st.text(max_size=300)
 
@@ -47,10 +48,9 @@ def test_a_template_makes_what_verdict_of_makes(outcome: Outcome, rule: str, rea
     want = Verdict.of(record, decision, deadline)
     template = VerdictTemplate(Verdict.of(bytes(32), decision, deadline))
     got = template.verdict(record)
-    assert got == want and template.entry(got) == want.to_bytes()
+    assert got == want and template.entry(got.record) == want.to_bytes()
     other = bytes(31) + b"\x01"
-    assert template.entry(template.verdict(other)) == Verdict.of(other, decision,
-                                                                 deadline).to_bytes()
+    assert template.entry(other) == Verdict.of(other, decision, deadline).to_bytes()
 
 
 def test_blocks_judged_by_template_equal_record_by_record() -> None:
@@ -76,3 +76,21 @@ def test_blocks_judged_by_template_equal_record_by_record() -> None:
             fast.commit(height, t, got)
             leaf += len(envs)
     assert shared > 100  # decisions shared among records: templates reused
+
+
+def test_block_verdict_list_reads_as_the_verdicts_it_stands_for() -> None:
+    """The verdict pass keeps a template per shared decision and makes each
+    record's verdict when it is read: the list reads, slices and compares as
+    the verdicts themselves."""
+    decision = Decision(Outcome.APPROVE, "big", "", 2, "treasury", 3)
+    template = VerdictTemplate(Verdict.of(bytes(32), decision, 99))
+    ids = [bytes([i]) * 32 for i in range(4)]
+    own = Verdict(ids[2], Outcome.ALLOW, "governance", policy=3)
+    lazy = BlockVerdictList(ids, [template, template, own, template])
+    want = [Verdict.of(ids[0], decision, 99), Verdict.of(ids[1], decision, 99), own,
+            Verdict.of(ids[3], decision, 99)]
+    assert len(lazy) == 4 and list(lazy) == want and lazy == want
+    assert lazy[-1] == want[-1] and lazy[1:3] == want[1:3] and lazy[2] is own
+    assert lazy != want[:3] and lazy != [*want[:3], own]
+    with pytest.raises(ValueError):
+        BlockVerdictList(ids, [template])
