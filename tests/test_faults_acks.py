@@ -13,7 +13,7 @@ from harness.faults_acks import ack_kill_loop
 pytestmark = pytest.mark.cluster
 
 
-@pytest.mark.parametrize("duration", [15.0, pytest.param(180.0, marks=pytest.mark.slow)])
+@pytest.mark.parametrize("duration", [10.0, pytest.param(180.0, marks=pytest.mark.slow)])
 async def test_acknowledged_records_survive_kills(tmp_path: Path, duration: float) -> None:
     report = await ack_kill_loop(tmp_path / "cluster", duration=duration, seed=3, progress=print,
                                  min_rounds=2)  # two rounds however loaded the machine

@@ -16,8 +16,8 @@ pytestmark = pytest.mark.cluster
 
 
 @pytest.mark.parametrize(("duration", "secure"), [
-    (14.0, False),
-    (14.0, True),  # TLS on every link, every request signed (issue 24)
+    (10.0, False),
+    (10.0, True),  # TLS on every link, every request signed (issue 24)
     pytest.param(240.0, False, marks=pytest.mark.slow),
     pytest.param(240.0, True, marks=pytest.mark.slow)])
 async def test_kill_loop(tmp_path: Path, duration: float, secure: bool) -> None:

@@ -1,7 +1,7 @@
 """Schemathesis against /openapi.json of a real, committing 4-node cluster:
 no 5xx, every response's status, content type and body match the document.
 
-The CI version runs ``SCHEMATHESIS_EXAMPLES`` (default 40) cases per
+The CI version runs ``SCHEMATHESIS_EXAMPLES`` (default 25) cases per
 operation; ``scripts/faults fuzz`` runs thousands.
 """
 
@@ -24,7 +24,7 @@ pytestmark = [pytest.mark.cluster,
                                  is None, reason="schemathesis not installed (pip install "
                                                  "-e .[test])")]
 
-EXAMPLES = int(os.environ.get("SCHEMATHESIS_EXAMPLES", "40"))
+EXAMPLES = int(os.environ.get("SCHEMATHESIS_EXAMPLES", "25"))
 
 
 @pytest.mark.parametrize("secure", [False, True])

@@ -80,7 +80,7 @@ def test_a_future_schema_version_is_refused(tmp_path: Path) -> None:
 
 @pytest.mark.cluster
 async def test_rolling_restart_loses_nothing(tmp_path: Path) -> None:
-    report = await kill_loop(tmp_path / "cluster", duration=0, every=(1.0, 2.5), seed=29,
+    report = await kill_loop(tmp_path / "cluster", duration=0, every=(0.5, 1.5), seed=29,
                              progress=print, rolling=True)
     print(report)
     assert report.kills == 4 and report.restarts_caught_up == 4
