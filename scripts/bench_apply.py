@@ -17,6 +17,8 @@ part of them spent in the cyclic collector) and records/s of the whole apply
 cProfile of the apply loop.  ``--source DIR`` applies the blocks of a store
 that scripts/bench-store or scripts/bench-statesync built instead, and
 ``--measure N`` counts only the last N blocks (the store grown before them).
+``--gc-census`` counts, at each collection, the objects the collector scans,
+by type, and prints the most per record measured (slow: only to compare).
 
 ``--compare-policy`` applies, in two arms, blocks of the load of
 ``python -m harness.bench_secure --policy`` (payments, transfers and refunds
@@ -37,6 +39,8 @@ from __future__ import annotations
 import argparse
 import cProfile
 import gc
+from collections import Counter
+from collections.abc import Callable
 import hashlib
 import json
 import shutil
@@ -155,8 +159,27 @@ def read_source(path: Path, label: str) -> list[bytes]:
         chain.close()
 
 
+def census_callback(seen: Counter[str]) -> Callable[[str, dict[str, int]], None]:
+    """A collector callback counting, at each collection's start, the objects
+    it is about to scan (those of the generations it collects) by type; a
+    list or tuple also by its items' types ("tuple(int,int)").  What the
+    collector scans per record is what makes it run more often and longer."""
+    def shape(o: object) -> str:
+        name = type(o).__name__
+        if type(o) in (list, tuple):
+            items = o[:4]  # type: ignore[index]
+            name += f"({','.join(type(x).__name__ for x in items)}{',...' if len(o) > 4 else ''})"  # type: ignore[arg-type]  # noqa: E501
+        return name
+
+    def on_gc(phase: str, info: dict[str, int]) -> None:
+        if phase == "start":
+            for gen in range(info["generation"] + 1):
+                seen.update(shape(o) for o in gc.get_objects(generation=gen))
+    return on_gc
+
+
 def apply(path: Path, packed: list[bytes], profile: Path | None, genesis: Genesis,
-          measure: int = 0) -> dict[str, float]:
+          measure: int = 0, census: Counter[str] | None = None) -> dict[str, float]:
     chain = ChainStore(LevelDBStore(str(path)), genesis)
     install_policy_engine(chain)  # the node's own engine, as node/app.py installs it
     mempool = Mempool(genesis, chain, Metrics(), max_size=100_000)
@@ -188,6 +211,9 @@ def apply(path: Path, packed: list[bytes], profile: Path | None, genesis: Genesi
         mempool.committed(envelopes)
     cpu0, t0 = time.process_time(), time.perf_counter()
     gc.callbacks.append(on_gc)
+    counting = census_callback(census) if census is not None else None
+    if counting is not None:
+        gc.callbacks.append(counting)
     if prof is not None:
         prof.enable()
     for blob in packed[warm:]:
@@ -211,6 +237,8 @@ def apply(path: Path, packed: list[bytes], profile: Path | None, genesis: Genesi
             stages[name] += dt
         records += len(envelopes)
     gc.callbacks.remove(on_gc)
+    if counting is not None:
+        gc.callbacks.remove(counting)
     if prof is not None:
         prof.disable()
         prof.dump_stats(str(profile))
@@ -218,6 +246,9 @@ def apply(path: Path, packed: list[bytes], profile: Path | None, genesis: Genesi
     chain.close()
     out = {f"{k}_us": round(v / records * 1e6, 2) for k, v in stages.items()}
     out.update(gc_us=round(gc_time[0] / records * 1e6, 2), gc_runs=gc_time[2])
+    if census is not None:  # objects scanned per record measured, the most first
+        out["census_per_record"] = {k: round(n / records, 2)  # type: ignore[assignment]
+                                    for k, n in census.most_common(12)}
     out.update(records=records, records_per_s=round(records / wall),
                process_cpu_us_per_record=round(cpu / records * 1e6, 2))
     return out
@@ -236,6 +267,8 @@ def main() -> None:
     ap.add_argument("--measure", type=int, default=0, help="measure only the last N blocks")
     ap.add_argument("--compare-policy", action="store_true",
                     help="the policy load without, then with the 10-rule policy")
+    ap.add_argument("--gc-census", action="store_true",
+                    help="count what the collector scans per record, by type (slow)")
     ap.add_argument("--gen0", type=int, default=GEN0_THRESHOLD,
                     help="the collector's young-generation threshold (a node's by default)")
     a = ap.parse_args()
@@ -259,7 +292,8 @@ def main() -> None:
                 profile = a.profile if r == a.rounds - 1 else None
                 if profile is not None and name:  # one profile per arm
                     profile = profile.with_name(f"{profile.stem}-{name}{profile.suffix}")
-                out.update(apply(tmp / f"dest{r}", packed, profile, genesis, measure))
+                census: Counter[str] | None = Counter() if a.gc_census else None
+                out.update(apply(tmp / f"dest{r}", packed, profile, genesis, measure, census))
                 print(json.dumps(out), flush=True)
                 shutil.rmtree(tmp / f"dest{r}", ignore_errors=True)
     finally:
