@@ -295,6 +295,11 @@ class Node(PeerRouting):
             await self.driver.stop()
         if self.transport is not None:
             await self.transport.stop()
+        mempool = getattr(self, "mempool", None)  # made in start(), which may have failed
+        if mempool is not None:
+            # Long polls answer now, with what this node holds: the server
+            # would otherwise wait out its shutdown timeout for them.
+            mempool.waiters.release()
         if self._runner is not None:
             await self._runner.cleanup()
         if self._operator is not None:

@@ -10,6 +10,11 @@ record while anyone waits, and nothing otherwise.
 
 At most ``limit`` requests wait at once; past that a request is answered at
 once with what the node holds (pending), as without ``wait_ms``.
+
+A stopping node releases its waiters (:meth:`release`): each request is
+answered with what the node holds then, before the HTTP server closes.  A
+request still waiting when the server closes is first given the server's
+shutdown timeout, then cut: a node under client load took 4 s to stop.
 """
 
 from __future__ import annotations
@@ -26,21 +31,24 @@ class CommitWaiters:
         self.limit = limit
         self._waiting: dict[bytes, list[asyncio.Future[None]]] = {}
         self._count = 0
+        self._released = False
 
     def __len__(self) -> int:
         return self._count
 
     async def wait(self, record_id: bytes, timeout_s: float) -> bool:
         """Wait until ``record_id`` commits (True) or ``timeout_s`` passes,
-        or return False at once when ``limit`` requests wait already."""
-        if self._count >= self.limit or timeout_s <= 0:
+        or return False at once when ``limit`` requests wait already, or
+        the waiters were released (the node is stopping); False also when
+        released while waiting."""
+        if self._count >= self.limit or timeout_s <= 0 or self._released:
             return False
         fut: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         self._waiting.setdefault(record_id, []).append(fut)
         self._count += 1
         try:
             await asyncio.wait_for(fut, timeout_s)
-            return True
+            return not self._released
         except asyncio.TimeoutError:
             return False
         finally:
@@ -58,5 +66,14 @@ class CommitWaiters:
         waiting = self._waiting
         for rid in record_ids:
             for fut in waiting.get(rid, ()):
+                if not fut.done():
+                    fut.set_result(None)
+
+    def release(self) -> None:
+        """End every wait now and answer later ones at once (the node is
+        stopping): each request then says what the node holds."""
+        self._released = True
+        for futs in self._waiting.values():
+            for fut in futs:
                 if not fut.done():
                     fut.set_result(None)

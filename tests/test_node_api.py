@@ -715,3 +715,24 @@ async def test_sync_refuses_trickling_and_oversized_answers(
     assert await BlockSync(fresh, [good], Metrics()).fetch(1) == []
     monkeypatch.undo()
     assert await BlockSync(fresh, [good], Metrics()).fetch(1) != []
+
+
+async def test_released_long_polls_answer_with_what_the_node_holds(
+        client: TestClient[Any, Any], node: StubNode) -> None:
+    """A stopping node releases its long polls (node/app.py ``Node.stop``,
+    before the HTTP server closes): a waiting request is answered at once
+    with the record as the node holds it, and later ones do not wait."""
+    pay = make_envelope(node.submitter, "test", 1)
+    await submit(client, [pay])
+    url = f"/v1/records/{pay.id.hex()}?wait_ms=10000"
+    waiting = asyncio.create_task(call(client, "GET", url, "/v1/records/{id}", 200))
+    for _ in range(1000):
+        if node.mempool.waiters:
+            break
+        await asyncio.sleep(0)
+    assert len(node.mempool.waiters) == 1 and not waiting.done()
+    node.mempool.waiters.release()
+    rec = await asyncio.wait_for(waiting, 10)
+    assert rec["status"] == "pending" and len(node.mempool.waiters) == 0
+    assert await node.mempool.waiters.wait(pay.id, 10) is False  # released: at once
+    assert (await call(client, "GET", url, "/v1/records/{id}", 200))["status"] == "pending"
