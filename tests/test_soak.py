@@ -1,7 +1,8 @@
-"""The soak runner (harness/soak.py, ``scripts/soak``) in a short version: 45 s
+"""The soak runner (harness/soak.py, ``scripts/soak``) in a short version: 30 s
 of load at 200 records/s with one SIGKILL and one partition drawn from the
-seed; every acknowledged record commits, no fork, and the summary and plot
-are written.  Skipped where network namespaces cannot be made (not root, no
+seed (15: the partition heals by 23 s, so the load is not held past its
+30 s and runs whole again at the end); every acknowledged record commits,
+no fork, and the summary and plot are written.  Skipped where network namespaces cannot be made (not root, no
 iproute2); ``scripts/soak`` runs the hour."""
 
 from __future__ import annotations
@@ -56,7 +57,7 @@ def test_short_soak(tmp_path: Path) -> None:
     out = tmp_path / "out"
     proc = subprocess.run(
         [sys.executable, "-m", "harness.soak", "--duration", "30", "--rate", "200",
-         "--fault-every", "10", "--seed", "5", "--progress-every", "10", "--out", str(out)],
+         "--fault-every", "10", "--seed", "15", "--progress-every", "10", "--out", str(out)],
         cwd=ROOT, capture_output=True, text=True, timeout=400, stdin=subprocess.DEVNULL)
     print(proc.stdout[-6000:], proc.stderr[-3000:])
     summary = json.loads((out / "summary.json").read_text())
