@@ -301,19 +301,26 @@ async def test_request_level_errors(client: TestClient[Any, Any], node: StubNode
         assert resp.status == 400 and (await resp.json())["error"] == "bad_request", url
 
 
-async def test_record_long_poll_answers_when_the_record_commits(
-        client: TestClient[Any, Any], node: StubNode) -> None:
-    """GET /v1/records/{id}?wait_ms=N (PROTOCOL §6): held while the record is
-    pending here, answered by the commit, not by a timer."""
-    pay = make_envelope(node.submitter, "test", 1)
+async def _long_poll(client: TestClient[Any, Any], node: StubNode, pay: Envelope,
+                     url: str) -> asyncio.Task[Any]:
+    """Submit ``pay`` and GET ``url`` (a long poll on it) until the node holds the request."""
     await submit(client, [pay])
-    url = f"/v1/records/{pay.id.hex()}?wait_ms=10000"
     waiting = asyncio.create_task(call(client, "GET", url, "/v1/records/{id}", 200))
     for _ in range(1000):
         if node.mempool.waiters:
             break
         await asyncio.sleep(0)
     assert len(node.mempool.waiters) == 1 and not waiting.done()
+    return waiting
+
+
+async def test_record_long_poll_answers_when_the_record_commits(
+        client: TestClient[Any, Any], node: StubNode) -> None:
+    """GET /v1/records/{id}?wait_ms=N (PROTOCOL §6): held while the record is
+    pending here, answered by the commit, not by a timer."""
+    pay = make_envelope(node.submitter, "test", 1)
+    url = f"/v1/records/{pay.id.hex()}?wait_ms=10000"
+    waiting = await _long_poll(client, node, pay, url)
     node.commit()
     rec = await asyncio.wait_for(waiting, 10)
     assert rec["status"] == "committed" and rec["height"] == 1
@@ -723,14 +730,8 @@ async def test_released_long_polls_answer_with_what_the_node_holds(
     before the HTTP server closes): a waiting request is answered at once
     with the record as the node holds it, and later ones do not wait."""
     pay = make_envelope(node.submitter, "test", 1)
-    await submit(client, [pay])
     url = f"/v1/records/{pay.id.hex()}?wait_ms=10000"
-    waiting = asyncio.create_task(call(client, "GET", url, "/v1/records/{id}", 200))
-    for _ in range(1000):
-        if node.mempool.waiters:
-            break
-        await asyncio.sleep(0)
-    assert len(node.mempool.waiters) == 1 and not waiting.done()
+    waiting = await _long_poll(client, node, pay, url)
     node.mempool.waiters.release()
     rec = await asyncio.wait_for(waiting, 10)
     assert rec["status"] == "pending" and len(node.mempool.waiters) == 0
