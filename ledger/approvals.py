@@ -122,6 +122,9 @@ def approval_window(params: Mapping[str, Any]) -> int:
     return value if isinstance(value, int) and value >= 0 else DEFAULT_APPROVAL_WINDOW_MS
 
 
+_new_tuple = tuple.__new__
+
+
 def record_inputs(state: State, envelopes: Sequence[Envelope]) -> tuple[RecordInput, ...]:
     """What the policy sees of each record: it and its submitter's roles in force."""
     out: list[RecordInput] = []
@@ -135,9 +138,6 @@ def record_inputs(state: State, envelopes: Sequence[Envelope]) -> tuple[RecordIn
         # (once per record of every block).
         append(_new_tuple(RecordInput, (record, sub.roles if sub is not None else none)))
     return tuple(out)
-
-
-_new_tuple = tuple.__new__
 
 
 class VerdictState:

@@ -293,8 +293,13 @@ def decode_transition(data: bytes) -> Transition:
     return Transition(t["record"], Status(t["status"]), tuple(approvals))
 
 
+# RFC 9162's leaf prefix and the verdict domain: a verdict's leaf is
+# H(_VERDICT_LEAF + bytes), here and in entry_leaves (one per record).
+_VERDICT_LEAF = LEAF_PREFIX + VERDICT_DOMAIN
+
+
 def verdict_leaf(verdict_bytes: bytes) -> bytes:
-    return leaf_hash(VERDICT_DOMAIN + verdict_bytes)
+    return H(_VERDICT_LEAF + verdict_bytes)
 
 
 def transition_leaf(transition_bytes: bytes) -> bytes:
@@ -310,8 +315,7 @@ def entry_leaves(entries: Sequence[bytes], tx_count: int) -> list[bytes]:
     transitions of held records and breaker entries (told apart by their
     keys, ledger/breaker_entries.py)."""
     # The verdicts (one per record of the block): :func:`verdict_leaf` inline.
-    prefix = LEAF_PREFIX + VERDICT_DOMAIN
-    leaves = [H(prefix + e) for e in entries[:tx_count]]
+    leaves = [H(_VERDICT_LEAF + e) for e in entries[:tx_count]]
     leaves += [breaker_leaf(e) if is_breaker_entry(e) else transition_leaf(e)
                for e in entries[tx_count:]]
     return leaves

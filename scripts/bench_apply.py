@@ -39,14 +39,14 @@ from __future__ import annotations
 import argparse
 import cProfile
 import gc
-from collections import Counter
-from collections.abc import Callable
 import hashlib
 import json
 import shutil
 import sys
 import tempfile
 import time
+from collections import Counter
+from collections.abc import Callable
 from pathlib import Path
 
 import msgpack
@@ -166,9 +166,9 @@ def census_callback(seen: Counter[str]) -> Callable[[str, dict[str, int]], None]
     collector scans per record is what makes it run more often and longer."""
     def shape(o: object) -> str:
         name = type(o).__name__
-        if type(o) in (list, tuple):
-            items = o[:4]  # type: ignore[index]
-            name += f"({','.join(type(x).__name__ for x in items)}{',...' if len(o) > 4 else ''})"  # type: ignore[arg-type]  # noqa: E501
+        if isinstance(o, (list, tuple)) and type(o) in (list, tuple):
+            items = ",".join(type(x).__name__ for x in o[:4])
+            name += f"({items}{',...' if len(o) > 4 else ''})"
         return name
 
     def on_gc(phase: str, info: dict[str, int]) -> None:

@@ -450,7 +450,8 @@ class _Builder:
                 e(3, "append(allow)")
             else:
                 self.branch(3, kind)
-        e(1, f"return out, [{''.join(f'(keys{i}, amts{i}), ' for i in range(len(self.windows)))}], special")
+        entries = "".join(f"(keys{i}, amts{i}), " for i in range(len(self.windows)))
+        e(1, f"return out, [{entries}], special")
         return "\n".join(src.lines) + "\n"
 
 
