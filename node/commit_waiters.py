@@ -14,7 +14,8 @@ once with what the node holds (pending), as without ``wait_ms``.
 A stopping node releases its waiters (:meth:`release`): each request is
 answered with what the node holds then, before the HTTP server closes.  A
 request still waiting when the server closes is first given the server's
-shutdown timeout, then cut: a node under client load took 4 s to stop.
+shutdown timeout, then cut, so each one would hold the stop up
+(docs/performance.md, "A node's stop under client load").
 """
 
 from __future__ import annotations
