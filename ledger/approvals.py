@@ -60,6 +60,9 @@ APPROVAL_KIND = "approval"
 _SPECIAL_KINDS = frozenset({APPROVAL_KIND, DECISION})  # judged by the chain, not the policy
 APPROVAL_WINDOW_PARAM = "approval_window_ms"
 DEFAULT_APPROVAL_WINDOW_MS = 24 * 3600 * 1000
+# Verdict templates kept between blocks (one per distinct policy decision
+# seen; all dropped beyond this many).
+MAX_TEMPLATES = 4096
 
 # Rules and reasons the chain itself writes into verdicts (PROTOCOL §10.7).
 RULE_GOVERNANCE = "governance"
@@ -155,6 +158,10 @@ class VerdictState:
         self._index: dict[bytes, Record] | None = None if lookup is not None else {}
         self.lookup: Callable[[bytes], Record | None] = (
             lookup if lookup is not None else self._index.get)  # type: ignore[union-attr]
+        # The verdict templates of the policy's decisions, kept from block to
+        # block (the engine's memo keeps its decision objects): making them
+        # again in each block was a tenth of the verdict pass.
+        self._templates: dict[int, tuple[Decision, VerdictTemplate]] = {}
 
     def _plain(self) -> bool:
         """The base engine (no policy can ever be installed): nothing to tell it."""
@@ -192,9 +199,11 @@ class VerdictState:
         decisions = tuple(self.engine.evaluate_block(height, time_ms, inputs))
         if len(decisions) != len(inputs):
             raise RuntimeError("policy engine returned a verdict count unlike the records'")
+        if len(self._templates) > MAX_TEMPLATES:
+            self._templates.clear()
         judge = _Judge(self.held, self._deadlines, state, time_ms,
                        approval_window(state.params), self.engine.version,
-                       self.breakers.open_at(time_ms))
+                       self.breakers.open_at(time_ms), self._templates)
         verdicts = judge.verdicts(envelopes, decisions, first_leaf)
         entries = judge.entries
         transitions = judge.transitions()
@@ -263,7 +272,8 @@ class _Judge:
 
     def __init__(self, held: Mapping[bytes, Held], deadlines: Deadlines, state: State,
                  time_ms: int, window: int, policy: int,
-                 open_breakers: set[tuple[str, str]]) -> None:
+                 open_breakers: set[tuple[str, str]],
+                 templates: dict[int, tuple[Decision, VerdictTemplate]]) -> None:
         self.held = HeldOverlay(held)  # the committed ones never written: compute stays pure
         self.deadlines = deadlines
         self.state = state
@@ -275,9 +285,9 @@ class _Judge:
         # expired ones, the only held records that can end in the block.
         self.touched: set[bytes] = set()
         self.entries: list[bytes] = []  # the verdicts' bytes, in order
-        # The block's decisions (the engine shares one object among the
+        # The policy's decisions (the engine shares one object among the
         # records it decides alike): id -> (the decision, its verdicts).
-        self._templates: dict[int, tuple[Decision, VerdictTemplate]] = {}
+        self._templates = templates
 
     def verdicts(self, envelopes: Sequence[Envelope], decisions: Sequence[Decision],
                  first_leaf: int) -> BlockVerdictList:
@@ -299,7 +309,9 @@ class _Judge:
                 continue
             # The common case: a policy's decision on a record, no breaker open.
             found = templates.get(id(decision))
-            if found is None or found[0] is not decision:
+            if found is None or found[0] is not decision or (
+                    found[1].deadline != expiry and found[1].outcome == Outcome.APPROVE):
+                # (an approve verdict's deadline is the block's time + the window)
                 found = (decision, VerdictTemplate(Verdict.of(rid, decision, expiry)))
                 templates[id(decision)] = found
             template = found[1]
@@ -307,7 +319,7 @@ class _Judge:
             add_entry(template.entry(rid))
             outcome = template.outcome
             if outcome == Outcome.APPROVE or outcome == Outcome.REVIEW:
-                self._hold(env, leaf, template.verdict(rid))
+                self._hold(env, leaf, template)
         return BlockVerdictList(ids, items)
 
     def _verdict(self, env: Envelope, leaf: int, decision: Decision) -> Verdict:
@@ -332,7 +344,7 @@ class _Judge:
         self._hold(env, leaf, verdict)
         return verdict
 
-    def _hold(self, env: Envelope, leaf: int, verdict: Verdict) -> None:
+    def _hold(self, env: Envelope, leaf: int, verdict: Verdict | VerdictTemplate) -> None:
         """Open ``env``'s entry if its verdict holds it (approve, review)."""
         record = env.record
         deadline = self.time_ms + self.window

@@ -64,7 +64,7 @@ def test_blocks_judged_by_template_equal_record_by_record() -> None:
             inputs_engine = fast.engine
             got = fast.compute(state, height, t, envs, leaf)
             judge = _Judge(fast.held, fast._deadlines, state, t, approval_window(state.params),
-                           inputs_engine.version, set())
+                           inputs_engine.version, set(), {})
             verdicts = [judge._verdict(env, n, d)
                         for n, (env, d) in enumerate(zip(envs, got.decisions), start=leaf)]
             transitions = judge.transitions()
@@ -76,6 +76,8 @@ def test_blocks_judged_by_template_equal_record_by_record() -> None:
             fast.commit(height, t, got)
             leaf += len(envs)
     assert shared > 100  # decisions shared among records: templates reused
+    # ... and among blocks (an approve template again only for a new deadline)
+    assert fast._templates
 
 
 def test_block_verdict_list_reads_as_the_verdicts_it_stands_for() -> None:
