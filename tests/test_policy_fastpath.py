@@ -20,7 +20,7 @@ from hypothesis import strategies as st
 
 from ledger.policy import RecordInput, policy_from_json
 from ledger.policy.evaluator import CelPolicyEngine, load_policy_engine
-from ledger.policy.state import COUNT, ENTRIES, FIRST, TOTAL, PolicyState, entry_pairs
+from ledger.policy.state import PolicyState
 from ledger.records import make_record
 
 T0 = 1_700_000_000_000
@@ -175,17 +175,21 @@ def test_fast_pass_decides_what_the_reference_decides(
 
 def _check_windows(state: PolicyState) -> None:
     """What the fast pass reads besides the entries agrees with them: each
-    key's count, sum and oldest time, each window's total."""
+    key's count and sum, each window's total and entry count, the groups
+    in time order."""
     for wset in state.windows.values():
-        total = 0
-        for w in wset.keys.values():
-            count, sum_, entries = w[COUNT], w[TOTAL], entry_pairs(w)
-            assert entries and count == len(entries) and len(w) == ENTRIES + 2 * count
-            assert sum_ == sum(a for _, a in entries) and w[FIRST] == entries[0][0]
-            assert [t for t, _ in entries] == sorted(t for t, _ in entries)
-            total += sum_
-        assert wset.total == total
-        assert wset.entries == sum(w[COUNT] for w in wset.keys.values())
+        counts: dict[str, int] = {}
+        sums: dict[str, int] = {}
+        times = [t for t, _, _ in wset.order]
+        assert times == sorted(set(times))
+        for _, keys, amounts in wset.order:
+            assert len(keys) == len(amounts) > 0
+            for key, a in zip(keys, amounts):
+                counts[key] = counts.get(key, 0) + 1
+                sums[key] = sums.get(key, 0) + a
+        assert wset.keys == {k: [counts[k], sums[k]] for k in counts}
+        assert wset.total == sum(sums.values())
+        assert wset.entries == sum(counts.values())
 
 
 def test_a_sum_beyond_int64_fails_every_rule_memo_or_not() -> None:

@@ -12,14 +12,7 @@ from hypothesis import strategies as st
 
 from ledger.encoding import canonical
 from ledger.policy import policy_from_json
-from ledger.policy.state import (
-    COUNT,
-    ENTRIES,
-    STATE_DOMAIN,
-    PolicyState,
-    WindowSet,
-    state_from_bytes,
-)
+from ledger.policy.state import STATE_DOMAIN, PolicyState, WindowSet, state_from_bytes
 from ledger.records import make_record
 
 POLICY = policy_from_json({
@@ -36,10 +29,17 @@ def walked(state: PolicyState) -> bytes:
         "policy": state.policy.policy_bytes if state.policy is not None else None,
         "tiers": dict(state.tiers),
         "time_ms": state.time_ms,
-        "windows": {name: {key: [[t, a] for t, a in zip(w[ENTRIES::2], w[ENTRIES + 1::2])]
-                           for key, w in wset.keys.items()}
-                    for name, wset in state.windows.items()},
+        "windows": {name: _entries_by_key(wset) for name, wset in state.windows.items()},
     })
+
+
+def _entries_by_key(wset: WindowSet) -> dict[str, list[list[int]]]:
+    """Each key's ``[time, amount]`` entries in the order they were added."""
+    out: dict[str, list[list[int]]] = {}
+    for t, keys, amounts in wset.order:
+        for key, a in zip(keys, amounts):
+            out.setdefault(key, []).append([t, a])
+    return out
 
 
 # Any Unicode, so that code-point order meets UTF-8 byte order beyond ASCII.
@@ -66,7 +66,7 @@ def test_state_bytes_are_the_canonical_map(height: int, time_ms: int, with_polic
             wset.add(key, t, amount)
         if prune_at is not None:
             wset.prune(prune_at, 50)
-        assert wset.entries == sum(w[COUNT] for w in wset.keys.values())
+        assert wset.entries == sum(w[0] for w in wset.keys.values())
     assert state.entries() == sum(len(e) for e in windows.values()) or prune_at is not None
     data = state.to_bytes()
     assert data == walked(state)

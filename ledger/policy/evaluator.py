@@ -33,7 +33,7 @@ from .cel import analyse, compile_list, compile_rule
 from .engine import Decision, Outcome, PolicyEngine, RecordInput
 from .fastpath import BlockEntries, FastPass, build
 from .rules import Policy, Rule
-from .state import PolicyState, amount_of, field_value, state_from_bytes, window_at, window_key
+from .state import PolicyState, WindowSet, amount_of, field_value, state_from_bytes, window_key
 
 MEMO_SIZE = 65_536
 MISSING_FIELD = "missing_field"
@@ -303,7 +303,10 @@ class CelPolicyEngine(PolicyEngine):
         block = {"height": height, "time_ms": time_ms}
         in_block: dict[tuple[str, str], tuple[int, int]] = {}
         out: list[Decision] = []
-        windows = [(w, policy.windows[w], self.state.windows.get(w)) for w in compiled.windows]
+        windows = [(w, policy.windows[w], self.state.windows.get(w) or WindowSet())
+                   for w in compiled.windows]
+        # Each window's entries the block's time has passed but no commit pruned.
+        stale = {wname: wset.stale(time_ms - window.ms) for wname, window, wset in windows}
         zero = {"count": 0, "sum": 0}
         for item in records:
             record = item.record
@@ -315,8 +318,7 @@ class CelPolicyEngine(PolicyEngine):
                 if key is None:
                     counts[wname] = zero
                     continue
-                w = wset.keys.get(key) if wset is not None else None
-                count, total = window_at(w, time_ms, window.ms) if w is not None else (0, 0)
+                count, total = wset.at(key, stale[wname])
                 c, t = in_block.get((wname, key), (0, 0))
                 in_block[(wname, key)] = (c + 1, t + amount)
                 counts[wname] = {"count": count + c + 1, "sum": total + t + amount}

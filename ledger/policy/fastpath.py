@@ -10,8 +10,8 @@ own branch, every other kind shares one.  A branch knows statically which
 rules apply, so it reads only the fields, lookups, windows and tier those
 rules read, and its memo key holds only their paths; which windows count
 the kind is known too.  Each window key is computed once per record (by
-field: windows on the same field share it) and kept, with one ``(time,
-amount)`` entry per record, for :meth:`PolicyState.commit`, so committing
+field: windows on the same field share it) and kept, with the record's
+amount, for :meth:`PolicyState.commit`, so committing
 the block computes no key again; the block's governance and risk-tier
 records are kept too (the only others commit reads).  CEL's input map is
 built only when the memo does not know the key, then whole (every window,
@@ -51,7 +51,7 @@ from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
 from .engine import Decision, Outcome, RecordInput
-from .state import COUNT, ENTRIES, FIRST, RISK_TIER_KIND, TOTAL, PolicyState, WindowState
+from .state import COUNT, RISK_TIER_KIND, SUM, KeyCount, PolicyState
 
 if TYPE_CHECKING:
     from .evaluator import CompiledPolicy
@@ -81,25 +81,18 @@ def interval(lits: tuple[int, ...], value: Any, part: Callable[[Any], Any]) -> A
     return (_RAW, part(value))
 
 
-def velocity(keys: dict[str, WindowState], counts: dict[str, int], sums: dict[str, int],
-             cut: int, key: str | None) -> tuple[int, int]:
+def velocity(keys: dict[str, KeyCount], ibc: dict[str, int], ibs: dict[str, int],
+             key: str | None) -> tuple[int, int]:
     """Count and sum of a window for a record counted under ``key`` (None:
-    not counted), ``counts`` and ``sums`` holding the block's records up to
-    it by key."""
+    not counted): the committed ``keys`` plus ``ibc`` and ``ibs``, which
+    hold by key the block's records up to it less the window's stale
+    entries (``WindowSet.stale``)."""
     if key is None:
         return 0, 0
-    count, total = counts[key], sums[key]
     w = keys.get(key)
     if w is None:
-        return count, total
-    count += w[COUNT]
-    total += w[TOTAL]
-    for i in range(ENTRIES, len(w), 2):
-        if w[i] > cut:
-            break
-        count -= 1
-        total -= w[i + 1]
-    return count, total
+        return ibc[key], ibs[key]
+    return w[COUNT] + ibc[key], w[SUM] + ibs[key]
 
 
 def hex_cache() -> tuple[dict[bytes, str], Callable[[bytes], str]]:
@@ -221,12 +214,14 @@ class _Builder:
             e(1, f"amts{i} = []; aa{i} = amts{i}.append")
             if wname in self.read_windows:
                 e(1, f"ws = windows.get({src.const(wname)})")
-                e(1, f"K{i} = ws.keys if ws is not None else EMPTY")
-                e(1, f"T{i} = ws.total if ws is not None else 0")
-                e(1, f"cut{i} = time_ms - {window.ms}")
-                # The block's records so far by key: count and sum (ints only,
-                # so the dicts stay out of the cyclic collector's sight).
-                e(1, f"ibc{i} = {{}}; ibs{i} = {{}}")
+                e(1, "if ws is None:")
+                e(2, f"K{i} = EMPTY; T{i} = 0; ibc{i} = {{}}; ibs{i} = {{}}")
+                e(1, "else:")
+                e(2, f"K{i} = ws.keys; T{i} = ws.total")
+                # The block's records so far by key, count and sum, from minus
+                # the entries its time has passed (ints only, so the dicts
+                # stay out of the cyclic collector's sight).
+                e(2, f"ibc{i}, ibs{i} = ws.stale(time_ms - {window.ms})")
                 totals.append(f"T{i}")
         if totals:
             # No key's sum (committed entries + the block's so far) can
@@ -306,11 +301,7 @@ class _Builder:
                 e(depth + 1, "if w is None:")
                 e(depth + 2, f"c{i} = pc; s{i} = ps")
                 e(depth + 1, "else:")
-                e(depth + 2, f"c{i} = w[{COUNT}] + pc; s{i} = w[{TOTAL}] + ps")
-                e(depth + 2, f"if w[{FIRST}] <= cut{i}:")
-                e(depth + 3, f"for i_ in range({ENTRIES}, len(w), 2):")
-                e(depth + 4, f"if w[i_] > cut{i}: break")
-                e(depth + 4, f"c{i} -= 1; s{i} -= w[i_ + 1]")
+                e(depth + 2, f"c{i} = w[{COUNT}] + pc; s{i} = w[{SUM}] + ps")
                 e(depth, f"else: c{i} = 0; s{i} = 0")
         for lname in my_lookups:
             self.lookup(depth, lname, done)
@@ -328,7 +319,7 @@ class _Builder:
                 over.append("bover")
             if "velocity" in c.roots:
                 exact = [f"s{i} >= {INT64}" if wname in my_windows else
-                         f"velocity(K{i}, ibc{i}, ibs{i}, cut{i}, {keyvar[i]})[1] >= {INT64}"
+                         f"velocity(K{i}, ibc{i}, ibs{i}, {keyvar[i]})[1] >= {INT64}"
                          for i, (wname, _) in enumerate(self.windows)
                          if wname in self.read_windows and i in counting]
                 if exact:
@@ -400,7 +391,7 @@ class _Builder:
             if wname in my_windows:
                 continue
             if i in counting:
-                e(depth, f"c{i}, s{i} = velocity(K{i}, ibc{i}, ibs{i}, cut{i}, {keyvar[i]})")
+                e(depth, f"c{i}, s{i} = velocity(K{i}, ibc{i}, ibs{i}, {keyvar[i]})")
             else:
                 e(depth, f"c{i} = 0; s{i} = 0")
         inner = set(done)

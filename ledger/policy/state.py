@@ -66,68 +66,54 @@ def amount_of(record: Record) -> int:
     return amount if type(amount) is int and amount >= 0 else 0
 
 
-# One key's state in a window: ``[count, total, t1, a1, t2, a2, ...]``, its
-# entries' count and sum, then each entry's time (ms) and amount, in time
-# order, flat: so ``w[FIRST]`` is the oldest entry's time (whether any entry
-# has left a window is read without touching the others).  One flat list,
-# not an object or a list of entries: the fast pass creates one per new key
-# at commit and reads them per record, and every such list lives as long as
-# the window, scanned by the cyclic collector (docs/performance.md).
-WindowState = list[Any]
-COUNT, TOTAL = 0, 1
-FIRST = ENTRIES = 2  # the oldest entry's time; where the entries start
-
-
-def entry_pairs(w: WindowState) -> list[tuple[int, int]]:
-    """The ``(time, amount)`` entries of ``w``, in time order."""
-    return list(zip(w[ENTRIES::2], w[ENTRIES + 1::2]))
-
-
-def window_at(w: WindowState, now: int, ms: int) -> tuple[int, int]:
-    """Count and sum of the entries of ``w`` with ``now - ms < time``."""
-    count, total = w[COUNT], w[TOTAL]
-    cutoff = now - ms
-    for i in range(ENTRIES, len(w), 2):
-        if w[i] > cutoff:
-            break
-        count -= 1
-        total -= w[i + 1]
-    return count, total
+Group = tuple[int, list[str], list[int]]  # (time, keys, amounts): entries of one time
+# One key's count and sum in a window: ``[count, sum]``, changed in place.
+KeyCount = list[int]
+COUNT, SUM = 0, 1
 
 
 @dataclass
 class WindowSet:
-    """A window's keys, and the keys of every entry grouped by time, in time
-    order (to expire entries in the order they were added, without visiting
-    the other keys).  Each key's entries are in its one list (most keys hold
-    one or two: a deque each was most of the cost of adding them).  ``total`` is
-    the sum of every entry's amount (a bound the fast pass reads: no key's
-    sum is beyond it); ``entries`` how many entries it holds."""
+    """A window's entries, grouped by time in time order (``order``: one
+    group per committed block, the block's keys and amounts in log order),
+    and each key's ``[count, sum]`` over them (``keys``).
 
-    keys: dict[str, WindowState] = field(default_factory=dict)
-    order: deque[tuple[int, list[str]]] = field(default_factory=deque)
+    Entries expire a group at a time (:meth:`prune`, at commit); those a
+    later block's time has passed but no commit has pruned yet are what
+    :meth:`stale` gives, once per block, so a key's entry times are never
+    read per record.  One small list per key, changed in place: a record
+    reads its key once per window in the block's pass and once at commit,
+    and in a window of 100,000s of keys each lookup is a few cache misses
+    (two dicts of ints, one for counts and one for sums, took as long:
+    docs/performance.md).  ``total`` is the sum of every entry's amount (a
+    bound the fast pass reads: no key's sum is beyond it); ``entries`` how
+    many entries it holds."""
+
+    keys: dict[str, KeyCount] = field(default_factory=dict)
+    order: deque[Group] = field(default_factory=deque)
     total: int = 0
     entries: int = 0
 
     def add(self, key: str, time: int, amount: int) -> None:
-        w = self.keys.get(key)
-        if w is None:
-            self.keys[key] = [1, amount, time, amount]
-        else:
-            w += (time, amount)
-            w[COUNT] += 1
-            w[TOTAL] += amount
-        self.total += amount
-        self.entries += 1
+        """One entry; ``time`` at or after every entry's."""
         order = self.order
         if order and order[-1][0] == time:
             order[-1][1].append(key)
+            order[-1][2].append(amount)
         else:
-            order.append((time, [key]))
+            order.append((time, [key], [amount]))
+        w = self.keys.get(key)
+        if w is None:
+            self.keys[key] = [1, amount]
+        else:
+            w[COUNT] += 1
+            w[SUM] += amount
+        self.total += amount
+        self.entries += 1
 
-    def add_all(self, time: int, keys: list[str], amounts: Sequence[int]) -> None:
+    def add_all(self, time: int, keys: list[str], amounts: list[int]) -> None:
         """:meth:`add` of each ``keys[i]`` with ``amounts[i]`` in order, all
-        at ``time``.  Keeps ``keys`` (the caller's, not changed after)."""
+        at ``time``.  Keeps both lists (the caller's, not changed after)."""
         if not keys:
             return
         windows = self.keys
@@ -135,46 +121,66 @@ class WindowSet:
         for key, amount in zip(keys, amounts):
             w = get(key)
             if w is None:
-                windows[key] = [1, amount, time, amount]
+                windows[key] = [1, amount]
             else:
-                w += (time, amount)
                 w[COUNT] += 1
-                w[TOTAL] += amount
+                w[SUM] += amount
         self.total += sum(amounts)
         self.entries += len(keys)
         order = self.order
         if order and order[-1][0] == time:
             order[-1][1].extend(keys)
+            order[-1][2].extend(amounts)
         else:
-            order.append((time, keys))
+            order.append((time, keys, amounts))
 
     def prune(self, now: int, ms: int) -> None:
-        """Drop the entries with ``time <= now - ms``: each key's oldest."""
+        """Drop the entries with ``time <= now - ms``."""
         cutoff = now - ms
         order = self.order
-        if not order or order[0][0] > cutoff:
-            return
-        gone: dict[str, int] = {}
+        windows = self.keys
         while order and order[0][0] <= cutoff:
-            group = order.popleft()[1]
-            self.entries -= len(group)
-            for key in group:
-                gone[key] = gone.get(key, 0) + 1
-        keys = self.keys
-        dropped = 0
-        for key, n in gone.items():
-            w = keys[key]
-            if n == w[COUNT]:
-                dropped += w[TOTAL]
-                del keys[key]
-                continue
-            end = ENTRIES + 2 * n
-            amount = sum(w[ENTRIES + 1:end:2])
-            dropped += amount
-            w[COUNT] -= n
-            w[TOTAL] -= amount
-            del w[ENTRIES:end]  # w[FIRST] is the oldest one left
-        self.total -= dropped
+            _, keys, amounts = order.popleft()
+            self.entries -= len(keys)
+            self.total -= sum(amounts)
+            for key, amount in zip(keys, amounts):
+                w = windows[key]
+                if w[COUNT] == 1:
+                    del windows[key]
+                else:
+                    w[COUNT] -= 1
+                    w[SUM] -= amount
+
+    def stale(self, cutoff: int) -> tuple[dict[str, int], dict[str, int]]:
+        """Minus the count and the sum, by key, of the entries with ``time
+        <= cutoff``: what a block whose window starts after ``cutoff`` adds
+        to :attr:`counts` and :attr:`sums` (the entries a commit has not
+        pruned yet).  Fresh dicts each call, for the caller to add to."""
+        counts: dict[str, int] = {}
+        sums: dict[str, int] = {}
+        for time, keys, amounts in self.order:
+            if time > cutoff:
+                break
+            for key, amount in zip(keys, amounts):
+                counts[key] = counts.get(key, 0) - 1
+                sums[key] = sums.get(key, 0) - amount
+        return counts, sums
+
+    def at(self, key: str, stale: tuple[dict[str, int], dict[str, int]]) -> tuple[int, int]:
+        """Count and sum of ``key``'s entries inside a window whose
+        :meth:`stale` is ``stale``."""
+        w = self.keys.get(key)
+        count, total = (w[COUNT], w[SUM]) if w is not None else (0, 0)
+        return count + stale[0].get(key, 0), total + stale[1].get(key, 0)
+
+    def by_key(self) -> dict[str, list[tuple[int, int]]]:
+        """Each key's ``(time, amount)`` entries in time order (ties in
+        the order they were added), keys sorted: what the state's bytes hold."""
+        out: dict[str, list[tuple[int, int]]] = {key: [] for key in sorted(self.keys)}
+        for time, keys, amounts in self.order:
+            for key, amount in zip(keys, amounts):
+                out[key].append((time, amount))
+        return out
 
 
 @dataclass
@@ -278,9 +284,7 @@ class PolicyState:
             "policy": self.policy.policy_bytes if self.policy is not None else None,
             "tiers": {account: self.tiers[account] for account in sorted(self.tiers)},
             "time_ms": self.time_ms,
-            "windows": {name: {key: entry_pairs(keys[key]) for key in sorted(keys)}
-                        for name, keys in ((n, self.windows[n].keys)
-                                           for n in sorted(self.windows))},
+            "windows": {name: self.windows[name].by_key() for name in sorted(self.windows)},
         })
 
 
