@@ -19,6 +19,12 @@ No timed assertion: docs/performance.md records what it printed.
 
     scripts/bench-verdicts --config breakers
     scripts/bench-verdicts --config policy --records 20000
+
+The machine's speed moves CPU times by a fifth from run to run; to compare
+two versions of the code, count instructions instead (deterministic, with
+``PYTHONHASHSEED=0``): ``valgrind --tool=cachegrind --cache-sim=yes python
+scripts/bench_verdicts.py --config policy --records 10000``, once more with
+``--setup-only``, and subtract (docs/performance.md).
 """
 
 from __future__ import annotations
@@ -55,6 +61,9 @@ def main() -> None:
     ap.add_argument("--block", type=int, default=500)
     ap.add_argument("--list-size", type=int, default=100_000)
     ap.add_argument("--seed", type=int, default=7)
+    ap.add_argument("--setup-only", action="store_true",
+                    help="build the records and the state, judge nothing (the baseline "
+                         "to subtract from a run's instruction count under valgrind)")
     args = ap.parse_args()
     rng = random.Random(args.seed)
     validators = [SigningKey(bytes([0x40 + i]) * 32) for i in range(4)]
@@ -111,7 +120,7 @@ def main() -> None:
     tune_after_start()  # what a node does once started (node/gctune.py)
     compute = commit = encode = 0.0
     leaf = 0
-    for h, block in enumerate(blocks, start=2):
+    for h, block in enumerate(blocks if not args.setup_only else [], start=2):
         t = t0 + 100 * h
         s = time.process_time()
         out = verdicts.compute(state, h, t, block, leaf)
@@ -124,6 +133,8 @@ def main() -> None:
         compute += m - s
         commit += e - m
         leaf += len(block)
+    if args.setup_only:
+        return
     print(json.dumps({
         "config": args.config, "records": n, "block": args.block,
         "compute_us_per_record": round(compute / n * 1e6, 2),
