@@ -39,7 +39,7 @@ from .errors import HeaderError
 from .governance import GOV_PREFIX
 from .held import Deadlines, Held, HeldOverlay
 from .membership import State, is_governance
-from .policy import Decision, Outcome, PolicyEngine, RecordInput
+from .policy import BlockInputs, Decision, Outcome, PolicyEngine, RecordInput
 from .policy.state import STATE_KINDS
 from .records import Envelope, Record
 from .reviews import judge_decision, review_entry
@@ -93,7 +93,7 @@ class BlockVerdicts:
     # The open records the block changes: opened, counted for, escalated
     # (the entry after the block) or ended (None).
     held: Mapping[bytes, Held | None] = field(default_factory=dict)
-    inputs: tuple[RecordInput, ...] = ()      # what the engine saw (for commit_block)
+    inputs: Sequence[RecordInput] = ()        # what the engine saw (for commit_block)
     decisions: tuple[Decision, ...] = ()
     envelopes: Sequence[Envelope] = ()        # the block's (the breakers read its alerts)
     params: Mapping[str, Any] = field(default_factory=dict)  # in force at its height
@@ -125,22 +125,17 @@ def approval_window(params: Mapping[str, Any]) -> int:
     return value if isinstance(value, int) and value >= 0 else DEFAULT_APPROVAL_WINDOW_MS
 
 
-_new_tuple = tuple.__new__
-
-
-def record_inputs(state: State, envelopes: Sequence[Envelope]) -> tuple[RecordInput, ...]:
+def record_inputs(state: State, envelopes: Sequence[Envelope]) -> BlockInputs:
     """What the policy sees of each record: it and its submitter's roles in force."""
-    out: list[RecordInput] = []
-    append = out.append
     submitters = state.submitters
     none: frozenset[str] = frozenset()
-    for env in envelopes:
-        record = env.record
+    records = [env.record for env in envelopes]
+    roles: list[frozenset[str]] = []
+    append = roles.append
+    for record in records:
         sub = submitters.get(record.submitter)
-        # RecordInput(record, roles) without the named tuple's Python __new__
-        # (once per record of every block).
-        append(_new_tuple(RecordInput, (record, sub.roles if sub is not None else none)))
-    return tuple(out)
+        append(sub.roles if sub is not None else none)
+    return BlockInputs(records, roles)
 
 
 class VerdictState:

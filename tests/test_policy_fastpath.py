@@ -14,11 +14,12 @@ from __future__ import annotations
 
 from typing import Any
 
+import pytest
 from helpers import make_keys
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from ledger.policy import RecordInput, policy_from_json
+from ledger.policy import BlockInputs, RecordInput, policy_from_json
 from ledger.policy.evaluator import CelPolicyEngine, load_policy_engine
 from ledger.policy.state import PolicyState
 from ledger.records import make_record
@@ -155,13 +156,15 @@ def test_fast_pass_decides_what_the_reference_decides(
         t += gap
         block = [_input(n + i, s) for i, s in enumerate(specs)]
         n += len(specs)
-        verdicts = fast.evaluate_block(h, t, block)
+        # As a node hands them over: two lists, no object per record.
+        as_node = BlockInputs([r.record for r in block], [r.submitter_roles for r in block])
+        verdicts = fast.evaluate_block(h, t, as_node)
         assert verdicts == reference.evaluate_block(h, t, block)
         assert fast_no_keys.evaluate_block(h, t, block) == verdicts
         # A node restarted from the saved state judges the block the same way.
         restarted = load_policy_engine(fast.to_bytes())
         assert restarted.evaluate_block(h, t, block) == verdicts
-        fast.commit_block(h, t, block, verdicts)
+        fast.commit_block(h, t, as_node, verdicts)
         reference.commit_block(h, t, block, verdicts)
         # Equal records, other objects: the window keys are computed at commit.
         fast_no_keys.commit_block(h, t, [RecordInput(r.record, r.submitter_roles)
@@ -171,6 +174,16 @@ def test_fast_pass_decides_what_the_reference_decides(
             == restarted.to_bytes()
         for engine in (fast, reference, fast_no_keys, restarted):
             _check_windows(engine.state)
+
+
+def test_block_inputs_read_as_the_record_inputs_they_stand_for() -> None:
+    block = [_input(n, ("payment", "acc-1", "DE", n, {}, n % 3, False, "high"))
+             for n in range(4)]
+    inputs = BlockInputs([r.record for r in block], [r.submitter_roles for r in block])
+    assert len(inputs) == 4 and list(inputs) == block and inputs[2] == block[2]
+    assert list(inputs[1:3]) == block[1:3] and inputs[-1] == block[-1]
+    with pytest.raises(ValueError):
+        BlockInputs([block[0].record], [])
 
 
 def _check_windows(state: PolicyState) -> None:

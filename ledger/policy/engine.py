@@ -19,10 +19,10 @@ by governance) lives in the other modules of this package.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from enum import StrEnum
-from typing import NamedTuple
+from typing import NamedTuple, overload
 
 from ..records import Record
 
@@ -63,6 +63,44 @@ class RecordInput(NamedTuple):
 
     record: Record
     submitter_roles: frozenset[str]
+
+
+_new_tuple = tuple.__new__
+
+
+class BlockInputs(Sequence[RecordInput]):
+    """A block's records as the policy sees them, without an object per
+    record: the records, and their submitters' roles in the same order.
+    Reads as the sequence of :class:`RecordInput` it stands for (each made
+    when read); the evaluator's fast pass reads the two lists.  A node
+    judges every record of every block, and a :class:`RecordInput` per
+    record lived from a block's verdicts to its commit, scanned by the
+    cyclic collector on the way (docs/performance.md)."""
+
+    __slots__ = ("records", "roles")
+
+    def __init__(self, records: list[Record], roles: list[frozenset[str]]) -> None:
+        if len(records) != len(roles):
+            raise ValueError("one set of roles per record")
+        self.records, self.roles = records, roles
+
+    def __len__(self) -> int:
+        return len(self.records)
+
+    @overload
+    def __getitem__(self, index: int) -> RecordInput: ...
+
+    @overload
+    def __getitem__(self, index: slice) -> Sequence[RecordInput]: ...
+
+    def __getitem__(self, index: int | slice) -> RecordInput | Sequence[RecordInput]:
+        if isinstance(index, slice):
+            return BlockInputs(self.records[index], self.roles[index])
+        return RecordInput(self.records[index], self.roles[index])
+
+    def __iter__(self) -> Iterator[RecordInput]:
+        for pair in zip(self.records, self.roles):
+            yield _new_tuple(RecordInput, pair)
 
 
 class PolicyEngine:

@@ -50,7 +50,7 @@ from bisect import bisect_left, bisect_right
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
-from .engine import Decision, Outcome, RecordInput
+from .engine import BlockInputs, Decision, Outcome, RecordInput
 from .state import COUNT, RISK_TIER_KIND, SUM, KeyCount, PolicyState
 
 if TYPE_CHECKING:
@@ -257,7 +257,7 @@ class _Builder:
         my_lookups = [name for name in self.lookups if ("listed", name) in reads]
         done: set[str] = set()
         if kind == RISK_TIER_KIND:
-            e(depth, "keep(item)")
+            e(depth, "keep(RecordInput(r, rl))")
         e(depth, "body = r.body")
         e(depth, "origin = r.origin")
         self.av = bool(counting) and ("record", "body", "amount") in reads
@@ -308,7 +308,7 @@ class _Builder:
         if ("risk", "tier") in reads:
             self.tier(depth, done)
         if any(p[0] == "submitter" for p in reads):
-            e(depth, "roles = tuple(sorted(item.submitter_roles))")
+            e(depth, "roles = tuple(sorted(rl))")
         elif any(p[0] == "record" and not (len(p) == 3 and p[1] in ("body", "origin")) and
                  not (len(p) == 2 and p[1] in _RECORD_ATTRS) for p in reads):
             e(depth, "roles = ()")  # a getter's argument
@@ -412,7 +412,7 @@ class _Builder:
             act.append(f"'listed': {{{lst}}}")
         if "risk" in roots:
             act.append("'risk': {'tier': tier}")
-        e(depth, f"d = miss(r, item.submitter_roles, key, {{{', '.join(act)}}})")
+        e(depth, f"d = miss(r, rl, key, {{{', '.join(act)}}})")
 
     def build(self) -> str:
         e, src = self.src.emit, self.src
@@ -424,20 +424,25 @@ class _Builder:
             named |= window.kinds or set()
         named.add(RISK_TIER_KIND)
         branches = sorted(named)
-        e(1, "for item in records:")
-        e(2, "r = item.record")
+        # The records and their roles as two lists (BlockInputs: no object
+        # per record), zipped: zip reuses its pair while nothing keeps it.
+        e(1, "if type(records) is BlockInputs:")
+        e(2, "recs = records.records; rls = records.roles")
+        e(1, "else:")
+        e(2, "recs = [i.record for i in records]; rls = [i.submitter_roles for i in records]")
+        e(1, "for r, rl in zip(recs, rls):")
         e(2, "kind = r.kind")
         e(2, f"b = {src.const({k: n for n, k in enumerate(branches)})}.get(kind, -1)")
         e(2, "if b < 0:")
         e(3, "if kind.startswith('gov.'):")
-        e(4, "keep(item)")
+        e(4, "keep(RecordInput(r, rl))")
         e(4, "append(allow)")  # governance is never held by the policy it governs
         e(4, "continue")
         self.branch(3, None)
         for n, kind in enumerate(branches):
             e(2, f"elif b == {n}:")
             if kind.startswith("gov."):
-                e(3, "keep(item)")
+                e(3, "keep(RecordInput(r, rl))")
                 e(3, "append(allow)")
             else:
                 self.branch(3, kind)
@@ -460,7 +465,7 @@ def build(compiled: CompiledPolicy, part: Callable[[Any], Any],
     namespace.update(
         EMPTY=_EMPTY, NO_ENTRIES=_NO_ENTRIES, MISSING=missing, RAW=_RAW,
         part=part, interval=interval, velocity=velocity, bl=bisect_left, br=bisect_right,
-        HX=cache, hexof=hexof,
+        HX=cache, hexof=hexof, BlockInputs=BlockInputs, RecordInput=RecordInput,
         allow=Decision(Outcome.ALLOW, policy_version=policy.version))
     program = compile(text, f"<policy {policy.name} v{policy.version}>", "exec")
     exec(program, namespace)  # the source above: names and literals of the policy are constants
