@@ -6,7 +6,14 @@ committed blocks, :mod:`.evaluator` the engine (:func:`load_policy_engine`).
 """
 
 from .cel import ENGINE_VERSION, BadPolicy
-from .engine import ALLOW_NO_POLICY, BlockInputs, Decision, Outcome, PolicyEngine, RecordInput
+from .engine import (
+    ALLOW_NO_POLICY,
+    BlockInputs,
+    Decision,
+    Outcome,
+    PolicyEngine,
+    RecordInput,
+)
 from .evaluator import CelPolicyEngine, load_policy_engine
 from .rules import POLICY_DOMAIN, Policy, decode_policy, policy_from_json
 from .state import STATE_DOMAIN, PolicyState, state_from_bytes
