@@ -18,7 +18,7 @@ from .evaluator import CelPolicyEngine, load_policy_engine
 from .rules import POLICY_DOMAIN, Policy, decode_policy, policy_from_json
 from .state import STATE_DOMAIN, PolicyState, state_from_bytes
 
-__all__ = ["ALLOW_NO_POLICY", "BadPolicy", "BlockInputs", "CelPolicyEngine", "Decision", "ENGINE_VERSION",
-           "Outcome", "POLICY_DOMAIN", "Policy", "PolicyEngine", "PolicyState", "RecordInput",
-           "STATE_DOMAIN", "decode_policy", "load_policy_engine", "policy_from_json",
-           "state_from_bytes"]
+__all__ = ["ALLOW_NO_POLICY", "BadPolicy", "BlockInputs", "CelPolicyEngine", "Decision",
+           "ENGINE_VERSION", "Outcome", "POLICY_DOMAIN", "Policy", "PolicyEngine", "PolicyState",
+           "RecordInput", "STATE_DOMAIN", "decode_policy", "load_policy_engine",
+           "policy_from_json", "state_from_bytes"]
