@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from harness.bench_secure import one_run
+from harness.bench_secure import concurrent_pair, one_run
 
 pytestmark = [pytest.mark.cluster, pytest.mark.slow]
 
@@ -30,3 +30,14 @@ async def test_one_policy_run_installs_the_policy_and_reports(tmp_path: Path) ->
     assert r["policy"] is True and r["governance_records"] > 5
     assert r["probe_verdict"]["policy_version"] == 1
     assert r["records_per_s"] >= 0 and 0 < r["latency_p50_ms"] <= r["latency_p99_ms"]
+
+
+async def test_a_concurrent_pair_loads_both_clusters_at_once(tmp_path: Path) -> None:
+    """``--concurrent``: both arms measured over the same seconds, the
+    policy in force in one of them only."""
+    off, on = await concurrent_pair(tmp_path, "pair0", records=3000, duration=3.0, warmup=1.0,
+                                    request=500, inflight=2, list_size=3000)
+    assert (off["policy"], on["policy"]) == (False, True) and on["governance_records"] > 5
+    assert off["concurrent"] and on["concurrent"]
+    assert off["committed"] > 0 and on["committed"] > 0
+    assert off["cpu_us_per_record_per_node"] > 0 and on["cpu_us_per_record_per_node"] > 0
