@@ -154,9 +154,8 @@ class VerdictState:
         self.lookup: Callable[[bytes], Record | None] = (
             lookup if lookup is not None else self._index.get)  # type: ignore[union-attr]
         # The verdict templates of the policy's decisions, kept from block to
-        # block (the engine's memo keeps its decision objects): making them
-        # again in each block was a fifth of the judge's pass
-        # (docs/performance.md).
+        # block (the engine's memo keeps its decision objects), not made
+        # again in each block (docs/performance.md).
         self._templates: dict[int, tuple[Decision, VerdictTemplate]] = {}
 
     def _plain(self) -> bool:

@@ -118,9 +118,11 @@ def main() -> None:
         blocks.append(block)
     verdicts.commit_breakers(1, t0, [], state.params)  # block 1: the governance above
     tune_after_start()  # what a node does once started (node/gctune.py)
+    if args.setup_only:
+        return
     compute = commit = encode = 0.0
     leaf = 0
-    for h, block in enumerate(blocks if not args.setup_only else [], start=2):
+    for h, block in enumerate(blocks, start=2):
         t = t0 + 100 * h
         s = time.process_time()
         out = verdicts.compute(state, h, t, block, leaf)
@@ -133,8 +135,6 @@ def main() -> None:
         compute += m - s
         commit += e - m
         leaf += len(block)
-    if args.setup_only:
-        return
     print(json.dumps({
         "config": args.config, "records": n, "block": args.block,
         "compute_us_per_record": round(compute / n * 1e6, 2),

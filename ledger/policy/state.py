@@ -13,6 +13,8 @@ from __future__ import annotations
 from collections import deque
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from itertools import groupby
+from operator import itemgetter
 from typing import Any
 
 from ..encoding import decode, packb_plain
@@ -96,24 +98,12 @@ class WindowSet:
 
     def add(self, key: str, time: int, amount: int) -> None:
         """One entry; ``time`` at or after every entry's."""
-        order = self.order
-        if order and order[-1][0] == time:
-            order[-1][1].append(key)
-            order[-1][2].append(amount)
-        else:
-            order.append((time, [key], [amount]))
-        w = self.keys.get(key)
-        if w is None:
-            self.keys[key] = [1, amount]
-        else:
-            w[COUNT] += 1
-            w[SUM] += amount
-        self.total += amount
-        self.entries += 1
+        self.add_all(time, [key], [amount])
 
     def add_all(self, time: int, keys: list[str], amounts: list[int]) -> None:
-        """:meth:`add` of each ``keys[i]`` with ``amounts[i]`` in order, all
-        at ``time``.  Keeps both lists (the caller's, not changed after)."""
+        """Each ``keys[i]`` with ``amounts[i]`` in order, all at ``time``
+        (at or after every entry's).  Keeps both lists (the caller's, not
+        changed after)."""
         if not keys:
             return
         windows = self.keys
@@ -154,8 +144,8 @@ class WindowSet:
     def stale(self, cutoff: int) -> tuple[dict[str, int], dict[str, int]]:
         """Minus the count and the sum, by key, of the entries with ``time
         <= cutoff``: what a block whose window starts after ``cutoff`` adds
-        to :attr:`counts` and :attr:`sums` (the entries a commit has not
-        pruned yet).  Fresh dicts each call, for the caller to add to."""
+        to each key's ``[count, sum]`` in :attr:`keys` (the entries a commit
+        has not pruned yet).  Fresh dicts each call, for the caller to add to."""
         counts: dict[str, int] = {}
         sums: dict[str, int] = {}
         for time, keys, amounts in self.order:
@@ -220,10 +210,13 @@ class PolicyState:
                 if block_entries is not None:
                     wset.add_all(time_ms, *block_entries[i])
                 else:
+                    keys, amounts = [], []
                     for record, _ in records:
                         key = window_key(record, window)
                         if key is not None:
-                            wset.add(key, time_ms, amount_of(record))
+                            keys.append(key)
+                            amounts.append(amount_of(record))
+                    wset.add_all(time_ms, keys, amounts)
                 wset.prune(time_ms, window.ms)
         for record, roles in records:
             kind = record.kind
@@ -312,9 +305,11 @@ def state_from_bytes(data: bytes) -> PolicyState:
             wset = state.windows[name] = WindowSet()
             # Entries of one time expire together, so the order among keys
             # at equal times does not matter.
-            for t, key, a in sorted(((t, key, a) for key, entries in per_key.items()
-                                     for t, a in entries), key=lambda e: e[0]):
-                wset.add(key, t, a)
+            for t, group in groupby(sorted(((t, key, a) for key, entries in per_key.items()
+                                            for t, a in entries), key=itemgetter(0)),
+                                    key=itemgetter(0)):
+                items = list(group)
+                wset.add_all(t, [key for _, key, _ in items], [a for _, _, a in items])
     except StorageCorruption:
         raise
     except (LedgerError, KeyError, TypeError, ValueError) as exc:
