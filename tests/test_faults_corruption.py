@@ -150,8 +150,10 @@ async def test_corruption_detected_refused_and_resynced(tmp_path: Path) -> None:
 
 
 # Seed 3 once served a certificate with a flipped byte as a 200: LevelDB's
-# unchecked reads (fixed: the store reads with verify_checksums).
-@pytest.mark.parametrize("seed", [1, 2, 3])
+# unchecked reads (fixed: the store reads with verify_checksums).  CI runs
+# that seed; the others are --runslow (the suite's time).
+@pytest.mark.parametrize("seed", [pytest.param(1, marks=pytest.mark.slow),
+                                  pytest.param(2, marks=pytest.mark.slow), 3])
 async def test_flipped_table_file_bytes(tmp_path: Path, seed: int) -> None:
     """Bytes flipped in the LevelDB table files themselves: the node either
     refuses to start (exit 1, saying the store is damaged) or serves, and then

@@ -27,7 +27,9 @@ pytestmark = [pytest.mark.cluster,
 EXAMPLES = int(os.environ.get("SCHEMATHESIS_EXAMPLES", "25"))
 
 
-@pytest.mark.parametrize("secure", [False, True])
+# CI fuzzes the secure node, every case signed so that it reaches the
+# handlers; unsigned fuzzing is --runslow (the suite's time).
+@pytest.mark.parametrize("secure", [pytest.param(False, marks=pytest.mark.slow), True])
 async def test_schemathesis_live_node(tmp_path: Path, secure: bool) -> None:
     """``secure``: TLS, and every fuzzed request signed by a key with the
     roles audit and submit (issue 24, "Done when")."""

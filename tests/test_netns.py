@@ -16,7 +16,9 @@ pytestmark = [pytest.mark.cluster,
               pytest.mark.skipif(REASON is not None, reason=f"netns: {REASON}")]
 
 
-@pytest.mark.parametrize("secure", [False, True])
+# CI runs the secure lab; the plain one is --runslow (the suite's time;
+# tests/test_netns_byzantine.py partitions plain links).
+@pytest.mark.parametrize("secure", [pytest.param(False, marks=pytest.mark.slow), True])
 def test_partitions(tmp_path: Path, secure: bool) -> None:
     """``secure``: TLS on every link and every request signed (issue 24)."""
     report = run_in_lab(tmp_path / "cluster", ["isolate", "split", "proposer"], timeout=240,

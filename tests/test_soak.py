@@ -56,8 +56,8 @@ def test_samples_count_threads_and_table_files(tmp_path: Path) -> None:
 def test_short_soak(tmp_path: Path) -> None:
     out = tmp_path / "out"
     proc = subprocess.run(
-        [sys.executable, "-m", "harness.soak", "--duration", "30", "--rate", "200",
-         "--fault-every", "10", "--seed", "15", "--progress-every", "10", "--out", str(out)],
+        [sys.executable, "-m", "harness.soak", "--duration", "18", "--rate", "200",
+         "--fault-every", "6", "--seed", "15", "--progress-every", "6", "--out", str(out)],
         cwd=ROOT, capture_output=True, text=True, timeout=400, stdin=subprocess.DEVNULL)
     print(proc.stdout[-6000:], proc.stderr[-3000:])
     summary = json.loads((out / "summary.json").read_text())
