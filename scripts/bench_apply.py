@@ -18,7 +18,9 @@ cProfile of the apply loop.  ``--source DIR`` applies the blocks of a store
 that scripts/bench-store or scripts/bench-statesync built instead, and
 ``--measure N`` counts only the last N blocks (the store grown before them).
 ``--gc-census`` counts, at each collection, the objects the collector scans,
-by type, and prints the most per record measured (slow: only to compare).
+by type, and the items of the containers among them (what it traverses),
+and prints the most per record measured (slow: only to compare; the
+collector's time it reports then includes the census's own).
 
 ``--compare-policy`` applies, in two arms, blocks of the load of
 ``python -m harness.bench_secure --policy`` (payments, transfers and refunds
@@ -48,6 +50,7 @@ import time
 from collections import Counter
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import msgpack
 
@@ -159,11 +162,14 @@ def read_source(path: Path, label: str) -> list[bytes]:
         chain.close()
 
 
-def census_callback(seen: Counter[str]) -> Callable[[str, dict[str, int]], None]:
+def census_callback(seen: Counter[str], items: Counter[str] | None = None
+                    ) -> Callable[[str, dict[str, int]], None]:
     """A collector callback counting, at each collection's start, the objects
     it is about to scan (those of the generations it collects) by type; a
     list or tuple also by its items' types ("tuple(int,int)").  What the
-    collector scans per record is what makes it run more often and longer."""
+    collector scans per record is what makes it run more often and longer.
+    ``items``: the items of each container of 8 or more it scans, by type
+    and its first item's type ("list[str]"), which it traverses too."""
     def shape(o: object) -> str:
         name = type(o).__name__
         if isinstance(o, (list, tuple)) and type(o) in (list, tuple):
@@ -171,10 +177,22 @@ def census_callback(seen: Counter[str]) -> Callable[[str, dict[str, int]], None]
             name += f"({items}{',...' if len(o) > 4 else ''})"
         return name
 
+    def container(o: Any) -> None:
+        n = len(o)
+        if n >= 8 and items is not None:
+            first = next(iter(o))
+            inner = (f"{type(first).__name__}->{type(o[first]).__name__}"
+                     if type(o) is dict else type(first).__name__)
+            items[f"{type(o).__name__}[{inner}]"] += n
+
     def on_gc(phase: str, info: dict[str, int]) -> None:
         if phase == "start":
             for gen in range(info["generation"] + 1):
-                seen.update(shape(o) for o in gc.get_objects(generation=gen))
+                objects = gc.get_objects(generation=gen)
+                seen.update(shape(o) for o in objects)
+                for o in objects:
+                    if type(o) in (list, tuple, dict, set, frozenset):
+                        container(o)
     return on_gc
 
 
@@ -211,7 +229,8 @@ def apply(path: Path, packed: list[bytes], profile: Path | None, genesis: Genesi
         mempool.committed(envelopes)
     cpu0, t0 = time.process_time(), time.perf_counter()
     gc.callbacks.append(on_gc)
-    counting = census_callback(census) if census is not None else None
+    traversed: Counter[str] = Counter()
+    counting = census_callback(census, traversed) if census is not None else None
     if counting is not None:
         gc.callbacks.append(counting)
     if prof is not None:
@@ -249,6 +268,8 @@ def apply(path: Path, packed: list[bytes], profile: Path | None, genesis: Genesi
     if census is not None:  # objects scanned per record measured, the most first
         out["census_per_record"] = {k: round(n / records, 2)  # type: ignore[assignment]
                                     for k, n in census.most_common(12)}
+        out["census_items_per_record"] = {  # type: ignore[assignment]
+            k: round(n / records, 2) for k, n in traversed.most_common(12)}
     out.update(records=records, records_per_s=round(records / wall),
                process_cpu_us_per_record=round(cpu / records * 1e6, 2))
     return out
