@@ -162,14 +162,14 @@ def read_source(path: Path, label: str) -> list[bytes]:
         chain.close()
 
 
-def census_callback(seen: Counter[str], items: Counter[str] | None = None
+def census_callback(seen: Counter[str], traversed: Counter[str]
                     ) -> Callable[[str, dict[str, int]], None]:
     """A collector callback counting, at each collection's start, the objects
     it is about to scan (those of the generations it collects) by type; a
     list or tuple also by its items' types ("tuple(int,int)").  What the
     collector scans per record is what makes it run more often and longer.
-    ``items``: the items of each container of 8 or more it scans, by type
-    and its first item's type ("list[str]"), which it traverses too."""
+    ``traversed``: the items of each container of 8 or more it scans, by
+    type and its first item's type ("list[str]"), which it traverses too."""
     def shape(o: object) -> str:
         name = type(o).__name__
         if isinstance(o, (list, tuple)) and type(o) in (list, tuple):
@@ -179,11 +179,11 @@ def census_callback(seen: Counter[str], items: Counter[str] | None = None
 
     def container(o: Any) -> None:
         n = len(o)
-        if n >= 8 and items is not None:
+        if n >= 8:
             first = next(iter(o))
             inner = (f"{type(first).__name__}->{type(o[first]).__name__}"
                      if type(o) is dict else type(first).__name__)
-            items[f"{type(o).__name__}[{inner}]"] += n
+            traversed[f"{type(o).__name__}[{inner}]"] += n
 
     def on_gc(phase: str, info: dict[str, int]) -> None:
         if phase == "start":
