@@ -27,7 +27,7 @@ from ledger.crypto import RECORD_DOMAIN
 from ledger.keys import load_key_file
 from ledger.records import decode_envelope, verify_signatures
 
-from .bench_measure import cpu_seconds
+from .bench_measure import cpu_seconds, gc_seconds, node_counters
 from .bench_setup import ORIGINS, new_cluster, post_batch, start_cluster, status
 
 
@@ -107,21 +107,25 @@ async def one_run(root: Path, name: str, sign_batch: int, n: int, duration: floa
 
         load0 = os.getloadavg()
         pids = [c.procs[i].pid for i in range(4)]
+        gc0 = gc_seconds(await node_counters(c))
         cpu0 = sum(cpu_seconds(p) for p in pids)
         await asyncio.gather(*(feeder() for _ in range(inflight)))
         t_end = time.perf_counter() - t0
         stop.set()
         await sampler
         cpu = sum(cpu_seconds(p) for p in pids) - cpu0
+        collector = gc_seconds(await node_counters(c)) - gc0
         steady = [s for s in samples if warmup <= s[0] <= t_end]
         rate = ((steady[-1][1] - steady[0][1]) / (steady[-1][0] - steady[0][0])
                 if len(steady) >= 2 else float("nan"))
+        done = max(samples[-1][1] if samples else 0, 1)
         return {"run": name, "sign_batch": sign_batch, "records_per_s_steady": round(rate),
                 "committed": samples[-1][1] if samples else 0,
                 # CPU of the four nodes per committed record and node: less
                 # dependent on the machine's other load than records/s.
-                "cpu_us_per_record_per_node": round(cpu / max(samples[-1][1] if samples else 0,
-                                                              1) / 4 * 1e6, 1),
+                "cpu_us_per_record_per_node": round(cpu / done / 4 * 1e6, 1),
+                # Of it, the cyclic collector's (wall time in the nodes' collections).
+                "gc_us_per_record_per_node": round(collector / done / 4 * 1e6, 1),
                 "offered_all": not queue, "seconds": round(t_end, 1),
                 "signing_s": round(sign_s, 1), "load_start": load0, "load_end": os.getloadavg()}
     finally:

@@ -23,7 +23,7 @@ it (the nodes are started with this interpreter and inherit the variable).
 One JSON line per run on stdout (percentiles, committed records/s while
 offering, load averages, and what each node counted: rounds past round 0,
 refused inputs by code, compact proposals by outcome, dropped peer messages,
-collector time; see :data:`COUNTERS`); ``--out`` collects them.  Harness code: nothing in
+collector time: :data:`harness.bench_measure.COUNTERS`); ``--out`` collects them.  Harness code: nothing in
 the runtime imports it.
 """
 
@@ -43,20 +43,10 @@ import aiohttp
 import click
 import msgpack
 import orjson
-from prometheus_client.parser import text_string_to_metric_families
 
 from .bench_batches import signed_load
-from .bench_measure import pct, quiet_collector
+from .bench_measure import counters_by_name, node_counters, pct, quiet_collector
 from .bench_setup import RESEND_S, new_cluster, offer_at_ticks, start_cluster
-from .localnet import LocalCluster
-
-# The node metrics a run reports, per node: what tells an overloaded
-# cluster's lost rounds, refused inputs and missing envelopes apart.
-COUNTERS = ("ledger_consensus_rounds", "ledger_consensus_round_changes",
-            "ledger_inputs_rejected", "ledger_records_admitted", "ledger_proposal_assembly",
-            "ledger_envelopes_fetch_served", "ledger_peer_frames_dropped",
-            "ledger_peer_outbound_dropped", "ledger_http_client_limited", "ledger_gc_seconds")
-
 
 def record_id(envelope: bytes) -> bytes:
     """A record's id: SHA-256 of its canonical record bytes."""
@@ -127,29 +117,6 @@ def latencies_ms(events: list[Event], sent: dict[bytes, float], by: float
     return lat, early
 
 
-async def node_counters(c: LocalCluster) -> dict[str, list[float]]:
-    """Each :data:`COUNTERS` sample (labels kept, a peer's label dropped and
-    summed over) as one value per node; samples that are 0 on every node
-    are left out."""
-    out: dict[str, list[float]] = {}
-    for i in range(4):
-        got = await c.try_get(i, "/metrics")
-        if got is None or got[0] != 200:
-            continue
-        text = got[1] if isinstance(got[1], str) else bytes(got[1]).decode()
-        for family in text_string_to_metric_families(text):
-            if family.name not in COUNTERS:
-                continue
-            for sample in family.samples:
-                if sample.name.endswith("_created"):
-                    continue
-                labels = ",".join(f"{k}={v}" for k, v in sorted(sample.labels.items())
-                                  if k != "peer")
-                key = sample.name + (f"{{{labels}}}" if labels else "")
-                out.setdefault(key, [0.0] * 4)[i] += sample.value
-    return {k: [round(v, 3) for v in vs] for k, vs in sorted(out.items()) if any(vs)}
-
-
 async def one_run(root: Path, name: str, rate: float, sign_batch: int, seconds: float,
                   tick: float, block_records: int, backoff_max: float) -> dict[str, Any]:
     c = new_cluster(root, name, block_records)
@@ -181,7 +148,7 @@ async def one_run(root: Path, name: str, rate: float, sign_batch: int, seconds: 
         while time.perf_counter() < deadline and sum(len(e[2]) for e in events) < total:
             await asyncio.sleep(0.1)
         await stop_following(follower)
-        counters = await node_counters(c)
+        counters = counters_by_name(await node_counters(c))
         lat, committed_by_offer_end = latencies_ms(events, sent, t0 + offer_s)
         last = max((t for t, _, _ in events), default=t0)
         heights = len(events)

@@ -14,6 +14,8 @@ from collections import Counter
 from pathlib import Path
 from typing import Any
 
+from prometheus_client.parser import text_string_to_metric_families
+
 from .localnet import LocalCluster
 
 
@@ -58,29 +60,52 @@ def cpu_seconds(pid: int) -> float:
         return 0.0
 
 
-# Per-node counters worth keeping next to a throughput figure: how proposals
-# were assembled (node/assembly.py), where records came from, what was refused.
-COUNTERS = [("ledger_proposal_assembly_total", "outcome",
-             ("immediate", "parked", "completed", "dropped", "fetches", "fetched")),
-            ("ledger_records_admitted_total", "source", ("api", "gossip")),
-            ("ledger_inputs_rejected_total", "code", ("rate_limited", "nonce_reused",
-                                                      "unknown_parent", "bad_signature")),
-            ("ledger_consensus_rounds_total", "", ("",)),
-            ("ledger_consensus_round_changes_total", "", ("",)),
-            ("ledger_gc_seconds_total", "generation", ("0", "1", "2")),
-            ("ledger_gc_collections_total", "generation", ("0", "1", "2"))]
+# Per-node counters worth keeping next to a throughput or latency figure:
+# how proposals were assembled (node/assembly.py), where records came from,
+# what was refused and why, rounds lost, messages to and from peers dropped,
+# the collector's time.  Every sample of these families is kept.
+COUNTERS = ("ledger_proposal_assembly", "ledger_records_admitted", "ledger_inputs_rejected",
+            "ledger_consensus_rounds", "ledger_consensus_round_changes",
+            "ledger_envelopes_fetch_served", "ledger_peer_frames_dropped",
+            "ledger_peer_outbound_dropped", "ledger_http_client_limited",
+            "ledger_gc_seconds", "ledger_gc_collections")
 
 
 async def node_counters(c: LocalCluster) -> list[dict[str, float]]:
+    """Each node's :data:`COUNTERS` samples, read from one ``/metrics`` each
+    and keyed ``name{label=value,...}`` (a ``peer`` label summed over);
+    an empty dict for a node that does not answer."""
     out = []
     for i in range(c.n):
         row: dict[str, float] = {}
-        for name, label, values in COUNTERS:
-            for v in values:
-                labels = {label: v} if label else {}
-                row[f"{name}{{{v}}}" if label else name] = await c.metric(i, name, **labels)
+        got = await c.try_get(i, "/metrics")
+        if got is not None and got[0] == 200:
+            text = got[1] if isinstance(got[1], str) else bytes(got[1]).decode()
+            for family in text_string_to_metric_families(text):
+                if family.name not in COUNTERS:
+                    continue
+                for sample in family.samples:
+                    if sample.name.endswith("_created"):
+                        continue
+                    labels = ",".join(f"{k}={v}" for k, v in sorted(sample.labels.items())
+                                      if k != "peer")
+                    key = sample.name + (f"{{{labels}}}" if labels else "")
+                    row[key] = row.get(key, 0.0) + sample.value
         out.append(row)
     return out
+
+
+def counters_by_name(rows: list[dict[str, float]]) -> dict[str, list[float]]:
+    """:func:`node_counters`' rows as one list per sample (a value per
+    node), the samples that are 0 on every node left out."""
+    names = sorted({key for row in rows for key in row})
+    return {key: [round(row.get(key, 0.0), 3) for row in rows] for key in names
+            if any(row.get(key) for row in rows)}
+
+
+def gc_seconds(rows: list[dict[str, float]]) -> float:
+    """The collector's seconds over every node and generation."""
+    return sum(v for row in rows for k, v in row.items() if k.startswith("ledger_gc_seconds"))
 
 
 def quiet_collector() -> None:
