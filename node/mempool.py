@@ -200,6 +200,13 @@ class Mempool:
         # or "committed" unchecked would vouch for a forged envelope.
         seen: dict[int, ChainNonce | None] = {}
         todo = []
+        # New records past the room left are refused before their signatures
+        # are checked: under overload a client's resent batch would otherwise
+        # have every signature checked again only for most of it to be
+        # refused as rate_limited by _admit_one (docs/performance.md).
+        limit = self._limit(source)
+        room = None if limit is None else limit - len(self._pending)
+        full: dict[int, RateLimited] = {}
         self._windows.refresh()
         now = self.clock()
         window = self._windows.client if source == "api" else self._windows.peer
@@ -213,6 +220,11 @@ class Mempool:
                 if status is None and not window.contains(d.record.ts, now):
                     decoded[i] = BadTimestamp(window.explain(d.record.ts, now)).as_value()
                     continue
+                if status is None and room is not None:
+                    if room <= 0:
+                        full[i] = self._full_error()
+                        continue
+                    room -= 1
                 if not self.signature_verified(d.leaf_hash) and (
                         status is None or not self._same_as_known(d, status)):
                     todo.append(i)
@@ -235,6 +247,9 @@ class Mempool:
                 await asyncio.sleep(0)
             if isinstance(d, LedgerError):
                 results.append(self._refused(None, d))
+                continue
+            if i in full:
+                results.append(self._refused(d.id, full[i]))
                 continue
             try:
                 status = self._admit_one(d, source, seen.get(i))
@@ -366,13 +381,9 @@ class Mempool:
             raise UnknownParent(f"parent {missing[0].hex()} is not known to this node")
         if source == "api" and rec.kind == ALERT:
             check_alert_flood(self.chain, rec.submitter)
-        # Clients are pushed back at max_size.  A peer's records get twice
-        # the room: they are already in its mempool and will be proposed, and
-        # refusing them here only means fetching them again later (node/assembly.py).
-        # Restored records were acknowledged already: no limit.
-        limit = self.max_size if source == "api" else 2 * self.max_size
-        if len(self._pending) >= limit and source != "restore":
-            raise RateLimited(f"mempool holds {len(self._pending)} records; retry later")
+        limit = self._limit(source)
+        if limit is not None and len(self._pending) >= limit:
+            raise self._full_error()
         self._pending[rid] = env
         self._by_leaf[env.leaf_hash] = env
         if is_governance(env):
@@ -386,6 +397,20 @@ class Mempool:
         if self._orphans:  # none held (the usual case): none waits for this record
             self._release_orphans(rid)
         return "accepted"
+
+    def _limit(self, source: str) -> int | None:
+        """The pending records at which ``source``'s new records are refused.
+        Clients are pushed back at max_size.  A peer's records get twice the
+        room: they are already in its mempool and will be proposed, and
+        refusing them here only means fetching them again later
+        (node/assembly.py).  Restored records were acknowledged already: no
+        limit (None)."""
+        if source == "restore":
+            return None
+        return self.max_size if source == "api" else 2 * self.max_size
+
+    def _full_error(self) -> RateLimited:
+        return RateLimited(f"mempool holds {len(self._pending)} records; retry later")
 
     # -- orphans (gossip only: a peer's child may overtake its parent) --------
 

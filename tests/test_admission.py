@@ -172,3 +172,39 @@ async def test_a_commit_releases_the_orphans_waiting_for_its_records() -> None:
     commit_envelopes(w.chain, [parent], w.validator_keys)
     w.mempool.committed([parent])
     assert w.mempool.get(child.id) is not None
+
+
+@pytest.mark.parametrize("source, room", [("api", 3), ("gossip", 3 + 5)])
+async def test_records_past_the_room_left_are_refused_before_any_signature_check(
+        monkeypatch: pytest.MonkeyPatch, source: str, room: int) -> None:
+    """A batch larger than the room its source has left (a client's:
+    max_size; a peer's: twice that) has only the records that fit checked
+    and admitted; the rest are refused as ``rate_limited``, each with its
+    id, without a signature check: under overload the resends of refused
+    batches would otherwise have every signature checked again and again.
+    Records the node knows already take no room."""
+    w = World()
+    w.mempool.max_size = 5
+    known = make_envelope(w.submitter, "test", 1)
+    await w.admit(known)
+    await w.admit(make_envelope(w.submitter, "test", 2))
+    checked: list[int] = []
+    real = w.mempool._verify_many
+
+    def counting(envs: list[Envelope], **kw: Any) -> Any:
+        checked.append(len(envs))
+        return real(envs, **kw)
+
+    monkeypatch.setattr(w.mempool, "_verify_many", counting)
+    fresh = [make_envelope(w.submitter, "test", n) for n in range(3, 3 + room + 4)]
+    results = await w.admit(known, *fresh, source=source)
+    assert [outcome(r) for r in results] == (
+        ["duplicate"] + ["accepted"] * room + ["rate_limited"] * 4)
+    assert [r.id for r in results[1:]] == [e.id for e in fresh]
+    assert checked == [room]
+    assert w.mempool.metrics.rejected.labels(code="rate_limited")._value.get() == 4
+    # Full now: nothing new is checked at all.
+    checked.clear()
+    extra = make_envelope(w.submitter, "test", 100)
+    assert [outcome(r) for r in await w.admit(extra, source=source)] == ["rate_limited"]
+    assert checked == []
