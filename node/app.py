@@ -263,7 +263,7 @@ class Node(PeerRouting):
             self._tasks.append(asyncio.create_task(trim_every(trim_interval, trim),
                                                    name="malloc-trim"))
         self._gc.install()
-        tune_after_start()
+        tune_after_start(self.config.settings.limits.gc_young_threshold)
         since_exec = process_age_s()
         log.info("node %s started at height %d (validator %s of %d) %.2f s after exec "
                  "(store opened in %.2f s)", self.name, self.chain.height,

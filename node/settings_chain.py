@@ -17,6 +17,7 @@ from ledger.params import (
     TIMEOUT_MIN_MS,
 )
 
+from .gctune import GEN0_THRESHOLD
 from .settings_fields import setting
 
 
@@ -96,6 +97,13 @@ class LimitsSettings:
         doc="Every this many seconds the node hands the free memory inside glibc's heaps "
             "back to the system (`malloc_trim`); without it, memory freed after a backlog "
             "(a partition, a catch-up) stays in the process's RssAnon (0: never).")
+
+    gc_young_threshold: int = setting(GEN0_THRESHOLD, lo=100, hi=1_000_000,
+        doc="Net allocations of tracked objects between two collections of the cyclic "
+            "garbage collector's young generation, once the node has started. Higher: "
+            "less of the node's CPU in the collector, longer pauses (at the default, about "
+            "15 ms a collection under load on the project's test machine, against 3 ms at "
+            "2000; docs/performance.md). Python's own default is 700.")
 
 
 @dataclass(frozen=True, kw_only=True)
