@@ -21,10 +21,11 @@ it (the nodes are started with this interpreter and inherit the variable).
     python -m harness.bench_latency --rate 10000 --sign-batch 64 --seconds 20
 
 One JSON line per run on stdout (percentiles, committed records/s while
-offering, load averages, and what each node counted: rounds past round 0,
-refused inputs by code, compact proposals by outcome, dropped peer messages,
-collector time: :data:`harness.bench_measure.COUNTERS`); ``--out`` collects them.  Harness code: nothing in
-the runtime imports it.
+offering, load averages, the nodes' CPU seconds and this process's, and what
+each node counted: rounds past round 0, refused inputs by code, compact
+proposals by outcome, dropped peer messages, collector time:
+:data:`harness.bench_measure.COUNTERS`); ``--out`` collects them.  Harness
+code: nothing in the runtime imports it.
 """
 
 from __future__ import annotations
@@ -45,7 +46,7 @@ import msgpack
 import orjson
 
 from .bench_batches import signed_load
-from .bench_measure import counters_by_name, node_counters, pct, quiet_collector
+from .bench_measure import counters_by_name, cpu_seconds, node_counters, pct, quiet_collector
 from .bench_setup import RESEND_S, new_cluster, offer_at_ticks, start_cluster
 
 def record_id(envelope: bytes) -> bytes:
@@ -139,6 +140,8 @@ async def one_run(root: Path, name: str, rate: float, sign_batch: int, seconds: 
         follower = await start_following(session, c.url(0), first["height"] + 1, events)
         sent: dict[bytes, float] = {}
         load0 = os.getloadavg()
+        pids = [c.procs[i].pid for i in range(4)]
+        cpu0, own0 = sum(cpu_seconds(p) for p in pids), sum(os.times()[:2])
         t0, offer_s, posts = await offer_at_ticks(
             session, [c.url(i) for i in range(4)], bodies, tick, sent, backoff_max)
         load_offered = os.getloadavg()
@@ -148,6 +151,9 @@ async def one_run(root: Path, name: str, rate: float, sign_batch: int, seconds: 
         while time.perf_counter() < deadline and sum(len(e[2]) for e in events) < total:
             await asyncio.sleep(0.1)
         await stop_following(follower)
+        # The nodes' CPU and this process's (the load's resends and their
+        # answers share the machine with the nodes) from the offer's start.
+        cpu, own = sum(cpu_seconds(p) for p in pids) - cpu0, sum(os.times()[:2]) - own0
         counters = counters_by_name(await node_counters(c))
         lat, committed_by_offer_end = latencies_ms(events, sent, t0 + offer_s)
         last = max((t for t, _, _ in events), default=t0)
@@ -163,6 +169,7 @@ async def one_run(root: Path, name: str, rate: float, sign_batch: int, seconds: 
                 "p50_ms": round(pct(lat, 50), 1), "p90_ms": round(pct(lat, 90), 1),
                 "p99_ms": round(pct(lat, 99), 1), "max_ms": round(max(lat, default=0), 1),
                 "load_start": load0, "load_offered": load_offered,
+                "nodes_cpu_s": round(cpu, 1), "harness_cpu_s": round(own, 1),
                 "load_end": os.getloadavg(), "counters": counters}
     finally:
         await c.stop_all()
