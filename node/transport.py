@@ -427,6 +427,12 @@ class PeerTransport:
     ) -> None:
         expected = 1
         async for msg in ws:
+            if msg.type == aiohttp.WSMsgType.ERROR:
+                # Not a frame: the link failed (a pong missed while this
+                # node's loop was busy, a message over max_frame_bytes).
+                # The dialer connects again.
+                log.warning("inbound peer link from %s failed: %r", name, msg.data)
+                break
             if msg.type != aiohttp.WSMsgType.BINARY:
                 self.metrics.frames_dropped.labels(reason="not_binary").inc()
                 continue

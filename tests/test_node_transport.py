@@ -5,6 +5,7 @@ inbound handshakes limited per address."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import dataclasses
 import logging
 from collections.abc import AsyncIterator, Callable
@@ -134,6 +135,28 @@ async def test_bad_frames_are_dropped_and_counted(trio: Any) -> None:
     assert target.counter("ledger_peer_frames_dropped_total", reason="replay") == 1
     assert target.counter("ledger_peer_frames_dropped_total", reason="bad_signature") == 1
     assert target.counter("ledger_peer_frames_dropped_total", reason="malformed") == 1
+
+
+async def test_a_failed_link_is_logged_not_counted_as_a_frame(
+        trio: Any, caplog: pytest.LogCaptureFixture) -> None:
+    """A text message is a frame dropped as ``not_binary``; a message over
+    max_frame_bytes fails the link (aiohttp hands the reader an ERROR),
+    which is logged with its cause and counted as no frame."""
+    genesis, keys, peers = trio
+    target = peers[2]
+    async with aiohttp.ClientSession() as session:
+        ws, sid = await _dial(target.port, genesis, keys[0], keys[2].public_key, session)
+        await ws.send_str("text")
+        await ws.send_bytes(frames.seal(keys[0], sid, 1, b"one"))
+        await until(lambda: any(p == 0 for p, _ in target.received))
+        with caplog.at_level(logging.WARNING, logger="node.transport"):
+            with contextlib.suppress(ConnectionError, aiohttp.ClientError):
+                await ws.send_bytes(bytes(SETTINGS.max_frame_bytes + 1))
+            await until(lambda: "inbound peer link from node0 failed" in caplog.text)
+        with contextlib.suppress(ConnectionError, aiohttp.ClientError):
+            await ws.close()
+    assert "exceeds limit" in caplog.text
+    assert target.counter("ledger_peer_frames_dropped_total", reason="not_binary") == 1
 
 
 async def test_strangers_and_impostors_are_refused(trio: Any) -> None:
