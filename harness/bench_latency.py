@@ -49,6 +49,7 @@ from .bench_batches import signed_load
 from .bench_measure import counters_by_name, cpu_seconds, node_counters, pct, quiet_collector
 from .bench_setup import RESEND_S, new_cluster, offer_at_ticks, start_cluster
 
+
 def record_id(envelope: bytes) -> bytes:
     """A record's id: SHA-256 of its canonical record bytes."""
     return hashlib.sha256(msgpack.unpackb(envelope, raw=True)[b"record"]).digest()

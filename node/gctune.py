@@ -16,10 +16,9 @@ collections were long pauses on the throughput benchmark
 (docs/performance.md).  The young threshold counts *net* allocations, and
 reference counting frees most of what a record allocates soon after, so
 the wider it is, the fewer of a record's objects are still alive (and
-scanned) when a collection comes: at 20,000 the collector took 1.8-3.2 µs
-less of a node's time per record than at 2,000, for pauses of about 15 ms
-instead of 3 (``limits.gc_young_threshold``; docs/performance.md,
-2026-12-07).  The time collections still take is counted per generation
+scanned) when a collection comes; each collection pauses the node longer
+(``limits.gc_young_threshold``; what 20,000 saves against 2,000, and its
+pauses: docs/performance.md, 2026-12-07).  The time collections still take is counted per generation
 in ``ledger_gc_seconds_total`` so that the effect stays visible.
 
 While a node catches up (:func:`catching_up`, around node/driver.py's

@@ -101,9 +101,8 @@ class LimitsSettings:
     gc_young_threshold: int = setting(GEN0_THRESHOLD, lo=100, hi=1_000_000,
         doc="Net allocations of tracked objects between two collections of the cyclic "
             "garbage collector's young generation, once the node has started. Higher: "
-            "less of the node's CPU in the collector, longer pauses (at the default, about "
-            "15 ms a collection under load on the project's test machine, against 3 ms at "
-            "2000; docs/performance.md). Python's own default is 700.")
+            "less of the node's CPU in the collector, longer pauses (both measured in "
+            "docs/performance.md). Python's own default is 700.")
 
 
 @dataclass(frozen=True, kw_only=True)
