@@ -44,6 +44,7 @@ from .policy.state import STATE_KINDS
 from .records import Envelope, Record
 from .reviews import judge_decision, review_entry
 from .risk import BREAKER_SCOPES, DECISION, RISK_PREFIX
+from .verdict_pack import PackedEntries, ShapeTable, pack, split
 from .verdicts import (
     MAX_TEXT,
     BlockVerdictList,
@@ -51,6 +52,7 @@ from .verdicts import (
     Transition,
     Verdict,
     VerdictTemplate,
+    packed_root,
     verdict_root,
 )
 
@@ -98,14 +100,15 @@ class BlockVerdicts:
     envelopes: Sequence[Envelope] = ()        # the block's (the breakers read its alerts)
     params: Mapping[str, Any] = field(default_factory=dict)  # in force at its height
     breakers: tuple[BreakerTransition, ...] = ()  # the breaker transitions its records make
-    encoded: tuple[bytes, ...] | None = None  # :attr:`entries`, when compute made them
+    # :attr:`entries` by shape (ledger/verdict_pack.py), when compute made them
+    packed: PackedEntries | None = None
 
     @property
     def entries(self) -> list[bytes]:
         """The block's entry bytes: its verdicts in log order, then its
         transitions, then its breaker entries (PROTOCOL §10.5)."""
-        if self.encoded is not None:
-            return list(self.encoded)
+        if self.packed is not None:
+            return self.packed.entries()
         return ([v.to_bytes() for v in self.verdicts] + [t.to_bytes() for t in self.transitions]
                 + [b.entry().to_bytes() for b in self.breakers])
 
@@ -200,18 +203,20 @@ class VerdictState:
                        approval_window(state.params), self.engine.version,
                        self.breakers.open_at(time_ms), self._templates)
         verdicts = judge.verdicts(envelopes, decisions, first_leaf)
-        entries = judge.entries
         transitions = judge.transitions()
         breakers: tuple[BreakerTransition, ...] = ()
         if not self.breakers.idle(state.params):
             risk, lookup = self._risk_records(envelopes)
             if risk:
                 breakers = self.breakers.preview(height, time_ms, risk, state.params, lookup)
-        entries += [t.to_bytes() for t in transitions]
-        entries += [b.entry().to_bytes() for b in breakers]
-        return BlockVerdicts(version, verdict_root(entries, len(verdicts)), verdicts,
-                             transitions, judge.held.changes, inputs, decisions, envelopes,
-                             state.params, breakers, tuple(entries))
+        rest = [t.to_bytes() for t in transitions] + [b.entry().to_bytes() for b in breakers]
+        packed = judge.packed(verdicts, rest)
+        if packed is not None:
+            verdicts_root = packed_root(packed)
+        else:  # more shapes than the packed form numbers: the plain entries
+            verdicts_root = verdict_root([v.to_bytes() for v in verdicts] + rest, len(verdicts))
+        return BlockVerdicts(version, verdicts_root, verdicts, transitions, judge.held.changes,
+                             inputs, decisions, envelopes, state.params, breakers, packed)
 
     def commit(self, height: int, time_ms: int, block: BlockVerdicts) -> None:
         """Advance past the committed block whose verdicts are ``block``."""
@@ -279,7 +284,12 @@ class _Judge:
         # Records an approval or a decision of this block named: with the
         # expired ones, the only held records that can end in the block.
         self.touched: set[bytes] = set()
-        self.entries: list[bytes] = []  # the verdicts' bytes, in order
+        # The verdicts' bytes by shape (ledger/verdict_pack.py): the block's
+        # shapes, each verdict's shape number, and the templates' numbers.
+        self.shapes = ShapeTable()
+        self.slots: list[int] = []
+        self._slot_of: dict[VerdictTemplate, int] = {}
+        self._overflow = False
         # The policy's decisions (the engine shares one object among the
         # records it decides alike): id -> (the decision, its verdicts).
         self._templates = templates
@@ -287,11 +297,11 @@ class _Judge:
     def verdicts(self, envelopes: Sequence[Envelope], decisions: Sequence[Decision],
                  first_leaf: int) -> BlockVerdictList:
         """The block's verdicts, from leaf ``first_leaf`` on (their bytes
-        appended to :attr:`entries`)."""
+        numbered in :attr:`slots`)."""
         ids: list[bytes] = []
         items: list[Verdict | VerdictTemplate] = []
-        add_id, add_item, add_entry = ids.append, items.append, self.entries.append
-        templates = self._templates
+        add_id, add_item, add_slot = ids.append, items.append, self.slots.append
+        templates, slot_of = self._templates, self._slot_of
         expiry = self.time_ms + self.window
         for leaf, (env, decision) in enumerate(zip(envelopes, decisions), start=first_leaf):
             rid = env.id
@@ -300,7 +310,7 @@ class _Judge:
             if kind in _SPECIAL_KINDS or kind.startswith(GOV_PREFIX) or self.open:
                 verdict = self._verdict(env, leaf, decision)
                 add_item(verdict)
-                add_entry(verdict.to_bytes())
+                add_slot(self._split(verdict.to_bytes(), rid))
                 continue
             # The common case: a policy's decision on a record, no breaker open.
             found = templates.get(id(decision))
@@ -311,11 +321,38 @@ class _Judge:
                 templates[id(decision)] = found
             template = found[1]
             add_item(template)
-            add_entry(template.entry(rid))
+            slot = slot_of.get(template)
+            add_slot(slot if slot is not None else self._template_slot(template, rid))
             outcome = template.outcome
             if outcome == Outcome.APPROVE or outcome == Outcome.REVIEW:
                 self._hold(env, leaf, template)
         return BlockVerdictList(ids, items)
+
+    def _template_slot(self, template: VerdictTemplate, rid: bytes) -> int:
+        """The shape number of ``template``'s verdicts (first seen with ``rid``)."""
+        if not template.before:  # no shape of its own: split each of its verdicts
+            return self._split(template.entry(rid), rid)
+        slot = self.shapes.slot(template.before, template.after)
+        if slot < 0:
+            self._overflow = True
+            return 0
+        self._slot_of[template] = slot
+        return slot
+
+    def _split(self, entry: bytes, rid: bytes) -> int:
+        """The shape number of one verdict's bytes ``entry`` around ``rid``."""
+        shape = split(entry, rid)
+        slot = -1 if shape is None else self.shapes.slot(*shape)
+        if slot < 0:
+            self._overflow = True
+            return 0
+        return slot
+
+    def packed(self, verdicts: BlockVerdictList, rest: list[bytes]) -> PackedEntries | None:
+        """The block's entries by shape, or None if they do not fit that form."""
+        if self._overflow:
+            return None
+        return pack(self.shapes.shapes, verdicts.ids, self.slots, rest)
 
     def _verdict(self, env: Envelope, leaf: int, decision: Decision) -> Verdict:
         record = env.record

@@ -93,6 +93,7 @@ class ChainStore(ChainMembership, ChainIntegrity, ChainSideData):
     # ------------------------------------------------------------- open/close
 
     def _init_schema(self) -> None:
+        self._packed_verdicts = True  # version 3 on: verdict entries by shape
         raw = self._store.get(schema.META_SCHEMA_VERSION)
         if raw is None:
             if next(iter(self._store.iterate(b"")), None) is not None:
@@ -102,8 +103,9 @@ class ChainStore(ChainMembership, ChainIntegrity, ChainSideData):
             self._store.write(batch, sync=True)
             return
         version = schema.unpack_u64(raw, "schema version")
-        if version != schema.SCHEMA_VERSION:
+        if version not in schema.READABLE_SCHEMA_VERSIONS:
             raise SchemaUnsupported(version, schema.SCHEMA_VERSION)
+        self._packed_verdicts = version >= 3
 
     def _load_tip(self) -> Header | None:
         raw = self._store.get(schema.META_TIP)
@@ -383,7 +385,7 @@ class ChainStore(ChainMembership, ChainIntegrity, ChainSideData):
         batch.put(schema.certificate_key(header.height), certificate.to_bytes())
         batch.put(schema.META_TIP, schema.pack_u64(header.height))
         stage_pending_done(batch, pending_done)
-        verdict_store.stage(batch, header, verdicts)
+        verdict_store.stage(batch, header, verdicts, packed_form=self._packed_verdicts)
         self._write_block(batch, header, log_size, membership)
         self.verdicts.commit(header.height, header.time, verdicts)
         self._verdict_cache = None
@@ -458,3 +460,20 @@ def _check_log_after(header: Header, log_size: int, log_root: bytes) -> None:
         raise HeaderError(f"log_size {header.log_size}, appending gives {log_size}")
     if not digest_equal(header.log_root, log_root):
         raise HeaderError("log_root is not the log's root after appending the block")
+
+
+def upgrade_schema(store: KeyValueStore) -> int | None:
+    """Mark a store of an older readable schema version (schema.py) as this
+    release's: the version it had, or None if it needed nothing.  Only the
+    marker is written (the layouts differ in what the newer one may write);
+    a store of another version is left for ChainStore to refuse."""
+    raw = store.get(schema.META_SCHEMA_VERSION)
+    if raw is None:
+        return None
+    version = schema.unpack_u64(raw, "schema version")
+    if version == schema.SCHEMA_VERSION or version not in schema.READABLE_SCHEMA_VERSIONS:
+        return None
+    batch = WriteBatch()
+    batch.put(schema.META_SCHEMA_VERSION, schema.schema_version_value())
+    store.write(batch, sync=True)
+    return version

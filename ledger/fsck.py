@@ -81,7 +81,8 @@ def fsck(store: KeyValueStore, genesis: Genesis, *, progress: Progress | None = 
     Raises :class:`SchemaUnsupported` for a store of another schema version:
     this code cannot tell damage from layout there, so it checks nothing."""
     raw = store.get(schema.META_SCHEMA_VERSION)
-    if raw is not None and len(raw) == 8 and raw != schema.schema_version_value():
+    if raw is not None and len(raw) == 8 \
+            and schema.unpack_u64(raw) not in schema.READABLE_SCHEMA_VERSIONS:
         raise SchemaUnsupported(schema.unpack_u64(raw), schema.SCHEMA_VERSION)
     checker = _Checker(store, genesis, progress, verify_signatures)
     checker.run()
@@ -123,7 +124,8 @@ class _Checker(KeyWalk):
         self.log_size = self._meta_u64(schema.META_LOG_SIZE, "log size")
         self.report.height, self.report.log_size = self.tip_height, self.log_size
         raw = self.store.get(schema.META_SCHEMA_VERSION)
-        if raw != schema.schema_version_value():
+        if raw is None or len(raw) != 8 \
+                or schema.unpack_u64(raw) not in schema.READABLE_SCHEMA_VERSIONS:
             self.report.add(META, WRONG if raw else MISSING, schema.META_SCHEMA_VERSION,
                             f"expected schema version {schema.SCHEMA_VERSION}")
         try:

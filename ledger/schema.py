@@ -48,7 +48,8 @@ version change: a store written before it holds no governance record
 
 Entries under ``j``, ``a`` and ``f`` hold what a block commits about
 verdicts (PROTOCOL §10.5-10.7, ledger/approvals.py): ``j`` the entry bytes
-of each version 2 block (:func:`ledger.verdicts.encode_entries`), ``a`` the
+of each version 2 block, by shape (:mod:`ledger.verdict_pack`, schema
+version 3) or plain (:func:`ledger.verdicts.encode_entries`), ``a`` the
 records held for approval at the tip (written and deleted in the commit
 batch of the block that changes them; a node rebuilds its held set from
 them at start), ``f`` where a held record's transition (approved or
@@ -65,7 +66,14 @@ from typing import Protocol
 from .errors import StorageCorruption
 
 # 2: the Merkle log stores tiles, not one key per node.
-SCHEMA_VERSION = 2
+# 3: a block's verdict entries (``j``) may be stored by shape (ledger/verdict_pack.py).
+SCHEMA_VERSION = 3
+# The versions this code reads.  A version 2 store differs only in holding
+# no verdict entries by shape, so it is read as it stands; a node marks it
+# version 3 when it opens it to write (ledger/chain.py ``upgrade_schema``),
+# and a ChainStore over a store still marked 2 writes only the plain form,
+# which the release before reads.
+READABLE_SCHEMA_VERSIONS = frozenset({2, 3})
 
 ID_LEN = 32
 PUBKEY_LEN = 32

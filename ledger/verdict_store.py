@@ -14,6 +14,7 @@ from .held import Held
 from .blocks import HEADER_VERSION_VERDICTS, Header
 from .errors import StorageCorruption, VerificationError
 from .storage import KeyValueStore, WriteBatch
+from .verdict_pack import PACKED_TAG, PackedEntries, unpack
 from .verdicts import (
     Status,
     Transition,
@@ -36,13 +37,18 @@ def load_held(store: KeyValueStore) -> dict[bytes, Held]:
     return held
 
 
-def stage(batch: WriteBatch, header: Header, block: BlockVerdicts) -> None:
+def stage(batch: WriteBatch, header: Header, block: BlockVerdicts, *,
+          packed_form: bool = True) -> None:
     """Put the block's entries, its transitions' locations and the held
     records it changed (opened, counted for, escalated, ended) in the
-    block's commit batch."""
+    block's commit batch.  The entries by shape (ledger/verdict_pack.py)
+    where ``packed_form`` (a store of schema version 3 on) and compute made
+    them, else the plain form."""
     if block.version != HEADER_VERSION_VERDICTS:
         return
-    batch.put(schema.verdicts_key(header.height), encode_entries(block.entries))
+    packed = block.packed if packed_form else None
+    batch.put(schema.verdicts_key(header.height),
+              packed.to_bytes() if packed is not None else encode_entries(block.entries))
     first = len(block.verdicts)
     for index, transition in enumerate(block.transitions, start=first):
         batch.put(schema.final_key(transition.record),
@@ -54,17 +60,23 @@ def stage(batch: WriteBatch, header: Header, block: BlockVerdicts) -> None:
             batch.put(schema.held_key(record), held.to_bytes())
 
 
-def entries(store: KeyValueStore, header: Header) -> list[bytes] | None:
-    """The entry bytes of a version 2 block (None for version 1)."""
+def _stored(store: KeyValueStore, header: Header) -> PackedEntries | list[bytes] | None:
+    """A version 2 block's stored entries in either form (None for version 1)."""
     if header.version != HEADER_VERSION_VERDICTS:
         return None
     raw = store.get(schema.verdicts_key(header.height))
     if raw is None:
         raise StorageCorruption(f"verdicts of block {header.height} are missing")
     try:
-        return decode_entries(raw)
+        return unpack(raw) if raw[:1] == PACKED_TAG else decode_entries(raw)
     except VerificationError as exc:
         raise StorageCorruption(f"verdicts of block {header.height}: {exc}") from None
+
+
+def entries(store: KeyValueStore, header: Header) -> list[bytes] | None:
+    """The entry bytes of a version 2 block (None for version 1)."""
+    stored = _stored(store, header)
+    return stored.entries() if isinstance(stored, PackedEntries) else stored
 
 
 @dataclass(frozen=True)
@@ -82,15 +94,17 @@ class RecordVerdict:
 def verdict_at(store: KeyValueStore, header: Header, record_id: bytes,
                leaf_index: int) -> tuple[Verdict, int]:
     """The verdict of the record at ``leaf_index`` of block ``header`` and its entry index."""
-    block = entries(store, header)
+    block = _stored(store, header)
     if block is None:
         return no_policy_verdict(record_id), -1
     index = leaf_index - (header.log_size - header.tx_count)
-    if not 0 <= index < header.tx_count or len(block) < header.tx_count:
+    count = block.verdict_count if isinstance(block, PackedEntries) else len(block)
+    if not 0 <= index < header.tx_count or count < header.tx_count:
         raise StorageCorruption(f"verdicts of block {header.height} do not cover leaf "
                                 f"{leaf_index}")
     try:
-        verdict = decode_verdict(block[index])
+        verdict = decode_verdict(block.verdict_entry(index) if isinstance(block, PackedEntries)
+                                 else block[index])
     except VerificationError as exc:
         raise StorageCorruption(f"verdict {index} of block {header.height}: {exc}") from None
     if verdict.record != record_id:

@@ -23,6 +23,7 @@ from .encoding import H, canonical, decode, decode_exact_map, packb_plain, to_he
 from .errors import BadEncoding, DecodeError, VerificationError
 from .merkle import LEAF_PREFIX, inclusion_path, leaf_hash, root, verify_inclusion
 from .policy import Decision, Outcome
+from .verdict_pack import PackedEntries
 
 VERDICT_DOMAIN = b"auditledger/verdict/v1\n"
 TRANSITION_DOMAIN = b"auditledger/transition/v1\n"
@@ -200,6 +201,11 @@ class BlockVerdictList(Sequence[Verdict]):
     def __len__(self) -> int:
         return len(self._items)
 
+    @property
+    def ids(self) -> list[bytes]:
+        """The verdicts' record ids, in order."""
+        return self._ids
+
     @overload
     def __getitem__(self, index: int) -> Verdict: ...
 
@@ -316,14 +322,23 @@ def entry_leaves(entries: Sequence[bytes], tx_count: int) -> list[bytes]:
     keys, ledger/breaker_entries.py)."""
     # The verdicts (one per record of the block): :func:`verdict_leaf` inline.
     leaves = [H(_VERDICT_LEAF + e) for e in entries[:tx_count]]
-    leaves += [breaker_leaf(e) if is_breaker_entry(e) else transition_leaf(e)
-               for e in entries[tx_count:]]
+    leaves += _tail_leaves(entries[tx_count:])
     return leaves
+
+
+def _tail_leaves(entries: Sequence[bytes]) -> list[bytes]:
+    """The leaves of the entries after the verdicts."""
+    return [breaker_leaf(e) if is_breaker_entry(e) else transition_leaf(e) for e in entries]
 
 
 def verdict_root(entries: Sequence[bytes], tx_count: int) -> bytes:
     """The header's ``verdicts``: RFC 9162 MTH over the block's entry leaves."""
     return root(entry_leaves(entries, tx_count))
+
+
+def packed_root(packed: PackedEntries) -> bytes:
+    """:func:`verdict_root` of ``packed.entries()``, without making the verdicts' bytes."""
+    return root(packed.verdict_leaves(_VERDICT_LEAF) + _tail_leaves(packed.rest))
 
 
 def entry_path(entries: Sequence[bytes], tx_count: int, index: int) -> list[bytes]:

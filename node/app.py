@@ -17,10 +17,11 @@ from aiohttp import web
 
 from consensus import ConsensusConfig
 from ledger.blocks import Header
-from ledger.chain import ChainStore
+from ledger.chain import ChainStore, upgrade_schema
 from ledger.errors import Unavailable
 from ledger.genesis import Validator
 from ledger.statesync import below_snapshot, history_reason
+from ledger.schema import SCHEMA_VERSION
 from ledger.pending import PendingRecords
 from ledger.records import Envelope
 from ledger.storage import LevelDBStore, set_background_nice
@@ -148,6 +149,10 @@ class Node(PeerRouting):
 
         if cfg.settings.sync.mode == "snapshot" and next(iter(store.iterate(b"")), None) is None:
             await join_by_snapshot(store, self.genesis, cfg.peers, sign, cfg.tls)
+        upgraded = upgrade_schema(store)
+        if upgraded is not None:
+            log.warning("store schema version %d marked %d: releases before this one refuse "
+                        "it now (docs/operators.md, Upgrade)", upgraded, SCHEMA_VERSION)
         self._chain = ChainStore(store, self.genesis)
         # Who we link with and sign as, following the validator set (§9.9).
         self.links = ValidatorLinks(self.genesis, cfg.keys, self._chain)

@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from ledger import schema
-from ledger.chain import ChainStore
+from ledger.chain import ChainStore, upgrade_schema
 from ledger.fsck import fsck
 from ledger.genesis import load_genesis
 from ledger.storage import LevelDBStore, WriteBatch
@@ -41,6 +41,13 @@ def test_previous_release_store_opens_and_verifies(tmp_path: Path) -> None:
     assert (chain.height, chain.tip().log_size) == (3, 8)  # type: ignore[union-attr]
     assert chain.get_consensus_state() == b"\x01fixture"
     chain.close()
+    # What a node does before it opens the store: mark it this release's
+    # version (only the marker changes); it still checks clean and opens.
+    store = LevelDBStore(str(root / "chain"), create=False)
+    assert upgrade_schema(store) == 2
+    assert store.get(schema.META_SCHEMA_VERSION) == schema.schema_version_value()
+    assert fsck(store, genesis, verify_signatures=True).clean
+    ChainStore(store, genesis).close()
 
 
 def _node_with_store_version(tmp_path: Path, version: int) -> Path:
