@@ -143,6 +143,8 @@ def pack(shapes: list[Shape], ids: Sequence[bytes], slots: Sequence[int],
     """The packed form of verdicts ``shapes[slots[i]]`` around ``ids[i]``."""
     if len(ids) != len(slots):
         raise ValueError("one shape per record id")
+    if ids and set(map(len, ids)) != {ID_LEN}:  # record ids are SHA-256 digests
+        raise ValueError("record ids must be 32 bytes")
     return PackedEntries(shapes, b"".join(ids), _u16_bytes(slots), tuple(rest))
 
 

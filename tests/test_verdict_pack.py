@@ -94,6 +94,13 @@ def test_the_c_leaves_refuse_what_the_packed_form_cannot_hold() -> None:
         native.shaped_leaves(b"p", [[b"a", b"b"]], b"\x00\x00", bytes(32))  # type: ignore[list-item]
 
 
+def test_pack_refuses_ids_that_are_not_32_bytes() -> None:
+    with pytest.raises(ValueError):
+        pack([(b"a", b"b")], [bytes(31), bytes(33)], [0, 0], [])
+    with pytest.raises(ValueError):
+        pack([(b"a", b"b")], [bytes(32)], [0, 0], [])
+
+
 def test_a_split_is_exact_whichever_copy_of_the_id_it_finds() -> None:
     rid = b"\x07" * 32
     entry = b"x" + rid + b"y" + rid + b"z"
