@@ -44,7 +44,7 @@ from .policy.state import STATE_KINDS
 from .records import Envelope, Record
 from .reviews import judge_decision, review_entry
 from .risk import BREAKER_SCOPES, DECISION, RISK_PREFIX
-from .verdict_pack import PackedEntries, ShapeTable, pack, split
+from .verdict_pack import PackedEntries, Shape, ShapeTable, pack, split
 from .verdicts import (
     MAX_TEXT,
     BlockVerdictList,
@@ -332,16 +332,16 @@ class _Judge:
         """The shape number of ``template``'s verdicts (first seen with ``rid``)."""
         if not template.before:  # no shape of its own: split each of its verdicts
             return self._split(template.entry(rid), rid)
-        slot = self.shapes.slot(template.before, template.after)
-        if slot < 0:
-            self._overflow = True
-            return 0
-        self._slot_of[template] = slot
+        slot = self._slot_of[template] = self._number((template.before, template.after))
         return slot
 
     def _split(self, entry: bytes, rid: bytes) -> int:
         """The shape number of one verdict's bytes ``entry`` around ``rid``."""
-        shape = split(entry, rid)
+        return self._number(split(entry, rid))
+
+    def _number(self, shape: Shape | None) -> int:
+        """``shape``'s number in the block; past what the packed form
+        numbers (or no shape), the block falls back to the plain form."""
         slot = -1 if shape is None else self.shapes.slot(*shape)
         if slot < 0:
             self._overflow = True

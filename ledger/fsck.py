@@ -81,9 +81,9 @@ def fsck(store: KeyValueStore, genesis: Genesis, *, progress: Progress | None = 
     Raises :class:`SchemaUnsupported` for a store of another schema version:
     this code cannot tell damage from layout there, so it checks nothing."""
     raw = store.get(schema.META_SCHEMA_VERSION)
-    if raw is not None and len(raw) == 8 \
-            and schema.unpack_u64(raw) not in schema.READABLE_SCHEMA_VERSIONS:
-        raise SchemaUnsupported(schema.unpack_u64(raw), schema.SCHEMA_VERSION)
+    found = schema.unpack_u64(raw) if raw is not None and len(raw) == 8 else None
+    if found is not None and found not in schema.READABLE_SCHEMA_VERSIONS:
+        raise SchemaUnsupported(found, schema.SCHEMA_VERSION)
     checker = _Checker(store, genesis, progress, verify_signatures)
     checker.run()
     return checker.report
