@@ -18,6 +18,11 @@ both (payments, transfers and refunds from the listed accounts).
 
     python -m harness.bench_secure --policy --pairs 1 --duration 15
 
+Odd pairs run their second arm first (off on, on off, off on, ...), so a
+drift of the machine's speed over a series does not favour one arm; with
+more than one pair the last line gives the pooled ratio and the standard
+error of the pairs' ratios.
+
 ``--concurrent`` (with ``--policy``) loads the two clusters of a pair at the
 same time instead, each on about half the machine, so that the machine's
 changes of speed meet both arms alike; it measures throughput and CPU only.
@@ -76,10 +81,17 @@ async def _install_policy(c: LocalCluster, list_size: int, corridors: int) -> in
 async def _admission_counts(c: LocalCluster) -> dict[str, float]:
     """Over the four nodes: records admitted from clients and from peers,
     refusals for want of room (a record refused so, or a request refused
-    unread), and seconds in the cyclic collector by generation."""
+    unread), seconds in the cyclic collector by generation, and what slows
+    consensus down: rounds after round 0 (a proposer failed) and proposals
+    parked for envelopes a node lacked, summed over the nodes."""
     out = {"admitted_api": 0.0, "admitted_gossip": 0.0, "refused_rate_limited": 0.0,
+           "round_changes": 0.0, "proposals_parked": 0.0, "proposals_dropped": 0.0,
            **{f"gc_s_gen{g}": 0.0 for g in range(3)}}
     for i in range(c.n):
+        out["round_changes"] += await c.metric(i, "ledger_consensus_round_changes_total")
+        for outcome in ("parked", "dropped"):
+            out[f"proposals_{outcome}"] += await c.metric(
+                i, "ledger_proposal_assembly_total", outcome=outcome)
         for g in range(3):
             out[f"gc_s_gen{g}"] += await c.metric(i, "ledger_gc_seconds_total",
                                                   generation=str(g))
@@ -164,6 +176,10 @@ async def _throughput(c: LocalCluster, envs: list[bytes], duration: float, warmu
             "cpu_us_per_record_per_node": round(cpu / max(committed, 1) / c.n * 1e6, 1),
             "harness_cpu_us_per_record": round(own / max(committed, 1) * 1e6, 1),
             "records_per_block": round(committed / max(last["height"] - base_height, 1)),
+            # records/s between node 0's status samples (about 0.5 s apart):
+            # a slow run slow throughout, or one with stalls
+            "rates_per_s": [round((b[1] - a[1]) / max(b[0] - a[0], 1e-9))
+                            for a, b in zip(steady, steady[1:])],
             # the nodes' CPU by thread name (main: the event loop; LevelDB's
             # compaction; executors), per record and node
             "threads_us_per_record_per_node": {
@@ -236,6 +252,28 @@ async def _proofs(c: LocalCluster, ids: list[str], seconds: float, clients: int
     cpu = cpu_seconds(pid) - cpu0
     return {"proofs_per_s": round(done / (time.perf_counter() - t0)), "proof_errors": errors,
             "proof_cpu_us": round(cpu / max(done, 1) * 1e6, 1)}
+
+
+def _is_on(result: dict[str, Any]) -> bool:
+    """The arm of a run: the policy (``--policy``) or TLS and auth on."""
+    return bool(result["policy"] if "policy" in result else result["tls_and_auth"])
+
+
+def summary(arms: list[list[dict[str, Any]]], on_name: str, off_name: str) -> str:
+    """Over the pairs: the pooled throughput ratio (records/s summed per
+    arm), the mean of the pairs' ratios with its standard error, and the
+    pooled ratio of CPU per record (none over policy: above 1 is cheaper
+    without)."""
+    ratios = [on["records_per_s"] / max(off["records_per_s"], 1) for off, on in arms]
+    pooled = (sum(on["records_per_s"] for _, on in arms)
+              / max(sum(off["records_per_s"] for off, _ in arms), 1))
+    cpu = (sum(off["cpu_us_per_record_per_node"] for off, _ in arms)
+           / max(sum(on["cpu_us_per_record_per_node"] for _, on in arms), 1e-9))
+    se = statistics.stdev(ratios) / len(ratios) ** 0.5
+    return (f"{len(arms)} pairs: throughput {on_name}/{off_name} pooled {pooled:.3f}, mean of "
+            f"pairs {statistics.mean(ratios):.3f} (standard error {se:.3f}, pairs "
+            f"{min(ratios):.2f}-{max(ratios):.2f}); CPU per record {off_name}/{on_name} "
+            f"pooled {cpu:.3f}")
 
 
 def _drained(c: LocalCluster) -> Callable[[], Awaitable[bool]]:
@@ -333,7 +371,8 @@ async def concurrent_pair(root: Path, name: str, *, records: int, duration: floa
 
 
 @click.command()
-@click.option("--pairs", default=1, show_default=True, help="alternating off/on pairs")
+@click.option("--pairs", default=1, show_default=True,
+              help="off/on pairs; odd pairs run on first (ABBA)")
 @click.option("--records", default=200_000, show_default=True, help="pre-signed per run")
 @click.option("--duration", default=15.0, show_default=True, help="measured window, s")
 @click.option("--warmup", default=5.0, show_default=True)
@@ -355,8 +394,8 @@ async def concurrent_pair(root: Path, name: str, *, records: int, duration: floa
 def main(pairs: int, records: int, duration: float, warmup: float, request: int, inflight: int,
          probes: int, proof_seconds: float, proof_clients: int, out: Path,
          compare_policy: bool, list_size: int, profile: Path | None, concurrent: bool) -> None:
-    """TLS and authentication off, then on, ``pairs`` times; the ratio of on to off
-    (with ``--policy``: no policy, then the policy)."""
+    """TLS and authentication off and on, ``pairs`` times; the ratio of on to off
+    (with ``--policy``: no policy and the policy), per pair and pooled."""
 
     if profile is not None:
         profile.mkdir(parents=True, exist_ok=True)
@@ -376,7 +415,10 @@ def main(pairs: int, records: int, duration: float, warmup: float, request: int,
                         click.echo(json.dumps(r))
                     results += both
                     continue
-                for on in (False, True):
+                # Odd pairs run their second arm first (ABBA): a machine
+                # that speeds up or slows down over the series meets both
+                # arms alike, not always the second one.
+                for on in (False, True) if p % 2 == 0 else (True, False):
                     r = await one_run(Path(tmp), f"pair{p}-{'on' if on else 'off'}",
                                       on and not compare_policy,
                                       records=records, duration=duration, warmup=warmup,
@@ -389,15 +431,17 @@ def main(pairs: int, records: int, duration: float, warmup: float, request: int,
         return results
 
     results = asyncio.run(run())
-    for k in range(0, len(results) - 1, 2):
-        off, on = results[k], results[k + 1]
+    arms = [sorted(results[k:k + 2], key=_is_on) for k in range(0, len(results) - 1, 2)]
+    for k, (off, on) in enumerate(arms):
         if concurrent:  # no proofs measured; the CPU ratio is the figure
             cpu = off["cpu_us_per_record_per_node"] / max(on["cpu_us_per_record_per_node"], 1e-9)
             extra = f", CPU per record none/policy {cpu:.3f}"
         else:
             extra = f", proofs on/off {on['proofs_per_s'] / max(off['proofs_per_s'], 1):.2f}"
-        click.echo(f"pair {k // 2}: throughput {'policy/none' if compare_policy else 'on/off'} "
+        click.echo(f"pair {k}: throughput {'policy/none' if compare_policy else 'on/off'} "
                    f"{on['records_per_s'] / max(off['records_per_s'], 1):.2f}{extra}")
+    if len(arms) > 1:
+        click.echo(summary(arms, *(("policy", "none") if compare_policy else ("on", "off"))))
     out.write_text(json.dumps(results, indent=1) + "\n")
 
 
