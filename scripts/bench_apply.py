@@ -88,7 +88,7 @@ from ledger.genesis import Genesis  # noqa: E402
 LABEL = "bench-apply"
 
 
-def envelopes_for(submitter, lo: int, hi: int, sign_batch: int) -> list[bytes]:
+def envelopes_for(submitter: SigningKey, lo: int, hi: int, sign_batch: int) -> list[bytes]:
     records = [bench_record(submitter, n).record_bytes for n in range(lo, hi)]
     if sign_batch <= 1:
         return [msgpack.packb({"record": r, "sig": submitter.sign(RECORD_DOMAIN, r)},
@@ -126,8 +126,9 @@ def commit_packed(chain: ChainStore, validators: list[SigningKey], envelopes: li
                                proposer=proposer_for(genesis.n, height, 0))
     cert = certify(genesis, validators, header)
     chain.commit_block(header, envelopes, cert)
-    return msgpack.packb({"header": header.header_bytes, "certificate": cert.to_bytes(),
-                          "envelopes": chain.block_envelopes(height)}, use_bin_type=True)
+    packed: bytes = msgpack.packb({"header": header.header_bytes, "certificate": cert.to_bytes(),
+                                   "envelopes": chain.block_envelopes(height)}, use_bin_type=True)
+    return packed
 
 
 def policy_arm(path: Path, blocks: int, block: int, policy: bool) -> tuple[Genesis, list[bytes]]:

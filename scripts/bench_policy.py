@@ -27,7 +27,8 @@ from typing import Any
 # harness/ is not installed: import it from this source tree.
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from harness.bench_policy_setup import COUNTRIES, POLICY  # noqa: E402
+from harness.bench_policy_setup import COUNTRIES as COUNTRIES  # noqa: E402 (re-exported)
+from harness.bench_policy_setup import POLICY as POLICY  # noqa: E402 (re-exported)
 from ledger.crypto import SigningKey  # noqa: E402
 from ledger.policy import RecordInput, load_policy_engine, policy_from_json  # noqa: E402
 from ledger.records import make_record  # noqa: E402

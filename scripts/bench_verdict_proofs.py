@@ -14,7 +14,7 @@ import time
 from collections.abc import Callable, Sequence
 
 import ledger.proofs_verdicts as pv
-from ledger.blocks import Certificate, Vote
+from ledger.blocks import Certificate, Vote, VoteType
 from ledger.chain import ChainStore
 from ledger.crypto import SigningKey
 from ledger.genesis import parse_genesis
@@ -54,7 +54,7 @@ def _chain(n: int, policy: bool) -> tuple[ChainStore, list[bytes]]:
                                          nonce=i + 1, ts=T0, kind="payment", origin={},
                                          body={"amount": i}), submitter) for i in range(n)]
     header = chain.next_header(envelopes, T0, 0)
-    vote = Vote("precommit", "bench", 1, 0, header.hash)
+    vote = Vote(VoteType.PRECOMMIT, "bench", 1, 0, header.hash)
     chain.commit_block(header, envelopes, Certificate(1, 0, header.hash, tuple(
         (i, vote.sign(validators[i])) for i in range(3))))
     return chain, [e.id for e in envelopes]

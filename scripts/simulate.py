@@ -108,7 +108,7 @@ def _campaign(runs: int, start: int, n: int, byzantine: int | None, behaviour: s
                 if not keep_going:
                     break
     elapsed = time.perf_counter() - began
-    summary = stats.summary()
+    summary: dict[str, object] = dict(stats.summary())
     summary.update({"seconds": round(elapsed, 2), "runs_per_second": round(stats.runs / elapsed, 2),
                     "validators": "4..7" if epochs else n, "byzantine": byzantine,
                     "behaviour": behaviour, "epochs": epochs,

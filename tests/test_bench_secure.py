@@ -19,6 +19,8 @@ async def test_one_secure_run_reports_every_figure(tmp_path: Path) -> None:
     assert r["records_per_s"] > 0 and r["offered_all"] in (True, False)
     assert 0 < r["latency_p50_ms"] <= r["latency_p99_ms"]
     assert r["proofs_per_s"] > 0 and r["proof_errors"] == 0
+    assert r["round_changes"] >= 0 and r["proposals_parked"] >= 0
+    assert all(rate >= 0 for rate in r["rates_per_s"])
 
 
 async def test_one_policy_run_installs_the_policy_and_reports(tmp_path: Path) -> None:
