@@ -260,10 +260,10 @@ def _is_on(result: dict[str, Any]) -> bool:
 
 
 def summary(arms: list[list[dict[str, Any]]], on_name: str, off_name: str) -> str:
-    """Over the pairs: the pooled throughput ratio (records/s summed per
-    arm), the mean of the pairs' ratios with its standard error, and the
-    pooled ratio of CPU per record (none over policy: above 1 is cheaper
-    without)."""
+    """Over the pairs (each ``[off, on]``): the pooled throughput ratio
+    (records/s summed per arm, on over off), the mean of the pairs' ratios
+    with its standard error, and the pooled ratio of CPU per record, off
+    over on (below 1: a record costs the on arm more)."""
     ratios = [on["records_per_s"] / max(off["records_per_s"], 1) for off, on in arms]
     pooled = (sum(on["records_per_s"] for _, on in arms)
               / max(sum(off["records_per_s"] for off, _ in arms), 1))
