@@ -63,7 +63,7 @@ from .bench_etcd import ratio, scenario_etcd
 from .bench_measure import loadavg
 from .bench_report import console, plots, table
 from .bench_scenarios import measure_ceiling, scenario_latency, scenario_throughput_etc
-from .bench_setup import BENCH_PARAMS, Opts, envelope_bytes
+from .bench_setup import BENCH_PARAMS, DEFAULT_BLOCK_RECORDS, Opts, envelope_bytes
 
 SCENARIOS = ("latency", "throughput", "etcd")
 
@@ -135,8 +135,8 @@ async def run(o: Opts, scenarios: set[str], keep: Path | None) -> dict[str, Any]
               help="top the log up to at least this many records before proofs "
                    "(1000000 for the issue's figure; slow)")
 @click.option("--catchup-records", type=int, help="[100000; quick 10000]")
-@click.option("--block-records", type=int, default=4000, show_default=True,
-              help="max_block_records of the benchmark chain (the cluster default is 1000)")
+@click.option("--block-records", type=int, default=DEFAULT_BLOCK_RECORDS, show_default=True,
+              help="max_block_records of the benchmark chain (the cluster default)")
 @click.option("--batch", type=int, default=2000, show_default=True)
 @click.option("--inflight", type=int, default=4, show_default=True)
 @click.option("--only", type=click.Choice(SCENARIOS), multiple=True,

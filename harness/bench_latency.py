@@ -47,7 +47,7 @@ import orjson
 
 from .bench_batches import signed_load
 from .bench_measure import counters_by_name, cpu_seconds, node_counters, pct, quiet_collector
-from .bench_setup import RESEND_S, new_cluster, offer_at_ticks, start_cluster
+from .bench_setup import DEFAULT_BLOCK_RECORDS, RESEND_S, new_cluster, offer_at_ticks, start_cluster
 
 
 def record_id(envelope: bytes) -> bytes:
@@ -185,7 +185,8 @@ async def one_run(root: Path, name: str, rate: float, sign_batch: int, seconds: 
 @click.option("--tick", type=float, default=0.05, show_default=True,
               help="one POST every tick, of rate x tick records")
 @click.option("--repeat", type=int, default=1, show_default=True)
-@click.option("--block-records", type=int, default=1000, show_default=True)
+@click.option("--block-records", type=int, default=DEFAULT_BLOCK_RECORDS, show_default=True,
+              help="max_block_records of the chain and the nodes (the cluster default)")
 @click.option("--backoff-max", type=float, default=RESEND_S, show_default=True,
               help="a refused POST is sent again after 50 ms, doubling up to this (s)")
 @click.option("--out", type=click.Path(path_type=Path), help="all runs as a JSON list")

@@ -24,6 +24,7 @@ from rich.progress import Progress
 from ledger.crypto import RECORD_DOMAIN, SigningKey
 from ledger.keys import load_key_file
 from ledger.records import decode_envelope
+from node.settings_chain import DEFAULT_BLOCK_RECORDS as DEFAULT_BLOCK_RECORDS  # re-exported
 
 from .localnet import LocalCluster
 
@@ -199,9 +200,9 @@ NO_CLIENT_LIMITS = [("[http]\n", "[http]\nclient_rate_per_s = 0\nidentity_rate_p
 def new_cluster(root: Path, name: str, block_records: int) -> LocalCluster:
     params: dict[str, Any] = dict(BENCH_PARAMS, max_block_records=block_records)
     edits = {i: list(NO_CLIENT_LIMITS) for i in range(4)}
-    if block_records != 1000:
+    if block_records != DEFAULT_BLOCK_RECORDS:
         for i in range(4):
-            edits[i].append(("max_block_records = 1000",
+            edits[i].append((f"max_block_records = {DEFAULT_BLOCK_RECORDS}",
                              f"max_block_records = {block_records}"))
     return LocalCluster(root / name, 4, params=params, toml_edits=edits)
 

@@ -28,6 +28,7 @@ from ledger.crypto import SigningKey
 from ledger.genesis import DEFAULT_RECORD_TS_FUTURE_MS, DEFAULT_RECORD_TS_PAST_MS
 from ledger.keys import write_key_file
 
+from .settings_chain import DEFAULT_BLOCK_RECORDS
 from .tls_certs import make_ca, make_node_cert
 
 DEFAULT_BASE_PORT = 7700
@@ -43,7 +44,7 @@ DEFAULT_PARAMS: dict[str, int] = {
     "timeout_prevote_ms": 1000,
     "timeout_precommit_ms": 1000,
     "timeout_delta_ms": 500,
-    "max_block_records": 1000,
+    "max_block_records": DEFAULT_BLOCK_RECORDS,
     "max_clock_skew_ms": 10000,
     # The record ts window (ledger/genesis.py says why these values).
     "record_ts_past_ms": DEFAULT_RECORD_TS_PAST_MS,
@@ -90,7 +91,7 @@ max_body_bytes = 16777216
 [limits]
 max_mempool = 20000
 max_request_envelopes = 5000
-max_block_records = 1000
+max_block_records = {DEFAULT_BLOCK_RECORDS}
 
 [gossip]
 batch = 500

@@ -20,6 +20,14 @@ from ledger.params import (
 from .gctune import GEN0_THRESHOLD
 from .settings_fields import setting
 
+# Records in a block a node proposes, and the chain param ledger-cluster
+# writes into a new genesis.  Under load a block's round costs about the
+# same whatever its size, so larger blocks carry more records per round;
+# with 1,000 a 4-validator cluster on two cores committed a third less
+# under overload and refused five times as many records (docs/performance.md,
+# 2026-12-08).
+DEFAULT_BLOCK_RECORDS = 4000
+
 
 @dataclass(frozen=True, kw_only=True)
 class ConsensusSettings:
@@ -62,7 +70,8 @@ class LimitsSettings:
         doc="Envelopes in one `POST /v1/records`; more is 400 `too_many`. The contract's "
             "ceiling is 5000.")
 
-    max_block_records: int = setting(1000, lo=BLOCK_RECORDS_MIN, hi=BLOCK_RECORDS_MAX,
+    max_block_records: int = setting(DEFAULT_BLOCK_RECORDS, lo=BLOCK_RECORDS_MIN,
+                                     hi=BLOCK_RECORDS_MAX,
         doc="Records in a block this node proposes (the lower of this and the chain param "
             "`max_block_records` in force at the block's height).")
 
