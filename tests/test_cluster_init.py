@@ -44,6 +44,13 @@ def test_init_writes_protocol_files(tmp_path: Path) -> None:
             assert key.pubkey in genesis.submitters
     for i in range(4):
         assert (d / f"node{i}" / "node.toml").exists()
+    # The block cap in genesis, in each node.toml and a node's own default
+    # are the one value (node/settings_chain.py).
+    assert doc["params"]["max_block_records"] == DEFAULT_BLOCK_RECORDS == 4000
+    for i in range(4):
+        toml = tomllib.loads((d / f"node{i}" / "node.toml").read_text())
+        assert toml["limits"]["max_block_records"] == DEFAULT_BLOCK_RECORDS
+    assert LimitsSettings().max_block_records == DEFAULT_BLOCK_RECORDS
     again = subprocess.run([sys.executable, "-m", "node.cluster", "init", "--nodes", "4",
                             "--dir", str(d)], capture_output=True, text=True, timeout=60)
     assert again.returncode != 0 and "already holds a cluster" in again.stderr
@@ -66,19 +73,3 @@ def test_two_inits_are_two_chains(tmp_path: Path) -> None:
         assert proc.returncode == 0, proc.stderr
         chains.append(json.loads((tmp_path / d / "genesis.json").read_text())["chain"])
     assert chains[0] != chains[1]
-
-
-def test_init_caps_blocks_at_the_nodes_default(tmp_path: Path) -> None:
-    """The chain param ledger-cluster writes, each node.toml's limit and a
-    node's own default are the one value (node/settings_chain.py)."""
-    d = tmp_path / "c"
-    proc = subprocess.run([sys.executable, "-m", "node.cluster", "init", "--nodes", "4",
-                           "--dir", str(d), "--base-port", "7950"],
-                          capture_output=True, text=True, timeout=60)
-    assert proc.returncode == 0, proc.stderr
-    doc = json.loads((d / "genesis.json").read_text())
-    assert doc["params"]["max_block_records"] == DEFAULT_BLOCK_RECORDS == 4000
-    for i in range(4):
-        toml = tomllib.loads((d / f"node{i}" / "node.toml").read_text())
-        assert toml["limits"]["max_block_records"] == DEFAULT_BLOCK_RECORDS
-    assert LimitsSettings().max_block_records == DEFAULT_BLOCK_RECORDS
