@@ -33,6 +33,8 @@ from pathlib import Path
 
 import click
 
+from .bench_measure import pct
+
 # The critical-path marks, in block order.
 PATH_MARKS = ("build start", "proposal sent", "2nd follower validated", "first commit done",
               "last commit done")
@@ -77,9 +79,8 @@ def step_table(nodes: list[NodeTimeline]) -> list[tuple[str, int, float, float, 
             spans[label].append((end - start) * 1000)
     rows = []
     for label, values in sorted(spans.items()):
-        values.sort()
-        rows.append((label, len(values), values[len(values) // 2], statistics.mean(values),
-                     values[int(len(values) * 0.9)], values[-1], sum(values)))
+        rows.append((label, len(values), pct(values, 50), statistics.mean(values),
+                     pct(values, 90), max(values), sum(values)))
     return rows
 
 
@@ -91,7 +92,7 @@ def critical_path(nodes: list[NodeTimeline], min_records: int = 0) -> dict[str, 
     commit_done: dict[int, list[float]] = defaultdict(list)
     build: dict[int, float] = {}
     sent: dict[int, float] = {}
-    validated: dict[int, list[float]] = defaultdict(list)
+    validated: dict[int, list[tuple[int, float]]] = defaultdict(list)  # (node, end)
     proposer_of: dict[int, int] = {}
     for k, node in enumerate(nodes):
         for label, height, start, end in node.calls:
@@ -105,17 +106,18 @@ def critical_path(nodes: list[NodeTimeline], min_records: int = 0) -> dict[str, 
             elif label == "execute:Broadcast:Proposal":
                 sent.setdefault(height, end)
             elif label == "validate":
-                validated[height].append(end)
+                validated[height].append((k, end))
     offsets: dict[str, list[float]] = defaultdict(list)
     for height in sorted(commit_done):
         before = commit_done.get(height - 1)
-        if not before or height not in build or height not in sent \
-                or len(validated[height]) < 3 or len(commit_done[height]) < len(nodes) \
+        if not before or height not in build or height not in sent:
+            continue
+        # The proposer validates its own block too; the followers' are the others.
+        followers = sorted(t for k, t in validated[height] if k != proposer_of[height])
+        if len(followers) < 2 or len(commit_done[height]) < len(nodes) \
                 or sizes.get(height, 0) < min_records:
             continue
         t0 = min(before)
-        # The proposer validates its own block too; the followers' are the others.
-        followers = sorted(validated[height])[1:]
         marks = (build[height], sent[height], followers[1], min(commit_done[height]),
                  max(commit_done[height]))
         for name, t in zip(PATH_MARKS, marks):

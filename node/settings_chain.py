@@ -22,10 +22,8 @@ from .settings_fields import setting
 
 # Records in a block a node proposes, and the chain param ledger-cluster
 # writes into a new genesis.  Under load a block's round costs about the
-# same whatever its size, so larger blocks carry more records per round;
-# with 1,000 a 4-validator cluster on two cores committed a third less
-# under overload and refused five times as many records (docs/performance.md,
-# 2026-12-08).
+# same whatever its size, so larger blocks carry more records per round
+# (the figures: docs/performance.md, "Blocks of up to 4,000 records").
 DEFAULT_BLOCK_RECORDS = 4000
 
 
